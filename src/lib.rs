@@ -1,0 +1,12 @@
+//! logflow: real-time log analytics on timely dataflow.
+//!
+//! The crate is laid out by concern: [`parse`] turns bytes into [`record::Event`]s, [`spec`]
+//! reads job specs, [`operators`] holds the reusable dataflow operators (windows, aggregates,
+//! detectors), [`sources`] and [`sinks`] move records in and out, [`runtime`] builds and runs
+//! the timely dataflow, and [`cli`] is the command line.
+
+pub mod error;
+pub mod parse;
+pub mod record;
+
+pub use error::{Error, Result};

@@ -1,0 +1,268 @@
+//! Values of fields, group keys and results.
+
+use std::cmp::Ordering;
+use std::hash::{Hash, Hasher};
+
+use serde::{Deserialize, Serialize};
+
+use super::Str;
+
+/// A borrowed value read from an [`super::Event`]: no copy on the hot path.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ValueRef<'a> {
+    Null,
+    Int(i64),
+    Float(f64),
+    Str(&'a str),
+}
+
+impl ValueRef<'_> {
+    /// Copies into an owned [`Value`].
+    pub fn to_owned(self) -> Value {
+        match self {
+            ValueRef::Null => Value::Null,
+            ValueRef::Int(i) => Value::Int(i),
+            ValueRef::Float(f) => Value::Float(f),
+            ValueRef::Str(s) => Value::Str(Str::from(s)),
+        }
+    }
+
+    /// The numeric value, if any (ints widen to floats).
+    #[inline]
+    pub fn as_f64(self) -> Option<f64> {
+        match self {
+            ValueRef::Int(i) => Some(i as f64),
+            ValueRef::Float(f) => Some(f),
+            _ => None,
+        }
+    }
+
+    pub fn is_null(self) -> bool {
+        matches!(self, ValueRef::Null)
+    }
+}
+
+/// An owned value. Total order and hashing are defined for every variant (floats by their
+/// IEEE total order, with -0.0 folded into 0.0) so values can be group keys and set members.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(Str),
+    List(Vec<Value>),
+}
+
+impl Value {
+    pub fn is_null(&self) -> bool {
+        matches!(self, Value::Null)
+    }
+
+    /// The numeric value, if any (ints widen to floats).
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Value::Int(i) => Some(*i as f64),
+            Value::Float(f) => Some(*f),
+            _ => None,
+        }
+    }
+
+    /// Borrows as a [`ValueRef`] where one exists (not for bools and lists).
+    pub fn as_ref(&self) -> Option<ValueRef<'_>> {
+        match self {
+            Value::Null => Some(ValueRef::Null),
+            Value::Int(i) => Some(ValueRef::Int(*i)),
+            Value::Float(f) => Some(ValueRef::Float(*f)),
+            Value::Str(s) => Some(ValueRef::Str(s)),
+            _ => None,
+        }
+    }
+
+    fn rank(&self) -> u8 {
+        match self {
+            Value::Null => 0,
+            Value::Bool(_) => 1,
+            Value::Int(_) | Value::Float(_) => 2,
+            Value::Str(_) => 3,
+            Value::List(_) => 4,
+        }
+    }
+
+    /// Appends the value as JSON. Non-finite floats have no JSON form and are written as null.
+    pub fn write_json(&self, out: &mut String) {
+        use std::fmt::Write;
+        match self {
+            Value::Null => out.push_str("null"),
+            Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            Value::Int(i) => {
+                let _ = write!(out, "{i}");
+            }
+            Value::Float(f) => write_f64(*f, out),
+            Value::Str(s) => write_json_str(s, out),
+            Value::List(items) => {
+                out.push('[');
+                for (i, v) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    v.write_json(out);
+                }
+                out.push(']');
+            }
+        }
+    }
+
+    /// The value as a `serde_json::Value` (used off the hot path, e.g. by `tail` and tests).
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Value::Null => serde_json::Value::Null,
+            Value::Bool(b) => (*b).into(),
+            Value::Int(i) => (*i).into(),
+            Value::Float(f) => serde_json::Number::from_f64(*f).map_or(serde_json::Value::Null, Into::into),
+            Value::Str(s) => s.as_str().into(),
+            Value::List(items) => items.iter().map(Value::to_json).collect(),
+        }
+    }
+}
+
+/// Floats with an integral value still print with a fraction (`3.0`), so a consumer never sees a
+/// float field change type between windows.
+pub fn write_f64(f: f64, out: &mut String) {
+    if f.is_finite() {
+        let mut buf = ryu_like(f);
+        if !buf.contains(['.', 'e', 'E']) {
+            buf.push_str(".0");
+        }
+        out.push_str(&buf);
+    } else {
+        out.push_str("null");
+    }
+}
+
+fn ryu_like(f: f64) -> String {
+    // serde_json prints the shortest representation that round-trips.
+    serde_json::Number::from_f64(f).map_or_else(|| "null".to_string(), |n| n.to_string())
+}
+
+/// Appends `s` as a JSON string literal.
+pub fn write_json_str(s: &str, out: &mut String) {
+    // serde_json's escaping is correct for every control character; strings are short here.
+    match serde_json::to_string(s) {
+        Ok(quoted) => out.push_str(&quoted),
+        Err(_) => out.push_str("null"),
+    }
+}
+
+fn float_key(f: f64) -> f64 {
+    if f == 0.0 {
+        0.0
+    } else {
+        f
+    }
+}
+
+impl PartialEq for Value {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Value {}
+
+impl PartialOrd for Value {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Value {
+    fn cmp(&self, other: &Self) -> Ordering {
+        match (self, other) {
+            (Value::Null, Value::Null) => Ordering::Equal,
+            (Value::Bool(a), Value::Bool(b)) => a.cmp(b),
+            (Value::Int(a), Value::Int(b)) => a.cmp(b),
+            (Value::Int(a), Value::Float(b)) => float_key(*a as f64).total_cmp(&float_key(*b)),
+            (Value::Float(a), Value::Int(b)) => float_key(*a).total_cmp(&float_key(*b as f64)),
+            (Value::Float(a), Value::Float(b)) => float_key(*a).total_cmp(&float_key(*b)),
+            (Value::Str(a), Value::Str(b)) => a.cmp(b),
+            (Value::List(a), Value::List(b)) => a.cmp(b),
+            _ => self.rank().cmp(&other.rank()),
+        }
+    }
+}
+
+impl Hash for Value {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        match self {
+            Value::Null => state.write_u8(0),
+            Value::Bool(b) => {
+                state.write_u8(1);
+                b.hash(state)
+            }
+            // Ints and floats that compare equal must hash equal.
+            Value::Int(i) => {
+                state.write_u8(2);
+                float_key(*i as f64).to_bits().hash(state)
+            }
+            Value::Float(f) => {
+                state.write_u8(2);
+                float_key(*f).to_bits().hash(state)
+            }
+            Value::Str(s) => {
+                state.write_u8(3);
+                s.as_str().hash(state)
+            }
+            Value::List(items) => {
+                state.write_u8(4);
+                items.hash(state)
+            }
+        }
+    }
+}
+
+impl From<ValueRef<'_>> for Value {
+    fn from(v: ValueRef<'_>) -> Self {
+        v.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json(v: &Value) -> String {
+        let mut s = String::new();
+        v.write_json(&mut s);
+        s
+    }
+
+    #[test]
+    fn json_forms() {
+        assert_eq!(json(&Value::Null), "null");
+        assert_eq!(json(&Value::Int(-3)), "-3");
+        assert_eq!(json(&Value::Float(2.0)), "2.0");
+        assert_eq!(json(&Value::Float(0.1 + 0.2)), "0.30000000000000004");
+        assert_eq!(json(&Value::Float(f64::NAN)), "null");
+        assert_eq!(json(&Value::Str("a\"b\n".into())), r#""a\"b\n""#);
+        assert_eq!(
+            json(&Value::List(vec![Value::Str("x".into()), Value::Null])),
+            r#"["x",null]"#
+        );
+    }
+
+    #[test]
+    fn order_and_equality() {
+        assert!(Value::Null < Value::Int(0));
+        assert_eq!(Value::Int(1), Value::Float(1.0));
+        assert_eq!(Value::Float(-0.0), Value::Float(0.0));
+        assert!(Value::Int(2) < Value::Float(2.5));
+        assert!(Value::Str("a".into()) < Value::Str("b".into()));
+        let h = |v: &Value| {
+            let mut s = std::collections::hash_map::DefaultHasher::new();
+            v.hash(&mut s);
+            s.finish()
+        };
+        assert_eq!(h(&Value::Int(1)), h(&Value::Float(1.0)));
+    }
+}
