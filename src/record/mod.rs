@@ -32,6 +32,10 @@ pub struct Event {
     pub action: Option<Str>,
     pub value: Option<f64>,
     pub session_id: Option<Str>,
+    /// Input order, set by the source (file line, or partition and offset): ties in event
+    /// time are broken by it, so order-sensitive aggregates are deterministic.
+    #[serde(default)]
+    pub pos: u64,
 }
 
 /// A named field of [`Event`].
