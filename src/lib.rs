@@ -10,3 +10,9 @@ pub mod parse;
 pub mod record;
 
 pub use error::{Error, Result};
+pub mod operators;
+pub mod spec;
+pub mod runtime;
+pub mod sinks;
+pub mod sources;
+pub mod cli;

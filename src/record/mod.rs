@@ -3,7 +3,7 @@
 //! Specs refer to fields by name; [`Field`] resolves a name once, at plan time, so the hot path
 //! reads a struct field instead of looking up a map.
 
-mod value;
+pub mod value;
 
 pub use value::{Value, ValueRef};
 
@@ -97,6 +97,34 @@ impl Field {
     pub fn from_name(name: &str) -> Option<Field> {
         Field::ALL.iter().copied().find(|f| f.name() == name)
     }
+}
+
+/// A group key: the values of an analysis's `group_by` fields, in order.
+pub type Key = Vec<Value>;
+
+/// One result row of an analysis: the window and the output columns (keys first).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Row {
+    /// Index of the analysis in the job plan.
+    pub analysis: u32,
+    pub start: i64,
+    pub end: i64,
+    pub values: Vec<Value>,
+}
+
+impl Row {
+    /// The group key columns.
+    pub fn key(&self, key_len: usize) -> &[Value] {
+        &self.values[..key_len.min(self.values.len())]
+    }
+}
+
+/// Hashes a key the same way on every worker and process (exchange routing depends on it).
+pub fn key_hash(key: &[Value]) -> u64 {
+    use std::hash::{BuildHasher, Hash, Hasher};
+    let mut h = foldhash::fast::FixedState::with_seed(0x6c6f_6766_6c6f_7721).build_hasher();
+    key.hash(&mut h);
+    h.finish()
 }
 
 impl Event {
