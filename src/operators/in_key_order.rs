@@ -20,7 +20,7 @@ pub trait InKeyOrder<'scope> {
     /// window order; `state` starts as `S::default()` for each key.
     ///
     /// ```
-    /// use timely::dataflow::operators::{ToStream, Capture, capture::Extract};
+    /// use timely::dataflow::operators::{ToStream, Capture, capture::Event};
     /// use logflow::operators::in_key_order::InKeyOrder;
     /// use logflow::record::{Row, Value};
     ///
@@ -37,7 +37,7 @@ pub trait InKeyOrder<'scope> {
     ///         })
     ///         .capture()
     /// });
-    /// let mut rows: Vec<_> = out.extract().into_iter().flat_map(|(_, r)| r).map(|r| (r.start, r.values)).collect();
+    /// let mut rows: Vec<_> = out.try_iter().flat_map(|e| match e { Event::Messages(_, d) => d, _ => vec![] }).map(|r| (r.start, r.values)).collect();
     /// rows.sort_by_key(|r| r.0);
     /// assert_eq!(rows[0].1[1], Value::Int(1));
     /// assert_eq!(rows[2].1[1], Value::Int(2));

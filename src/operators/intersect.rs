@@ -19,7 +19,7 @@ pub trait Intersect<'scope> {
     /// its delay); `self_horizon` is the same bound for `self`, used to forget old rows.
     ///
     /// ```
-    /// use timely::dataflow::operators::{ToStream, Capture, capture::Extract};
+    /// use timely::dataflow::operators::{ToStream, Capture, capture::Event};
     /// use logflow::operators::intersect::Intersect;
     /// use logflow::record::{Row, Value};
     ///
@@ -29,7 +29,7 @@ pub trait Intersect<'scope> {
     ///     let b = vec![row(30, "1.2.3.4"), row(600, "5.6.7.8")].to_stream(scope);
     ///     a.intersect(b, 1, 7, 120, 120).capture()
     /// });
-    /// let rows: Vec<Row> = out.extract().into_iter().flat_map(|(_, r)| r).collect();
+    /// let rows: Vec<Row> = out.try_iter().flat_map(|e| match e { Event::Messages(_, d) => d, _ => vec![] }).collect();
     /// assert_eq!(rows.len(), 1);
     /// assert_eq!((rows[0].analysis, rows[0].values[0].clone()), (7, Value::Str("1.2.3.4".into())));
     /// ```

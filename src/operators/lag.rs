@@ -12,7 +12,7 @@ pub trait Lag<'scope> {
     /// has null previous value and change.
     ///
     /// ```
-    /// use timely::dataflow::operators::{ToStream, Capture, capture::Extract};
+    /// use timely::dataflow::operators::{ToStream, Capture, capture::Event};
     /// use logflow::operators::lag::Lag;
     /// use logflow::record::{Row, Value};
     ///
@@ -23,7 +23,7 @@ pub trait Lag<'scope> {
     ///     })
     ///     .to_stream(scope).lag(1, 1, 1).capture()
     /// });
-    /// let rows: Vec<Row> = out.extract().into_iter().flat_map(|(_, r)| r).collect();
+    /// let rows: Vec<Row> = out.try_iter().flat_map(|e| match e { Event::Messages(_, d) => d, _ => vec![] }).collect();
     /// let second = rows.iter().find(|r| r.start == 60).unwrap();
     /// assert_eq!(second.values[2..], [Value::Float(5.0), Value::Float(15.0)]);
     /// ```

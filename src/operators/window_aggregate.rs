@@ -43,28 +43,28 @@ pub trait WindowAggregate<'scope> {
     ///
     /// ```
     /// use std::rc::Rc;
-    /// use timely::dataflow::operators::{ToStream, Capture, capture::Extract};
+    /// use timely::dataflow::operators::{ToStream, Capture, capture::Event as Msg};
     /// use logflow::operators::aggregate::{AccSpec, AggFunc};
     /// use logflow::operators::window::Windows;
     /// use logflow::operators::window_aggregate::WindowAggregate;
     /// use logflow::record::{Event, Field, Value};
     /// use logflow::spec::plan::AggNode;
     ///
-    /// let node = Rc::new(AggNode {
-    ///     windows: Windows::tumbling(60_000),
-    ///     hold_ms: 0,
-    ///     filter: None,
-    ///     keys: vec![Field::Service],
-    ///     accs: vec![AccSpec { func: AggFunc::Count, arg: None }],
-    ///     analyses: vec![],
-    /// });
     /// let out = timely::example(move |scope| {
+    ///     let node = Rc::new(AggNode {
+    ///         windows: Windows::tumbling(60_000),
+    ///         hold_ms: 0,
+    ///         filter: None,
+    ///         keys: vec![Field::Service],
+    ///         accs: vec![AccSpec { func: AggFunc::Count, arg: None }],
+    ///         analyses: vec![],
+    ///     });
     ///     let events = (0..3).map(|i| Event { timestamp: 1_000 * i, service: Some("api".into()), ..Event::default() });
     ///     events.to_stream(scope)
     ///         .window_aggregate(node, |w, out: &mut Vec<(i64, Value)>| out.push((w.start, w.values[0].clone())))
     ///         .capture()
     /// });
-    /// let rows: Vec<_> = out.extract().into_iter().flat_map(|(_, rows)| rows).collect();
+    /// let rows: Vec<_> = out.try_iter().flat_map(|e| match e { Msg::Messages(_, d) => d, _ => vec![] }).collect();
     /// assert_eq!(rows, vec![(0, Value::Int(3))]);
     /// ```
     fn window_aggregate<D, F>(self, node: Rc<AggNode>, emit: F) -> StreamVec<'scope, u64, D>

@@ -17,7 +17,7 @@ pub trait ZScore<'scope> {
     /// null or the baseline has no spread (stddev null or 0).
     ///
     /// ```
-    /// use timely::dataflow::operators::{ToStream, Capture, capture::Extract};
+    /// use timely::dataflow::operators::{ToStream, Capture, capture::Event};
     /// use logflow::operators::zscore::ZScore;
     /// use logflow::record::{Row, Value};
     ///
@@ -28,7 +28,7 @@ pub trait ZScore<'scope> {
     ///     })
     ///     .to_stream(scope).zscore(1, 1, 10, 1).capture()
     /// });
-    /// let rows: Vec<Row> = out.extract().into_iter().flat_map(|(_, r)| r).collect();
+    /// let rows: Vec<Row> = out.try_iter().flat_map(|e| match e { Event::Messages(_, d) => d, _ => vec![] }).collect();
     /// let last = rows.iter().find(|r| r.start == 180).unwrap();
     /// assert_eq!(last.values[2], Value::Float(2.0)); // mean of 1, 2, 3
     /// assert_eq!(last.values[4], Value::Float(8.0)); // (10 - 2) / 1
