@@ -127,7 +127,50 @@ pub fn key_hash(key: &[Value]) -> u64 {
     h.finish()
 }
 
+/// A set of [`Field`]s (a bit per field).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FieldSet(u16);
+
+impl FieldSet {
+    pub const ALL: FieldSet = FieldSet((1 << Field::ALL.len()) - 1);
+
+    pub fn insert(&mut self, f: Field) {
+        self.0 |= 1 << f as u16;
+    }
+
+    pub fn contains(self, f: Field) -> bool {
+        self.0 & (1 << f as u16) != 0
+    }
+}
+
 impl Event {
+    /// Clears the fields no analysis reads, so copies of the event are cheap (a long
+    /// `message` is the only field that usually lives on the heap).
+    pub fn keep_only(&mut self, fields: FieldSet) {
+        if fields == FieldSet::ALL {
+            return;
+        }
+        for f in Field::ALL {
+            if !fields.contains(f) {
+                match f {
+                    Field::Timestamp => {}
+                    Field::Level => self.level = None,
+                    Field::Service => self.service = None,
+                    Field::Message => self.message = None,
+                    Field::IpAddress => self.ip_address = None,
+                    Field::UserId => self.user_id = None,
+                    Field::RequestId => self.request_id = None,
+                    Field::ResponseTime => self.response_time = None,
+                    Field::StatusCode => self.status_code = None,
+                    Field::ErrorCode => self.error_code = None,
+                    Field::Action => self.action = None,
+                    Field::Value => self.value = None,
+                    Field::SessionId => self.session_id = None,
+                }
+            }
+        }
+    }
+
     /// Reads one field without copying it.
     #[inline]
     pub fn get(&self, field: Field) -> ValueRef<'_> {

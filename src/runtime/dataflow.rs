@@ -33,6 +33,7 @@ pub fn ingest_config(plan: &JobPlan) -> IngestConfig {
                 analyses: n.analyses.iter().map(|&a| (a as u32, plan.analyses[a].delay_ms)).collect(),
             })
             .collect(),
+        fields: plan.used_fields(),
         batch: 65_536,
     }
 }

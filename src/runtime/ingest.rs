@@ -69,6 +69,8 @@ pub struct IngestConfig {
     pub granularity_ms: i64,
     pub idle_timeout: Duration,
     pub rules: Vec<LatenessRule>,
+    /// Fields the analyses read; the rest are cleared before events fan out.
+    pub fields: crate::record::FieldSet,
     /// Records read per activation, across partitions (bounds latency and memory).
     pub batch: usize,
 }
@@ -209,6 +211,7 @@ pub fn ingest<'scope>(
                         late_h.session(&held[2]).give(le);
                     }
                     if on_time_somewhere {
+                        ev.keep_only(config.fields);
                         if t != buffer_time && !buffer.is_empty() {
                             let cap = held[0].delayed(&buffer_time);
                             events_h.session(&cap).give_container(&mut buffer);

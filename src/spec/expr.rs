@@ -176,6 +176,29 @@ impl Expr {
         }
     }
 
+    /// Adds the event fields the expression reads to `set`.
+    pub fn collect_fields(&self, set: &mut crate::record::FieldSet) {
+        match self {
+            Expr::Field(f) => set.insert(*f),
+            Expr::Lit(_) | Expr::Column(_) => {}
+            Expr::Call(_, args) => args.iter().for_each(|a| a.collect_fields(set)),
+            Expr::Unary(_, e) | Expr::IsNull(e, _) => e.collect_fields(set),
+            Expr::Binary(_, a, b) => {
+                a.collect_fields(set);
+                b.collect_fields(set);
+            }
+            Expr::Case(arms, d) => {
+                for (c, t) in arms {
+                    c.collect_fields(set);
+                    t.collect_fields(set);
+                }
+                if let Some(d) = d {
+                    d.collect_fields(set);
+                }
+            }
+        }
+    }
+
     /// True when the expression is a condition that holds (null and false both reject).
     #[inline]
     pub fn test<R: Lookup + ?Sized>(&self, row: &R) -> bool {

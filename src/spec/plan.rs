@@ -216,7 +216,24 @@ impl JobPlan {
         Ok(plan)
     }
 
-    /// Output topic names in analysis order.
+    /// The event fields any analysis reads (the others are dropped at ingest).
+    pub fn used_fields(&self) -> crate::record::FieldSet {
+        let mut set = crate::record::FieldSet::default();
+        for n in &self.nodes {
+            n.keys.iter().for_each(|f| set.insert(*f));
+            if let Some(f) = &n.filter {
+                f.collect_fields(&mut set);
+            }
+            for a in &n.accs {
+                if let Some(e) = &a.arg {
+                    e.collect_fields(&mut set);
+                }
+            }
+        }
+        set
+    }
+
+    /// The dead-letter output's topic.
     pub fn dead_letter_topic(&self) -> String {
         format!("{}.dead-letter", self.name)
     }
@@ -729,6 +746,11 @@ mod tests {
         assert_eq!(plan.nodes[0].accs.len(), 3, "count() is shared");
         assert_eq!(plan.analyses[1].columns, vec!["service", "total", "rate"]);
         assert_eq!(plan.granularity_ms, 60_000);
+        let used = plan.used_fields();
+        for f in [Field::Service, Field::ResponseTime, Field::StatusCode] {
+            assert!(used.contains(f), "{f:?}");
+        }
+        assert!(!used.contains(Field::Message));
     }
 
     #[test]
