@@ -96,9 +96,9 @@ fn open_sink(plan: &Arc<JobPlan>) -> Result<Box<dyn Sink>, Error> {
         SinkPlan::Console => Box::new(ConsoleSink::new(Arc::clone(plan))),
         SinkPlan::Files { dir } => Box::new(FilesSink::create(dir.as_ref(), Arc::clone(plan))?),
         SinkPlan::Kafka { .. } => {
-            return Err(Error::Usage(
-                "Kafka sinks are not wired into `run` yet; use `--output-dir DIR`".into(),
-            ))
+            // Until the Kafka sink lands, results of Kafka-sink specs are printed instead.
+            eprintln!("logflow: the Kafka sink is not available in this build; printing results to the console");
+            Box::new(ConsoleSink::new(Arc::clone(plan)))
         }
     })
 }
