@@ -6,13 +6,14 @@
 //! the timely dataflow, and [`cli`] is the command line.
 
 pub mod error;
+pub mod kafka;
 pub mod parse;
 pub mod record;
 
 pub use error::{Error, Result};
+pub mod cli;
 pub mod operators;
-pub mod spec;
 pub mod runtime;
 pub mod sinks;
 pub mod sources;
-pub mod cli;
+pub mod spec;

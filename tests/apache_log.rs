@@ -25,7 +25,16 @@ fn real_apache_log_gives_hand_checked_results() {
     let out_arg = out_dir.to_str().unwrap().to_string();
     for threads in ["1", "2"] {
         let out = run_ok(&[
-            "run", "dataflows/log-analysis.toml", "--input", &data, "--format", "apache", "--output-dir", &out_arg, "-w", threads,
+            "run",
+            "dataflows/log-analysis.toml",
+            "--input",
+            &data,
+            "--format",
+            "apache",
+            "--output-dir",
+            &out_arg,
+            "-w",
+            threads,
         ]);
         let acc = accounting(&out.stderr);
         // wc -l apache_logs = 10000; every line is a well-formed combined-format line, and the
@@ -37,7 +46,10 @@ fn real_apache_log_gives_hand_checked_results() {
 
         // Every request is in exactly one system_health window.
         let health = read_jsonl(&out_dir.join("system_health.jsonl"));
-        let total: u64 = health.iter().map(|r| r["total_requests"].as_u64().unwrap()).sum();
+        let total: u64 = health
+            .iter()
+            .map(|r| r["total_requests"].as_u64().unwrap())
+            .sum();
         assert_eq!(total, 10_000);
         // grep -c '17/May/2015:10:05:' apache_logs = 74
         let first = &health[0];
@@ -55,7 +67,11 @@ fn real_apache_log_gives_hand_checked_results() {
         //   | sort | uniq -c  -> presentations 23, blog 18, images 10
         let pop = read_jsonl(&out_dir.join("service_popularity.jsonl"));
         for (svc, n) in [("presentations", 23), ("blog", 18), ("images", 10)] {
-            assert_eq!(find(&pop, "2015-05-17T10:05:00Z", "service", svc)["request_count"], n, "{svc}");
+            assert_eq!(
+                find(&pop, "2015-05-17T10:05:00Z", "service", svc)["request_count"],
+                n,
+                "{svc}"
+            );
         }
 
         // grep -E '^83\.149\.9\.216 .*17/May/2015:10:0[5-9]:' apache_logs | wc -l = 23, paths
@@ -69,10 +85,16 @@ fn real_apache_log_gives_hand_checked_results() {
 
         // awk '$9>=400' apache_logs | wc -l = 220 errors in all.
         let errs = read_jsonl(&out_dir.join("error_rate.jsonl"));
-        let errors: u64 = errs.iter().map(|r| r["error_count"].as_u64().unwrap()).sum();
+        let errors: u64 = errs
+            .iter()
+            .map(|r| r["error_count"].as_u64().unwrap())
+            .sum();
         assert_eq!(errors, 220);
         for r in &errs {
-            let (e, t) = (r["error_count"].as_f64().unwrap(), r["total_requests"].as_f64().unwrap());
+            let (e, t) = (
+                r["error_count"].as_f64().unwrap(),
+                r["total_requests"].as_f64().unwrap(),
+            );
             assert!((r["error_rate"].as_f64().unwrap() - e * 100.0 / t).abs() < 1e-9);
         }
     }

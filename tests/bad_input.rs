@@ -24,15 +24,36 @@ fn every_bad_record_is_dead_lettered_with_bytes_reason_and_position() {
     let lines: Vec<(Vec<u8>, bool)> = vec![
         (good(1, "api", 200), false),
         (b"this is not json at all".to_vec(), true),
-        (br#"{"timestamp":"2026-11-24T10:00:02Z","service":"api","#.to_vec(), true), // truncated
-        (br#"{"timestamp":"2026-11-24T10:00:03Z","service":"api","status_code":"500"}"#.to_vec(), true), // wrong type
-        (br#"{"timestamp":"2026-11-24T10:00:04Z","response_time":"fast"}"#.to_vec(), true), // wrong type
+        (
+            br#"{"timestamp":"2026-11-24T10:00:02Z","service":"api","#.to_vec(),
+            true,
+        ), // truncated
+        (
+            br#"{"timestamp":"2026-11-24T10:00:03Z","service":"api","status_code":"500"}"#.to_vec(),
+            true,
+        ), // wrong type
+        (
+            br#"{"timestamp":"2026-11-24T10:00:04Z","response_time":"fast"}"#.to_vec(),
+            true,
+        ), // wrong type
         (br#"{"service":"api","status_code":200}"#.to_vec(), true), // missing timestamp
-        (br#"{"timestamp":null,"service":"api"}"#.to_vec(), true), // null timestamp
-        (br#"{"timestamp":"2026-11-24","service":"api"}"#.to_vec(), true), // date without time
-        (br#"{"timestamp":"2026-02-30T10:00:00Z","service":"api"}"#.to_vec(), true), // impossible date
-        (br#"{"timestamp":"24/Nov/2026:10:00:05 +0000","service":"api"}"#.to_vec(), true), // access-log time
-        (b"{\"timestamp\":\"2026-11-24T10:00:06Z\",\"service\":\"\xff\xfeapi\"}".to_vec(), true), // not UTF-8
+        (br#"{"timestamp":null,"service":"api"}"#.to_vec(), true),  // null timestamp
+        (
+            br#"{"timestamp":"2026-11-24","service":"api"}"#.to_vec(),
+            true,
+        ), // date without time
+        (
+            br#"{"timestamp":"2026-02-30T10:00:00Z","service":"api"}"#.to_vec(),
+            true,
+        ), // impossible date
+        (
+            br#"{"timestamp":"24/Nov/2026:10:00:05 +0000","service":"api"}"#.to_vec(),
+            true,
+        ), // access-log time
+        (
+            b"{\"timestamp\":\"2026-11-24T10:00:06Z\",\"service\":\"\xff\xfeapi\"}".to_vec(),
+            true,
+        ), // not UTF-8
         (b"[1,2,3]".to_vec(), true),
         (huge, true),
         (good(7, "web", 503), false),
@@ -58,7 +79,12 @@ fn every_bad_record_is_dead_lettered_with_bytes_reason_and_position() {
         "2",
     ]);
 
-    let bad: Vec<usize> = lines.iter().enumerate().filter(|(_, (_, b))| *b).map(|(i, _)| i + 1).collect();
+    let bad: Vec<usize> = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, b))| *b)
+        .map(|(i, _)| i + 1)
+        .collect();
     let acc = accounting(&out.stderr);
     assert_eq!(acc["read"], 15, "{acc:?}");
     assert_eq!(acc["dead_letter"], bad.len() as u64);
@@ -84,7 +110,9 @@ fn every_bad_record_is_dead_lettered_with_bytes_reason_and_position() {
             }
         } else {
             let b64 = d["raw_base64"].as_str().expect("raw or raw_base64");
-            let bytes = base64::engine::general_purpose::STANDARD.decode(b64).unwrap();
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .unwrap();
             assert_eq!(&bytes, original, "line {line}");
         }
         seen_lines.push(line);
@@ -104,7 +132,14 @@ fn reading_from_stdin_works_and_an_empty_input_gives_no_rows() {
     let dir = tmpdir("stdin-input");
     let out_dir = dir.join("out");
     let mut child = common::bin()
-        .args(["run", "dataflows/log-analysis.toml", "--input", "-", "--output-dir", out_dir.to_str().unwrap()])
+        .args([
+            "run",
+            "dataflows/log-analysis.toml",
+            "--input",
+            "-",
+            "--output-dir",
+            out_dir.to_str().unwrap(),
+        ])
         .stdin(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -116,14 +151,25 @@ fn reading_from_stdin_works_and_an_empty_input_gives_no_rows() {
         stdin.write_all(b"\n").unwrap();
     }
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(accounting(&out.stderr)["parsed"], 1);
     assert_eq!(read_jsonl(&out_dir.join("response_time.jsonl")).len(), 1);
 
     let empty = dir.join("empty.log");
     std::fs::write(&empty, b"").unwrap();
     let out_dir2 = dir.join("out2");
-    let out = run_ok(&["run", "dataflows/log-analysis.toml", "--input", empty.to_str().unwrap(), "--output-dir", out_dir2.to_str().unwrap()]);
+    let out = run_ok(&[
+        "run",
+        "dataflows/log-analysis.toml",
+        "--input",
+        empty.to_str().unwrap(),
+        "--output-dir",
+        out_dir2.to_str().unwrap(),
+    ]);
     assert_eq!(accounting(&out.stderr)["read"], 0);
     assert!(read_jsonl(&out_dir2.join("response_time.jsonl")).is_empty());
 }

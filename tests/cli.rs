@@ -9,7 +9,11 @@ use common::{bin, repo, tmpdir};
 fn check_accepts_the_shipped_specs() {
     for spec in ["dataflows/log-analysis.toml", "dataflows/user-events.toml"] {
         let out = bin().args(["check", spec]).output().unwrap();
-        assert!(out.status.success(), "{spec}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{spec}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.contains(": ok"), "{text}");
     }
@@ -41,7 +45,10 @@ fn bad_spec_exits_2_naming_file_line_and_field() {
             assert_eq!(out.status.code(), Some(2), "{cmd} {file}");
             let err = String::from_utf8_lossy(&out.stderr);
             assert_eq!(err.trim().lines().count(), 1, "one-line cause: {err}");
-            assert!(err.contains(file) && err.contains(line) && err.contains(field), "{file}: {err}");
+            assert!(
+                err.contains(file) && err.contains(line) && err.contains(field),
+                "{file}: {err}"
+            );
         }
     }
 }
@@ -53,11 +60,22 @@ fn usage_errors_exit_2_and_runtime_errors_exit_1() {
     let out = bin().args(["frobnicate"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let out = bin()
-        .args(["run", "dataflows/log-analysis.toml", "--input", "/nonexistent/input.log", "--output-dir"])
+        .args([
+            "run",
+            "dataflows/log-analysis.toml",
+            "--input",
+            "/nonexistent/input.log",
+            "--output-dir",
+        ])
         .arg(tmpdir("cli-missing-input"))
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/input.log"));
 }
 

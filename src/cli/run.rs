@@ -25,6 +25,15 @@ pub struct RunArgs {
     /// the spec's sinks.
     #[arg(long, value_name = "DIR")]
     output_dir: Option<PathBuf>,
+    /// Kafka bootstrap servers (overrides the spec's source and sink brokers).
+    #[arg(long)]
+    brokers: Option<String>,
+    /// Kafka topic to read (overrides the spec's).
+    #[arg(long)]
+    topic: Option<String>,
+    /// Read every partition up to its end offset as of start, emit all open windows, exit 0.
+    #[arg(long)]
+    stop_at_end: bool,
     /// Worker threads per process.
     #[arg(short = 'w', long = "threads", default_value_t = 1)]
     threads: usize,
@@ -48,10 +57,42 @@ pub struct RunArgs {
 pub fn run(args: RunArgs) -> Result<(), Error> {
     let mut plan = crate::spec::load(&args.spec)?;
     if let Some(input) = &args.input {
-        plan.source.kind = SourceKind::File { path: input.clone() };
+        plan.source.kind = SourceKind::File {
+            path: input.clone(),
+        };
     }
     if let Some(f) = args.format {
         plan.source.format = f;
+    }
+    let env_brokers = std::env::var(crate::kafka::BROKERS_ENV)
+        .ok()
+        .filter(|b| !b.is_empty());
+    if let SourceKind::Kafka { topic, brokers, .. } = &mut plan.source.kind {
+        if let Some(t) = &args.topic {
+            *topic = t.clone();
+        }
+        if let Some(b) = args
+            .brokers
+            .clone()
+            .or_else(|| brokers.clone())
+            .or(env_brokers.clone())
+        {
+            *brokers = Some(b);
+        }
+    } else if args.topic.is_some() {
+        return Err(super::usage(
+            "--topic applies to a Kafka source (not with --input)",
+        ));
+    }
+    if let SinkPlan::Kafka { brokers, .. } = &mut plan.sink {
+        if let Some(b) = args
+            .brokers
+            .clone()
+            .or_else(|| brokers.clone())
+            .or(env_brokers)
+        {
+            *brokers = Some(b);
+        }
     }
     if let Some(dir) = &args.output_dir {
         plan.sink = SinkPlan::Files {
@@ -96,7 +137,11 @@ pub fn run(args: RunArgs) -> Result<(), Error> {
     };
     let name = plan.name.clone();
     let started = Instant::now();
-    let accounting = runtime::run(plan, &cluster)?;
+    let opts = runtime::RunOptions {
+        stop_at_end: args.stop_at_end,
+        end_signal: None,
+    };
+    let accounting = runtime::run(plan, &cluster, &opts)?;
     if !args.quiet {
         let secs = started.elapsed().as_secs_f64();
         eprintln!(
@@ -107,7 +152,9 @@ pub fn run(args: RunArgs) -> Result<(), Error> {
     // The identity is always printed last: tests and scripts read it.
     eprintln!("{accounting}");
     if !accounting.balanced() {
-        return Err(Error::Runtime(format!("records unaccounted for: {accounting}")));
+        return Err(Error::Runtime(format!(
+            "records unaccounted for: {accounting}"
+        )));
     }
     Ok(())
 }

@@ -246,7 +246,14 @@ impl Acc {
                     *a = b
                 }
             }
-            (Acc::Moments { n, mean, m2 }, Acc::Moments { n: nb, mean: mb, m2: m2b }) => {
+            (
+                Acc::Moments { n, mean, m2 },
+                Acc::Moments {
+                    n: nb,
+                    mean: mb,
+                    m2: m2b,
+                },
+            ) => {
                 if nb == 0 {
                     return;
                 }
@@ -293,12 +300,14 @@ impl Acc {
             Acc::Avg { n: 0, .. } => Value::Null,
             Acc::Avg { sum, n } => Value::Float(sum / n as f64),
             Acc::Min(v) | Acc::Max(v) => v,
-            Acc::Moments { n, m2, .. } if n >= 2 => Value::Float((m2.max(0.0) / (n - 1) as f64).sqrt()),
+            Acc::Moments { n, m2, .. } if n >= 2 => {
+                Value::Float((m2.max(0.0) / (n - 1) as f64).sqrt())
+            }
             Acc::Moments { .. } => Value::Null,
             Acc::Distinct(s) => Value::Int(s.len() as i64),
             Acc::Set(s) => Value::List(s.into_iter().collect()),
             Acc::List(mut l) => {
-                l.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+                l.sort_by_key(|a| (a.0, a.1));
                 Value::List(l.into_iter().map(|(_, _, v)| v).collect())
             }
         }
@@ -353,18 +362,43 @@ mod tests {
     fn null_semantics() {
         let evs = events(&[None, None]);
         assert_eq!(run(&spec(AggFunc::Count, None), &evs), Value::Int(2));
-        assert_eq!(run(&spec(AggFunc::CountNonNull, Some(Field::ResponseTime)), &evs), Value::Int(0));
-        for f in [AggFunc::Avg, AggFunc::Min, AggFunc::Max, AggFunc::Stddev, AggFunc::Sum] {
-            assert_eq!(run(&spec(f, Some(Field::ResponseTime)), &evs), Value::Null, "{f:?}");
+        assert_eq!(
+            run(
+                &spec(AggFunc::CountNonNull, Some(Field::ResponseTime)),
+                &evs
+            ),
+            Value::Int(0)
+        );
+        for f in [
+            AggFunc::Avg,
+            AggFunc::Min,
+            AggFunc::Max,
+            AggFunc::Stddev,
+            AggFunc::Sum,
+        ] {
+            assert_eq!(
+                run(&spec(f, Some(Field::ResponseTime)), &evs),
+                Value::Null,
+                "{f:?}"
+            );
         }
         let one = events(&[Some(1.0)]);
-        assert_eq!(run(&spec(AggFunc::Stddev, Some(Field::ResponseTime)), &one), Value::Null);
+        assert_eq!(
+            run(&spec(AggFunc::Stddev, Some(Field::ResponseTime)), &one),
+            Value::Null
+        );
     }
 
     #[test]
     fn values_and_merge_agree() {
         let rts: Vec<Option<f64>> = (0..50)
-            .map(|i| if i % 7 == 0 { None } else { Some((i * 37 % 11) as f64 / 4.0) })
+            .map(|i| {
+                if i % 7 == 0 {
+                    None
+                } else {
+                    Some((i * 37 % 11) as f64 / 4.0)
+                }
+            })
             .collect();
         let evs = events(&rts);
         let vals: Vec<f64> = rts.iter().flatten().copied().collect();
@@ -394,7 +428,8 @@ mod tests {
         }
         for f in [AggFunc::Avg, AggFunc::Stddev, AggFunc::Sum] {
             let s = spec(f, rt);
-            let (Value::Float(a), Value::Float(b)) = (run(&s, &evs), run_split(&s, &evs, 17)) else {
+            let (Value::Float(a), Value::Float(b)) = (run(&s, &evs), run_split(&s, &evs, 17))
+            else {
                 panic!()
             };
             assert!((a - b).abs() < 1e-12);
@@ -410,12 +445,20 @@ mod tests {
         let s = spec(AggFunc::CollectList, Some(Field::ResponseTime));
         assert_eq!(
             run_split(&s, &evs, 2),
-            Value::List(vec![Value::Float(2.0), Value::Float(1.0), Value::Float(3.0)])
+            Value::List(vec![
+                Value::Float(2.0),
+                Value::Float(1.0),
+                Value::Float(3.0)
+            ])
         );
         let set = spec(AggFunc::CollectSet, Some(Field::Service));
         assert_eq!(
             run(&set, &evs),
-            Value::List(vec![Value::Str("s0".into()), Value::Str("s1".into()), Value::Str("s2".into())])
+            Value::List(vec![
+                Value::Str("s0".into()),
+                Value::Str("s1".into()),
+                Value::Str("s2".into())
+            ])
         );
     }
 
@@ -427,7 +470,13 @@ mod tests {
                 ..Event::default()
             })
             .collect();
-        assert_eq!(run(&spec(AggFunc::Sum, Some(Field::StatusCode)), &evs), Value::Int(406));
-        assert_eq!(run(&spec(AggFunc::Max, Some(Field::StatusCode)), &evs), Value::Int(103));
+        assert_eq!(
+            run(&spec(AggFunc::Sum, Some(Field::StatusCode)), &evs),
+            Value::Int(406)
+        );
+        assert_eq!(
+            run(&spec(AggFunc::Max, Some(Field::StatusCode)), &evs),
+            Value::Int(103)
+        );
     }
 }

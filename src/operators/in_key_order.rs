@@ -62,7 +62,9 @@ impl<'scope> InKeyOrder<'scope> for StreamVec<'scope, u64, Row> {
             move |(input, frontier), output| {
                 input.for_each_stamp(|cap, data| {
                     let t = crate::operators::time_of(&cap);
-                    let (_, rows) = pending.entry(t).or_insert_with(|| (cap.delayed(&t, 0), Vec::new()));
+                    let (_, rows) = pending
+                        .entry(t)
+                        .or_insert_with(|| (cap.delayed(&t, 0), Vec::new()));
                     for batch in data {
                         rows.append(batch);
                     }

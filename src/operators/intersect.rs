@@ -53,56 +53,68 @@ impl<'scope> Intersect<'scope> for StreamVec<'scope, u64, Row> {
         self_horizon: u64,
     ) -> StreamVec<'scope, u64, Row> {
         let route = move |r: &Row| key_hash(r.key(key_len));
-        self.binary_frontier(other, Exchange::new(route), Exchange::new(route), "Intersect", move |_, _| {
-            // Rows waiting until `other` can no longer produce a match, by release time.
-            let mut waiting: BTreeMap<u64, (Capability<u64>, Vec<Row>)> = BTreeMap::new();
-            // Windows of `other` per key: (start, end).
-            let mut seen: HashMap<Key, Vec<(i64, i64)>> = HashMap::new();
-            move |(left, left_frontier), (right, right_frontier), output| {
-                right.for_each(|_, data| {
-                    for r in data.drain(..) {
-                        seen.entry(r.key(key_len).to_vec()).or_default().push((r.start, r.end));
-                    }
-                });
-                left.for_each_stamp(|cap, data| {
-                    for batch in data {
-                        for r in batch.drain(..) {
-                            let release = (r.end.max(0) as u64).saturating_add(horizon).max(crate::operators::time_of(&cap));
-                            waiting
-                                .entry(release)
-                                .or_insert_with(|| (cap.delayed(&release, 0), Vec::new()))
-                                .1
-                                .push(r);
+        self.binary_frontier(
+            other,
+            Exchange::new(route),
+            Exchange::new(route),
+            "Intersect",
+            move |_, _| {
+                // Rows waiting until `other` can no longer produce a match, by release time.
+                let mut waiting: BTreeMap<u64, (Capability<u64>, Vec<Row>)> = BTreeMap::new();
+                // Windows of `other` per key: (start, end).
+                let mut seen: HashMap<Key, Vec<(i64, i64)>> = HashMap::new();
+                move |(left, left_frontier), (right, right_frontier), output| {
+                    right.for_each(|_, data| {
+                        for r in data.drain(..) {
+                            seen.entry(r.key(key_len).to_vec())
+                                .or_default()
+                                .push((r.start, r.end));
                         }
-                    }
-                });
-                while let Some(entry) = waiting.first_entry() {
-                    if right_frontier.less_than(entry.key()) || left_frontier.less_than(entry.key()) {
-                        break;
-                    }
-                    let (cap, rows) = entry.remove();
-                    let mut session = output.session(&cap);
-                    for mut r in rows {
-                        let hit = seen
-                            .get(r.key(key_len))
-                            .is_some_and(|ws| ws.iter().any(|&(s, e)| s < r.end && r.start < e));
-                        if hit {
-                            r.analysis = analysis;
-                            session.give(r);
-                        }
-                    }
-                }
-                // Forget windows of `other` that no future row of `self` can overlap.
-                if let Some(&f) = left_frontier.frontier().first() {
-                    let cutoff = f.saturating_sub(self_horizon) as i64;
-                    seen.retain(|_, ws| {
-                        ws.retain(|&(_, e)| e > cutoff);
-                        !ws.is_empty()
                     });
-                } else if right_frontier.is_empty() && waiting.is_empty() {
-                    seen.clear();
+                    left.for_each_stamp(|cap, data| {
+                        for batch in data {
+                            for r in batch.drain(..) {
+                                let release = (r.end.max(0) as u64)
+                                    .saturating_add(horizon)
+                                    .max(crate::operators::time_of(&cap));
+                                waiting
+                                    .entry(release)
+                                    .or_insert_with(|| (cap.delayed(&release, 0), Vec::new()))
+                                    .1
+                                    .push(r);
+                            }
+                        }
+                    });
+                    while let Some(entry) = waiting.first_entry() {
+                        if right_frontier.less_than(entry.key())
+                            || left_frontier.less_than(entry.key())
+                        {
+                            break;
+                        }
+                        let (cap, rows) = entry.remove();
+                        let mut session = output.session(&cap);
+                        for mut r in rows {
+                            let hit = seen.get(r.key(key_len)).is_some_and(|ws| {
+                                ws.iter().any(|&(s, e)| s < r.end && r.start < e)
+                            });
+                            if hit {
+                                r.analysis = analysis;
+                                session.give(r);
+                            }
+                        }
+                    }
+                    // Forget windows of `other` that no future row of `self` can overlap.
+                    if let Some(&f) = left_frontier.frontier().first() {
+                        let cutoff = f.saturating_sub(self_horizon) as i64;
+                        seen.retain(|_, ws| {
+                            ws.retain(|&(_, e)| e > cutoff);
+                            !ws.is_empty()
+                        });
+                    } else if right_frontier.is_empty() && waiting.is_empty() {
+                        seen.clear();
+                    }
                 }
-            }
-        })
+            },
+        )
     }
 }

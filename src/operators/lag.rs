@@ -37,7 +37,9 @@ impl<'scope> Lag<'scope> for StreamVec<'scope, u64, Row> {
             let before = prev.replace(x.clone()).unwrap_or(Value::Null);
             let change = match (x.as_f64(), before.as_f64()) {
                 (Some(a), Some(b)) => match (&x, &before) {
-                    (Value::Int(a), Value::Int(b)) => a.checked_sub(*b).map_or(Value::Null, Value::Int),
+                    (Value::Int(a), Value::Int(b)) => {
+                        a.checked_sub(*b).map_or(Value::Null, Value::Int)
+                    }
                     _ => Value::Float(a - b),
                 },
                 _ => Value::Null,

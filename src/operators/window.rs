@@ -42,7 +42,8 @@ impl Windows {
     #[inline]
     pub fn open_starts(&self, t: i64, hold: i64, progress: i64) -> impl Iterator<Item = i64> {
         let size = self.size;
-        self.starts(t).take_while(move |s| s + size + hold > progress)
+        self.starts(t)
+            .take_while(move |s| s + size + hold > progress)
     }
 
     /// True when every window containing `t` has closed at `progress`.
@@ -73,13 +74,22 @@ mod tests {
         assert_eq!(w.starts(60_000).collect::<Vec<_>>(), vec![60_000, 30_000]);
         // 5 min sliding 2 min: 2 or 3 windows.
         let w = Windows::sliding(300_000, 120_000);
-        assert_eq!(w.starts(250_000).collect::<Vec<_>>(), vec![240_000, 120_000, 0]);
-        assert_eq!(w.starts(350_000).collect::<Vec<_>>(), vec![240_000, 120_000]);
+        assert_eq!(
+            w.starts(250_000).collect::<Vec<_>>(),
+            vec![240_000, 120_000, 0]
+        );
+        assert_eq!(
+            w.starts(350_000).collect::<Vec<_>>(),
+            vec![240_000, 120_000]
+        );
         for t in (0..1_000_000).step_by(7_919) {
             for s in w.starts(t) {
                 assert!(s <= t && t < s + 300_000 && s % 120_000 == 0);
             }
-            let brute = (-10..=t / 120_000).map(|k| k * 120_000).filter(|s| *s <= t && t < s + 300_000).count();
+            let brute = (-10..=t / 120_000)
+                .map(|k| k * 120_000)
+                .filter(|s| *s <= t && t < s + 300_000)
+                .count();
             assert_eq!(w.starts(t).count(), brute, "t={t}");
         }
     }
@@ -88,8 +98,14 @@ mod tests {
     fn open_windows_and_lateness() {
         let w = Windows::sliding(60_000, 30_000);
         // Event at 45 s is in [0,60) and [30,90); with hold 0, progress 60 s closes the first.
-        assert_eq!(w.open_starts(45_000, 0, 59_999).collect::<Vec<_>>(), vec![30_000, 0]);
-        assert_eq!(w.open_starts(45_000, 0, 60_000).collect::<Vec<_>>(), vec![30_000]);
+        assert_eq!(
+            w.open_starts(45_000, 0, 59_999).collect::<Vec<_>>(),
+            vec![30_000, 0]
+        );
+        assert_eq!(
+            w.open_starts(45_000, 0, 60_000).collect::<Vec<_>>(),
+            vec![30_000]
+        );
         assert!(!w.is_late(45_000, 0, 89_999));
         assert!(w.is_late(45_000, 0, 90_000));
         assert!(!w.is_late(45_000, 300_000, 90_000));

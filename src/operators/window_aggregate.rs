@@ -94,20 +94,27 @@ impl<'scope> WindowAggregate<'scope> for StreamVec<'scope, u64, Event> {
                                         continue;
                                     }
                                 }
-                                let key: Key = node.keys.iter().map(|f| ev.get(*f).to_owned()).collect();
-                                for start in node.windows.open_starts(ev.timestamp, node.hold_ms, progress) {
-                                    let accs = groups
-                                        .entry((start, key.clone()))
-                                        .or_insert_with(|| node.accs.iter().map(|a| a.new_state()).collect());
+                                let key: Key =
+                                    node.keys.iter().map(|f| ev.get(*f).to_owned()).collect();
+                                for start in
+                                    node.windows
+                                        .open_starts(ev.timestamp, node.hold_ms, progress)
+                                {
+                                    let accs =
+                                        groups.entry((start, key.clone())).or_insert_with(|| {
+                                            node.accs.iter().map(|a| a.new_state()).collect()
+                                        });
                                     for (spec, acc) in node.accs.iter().zip(accs.iter_mut()) {
                                         spec.update(acc, &ev);
                                     }
                                 }
                             }
                         }
-                        output
-                            .session(&cap)
-                            .give_iterator(groups.drain().map(|((start, key), accs)| Partial { start, key, accs }));
+                        output.session(&cap).give_iterator(
+                            groups
+                                .drain()
+                                .map(|((start, key), accs)| Partial { start, key, accs }),
+                        );
                     });
                 }
             });
@@ -123,9 +130,12 @@ impl<'scope> WindowAggregate<'scope> for StreamVec<'scope, u64, Event> {
                     for batch in data {
                         for p in batch.drain(..) {
                             let deadline = node.deadline(p.start).max(0) as u64;
-                            let (_, open) = windows
-                                .entry(deadline)
-                                .or_insert_with(|| (cap.delayed(&deadline.max(crate::operators::time_of(&cap)), 0), HashMap::new()));
+                            let (_, open) = windows.entry(deadline).or_insert_with(|| {
+                                (
+                                    cap.delayed(&deadline.max(crate::operators::time_of(&cap)), 0),
+                                    HashMap::new(),
+                                )
+                            });
                             match open.entry((p.start, p.key)) {
                                 std::collections::hash_map::Entry::Vacant(v) => {
                                     v.insert(p.accs);
@@ -149,7 +159,15 @@ impl<'scope> WindowAggregate<'scope> for StreamVec<'scope, u64, Event> {
                         values.clear();
                         values.extend(accs.into_iter().map(Acc::finish));
                         let end = start + node.windows.size;
-                        emit(Closed { start, end, key, values: &mut values }, &mut out);
+                        emit(
+                            Closed {
+                                start,
+                                end,
+                                key,
+                                values: &mut values,
+                            },
+                            &mut out,
+                        );
                     }
                     if !out.is_empty() {
                         output.session(&cap).give_iterator(out.drain(..));

@@ -33,36 +33,51 @@ pub trait ZScore<'scope> {
     /// assert_eq!(last.values[2], Value::Float(2.0)); // mean of 1, 2, 3
     /// assert_eq!(last.values[4], Value::Float(8.0)); // (10 - 2) / 1
     /// ```
-    fn zscore(self, key_len: usize, column: usize, history: usize, analysis: u32) -> StreamVec<'scope, u64, Row>;
+    fn zscore(
+        self,
+        key_len: usize,
+        column: usize,
+        history: usize,
+        analysis: u32,
+    ) -> StreamVec<'scope, u64, Row>;
 }
 
 impl<'scope> ZScore<'scope> for StreamVec<'scope, u64, Row> {
-    fn zscore(self, key_len: usize, column: usize, history: usize, analysis: u32) -> StreamVec<'scope, u64, Row> {
-        self.in_key_order(key_len, move |past: &mut VecDeque<Option<f64>>, row: Row, out| {
-            let x = row.values.get(column).and_then(Value::as_f64);
-            let (mean, stddev) = baseline(past);
-            let z = match (x, mean, stddev) {
-                (Some(x), Some(m), Some(s)) if s > 0.0 => Value::Float((x - m) / s),
-                _ => Value::Null,
-            };
-            if past.len() == history {
-                past.pop_front();
-            }
-            past.push_back(x);
-            let mut values = row.values[..key_len].to_vec();
-            values.extend([
-                row.values.get(column).cloned().unwrap_or(Value::Null),
-                mean.map_or(Value::Null, Value::Float),
-                stddev.map_or(Value::Null, Value::Float),
-                z,
-            ]);
-            out.push(Row {
-                analysis,
-                start: row.start,
-                end: row.end,
-                values,
-            });
-        })
+    fn zscore(
+        self,
+        key_len: usize,
+        column: usize,
+        history: usize,
+        analysis: u32,
+    ) -> StreamVec<'scope, u64, Row> {
+        self.in_key_order(
+            key_len,
+            move |past: &mut VecDeque<Option<f64>>, row: Row, out| {
+                let x = row.values.get(column).and_then(Value::as_f64);
+                let (mean, stddev) = baseline(past);
+                let z = match (x, mean, stddev) {
+                    (Some(x), Some(m), Some(s)) if s > 0.0 => Value::Float((x - m) / s),
+                    _ => Value::Null,
+                };
+                if past.len() == history {
+                    past.pop_front();
+                }
+                past.push_back(x);
+                let mut values = row.values[..key_len].to_vec();
+                values.extend([
+                    row.values.get(column).cloned().unwrap_or(Value::Null),
+                    mean.map_or(Value::Null, Value::Float),
+                    stddev.map_or(Value::Null, Value::Float),
+                    z,
+                ]);
+                out.push(Row {
+                    analysis,
+                    start: row.start,
+                    end: row.end,
+                    values,
+                });
+            },
+        )
     }
 }
 

@@ -121,10 +121,9 @@ impl Row {
 
 /// Hashes a key the same way on every worker and process (exchange routing depends on it).
 pub fn key_hash(key: &[Value]) -> u64 {
-    use std::hash::{BuildHasher, Hash, Hasher};
-    let mut h = foldhash::fast::FixedState::with_seed(0x6c6f_6766_6c6f_7721).build_hasher();
-    key.hash(&mut h);
-    h.finish()
+    use std::hash::BuildHasher;
+
+    foldhash::fast::FixedState::with_seed(0x6c6f_6766_6c6f_7721).hash_one(key)
 }
 
 /// A set of [`Field`]s (a bit per field).

@@ -74,6 +74,9 @@ mod tests {
         c.add(5, 5, 0, 0);
         let a = c.snapshot();
         assert!(a.balanced());
-        assert_eq!(a.to_string(), "accounting: read=15 parsed=13 dead_letter=2 on_time=12 late=1");
+        assert_eq!(
+            a.to_string(),
+            "accounting: read=15 parsed=13 dead_letter=2 on_time=12 late=1"
+        );
     }
 }

@@ -30,7 +30,11 @@ pub fn ingest_config(plan: &JobPlan) -> IngestConfig {
             .map(|n| LatenessRule {
                 windows: n.windows,
                 hold_ms: n.hold_ms,
-                analyses: n.analyses.iter().map(|&a| (a as u32, plan.analyses[a].delay_ms)).collect(),
+                analyses: n
+                    .analyses
+                    .iter()
+                    .map(|&a| (a as u32, plan.analyses[a].delay_ms))
+                    .collect(),
             })
             .collect(),
         fields: plan.used_fields(),
@@ -61,7 +65,10 @@ pub fn build<'scope>(
         .analyses
         .iter()
         .flat_map(|a| match &a.kind {
-            AnalysisKind::Derived { from, detector: Detector::Intersect { with } } => vec![*from, *with],
+            AnalysisKind::Derived {
+                from,
+                detector: Detector::Intersect { with },
+            } => vec![*from, *with],
             AnalysisKind::Derived { from, .. } => vec![*from],
             _ => vec![],
         })
@@ -79,28 +86,32 @@ pub fn build<'scope>(
                 (a as u32, an.key_len, outputs.clone(), an.having.clone())
             })
             .collect();
-        let rows = events.clone().window_aggregate(Rc::clone(&node), move |w, out: &mut Vec<Row>| {
-            for (analysis, key_len, exprs, having) in &projections {
-                // Scratch row: [keys, outputs, node accumulators] (see `plan`).
-                let mut scratch: Vec<Value> = Vec::with_capacity(key_len + exprs.len() + w.values.len());
-                scratch.extend(w.key.iter().cloned());
-                scratch.resize(key_len + exprs.len(), Value::Null);
-                scratch.extend(w.values.iter().cloned());
-                for (j, e) in exprs.iter().enumerate() {
-                    scratch[key_len + j] = e.eval(&scratch[..]);
-                }
-                scratch.truncate(key_len + exprs.len());
-                if having.as_ref().is_some_and(|h| !h.test(&scratch[..])) {
-                    continue;
-                }
-                out.push(Row {
-                    analysis: *analysis,
-                    start: w.start,
-                    end: w.end,
-                    values: scratch,
+        let rows =
+            events
+                .clone()
+                .window_aggregate(Rc::clone(&node), move |w, out: &mut Vec<Row>| {
+                    for (analysis, key_len, exprs, having) in &projections {
+                        // Scratch row: [keys, outputs, node accumulators] (see `plan`).
+                        let mut scratch: Vec<Value> =
+                            Vec::with_capacity(key_len + exprs.len() + w.values.len());
+                        scratch.extend(w.key.iter().cloned());
+                        scratch.resize(key_len + exprs.len(), Value::Null);
+                        scratch.extend(w.values.iter().cloned());
+                        for (j, e) in exprs.iter().enumerate() {
+                            scratch[key_len + j] = e.eval(&scratch[..]);
+                        }
+                        scratch.truncate(key_len + exprs.len());
+                        if having.as_ref().is_some_and(|h| !h.test(&scratch[..])) {
+                            continue;
+                        }
+                        out.push(Row {
+                            analysis: *analysis,
+                            start: w.start,
+                            end: w.end,
+                            values: scratch,
+                        });
+                    }
                 });
-            }
-        });
         for &a in node.analyses.iter().filter(|a| read_by_others.contains(a)) {
             let id = a as u32;
             streams[a] = Some(rows.clone().filter(move |r: &Row| r.analysis == id));
@@ -108,7 +119,9 @@ pub fn build<'scope>(
         outputs.push(rows);
     }
     for (idx, an) in plan.analyses.iter().enumerate() {
-        let AnalysisKind::Derived { from, detector } = &an.kind else { continue };
+        let AnalysisKind::Derived { from, detector } = &an.kind else {
+            continue;
+        };
         let Some(input) = streams[*from].clone() else {
             unreachable!("`from` refers to an earlier analysis")
         };
@@ -125,7 +138,13 @@ pub fn build<'scope>(
                 let Some(other) = streams[*with].clone() else {
                     unreachable!("`with` refers to an earlier analysis")
                 };
-                input.intersect(other, key_len, id, plan.horizon_of(*with), plan.horizon_of(*from))
+                input.intersect(
+                    other,
+                    key_len,
+                    id,
+                    plan.horizon_of(*with),
+                    plan.horizon_of(*from),
+                )
             }
         };
         let derived = match an.having.clone() {

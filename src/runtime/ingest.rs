@@ -13,6 +13,7 @@
 //! - The capability (the watermark) is the minimum progress over the worker's partitions that
 //!   are not idle; a finished partition stops counting, and when all are finished the capability
 //!   is dropped, which closes every remaining window.
+//!
 //! Lateness thus depends only on each partition's own order, never on thread timing or on how
 //! partitions are spread over workers, and replaying a partition gives the same results.
 
@@ -121,7 +122,8 @@ pub fn ingest<'scope>(
             })
             .collect();
         // No partitions: this worker must not hold the watermark back.
-        let mut caps: Option<Vec<Capability<u64>>> = if parts.is_empty() { None } else { Some(caps) };
+        let mut caps: Option<Vec<Capability<u64>>> =
+            if parts.is_empty() { None } else { Some(caps) };
         if caps.is_some() {
             activator.activate();
         }
@@ -168,7 +170,10 @@ pub fn ingest<'scope>(
                 for (bytes, pos, cut) in batch.iter() {
                     read += 1;
                     let parsed_ev = match cut {
-                        Some(len) => Err(format!("record too long: {len} bytes (limit {})", bytes.len())),
+                        Some(len) => Err(format!(
+                            "record too long: {len} bytes (limit {})",
+                            bytes.len()
+                        )),
                         None => config.format.parse(bytes).map_err(|e| e.0.into_owned()),
                     };
                     let mut ev = match parsed_ev {
@@ -188,14 +193,20 @@ pub fn ingest<'scope>(
                     parsed += 1;
                     ev.pos = pos;
                     let progress = p.max_ts.map_or(cap_time as i64, |m| m.max(cap_time as i64));
-                    let t = p.max_ts.map_or(cap_time, |m| (floor(m).max(0) as u64).max(cap_time));
+                    let t = p
+                        .max_ts
+                        .map_or(cap_time, |m| (floor(m).max(0) as u64).max(cap_time));
                     p.max_ts = Some(p.max_ts.map_or(ev.timestamp, |m| m.max(ev.timestamp)));
 
                     let mut missed = Vec::new();
                     let mut on_time_somewhere = false;
                     for rule in &config.rules {
                         if rule.windows.is_late(ev.timestamp, rule.hold_ms, t as i64) {
-                            missed.extend(rule.analyses.iter().map(|&(a, delay)| (a, progress - delay)));
+                            missed.extend(
+                                rule.analyses
+                                    .iter()
+                                    .map(|&(a, delay)| (a, progress - delay)),
+                            );
                         } else {
                             on_time_somewhere = true;
                         }

@@ -21,32 +21,48 @@ struct Pending {
     late: Vec<LateEvent>,
 }
 
-/// Sends every output to worker 0 and writes it to `sink` (present on worker 0 only).
+/// Writes every output to `sink`. With `gather`, all outputs go to worker 0 (the only one with
+/// a sink: files, console); otherwise each worker writes its own (Kafka).
 /// Sink failures are recorded in `failed` and stop further writes; the run reports them.
 pub fn write_outputs<'scope>(
     rows: StreamVec<'scope, u64, Row>,
     dead: StreamVec<'scope, u64, DeadLetter>,
     late: StreamVec<'scope, u64, LateEvent>,
     mut sink: Option<Box<dyn Sink>>,
+    gather: bool,
     failed: Rc<RefCell<Option<crate::Error>>>,
 ) {
     let scope = rows.scope();
+    let target = if gather { 0 } else { scope.index() as u64 };
     let mut builder = OperatorBuilder::new("Output".to_string(), scope);
-    let mut rows_in = builder.new_input(rows, Exchange::new(|_: &Row| 0));
-    let mut dead_in = builder.new_input(dead, Exchange::new(|_: &DeadLetter| 0));
-    let mut late_in = builder.new_input(late, Exchange::new(|_: &LateEvent| 0));
+    let mut rows_in = builder.new_input(rows, Exchange::new(move |_: &Row| target));
+    let mut dead_in = builder.new_input(dead, Exchange::new(move |_: &DeadLetter| target));
+    let mut late_in = builder.new_input(late, Exchange::new(move |_: &LateEvent| target));
 
     builder.build(move |_caps| {
         let mut pending: BTreeMap<u64, Pending> = BTreeMap::new();
+        let mut closed = false;
         move |frontiers| {
             rows_in.for_each(|cap, data| {
-                pending.entry(crate::operators::time_of(&cap)).or_default().rows.append(data);
+                pending
+                    .entry(crate::operators::time_of(&cap))
+                    .or_default()
+                    .rows
+                    .append(data);
             });
             dead_in.for_each(|cap, data| {
-                pending.entry(crate::operators::time_of(&cap)).or_default().dead.append(data);
+                pending
+                    .entry(crate::operators::time_of(&cap))
+                    .or_default()
+                    .dead
+                    .append(data);
             });
             late_in.for_each(|cap, data| {
-                pending.entry(crate::operators::time_of(&cap)).or_default().late.append(data);
+                pending
+                    .entry(crate::operators::time_of(&cap))
+                    .or_default()
+                    .late
+                    .append(data);
             });
             let mut wrote = false;
             while let Some(entry) = pending.first_entry() {
@@ -59,9 +75,9 @@ pub fn write_outputs<'scope>(
                 if failed.borrow().is_some() {
                     continue;
                 }
-                batch
-                    .rows
-                    .sort_by(|a, b| (a.analysis, a.start, &a.values).cmp(&(b.analysis, b.start, &b.values)));
+                batch.rows.sort_by(|a, b| {
+                    (a.analysis, a.start, &a.values).cmp(&(b.analysis, b.start, &b.values))
+                });
                 let res = s
                     .dead_letters(&batch.dead)
                     .and_then(|_| s.late_events(&batch.late))
@@ -71,15 +87,17 @@ pub fn write_outputs<'scope>(
                 }
                 wrote = true;
             }
-            let done = frontiers.iter().all(|f| f.is_empty());
-            if wrote || done {
+            let done = frontiers.iter().all(|f| f.is_empty()) && pending.is_empty();
+            if (wrote || done) && !closed {
                 if let Some(s) = sink.as_mut() {
                     if failed.borrow().is_none() {
-                        if let Err(e) = s.flush() {
+                        let res = if done { s.close() } else { s.flush() };
+                        if let Err(e) = res {
                             *failed.borrow_mut() = Some(e);
                         }
                     }
                 }
+                closed = done;
             }
         }
     });

@@ -94,7 +94,11 @@ impl Sink for FilesSink {
     }
 
     fn flush(&mut self) -> Result<(), Error> {
-        for o in self.analyses.iter_mut().chain([&mut self.dead, &mut self.late]) {
+        for o in self
+            .analyses
+            .iter_mut()
+            .chain([&mut self.dead, &mut self.late])
+        {
             o.w.flush().map_err(|e| Error::io(&o.path, e))?;
         }
         Ok(())

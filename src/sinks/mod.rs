@@ -5,6 +5,7 @@
 
 pub mod console;
 pub mod files;
+pub mod kafka;
 pub mod render;
 
 use crate::record::Row;
@@ -16,6 +17,10 @@ pub trait Sink: Send {
     fn rows(&mut self, rows: &[Row]) -> Result<(), Error>;
     fn dead_letters(&mut self, records: &[DeadLetter]) -> Result<(), Error>;
     fn late_events(&mut self, records: &[LateEvent]) -> Result<(), Error>;
-    /// Makes everything written so far durable/visible.
+    /// Makes everything written so far visible (called after each batch of windows).
     fn flush(&mut self) -> Result<(), Error>;
+    /// Called once at the end of a run: waits until everything is durable.
+    fn close(&mut self) -> Result<(), Error> {
+        self.flush()
+    }
 }

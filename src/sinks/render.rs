@@ -13,7 +13,11 @@ use crate::spec::plan::JobPlan;
 pub fn rfc3339(ms: i64) -> String {
     match DateTime::from_timestamp_millis(ms) {
         Some(t) => {
-            let fmt = if ms.rem_euclid(1000) == 0 { SecondsFormat::Secs } else { SecondsFormat::Millis };
+            let fmt = if ms.rem_euclid(1000) == 0 {
+                SecondsFormat::Secs
+            } else {
+                SecondsFormat::Millis
+            };
             t.to_rfc3339_opts(fmt, true)
         }
         None => ms.to_string(),
@@ -87,7 +91,12 @@ pub fn late_json(plan: &JobPlan, l: &LateEvent, out: &mut String) {
     out.push_str("{\"event_time\":\"");
     out.push_str(&rfc3339(l.event.timestamp));
     out.push_str("\",\"watermark\":\"");
-    let wm = l.missed.iter().map(|m| m.1).min().unwrap_or(l.event.timestamp);
+    let wm = l
+        .missed
+        .iter()
+        .map(|m| m.1)
+        .min()
+        .unwrap_or(l.event.timestamp);
     out.push_str(&rfc3339(wm));
     out.push_str("\",\"missed\":[");
     for (i, (a, w)) in l.missed.iter().enumerate() {

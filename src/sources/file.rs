@@ -173,8 +173,13 @@ impl FileReader {
 mod tests {
     use super::*;
 
-    fn read_all(input: &[u8], max_record: usize, per_call: usize) -> Vec<(Vec<u8>, u64, Option<u64>)> {
-        let mut r = FileReader::from_reader("t", Box::new(io::Cursor::new(input.to_vec())), max_record);
+    fn read_all(
+        input: &[u8],
+        max_record: usize,
+        per_call: usize,
+    ) -> Vec<(Vec<u8>, u64, Option<u64>)> {
+        let mut r =
+            FileReader::from_reader("t", Box::new(io::Cursor::new(input.to_vec())), max_record);
         let mut out = Vec::new();
         let mut batch = RecordBatch::default();
         loop {

@@ -4,6 +4,7 @@
 
 pub mod file;
 pub mod generator;
+pub mod kafka;
 
 use serde::{Deserialize, Serialize};
 
@@ -15,7 +16,11 @@ pub enum Origin {
     /// A file (or `-` for stdin) and 1-based line number.
     File { path: String, line: u64 },
     /// A Kafka topic partition and offset.
-    Kafka { topic: String, partition: i32, offset: i64 },
+    Kafka {
+        topic: String,
+        partition: i32,
+        offset: i64,
+    },
     /// The built-in generator and the event's sequence number.
     Generator { seq: u64 },
 }

@@ -11,7 +11,9 @@ pub fn parse_ms(s: &str) -> Result<i64, String> {
     while !rest.is_empty() {
         let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
         if digits == 0 {
-            return Err(format!("bad duration `{s}`: expected a number, e.g. `30s`, `5m`"));
+            return Err(format!(
+                "bad duration `{s}`: expected a number, e.g. `30s`, `5m`"
+            ));
         }
         let n: i64 = rest[..digits]
             .parse()
@@ -26,7 +28,11 @@ pub fn parse_ms(s: &str) -> Result<i64, String> {
             "h" => 3_600_000,
             "d" => 86_400_000,
             "" => return Err(format!("bad duration `{s}`: missing unit (ms, s, m, h, d)")),
-            u => return Err(format!("bad duration `{s}`: unknown unit `{u}` (ms, s, m, h, d)")),
+            u => {
+                return Err(format!(
+                    "bad duration `{s}`: unknown unit `{u}` (ms, s, m, h, d)"
+                ))
+            }
         };
         total = n
             .checked_mul(scale)
@@ -44,7 +50,13 @@ pub fn format_ms(ms: i64) -> String {
     }
     let mut out = String::new();
     let mut rest = ms;
-    for (unit, scale) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)] {
+    for (unit, scale) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+        ("ms", 1),
+    ] {
         if rest >= scale {
             out.push_str(&format!("{}{unit}", rest / scale));
             rest %= scale;

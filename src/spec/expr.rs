@@ -251,7 +251,9 @@ pub fn truth(v: &Value) -> Option<bool> {
 
 fn unary(op: UnOp, v: Value) -> Value {
     match (op, v) {
-        (UnOp::Neg, Value::Int(i)) => i.checked_neg().map_or(Value::Float(-(i as f64)), Value::Int),
+        (UnOp::Neg, Value::Int(i)) => i
+            .checked_neg()
+            .map_or(Value::Float(-(i as f64)), Value::Int),
         (UnOp::Neg, Value::Float(f)) => Value::Float(-f),
         (UnOp::Not, Value::Bool(b)) => Value::Bool(!b),
         _ => Value::Null,
@@ -284,15 +286,17 @@ fn binary(op: BinOp, a: Value, b: Value) -> Value {
             },
         },
         Div => match (a.as_f64(), b.as_f64()) {
-            (Some(_), Some(y)) if y == 0.0 => Value::Null,
+            (Some(_), Some(0.0)) => Value::Null,
             (Some(x), Some(y)) => Value::Float(x / y),
             _ => Value::Null,
         },
         Eq | Ne | Lt | Le | Gt | Ge => {
             let comparable = matches!(
                 (&a, &b),
-                (Value::Int(_) | Value::Float(_), Value::Int(_) | Value::Float(_))
-                    | (Value::Str(_), Value::Str(_))
+                (
+                    Value::Int(_) | Value::Float(_),
+                    Value::Int(_) | Value::Float(_)
+                ) | (Value::Str(_), Value::Str(_))
                     | (Value::Bool(_), Value::Bool(_))
                     | (Value::List(_), Value::List(_))
             );
@@ -329,7 +333,9 @@ fn call<R: Lookup + ?Sized>(f: Func, args: &[Expr], row: &R) -> Value {
     let arg = |i: usize| args.get(i).map_or(Value::Null, |a| a.eval(row));
     match f {
         Func::Abs => match arg(0) {
-            Value::Int(i) => i.checked_abs().map_or(Value::Float((i as f64).abs()), Value::Int),
+            Value::Int(i) => i
+                .checked_abs()
+                .map_or(Value::Float((i as f64).abs()), Value::Int),
             Value::Float(x) => Value::Float(x.abs()),
             _ => Value::Null,
         },
@@ -370,8 +376,8 @@ fn call<R: Lookup + ?Sized>(f: Func, args: &[Expr], row: &R) -> Value {
             }
         }
         Func::Lower | Func::Upper => match arg(0) {
-            Value::Str(s) if f == Func::Lower => Value::Str(s.to_lowercase().into()),
-            Value::Str(s) => Value::Str(s.to_uppercase().into()),
+            Value::Str(s) if f == Func::Lower => Value::Str(s.to_lowercase()),
+            Value::Str(s) => Value::Str(s.to_uppercase()),
             _ => Value::Null,
         },
     }
@@ -483,8 +489,8 @@ impl<'a> Lexer<'a> {
                 lx.toks.push((start, Tok::Ident(src[start..i].to_string())));
             } else {
                 const SYMS: [&str; 16] = [
-                    "<=", ">=", "<>", "!=", "==", "=", "<", ">", "+", "-", "*", "/", "%", "(",
-                    ")", ",",
+                    "<=", ">=", "<>", "!=", "==", "=", "<", ">", "+", "-", "*", "/", "%", "(", ")",
+                    ",",
                 ];
                 let sym = SYMS.iter().find(|s| lx.src[i..].starts_with(**s));
                 match sym {
@@ -755,14 +761,20 @@ impl Ast {
             Ast::Lit(v) => Expr::Lit(v.clone()),
             Ast::Name(n) => return Err(format!("unknown name `{n}`")),
             Ast::Call(name, args) => {
-                let f = Func::from_name(name).ok_or_else(|| format!("unknown function `{name}`"))?;
+                let f =
+                    Func::from_name(name).ok_or_else(|| format!("unknown function `{name}`"))?;
                 let (lo, hi) = f.arity();
                 if args.len() < lo || args.len() > hi {
-                    return Err(format!("`{name}` takes {lo}..{hi} arguments, got {}", args.len()));
+                    return Err(format!(
+                        "`{name}` takes {lo}..{hi} arguments, got {}",
+                        args.len()
+                    ));
                 }
                 Expr::Call(
                     f,
-                    args.iter().map(|a| a.bind(resolve)).collect::<Result<_, _>>()?,
+                    args.iter()
+                        .map(|a| a.bind(resolve))
+                        .collect::<Result<_, _>>()?,
                 )
             }
             Ast::Unary(op, e) => Expr::Unary(*op, Box::new(e.bind(resolve)?)),
@@ -819,7 +831,10 @@ mod tests {
         assert_eq!(eval("1 / 0"), Value::Null);
         assert_eq!(eval("-response_time"), Value::Float(-0.5));
         assert_eq!(eval("status_code >= 500"), Value::Bool(true));
-        assert_eq!(eval("service = 'api' and status_code < 400"), Value::Bool(false));
+        assert_eq!(
+            eval("service = 'api' and status_code < 400"),
+            Value::Bool(false)
+        );
         assert_eq!(eval("'it''s'"), Value::Str("it's".into()));
     }
 
@@ -832,8 +847,16 @@ mod tests {
         assert_eq!(eval("user_id = 'x' and false"), Value::Bool(false));
         assert_eq!(eval("user_id = 'x' and true"), Value::Null);
         assert_eq!(eval("coalesce(user_id, service)"), Value::Str("api".into()));
-        assert!(!parse("user_id = 'x'").unwrap().bind_event().unwrap().test(&ev()));
-        assert!(parse("status_code > 400").unwrap().bind_event().unwrap().test(&ev()));
+        assert!(!parse("user_id = 'x'")
+            .unwrap()
+            .bind_event()
+            .unwrap()
+            .test(&ev()));
+        assert!(parse("status_code > 400")
+            .unwrap()
+            .bind_event()
+            .unwrap()
+            .test(&ev()));
     }
 
     #[test]

@@ -178,7 +178,12 @@ pub struct SpecSource<'a> {
 
 impl SpecSource<'_> {
     /// Builds an [`Error::Spec`] pointing at a byte span of the file.
-    pub fn error(&self, span: std::ops::Range<usize>, field: &str, message: impl Into<String>) -> Error {
+    pub fn error(
+        &self,
+        span: std::ops::Range<usize>,
+        field: &str,
+        message: impl Into<String>,
+    ) -> Error {
         let (line, column) = line_col(self.text, span.start);
         Error::Spec {
             file: self.file.to_string(),
@@ -247,7 +252,10 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<JobSpec, Error> {
-        parse_spec(&SpecSource { file: "t.toml", text })
+        parse_spec(&SpecSource {
+            file: "t.toml",
+            text,
+        })
     }
 
     #[test]

@@ -61,8 +61,13 @@ pub enum SourceKind {
 #[derive(Clone, Debug)]
 pub enum SinkPlan {
     Console,
-    Files { dir: String },
-    Kafka { brokers: Option<String>, properties: Vec<(String, String)> },
+    Files {
+        dir: String,
+    },
+    Kafka {
+        brokers: Option<String>,
+        properties: Vec<(String, String)>,
+    },
 }
 
 /// One grouping of events: window, deadline, filter and keys, with all the aggregates the
@@ -130,7 +135,12 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn err<T>(&self, span: std::ops::Range<usize>, field: &str, msg: impl Into<String>) -> Result<T, Error> {
+    fn err<T>(
+        &self,
+        span: std::ops::Range<usize>,
+        field: &str,
+        msg: impl Into<String>,
+    ) -> Result<T, Error> {
         Err(self.src.error(span, field, msg))
     }
 
@@ -155,8 +165,16 @@ impl JobPlan {
     pub fn compile(spec: &JobSpec, src: &SpecSource<'_>) -> Result<JobPlan, Error> {
         let cx = Ctx { src };
         let name = spec.name.get_ref().trim().to_string();
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-            return cx.err(spec.name.span(), "name", "job name must be non-empty and use only letters, digits, `-`, `_`, `.`");
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return cx.err(
+                spec.name.span(),
+                "name",
+                "job name must be non-empty and use only letters, digits, `-`, `_`, `.`",
+            );
         }
         let source = compile_source(spec, &cx)?;
         let sink = compile_sink(spec, &cx)?;
@@ -169,7 +187,11 @@ impl JobPlan {
             None => 30_000,
         };
         if spec.analyses.is_empty() {
-            return cx.err(spec.name.span(), "analysis", "a job needs at least one [[analysis]]");
+            return cx.err(
+                spec.name.span(),
+                "analysis",
+                "a job needs at least one [[analysis]]",
+            );
         }
 
         let mut plan = JobPlan {
@@ -185,11 +207,23 @@ impl JobPlan {
         let mut names: HashMap<String, usize> = HashMap::new();
         for a in &spec.analyses {
             let aname = a.name.get_ref().clone();
-            if !aname.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) || aname.is_empty() {
-                return cx.err(a.name.span(), "name", "analysis name must be non-empty and use only letters, digits, `-`, `_`, `.`");
+            if !aname
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                || aname.is_empty()
+            {
+                return cx.err(
+                    a.name.span(),
+                    "name",
+                    "analysis name must be non-empty and use only letters, digits, `-`, `_`, `.`",
+                );
             }
             if names.contains_key(&aname) {
-                return cx.err(a.name.span(), "name", format!("duplicate analysis `{aname}`"));
+                return cx.err(
+                    a.name.span(),
+                    "name",
+                    format!("duplicate analysis `{aname}`"),
+                );
             }
             if let Some(m) = &a.mode {
                 match m.get_ref().as_str() {
@@ -251,22 +285,54 @@ impl JobPlan {
         }
         let src = match &self.source.kind {
             SourceKind::File { path } => format!("file {path}"),
-            SourceKind::Generator { events, seed } => format!("generator ({events} events, seed {seed})"),
-            SourceKind::Kafka { topic, brokers, start, .. } => format!(
+            SourceKind::Generator { events, seed } => {
+                format!("generator ({events} events, seed {seed})")
+            }
+            SourceKind::Kafka {
+                topic,
+                brokers,
+                start,
+                ..
+            } => format!(
                 "kafka topic `{topic}` on {} (start: {start})",
                 brokers.as_deref().unwrap_or("the in-process cluster")
             ),
         };
-        let _ = writeln!(s, "source: {src}, format {}, records up to {} bytes", self.source.format, self.source.max_record_bytes);
+        let _ = writeln!(
+            s,
+            "source: {src}, format {}, records up to {} bytes",
+            self.source.format, self.source.max_record_bytes
+        );
         let sink = match &self.sink {
             SinkPlan::Console => "console".to_string(),
             SinkPlan::Files { dir } => format!("JSONL files in {dir}"),
-            SinkPlan::Kafka { brokers, .. } => format!("kafka ({})", brokers.as_deref().unwrap_or("the source's brokers")),
+            SinkPlan::Kafka { brokers, .. } => format!(
+                "kafka ({})",
+                brokers.as_deref().unwrap_or("the source's brokers")
+            ),
         };
-        let _ = writeln!(s, "sink: {sink}; dead letters -> {}, late events -> {}", self.dead_letter_topic(), self.late_topic());
-        let _ = writeln!(s, "idle partitions stop holding the watermark after {}", format_ms(self.idle_timeout_ms));
-        let _ = writeln!(s, "event-time progress granularity: {}", format_ms(self.granularity_ms));
-        let _ = writeln!(s, "{} analyses, {} shared aggregation passes:", self.analyses.len(), self.nodes.len());
+        let _ = writeln!(
+            s,
+            "sink: {sink}; dead letters -> {}, late events -> {}",
+            self.dead_letter_topic(),
+            self.late_topic()
+        );
+        let _ = writeln!(
+            s,
+            "idle partitions stop holding the watermark after {}",
+            format_ms(self.idle_timeout_ms)
+        );
+        let _ = writeln!(
+            s,
+            "event-time progress granularity: {}",
+            format_ms(self.granularity_ms)
+        );
+        let _ = writeln!(
+            s,
+            "{} analyses, {} shared aggregation passes:",
+            self.analyses.len(),
+            self.nodes.len()
+        );
         for a in &self.analyses {
             let what = match &a.kind {
                 AnalysisKind::Windowed { node, .. } => {
@@ -274,7 +340,11 @@ impl JobPlan {
                     let w = if n.windows.size == n.windows.slide {
                         format!("tumbling {}", format_ms(n.windows.size))
                     } else {
-                        format!("sliding {} every {}", format_ms(n.windows.size), format_ms(n.windows.slide))
+                        format!(
+                            "sliding {} every {}",
+                            format_ms(n.windows.size),
+                            format_ms(n.windows.slide)
+                        )
                     };
                     let mut w = format!("{w} windows, delay {}", format_ms(a.delay_ms));
                     if a.lateness_ms > 0 {
@@ -307,8 +377,14 @@ impl JobPlan {
             let _ = writeln!(
                 s,
                 "      columns: window_start, window_end{}{}",
-                if keys.is_empty() { String::new() } else { format!(", key: {}", keys.join(", ")) },
-                a.columns[a.key_len..].iter().fold(String::new(), |acc, c| acc + ", " + c)
+                if keys.is_empty() {
+                    String::new()
+                } else {
+                    format!(", key: {}", keys.join(", "))
+                },
+                a.columns[a.key_len..]
+                    .iter()
+                    .fold(String::new(), |acc, c| acc + ", " + c)
             );
             if a.having.is_some() {
                 let _ = writeln!(s, "      rows filtered by `having`");
@@ -330,17 +406,24 @@ fn compile_source(spec: &JobSpec, cx: &Ctx<'_>) -> Result<SourcePlan, Error> {
     let s = &spec.source;
     let format = *s.format.get_ref();
     let max_record_bytes = match &s.max_record_bytes {
-        Some(v) if *v.get_ref() < 64 => return cx.err(v.span(), "source.max_record_bytes", "must be at least 64"),
+        Some(v) if *v.get_ref() < 64 => {
+            return cx.err(v.span(), "source.max_record_bytes", "must be at least 64")
+        }
         Some(v) => *v.get_ref() as usize,
         None => 1 << 20,
     };
-    let forbid = |name: &str, v: bool, span: std::ops::Range<usize>, kind: &str| -> Result<(), Error> {
-        if v {
-            cx.err(span, &format!("source.{name}"), format!("`{name}` does not apply to a {kind} source"))
-        } else {
-            Ok(())
-        }
-    };
+    let forbid =
+        |name: &str, v: bool, span: std::ops::Range<usize>, kind: &str| -> Result<(), Error> {
+            if v {
+                cx.err(
+                    span,
+                    &format!("source.{name}"),
+                    format!("`{name}` does not apply to a {kind} source"),
+                )
+            } else {
+                Ok(())
+            }
+        };
     let kind = match s.kind.get_ref().as_str() {
         "file" => {
             let Some(path) = &s.path else {
@@ -349,7 +432,9 @@ fn compile_source(spec: &JobSpec, cx: &Ctx<'_>) -> Result<SourcePlan, Error> {
             if let Some(t) = &s.topic {
                 forbid("topic", true, t.span(), "file")?;
             }
-            SourceKind::File { path: path.get_ref().clone() }
+            SourceKind::File {
+                path: path.get_ref().clone(),
+            }
         }
         "generator" => SourceKind::Generator {
             events: s.events.as_ref().map_or(100_000, |v| *v.get_ref()),
@@ -357,7 +442,11 @@ fn compile_source(spec: &JobSpec, cx: &Ctx<'_>) -> Result<SourcePlan, Error> {
         },
         "kafka" => {
             let Some(topic) = &s.topic else {
-                return cx.err(s.kind.span(), "source.topic", "a kafka source needs `topic`");
+                return cx.err(
+                    s.kind.span(),
+                    "source.topic",
+                    "a kafka source needs `topic`",
+                );
             };
             if let Some(p) = &s.path {
                 forbid("path", true, p.span(), "kafka")?;
@@ -366,17 +455,33 @@ fn compile_source(spec: &JobSpec, cx: &Ctx<'_>) -> Result<SourcePlan, Error> {
                 None => "earliest".to_string(),
                 Some(v) => match v.get_ref().as_str() {
                     "earliest" | "latest" | "stored" => v.get_ref().clone(),
-                    other => return cx.err(v.span(), "source.start", format!("unknown start `{other}` (earliest, latest, stored)")),
+                    other => {
+                        return cx.err(
+                            v.span(),
+                            "source.start",
+                            format!("unknown start `{other}` (earliest, latest, stored)"),
+                        )
+                    }
                 },
             };
             SourceKind::Kafka {
                 topic: topic.get_ref().clone(),
                 brokers: s.brokers.as_ref().map(|b| b.get_ref().clone()),
                 start,
-                properties: s.properties.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                properties: s
+                    .properties
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
             }
         }
-        other => return cx.err(s.kind.span(), "source.kind", format!("unknown source kind `{other}` (kafka, file, generator)")),
+        other => {
+            return cx.err(
+                s.kind.span(),
+                "source.kind",
+                format!("unknown source kind `{other}` (kafka, file, generator)"),
+            )
+        }
     };
     Ok(SourcePlan {
         kind,
@@ -387,12 +492,21 @@ fn compile_source(spec: &JobSpec, cx: &Ctx<'_>) -> Result<SourcePlan, Error> {
 
 fn compile_sink(spec: &JobSpec, cx: &Ctx<'_>) -> Result<SinkPlan, Error> {
     let s = &spec.sink;
-    let default_kind = if spec.source.kind.get_ref() == "kafka" { "kafka" } else { "console" };
-    let kind = s.kind.as_ref().map_or(default_kind, |k| k.get_ref().as_str());
+    let default_kind = if spec.source.kind.get_ref() == "kafka" {
+        "kafka"
+    } else {
+        "console"
+    };
+    let kind = s
+        .kind
+        .as_ref()
+        .map_or(default_kind, |k| k.get_ref().as_str());
     Ok(match kind {
         "console" => SinkPlan::Console,
         "files" => match &s.dir {
-            Some(d) => SinkPlan::Files { dir: d.get_ref().clone() },
+            Some(d) => SinkPlan::Files {
+                dir: d.get_ref().clone(),
+            },
             None => {
                 let span = s.kind.as_ref().map_or(0..0, |k| k.span());
                 return cx.err(span, "sink.dir", "a files sink needs `dir`");
@@ -400,21 +514,38 @@ fn compile_sink(spec: &JobSpec, cx: &Ctx<'_>) -> Result<SinkPlan, Error> {
         },
         "kafka" => SinkPlan::Kafka {
             brokers: s.brokers.as_ref().map(|b| b.get_ref().clone()),
-            properties: s.properties.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            properties: s
+                .properties
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
         },
         other => {
             let span = s.kind.as_ref().map_or(0..0, |k| k.span());
-            return cx.err(span, "sink.kind", format!("unknown sink kind `{other}` (kafka, console, files)"));
+            return cx.err(
+                span,
+                "sink.kind",
+                format!("unknown sink kind `{other}` (kafka, console, files)"),
+            );
         }
     })
 }
 
 fn topic_of(a: &AnalysisSpec) -> String {
-    a.topic.as_ref().map_or_else(|| a.name.get_ref().clone(), |t| t.get_ref().clone())
+    a.topic
+        .as_ref()
+        .map_or_else(|| a.name.get_ref().clone(), |t| t.get_ref().clone())
 }
 
-fn compile_windowed(plan: &mut JobPlan, a: &AnalysisSpec, job_delay: i64, cx: &Ctx<'_>) -> Result<Analysis, Error> {
-    let Some(w) = &a.window else { unreachable!("checked by caller") };
+fn compile_windowed(
+    plan: &mut JobPlan,
+    a: &AnalysisSpec,
+    job_delay: i64,
+    cx: &Ctx<'_>,
+) -> Result<Analysis, Error> {
+    let Some(w) = &a.window else {
+        unreachable!("checked by caller")
+    };
     let size = cx.positive_duration(&w.size, "window.size")?;
     let slide = match &w.slide {
         Some(s) => cx.positive_duration(s, "window.slide")?,
@@ -422,7 +553,11 @@ fn compile_windowed(plan: &mut JobPlan, a: &AnalysisSpec, job_delay: i64, cx: &C
     };
     if slide > size {
         let span = w.slide.as_ref().map_or(0..0, |s| s.span());
-        return cx.err(span, "window.slide", "slide must not exceed the window size");
+        return cx.err(
+            span,
+            "window.slide",
+            "slide must not exceed the window size",
+        );
     }
     let delay_ms = match &a.delay {
         Some(d) => cx.duration(d, "delay")?,
@@ -433,7 +568,11 @@ fn compile_windowed(plan: &mut JobPlan, a: &AnalysisSpec, job_delay: i64, cx: &C
         None => 0,
     };
     if let Some(d) = &a.detect {
-        return cx.err(d.kind.span(), "detect", "detectors run over another analysis's rows: use `from` instead of `window`");
+        return cx.err(
+            d.kind.span(),
+            "detect",
+            "detectors run over another analysis's rows: use `from` instead of `window`",
+        );
     }
     let filter = match &a.filter {
         Some(f) => {
@@ -446,16 +585,28 @@ fn compile_windowed(plan: &mut JobPlan, a: &AnalysisSpec, job_delay: i64, cx: &C
     let mut columns = Vec::new();
     for k in &a.group_by {
         let Some(f) = Field::from_name(k.get_ref()) else {
-            return cx.err(k.span(), "group_by", format!("unknown field `{}`", k.get_ref()));
+            return cx.err(
+                k.span(),
+                "group_by",
+                format!("unknown field `{}`", k.get_ref()),
+            );
         };
         if keys.contains(&f) {
-            return cx.err(k.span(), "group_by", format!("`{}` is listed twice", k.get_ref()));
+            return cx.err(
+                k.span(),
+                "group_by",
+                format!("`{}` is listed twice", k.get_ref()),
+            );
         }
         keys.push(f);
         columns.push(k.get_ref().clone());
     }
     if a.select.is_empty() {
-        return cx.err(a.name.span(), "select", "a windowed analysis needs at least one `select` item");
+        return cx.err(
+            a.name.span(),
+            "select",
+            "a windowed analysis needs at least one `select` item",
+        );
     }
 
     // Aggregates are collected per analysis, then merged into a shared node.
@@ -466,12 +617,19 @@ fn compile_windowed(plan: &mut JobPlan, a: &AnalysisSpec, job_delay: i64, cx: &C
         let name = match (alias, &ast) {
             (Some(n), _) => n,
             (None, Ast::Name(n)) => n.clone(),
-            (None, _) => return cx.err(item.span(), "select", "name the column: `<expression> as <name>`"),
+            (None, _) => {
+                return cx.err(
+                    item.span(),
+                    "select",
+                    "name the column: `<expression> as <name>`",
+                )
+            }
         };
         if name == "window_start" || name == "window_end" || columns.contains(&name) {
             return cx.err(item.span(), "select", format!("duplicate column `{name}`"));
         }
-        let ast = extract_aggregates(&ast, &mut accs).or_else(|m| cx.err(item.span(), "select", m))?;
+        let ast =
+            extract_aggregates(&ast, &mut accs).or_else(|m| cx.err(item.span(), "select", m))?;
         outputs_ast.push((ast, item, name.clone()));
         columns.push(name);
     }
@@ -479,11 +637,9 @@ fn compile_windowed(plan: &mut JobPlan, a: &AnalysisSpec, job_delay: i64, cx: &C
     // Find or create the node these aggregates belong to.
     let hold_ms = delay_ms + lateness_ms;
     let windows = Windows { size, slide };
-    let node_idx = match plan
-        .nodes
-        .iter()
-        .position(|n| n.windows == windows && n.hold_ms == hold_ms && n.filter == filter && n.keys == keys)
-    {
+    let node_idx = match plan.nodes.iter().position(|n| {
+        n.windows == windows && n.hold_ms == hold_ms && n.filter == filter && n.keys == keys
+    }) {
         Some(i) => i,
         None => {
             plan.nodes.push(AggNode {
@@ -543,7 +699,10 @@ fn compile_windowed(plan: &mut JobPlan, a: &AnalysisSpec, job_delay: i64, cx: &C
         description: a.description.clone(),
         columns,
         key_len,
-        kind: AnalysisKind::Windowed { node: node_idx, outputs },
+        kind: AnalysisKind::Windowed {
+            node: node_idx,
+            outputs,
+        },
         having,
         delay_ms,
         lateness_ms,
@@ -562,7 +721,11 @@ fn extract_aggregates(ast: &Ast, accs: &mut Vec<AccSpec>) -> Result<Ast, String>
                     (_, [a]) => Some(a),
                     _ => return Err(format!("`{name}` takes exactly one argument")),
                 };
-                let func = if func == AggFunc::Count && arg.is_some() { AggFunc::CountNonNull } else { func };
+                let func = if func == AggFunc::Count && arg.is_some() {
+                    AggFunc::CountNonNull
+                } else {
+                    func
+                };
                 let arg = match arg {
                     Some(a) => {
                         if contains_aggregate(a) {
@@ -577,12 +740,24 @@ fn extract_aggregates(ast: &Ast, accs: &mut Vec<AccSpec>) -> Result<Ast, String>
                     accs.push(spec);
                     accs.len() - 1
                 });
-                return Ok(Ast::Call("__agg".into(), vec![Ast::Lit(crate::record::Value::Int(i as i64))]));
+                return Ok(Ast::Call(
+                    "__agg".into(),
+                    vec![Ast::Lit(crate::record::Value::Int(i as i64))],
+                ));
             }
-            Ast::Call(name.clone(), args.iter().map(|a| extract_aggregates(a, accs)).collect::<Result<_, _>>()?)
+            Ast::Call(
+                name.clone(),
+                args.iter()
+                    .map(|a| extract_aggregates(a, accs))
+                    .collect::<Result<_, _>>()?,
+            )
         }
         Ast::Unary(op, e) => Ast::Unary(*op, Box::new(extract_aggregates(e, accs)?)),
-        Ast::Binary(op, a, b) => Ast::Binary(*op, Box::new(extract_aggregates(a, accs)?), Box::new(extract_aggregates(b, accs)?)),
+        Ast::Binary(op, a, b) => Ast::Binary(
+            *op,
+            Box::new(extract_aggregates(a, accs)?),
+            Box::new(extract_aggregates(b, accs)?),
+        ),
         Ast::IsNull(e, n) => Ast::IsNull(Box::new(extract_aggregates(e, accs)?), *n),
         Ast::Case(arms, d) => Ast::Case(
             arms.iter()
@@ -599,18 +774,26 @@ fn extract_aggregates(ast: &Ast, accs: &mut Vec<AccSpec>) -> Result<Ast, String>
 
 fn contains_aggregate(ast: &Ast) -> bool {
     match ast {
-        Ast::Call(name, args) => AggFunc::from_name(name).is_some() || args.iter().any(contains_aggregate),
+        Ast::Call(name, args) => {
+            AggFunc::from_name(name).is_some() || args.iter().any(contains_aggregate)
+        }
         Ast::Unary(_, e) | Ast::IsNull(e, _) => contains_aggregate(e),
         Ast::Binary(_, a, b) => contains_aggregate(a) || contains_aggregate(b),
         Ast::Case(arms, d) => {
-            arms.iter().any(|(c, t)| contains_aggregate(c) || contains_aggregate(t)) || d.as_deref().is_some_and(contains_aggregate)
+            arms.iter()
+                .any(|(c, t)| contains_aggregate(c) || contains_aggregate(t))
+                || d.as_deref().is_some_and(contains_aggregate)
         }
         _ => false,
     }
 }
 
 /// Binds a `having` condition against output column names.
-fn compile_having(a: &AnalysisSpec, columns: &[String], cx: &Ctx<'_>) -> Result<Option<Expr>, Error> {
+fn compile_having(
+    a: &AnalysisSpec,
+    columns: &[String],
+    cx: &Ctx<'_>,
+) -> Result<Option<Expr>, Error> {
     let Some(h) = &a.having else { return Ok(None) };
     let (ast, alias) = cx.expr(h, "having")?;
     if alias.is_some() {
@@ -623,30 +806,68 @@ fn compile_having(a: &AnalysisSpec, columns: &[String], cx: &Ctx<'_>) -> Result<
                 .position(|c| c == n)
                 .map(|i| Some(Expr::Column(i)))
                 .ok_or_else(|| format!("unknown column `{n}` (columns: {})", columns.join(", "))),
-            Ast::Call(f, _) if AggFunc::from_name(f).is_some() => {
-                Err(format!("`having` filters result rows: use a column name instead of `{f}(...)`"))
-            }
+            Ast::Call(f, _) if AggFunc::from_name(f).is_some() => Err(format!(
+                "`having` filters result rows: use a column name instead of `{f}(...)`"
+            )),
             _ => Ok(None),
         })
         .or_else(|m| cx.err(h.span(), "having", m))?;
     Ok(Some(bound))
 }
 
-fn compile_derived(plan: &JobPlan, names: &HashMap<String, usize>, a: &AnalysisSpec, cx: &Ctx<'_>) -> Result<Analysis, Error> {
-    let Some(from) = &a.from else { unreachable!("checked by caller") };
+fn compile_derived(
+    plan: &JobPlan,
+    names: &HashMap<String, usize>,
+    a: &AnalysisSpec,
+    cx: &Ctx<'_>,
+) -> Result<Analysis, Error> {
+    let Some(from) = &a.from else {
+        unreachable!("checked by caller")
+    };
     for (set, field, span) in [
-        (a.filter.is_some(), "where", a.filter.as_ref().map(|f| f.span())),
-        (!a.group_by.is_empty(), "group_by", a.group_by.first().map(|f| f.span())),
-        (!a.select.is_empty(), "select", a.select.first().map(|f| f.span())),
-        (a.delay.is_some(), "delay", a.delay.as_ref().map(|f| f.span())),
-        (a.allowed_lateness.is_some(), "allowed_lateness", a.allowed_lateness.as_ref().map(|f| f.span())),
+        (
+            a.filter.is_some(),
+            "where",
+            a.filter.as_ref().map(|f| f.span()),
+        ),
+        (
+            !a.group_by.is_empty(),
+            "group_by",
+            a.group_by.first().map(|f| f.span()),
+        ),
+        (
+            !a.select.is_empty(),
+            "select",
+            a.select.first().map(|f| f.span()),
+        ),
+        (
+            a.delay.is_some(),
+            "delay",
+            a.delay.as_ref().map(|f| f.span()),
+        ),
+        (
+            a.allowed_lateness.is_some(),
+            "allowed_lateness",
+            a.allowed_lateness.as_ref().map(|f| f.span()),
+        ),
     ] {
         if set {
-            return cx.err(span.unwrap_or(0..0), field, format!("`{field}` does not apply to an analysis `from` another one"));
+            return cx.err(
+                span.unwrap_or(0..0),
+                field,
+                format!("`{field}` does not apply to an analysis `from` another one"),
+            );
         }
     }
     let Some(&src_idx) = names.get(from.get_ref()) else {
-        return cx.err(from.span(), "from", format!("unknown analysis `{}` (it must be defined above)", from.get_ref()));
+        return cx.err(
+            from.span(),
+            "from",
+            format!(
+                "unknown analysis `{}` (it must be defined above)",
+                from.get_ref()
+            ),
+        );
     };
     let src = &plan.analyses[src_idx];
     let key_cols = src.columns[..src.key_len].to_vec();
@@ -656,7 +877,12 @@ fn compile_derived(plan: &JobPlan, names: &HashMap<String, usize>, a: &AnalysisS
             _ => cx.err(
                 f.span(),
                 "detect.field",
-                format!("`{}` is not a metric of `{}` (metrics: {})", f.get_ref(), src.name, src.columns[src.key_len..].join(", ")),
+                format!(
+                    "`{}` is not a metric of `{}` (metrics: {})",
+                    f.get_ref(),
+                    src.name,
+                    src.columns[src.key_len..].join(", ")
+                ),
             ),
         }
     };
@@ -664,20 +890,35 @@ fn compile_derived(plan: &JobPlan, names: &HashMap<String, usize>, a: &AnalysisS
         None => (Detector::Pass, src.columns.clone()),
         Some(d) => {
             let need_field = || -> Result<&Spanned<String>, Error> {
-                d.field.as_ref().ok_or_else(|| cx.src.error(d.kind.span(), "detect.field", format!("detector `{}` needs `field`", d.kind.get_ref())))
+                d.field.as_ref().ok_or_else(|| {
+                    cx.src.error(
+                        d.kind.span(),
+                        "detect.field",
+                        format!("detector `{}` needs `field`", d.kind.get_ref()),
+                    )
+                })
             };
             match d.kind.get_ref().as_str() {
                 "zscore" => {
                     let f = need_field()?;
                     let column = column_of(f)?;
                     let history = match &d.history {
-                        Some(h) if *h.get_ref() < 2 => return cx.err(h.span(), "detect.history", "history must be at least 2 (a standard deviation needs two values)"),
+                        Some(h) if *h.get_ref() < 2 => return cx.err(
+                            h.span(),
+                            "detect.history",
+                            "history must be at least 2 (a standard deviation needs two values)",
+                        ),
                         Some(h) => *h.get_ref() as usize,
                         None => 10,
                     };
                     let name = f.get_ref();
                     let mut cols = key_cols.clone();
-                    cols.extend([name.clone(), "baseline_mean".into(), "baseline_stddev".into(), "z_score".into()]);
+                    cols.extend([
+                        name.clone(),
+                        "baseline_mean".into(),
+                        "baseline_stddev".into(),
+                        "z_score".into(),
+                    ]);
                     (Detector::ZScore { column, history }, cols)
                 }
                 "lag" => {
@@ -685,27 +926,51 @@ fn compile_derived(plan: &JobPlan, names: &HashMap<String, usize>, a: &AnalysisS
                     let column = column_of(f)?;
                     let name = f.get_ref();
                     let mut cols = key_cols.clone();
-                    cols.extend([name.clone(), format!("prev_{name}"), format!("{name}_change")]);
+                    cols.extend([
+                        name.clone(),
+                        format!("prev_{name}"),
+                        format!("{name}_change"),
+                    ]);
                     (Detector::Lag { column }, cols)
                 }
                 "intersect" => {
                     let Some(w) = &d.with else {
-                        return cx.err(d.kind.span(), "detect.with", "`intersect` needs `with` (another analysis)");
+                        return cx.err(
+                            d.kind.span(),
+                            "detect.with",
+                            "`intersect` needs `with` (another analysis)",
+                        );
                     };
                     let Some(&with) = names.get(w.get_ref()) else {
-                        return cx.err(w.span(), "detect.with", format!("unknown analysis `{}`", w.get_ref()));
+                        return cx.err(
+                            w.span(),
+                            "detect.with",
+                            format!("unknown analysis `{}`", w.get_ref()),
+                        );
                     };
                     let other = &plan.analyses[with];
                     if other.columns[..other.key_len] != key_cols[..] {
                         return cx.err(
                             w.span(),
                             "detect.with",
-                            format!("`{}` is keyed by ({}) but `{}` by ({})", other.name, other.columns[..other.key_len].join(", "), src.name, key_cols.join(", ")),
+                            format!(
+                                "`{}` is keyed by ({}) but `{}` by ({})",
+                                other.name,
+                                other.columns[..other.key_len].join(", "),
+                                src.name,
+                                key_cols.join(", ")
+                            ),
                         );
                     }
                     (Detector::Intersect { with }, src.columns.clone())
                 }
-                other => return cx.err(d.kind.span(), "detect.kind", format!("unknown detector `{other}` (zscore, lag, intersect)")),
+                other => {
+                    return cx.err(
+                        d.kind.span(),
+                        "detect.kind",
+                        format!("unknown detector `{other}` (zscore, lag, intersect)"),
+                    )
+                }
             }
         }
     };
@@ -716,73 +981,14 @@ fn compile_derived(plan: &JobPlan, names: &HashMap<String, usize>, a: &AnalysisS
         description: a.description.clone(),
         key_len: src.key_len,
         columns,
-        kind: AnalysisKind::Derived { from: src_idx, detector },
+        kind: AnalysisKind::Derived {
+            from: src_idx,
+            detector,
+        },
         having,
         delay_ms: src.delay_ms,
         lateness_ms: src.lateness_ms,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::spec::parse_spec;
-
-    fn compile(text: &str) -> Result<JobPlan, Error> {
-        let src = SpecSource { file: "t.toml", text };
-        JobPlan::compile(&parse_spec(&src)?, &src)
-    }
-
-    const HEAD: &str = "name = \"j\"\n[source]\nkind = \"file\"\npath = \"x\"\nformat = \"json\"\n";
-
-    #[test]
-    fn shares_one_pass_between_analyses_with_the_same_grouping() {
-        let text = format!(
-            "{HEAD}[[analysis]]\nname = \"a\"\nwindow = {{ size = \"1m\" }}\ngroup_by = [\"service\"]\nselect = [\"count() as n\", \"avg(response_time) as rt\"]\n\
-             [[analysis]]\nname = \"b\"\nwindow = {{ size = \"1m\" }}\ngroup_by = [\"service\"]\nselect = [\"count() as total\", \"count_if(status_code >= 400) * 100.0 / total as rate\"]\n"
-        );
-        let plan = compile(&text).unwrap();
-        assert_eq!(plan.nodes.len(), 1);
-        assert_eq!(plan.nodes[0].accs.len(), 3, "count() is shared");
-        assert_eq!(plan.analyses[1].columns, vec!["service", "total", "rate"]);
-        assert_eq!(plan.granularity_ms, 60_000);
-        let used = plan.used_fields();
-        for f in [Field::Service, Field::ResponseTime, Field::StatusCode] {
-            assert!(used.contains(f), "{f:?}");
-        }
-        assert!(!used.contains(Field::Message));
-    }
-
-    #[test]
-    fn errors_name_line_and_field() {
-        let text = format!("{HEAD}[[analysis]]\nname = \"a\"\nwindow = {{ size = \"1q\" }}\nselect = [\"count() as n\"]\n");
-        let err = compile(&text).unwrap_err().to_string();
-        assert!(err.starts_with("t.toml:8:"), "{err}");
-        assert!(err.contains("window.size") && err.contains("unknown unit"), "{err}");
-
-        let text = format!("{HEAD}[[analysis]]\nname = \"a\"\nwindow = {{ size = \"1m\" }}\nselect = [\"count() as n\", \"avg(nope) as x\"]\n");
-        let err = compile(&text).unwrap_err().to_string();
-        assert!(err.starts_with("t.toml:9:") && err.contains("unknown field `nope`"), "{err}");
-
-        let text = format!("{HEAD}[[analysis]]\nname = \"a\"\nwindow = {{ size = \"1m\" }}\nselect = [\"response_time as x\"]\n");
-        let err = compile(&text).unwrap_err().to_string();
-        assert!(err.contains("inside an aggregate"), "{err}");
-
-        let text = format!("{HEAD}[[analysis]]\nname = \"a\"\nfrom = \"zz\"\n");
-        let err = compile(&text).unwrap_err().to_string();
-        assert!(err.contains("unknown analysis `zz`"), "{err}");
-    }
-
-    #[test]
-    fn derived_columns() {
-        let text = format!(
-            "{HEAD}[[analysis]]\nname = \"rt\"\nwindow = {{ size = \"1m\" }}\ngroup_by = [\"service\"]\nselect = [\"avg(response_time) as avg_rt\"]\n\
-             [[analysis]]\nname = \"z\"\nfrom = \"rt\"\ndetect = {{ kind = \"zscore\", field = \"avg_rt\" }}\nhaving = \"abs(z_score) > 2\"\n"
-        );
-        let plan = compile(&text).unwrap();
-        assert_eq!(plan.analyses[1].columns, vec!["service", "avg_rt", "baseline_mean", "baseline_stddev", "z_score"]);
-        assert_eq!(plan.analyses[1].kind_detector(), Some(&Detector::ZScore { column: 1, history: 10 }));
-    }
 }
 
 impl JobPlan {
@@ -812,5 +1018,91 @@ impl Analysis {
             AnalysisKind::Derived { detector, .. } => Some(detector),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::parse_spec;
+
+    fn compile(text: &str) -> Result<JobPlan, Error> {
+        let src = SpecSource {
+            file: "t.toml",
+            text,
+        };
+        JobPlan::compile(&parse_spec(&src)?, &src)
+    }
+
+    const HEAD: &str = "name = \"j\"\n[source]\nkind = \"file\"\npath = \"x\"\nformat = \"json\"\n";
+
+    #[test]
+    fn shares_one_pass_between_analyses_with_the_same_grouping() {
+        let text = format!(
+            "{HEAD}[[analysis]]\nname = \"a\"\nwindow = {{ size = \"1m\" }}\ngroup_by = [\"service\"]\nselect = [\"count() as n\", \"avg(response_time) as rt\"]\n\
+             [[analysis]]\nname = \"b\"\nwindow = {{ size = \"1m\" }}\ngroup_by = [\"service\"]\nselect = [\"count() as total\", \"count_if(status_code >= 400) * 100.0 / total as rate\"]\n"
+        );
+        let plan = compile(&text).unwrap();
+        assert_eq!(plan.nodes.len(), 1);
+        assert_eq!(plan.nodes[0].accs.len(), 3, "count() is shared");
+        assert_eq!(plan.analyses[1].columns, vec!["service", "total", "rate"]);
+        assert_eq!(plan.granularity_ms, 60_000);
+        let used = plan.used_fields();
+        for f in [Field::Service, Field::ResponseTime, Field::StatusCode] {
+            assert!(used.contains(f), "{f:?}");
+        }
+        assert!(!used.contains(Field::Message));
+    }
+
+    #[test]
+    fn errors_name_line_and_field() {
+        let text = format!("{HEAD}[[analysis]]\nname = \"a\"\nwindow = {{ size = \"1q\" }}\nselect = [\"count() as n\"]\n");
+        let err = compile(&text).unwrap_err().to_string();
+        assert!(err.starts_with("t.toml:8:"), "{err}");
+        assert!(
+            err.contains("window.size") && err.contains("unknown unit"),
+            "{err}"
+        );
+
+        let text = format!("{HEAD}[[analysis]]\nname = \"a\"\nwindow = {{ size = \"1m\" }}\nselect = [\"count() as n\", \"avg(nope) as x\"]\n");
+        let err = compile(&text).unwrap_err().to_string();
+        assert!(
+            err.starts_with("t.toml:9:") && err.contains("unknown field `nope`"),
+            "{err}"
+        );
+
+        let text = format!("{HEAD}[[analysis]]\nname = \"a\"\nwindow = {{ size = \"1m\" }}\nselect = [\"response_time as x\"]\n");
+        let err = compile(&text).unwrap_err().to_string();
+        assert!(err.contains("inside an aggregate"), "{err}");
+
+        let text = format!("{HEAD}[[analysis]]\nname = \"a\"\nfrom = \"zz\"\n");
+        let err = compile(&text).unwrap_err().to_string();
+        assert!(err.contains("unknown analysis `zz`"), "{err}");
+    }
+
+    #[test]
+    fn derived_columns() {
+        let text = format!(
+            "{HEAD}[[analysis]]\nname = \"rt\"\nwindow = {{ size = \"1m\" }}\ngroup_by = [\"service\"]\nselect = [\"avg(response_time) as avg_rt\"]\n\
+             [[analysis]]\nname = \"z\"\nfrom = \"rt\"\ndetect = {{ kind = \"zscore\", field = \"avg_rt\" }}\nhaving = \"abs(z_score) > 2\"\n"
+        );
+        let plan = compile(&text).unwrap();
+        assert_eq!(
+            plan.analyses[1].columns,
+            vec![
+                "service",
+                "avg_rt",
+                "baseline_mean",
+                "baseline_stddev",
+                "z_score"
+            ]
+        );
+        assert_eq!(
+            plan.analyses[1].kind_detector(),
+            Some(&Detector::ZScore {
+                column: 1,
+                history: 10
+            })
+        );
     }
 }

@@ -58,6 +58,9 @@ pub fn accounting(stderr: &[u8]) -> BTreeMap<String, u64> {
 pub fn read_jsonl(path: &Path) -> Vec<Value> {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     text.lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{}: bad JSON {l}: {e}", path.display())))
+        .map(|l| {
+            serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("{}: bad JSON {l}: {e}", path.display()))
+        })
         .collect()
 }
