@@ -2,7 +2,9 @@
 //! 1 runtime failure, always with a one-line cause on stderr.
 
 mod check;
+mod gen;
 mod run;
+mod tail;
 
 use clap::{Parser, Subcommand};
 
@@ -22,6 +24,10 @@ enum Command {
     Run(run::RunArgs),
     /// Validate a job spec and explain what it computes.
     Check(check::CheckArgs),
+    /// Write synthetic logs or user events (file, stdout or a Kafka topic).
+    Gen(gen::GenCmd),
+    /// Print the records of a Kafka topic (e.g. an analysis's output).
+    Tail(tail::TailArgs),
 }
 
 /// Parses arguments, runs the command, and returns the process exit code.
@@ -36,6 +42,8 @@ pub fn main() -> i32 {
     let result = match cli.command {
         Command::Run(args) => run::run(args),
         Command::Check(args) => check::check(args),
+        Command::Tail(args) => tail::tail(args),
+        Command::Gen(args) => gen::gen(args),
     };
     match result {
         Ok(()) => 0,

@@ -6,6 +6,7 @@ use std::time::Instant;
 use clap::ArgAction;
 
 use crate::parse::Format;
+use crate::runtime::embedded::Embedded;
 use crate::runtime::{self, Cluster};
 use crate::spec::plan::{SinkPlan, SourceKind};
 use crate::Error;
@@ -34,6 +35,12 @@ pub struct RunArgs {
     /// Read every partition up to its end offset as of start, emit all open windows, exit 0.
     #[arg(long)]
     stop_at_end: bool,
+    /// With no brokers configured: how many generated events the embedded demo feeds.
+    #[arg(long, default_value_t = 200_000)]
+    demo_events: u64,
+    /// With no brokers configured: the embedded demo's feed rate (events per second).
+    #[arg(long, default_value_t = 50_000.0)]
+    demo_rate: f64,
     /// Worker threads per process.
     #[arg(short = 'w', long = "threads", default_value_t = 1)]
     threads: usize,
@@ -56,6 +63,7 @@ pub struct RunArgs {
 
 pub fn run(args: RunArgs) -> Result<(), Error> {
     let mut plan = crate::spec::load(&args.spec)?;
+    let name = plan.name.clone();
     if let Some(input) = &args.input {
         plan.source.kind = SourceKind::File {
             path: input.clone(),
@@ -135,13 +143,24 @@ pub fn run(args: RunArgs) -> Result<(), Error> {
         process: args.process,
         addresses,
     };
-    let name = plan.name.clone();
     let started = Instant::now();
+    // A file input with a Kafka sink and no brokers anywhere: print the results.
+    if matches!(plan.sink, SinkPlan::Kafka { brokers: None, .. }) && !matches!(plan.source.kind, SourceKind::Kafka { .. }) {
+        plan.sink = SinkPlan::Console;
+    }
+    // No brokers anywhere: run against an in-process cluster fed by the generator.
+    let embedded = match &plan.source.kind {
+        SourceKind::Kafka { brokers: None, .. } => Some(Embedded::start(&mut plan, args.demo_events, args.demo_rate)?),
+        _ => None,
+    };
     let opts = runtime::RunOptions {
         stop_at_end: args.stop_at_end,
-        end_signal: None,
+        end_signal: embedded.as_ref().map(|e| std::sync::Arc::clone(&e.end_signal)),
     };
     let accounting = runtime::run(plan, &cluster, &opts)?;
+    if let Some(e) = embedded {
+        e.finish()?;
+    }
     if !args.quiet {
         let secs = started.elapsed().as_secs_f64();
         eprintln!(

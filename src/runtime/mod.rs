@@ -2,6 +2,7 @@
 
 pub mod accounting;
 pub mod dataflow;
+pub mod embedded;
 pub mod ingest;
 pub mod output;
 
