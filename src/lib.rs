@@ -7,7 +7,14 @@
 
 pub mod error;
 pub mod gen;
+pub mod kafka;
 pub mod parse;
 pub mod record;
 
 pub use error::{Error, Result};
+pub mod cli;
+pub mod operators;
+pub mod runtime;
+pub mod sinks;
+pub mod sources;
+pub mod spec;

@@ -3,7 +3,7 @@
 //! Specs refer to fields by name; [`Field`] resolves a name once, at plan time, so the hot path
 //! reads a struct field instead of looking up a map.
 
-mod value;
+pub mod value;
 
 pub use value::{Value, ValueRef};
 
@@ -32,6 +32,10 @@ pub struct Event {
     pub action: Option<Str>,
     pub value: Option<f64>,
     pub session_id: Option<Str>,
+    /// Input order, set by the source (file line, or partition and offset): ties in event
+    /// time are broken by it, so order-sensitive aggregates are deterministic.
+    #[serde(default)]
+    pub pos: u64,
 }
 
 /// A named field of [`Event`].
@@ -95,7 +99,77 @@ impl Field {
     }
 }
 
+/// A group key: the values of an analysis's `group_by` fields, in order.
+pub type Key = Vec<Value>;
+
+/// One result row of an analysis: the window and the output columns (keys first).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Row {
+    /// Index of the analysis in the job plan.
+    pub analysis: u32,
+    pub start: i64,
+    pub end: i64,
+    pub values: Vec<Value>,
+}
+
+impl Row {
+    /// The group key columns.
+    pub fn key(&self, key_len: usize) -> &[Value] {
+        &self.values[..key_len.min(self.values.len())]
+    }
+}
+
+/// Hashes a key the same way on every worker and process (exchange routing depends on it).
+pub fn key_hash(key: &[Value]) -> u64 {
+    use std::hash::BuildHasher;
+
+    foldhash::fast::FixedState::with_seed(0x6c6f_6766_6c6f_7721).hash_one(key)
+}
+
+/// A set of [`Field`]s (a bit per field).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FieldSet(u16);
+
+impl FieldSet {
+    pub const ALL: FieldSet = FieldSet((1 << Field::ALL.len()) - 1);
+
+    pub fn insert(&mut self, f: Field) {
+        self.0 |= 1 << f as u16;
+    }
+
+    pub fn contains(self, f: Field) -> bool {
+        self.0 & (1 << f as u16) != 0
+    }
+}
+
 impl Event {
+    /// Clears the fields no analysis reads, so copies of the event are cheap (a long
+    /// `message` is the only field that usually lives on the heap).
+    pub fn keep_only(&mut self, fields: FieldSet) {
+        if fields == FieldSet::ALL {
+            return;
+        }
+        for f in Field::ALL {
+            if !fields.contains(f) {
+                match f {
+                    Field::Timestamp => {}
+                    Field::Level => self.level = None,
+                    Field::Service => self.service = None,
+                    Field::Message => self.message = None,
+                    Field::IpAddress => self.ip_address = None,
+                    Field::UserId => self.user_id = None,
+                    Field::RequestId => self.request_id = None,
+                    Field::ResponseTime => self.response_time = None,
+                    Field::StatusCode => self.status_code = None,
+                    Field::ErrorCode => self.error_code = None,
+                    Field::Action => self.action = None,
+                    Field::Value => self.value = None,
+                    Field::SessionId => self.session_id = None,
+                }
+            }
+        }
+    }
+
     /// Reads one field without copying it.
     #[inline]
     pub fn get(&self, field: Field) -> ValueRef<'_> {

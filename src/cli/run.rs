@@ -1,0 +1,160 @@
+//! `logflow run SPEC`: run a job.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::ArgAction;
+
+use crate::parse::Format;
+use crate::runtime::{self, Cluster};
+use crate::spec::plan::{SinkPlan, SourceKind};
+use crate::Error;
+
+#[derive(clap::Args, Debug)]
+#[command(disable_help_flag = true)]
+pub struct RunArgs {
+    /// The job spec (TOML).
+    spec: PathBuf,
+    /// Read this file instead of the spec's source (`-` = stdin); the run ends with the input.
+    #[arg(long)]
+    input: Option<String>,
+    /// Record format of the input (default: the spec's).
+    #[arg(long, value_enum)]
+    format: Option<Format>,
+    /// Write one JSONL file per analysis (plus dead-letter and late files) into DIR instead of
+    /// the spec's sinks.
+    #[arg(long, value_name = "DIR")]
+    output_dir: Option<PathBuf>,
+    /// Kafka bootstrap servers (overrides the spec's source and sink brokers).
+    #[arg(long)]
+    brokers: Option<String>,
+    /// Kafka topic to read (overrides the spec's).
+    #[arg(long)]
+    topic: Option<String>,
+    /// Read every partition up to its end offset as of start, emit all open windows, exit 0.
+    #[arg(long)]
+    stop_at_end: bool,
+    /// Worker threads per process.
+    #[arg(short = 'w', long = "threads", default_value_t = 1)]
+    threads: usize,
+    /// Number of processes in the cluster.
+    #[arg(short = 'n', long = "processes", default_value_t = 1)]
+    processes: usize,
+    /// Index of this process.
+    #[arg(short = 'p', long = "process", default_value_t = 0)]
+    process: usize,
+    /// File with one `host:port` per process.
+    #[arg(short = 'h', long = "hostfile")]
+    hostfile: Option<PathBuf>,
+    /// No summary on stderr.
+    #[arg(short, long)]
+    quiet: bool,
+    /// Print help.
+    #[arg(long, action = ArgAction::Help)]
+    help: Option<bool>,
+}
+
+pub fn run(args: RunArgs) -> Result<(), Error> {
+    let mut plan = crate::spec::load(&args.spec)?;
+    if let Some(input) = &args.input {
+        plan.source.kind = SourceKind::File {
+            path: input.clone(),
+        };
+    }
+    if let Some(f) = args.format {
+        plan.source.format = f;
+    }
+    let env_brokers = std::env::var(crate::kafka::BROKERS_ENV)
+        .ok()
+        .filter(|b| !b.is_empty());
+    if let SourceKind::Kafka { topic, brokers, .. } = &mut plan.source.kind {
+        if let Some(t) = &args.topic {
+            *topic = t.clone();
+        }
+        if let Some(b) = args
+            .brokers
+            .clone()
+            .or_else(|| brokers.clone())
+            .or(env_brokers.clone())
+        {
+            *brokers = Some(b);
+        }
+    } else if args.topic.is_some() {
+        return Err(super::usage(
+            "--topic applies to a Kafka source (not with --input)",
+        ));
+    }
+    if let SinkPlan::Kafka { brokers, .. } = &mut plan.sink {
+        if let Some(b) = args
+            .brokers
+            .clone()
+            .or_else(|| brokers.clone())
+            .or(env_brokers)
+        {
+            *brokers = Some(b);
+        }
+    }
+    if let Some(dir) = &args.output_dir {
+        plan.sink = SinkPlan::Files {
+            dir: dir.display().to_string(),
+        };
+    }
+    if args.threads == 0 || args.processes == 0 {
+        return Err(super::usage("-w and -n must be at least 1"));
+    }
+    if args.process >= args.processes {
+        return Err(super::usage(format!(
+            "-p {} is out of range for -n {}",
+            args.process, args.processes
+        )));
+    }
+    let addresses = match &args.hostfile {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+            let hosts: Vec<String> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(String::from)
+                .collect();
+            if hosts.len() < args.processes {
+                return Err(super::usage(format!(
+                    "{} lists {} hosts but -n is {}",
+                    path.display(),
+                    hosts.len(),
+                    args.processes
+                )));
+            }
+            hosts[..args.processes].to_vec()
+        }
+        None => Vec::new(),
+    };
+    let cluster = Cluster {
+        threads: args.threads,
+        processes: args.processes,
+        process: args.process,
+        addresses,
+    };
+    let name = plan.name.clone();
+    let started = Instant::now();
+    let opts = runtime::RunOptions {
+        stop_at_end: args.stop_at_end,
+        end_signal: None,
+    };
+    let accounting = runtime::run(plan, &cluster, &opts)?;
+    if !args.quiet {
+        let secs = started.elapsed().as_secs_f64();
+        eprintln!(
+            "logflow: job {name} finished in {secs:.2}s ({:.0} records/s)",
+            accounting.read as f64 / secs.max(1e-9)
+        );
+    }
+    // The identity is always printed last: tests and scripts read it.
+    eprintln!("{accounting}");
+    if !accounting.balanced() {
+        return Err(Error::Runtime(format!(
+            "records unaccounted for: {accounting}"
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,169 @@
+//! Kafka connection settings shared by sources, sinks and the CLI: bootstrap servers plus
+//! librdkafka client properties passed through from the spec and the environment (SASL, TLS,
+//! ...). Secrets are never printed.
+
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::ClientConfig;
+
+use crate::Error;
+
+/// Environment variable naming the brokers when neither the spec nor `--brokers` does.
+pub const BROKERS_ENV: &str = "LOGFLOW_BROKERS";
+/// Prefix of environment variables that become client properties:
+/// `LOGFLOW_KAFKA_SASL_PASSWORD=x` sets `sasl.password=x`.
+pub const PROPERTY_ENV_PREFIX: &str = "LOGFLOW_KAFKA_";
+
+/// Where a Kafka cluster is and how to talk to it.
+#[derive(Clone)]
+pub struct KafkaConn {
+    pub brokers: String,
+    /// librdkafka properties: spec first, then environment (which wins).
+    pub properties: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for KafkaConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+/// Property names whose values are secrets.
+fn is_secret(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    ["password", "secret", "token", "key.pem", "private"]
+        .iter()
+        .any(|s| k.contains(s))
+}
+
+impl KafkaConn {
+    /// Connection settings: `brokers` plus spec properties, overridden by `LOGFLOW_KAFKA_*`.
+    pub fn new(brokers: &str, spec_properties: &[(String, String)]) -> Self {
+        let mut properties: Vec<(String, String)> = spec_properties.to_vec();
+        for (k, v) in std::env::vars() {
+            if let Some(rest) = k.strip_prefix(PROPERTY_ENV_PREFIX) {
+                let key = rest.to_ascii_lowercase().replace('_', ".");
+                properties.retain(|(pk, _)| *pk != key);
+                properties.push((key, v));
+            }
+        }
+        KafkaConn {
+            brokers: brokers.to_string(),
+            properties,
+        }
+    }
+
+    /// A client config with the connection settings applied.
+    pub fn client_config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers);
+        for (k, v) in &self.properties {
+            c.set(k, v);
+        }
+        c
+    }
+
+    /// For logs: brokers and property names, secret values redacted.
+    pub fn describe(&self) -> String {
+        let props: Vec<String> = self
+            .properties
+            .iter()
+            .map(|(k, v)| {
+                if is_secret(k) {
+                    format!("{k}=***")
+                } else {
+                    format!("{k}={v}")
+                }
+            })
+            .collect();
+        if props.is_empty() {
+            self.brokers.clone()
+        } else {
+            format!("{} ({})", self.brokers, props.join(", "))
+        }
+    }
+
+    /// The partitions of `topic`; an error naming the topic when it does not exist.
+    pub fn partitions(&self, topic: &str, timeout: Duration) -> Result<Vec<i32>, Error> {
+        let consumer: BaseConsumer = self
+            .client_config()
+            .create()
+            .map_err(|e| Error::Runtime(format!("kafka {}: {e}", self.describe())))?;
+        let md = consumer.fetch_metadata(Some(topic), timeout).map_err(|e| {
+            Error::Runtime(format!(
+                "kafka {}: metadata for topic `{topic}`: {e}",
+                self.describe()
+            ))
+        })?;
+        let t = md
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic)
+            .ok_or_else(|| {
+                Error::Runtime(format!(
+                    "kafka topic `{topic}` not found on {}",
+                    self.brokers
+                ))
+            })?;
+        if let Some(err) = t.error() {
+            return Err(Error::Runtime(format!(
+                "kafka topic `{topic}` on {}: {:?} (does it exist? auto-create is off)",
+                self.brokers, err
+            )));
+        }
+        let mut parts: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
+        if parts.is_empty() {
+            return Err(Error::Runtime(format!(
+                "kafka topic `{topic}` on {} has no partitions",
+                self.brokers
+            )));
+        }
+        parts.sort_unstable();
+        Ok(parts)
+    }
+
+    /// Low and high watermarks (first offset kept, next offset to be written) per partition.
+    pub fn watermarks(
+        &self,
+        topic: &str,
+        partitions: &[i32],
+        timeout: Duration,
+    ) -> Result<Vec<(i64, i64)>, Error> {
+        let consumer: BaseConsumer = self
+            .client_config()
+            .create()
+            .map_err(|e| Error::Runtime(format!("kafka {}: {e}", self.describe())))?;
+        partitions
+            .iter()
+            .map(|&p| {
+                consumer
+                    .fetch_watermarks(topic, p, timeout)
+                    .map_err(|e| Error::Runtime(format!("kafka {topic}/{p}: offsets: {e}")))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_redacted() {
+        let c = KafkaConn {
+            brokers: "b:9092".into(),
+            properties: vec![
+                ("sasl.password".into(), "hunter2".into()),
+                ("security.protocol".into(), "SASL_SSL".into()),
+            ],
+        };
+        let d = c.describe();
+        assert!(!d.contains("hunter2"), "{d}");
+        assert!(
+            d.contains("sasl.password=***") && d.contains("security.protocol=SASL_SSL"),
+            "{d}"
+        );
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+}

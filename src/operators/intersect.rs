@@ -1,0 +1,120 @@
+//! Intersection of two analyses' results: rows of one analysis whose key also has a row in
+//! another analysis for an overlapping window (e.g. IPs flagged by both `ddos` and
+//! `suspicious_ips`).
+
+use std::collections::{BTreeMap, HashMap};
+
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::Capability;
+use timely::dataflow::StreamVec;
+
+use crate::record::{key_hash, Key, Row};
+
+/// Keeps rows whose key is also present in another stream for an overlapping window.
+pub trait Intersect<'scope> {
+    /// Emits the rows of `self` (relabelled `analysis`) that have a row with the same key (first
+    /// `key_len` columns) in `other` whose window overlaps theirs. `horizon` bounds how far
+    /// past a window's end a matching row of `other` can still arrive (its window size plus
+    /// its delay); `self_horizon` is the same bound for `self`, used to forget old rows.
+    ///
+    /// ```
+    /// use timely::dataflow::operators::{ToStream, Capture, capture::Event};
+    /// use logflow::operators::intersect::Intersect;
+    /// use logflow::record::{Row, Value};
+    ///
+    /// let row = |start: i64, ip: &str| Row { analysis: 0, start, end: start + 60, values: vec![Value::Str(ip.into())] };
+    /// let out = timely::example(move |scope| {
+    ///     let a = vec![row(0, "1.2.3.4"), row(0, "5.6.7.8")].to_stream(scope);
+    ///     let b = vec![row(30, "1.2.3.4"), row(600, "5.6.7.8")].to_stream(scope);
+    ///     a.intersect(b, 1, 7, 120, 120).capture()
+    /// });
+    /// let rows: Vec<Row> = out.try_iter().flat_map(|e| match e { Event::Messages(_, d) => d, _ => vec![] }).collect();
+    /// assert_eq!(rows.len(), 1);
+    /// assert_eq!((rows[0].analysis, rows[0].values[0].clone()), (7, Value::Str("1.2.3.4".into())));
+    /// ```
+    fn intersect(
+        self,
+        other: StreamVec<'scope, u64, Row>,
+        key_len: usize,
+        analysis: u32,
+        horizon: u64,
+        self_horizon: u64,
+    ) -> StreamVec<'scope, u64, Row>;
+}
+
+impl<'scope> Intersect<'scope> for StreamVec<'scope, u64, Row> {
+    fn intersect(
+        self,
+        other: StreamVec<'scope, u64, Row>,
+        key_len: usize,
+        analysis: u32,
+        horizon: u64,
+        self_horizon: u64,
+    ) -> StreamVec<'scope, u64, Row> {
+        let route = move |r: &Row| key_hash(r.key(key_len));
+        self.binary_frontier(
+            other,
+            Exchange::new(route),
+            Exchange::new(route),
+            "Intersect",
+            move |_, _| {
+                // Rows waiting until `other` can no longer produce a match, by release time.
+                let mut waiting: BTreeMap<u64, (Capability<u64>, Vec<Row>)> = BTreeMap::new();
+                // Windows of `other` per key: (start, end).
+                let mut seen: HashMap<Key, Vec<(i64, i64)>> = HashMap::new();
+                move |(left, left_frontier), (right, right_frontier), output| {
+                    right.for_each(|_, data| {
+                        for r in data.drain(..) {
+                            seen.entry(r.key(key_len).to_vec())
+                                .or_default()
+                                .push((r.start, r.end));
+                        }
+                    });
+                    left.for_each_stamp(|cap, data| {
+                        for batch in data {
+                            for r in batch.drain(..) {
+                                let release = (r.end.max(0) as u64)
+                                    .saturating_add(horizon)
+                                    .max(crate::operators::time_of(&cap));
+                                waiting
+                                    .entry(release)
+                                    .or_insert_with(|| (cap.delayed(&release, 0), Vec::new()))
+                                    .1
+                                    .push(r);
+                            }
+                        }
+                    });
+                    while let Some(entry) = waiting.first_entry() {
+                        if right_frontier.less_than(entry.key())
+                            || left_frontier.less_than(entry.key())
+                        {
+                            break;
+                        }
+                        let (cap, rows) = entry.remove();
+                        let mut session = output.session(&cap);
+                        for mut r in rows {
+                            let hit = seen.get(r.key(key_len)).is_some_and(|ws| {
+                                ws.iter().any(|&(s, e)| s < r.end && r.start < e)
+                            });
+                            if hit {
+                                r.analysis = analysis;
+                                session.give(r);
+                            }
+                        }
+                    }
+                    // Forget windows of `other` that no future row of `self` can overlap.
+                    if let Some(&f) = left_frontier.frontier().first() {
+                        let cutoff = f.saturating_sub(self_horizon) as i64;
+                        seen.retain(|_, ws| {
+                            ws.retain(|&(_, e)| e > cutoff);
+                            !ws.is_empty()
+                        });
+                    } else if right_frontier.is_empty() && waiting.is_empty() {
+                        seen.clear();
+                    }
+                }
+            },
+        )
+    }
+}

@@ -1,0 +1,24 @@
+//! Reusable dataflow operators, each an extension trait on timely streams (as timely's own).
+//!
+//! - [`window_aggregate::WindowAggregate`]: event-time windows, pre-aggregation, exchange, merge.
+//! - [`in_key_order::InKeyOrder`]: per-key, in-window-order processing of result rows.
+//! - [`zscore::ZScore`], [`lag::Lag`]: detectors over previous windows.
+//! - [`aggregate`], [`window`]: the accumulators and window assignment they use.
+
+pub mod aggregate;
+pub mod in_key_order;
+pub mod intersect;
+pub mod lag;
+pub mod window;
+pub mod window_aggregate;
+pub mod zscore;
+
+use timely::dataflow::operators::InputCapability;
+
+/// The time of a message. Our operators always send with one capability, so a stamp is a
+/// single time; for a multi-time stamp the least time is the safe reading (the frontier cannot
+/// pass it while the message is in flight).
+#[inline]
+pub(crate) fn time_of(cap: &InputCapability<u64>) -> u64 {
+    cap.least().copied().unwrap_or(0)
+}

@@ -1,0 +1,113 @@
+//! Event-time window assignment, aligned to the Unix epoch (like Spark's `window()`).
+//!
+//! A window is `[start, start + size)`; tumbling windows have `slide == size`. An event at `t`
+//! belongs to every window whose start is a multiple of `slide` in `(t - size, t]`.
+
+use serde::{Deserialize, Serialize};
+
+/// Tumbling or sliding windows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Windows {
+    pub size: i64,
+    pub slide: i64,
+}
+
+impl Windows {
+    pub fn tumbling(size: i64) -> Self {
+        Windows { size, slide: size }
+    }
+
+    pub fn sliding(size: i64, slide: i64) -> Self {
+        Windows { size, slide }
+    }
+
+    /// The latest window start containing `t`.
+    #[inline]
+    pub fn last_start(&self, t: i64) -> i64 {
+        t - t.rem_euclid(self.slide)
+    }
+
+    /// Starts of every window containing `t`, latest first.
+    #[inline]
+    pub fn starts(&self, t: i64) -> impl Iterator<Item = i64> {
+        let last = self.last_start(t);
+        let (size, slide) = (self.size, self.slide);
+        (0..)
+            .map(move |k| last - k * slide)
+            .take_while(move |s| s + size > t)
+    }
+
+    /// Starts of the windows containing `t` whose deadline (end + `hold`) is after `progress`,
+    /// i.e. windows that are still open at that event-time progress.
+    #[inline]
+    pub fn open_starts(&self, t: i64, hold: i64, progress: i64) -> impl Iterator<Item = i64> {
+        let size = self.size;
+        self.starts(t)
+            .take_while(move |s| s + size + hold > progress)
+    }
+
+    /// True when every window containing `t` has closed at `progress`.
+    #[inline]
+    pub fn is_late(&self, t: i64, hold: i64, progress: i64) -> bool {
+        self.last_start(t) + self.size + hold <= progress
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tumbling_assigns_one_window() {
+        let w = Windows::tumbling(60_000);
+        assert_eq!(w.starts(0).collect::<Vec<_>>(), vec![0]);
+        assert_eq!(w.starts(59_999).collect::<Vec<_>>(), vec![0]);
+        assert_eq!(w.starts(60_000).collect::<Vec<_>>(), vec![60_000]);
+        assert_eq!(w.starts(125_000).collect::<Vec<_>>(), vec![120_000]);
+    }
+
+    #[test]
+    fn sliding_assigns_every_overlapping_window() {
+        // 1 min sliding 30 s: two windows each.
+        let w = Windows::sliding(60_000, 30_000);
+        assert_eq!(w.starts(45_000).collect::<Vec<_>>(), vec![30_000, 0]);
+        assert_eq!(w.starts(60_000).collect::<Vec<_>>(), vec![60_000, 30_000]);
+        // 5 min sliding 2 min: 2 or 3 windows.
+        let w = Windows::sliding(300_000, 120_000);
+        assert_eq!(
+            w.starts(250_000).collect::<Vec<_>>(),
+            vec![240_000, 120_000, 0]
+        );
+        assert_eq!(
+            w.starts(350_000).collect::<Vec<_>>(),
+            vec![240_000, 120_000]
+        );
+        for t in (0..1_000_000).step_by(7_919) {
+            for s in w.starts(t) {
+                assert!(s <= t && t < s + 300_000 && s % 120_000 == 0);
+            }
+            let brute = (-10..=t / 120_000)
+                .map(|k| k * 120_000)
+                .filter(|s| *s <= t && t < s + 300_000)
+                .count();
+            assert_eq!(w.starts(t).count(), brute, "t={t}");
+        }
+    }
+
+    #[test]
+    fn open_windows_and_lateness() {
+        let w = Windows::sliding(60_000, 30_000);
+        // Event at 45 s is in [0,60) and [30,90); with hold 0, progress 60 s closes the first.
+        assert_eq!(
+            w.open_starts(45_000, 0, 59_999).collect::<Vec<_>>(),
+            vec![30_000, 0]
+        );
+        assert_eq!(
+            w.open_starts(45_000, 0, 60_000).collect::<Vec<_>>(),
+            vec![30_000]
+        );
+        assert!(!w.is_late(45_000, 0, 89_999));
+        assert!(w.is_late(45_000, 0, 90_000));
+        assert!(!w.is_late(45_000, 300_000, 90_000));
+    }
+}

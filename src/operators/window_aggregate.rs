@@ -1,0 +1,179 @@
+//! Event-time window aggregation: pre-aggregate locally, exchange partials by key, merge, and
+//! emit each window once the frontier passes its deadline.
+//!
+//! The timely timestamp of an event is the event-time progress of its source partition when it
+//! was read (see `runtime::ingest`); an event contributes to the windows whose deadline
+//! (`end + delay + allowed lateness`) is after that progress. Such a window cannot have been
+//! emitted yet, because the frontier cannot pass a time at which data is still in flight. So the
+//! operator never needs to guess about lateness, and results do not depend on timing.
+
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+
+use serde::{Deserialize, Serialize};
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::Capability;
+use timely::dataflow::StreamVec;
+
+use crate::operators::aggregate::Acc;
+use crate::record::{key_hash, Event, Key, Value};
+use crate::spec::plan::AggNode;
+
+/// A partial aggregate of one window and key, as exchanged between workers.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Partial {
+    pub start: i64,
+    pub key: Key,
+    pub accs: Vec<Acc>,
+}
+
+/// A finished window: its start, key, and the node's aggregate results in slot order.
+pub struct Closed<'a> {
+    pub start: i64,
+    pub end: i64,
+    pub key: Key,
+    pub values: &'a mut Vec<Value>,
+}
+
+/// Windowed aggregation of events.
+pub trait WindowAggregate<'scope> {
+    /// Groups events by `node`'s windows and keys, computes its aggregates, and calls `emit` for
+    /// every closed window; the items `emit` pushes are sent at the window's deadline.
+    ///
+    /// ```
+    /// use std::rc::Rc;
+    /// use timely::dataflow::operators::{ToStream, Capture, capture::Event as Msg};
+    /// use logflow::operators::aggregate::{AccSpec, AggFunc};
+    /// use logflow::operators::window::Windows;
+    /// use logflow::operators::window_aggregate::WindowAggregate;
+    /// use logflow::record::{Event, Field, Value};
+    /// use logflow::spec::plan::AggNode;
+    ///
+    /// let out = timely::example(move |scope| {
+    ///     let node = Rc::new(AggNode {
+    ///         windows: Windows::tumbling(60_000),
+    ///         hold_ms: 0,
+    ///         filter: None,
+    ///         keys: vec![Field::Service],
+    ///         accs: vec![AccSpec { func: AggFunc::Count, arg: None }],
+    ///         analyses: vec![],
+    ///     });
+    ///     let events = (0..3).map(|i| Event { timestamp: 1_000 * i, service: Some("api".into()), ..Event::default() });
+    ///     events.to_stream(scope)
+    ///         .window_aggregate(node, |w, out: &mut Vec<(i64, Value)>| out.push((w.start, w.values[0].clone())))
+    ///         .capture()
+    /// });
+    /// let rows: Vec<_> = out.try_iter().flat_map(|e| match e { Msg::Messages(_, d) => d, _ => vec![] }).collect();
+    /// assert_eq!(rows, vec![(0, Value::Int(3))]);
+    /// ```
+    fn window_aggregate<D, F>(self, node: Rc<AggNode>, emit: F) -> StreamVec<'scope, u64, D>
+    where
+        D: 'static,
+        F: FnMut(Closed<'_>, &mut Vec<D>) + 'static;
+}
+
+impl<'scope> WindowAggregate<'scope> for StreamVec<'scope, u64, Event> {
+    fn window_aggregate<D, F>(self, node: Rc<AggNode>, mut emit: F) -> StreamVec<'scope, u64, D>
+    where
+        D: 'static,
+        F: FnMut(Closed<'_>, &mut Vec<D>) + 'static,
+    {
+        let pre = Rc::clone(&node);
+        let partials: StreamVec<'scope, u64, Partial> =
+            self.unary(Pipeline, "PreAggregate", move |_, _| {
+                let node = pre;
+                let mut groups: HashMap<(i64, Key), Vec<Acc>> = HashMap::new();
+                move |input, output| {
+                    input.for_each_stamp(|cap, data| {
+                        let progress = crate::operators::time_of(&cap) as i64;
+                        for batch in data {
+                            for ev in batch.drain(..) {
+                                if let Some(f) = &node.filter {
+                                    if !f.test(&ev) {
+                                        continue;
+                                    }
+                                }
+                                let key: Key =
+                                    node.keys.iter().map(|f| ev.get(*f).to_owned()).collect();
+                                for start in
+                                    node.windows
+                                        .open_starts(ev.timestamp, node.hold_ms, progress)
+                                {
+                                    let accs =
+                                        groups.entry((start, key.clone())).or_insert_with(|| {
+                                            node.accs.iter().map(|a| a.new_state()).collect()
+                                        });
+                                    for (spec, acc) in node.accs.iter().zip(accs.iter_mut()) {
+                                        spec.update(acc, &ev);
+                                    }
+                                }
+                            }
+                        }
+                        output.session(&cap).give_iterator(
+                            groups
+                                .drain()
+                                .map(|((start, key), accs)| Partial { start, key, accs }),
+                        );
+                    });
+                }
+            });
+
+        let exchange = Exchange::new(|p: &Partial| key_hash(&p.key));
+        partials.unary_frontier(exchange, "WindowMerge", move |_, _| {
+            type Open = HashMap<(i64, Key), Vec<Acc>>;
+            let mut windows: BTreeMap<u64, (Capability<u64>, Open)> = BTreeMap::new();
+            let mut out = Vec::new();
+            let mut values = Vec::new();
+            move |(input, frontier), output| {
+                input.for_each_stamp(|cap, data| {
+                    for batch in data {
+                        for p in batch.drain(..) {
+                            let deadline = node.deadline(p.start).max(0) as u64;
+                            let (_, open) = windows.entry(deadline).or_insert_with(|| {
+                                (
+                                    cap.delayed(&deadline.max(crate::operators::time_of(&cap)), 0),
+                                    HashMap::new(),
+                                )
+                            });
+                            match open.entry((p.start, p.key)) {
+                                std::collections::hash_map::Entry::Vacant(v) => {
+                                    v.insert(p.accs);
+                                }
+                                std::collections::hash_map::Entry::Occupied(mut o) => {
+                                    for (a, b) in o.get_mut().iter_mut().zip(p.accs) {
+                                        a.merge(b);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                });
+                // Emit every window whose deadline the frontier has passed.
+                while let Some(entry) = windows.first_entry() {
+                    if frontier.less_than(entry.key()) {
+                        break;
+                    }
+                    let (cap, open) = entry.remove();
+                    for ((start, key), accs) in open {
+                        values.clear();
+                        values.extend(accs.into_iter().map(Acc::finish));
+                        let end = start + node.windows.size;
+                        emit(
+                            Closed {
+                                start,
+                                end,
+                                key,
+                                values: &mut values,
+                            },
+                            &mut out,
+                        );
+                    }
+                    if !out.is_empty() {
+                        output.session(&cap).give_iterator(out.drain(..));
+                    }
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,111 @@
+//! Z-score detector: each row's value against the mean and sample standard deviation of the
+//! same key's previous windows (SQL: `avg(x) over (partition by key order by window rows
+//! between N preceding and 1 preceding)`).
+
+use std::collections::VecDeque;
+
+use timely::dataflow::StreamVec;
+
+use crate::operators::in_key_order::InKeyOrder;
+use crate::record::{Row, Value};
+
+/// Adds z-scores to rows.
+pub trait ZScore<'scope> {
+    /// Replaces each row's metrics by `value, baseline_mean, baseline_stddev, z_score`, where the
+    /// baseline is the up-to-`history` previous rows of the same key (rows with a null value
+    /// take a slot; nulls are ignored by the statistics). `z_score` is null when the value is
+    /// null or the baseline has no spread (stddev null or 0).
+    ///
+    /// ```
+    /// use timely::dataflow::operators::{ToStream, Capture, capture::Event};
+    /// use logflow::operators::zscore::ZScore;
+    /// use logflow::record::{Row, Value};
+    ///
+    /// let out = timely::example(|scope| {
+    ///     [1.0, 2.0, 3.0, 10.0].into_iter().enumerate().map(|(i, v)| Row {
+    ///         analysis: 0, start: i as i64 * 60, end: i as i64 * 60 + 60,
+    ///         values: vec![Value::Str("api".into()), Value::Float(v)],
+    ///     })
+    ///     .to_stream(scope).zscore(1, 1, 10, 1).capture()
+    /// });
+    /// let rows: Vec<Row> = out.try_iter().flat_map(|e| match e { Event::Messages(_, d) => d, _ => vec![] }).collect();
+    /// let last = rows.iter().find(|r| r.start == 180).unwrap();
+    /// assert_eq!(last.values[2], Value::Float(2.0)); // mean of 1, 2, 3
+    /// assert_eq!(last.values[4], Value::Float(8.0)); // (10 - 2) / 1
+    /// ```
+    fn zscore(
+        self,
+        key_len: usize,
+        column: usize,
+        history: usize,
+        analysis: u32,
+    ) -> StreamVec<'scope, u64, Row>;
+}
+
+impl<'scope> ZScore<'scope> for StreamVec<'scope, u64, Row> {
+    fn zscore(
+        self,
+        key_len: usize,
+        column: usize,
+        history: usize,
+        analysis: u32,
+    ) -> StreamVec<'scope, u64, Row> {
+        self.in_key_order(
+            key_len,
+            move |past: &mut VecDeque<Option<f64>>, row: Row, out| {
+                let x = row.values.get(column).and_then(Value::as_f64);
+                let (mean, stddev) = baseline(past);
+                let z = match (x, mean, stddev) {
+                    (Some(x), Some(m), Some(s)) if s > 0.0 => Value::Float((x - m) / s),
+                    _ => Value::Null,
+                };
+                if past.len() == history {
+                    past.pop_front();
+                }
+                past.push_back(x);
+                let mut values = row.values[..key_len].to_vec();
+                values.extend([
+                    row.values.get(column).cloned().unwrap_or(Value::Null),
+                    mean.map_or(Value::Null, Value::Float),
+                    stddev.map_or(Value::Null, Value::Float),
+                    z,
+                ]);
+                out.push(Row {
+                    analysis,
+                    start: row.start,
+                    end: row.end,
+                    values,
+                });
+            },
+        )
+    }
+}
+
+/// Mean and sample standard deviation of the non-null values.
+fn baseline(past: &VecDeque<Option<f64>>) -> (Option<f64>, Option<f64>) {
+    let vals: Vec<f64> = past.iter().flatten().copied().collect();
+    if vals.is_empty() {
+        return (None, None);
+    }
+    let n = vals.len() as f64;
+    let mean = vals.iter().sum::<f64>() / n;
+    if vals.len() < 2 {
+        return (Some(mean), None);
+    }
+    let var = vals.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / (n - 1.0);
+    (Some(mean), Some(var.sqrt()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn baseline_ignores_nulls() {
+        let past: VecDeque<_> = [Some(1.0), None, Some(3.0)].into_iter().collect();
+        assert_eq!(baseline(&past), (Some(2.0), Some(2f64.sqrt())));
+        let one: VecDeque<_> = [None, Some(3.0)].into_iter().collect();
+        assert_eq!(baseline(&one), (Some(3.0), None));
+        assert_eq!(baseline(&VecDeque::new()), (None, None));
+    }
+}

@@ -1,0 +1,160 @@
+//! The job builder: the one place that knows how a [`JobPlan`] becomes a timely dataflow.
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use timely::dataflow::operators::core::{Concatenate, Filter};
+use timely::dataflow::operators::vec::Map;
+use timely::dataflow::{Scope, StreamVec};
+
+use super::ingest::{ingest, DeadLetter, IngestConfig, LateEvent, LatenessRule};
+use super::Counters;
+use crate::operators::intersect::Intersect;
+use crate::operators::lag::Lag;
+use crate::operators::window_aggregate::WindowAggregate;
+use crate::operators::zscore::ZScore;
+use crate::record::{Row, Value};
+use crate::sources::PartitionReader;
+use crate::spec::plan::{AnalysisKind, Detector, JobPlan};
+
+/// Ingest settings derived from the plan.
+pub fn ingest_config(plan: &JobPlan) -> IngestConfig {
+    IngestConfig {
+        format: plan.source.format,
+        granularity_ms: plan.granularity_ms,
+        idle_timeout: Duration::from_millis(plan.idle_timeout_ms as u64),
+        rules: plan
+            .nodes
+            .iter()
+            .map(|n| LatenessRule {
+                windows: n.windows,
+                hold_ms: n.hold_ms,
+                analyses: n
+                    .analyses
+                    .iter()
+                    .map(|&a| (a as u32, plan.analyses[a].delay_ms))
+                    .collect(),
+            })
+            .collect(),
+        fields: plan.used_fields(),
+        batch: 65_536,
+    }
+}
+
+/// Result rows of every analysis, dead letters and late events.
+pub type Outputs<'scope> = (
+    StreamVec<'scope, u64, Row>,
+    StreamVec<'scope, u64, DeadLetter>,
+    StreamVec<'scope, u64, LateEvent>,
+);
+
+/// Builds the job's operators.
+pub fn build<'scope>(
+    scope: Scope<'scope, u64>,
+    plan: &Arc<JobPlan>,
+    readers: Vec<Box<dyn PartitionReader>>,
+    counters: Arc<Counters>,
+) -> Outputs<'scope> {
+    let (events, dead, late) = ingest(scope, readers, ingest_config(plan), counters);
+
+    // One stream per analysis, in spec order (derived analyses read earlier ones).
+    let mut streams: Vec<Option<StreamVec<'scope, u64, Row>>> = vec![None; plan.analyses.len()];
+    let mut outputs: Vec<StreamVec<'scope, u64, Row>> = Vec::new();
+    let read_by_others: Vec<usize> = plan
+        .analyses
+        .iter()
+        .flat_map(|a| match &a.kind {
+            AnalysisKind::Derived {
+                from,
+                detector: Detector::Intersect { with },
+            } => vec![*from, *with],
+            AnalysisKind::Derived { from, .. } => vec![*from],
+            _ => vec![],
+        })
+        .collect();
+    for node in &plan.nodes {
+        let node = Rc::new(node.clone());
+        let projections: Vec<_> = node
+            .analyses
+            .iter()
+            .map(|&a| {
+                let an = &plan.analyses[a];
+                let AnalysisKind::Windowed { outputs, .. } = &an.kind else {
+                    unreachable!("nodes only hold windowed analyses")
+                };
+                (a as u32, an.key_len, outputs.clone(), an.having.clone())
+            })
+            .collect();
+        let rows =
+            events
+                .clone()
+                .window_aggregate(Rc::clone(&node), move |w, out: &mut Vec<Row>| {
+                    for (analysis, key_len, exprs, having) in &projections {
+                        // Scratch row: [keys, outputs, node accumulators] (see `plan`).
+                        let mut scratch: Vec<Value> =
+                            Vec::with_capacity(key_len + exprs.len() + w.values.len());
+                        scratch.extend(w.key.iter().cloned());
+                        scratch.resize(key_len + exprs.len(), Value::Null);
+                        scratch.extend(w.values.iter().cloned());
+                        for (j, e) in exprs.iter().enumerate() {
+                            scratch[key_len + j] = e.eval(&scratch[..]);
+                        }
+                        scratch.truncate(key_len + exprs.len());
+                        if having.as_ref().is_some_and(|h| !h.test(&scratch[..])) {
+                            continue;
+                        }
+                        out.push(Row {
+                            analysis: *analysis,
+                            start: w.start,
+                            end: w.end,
+                            values: scratch,
+                        });
+                    }
+                });
+        for &a in node.analyses.iter().filter(|a| read_by_others.contains(a)) {
+            let id = a as u32;
+            streams[a] = Some(rows.clone().filter(move |r: &Row| r.analysis == id));
+        }
+        outputs.push(rows);
+    }
+    for (idx, an) in plan.analyses.iter().enumerate() {
+        let AnalysisKind::Derived { from, detector } = &an.kind else {
+            continue;
+        };
+        let Some(input) = streams[*from].clone() else {
+            unreachable!("`from` refers to an earlier analysis")
+        };
+        let id = idx as u32;
+        let key_len = an.key_len;
+        let derived = match detector {
+            Detector::Pass => input.map(move |mut r: Row| {
+                r.analysis = id;
+                r
+            }),
+            Detector::ZScore { column, history } => input.zscore(key_len, *column, *history, id),
+            Detector::Lag { column } => input.lag(key_len, *column, id),
+            Detector::Intersect { with } => {
+                let Some(other) = streams[*with].clone() else {
+                    unreachable!("`with` refers to an earlier analysis")
+                };
+                input.intersect(
+                    other,
+                    key_len,
+                    id,
+                    plan.horizon_of(*with),
+                    plan.horizon_of(*from),
+                )
+            }
+        };
+        let derived = match an.having.clone() {
+            Some(h) => derived.filter(move |r: &Row| h.test(&r.values[..])),
+            None => derived,
+        };
+        if read_by_others.contains(&idx) {
+            streams[idx] = Some(derived.clone());
+        }
+        outputs.push(derived);
+    }
+    (scope.concatenate(outputs), dead, late)
+}

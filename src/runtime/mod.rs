@@ -1,0 +1,283 @@
+//! Running a job: timely workers, source partitions assigned to workers, the dataflow, sinks.
+
+pub mod accounting;
+pub mod dataflow;
+pub mod ingest;
+pub mod output;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+
+use timely::communication::Config as CommConfig;
+use timely::WorkerConfig;
+
+pub use accounting::{Accounting, Counters};
+
+use std::time::Duration;
+
+use crate::kafka::KafkaConn;
+use crate::sinks::console::ConsoleSink;
+use crate::sinks::files::FilesSink;
+use crate::sinks::kafka::KafkaSink;
+use crate::sinks::Sink;
+use crate::sources::file::FileReader;
+use crate::sources::kafka::{open_partitions, EndAt, StartAt};
+use crate::sources::PartitionReader;
+use crate::spec::plan::{JobPlan, SinkPlan, SourceKind};
+use crate::Error;
+
+/// How the workers of a run are laid out (timely's cluster options).
+#[derive(Clone, Debug)]
+pub struct Cluster {
+    /// Worker threads per process.
+    pub threads: usize,
+    pub processes: usize,
+    /// This process's index.
+    pub process: usize,
+    /// `host:port` of every process (empty: `127.0.0.1:2101+i`).
+    pub addresses: Vec<String>,
+}
+
+impl Default for Cluster {
+    fn default() -> Self {
+        Cluster {
+            threads: 1,
+            processes: 1,
+            process: 0,
+            addresses: Vec::new(),
+        }
+    }
+}
+
+impl Cluster {
+    fn timely_config(&self) -> timely::Config {
+        let communication = if self.processes > 1 {
+            let addresses = if self.addresses.is_empty() {
+                (0..self.processes)
+                    .map(|i| format!("127.0.0.1:{}", 2101 + i))
+                    .collect()
+            } else {
+                self.addresses.clone()
+            };
+            CommConfig::Cluster {
+                threads: self.threads,
+                process: self.process,
+                addresses,
+                report: false,
+                zerocopy: false,
+            }
+        } else if self.threads > 1 {
+            CommConfig::Process(self.threads)
+        } else {
+            CommConfig::Thread
+        };
+        timely::Config {
+            communication,
+            worker: WorkerConfig::default(),
+        }
+    }
+}
+
+/// Partition readers of each local worker.
+type WorkerReaders = Vec<Vec<Box<dyn PartitionReader>>>;
+/// The sink of each local worker, and whether all outputs are gathered on worker 0.
+type WorkerSinks = (Vec<Option<Box<dyn Sink>>>, bool);
+/// A per-worker value handed from the main thread to the worker that takes it.
+type Handoff<T> = Vec<Mutex<Option<T>>>;
+
+/// How a run ends, for unbounded (Kafka) sources.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Read every partition up to its end offset as of start, then emit all windows and stop.
+    pub stop_at_end: bool,
+    /// End offsets that will be known later (the embedded demo sets them when its generator is
+    /// done).
+    pub end_signal: Option<Arc<Mutex<Option<Vec<i64>>>>>,
+}
+
+/// Opens this process's share of the source: one list of partition readers per local worker.
+/// Partition `i` (in partition-id order) belongs to worker `i % peers`.
+fn open_sources(
+    plan: &JobPlan,
+    cluster: &Cluster,
+    opts: &RunOptions,
+) -> Result<WorkerReaders, Error> {
+    let peers = cluster.threads * cluster.processes;
+    let first = cluster.process * cluster.threads;
+    let mut readers: WorkerReaders = (0..cluster.threads).map(|_| Vec::new()).collect();
+    let mine = |i: usize| {
+        (i % peers)
+            .checked_sub(first)
+            .filter(|w| *w < cluster.threads)
+    };
+    match &plan.source.kind {
+        SourceKind::File { path } => {
+            if let Some(w) = mine(0) {
+                readers[w].push(Box::new(FileReader::open(
+                    path,
+                    plan.source.max_record_bytes,
+                )?));
+            }
+        }
+        SourceKind::Generator { .. } => {
+            return Err(Error::Usage(
+                "generator sources are not available yet".into(),
+            ));
+        }
+        SourceKind::Kafka {
+            topic,
+            brokers,
+            start,
+            properties,
+        } => {
+            let brokers = brokers.clone().ok_or_else(|| {
+                Error::Usage(
+                    "no Kafka brokers: set `brokers` in the spec, --brokers or LOGFLOW_BROKERS"
+                        .into(),
+                )
+            })?;
+            let conn = KafkaConn::new(&brokers, properties);
+            let timeout = Duration::from_secs(30);
+            let partitions = conn.partitions(topic, timeout)?;
+            let start = StartAt::parse(start).unwrap_or(StartAt::Earliest);
+            let end = if let Some(signal) = &opts.end_signal {
+                EndAt::Offsets(Arc::clone(signal))
+            } else if opts.stop_at_end {
+                let marks = conn.watermarks(topic, &partitions, timeout)?;
+                let max_id = partitions.iter().copied().max().unwrap_or(0) as usize;
+                let mut ends = vec![0i64; max_id + 1];
+                for (&p, &(low, high)) in partitions.iter().zip(&marks) {
+                    // Nothing to read (empty, or starting at the end): end at once.
+                    ends[p as usize] = if high <= low || start == StartAt::Latest {
+                        0
+                    } else {
+                        high
+                    };
+                }
+                EndAt::Offsets(Arc::new(Mutex::new(Some(ends))))
+            } else {
+                EndAt::Never
+            };
+            let group = format!("logflow-{}", plan.name);
+            for (w, list) in readers.iter_mut().enumerate() {
+                let owned: Vec<i32> = partitions
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| mine(*i) == Some(w))
+                    .map(|(_, p)| *p)
+                    .collect();
+                if !owned.is_empty() {
+                    eprintln!(
+                        "logflow: worker {} reads {topic} partitions {owned:?}",
+                        first + w
+                    );
+                }
+                *list = open_partitions(&conn, &group, topic, &owned, start, end.clone())?;
+            }
+        }
+    }
+    Ok(readers)
+}
+
+/// Opens the sinks of this process: one for worker 0 only (files, console; `true` = gather
+/// all outputs there) or one per local worker (Kafka).
+fn open_sinks(plan: &Arc<JobPlan>, cluster: &Cluster) -> Result<WorkerSinks, Error> {
+    let mut sinks: Vec<Option<Box<dyn Sink>>> = (0..cluster.threads).map(|_| None).collect();
+    match &plan.sink {
+        SinkPlan::Console | SinkPlan::Files { .. } => {
+            if cluster.process == 0 {
+                sinks[0] = Some(match &plan.sink {
+                    SinkPlan::Files { dir } => {
+                        Box::new(FilesSink::create(dir.as_ref(), Arc::clone(plan))?)
+                    }
+                    _ => Box::new(ConsoleSink::new(Arc::clone(plan))),
+                });
+            }
+            Ok((sinks, true))
+        }
+        SinkPlan::Kafka {
+            brokers,
+            properties,
+        } => {
+            let brokers = brokers
+                .clone()
+                .or_else(|| match &plan.source.kind {
+                    SourceKind::Kafka { brokers, .. } => brokers.clone(),
+                    _ => None,
+                })
+                .ok_or_else(|| {
+                    Error::Usage(
+                        "no Kafka brokers for the sink: set `sink.brokers` or use --output-dir"
+                            .into(),
+                    )
+                })?;
+            let conn = KafkaConn::new(&brokers, properties);
+            for t in KafkaSink::topics(plan) {
+                conn.partitions(&t, Duration::from_secs(30))
+                    .map_err(|e| Error::Runtime(format!("output {e}")))?;
+            }
+            for s in sinks.iter_mut() {
+                *s = Some(Box::new(KafkaSink::create(&conn, Arc::clone(plan))?));
+            }
+            Ok((sinks, false))
+        }
+    }
+}
+
+/// Runs a job until its input ends and returns this process's accounting.
+pub fn run(plan: JobPlan, cluster: &Cluster, opts: &RunOptions) -> Result<Accounting, Error> {
+    let plan = Arc::new(plan);
+    // Sources and sinks are opened up front on the main thread, so a bad path, a missing topic
+    // or an unreachable broker fails with a clear message before any worker starts.
+    let (sinks, gather) = open_sinks(&plan, cluster)?;
+    let readers = open_sources(&plan, cluster, opts)?;
+    let first_worker = cluster.process * cluster.threads;
+    let readers: Handoff<Vec<Box<dyn PartitionReader>>> =
+        readers.into_iter().map(|r| Mutex::new(Some(r))).collect();
+    let sinks: Handoff<Box<dyn Sink>> = sinks.into_iter().map(Mutex::new).collect();
+    let counters = Arc::new(Counters::default());
+    let failure: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
+
+    let worker_counters = Arc::clone(&counters);
+    let worker_failure = Arc::clone(&failure);
+    let guards = timely::execute(cluster.timely_config(), move |worker| {
+        let local = worker.index() - first_worker;
+        let my_readers = readers[local]
+            .lock()
+            .ok()
+            .and_then(|mut r| r.take())
+            .unwrap_or_default();
+        let my_sink = sinks[local].lock().ok().and_then(|mut s| s.take());
+        let failed: Rc<RefCell<Option<Error>>> = Rc::new(RefCell::new(None));
+        let plan = Arc::clone(&plan);
+        let counters = Arc::clone(&worker_counters);
+        let sink_failed = Rc::clone(&failed);
+        worker.dataflow::<u64, _, _>(move |scope| {
+            let (rows, dead, late) = dataflow::build(scope, &plan, my_readers, counters);
+            output::write_outputs(rows, dead, late, my_sink, gather, sink_failed);
+        });
+        while worker.has_dataflows() {
+            worker.step_or_park(None);
+            if failed.borrow().is_some() {
+                break;
+            }
+        }
+        let err = failed.borrow_mut().take();
+        if let Some(e) = err {
+            if let Ok(mut f) = worker_failure.lock() {
+                f.get_or_insert(e.to_string());
+            }
+        }
+    })
+    .map_err(Error::Runtime)?;
+    for r in guards.join() {
+        if let Err(e) = r {
+            return Err(Error::Runtime(format!("a worker failed: {e}")));
+        }
+    }
+    if let Some(e) = failure.lock().ok().and_then(|mut f| f.take()) {
+        return Err(Error::Runtime(e));
+    }
+    Ok(counters.snapshot())
+}

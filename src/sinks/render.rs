@@ -1,0 +1,129 @@
+//! JSON rendering of results, dead letters and late events (the output contract of DESIGN.md
+//! section 5): `window_start`, `window_end`, then group keys, then metrics.
+
+use base64::Engine;
+use chrono::{DateTime, SecondsFormat};
+
+use crate::record::value::write_json_str;
+use crate::record::Row;
+use crate::runtime::ingest::{DeadLetter, LateEvent};
+use crate::spec::plan::JobPlan;
+
+/// RFC 3339 UTC with `Z`; milliseconds only when not zero (`2026-11-24T10:05:00Z`).
+pub fn rfc3339(ms: i64) -> String {
+    match DateTime::from_timestamp_millis(ms) {
+        Some(t) => {
+            let fmt = if ms.rem_euclid(1000) == 0 {
+                SecondsFormat::Secs
+            } else {
+                SecondsFormat::Millis
+            };
+            t.to_rfc3339_opts(fmt, true)
+        }
+        None => ms.to_string(),
+    }
+}
+
+/// Appends a result row as one JSON object.
+pub fn row_json(plan: &JobPlan, row: &Row, out: &mut String) {
+    let analysis = &plan.analyses[row.analysis as usize];
+    out.push_str("{\"window_start\":\"");
+    out.push_str(&rfc3339(row.start));
+    out.push_str("\",\"window_end\":\"");
+    out.push_str(&rfc3339(row.end));
+    out.push('"');
+    for (name, v) in analysis.columns.iter().zip(&row.values) {
+        out.push(',');
+        write_json_str(name, out);
+        out.push(':');
+        v.write_json(out);
+    }
+    out.push('}');
+}
+
+/// The Kafka key of a row: `window_start` and the group key values joined by `|`.
+pub fn row_key(plan: &JobPlan, row: &Row) -> String {
+    let analysis = &plan.analyses[row.analysis as usize];
+    let mut key = rfc3339(row.start);
+    for v in row.key(analysis.key_len) {
+        key.push('|');
+        match v {
+            crate::record::Value::Str(s) => key.push_str(s),
+            crate::record::Value::Null => key.push_str("null"),
+            v => v.write_json(&mut key),
+        }
+    }
+    key
+}
+
+fn raw_json(raw: &[u8], out: &mut String) {
+    match std::str::from_utf8(raw) {
+        Ok(s) => {
+            out.push_str("\"raw\":");
+            write_json_str(s, out);
+        }
+        Err(_) => {
+            out.push_str("\"raw_base64\":\"");
+            out.push_str(&base64::engine::general_purpose::STANDARD.encode(raw));
+            out.push('"');
+        }
+    }
+}
+
+/// Appends a dead-letter record: `reason`, `position`, `raw` (or `raw_base64`), and `length`
+/// when the record was cut to the limit.
+pub fn dead_letter_json(d: &DeadLetter, out: &mut String) {
+    out.push_str("{\"reason\":");
+    write_json_str(&d.reason, out);
+    out.push_str(",\"position\":");
+    d.origin.write_json(out);
+    out.push(',');
+    raw_json(&d.raw, out);
+    if let Some(len) = d.original_len {
+        out.push_str(&format!(",\"truncated\":true,\"length\":{len}"));
+    }
+    out.push('}');
+}
+
+/// Appends a late event: its event time, the watermark it missed (the lowest among the
+/// analyses it missed) and each analysis with its own watermark, position and raw record.
+pub fn late_json(plan: &JobPlan, l: &LateEvent, out: &mut String) {
+    out.push_str("{\"event_time\":\"");
+    out.push_str(&rfc3339(l.event.timestamp));
+    out.push_str("\",\"watermark\":\"");
+    let wm = l
+        .missed
+        .iter()
+        .map(|m| m.1)
+        .min()
+        .unwrap_or(l.event.timestamp);
+    out.push_str(&rfc3339(wm));
+    out.push_str("\",\"missed\":[");
+    for (i, (a, w)) in l.missed.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str("{\"analysis\":");
+        write_json_str(&plan.analyses[*a as usize].name, out);
+        out.push_str(",\"watermark\":\"");
+        out.push_str(&rfc3339(*w));
+        out.push_str("\"}");
+    }
+    out.push_str("],\"position\":");
+    l.origin.write_json(out);
+    out.push(',');
+    raw_json(&l.raw, out);
+    out.push('}');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_utc_with_z() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_764_000_300_000), "2025-11-24T16:05:00Z");
+        assert_eq!(rfc3339(1_500), "1970-01-01T00:00:01.500Z");
+    }
+}

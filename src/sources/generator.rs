@@ -1,0 +1,1 @@
+//! The built-in generator as a source partition (synthetic logs or user events, in-process).

@@ -1,0 +1,210 @@
+//! Kafka topic partitions as source partitions.
+//!
+//! Each worker owns a fixed set of partitions (`partition index % workers`); it makes one
+//! consumer, `assign`s exactly those partitions (no group rebalancing, so the assignment is
+//! deterministic) and splits each partition into its own queue, read without blocking.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::{Origin, PartitionReader, ReadStatus, RecordBatch};
+use crate::kafka::KafkaConn;
+use crate::Error;
+
+/// Where to start reading.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartAt {
+    Earliest,
+    Latest,
+    /// The job's own committed offsets (consumer group `logflow-<job>`), else earliest.
+    Stored,
+}
+
+impl StartAt {
+    pub fn parse(s: &str) -> Option<StartAt> {
+        match s {
+            "earliest" => Some(StartAt::Earliest),
+            "latest" => Some(StartAt::Latest),
+            "stored" => Some(StartAt::Stored),
+            _ => None,
+        }
+    }
+}
+
+/// When the partitions end: never (a live stream), or at offsets known now or later.
+#[derive(Clone, Debug)]
+pub enum EndAt {
+    Never,
+    /// End offsets per partition (index = partition id), set now or later (e.g. when the
+    /// embedded generator has finished producing).
+    Offsets(Arc<Mutex<Option<Vec<i64>>>>),
+}
+
+/// Opens one consumer for a worker's partitions and returns one reader per partition.
+pub fn open_partitions(
+    conn: &KafkaConn,
+    group: &str,
+    topic: &str,
+    partitions: &[i32],
+    start: StartAt,
+    end: EndAt,
+) -> Result<Vec<Box<dyn PartitionReader>>, Error> {
+    if partitions.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut cfg = conn.client_config();
+    cfg.set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set(
+            "auto.offset.reset",
+            if start == StartAt::Latest {
+                "latest"
+            } else {
+                "earliest"
+            },
+        )
+        .set("enable.partition.eof", "false");
+    let consumer: Arc<BaseConsumer> = Arc::new(
+        cfg.create()
+            .map_err(|e| Error::Runtime(format!("kafka consumer on {}: {e}", conn.describe())))?,
+    );
+    let mut tpl = TopicPartitionList::new();
+    for &p in partitions {
+        let offset = match start {
+            StartAt::Earliest => Offset::Beginning,
+            StartAt::Latest => Offset::End,
+            StartAt::Stored => Offset::Stored,
+        };
+        tpl.add_partition_offset(topic, p, offset)
+            .map_err(|e| Error::Runtime(format!("kafka {topic}/{p}: {e}")))?;
+    }
+    consumer
+        .assign(&tpl)
+        .map_err(|e| Error::Runtime(format!("kafka assign {topic} {partitions:?}: {e}")))?;
+    let mut readers: Vec<Box<dyn PartitionReader>> = Vec::new();
+    for (i, &p) in partitions.iter().enumerate() {
+        let queue = consumer.split_partition_queue(topic, p).ok_or_else(|| {
+            Error::Runtime(format!(
+                "kafka {topic}/{p}: cannot split the partition queue"
+            ))
+        })?;
+        readers.push(Box::new(KafkaReader {
+            topic: topic.to_string(),
+            partition: p,
+            queue,
+            // One reader per consumer serves the consumer's main queue (callbacks, errors).
+            main: (i == 0).then(|| Arc::clone(&consumer)),
+            end: end.clone(),
+            next_offset: None,
+            errors: 0,
+        }));
+    }
+    Ok(readers)
+}
+
+struct KafkaReader {
+    topic: String,
+    partition: i32,
+    queue:
+        rdkafka::consumer::base_consumer::PartitionQueue<rdkafka::consumer::DefaultConsumerContext>,
+    main: Option<Arc<BaseConsumer>>,
+    end: EndAt,
+    next_offset: Option<i64>,
+    errors: u64,
+}
+
+impl KafkaReader {
+    fn end_offset(&self) -> Option<i64> {
+        match &self.end {
+            EndAt::Never => None,
+            EndAt::Offsets(o) => o.lock().ok().and_then(|o| {
+                o.as_ref()
+                    .and_then(|v| v.get(self.partition as usize).copied())
+            }),
+        }
+    }
+
+    fn finished(&self) -> bool {
+        match (self.end_offset(), &self.end) {
+            (Some(end), _) => end <= 0 || self.next_offset.is_some_and(|n| n >= end),
+            (None, _) => false,
+        }
+    }
+
+    fn report(&mut self, e: impl std::fmt::Display) {
+        // librdkafka retries by itself (a broker restart shows up here); say so, but rarely.
+        self.errors += 1;
+        if self.errors.is_power_of_two() {
+            eprintln!(
+                "logflow: kafka {}/{}: {e} (retrying; seen {} times)",
+                self.topic, self.partition, self.errors
+            );
+        }
+    }
+}
+
+impl PartitionReader for KafkaReader {
+    fn read(&mut self, batch: &mut RecordBatch, max: usize) -> Result<ReadStatus, Error> {
+        if let Some(main) = &self.main {
+            if let Some(Err(e)) = main.poll(Duration::ZERO) {
+                let e = e.to_string();
+                self.report(e);
+            }
+        }
+        if self.finished() {
+            return Ok(ReadStatus::Ended);
+        }
+        let before = batch.len();
+        let end = self.end_offset();
+        while batch.len() - before < max {
+            match self.queue.poll(Duration::ZERO) {
+                Some(Ok(msg)) => {
+                    let offset = msg.offset();
+                    if end.is_some_and(|e| offset >= e) {
+                        // Past the stop offset: not part of this bounded run.
+                        self.next_offset = Some(offset);
+                        break;
+                    }
+                    batch.push(
+                        msg.payload().unwrap_or_default(),
+                        offset.max(0) as u64,
+                        None,
+                    );
+                    self.next_offset = Some(offset + 1);
+                    if end.is_some_and(|e| offset + 1 >= e) {
+                        break;
+                    }
+                }
+                Some(Err(e)) => {
+                    self.report(e);
+                    break;
+                }
+                None => break,
+            }
+        }
+        Ok(if batch.len() > before {
+            ReadStatus::Data
+        } else if self.finished() {
+            ReadStatus::Ended
+        } else {
+            ReadStatus::Pending
+        })
+    }
+
+    fn origin(&self, pos: u64) -> Origin {
+        Origin::Kafka {
+            topic: self.topic.clone(),
+            partition: self.partition,
+            offset: pos as i64,
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!("kafka {}/{}", self.topic, self.partition)
+    }
+}

@@ -1,0 +1,112 @@
+//! Sources: partitioned streams of raw records (lines of a file, Kafka messages, generated
+//! events). A source is split into partitions; each partition is read by one worker through a
+//! [`PartitionReader`], which never blocks: it returns what is available now.
+
+pub mod file;
+pub mod generator;
+pub mod kafka;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+
+/// Where a record came from, for dead-letter and late outputs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Origin {
+    /// A file (or `-` for stdin) and 1-based line number.
+    File { path: String, line: u64 },
+    /// A Kafka topic partition and offset.
+    Kafka {
+        topic: String,
+        partition: i32,
+        offset: i64,
+    },
+    /// The built-in generator and the event's sequence number.
+    Generator { seq: u64 },
+}
+
+impl Origin {
+    /// Appends the origin as a JSON object.
+    pub fn write_json(&self, out: &mut String) {
+        use crate::record::value::write_json_str;
+        match self {
+            Origin::File { path, line } => {
+                out.push_str("{\"file\":");
+                write_json_str(path, out);
+                out.push_str(&format!(",\"line\":{line}}}"));
+            }
+            Origin::Kafka {
+                topic,
+                partition,
+                offset,
+            } => {
+                out.push_str("{\"topic\":");
+                write_json_str(topic, out);
+                out.push_str(&format!(",\"partition\":{partition},\"offset\":{offset}}}"));
+            }
+            Origin::Generator { seq } => out.push_str(&format!("{{\"generator\":{seq}}}")),
+        }
+    }
+}
+
+/// Records read in one call: their bytes back to back, with boundaries and positions.
+#[derive(Default)]
+pub struct RecordBatch {
+    pub data: Vec<u8>,
+    /// (end offset in `data`, position, original length if the record was cut to the limit)
+    pub records: Vec<(usize, u64, Option<u64>)>,
+}
+
+impl RecordBatch {
+    pub fn clear(&mut self) {
+        self.data.clear();
+        self.records.clear();
+    }
+
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// Appends one record.
+    pub fn push(&mut self, bytes: &[u8], pos: u64, original_len: Option<u64>) {
+        self.data.extend_from_slice(bytes);
+        self.records.push((self.data.len(), pos, original_len));
+    }
+
+    /// Iterates `(bytes, position, original length if cut)`.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], u64, Option<u64>)> {
+        let mut start = 0;
+        self.records.iter().map(move |&(end, pos, cut)| {
+            let bytes = &self.data[start..end];
+            start = end;
+            (bytes, pos, cut)
+        })
+    }
+}
+
+/// What a read call found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadStatus {
+    /// Records were added; there may be more right away.
+    Data,
+    /// Nothing available now (an unbounded source waiting for data).
+    Pending,
+    /// The partition is finished (a bounded input reached its end).
+    Ended,
+}
+
+/// One partition of a source, read by one worker.
+pub trait PartitionReader: Send {
+    /// Appends up to `max` records to `batch` without blocking.
+    fn read(&mut self, batch: &mut RecordBatch, max: usize) -> Result<ReadStatus, Error>;
+
+    /// The origin of the record at `pos` (as set in [`RecordBatch::push`]).
+    fn origin(&self, pos: u64) -> Origin;
+
+    /// A short description for logs (`file app.log`, `kafka logs/3`).
+    fn describe(&self) -> String;
+}

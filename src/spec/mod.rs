@@ -1,0 +1,282 @@
+//! Job specs: the TOML files under `dataflows/`.
+//!
+//! [`JobSpec`] is the file as written (typed, unknown fields rejected, values keep their source
+//! spans); [`plan::JobPlan`] is what the runtime builds a dataflow from. Every error names the
+//! file, line, column and field.
+
+pub mod duration;
+pub mod expr;
+pub mod plan;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::parse::Format;
+use crate::Error;
+
+/// A job spec file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSpec {
+    /// Job name: prefixes the dead-letter and late outputs (`<name>.dead-letter`, `<name>.late`).
+    pub name: Spanned<String>,
+    /// Free text shown by `logflow check`.
+    #[serde(default)]
+    pub description: Option<String>,
+    pub source: SourceSpec,
+    #[serde(default)]
+    pub watermark: WatermarkSpec,
+    #[serde(default)]
+    pub sink: SinkSpec,
+    /// The analyses, in output order.
+    #[serde(rename = "analysis", default)]
+    pub analyses: Vec<AnalysisSpec>,
+}
+
+/// Where records come from.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSpec {
+    /// `kafka`, `file` or `generator`.
+    pub kind: Spanned<String>,
+    /// Record format: `json`, `apache`, `nginx`, `user-events`.
+    pub format: Spanned<Format>,
+    /// `file`: the path to read (`-` = stdin).
+    #[serde(default)]
+    pub path: Option<Spanned<String>>,
+    /// `kafka`: the topic to read.
+    #[serde(default)]
+    pub topic: Option<Spanned<String>>,
+    /// `kafka`: bootstrap servers; none = the in-process cluster.
+    #[serde(default)]
+    pub brokers: Option<Spanned<String>>,
+    /// `kafka`: `earliest`, `latest` or `stored`.
+    #[serde(default)]
+    pub start: Option<Spanned<String>>,
+    /// `kafka`: extra librdkafka client properties (SASL, TLS, ...), passed through.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+    /// `generator`: how many events (default 100000).
+    #[serde(default)]
+    pub events: Option<Spanned<u64>>,
+    /// `generator`: seed (default 42).
+    #[serde(default)]
+    pub seed: Option<Spanned<u64>>,
+    /// Longest accepted record in bytes; longer ones go to the dead-letter output.
+    #[serde(default)]
+    pub max_record_bytes: Option<Spanned<u64>>,
+}
+
+/// Watermark settings shared by the job's analyses.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct WatermarkSpec {
+    /// Bounded out-of-orderness (default `5m`); an analysis may set its own `delay`.
+    #[serde(default)]
+    pub delay: Option<Spanned<String>>,
+    /// A source partition with no data for this long stops holding the watermark (default `30s`).
+    #[serde(default)]
+    pub idle_timeout: Option<Spanned<String>>,
+}
+
+/// Where results go (overridden by `--output-dir`).
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SinkSpec {
+    /// `kafka` (default when the source is Kafka), `console`, or `files`.
+    #[serde(default)]
+    pub kind: Option<Spanned<String>>,
+    /// `kafka`: bootstrap servers (default: the source's).
+    #[serde(default)]
+    pub brokers: Option<Spanned<String>>,
+    /// `files`: the output directory.
+    #[serde(default)]
+    pub dir: Option<Spanned<String>>,
+    /// `kafka`: extra librdkafka producer properties.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+}
+
+/// One analysis: either windowed over events (`window` + `select`), or derived from another
+/// analysis's results (`from` + optional `detect`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnalysisSpec {
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Output topic (default: the analysis name).
+    #[serde(default)]
+    pub topic: Option<Spanned<String>>,
+    /// `append` (default).
+    #[serde(default)]
+    pub mode: Option<Spanned<String>>,
+
+    // Windowed analyses.
+    #[serde(default)]
+    pub window: Option<WindowSpec>,
+    /// Bounded out-of-orderness for this analysis (default: the job's).
+    #[serde(default)]
+    pub delay: Option<Spanned<String>>,
+    /// Keep a window open this long past the watermark (default 0).
+    #[serde(default)]
+    pub allowed_lateness: Option<Spanned<String>>,
+    /// Events to include (before grouping).
+    #[serde(default, rename = "where")]
+    pub filter: Option<Spanned<String>>,
+    #[serde(default)]
+    pub group_by: Vec<Spanned<String>>,
+    /// Output columns: `expr as name`.
+    #[serde(default)]
+    pub select: Vec<Spanned<String>>,
+
+    // Derived analyses.
+    #[serde(default)]
+    pub from: Option<Spanned<String>>,
+    #[serde(default)]
+    pub detect: Option<DetectSpec>,
+
+    /// Rows to keep (after aggregation or detection).
+    #[serde(default)]
+    pub having: Option<Spanned<String>>,
+}
+
+/// An event-time window: tumbling (`size`) or sliding (`size` + `slide`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowSpec {
+    pub size: Spanned<String>,
+    #[serde(default)]
+    pub slide: Option<Spanned<String>>,
+}
+
+/// A detector over another analysis's rows, per group key, in window order.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectSpec {
+    /// `zscore`, `lag` or `intersect`.
+    pub kind: Spanned<String>,
+    /// `zscore`/`lag`: the column to watch.
+    #[serde(default)]
+    pub field: Option<Spanned<String>>,
+    /// `zscore`: how many previous rows form the baseline (default 10).
+    #[serde(default)]
+    pub history: Option<Spanned<u64>>,
+    /// `intersect`: the other analysis whose keys must also be present.
+    #[serde(default)]
+    pub with: Option<Spanned<String>>,
+}
+
+/// Spec file text with its name, for error messages.
+pub struct SpecSource<'a> {
+    pub file: &'a str,
+    pub text: &'a str,
+}
+
+impl SpecSource<'_> {
+    /// Builds an [`Error::Spec`] pointing at a byte span of the file.
+    pub fn error(
+        &self,
+        span: std::ops::Range<usize>,
+        field: &str,
+        message: impl Into<String>,
+    ) -> Error {
+        let (line, column) = line_col(self.text, span.start);
+        Error::Spec {
+            file: self.file.to_string(),
+            line,
+            column,
+            field: field.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rfind('\n').map_or(offset, |nl| offset - nl - 1) + 1;
+    (line, column)
+}
+
+/// Parses spec text (no semantic checks; see [`plan::JobPlan::compile`]).
+pub fn parse_spec(src: &SpecSource<'_>) -> Result<JobSpec, Error> {
+    toml::from_str::<JobSpec>(src.text).map_err(|e| {
+        let span = e.span().unwrap_or(0..0);
+        // toml reports the key path in the message; keep its text, add our location.
+        let message = e.message().trim().to_string();
+        let field = match field_from_message(&message) {
+            Some(f) if message.starts_with("unknown field") => f,
+            _ => key_at(src.text, span.start),
+        };
+        src.error(span, &field, message)
+    })
+}
+
+/// The offending field name, when the message quotes one (`unknown field `x``).
+fn field_from_message(message: &str) -> Option<String> {
+    let start = message.find('`')? + 1;
+    let len = message[start..].find('`')?;
+    Some(message[start..start + len].to_string())
+}
+
+/// The key on the line of `offset` (`key = value`), or the table header.
+fn key_at(text: &str, offset: usize) -> String {
+    let offset = offset.min(text.len());
+    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next().unwrap_or("");
+    match line.split_once('=') {
+        Some((k, _)) => k.trim().to_string(),
+        None => line.trim().trim_matches(['[', ']']).to_string(),
+    }
+}
+
+/// Reads and compiles a spec file.
+pub fn load(path: &Path) -> Result<plan::JobPlan, Error> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let file = path.display().to_string();
+    let src = SpecSource {
+        file: &file,
+        text: &text,
+    };
+    let spec = parse_spec(&src)?;
+    plan::JobPlan::compile(&spec, &src)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<JobSpec, Error> {
+        parse_spec(&SpecSource {
+            file: "t.toml",
+            text,
+        })
+    }
+
+    #[test]
+    fn unknown_field_names_line_and_field() {
+        let text = "name = \"j\"\n[source]\nkind = \"file\"\nformat = \"json\"\ncolour = 3\n";
+        let err = parse(text).unwrap_err().to_string();
+        assert!(err.starts_with("t.toml:5:"), "{err}");
+        assert!(err.contains("colour"), "{err}");
+    }
+
+    #[test]
+    fn bad_format_value_is_reported() {
+        let text = "name = \"j\"\n[source]\nkind = \"file\"\nformat = \"xml\"\n";
+        let err = parse(text).unwrap_err().to_string();
+        assert!(err.starts_with("t.toml:4:"), "{err}");
+        assert!(err.contains("format"), "{err}");
+    }
+
+    #[test]
+    fn line_col_counts_from_one() {
+        assert_eq!(line_col("ab\ncd", 0), (1, 1));
+        assert_eq!(line_col("ab\ncd", 4), (2, 2));
+    }
+}

@@ -1,0 +1,101 @@
+//! The real Apache combined log (`../shared/data/apache_logs`, 10,000 lines, May 2015) through
+//! `--format apache`. Expected values were counted independently with grep/awk on the file
+//! (commands next to each value), not with logflow's code.
+
+mod common;
+
+use common::{accounting, read_jsonl, repo, run_ok, tmpdir};
+use serde_json::{json, Value};
+
+fn find<'a>(rows: &'a [Value], start: &str, key: &str, val: &str) -> &'a Value {
+    rows.iter()
+        .find(|r| r["window_start"] == start && r[key] == val)
+        .unwrap_or_else(|| panic!("no row {key}={val} at {start}"))
+}
+
+#[test]
+fn real_apache_log_gives_hand_checked_results() {
+    let data = repo().join("../shared/data/apache_logs");
+    if !data.exists() {
+        eprintln!("skipping: {} not found", data.display());
+        return;
+    }
+    let out_dir = tmpdir("apache");
+    let data = data.to_str().unwrap().to_string();
+    let out_arg = out_dir.to_str().unwrap().to_string();
+    for threads in ["1", "2"] {
+        let out = run_ok(&[
+            "run",
+            "dataflows/log-analysis.toml",
+            "--input",
+            &data,
+            "--format",
+            "apache",
+            "--output-dir",
+            &out_arg,
+            "-w",
+            threads,
+        ]);
+        let acc = accounting(&out.stderr);
+        // wc -l apache_logs = 10000; every line is a well-formed combined-format line, and the
+        // file's worst disorder is 59 s (below the 5 min delay), so nothing is late.
+        assert_eq!(acc["read"], 10_000);
+        assert_eq!(acc["parsed"], 10_000);
+        assert_eq!(acc["dead_letter"], 0);
+        assert_eq!(acc["late"], 0);
+
+        // Every request is in exactly one system_health window.
+        let health = read_jsonl(&out_dir.join("system_health.jsonl"));
+        let total: u64 = health
+            .iter()
+            .map(|r| r["total_requests"].as_u64().unwrap())
+            .sum();
+        assert_eq!(total, 10_000);
+        // grep -c '17/May/2015:10:05:' apache_logs = 74
+        let first = &health[0];
+        assert_eq!(first["window_start"], "2015-05-17T10:05:00Z");
+        assert_eq!(first["window_end"], "2015-05-17T10:06:00Z");
+        assert_eq!(first["total_requests"], 74);
+        // grep '17/May/2015:10:05:' apache_logs | awk '$9>=400' | wc -l = 1
+        assert_eq!(first["error_count"], 1);
+        // No trailing response time in this log: averages are null, not 0.
+        assert_eq!(first["avg_response_time"], Value::Null);
+        // Every authuser is `-`: no users.
+        assert_eq!(first["active_users"], 0);
+
+        // grep '17/May/2015:10:05:' apache_logs | awk '{print $7}' | awk -F'[/?#]' '{print $2}'
+        //   | sort | uniq -c  -> presentations 23, blog 18, images 10
+        let pop = read_jsonl(&out_dir.join("service_popularity.jsonl"));
+        for (svc, n) in [("presentations", 23), ("blog", 18), ("images", 10)] {
+            assert_eq!(
+                find(&pop, "2015-05-17T10:05:00Z", "service", svc)["request_count"],
+                n,
+                "{svc}"
+            );
+        }
+
+        // grep -E '^83\.149\.9\.216 .*17/May/2015:10:0[5-9]:' apache_logs | wc -l = 23, paths
+        // under /presentations/ and /favicon.ico.
+        let ips = read_jsonl(&out_dir.join("ip_patterns.jsonl"));
+        let ip = find(&ips, "2015-05-17T10:05:00Z", "ip_address", "83.149.9.216");
+        assert_eq!(ip["window_end"], "2015-05-17T10:10:00Z");
+        assert_eq!(ip["request_count"], 23);
+        assert_eq!(ip["unique_users"], 0);
+        assert_eq!(ip["services_used"], json!(["favicon.ico", "presentations"]));
+
+        // awk '$9>=400' apache_logs | wc -l = 220 errors in all.
+        let errs = read_jsonl(&out_dir.join("error_rate.jsonl"));
+        let errors: u64 = errs
+            .iter()
+            .map(|r| r["error_count"].as_u64().unwrap())
+            .sum();
+        assert_eq!(errors, 220);
+        for r in &errs {
+            let (e, t) = (
+                r["error_count"].as_f64().unwrap(),
+                r["total_requests"].as_f64().unwrap(),
+            );
+            assert!((r["error_rate"].as_f64().unwrap() - e * 100.0 / t).abs() < 1e-9);
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! Helpers shared by the integration tests: run the real binary, read its JSONL outputs.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_logflow"));
+    c.current_dir(repo());
+    c
+}
+
+/// A fresh temporary directory under target/ (removed at the start of the next use).
+pub fn tmpdir(name: &str) -> PathBuf {
+    let dir = repo().join("target").join("test-tmp").join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    dir
+}
+
+/// Runs `logflow` with arguments; panics with its stderr when it fails.
+pub fn run_ok(args: &[&str]) -> Output {
+    let out = bin().args(args).output().expect("run logflow");
+    assert!(
+        out.status.success(),
+        "logflow {args:?} failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Parses `accounting: read=.. parsed=.. dead_letter=.. on_time=.. late=..` from stderr.
+pub fn accounting(stderr: &[u8]) -> BTreeMap<String, u64> {
+    let text = String::from_utf8_lossy(stderr);
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("accounting:"))
+        .unwrap_or_else(|| panic!("no accounting line in:\n{text}"));
+    line["accounting:".len()..]
+        .split_whitespace()
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').expect("key=value");
+            (k.to_string(), v.parse().expect("number"))
+        })
+        .collect()
+}
+
+/// Reads a JSONL file into JSON values.
+pub fn read_jsonl(path: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.lines()
+        .map(|l| {
+            serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("{}: bad JSON {l}: {e}", path.display()))
+        })
+        .collect()
+}
