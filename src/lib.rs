@@ -6,6 +6,7 @@
 //! the timely dataflow, and [`cli`] is the command line.
 
 pub mod error;
+pub mod gen;
 pub mod kafka;
 pub mod parse;
 pub mod record;
