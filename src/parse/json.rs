@@ -1,6 +1,129 @@
+//! Format `json`: one JSON log object per line (DESIGN.md section 2).
+//!
+//! Deserialized in one pass straight into an [`Event`], borrowing from the input: no
+//! intermediate `serde_json::Value`, no map. Unknown fields are skipped; for duplicate keys the
+//! last one wins (as in most JSON parsers).
+
+use std::fmt;
+
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::Deserialize;
+
+use super::fields::{reason, OptFloat, OptId, OptInt, OptStr, Ts};
 use super::ParseError;
 use crate::record::Event;
 
-pub(super) fn parse(_line: &[u8]) -> Result<Event, ParseError> {
-    Err(ParseError::new("not implemented"))
+struct Log(Event);
+
+impl<'de> Deserialize<'de> for Log {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(LogVisitor)
+    }
+}
+
+struct LogVisitor;
+
+/// Reads the value of `key`, naming the field in any error.
+pub(super) fn field<'de, T: Deserialize<'de>, A: MapAccess<'de>>(map: &mut A, key: &str) -> Result<T, A::Error> {
+    map.next_value::<T>().map_err(|e| de::Error::custom(format_args!("{key}: {e}")))
+}
+
+impl<'de> Visitor<'de> for LogVisitor {
+    type Value = Log;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Log, A::Error> {
+        let mut e = Event::default();
+        let mut ts = None;
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            match key.as_ref() {
+                "timestamp" => ts = field::<Ts, _>(&mut map, "timestamp")?.0,
+                "level" => e.level = field::<OptStr, _>(&mut map, "level")?.0,
+                "service" => e.service = field::<OptStr, _>(&mut map, "service")?.0,
+                "message" => e.message = field::<OptStr, _>(&mut map, "message")?.0,
+                "ip_address" => e.ip_address = field::<OptStr, _>(&mut map, "ip_address")?.0,
+                "user_id" => e.user_id = field::<OptId, _>(&mut map, "user_id")?.0,
+                "request_id" => e.request_id = field::<OptId, _>(&mut map, "request_id")?.0,
+                "response_time" => e.response_time = field::<OptFloat, _>(&mut map, "response_time")?.0,
+                "status_code" => e.status_code = field::<OptInt, _>(&mut map, "status_code")?.0,
+                "error_code" => e.error_code = field::<OptId, _>(&mut map, "error_code")?.0,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        e.timestamp = ts.ok_or_else(|| de::Error::custom("missing timestamp"))?;
+        Ok(Log(e))
+    }
+}
+
+pub(super) fn parse(line: &[u8]) -> Result<Event, ParseError> {
+    serde_json::from_slice::<Log>(line).map(|l| l.0).map_err(reason)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(s: &str) -> Event {
+        parse(s.as_bytes()).unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    fn bad(s: &[u8]) -> String {
+        match parse(s) {
+            Ok(e) => panic!("{}: parsed as {e:?}", String::from_utf8_lossy(s)),
+            Err(e) => e.0.into_owned(),
+        }
+    }
+
+    #[test]
+    fn parses_every_field() {
+        let e = ok(r#"{"timestamp":"2026-11-24T10:05:00.250Z","level":"ERROR","service":"api","message":"boom \"x\"","ip_address":"10.0.0.1","user_id":"u1","request_id":"r-9","response_time":1.5,"status_code":503,"error_code":"E42","extra":{"nested":[1,2]}}"#);
+        assert_eq!(e.timestamp, 1_795_514_700_250);
+        assert_eq!(e.level.as_deref(), Some("ERROR"));
+        assert_eq!(e.service.as_deref(), Some("api"));
+        assert_eq!(e.message.as_deref(), Some("boom \"x\""));
+        assert_eq!(e.ip_address.as_deref(), Some("10.0.0.1"));
+        assert_eq!(e.user_id.as_deref(), Some("u1"));
+        assert_eq!(e.request_id.as_deref(), Some("r-9"));
+        assert_eq!(e.response_time, Some(1.5));
+        assert_eq!(e.status_code, Some(503));
+        assert_eq!(e.error_code.as_deref(), Some("E42"));
+    }
+
+    #[test]
+    fn nulls_missing_fields_and_lenient_ids() {
+        let e = ok(r#"{"timestamp":1795514700000,"service":null,"user_id":123,"response_time":2,"status_code":200.0}"#);
+        assert_eq!(e.timestamp, 1_795_514_700_000);
+        assert_eq!(e.service, None);
+        assert_eq!(e.user_id.as_deref(), Some("123"));
+        assert_eq!(e.response_time, Some(2.0));
+        assert_eq!(e.status_code, Some(200));
+        assert_eq!(e.level, None);
+        let e = ok(r#"{"service":"a","timestamp":"2026-11-24T10:05:00Z","service":"b"}"#);
+        assert_eq!(e.service.as_deref(), Some("b"), "last duplicate wins");
+    }
+
+    #[test]
+    fn bad_input_is_rejected_with_a_reason() {
+        assert!(bad(b"garbage").contains("invalid JSON"));
+        assert!(bad(br#"{"timestamp":"2026-11-24T10:05:00Z","service":"#).contains("truncated"));
+        assert!(bad(br#"{"service":"api"}"#).contains("missing timestamp"));
+        assert!(bad(br#"{"timestamp":null}"#).contains("missing timestamp"));
+        assert!(bad(br#"{"timestamp":"2026-11-24"}"#).contains("timestamp"));
+        assert!(bad(br#"{"timestamp":"2026-02-30T10:00:00Z"}"#).contains("timestamp"));
+        assert!(bad(br#"{"timestamp":"24/Nov/2026:10:00:00 +0000"}"#).contains("timestamp"));
+        assert!(bad(br#"{"timestamp":1.7e12}"#).contains("timestamp"));
+        assert!(bad(br#"{"timestamp":-5}"#).contains("timestamp"));
+        assert!(bad(br#"{"timestamp":1,"status_code":"500"}"#).contains("status_code"));
+        assert!(bad(br#"{"timestamp":1,"status_code":500.5}"#).contains("status_code"));
+        assert!(bad(br#"{"timestamp":1,"response_time":"fast"}"#).contains("response_time"));
+        assert!(bad(br#"{"timestamp":1,"service":5}"#).contains("service"));
+        assert!(bad(b"[1,2]").contains("JSON object"));
+        assert!(!bad(b"{\"timestamp\":1,\"service\":\"\xff\"}").is_empty());
+        assert!(bad(br#"{"timestamp":1} trailing"#).contains("trailing"));
+    }
 }

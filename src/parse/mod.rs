@@ -5,6 +5,7 @@
 //! original bytes and position when it routes the record to the dead-letter output.
 
 mod access_log;
+mod fields;
 mod json;
 pub mod timestamp;
 mod user_events;

@@ -1,7 +1,208 @@
-//! Timestamp parsing: RFC 3339 strings and epoch milliseconds.
+//! Timestamp parsing without allocation: RFC 3339 strings, and the bracketed time of access
+//! logs (`17/May/2015:10:05:03 +0000`). Both return milliseconds since the epoch, UTC.
 
-/// Parses an RFC 3339 timestamp (`2026-11-24T10:05:00Z`, `...T10:05:00.123+02:00`) into
-/// milliseconds since the epoch, UTC. `None` for anything else.
-pub fn parse_rfc3339(_s: &str) -> Option<i64> {
-    None
+/// Days from 1970-01-01 to the given civil date (proleptic Gregorian; Howard Hinnant's
+/// `days_from_civil`).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m as i64 + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn is_leap(y: i64) -> bool {
+    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
+}
+
+fn days_in_month(y: i64, m: u32) -> u32 {
+    match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if is_leap(y) => 29,
+        _ => 28,
+    }
+}
+
+#[inline]
+fn digits(b: &[u8], at: usize, n: usize) -> Option<u32> {
+    let s = b.get(at..at + n)?;
+    let mut v = 0u32;
+    for &c in s {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        v = v * 10 + (c - b'0') as u32;
+    }
+    Some(v)
+}
+
+/// Milliseconds for a validated date and time, minus a zone offset in minutes.
+fn to_ms((y, mo, d): (i64, u32, u32), (h, mi, s, ms): (u32, u32, u32, u32), offset_min: i64) -> Option<i64> {
+    if !(1..=12).contains(&mo) || d == 0 || d > days_in_month(y, mo) || h > 23 || mi > 59 || s > 59 {
+        return None;
+    }
+    let secs = days_from_civil(y, mo, d) * 86_400 + (h * 3600 + mi * 60 + s) as i64 - offset_min * 60;
+    let total = secs * 1000 + ms as i64;
+    (total >= 0).then_some(total)
+}
+
+/// Parses an RFC 3339 timestamp (`2026-11-24T10:05:00Z`, `2026-11-24T10:05:00.123+02:00`;
+/// `t`/`z` and a space separator accepted; fractions of any length truncated to ms) into
+/// epoch milliseconds. `None` for anything else, for impossible dates, leap seconds and times
+/// before 1970.
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() < 20 {
+        return None;
+    }
+    let y = digits(b, 0, 4)? as i64;
+    if b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let (mo, d) = (digits(b, 5, 2)?, digits(b, 8, 2)?);
+    let (h, mi, sec) = (digits(b, 11, 2)?, digits(b, 14, 2)?, digits(b, 17, 2)?);
+    let mut i = 19;
+    let mut ms = 0u32;
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        let start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            if i - start < 3 {
+                ms = ms * 10 + (b[i] - b'0') as u32;
+            }
+            i += 1;
+        }
+        let n = i - start;
+        if n == 0 {
+            return None;
+        }
+        for _ in n..3 {
+            ms *= 10;
+        }
+    }
+    let offset = match b.get(i)? {
+        b'Z' | b'z' if i + 1 == b.len() => 0,
+        &sign @ (b'+' | b'-') if i + 6 == b.len() && b[i + 3] == b':' => {
+            let (oh, om) = (digits(b, i + 1, 2)? as i64, digits(b, i + 4, 2)? as i64);
+            if oh > 23 || om > 59 {
+                return None;
+            }
+            let m = oh * 60 + om;
+            if sign == b'-' {
+                -m
+            } else {
+                m
+            }
+        }
+        _ => return None,
+    };
+    to_ms((y, mo, d), (h, mi, sec, ms), offset)
+}
+
+/// Parses an access-log time `dd/Mon/yyyy:HH:MM:SS +hhmm` (without brackets) into epoch ms.
+pub fn parse_access_time(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() != 26 || b[2] != b'/' || b[6] != b'/' || b[11] != b':' || b[14] != b':' || b[17] != b':' || b[20] != b' ' {
+        return None;
+    }
+    let d = digits(b, 0, 2)?;
+    let mo = match &b[3..6] {
+        b"Jan" => 1,
+        b"Feb" => 2,
+        b"Mar" => 3,
+        b"Apr" => 4,
+        b"May" => 5,
+        b"Jun" => 6,
+        b"Jul" => 7,
+        b"Aug" => 8,
+        b"Sep" => 9,
+        b"Oct" => 10,
+        b"Nov" => 11,
+        b"Dec" => 12,
+        _ => return None,
+    };
+    let y = digits(b, 7, 4)? as i64;
+    let (h, mi, sec) = (digits(b, 12, 2)?, digits(b, 15, 2)?, digits(b, 18, 2)?);
+    let sign = match b[21] {
+        b'+' => 1,
+        b'-' => -1,
+        _ => return None,
+    };
+    let (oh, om) = (digits(b, 22, 2)? as i64, digits(b, 24, 2)? as i64);
+    if oh > 23 || om > 59 {
+        return None;
+    }
+    to_ms((y, mo, d), (h, mi, sec, 0), sign * (oh * 60 + om))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::DateTime;
+
+    #[test]
+    fn rfc3339_forms() {
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_rfc3339("2026-11-24T10:05:00Z"), Some(1_795_514_700_000));
+        assert_eq!(parse_rfc3339("2026-11-24T10:05:00.123Z"), Some(1_795_514_700_123));
+        assert_eq!(parse_rfc3339("2026-11-24T10:05:00.1Z"), Some(1_795_514_700_100));
+        assert_eq!(parse_rfc3339("2026-11-24T10:05:00.123456789Z"), Some(1_795_514_700_123));
+        assert_eq!(parse_rfc3339("2026-11-24T12:05:00+02:00"), Some(1_795_514_700_000));
+        assert_eq!(parse_rfc3339("2026-11-24t10:05:00z"), Some(1_795_514_700_000));
+        assert_eq!(parse_rfc3339("2026-11-24 10:05:00Z"), Some(1_795_514_700_000));
+        assert_eq!(parse_rfc3339("2024-02-29T00:00:00Z"), Some(1_709_164_800_000));
+    }
+
+    #[test]
+    fn rfc3339_rejects() {
+        for bad in [
+            "2026-11-24",
+            "2026-11-24T10:05:00",
+            "2026-11-24T10:05Z",
+            "2026-02-30T10:00:00Z",
+            "2023-02-29T00:00:00Z",
+            "2026-13-01T00:00:00Z",
+            "2026-11-24T24:00:00Z",
+            "2026-11-24T10:60:00Z",
+            "2026-11-24T10:05:60Z",
+            "2026-11-24T10:05:00.Z",
+            "2026-11-24T10:05:00Zjunk",
+            "2026-11-24T10:05:00+0200",
+            "1969-12-31T23:59:59Z",
+            "24/Nov/2026:10:05:00 +0000",
+            "",
+            "yesterday at noon, roughly",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn rfc3339_agrees_with_chrono() {
+        // A deterministic walk over 60 years with odd steps and offsets.
+        let mut t: i64 = 3_600_000;
+        let mut k = 0u64;
+        while t < 1_900_000_000_000 {
+            let offset_min = [0i32, 60, -300, 330, 765, -720][(k % 6) as usize];
+            let tz = chrono::FixedOffset::east_opt(offset_min * 60).unwrap();
+            let dt = DateTime::from_timestamp_millis(t).unwrap().with_timezone(&tz);
+            let text = dt.to_rfc3339_opts(chrono::SecondsFormat::Millis, k % 2 == 0);
+            assert_eq!(parse_rfc3339(&text), Some(t), "{text}");
+            t += 7_919_111_113 + (k as i64 % 997);
+            k += 1;
+        }
+    }
+
+    #[test]
+    fn access_log_time() {
+        assert_eq!(parse_access_time("17/May/2015:10:05:03 +0000"), Some(1_431_857_103_000));
+        assert_eq!(parse_access_time("17/May/2015:12:05:03 +0200"), Some(1_431_857_103_000));
+        assert_eq!(parse_access_time("17/May/2015:05:05:03 -0500"), Some(1_431_857_103_000));
+        for bad in ["17/Foo/2015:10:05:03 +0000", "31/Apr/2015:10:05:03 +0000", "17/May/2015:10:05:03", "17/May/2015 10:05:03 +0000"] {
+            assert_eq!(parse_access_time(bad), None, "{bad}");
+        }
+    }
 }

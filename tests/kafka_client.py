@@ -1,0 +1,109 @@
+"""An independent Kafka client for logflow's integration tests (confluent-kafka, not logflow's
+code). Run with the venv python from scripts/pyenv.
+
+    kafka_client.py produce BOOTSTRAP TOPIC FILE        lines of FILE, round-robin over partitions
+    kafka_client.py dump BOOTSTRAP TOPIC OUT            every record (read_committed, up to the end
+                                                        offsets as of now) as JSON lines
+                                                        {"key":..,"value":..,"partition":..,"offset":..}
+    kafka_client.py count BOOTSTRAP TOPIC               records per partition (end - start)
+Every call is bounded in time and exits non-zero on failure.
+"""
+
+import json
+import sys
+import time
+import uuid
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+TIMEOUT_S = 120.0
+
+
+def partitions(bootstrap, topic):
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "t-" + uuid.uuid4().hex})
+    try:
+        md = c.list_topics(topic, timeout=30)
+        t = md.topics.get(topic)
+        if t is None or t.error is not None:
+            sys.exit(f"topic {topic}: {t.error if t else 'missing'}")
+        return sorted(t.partitions.keys())
+    finally:
+        c.close()
+
+
+def produce(bootstrap, topic, path):
+    parts = partitions(bootstrap, topic)
+    p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 20})
+    n = 0
+    with open(path, "rb") as f:
+        for line in f:
+            line = line.rstrip(b"\n")
+            if not line:
+                continue
+            while True:
+                try:
+                    p.produce(topic, value=line, partition=parts[n % len(parts)])
+                    break
+                except BufferError:
+                    p.poll(0.05)
+            n += 1
+            if n % 10000 == 0:
+                p.poll(0)
+    left = p.flush(TIMEOUT_S)
+    if left:
+        sys.exit(f"{left} messages not delivered")
+    print(n)
+
+
+def dump(bootstrap, topic, out):
+    parts = partitions(bootstrap, topic)
+    c = Consumer({
+        "bootstrap.servers": bootstrap,
+        "group.id": "t-" + uuid.uuid4().hex,
+        "isolation.level": "read_committed",
+        "enable.auto.commit": False,
+    })
+    ends = {}
+    for p in parts:
+        lo, hi = c.get_watermark_offsets(TopicPartition(topic, p), timeout=30)
+        ends[p] = hi
+    c.assign([TopicPartition(topic, p, 0) for p in parts])
+    done = {p for p in parts if ends[p] == 0}
+    n = 0
+    deadline = time.time() + TIMEOUT_S
+    with open(out, "w") as f:
+        while len(done) < len(parts):
+            if time.time() > deadline:
+                sys.exit(f"timed out reading {topic}: {n} records")
+            m = c.poll(0.5)
+            if m is None:
+                # With transactions the last offsets may be control records: check positions.
+                for tp in c.position([TopicPartition(topic, p) for p in parts if p not in done]):
+                    if tp.offset >= ends[tp.partition]:
+                        done.add(tp.partition)
+                continue
+            if m.error():
+                continue
+            key = m.key().decode() if m.key() is not None else None
+            f.write(json.dumps({"key": key, "value": m.value().decode(), "partition": m.partition(),
+                                "offset": m.offset()}) + "\n")
+            n += 1
+            if m.offset() + 1 >= ends[m.partition()]:
+                done.add(m.partition())
+    c.close()
+    print(n)
+
+
+def count(bootstrap, topic):
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "t-" + uuid.uuid4().hex})
+    total = 0
+    for p in partitions(bootstrap, topic):
+        lo, hi = c.get_watermark_offsets(TopicPartition(topic, p), timeout=30)
+        total += hi - lo
+    c.close()
+    print(total)
+
+
+if __name__ == "__main__":
+    cmd, args = sys.argv[1], sys.argv[2:]
+    {"produce": produce, "dump": dump, "count": count}[cmd](*args)
