@@ -54,15 +54,24 @@ pub fn gen(cmd: GenCmd) -> Result<(), Error> {
         }
         // Round-robin over partitions: each partition keeps the generator's bounded disorder.
         let p = partitions[(n % partitions.len() as u64) as usize];
-        let mut record = BaseRecord::<(), [u8]>::to(topic).payload(&line[..]).partition(p);
+        let mut record = BaseRecord::<(), [u8]>::to(topic)
+            .payload(&line[..])
+            .partition(p);
         loop {
             match producer.send(record) {
                 Ok(()) => break,
-                Err((rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), r)) => {
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(
+                        rdkafka::types::RDKafkaErrorCode::QueueFull,
+                    ),
+                    r,
+                )) => {
                     std::thread::sleep(Duration::from_millis(2));
                     record = r;
                 }
-                Err((e, _)) => return Err(Error::Runtime(format!("kafka produce to `{topic}`: {e}"))),
+                Err((e, _)) => {
+                    return Err(Error::Runtime(format!("kafka produce to `{topic}`: {e}")))
+                }
             }
         }
         n += 1;

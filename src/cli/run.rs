@@ -145,17 +145,25 @@ pub fn run(args: RunArgs) -> Result<(), Error> {
     };
     let started = Instant::now();
     // A file input with a Kafka sink and no brokers anywhere: print the results.
-    if matches!(plan.sink, SinkPlan::Kafka { brokers: None, .. }) && !matches!(plan.source.kind, SourceKind::Kafka { .. }) {
+    if matches!(plan.sink, SinkPlan::Kafka { brokers: None, .. })
+        && !matches!(plan.source.kind, SourceKind::Kafka { .. })
+    {
         plan.sink = SinkPlan::Console;
     }
     // No brokers anywhere: run against an in-process cluster fed by the generator.
     let embedded = match &plan.source.kind {
-        SourceKind::Kafka { brokers: None, .. } => Some(Embedded::start(&mut plan, args.demo_events, args.demo_rate)?),
+        SourceKind::Kafka { brokers: None, .. } => Some(Embedded::start(
+            &mut plan,
+            args.demo_events,
+            args.demo_rate,
+        )?),
         _ => None,
     };
     let opts = runtime::RunOptions {
         stop_at_end: args.stop_at_end,
-        end_signal: embedded.as_ref().map(|e| std::sync::Arc::clone(&e.end_signal)),
+        end_signal: embedded
+            .as_ref()
+            .map(|e| std::sync::Arc::clone(&e.end_signal)),
     };
     let accounting = runtime::run(plan, &cluster, &opts)?;
     if let Some(e) = embedded {

@@ -39,7 +39,8 @@ pub fn tail(args: TailArgs) -> Result<(), Error> {
         .unwrap_or_else(|| "127.0.0.1:9092".to_string());
     let idle = match &args.idle_exit {
         Some(d) => Some(Duration::from_millis(
-            crate::spec::duration::parse_ms(d).map_err(|e| Error::Usage(format!("--idle-exit: {e}")))? as u64,
+            crate::spec::duration::parse_ms(d)
+                .map_err(|e| Error::Usage(format!("--idle-exit: {e}")))? as u64,
         )),
         None => None,
     };
@@ -53,12 +54,18 @@ pub fn tail(args: TailArgs) -> Result<(), Error> {
         .create()
         .map_err(|e| Error::Runtime(format!("kafka consumer on {}: {e}", conn.describe())))?;
     let mut tpl = TopicPartitionList::new();
-    let start = if args.from_beginning { Offset::Beginning } else { Offset::End };
+    let start = if args.from_beginning {
+        Offset::Beginning
+    } else {
+        Offset::End
+    };
     for p in partitions {
         tpl.add_partition_offset(&args.topic, p, start)
             .map_err(|e| Error::Runtime(e.to_string()))?;
     }
-    consumer.assign(&tpl).map_err(|e| Error::Runtime(e.to_string()))?;
+    consumer
+        .assign(&tpl)
+        .map_err(|e| Error::Runtime(e.to_string()))?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let mut n = 0u64;

@@ -59,7 +59,9 @@ pub fn service_of(request: &str) -> &str {
         None => url,
     };
     let path = path.split(['?', '#']).next().unwrap_or("");
-    path.split('/').find(|seg| !seg.is_empty()).unwrap_or("root")
+    path.split('/')
+        .find(|seg| !seg.is_empty())
+        .unwrap_or("root")
 }
 
 fn level_of(status: i64) -> &'static str {
@@ -77,7 +79,9 @@ fn response_time(tok: &str) -> Option<Option<f64>> {
     if tok == "-" {
         return Some(None);
     }
-    if !tok.bytes().all(|c| c.is_ascii_digit() || c == b'.') || tok.bytes().filter(|c| *c == b'.').count() > 1 {
+    if !tok.bytes().all(|c| c.is_ascii_digit() || c == b'.')
+        || tok.bytes().filter(|c| *c == b'.').count() > 1
+    {
         return None;
     }
     if tok.contains('.') {
@@ -93,11 +97,17 @@ pub(super) fn parse(line: &[u8]) -> Result<Event, ParseError> {
     let (_ident, rest) = token(rest).ok_or_else(|| err("truncated access log line: no ident"))?;
     let (user, rest) = token(rest).ok_or_else(|| err("truncated access log line: no authuser"))?;
     let rest = rest.trim_start_matches(' ');
-    let rest = rest.strip_prefix('[').ok_or_else(|| err("no [time] in access log line"))?;
-    let close = rest.find(']').ok_or_else(|| err("unterminated [time] in access log line"))?;
-    let timestamp = parse_access_time(&rest[..close]).ok_or_else(|| err("bad access log time (expected dd/Mon/yyyy:HH:MM:SS +hhmm)"))?;
+    let rest = rest
+        .strip_prefix('[')
+        .ok_or_else(|| err("no [time] in access log line"))?;
+    let close = rest
+        .find(']')
+        .ok_or_else(|| err("unterminated [time] in access log line"))?;
+    let timestamp = parse_access_time(&rest[..close])
+        .ok_or_else(|| err("bad access log time (expected dd/Mon/yyyy:HH:MM:SS +hhmm)"))?;
     let rest = &rest[close + 1..];
-    let (request, rest) = quoted(rest).ok_or_else(|| err("no quoted request line in access log line"))?;
+    let (request, rest) =
+        quoted(rest).ok_or_else(|| err("no quoted request line in access log line"))?;
     let (status, rest) = token(rest).ok_or_else(|| err("truncated access log line: no status"))?;
     if status.len() != 3 || !status.bytes().all(|c| c.is_ascii_digit()) {
         return Err(err("access log status is not a 3-digit number"));
@@ -119,7 +129,8 @@ pub(super) fn parse(line: &[u8]) -> Result<Event, ParseError> {
     }
     let mut response = None;
     if let Some((tok, r)) = token(rest) {
-        response = response_time(tok).ok_or_else(|| err("unexpected text after the access log fields"))?;
+        response =
+            response_time(tok).ok_or_else(|| err("unexpected text after the access log fields"))?;
         if !r.trim().is_empty() {
             return Err(err("unexpected text after the response time"));
         }
@@ -152,7 +163,10 @@ mod tests {
         assert_eq!(e.status_code, Some(200));
         assert_eq!(e.level.as_deref(), Some("INFO"));
         assert_eq!(e.service.as_deref(), Some("presentations"));
-        assert_eq!(e.message.as_deref(), Some("GET /presentations/logstash-monitorama-2013/images/kibana-search.png HTTP/1.1"));
+        assert_eq!(
+            e.message.as_deref(),
+            Some("GET /presentations/logstash-monitorama-2013/images/kibana-search.png HTTP/1.1")
+        );
         assert_eq!(e.response_time, None);
     }
 
@@ -165,7 +179,10 @@ mod tests {
         assert_eq!(e.service.as_deref(), Some("api"));
         assert_eq!(e.response_time, Some(0.25));
         let e = parse(br#"10.0.0.1 - - [24/Nov/2026:10:05:00 +0000] "GET /x HTTP/1.1" 404 12 "-" "curl/8" 0.125"#).unwrap();
-        assert_eq!((e.level.as_deref(), e.response_time), (Some("WARN"), Some(0.125)));
+        assert_eq!(
+            (e.level.as_deref(), e.response_time),
+            (Some("WARN"), Some(0.125))
+        );
         let e = parse(br#"10.0.0.1 - - [24/Nov/2026:10:05:00 +0000] "GET /a\"b HTTP/1.1" 200 1 "-" "agent \"quoted\"""#).unwrap();
         assert_eq!(e.service.as_deref(), Some("a\\\"b"));
     }
@@ -224,6 +241,9 @@ mod tests {
     fn a_user_agent_cut_off_at_the_end_of_the_line_is_tolerated() {
         let e = parse(br#"46.118.127.106 - - [20/May/2015:12:05:17 +0000] "GET /scripts/x.py HTTP/1.1" 200 235 "-" "Mozilla/5.0 (compatible; Googlebot/2.1"#).unwrap();
         assert_eq!(e.service.as_deref(), Some("scripts"));
-        assert!(parse(br#"1.2.3.4 - - [20/May/2015:12:05:17 +0000] "GET / HTTP/1.1" 200 235 "-""#).is_err());
+        assert!(
+            parse(br#"1.2.3.4 - - [20/May/2015:12:05:17 +0000] "GET / HTTP/1.1" 200 235 "-""#)
+                .is_err()
+        );
     }
 }

@@ -11,8 +11,6 @@ use crate::record::Str;
 
 /// A string field (`null` = absent).
 pub struct OptStr(pub Option<Str>);
-/// An identifier: a string, or an integer kept as its decimal text (real feeds send both).
-pub struct OptId(pub Option<Str>);
 /// An integer field; a float with a fraction or a string is an error.
 pub struct OptInt(pub Option<i64>);
 /// A number field (ints widen).
@@ -47,21 +45,11 @@ visitor!(OptStr, "a string or null", {
     }
 });
 
-visitor!(OptId, "a string, an integer or null", {
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<OptId, E> {
-        Ok(OptId(Some(Str::from(v))))
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<OptId, E> {
-        Ok(OptId(Some(Str::from(itoa(v as i128)))))
-    }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<OptId, E> {
-        Ok(OptId(Some(Str::from(itoa(v as i128)))))
-    }
-});
-
 visitor!(OptInt, "an integer or null", {
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<OptInt, E> {
-        i64::try_from(v).map(|v| OptInt(Some(v))).map_err(|_| E::custom("integer out of range"))
+        i64::try_from(v)
+            .map(|v| OptInt(Some(v)))
+            .map_err(|_| E::custom("integer out of range"))
     }
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<OptInt, E> {
         Ok(OptInt(Some(v)))
@@ -90,12 +78,16 @@ visitor!(OptFloat, "a number or null", {
 
 visitor!(Ts, "an RFC 3339 timestamp or epoch milliseconds", {
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Ts, E> {
-        parse_rfc3339(v)
-            .map(|t| Ts(Some(t)))
-            .ok_or_else(|| E::custom(format_args!("not an RFC 3339 timestamp with time and zone: {v:?}")))
+        parse_rfc3339(v).map(|t| Ts(Some(t))).ok_or_else(|| {
+            E::custom(format_args!(
+                "not an RFC 3339 timestamp with time and zone: {v:?}"
+            ))
+        })
     }
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<Ts, E> {
-        i64::try_from(v).map(|v| Ts(Some(v))).map_err(|_| E::custom("epoch milliseconds out of range"))
+        i64::try_from(v)
+            .map(|v| Ts(Some(v)))
+            .map_err(|_| E::custom("epoch milliseconds out of range"))
     }
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<Ts, E> {
         if v < 0 {
@@ -105,10 +97,6 @@ visitor!(Ts, "an RFC 3339 timestamp or epoch milliseconds", {
         }
     }
 });
-
-fn itoa(v: i128) -> String {
-    v.to_string()
-}
 
 /// Turns a serde_json error into a short reason (`serde_json` adds the column).
 pub fn reason(e: serde_json::Error) -> super::ParseError {

@@ -40,11 +40,17 @@ fn digits(b: &[u8], at: usize, n: usize) -> Option<u32> {
 }
 
 /// Milliseconds for a validated date and time, minus a zone offset in minutes.
-fn to_ms((y, mo, d): (i64, u32, u32), (h, mi, s, ms): (u32, u32, u32, u32), offset_min: i64) -> Option<i64> {
-    if !(1..=12).contains(&mo) || d == 0 || d > days_in_month(y, mo) || h > 23 || mi > 59 || s > 59 {
+fn to_ms(
+    (y, mo, d): (i64, u32, u32),
+    (h, mi, s, ms): (u32, u32, u32, u32),
+    offset_min: i64,
+) -> Option<i64> {
+    if !(1..=12).contains(&mo) || d == 0 || d > days_in_month(y, mo) || h > 23 || mi > 59 || s > 59
+    {
         return None;
     }
-    let secs = days_from_civil(y, mo, d) * 86_400 + (h * 3600 + mi * 60 + s) as i64 - offset_min * 60;
+    let secs =
+        days_from_civil(y, mo, d) * 86_400 + (h * 3600 + mi * 60 + s) as i64 - offset_min * 60;
     let total = secs * 1000 + ms as i64;
     (total >= 0).then_some(total)
 }
@@ -59,7 +65,12 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
         return None;
     }
     let y = digits(b, 0, 4)? as i64;
-    if b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' || b[16] != b':' {
+    if b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return None;
     }
     let (mo, d) = (digits(b, 5, 2)?, digits(b, 8, 2)?);
@@ -105,7 +116,14 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
 /// Parses an access-log time `dd/Mon/yyyy:HH:MM:SS +hhmm` (without brackets) into epoch ms.
 pub fn parse_access_time(s: &str) -> Option<i64> {
     let b = s.as_bytes();
-    if b.len() != 26 || b[2] != b'/' || b[6] != b'/' || b[11] != b':' || b[14] != b':' || b[17] != b':' || b[20] != b' ' {
+    if b.len() != 26
+        || b[2] != b'/'
+        || b[6] != b'/'
+        || b[11] != b':'
+        || b[14] != b':'
+        || b[17] != b':'
+        || b[20] != b' '
+    {
         return None;
     }
     let d = digits(b, 0, 2)?;
@@ -146,14 +164,38 @@ mod tests {
     #[test]
     fn rfc3339_forms() {
         assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(parse_rfc3339("2026-11-24T10:05:00Z"), Some(1_795_514_700_000));
-        assert_eq!(parse_rfc3339("2026-11-24T10:05:00.123Z"), Some(1_795_514_700_123));
-        assert_eq!(parse_rfc3339("2026-11-24T10:05:00.1Z"), Some(1_795_514_700_100));
-        assert_eq!(parse_rfc3339("2026-11-24T10:05:00.123456789Z"), Some(1_795_514_700_123));
-        assert_eq!(parse_rfc3339("2026-11-24T12:05:00+02:00"), Some(1_795_514_700_000));
-        assert_eq!(parse_rfc3339("2026-11-24t10:05:00z"), Some(1_795_514_700_000));
-        assert_eq!(parse_rfc3339("2026-11-24 10:05:00Z"), Some(1_795_514_700_000));
-        assert_eq!(parse_rfc3339("2024-02-29T00:00:00Z"), Some(1_709_164_800_000));
+        assert_eq!(
+            parse_rfc3339("2026-11-24T10:05:00Z"),
+            Some(1_795_514_700_000)
+        );
+        assert_eq!(
+            parse_rfc3339("2026-11-24T10:05:00.123Z"),
+            Some(1_795_514_700_123)
+        );
+        assert_eq!(
+            parse_rfc3339("2026-11-24T10:05:00.1Z"),
+            Some(1_795_514_700_100)
+        );
+        assert_eq!(
+            parse_rfc3339("2026-11-24T10:05:00.123456789Z"),
+            Some(1_795_514_700_123)
+        );
+        assert_eq!(
+            parse_rfc3339("2026-11-24T12:05:00+02:00"),
+            Some(1_795_514_700_000)
+        );
+        assert_eq!(
+            parse_rfc3339("2026-11-24t10:05:00z"),
+            Some(1_795_514_700_000)
+        );
+        assert_eq!(
+            parse_rfc3339("2026-11-24 10:05:00Z"),
+            Some(1_795_514_700_000)
+        );
+        assert_eq!(
+            parse_rfc3339("2024-02-29T00:00:00Z"),
+            Some(1_709_164_800_000)
+        );
     }
 
     #[test]
@@ -188,7 +230,9 @@ mod tests {
         while t < 1_900_000_000_000 {
             let offset_min = [0i32, 60, -300, 330, 765, -720][(k % 6) as usize];
             let tz = chrono::FixedOffset::east_opt(offset_min * 60).unwrap();
-            let dt = DateTime::from_timestamp_millis(t).unwrap().with_timezone(&tz);
+            let dt = DateTime::from_timestamp_millis(t)
+                .unwrap()
+                .with_timezone(&tz);
             let text = dt.to_rfc3339_opts(chrono::SecondsFormat::Millis, k % 2 == 0);
             assert_eq!(parse_rfc3339(&text), Some(t), "{text}");
             t += 7_919_111_113 + (k as i64 % 997);
@@ -198,10 +242,24 @@ mod tests {
 
     #[test]
     fn access_log_time() {
-        assert_eq!(parse_access_time("17/May/2015:10:05:03 +0000"), Some(1_431_857_103_000));
-        assert_eq!(parse_access_time("17/May/2015:12:05:03 +0200"), Some(1_431_857_103_000));
-        assert_eq!(parse_access_time("17/May/2015:05:05:03 -0500"), Some(1_431_857_103_000));
-        for bad in ["17/Foo/2015:10:05:03 +0000", "31/Apr/2015:10:05:03 +0000", "17/May/2015:10:05:03", "17/May/2015 10:05:03 +0000"] {
+        assert_eq!(
+            parse_access_time("17/May/2015:10:05:03 +0000"),
+            Some(1_431_857_103_000)
+        );
+        assert_eq!(
+            parse_access_time("17/May/2015:12:05:03 +0200"),
+            Some(1_431_857_103_000)
+        );
+        assert_eq!(
+            parse_access_time("17/May/2015:05:05:03 -0500"),
+            Some(1_431_857_103_000)
+        );
+        for bad in [
+            "17/Foo/2015:10:05:03 +0000",
+            "31/Apr/2015:10:05:03 +0000",
+            "17/May/2015:10:05:03",
+            "17/May/2015 10:05:03 +0000",
+        ] {
             assert_eq!(parse_access_time(bad), None, "{bad}");
         }
     }

@@ -6,7 +6,7 @@ use std::fmt;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 
-use super::fields::{reason, OptFloat, OptId, OptStr, Ts};
+use super::fields::{reason, OptFloat, OptStr, Ts};
 use super::json::field;
 use super::ParseError;
 use crate::record::Event;
@@ -34,10 +34,10 @@ impl<'de> Visitor<'de> for V {
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
             match key.as_ref() {
                 "timestamp" => ts = field::<Ts, _>(&mut map, "timestamp")?.0,
-                "user_id" => e.user_id = field::<OptId, _>(&mut map, "user_id")?.0,
+                "user_id" => e.user_id = field::<OptStr, _>(&mut map, "user_id")?.0,
                 "action" => e.action = field::<OptStr, _>(&mut map, "action")?.0,
                 "value" => e.value = field::<OptFloat, _>(&mut map, "value")?.0,
-                "session_id" => e.session_id = field::<OptId, _>(&mut map, "session_id")?.0,
+                "session_id" => e.session_id = field::<OptStr, _>(&mut map, "session_id")?.0,
                 "ip_address" => e.ip_address = field::<OptStr, _>(&mut map, "ip_address")?.0,
                 _ => {
                     map.next_value::<IgnoredAny>()?;
@@ -50,7 +50,9 @@ impl<'de> Visitor<'de> for V {
 }
 
 pub(super) fn parse(line: &[u8]) -> Result<Event, ParseError> {
-    serde_json::from_slice::<UserEvent>(line).map(|u| u.0).map_err(reason)
+    serde_json::from_slice::<UserEvent>(line)
+        .map(|u| u.0)
+        .map_err(reason)
 }
 
 #[cfg(test)]
@@ -66,7 +68,8 @@ mod tests {
         assert_eq!(e.value, Some(2.5));
         assert_eq!(e.session_id.as_deref(), Some("s1"));
         assert_eq!(e.ip_address.as_deref(), Some("10.1.1.1"));
-        let e = parse(br#"{"timestamp":"2026-11-24T10:05:00Z","user_id":42,"action":null}"#).unwrap();
+        let e =
+            parse(br#"{"timestamp":"2026-11-24T10:05:00Z","user_id":"42","action":null}"#).unwrap();
         assert_eq!((e.user_id.as_deref(), e.action), (Some("42"), None));
     }
 
@@ -77,6 +80,7 @@ mod tests {
             br#"{"timestamp":"soon","user_id":"u"}"#,
             br#"{"timestamp":1,"value":"3"}"#,
             br#"{"timestamp":1,"action":7}"#,
+            br#"{"timestamp":1,"user_id":41}"#,
             b"{\"timestamp\":1",
         ] {
             assert!(parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));

@@ -41,7 +41,9 @@ impl Embedded {
     /// `events` generated records at `rate` per second (wall clock).
     pub fn start(plan: &mut JobPlan, events: u64, rate: f64) -> Result<Embedded, Error> {
         let SourceKind::Kafka { topic, brokers, .. } = &mut plan.source.kind else {
-            return Err(Error::Usage("the embedded cluster serves Kafka sources only".into()));
+            return Err(Error::Usage(
+                "the embedded cluster serves Kafka sources only".into(),
+            ));
         };
         let kind = match plan.source.format {
             Format::Json => Kind::Logs,
@@ -52,7 +54,8 @@ impl Embedded {
                 )))
             }
         };
-        let cluster = MockCluster::new(1).map_err(|e| Error::Runtime(format!("embedded Kafka: {e}")))?;
+        let cluster =
+            MockCluster::new(1).map_err(|e| Error::Runtime(format!("embedded Kafka: {e}")))?;
         let bootstrap = cluster.bootstrap_servers();
         let input = topic.clone();
         cluster
@@ -76,7 +79,8 @@ impl Embedded {
 
         let end_signal = Arc::new(Mutex::new(None));
         let feeder = {
-            let (bootstrap, input, end) = (bootstrap.clone(), input.clone(), Arc::clone(&end_signal));
+            let (bootstrap, input, end) =
+                (bootstrap.clone(), input.clone(), Arc::clone(&end_signal));
             let cfg = GenConfig {
                 kind,
                 events,
@@ -117,7 +121,13 @@ impl Embedded {
 }
 
 /// Produces generated lines round-robin over the partitions, then publishes the end offsets.
-fn feed(bootstrap: &str, topic: &str, cfg: GenConfig, rate: f64, end: &Mutex<Option<Vec<i64>>>) -> Result<u64, String> {
+fn feed(
+    bootstrap: &str,
+    topic: &str,
+    cfg: GenConfig,
+    rate: f64,
+    end: &Mutex<Option<Vec<i64>>>,
+) -> Result<u64, String> {
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("linger.ms", "5")
@@ -134,7 +144,9 @@ fn feed(bootstrap: &str, topic: &str, cfg: GenConfig, rate: f64, end: &Mutex<Opt
             break;
         }
         let p = (n % PARTITIONS as u64) as i32;
-        let mut record = BaseRecord::<(), [u8]>::to(topic).payload(&line[..]).partition(p);
+        let mut record = BaseRecord::<(), [u8]>::to(topic)
+            .payload(&line[..])
+            .partition(p);
         loop {
             match producer.send(record) {
                 Ok(()) => break,
@@ -153,7 +165,9 @@ fn feed(bootstrap: &str, topic: &str, cfg: GenConfig, rate: f64, end: &Mutex<Opt
             }
         }
     }
-    producer.flush(Duration::from_secs(30)).map_err(|e| e.to_string())?;
+    producer
+        .flush(Duration::from_secs(30))
+        .map_err(|e| e.to_string())?;
     if let Ok(mut e) = end.lock() {
         *e = Some(counts);
     }

@@ -27,7 +27,11 @@ impl PartitionReader for GeneratorReader {
         for _ in 0..max {
             self.line.clear();
             if !self.generator.next_line(&mut self.line) {
-                return Ok(if batch.is_empty() { ReadStatus::Ended } else { ReadStatus::Data });
+                return Ok(if batch.is_empty() {
+                    ReadStatus::Ended
+                } else {
+                    ReadStatus::Data
+                });
             }
             self.seq += 1;
             batch.push(&self.line, self.seq, None);
