@@ -1,7 +1,8 @@
 """An independent Kafka client for logflow's integration tests (confluent-kafka, not logflow's
 code). Run with the venv python from scripts/pyenv.
 
-    kafka_client.py produce BOOTSTRAP TOPIC FILE        lines of FILE, round-robin over partitions
+    kafka_client.py produce BOOTSTRAP TOPIC FILE [P]    lines of FILE, round-robin over partitions
+                                                        (or all to partition P)
     kafka_client.py dump BOOTSTRAP TOPIC OUT            every record (read_committed, up to the end
                                                         offsets as of now) as JSON lines
                                                         {"key":..,"value":..,"partition":..,"offset":..}
@@ -31,8 +32,8 @@ def partitions(bootstrap, topic):
         c.close()
 
 
-def produce(bootstrap, topic, path):
-    parts = partitions(bootstrap, topic)
+def produce(bootstrap, topic, path, only=None):
+    parts = partitions(bootstrap, topic) if only is None else [int(only)]
     p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 20})
     n = 0
     with open(path, "rb") as f:

@@ -67,7 +67,10 @@ impl<'de> Visitor<'de> for LogVisitor {
 }
 
 pub(super) fn parse(line: &[u8]) -> Result<Event, ParseError> {
-    serde_json::from_slice::<Log>(line)
+    // serde_json does not validate the bytes of strings it skips (unknown fields): check the
+    // whole line, so a record with invalid UTF-8 anywhere is bad input.
+    let line = std::str::from_utf8(line).map_err(|e| ParseError::new(format!("not valid UTF-8 at byte {}", e.valid_up_to())))?;
+    serde_json::from_str::<Log>(line)
         .map(|l| l.0)
         .map_err(reason)
 }
@@ -135,7 +138,8 @@ mod tests {
         assert!(bad(br#"{"timestamp":1,"service":5}"#).contains("service"));
         assert!(bad(br#"{"timestamp":1,"user_id":123}"#).contains("user_id"));
         assert!(bad(b"[1,2]").contains("JSON object"));
-        assert!(!bad(b"{\"timestamp\":1,\"service\":\"\xff\"}").is_empty());
+        assert!(bad(b"{\"timestamp\":1,\"service\":\"\xff\"}").contains("UTF-8"));
+        assert!(bad(b"{\"timestamp\":1,\"unknown\":\"\xff\"}").contains("UTF-8"));
         assert!(bad(br#"{"timestamp":1} trailing"#).contains("trailing"));
     }
 }
