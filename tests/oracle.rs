@@ -1189,11 +1189,11 @@ fn user_events_match_the_oracle_on_two_workers() {
 fn late_log_lines_are_counted_and_left_out() {
     static CASE: OnceLock<Case> = OnceLock::new();
     let case = CASE.get_or_init(|| {
-        // 80,000 lines at 40/s: 33 minutes; late lines start after minute 21.
+        // 100,000 lines at 40/s: 42 minutes; late lines start after minute 21.
         let input = Input::generate(
             "logs-late",
             GenConfig {
-                events: 80_000,
+                events: 100_000,
                 event_rate: 40.0,
                 late_fraction: 0.01,
                 seed: 5,
