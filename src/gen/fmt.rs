@@ -55,6 +55,18 @@ pub fn write_fixed(out: &mut Vec<u8>, units: u64, decimals: u32) {
     write_padded(out, units % scale, decimals as usize);
 }
 
+/// [`write_fixed`], in quotes when `quoted` (a number sent as a string: a wrong field type).
+#[inline]
+pub fn write_fixed_or_string(out: &mut Vec<u8>, units: u64, decimals: u32, quoted: bool) {
+    if quoted {
+        out.push(b'"');
+    }
+    write_fixed(out, units, decimals);
+    if quoted {
+        out.push(b'"');
+    }
+}
+
 /// Appends `n` as lowercase hex, exactly `digits` digits (low digits of `n`).
 #[inline]
 pub fn write_hex(out: &mut Vec<u8>, n: u64, digits: u32) {

@@ -1,7 +1,7 @@
 //! Injected incidents: each one fires one detector of DESIGN.md section 5, in a known window,
 //! without dominating the analyses.
 //!
-//! Incidents repeat every [`CYCLE`] (20 minutes) of event time, counted from the first
+//! Incidents repeat every [`CYCLE_MS`] (20 minutes) of event time, counted from the first
 //! 10-minute boundary at or after `--start` (so every incident window lines up with the 1-, 2-
 //! and 5-minute window grids). Whether an event belongs to an incident is decided on its
 //! (disordered) timestamp, so an incident lands in exactly the windows listed here. The

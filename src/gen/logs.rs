@@ -10,8 +10,8 @@
 //! `isoformat`), with 1% of lines in another UTC offset and 1% as epoch milliseconds.
 
 use super::fmt::{
-    write_date, write_fixed, write_hex, write_i64, write_padded, write_rfc3339, write_time_of_day,
-    write_u64, DAY_MS, MONTHS,
+    write_date, write_fixed_or_string, write_hex, write_i64, write_padded, write_rfc3339,
+    write_time_of_day, write_u64, DAY_MS, MONTHS,
 };
 use super::incidents::{self, Schedule};
 use super::rng::{cumulative, mix64, Rng};
@@ -514,13 +514,7 @@ impl LogGen {
             Rt::Ms(ms) => {
                 out.extend_from_slice(b", \"response_time\": ");
                 let string = damage == Some(Damage::ResponseTimeString);
-                if string {
-                    out.push(b'"');
-                }
-                write_fixed(out, u64::from(ms), 3);
-                if string {
-                    out.push(b'"');
-                }
+                write_fixed_or_string(out, u64::from(ms), 3, string);
             }
         }
         out.extend_from_slice(b", \"status_code\": ");

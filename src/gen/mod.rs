@@ -17,14 +17,14 @@
 //!
 //! Incidents are described in [`incidents`].
 //!
-//! The output depends only on the configuration: the PRNG is hand-written ([`rng`]), and no
+//! The output depends only on the configuration: the PRNG is hand-written (`rng.rs`), and no
 //! platform math function is used, so a seed reproduces a file byte for byte.
 
 mod duration;
 mod fmt;
 pub mod incidents;
 mod logs;
-pub mod rng;
+mod rng;
 mod user_events;
 
 use std::io::{self, Write};
@@ -289,7 +289,6 @@ pub struct Generator {
     events: u64,
     stats: GenStats,
     last: Option<LineKind>,
-    last_ts: i64,
 }
 
 impl Generator {
@@ -313,7 +312,6 @@ impl Generator {
             events: cfg.events,
             stats: GenStats::default(),
             last: None,
-            last_ts: 0,
         }
     }
 
@@ -338,18 +336,12 @@ impl Generator {
             LineKind::Late => self.stats.late += 1,
         }
         self.last = Some(kind);
-        self.last_ts = ts;
         true
     }
 
     /// What the line last returned by [`Generator::next_line`] is.
     pub fn last_kind(&self) -> Option<LineKind> {
         self.last
-    }
-
-    /// The event time (epoch ms) the last line was generated for (a bad line may not show it).
-    pub fn last_timestamp_ms(&self) -> i64 {
-        self.last_ts
     }
 
     /// Counts so far.

@@ -10,7 +10,8 @@
 //! (null or absent), `session_id`, `ip_address`.
 
 use super::fmt::{
-    write_date, write_fixed, write_hex, write_i64, write_padded, write_time_of_day, DAY_MS,
+    write_date, write_fixed_or_string, write_hex, write_i64, write_padded, write_time_of_day,
+    DAY_MS,
 };
 use super::incidents::{self, Schedule};
 use super::logs::ip_pool;
@@ -267,13 +268,7 @@ impl UserEventGen {
             Value::Cents(c) => {
                 out.extend_from_slice(b", \"value\": ");
                 let string = damage == Some(Damage::ValueString);
-                if string {
-                    out.push(b'"');
-                }
-                write_fixed(out, c, 2);
-                if string {
-                    out.push(b'"');
-                }
+                write_fixed_or_string(out, c, 2, string);
             }
         }
         out.extend_from_slice(b", \"session_id\": ");

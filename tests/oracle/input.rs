@@ -1,0 +1,171 @@
+//! The input files and the oracle's own reading of them (DESIGN.md section 2).
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use logflow::gen::{GenConfig, Generator, Kind, LineKind};
+use serde_json::{Map, Value};
+
+pub struct Input {
+    pub path: PathBuf,
+    pub kind: Kind,
+    /// Every line as written, without its newline.
+    pub lines: Vec<Vec<u8>>,
+    /// What the generator says each line is.
+    pub kinds: Vec<LineKind>,
+}
+
+impl Input {
+    pub fn generate(name: &str, cfg: GenConfig) -> Input {
+        let dir = tmp_dir().join("inputs");
+        std::fs::create_dir_all(&dir).expect("create input dir");
+        let path = dir.join(format!("{name}.jsonl"));
+        let kind = cfg.kind;
+        let mut gen = Generator::new(cfg);
+        let (mut lines, mut kinds, mut file) = (Vec::new(), Vec::new(), Vec::new());
+        let mut buf = Vec::new();
+        while gen.next_line(&mut buf) {
+            file.extend_from_slice(&buf);
+            file.push(b'\n');
+            lines.push(std::mem::take(&mut buf));
+            kinds.push(gen.last_kind().expect("a line was generated"));
+        }
+        std::fs::write(&path, &file).expect("write input");
+        Input {
+            path,
+            kind,
+            lines,
+            kinds,
+        }
+    }
+
+    pub fn count(&self, kind: LineKind) -> usize {
+        self.kinds.iter().filter(|k| **k == kind).count()
+    }
+
+    /// 1-based numbers of the lines the generator wrote as `kind`.
+    pub fn line_numbers(&self, kind: LineKind) -> BTreeSet<usize> {
+        (0..self.kinds.len())
+            .filter(|&i| self.kinds[i] == kind)
+            .map(|i| i + 1)
+            .collect()
+    }
+}
+
+pub fn tmp_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("oracle")
+}
+
+// ---------------------------------------------------------------------------------------
+// The oracle's own reading of input lines (DESIGN.md section 2)
+
+#[derive(Clone, Debug, Default)]
+pub struct Ev {
+    /// 1-based input line.
+    pub line: usize,
+    pub ts: i64,
+    pub service: Option<String>,
+    pub ip: Option<String>,
+    pub user: Option<String>,
+    pub rt: Option<f64>,
+    pub status: Option<i64>,
+    pub action: Option<String>,
+    pub value: Option<f64>,
+}
+
+pub fn string_field(o: &Map<String, Value>, k: &str) -> Result<Option<String>, String> {
+    match o.get(k) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(v) => Err(format!("{k} has the wrong type: {v}")),
+    }
+}
+
+pub fn number_field(o: &Map<String, Value>, k: &str) -> Result<Option<f64>, String> {
+    match o.get(k) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => Ok(n.as_f64()),
+        Some(v) => Err(format!("{k} has the wrong type: {v}")),
+    }
+}
+
+pub fn object(line: &[u8]) -> Result<Map<String, Value>, String> {
+    match serde_json::from_slice::<Value>(line).map_err(|e| e.to_string())? {
+        Value::Object(o) => Ok(o),
+        _ => Err("not a JSON object".into()),
+    }
+}
+
+pub fn epoch_ms(v: Option<&Value>) -> Result<i64, String> {
+    match v {
+        Some(Value::Number(n)) => n.as_i64().ok_or_else(|| format!("timestamp {n}")),
+        other => Err(format!("timestamp {other:?}")),
+    }
+}
+
+pub fn read_log(line: &[u8]) -> Result<Ev, String> {
+    let o = object(line)?;
+    let ts = match o.get("timestamp") {
+        Some(Value::String(s)) => chrono::DateTime::parse_from_rfc3339(s)
+            .map_err(|e| format!("timestamp {s}: {e}"))?
+            .timestamp_millis(),
+        other => epoch_ms(other)?,
+    };
+    for k in ["level", "message", "request_id", "error_code"] {
+        string_field(&o, k)?;
+    }
+    let status = match o.get("status_code") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => Some(n.as_i64().ok_or("status_code is not an integer")?),
+        Some(v) => return Err(format!("status_code has the wrong type: {v}")),
+    };
+    Ok(Ev {
+        ts,
+        service: string_field(&o, "service")?,
+        ip: string_field(&o, "ip_address")?,
+        user: string_field(&o, "user_id")?,
+        rt: number_field(&o, "response_time")?,
+        status,
+        ..Ev::default()
+    })
+}
+
+pub fn read_user_event(line: &[u8]) -> Result<Ev, String> {
+    let o = object(line)?;
+    let ts = epoch_ms(o.get("timestamp"))?;
+    string_field(&o, "session_id")?;
+    Ok(Ev {
+        ts,
+        user: string_field(&o, "user_id")?,
+        action: string_field(&o, "action")?,
+        value: number_field(&o, "value")?,
+        ip: string_field(&o, "ip_address")?,
+        ..Ev::default()
+    })
+}
+
+/// The good events of `input` (late ones included), checked against the generator's own
+/// account of which lines are bad.
+pub fn read_events(input: &Input) -> Vec<Ev> {
+    let read = match input.kind {
+        Kind::Logs => read_log,
+        Kind::UserEvents => read_user_event,
+    };
+    let mut events = Vec::new();
+    for (i, (line, kind)) in input.lines.iter().zip(&input.kinds).enumerate() {
+        match (read(line), kind) {
+            (Ok(mut ev), LineKind::Good | LineKind::Late) => {
+                ev.line = i + 1;
+                events.push(ev);
+            }
+            (Err(_), LineKind::Bad) => {}
+            (res, kind) => panic!(
+                "the oracle and the generator disagree on line {}: generator says {kind:?}, \
+                 oracle reads {res:?}: {}",
+                i + 1,
+                String::from_utf8_lossy(line)
+            ),
+        }
+    }
+    events
+}
