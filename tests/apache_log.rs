@@ -2,6 +2,8 @@
 //! `--format apache`. Expected values were counted independently with grep/awk on the file
 //! (commands next to each value), not with logflow's code.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly on purpose
+
 mod common;
 
 use common::{accounting, read_jsonl, repo, run_ok, tmpdir};

@@ -1,6 +1,8 @@
 //! Bad input never stops a job: every bad record goes to the dead-letter output with its
 //! original bytes, the reason and its position, and the accounting identity holds.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly on purpose
+
 mod common;
 
 use base64::Engine;

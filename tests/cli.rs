@@ -1,6 +1,8 @@
 //! Command-line behaviour: exit codes and one-line causes (DESIGN.md section 6), spec errors
 //! that name the file, line and field.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly on purpose
+
 mod common;
 
 use common::{bin, repo, tmpdir};

@@ -6,7 +6,8 @@ code). Run with the venv python from scripts/pyenv.
     kafka_client.py dump BOOTSTRAP TOPIC OUT            every record (read_committed, up to the end
                                                         offsets as of now) as JSON lines
                                                         {"key":..,"value":..,"partition":..,"offset":..}
-    kafka_client.py count BOOTSTRAP TOPIC               records per partition (end - start)
+    kafka_client.py count BOOTSTRAP TOPIC               records in the topic (end - start, summed)
+    kafka_client.py create BOOTSTRAP NAME:PARTITIONS..  create topics (existing ones are kept)
 Every call is bounded in time and exits non-zero on failure.
 """
 
@@ -15,7 +16,8 @@ import sys
 import time
 import uuid
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
 
 TIMEOUT_S = 120.0
 
@@ -105,6 +107,21 @@ def count(bootstrap, topic):
     print(total)
 
 
+def create(bootstrap, *specs):
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    topics = []
+    for spec in specs:
+        name, parts = spec.rsplit(":", 1)
+        topics.append(NewTopic(name, num_partitions=int(parts), replication_factor=1))
+    for name, fut in admin.create_topics(topics, request_timeout=60).items():
+        try:
+            fut.result(timeout=60)
+        except KafkaException as e:
+            if e.args[0].name() != "TOPIC_ALREADY_EXISTS":
+                sys.exit(f"create {name}: {e}")
+    print(len(topics))
+
+
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
-    {"produce": produce, "dump": dump, "count": count}[cmd](*args)
+    {"produce": produce, "dump": dump, "count": count, "create": create}[cmd](*args)

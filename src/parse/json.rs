@@ -69,7 +69,8 @@ impl<'de> Visitor<'de> for LogVisitor {
 pub(super) fn parse(line: &[u8]) -> Result<Event, ParseError> {
     // serde_json does not validate the bytes of strings it skips (unknown fields): check the
     // whole line, so a record with invalid UTF-8 anywhere is bad input.
-    let line = std::str::from_utf8(line).map_err(|e| ParseError::new(format!("not valid UTF-8 at byte {}", e.valid_up_to())))?;
+    let line = std::str::from_utf8(line)
+        .map_err(|e| ParseError::new(format!("not valid UTF-8 at byte {}", e.valid_up_to())))?;
     serde_json::from_str::<Log>(line)
         .map(|l| l.0)
         .map_err(reason)

@@ -29,6 +29,8 @@
 //! Numbers: integers exactly (counts must be JSON integers); floats to 1e-9, relative or
 //! absolute near zero. Field order: `window_start`, `window_end`, keys, metrics as in the table.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly on purpose
+
 mod compare;
 mod engine;
 mod expected;
