@@ -5,6 +5,9 @@
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{BaseRecord, ProducerContext, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
 
 use crate::Error;
@@ -142,6 +145,41 @@ impl KafkaConn {
                     .map_err(|e| Error::Runtime(format!("kafka {topic}/{p}: offsets: {e}")))
             })
             .collect()
+    }
+}
+
+/// Sends a record, waiting while the producer's bounded queue is full (backpressure rather
+/// than unbounded memory); other errors are returned.
+pub fn send_waiting<C: ProducerContext + 'static>(
+    producer: &ThreadedProducer<C>,
+    mut record: BaseRecord<'_, [u8], [u8], C::DeliveryOpaque>,
+    mut while_waiting: impl FnMut() -> Result<(), Error>,
+) -> Result<(), Error> {
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                while_waiting()?;
+                std::thread::sleep(Duration::from_millis(2));
+                record = r;
+            }
+            Err((e, r)) => {
+                return Err(Error::Runtime(format!(
+                    "kafka produce to `{}`: {e}",
+                    r.topic
+                )))
+            }
+        }
+    }
+}
+
+/// Sleeps as needed so that `n` records sent since `started` do not exceed `rate` per second.
+pub fn throttle(started: std::time::Instant, n: u64, rate: f64) {
+    if rate > 0.0 {
+        let due = Duration::from_secs_f64(n as f64 / rate);
+        if let Some(wait) = due.checked_sub(started.elapsed()) {
+            std::thread::sleep(wait);
+        }
     }
 }
 

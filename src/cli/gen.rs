@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 
 use crate::gen::{GenArgs, Generator};
-use crate::kafka::{KafkaConn, BROKERS_ENV};
+use crate::kafka::{send_waiting, throttle, KafkaConn, BROKERS_ENV};
 use crate::Error;
 
 #[derive(clap::Args, Debug)]
@@ -54,34 +54,13 @@ pub fn gen(cmd: GenCmd) -> Result<(), Error> {
         }
         // Round-robin over partitions: each partition keeps the generator's bounded disorder.
         let p = partitions[(n % partitions.len() as u64) as usize];
-        let mut record = BaseRecord::<(), [u8]>::to(topic)
+        let record = BaseRecord::<[u8], [u8]>::to(topic)
             .payload(&line[..])
             .partition(p);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((
-                    rdkafka::error::KafkaError::MessageProduction(
-                        rdkafka::types::RDKafkaErrorCode::QueueFull,
-                    ),
-                    r,
-                )) => {
-                    std::thread::sleep(Duration::from_millis(2));
-                    record = r;
-                }
-                Err((e, _)) => {
-                    return Err(Error::Runtime(format!("kafka produce to `{topic}`: {e}")))
-                }
-            }
-        }
+        send_waiting(&producer, record, || Ok(()))?;
         n += 1;
-        if let Some(rate) = cmd.args.rate {
-            if n % 100 == 0 {
-                let due = Duration::from_secs_f64(n as f64 / rate);
-                if let Some(wait) = due.checked_sub(started.elapsed()) {
-                    std::thread::sleep(wait);
-                }
-            }
+        if let (Some(rate), 0) = (cmd.args.rate, n % 100) {
+            throttle(started, n, rate);
         }
     }
     producer

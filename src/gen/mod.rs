@@ -20,7 +20,6 @@
 //! The output depends only on the configuration: the PRNG is hand-written (`rng.rs`), and no
 //! platform math function is used, so a seed reproduces a file byte for byte.
 
-mod duration;
 mod fmt;
 pub mod incidents;
 mod logs;
@@ -30,8 +29,6 @@ mod user_events;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-pub use duration::parse_duration;
 
 use crate::{Error, Result};
 use rng::Rng;
@@ -50,6 +47,11 @@ pub enum Kind {
     Logs,
     /// User events, one JSON object per line (input format `user-events`).
     UserEvents,
+}
+
+/// Parses a flag duration (`500ms`, `90s`, `5m`, `1m30s`) with the spec's duration syntax.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    crate::spec::duration::parse_ms(text).map(|ms| Duration::from_millis(ms as u64))
 }
 
 /// `logflow gen` flags.

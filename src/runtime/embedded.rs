@@ -16,6 +16,7 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use crate::gen::{GenConfig, Generator, Kind};
+use crate::kafka::{send_waiting, throttle};
 use crate::parse::Format;
 use crate::sinks::kafka::KafkaSink;
 use crate::spec::plan::{JobPlan, SinkPlan, SourceKind};
@@ -144,25 +145,14 @@ fn feed(
             break;
         }
         let p = (n % PARTITIONS as u64) as i32;
-        let mut record = BaseRecord::<(), [u8]>::to(topic)
+        let record = BaseRecord::<[u8], [u8]>::to(topic)
             .payload(&line[..])
             .partition(p);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, r)) => {
-                    std::thread::sleep(Duration::from_millis(2));
-                    record = r;
-                }
-            }
-        }
+        send_waiting(&producer, record, || Ok(())).map_err(|e| e.to_string())?;
         counts[p as usize] += 1;
         n += 1;
-        if rate > 0.0 && n % 1000 == 0 {
-            let due = Duration::from_secs_f64(n as f64 / rate);
-            if let Some(wait) = due.checked_sub(started.elapsed()) {
-                std::thread::sleep(wait);
-            }
+        if n % 1000 == 0 {
+            throttle(started, n, rate);
         }
     }
     producer

@@ -7,13 +7,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::ClientContext;
 
 use super::render::{dead_letter_json, late_json, row_json, row_key};
 use super::Sink;
-use crate::kafka::KafkaConn;
+use crate::kafka::{send_waiting, KafkaConn};
 use crate::record::Row;
 use crate::runtime::ingest::{DeadLetter, LateEvent};
 use crate::spec::plan::JobPlan;
@@ -100,24 +99,12 @@ impl KafkaSink {
     }
 
     fn send(&self, topic: &str, key: Option<&str>, value: &str) -> Result<(), Error> {
-        let mut record = BaseRecord::to(topic).payload(value);
+        let mut record = BaseRecord::<[u8], [u8]>::to(topic).payload(value.as_bytes());
         if let Some(k) = key {
-            record = record.key(k);
+            record = record.key(k.as_bytes());
         }
-        loop {
-            match self.producer.send(record) {
-                Ok(()) => return Ok(()),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                    // Backpressure: wait for deliveries to free room.
-                    self.check()?;
-                    std::thread::sleep(Duration::from_millis(5));
-                    record = r;
-                }
-                Err((e, _)) => {
-                    return Err(Error::Runtime(format!("kafka produce to `{topic}`: {e}")))
-                }
-            }
-        }
+        // Backpressure: while the queue is full, deliveries free room (or report a failure).
+        send_waiting(&self.producer, record, || self.check())
     }
 }
 
