@@ -8,7 +8,13 @@ use timely::dataflow::operators::core::{Concatenate, Filter};
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::{Scope, StreamVec};
 
-use super::ingest::{ingest, DeadLetter, IngestConfig, LateEvent, LatenessRule};
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use timely::dataflow::operators::vec::Broadcast;
+use timely::dataflow::operators::Inspect;
+
+use super::ingest::{ingest, DeadLetter, IngestConfig, LateEvent, LatenessRule, ProgressBoard};
 use super::Counters;
 use crate::operators::intersect::Intersect;
 use crate::operators::lag::Lag;
@@ -56,7 +62,12 @@ pub fn build<'scope>(
     readers: Vec<Box<dyn PartitionReader>>,
     counters: Arc<Counters>,
 ) -> Outputs<'scope> {
-    let (events, dead, late) = ingest(scope, readers, ingest_config(plan), counters);
+    let board: ProgressBoard = Rc::new(RefCell::new(HashMap::new()));
+    let (events, dead, late, beacons) = ingest(scope, readers, ingest_config(plan), counters, Rc::clone(&board));
+    // Every worker learns every worker's progress (for idle workers; see `ingest`).
+    beacons.broadcast().inspect(move |(w, p)| {
+        board.borrow_mut().insert(*w, *p);
+    });
 
     // One stream per analysis, in spec order (derived analyses read earlier ones).
     let mut streams: Vec<Option<StreamVec<'scope, u64, Row>>> = vec![None; plan.analyses.len()];

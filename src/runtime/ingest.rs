@@ -17,6 +17,8 @@
 //! Lateness thus depends only on each partition's own order, never on thread timing or on how
 //! partitions are spread over workers, and replaying a partition gives the same results.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -84,31 +86,47 @@ struct Partition {
     ended: bool,
 }
 
-/// Streams of events, dead letters and late events.
+/// What each worker last announced about its event-time progress: `Some(p)` = its active
+/// partitions hold the watermark at `p`; `None` = all its partitions are idle. Workers whose
+/// partitions are all idle follow the others instead of stalling the job (see [`ingest`]).
+pub type ProgressBoard = Rc<RefCell<HashMap<usize, Option<i64>>>>;
+
+/// Streams of events, dead letters, late events, and progress beacons `(worker, progress)`.
 pub type Ingested<'scope> = (
     StreamVec<'scope, u64, Event>,
     StreamVec<'scope, u64, DeadLetter>,
     StreamVec<'scope, u64, LateEvent>,
+    StreamVec<'scope, u64, (usize, Option<i64>)>,
 );
 
 const CONTAINER: usize = 4096;
 
 /// Builds the ingest operator over this worker's partitions.
+///
+/// Idleness across workers: a worker whose partitions are all idle cannot know the job's
+/// watermark by itself, and its capability would hold every window back. So each worker
+/// announces its progress on a beacon stream (broadcast to all workers, collected into
+/// `board`), and an all-idle worker advances its capability to the least progress announced
+/// by the active workers (or, when every worker is idle, to the furthest event time it saw).
 pub fn ingest<'scope>(
     scope: Scope<'scope, u64>,
     readers: Vec<Box<dyn PartitionReader>>,
     config: IngestConfig,
     counters: Arc<Counters>,
+    board: ProgressBoard,
 ) -> Ingested<'scope> {
+    let me = scope.index();
     let mut builder = OperatorBuilder::new("Ingest".to_string(), scope);
     let info = builder.operator_info();
     let activator = scope.activator_for(Rc::clone(&info.address));
     let (events_out, events) = builder.new_output();
     let (dead_out, dead) = builder.new_output();
     let (late_out, late) = builder.new_output();
+    let (beacon_out, beacons) = builder.new_output();
     let mut events_out: OutputBuilder<u64, _> = OutputBuilder::from(events_out);
     let mut dead_out: OutputBuilder<u64, _> = OutputBuilder::from(dead_out);
     let mut late_out: OutputBuilder<u64, _> = OutputBuilder::from(late_out);
+    let mut beacon_out: OutputBuilder<u64, _> = OutputBuilder::from(beacon_out);
 
     builder.build(move |caps| {
         let now = Instant::now();
@@ -133,6 +151,7 @@ pub fn ingest<'scope>(
         let mut buffer: Vec<Event> = Vec::with_capacity(CONTAINER);
         let mut buffer_time = 0u64;
         let mut next_part = 0usize;
+        let mut announced: Option<Option<i64>> = None;
 
         move |_frontiers| {
             let Some(held) = caps.as_mut() else { return };
@@ -257,13 +276,30 @@ pub fn ingest<'scope>(
                 .iter()
                 .filter(|p| now.duration_since(p.last_data) < config.idle_timeout)
                 .collect();
-            let next = if active.is_empty() {
-                // Every partition is idle: follow the furthest one instead of stalling.
-                live.iter().filter_map(|p| p.max_ts).max()
+            let mine: Option<i64> = if active.is_empty() {
+                None
             } else if active.iter().any(|p| p.max_ts.is_none()) {
-                None // a partition that has not produced yet holds the watermark
+                Some(cap_time as i64) // a partition that has not produced yet holds the watermark
             } else {
                 active.iter().filter_map(|p| p.max_ts).min()
+            };
+            if announced != Some(mine) {
+                beacon_out.activate().session(&held[3]).give((me, mine));
+                announced = Some(mine);
+            }
+            let next = match mine {
+                Some(p) => Some(p),
+                None => {
+                    // All idle: follow the active workers; if there are none, the furthest
+                    // event time seen here (nothing else can move the job forward).
+                    let others = board
+                        .borrow()
+                        .iter()
+                        .filter(|(w, _)| **w != me)
+                        .filter_map(|(_, p)| *p)
+                        .min();
+                    others.or_else(|| live.iter().filter_map(|p| p.max_ts).max())
+                }
             };
             if let Some(m) = next {
                 let new_time = (floor(m).max(0) as u64).max(cap_time);
@@ -282,5 +318,5 @@ pub fn ingest<'scope>(
             }
         }
     });
-    (events, dead, late)
+    (events, dead, late, beacons)
 }
