@@ -63,7 +63,13 @@ pub fn build<'scope>(
     counters: Arc<Counters>,
 ) -> Outputs<'scope> {
     let board: ProgressBoard = Rc::new(RefCell::new(HashMap::new()));
-    let (events, dead, late, beacons) = ingest(scope, readers, ingest_config(plan), counters, Rc::clone(&board));
+    let (events, dead, late, beacons) = ingest(
+        scope,
+        readers,
+        ingest_config(plan),
+        counters,
+        Rc::clone(&board),
+    );
     // Every worker learns every worker's progress (for idle workers; see `ingest`).
     beacons.broadcast().inspect(move |(w, p)| {
         board.borrow_mut().insert(*w, *p);
