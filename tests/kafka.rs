@@ -153,8 +153,11 @@ const LOG_ANALYSES: [&str; 11] = [
 ];
 const USER_ANALYSES: [&str; 3] = ["user_activity_sliding", "action_metrics", "user_anomalies"];
 
-fn create_outputs(b: &Broker, job: &str, analyses: &[&str]) {
-    let mut t: Vec<(String, u32)> = analyses.iter().map(|a| (a.to_string(), 2)).collect();
+/// Creates a job's output topics: one per analysis (named `<prefix>.<analysis>` with a
+/// prefix), plus its dead-letter and late topics.
+fn create_outputs(b: &Broker, job: &str, prefix: Option<&str>, analyses: &[&str]) {
+    let name = |a: &str| prefix.map_or_else(|| a.to_string(), |p| format!("{p}.{a}"));
+    let mut t: Vec<(String, u32)> = analyses.iter().map(|a| (name(a), 2)).collect();
     t.push((format!("{job}.dead-letter"), 1));
     t.push((format!("{job}.late"), 1));
     b.topics(&t);
@@ -458,7 +461,7 @@ fn kafka_end_to_end() {
             && !expected["log-analysis.dead-letter"].is_empty()
     );
     b.topic("logs", 4);
-    create_outputs(&b, "log-analysis", &LOG_ANALYSES);
+    create_outputs(&b, "log-analysis", None, &LOG_ANALYSES);
     assert_eq!(b.produce("logs", &logs), 200_000);
     let err = finish(
         run_job(
@@ -527,7 +530,7 @@ fn kafka_end_to_end() {
         &dir.join("file-events"),
     );
     b.topic("user-events", 3);
-    create_outputs(&b, "user-events", &USER_ANALYSES);
+    create_outputs(&b, "user-events", None, &USER_ANALYSES);
     b.produce("user-events", &events);
     let err = finish(
         run_job(
@@ -560,7 +563,7 @@ fn kafka_end_to_end() {
     // An idle partition: all data on partition 0, nothing ever on partition 1. With a 2 s idle
     // timeout, windows still close while the job runs.
     let idle_spec = variant_spec("idle", "2s", &dir);
-    create_outputs_prefixed(&b, "idle", &LOG_ANALYSES);
+    create_outputs(&b, "idle", Some("idle"), &LOG_ANALYSES);
     b.topic("logs-idle", 2);
     let small = dir.join("small.jsonl");
     gen(
@@ -605,7 +608,7 @@ fn kafka_end_to_end() {
 
     // The broker stops and restarts mid-run: the job waits, resumes, and completes exactly.
     let restart_spec = variant_spec("restart", "30s", &dir);
-    create_outputs_prefixed(&b, "restart", &LOG_ANALYSES);
+    create_outputs(&b, "restart", Some("restart"), &LOG_ANALYSES);
     let big = dir.join("big.jsonl");
     gen("logs", "600000", &["--seed", "7"], &big);
     let expected_big = file_results(
@@ -646,11 +649,4 @@ fn kafka_end_to_end() {
             &format!("after a broker restart: {a}"),
         );
     }
-}
-
-fn create_outputs_prefixed(b: &Broker, job: &str, analyses: &[&str]) {
-    let mut t: Vec<(String, u32)> = analyses.iter().map(|a| (format!("{job}.{a}"), 2)).collect();
-    t.push((format!("{job}.dead-letter"), 1));
-    t.push((format!("{job}.late"), 1));
-    b.topics(&t);
 }
