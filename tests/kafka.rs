@@ -18,7 +18,10 @@ use std::time::{Duration, Instant};
 use common::{accounting, bin, read_jsonl, repo, tmpdir};
 use serde_json::Value;
 
-const PORT: &str = "19392";
+/// The test broker's port: `LOGFLOW_IT_KAFKA_PORT` (so several checkouts can test at once).
+fn port() -> String {
+    std::env::var("LOGFLOW_IT_KAFKA_PORT").unwrap_or_else(|_| "19392".to_string())
+}
 
 fn kafka_script(args: &[&str]) -> String {
     let out = Command::new(repo().join("scripts/kafka"))
@@ -45,7 +48,7 @@ struct Broker {
 impl Broker {
     fn start() -> Broker {
         let _ = kafka_script(&["down", "--wipe"]);
-        let address = kafka_script(&["up", "--port", PORT]);
+        let address = kafka_script(&["up", "--port", &port()]);
         assert!(address.starts_with("127.0.0.1:"), "{address}");
         let py = Command::new(repo().join("scripts/pyenv"))
             .output()
@@ -634,7 +637,7 @@ fn kafka_end_to_end() {
     );
     kafka_script(&["down"]);
     std::thread::sleep(Duration::from_secs(3));
-    kafka_script(&["up", "--port", PORT]);
+    kafka_script(&["up", "--port", &port()]);
     let err = finish(job, Duration::from_secs(600));
     assert_eq!(accounting(&err)["read"], 600_000);
     for a in LOG_ANALYSES {
