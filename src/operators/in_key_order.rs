@@ -27,7 +27,7 @@ pub trait InKeyOrder<'scope> {
     /// // Number each key's windows.
     /// let out = timely::example(|scope| {
     ///     let rows = [(120, "a"), (60, "b"), (0, "a")].map(|(start, k)| Row {
-    ///         analysis: 0, start, end: start + 60, values: vec![Value::Str(k.into())],
+    ///         analysis: 0, start, end: start + 60, values: vec![Value::Str(k.into())], retract: false,
     ///     });
     ///     rows.to_stream(scope)
     ///         .in_key_order(1, |seen: &mut i64, mut row: Row, out: &mut Vec<Row>| {

@@ -23,7 +23,7 @@ pub trait Intersect<'scope> {
     /// use logflow::operators::intersect::Intersect;
     /// use logflow::record::{Row, Value};
     ///
-    /// let row = |start: i64, ip: &str| Row { analysis: 0, start, end: start + 60, values: vec![Value::Str(ip.into())] };
+    /// let row = |start: i64, ip: &str| Row { analysis: 0, start, end: start + 60, values: vec![Value::Str(ip.into())], retract: false };
     /// let out = timely::example(move |scope| {
     ///     let a = vec![row(0, "1.2.3.4"), row(0, "5.6.7.8")].to_stream(scope);
     ///     let b = vec![row(30, "1.2.3.4"), row(600, "5.6.7.8")].to_stream(scope);

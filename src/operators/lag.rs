@@ -19,7 +19,7 @@ pub trait Lag<'scope> {
     /// let out = timely::example(|scope| {
     ///     [5.0, 20.0].into_iter().enumerate().map(|(i, v)| Row {
     ///         analysis: 0, start: i as i64 * 60, end: i as i64 * 60 + 60,
-    ///         values: vec![Value::Str("api".into()), Value::Float(v)],
+    ///         values: vec![Value::Str("api".into()), Value::Float(v)], retract: false,
     ///     })
     ///     .to_stream(scope).lag(1, 1, 1).capture()
     /// });
@@ -51,6 +51,7 @@ impl<'scope> Lag<'scope> for StreamVec<'scope, u64, Row> {
                 start: row.start,
                 end: row.end,
                 values,
+                retract: false,
             });
         })
     }

@@ -1,6 +1,9 @@
 //! Reusable dataflow operators, each an extension trait on timely streams (as timely's own).
 //!
-//! - [`window_aggregate::WindowAggregate`]: event-time windows, pre-aggregation, exchange, merge.
+//! - [`pre_aggregate::PreAggregate`]: worker-local partial aggregates per window and key.
+//! - [`window_aggregate::WindowAggregate`]: event-time windows, exchange, merge, final rows.
+//! - [`update_aggregate::UpdateAggregate`], [`update_aggregate::Upserts`]: update output mode
+//!   as a differential collection of rows (early results, corrections).
 //! - [`in_key_order::InKeyOrder`]: per-key, in-window-order processing of result rows.
 //! - [`zscore::ZScore`], [`lag::Lag`]: detectors over previous windows.
 //! - [`aggregate`], [`window`]: the accumulators and window assignment they use.
@@ -9,6 +12,8 @@ pub mod aggregate;
 pub mod in_key_order;
 pub mod intersect;
 pub mod lag;
+pub mod pre_aggregate;
+pub mod update_aggregate;
 pub mod window;
 pub mod window_aggregate;
 pub mod zscore;

@@ -5,6 +5,9 @@
 
 use serde::{Deserialize, Serialize};
 
+const GLOBAL_SPAN: i64 = 1 << 62;
+const GLOBAL_START: i64 = -(1 << 61);
+
 /// Tumbling or sliding windows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Windows {
@@ -21,9 +24,26 @@ impl Windows {
         Windows { size, slide }
     }
 
+    /// The one window of an analysis without `window` (running state per key, as Spark's
+    /// `updateStateByKey`): it holds every event time within ±73 million years of the epoch,
+    /// so it never closes and no event is late for it.
+    pub fn global() -> Self {
+        Windows {
+            size: GLOBAL_SPAN,
+            slide: GLOBAL_SPAN,
+        }
+    }
+
+    pub fn is_global(&self) -> bool {
+        self.slide == GLOBAL_SPAN
+    }
+
     /// The latest window start containing `t`.
     #[inline]
     pub fn last_start(&self, t: i64) -> i64 {
+        if self.is_global() {
+            return GLOBAL_START;
+        }
         t - t.rem_euclid(self.slide)
     }
 
@@ -56,6 +76,16 @@ impl Windows {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn global_window_holds_everything_and_never_closes() {
+        let w = Windows::global();
+        for t in [i64::MIN / 8, -1, 0, 1_764_000_000_000, i64::MAX / 8] {
+            assert_eq!(w.starts(t).collect::<Vec<_>>(), vec![GLOBAL_START]);
+            assert!(!w.is_late(t, 600_000, i64::MAX / 4));
+        }
+        assert!(w.is_global() && !Windows::tumbling(60_000).is_global());
+    }
 
     #[test]
     fn tumbling_assigns_one_window() {

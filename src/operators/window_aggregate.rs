@@ -10,23 +10,15 @@
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
-use serde::{Deserialize, Serialize};
-use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::StreamVec;
 
 use crate::operators::aggregate::Acc;
+use crate::operators::pre_aggregate::{Partial, PreAggregate};
 use crate::record::{key_hash, Event, Key, Value};
 use crate::spec::plan::AggNode;
-
-/// A partial aggregate of one window and key, as exchanged between workers.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Partial {
-    pub start: i64,
-    pub key: Key,
-    pub accs: Vec<Acc>,
-}
 
 /// A finished window: its start, key, and the node's aggregate results in slot order.
 pub struct Closed<'a> {
@@ -58,6 +50,8 @@ pub trait WindowAggregate<'scope> {
     ///         keys: vec![Field::Service],
     ///         accs: vec![AccSpec { func: AggFunc::Count, arg: None }],
     ///         analyses: vec![],
+    ///         update: false,
+    ///         input: Default::default(),
     ///     });
     ///     let events = (0..3).map(|i| Event { timestamp: 1_000 * i, service: Some("api".into()), ..Event::default() });
     ///     events.to_stream(scope)
@@ -79,45 +73,7 @@ impl<'scope> WindowAggregate<'scope> for StreamVec<'scope, u64, Event> {
         D: 'static,
         F: FnMut(Closed<'_>, &mut Vec<D>) + 'static,
     {
-        let pre = Rc::clone(&node);
-        let partials: StreamVec<'scope, u64, Partial> =
-            self.unary(Pipeline, "PreAggregate", move |_, _| {
-                let node = pre;
-                let mut groups: HashMap<(i64, Key), Vec<Acc>> = HashMap::new();
-                move |input, output| {
-                    input.for_each_stamp(|cap, data| {
-                        let progress = crate::operators::time_of(&cap) as i64;
-                        for batch in data {
-                            for ev in batch.drain(..) {
-                                if let Some(f) = &node.filter {
-                                    if !f.test(&ev) {
-                                        continue;
-                                    }
-                                }
-                                let key: Key =
-                                    node.keys.iter().map(|f| ev.get(*f).to_owned()).collect();
-                                for start in
-                                    node.windows
-                                        .open_starts(ev.timestamp, node.hold_ms, progress)
-                                {
-                                    let accs =
-                                        groups.entry((start, key.clone())).or_insert_with(|| {
-                                            node.accs.iter().map(|a| a.new_state()).collect()
-                                        });
-                                    for (spec, acc) in node.accs.iter().zip(accs.iter_mut()) {
-                                        spec.update(acc, &ev);
-                                    }
-                                }
-                            }
-                        }
-                        output.session(&cap).give_iterator(
-                            groups
-                                .drain()
-                                .map(|((start, key), accs)| Partial { start, key, accs }),
-                        );
-                    });
-                }
-            });
+        let partials = self.pre_aggregate(Rc::clone(&node));
 
         let exchange = Exchange::new(|p: &Partial| key_hash(&p.key));
         partials.unary_frontier(exchange, "WindowMerge", move |_, _| {

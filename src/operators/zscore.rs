@@ -24,7 +24,7 @@ pub trait ZScore<'scope> {
     /// let out = timely::example(|scope| {
     ///     [1.0, 2.0, 3.0, 10.0].into_iter().enumerate().map(|(i, v)| Row {
     ///         analysis: 0, start: i as i64 * 60, end: i as i64 * 60 + 60,
-    ///         values: vec![Value::Str("api".into()), Value::Float(v)],
+    ///         values: vec![Value::Str("api".into()), Value::Float(v)], retract: false,
     ///     })
     ///     .to_stream(scope).zscore(1, 1, 10, 1).capture()
     /// });
@@ -75,6 +75,7 @@ impl<'scope> ZScore<'scope> for StreamVec<'scope, u64, Row> {
                     start: row.start,
                     end: row.end,
                     values,
+                    retract: false,
                 });
             },
         )

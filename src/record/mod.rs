@@ -103,13 +103,17 @@ impl Field {
 pub type Key = Vec<Value>;
 
 /// One result row of an analysis: the window and the output columns (keys first).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Row {
     /// Index of the analysis in the job plan.
     pub analysis: u32,
     pub start: i64,
     pub end: i64,
     pub values: Vec<Value>,
+    /// Update mode: the row for this key and window no longer exists (e.g. it stopped passing
+    /// `having`); `values` still holds the key columns. Sinks write a tombstone.
+    #[serde(default)]
+    pub retract: bool,
 }
 
 impl Row {

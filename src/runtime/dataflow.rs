@@ -18,11 +18,12 @@ use super::ingest::{ingest, DeadLetter, IngestConfig, LateEvent, LatenessRule, P
 use super::Counters;
 use crate::operators::intersect::Intersect;
 use crate::operators::lag::Lag;
-use crate::operators::window_aggregate::WindowAggregate;
+use crate::operators::update_aggregate::{UpdateAggregate, Upserts};
+use crate::operators::window_aggregate::{Closed, WindowAggregate};
 use crate::operators::zscore::ZScore;
 use crate::record::{Row, Value};
 use crate::sources::PartitionReader;
-use crate::spec::plan::{AnalysisKind, Detector, JobPlan};
+use crate::spec::plan::{AnalysisKind, Detector, JobPlan, NodeInput};
 
 /// Ingest settings derived from the plan.
 pub fn ingest_config(plan: &JobPlan) -> IngestConfig {
@@ -33,6 +34,7 @@ pub fn ingest_config(plan: &JobPlan) -> IngestConfig {
         rules: plan
             .nodes
             .iter()
+            .filter(|n| n.input == NodeInput::Events)
             .map(|n| LatenessRule {
                 windows: n.windows,
                 hold_ms: n.hold_ms,
@@ -90,6 +92,7 @@ pub fn build<'scope>(
             _ => vec![],
         })
         .collect();
+    let key_lens: Rc<Vec<usize>> = Rc::new(plan.analyses.iter().map(|a| a.key_len).collect());
     for node in &plan.nodes {
         let node = Rc::new(node.clone());
         let projections: Vec<_> = node
@@ -103,32 +106,41 @@ pub fn build<'scope>(
                 (a as u32, an.key_len, outputs.clone(), an.having.clone())
             })
             .collect();
-        let rows =
-            events
-                .clone()
-                .window_aggregate(Rc::clone(&node), move |w, out: &mut Vec<Row>| {
-                    for (analysis, key_len, exprs, having) in &projections {
-                        // Scratch row: [keys, outputs, node accumulators] (see `plan`).
-                        let mut scratch: Vec<Value> =
-                            Vec::with_capacity(key_len + exprs.len() + w.values.len());
-                        scratch.extend(w.key.iter().cloned());
-                        scratch.resize(key_len + exprs.len(), Value::Null);
-                        scratch.extend(w.values.iter().cloned());
-                        for (j, e) in exprs.iter().enumerate() {
-                            scratch[key_len + j] = e.eval(&scratch[..]);
-                        }
-                        scratch.truncate(key_len + exprs.len());
-                        if having.as_ref().is_some_and(|h| !h.test(&scratch[..])) {
-                            continue;
-                        }
-                        out.push(Row {
-                            analysis: *analysis,
-                            start: w.start,
-                            end: w.end,
-                            values: scratch,
-                        });
-                    }
+        let project = move |w: Closed<'_>, out: &mut Vec<Row>| {
+            for (analysis, key_len, exprs, having) in &projections {
+                // Scratch row: [keys, outputs, node accumulators] (see `plan`).
+                let mut scratch: Vec<Value> =
+                    Vec::with_capacity(key_len + exprs.len() + w.values.len());
+                scratch.extend(w.key.iter().cloned());
+                scratch.resize(key_len + exprs.len(), Value::Null);
+                scratch.extend(w.values.iter().cloned());
+                for (j, e) in exprs.iter().enumerate() {
+                    scratch[key_len + j] = e.eval(&scratch[..]);
+                }
+                scratch.truncate(key_len + exprs.len());
+                if having.as_ref().is_some_and(|h| !h.test(&scratch[..])) {
+                    continue;
+                }
+                out.push(Row {
+                    analysis: *analysis,
+                    start: w.start,
+                    end: w.end,
+                    values: scratch,
+                    retract: false,
                 });
+            }
+        };
+        let input = match node.input {
+            NodeInput::Events => events.clone(),
+            NodeInput::Late => late.clone().map(|l: LateEvent| l.event),
+        };
+        let rows = if node.update {
+            input
+                .update_aggregate(Rc::clone(&node), project)
+                .upserts(Rc::clone(&key_lens))
+        } else {
+            input.window_aggregate(Rc::clone(&node), project)
+        };
         for &a in node.analyses.iter().filter(|a| read_by_others.contains(a)) {
             let id = a as u32;
             streams[a] = Some(rows.clone().filter(move |r: &Row| r.analysis == id));

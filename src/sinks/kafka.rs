@@ -98,8 +98,11 @@ impl KafkaSink {
         }
     }
 
-    fn send(&self, topic: &str, key: Option<&str>, value: &str) -> Result<(), Error> {
-        let mut record = BaseRecord::<[u8], [u8]>::to(topic).payload(value.as_bytes());
+    fn send(&self, topic: &str, key: Option<&str>, value: Option<&str>) -> Result<(), Error> {
+        let mut record = BaseRecord::<[u8], [u8]>::to(topic);
+        if let Some(v) = value {
+            record = record.payload(v.as_bytes());
+        }
         if let Some(k) = key {
             record = record.key(k.as_bytes());
         }
@@ -114,13 +117,15 @@ impl Sink for KafkaSink {
         let plan = Arc::clone(&self.plan);
         for r in rows {
             self.buf.clear();
-            row_json(&plan, r, &mut self.buf);
             let key = row_key(&plan, r);
-            self.send(
-                &plan.analyses[r.analysis as usize].topic,
-                Some(&key),
-                &self.buf,
-            )?;
+            let topic = &plan.analyses[r.analysis as usize].topic;
+            if r.retract {
+                // A tombstone: compaction then drops the key and window.
+                self.send(topic, Some(&key), None)?;
+            } else {
+                row_json(&plan, r, &mut self.buf);
+                self.send(topic, Some(&key), Some(&self.buf))?;
+            }
         }
         Ok(())
     }
@@ -129,7 +134,7 @@ impl Sink for KafkaSink {
         for d in records {
             self.buf.clear();
             dead_letter_json(d, &mut self.buf);
-            self.send(&self.dead_topic, None, &self.buf)?;
+            self.send(&self.dead_topic, None, Some(&self.buf))?;
         }
         Ok(())
     }
@@ -139,7 +144,7 @@ impl Sink for KafkaSink {
         for l in records {
             self.buf.clear();
             late_json(&plan, l, &mut self.buf);
-            self.send(&self.late_topic, None, &self.buf)?;
+            self.send(&self.late_topic, None, Some(&self.buf))?;
         }
         Ok(())
     }

@@ -24,29 +24,48 @@ pub fn rfc3339(ms: i64) -> String {
     }
 }
 
-/// Appends a result row as one JSON object.
+/// Appends a result row as one JSON object. Rows of an analysis without `window` have no
+/// `window_start`/`window_end`; an update-mode retraction is its key columns and
+/// `"retracted":true` (on Kafka it is a tombstone instead, see `sinks::kafka`).
 pub fn row_json(plan: &JobPlan, row: &Row, out: &mut String) {
     let analysis = &plan.analyses[row.analysis as usize];
-    out.push_str("{\"window_start\":\"");
-    out.push_str(&rfc3339(row.start));
-    out.push_str("\",\"window_end\":\"");
-    out.push_str(&rfc3339(row.end));
-    out.push('"');
+    out.push('{');
+    let mut sep = "";
+    if !analysis.windowless {
+        out.push_str("\"window_start\":\"");
+        out.push_str(&rfc3339(row.start));
+        out.push_str("\",\"window_end\":\"");
+        out.push_str(&rfc3339(row.end));
+        out.push('"');
+        sep = ",";
+    }
     for (name, v) in analysis.columns.iter().zip(&row.values) {
-        out.push(',');
+        out.push_str(sep);
         write_json_str(name, out);
         out.push(':');
         v.write_json(out);
+        sep = ",";
+    }
+    if row.retract {
+        out.push_str(sep);
+        out.push_str("\"retracted\":true");
     }
     out.push('}');
 }
 
-/// The Kafka key of a row: `window_start` and the group key values joined by `|`.
+/// The Kafka key of a row: `window_start` and the group key values joined by `|` (just the
+/// key values for an analysis without `window`).
 pub fn row_key(plan: &JobPlan, row: &Row) -> String {
     let analysis = &plan.analyses[row.analysis as usize];
-    let mut key = rfc3339(row.start);
-    for v in row.key(analysis.key_len) {
-        key.push('|');
+    let mut key = if analysis.windowless {
+        String::new()
+    } else {
+        rfc3339(row.start)
+    };
+    for (i, v) in row.key(analysis.key_len).iter().enumerate() {
+        if i > 0 || !analysis.windowless {
+            key.push('|');
+        }
         match v {
             crate::record::Value::Str(s) => key.push_str(s),
             crate::record::Value::Null => key.push_str("null"),

@@ -71,6 +71,8 @@ pub enum Func {
     If,
     Lower,
     Upper,
+    /// Epoch milliseconds as an RFC 3339 UTC string (as `window_start` is written).
+    Rfc3339,
 }
 
 impl Func {
@@ -84,6 +86,7 @@ impl Func {
             "if" => Func::If,
             "lower" => Func::Lower,
             "upper" => Func::Upper,
+            "rfc3339" => Func::Rfc3339,
             _ => return None,
         })
     }
@@ -91,7 +94,9 @@ impl Func {
     /// Allowed argument counts.
     pub fn arity(self) -> (usize, usize) {
         match self {
-            Func::Abs | Func::Size | Func::Sqrt | Func::Lower | Func::Upper => (1, 1),
+            Func::Abs | Func::Size | Func::Sqrt | Func::Lower | Func::Upper | Func::Rfc3339 => {
+                (1, 1)
+            }
             Func::Round => (1, 2),
             Func::If => (3, 3),
             Func::Coalesce => (1, usize::MAX),
@@ -378,6 +383,10 @@ fn call<R: Lookup + ?Sized>(f: Func, args: &[Expr], row: &R) -> Value {
         Func::Lower | Func::Upper => match arg(0) {
             Value::Str(s) if f == Func::Lower => Value::Str(s.to_lowercase()),
             Value::Str(s) => Value::Str(s.to_uppercase()),
+            _ => Value::Null,
+        },
+        Func::Rfc3339 => match arg(0) {
+            Value::Int(ms) => Value::Str(crate::sinks::render::rfc3339(ms).into()),
             _ => Value::Null,
         },
     }
@@ -836,6 +845,19 @@ mod tests {
             Value::Bool(false)
         );
         assert_eq!(eval("'it''s'"), Value::Str("it's".into()));
+    }
+
+    #[test]
+    fn rfc3339_formats_epoch_millis() {
+        assert_eq!(
+            eval("rfc3339(timestamp)"),
+            Value::Str("1970-01-01T00:00:01Z".into())
+        );
+        assert_eq!(
+            eval("rfc3339(1764000000500)"),
+            Value::Str("2025-11-24T16:00:00.500Z".into())
+        );
+        assert_eq!(eval("rfc3339(user_id)"), Value::Null);
     }
 
     #[test]

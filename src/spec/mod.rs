@@ -111,9 +111,17 @@ pub struct AnalysisSpec {
     /// Output topic (default: the analysis name).
     #[serde(default)]
     pub topic: Option<Spanned<String>>,
-    /// `append` (default).
+    /// `append` (default: each window's final result once) or `update` (early results as
+    /// data arrives, then corrections).
     #[serde(default)]
     pub mode: Option<Spanned<String>>,
+    /// `update` mode: event-time interval between early results (default `10s`).
+    #[serde(default)]
+    pub trigger: Option<Spanned<String>>,
+    /// What the analysis reads: `events` (default) or `late` (the events that were late for
+    /// some other analysis, as sent to `<job>.late`).
+    #[serde(default)]
+    pub input: Option<Spanned<String>>,
 
     // Windowed analyses.
     #[serde(default)]

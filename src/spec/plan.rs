@@ -82,6 +82,20 @@ pub struct AggNode {
     pub accs: Vec<AccSpec>,
     /// Indices of the analyses computed from this node.
     pub analyses: Vec<usize>,
+    /// Update output mode (differential): early results and corrections instead of one
+    /// final row per window.
+    pub update: bool,
+    pub input: NodeInput,
+}
+
+/// The events an aggregation node reads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum NodeInput {
+    /// Every parsed event that is on time for the node.
+    #[default]
+    Events,
+    /// Events that were late for some analysis (the `<job>.late` output).
+    Late,
 }
 
 impl AggNode {
@@ -106,6 +120,10 @@ pub struct Analysis {
     /// Watermark delay for windowed analyses (for `check` and the late output).
     pub delay_ms: i64,
     pub lateness_ms: i64,
+    /// `mode = "update"`.
+    pub update: bool,
+    /// No `window`: one running result per key (rows have no `window_start`/`window_end`).
+    pub windowless: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -205,6 +223,7 @@ impl JobPlan {
             analyses: Vec::new(),
         };
         let mut names: HashMap<String, usize> = HashMap::new();
+        let mut triggers: Vec<i64> = Vec::new();
         for a in &spec.analyses {
             let aname = a.name.get_ref().clone();
             if !aname
@@ -225,26 +244,62 @@ impl JobPlan {
                     format!("duplicate analysis `{aname}`"),
                 );
             }
-            if let Some(m) = &a.mode {
-                match m.get_ref().as_str() {
-                    "append" => {}
-                    "update" => return cx.err(m.span(), "mode", "update mode is not available yet: it arrives with the differential-dataflow late-data work; use `append`"),
-                    other => return cx.err(m.span(), "mode", format!("unknown output mode `{other}` (append)")),
+            let update = match &a.mode {
+                None => false,
+                Some(m) => match m.get_ref().as_str() {
+                    "append" => false,
+                    "update" => true,
+                    other => {
+                        return cx.err(
+                            m.span(),
+                            "mode",
+                            format!("unknown output mode `{other}` (append, update)"),
+                        )
+                    }
+                },
+            };
+            match (&a.trigger, update) {
+                (Some(t), false) => {
+                    return cx.err(
+                        t.span(),
+                        "trigger",
+                        "`trigger` applies to `mode = \"update\"` only",
+                    )
                 }
+                (Some(t), true) => triggers.push(cx.positive_duration(t, "trigger")?),
+                (None, true) => triggers.push(DEFAULT_TRIGGER_MS),
+                (None, false) => {}
             }
+            let input = match &a.input {
+                None => NodeInput::Events,
+                Some(i) => match i.get_ref().as_str() {
+                    "events" => NodeInput::Events,
+                    "late" => NodeInput::Late,
+                    other => {
+                        return cx.err(
+                            i.span(),
+                            "input",
+                            format!("unknown input `{other}` (events, late)"),
+                        )
+                    }
+                },
+            };
             let analysis = match (&a.window, &a.from) {
                 (Some(_), Some(f)) => return cx.err(f.span(), "from", "an analysis has either `window` (over events) or `from` (over another analysis), not both"),
-                (None, None) => return cx.err(a.name.span(), "window", format!("analysis `{aname}` needs `window` (over events) or `from` (over another analysis)")),
-                (Some(_), None) => compile_windowed(&mut plan, a, delay_ms, &cx)?,
-                (None, Some(_)) => compile_derived(&plan, &names, a, &cx)?,
+                (None, None) if !update => return cx.err(a.name.span(), "window", format!("analysis `{aname}` needs `window` (over events) or `from` (over another analysis); without a window, `mode = \"update\"` keeps a running result per key")),
+                (_, None) => compile_windowed(&mut plan, a, delay_ms, update, input, &cx)?,
+                (None, Some(_)) => compile_derived(&plan, &names, a, update, &cx)?,
             };
             names.insert(aname, plan.analyses.len());
             plan.analyses.push(analysis);
         }
+        // Update-mode analyses also emit at every multiple of their trigger.
         plan.granularity_ms = plan
             .nodes
             .iter()
+            .filter(|n| !n.windows.is_global())
             .map(|n| gcd(n.windows.slide, n.windows.size + n.hold_ms))
+            .chain(triggers)
             .fold(0, gcd)
             .max(1);
         Ok(plan)
@@ -335,6 +390,14 @@ impl JobPlan {
         );
         for a in &self.analyses {
             let what = match &a.kind {
+                AnalysisKind::Windowed { node, .. } if a.windowless => {
+                    let n = &self.nodes[*node];
+                    let input = match n.input {
+                        NodeInput::Events => "events",
+                        NodeInput::Late => "late events",
+                    };
+                    format!("running result per key over all {input} (no window), update mode, pass #{node}")
+                }
                 AnalysisKind::Windowed { node, .. } => {
                     let n = &self.nodes[*node];
                     let w = if n.windows.size == n.windows.slide {
@@ -349,6 +412,9 @@ impl JobPlan {
                     let mut w = format!("{w} windows, delay {}", format_ms(a.delay_ms));
                     if a.lateness_ms > 0 {
                         let _ = write!(w, " + allowed lateness {}", format_ms(a.lateness_ms));
+                    }
+                    if a.update {
+                        let _ = write!(w, ", update mode (early results and corrections)");
                     }
                     let _ = write!(w, ", pass #{node}");
                     w
@@ -374,18 +440,15 @@ impl JobPlan {
             };
             let _ = writeln!(s, "  - {} -> topic `{}`: {what}", a.name, a.topic);
             let keys = &a.columns[..a.key_len];
-            let _ = writeln!(
-                s,
-                "      columns: window_start, window_end{}{}",
-                if keys.is_empty() {
-                    String::new()
-                } else {
-                    format!(", key: {}", keys.join(", "))
-                },
-                a.columns[a.key_len..]
-                    .iter()
-                    .fold(String::new(), |acc, c| acc + ", " + c)
-            );
+            let mut cols: Vec<String> = Vec::new();
+            if !a.windowless {
+                cols.extend(["window_start".into(), "window_end".into()]);
+            }
+            if !keys.is_empty() {
+                cols.push(format!("key: {}", keys.join(", ")));
+            }
+            cols.extend(a.columns[a.key_len..].iter().cloned());
+            let _ = writeln!(s, "      columns: {}", cols.join(", "));
             if a.having.is_some() {
                 let _ = writeln!(s, "      rows filtered by `having`");
             }
@@ -537,30 +600,60 @@ fn topic_of(a: &AnalysisSpec) -> String {
         .map_or_else(|| a.name.get_ref().clone(), |t| t.get_ref().clone())
 }
 
+/// Event-time interval between early results of an update-mode analysis, by default.
+const DEFAULT_TRIGGER_MS: i64 = 10_000;
+
 fn compile_windowed(
     plan: &mut JobPlan,
     a: &AnalysisSpec,
     job_delay: i64,
+    update: bool,
+    input: NodeInput,
     cx: &Ctx<'_>,
 ) -> Result<Analysis, Error> {
-    let Some(w) = &a.window else {
-        unreachable!("checked by caller")
+    let windows = match &a.window {
+        Some(w) => {
+            if input == NodeInput::Late {
+                return cx.err(
+                    w.size.span(),
+                    "window",
+                    "late events are behind the watermark by definition: an analysis with `input = \"late\"` keeps a running result per key and has no `window`",
+                );
+            }
+            let size = cx.positive_duration(&w.size, "window.size")?;
+            let slide = match &w.slide {
+                Some(s) => cx.positive_duration(s, "window.slide")?,
+                None => size,
+            };
+            if slide > size {
+                let span = w.slide.as_ref().map_or(0..0, |s| s.span());
+                return cx.err(
+                    span,
+                    "window.slide",
+                    "slide must not exceed the window size",
+                );
+            }
+            Windows { size, slide }
+        }
+        None => {
+            for (d, field) in [
+                (&a.delay, "delay"),
+                (&a.allowed_lateness, "allowed_lateness"),
+            ] {
+                if let Some(d) = d {
+                    return cx.err(
+                        d.span(),
+                        field,
+                        format!("`{field}` applies to windows; this analysis has no `window`"),
+                    );
+                }
+            }
+            Windows::global()
+        }
     };
-    let size = cx.positive_duration(&w.size, "window.size")?;
-    let slide = match &w.slide {
-        Some(s) => cx.positive_duration(s, "window.slide")?,
-        None => size,
-    };
-    if slide > size {
-        let span = w.slide.as_ref().map_or(0..0, |s| s.span());
-        return cx.err(
-            span,
-            "window.slide",
-            "slide must not exceed the window size",
-        );
-    }
     let delay_ms = match &a.delay {
         Some(d) => cx.duration(d, "delay")?,
+        None if windows.is_global() => 0,
         None => job_delay,
     };
     let lateness_ms = match &a.allowed_lateness {
@@ -636,9 +729,13 @@ fn compile_windowed(
 
     // Find or create the node these aggregates belong to.
     let hold_ms = delay_ms + lateness_ms;
-    let windows = Windows { size, slide };
     let node_idx = match plan.nodes.iter().position(|n| {
-        n.windows == windows && n.hold_ms == hold_ms && n.filter == filter && n.keys == keys
+        n.windows == windows
+            && n.hold_ms == hold_ms
+            && n.filter == filter
+            && n.keys == keys
+            && n.update == update
+            && n.input == input
     }) {
         Some(i) => i,
         None => {
@@ -649,6 +746,8 @@ fn compile_windowed(
                 keys: keys.clone(),
                 accs: Vec::new(),
                 analyses: Vec::new(),
+                update,
+                input,
             });
             plan.nodes.len() - 1
         }
@@ -706,6 +805,8 @@ fn compile_windowed(
         having,
         delay_ms,
         lateness_ms,
+        update,
+        windowless: windows.is_global(),
     })
 }
 
@@ -819,11 +920,26 @@ fn compile_derived(
     plan: &JobPlan,
     names: &HashMap<String, usize>,
     a: &AnalysisSpec,
+    update: bool,
     cx: &Ctx<'_>,
 ) -> Result<Analysis, Error> {
     let Some(from) = &a.from else {
         unreachable!("checked by caller")
     };
+    if let (true, Some(m)) = (update, &a.mode) {
+        return cx.err(
+            m.span(),
+            "mode",
+            "detectors read each window's final row once: an analysis `from` another one is append-only",
+        );
+    }
+    if let Some(i) = &a.input {
+        return cx.err(
+            i.span(),
+            "input",
+            "`input` does not apply to an analysis `from` another one",
+        );
+    }
     for (set, field, span) in [
         (
             a.filter.is_some(),
@@ -870,6 +986,16 @@ fn compile_derived(
         );
     };
     let src = &plan.analyses[src_idx];
+    if src.update {
+        return cx.err(
+            from.span(),
+            "from",
+            format!(
+                "`{}` is in update mode; detectors read append-mode rows (one final row per window)",
+                from.get_ref()
+            ),
+        );
+    }
     let key_cols = src.columns[..src.key_len].to_vec();
     let column_of = |f: &Spanned<String>| -> Result<usize, Error> {
         match src.columns.iter().position(|c| c == f.get_ref()) {
@@ -988,6 +1114,8 @@ fn compile_derived(
         having,
         delay_ms: src.delay_ms,
         lateness_ms: src.lateness_ms,
+        update: false,
+        windowless: false,
     })
 }
 

@@ -1,0 +1,339 @@
+//! Update output mode: windowed aggregation whose output is a differential collection of result
+//! rows, changing as data arrives.
+//!
+//! Every (window, key) keeps its accumulators until the frontier passes the window's deadline
+//! (`end + delay + allowed lateness`). At each timestamp where some of its partials arrived, the
+//! rows are recomputed, and the change is a retraction of the rows last emitted and an insertion
+//! of the new ones at that time: early results, then corrections, are the same thing. Rows that
+//! did not change cancel out (see [`Upserts`]). When the window's deadline passes, its state is
+//! dropped and its last rows stand as final: a later event for it is late (decided at ingest).
+//! Windowless nodes (`Windows::global`) keep one running state per key for the whole run.
+
+use std::cell::Cell;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::rc::Rc;
+
+use differential_dataflow::{AsCollection, VecCollection};
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::Capability;
+use timely::dataflow::StreamVec;
+
+use crate::operators::aggregate::Acc;
+use crate::operators::pre_aggregate::{Partial, PreAggregate};
+use crate::operators::window_aggregate::Closed;
+use crate::record::{key_hash, Event, Key, Row};
+use crate::spec::plan::AggNode;
+
+struct WindowState<D> {
+    accs: Vec<Acc>,
+    /// The rows last emitted, to retract on the next change.
+    rows: Vec<D>,
+}
+
+/// Windowed aggregation with early results and corrections.
+pub trait UpdateAggregate<'scope>: Sized {
+    /// Aggregates events over `node`'s windows; whenever a window's aggregates change at a
+    /// timestamp, `emit` recomputes its rows and the collection changes by `-old +new` rows.
+    ///
+    /// ```
+    /// use std::rc::Rc;
+    /// use timely::dataflow::InputHandle;
+    /// use timely::dataflow::operators::{Input, Capture, capture::Event as Msg};
+    /// use logflow::operators::aggregate::{AccSpec, AggFunc};
+    /// use logflow::operators::update_aggregate::UpdateAggregate;
+    /// use logflow::operators::window::Windows;
+    /// use logflow::record::{Event, Value};
+    /// use logflow::spec::plan::AggNode;
+    ///
+    /// let out = timely::execute_directly(|worker| {
+    ///     let node = Rc::new(AggNode {
+    ///         windows: Windows::tumbling(60_000),
+    ///         hold_ms: 60_000,
+    ///         filter: None,
+    ///         keys: vec![],
+    ///         accs: vec![AccSpec { func: AggFunc::Count, arg: None }],
+    ///         analyses: vec![],
+    ///         update: true,
+    ///         input: Default::default(),
+    ///     });
+    ///     let mut input = InputHandle::new();
+    ///     let out = worker.dataflow(|scope| {
+    ///         scope.input_from(&mut input)
+    ///             .update_aggregate(node, |w, out: &mut Vec<Value>| out.push(w.values[0].clone()))
+    ///             .inner
+    ///             .capture()
+    ///     });
+    ///     // Two events read at progress 0, a third for the same window at progress 10 s.
+    ///     let event = |ts| Event { timestamp: ts, ..Event::default() };
+    ///     input.send(event(1_000));
+    ///     input.send(event(2_000));
+    ///     input.advance_to(10_000);
+    ///     input.send(event(3_000));
+    ///     out
+    /// });
+    /// let mut changes: Vec<_> = out.try_iter().flat_map(|e| match e { Msg::Messages(_, d) => d, _ => vec![] }).collect();
+    /// changes.sort_by_key(|(_, t, r)| (*t, *r));
+    /// assert_eq!(changes, vec![
+    ///     (Value::Int(2), 0, 1),                                   // early result
+    ///     (Value::Int(2), 10_000, -1), (Value::Int(3), 10_000, 1), // correction
+    /// ]);
+    /// ```
+    fn update_aggregate<D, F>(self, node: Rc<AggNode>, emit: F) -> VecCollection<'scope, u64, D>
+    where
+        D: Clone + 'static,
+        F: FnMut(Closed<'_>, &mut Vec<D>) + 'static,
+    {
+        self.update_aggregate_gauged(node, Rc::default(), emit)
+    }
+
+    /// As [`UpdateAggregate::update_aggregate`], keeping `open` at the number of (window, key)
+    /// states this worker holds (it falls as windows pass their deadline).
+    fn update_aggregate_gauged<D, F>(
+        self,
+        node: Rc<AggNode>,
+        open: Rc<Cell<usize>>,
+        emit: F,
+    ) -> VecCollection<'scope, u64, D>
+    where
+        D: Clone + 'static,
+        F: FnMut(Closed<'_>, &mut Vec<D>) + 'static;
+}
+
+impl<'scope> UpdateAggregate<'scope> for StreamVec<'scope, u64, Event> {
+    fn update_aggregate_gauged<D, F>(
+        self,
+        node: Rc<AggNode>,
+        open: Rc<Cell<usize>>,
+        mut emit: F,
+    ) -> VecCollection<'scope, u64, D>
+    where
+        D: Clone + 'static,
+        F: FnMut(Closed<'_>, &mut Vec<D>) + 'static,
+    {
+        let partials = self.pre_aggregate(Rc::clone(&node));
+        let exchange = Exchange::new(|p: &Partial| key_hash(&p.key));
+        partials
+            .unary_frontier(exchange, "UpdateAggregate", move |_, _| {
+                let mut state: HashMap<(i64, Key), WindowState<D>> = HashMap::new();
+                // Partials per time, applied in time order once the frontier passes the time
+                // (a later time's partials must not show in an earlier time's rows).
+                let mut pending: BTreeMap<u64, (Capability<u64>, Vec<Partial>)> = BTreeMap::new();
+                // Windows to drop at each deadline.
+                let mut expiry: BTreeMap<u64, Vec<(i64, Key)>> = BTreeMap::new();
+                let mut rows = Vec::new();
+                let mut values = Vec::new();
+                move |(input, frontier), output| {
+                    input.for_each_stamp(|cap, data| {
+                        let t = crate::operators::time_of(&cap);
+                        let (_, parts) = pending
+                            .entry(t)
+                            .or_insert_with(|| (cap.delayed(&t, 0), Vec::new()));
+                        for batch in data {
+                            parts.append(batch);
+                        }
+                    });
+                    while let Some(entry) = pending.first_entry() {
+                        let t = *entry.key();
+                        if frontier.less_equal(&t) {
+                            break;
+                        }
+                        let (cap, parts) = entry.remove();
+                        let mut changed = HashSet::new();
+                        for p in parts {
+                            let id = (p.start, p.key);
+                            match state.get_mut(&id) {
+                                Some(w) => {
+                                    for (a, b) in w.accs.iter_mut().zip(p.accs) {
+                                        a.merge(b);
+                                    }
+                                }
+                                None => {
+                                    if !node.windows.is_global() {
+                                        let deadline = node.deadline(id.0).max(0) as u64;
+                                        expiry.entry(deadline).or_default().push(id.clone());
+                                    }
+                                    state.insert(
+                                        id.clone(),
+                                        WindowState {
+                                            accs: p.accs,
+                                            rows: Vec::new(),
+                                        },
+                                    );
+                                }
+                            }
+                            changed.insert(id);
+                        }
+                        let mut updates = Vec::new();
+                        for id in changed {
+                            let Some(w) = state.get_mut(&id) else {
+                                continue;
+                            };
+                            values.clear();
+                            values.extend(w.accs.iter().cloned().map(Acc::finish));
+                            emit(
+                                Closed {
+                                    start: id.0,
+                                    end: id.0.saturating_add(node.windows.size),
+                                    key: id.1,
+                                    values: &mut values,
+                                },
+                                &mut rows,
+                            );
+                            updates.extend(w.rows.drain(..).map(|r| (r, t, -1isize)));
+                            updates.extend(rows.iter().cloned().map(|r| (r, t, 1isize)));
+                            w.rows.append(&mut rows);
+                        }
+                        if !updates.is_empty() {
+                            output.session(&cap).give_iterator(updates.into_iter());
+                        }
+                    }
+                    // State is released once no event can reach the window any more.
+                    while let Some(entry) = expiry.first_entry() {
+                        if frontier.less_than(entry.key()) {
+                            break;
+                        }
+                        for id in entry.remove() {
+                            state.remove(&id);
+                        }
+                    }
+                    open.set(state.len());
+                }
+            })
+            .as_collection()
+    }
+}
+
+/// Turns a collection of result rows into the rows an update-mode sink writes.
+pub trait Upserts<'scope> {
+    /// At each time, the rows that changed: a row inserted replaces the previous row with the
+    /// same analysis, window and key (`key_len[analysis]` leading columns); a row only retracted
+    /// becomes a tombstone (`retract = true`). Rows retracted and re-inserted unchanged cancel.
+    /// The input must hold every change of a (window, key) on one worker at a time, as
+    /// [`UpdateAggregate`] produces it.
+    fn upserts(self, key_len: Rc<Vec<usize>>) -> StreamVec<'scope, u64, Row>;
+}
+
+impl<'scope> Upserts<'scope> for VecCollection<'scope, u64, Row> {
+    fn upserts(self, key_len: Rc<Vec<usize>>) -> StreamVec<'scope, u64, Row> {
+        self.inner.unary(Pipeline, "Upserts", move |_, _| {
+            move |input, output| {
+                input.for_each_stamp(|cap, data| {
+                    let mut changes: Vec<(Row, isize)> = data
+                        .flat_map(|b| b.drain(..))
+                        .map(|(r, _, d)| (r, d))
+                        .collect();
+                    differential_dataflow::consolidation::consolidate(&mut changes);
+                    let mut out: Vec<Row> = Vec::new();
+                    // Sorted: the changes of one (analysis, window, key) are adjacent.
+                    let same = |a: &Row, b: &Row| {
+                        let k = key_len.get(a.analysis as usize).copied().unwrap_or(0);
+                        a.analysis == b.analysis && a.start == b.start && a.key(k) == b.key(k)
+                    };
+                    let mut i = 0;
+                    while i < changes.len() {
+                        let mut j = i + 1;
+                        while j < changes.len() && same(&changes[i].0, &changes[j].0) {
+                            j += 1;
+                        }
+                        let run = &changes[i..j];
+                        match run.iter().find(|(_, d)| *d > 0) {
+                            Some((r, _)) => out.push(r.clone()),
+                            None => {
+                                let mut r = run[0].0.clone();
+                                let k = key_len.get(r.analysis as usize).copied().unwrap_or(0);
+                                r.values.truncate(k);
+                                r.retract = true;
+                                out.push(r);
+                            }
+                        }
+                        i = j;
+                    }
+                    output.session(&cap).give_iterator(out.into_iter());
+                });
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::operators::aggregate::{AccSpec, AggFunc};
+    use crate::operators::window::Windows;
+    use crate::record::{Field, Value};
+    use crate::spec::plan::NodeInput;
+    use timely::dataflow::operators::{Input, Inspect, Probe};
+    use timely::dataflow::{InputHandle, ProbeHandle};
+
+    /// Feeds `minutes` minutes of events for `keys` keys, one epoch per 10 s of event time, and
+    /// returns the largest number of open (window, key) states seen and the number of changes.
+    fn run(windows: Windows, hold_ms: i64, minutes: i64, keys: usize) -> (usize, usize) {
+        timely::execute_directly(move |worker| {
+            let node = Rc::new(AggNode {
+                windows,
+                hold_ms,
+                filter: None,
+                keys: vec![Field::Service],
+                accs: vec![AccSpec {
+                    func: AggFunc::Count,
+                    arg: None,
+                }],
+                analyses: vec![],
+                update: true,
+                input: NodeInput::Events,
+            });
+            let open: Rc<Cell<usize>> = Rc::default();
+            let changes: Rc<Cell<usize>> = Rc::default();
+            let mut input = InputHandle::new();
+            let probe = ProbeHandle::new();
+            let (o, c) = (Rc::clone(&open), Rc::clone(&changes));
+            worker.dataflow(|scope| {
+                scope
+                    .input_from(&mut input)
+                    .update_aggregate_gauged(node, o, |w, out: &mut Vec<Value>| {
+                        out.push(w.values[0].clone())
+                    })
+                    .inner
+                    .inspect(move |_| c.set(c.get() + 1))
+                    .probe_with(&probe);
+            });
+            let mut peak = 0;
+            for ms in (0..minutes * 60_000).step_by(10_000) {
+                for k in 0..keys {
+                    input.send(Event {
+                        timestamp: ms + 1,
+                        service: Some(format!("s{k}").into()),
+                        ..Event::default()
+                    });
+                }
+                input.advance_to(ms as u64 + 10_000);
+                worker.step_while(|| probe.less_than(input.time()));
+                peak = peak.max(open.get());
+            }
+            (peak, changes.get())
+        })
+    }
+
+    #[test]
+    fn window_state_is_released_after_the_deadline() {
+        // 1-min windows held 2 min past their end: at most 4 windows per key are open at once
+        // (the current one and those within end + hold), however long the run.
+        let (short, _) = run(Windows::tumbling(60_000), 120_000, 10, 5);
+        let (long, changes) = run(Windows::tumbling(60_000), 120_000, 200, 5);
+        assert!(long <= 5 * 4, "{long} open states");
+        assert_eq!(
+            short, long,
+            "state must not grow with the length of the run"
+        );
+        // Every epoch changes each key's current window: a retraction and an insertion, except
+        // the first epoch of each window.
+        assert_eq!(changes, 5 * (200 * 6 * 2 - 200));
+    }
+
+    #[test]
+    fn windowless_state_is_one_per_key() {
+        let (peak, _) = run(Windows::global(), 0, 30, 7);
+        assert_eq!(peak, 7);
+    }
+}
