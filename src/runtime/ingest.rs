@@ -238,7 +238,9 @@ pub fn ingest<'scope>(
                             raw: bytes.to_vec(),
                             missed,
                         };
-                        late_h.session(&held[2]).give(le);
+                        // At the event's own time, like events: downstream counts of late data
+                        // (late_alerts) then do not depend on how reads were batched.
+                        late_h.session(&held[2].delayed(&t)).give(le);
                     }
                     if on_time_somewhere {
                         ev.keep_only(config.fields);
