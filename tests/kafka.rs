@@ -125,7 +125,10 @@ impl Broker {
         read_jsonl(&out)
             .into_iter()
             .map(|r| {
-                let value: Value = serde_json::from_str(r["value"].as_str().unwrap()).unwrap();
+                // A tombstone (null value) reads as Value::Null.
+                let value: Value = r["value"]
+                    .as_str()
+                    .map_or(Value::Null, |v| serde_json::from_str(v).unwrap());
                 (r["key"].as_str().map(String::from), value)
             })
             .collect()
@@ -534,6 +537,7 @@ fn kafka_end_to_end() {
     );
     b.topic("user-events", 3);
     create_outputs(&b, "user-events", None, &USER_ANALYSES);
+    b.topic("late_alerts", 2);
     b.produce("user-events", &events);
     let err = finish(
         run_job(
@@ -607,6 +611,75 @@ fn kafka_end_to_end() {
     assert!(
         health >= 5,
         "windows did not close with an idle partition: {health} system_health rows"
+    );
+
+    // Update mode on Kafka: every change of a window's row is a record with the same key
+    // (window_start|key), so a compacted topic keeps the latest; a row that stops passing
+    // `having` becomes a tombstone.
+    let upd_spec = dir.join("update.toml");
+    std::fs::write(
+        &upd_spec,
+        r#"
+name = "lateness"
+[source]
+kind = "kafka"
+topic = "lateness-in"
+format = "json"
+[watermark]
+delay = "10s"
+[[analysis]]
+name = "upd_small"
+mode = "update"
+window = { size = "1m" }
+allowed_lateness = "30s"
+group_by = ["service"]
+select = ["count() as n"]
+having = "n < 3"
+"#,
+    )
+    .unwrap();
+    let upd_in = dir.join("update-in.jsonl");
+    let lines: Vec<String> = [
+        "00:05", "00:20", "01:05", "01:25", "00:30", "02:05", "00:40", "01:10",
+    ]
+    .iter()
+    .map(|ts| {
+        serde_json::json!({"timestamp": format!("2026-11-24T10:{ts}Z"), "service": "a"}).to_string()
+    })
+    .collect();
+    std::fs::write(&upd_in, lines.join("\n") + "\n").unwrap();
+    b.topic("lateness-in", 1);
+    create_outputs(&b, "lateness", None, &["upd_small"]);
+    b.produce("lateness-in", &upd_in);
+    let err = finish(
+        run_job(
+            &b,
+            upd_spec.to_str().unwrap(),
+            "lateness-in",
+            "2",
+            &["--stop-at-end"],
+        ),
+        Duration::from_secs(120),
+    );
+    assert_eq!(accounting(&err)["late"], 2);
+    let mut by_key: BTreeMap<String, Vec<Option<i64>>> = BTreeMap::new();
+    for (k, v) in b.dump("upd_small", &dir) {
+        by_key
+            .entry(k.expect("update rows are keyed"))
+            .or_default()
+            .push(v.get("n").and_then(Value::as_i64));
+    }
+    let want: BTreeMap<String, Vec<Option<i64>>> = [
+        ("2026-11-24T10:00:00Z|a", vec![Some(1), Some(2), None]),
+        ("2026-11-24T10:01:00Z|a", vec![Some(1), Some(2), None]),
+        ("2026-11-24T10:02:00Z|a", vec![Some(1)]),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    assert_eq!(
+        by_key, want,
+        "update-mode records per key (None = tombstone)"
     );
 
     // The broker stops and restarts mid-run: the job waits, resumes, and completes exactly.

@@ -88,7 +88,8 @@ def dump(bootstrap, topic, out):
             if m.error():
                 continue
             key = m.key().decode() if m.key() is not None else None
-            f.write(json.dumps({"key": key, "value": m.value().decode(), "partition": m.partition(),
+            value = m.value().decode() if m.value() is not None else None  # None: a tombstone
+            f.write(json.dumps({"key": key, "value": value, "partition": m.partition(),
                                 "offset": m.offset()}) + "\n")
             n += 1
             if m.offset() + 1 >= ends[m.partition()]:

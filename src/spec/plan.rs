@@ -1209,6 +1209,59 @@ mod tests {
     }
 
     #[test]
+    fn output_modes_and_running_state() {
+        let upd = "[[analysis]]\nname = \"u\"\nmode = \"update\"\nwindow = { size = \"1m\" }\nselect = [\"count() as n\"]\n";
+        let app =
+            "[[analysis]]\nname = \"a\"\nwindow = { size = \"1m\" }\nselect = [\"count() as n\"]\n";
+        let plan = compile(&format!("{HEAD}{upd}{app}")).unwrap();
+        assert_eq!(plan.nodes.len(), 2, "update and append never share a pass");
+        assert!(plan.nodes[0].update && !plan.nodes[1].update);
+        assert_eq!(
+            plan.granularity_ms, 10_000,
+            "the default trigger refines progress"
+        );
+
+        let late = "[[analysis]]\nname = \"l\"\ninput = \"late\"\nmode = \"update\"\ngroup_by = [\"user_id\"]\nselect = [\"count() as n\"]\n";
+        let plan = compile(&format!("{HEAD}{app}{late}")).unwrap();
+        let l = &plan.analyses[1];
+        assert!(l.windowless && l.update);
+        assert_eq!(plan.nodes[1].input, NodeInput::Late);
+        assert_eq!(plan.granularity_ms, 10_000);
+
+        for (text, want) in [
+            (
+                "[[analysis]]\nname = \"x\"\nselect = [\"count() as n\"]\n",
+                "without a window, `mode = \"update\"`",
+            ),
+            (
+                "[[analysis]]\nname = \"x\"\nmode = \"upsert\"\nwindow = { size = \"1m\" }\nselect = [\"count() as n\"]\n",
+                "unknown output mode `upsert`",
+            ),
+            (
+                "[[analysis]]\nname = \"x\"\ntrigger = \"5s\"\nwindow = { size = \"1m\" }\nselect = [\"count() as n\"]\n",
+                "`trigger` applies to `mode = \"update\"` only",
+            ),
+            (
+                "[[analysis]]\nname = \"x\"\ninput = \"late\"\nmode = \"update\"\nwindow = { size = \"1m\" }\nselect = [\"count() as n\"]\n",
+                "no `window`",
+            ),
+            (
+                "[[analysis]]\nname = \"x\"\nmode = \"update\"\ndelay = \"1m\"\nselect = [\"count() as n\"]\n",
+                "`delay` applies to windows",
+            ),
+        ] {
+            let err = compile(&format!("{HEAD}{text}")).unwrap_err().to_string();
+            assert!(err.contains(want), "{err}");
+        }
+        let err = compile(&format!(
+            "{HEAD}{upd}[[analysis]]\nname = \"d\"\nfrom = \"u\"\nhaving = \"n > 1\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("`u` is in update mode"), "{err}");
+    }
+
+    #[test]
     fn derived_columns() {
         let text = format!(
             "{HEAD}[[analysis]]\nname = \"rt\"\nwindow = {{ size = \"1m\" }}\ngroup_by = [\"service\"]\nselect = [\"avg(response_time) as avg_rt\"]\n\
