@@ -332,3 +332,74 @@ fn late_alerts_count_each_users_late_events_in_update_mode() {
         ]
     );
 }
+
+#[test]
+fn late_alerts_final_state_matches_the_late_output() {
+    let dir = tmpdir("late-alerts-gen");
+    let input = dir.join("events.jsonl");
+    run_ok(&[
+        "gen",
+        "--kind",
+        "user-events",
+        "--events",
+        "60000",
+        "--late-fraction",
+        "0.3",
+        "--event-rate",
+        "10",
+        "--output",
+        input.to_str().unwrap(),
+    ]);
+    let out = dir.join("out");
+    let res = run_ok(&[
+        "run",
+        "dataflows/user-events.toml",
+        "--input",
+        input.to_str().unwrap(),
+        "--output-dir",
+        out.to_str().unwrap(),
+        "-w",
+        "2",
+    ]);
+    // Independently: per user, the late records' count and earliest event time.
+    let ms = |t: &str| {
+        chrono::DateTime::parse_from_rfc3339(t)
+            .unwrap()
+            .timestamp_millis()
+    };
+    let mut want: BTreeMap<String, (i64, String)> = BTreeMap::new();
+    for l in read_jsonl(&out.join("user-events.late.jsonl")) {
+        let raw: Value = serde_json::from_str(l["raw"].as_str().unwrap()).unwrap();
+        let user = raw["user_id"].to_string(); // a missing user groups as null
+        let t = l["event_time"].as_str().unwrap().to_string();
+        let e = want.entry(user).or_insert((0, t.clone()));
+        e.0 += 1;
+        if ms(&t) < ms(&e.1) {
+            e.1 = t;
+        }
+    }
+    assert_eq!(
+        want.values().map(|v| v.0 as u64).sum::<u64>(),
+        accounting(&res.stderr)["late"]
+    );
+    want.retain(|_, v| v.0 > 5);
+    assert!(want.len() > 10, "the set must raise alerts: {}", want.len());
+    let rows = read_jsonl(&out.join("late_alerts.jsonl"));
+    let got: BTreeMap<String, (i64, String)> = final_state(&rows, &["user_id"])
+        .into_values()
+        .map(|r| {
+            (
+                r["user_id"].to_string(),
+                (
+                    r["late_event_count"].as_i64().unwrap(),
+                    r["earliest_late_event"].as_str().unwrap().to_string(),
+                ),
+            )
+        })
+        .collect();
+    assert_eq!(got, want);
+    assert!(
+        rows.len() > got.len(),
+        "counts are updated as late events arrive"
+    );
+}
