@@ -867,6 +867,7 @@ mod bench {
             .collect();
         // LOGFLOW_BENCH=Sum (say) runs one function, e.g. under `perf stat` for cycle counts.
         let only = std::env::var("LOGFLOW_BENCH").ok();
+        println!("size_of::<Acc>() = {}", std::mem::size_of::<Acc>());
         for func in [AggFunc::Count, AggFunc::Sum, AggFunc::Avg, AggFunc::Stddev] {
             if only.as_ref().is_some_and(|o| *o != format!("{func:?}")) {
                 continue;
