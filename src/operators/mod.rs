@@ -7,8 +7,10 @@
 //! - [`in_key_order::InKeyOrder`]: per-key, in-window-order processing of result rows.
 //! - [`zscore::ZScore`], [`lag::Lag`]: detectors over previous windows.
 //! - [`aggregate`], [`window`]: the accumulators and window assignment they use.
+//! - [`exact`]: exact, order-independent float sums behind `sum`, `avg` and `stddev`.
 
 pub mod aggregate;
+pub mod exact;
 pub mod in_key_order;
 pub mod intersect;
 pub mod lag;
