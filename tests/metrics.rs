@@ -30,6 +30,9 @@ const WORKERS: u64 = 2;
 const DELAY_S: f64 = 300.0; // watermark.delay of dataflows/log-analysis.toml
 const RETENTION_WINDOWS: i64 = 2; // logflow_result keeps keys seen in the last 2 windows
 
+/// A series' labels, as Prometheus answers them.
+type Labels = BTreeMap<String, String>;
+
 fn port(var: &str, default: u16) -> u16 {
     std::env::var(var)
         .ok()
@@ -97,7 +100,7 @@ impl Prometheus {
     }
 
     /// An instant query at time `at` (Unix seconds): (labels, value) per series.
-    fn query(&self, expr: &str, at: f64) -> Vec<(BTreeMap<String, String>, f64)> {
+    fn query(&self, expr: &str, at: f64) -> Vec<(Labels, f64)> {
         let data = self.api(
             "/api/v1/query",
             &[("query", expr), ("time", &at.to_string())],
@@ -120,7 +123,7 @@ impl Prometheus {
     }
 
     /// Raw samples of a range selector `metric[range]`: (labels, [(time, value)]) per series.
-    fn samples(&self, selector: &str) -> Vec<(BTreeMap<String, String>, Vec<(f64, f64)>)> {
+    fn samples(&self, selector: &str) -> Vec<(Labels, Vec<(f64, f64)>)> {
         let data = self.api("/api/v1/query", &[("query", selector)]);
         assert_eq!(data["resultType"], "matrix", "{selector}");
         data["result"]
@@ -489,9 +492,8 @@ fn prometheus_scrapes_pipeline_and_business_metrics() {
     let windows = prom.query("logflow_windows_emitted_total", t0);
     let last_end = prom.query("logflow_last_window_end_seconds", t0);
     assert_eq!(records.len(), analyses.len());
-    let find = |v: &[(BTreeMap<String, String>, f64)], a: &str| {
-        v.iter().find(|(l, _)| l["analysis"] == a).map(|(_, v)| *v)
-    };
+    let find =
+        |v: &[(Labels, f64)], a: &str| v.iter().find(|(l, _)| l["analysis"] == a).map(|(_, v)| *v);
     for a in analyses {
         let name = a["name"].as_str().unwrap();
         let rows = by_topic.get(name).unwrap_or(&empty);

@@ -32,11 +32,8 @@ impl Progress {
                 let started = Instant::now();
                 let mut last = (Instant::now(), 0u64);
                 let mut drawn = false;
-                loop {
-                    match rx.recv_timeout(EVERY) {
-                        Err(RecvTimeoutError::Timeout) => {}
-                        _ => break,
-                    }
+                // Redraws every second until the sender is dropped.
+                while let Err(RecvTimeoutError::Timeout) = rx.recv_timeout(EVERY) {
                     let t = metrics.totals();
                     let now = Instant::now();
                     let secs = now.duration_since(last.0).as_secs_f64().max(1e-3);

@@ -193,3 +193,108 @@ impl ResultGauges {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::metrics::{Identity, Metrics};
+    use crate::spec::{parse_spec, plan::JobPlan, SpecSource};
+
+    fn plan() -> JobPlan {
+        let text = "name = \"j\"\n[source]\nkind = \"file\"\npath = \"x\"\nformat = \"json\"\n\
+            [[analysis]]\nname = \"rt\"\nwindow = { size = \"1m\" }\ngroup_by = [\"service\"]\n\
+            select = [\"count() as n\", \"avg(response_time) as avg_rt\", \"collect_set(level) as levels\"]\n\
+            gauges = [\"avg_rt\", \"levels\"]\n";
+        let src = SpecSource {
+            file: "t.toml",
+            text,
+        };
+        JobPlan::compile(&parse_spec(&src).unwrap(), &src).unwrap()
+    }
+
+    fn row(start_min: i64, service: Option<&str>, avg: Value) -> Row {
+        Row {
+            analysis: 0,
+            start: start_min * 60_000,
+            end: (start_min + 1) * 60_000,
+            values: vec![
+                service.map_or(Value::Null, |s| Value::Str(s.into())),
+                Value::Int(1),
+                avg,
+                Value::List(vec![]),
+            ],
+        }
+    }
+
+    fn exported(m: &Arc<Metrics>) -> Vec<String> {
+        m.encode_text()
+            .unwrap()
+            .lines()
+            .filter(|l| l.starts_with("logflow_result{"))
+            .map(String::from)
+            .collect()
+    }
+
+    #[test]
+    fn latest_window_per_key_with_retention_nan_and_null_keys() {
+        let id = Identity {
+            pipeline: "j".into(),
+            process: 0,
+            processes: 1,
+            threads: 1,
+        };
+        let m = Arc::new(Metrics::new(&plan(), id));
+        m.rows_written(&[
+            row(10, Some("api"), Value::Float(0.5)),
+            row(10, Some("db"), Value::Float(0.25)),
+            row(10, None, Value::Null),
+        ]);
+        // A newer window for `api`, then a straggler of an older one that must not win.
+        m.rows_written(&[row(11, Some("api"), Value::Float(0.75))]);
+        m.rows_written(&[row(9, Some("api"), Value::Float(9.0))]);
+        assert_eq!(
+            exported(&m),
+            vec![
+                "logflow_result{analysis=\"rt\",column=\"avg_rt\",service=\"api\"} 0.75",
+                "logflow_result{analysis=\"rt\",column=\"avg_rt\",service=\"db\"} 0.25",
+                "logflow_result{analysis=\"rt\",column=\"avg_rt\",service=\"null\"} NaN",
+            ],
+            "text columns (levels) are not numbers and are not exported"
+        );
+        // Two windows later, keys not seen since minute 10 are gone.
+        m.rows_written(&[row(12, Some("api"), Value::Int(2))]);
+        assert_eq!(exported(&m).len(), 3);
+        m.rows_written(&[row(13, Some("api"), Value::Int(3))]);
+        assert_eq!(
+            exported(&m),
+            vec!["logflow_result{analysis=\"rt\",column=\"avg_rt\",service=\"api\"} 3.0"]
+        );
+        let text = m.encode_text().unwrap();
+        assert!(
+            text.contains("logflow_windows_emitted_total{analysis=\"rt\",topic=\"rt\"} 5"),
+            "{text}"
+        );
+        assert!(
+            text.contains("logflow_output_records_total{analysis=\"rt\",topic=\"rt\"} 7"),
+            "{text}"
+        );
+        assert!(
+            text.contains("logflow_last_window_end_seconds{analysis=\"rt\",topic=\"rt\"} 840.0"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn keys_per_analysis_are_capped() {
+        let g = ResultGauges::new(&plan());
+        let rows: Vec<Row> = (0..MAX_KEYS_PER_ANALYSIS + 5)
+            .map(|i| row(1, Some(&format!("s{i}")), Value::Int(1)))
+            .collect();
+        g.observe(&rows);
+        let state = g.state.lock().unwrap();
+        assert_eq!(state[0].by_key.len(), MAX_KEYS_PER_ANALYSIS);
+        assert_eq!(state[0].dropped, 5);
+    }
+}

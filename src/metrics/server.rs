@@ -40,11 +40,9 @@ pub fn serve(addr: &str, metrics: Arc<Metrics>) -> Result<SocketAddr, Error> {
     std::thread::Builder::new()
         .name("logflow-metrics".into())
         .spawn(move || {
-            for conn in listener.incoming() {
-                // A failed connection only affects that client.
-                if let Ok(stream) = conn {
-                    let _ = handle(stream, &registry, &metrics);
-                }
+            // A failed connection or request only affects that client.
+            for stream in listener.incoming().flatten() {
+                let _ = handle(stream, &registry, &metrics);
             }
         })
         .map_err(|e| Error::Runtime(format!("metrics listener thread: {e}")))?;
@@ -170,5 +168,72 @@ fn handle(mut stream: TcpStream, registry: &Registry, metrics: &Metrics) -> io::
             "not found\n",
             head_only,
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Identity;
+    use crate::spec::{parse_spec, plan::JobPlan, SpecSource};
+
+    fn get(addr: SocketAddr, path: &str, accept: &str) -> String {
+        let mut s = TcpStream::connect(addr).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nAccept: {accept}\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn serves_both_text_formats_and_counts_final_scrapes() {
+        let text = "name = \"j\"\n[source]\nkind = \"file\"\npath = \"x\"\nformat = \"json\"\n\
+            [[analysis]]\nname = \"a\"\nwindow = { size = \"1m\" }\nselect = [\"count() as n\"]\n";
+        let src = SpecSource {
+            file: "t.toml",
+            text,
+        };
+        let plan = JobPlan::compile(&parse_spec(&src).unwrap(), &src).unwrap();
+        let id = Identity {
+            pipeline: "j".into(),
+            process: 0,
+            processes: 1,
+            threads: 1,
+        };
+        let metrics = Arc::new(Metrics::new(&plan, id));
+        let addr = serve("127.0.0.1:0", Arc::clone(&metrics)).unwrap();
+
+        let plain = get(addr, "/metrics", "*/*");
+        assert!(plain.starts_with("HTTP/1.1 200 OK"), "{plain}");
+        assert!(
+            plain.contains("Content-Type: text/plain; version=0.0.4"),
+            "{plain}"
+        );
+        assert!(plain.contains("logflow_job_running 1"), "{plain}");
+        assert!(
+            !metrics.wait_final_scrape(Duration::ZERO),
+            "the job still runs"
+        );
+
+        metrics.finish();
+        let om = get(
+            addr,
+            "/metrics?x=1",
+            "application/openmetrics-text;version=1.0.0",
+        );
+        assert!(
+            om.contains("Content-Type: application/openmetrics-text"),
+            "{om}"
+        );
+        assert!(om.trim_end().ends_with("# EOF"), "{om}");
+        assert!(om.contains("logflow_job_running 0"), "{om}");
+        assert!(metrics.wait_final_scrape(Duration::from_secs(5)));
+
+        assert!(get(addr, "/nope", "*/*").starts_with("HTTP/1.1 404"));
+        assert!(serve("not an address", Arc::clone(&metrics)).is_err());
     }
 }

@@ -1154,7 +1154,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            err.starts_with("t.toml:10:18: gauges: unknown column `nope`"),
+            err.starts_with("t.toml:11:16: gauges: unknown column `nope`"),
             "{err}"
         );
         let err = compile(&format!("{head}gauges = [\"service\"]\n"))
@@ -1168,7 +1168,7 @@ mod tests {
         let err = compile(&format!("{head}gauges = 3\n"))
             .unwrap_err()
             .to_string();
-        assert!(err.starts_with("t.toml:10:"), "{err}");
+        assert!(err.starts_with("t.toml:11:"), "{err}");
     }
 
     #[test]
