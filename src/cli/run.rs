@@ -207,12 +207,7 @@ fn observe(
     cluster: &Cluster,
 ) -> Result<Observer, Error> {
     use std::io::IsTerminal;
-    let identity = Identity {
-        pipeline: plan.name.clone(),
-        process: cluster.process,
-        processes: cluster.processes,
-        threads: cluster.threads,
-    };
+    let identity = Identity::of(plan, cluster);
     let opts = ObserveOptions {
         metrics_addr: args.metrics_addr.clone(),
         progress: !args.quiet && std::io::stderr().is_terminal(),

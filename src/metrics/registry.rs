@@ -34,6 +34,18 @@ pub struct Identity {
     pub threads: usize,
 }
 
+impl Identity {
+    /// The identity of this process in a run of `plan` laid out as `cluster`.
+    pub fn of(plan: &JobPlan, cluster: &crate::runtime::Cluster) -> Identity {
+        Identity {
+            pipeline: plan.name.clone(),
+            process: cluster.process,
+            processes: cluster.processes,
+            threads: cluster.threads,
+        }
+    }
+}
+
 /// Marks "no event time seen yet" in an `AtomicI64`.
 const NO_TIME: i64 = i64::MIN;
 

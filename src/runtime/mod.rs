@@ -241,12 +241,7 @@ pub fn run(plan: JobPlan, cluster: &Cluster, opts: &RunOptions) -> Result<Accoun
     let sinks: Handoff<Box<dyn Sink>> = sinks.into_iter().map(Mutex::new).collect();
     let counters = Arc::new(Counters::default());
     let metrics = opts.metrics.clone().unwrap_or_else(|| {
-        let id = crate::metrics::Identity {
-            pipeline: plan.name.clone(),
-            process: cluster.process,
-            processes: cluster.processes,
-            threads: cluster.threads,
-        };
+        let id = crate::metrics::Identity::of(&plan, cluster);
         Arc::new(crate::metrics::Metrics::new(&plan, id))
     });
     let failure: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
