@@ -8,6 +8,7 @@
 pub mod error;
 pub mod gen;
 pub mod kafka;
+pub mod metrics;
 pub mod parse;
 pub mod record;
 

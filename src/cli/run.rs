@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use clap::ArgAction;
 
+use crate::metrics::{Identity, ObserveOptions, Observer};
 use crate::parse::Format;
 use crate::runtime::embedded::Embedded;
 use crate::runtime::{self, Cluster};
@@ -53,7 +54,14 @@ pub struct RunArgs {
     /// File with one `host:port` per process.
     #[arg(short = 'h', long = "hostfile")]
     hostfile: Option<PathBuf>,
-    /// No summary on stderr.
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics (no listener unless given).
+    #[arg(long, value_name = "HOST:PORT")]
+    metrics_addr: Option<String>,
+    /// After the job ends, keep serving /metrics until one scrape has read the final values,
+    /// at most this long (e.g. 30s), so a batch run's last numbers reach Prometheus.
+    #[arg(long, value_name = "DURATION", requires = "metrics_addr", value_parser = crate::gen::parse_duration)]
+    linger: Option<std::time::Duration>,
+    /// No progress line and no summary on stderr (the accounting line is always printed).
     #[arg(short, long)]
     quiet: bool,
     /// Print help.
@@ -159,16 +167,19 @@ pub fn run(args: RunArgs) -> Result<(), Error> {
         )?),
         _ => None,
     };
+    let mut observer = observe(&args, &plan, &cluster)?;
     let opts = runtime::RunOptions {
         stop_at_end: args.stop_at_end,
         end_signal: embedded
             .as_ref()
             .map(|e| std::sync::Arc::clone(&e.end_signal)),
+        metrics: Some(observer.metrics()),
     };
     let accounting = runtime::run(plan, &cluster, &opts)?;
     if let Some(e) = embedded {
         e.finish()?;
     }
+    observer.job_ended();
     if !args.quiet {
         let secs = started.elapsed().as_secs_f64();
         eprintln!(
@@ -183,5 +194,27 @@ pub fn run(args: RunArgs) -> Result<(), Error> {
             "records unaccounted for: {accounting}"
         )));
     }
+    if let Some(limit) = args.linger {
+        observer.linger(limit);
+    }
     Ok(())
+}
+
+/// Starts the metrics endpoint (`--metrics-addr`) and, on a terminal, the progress line.
+fn observe(
+    args: &RunArgs,
+    plan: &crate::spec::plan::JobPlan,
+    cluster: &Cluster,
+) -> Result<Observer, Error> {
+    use std::io::IsTerminal;
+    let identity = Identity::of(plan, cluster);
+    let opts = ObserveOptions {
+        metrics_addr: args.metrics_addr.clone(),
+        progress: !args.quiet && std::io::stderr().is_terminal(),
+    };
+    let observer = Observer::start(plan, identity, &opts)?;
+    if let (Some(addr), false) = (observer.address(), args.quiet) {
+        eprintln!("logflow: metrics at http://{addr}/metrics");
+    }
+    Ok(observer)
 }

@@ -16,6 +16,7 @@ use timely::dataflow::operators::Inspect;
 
 use super::ingest::{ingest, DeadLetter, IngestConfig, LateEvent, LatenessRule, ProgressBoard};
 use super::Counters;
+use crate::metrics::Metrics;
 use crate::operators::intersect::Intersect;
 use crate::operators::lag::Lag;
 use crate::operators::update_aggregate::{UpdateAggregate, Upserts};
@@ -63,6 +64,7 @@ pub fn build<'scope>(
     plan: &Arc<JobPlan>,
     readers: Vec<Box<dyn PartitionReader>>,
     counters: Arc<Counters>,
+    metrics: &Metrics,
 ) -> Outputs<'scope> {
     let board: ProgressBoard = Rc::new(RefCell::new(HashMap::new()));
     let (events, dead, late, beacons) = ingest(
@@ -70,6 +72,7 @@ pub fn build<'scope>(
         readers,
         ingest_config(plan),
         counters,
+        metrics,
         Rc::clone(&board),
     );
     // Every worker learns every worker's progress (for idle workers; see `ingest`).

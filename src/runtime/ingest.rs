@@ -30,6 +30,7 @@ use timely::dataflow::operators::Capability;
 use timely::dataflow::{Scope, StreamVec};
 
 use super::accounting::Counters;
+use crate::metrics::{Metrics, PartitionMeter};
 use crate::operators::window::Windows;
 use crate::parse::Format;
 use crate::record::Event;
@@ -80,6 +81,7 @@ pub struct IngestConfig {
 
 struct Partition {
     reader: Box<dyn PartitionReader>,
+    meter: Arc<PartitionMeter>,
     /// Largest event time seen.
     max_ts: Option<i64>,
     last_data: Instant,
@@ -113,9 +115,14 @@ pub fn ingest<'scope>(
     readers: Vec<Box<dyn PartitionReader>>,
     config: IngestConfig,
     counters: Arc<Counters>,
+    metrics: &Metrics,
     board: ProgressBoard,
 ) -> Ingested<'scope> {
     let me = scope.index();
+    let meters: Vec<Arc<PartitionMeter>> = readers
+        .iter()
+        .map(|r| metrics.partition(&r.origin(0), me))
+        .collect();
     let mut builder = OperatorBuilder::new("Ingest".to_string(), scope);
     let info = builder.operator_info();
     let activator = scope.activator_for(Rc::clone(&info.address));
@@ -132,8 +139,10 @@ pub fn ingest<'scope>(
         let now = Instant::now();
         let mut parts: Vec<Partition> = readers
             .into_iter()
-            .map(|reader| Partition {
+            .zip(meters)
+            .map(|(reader, meter)| Partition {
                 reader,
+                meter,
                 max_ts: None,
                 last_data: now,
                 ended: false,
@@ -186,6 +195,7 @@ pub fn ingest<'scope>(
                 if !batch.is_empty() {
                     p.last_data = Instant::now();
                 }
+                let before = (read, parsed, dead_n, late_n);
                 for (bytes, pos, cut) in batch.iter() {
                     read += 1;
                     let parsed_ev = match cut {
@@ -258,6 +268,16 @@ pub fn ingest<'scope>(
                         }
                     }
                 }
+                p.meter.add(
+                    read - before.0,
+                    parsed - before.1,
+                    dead_n - before.2,
+                    late_n - before.3,
+                );
+                p.meter.set_max_event_time(p.max_ts);
+                if p.ended {
+                    p.meter.set_finished();
+                }
             }
             next_part = (next_part + 1) % n.max(1);
             if !buffer.is_empty() {
@@ -269,6 +289,10 @@ pub fn ingest<'scope>(
 
             // The new watermark: least progress over live partitions that are not idle.
             let now = Instant::now();
+            for p in parts.iter().filter(|p| !p.ended) {
+                p.meter
+                    .set_idle(now.duration_since(p.last_data) >= config.idle_timeout);
+            }
             let live: Vec<&Partition> = parts.iter().filter(|p| !p.ended).collect();
             if live.is_empty() {
                 caps = None;

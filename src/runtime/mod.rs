@@ -95,6 +95,8 @@ pub struct RunOptions {
     /// End offsets that will be known later (the embedded demo sets them when its generator is
     /// done).
     pub end_signal: Option<Arc<Mutex<Option<Vec<i64>>>>>,
+    /// Where the run reports its metrics (a private set when absent).
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 /// Opens this process's share of the source: one list of partition readers per local worker.
@@ -238,6 +240,10 @@ pub fn run(plan: JobPlan, cluster: &Cluster, opts: &RunOptions) -> Result<Accoun
         readers.into_iter().map(|r| Mutex::new(Some(r))).collect();
     let sinks: Handoff<Box<dyn Sink>> = sinks.into_iter().map(Mutex::new).collect();
     let counters = Arc::new(Counters::default());
+    let metrics = opts.metrics.clone().unwrap_or_else(|| {
+        let id = crate::metrics::Identity::of(&plan, cluster);
+        Arc::new(crate::metrics::Metrics::new(&plan, id))
+    });
     let failure: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
 
     let worker_counters = Arc::clone(&counters);
@@ -249,13 +255,18 @@ pub fn run(plan: JobPlan, cluster: &Cluster, opts: &RunOptions) -> Result<Accoun
             .ok()
             .and_then(|mut r| r.take())
             .unwrap_or_default();
-        let my_sink = sinks[local].lock().ok().and_then(|mut s| s.take());
+        let metrics = Arc::clone(&metrics);
+        let my_sink = sinks[local]
+            .lock()
+            .ok()
+            .and_then(|mut s| s.take())
+            .map(|s| crate::metrics::MeteredSink::wrap(s, Arc::clone(&metrics)));
         let failed: Rc<RefCell<Option<Error>>> = Rc::new(RefCell::new(None));
         let plan = Arc::clone(&plan);
         let counters = Arc::clone(&worker_counters);
         let sink_failed = Rc::clone(&failed);
         worker.dataflow::<u64, _, _>(move |scope| {
-            let (rows, dead, late) = dataflow::build(scope, &plan, my_readers, counters);
+            let (rows, dead, late) = dataflow::build(scope, &plan, my_readers, counters, &metrics);
             output::write_outputs(rows, dead, late, my_sink, gather, sink_failed);
         });
         while worker.has_dataflows() {

@@ -150,6 +150,10 @@ pub struct AnalysisSpec {
     /// Rows to keep (after aggregation or detection).
     #[serde(default)]
     pub having: Option<Spanned<String>>,
+    /// Metric columns exported as Prometheus gauges (`logflow_result`): the value of the
+    /// latest closed window of each group key, with the keys as labels.
+    #[serde(default)]
+    pub gauges: Vec<Spanned<String>>,
 }
 
 /// An event-time window: tumbling (`size`) or sliding (`size` + `slide`).

@@ -27,6 +27,9 @@ pub struct JobPlan {
     pub source: SourcePlan,
     pub sink: SinkPlan,
     pub idle_timeout_ms: i64,
+    /// The job's bounded out-of-orderness: a partition's watermark is its largest event time
+    /// minus this (analyses may hold their windows longer with their own `delay`).
+    pub watermark_delay_ms: i64,
     /// Every window deadline is a multiple of this, so event-time progress can be rounded down
     /// to it without changing any result (fewer distinct timely timestamps).
     pub granularity_ms: i64,
@@ -124,6 +127,8 @@ pub struct Analysis {
     pub update: bool,
     /// No `window`: one running result per key (rows have no `window_start`/`window_end`).
     pub windowless: bool,
+    /// Indices into `columns` of the metrics exported as gauges (never keys).
+    pub gauges: Vec<usize>,
 }
 
 #[derive(Clone, Debug)]
@@ -218,6 +223,7 @@ impl JobPlan {
             source,
             sink,
             idle_timeout_ms,
+            watermark_delay_ms: delay_ms,
             granularity_ms: 0,
             nodes: Vec::new(),
             analyses: Vec::new(),
@@ -451,6 +457,10 @@ impl JobPlan {
             let _ = writeln!(s, "      columns: {}", cols.join(", "));
             if a.having.is_some() {
                 let _ = writeln!(s, "      rows filtered by `having`");
+            }
+            if !a.gauges.is_empty() {
+                let names: Vec<&str> = a.gauges.iter().map(|&i| a.columns[i].as_str()).collect();
+                let _ = writeln!(s, "      gauges (logflow_result): {}", names.join(", "));
             }
         }
         s
@@ -792,10 +802,12 @@ fn compile_windowed(
     }
 
     let having = compile_having(a, &columns, cx)?;
+    let gauges = compile_gauges(a, &columns, key_len, cx)?;
     Ok(Analysis {
         name: a.name.get_ref().clone(),
         topic: topic_of(a),
         description: a.description.clone(),
+        gauges,
         columns,
         key_len,
         kind: AnalysisKind::Windowed {
@@ -914,6 +926,43 @@ fn compile_having(
         })
         .or_else(|m| cx.err(h.span(), "having", m))?;
     Ok(Some(bound))
+}
+
+/// Resolves `gauges` to metric column indices: keys are labels of every gauge, not values.
+fn compile_gauges(
+    a: &AnalysisSpec,
+    columns: &[String],
+    key_len: usize,
+    cx: &Ctx<'_>,
+) -> Result<Vec<usize>, Error> {
+    let mut out = Vec::new();
+    for g in &a.gauges {
+        let name = g.get_ref();
+        match columns.iter().position(|c| c == name) {
+            Some(i) if i < key_len => {
+                return cx.err(
+                    g.span(),
+                    "gauges",
+                    format!("`{name}` is a group key: keys are the labels of every gauge"),
+                )
+            }
+            Some(i) if out.contains(&i) => {
+                return cx.err(g.span(), "gauges", format!("`{name}` is listed twice"))
+            }
+            Some(i) => out.push(i),
+            None => {
+                return cx.err(
+                    g.span(),
+                    "gauges",
+                    format!(
+                        "unknown column `{name}` (metrics: {})",
+                        columns[key_len..].join(", ")
+                    ),
+                )
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn compile_derived(
@@ -1101,10 +1150,12 @@ fn compile_derived(
         }
     };
     let having = compile_having(a, &columns, cx)?;
+    let gauges = compile_gauges(a, &columns, src.key_len, cx)?;
     Ok(Analysis {
         name: a.name.get_ref().clone(),
         topic: topic_of(a),
         description: a.description.clone(),
+        gauges,
         key_len: src.key_len,
         columns,
         kind: AnalysisKind::Derived {
@@ -1135,6 +1186,16 @@ impl JobPlan {
                     _ => own,
                 }
             }
+        }
+    }
+}
+
+impl JobPlan {
+    /// How often an analysis emits windows: its slide (a derived analysis: its source's).
+    pub fn slide_of(&self, analysis: usize) -> i64 {
+        match &self.analyses[analysis].kind {
+            AnalysisKind::Windowed { node, .. } => self.nodes[*node].windows.slide,
+            AnalysisKind::Derived { from, .. } => self.slide_of(*from),
         }
     }
 }
@@ -1259,6 +1320,36 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("`u` is in update mode"), "{err}");
+    }
+
+    #[test]
+    fn gauges_name_metric_columns() {
+        let head = format!(
+            "{HEAD}[[analysis]]\nname = \"rt\"\nwindow = {{ size = \"1m\" }}\ngroup_by = [\"service\"]\nselect = [\"count() as n\", \"avg(response_time) as avg_rt\"]\n"
+        );
+        let plan = compile(&format!("{head}gauges = [\"avg_rt\", \"n\"]\n")).unwrap();
+        assert_eq!(plan.analyses[0].gauges, vec![2, 1]);
+        assert_eq!(plan.slide_of(0), 60_000);
+
+        let err = compile(&format!("{head}gauges = [\"n\", \"nope\"]\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("t.toml:11:16: gauges: unknown column `nope`"),
+            "{err}"
+        );
+        let err = compile(&format!("{head}gauges = [\"service\"]\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`service` is a group key"), "{err}");
+        let err = compile(&format!("{head}gauges = [\"n\", \"n\"]\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("listed twice"), "{err}");
+        let err = compile(&format!("{head}gauges = 3\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("t.toml:11:"), "{err}");
     }
 
     #[test]

@@ -1,0 +1,45 @@
+//! A sink decorator that counts what the real sink has written: output records, windows and
+//! the business gauges are updated only after a write succeeded.
+
+use std::sync::Arc;
+
+use super::Metrics;
+use crate::record::Row;
+use crate::runtime::ingest::{DeadLetter, LateEvent};
+use crate::sinks::Sink;
+use crate::Error;
+
+pub struct MeteredSink {
+    inner: Box<dyn Sink>,
+    metrics: Arc<Metrics>,
+}
+
+impl MeteredSink {
+    pub fn wrap(inner: Box<dyn Sink>, metrics: Arc<Metrics>) -> Box<dyn Sink> {
+        Box::new(MeteredSink { inner, metrics })
+    }
+}
+
+impl Sink for MeteredSink {
+    fn rows(&mut self, rows: &[Row]) -> Result<(), Error> {
+        self.inner.rows(rows)?;
+        self.metrics.rows_written(rows);
+        Ok(())
+    }
+
+    fn dead_letters(&mut self, records: &[DeadLetter]) -> Result<(), Error> {
+        self.inner.dead_letters(records)
+    }
+
+    fn late_events(&mut self, records: &[LateEvent]) -> Result<(), Error> {
+        self.inner.late_events(records)
+    }
+
+    fn flush(&mut self) -> Result<(), Error> {
+        self.inner.flush()
+    }
+
+    fn close(&mut self) -> Result<(), Error> {
+        self.inner.close()
+    }
+}
