@@ -524,7 +524,12 @@ fn install_panic_hook(wd: Arc<Watchdog>) {
             .and_then(|i| i.parse::<usize>().ok())
             .filter(|i| *i < wd.layout.addresses.len());
         match peer {
-            Some(i) => wd.abort(&format!("lost {}: {what}", wd.layout.peer(i))),
+            Some(i) => {
+                // The control connection may explain the break (that peer failed, or it lost
+                // another peer first): give its reader a moment to report that instead.
+                std::thread::sleep(Duration::from_millis(250));
+                wd.abort(&format!("lost {}: {what}", wd.layout.peer(i)))
+            }
             None => wd.abort(&format!("{name} panicked: {what}")),
         }
     }));

@@ -1,0 +1,116 @@
+//! Comparing result rows: as sets per analysis, floats to a relative tolerance.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)] // test helpers fail loudly
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_json::Value;
+
+use super::read_jsonl;
+
+/// Relative tolerance for floats. avg/sum/stddev summed over partitions in another order can
+/// differ in the last bits until those accumulators are exact; then set this to 0.0.
+pub const FLOAT_TOLERANCE: f64 = 1e-12;
+
+/// Two result rows are equal: same fields in the same order, strings, integers and lists
+/// exactly, floats to [`FLOAT_TOLERANCE`] relative. (Floats summed over partitions in a different order can
+/// differ in the last bits; everything else must be identical.)
+pub fn same_row(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .zip(y.iter())
+                    .all(|((ka, va), (kb, vb))| ka == kb && same_row(va, vb))
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same_row(a, b))
+        }
+        (Value::Number(x), Value::Number(y)) if x.is_f64() || y.is_f64() => {
+            let (x, y) = (
+                x.as_f64().unwrap_or(f64::NAN),
+                y.as_f64().unwrap_or(f64::NAN),
+            );
+            close(x, y)
+        }
+        _ => a == b,
+    }
+}
+
+pub fn close(x: f64, y: f64) -> bool {
+    x == y || (x - y).abs() <= FLOAT_TOLERANCE * x.abs().max(y.abs()).max(1e-300)
+}
+
+/// Rows of both sides, matched by window and key, must be [`same_row`].
+pub fn assert_same_rows(got: &[Value], want: &[String], what: &str) {
+    let id = |v: &Value| {
+        let o = v.as_object().unwrap();
+        // Window, then the string/null fields (group keys) identify a row.
+        let mut k = String::new();
+        for (name, val) in o {
+            if name == "window_start" || name == "window_end" || val.is_string() || val.is_null() {
+                k.push_str(&format!("{name}={val};"));
+            }
+        }
+        k
+    };
+    let want: Vec<Value> = want
+        .iter()
+        .map(|s| serde_json::from_str(s).unwrap())
+        .collect();
+    assert_eq!(got.len(), want.len(), "{what}: row count");
+    let mut by_id: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
+    for w in &want {
+        by_id.entry(id(w)).or_default().push(w);
+    }
+    for g in got {
+        let candidates = by_id
+            .get_mut(&id(g))
+            .unwrap_or_else(|| panic!("{what}: unexpected row {g}"));
+        let i = candidates
+            .iter()
+            .position(|w| same_row(g, w))
+            .unwrap_or_else(|| {
+                panic!("{what}: row {g} differs from the reference: {candidates:?}")
+            });
+        candidates.swap_remove(i);
+    }
+}
+
+/// The JSONL files of an output directory: file stem (analysis, `<job>.dead-letter`, ...) ->
+/// sorted JSON rows.
+pub fn dir_results(dir: &Path) -> BTreeMap<String, Vec<String>> {
+    let mut res = BTreeMap::new();
+    for entry in std::fs::read_dir(dir).expect("read output dir") {
+        let path = entry.expect("dir entry").path();
+        let name = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .expect("file name")
+            .to_string();
+        let mut rows: Vec<String> = read_jsonl(&path).iter().map(|v| v.to_string()).collect();
+        rows.sort();
+        res.insert(name, rows);
+    }
+    res
+}
+
+/// Two output directories hold the same rows per file (see [`same_row`]).
+pub fn assert_same_results(
+    got: &BTreeMap<String, Vec<String>>,
+    want: &BTreeMap<String, Vec<String>>,
+    what: &str,
+) {
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>(),
+        "{what}: output files"
+    );
+    for (name, rows) in got {
+        let values: Vec<Value> = rows
+            .iter()
+            .map(|s| serde_json::from_str(s).expect("JSON row"))
+            .collect();
+        assert_same_rows(&values, &want[name], &format!("{what}: {name}"));
+    }
+}
