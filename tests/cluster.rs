@@ -205,3 +205,50 @@ fn a_lost_peer_stops_the_others() {
     }
     assert_loss_is_named(&mut procs, 2, &addresses[2], Duration::from_secs(5));
 }
+
+#[test]
+fn a_silent_peer_is_given_up_after_the_timeout() {
+    let dir = tmpdir("cluster-silent");
+    let addresses = local_addresses(2);
+    let hosts = hostfile(&dir, &addresses);
+    let mut procs: Vec<Proc> = (0..2)
+        .map(|i| {
+            let mut cmd = bin();
+            cmd.args(["run", "dataflows/log-analysis.toml", "--input", "-"])
+                .args(["-n", "2", "-p", &i.to_string(), "-h"])
+                .arg(&hosts)
+                .args(["--peer-timeout", "2s", "--output-dir"])
+                .arg(dir.join("out"));
+            let stdin = if i == 0 {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            };
+            Proc::spawn(cmd, &dir, &format!("p{i}"), stdin)
+        })
+        .collect();
+    for p in procs.iter_mut() {
+        p.wait_for("connected to its peers", Duration::from_secs(30));
+    }
+    // A stopped process keeps its connections open: only the missing heartbeats tell.
+    let stop = std::process::Command::new("kill")
+        .args(["-STOP", &procs[1].child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(stop.success());
+    let started = Instant::now();
+    let status = procs[0].wait(Duration::from_secs(15));
+    let err = procs[0].stderr_text();
+    assert_eq!(status.and_then(|s| s.code()), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "lost process 1 ({}): no heartbeat for 2s",
+            addresses[1]
+        )),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "too early"
+    );
+}
