@@ -477,8 +477,10 @@ impl Watchdog {
         self.send_all(&[FINISHED]);
     }
 
-    /// Tells every peer that this process failed, and why.
+    /// Tells every peer that this process failed, and why; from now on this process is only
+    /// on its way out, so its own watch stays quiet.
     pub fn fail(&self, reason: &str) {
+        self.finished.store(true, Ordering::SeqCst);
         let bytes = reason.as_bytes();
         let bytes = &bytes[..bytes.len().min(MAX_REASON)];
         let mut msg = vec![FAILED];
