@@ -155,11 +155,11 @@ impl Network {
                     .collect()
             })
         };
-        let upper = accept_all(&listener, layout, hello, deadline);
+        // A failure here returns at once; the connecting thread ends by its deadline.
+        let mut upper = accept_all(&listener, layout, hello, deadline)?;
         let lower = lower
             .join()
-            .map_err(|_| Error::Runtime("the connecting thread panicked".into()))?;
-        let (lower, mut upper) = (lower?, upper?);
+            .map_err(|_| Error::Runtime("the connecting thread panicked".into()))??;
 
         let mut data = Vec::with_capacity(n);
         let mut control = Vec::with_capacity(n);
