@@ -3,6 +3,7 @@
 
 mod check;
 mod gen;
+mod launch;
 mod run;
 mod tail;
 
@@ -22,6 +23,8 @@ pub struct Cli {
 enum Command {
     /// Run a job spec.
     Run(run::RunArgs),
+    /// Start the processes of one job on this host (a local cluster).
+    Launch(launch::LaunchArgs),
     /// Validate a job spec and explain what it computes.
     Check(check::CheckArgs),
     /// Write synthetic logs or user events (file, stdout or a Kafka topic).
@@ -41,6 +44,7 @@ pub fn main() -> i32 {
     };
     let result = match cli.command {
         Command::Run(args) => run::run(args),
+        Command::Launch(args) => launch::launch(args),
         Command::Check(args) => check::check(args),
         Command::Tail(args) => tail::tail(args),
         Command::Gen(args) => gen::gen(args),

@@ -1,22 +1,23 @@
 //! `logflow run SPEC`: run a job.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use clap::ArgAction;
+use clap::{ArgAction, ValueEnum};
 
 use crate::metrics::{Identity, ObserveOptions, Observer};
 use crate::parse::Format;
+use crate::runtime::cluster::read_hostfile;
 use crate::runtime::embedded::Embedded;
 use crate::runtime::{self, Cluster};
 use crate::spec::plan::{SinkPlan, SourceKind};
 use crate::Error;
 
-#[derive(clap::Args, Debug)]
-#[command(disable_help_flag = true)]
-pub struct RunArgs {
-    /// The job spec (TOML).
-    spec: PathBuf,
+/// How a job reads, writes and ends: the flags `run` takes and `launch` passes on to each of
+/// its processes.
+#[derive(clap::Args, Debug, Clone)]
+pub struct JobArgs {
     /// Read this file instead of the spec's source (`-` = stdin); the run ends with the input.
     #[arg(long)]
     input: Option<String>,
@@ -36,6 +37,70 @@ pub struct RunArgs {
     /// Read every partition up to its end offset as of start, emit all open windows, exit 0.
     #[arg(long)]
     stop_at_end: bool,
+    /// With several processes: how long to wait for the peers at start, and for a silent
+    /// peer before the job stops naming it (e.g. `500ms`, `30s`, `2m`).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    peer_timeout: Duration,
+    /// No progress line and no summary on stderr (the accounting line is always printed).
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+impl JobArgs {
+    /// The same flags as command-line arguments (for the processes `launch` starts).
+    pub fn to_args(&self) -> Vec<OsString> {
+        let mut a: Vec<OsString> = Vec::new();
+        let mut flag = |name: &str, value: Option<OsString>| {
+            if let Some(v) = value {
+                a.push(name.into());
+                a.push(v);
+            }
+        };
+        flag("--input", self.input.clone().map(Into::into));
+        flag(
+            "--format",
+            self.format
+                .and_then(|f| f.to_possible_value())
+                .map(|v| v.get_name().into()),
+        );
+        flag("--output-dir", self.output_dir.clone().map(Into::into));
+        flag("--brokers", self.brokers.clone().map(Into::into));
+        flag("--topic", self.topic.clone().map(Into::into));
+        flag(
+            "--peer-timeout",
+            Some(format!("{}ms", self.peer_timeout.as_millis()).into()),
+        );
+        if self.stop_at_end {
+            a.push("--stop-at-end".into());
+        }
+        if self.quiet {
+            a.push("--quiet".into());
+        }
+        a
+    }
+
+    /// Reads from stdin (only one process of a cluster can).
+    pub fn reads_stdin(&self) -> bool {
+        self.input.as_deref() == Some("-")
+    }
+}
+
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
+    let ms = crate::spec::duration::parse_ms(s)?;
+    u64::try_from(ms)
+        .ok()
+        .filter(|ms| *ms > 0)
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("`{s}` must be more than zero"))
+}
+
+#[derive(clap::Args, Debug)]
+#[command(disable_help_flag = true)]
+pub struct RunArgs {
+    /// The job spec (TOML).
+    spec: PathBuf,
+    #[command(flatten)]
+    job: JobArgs,
     /// With no brokers configured: how many generated events the embedded demo feeds.
     #[arg(long, default_value_t = 200_000)]
     demo_events: u64,
@@ -51,7 +116,7 @@ pub struct RunArgs {
     /// Index of this process.
     #[arg(short = 'p', long = "process", default_value_t = 0)]
     process: usize,
-    /// File with one `host:port` per process.
+    /// File with one `host:port` per process (line i = process i; default 127.0.0.1:2101+i).
     #[arg(short = 'h', long = "hostfile")]
     hostfile: Option<PathBuf>,
     /// Serve Prometheus metrics at http://HOST:PORT/metrics (no listener unless given).
@@ -61,33 +126,31 @@ pub struct RunArgs {
     /// at most this long (e.g. 30s), so a batch run's last numbers reach Prometheus.
     #[arg(long, value_name = "DURATION", requires = "metrics_addr", value_parser = crate::gen::parse_duration)]
     linger: Option<std::time::Duration>,
-    /// No progress line and no summary on stderr (the accounting line is always printed).
-    #[arg(short, long)]
-    quiet: bool,
     /// Print help.
     #[arg(long, action = ArgAction::Help)]
     help: Option<bool>,
 }
 
 pub fn run(args: RunArgs) -> Result<(), Error> {
+    let job = &args.job;
     let mut plan = crate::spec::load(&args.spec)?;
     let name = plan.name.clone();
-    if let Some(input) = &args.input {
+    if let Some(input) = &job.input {
         plan.source.kind = SourceKind::File {
             path: input.clone(),
         };
     }
-    if let Some(f) = args.format {
+    if let Some(f) = job.format {
         plan.source.format = f;
     }
     let env_brokers = std::env::var(crate::kafka::BROKERS_ENV)
         .ok()
         .filter(|b| !b.is_empty());
     if let SourceKind::Kafka { topic, brokers, .. } = &mut plan.source.kind {
-        if let Some(t) = &args.topic {
+        if let Some(t) = &job.topic {
             *topic = t.clone();
         }
-        if let Some(b) = args
+        if let Some(b) = job
             .brokers
             .clone()
             .or_else(|| brokers.clone())
@@ -95,13 +158,13 @@ pub fn run(args: RunArgs) -> Result<(), Error> {
         {
             *brokers = Some(b);
         }
-    } else if args.topic.is_some() {
+    } else if job.topic.is_some() {
         return Err(super::usage(
             "--topic applies to a Kafka source (not with --input)",
         ));
     }
     if let SinkPlan::Kafka { brokers, .. } = &mut plan.sink {
-        if let Some(b) = args
+        if let Some(b) = job
             .brokers
             .clone()
             .or_else(|| brokers.clone())
@@ -110,7 +173,7 @@ pub fn run(args: RunArgs) -> Result<(), Error> {
             *brokers = Some(b);
         }
     }
-    if let Some(dir) = &args.output_dir {
+    if let Some(dir) = &job.output_dir {
         plan.sink = SinkPlan::Files {
             dir: dir.display().to_string(),
         };
@@ -125,24 +188,7 @@ pub fn run(args: RunArgs) -> Result<(), Error> {
         )));
     }
     let addresses = match &args.hostfile {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-            let hosts: Vec<String> = text
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                .map(String::from)
-                .collect();
-            if hosts.len() < args.processes {
-                return Err(super::usage(format!(
-                    "{} lists {} hosts but -n is {}",
-                    path.display(),
-                    hosts.len(),
-                    args.processes
-                )));
-            }
-            hosts[..args.processes].to_vec()
-        }
+        Some(path) => read_hostfile(path, args.processes)?,
         None => Vec::new(),
     };
     let cluster = Cluster {
@@ -150,6 +196,7 @@ pub fn run(args: RunArgs) -> Result<(), Error> {
         processes: args.processes,
         process: args.process,
         addresses,
+        peer_timeout: job.peer_timeout,
     };
     let started = Instant::now();
     // A file input with a Kafka sink and no brokers anywhere: print the results.
@@ -159,6 +206,11 @@ pub fn run(args: RunArgs) -> Result<(), Error> {
         plan.sink = SinkPlan::Console;
     }
     // No brokers anywhere: run against an in-process cluster fed by the generator.
+    if args.processes > 1 && matches!(plan.source.kind, SourceKind::Kafka { brokers: None, .. }) {
+        return Err(super::usage(
+            "several processes need a shared input: --input, or Kafka brokers (--brokers)",
+        ));
+    }
     let embedded = match &plan.source.kind {
         SourceKind::Kafka { brokers: None, .. } => Some(Embedded::start(
             &mut plan,
@@ -169,7 +221,7 @@ pub fn run(args: RunArgs) -> Result<(), Error> {
     };
     let mut observer = observe(&args, &plan, &cluster)?;
     let opts = runtime::RunOptions {
-        stop_at_end: args.stop_at_end,
+        stop_at_end: job.stop_at_end,
         end_signal: embedded
             .as_ref()
             .map(|e| std::sync::Arc::clone(&e.end_signal)),
@@ -180,7 +232,7 @@ pub fn run(args: RunArgs) -> Result<(), Error> {
         e.finish()?;
     }
     observer.job_ended();
-    if !args.quiet {
+    if !job.quiet {
         let secs = started.elapsed().as_secs_f64();
         eprintln!(
             "logflow: job {name} finished in {secs:.2}s ({:.0} records/s)",
@@ -210,10 +262,10 @@ fn observe(
     let identity = Identity::of(plan, cluster);
     let opts = ObserveOptions {
         metrics_addr: args.metrics_addr.clone(),
-        progress: !args.quiet && std::io::stderr().is_terminal(),
+        progress: !args.job.quiet && std::io::stderr().is_terminal(),
     };
     let observer = Observer::start(plan, identity, &opts)?;
-    if let (Some(addr), false) = (observer.address(), args.quiet) {
+    if let (Some(addr), false) = (observer.address(), args.job.quiet) {
         eprintln!("logflow: metrics at http://{addr}/metrics");
     }
     Ok(observer)

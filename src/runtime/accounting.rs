@@ -47,6 +47,39 @@ impl Counters {
 }
 
 impl Accounting {
+    /// Reads the line [`Accounting`] displays as (e.g. a child process's last stderr line).
+    pub fn parse(line: &str) -> Option<Accounting> {
+        let rest = line.trim().strip_prefix("accounting:")?;
+        let mut a = Accounting::default();
+        let mut seen = 0;
+        for kv in rest.split_whitespace() {
+            let (k, v) = kv.split_once('=')?;
+            let v: u64 = v.parse().ok()?;
+            let field = match k {
+                "read" => &mut a.read,
+                "parsed" => &mut a.parsed,
+                "dead_letter" => &mut a.dead_letter,
+                "on_time" => &mut a.on_time,
+                "late" => &mut a.late,
+                _ => return None,
+            };
+            *field = v;
+            seen += 1;
+        }
+        (seen == 5).then_some(a)
+    }
+
+    /// The accounting of two parts of a job together.
+    pub fn plus(&self, o: &Accounting) -> Accounting {
+        Accounting {
+            read: self.read + o.read,
+            parsed: self.parsed + o.parsed,
+            dead_letter: self.dead_letter + o.dead_letter,
+            on_time: self.on_time + o.on_time,
+            late: self.late + o.late,
+        }
+    }
+
     /// True when every record is accounted for.
     pub fn balanced(&self) -> bool {
         self.read == self.parsed + self.dead_letter && self.parsed == self.on_time + self.late
@@ -78,5 +111,8 @@ mod tests {
             a.to_string(),
             "accounting: read=15 parsed=13 dead_letter=2 on_time=12 late=1"
         );
+        assert_eq!(Accounting::parse(&a.to_string()), Some(a));
+        assert_eq!(Accounting::parse("accounting: read=1"), None);
+        assert_eq!(a.plus(&a).read, 30);
     }
 }

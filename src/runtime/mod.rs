@@ -1,6 +1,7 @@
 //! Running a job: timely workers, source partitions assigned to workers, the dataflow, sinks.
 
 pub mod accounting;
+pub mod cluster;
 pub mod dataflow;
 pub mod embedded;
 pub mod ingest;
@@ -10,8 +11,12 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
-use timely::communication::Config as CommConfig;
+use std::any::Any;
+
+use timely::communication::{AllocatorBuilder, Config as CommConfig};
 use timely::WorkerConfig;
+
+use cluster::{Layout, Network, Watchdog};
 
 pub use accounting::{Accounting, Counters};
 
@@ -38,6 +43,8 @@ pub struct Cluster {
     pub process: usize,
     /// `host:port` of every process (empty: `127.0.0.1:2101+i`).
     pub addresses: Vec<String>,
+    /// How long to wait for peers at start, and for a silent peer before giving it up.
+    pub peer_timeout: Duration,
 }
 
 impl Default for Cluster {
@@ -47,35 +54,39 @@ impl Default for Cluster {
             processes: 1,
             process: 0,
             addresses: Vec::new(),
+            peer_timeout: Duration::from_secs(30),
         }
     }
 }
 
 impl Cluster {
-    fn timely_config(&self) -> timely::Config {
-        let communication = if self.processes > 1 {
-            let addresses = if self.addresses.is_empty() {
-                (0..self.processes)
-                    .map(|i| format!("127.0.0.1:{}", 2101 + i))
-                    .collect()
-            } else {
-                self.addresses.clone()
-            };
-            CommConfig::Cluster {
-                threads: self.threads,
-                process: self.process,
-                addresses,
-                report: false,
-                zerocopy: false,
-            }
-        } else if self.threads > 1 {
-            CommConfig::Process(self.threads)
+    fn layout(&self) -> Layout {
+        let addresses = if self.addresses.is_empty() {
+            (0..self.processes)
+                .map(|i| format!("127.0.0.1:{}", 2101 + i))
+                .collect()
         } else {
-            CommConfig::Thread
+            self.addresses.clone()
         };
-        timely::Config {
-            communication,
-            worker: WorkerConfig::default(),
+        Layout {
+            threads: self.threads,
+            process: self.process,
+            addresses,
+            peer_timeout: self.peer_timeout,
+        }
+    }
+
+    /// timely's allocators: one process (threads), or the processes connected by `network`.
+    fn allocators(
+        &self,
+        network: Option<Network>,
+    ) -> Result<(Vec<AllocatorBuilder>, Box<dyn Any + Send>), Error> {
+        match network {
+            Some(n) => n.into_timely(),
+            None if self.threads > 1 => CommConfig::Process(self.threads)
+                .try_build()
+                .map_err(Error::Runtime),
+            None => CommConfig::Thread.try_build().map_err(Error::Runtime),
         }
     }
 }
@@ -117,6 +128,11 @@ fn open_sources(
     match &plan.source.kind {
         SourceKind::File { path } => {
             if let Some(w) = mine(0) {
+                eprintln!(
+                    "logflow: worker {} (process {}) reads {path} (its only partition)",
+                    first + w,
+                    cluster.process
+                );
                 readers[w].push(Box::new(FileReader::open(
                     path,
                     plan.source.max_record_bytes,
@@ -170,12 +186,11 @@ fn open_sources(
                     .filter(|(i, _)| mine(*i) == Some(w))
                     .map(|(_, p)| *p)
                     .collect();
-                if !owned.is_empty() {
-                    eprintln!(
-                        "logflow: worker {} reads {topic} partitions {owned:?}",
-                        first + w
-                    );
-                }
+                eprintln!(
+                    "logflow: worker {} (process {}) reads {topic} partitions {owned:?}",
+                    first + w,
+                    cluster.process
+                );
                 *list = open_partitions(&conn, &group, topic, &owned, start, end.clone())?;
             }
         }
@@ -229,13 +244,56 @@ fn open_sinks(plan: &Arc<JobPlan>, cluster: &Cluster) -> Result<WorkerSinks, Err
 }
 
 /// Runs a job until its input ends and returns this process's accounting.
+///
+/// With several processes, the peers are connected first (see [`cluster`]); a failure here is
+/// told to them, so that they stop at once and name this process.
 pub fn run(plan: JobPlan, cluster: &Cluster, opts: &RunOptions) -> Result<Accounting, Error> {
+    let network = if cluster.processes > 1 {
+        let layout = cluster.layout();
+        let started = std::time::Instant::now();
+        let network = Network::connect(&layout)?;
+        eprintln!(
+            "logflow: process {} of {} connected to its peers in {:.1}s ({})",
+            cluster.process,
+            cluster.processes,
+            started.elapsed().as_secs_f64(),
+            layout.addresses.join(" ")
+        );
+        Some(network)
+    } else {
+        None
+    };
+    let watchdog = network.as_ref().map(|n| Arc::clone(n.watchdog()));
+    let result = run_workers(plan, cluster, opts, network, watchdog.clone());
+    if let Some(w) = &watchdog {
+        match &result {
+            Ok(_) => w.finish(),
+            Err(e) => w.fail(&e.to_string()),
+        }
+    }
+    result
+}
+
+fn run_workers(
+    plan: JobPlan,
+    cluster: &Cluster,
+    opts: &RunOptions,
+    network: Option<Network>,
+    watchdog: Option<Arc<Watchdog>>,
+) -> Result<Accounting, Error> {
     let plan = Arc::new(plan);
     // Sources and sinks are opened up front on the main thread, so a bad path, a missing topic
     // or an unreachable broker fails with a clear message before any worker starts.
     let (sinks, gather) = open_sinks(&plan, cluster)?;
     let readers = open_sources(&plan, cluster, opts)?;
     let first_worker = cluster.process * cluster.threads;
+    eprintln!(
+        "logflow: process {} runs workers {}..={} of {}",
+        cluster.process,
+        first_worker,
+        first_worker + cluster.threads - 1,
+        cluster.threads * cluster.processes
+    );
     let readers: Handoff<Vec<Box<dyn PartitionReader>>> =
         readers.into_iter().map(|r| Mutex::new(Some(r))).collect();
     let sinks: Handoff<Box<dyn Sink>> = sinks.into_iter().map(Mutex::new).collect();
@@ -248,41 +306,48 @@ pub fn run(plan: JobPlan, cluster: &Cluster, opts: &RunOptions) -> Result<Accoun
 
     let worker_counters = Arc::clone(&counters);
     let worker_failure = Arc::clone(&failure);
-    let guards = timely::execute(cluster.timely_config(), move |worker| {
-        let local = worker.index() - first_worker;
-        let my_readers = readers[local]
-            .lock()
-            .ok()
-            .and_then(|mut r| r.take())
-            .unwrap_or_default();
-        let metrics = Arc::clone(&metrics);
-        let my_sink = sinks[local]
-            .lock()
-            .ok()
-            .and_then(|mut s| s.take())
-            .map(|s| crate::metrics::MeteredSink::wrap(s, Arc::clone(&metrics)));
-        let failed: Rc<RefCell<Option<Error>>> = Rc::new(RefCell::new(None));
-        let plan = Arc::clone(&plan);
-        let counters = Arc::clone(&worker_counters);
-        let sink_failed = Rc::clone(&failed);
-        worker.dataflow::<u64, _, _>(move |scope| {
-            let (rows, dead, late) = dataflow::build(scope, &plan, my_readers, counters, &metrics);
-            output::write_outputs(rows, dead, late, my_sink, gather, sink_failed);
-        });
-        while worker.has_dataflows() {
-            worker.step_or_park(None);
-            if failed.borrow().is_some() {
-                break;
+    let (allocators, others) = cluster.allocators(network)?;
+    let guards =
+        timely::execute::execute_from(allocators, others, WorkerConfig::default(), move |worker| {
+            let local = worker.index() - first_worker;
+            let my_readers = readers[local]
+                .lock()
+                .ok()
+                .and_then(|mut r| r.take())
+                .unwrap_or_default();
+            let metrics = Arc::clone(&metrics);
+            let my_sink = sinks[local]
+                .lock()
+                .ok()
+                .and_then(|mut s| s.take())
+                .map(|s| crate::metrics::MeteredSink::wrap(s, Arc::clone(&metrics)));
+            let failed: Rc<RefCell<Option<Error>>> = Rc::new(RefCell::new(None));
+            let plan = Arc::clone(&plan);
+            let counters = Arc::clone(&worker_counters);
+            let sink_failed = Rc::clone(&failed);
+            worker.dataflow::<u64, _, _>(move |scope| {
+                let (rows, dead, late) =
+                    dataflow::build(scope, &plan, my_readers, counters, &metrics);
+                output::write_outputs(rows, dead, late, my_sink, gather, sink_failed);
+            });
+            while worker.has_dataflows() {
+                worker.step_or_park(None);
+                if failed.borrow().is_some() {
+                    break;
+                }
             }
-        }
-        let err = failed.borrow_mut().take();
-        if let Some(e) = err {
-            if let Ok(mut f) = worker_failure.lock() {
-                f.get_or_insert(e.to_string());
+            let err = failed.borrow_mut().take();
+            if let Some(e) = err {
+                // The peers would wait forever for this worker's progress: stop them all.
+                if let Some(w) = &watchdog {
+                    w.abort(&e.to_string());
+                }
+                if let Ok(mut f) = worker_failure.lock() {
+                    f.get_or_insert(e.to_string());
+                }
             }
-        }
-    })
-    .map_err(Error::Runtime)?;
+        })
+        .map_err(Error::Runtime)?;
     for r in guards.join() {
         if let Err(e) = r {
             return Err(Error::Runtime(format!("a worker failed: {e}")));

@@ -64,3 +64,7 @@ pub fn read_jsonl(path: &Path) -> Vec<Value> {
         })
         .collect()
 }
+
+pub mod cluster;
+pub mod kafka;
+pub mod rows;

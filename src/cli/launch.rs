@@ -1,0 +1,274 @@
+//! `logflow launch SPEC --processes N --workers W`: the N processes of one job on this host.
+//!
+//! Each process is `logflow run SPEC -n N -p i -w W -h HOSTFILE` with the same job flags. Its
+//! stderr lines are passed on prefixed with `[process i]`; SIGINT and SIGTERM are forwarded to
+//! every process still running; each exit is reported, and the launcher fails if any process
+//! did. The last stderr line is the accounting of the whole job (the sum over processes).
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+use super::run::JobArgs;
+use crate::runtime::cluster::read_hostfile;
+use crate::runtime::Accounting;
+use crate::Error;
+
+#[derive(clap::Args, Debug)]
+pub struct LaunchArgs {
+    /// The job spec (TOML).
+    spec: PathBuf,
+    /// Number of processes to start.
+    #[arg(short = 'n', long)]
+    processes: usize,
+    /// Worker threads per process.
+    #[arg(short = 'w', long, visible_alias = "threads", default_value_t = 1)]
+    workers: usize,
+    /// File with one `host:port` per process (default: free ports on 127.0.0.1).
+    #[arg(long)]
+    hostfile: Option<PathBuf>,
+    /// After one process fails, how long the others get to stop by themselves before they
+    /// are killed.
+    #[arg(long, default_value = "10s", value_parser = super::run::parse_duration)]
+    grace: Duration,
+    #[command(flatten)]
+    job: JobArgs,
+}
+
+/// A hostfile the launcher wrote, removed when the launch ends.
+struct TempHostfile(PathBuf);
+
+impl Drop for TempHostfile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// One started process and what its stderr said.
+struct Proc {
+    child: Child,
+    status: Option<ExitStatus>,
+    accounting: Arc<Mutex<Option<Accounting>>>,
+    forwarder: Option<std::thread::JoinHandle<()>>,
+}
+
+pub fn launch(args: LaunchArgs) -> Result<(), Error> {
+    let n = args.processes;
+    if n == 0 || args.workers == 0 {
+        return Err(super::usage("--processes and --workers must be at least 1"));
+    }
+    let (hostfile, _temp) = match &args.hostfile {
+        Some(h) => {
+            read_hostfile(h, n)?;
+            (h.clone(), None)
+        }
+        None => {
+            let path = free_ports_hostfile(n)?;
+            (path.clone(), Some(TempHostfile(path)))
+        }
+    };
+    let exe = std::env::current_exe()
+        .map_err(|e| Error::Runtime(format!("cannot find the logflow binary: {e}")))?;
+    // Registered before any child starts, so that no signal is missed.
+    let mut signals = Signals::new([SIGINT, SIGTERM])
+        .map_err(|e| Error::Runtime(format!("cannot handle signals: {e}")))?;
+    let signal_handle = signals.handle();
+
+    let mut procs: Vec<Proc> = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut cmd = Command::new(&exe);
+        cmd.arg("run")
+            .arg(&args.spec)
+            .args(["-n", &n.to_string(), "-p", &i.to_string()])
+            .args(["-w", &args.workers.to_string()])
+            .arg("-h")
+            .arg(&hostfile)
+            .args(args.job.to_args())
+            // Only process 0 reads a file input, so only it may have stdin.
+            .stdin(if i == 0 && args.job.reads_stdin() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
+            .stderr(Stdio::piped());
+        let mut child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                stop_all(&mut procs, Signal::SIGTERM);
+                return Err(Error::Runtime(format!("starting process {i}: {e}")));
+            }
+        };
+        let accounting = Arc::new(Mutex::new(None));
+        let forwarder = child.stderr.take().map(|err| {
+            let acc = Arc::clone(&accounting);
+            std::thread::spawn(move || forward_stderr(i, err, acc))
+        });
+        procs.push(Proc {
+            child,
+            status: None,
+            accounting,
+            forwarder,
+        });
+    }
+    eprintln!(
+        "logflow launch: started {n} processes of {} workers ({})",
+        args.workers,
+        hostfile.display()
+    );
+
+    let pids: Vec<Pid> = procs
+        .iter()
+        .map(|p| Pid::from_raw(p.child.id() as i32))
+        .collect();
+    let running: Arc<Mutex<Vec<bool>>> = Arc::new(Mutex::new(vec![true; n]));
+    let forward = {
+        let running = Arc::clone(&running);
+        std::thread::spawn(move || {
+            for sig in signals.forever() {
+                let Ok(sig) = Signal::try_from(sig) else {
+                    continue;
+                };
+                eprintln!("logflow launch: {sig}: passing it on to every process");
+                if let Ok(r) = running.lock() {
+                    for (pid, alive) in pids.iter().zip(r.iter()) {
+                        if *alive {
+                            let _ = kill(*pid, sig);
+                        }
+                    }
+                }
+            }
+        })
+    };
+
+    let mut first_failure: Option<Instant> = None;
+    let mut killed = false;
+    while procs.iter().any(|p| p.status.is_none()) {
+        for (i, p) in procs.iter_mut().enumerate() {
+            if p.status.is_some() {
+                continue;
+            }
+            let status = match p.child.try_wait() {
+                Ok(Some(s)) => s,
+                Ok(None) => continue,
+                Err(e) => {
+                    return Err(Error::Runtime(format!("waiting for process {i}: {e}")));
+                }
+            };
+            if let Ok(mut r) = running.lock() {
+                r[i] = false;
+            }
+            if let Some(f) = p.forwarder.take() {
+                let _ = f.join();
+            }
+            eprintln!("logflow launch: process {i} {}", describe(status));
+            if !status.success() && first_failure.is_none() {
+                first_failure = Some(Instant::now());
+            }
+            p.status = Some(status);
+        }
+        if let Some(t) = first_failure {
+            // The processes stop by themselves when a peer fails; this is only a backstop.
+            if !killed && t.elapsed() > args.grace {
+                eprintln!(
+                    "logflow launch: processes still running {:?} after a failure: killing them",
+                    args.grace
+                );
+                stop_all(&mut procs, Signal::SIGKILL);
+                killed = true;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    signal_handle.close();
+    let _ = forward.join();
+
+    let failed: Vec<String> = procs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| {
+            let s = p.status?;
+            (!s.success()).then(|| format!("process {i} {}", describe(s)))
+        })
+        .collect();
+    if !failed.is_empty() {
+        return Err(Error::Runtime(format!(
+            "{} of {n} processes failed: {}",
+            failed.len(),
+            failed.join(", ")
+        )));
+    }
+    let mut total = Accounting::default();
+    for (i, p) in procs.iter().enumerate() {
+        let acc = p
+            .accounting
+            .lock()
+            .ok()
+            .and_then(|a| *a)
+            .ok_or_else(|| Error::Runtime(format!("process {i} printed no accounting line")))?;
+        total = total.plus(&acc);
+    }
+    // Like `run`, the accounting (of the whole job) is the last line.
+    eprintln!("{total}");
+    Ok(())
+}
+
+/// Passes a child's stderr on, line by line, and keeps its last accounting line.
+fn forward_stderr(i: usize, err: std::process::ChildStderr, acc: Arc<Mutex<Option<Accounting>>>) {
+    for line in BufReader::new(err).split(b'\n') {
+        let Ok(line) = line else { break };
+        let line = String::from_utf8_lossy(&line);
+        if let Some(a) = Accounting::parse(&line) {
+            if let Ok(mut slot) = acc.lock() {
+                *slot = Some(a);
+            }
+        }
+        eprintln!("[process {i}] {line}");
+    }
+}
+
+fn stop_all(procs: &mut [Proc], sig: Signal) {
+    for p in procs.iter_mut().filter(|p| p.status.is_none()) {
+        let _ = kill(Pid::from_raw(p.child.id() as i32), sig);
+    }
+}
+
+fn describe(s: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (s.code(), s.signal()) {
+        (Some(0), _) => "finished (exit code 0)".into(),
+        (Some(c), _) => format!("failed (exit code {c})"),
+        (None, Some(sig)) => match Signal::try_from(sig) {
+            Ok(sig) => format!("was stopped by {sig}"),
+            Err(_) => format!("was stopped by signal {sig}"),
+        },
+        (None, None) => "ended".into(),
+    }
+}
+
+/// Picks `n` free ports on 127.0.0.1 and writes them to a temporary hostfile. (A port could be
+/// taken between this check and the process binding it; the process then says so.)
+fn free_ports_hostfile(n: usize) -> Result<PathBuf, Error> {
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<_, _>>()
+        .map_err(|e| Error::Runtime(format!("finding free ports on 127.0.0.1: {e}")))?;
+    let mut text = String::new();
+    for l in &listeners {
+        let a = l
+            .local_addr()
+            .map_err(|e| Error::Runtime(format!("finding free ports: {e}")))?;
+        text.push_str(&format!("{a}\n"));
+    }
+    drop(listeners);
+    let path = std::env::temp_dir().join(format!("logflow-launch-{}.hosts", std::process::id()));
+    std::fs::write(&path, text).map_err(|e| Error::io(&path, e))?;
+    Ok(path)
+}
