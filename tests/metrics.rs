@@ -16,7 +16,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -41,19 +41,8 @@ fn port(var: &str, default: u16) -> u16 {
 }
 
 fn prometheus_script(args: &[&str]) -> String {
-    let out = Command::new(repo().join("scripts/prometheus"))
-        .args(args)
-        .env("PROMETHEUS_STATE_DIR", repo().join("target/prometheus-it"))
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("run scripts/prometheus");
-    assert!(out.status.success(), "scripts/prometheus {args:?} failed");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .last()
-        .unwrap_or_default()
-        .trim()
-        .to_string()
+    let state = repo().join("target/prometheus-it");
+    common::service_script("prometheus", "PROMETHEUS_STATE_DIR", &state, args)
 }
 
 /// The Prometheus server, stopped (and its samples wiped) when dropped.

@@ -18,19 +18,7 @@ pub fn port() -> String {
 }
 
 fn kafka_script(state: &Path, args: &[&str]) -> String {
-    let out = Command::new(repo().join("scripts/kafka"))
-        .args(args)
-        .env("KAFKA_STATE_DIR", state)
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("run scripts/kafka");
-    assert!(out.status.success(), "scripts/kafka {args:?} failed");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .last()
-        .unwrap_or_default()
-        .trim()
-        .to_string()
+    super::service_script("kafka", "KAFKA_STATE_DIR", state, args)
 }
 
 /// The broker, stopped (and its data wiped) when dropped.

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
@@ -63,6 +63,25 @@ pub fn read_jsonl(path: &Path) -> Vec<Value> {
                 .unwrap_or_else(|e| panic!("{}: bad JSON {l}: {e}", path.display()))
         })
         .collect()
+}
+
+/// Runs a service script of the project (`scripts/kafka`, `scripts/prometheus`) with its state
+/// directory in `state_var`; returns the last line of its stdout (what `up` and `address`
+/// print).
+pub fn service_script(script: &str, state_var: &str, state: &Path, args: &[&str]) -> String {
+    let out = Command::new(repo().join("scripts").join(script))
+        .args(args)
+        .env(state_var, state)
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| panic!("run scripts/{script}: {e}"));
+    assert!(out.status.success(), "scripts/{script} {args:?} failed");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .trim()
+        .to_string()
 }
 
 pub mod cluster;
