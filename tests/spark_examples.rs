@@ -12,6 +12,9 @@ use serde_json::{json, Value};
 
 const T0: i64 = 1_795_514_400_000; // 2026-11-24T10:00:00Z
 
+/// (timestamp ms, user_id, action, value)
+type Ev = (i64, &'static str, &'static str, f64);
+
 fn rfc3339(ms: i64) -> String {
     let t = chrono::DateTime::from_timestamp_millis(ms).unwrap();
     let fmt = if ms % 1000 == 0 {
@@ -37,7 +40,7 @@ fn event_time_examples_match_a_batch_computation() {
     // so every sum is exact in any order. In time order: nothing is late.
     let users = ["u1", "u2", "u3"];
     let actions = ["view", "click", "buy"];
-    let events: Vec<(i64, &str, &str, f64)> = (0..300)
+    let events: Vec<Ev> = (0..300)
         .map(|i: i64| {
             let ts = T0 + i * 5_000 + (i * 7919 % 1000);
             let user = users[(i * i % 7 % 3) as usize];
@@ -70,7 +73,7 @@ fn event_time_examples_match_a_batch_computation() {
     assert_eq!(accounting(&res.stderr)["on_time"], 300);
 
     // Batch: group by (window, key) and aggregate.
-    let group = |size: i64, slide: i64, key: &dyn Fn(&(i64, &str, &str, f64)) -> String| {
+    let group = |size: i64, slide: i64, key: &dyn Fn(&Ev) -> String| {
         let mut g: BTreeMap<(i64, String), Vec<(i64, f64)>> = BTreeMap::new();
         for e in &events {
             for s in starts(e.0, size, slide) {
