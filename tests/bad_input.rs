@@ -6,7 +6,7 @@
 mod common;
 
 use base64::Engine;
-use common::{accounting, read_jsonl, run_ok, tmpdir};
+use common::{accounting, read_jsonl, run_file, run_ok, tmpdir};
 use serde_json::Value;
 
 fn good(sec: u32, service: &str, status: u32) -> Vec<u8> {
@@ -70,16 +70,7 @@ fn every_bad_record_is_dead_lettered_with_bytes_reason_and_position() {
     let path = dir.join("input.log");
     std::fs::write(&path, &input).unwrap();
     let out_dir = dir.join("out");
-    let out = run_ok(&[
-        "run",
-        "dataflows/log-analysis.toml",
-        "--input",
-        path.to_str().unwrap(),
-        "--output-dir",
-        out_dir.to_str().unwrap(),
-        "-w",
-        "2",
-    ]);
+    let out = run_file("dataflows/log-analysis.toml", &path, &out_dir, "2");
 
     let bad: Vec<usize> = lines
         .iter()

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{accounting, read_jsonl, run_ok, tmpdir};
+use common::{accounting, read_jsonl, run_file, tmpdir};
 use serde_json::{json, Value};
 
 fn line(ts: &str, ip: &str, user: &str, service: &str) -> String {
@@ -19,16 +19,7 @@ fn run(spec: &str, name: &str, lines: &[String]) -> (std::path::PathBuf, Vec<u8>
     let input = dir.join("in.jsonl");
     std::fs::write(&input, lines.join("\n") + "\n").unwrap();
     let out = dir.join("out");
-    let res = run_ok(&[
-        "run",
-        spec,
-        "--input",
-        input.to_str().unwrap(),
-        "--output-dir",
-        out.to_str().unwrap(),
-        "-w",
-        "2",
-    ]);
+    let res = run_file(spec, &input, &out, "2");
     (out, res.stderr)
 }
 

@@ -7,7 +7,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{accounting, read_jsonl, run_ok, tmpdir};
+use common::{accounting, read_jsonl, run_file, tmpdir};
 use serde_json::{json, Value};
 
 const T0: i64 = 1_795_514_400_000; // 2026-11-24T10:00:00Z
@@ -60,16 +60,12 @@ fn event_time_examples_match_a_batch_computation() {
         .collect();
     std::fs::write(&input, lines.join("\n") + "\n").unwrap();
     let out = dir.join("out");
-    let res = run_ok(&[
-        "run",
+    let res = run_file(
         "dataflows/examples/spark-event-time.toml",
-        "--input",
-        input.to_str().unwrap(),
-        "--output-dir",
-        out.to_str().unwrap(),
-        "-w",
+        &input,
+        &out,
         "2",
-    ]);
+    );
     assert_eq!(accounting(&res.stderr)["on_time"], 300);
 
     // Batch: group by (window, key) and aggregate.

@@ -9,7 +9,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use common::{accounting, read_jsonl, run_ok, tmpdir};
+use common::{accounting, read_jsonl, run_file, run_ok, tmpdir};
 use serde_json::{json, Value};
 
 const SPEC: &str = r#"
@@ -71,16 +71,7 @@ fn run_on(spec: &str, dir: &Path, input: &Path, workers: &str) -> (PathBuf, Vec<
     let spec_path = dir.join("spec.toml");
     std::fs::write(&spec_path, spec).unwrap();
     let out = dir.join("out");
-    let res = run_ok(&[
-        "run",
-        spec_path.to_str().unwrap(),
-        "--input",
-        input.to_str().unwrap(),
-        "--output-dir",
-        out.to_str().unwrap(),
-        "-w",
-        workers,
-    ]);
+    let res = run_file(spec_path.to_str().unwrap(), input, &out, workers);
     (out, res.stderr)
 }
 
@@ -299,14 +290,7 @@ fn late_alerts_count_each_users_late_events_in_update_mode() {
     let input = dir.join("in.jsonl");
     std::fs::write(&input, lines.join("\n") + "\n").unwrap();
     let out = dir.join("out");
-    let res = run_ok(&[
-        "run",
-        "dataflows/user-events.toml",
-        "--input",
-        input.to_str().unwrap(),
-        "--output-dir",
-        out.to_str().unwrap(),
-    ]);
+    let res = run_file("dataflows/user-events.toml", &input, &out, "1");
     assert_eq!(accounting(&res.stderr)["late"], 12);
     let alerts = read_jsonl(&out.join("late_alerts.jsonl"));
     let first = "2026-11-24T10:00:01Z";
@@ -337,16 +321,7 @@ fn late_alerts_final_state_matches_the_late_output() {
         input.to_str().unwrap(),
     ]);
     let out = dir.join("out");
-    let res = run_ok(&[
-        "run",
-        "dataflows/user-events.toml",
-        "--input",
-        input.to_str().unwrap(),
-        "--output-dir",
-        out.to_str().unwrap(),
-        "-w",
-        "2",
-    ]);
+    let res = run_file("dataflows/user-events.toml", &input, &out, "2");
     // Independently: per user, the late records' count and earliest event time.
     let ms = |t: &str| {
         chrono::DateTime::parse_from_rfc3339(t)

@@ -37,6 +37,21 @@ pub fn run_ok(args: &[&str]) -> Output {
     out
 }
 
+/// `logflow run SPEC --input INPUT --output-dir OUT -w WORKERS`; panics with its stderr when
+/// it fails.
+pub fn run_file(spec: &str, input: &Path, out: &Path, workers: &str) -> Output {
+    run_ok(&[
+        "run",
+        spec,
+        "--input",
+        input.to_str().expect("UTF-8 path"),
+        "--output-dir",
+        out.to_str().expect("UTF-8 path"),
+        "-w",
+        workers,
+    ])
+}
+
 /// Parses `accounting: read=.. parsed=.. dead_letter=.. on_time=.. late=..` from stderr.
 pub fn accounting(stderr: &[u8]) -> BTreeMap<String, u64> {
     let text = String::from_utf8_lossy(stderr);
