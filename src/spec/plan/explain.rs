@@ -1,0 +1,134 @@
+//! `logflow check`: the plan explained in words.
+
+use super::*;
+
+impl JobPlan {
+    /// A human explanation of the plan (`logflow check`).
+    pub fn explain(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "job `{}`", self.name);
+        if let Some(d) = &self.description {
+            let _ = writeln!(s, "  {}", d.trim());
+        }
+        let src = match &self.source.kind {
+            SourceKind::File { path } => format!("file {path}"),
+            SourceKind::Generator { events, seed } => {
+                format!("generator ({events} events, seed {seed})")
+            }
+            SourceKind::Kafka {
+                topic,
+                brokers,
+                start,
+                ..
+            } => format!(
+                "kafka topic `{topic}` on {} (start: {start})",
+                brokers.as_deref().unwrap_or("the in-process cluster")
+            ),
+        };
+        let _ = writeln!(
+            s,
+            "source: {src}, format {}, records up to {} bytes",
+            self.source.format, self.source.max_record_bytes
+        );
+        let sink = match &self.sink {
+            SinkPlan::Console => "console".to_string(),
+            SinkPlan::Files { dir } => format!("JSONL files in {dir}"),
+            SinkPlan::Kafka { brokers, .. } => format!(
+                "kafka ({})",
+                brokers.as_deref().unwrap_or("the source's brokers")
+            ),
+        };
+        let _ = writeln!(
+            s,
+            "sink: {sink}; dead letters -> {}, late events -> {}",
+            self.dead_letter_topic(),
+            self.late_topic()
+        );
+        let _ = writeln!(
+            s,
+            "idle partitions stop holding the watermark after {}",
+            format_ms(self.idle_timeout_ms)
+        );
+        let _ = writeln!(
+            s,
+            "event-time progress granularity: {}",
+            format_ms(self.granularity_ms)
+        );
+        let _ = writeln!(
+            s,
+            "{} analyses, {} shared aggregation passes:",
+            self.analyses.len(),
+            self.nodes.len()
+        );
+        for a in &self.analyses {
+            let what = match &a.kind {
+                AnalysisKind::Windowed { node, .. } if a.windowless => {
+                    let n = &self.nodes[*node];
+                    let input = match n.input {
+                        NodeInput::Events => "events",
+                        NodeInput::Late => "late events",
+                    };
+                    format!("running result per key over all {input} (no window), update mode, pass #{node}")
+                }
+                AnalysisKind::Windowed { node, .. } => {
+                    let n = &self.nodes[*node];
+                    let w = if n.windows.size == n.windows.slide {
+                        format!("tumbling {}", format_ms(n.windows.size))
+                    } else {
+                        format!(
+                            "sliding {} every {}",
+                            format_ms(n.windows.size),
+                            format_ms(n.windows.slide)
+                        )
+                    };
+                    let mut w = format!("{w} windows, delay {}", format_ms(a.delay_ms));
+                    if a.lateness_ms > 0 {
+                        let _ = write!(w, " + allowed lateness {}", format_ms(a.lateness_ms));
+                    }
+                    if a.update {
+                        let _ = write!(w, ", update mode (early results and corrections)");
+                    }
+                    let _ = write!(w, ", pass #{node}");
+                    w
+                }
+                AnalysisKind::Derived { from, detector } => {
+                    let f = &self.analyses[*from].name;
+                    match detector {
+                        Detector::Pass => format!("rows of `{f}`"),
+                        Detector::ZScore { column, history } => format!(
+                            "z-score of `{}` in `{f}` against the previous {history} windows of each key",
+                            self.analyses[*from].columns[*column]
+                        ),
+                        Detector::Lag { column } => format!(
+                            "change of `{}` in `{f}` against the previous window of each key",
+                            self.analyses[*from].columns[*column]
+                        ),
+                        Detector::Intersect { with } => format!(
+                            "rows of `{f}` whose key is also in `{}` for an overlapping window",
+                            self.analyses[*with].name
+                        ),
+                    }
+                }
+            };
+            let _ = writeln!(s, "  - {} -> topic `{}`: {what}", a.name, a.topic);
+            let keys = &a.columns[..a.key_len];
+            let mut cols: Vec<String> = Vec::new();
+            if !a.windowless {
+                cols.extend(["window_start".into(), "window_end".into()]);
+            }
+            if !keys.is_empty() {
+                cols.push(format!("key: {}", keys.join(", ")));
+            }
+            cols.extend(a.columns[a.key_len..].iter().cloned());
+            let _ = writeln!(s, "      columns: {}", cols.join(", "));
+            if a.having.is_some() {
+                let _ = writeln!(s, "      rows filtered by `having`");
+            }
+            if !a.gauges.is_empty() {
+                let names: Vec<&str> = a.gauges.iter().map(|&i| a.columns[i].as_str()).collect();
+                let _ = writeln!(s, "      gauges (logflow_result): {}", names.join(", "));
+            }
+        }
+        s
+    }
+}

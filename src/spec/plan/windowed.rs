@@ -1,0 +1,291 @@
+//! Analyses over events: windows (or none), keys, aggregates shared in one pass per node.
+
+use super::*;
+
+pub(super) fn compile_windowed(
+    plan: &mut JobPlan,
+    a: &AnalysisSpec,
+    job_delay: i64,
+    update: bool,
+    input: NodeInput,
+    cx: &Ctx<'_>,
+) -> Result<Analysis, Error> {
+    let windows = match &a.window {
+        Some(w) => {
+            if input == NodeInput::Late {
+                return cx.err(
+                    w.size.span(),
+                    "window",
+                    "late events are behind the watermark by definition: an analysis with `input = \"late\"` keeps a running result per key and has no `window`",
+                );
+            }
+            let size = cx.positive_duration(&w.size, "window.size")?;
+            let slide = match &w.slide {
+                Some(s) => cx.positive_duration(s, "window.slide")?,
+                None => size,
+            };
+            if slide > size {
+                let span = w.slide.as_ref().map_or(0..0, |s| s.span());
+                return cx.err(
+                    span,
+                    "window.slide",
+                    "slide must not exceed the window size",
+                );
+            }
+            Windows { size, slide }
+        }
+        None => {
+            for (d, field) in [
+                (&a.delay, "delay"),
+                (&a.allowed_lateness, "allowed_lateness"),
+            ] {
+                if let Some(d) = d {
+                    return cx.err(
+                        d.span(),
+                        field,
+                        format!("`{field}` applies to windows; this analysis has no `window`"),
+                    );
+                }
+            }
+            Windows::global()
+        }
+    };
+    let delay_ms = match &a.delay {
+        Some(d) => cx.duration(d, "delay")?,
+        None if windows.is_global() => 0,
+        None => job_delay,
+    };
+    let lateness_ms = match &a.allowed_lateness {
+        Some(d) => cx.duration(d, "allowed_lateness")?,
+        None => 0,
+    };
+    if let Some(d) = &a.detect {
+        return cx.err(
+            d.kind.span(),
+            "detect",
+            "detectors run over another analysis's rows: use `from` instead of `window`",
+        );
+    }
+    let filter = match &a.filter {
+        Some(f) => {
+            let (ast, _) = cx.expr(f, "where")?;
+            Some(ast.bind_event().or_else(|m| cx.err(f.span(), "where", m))?)
+        }
+        None => None,
+    };
+    let mut keys = Vec::new();
+    let mut columns = Vec::new();
+    for k in &a.group_by {
+        let Some(f) = Field::from_name(k.get_ref()) else {
+            return cx.err(
+                k.span(),
+                "group_by",
+                format!("unknown field `{}`", k.get_ref()),
+            );
+        };
+        if keys.contains(&f) {
+            return cx.err(
+                k.span(),
+                "group_by",
+                format!("`{}` is listed twice", k.get_ref()),
+            );
+        }
+        keys.push(f);
+        columns.push(k.get_ref().clone());
+    }
+    if a.select.is_empty() {
+        return cx.err(
+            a.name.span(),
+            "select",
+            "a windowed analysis needs at least one `select` item",
+        );
+    }
+
+    // Aggregates are collected per analysis, then merged into a shared node.
+    let mut accs: Vec<AccSpec> = Vec::new();
+    let mut outputs_ast = Vec::new();
+    for item in &a.select {
+        let (ast, alias) = cx.expr(item, "select")?;
+        let name = match (alias, &ast) {
+            (Some(n), _) => n,
+            (None, Ast::Name(n)) => n.clone(),
+            (None, _) => {
+                return cx.err(
+                    item.span(),
+                    "select",
+                    "name the column: `<expression> as <name>`",
+                )
+            }
+        };
+        if name == "window_start" || name == "window_end" || columns.contains(&name) {
+            return cx.err(item.span(), "select", format!("duplicate column `{name}`"));
+        }
+        let ast =
+            extract_aggregates(&ast, &mut accs).or_else(|m| cx.err(item.span(), "select", m))?;
+        outputs_ast.push((ast, item, name.clone()));
+        columns.push(name);
+    }
+
+    // Find or create the node these aggregates belong to.
+    let hold_ms = delay_ms + lateness_ms;
+    let node_idx = match plan.nodes.iter().position(|n| {
+        n.windows == windows
+            && n.hold_ms == hold_ms
+            && n.filter == filter
+            && n.keys == keys
+            && n.update == update
+            && n.input == input
+    }) {
+        Some(i) => i,
+        None => {
+            plan.nodes.push(AggNode {
+                windows,
+                hold_ms,
+                filter,
+                keys: keys.clone(),
+                accs: Vec::new(),
+                analyses: Vec::new(),
+                update,
+                input,
+            });
+            plan.nodes.len() - 1
+        }
+    };
+    let node = &mut plan.nodes[node_idx];
+    node.analyses.push(plan.analyses.len());
+    let slot_of: Vec<usize> = accs
+        .into_iter()
+        .map(|acc| match node.accs.iter().position(|x| *x == acc) {
+            Some(i) => i,
+            None => {
+                node.accs.push(acc);
+                node.accs.len() - 1
+            }
+        })
+        .collect();
+
+    // Bind outputs against the scratch row `[keys, outputs, node accumulators]`: accumulators
+    // go last so analyses added later to the same node cannot shift any index.
+    let key_len = keys.len();
+    let nout = outputs_ast.len();
+    let mut outputs = Vec::new();
+    for (ast, item, _) in outputs_ast {
+        let known = &columns[..key_len + outputs.len()];
+        let bound = ast
+            .bind(&mut |x| match x {
+                Ast::Call(f, args) if f == "__agg" => match args.first() {
+                    Some(Ast::Lit(crate::record::Value::Int(i))) => Ok(Some(Expr::Column(key_len + nout + slot_of[*i as usize]))),
+                    _ => Err("internal: bad aggregate slot".into()),
+                },
+                Ast::Name(n) => match known.iter().position(|c| c == n) {
+                    Some(i) => Ok(Some(Expr::Column(i))),
+                    None if Field::from_name(n).is_some() => Err(format!(
+                        "`{n}` is an event field: use it inside an aggregate (e.g. `avg({n})`) or in `group_by`"
+                    )),
+                    None => Err(format!("unknown name `{n}`")),
+                },
+                _ => Ok(None),
+            })
+            .or_else(|m| cx.err(item.span(), "select", m))?;
+        outputs.push(bound);
+    }
+
+    let having = compile_having(a, &columns, cx)?;
+    let gauges = compile_gauges(a, &columns, key_len, cx)?;
+    Ok(Analysis {
+        name: a.name.get_ref().clone(),
+        topic: topic_of(a),
+        description: a.description.clone(),
+        gauges,
+        columns,
+        key_len,
+        kind: AnalysisKind::Windowed {
+            node: node_idx,
+            outputs,
+        },
+        having,
+        delay_ms,
+        lateness_ms,
+        update,
+        windowless: windows.is_global(),
+    })
+}
+
+/// Replaces aggregate calls with `__agg(i)` placeholders, collecting their specs.
+fn extract_aggregates(ast: &Ast, accs: &mut Vec<AccSpec>) -> Result<Ast, String> {
+    Ok(match ast {
+        Ast::Call(name, args) => {
+            if let Some(func) = AggFunc::from_name(name) {
+                let arg = match (func, args.as_slice()) {
+                    (AggFunc::Count, []) => None,
+                    (AggFunc::Count, [a]) => Some(a),
+                    (AggFunc::Count, _) => return Err("`count` takes zero or one argument".into()),
+                    (_, [a]) => Some(a),
+                    _ => return Err(format!("`{name}` takes exactly one argument")),
+                };
+                let func = if func == AggFunc::Count && arg.is_some() {
+                    AggFunc::CountNonNull
+                } else {
+                    func
+                };
+                let arg = match arg {
+                    Some(a) => {
+                        if contains_aggregate(a) {
+                            return Err(format!("aggregates cannot be nested inside `{name}`"));
+                        }
+                        Some(a.bind_event()?)
+                    }
+                    None => None,
+                };
+                let spec = AccSpec { func, arg };
+                let i = accs.iter().position(|x| *x == spec).unwrap_or_else(|| {
+                    accs.push(spec);
+                    accs.len() - 1
+                });
+                return Ok(Ast::Call(
+                    "__agg".into(),
+                    vec![Ast::Lit(crate::record::Value::Int(i as i64))],
+                ));
+            }
+            Ast::Call(
+                name.clone(),
+                args.iter()
+                    .map(|a| extract_aggregates(a, accs))
+                    .collect::<Result<_, _>>()?,
+            )
+        }
+        Ast::Unary(op, e) => Ast::Unary(*op, Box::new(extract_aggregates(e, accs)?)),
+        Ast::Binary(op, a, b) => Ast::Binary(
+            *op,
+            Box::new(extract_aggregates(a, accs)?),
+            Box::new(extract_aggregates(b, accs)?),
+        ),
+        Ast::IsNull(e, n) => Ast::IsNull(Box::new(extract_aggregates(e, accs)?), *n),
+        Ast::Case(arms, d) => Ast::Case(
+            arms.iter()
+                .map(|(c, t)| Ok((extract_aggregates(c, accs)?, extract_aggregates(t, accs)?)))
+                .collect::<Result<_, String>>()?,
+            match d {
+                Some(d) => Some(Box::new(extract_aggregates(d, accs)?)),
+                None => None,
+            },
+        ),
+        other => other.clone(),
+    })
+}
+
+fn contains_aggregate(ast: &Ast) -> bool {
+    match ast {
+        Ast::Call(name, args) => {
+            AggFunc::from_name(name).is_some() || args.iter().any(contains_aggregate)
+        }
+        Ast::Unary(_, e) | Ast::IsNull(e, _) => contains_aggregate(e),
+        Ast::Binary(_, a, b) => contains_aggregate(a) || contains_aggregate(b),
+        Ast::Case(arms, d) => {
+            arms.iter()
+                .any(|(c, t)| contains_aggregate(c) || contains_aggregate(t))
+                || d.as_deref().is_some_and(contains_aggregate)
+        }
+        _ => false,
+    }
+}
