@@ -9,11 +9,10 @@
 //! never on how events were spread over workers and processes or in which order partials
 //! merged. Bit-identical output for every layout relies on that.
 
-use std::collections::BTreeSet;
-
 use serde::{Deserialize, Serialize};
 
 use crate::operators::exact::ExactSum;
+use crate::operators::value_set::ValueSet;
 use crate::record::{Event, Value};
 use crate::spec::expr::Expr;
 
@@ -86,8 +85,8 @@ impl AccSpec {
                 sumsq: ExactSum::default(),
                 approx: false,
             },
-            AggFunc::CountDistinct => Acc::Distinct(BTreeSet::new()),
-            AggFunc::CollectSet => Acc::Set(BTreeSet::new()),
+            AggFunc::CountDistinct => Acc::Distinct(ValueSet::default()),
+            AggFunc::CollectSet => Acc::Set(ValueSet::default()),
             AggFunc::CollectList => Acc::List(Vec::new()),
         }
     }
@@ -100,6 +99,24 @@ impl AccSpec {
             (AggFunc::CountIf, Acc::Count(n)) => {
                 if self.arg.as_ref().is_some_and(|c| c.test(event)) {
                     *n += 1
+                }
+            }
+            (_, Acc::Distinct(set) | Acc::Set(set)) => {
+                // Tested by reference: the field is copied only when it is new to the set.
+                match &self.arg {
+                    Some(Expr::Field(f)) => {
+                        let r = event.get(*f);
+                        if !r.is_null() {
+                            set.insert_ref(r);
+                        }
+                    }
+                    Some(e) => {
+                        let v = e.eval(event);
+                        if !v.is_null() {
+                            set.insert(v);
+                        }
+                    }
+                    None => {}
                 }
             }
             (_, acc) => {
@@ -146,8 +163,8 @@ pub enum Acc {
         sumsq: ExactSum,
         approx: bool,
     },
-    Distinct(BTreeSet<Value>),
-    Set(BTreeSet<Value>),
+    Distinct(ValueSet),
+    Set(ValueSet),
     /// (event time, input position, value)
     List(Vec<(i64, u64, Value)>),
 }
@@ -215,11 +232,7 @@ impl Acc {
                     }
                 }
             }
-            Acc::Distinct(s) | Acc::Set(s) => {
-                if !s.contains(&v) {
-                    s.insert(v);
-                }
-            }
+            Acc::Distinct(s) | Acc::Set(s) => s.insert(v),
             Acc::List(l) => l.push((event.timestamp, event.pos, v)),
         }
     }
@@ -280,14 +293,7 @@ impl Acc {
                 sumsq.merge(sq2);
                 *approx |= a2;
             }
-            (Acc::Distinct(a), Acc::Distinct(b)) | (Acc::Set(a), Acc::Set(b)) => {
-                if a.len() < b.len() {
-                    let small = std::mem::replace(a, b);
-                    a.extend(small);
-                } else {
-                    a.extend(b);
-                }
-            }
+            (Acc::Distinct(a), Acc::Distinct(b)) | (Acc::Set(a), Acc::Set(b)) => a.merge(b),
             (Acc::List(a), Acc::List(b)) => a.extend(b),
             (a, b) => debug_assert!(false, "merging {a:?} with {b:?}"),
         }
@@ -326,7 +332,7 @@ impl Acc {
             } if n >= 2 => Value::Float(sample_stddev(n, &sum, &sumsq, approx)),
             Acc::Moments { .. } => Value::Null,
             Acc::Distinct(s) => Value::Int(s.len() as i64),
-            Acc::Set(s) => Value::List(s.into_iter().collect()),
+            Acc::Set(s) => Value::List(s.into_sorted()),
             Acc::List(mut l) => {
                 l.sort_by_key(|a| (a.0, a.1));
                 Value::List(l.into_iter().map(|(_, _, v)| v).collect())

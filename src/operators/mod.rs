@@ -7,6 +7,7 @@
 //! - [`in_key_order::InKeyOrder`]: per-key, in-window-order processing of result rows.
 //! - [`zscore::ZScore`], [`lag::Lag`]: detectors over previous windows.
 //! - [`aggregate`], [`window`]: the accumulators and window assignment they use.
+//! - [`value_set`]: the small-or-hashed set behind distinct counts and `collect_set`.
 //! - [`exact`]: exact, order-independent float sums behind `sum`, `avg` and `stddev`.
 
 pub mod aggregate;
@@ -16,6 +17,7 @@ pub mod intersect;
 pub mod lag;
 pub mod pre_aggregate;
 pub mod update_aggregate;
+pub mod value_set;
 pub mod window;
 pub mod window_aggregate;
 pub mod zscore;

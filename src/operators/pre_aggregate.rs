@@ -1,8 +1,9 @@
 //! Local pre-aggregation: every batch of events at one timestamp becomes one partial aggregate
 //! per (window, key), so only partials cross workers (as a combiner does in MapReduce).
 
-use std::collections::HashMap;
 use std::rc::Rc;
+
+use hashbrown::HashTable;
 
 use serde::{Deserialize, Serialize};
 use timely::dataflow::channels::pact::Pipeline;
@@ -63,40 +64,105 @@ pub trait PreAggregate<'scope> {
 impl<'scope> PreAggregate<'scope> for StreamVec<'scope, u64, Event> {
     fn pre_aggregate(self, node: Rc<AggNode>) -> StreamVec<'scope, u64, Partial> {
         self.unary(Pipeline, "PreAggregate", move |_, _| {
-            let mut groups: HashMap<(i64, Key), Vec<Acc>> = HashMap::new();
+            let mut table = GroupTable::new(node);
             move |input, output| {
                 input.for_each_stamp(|cap, data| {
                     let progress = crate::operators::time_of(&cap) as i64;
                     for batch in data {
-                        for ev in batch.drain(..) {
-                            if let Some(f) = &node.filter {
-                                if !f.test(&ev) {
-                                    continue;
-                                }
-                            }
-                            let key: Key =
-                                node.keys.iter().map(|f| ev.get(*f).to_owned()).collect();
-                            for start in
-                                node.windows
-                                    .open_starts(ev.timestamp, node.hold_ms, progress)
-                            {
-                                let accs =
-                                    groups.entry((start, key.clone())).or_insert_with(|| {
-                                        node.accs.iter().map(|a| a.new_state()).collect()
-                                    });
-                                for (spec, acc) in node.accs.iter().zip(accs.iter_mut()) {
-                                    spec.update(acc, &ev);
-                                }
-                            }
+                        for ev in batch.iter() {
+                            table.absorb(ev, progress);
                         }
                     }
-                    output.session(&cap).give_iterator(
-                        groups
-                            .drain()
-                            .map(|((start, key), accs)| Partial { start, key, accs }),
-                    );
+                    output.session(&cap).give_iterator(table.drain());
                 });
             }
         })
+    }
+}
+
+/// The open (window, key) groups of one node, filled event by event and drained into
+/// [`Partial`]s: the combiner behind [`PreAggregate`], also run inside the ingest operator,
+/// where every node reads each event right after it is parsed, with no copy of it.
+///
+/// Lookups hash the event's key fields in place, so an event allocates nothing unless it starts
+/// a new group (then its key is copied once).
+pub struct GroupTable {
+    node: Rc<AggNode>,
+    /// Indices into `groups`, hashed by (window start, key).
+    index: HashTable<usize>,
+    groups: Vec<Partial>,
+    hashes: Vec<u64>,
+}
+
+impl GroupTable {
+    pub fn new(node: Rc<AggNode>) -> Self {
+        GroupTable {
+            node,
+            index: HashTable::new(),
+            groups: Vec::new(),
+            hashes: Vec::new(),
+        }
+    }
+
+    /// Folds `ev` into the node's windows that are still open at event-time `progress`
+    /// (nothing when it fails the node's filter).
+    #[inline]
+    pub fn absorb(&mut self, ev: &Event, progress: i64) {
+        let node = &*self.node;
+        if let Some(f) = &node.filter {
+            if !f.test(ev) {
+                return;
+            }
+        }
+        let mut key_hash = 0x9e37_79b9_7f4a_7c15u64;
+        for f in &node.keys {
+            key_hash = (key_hash ^ ev.get(*f).hash64()).wrapping_mul(0x0100_0000_01b3);
+        }
+        for start in node
+            .windows
+            .open_starts(ev.timestamp, node.hold_ms, progress)
+        {
+            let h = (key_hash ^ start as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            // The table indexes by the low bits: fold the well-mixed high bits into them.
+            let h = h ^ (h >> 29);
+            let groups = &mut self.groups;
+            let found = self.index.find(h, |&i| {
+                let g = &groups[i];
+                g.start == start
+                    && g.key
+                        .iter()
+                        .zip(&node.keys)
+                        .all(|(v, f)| v.eq_ref(ev.get(*f)))
+            });
+            let i = match found {
+                Some(&i) => i,
+                None => {
+                    let i = groups.len();
+                    groups.push(Partial {
+                        start,
+                        key: node.keys.iter().map(|f| ev.get(*f).to_owned()).collect(),
+                        accs: node.accs.iter().map(|a| a.new_state()).collect(),
+                    });
+                    self.hashes.push(h);
+                    let hashes = &self.hashes;
+                    self.index.insert_unique(h, i, |&j| hashes[j]);
+                    i
+                }
+            };
+            for (spec, acc) in node.accs.iter().zip(groups[i].accs.iter_mut()) {
+                spec.update(acc, ev);
+            }
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+    }
+
+    /// The partials gathered since the last drain.
+    pub fn drain(&mut self) -> std::vec::Drain<'_, Partial> {
+        self.index.clear();
+        self.hashes.clear();
+        self.groups.drain(..)
     }
 }

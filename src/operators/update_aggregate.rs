@@ -38,6 +38,7 @@ pub trait UpdateAggregate<'scope>: Sized {
     ///
     /// ```
     /// use std::rc::Rc;
+    /// use timely::container::CapacityContainerBuilder;
     /// use timely::dataflow::InputHandle;
     /// use timely::dataflow::operators::{Input, Capture, capture::Event as Msg};
     /// use logflow::operators::aggregate::{AccSpec, AggFunc};
@@ -57,7 +58,7 @@ pub trait UpdateAggregate<'scope>: Sized {
     ///         update: true,
     ///         input: Default::default(),
     ///     });
-    ///     let mut input = InputHandle::new();
+    ///     let mut input = InputHandle::<u64, CapacityContainerBuilder<Vec<Event>>>::new();
     ///     let out = worker.dataflow(|scope| {
     ///         scope.input_from(&mut input)
     ///             .update_aggregate(node, |w, out: &mut Vec<Value>| out.push(w.values[0].clone()))
@@ -105,13 +106,31 @@ impl<'scope> UpdateAggregate<'scope> for StreamVec<'scope, u64, Event> {
         self,
         node: Rc<AggNode>,
         open: Rc<Cell<usize>>,
+        emit: F,
+    ) -> VecCollection<'scope, u64, D>
+    where
+        D: Clone + 'static,
+        F: FnMut(Closed<'_>, &mut Vec<D>) + 'static,
+    {
+        self.pre_aggregate(Rc::clone(&node))
+            .update_aggregate_gauged(node, open, emit)
+    }
+}
+
+/// Partials already pre-aggregated (by [`PreAggregate`] or at ingest) are exchanged by key and
+/// merged.
+impl<'scope> UpdateAggregate<'scope> for StreamVec<'scope, u64, Partial> {
+    fn update_aggregate_gauged<D, F>(
+        self,
+        node: Rc<AggNode>,
+        open: Rc<Cell<usize>>,
         mut emit: F,
     ) -> VecCollection<'scope, u64, D>
     where
         D: Clone + 'static,
         F: FnMut(Closed<'_>, &mut Vec<D>) + 'static,
     {
-        let partials = self.pre_aggregate(Rc::clone(&node));
+        let partials = self;
         let exchange = Exchange::new(|p: &Partial| key_hash(&p.key));
         partials
             .unary_frontier(exchange, "UpdateAggregate", move |_, _| {
@@ -263,6 +282,7 @@ mod tests {
     use crate::operators::window::Windows;
     use crate::record::{Field, Value};
     use crate::spec::plan::NodeInput;
+    use timely::container::CapacityContainerBuilder;
     use timely::dataflow::operators::{Input, Inspect, Probe};
     use timely::dataflow::{InputHandle, ProbeHandle};
 
@@ -285,7 +305,7 @@ mod tests {
             });
             let open: Rc<Cell<usize>> = Rc::default();
             let changes: Rc<Cell<usize>> = Rc::default();
-            let mut input = InputHandle::new();
+            let mut input = InputHandle::<u64, CapacityContainerBuilder<Vec<Event>>>::new();
             let probe = ProbeHandle::new();
             let (o, c) = (Rc::clone(&open), Rc::clone(&changes));
             worker.dataflow(|scope| {

@@ -68,16 +68,30 @@ pub trait WindowAggregate<'scope> {
 }
 
 impl<'scope> WindowAggregate<'scope> for StreamVec<'scope, u64, Event> {
+    fn window_aggregate<D, F>(self, node: Rc<AggNode>, emit: F) -> StreamVec<'scope, u64, D>
+    where
+        D: 'static,
+        F: FnMut(Closed<'_>, &mut Vec<D>) + 'static,
+    {
+        self.pre_aggregate(Rc::clone(&node))
+            .window_aggregate(node, emit)
+    }
+}
+
+/// Partials already pre-aggregated (by [`PreAggregate`] or at ingest) are exchanged by key and
+/// merged.
+impl<'scope> WindowAggregate<'scope> for StreamVec<'scope, u64, Partial> {
     fn window_aggregate<D, F>(self, node: Rc<AggNode>, mut emit: F) -> StreamVec<'scope, u64, D>
     where
         D: 'static,
         F: FnMut(Closed<'_>, &mut Vec<D>) + 'static,
     {
-        let partials = self.pre_aggregate(Rc::clone(&node));
-
+        let partials = self;
         let exchange = Exchange::new(|p: &Partial| key_hash(&p.key));
         partials.unary_frontier(exchange, "WindowMerge", move |_, _| {
-            type Open = HashMap<(i64, Key), Vec<Acc>>;
+            // foldhash: the keys come from the input, but routing already spreads them, and
+            // SipHash's DoS resistance costs more than the merge itself.
+            type Open = HashMap<(i64, Key), Vec<Acc>, foldhash::fast::FixedState>;
             let mut windows: BTreeMap<u64, (Capability<u64>, Open)> = BTreeMap::new();
             let mut out = Vec::new();
             let mut values = Vec::new();
@@ -89,7 +103,7 @@ impl<'scope> WindowAggregate<'scope> for StreamVec<'scope, u64, Event> {
                             let (_, open) = windows.entry(deadline).or_insert_with(|| {
                                 (
                                     cap.delayed(&deadline.max(crate::operators::time_of(&cap)), 0),
-                                    HashMap::new(),
+                                    HashMap::default(),
                                 )
                             });
                             match open.entry((p.start, p.key)) {

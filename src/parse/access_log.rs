@@ -91,7 +91,8 @@ fn response_time(tok: &str) -> Option<Option<f64>> {
     }
 }
 
-pub(super) fn parse(line: &[u8]) -> Result<Event, ParseError> {
+/// Parses one line; the request line is copied into `message` only when `keep_message`.
+pub(super) fn parse(line: &[u8], keep_message: bool) -> Result<Event, ParseError> {
     let line = std::str::from_utf8(line).map_err(|_| err("access log line is not valid UTF-8"))?;
     let (host, rest) = token(line).ok_or_else(|| err("empty access log line"))?;
     let (_ident, rest) = token(rest).ok_or_else(|| err("truncated access log line: no ident"))?;
@@ -139,7 +140,7 @@ pub(super) fn parse(line: &[u8]) -> Result<Event, ParseError> {
         timestamp,
         level: Some(Str::from(level_of(status))),
         service: Some(Str::from(service_of(request))),
-        message: Some(Str::from(request)),
+        message: keep_message.then(|| Str::from(request)),
         ip_address: Some(Str::from(host)),
         user_id: (user != "-").then(|| Str::from(user)),
         response_time: response,
@@ -152,11 +153,15 @@ pub(super) fn parse(line: &[u8]) -> Result<Event, ParseError> {
 mod tests {
     use super::*;
 
+    fn parse_all(line: &[u8]) -> Result<Event, ParseError> {
+        parse(line, true)
+    }
+
     const COMBINED: &str = r#"83.149.9.216 - - [17/May/2015:10:05:03 +0000] "GET /presentations/logstash-monitorama-2013/images/kibana-search.png HTTP/1.1" 200 203023 "http://semicomplete.com/presentations/logstash-monitorama-2013/" "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_9_1)""#;
 
     #[test]
     fn combined_line() {
-        let e = parse(COMBINED.as_bytes()).unwrap();
+        let e = parse_all(COMBINED.as_bytes()).unwrap();
         assert_eq!(e.ip_address.as_deref(), Some("83.149.9.216"));
         assert_eq!(e.user_id, None);
         assert_eq!(e.timestamp, 1_431_857_103_000);
@@ -172,18 +177,18 @@ mod tests {
 
     #[test]
     fn common_format_users_levels_and_response_times() {
-        let e = parse(br#"10.0.0.1 - alice [24/Nov/2026:11:05:00 +0100] "POST /api/v1/items?x=1 HTTP/1.1" 503 - 250000"#).unwrap();
+        let e = parse_all(br#"10.0.0.1 - alice [24/Nov/2026:11:05:00 +0100] "POST /api/v1/items?x=1 HTTP/1.1" 503 - 250000"#).unwrap();
         assert_eq!(e.user_id.as_deref(), Some("alice"));
         assert_eq!(e.timestamp, 1_795_514_700_000);
         assert_eq!(e.level.as_deref(), Some("ERROR"));
         assert_eq!(e.service.as_deref(), Some("api"));
         assert_eq!(e.response_time, Some(0.25));
-        let e = parse(br#"10.0.0.1 - - [24/Nov/2026:10:05:00 +0000] "GET /x HTTP/1.1" 404 12 "-" "curl/8" 0.125"#).unwrap();
+        let e = parse_all(br#"10.0.0.1 - - [24/Nov/2026:10:05:00 +0000] "GET /x HTTP/1.1" 404 12 "-" "curl/8" 0.125"#).unwrap();
         assert_eq!(
             (e.level.as_deref(), e.response_time),
             (Some("WARN"), Some(0.125))
         );
-        let e = parse(br#"10.0.0.1 - - [24/Nov/2026:10:05:00 +0000] "GET /a\"b HTTP/1.1" 200 1 "-" "agent \"quoted\"""#).unwrap();
+        let e = parse_all(br#"10.0.0.1 - - [24/Nov/2026:10:05:00 +0000] "GET /a\"b HTTP/1.1" 200 1 "-" "agent \"quoted\"""#).unwrap();
         assert_eq!(e.service.as_deref(), Some("a\\\"b"));
     }
 
@@ -218,7 +223,7 @@ mod tests {
             br#"1.2.3.4 - - [17/May/2015:10:05:03 +0000] "GET / HTTP/1.1" 200 12 "ref" "ua" soon"#,
             b"1.2.3.4 - - [17/May/2015:10:05:03 +0000] \"GET /\xff HTTP/1.1\" 200 12",
         ] {
-            assert!(parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+            assert!(parse_all(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }
     }
 
@@ -231,7 +236,7 @@ mod tests {
         };
         let mut n = 0;
         for line in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-            parse(line).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(line)));
+            parse_all(line).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(line)));
             n += 1;
         }
         assert_eq!(n, 10_000);
@@ -239,11 +244,11 @@ mod tests {
 
     #[test]
     fn a_user_agent_cut_off_at_the_end_of_the_line_is_tolerated() {
-        let e = parse(br#"46.118.127.106 - - [20/May/2015:12:05:17 +0000] "GET /scripts/x.py HTTP/1.1" 200 235 "-" "Mozilla/5.0 (compatible; Googlebot/2.1"#).unwrap();
+        let e = parse_all(br#"46.118.127.106 - - [20/May/2015:12:05:17 +0000] "GET /scripts/x.py HTTP/1.1" 200 235 "-" "Mozilla/5.0 (compatible; Googlebot/2.1"#).unwrap();
         assert_eq!(e.service.as_deref(), Some("scripts"));
-        assert!(
-            parse(br#"1.2.3.4 - - [20/May/2015:12:05:17 +0000] "GET / HTTP/1.1" 200 235 "-""#)
-                .is_err()
-        );
+        assert!(parse_all(
+            br#"1.2.3.4 - - [20/May/2015:12:05:17 +0000] "GET / HTTP/1.1" 200 235 "-""#
+        )
+        .is_err());
     }
 }

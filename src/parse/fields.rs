@@ -7,10 +7,32 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 
 use super::timestamp::parse_rfc3339;
-use crate::record::Str;
+use crate::record::{Field, Str};
 
 /// A string field (`null` = absent).
 pub struct OptStr(pub Option<Str>);
+/// An object key naming a [`Field`] (`None`: a key logflow does not read), matched in place:
+/// keys are never copied (serde's `Cow<str>` would allocate a `String` for every key).
+pub struct FieldKey(pub Option<Field>);
+
+impl<'de> Deserialize<'de> for FieldKey {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = FieldKey;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<FieldKey, E> {
+                Ok(FieldKey(Field::from_name(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// A string field no analysis reads: checked like [`OptStr`], never copied.
+pub struct SkipStr;
 /// An integer field; a float with a fraction or a string is an error.
 pub struct OptInt(pub Option<i64>);
 /// A number field (ints widen).
@@ -44,6 +66,39 @@ visitor!(OptStr, "a string or null", {
         Ok(OptStr(Some(Str::from(v))))
     }
 });
+
+impl<'de> Deserialize<'de> for SkipStr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = SkipStr;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or null")
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<SkipStr, E> {
+                Ok(SkipStr)
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<SkipStr, E> {
+                Ok(SkipStr)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Reads a string field of `map` into `Some` when `keep`, else only checks its type.
+pub fn opt_str<'de, A: de::MapAccess<'de>>(
+    map: &mut A,
+    key: &str,
+    keep: bool,
+) -> Result<Option<Str>, A::Error> {
+    let named = |e: A::Error| de::Error::custom(format_args!("{key}: {e}"));
+    if keep {
+        map.next_value::<OptStr>().map(|s| s.0).map_err(named)
+    } else {
+        map.next_value::<SkipStr>().map(|_| None).map_err(named)
+    }
+}
 
 visitor!(OptInt, "an integer or null", {
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<OptInt, E> {

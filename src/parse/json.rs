@@ -6,22 +6,25 @@
 
 use std::fmt;
 
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 
-use super::fields::{reason, OptFloat, OptInt, OptStr, Ts};
+use super::fields::{opt_str, reason, FieldKey, OptFloat, OptInt, Ts};
 use super::ParseError;
-use crate::record::Event;
+use crate::record::{Event, Field, FieldSet};
 
-struct Log(Event);
-
-impl<'de> Deserialize<'de> for Log {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_map(LogVisitor)
-    }
+/// Deserializes a log object, copying only the string fields in `keep`.
+struct LogVisitor {
+    keep: FieldSet,
 }
 
-struct LogVisitor;
+impl<'de> DeserializeSeed<'de> for LogVisitor {
+    type Value = Event;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Event, D::Error> {
+        d.deserialize_map(self)
+    }
+}
 
 /// Reads the value of `key`, naming the field in any error.
 pub(super) fn field<'de, T: Deserialize<'de>, A: MapAccess<'de>>(
@@ -33,47 +36,69 @@ pub(super) fn field<'de, T: Deserialize<'de>, A: MapAccess<'de>>(
 }
 
 impl<'de> Visitor<'de> for LogVisitor {
-    type Value = Log;
+    type Value = Event;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON object")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Log, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Event, A::Error> {
         let mut e = Event::default();
         let mut ts = None;
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            match key.as_ref() {
-                "timestamp" => ts = field::<Ts, _>(&mut map, "timestamp")?.0,
-                "level" => e.level = field::<OptStr, _>(&mut map, "level")?.0,
-                "service" => e.service = field::<OptStr, _>(&mut map, "service")?.0,
-                "message" => e.message = field::<OptStr, _>(&mut map, "message")?.0,
-                "ip_address" => e.ip_address = field::<OptStr, _>(&mut map, "ip_address")?.0,
-                "user_id" => e.user_id = field::<OptStr, _>(&mut map, "user_id")?.0,
-                "request_id" => e.request_id = field::<OptStr, _>(&mut map, "request_id")?.0,
-                "response_time" => {
+        let k = |f: Field| self.keep.contains(f);
+        while let Some(FieldKey(key)) = map.next_key::<FieldKey>()? {
+            match key {
+                Some(Field::Timestamp) => ts = field::<Ts, _>(&mut map, "timestamp")?.0,
+                Some(Field::Level) => e.level = opt_str(&mut map, "level", k(Field::Level))?,
+                Some(Field::Service) => {
+                    e.service = opt_str(&mut map, "service", k(Field::Service))?
+                }
+                Some(Field::Message) => {
+                    e.message = opt_str(&mut map, "message", k(Field::Message))?
+                }
+                Some(Field::IpAddress) => {
+                    e.ip_address = opt_str(&mut map, "ip_address", k(Field::IpAddress))?
+                }
+                Some(Field::UserId) => e.user_id = opt_str(&mut map, "user_id", k(Field::UserId))?,
+                Some(Field::RequestId) => {
+                    e.request_id = opt_str(&mut map, "request_id", k(Field::RequestId))?
+                }
+                Some(Field::ResponseTime) => {
                     e.response_time = field::<OptFloat, _>(&mut map, "response_time")?.0
                 }
-                "status_code" => e.status_code = field::<OptInt, _>(&mut map, "status_code")?.0,
-                "error_code" => e.error_code = field::<OptStr, _>(&mut map, "error_code")?.0,
+                Some(Field::StatusCode) => {
+                    e.status_code = field::<OptInt, _>(&mut map, "status_code")?.0
+                }
+                Some(Field::ErrorCode) => {
+                    e.error_code = opt_str(&mut map, "error_code", k(Field::ErrorCode))?
+                }
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
         }
         e.timestamp = ts.ok_or_else(|| de::Error::custom("missing timestamp"))?;
-        Ok(Log(e))
+        Ok(e)
     }
 }
 
-pub(super) fn parse(line: &[u8]) -> Result<Event, ParseError> {
+pub(super) fn parse(line: &[u8], keep: FieldSet) -> Result<Event, ParseError> {
+    parse_object(line, LogVisitor { keep })
+}
+
+/// Parses one JSON object with `seed`, rejecting trailing characters.
+pub(super) fn parse_object<'a, S: DeserializeSeed<'a, Value = Event>>(
+    line: &'a [u8],
+    seed: S,
+) -> Result<Event, ParseError> {
     // serde_json does not validate the bytes of strings it skips (unknown fields): check the
     // whole line, so a record with invalid UTF-8 anywhere is bad input.
     let line = std::str::from_utf8(line)
         .map_err(|e| ParseError::new(format!("not valid UTF-8 at byte {}", e.valid_up_to())))?;
-    serde_json::from_str::<Log>(line)
-        .map(|l| l.0)
-        .map_err(reason)
+    let mut de = serde_json::Deserializer::from_str(line);
+    let event = seed.deserialize(&mut de).map_err(reason)?;
+    de.end().map_err(reason)?;
+    Ok(event)
 }
 
 #[cfg(test)]
@@ -81,11 +106,11 @@ mod tests {
     use super::*;
 
     fn ok(s: &str) -> Event {
-        parse(s.as_bytes()).unwrap_or_else(|e| panic!("{s}: {e}"))
+        parse(s.as_bytes(), FieldSet::ALL).unwrap_or_else(|e| panic!("{s}: {e}"))
     }
 
     fn bad(s: &[u8]) -> String {
-        match parse(s) {
+        match parse(s, FieldSet::ALL) {
             Ok(e) => panic!("{}: parsed as {e:?}", String::from_utf8_lossy(s)),
             Err(e) => e.0.into_owned(),
         }

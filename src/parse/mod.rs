@@ -15,7 +15,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::record::Event;
+use crate::record::{Event, FieldSet};
 
 /// Input record formats (DESIGN.md section 2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -35,11 +35,21 @@ impl Format {
     /// Parses one record. `line` has no trailing newline (a trailing `\r` is tolerated).
     #[inline]
     pub fn parse(self, line: &[u8]) -> Result<Event, ParseError> {
+        self.parse_fields(line, FieldSet::ALL)
+    }
+
+    /// Parses one record, copying only the string fields in `keep` (the others are checked
+    /// exactly as `parse` checks them, so the same records are bad input, but left `None`):
+    /// a job's analyses rarely read `message`, the one long string of a log line.
+    #[inline]
+    pub fn parse_fields(self, line: &[u8], keep: FieldSet) -> Result<Event, ParseError> {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         match self {
-            Format::Json => json::parse(line),
-            Format::Apache | Format::Nginx => access_log::parse(line),
-            Format::UserEvents => user_events::parse(line),
+            Format::Json => json::parse(line, keep),
+            Format::Apache | Format::Nginx => {
+                access_log::parse(line, keep.contains(crate::record::Field::Message))
+            }
+            Format::UserEvents => user_events::parse(line, keep),
         }
     }
 

@@ -3,77 +3,82 @@
 
 use std::fmt;
 
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
-use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 
-use super::fields::{reason, OptFloat, OptStr, Ts};
-use super::json::field;
+use super::fields::{opt_str, FieldKey, OptFloat, Ts};
+use super::json::{field, parse_object};
 use super::ParseError;
-use crate::record::Event;
+use crate::record::{Event, Field, FieldSet};
 
-struct UserEvent(Event);
+/// Deserializes a user event, copying only the string fields in `keep`.
+struct V {
+    keep: FieldSet,
+}
 
-impl<'de> Deserialize<'de> for UserEvent {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_map(V)
+impl<'de> DeserializeSeed<'de> for V {
+    type Value = Event;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Event, D::Error> {
+        d.deserialize_map(self)
     }
 }
 
-struct V;
-
 impl<'de> Visitor<'de> for V {
-    type Value = UserEvent;
+    type Value = Event;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON object")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<UserEvent, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Event, A::Error> {
         let mut e = Event::default();
         let mut ts = None;
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            match key.as_ref() {
-                "timestamp" => ts = field::<Ts, _>(&mut map, "timestamp")?.0,
-                "user_id" => e.user_id = field::<OptStr, _>(&mut map, "user_id")?.0,
-                "action" => e.action = field::<OptStr, _>(&mut map, "action")?.0,
-                "value" => e.value = field::<OptFloat, _>(&mut map, "value")?.0,
-                "session_id" => e.session_id = field::<OptStr, _>(&mut map, "session_id")?.0,
-                "ip_address" => e.ip_address = field::<OptStr, _>(&mut map, "ip_address")?.0,
+        let k = |f: Field| self.keep.contains(f);
+        while let Some(FieldKey(key)) = map.next_key::<FieldKey>()? {
+            match key {
+                Some(Field::Timestamp) => ts = field::<Ts, _>(&mut map, "timestamp")?.0,
+                Some(Field::UserId) => e.user_id = opt_str(&mut map, "user_id", k(Field::UserId))?,
+                Some(Field::Action) => e.action = opt_str(&mut map, "action", k(Field::Action))?,
+                Some(Field::Value) => e.value = field::<OptFloat, _>(&mut map, "value")?.0,
+                Some(Field::SessionId) => {
+                    e.session_id = opt_str(&mut map, "session_id", k(Field::SessionId))?
+                }
+                Some(Field::IpAddress) => {
+                    e.ip_address = opt_str(&mut map, "ip_address", k(Field::IpAddress))?
+                }
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
         }
         e.timestamp = ts.ok_or_else(|| de::Error::custom("missing timestamp"))?;
-        Ok(UserEvent(e))
+        Ok(e)
     }
 }
 
-pub(super) fn parse(line: &[u8]) -> Result<Event, ParseError> {
-    // serde_json does not validate the bytes of strings it skips (unknown fields): check the
-    // whole line, so a record with invalid UTF-8 anywhere is bad input.
-    let line = std::str::from_utf8(line)
-        .map_err(|e| ParseError::new(format!("not valid UTF-8 at byte {}", e.valid_up_to())))?;
-    serde_json::from_str::<UserEvent>(line)
-        .map(|u| u.0)
-        .map_err(reason)
+pub(super) fn parse(line: &[u8], keep: FieldSet) -> Result<Event, ParseError> {
+    parse_object(line, V { keep })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn parse_all(line: &[u8]) -> Result<Event, ParseError> {
+        parse(line, FieldSet::ALL)
+    }
+
     #[test]
     fn parses_user_events() {
-        let e = parse(br#"{"timestamp":1795514700000,"user_id":"user_7","action":"click","value":2.5,"session_id":"s1","ip_address":"10.1.1.1"}"#).unwrap();
+        let e = parse_all(br#"{"timestamp":1795514700000,"user_id":"user_7","action":"click","value":2.5,"session_id":"s1","ip_address":"10.1.1.1"}"#).unwrap();
         assert_eq!(e.timestamp, 1_795_514_700_000);
         assert_eq!(e.user_id.as_deref(), Some("user_7"));
         assert_eq!(e.action.as_deref(), Some("click"));
         assert_eq!(e.value, Some(2.5));
         assert_eq!(e.session_id.as_deref(), Some("s1"));
         assert_eq!(e.ip_address.as_deref(), Some("10.1.1.1"));
-        let e =
-            parse(br#"{"timestamp":"2026-11-24T10:05:00Z","user_id":"42","action":null}"#).unwrap();
+        let e = parse_all(br#"{"timestamp":"2026-11-24T10:05:00Z","user_id":"42","action":null}"#)
+            .unwrap();
         assert_eq!((e.user_id.as_deref(), e.action), (Some("42"), None));
     }
 
@@ -87,7 +92,7 @@ mod tests {
             br#"{"timestamp":1,"user_id":41}"#,
             b"{\"timestamp\":1",
         ] {
-            assert!(parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+            assert!(parse_all(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }
     }
 }

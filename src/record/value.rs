@@ -1,7 +1,7 @@
 //! Values of fields, group keys and results.
 
 use std::cmp::Ordering;
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher};
 
 use serde::{Deserialize, Serialize};
 
@@ -40,7 +40,32 @@ impl ValueRef<'_> {
     pub fn is_null(self) -> bool {
         matches!(self, ValueRef::Null)
     }
+
+    /// A hash equal to [`Value::hash64`] of the owned value (and of every value equal to it).
+    #[inline]
+    pub fn hash64(self) -> u64 {
+        let mut h = HASHER.build_hasher();
+        match self {
+            ValueRef::Null => h.write_u8(0),
+            ValueRef::Int(i) => {
+                h.write_u8(2);
+                h.write_u64(float_key(i as f64).to_bits())
+            }
+            ValueRef::Float(f) => {
+                h.write_u8(2);
+                h.write_u64(float_key(f).to_bits())
+            }
+            ValueRef::Str(s) => {
+                h.write_u8(3);
+                h.write(s.as_bytes());
+            }
+        }
+        h.finish()
+    }
 }
+
+/// Fixed seed: set hashes are only compared within one process, but fixed keeps runs equal.
+const HASHER: foldhash::fast::FixedState = foldhash::fast::FixedState::with_seed(0x7661_6c75_6573);
 
 /// An owned value. Total order and hashing are defined for every variant (floats by their
 /// IEEE total order, with -0.0 folded into 0.0) so values can be group keys and set members.
@@ -76,6 +101,28 @@ impl Value {
             Value::Float(f) => Some(ValueRef::Float(*f)),
             Value::Str(s) => Some(ValueRef::Str(s)),
             _ => None,
+        }
+    }
+
+    /// Equality with a borrowed value, as `==` on the owned one.
+    #[inline]
+    pub fn eq_ref(&self, r: ValueRef<'_>) -> bool {
+        match (self, r) {
+            (Value::Str(a), ValueRef::Str(b)) => a.as_str() == b,
+            (Value::Null, ValueRef::Null) => true,
+            (Value::Int(a), ValueRef::Int(b)) => *a == b,
+            (Value::Int(_) | Value::Float(_), ValueRef::Int(_) | ValueRef::Float(_)) => {
+                *self == r.to_owned()
+            }
+            _ => false,
+        }
+    }
+
+    /// A hash consistent with `==`: equal values (`1` and `1.0`) hash equal.
+    pub fn hash64(&self) -> u64 {
+        match self.as_ref() {
+            Some(r) => r.hash64(),
+            None => HASHER.hash_one(self),
         }
     }
 

@@ -19,15 +19,16 @@ use super::Counters;
 use crate::metrics::Metrics;
 use crate::operators::intersect::Intersect;
 use crate::operators::lag::Lag;
+use crate::operators::pre_aggregate::PreAggregate;
 use crate::operators::update_aggregate::{UpdateAggregate, Upserts};
 use crate::operators::window_aggregate::{Closed, WindowAggregate};
 use crate::operators::zscore::ZScore;
 use crate::record::{Row, Value};
 use crate::sources::PartitionReader;
-use crate::spec::plan::{AnalysisKind, Detector, JobPlan, NodeInput};
+use crate::spec::plan::{AggNode, AnalysisKind, Detector, JobPlan, NodeInput};
 
-/// Ingest settings derived from the plan.
-pub fn ingest_config(plan: &JobPlan) -> IngestConfig {
+/// Ingest settings derived from the plan; `nodes` are the plan's aggregation nodes.
+pub fn ingest_config(plan: &JobPlan, nodes: &[Rc<AggNode>]) -> IngestConfig {
     IngestConfig {
         format: plan.source.format,
         granularity_ms: plan.granularity_ms,
@@ -47,6 +48,11 @@ pub fn ingest_config(plan: &JobPlan) -> IngestConfig {
             })
             .collect(),
         fields: plan.used_fields(),
+        nodes: nodes
+            .iter()
+            .filter(|n| n.input == NodeInput::Events)
+            .cloned()
+            .collect(),
         batch: 65_536,
     }
 }
@@ -67,10 +73,11 @@ pub fn build<'scope>(
     metrics: &Metrics,
 ) -> Outputs<'scope> {
     let board: ProgressBoard = Rc::new(RefCell::new(HashMap::new()));
-    let (events, dead, late, beacons) = ingest(
+    let nodes: Vec<Rc<AggNode>> = plan.nodes.iter().cloned().map(Rc::new).collect();
+    let (partials, dead, late, beacons) = ingest(
         scope,
         readers,
-        ingest_config(plan),
+        ingest_config(plan, &nodes),
         counters,
         metrics,
         Rc::clone(&board),
@@ -96,8 +103,9 @@ pub fn build<'scope>(
         })
         .collect();
     let key_lens: Rc<Vec<usize>> = Rc::new(plan.analyses.iter().map(|a| a.key_len).collect());
-    for node in &plan.nodes {
-        let node = Rc::new(node.clone());
+    // The partials of the nodes that read events come from ingest, in node order.
+    let mut from_ingest = partials.into_iter();
+    for node in nodes {
         let projections: Vec<_> = node
             .analyses
             .iter()
@@ -134,8 +142,14 @@ pub fn build<'scope>(
             }
         };
         let input = match node.input {
-            NodeInput::Events => events.clone(),
-            NodeInput::Late => late.clone().map(|l: LateEvent| l.event),
+            NodeInput::Events => match from_ingest.next() {
+                Some(p) => p,
+                None => unreachable!("ingest pre-aggregates every node that reads events"),
+            },
+            NodeInput::Late => late
+                .clone()
+                .map(|l: LateEvent| l.event)
+                .pre_aggregate(Rc::clone(&node)),
         };
         let rows = if node.update {
             input

@@ -18,7 +18,7 @@
 //! partitions are spread over workers, and replaying a partition gives the same results.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,10 +31,14 @@ use timely::dataflow::{Scope, StreamVec};
 
 use super::accounting::Counters;
 use crate::metrics::{Metrics, PartitionMeter};
+use crate::operators::pre_aggregate::{GroupTable, Partial};
 use crate::operators::window::Windows;
 use crate::parse::Format;
 use crate::record::Event;
+use crate::sources::shared::Turns;
 use crate::sources::{Origin, PartitionReader, ReadStatus, RecordBatch};
+use crate::spec::plan::AggNode;
+use crate::Error;
 
 /// A record that could not be parsed.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -73,19 +77,273 @@ pub struct IngestConfig {
     pub granularity_ms: i64,
     pub idle_timeout: Duration,
     pub rules: Vec<LatenessRule>,
-    /// Fields the analyses read; the rest are cleared before events fan out.
+    /// Fields the analyses read: other string fields are checked but not copied.
     pub fields: crate::record::FieldSet,
+    /// The aggregation nodes that read events, pre-aggregated right here (see [`ingest`]).
+    pub nodes: Vec<Rc<AggNode>>,
     /// Records read per activation, across partitions (bounds latency and memory).
     pub batch: usize,
 }
 
 struct Partition {
     reader: Box<dyn PartitionReader>,
+    /// Set when the local workers read this partition in turns.
+    turns: Option<Turns>,
     meter: Arc<PartitionMeter>,
-    /// Largest event time seen.
+    /// Largest event time seen (for a shared partition: up to the current block's record).
     max_ts: Option<i64>,
     last_data: Instant,
     ended: bool,
+    /// A shared partition's blocks taken and parsed here, waiting for the event times before
+    /// them (oldest first).
+    blocks: VecDeque<Block>,
+}
+
+/// A block of a shared partition, parsed.
+struct Block {
+    seq: u64,
+    batch: RecordBatch,
+    parsed: Vec<Result<Event, String>>,
+    /// The largest event time of every earlier block, once known.
+    before: Option<Option<i64>>,
+}
+
+/// Blocks of a shared partition a worker may hold: one waits while the next is parsed.
+const BLOCKS_AHEAD: usize = 2;
+/// Records per block of a shared partition: small enough that the workers' blocks stay close
+/// in the file (and in memory), large enough that taking one is rare.
+const SHARED_BLOCK: usize = 8192;
+
+/// What one activation sends: dead letters, late events at their times, and counts
+/// `(read, parsed, dead_letter, late)`.
+#[derive(Default)]
+struct Routed {
+    dead: Vec<DeadLetter>,
+    late: Vec<(u64, LateEvent)>,
+    counts: (u64, u64, u64, u64),
+}
+
+/// The worker-local pre-aggregation of every node, and the partials ready to send.
+struct Aggregation {
+    tables: Vec<GroupTable>,
+    /// The time the partials in `tables` are gathered at.
+    time: u64,
+    /// (time, node, partials)
+    ready: Vec<(u64, usize, Vec<Partial>)>,
+}
+
+impl Aggregation {
+    #[inline]
+    fn absorb(&mut self, ev: &Event, t: u64) {
+        if t != self.time {
+            self.flush();
+            self.time = t;
+        }
+        for table in self.tables.iter_mut() {
+            table.absorb(ev, t as i64);
+        }
+    }
+
+    fn flush(&mut self) {
+        for (i, table) in self.tables.iter_mut().enumerate() {
+            if !table.is_empty() {
+                self.ready.push((self.time, i, table.drain().collect()));
+            }
+        }
+    }
+}
+
+/// What stamping needs during one activation.
+struct Stamp<'a, F: Fn(i64) -> i64> {
+    config: &'a IngestConfig,
+    /// Rounds event time down to the progress granularity.
+    floor: &'a F,
+    cap_time: u64,
+}
+
+/// Parses every record of `batch`, returning the largest event time parsed.
+fn parse_block(
+    config: &IngestConfig,
+    batch: &RecordBatch,
+    parsed: &mut Vec<Result<Event, String>>,
+) -> Option<i64> {
+    parsed.clear();
+    let mut max = None;
+    for (bytes, _, cut) in batch.iter() {
+        let r = match cut {
+            Some(len) => Err(format!(
+                "record too long: {len} bytes (limit {})",
+                bytes.len()
+            )),
+            None => config
+                .format
+                .parse_fields(bytes, config.fields)
+                .map_err(|e| e.0.into_owned()),
+        };
+        if let Ok(ev) = &r {
+            max = max.max(Some(ev.timestamp));
+        }
+        parsed.push(r);
+    }
+    max
+}
+
+impl Partition {
+    /// The event-time progress this partition holds the watermark at (`None`: not known yet).
+    /// A shared partition holds it at the least of what every worker knows and the blocks
+    /// this worker has still to stamp.
+    fn progress(&self) -> Option<i64> {
+        match &self.turns {
+            None => self.max_ts,
+            Some(t) => {
+                let known = t.progress()?;
+                Some(
+                    self.blocks
+                        .iter()
+                        .filter_map(|b| b.before.flatten())
+                        .fold(known, i64::min),
+                )
+            }
+        }
+    }
+
+    /// Reads, parses and routes the next records of a partition this worker reads alone.
+    fn read_own<F: Fn(i64) -> i64>(
+        &mut self,
+        stamp: &Stamp<'_, F>,
+        batch: &mut RecordBatch,
+        parsed: &mut Vec<Result<Event, String>>,
+        max: usize,
+        agg: &mut Aggregation,
+        out: &mut Routed,
+    ) -> Result<ReadStatus, Error> {
+        batch.clear();
+        let status = self.reader.read(batch, max)?;
+        if status == ReadStatus::Ended {
+            self.ended = true;
+        }
+        if !batch.is_empty() {
+            self.last_data = Instant::now();
+            parse_block(stamp.config, batch, parsed);
+            self.route(stamp, batch, parsed, agg, out);
+        }
+        Ok(status)
+    }
+
+    /// Takes the next block of a shared partition, parses it, and routes every block whose
+    /// predecessors' event times are known, in order.
+    fn read_shared<F: Fn(i64) -> i64>(
+        &mut self,
+        turns: &Turns,
+        stamp: &Stamp<'_, F>,
+        max: usize,
+        agg: &mut Aggregation,
+        out: &mut Routed,
+    ) -> Result<ReadStatus, Error> {
+        // A shared partition is a regular file: never idle while it lasts.
+        self.last_data = Instant::now();
+        let mut status = ReadStatus::Data;
+        if self.blocks.len() < BLOCKS_AHEAD {
+            let mut batch = RecordBatch::default();
+            let taken = turns.take(&mut batch, max.min(SHARED_BLOCK))?;
+            status = taken.status;
+            if let Some(seq) = taken.seq {
+                let mut parsed = Vec::with_capacity(batch.len());
+                let block_max = parse_block(stamp.config, &batch, &mut parsed);
+                turns.publish(seq, block_max);
+                self.blocks.push_back(Block {
+                    seq,
+                    batch,
+                    parsed,
+                    before: None,
+                });
+            }
+        }
+        for b in self.blocks.iter_mut().filter(|b| b.before.is_none()) {
+            b.before = turns.before(b.seq);
+        }
+        while self.blocks.front().is_some_and(|b| b.before.is_some()) {
+            let Some(mut b) = self.blocks.pop_front() else {
+                break;
+            };
+            self.max_ts = b.before.flatten();
+            self.route(stamp, &b.batch, &mut b.parsed, agg, out);
+        }
+        if status == ReadStatus::Ended && self.blocks.is_empty() {
+            self.ended = true;
+            return Ok(ReadStatus::Ended);
+        }
+        // Blocks waiting for another worker's maximum: come back soon.
+        Ok(ReadStatus::Data)
+    }
+
+    /// Stamps the parsed records of one block in order and routes them: dead letters, late
+    /// events, and the pre-aggregation of every node whose windows are still open.
+    fn route<F: Fn(i64) -> i64>(
+        &mut self,
+        stamp: &Stamp<'_, F>,
+        batch: &RecordBatch,
+        parsed: &mut Vec<Result<Event, String>>,
+        agg: &mut Aggregation,
+        out: &mut Routed,
+    ) {
+        let cap_time = stamp.cap_time;
+        for ((bytes, pos, cut), r) in batch.iter().zip(parsed.drain(..)) {
+            out.counts.0 += 1;
+            let ev = match r {
+                Ok(ev) => ev,
+                Err(reason) => {
+                    out.counts.2 += 1;
+                    out.dead.push(DeadLetter {
+                        reason,
+                        origin: self.reader.origin(pos),
+                        raw: bytes.to_vec(),
+                        original_len: cut,
+                    });
+                    continue;
+                }
+            };
+            out.counts.1 += 1;
+            let mut ev = ev;
+            ev.pos = pos;
+            let progress = self
+                .max_ts
+                .map_or(cap_time as i64, |m| m.max(cap_time as i64));
+            let t = self
+                .max_ts
+                .map_or(cap_time, |m| ((stamp.floor)(m).max(0) as u64).max(cap_time));
+            self.max_ts = Some(self.max_ts.map_or(ev.timestamp, |m| m.max(ev.timestamp)));
+
+            let mut missed = Vec::new();
+            let mut on_time_somewhere = false;
+            for rule in &stamp.config.rules {
+                if rule.windows.is_late(ev.timestamp, rule.hold_ms, t as i64) {
+                    missed.extend(
+                        rule.analyses
+                            .iter()
+                            .map(|&(a, delay)| (a, progress - delay)),
+                    );
+                } else {
+                    on_time_somewhere = true;
+                }
+            }
+            if on_time_somewhere {
+                agg.absorb(&ev, t);
+            }
+            if !missed.is_empty() {
+                out.counts.3 += 1;
+                out.late.push((
+                    t,
+                    LateEvent {
+                        event: ev,
+                        origin: self.reader.origin(pos),
+                        raw: bytes.to_vec(),
+                        missed,
+                    },
+                ));
+            }
+        }
+    }
 }
 
 /// What each worker last announced about its event-time progress: `Some(p)` = its active
@@ -93,17 +351,27 @@ struct Partition {
 /// partitions are all idle follow the others instead of stalling the job (see [`ingest`]).
 pub type ProgressBoard = Rc<RefCell<HashMap<usize, Option<i64>>>>;
 
-/// Streams of events, dead letters, late events, and progress beacons `(worker, progress)`.
+/// Streams of partial aggregates (one per node of [`IngestConfig::nodes`]), dead letters, late
+/// events, and progress beacons `(worker, progress)`.
 pub type Ingested<'scope> = (
-    StreamVec<'scope, u64, Event>,
+    Vec<StreamVec<'scope, u64, Partial>>,
     StreamVec<'scope, u64, DeadLetter>,
     StreamVec<'scope, u64, LateEvent>,
     StreamVec<'scope, u64, (usize, Option<i64>)>,
 );
 
-const CONTAINER: usize = 4096;
+/// Output (and capability) indices of the ingest operator; node `i`'s partials are
+/// `PARTIALS + i`.
+const DEAD: usize = 0;
+const LATE: usize = 1;
+const BEACON: usize = 2;
+const PARTIALS: usize = 3;
 
 /// Builds the ingest operator over this worker's partitions.
+///
+/// Each on-time event is folded into the worker-local partial aggregates of every node right
+/// after it is parsed ([`GroupTable`]), so events are never buffered or copied per node; the
+/// partials of one timestamp go out when the timestamp changes or the activation ends.
 ///
 /// Idleness across workers: a worker whose partitions are all idle cannot know the job's
 /// watermark by itself, and its capability would hold every window back. So each worker
@@ -126,11 +394,16 @@ pub fn ingest<'scope>(
     let mut builder = OperatorBuilder::new("Ingest".to_string(), scope);
     let info = builder.operator_info();
     let activator = scope.activator_for(Rc::clone(&info.address));
-    let (events_out, events) = builder.new_output();
     let (dead_out, dead) = builder.new_output();
     let (late_out, late) = builder.new_output();
     let (beacon_out, beacons) = builder.new_output();
-    let mut events_out: OutputBuilder<u64, _> = OutputBuilder::from(events_out);
+    let mut partial_outs = Vec::new();
+    let mut partials = Vec::new();
+    for _ in &config.nodes {
+        let (out, stream) = builder.new_output();
+        partial_outs.push(OutputBuilder::<u64, _>::from(out));
+        partials.push(stream);
+    }
     let mut dead_out: OutputBuilder<u64, _> = OutputBuilder::from(dead_out);
     let mut late_out: OutputBuilder<u64, _> = OutputBuilder::from(late_out);
     let mut beacon_out: OutputBuilder<u64, _> = OutputBuilder::from(beacon_out);
@@ -141,11 +414,13 @@ pub fn ingest<'scope>(
             .into_iter()
             .zip(meters)
             .map(|(reader, meter)| Partition {
+                turns: reader.turns(),
                 reader,
                 meter,
                 max_ts: None,
                 last_data: now,
                 ended: false,
+                blocks: VecDeque::new(),
             })
             .collect();
         // No partitions: this worker must not hold the watermark back.
@@ -157,135 +432,91 @@ pub fn ingest<'scope>(
         let g = config.granularity_ms.max(1);
         let floor = move |m: i64| m - m.rem_euclid(g);
         let mut batch = RecordBatch::default();
-        let mut buffer: Vec<Event> = Vec::with_capacity(CONTAINER);
-        let mut buffer_time = 0u64;
+        let mut parsed: Vec<Result<Event, String>> = Vec::new();
+        let mut agg = Aggregation {
+            tables: config.nodes.iter().cloned().map(GroupTable::new).collect(),
+            time: 0,
+            ready: Vec::new(),
+        };
         let mut next_part = 0usize;
         let mut announced: Option<Option<i64>> = None;
 
         move |_frontiers| {
             let Some(held) = caps.as_mut() else { return };
-            let cap_time = *held[0].time();
-            let mut events_h = events_out.activate();
-            let mut dead_h = dead_out.activate();
-            let mut late_h = late_out.activate();
-            let (mut read, mut parsed, mut dead_n, mut late_n) = (0u64, 0u64, 0u64, 0u64);
+            let cap_time = *held[DEAD].time();
+            let mut out = Routed::default();
             let mut more = false;
             let mut pending = false;
             let n = parts.len();
             let per_part = (config.batch / n.max(1)).max(1);
+            let stamp = Stamp {
+                config: &config,
+                floor: &floor,
+                cap_time,
+            };
             for k in 0..n {
                 let p = &mut parts[(next_part + k) % n];
                 if p.ended {
                     continue;
                 }
-                batch.clear();
-                let status = match p.reader.read(&mut batch, per_part) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        // A broken input is a runtime failure, not a finished partition:
-                        // dropping the capability would wrongly close every window.
-                        panic!("reading {}: {e}", p.reader.describe());
-                    }
+                let before = out.counts;
+                let result = match p.turns.clone() {
+                    None => p.read_own(
+                        &stamp,
+                        &mut batch,
+                        &mut parsed,
+                        per_part,
+                        &mut agg,
+                        &mut out,
+                    ),
+                    Some(t) => p.read_shared(&t, &stamp, per_part, &mut agg, &mut out),
                 };
-                match status {
-                    ReadStatus::Data => more = true,
-                    ReadStatus::Pending => pending = true,
-                    ReadStatus::Ended => p.ended = true,
+                match result {
+                    Ok(ReadStatus::Data) => more = true,
+                    Ok(ReadStatus::Pending) => pending = true,
+                    Ok(ReadStatus::Ended) => {}
+                    // A broken input is a runtime failure, not a finished partition: dropping
+                    // the capability would wrongly close every window.
+                    Err(e) => panic!("reading {}: {e}", p.reader.describe()),
                 }
-                if !batch.is_empty() {
-                    p.last_data = Instant::now();
-                }
-                let before = (read, parsed, dead_n, late_n);
-                for (bytes, pos, cut) in batch.iter() {
-                    read += 1;
-                    let parsed_ev = match cut {
-                        Some(len) => Err(format!(
-                            "record too long: {len} bytes (limit {})",
-                            bytes.len()
-                        )),
-                        None => config.format.parse(bytes).map_err(|e| e.0.into_owned()),
-                    };
-                    let mut ev = match parsed_ev {
-                        Ok(ev) => ev,
-                        Err(reason) => {
-                            dead_n += 1;
-                            let dl = DeadLetter {
-                                reason,
-                                origin: p.reader.origin(pos),
-                                raw: bytes.to_vec(),
-                                original_len: cut,
-                            };
-                            dead_h.session(&held[1]).give(dl);
-                            continue;
-                        }
-                    };
-                    parsed += 1;
-                    ev.pos = pos;
-                    let progress = p.max_ts.map_or(cap_time as i64, |m| m.max(cap_time as i64));
-                    let t = p
-                        .max_ts
-                        .map_or(cap_time, |m| (floor(m).max(0) as u64).max(cap_time));
-                    p.max_ts = Some(p.max_ts.map_or(ev.timestamp, |m| m.max(ev.timestamp)));
-
-                    let mut missed = Vec::new();
-                    let mut on_time_somewhere = false;
-                    for rule in &config.rules {
-                        if rule.windows.is_late(ev.timestamp, rule.hold_ms, t as i64) {
-                            missed.extend(
-                                rule.analyses
-                                    .iter()
-                                    .map(|&(a, delay)| (a, progress - delay)),
-                            );
-                        } else {
-                            on_time_somewhere = true;
-                        }
-                    }
-                    if !missed.is_empty() {
-                        late_n += 1;
-                        let le = LateEvent {
-                            event: ev.clone(),
-                            origin: p.reader.origin(pos),
-                            raw: bytes.to_vec(),
-                            missed,
-                        };
-                        // At the event's own time, like events: downstream counts of late data
-                        // (late_alerts) then do not depend on how reads were batched.
-                        late_h.session(&held[2].delayed(&t)).give(le);
-                    }
-                    if on_time_somewhere {
-                        ev.keep_only(config.fields);
-                        if t != buffer_time && !buffer.is_empty() {
-                            let cap = held[0].delayed(&buffer_time);
-                            events_h.session(&cap).give_container(&mut buffer);
-                            buffer.clear();
-                        }
-                        buffer_time = t;
-                        buffer.push(ev);
-                        if buffer.len() >= CONTAINER {
-                            let cap = held[0].delayed(&buffer_time);
-                            events_h.session(&cap).give_container(&mut buffer);
-                            buffer.clear();
-                        }
-                    }
-                }
+                let c = out.counts;
                 p.meter.add(
-                    read - before.0,
-                    parsed - before.1,
-                    dead_n - before.2,
-                    late_n - before.3,
+                    c.0 - before.0,
+                    c.1 - before.1,
+                    c.2 - before.2,
+                    c.3 - before.3,
                 );
-                p.meter.set_max_event_time(p.max_ts);
+                p.meter.set_max_event_time(p.progress());
                 if p.ended {
                     p.meter.set_finished();
                 }
             }
             next_part = (next_part + 1) % n.max(1);
-            if !buffer.is_empty() {
-                let cap = held[0].delayed(&buffer_time);
-                events_h.session(&cap).give_container(&mut buffer);
-                buffer.clear();
+            agg.flush();
+            let c = out.counts;
+            counters.add(c.0, c.1, c.2, c.3);
+
+            let mut partial_hs: Vec<_> = partial_outs.iter_mut().map(|o| o.activate()).collect();
+            for (time, i, mut list) in agg.ready.drain(..) {
+                partial_hs[i]
+                    .session(&held[PARTIALS + i].delayed(&time))
+                    .give_container(&mut list);
             }
-            counters.add(read, parsed, dead_n, late_n);
+            drop(partial_hs);
+            if !out.dead.is_empty() {
+                dead_out
+                    .activate()
+                    .session(&held[DEAD])
+                    .give_container(&mut out.dead);
+            }
+            if !out.late.is_empty() {
+                let mut late_h = late_out.activate();
+                for (t, le) in out.late.drain(..) {
+                    // At the event's own time, like partials: downstream counts of late
+                    // data (late_alerts) then do not depend on how reads were batched.
+                    late_h.session(&held[LATE].delayed(&t)).give(le);
+                }
+            }
 
             // The new watermark: least progress over live partitions that are not idle.
             let now = Instant::now();
@@ -304,13 +535,16 @@ pub fn ingest<'scope>(
                 .collect();
             let mine: Option<i64> = if active.is_empty() {
                 None
-            } else if active.iter().any(|p| p.max_ts.is_none()) {
+            } else if active.iter().any(|p| p.progress().is_none()) {
                 Some(cap_time as i64) // a partition that has not produced yet holds the watermark
             } else {
-                active.iter().filter_map(|p| p.max_ts).min()
+                active.iter().filter_map(|p| p.progress()).min()
             };
             if announced != Some(mine) {
-                beacon_out.activate().session(&held[3]).give((me, mine));
+                beacon_out
+                    .activate()
+                    .session(&held[BEACON])
+                    .give((me, mine));
                 announced = Some(mine);
             }
             let next = match mine {
@@ -324,7 +558,7 @@ pub fn ingest<'scope>(
                         .filter(|(w, _)| **w != me)
                         .filter_map(|(_, p)| *p)
                         .min();
-                    others.or_else(|| live.iter().filter_map(|p| p.max_ts).max())
+                    others.or_else(|| live.iter().filter_map(|p| p.progress()).max())
                 }
             };
             if let Some(m) = next {
@@ -344,5 +578,5 @@ pub fn ingest<'scope>(
             }
         }
     });
-    (events, dead, late, beacons)
+    (partials, dead, late, beacons)
 }

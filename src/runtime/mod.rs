@@ -29,6 +29,7 @@ use crate::sinks::kafka::KafkaSink;
 use crate::sinks::Sink;
 use crate::sources::file::FileReader;
 use crate::sources::kafka::{open_partitions, EndAt, StartAt};
+use crate::sources::shared::Turns;
 use crate::sources::PartitionReader;
 use crate::spec::plan::{JobPlan, SinkPlan, SourceKind};
 use crate::Error;
@@ -128,15 +129,28 @@ fn open_sources(
     match &plan.source.kind {
         SourceKind::File { path } => {
             if let Some(w) = mine(0) {
-                eprintln!(
-                    "logflow: worker {} (process {}) reads {path} (its only partition)",
-                    first + w,
-                    cluster.process
-                );
-                readers[w].push(Box::new(FileReader::open(
-                    path,
-                    plan.source.max_record_bytes,
-                )?));
+                let file = FileReader::open(path, plan.source.max_record_bytes)?;
+                if path == "-" || cluster.threads == 1 {
+                    eprintln!(
+                        "logflow: worker {} (process {}) reads {path} (its only partition)",
+                        first + w,
+                        cluster.process
+                    );
+                    readers[w].push(Box::new(file));
+                } else {
+                    // A file is one partition, but its blocks are parsed on every local
+                    // worker, with the event times one reader would give them.
+                    eprintln!(
+                        "logflow: workers {}..={} (process {}) read {path} in turns",
+                        first,
+                        first + cluster.threads - 1,
+                        cluster.process
+                    );
+                    let turns = Turns::new(Box::new(file));
+                    for list in readers.iter_mut() {
+                        list.push(Box::new(turns.clone()));
+                    }
+                }
             }
         }
         SourceKind::Generator { .. } => {

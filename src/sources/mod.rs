@@ -5,6 +5,7 @@
 pub mod file;
 pub mod generator;
 pub mod kafka;
+pub mod shared;
 
 use serde::{Deserialize, Serialize};
 
@@ -109,4 +110,9 @@ pub trait PartitionReader: Send {
 
     /// A short description for logs (`file app.log`, `kafka logs/3`).
     fn describe(&self) -> String;
+
+    /// Set when several workers read this partition in turns (see [`shared::Turns`]).
+    fn turns(&self) -> Option<shared::Turns> {
+        None
+    }
 }

@@ -1,0 +1,244 @@
+//! The set behind `count_distinct` and `collect_set`.
+//!
+//! Most sets in a window are tiny (the users of one IP, the services one user touched), a few
+//! are large (the active users of the whole system). A [`ValueSet`] keeps up to
+//! [`SMALL`] values inline and scans them, and switches to a hash table beyond that. Members
+//! are tested by [`ValueRef`], so an event's field is copied only when it is new to the set;
+//! order only matters when the set is finished (`collect_set` sorts once).
+
+use std::fmt;
+
+use hashbrown::HashTable;
+use serde::de::{Deserializer, SeqAccess, Visitor};
+use serde::ser::{SerializeSeq, Serializer};
+use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
+
+use crate::record::{Value, ValueRef};
+
+/// Inline capacity; a set that grows past it moves to a hash table.
+pub const SMALL: usize = 8;
+
+/// A set of [`Value`]s with the equality of `Value` (`1 == 1.0`).
+#[derive(Clone, Debug)]
+pub enum ValueSet {
+    Small(SmallVec<[Value; 2]>),
+    Large(HashTable<(u64, Value)>),
+}
+
+impl Default for ValueSet {
+    fn default() -> Self {
+        ValueSet::Small(SmallVec::new())
+    }
+}
+
+impl PartialEq for ValueSet {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().all(|v| other.contains(v))
+    }
+}
+
+impl ValueSet {
+    pub fn len(&self) -> usize {
+        match self {
+            ValueSet::Small(v) => v.len(),
+            ValueSet::Large(t) => t.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Value> {
+        let (small, large) = match self {
+            ValueSet::Small(v) => (Some(v.iter()), None),
+            ValueSet::Large(t) => (None, Some(t.iter().map(|(_, v)| v))),
+        };
+        small
+            .into_iter()
+            .flatten()
+            .chain(large.into_iter().flatten())
+    }
+
+    pub fn contains(&self, v: &Value) -> bool {
+        match self {
+            ValueSet::Small(s) => s.contains(v),
+            ValueSet::Large(t) => t.find(v.hash64(), |(_, x)| x == v).is_some(),
+        }
+    }
+
+    /// Adds a borrowed value, copying it only when it is new.
+    #[inline]
+    pub fn insert_ref(&mut self, r: ValueRef<'_>) {
+        match self {
+            ValueSet::Small(s) => {
+                if !s.iter().any(|v| v.eq_ref(r)) {
+                    s.push(r.to_owned());
+                    self.grow_if_full();
+                }
+            }
+            ValueSet::Large(t) => {
+                let h = r.hash64();
+                if t.find(h, |(_, v)| v.eq_ref(r)).is_none() {
+                    t.insert_unique(h, (h, r.to_owned()), |(h, _)| *h);
+                }
+            }
+        }
+    }
+
+    /// Adds an owned value.
+    pub fn insert(&mut self, v: Value) {
+        match self {
+            ValueSet::Small(s) => {
+                if !s.contains(&v) {
+                    s.push(v);
+                    self.grow_if_full();
+                }
+            }
+            ValueSet::Large(t) => {
+                let h = v.hash64();
+                if t.find(h, |(_, x)| *x == v).is_none() {
+                    t.insert_unique(h, (h, v), |(h, _)| *h);
+                }
+            }
+        }
+    }
+
+    fn grow_if_full(&mut self) {
+        if let ValueSet::Small(s) = self {
+            if s.len() > SMALL {
+                let mut t = HashTable::with_capacity(s.len() * 2);
+                for v in s.drain(..) {
+                    let h = v.hash64();
+                    t.insert_unique(h, (h, v), |(h, _)| *h);
+                }
+                *self = ValueSet::Large(t);
+            }
+        }
+    }
+
+    /// Adds every value of `other` (the larger set absorbs the smaller one).
+    pub fn merge(&mut self, mut other: ValueSet) {
+        if other.len() > self.len() {
+            std::mem::swap(self, &mut other);
+        }
+        for v in other.into_values() {
+            self.insert(v);
+        }
+    }
+
+    pub fn into_values(self) -> Vec<Value> {
+        match self {
+            ValueSet::Small(s) => s.into_vec(),
+            ValueSet::Large(t) => t.into_iter().map(|(_, v)| v).collect(),
+        }
+    }
+
+    /// The members in `Value` order.
+    pub fn into_sorted(self) -> Vec<Value> {
+        let mut v = self.into_values();
+        v.sort_unstable();
+        v
+    }
+}
+
+impl Serialize for ValueSet {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.len()))?;
+        for v in self.iter() {
+            seq.serialize_element(v)?;
+        }
+        seq.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for ValueSet {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = ValueSet;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a sequence of values")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ValueSet, A::Error> {
+                let mut set = ValueSet::default();
+                while let Some(v) = seq.next_element::<Value>()? {
+                    set.insert(v);
+                }
+                Ok(set)
+            }
+        }
+        d.deserialize_seq(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(x: &str) -> Value {
+        Value::Str(x.into())
+    }
+
+    #[test]
+    fn small_and_large_sets_agree_with_a_btree_set() {
+        for n in [0usize, 1, 5, SMALL, SMALL + 1, 100] {
+            let mut set = ValueSet::default();
+            let mut want = std::collections::BTreeSet::new();
+            for i in 0..3 * n {
+                let v = s(&format!("u{}", (i * 7) % n.max(1)));
+                set.insert_ref(v.as_ref().unwrap_or(ValueRef::Null));
+                want.insert(v);
+            }
+            if n == 0 {
+                assert!(set.is_empty());
+                continue;
+            }
+            assert_eq!(set.len(), want.len(), "n={n}");
+            assert_eq!(set.is_empty(), want.is_empty());
+            assert_eq!(matches!(set, ValueSet::Large(_)), n > SMALL);
+            assert_eq!(set.into_sorted(), want.into_iter().collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
+    fn numbers_compare_as_values_do() {
+        let mut set = ValueSet::default();
+        set.insert_ref(ValueRef::Int(1));
+        set.insert_ref(ValueRef::Float(1.0));
+        set.insert_ref(ValueRef::Float(-0.0));
+        set.insert_ref(ValueRef::Int(0));
+        assert_eq!(set.len(), 2);
+        let mut big = ValueSet::default();
+        for i in 0..50 {
+            big.insert_ref(ValueRef::Int(i));
+        }
+        for i in 0..50 {
+            big.insert_ref(ValueRef::Float(i as f64));
+        }
+        assert_eq!(big.len(), 50);
+    }
+
+    #[test]
+    fn merge_and_serde_keep_the_members() {
+        let mut a = ValueSet::default();
+        let mut b = ValueSet::default();
+        for i in 0..30 {
+            a.insert(s(&format!("x{i}")));
+        }
+        for i in 20..25 {
+            b.insert(s(&format!("x{i}")));
+        }
+        b.insert(Value::Null);
+        let mut small_into_large = b.clone();
+        small_into_large.merge(a.clone());
+        a.merge(b);
+        assert_eq!(a.len(), 31);
+        assert_eq!(a, small_into_large);
+        let json = serde_json::to_string(&a).unwrap_or_default();
+        let back: ValueSet = serde_json::from_str(&json).unwrap_or_default();
+        assert_eq!(back, a);
+        assert_eq!(back.into_sorted(), a.into_sorted());
+    }
+}
