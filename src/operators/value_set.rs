@@ -20,9 +20,13 @@ use crate::record::{Value, ValueRef};
 pub const SMALL: usize = 8;
 
 /// A set of [`Value`]s with the equality of `Value` (`1 == 1.0`).
+///
+/// Members are stored with their hash (`Value::hash64`, equal for equal values) in both forms:
+/// a scan of the small form compares hashes and looks at a member's value only on a hash
+/// match, and merging partial sets (every window, at every worker) never rehashes a member.
 #[derive(Clone, Debug)]
 pub enum ValueSet {
-    Small(SmallVec<[Value; 2]>),
+    Small(SmallVec<[(u64, Value); 2]>),
     Large(HashTable<(u64, Value)>),
 }
 
@@ -53,33 +57,35 @@ impl ValueSet {
     pub fn iter(&self) -> impl Iterator<Item = &Value> {
         let (small, large) = match self {
             ValueSet::Small(v) => (Some(v.iter()), None),
-            ValueSet::Large(t) => (None, Some(t.iter().map(|(_, v)| v))),
+            ValueSet::Large(t) => (None, Some(t.iter())),
         };
         small
             .into_iter()
             .flatten()
             .chain(large.into_iter().flatten())
+            .map(|(_, v)| v)
     }
 
     pub fn contains(&self, v: &Value) -> bool {
+        let h = v.hash64();
         match self {
-            ValueSet::Small(s) => s.contains(v),
-            ValueSet::Large(t) => t.find(v.hash64(), |(_, x)| x == v).is_some(),
+            ValueSet::Small(s) => s.iter().any(|(g, x)| *g == h && x == v),
+            ValueSet::Large(t) => t.find(h, |(_, x)| x == v).is_some(),
         }
     }
 
     /// Adds a borrowed value, copying it only when it is new.
     #[inline]
     pub fn insert_ref(&mut self, r: ValueRef<'_>) {
+        let h = r.hash64();
         match self {
             ValueSet::Small(s) => {
-                if !s.iter().any(|v| v.eq_ref(r)) {
-                    s.push(r.to_owned());
+                if !s.iter().any(|(g, v)| *g == h && v.eq_ref(r)) {
+                    s.push((h, r.to_owned()));
                     self.grow_if_full();
                 }
             }
             ValueSet::Large(t) => {
-                let h = r.hash64();
                 if t.find(h, |(_, v)| v.eq_ref(r)).is_none() {
                     t.insert_unique(h, (h, r.to_owned()), |(h, _)| *h);
                 }
@@ -89,15 +95,19 @@ impl ValueSet {
 
     /// Adds an owned value.
     pub fn insert(&mut self, v: Value) {
+        self.insert_hashed(v.hash64(), v)
+    }
+
+    /// Adds `v`, whose `hash64` is `h`.
+    fn insert_hashed(&mut self, h: u64, v: Value) {
         match self {
             ValueSet::Small(s) => {
-                if !s.contains(&v) {
-                    s.push(v);
+                if !s.iter().any(|(g, x)| *g == h && *x == v) {
+                    s.push((h, v));
                     self.grow_if_full();
                 }
             }
             ValueSet::Large(t) => {
-                let h = v.hash64();
                 if t.find(h, |(_, x)| *x == v).is_none() {
                     t.insert_unique(h, (h, v), |(h, _)| *h);
                 }
@@ -109,8 +119,7 @@ impl ValueSet {
         if let ValueSet::Small(s) = self {
             if s.len() > SMALL {
                 let mut t = HashTable::with_capacity(s.len() * 2);
-                for v in s.drain(..) {
-                    let h = v.hash64();
+                for (h, v) in s.drain(..) {
                     t.insert_unique(h, (h, v), |(h, _)| *h);
                 }
                 *self = ValueSet::Large(t);
@@ -123,16 +132,20 @@ impl ValueSet {
         if other.len() > self.len() {
             std::mem::swap(self, &mut other);
         }
-        for v in other.into_values() {
-            self.insert(v);
+        for (h, v) in other.into_entries() {
+            self.insert_hashed(h, v);
+        }
+    }
+
+    fn into_entries(self) -> Vec<(u64, Value)> {
+        match self {
+            ValueSet::Small(s) => s.into_vec(),
+            ValueSet::Large(t) => t.into_iter().collect(),
         }
     }
 
     pub fn into_values(self) -> Vec<Value> {
-        match self {
-            ValueSet::Small(s) => s.into_vec(),
-            ValueSet::Large(t) => t.into_iter().map(|(_, v)| v).collect(),
-        }
+        self.into_entries().into_iter().map(|(_, v)| v).collect()
     }
 
     /// The members in `Value` order.
