@@ -4,6 +4,9 @@
 //! - [`window_aggregate::WindowAggregate`]: event-time windows, exchange, merge, final rows.
 //! - [`update_aggregate::UpdateAggregate`], [`update_aggregate::Upserts`]: update output mode
 //!   as a differential collection of rows (early results, corrections).
+//! - [`complete_aggregate::CompleteAggregate`]: complete output mode (the whole result table
+//!   at each trigger).
+//! - [`lookup`]: reference tables joined to events at ingest (stream–static join).
 //! - [`in_key_order::InKeyOrder`]: per-key, in-window-order processing of result rows.
 //! - [`zscore::ZScore`], [`lag::Lag`]: detectors over previous windows.
 //! - [`aggregate`], [`window`]: the accumulators and window assignment they use.
@@ -11,10 +14,12 @@
 //! - [`exact`]: exact, order-independent float sums behind `sum`, `avg` and `stddev`.
 
 pub mod aggregate;
+pub mod complete_aggregate;
 pub mod exact;
 pub mod in_key_order;
 pub mod intersect;
 pub mod lag;
+pub mod lookup;
 pub mod pre_aggregate;
 pub mod update_aggregate;
 pub mod value_set;

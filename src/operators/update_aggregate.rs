@@ -57,6 +57,8 @@ pub trait UpdateAggregate<'scope>: Sized {
     ///         analyses: vec![],
     ///         update: true,
     ///         input: Default::default(),
+    ///         explode: None,
+    ///         complete: None,
     ///     });
     ///     let mut input = InputHandle::<u64, CapacityContainerBuilder<Vec<Event>>>::new();
     ///     let out = worker.dataflow(|scope| {
@@ -302,6 +304,8 @@ mod tests {
                 analyses: vec![],
                 update: true,
                 input: NodeInput::Events,
+                explode: None,
+                complete: None,
             });
             let open: Rc<Cell<usize>> = Rc::default();
             let changes: Rc<Cell<usize>> = Rc::default();

@@ -52,6 +52,8 @@ pub trait WindowAggregate<'scope> {
     ///         analyses: vec![],
     ///         update: false,
     ///         input: Default::default(),
+    ///         explode: None,
+    ///         complete: None,
     ///     });
     ///     let events = (0..3).map(|i| Event { timestamp: 1_000 * i, service: Some("api".into()), ..Event::default() });
     ///     events.to_stream(scope)

@@ -7,6 +7,7 @@
 mod access_log;
 mod fields;
 mod json;
+pub mod text;
 pub mod timestamp;
 mod user_events;
 
@@ -29,6 +30,8 @@ pub enum Format {
     Nginx,
     /// One JSON user event per line.
     UserEvents,
+    /// Any text: the line is the field `line`, the time is the wall clock (processing time).
+    Text,
 }
 
 impl Format {
@@ -50,6 +53,7 @@ impl Format {
                 access_log::parse(line, keep.contains(crate::record::Field::Message))
             }
             Format::UserEvents => user_events::parse(line, keep),
+            Format::Text => text::parse(line),
         }
     }
 
@@ -59,7 +63,14 @@ impl Format {
             Format::Apache => "apache",
             Format::Nginx => "nginx",
             Format::UserEvents => "user-events",
+            Format::Text => "text",
         }
+    }
+
+    /// Records carry the wall clock, not an event time: event-time progress follows the clock
+    /// even when no record arrives.
+    pub fn processing_time(self) -> bool {
+        self == Format::Text
     }
 }
 

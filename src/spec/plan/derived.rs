@@ -203,6 +203,7 @@ pub(super) fn compile_derived(
         delay_ms: src.delay_ms,
         lateness_ms: src.lateness_ms,
         update: false,
+        complete: false,
         windowless: false,
     })
 }

@@ -14,18 +14,23 @@ use super::duration::{format_ms, parse_ms};
 use super::expr::{self, Ast, Expr};
 use super::{AnalysisSpec, JobSpec, SpecSource};
 use crate::operators::aggregate::{AccSpec, AggFunc};
+use crate::operators::lookup::LookupPlan;
 use crate::operators::window::Windows;
 use crate::parse::Format;
 use crate::record::Field;
+use crate::sources::directory::DirectoryConfig;
+use crate::sources::socket::SocketConfig;
 use crate::Error;
 
 mod derived;
 mod explain;
 mod io;
+mod lookup;
 mod windowed;
 
 use derived::compile_derived;
 use io::{compile_sink, compile_source};
+use lookup::compile_lookups;
 use windowed::compile_windowed;
 
 /// A compiled job.
@@ -44,6 +49,11 @@ pub struct JobPlan {
     pub granularity_ms: i64,
     pub nodes: Vec<AggNode>,
     pub analyses: Vec<Analysis>,
+    /// Names of the extra fields ([`Field::Extra`] slot `i` is `extras[i]`): `explode` names
+    /// and lookup table columns.
+    pub extras: Vec<String>,
+    /// Reference tables joined to every event at ingest.
+    pub lookups: Vec<LookupPlan>,
 }
 
 #[derive(Clone, Debug)]
@@ -61,7 +71,11 @@ pub enum SourceKind {
     Generator {
         events: u64,
         seed: u64,
+        /// Events per wall-clock second, event times starting now; `None`: as fast as possible.
+        rate: Option<f64>,
     },
+    Socket(SocketConfig),
+    Directory(DirectoryConfig),
     Kafka {
         topic: String,
         brokers: Option<String>,
@@ -98,6 +112,17 @@ pub struct AggNode {
     /// final row per window.
     pub update: bool,
     pub input: NodeInput,
+    /// One row per element of a list expression, the element in an extra field slot.
+    pub explode: Option<Explode>,
+    /// Complete output mode: the whole table at every multiple of this trigger (ms).
+    pub complete: Option<i64>,
+}
+
+/// `explode = "<list> as <name>"`: the list, and the extra field slot of `<name>`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Explode {
+    pub list: Expr,
+    pub slot: u8,
 }
 
 /// The events an aggregation node reads.
@@ -134,6 +159,8 @@ pub struct Analysis {
     pub lateness_ms: i64,
     /// `mode = "update"`.
     pub update: bool,
+    /// `mode = "complete"`: rows start with `as_of` (the trigger instant) instead of a window.
+    pub complete: bool,
     /// No `window`: one running result per key (rows have no `window_start`/`window_end`).
     pub windowless: bool,
     /// Indices into `columns` of the metrics exported as gauges (never keys).
@@ -212,6 +239,8 @@ impl JobPlan {
         let sink = compile_sink(spec, &cx)?;
         let delay_ms = match &spec.watermark.delay {
             Some(d) => cx.duration(d, "watermark.delay")?,
+            // Processing time has no disorder.
+            None if source.format.processing_time() => 0,
             None => 300_000,
         };
         let idle_timeout_ms = match &spec.watermark.idle_timeout {
@@ -236,7 +265,10 @@ impl JobPlan {
             granularity_ms: 0,
             nodes: Vec::new(),
             analyses: Vec::new(),
+            extras: Vec::new(),
+            lookups: Vec::new(),
         };
+        compile_lookups(&mut plan, spec, &cx)?;
         let mut names: HashMap<String, usize> = HashMap::new();
         let mut triggers: Vec<i64> = Vec::new();
         for a in &spec.analyses {
@@ -259,32 +291,45 @@ impl JobPlan {
                     format!("duplicate analysis `{aname}`"),
                 );
             }
-            let update = match &a.mode {
-                None => false,
+            let (update, complete) = match &a.mode {
+                None => (false, false),
                 Some(m) => match m.get_ref().as_str() {
-                    "append" => false,
-                    "update" => true,
+                    "append" => (false, false),
+                    "update" => (true, false),
+                    "complete" => (false, true),
                     other => {
                         return cx.err(
                             m.span(),
                             "mode",
-                            format!("unknown output mode `{other}` (append, update)"),
+                            format!("unknown output mode `{other}` (append, update, complete)"),
                         )
                     }
                 },
             };
-            match (&a.trigger, update) {
+            let trigger = match (&a.trigger, update || complete) {
                 (Some(t), false) => {
                     return cx.err(
                         t.span(),
                         "trigger",
-                        "`trigger` applies to `mode = \"update\"` only",
+                        "`trigger` applies to `mode = \"update\"` or `\"complete\"` only",
                     )
                 }
-                (Some(t), true) => triggers.push(cx.positive_duration(t, "trigger")?),
-                (None, true) => triggers.push(DEFAULT_TRIGGER_MS),
-                (None, false) => {}
+                (Some(t), true) => Some(cx.positive_duration(t, "trigger")?),
+                (None, true) => Some(DEFAULT_TRIGGER_MS),
+                (None, false) => None,
+            };
+            triggers.extend(trigger);
+            if let (true, Some(w)) = (complete, &a.window) {
+                return cx.err(w.size.span(), "window", "`mode = \"complete\"` emits the whole table of running results per key: it takes no `window` (use `update` or `append` for windows)");
             }
+            if let (true, Some(f)) = (complete, &a.from) {
+                return cx.err(
+                    f.span(),
+                    "mode",
+                    "`mode = \"complete\"` applies to aggregates over events, not to `from`",
+                );
+            }
+            let complete = trigger.filter(|_| complete);
             let input = match &a.input {
                 None => NodeInput::Events,
                 Some(i) => match i.get_ref().as_str() {
@@ -301,8 +346,8 @@ impl JobPlan {
             };
             let analysis = match (&a.window, &a.from) {
                 (Some(_), Some(f)) => return cx.err(f.span(), "from", "an analysis has either `window` (over events) or `from` (over another analysis), not both"),
-                (None, None) if !update => return cx.err(a.name.span(), "window", format!("analysis `{aname}` needs `window` (over events) or `from` (over another analysis); without a window, `mode = \"update\"` keeps a running result per key")),
-                (_, None) => compile_windowed(&mut plan, a, delay_ms, update, input, &cx)?,
+                (None, None) if !update && complete.is_none() => return cx.err(a.name.span(), "window", format!("analysis `{aname}` needs `window` (over events) or `from` (over another analysis); without a window, `mode = \"update\"` keeps a running result per key and `mode = \"complete\"` emits the whole table")),
+                (_, None) => compile_windowed(&mut plan, a, delay_ms, (update, complete), input, &cx)?,
                 (None, Some(_)) => compile_derived(&plan, &names, a, update, &cx)?,
             };
             names.insert(aname, plan.analyses.len());
@@ -320,10 +365,40 @@ impl JobPlan {
         Ok(plan)
     }
 
+    /// The event field called `name`: an input field, or a lookup table's column.
+    pub fn field(&self, name: &str) -> Option<Field> {
+        Field::from_name(name).or_else(|| {
+            let slot = self.extras.iter().position(|x| x == name)?;
+            let from_lookup = self
+                .lookups
+                .iter()
+                .any(|l| l.fields.iter().any(|(_, s)| *s as usize == slot));
+            from_lookup.then_some(Field::Extra(slot as u8))
+        })
+    }
+
+    /// The slot of a new extra field name (an `explode` name may be shared by analyses).
+    fn extra_slot(&mut self, name: &str) -> Result<u8, String> {
+        if let Some(i) = self.extras.iter().position(|x| x == name) {
+            return Ok(i as u8);
+        }
+        if self.extras.len() >= u8::MAX as usize {
+            return Err("too many extra fields".into());
+        }
+        self.extras.push(name.to_string());
+        Ok((self.extras.len() - 1) as u8)
+    }
+
     /// The event fields any analysis reads (the others are dropped at ingest).
     pub fn used_fields(&self) -> crate::record::FieldSet {
         let mut set = crate::record::FieldSet::default();
+        for l in &self.lookups {
+            set.insert(l.on);
+        }
         for n in &self.nodes {
+            if let Some(x) = &n.explode {
+                x.list.collect_fields(&mut set);
+            }
             n.keys.iter().for_each(|f| set.insert(*f));
             if let Some(f) = &n.filter {
                 f.collect_fields(&mut set);
