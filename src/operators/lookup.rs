@@ -26,6 +26,13 @@ pub enum TableFormat {
 }
 
 impl TableFormat {
+    pub fn name(self) -> &'static str {
+        match self {
+            TableFormat::Csv => "csv",
+            TableFormat::Json => "json",
+        }
+    }
+
     pub fn parse(s: &str) -> Option<TableFormat> {
         match s {
             "csv" => Some(TableFormat::Csv),

@@ -69,10 +69,10 @@ impl JobPlan {
             let cols: Vec<&str> = l.fields.iter().map(|(c, _)| c.as_str()).collect();
             let _ = writeln!(
                 s,
-                "lookup `{}`: {} ({:?}, reloaded when it changes) joined on `{}` = `{}`, adds fields {}",
+                "lookup `{}`: {} ({}, reloaded when it changes) joined on `{}` = `{}`, adds fields {}",
                 l.name,
                 l.path.display(),
-                l.format,
+                l.format.name(),
                 l.on.name_in(self),
                 l.key,
                 cols.join(", ")
