@@ -20,6 +20,9 @@ use serde_json::{json, Value};
 
 const T0: i64 = 1_795_514_400_000; // 2026-11-24T10:00:00Z
 
+/// A crafted log event: (timestamp ms, service, status_code, ip_address).
+type Log = (i64, &'static str, i64, &'static str);
+
 fn rfc3339(ms: i64) -> String {
     let t = chrono::DateTime::from_timestamp_millis(ms).unwrap();
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
@@ -196,7 +199,7 @@ fn word_count_over_a_socket_in_complete_and_update_mode() {
 }
 
 /// Event times of crafted logs: 4 minutes, slightly out of order (never beyond 10 s).
-fn crafted_logs(n: i64) -> Vec<(i64, &'static str, i64, &'static str)> {
+fn crafted_logs(n: i64) -> Vec<Log> {
     let services = [
         "api-gateway",
         "auth-service",
@@ -218,7 +221,7 @@ fn crafted_logs(n: i64) -> Vec<(i64, &'static str, i64, &'static str)> {
         .collect()
 }
 
-fn write_logs(path: &Path, logs: &[(i64, &str, i64, &str)]) {
+fn write_logs(path: &Path, logs: &[Log]) {
     let lines: Vec<String> = logs
         .iter()
         .map(|(t, s, c, ip)| log(*t, s, *c, ip))
@@ -322,7 +325,7 @@ fn sliding_window_count_matches_a_batch_computation() {
 }
 
 /// error_rate_by_team and blocklisted_requests rows for events with their team mapping.
-fn join_expected(events: &[((i64, &str, i64, &str), &str)]) -> (Vec<Value>, Vec<Value>) {
+fn join_expected(events: &[(Log, &str)]) -> (Vec<Value>, Vec<Value>) {
     let blocklist = BTreeMap::from([("10.0.0.66", "scanner"), ("10.0.0.99", "botnet")]);
     let mut by_team: BTreeMap<(i64, &str), (i64, i64)> = BTreeMap::new();
     let mut blocked: BTreeMap<(i64, &str, &str), (i64, std::collections::BTreeSet<&str>)> =
@@ -382,14 +385,13 @@ fn stream_static_join_follows_a_reference_file_changed_mid_run() {
     };
     let logs = crafted_logs(360); // 10:00 to 10:04, in order within 10 s
                                   // First file: up to the first event at or after 10:01:20. Minute 10:00 closes at progress
-    // 10:01:10 (delay 10 s) and its rows are written once progress passes that, at the next
-    // step of progress (10 s).
+                                  // 10:01:10 (delay 10 s) and its rows are written once progress passes that, at the next
+                                  // step of progress (10 s).
     let split = logs.iter().position(|l| l.0 >= T0 + 80_000).unwrap() + 1;
     let (first, second) = logs.split_at(split);
     let child = spawn_in(&dir, &spec);
-    let lines = |ls: &[(i64, &str, i64, &str)]| -> Vec<String> {
-        ls.iter().map(|(t, s, c, ip)| log(*t, s, *c, ip)).collect()
-    };
+    let lines =
+        |ls: &[Log]| -> Vec<String> { ls.iter().map(|(t, s, c, ip)| log(*t, s, *c, ip)).collect() };
     drop_file(&incoming, "part-1.jsonl", &lines(first));
     // Once minute 10:00 is out, the first file has been read with the old table.
     let minute = |m: i64| rfc3339(T0 + m * 60_000);
@@ -442,7 +444,7 @@ fn directory_source_reads_files_added_during_the_run() {
     let logs = crafted_logs(300);
     let child = spawn_in(&dir, &spec);
     // Five files, one now, the others while the job runs; a bad line in the third.
-    let chunks: Vec<&[(i64, &str, i64, &str)]> = logs.chunks(60).collect();
+    let chunks: Vec<&[Log]> = logs.chunks(60).collect();
     for (i, chunk) in chunks.iter().enumerate() {
         let mut lines: Vec<String> = chunk
             .iter()

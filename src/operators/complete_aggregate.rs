@@ -37,6 +37,7 @@ pub trait CompleteAggregate<'scope> {
     /// ```
     /// use std::rc::Rc;
     /// use timely::dataflow::operators::{ToStream, Capture, capture::Event as Msg};
+    /// use timely::dataflow::StreamVec;
     /// use logflow::operators::aggregate::{AccSpec, AggFunc};
     /// use logflow::operators::complete_aggregate::CompleteAggregate;
     /// use logflow::operators::window::Windows;
@@ -57,7 +58,8 @@ pub trait CompleteAggregate<'scope> {
     ///         complete: Some(10),
     ///     });
     ///     let events = ["a", "b", "a"].map(|s| Event { service: Some(s.into()), ..Event::default() });
-    ///     events.to_stream(scope)
+    ///     let events: StreamVec<'_, u64, Event> = events.to_stream(scope);
+    ///     events
     ///         .complete_aggregate(node, 10, |w, out: &mut Vec<(i64, Value, Value)>| {
     ///             out.push((w.start, w.key[0].clone(), w.values[0].clone()))
     ///         })

@@ -36,6 +36,7 @@ pub trait WindowAggregate<'scope> {
     /// ```
     /// use std::rc::Rc;
     /// use timely::dataflow::operators::{ToStream, Capture, capture::Event as Msg};
+    /// use timely::dataflow::StreamVec;
     /// use logflow::operators::aggregate::{AccSpec, AggFunc};
     /// use logflow::operators::window::Windows;
     /// use logflow::operators::window_aggregate::WindowAggregate;
@@ -56,7 +57,8 @@ pub trait WindowAggregate<'scope> {
     ///         complete: None,
     ///     });
     ///     let events = (0..3).map(|i| Event { timestamp: 1_000 * i, service: Some("api".into()), ..Event::default() });
-    ///     events.to_stream(scope)
+    ///     let events: StreamVec<'_, u64, Event> = events.to_stream(scope);
+    ///     events
     ///         .window_aggregate(node, |w, out: &mut Vec<(i64, Value)>| out.push((w.start, w.values[0].clone())))
     ///         .capture()
     /// });

@@ -633,7 +633,7 @@ mod tests {
             ),
             (
                 "[[analysis]]\nname = \"x\"\ntrigger = \"5s\"\nwindow = { size = \"1m\" }\nselect = [\"count() as n\"]\n",
-                "`trigger` applies to `mode = \"update\"` only",
+                "`trigger` applies to `mode = \"update\"` or `\"complete\"` only",
             ),
             (
                 "[[analysis]]\nname = \"x\"\ninput = \"late\"\nmode = \"update\"\nwindow = { size = \"1m\" }\nselect = [\"count() as n\"]\n",
@@ -653,6 +653,112 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("`u` is in update mode"), "{err}");
+    }
+
+    #[test]
+    fn explode_complete_mode_and_sources() {
+        let sock = "name = \"j\"\n[source]\nkind = \"socket\"\nport = 9999\nformat = \"text\"\n";
+        let wc = "[[analysis]]\nname = \"wc\"\nmode = \"complete\"\ntrigger = \"2s\"\nexplode = \"split(line) as word\"\nwhere = \"word != 'a'\"\ngroup_by = [\"word\"]\nselect = [\"count() as n\"]\n";
+        let plan = compile(&format!("{sock}{wc}")).unwrap();
+        let n = &plan.nodes[0];
+        assert_eq!((n.complete, n.update), (Some(2_000), false));
+        assert_eq!(n.keys, vec![Field::Extra(0)]);
+        assert_eq!(plan.extras, vec!["word"]);
+        assert!(plan.analyses[0].complete && plan.analyses[0].windowless);
+        assert_eq!(plan.granularity_ms, 2_000);
+        assert!(plan.used_fields().contains(Field::Line));
+        assert!(
+            matches!(&plan.source.kind, SourceKind::Socket(c) if c.port == 9999 && c.host == "127.0.0.1" && !c.reconnect)
+        );
+        // An exploded name is the analysis's own.
+        let other = "[[analysis]]\nname = \"o\"\nmode = \"update\"\ngroup_by = [\"word\"]\nselect = [\"count() as n\"]\n";
+        let err = compile(&format!("{sock}{wc}{other}"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field `word`"), "{err}");
+
+        for (text, want) in [
+            ("[[analysis]]\nname = \"x\"\nmode = \"complete\"\nwindow = { size = \"1m\" }\nselect = [\"count() as n\"]\n", "takes no `window`"),
+            ("[[analysis]]\nname = \"x\"\nmode = \"update\"\nexplode = \"split(line)\"\nselect = [\"count() as n\"]\n", "name the element"),
+            ("[[analysis]]\nname = \"x\"\nmode = \"update\"\nexplode = \"split(line) as service\"\nselect = [\"count() as n\"]\n", "`service` is already a field"),
+        ] {
+            let err = compile(&format!("{sock}{text}")).unwrap_err().to_string();
+            assert!(err.contains(want), "{err}");
+        }
+        for (src, want) in [
+            ("[source]\nkind = \"socket\"\nformat = \"text\"\n", "needs `port`"),
+            ("[source]\nkind = \"socket\"\nport = 1\npath = \"x\"\nformat = \"text\"\n", "`path` does not apply to a socket source"),
+            ("[source]\nkind = \"file\"\npath = \"x\"\nrate = 5.0\nformat = \"json\"\n", "`rate` does not apply to a file source"),
+            ("[source]\nkind = \"directory\"\nformat = \"json\"\n", "needs `path`"),
+            ("[source]\nkind = \"directory\"\npath = \"d\"\nmax_files_per_trigger = 0\nformat = \"json\"\n", "at least 1"),
+            ("[source]\nkind = \"generator\"\nformat = \"text\"\n", "the generator writes"),
+            ("[source]\nkind = \"generator\"\nrate = -1.0\nformat = \"json\"\n", "positive number"),
+            ("[source]\nkind = \"pipe\"\nformat = \"json\"\n", "unknown source kind `pipe`"),
+        ] {
+            let err = compile(&format!("name = \"j\"\n{src}{wc}")).unwrap_err().to_string();
+            assert!(err.contains(want), "{err}");
+        }
+        let dir = "name = \"j\"\n[source]\nkind = \"directory\"\npath = \"in\"\npattern = \"*.log\"\nmax_files_per_trigger = 3\nend_after_idle = \"2s\"\nformat = \"json\"\n";
+        let plan = compile(&format!("{dir}{wc}").replace("split(line)", "split(message)")).unwrap();
+        let SourceKind::Directory(c) = &plan.source.kind else {
+            panic!()
+        };
+        assert_eq!((c.pattern.as_str(), c.max_files_per_trigger), ("*.log", 3));
+        assert_eq!(c.end_after_idle, Some(std::time::Duration::from_secs(2)));
+        assert_eq!(
+            plan.watermark_delay_ms, 300_000,
+            "event time keeps the default delay"
+        );
+        let plan = compile(&format!("{sock}{wc}")).unwrap();
+        assert_eq!(
+            plan.watermark_delay_ms, 0,
+            "processing time has no disorder"
+        );
+    }
+
+    #[test]
+    fn lookups_add_fields_for_every_analysis() {
+        let text = format!(
+            "{HEAD}[[lookup]]\nname = \"teams\"\npath = \"ref/teams.csv\"\nkey = \"service\"\nfields = [\"team\", \"tier\"]\n\
+             [[lookup]]\nname = \"ips\"\npath = \"ips.json\"\nkey = \"ip\"\non = \"ip_address\"\nfields = [\"label\"]\n\
+             [[analysis]]\nname = \"a\"\nwindow = {{ size = \"1m\" }}\nwhere = \"label is null\"\ngroup_by = [\"team\"]\nselect = [\"count() as n\", \"max(tier) as top\"]\n"
+        );
+        let src = SpecSource {
+            file: "specs/t.toml",
+            text: &text,
+        };
+        let plan = JobPlan::compile(&parse_spec(&src).unwrap(), &src).unwrap();
+        assert_eq!(plan.extras, vec!["team", "tier", "label"]);
+        let l = &plan.lookups[0];
+        assert_eq!(
+            l.path,
+            std::path::Path::new("specs/ref/teams.csv"),
+            "relative to the spec"
+        );
+        assert_eq!(
+            (l.on, l.format),
+            (Field::Service, crate::operators::lookup::TableFormat::Csv)
+        );
+        assert_eq!(plan.lookups[1].on, Field::IpAddress);
+        assert_eq!(plan.nodes[0].keys, vec![Field::Extra(0)]);
+        let used = plan.used_fields();
+        assert!(used.contains(Field::Service) && used.contains(Field::IpAddress));
+        assert!(plan
+            .explain()
+            .contains("lookup `teams`: specs/ref/teams.csv (csv, reloaded when it changes)"));
+
+        for (l, want) in [
+            ("name = \"t\"\npath = \"t.txt\"\nkey = \"service\"\nfields = [\"team\"]\n", "cannot tell the format"),
+            ("name = \"t\"\npath = \"t.csv\"\nkey = \"svc\"\nfields = [\"team\"]\n", "unknown event field `svc`"),
+            ("name = \"t\"\npath = \"t.csv\"\nkey = \"service\"\nfields = [\"level\"]\n", "`level` is already a field"),
+            ("name = \"t\"\npath = \"t.csv\"\nkey = \"service\"\nfields = []\n", "list the table's columns"),
+            ("name = \"t\"\npath = \"t.csv\"\nformat = \"xml\"\nkey = \"service\"\nfields = [\"x\"]\n", "unknown table format `xml`"),
+        ] {
+            let err = compile(&format!("{HEAD}[[lookup]]\n{l}[[analysis]]\nname = \"a\"\nwindow = {{ size = \"1m\" }}\nselect = [\"count() as n\"]\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{err}");
+        }
     }
 
     #[test]
