@@ -15,18 +15,13 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::kafka::finish;
-use common::{accounting, bin, read_jsonl, repo, run_file, tmpdir};
+use common::{accounting, bin, read_jsonl, repo, rfc3339, run_file, starts, tmpdir};
 use serde_json::{json, Value};
 
 const T0: i64 = 1_795_514_400_000; // 2026-11-24T10:00:00Z
 
 /// A crafted log event: (timestamp ms, service, status_code, ip_address).
 type Log = (i64, &'static str, i64, &'static str);
-
-fn rfc3339(ms: i64) -> String {
-    let t = chrono::DateTime::from_timestamp_millis(ms).unwrap();
-    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
 
 /// One JSON log line.
 fn log(ts: i64, service: &str, status: i64, ip: &str) -> String {
@@ -271,15 +266,6 @@ fn running_count_per_key_is_updated_at_each_trigger() {
     assert!(epochs.len() >= 4, "several triggers");
     let got = read_jsonl(&out.join("running_counts.jsonl"));
     assert_eq!(got, expected);
-}
-
-/// Window starts of `ts` for windows of `size` sliding by `slide`.
-fn starts(ts: i64, size: i64, slide: i64) -> Vec<i64> {
-    let last = ts - ts.rem_euclid(slide);
-    (0..)
-        .map(|k| last - k * slide)
-        .take_while(|s| s + size > ts)
-        .collect()
 }
 
 fn sorted(mut rows: Vec<Value>) -> Vec<Value> {

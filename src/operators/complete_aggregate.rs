@@ -13,7 +13,6 @@ use std::rc::Rc;
 
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::operators::Capability;
 use timely::dataflow::StreamVec;
 
 use crate::operators::aggregate::Acc;
@@ -114,18 +113,12 @@ impl<'scope> CompleteAggregate<'scope> for StreamVec<'scope, u64, Partial> {
             "CompleteAggregate",
             move |_, _| {
                 let mut table: HashMap<Key, Vec<Acc>> = HashMap::new();
-                let mut pending: BTreeMap<u64, (Capability<u64>, Vec<Partial>)> = BTreeMap::new();
+                let mut pending: crate::operators::Pending<Partial> = BTreeMap::new();
                 let mut rows = Vec::new();
                 let mut values = Vec::new();
                 move |(input, frontier), output| {
                     input.for_each_stamp(|cap, data| {
-                        let t = crate::operators::time_of(&cap);
-                        let (_, parts) = pending
-                            .entry(t)
-                            .or_insert_with(|| (cap.delayed(&t, 0), Vec::new()));
-                        for batch in data {
-                            parts.append(batch);
-                        }
+                        crate::operators::stash(&mut pending, &cap, data)
                     });
                     while let Some((&first, _)) = pending.first_key_value() {
                         let at = next_trigger(first, trigger);

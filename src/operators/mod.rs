@@ -27,7 +27,9 @@ pub mod window;
 pub mod window_aggregate;
 pub mod zscore;
 
-use timely::dataflow::operators::InputCapability;
+use std::collections::BTreeMap;
+
+use timely::dataflow::operators::{Capability, InputCapability};
 
 /// The time of a message. Our operators always send with one capability, so a stamp is a
 /// single time; for a multi-time stamp the least time is the safe reading (the frontier cannot
@@ -35,4 +37,22 @@ use timely::dataflow::operators::InputCapability;
 #[inline]
 pub(crate) fn time_of(cap: &InputCapability<u64>) -> u64 {
     cap.least().copied().unwrap_or(0)
+}
+
+/// Batches waiting for the frontier to pass their time, with a capability for that time.
+pub(crate) type Pending<D> = BTreeMap<u64, (Capability<u64>, Vec<D>)>;
+
+/// Adds a stamped message's batches to `pending` under its time.
+pub(crate) fn stash<'a, D: 'a>(
+    pending: &mut Pending<D>,
+    cap: &InputCapability<u64>,
+    data: impl IntoIterator<Item = &'a mut Vec<D>>,
+) {
+    let t = time_of(cap);
+    let (_, items) = pending
+        .entry(t)
+        .or_insert_with(|| (cap.delayed(&t, 0), Vec::new()));
+    for batch in data {
+        items.append(batch);
+    }
 }
