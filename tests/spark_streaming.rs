@@ -525,3 +525,82 @@ fn rate_source_paces_generated_events_and_matches_logflow_gen() {
     assert!(want.len() > 10);
     assert_eq!(sorted(generated), sorted(want));
 }
+
+/// level_counts rows (1-min windows per level) of logs.
+fn level_counts(logs: &[Log]) -> Vec<Value> {
+    let mut g: BTreeMap<(i64, &str), i64> = BTreeMap::new();
+    for (ts, _, status, _) in logs {
+        let level = if *status >= 500 { "ERROR" } else { "INFO" };
+        *g.entry((ts - ts.rem_euclid(60_000), level)).or_default() += 1;
+    }
+    g.into_iter()
+        .map(|((s, level), n)| {
+            json!({"window_start": rfc3339(s), "window_end": rfc3339(s + 60_000),
+                   "level": level, "count": n})
+        })
+        .collect()
+}
+
+#[test]
+fn kafka_from_the_earliest_or_the_latest_offsets() {
+    let dir = tmpdir("spark-kafka");
+    let b = common::kafka::Broker::start("kafka-spark-it");
+    b.topic("spark-logs", 1);
+    // Old records, an hour before the new ones.
+    let old: Vec<Log> = crafted_logs(200)
+        .into_iter()
+        .map(|(t, s, c, ip)| (t - 3_600_000, s, c, ip))
+        .collect();
+    let file = dir.join("old.jsonl");
+    write_logs(&file, &old);
+    assert_eq!(b.produce("spark-logs", &file), 200);
+
+    // Earliest: everything in the topic, then --stop-at-end closes every window.
+    let out = dir.join("earliest");
+    let args = ["--brokers", &b.address, "--topic", "spark-logs"];
+    let res = common::run_ok(
+        &[
+            &["run", "dataflows/examples/spark-kafka.toml"][..],
+            &args,
+            &["--stop-at-end", "--output-dir", out.to_str().unwrap()],
+        ]
+        .concat(),
+    );
+    assert_eq!(accounting(&res.stderr)["read"], 200);
+    let got = read_jsonl(&out.join("level_counts.jsonl"));
+    assert_eq!(sorted(got), sorted(level_counts(&old)));
+
+    // Latest: only what is produced after the job has started.
+    let out = dir.join("latest");
+    let mut child = bin()
+        .args(["run", "dataflows/examples/spark-kafka-latest.toml"])
+        .args(args)
+        .args(["--output-dir", out.to_str().unwrap()])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(5)); // assigned at the end of the partition
+    let new = crafted_logs(400); // 10:00 to 10:04
+    let file = dir.join("new.jsonl");
+    write_logs(&file, &new);
+    assert_eq!(b.produce("spark-logs", &file), 400);
+    // Windows close 5 min (the delay) after their end, so one more event at 10:15 closes
+    // every window of the new records (and none of its own).
+    let closer: Vec<Log> = vec![(T0 + 900_000, "api-gateway", 200, "10.0.0.1")];
+    let file = dir.join("closer.jsonl");
+    write_logs(&file, &closer);
+    b.produce("spark-logs", &file);
+    let want = sorted(level_counts(&new));
+    let path = out.join("level_counts.jsonl");
+    let started = Instant::now();
+    let got = loop {
+        let got = sorted(std::fs::read_to_string(&path).map_or(vec![], |_| read_jsonl(&path)));
+        if got.len() >= want.len() || started.elapsed() > Duration::from_secs(60) {
+            break got;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(got, want, "only the new records, none of the old");
+}
