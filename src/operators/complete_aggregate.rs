@@ -31,7 +31,8 @@ pub fn next_trigger(t: u64, trigger: u64) -> u64 {
 pub trait CompleteAggregate<'scope> {
     /// Aggregates events per key of `node` (whose windows must be global), and at each trigger
     /// instant `T` after which new data arrived calls `emit` for every key with `start = end =
-    /// T`; the items `emit` pushes are sent at time `T`.
+    /// T`; the items `emit` pushes are sent at time `T - 1` (so a sink writes them once
+    /// the frontier reaches `T`).
     ///
     /// ```
     /// use std::rc::Rc;
@@ -159,8 +160,11 @@ impl<'scope> CompleteAggregate<'scope> for StreamVec<'scope, u64, Partial> {
                                 &mut rows,
                             );
                         }
+                        // Sent just before `at`, so the sink writes the table at the same
+                        // frontier step (see `operators::closing`).
+                        let send = at.saturating_sub(1).max(*cap.time());
                         output
-                            .session(&cap.delayed(&at))
+                            .session(&cap.delayed(&send))
                             .give_iterator(rows.drain(..));
                     }
                 }
