@@ -181,6 +181,8 @@ mod tests {
                 analyses: vec![],
                 update: false,
                 input: Default::default(),
+                explode: None,
+                complete: None,
             });
             let send = send.lock().map(|s| s.clone()).expect("sender");
             let (mut input, probe) = worker.dataflow::<u64, _, _>(|scope| {
