@@ -7,32 +7,13 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{accounting, read_jsonl, run_file, tmpdir};
+use common::{accounting, read_jsonl, rfc3339, run_file, starts, tmpdir};
 use serde_json::{json, Value};
 
 const T0: i64 = 1_795_514_400_000; // 2026-11-24T10:00:00Z
 
 /// (timestamp ms, user_id, action, value)
 type Ev = (i64, &'static str, &'static str, f64);
-
-fn rfc3339(ms: i64) -> String {
-    let t = chrono::DateTime::from_timestamp_millis(ms).unwrap();
-    let fmt = if ms % 1000 == 0 {
-        chrono::SecondsFormat::Secs
-    } else {
-        chrono::SecondsFormat::Millis
-    };
-    t.to_rfc3339_opts(fmt, true)
-}
-
-/// Window starts of `ts` for windows of `size` sliding by `slide` (aligned to the epoch).
-fn starts(ts: i64, size: i64, slide: i64) -> Vec<i64> {
-    let last = ts - ts.rem_euclid(slide);
-    (0..)
-        .map(|k| last - k * slide)
-        .take_while(|s| s + size > ts)
-        .collect()
-}
 
 #[test]
 fn event_time_examples_match_a_batch_computation() {

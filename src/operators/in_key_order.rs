@@ -9,7 +9,6 @@ use std::collections::{BTreeMap, HashMap};
 
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::operators::Capability;
 use timely::dataflow::StreamVec;
 
 use crate::record::{key_hash, Key, Row};
@@ -56,19 +55,11 @@ impl<'scope> InKeyOrder<'scope> for StreamVec<'scope, u64, Row> {
     {
         let exchange = Exchange::new(move |r: &Row| key_hash(r.key(key_len)));
         self.unary_frontier(exchange, "InKeyOrder", move |_, _| {
-            let mut pending: BTreeMap<u64, (Capability<u64>, Vec<Row>)> = BTreeMap::new();
+            let mut pending: crate::operators::Pending<Row> = BTreeMap::new();
             let mut states: HashMap<Key, S> = HashMap::new();
             let mut out = Vec::new();
             move |(input, frontier), output| {
-                input.for_each_stamp(|cap, data| {
-                    let t = crate::operators::time_of(&cap);
-                    let (_, rows) = pending
-                        .entry(t)
-                        .or_insert_with(|| (cap.delayed(&t, 0), Vec::new()));
-                    for batch in data {
-                        rows.append(batch);
-                    }
-                });
+                input.for_each_stamp(|cap, data| crate::operators::stash(&mut pending, &cap, data));
                 while let Some(entry) = pending.first_entry() {
                     if frontier.less_equal(entry.key()) {
                         break;

@@ -4,6 +4,9 @@
 //! - [`window_aggregate::WindowAggregate`]: event-time windows, exchange, merge, final rows.
 //! - [`update_aggregate::UpdateAggregate`], [`update_aggregate::Upserts`]: update output mode
 //!   as a differential collection of rows (early results, corrections).
+//! - [`complete_aggregate::CompleteAggregate`]: complete output mode (the whole result table
+//!   at each trigger).
+//! - [`lookup`]: reference tables joined to events at ingest (stream–static join).
 //! - [`in_key_order::InKeyOrder`]: per-key, in-window-order processing of result rows.
 //! - [`zscore::ZScore`], [`lag::Lag`]: detectors over previous windows.
 //! - [`aggregate`], [`window`]: the accumulators and window assignment they use.
@@ -11,10 +14,12 @@
 //! - [`exact`]: exact, order-independent float sums behind `sum`, `avg` and `stddev`.
 
 pub mod aggregate;
+pub mod complete_aggregate;
 pub mod exact;
 pub mod in_key_order;
 pub mod intersect;
 pub mod lag;
+pub mod lookup;
 pub mod pre_aggregate;
 pub mod update_aggregate;
 pub mod value_set;
@@ -22,7 +27,9 @@ pub mod window;
 pub mod window_aggregate;
 pub mod zscore;
 
-use timely::dataflow::operators::InputCapability;
+use std::collections::BTreeMap;
+
+use timely::dataflow::operators::{Capability, InputCapability};
 
 /// The time of a message. Our operators always send with one capability, so a stamp is a
 /// single time; for a multi-time stamp the least time is the safe reading (the frontier cannot
@@ -30,6 +37,24 @@ use timely::dataflow::operators::InputCapability;
 #[inline]
 pub(crate) fn time_of(cap: &InputCapability<u64>) -> u64 {
     cap.least().copied().unwrap_or(0)
+}
+
+/// Batches waiting for the frontier to pass their time, with a capability for that time.
+pub(crate) type Pending<D> = BTreeMap<u64, (Capability<u64>, Vec<D>)>;
+
+/// Adds a stamped message's batches to `pending` under its time.
+pub(crate) fn stash<'a, D: 'a>(
+    pending: &mut Pending<D>,
+    cap: &InputCapability<u64>,
+    data: impl IntoIterator<Item = &'a mut Vec<D>>,
+) {
+    let t = time_of(cap);
+    let (_, items) = pending
+        .entry(t)
+        .or_insert_with(|| (cap.delayed(&t, 0), Vec::new()));
+    for batch in data {
+        items.append(batch);
+    }
 }
 
 /// The time at which results released once the frontier reaches `release` are sent: the time

@@ -11,7 +11,7 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::StreamVec;
 
 use crate::operators::aggregate::Acc;
-use crate::record::{Event, Key};
+use crate::record::{Event, Key, Value};
 use crate::spec::plan::AggNode;
 
 /// A partial aggregate of one window and key, as exchanged between workers.
@@ -47,6 +47,8 @@ pub trait PreAggregate<'scope> {
     ///         analyses: vec![],
     ///         update: false,
     ///         input: Default::default(),
+    ///         explode: None,
+    ///         complete: None,
     ///     });
     ///     let events = (0..3).map(|i| Event { timestamp: 30_000 * i, service: Some("api".into()), ..Event::default() });
     ///     events.to_stream(scope).pre_aggregate(node).capture()
@@ -105,9 +107,29 @@ impl GroupTable {
     }
 
     /// Folds `ev` into the node's windows that are still open at event-time `progress`
-    /// (nothing when it fails the node's filter).
+    /// (nothing when it fails the node's filter). A node with `explode` folds one row per
+    /// element of its list instead (a scalar is a list of one, null an empty list), the
+    /// element in its extra field; the filter applies to each row.
     #[inline]
     pub fn absorb(&mut self, ev: &Event, progress: i64) {
+        let Some(x) = &self.node.explode else {
+            return self.absorb_one(ev, progress);
+        };
+        let slot = x.slot;
+        let items = match x.list.eval(ev) {
+            Value::List(items) => items,
+            Value::Null => return,
+            v => vec![v],
+        };
+        let mut row = ev.clone();
+        for item in items {
+            row.set_extra(slot, item);
+            self.absorb_one(&row, progress);
+        }
+    }
+
+    #[inline]
+    fn absorb_one(&mut self, ev: &Event, progress: i64) {
         let node = &*self.node;
         if let Some(f) = &node.filter {
             if !f.test(ev) {
@@ -164,5 +186,63 @@ impl GroupTable {
         self.index.clear();
         self.hashes.clear();
         self.groups.drain(..)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::operators::aggregate::{AccSpec, AggFunc};
+    use crate::operators::window::Windows;
+    use crate::record::Field;
+    use crate::spec::expr::parse;
+    use crate::spec::plan::Explode;
+
+    #[test]
+    fn explode_folds_one_row_per_element_and_filters_each() {
+        let list = parse("split(line)").unwrap().bind_event().unwrap();
+        let filter = parse("word != 'the'")
+            .unwrap()
+            .bind_fields(&|n| {
+                if n == "word" {
+                    Some(Field::Extra(0))
+                } else {
+                    Field::from_name(n)
+                }
+            })
+            .unwrap();
+        let mut table = GroupTable::new(Rc::new(AggNode {
+            windows: Windows::global(),
+            hold_ms: 0,
+            filter: Some(filter),
+            keys: vec![Field::Extra(0)],
+            accs: vec![AccSpec {
+                func: AggFunc::Count,
+                arg: None,
+            }],
+            analyses: vec![],
+            update: true,
+            input: Default::default(),
+            explode: Some(Explode { list, slot: 0 }),
+            complete: None,
+        }));
+        for line in ["the cat  the dog", "cat", ""] {
+            let ev = Event {
+                line: Some(line.into()),
+                ..Event::default()
+            };
+            table.absorb(&ev, 0);
+        }
+        table.absorb(&Event::default(), 0); // no line: no rows
+        let mut counts: Vec<(Key, Value)> = table
+            .drain()
+            .map(|p| (p.key, p.accs[0].clone().finish()))
+            .collect();
+        counts.sort_by(|a, b| a.0.cmp(&b.0));
+        let word = |w: &str| vec![Value::Str(w.into())];
+        assert_eq!(
+            counts,
+            vec![(word("cat"), Value::Int(2)), (word("dog"), Value::Int(1))]
+        );
     }
 }

@@ -16,7 +16,6 @@ use std::rc::Rc;
 use differential_dataflow::{AsCollection, VecCollection};
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::operators::Capability;
 use timely::dataflow::StreamVec;
 
 use crate::operators::aggregate::Acc;
@@ -57,6 +56,8 @@ pub trait UpdateAggregate<'scope>: Sized {
     ///         analyses: vec![],
     ///         update: true,
     ///         input: Default::default(),
+    ///         explode: None,
+    ///         complete: None,
     ///     });
     ///     let mut input = InputHandle::<u64, CapacityContainerBuilder<Vec<Event>>>::new();
     ///     let out = worker.dataflow(|scope| {
@@ -137,20 +138,14 @@ impl<'scope> UpdateAggregate<'scope> for StreamVec<'scope, u64, Partial> {
                 let mut state: HashMap<(i64, Key), WindowState<D>> = HashMap::new();
                 // Partials per time, applied in time order once the frontier passes the time
                 // (a later time's partials must not show in an earlier time's rows).
-                let mut pending: BTreeMap<u64, (Capability<u64>, Vec<Partial>)> = BTreeMap::new();
+                let mut pending: crate::operators::Pending<Partial> = BTreeMap::new();
                 // Windows to drop at each deadline.
                 let mut expiry: BTreeMap<u64, Vec<(i64, Key)>> = BTreeMap::new();
                 let mut rows = Vec::new();
                 let mut values = Vec::new();
                 move |(input, frontier), output| {
                     input.for_each_stamp(|cap, data| {
-                        let t = crate::operators::time_of(&cap);
-                        let (_, parts) = pending
-                            .entry(t)
-                            .or_insert_with(|| (cap.delayed(&t, 0), Vec::new()));
-                        for batch in data {
-                            parts.append(batch);
-                        }
+                        crate::operators::stash(&mut pending, &cap, data)
                     });
                     while let Some(entry) = pending.first_entry() {
                         let t = *entry.key();
@@ -302,6 +297,8 @@ mod tests {
                 analyses: vec![],
                 update: true,
                 input: NodeInput::Events,
+                explode: None,
+                complete: None,
             });
             let open: Rc<Cell<usize>> = Rc::default();
             let changes: Rc<Cell<usize>> = Rc::default();

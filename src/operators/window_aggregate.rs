@@ -52,6 +52,8 @@ pub trait WindowAggregate<'scope> {
     ///         analyses: vec![],
     ///         update: false,
     ///         input: Default::default(),
+    ///         explode: None,
+    ///         complete: None,
     ///     });
     ///     let events = (0..3).map(|i| Event { timestamp: 1_000 * i, service: Some("api".into()), ..Event::default() });
     ///     let events: timely::dataflow::StreamVec<u64, Event> = events.to_stream(scope);
@@ -179,6 +181,8 @@ mod tests {
                 analyses: vec![],
                 update: false,
                 input: Default::default(),
+                explode: None,
+                complete: None,
             });
             let send = send.lock().map(|s| s.clone()).expect("sender");
             let (mut input, probe) = worker.dataflow::<u64, _, _>(|scope| {

@@ -8,6 +8,7 @@ mod access_log;
 mod fields;
 mod json;
 mod json_fast;
+pub mod text;
 pub mod timestamp;
 mod user_events;
 
@@ -30,6 +31,8 @@ pub enum Format {
     Nginx,
     /// One JSON user event per line.
     UserEvents,
+    /// Any text: the line is the field `line`, the time is the wall clock (processing time).
+    Text,
 }
 
 impl Format {
@@ -51,6 +54,7 @@ impl Format {
                 access_log::parse(line, keep.contains(crate::record::Field::Message))
             }
             Format::UserEvents => user_events::parse(line, keep),
+            Format::Text => text::parse(line),
         }
     }
 
@@ -60,7 +64,14 @@ impl Format {
             Format::Apache => "apache",
             Format::Nginx => "nginx",
             Format::UserEvents => "user-events",
+            Format::Text => "text",
         }
+    }
+
+    /// Records carry the wall clock, not an event time: event-time progress follows the clock
+    /// even when no record arrives.
+    pub fn processing_time(self) -> bool {
+        self == Format::Text
     }
 }
 

@@ -32,6 +32,13 @@ pub struct Event {
     pub action: Option<Str>,
     pub value: Option<f64>,
     pub session_id: Option<Str>,
+    /// Format `text`: the whole input line.
+    #[serde(default)]
+    pub line: Option<Str>,
+    /// Fields that no input format has: set by `explode` and `[[lookup]]` tables, in the slots
+    /// the plan gives their names (see [`Field::Extra`]). Empty when a job has none.
+    #[serde(default)]
+    pub extra: Vec<Value>,
     /// Input order, set by the source (file line, or partition and offset): ties in event
     /// time are broken by it, so order-sensitive aggregates are deterministic.
     #[serde(default)]
@@ -54,11 +61,16 @@ pub enum Field {
     Action,
     Value,
     SessionId,
+    /// Format `text`: the line.
+    Line,
+    /// A field produced by the job itself (an `explode` name, a lookup table column): slot
+    /// `i` of [`Event::extra`]. Names are resolved by the plan.
+    Extra(u8),
 }
 
 impl Field {
-    /// Every field, in the order of DESIGN.md section 2.
-    pub const ALL: [Field; 13] = [
+    /// Every field an input format sets, in the order of DESIGN.md section 2.
+    pub const ALL: [Field; 14] = [
         Field::Timestamp,
         Field::Level,
         Field::Service,
@@ -72,6 +84,7 @@ impl Field {
         Field::Action,
         Field::Value,
         Field::SessionId,
+        Field::Line,
     ];
 
     /// The field's name in specs and input records.
@@ -90,6 +103,16 @@ impl Field {
             Field::Action => "action",
             Field::Value => "value",
             Field::SessionId => "session_id",
+            Field::Line => "line",
+            Field::Extra(_) => "extra",
+        }
+    }
+
+    /// The field's name in a job whose extra fields are `plan.extras`.
+    pub fn name_in(self, plan: &crate::spec::plan::JobPlan) -> &str {
+        match self {
+            Field::Extra(i) => plan.extras.get(i as usize).map_or("extra", |n| n.as_str()),
+            f => f.name(),
         }
     }
 
@@ -112,6 +135,7 @@ impl Field {
             "action" => Field::Action,
             "value" => Field::Value,
             "session_id" => Field::SessionId,
+            "line" => Field::Line,
             _ => return None,
         })
     }
@@ -148,19 +172,41 @@ pub fn key_hash(key: &[Value]) -> u64 {
     foldhash::fast::FixedState::with_seed(0x6c6f_6766_6c6f_7721).hash_one(key)
 }
 
-/// A set of [`Field`]s (a bit per field).
+/// A set of input [`Field`]s (a bit per field; extra fields are never parsed, so never held).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct FieldSet(u16);
+pub struct FieldSet(u32);
 
 impl FieldSet {
     pub const ALL: FieldSet = FieldSet((1 << Field::ALL.len()) - 1);
 
+    #[inline]
+    fn bit(f: Field) -> u32 {
+        let i = match f {
+            Field::Timestamp => 0,
+            Field::Level => 1,
+            Field::Service => 2,
+            Field::Message => 3,
+            Field::IpAddress => 4,
+            Field::UserId => 5,
+            Field::RequestId => 6,
+            Field::ResponseTime => 7,
+            Field::StatusCode => 8,
+            Field::ErrorCode => 9,
+            Field::Action => 10,
+            Field::Value => 11,
+            Field::SessionId => 12,
+            Field::Line => 13,
+            Field::Extra(_) => return 0,
+        };
+        1 << i
+    }
+
     pub fn insert(&mut self, f: Field) {
-        self.0 |= 1 << f as u16;
+        self.0 |= Self::bit(f);
     }
 
     pub fn contains(self, f: Field) -> bool {
-        self.0 & (1 << f as u16) != 0
+        self.0 & Self::bit(f) != 0
     }
 }
 
@@ -185,7 +231,23 @@ impl Event {
             Field::Action => s(&self.action),
             Field::Value => self.value.map_or(ValueRef::Null, ValueRef::Float),
             Field::SessionId => s(&self.session_id),
+            Field::Line => s(&self.line),
+            Field::Extra(i) => match self.extra.get(i as usize) {
+                Some(Value::Str(v)) => ValueRef::Str(v),
+                Some(Value::Int(v)) => ValueRef::Int(*v),
+                Some(Value::Float(v)) => ValueRef::Float(*v),
+                _ => ValueRef::Null,
+            },
         }
+    }
+
+    /// Sets an extra field (see [`Field::Extra`]), growing the slots as needed.
+    pub fn set_extra(&mut self, slot: u8, v: Value) {
+        let i = slot as usize;
+        if self.extra.len() <= i {
+            self.extra.resize(i + 1, Value::Null);
+        }
+        self.extra[i] = v;
     }
 }
 
@@ -213,5 +275,19 @@ mod tests {
         assert_eq!(e.get(Field::StatusCode), ValueRef::Int(404));
         assert_eq!(e.get(Field::UserId), ValueRef::Null);
         assert_eq!(e.get(Field::Timestamp), ValueRef::Int(5));
+    }
+
+    #[test]
+    fn extra_fields_live_in_slots() {
+        let mut e = Event::default();
+        assert_eq!(e.get(Field::Extra(1)), ValueRef::Null);
+        e.set_extra(1, Value::Str("team-a".into()));
+        assert_eq!(e.get(Field::Extra(1)), ValueRef::Str("team-a"));
+        assert_eq!(e.get(Field::Extra(0)), ValueRef::Null);
+        let mut set = FieldSet::default();
+        set.insert(Field::Extra(3));
+        set.insert(Field::Line);
+        assert!(set.contains(Field::Line) && !set.contains(Field::Extra(3)));
+        assert!(!set.contains(Field::Service) && FieldSet::ALL.contains(Field::Line));
     }
 }

@@ -17,6 +17,7 @@ use timely::dataflow::operators::Inspect;
 use super::ingest::{ingest, DeadLetter, IngestConfig, LateEvent, LatenessRule, ProgressBoard};
 use super::Counters;
 use crate::metrics::Metrics;
+use crate::operators::complete_aggregate::CompleteAggregate;
 use crate::operators::intersect::Intersect;
 use crate::operators::lag::Lag;
 use crate::operators::pre_aggregate::PreAggregate;
@@ -54,6 +55,8 @@ pub fn ingest_config(plan: &JobPlan, nodes: &[Rc<AggNode>]) -> IngestConfig {
             .cloned()
             .collect(),
         batch: 65_536,
+        lookups: plan.lookups.clone(),
+        processing_time: plan.source.format.processing_time(),
     }
 }
 
@@ -151,7 +154,9 @@ pub fn build<'scope>(
                 .map(|l: LateEvent| l.event)
                 .pre_aggregate(Rc::clone(&node)),
         };
-        let rows = if node.update {
+        let rows = if let Some(trigger) = node.complete {
+            input.complete_aggregate(Rc::clone(&node), trigger.max(1) as u64, project)
+        } else if node.update {
             input
                 .update_aggregate(Rc::clone(&node), project)
                 .upserts(Rc::clone(&key_lens))

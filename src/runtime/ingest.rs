@@ -31,6 +31,7 @@ use timely::dataflow::{Scope, StreamVec};
 
 use super::accounting::Counters;
 use crate::metrics::{Metrics, PartitionMeter};
+use crate::operators::lookup::{LookupPlan, Tables};
 use crate::operators::pre_aggregate::{GroupTable, Partial};
 use crate::operators::window::Windows;
 use crate::parse::Format;
@@ -83,6 +84,12 @@ pub struct IngestConfig {
     pub nodes: Vec<Rc<AggNode>>,
     /// Records read per activation, across partitions (bounds latency and memory).
     pub batch: usize,
+    /// Reference tables joined to every parsed event (their files are checked for changes
+    /// at the start of every activation).
+    pub lookups: Vec<LookupPlan>,
+    /// Records carry the wall clock (format `text`): a partition's progress follows the clock
+    /// even without data, and it is never idle.
+    pub processing_time: bool,
 }
 
 struct Partition {
@@ -159,6 +166,7 @@ struct Stamp<'a, F: Fn(i64) -> i64> {
     /// Rounds event time down to the progress granularity.
     floor: &'a F,
     cap_time: u64,
+    tables: &'a Tables,
 }
 
 /// Parses every record of `batch`, returning the largest event time parsed.
@@ -306,6 +314,9 @@ impl Partition {
             out.counts.1 += 1;
             let mut ev = ev;
             ev.pos = pos;
+            if !stamp.tables.is_empty() {
+                stamp.tables.join(&mut ev);
+            }
             let progress = self
                 .max_ts
                 .map_or(cap_time as i64, |m| m.max(cap_time as i64));
@@ -440,10 +451,20 @@ pub fn ingest<'scope>(
         };
         let mut next_part = 0usize;
         let mut announced: Option<Option<i64>> = None;
+        let mut tables = Tables::load(&config.lookups).unwrap_or_else(|e| panic!("{e}"));
 
         move |_frontiers| {
             let Some(held) = caps.as_mut() else { return };
             let cap_time = *held[DEAD].time();
+            tables.refresh();
+            if config.processing_time {
+                // The clock moves on whether or not records come.
+                let (now_ms, now) = (crate::parse::text::now_ms(), Instant::now());
+                for p in parts.iter_mut().filter(|p| !p.ended && p.turns.is_none()) {
+                    p.max_ts = p.max_ts.max(Some(now_ms));
+                    p.last_data = now;
+                }
+            }
             let mut out = Routed::default();
             let mut more = false;
             let mut pending = false;
@@ -453,6 +474,7 @@ pub fn ingest<'scope>(
                 config: &config,
                 floor: &floor,
                 cap_time,
+                tables: &tables,
             };
             for k in 0..n {
                 let p = &mut parts[(next_part + k) % n];

@@ -27,9 +27,12 @@ use crate::sinks::console::ConsoleSink;
 use crate::sinks::files::FilesSink;
 use crate::sinks::kafka::KafkaSink;
 use crate::sinks::Sink;
+use crate::sources::directory::DirectoryReader;
 use crate::sources::file::FileReader;
+use crate::sources::generator::GeneratorReader;
 use crate::sources::kafka::{open_partitions, EndAt, StartAt};
 use crate::sources::shared::Turns;
+use crate::sources::socket::SocketReader;
 use crate::sources::PartitionReader;
 use crate::spec::plan::{JobPlan, SinkPlan, SourceKind};
 use crate::Error;
@@ -153,10 +156,38 @@ fn open_sources(
                 }
             }
         }
-        SourceKind::Generator { .. } => {
-            return Err(Error::Usage(
-                "generator sources are not available yet".into(),
-            ));
+        SourceKind::Generator { events, seed, rate } => {
+            if let Some(w) = mine(0) {
+                let cfg = crate::gen::GenConfig {
+                    kind: match plan.source.format {
+                        crate::parse::Format::UserEvents => crate::gen::Kind::UserEvents,
+                        _ => crate::gen::Kind::Logs,
+                    },
+                    events: *events,
+                    seed: *seed,
+                    ..crate::gen::GenConfig::default()
+                };
+                readers[w].push(Box::new(match rate {
+                    Some(r) => GeneratorReader::paced(cfg, *r),
+                    None => GeneratorReader::new(cfg),
+                }));
+            }
+        }
+        SourceKind::Socket(cfg) => {
+            if let Some(w) = mine(0) {
+                readers[w].push(Box::new(SocketReader::open(
+                    cfg,
+                    plan.source.max_record_bytes,
+                )?));
+            }
+        }
+        SourceKind::Directory(cfg) => {
+            if let Some(w) = mine(0) {
+                readers[w].push(Box::new(DirectoryReader::open(
+                    cfg,
+                    plan.source.max_record_bytes,
+                )?));
+            }
         }
         SourceKind::Kafka {
             topic,
@@ -299,6 +330,7 @@ fn run_workers(
     // Sources and sinks are opened up front on the main thread, so a bad path, a missing topic
     // or an unreachable broker fails with a clear message before any worker starts.
     let (sinks, gather) = open_sinks(&plan, cluster)?;
+    crate::operators::lookup::Tables::load(&plan.lookups)?;
     let readers = open_sources(&plan, cluster, opts)?;
     let first_worker = cluster.process * cluster.threads;
     eprintln!(

@@ -25,13 +25,18 @@ pub fn rfc3339(ms: i64) -> String {
 }
 
 /// Appends a result row as one JSON object. Rows of an analysis without `window` have no
-/// `window_start`/`window_end`; an update-mode retraction is its key columns and
+/// `window_start`/`window_end` (in complete mode they start with `as_of`, the trigger instant); an update-mode retraction is its key columns and
 /// `"retracted":true` (on Kafka it is a tombstone instead, see `sinks::kafka`).
 pub fn row_json(plan: &JobPlan, row: &Row, out: &mut String) {
     let analysis = &plan.analyses[row.analysis as usize];
     out.push('{');
     let mut sep = "";
-    if !analysis.windowless {
+    if analysis.complete {
+        out.push_str("\"as_of\":\"");
+        out.push_str(&rfc3339(row.start));
+        out.push('"');
+        sep = ",";
+    } else if !analysis.windowless {
         out.push_str("\"window_start\":\"");
         out.push_str(&rfc3339(row.start));
         out.push_str("\",\"window_end\":\"");

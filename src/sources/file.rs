@@ -22,6 +22,8 @@ pub struct FileReader {
     max_record: usize,
     /// Bytes of an over-long line seen so far (we keep only the first `max_record`).
     skipping: Option<u64>,
+    /// The last refill found no bytes yet on a non-blocking input (a socket).
+    blocked: bool,
 }
 
 impl FileReader {
@@ -45,7 +47,13 @@ impl FileReader {
             line: 0,
             max_record,
             skipping: None,
+            blocked: false,
         }
+    }
+
+    /// Lines read so far (empty ones included): the number of the last line.
+    pub fn lines(&self) -> u64 {
+        self.line
     }
 
     /// Reads more bytes, keeping the unconsumed tail.
@@ -61,6 +69,11 @@ impl FileReader {
             match self.input.read(&mut self.buf[old..]) {
                 Ok(n) => break n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.buf.truncate(old);
+                    self.blocked = true;
+                    return Ok(());
+                }
                 Err(e) => {
                     self.buf.truncate(old);
                     return Err(Error::io(&self.path, e));
@@ -88,7 +101,8 @@ impl FileReader {
 impl PartitionReader for FileReader {
     fn read(&mut self, batch: &mut RecordBatch, max: usize) -> Result<ReadStatus, Error> {
         let before = batch.len();
-        while batch.len() - before < max {
+        self.blocked = false;
+        while batch.len() - before < max && !self.blocked {
             let avail = &self.buf[self.head..];
             if let Some(skipped) = self.skipping {
                 // Inside an over-long line: discard until its newline.
@@ -139,6 +153,8 @@ impl PartitionReader for FileReader {
         }
         Ok(if batch.len() > before {
             ReadStatus::Data
+        } else if self.blocked {
+            ReadStatus::Pending
         } else if self.eof && self.head >= self.buf.len() && self.skipping.is_none() {
             ReadStatus::Ended
         } else {

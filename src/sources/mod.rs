@@ -2,10 +2,12 @@
 //! events). A source is split into partitions; each partition is read by one worker through a
 //! [`PartitionReader`], which never blocks: it returns what is available now.
 
+pub mod directory;
 pub mod file;
 pub mod generator;
 pub mod kafka;
 pub mod shared;
+pub mod socket;
 
 use serde::{Deserialize, Serialize};
 

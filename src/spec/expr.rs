@@ -73,6 +73,9 @@ pub enum Func {
     Upper,
     /// Epoch milliseconds as an RFC 3339 UTC string (as `window_start` is written).
     Rfc3339,
+    /// `split(text[, sep])`: the non-empty pieces of `text` between occurrences of `sep`
+    /// (default: any whitespace), as a list (for `explode`).
+    Split,
 }
 
 impl Func {
@@ -87,6 +90,7 @@ impl Func {
             "lower" => Func::Lower,
             "upper" => Func::Upper,
             "rfc3339" => Func::Rfc3339,
+            "split" => Func::Split,
             _ => return None,
         })
     }
@@ -97,7 +101,7 @@ impl Func {
             Func::Abs | Func::Size | Func::Sqrt | Func::Lower | Func::Upper | Func::Rfc3339 => {
                 (1, 1)
             }
-            Func::Round => (1, 2),
+            Func::Round | Func::Split => (1, 2),
             Func::If => (3, 3),
             Func::Coalesce => (1, usize::MAX),
         }
@@ -389,6 +393,21 @@ fn call<R: Lookup + ?Sized>(f: Func, args: &[Expr], row: &R) -> Value {
             Value::Int(ms) => Value::Str(crate::sinks::render::rfc3339(ms).into()),
             _ => Value::Null,
         },
+        Func::Split => {
+            let Value::Str(text) = arg(0) else {
+                return Value::Null;
+            };
+            let piece = |p: &str| (!p.is_empty()).then(|| Value::Str(p.into()));
+            match arg(1) {
+                Value::Str(sep) if !sep.is_empty() => {
+                    Value::List(text.split(sep.as_str()).filter_map(piece).collect())
+                }
+                Value::Null if args.len() < 2 => {
+                    Value::List(text.split_whitespace().filter_map(piece).collect())
+                }
+                _ => Value::Null,
+            }
+        }
     }
 }
 
@@ -805,8 +824,14 @@ impl Ast {
 
     /// Binds against event fields only (filters and aggregate arguments).
     pub fn bind_event(&self) -> Result<Expr, String> {
+        self.bind_fields(&Field::from_name)
+    }
+
+    /// Binds against event fields named by `field` (the input fields and the job's extra
+    /// fields, see [`Field::Extra`]).
+    pub fn bind_fields(&self, field: &dyn Fn(&str) -> Option<Field>) -> Result<Expr, String> {
         self.bind(&mut |a| match a {
-            Ast::Name(n) => Field::from_name(n)
+            Ast::Name(n) => field(n)
                 .map(|f| Some(Expr::Field(f)))
                 .ok_or_else(|| format!("unknown field `{n}`")),
             _ => Ok(None),
@@ -889,6 +914,18 @@ mod tests {
         assert_eq!(eval("round(2.345, 2)"), Value::Float(2.35));
         assert_eq!(eval("if(status_code > 500, 1, 0)"), Value::Int(1));
         assert_eq!(eval("size(service)"), Value::Int(3));
+    }
+
+    #[test]
+    fn split_gives_the_non_empty_pieces() {
+        let words = |xs: &[&str]| Value::List(xs.iter().map(|x| Value::Str((*x).into())).collect());
+        assert_eq!(eval("split('a b  a ')"), words(&["a", "b", "a"]));
+        assert_eq!(eval("split(' a\tb ')"), words(&["a", "b"]));
+        assert_eq!(eval("split('x,,y,', ',')"), words(&["x", "y"]));
+        assert_eq!(eval("split('')"), words(&[]));
+        assert_eq!(eval("split(user_id)"), Value::Null);
+        assert_eq!(eval("split('a', '')"), Value::Null);
+        assert_eq!(eval("size(split('a b c'))"), Value::Int(3));
     }
 
     #[test]

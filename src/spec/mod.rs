@@ -31,20 +31,45 @@ pub struct JobSpec {
     pub watermark: WatermarkSpec,
     #[serde(default)]
     pub sink: SinkSpec,
+    /// Reference tables joined to every event (stream-static join).
+    #[serde(rename = "lookup", default)]
+    pub lookups: Vec<LookupSpec>,
     /// The analyses, in output order.
     #[serde(rename = "analysis", default)]
     pub analyses: Vec<AnalysisSpec>,
+}
+
+/// A reference table (CSV or JSON file) joined to every event by one key: its `fields`
+/// become event fields that any analysis can group by, filter on or aggregate. The file is
+/// read again whenever it changes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LookupSpec {
+    pub name: Spanned<String>,
+    /// CSV with a header line, or JSON (an array of objects, or one object per line);
+    /// relative to the spec file's folder.
+    pub path: Spanned<String>,
+    /// `csv` or `json` (default: from the file name's extension).
+    #[serde(default)]
+    pub format: Option<Spanned<String>>,
+    /// The table's key column.
+    pub key: Spanned<String>,
+    /// The event field matched against `key` (default: the field named like `key`).
+    #[serde(default)]
+    pub on: Option<Spanned<String>>,
+    /// The columns that become event fields (null when the key is not in the table).
+    pub fields: Vec<Spanned<String>>,
 }
 
 /// Where records come from.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceSpec {
-    /// `kafka`, `file` or `generator`.
+    /// `kafka`, `file`, `directory`, `socket` or `generator`.
     pub kind: Spanned<String>,
-    /// Record format: `json`, `apache`, `nginx`, `user-events`.
+    /// Record format: `json`, `apache`, `nginx`, `user-events`, `text`.
     pub format: Spanned<Format>,
-    /// `file`: the path to read (`-` = stdin).
+    /// `file`: the path to read (`-` = stdin); `directory`: the folder to watch.
     #[serde(default)]
     pub path: Option<Spanned<String>>,
     /// `kafka`: the topic to read.
@@ -53,9 +78,34 @@ pub struct SourceSpec {
     /// `kafka`: bootstrap servers; none = the in-process cluster.
     #[serde(default)]
     pub brokers: Option<Spanned<String>>,
-    /// `kafka`: `earliest`, `latest` or `stored`.
-    #[serde(default)]
+    /// `kafka`: `earliest`, `latest` or `stored` (Spark: `startingOffsets`).
+    #[serde(default, alias = "starting_offsets")]
     pub start: Option<Spanned<String>>,
+    /// `socket`: the host of the line server to connect to (default `127.0.0.1`).
+    #[serde(default)]
+    pub host: Option<Spanned<String>>,
+    /// `socket`: its port.
+    #[serde(default)]
+    pub port: Option<Spanned<u16>>,
+    /// `socket`: when the server closes the connection, connect again (default: the input
+    /// ends, and the job with it).
+    #[serde(default)]
+    pub reconnect: Option<Spanned<bool>>,
+    /// `directory`: file names to read (`*` and `?` wildcards; default `*`). Hidden files
+    /// (starting with `.`) are never read: write a file elsewhere and move it in.
+    #[serde(default)]
+    pub pattern: Option<Spanned<String>>,
+    /// `directory`: at most this many new files are started per read (Spark's
+    /// `maxFilesPerTrigger`; default unlimited).
+    #[serde(default)]
+    pub max_files_per_trigger: Option<Spanned<u64>>,
+    /// `directory`: the input ends when no new file has come for this long (default: never).
+    #[serde(default)]
+    pub end_after_idle: Option<Spanned<String>>,
+    /// `generator`: events per second of wall-clock time, with event times starting now
+    /// (Spark's rate source; default: as fast as possible, from a fixed start time).
+    #[serde(default)]
+    pub rate: Option<Spanned<f64>>,
     /// `kafka`: extra librdkafka client properties (SASL, TLS, ...), passed through.
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
@@ -111,13 +161,19 @@ pub struct AnalysisSpec {
     /// Output topic (default: the analysis name).
     #[serde(default)]
     pub topic: Option<Spanned<String>>,
-    /// `append` (default: each window's final result once) or `update` (early results as
-    /// data arrives, then corrections).
+    /// `append` (default: each window's final result once), `update` (early results as
+    /// data arrives, then corrections) or `complete` (no window: the whole result table at
+    /// each trigger).
     #[serde(default)]
     pub mode: Option<Spanned<String>>,
-    /// `update` mode: event-time interval between early results (default `10s`).
+    /// `update` and `complete` modes: event-time (with format `text`: processing-time)
+    /// interval between results (default `10s`).
     #[serde(default)]
     pub trigger: Option<Spanned<String>>,
+    /// `<list expression> as <name>`: one row per element of the list, with the element as
+    /// field `<name>` (e.g. `split(line) as word`), before `where` and grouping.
+    #[serde(default)]
+    pub explode: Option<Spanned<String>>,
     /// What the analysis reads: `events` (default) or `late` (the events that were late for
     /// some other analysis, as sent to `<job>.late`).
     #[serde(default)]

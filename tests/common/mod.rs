@@ -80,6 +80,26 @@ pub fn read_jsonl(path: &Path) -> Vec<Value> {
         .collect()
 }
 
+/// Epoch milliseconds as logflow writes times: RFC 3339 UTC, milliseconds only when not zero.
+pub fn rfc3339(ms: i64) -> String {
+    let t = chrono::DateTime::from_timestamp_millis(ms).expect("a representable time");
+    let fmt = if ms % 1000 == 0 {
+        chrono::SecondsFormat::Secs
+    } else {
+        chrono::SecondsFormat::Millis
+    };
+    t.to_rfc3339_opts(fmt, true)
+}
+
+/// Window starts of `ts` for windows of `size` sliding by `slide` (aligned to the epoch).
+pub fn starts(ts: i64, size: i64, slide: i64) -> Vec<i64> {
+    let last = ts - ts.rem_euclid(slide);
+    (0..)
+        .map(|k| last - k * slide)
+        .take_while(|s| s + size > ts)
+        .collect()
+}
+
 /// Runs a service script of the project (`scripts/kafka`, `scripts/prometheus`) with its state
 /// directory in `state_var`; returns the last line of its stdout (what `up` and `address`
 /// print).

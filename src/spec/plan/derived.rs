@@ -72,13 +72,14 @@ pub(super) fn compile_derived(
         );
     };
     let src = &plan.analyses[src_idx];
-    if src.update {
+    if src.update || src.complete {
         return cx.err(
             from.span(),
             "from",
             format!(
-                "`{}` is in update mode; detectors read append-mode rows (one final row per window)",
-                from.get_ref()
+                "`{}` is in {} mode; detectors read append-mode rows (one final row per window)",
+                from.get_ref(),
+                if src.update { "update" } else { "complete" }
             ),
         );
     }
@@ -203,6 +204,7 @@ pub(super) fn compile_derived(
         delay_ms: src.delay_ms,
         lateness_ms: src.lateness_ms,
         update: false,
+        complete: false,
         windowless: false,
     })
 }

@@ -12,8 +12,37 @@ impl JobPlan {
         }
         let src = match &self.source.kind {
             SourceKind::File { path } => format!("file {path}"),
-            SourceKind::Generator { events, seed } => {
-                format!("generator ({events} events, seed {seed})")
+            SourceKind::Generator { events, seed, rate } => match rate {
+                Some(r) => {
+                    format!("generator ({events} events, seed {seed}, {r} per second from now)")
+                }
+                None => format!("generator ({events} events, seed {seed})"),
+            },
+            SourceKind::Socket(c) => format!(
+                "socket: lines from the TCP server {}{}",
+                c.address(),
+                if c.reconnect {
+                    " (reconnects when closed)"
+                } else {
+                    " (ends when it closes)"
+                }
+            ),
+            SourceKind::Directory(c) => {
+                let mut d = format!(
+                    "directory {}: files matching `{}` as they appear",
+                    c.path, c.pattern
+                );
+                if c.max_files_per_trigger != usize::MAX {
+                    let _ = write!(d, ", at most {} new per read", c.max_files_per_trigger);
+                }
+                if let Some(idle) = c.end_after_idle {
+                    let _ = write!(
+                        d,
+                        ", ends after {} without a new file",
+                        format_ms(idle.as_millis() as i64)
+                    );
+                }
+                d
             }
             SourceKind::Kafka {
                 topic,
@@ -30,6 +59,25 @@ impl JobPlan {
             "source: {src}, format {}, records up to {} bytes",
             self.source.format, self.source.max_record_bytes
         );
+        if self.source.format.processing_time() {
+            let _ = writeln!(
+                s,
+                "time: processing time (each record is stamped with the wall clock when read; windows and triggers follow the clock)"
+            );
+        }
+        for l in &self.lookups {
+            let cols: Vec<&str> = l.fields.iter().map(|(c, _)| c.as_str()).collect();
+            let _ = writeln!(
+                s,
+                "lookup `{}`: {} ({}, reloaded when it changes) joined on `{}` = `{}`, adds fields {}",
+                l.name,
+                l.path.display(),
+                l.format.name(),
+                l.on.name_in(self),
+                l.key,
+                cols.join(", ")
+            );
+        }
         let sink = match &self.sink {
             SinkPlan::Console => "console".to_string(),
             SinkPlan::Files { dir } => format!("JSONL files in {dir}"),
@@ -68,7 +116,10 @@ impl JobPlan {
                         NodeInput::Events => "events",
                         NodeInput::Late => "late events",
                     };
-                    format!("running result per key over all {input} (no window), update mode, pass #{node}")
+                    match n.complete {
+                        Some(t) => format!("running result per key over all {input} (no window), complete mode: the whole table every {} with new data, pass #{node}", format_ms(t)),
+                        None => format!("running result per key over all {input} (no window), update mode, pass #{node}"),
+                    }
                 }
                 AnalysisKind::Windowed { node, .. } => {
                     let n = &self.nodes[*node];
@@ -111,9 +162,20 @@ impl JobPlan {
                 }
             };
             let _ = writeln!(s, "  - {} -> topic `{}`: {what}", a.name, a.topic);
+            if let AnalysisKind::Windowed { node, .. } = &a.kind {
+                if let Some(x) = &self.nodes[*node].explode {
+                    let _ = writeln!(
+                        s,
+                        "      one row per element of a list, as field `{}` (explode)",
+                        self.extras[x.slot as usize]
+                    );
+                }
+            }
             let keys = &a.columns[..a.key_len];
             let mut cols: Vec<String> = Vec::new();
-            if !a.windowless {
+            if a.complete {
+                cols.push("as_of".into());
+            } else if !a.windowless {
                 cols.extend(["window_start".into(), "window_end".into()]);
             }
             if !keys.is_empty() {

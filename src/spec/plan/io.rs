@@ -12,35 +12,130 @@ pub(super) fn compile_source(spec: &JobSpec, cx: &Ctx<'_>) -> Result<SourcePlan,
         Some(v) => *v.get_ref() as usize,
         None => 1 << 20,
     };
-    let forbid =
-        |name: &str, v: bool, span: std::ops::Range<usize>, kind: &str| -> Result<(), Error> {
-            if v {
-                cx.err(
-                    span,
-                    &format!("source.{name}"),
-                    format!("`{name}` does not apply to a {kind} source"),
-                )
-            } else {
-                Ok(())
-            }
-        };
-    let kind = match s.kind.get_ref().as_str() {
-        "file" => {
-            let Some(path) = &s.path else {
-                return cx.err(s.kind.span(), "source.path", "a file source needs `path`");
+    // Which settings each kind takes: any other one set is an error naming it.
+    let kind_name = s.kind.get_ref().as_str();
+    let allowed: &[&str] = match kind_name {
+        "file" => &["path"],
+        "directory" => &["path", "pattern", "max_files_per_trigger", "end_after_idle"],
+        "socket" => &["host", "port", "reconnect"],
+        "generator" => &["events", "seed", "rate"],
+        "kafka" => &["topic", "brokers", "start", "properties"],
+        other => {
+            return cx.err(
+                s.kind.span(),
+                "source.kind",
+                format!(
+                    "unknown source kind `{other}` (kafka, file, directory, socket, generator)"
+                ),
+            )
+        }
+    };
+    let span = |v: &Option<Spanned<String>>| v.as_ref().map(|v| v.span());
+    let set: [(&str, Option<std::ops::Range<usize>>); 13] = [
+        ("path", span(&s.path)),
+        ("topic", span(&s.topic)),
+        ("brokers", span(&s.brokers)),
+        ("start", span(&s.start)),
+        (
+            "properties",
+            (!s.properties.is_empty()).then(|| s.kind.span()),
+        ),
+        ("events", s.events.as_ref().map(|v| v.span())),
+        ("seed", s.seed.as_ref().map(|v| v.span())),
+        ("rate", s.rate.as_ref().map(|v| v.span())),
+        ("host", span(&s.host)),
+        ("port", s.port.as_ref().map(|v| v.span())),
+        ("reconnect", s.reconnect.as_ref().map(|v| v.span())),
+        ("pattern", span(&s.pattern)),
+        (
+            "max_files_per_trigger",
+            s.max_files_per_trigger.as_ref().map(|v| v.span()),
+        ),
+    ];
+    let idle = ("end_after_idle", span(&s.end_after_idle));
+    for (name, at) in set.into_iter().chain([idle]) {
+        if let (Some(at), false) = (at, allowed.contains(&name)) {
+            return cx.err(
+                at,
+                &format!("source.{name}"),
+                format!("`{name}` does not apply to a {kind_name} source"),
+            );
+        }
+    }
+    let need_path = |what: &str| match &s.path {
+        Some(p) => Ok(p.get_ref().clone()),
+        None => cx.err(
+            s.kind.span(),
+            "source.path",
+            format!("a {what} source needs `path`"),
+        ),
+    };
+    let kind = match kind_name {
+        "file" => SourceKind::File {
+            path: need_path("file")?,
+        },
+        "directory" => SourceKind::Directory(DirectoryConfig {
+            path: need_path("directory")?,
+            pattern: s
+                .pattern
+                .as_ref()
+                .map_or("*".into(), |p| p.get_ref().clone()),
+            max_files_per_trigger: match &s.max_files_per_trigger {
+                Some(v) if *v.get_ref() == 0 => {
+                    return cx.err(
+                        v.span(),
+                        "source.max_files_per_trigger",
+                        "must be at least 1",
+                    )
+                }
+                Some(v) => *v.get_ref() as usize,
+                None => usize::MAX,
+            },
+            end_after_idle: match &s.end_after_idle {
+                Some(d) => Some(std::time::Duration::from_millis(
+                    cx.positive_duration(d, "source.end_after_idle")? as u64,
+                )),
+                None => None,
+            },
+        }),
+        "socket" => {
+            let Some(port) = &s.port else {
+                return cx.err(s.kind.span(), "source.port", "a socket source needs `port`");
             };
-            if let Some(t) = &s.topic {
-                forbid("topic", true, t.span(), "file")?;
+            SourceKind::Socket(SocketConfig {
+                host: s
+                    .host
+                    .as_ref()
+                    .map_or("127.0.0.1".into(), |h| h.get_ref().clone()),
+                port: *port.get_ref(),
+                reconnect: s.reconnect.as_ref().is_some_and(|r| *r.get_ref()),
+            })
+        }
+        "generator" => {
+            if !matches!(format, Format::Json | Format::UserEvents) {
+                return cx.err(
+                    s.format.span(),
+                    "source.format",
+                    "the generator writes `json` logs or `user-events`",
+                );
             }
-            SourceKind::File {
-                path: path.get_ref().clone(),
+            let rate = match &s.rate {
+                Some(r) if !(r.get_ref().is_finite() && *r.get_ref() > 0.0) => {
+                    return cx.err(
+                        r.span(),
+                        "source.rate",
+                        "must be a positive number of events per second",
+                    )
+                }
+                r => r.as_ref().map(|r| *r.get_ref()),
+            };
+            SourceKind::Generator {
+                events: s.events.as_ref().map_or(100_000, |v| *v.get_ref()),
+                seed: s.seed.as_ref().map_or(42, |v| *v.get_ref()),
+                rate,
             }
         }
-        "generator" => SourceKind::Generator {
-            events: s.events.as_ref().map_or(100_000, |v| *v.get_ref()),
-            seed: s.seed.as_ref().map_or(42, |v| *v.get_ref()),
-        },
-        "kafka" => {
+        _ => {
             let Some(topic) = &s.topic else {
                 return cx.err(
                     s.kind.span(),
@@ -48,9 +143,6 @@ pub(super) fn compile_source(spec: &JobSpec, cx: &Ctx<'_>) -> Result<SourcePlan,
                     "a kafka source needs `topic`",
                 );
             };
-            if let Some(p) = &s.path {
-                forbid("path", true, p.span(), "kafka")?;
-            }
             let start = match &s.start {
                 None => "earliest".to_string(),
                 Some(v) => match v.get_ref().as_str() {
@@ -74,13 +166,6 @@ pub(super) fn compile_source(spec: &JobSpec, cx: &Ctx<'_>) -> Result<SourcePlan,
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect(),
             }
-        }
-        other => {
-            return cx.err(
-                s.kind.span(),
-                "source.kind",
-                format!("unknown source kind `{other}` (kafka, file, generator)"),
-            )
         }
     };
     Ok(SourcePlan {

@@ -14,18 +14,23 @@ use super::duration::{format_ms, parse_ms};
 use super::expr::{self, Ast, Expr};
 use super::{AnalysisSpec, JobSpec, SpecSource};
 use crate::operators::aggregate::{AccSpec, AggFunc};
+use crate::operators::lookup::LookupPlan;
 use crate::operators::window::Windows;
 use crate::parse::Format;
 use crate::record::Field;
+use crate::sources::directory::DirectoryConfig;
+use crate::sources::socket::SocketConfig;
 use crate::Error;
 
 mod derived;
 mod explain;
 mod io;
+mod lookup;
 mod windowed;
 
 use derived::compile_derived;
 use io::{compile_sink, compile_source};
+use lookup::compile_lookups;
 use windowed::compile_windowed;
 
 /// A compiled job.
@@ -44,6 +49,11 @@ pub struct JobPlan {
     pub granularity_ms: i64,
     pub nodes: Vec<AggNode>,
     pub analyses: Vec<Analysis>,
+    /// Names of the extra fields ([`Field::Extra`] slot `i` is `extras[i]`): `explode` names
+    /// and lookup table columns.
+    pub extras: Vec<String>,
+    /// Reference tables joined to every event at ingest.
+    pub lookups: Vec<LookupPlan>,
 }
 
 #[derive(Clone, Debug)]
@@ -61,7 +71,11 @@ pub enum SourceKind {
     Generator {
         events: u64,
         seed: u64,
+        /// Events per wall-clock second, event times starting now; `None`: as fast as possible.
+        rate: Option<f64>,
     },
+    Socket(SocketConfig),
+    Directory(DirectoryConfig),
     Kafka {
         topic: String,
         brokers: Option<String>,
@@ -98,6 +112,17 @@ pub struct AggNode {
     /// final row per window.
     pub update: bool,
     pub input: NodeInput,
+    /// One row per element of a list expression, the element in an extra field slot.
+    pub explode: Option<Explode>,
+    /// Complete output mode: the whole table at every multiple of this trigger (ms).
+    pub complete: Option<i64>,
+}
+
+/// `explode = "<list> as <name>"`: the list, and the extra field slot of `<name>`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Explode {
+    pub list: Expr,
+    pub slot: u8,
 }
 
 /// The events an aggregation node reads.
@@ -134,6 +159,8 @@ pub struct Analysis {
     pub lateness_ms: i64,
     /// `mode = "update"`.
     pub update: bool,
+    /// `mode = "complete"`: rows start with `as_of` (the trigger instant) instead of a window.
+    pub complete: bool,
     /// No `window`: one running result per key (rows have no `window_start`/`window_end`).
     pub windowless: bool,
     /// Indices into `columns` of the metrics exported as gauges (never keys).
@@ -212,6 +239,8 @@ impl JobPlan {
         let sink = compile_sink(spec, &cx)?;
         let delay_ms = match &spec.watermark.delay {
             Some(d) => cx.duration(d, "watermark.delay")?,
+            // Processing time has no disorder.
+            None if source.format.processing_time() => 0,
             None => 300_000,
         };
         let idle_timeout_ms = match &spec.watermark.idle_timeout {
@@ -236,7 +265,10 @@ impl JobPlan {
             granularity_ms: 0,
             nodes: Vec::new(),
             analyses: Vec::new(),
+            extras: Vec::new(),
+            lookups: Vec::new(),
         };
+        compile_lookups(&mut plan, spec, &cx)?;
         let mut names: HashMap<String, usize> = HashMap::new();
         let mut triggers: Vec<i64> = Vec::new();
         for a in &spec.analyses {
@@ -259,32 +291,45 @@ impl JobPlan {
                     format!("duplicate analysis `{aname}`"),
                 );
             }
-            let update = match &a.mode {
-                None => false,
+            let (update, complete) = match &a.mode {
+                None => (false, false),
                 Some(m) => match m.get_ref().as_str() {
-                    "append" => false,
-                    "update" => true,
+                    "append" => (false, false),
+                    "update" => (true, false),
+                    "complete" => (false, true),
                     other => {
                         return cx.err(
                             m.span(),
                             "mode",
-                            format!("unknown output mode `{other}` (append, update)"),
+                            format!("unknown output mode `{other}` (append, update, complete)"),
                         )
                     }
                 },
             };
-            match (&a.trigger, update) {
+            let trigger = match (&a.trigger, update || complete) {
                 (Some(t), false) => {
                     return cx.err(
                         t.span(),
                         "trigger",
-                        "`trigger` applies to `mode = \"update\"` only",
+                        "`trigger` applies to `mode = \"update\"` or `\"complete\"` only",
                     )
                 }
-                (Some(t), true) => triggers.push(cx.positive_duration(t, "trigger")?),
-                (None, true) => triggers.push(DEFAULT_TRIGGER_MS),
-                (None, false) => {}
+                (Some(t), true) => Some(cx.positive_duration(t, "trigger")?),
+                (None, true) => Some(DEFAULT_TRIGGER_MS),
+                (None, false) => None,
+            };
+            triggers.extend(trigger);
+            if let (true, Some(w)) = (complete, &a.window) {
+                return cx.err(w.size.span(), "window", "`mode = \"complete\"` emits the whole table of running results per key: it takes no `window` (use `update` or `append` for windows)");
             }
+            if let (true, Some(f)) = (complete, &a.from) {
+                return cx.err(
+                    f.span(),
+                    "mode",
+                    "`mode = \"complete\"` applies to aggregates over events, not to `from`",
+                );
+            }
+            let complete = trigger.filter(|_| complete);
             let input = match &a.input {
                 None => NodeInput::Events,
                 Some(i) => match i.get_ref().as_str() {
@@ -301,8 +346,8 @@ impl JobPlan {
             };
             let analysis = match (&a.window, &a.from) {
                 (Some(_), Some(f)) => return cx.err(f.span(), "from", "an analysis has either `window` (over events) or `from` (over another analysis), not both"),
-                (None, None) if !update => return cx.err(a.name.span(), "window", format!("analysis `{aname}` needs `window` (over events) or `from` (over another analysis); without a window, `mode = \"update\"` keeps a running result per key")),
-                (_, None) => compile_windowed(&mut plan, a, delay_ms, update, input, &cx)?,
+                (None, None) if !update && complete.is_none() => return cx.err(a.name.span(), "window", format!("analysis `{aname}` needs `window` (over events) or `from` (over another analysis); without a window, `mode = \"update\"` keeps a running result per key and `mode = \"complete\"` emits the whole table")),
+                (_, None) => compile_windowed(&mut plan, a, delay_ms, (update, complete), input, &cx)?,
                 (None, Some(_)) => compile_derived(&plan, &names, a, update, &cx)?,
             };
             names.insert(aname, plan.analyses.len());
@@ -320,10 +365,40 @@ impl JobPlan {
         Ok(plan)
     }
 
+    /// The event field called `name`: an input field, or a lookup table's column.
+    pub fn field(&self, name: &str) -> Option<Field> {
+        Field::from_name(name).or_else(|| {
+            let slot = self.extras.iter().position(|x| x == name)?;
+            let from_lookup = self
+                .lookups
+                .iter()
+                .any(|l| l.fields.iter().any(|(_, s)| *s as usize == slot));
+            from_lookup.then_some(Field::Extra(slot as u8))
+        })
+    }
+
+    /// The slot of a new extra field name (an `explode` name may be shared by analyses).
+    fn extra_slot(&mut self, name: &str) -> Result<u8, String> {
+        if let Some(i) = self.extras.iter().position(|x| x == name) {
+            return Ok(i as u8);
+        }
+        if self.extras.len() >= u8::MAX as usize {
+            return Err("too many extra fields".into());
+        }
+        self.extras.push(name.to_string());
+        Ok((self.extras.len() - 1) as u8)
+    }
+
     /// The event fields any analysis reads (the others are dropped at ingest).
     pub fn used_fields(&self) -> crate::record::FieldSet {
         let mut set = crate::record::FieldSet::default();
+        for l in &self.lookups {
+            set.insert(l.on);
+        }
         for n in &self.nodes {
+            if let Some(x) = &n.explode {
+                x.list.collect_fields(&mut set);
+            }
             n.keys.iter().for_each(|f| set.insert(*f));
             if let Some(f) = &n.filter {
                 f.collect_fields(&mut set);
@@ -558,7 +633,7 @@ mod tests {
             ),
             (
                 "[[analysis]]\nname = \"x\"\ntrigger = \"5s\"\nwindow = { size = \"1m\" }\nselect = [\"count() as n\"]\n",
-                "`trigger` applies to `mode = \"update\"` only",
+                "`trigger` applies to `mode = \"update\"` or `\"complete\"` only",
             ),
             (
                 "[[analysis]]\nname = \"x\"\ninput = \"late\"\nmode = \"update\"\nwindow = { size = \"1m\" }\nselect = [\"count() as n\"]\n",
@@ -578,6 +653,112 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("`u` is in update mode"), "{err}");
+    }
+
+    #[test]
+    fn explode_complete_mode_and_sources() {
+        let sock = "name = \"j\"\n[source]\nkind = \"socket\"\nport = 9999\nformat = \"text\"\n";
+        let wc = "[[analysis]]\nname = \"wc\"\nmode = \"complete\"\ntrigger = \"2s\"\nexplode = \"split(line) as word\"\nwhere = \"word != 'a'\"\ngroup_by = [\"word\"]\nselect = [\"count() as n\"]\n";
+        let plan = compile(&format!("{sock}{wc}")).unwrap();
+        let n = &plan.nodes[0];
+        assert_eq!((n.complete, n.update), (Some(2_000), false));
+        assert_eq!(n.keys, vec![Field::Extra(0)]);
+        assert_eq!(plan.extras, vec!["word"]);
+        assert!(plan.analyses[0].complete && plan.analyses[0].windowless);
+        assert_eq!(plan.granularity_ms, 2_000);
+        assert!(plan.used_fields().contains(Field::Line));
+        assert!(
+            matches!(&plan.source.kind, SourceKind::Socket(c) if c.port == 9999 && c.host == "127.0.0.1" && !c.reconnect)
+        );
+        // An exploded name is the analysis's own.
+        let other = "[[analysis]]\nname = \"o\"\nmode = \"update\"\ngroup_by = [\"word\"]\nselect = [\"count() as n\"]\n";
+        let err = compile(&format!("{sock}{wc}{other}"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field `word`"), "{err}");
+
+        for (text, want) in [
+            ("[[analysis]]\nname = \"x\"\nmode = \"complete\"\nwindow = { size = \"1m\" }\nselect = [\"count() as n\"]\n", "takes no `window`"),
+            ("[[analysis]]\nname = \"x\"\nmode = \"update\"\nexplode = \"split(line)\"\nselect = [\"count() as n\"]\n", "name the element"),
+            ("[[analysis]]\nname = \"x\"\nmode = \"update\"\nexplode = \"split(line) as service\"\nselect = [\"count() as n\"]\n", "`service` is already a field"),
+        ] {
+            let err = compile(&format!("{sock}{text}")).unwrap_err().to_string();
+            assert!(err.contains(want), "{err}");
+        }
+        for (src, want) in [
+            ("[source]\nkind = \"socket\"\nformat = \"text\"\n", "needs `port`"),
+            ("[source]\nkind = \"socket\"\nport = 1\npath = \"x\"\nformat = \"text\"\n", "`path` does not apply to a socket source"),
+            ("[source]\nkind = \"file\"\npath = \"x\"\nrate = 5.0\nformat = \"json\"\n", "`rate` does not apply to a file source"),
+            ("[source]\nkind = \"directory\"\nformat = \"json\"\n", "needs `path`"),
+            ("[source]\nkind = \"directory\"\npath = \"d\"\nmax_files_per_trigger = 0\nformat = \"json\"\n", "at least 1"),
+            ("[source]\nkind = \"generator\"\nformat = \"text\"\n", "the generator writes"),
+            ("[source]\nkind = \"generator\"\nrate = -1.0\nformat = \"json\"\n", "positive number"),
+            ("[source]\nkind = \"pipe\"\nformat = \"json\"\n", "unknown source kind `pipe`"),
+        ] {
+            let err = compile(&format!("name = \"j\"\n{src}{wc}")).unwrap_err().to_string();
+            assert!(err.contains(want), "{err}");
+        }
+        let dir = "name = \"j\"\n[source]\nkind = \"directory\"\npath = \"in\"\npattern = \"*.log\"\nmax_files_per_trigger = 3\nend_after_idle = \"2s\"\nformat = \"json\"\n";
+        let plan = compile(&format!("{dir}{wc}").replace("split(line)", "split(message)")).unwrap();
+        let SourceKind::Directory(c) = &plan.source.kind else {
+            panic!()
+        };
+        assert_eq!((c.pattern.as_str(), c.max_files_per_trigger), ("*.log", 3));
+        assert_eq!(c.end_after_idle, Some(std::time::Duration::from_secs(2)));
+        assert_eq!(
+            plan.watermark_delay_ms, 300_000,
+            "event time keeps the default delay"
+        );
+        let plan = compile(&format!("{sock}{wc}")).unwrap();
+        assert_eq!(
+            plan.watermark_delay_ms, 0,
+            "processing time has no disorder"
+        );
+    }
+
+    #[test]
+    fn lookups_add_fields_for_every_analysis() {
+        let text = format!(
+            "{HEAD}[[lookup]]\nname = \"teams\"\npath = \"ref/teams.csv\"\nkey = \"service\"\nfields = [\"team\", \"tier\"]\n\
+             [[lookup]]\nname = \"ips\"\npath = \"ips.json\"\nkey = \"ip\"\non = \"ip_address\"\nfields = [\"label\"]\n\
+             [[analysis]]\nname = \"a\"\nwindow = {{ size = \"1m\" }}\nwhere = \"label is null\"\ngroup_by = [\"team\"]\nselect = [\"count() as n\", \"max(tier) as top\"]\n"
+        );
+        let src = SpecSource {
+            file: "specs/t.toml",
+            text: &text,
+        };
+        let plan = JobPlan::compile(&parse_spec(&src).unwrap(), &src).unwrap();
+        assert_eq!(plan.extras, vec!["team", "tier", "label"]);
+        let l = &plan.lookups[0];
+        assert_eq!(
+            l.path,
+            std::path::Path::new("specs/ref/teams.csv"),
+            "relative to the spec"
+        );
+        assert_eq!(
+            (l.on, l.format),
+            (Field::Service, crate::operators::lookup::TableFormat::Csv)
+        );
+        assert_eq!(plan.lookups[1].on, Field::IpAddress);
+        assert_eq!(plan.nodes[0].keys, vec![Field::Extra(0)]);
+        let used = plan.used_fields();
+        assert!(used.contains(Field::Service) && used.contains(Field::IpAddress));
+        assert!(plan
+            .explain()
+            .contains("lookup `teams`: specs/ref/teams.csv (csv, reloaded when it changes)"));
+
+        for (l, want) in [
+            ("name = \"t\"\npath = \"t.txt\"\nkey = \"service\"\nfields = [\"team\"]\n", "cannot tell the format"),
+            ("name = \"t\"\npath = \"t.csv\"\nkey = \"svc\"\nfields = [\"team\"]\n", "unknown event field `svc`"),
+            ("name = \"t\"\npath = \"t.csv\"\nkey = \"service\"\nfields = [\"level\"]\n", "`level` is already a field"),
+            ("name = \"t\"\npath = \"t.csv\"\nkey = \"service\"\nfields = []\n", "list the table's columns"),
+            ("name = \"t\"\npath = \"t.csv\"\nformat = \"xml\"\nkey = \"service\"\nfields = [\"x\"]\n", "unknown table format `xml`"),
+        ] {
+            let err = compile(&format!("{HEAD}[[lookup]]\n{l}[[analysis]]\nname = \"a\"\nwindow = {{ size = \"1m\" }}\nselect = [\"count() as n\"]\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{err}");
+        }
     }
 
     #[test]

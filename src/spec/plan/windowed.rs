@@ -6,7 +6,7 @@ pub(super) fn compile_windowed(
     plan: &mut JobPlan,
     a: &AnalysisSpec,
     job_delay: i64,
-    update: bool,
+    (update, complete): (bool, Option<i64>),
     input: NodeInput,
     cx: &Ctx<'_>,
 ) -> Result<Analysis, Error> {
@@ -66,17 +66,59 @@ pub(super) fn compile_windowed(
             "detectors run over another analysis's rows: use `from` instead of `window`",
         );
     }
+    let explode = match &a.explode {
+        Some(x) => {
+            let (ast, alias) = cx.expr(x, "explode")?;
+            let Some(name) = alias else {
+                return cx.err(
+                    x.span(),
+                    "explode",
+                    "name the element: `<list expression> as <name>` (e.g. `split(line) as word`)",
+                );
+            };
+            if plan.field(&name).is_some() {
+                return cx.err(
+                    x.span(),
+                    "explode",
+                    format!("`{name}` is already a field: choose another name"),
+                );
+            }
+            let list = ast
+                .bind_fields(&|n| plan.field(n))
+                .or_else(|m| cx.err(x.span(), "explode", m))?;
+            let slot = plan
+                .extra_slot(&name)
+                .or_else(|m| cx.err(x.span(), "explode", m))?;
+            Some((Explode { list, slot }, name))
+        }
+        None => None,
+    };
+    // Event fields: the input's, the lookup tables', and this analysis's exploded element.
+    let mut known: Vec<(String, Field)> = plan
+        .lookups
+        .iter()
+        .flat_map(|l| l.fields.iter().map(|(n, s)| (n.clone(), Field::Extra(*s))))
+        .collect();
+    if let Some((x, name)) = &explode {
+        known.push((name.clone(), Field::Extra(x.slot)));
+    }
+    let field_of = |n: &str| {
+        Field::from_name(n).or_else(|| known.iter().find(|(k, _)| k == n).map(|(_, f)| *f))
+    };
     let filter = match &a.filter {
         Some(f) => {
             let (ast, _) = cx.expr(f, "where")?;
-            Some(ast.bind_event().or_else(|m| cx.err(f.span(), "where", m))?)
+            Some(
+                ast.bind_fields(&field_of)
+                    .or_else(|m| cx.err(f.span(), "where", m))?,
+            )
         }
         None => None,
     };
     let mut keys = Vec::new();
     let mut columns = Vec::new();
     for k in &a.group_by {
-        let Some(f) = Field::from_name(k.get_ref()) else {
+        let Some(f) = field_of(k.get_ref()) else {
             return cx.err(
                 k.span(),
                 "group_by",
@@ -120,14 +162,15 @@ pub(super) fn compile_windowed(
         if name == "window_start" || name == "window_end" || columns.contains(&name) {
             return cx.err(item.span(), "select", format!("duplicate column `{name}`"));
         }
-        let ast =
-            extract_aggregates(&ast, &mut accs).or_else(|m| cx.err(item.span(), "select", m))?;
+        let ast = extract_aggregates(&ast, &mut accs, &field_of)
+            .or_else(|m| cx.err(item.span(), "select", m))?;
         outputs_ast.push((ast, item, name.clone()));
         columns.push(name);
     }
 
     // Find or create the node these aggregates belong to.
     let hold_ms = delay_ms + lateness_ms;
+    let explode = explode.map(|(x, _)| x);
     let node_idx = match plan.nodes.iter().position(|n| {
         n.windows == windows
             && n.hold_ms == hold_ms
@@ -135,6 +178,8 @@ pub(super) fn compile_windowed(
             && n.keys == keys
             && n.update == update
             && n.input == input
+            && n.explode == explode
+            && n.complete == complete
     }) {
         Some(i) => i,
         None => {
@@ -147,6 +192,8 @@ pub(super) fn compile_windowed(
                 analyses: Vec::new(),
                 update,
                 input,
+                explode,
+                complete,
             });
             plan.nodes.len() - 1
         }
@@ -179,7 +226,7 @@ pub(super) fn compile_windowed(
                 },
                 Ast::Name(n) => match known.iter().position(|c| c == n) {
                     Some(i) => Ok(Some(Expr::Column(i))),
-                    None if Field::from_name(n).is_some() => Err(format!(
+                    None if field_of(n).is_some() => Err(format!(
                         "`{n}` is an event field: use it inside an aggregate (e.g. `avg({n})`) or in `group_by`"
                     )),
                     None => Err(format!("unknown name `{n}`")),
@@ -207,12 +254,17 @@ pub(super) fn compile_windowed(
         delay_ms,
         lateness_ms,
         update,
+        complete: complete.is_some(),
         windowless: windows.is_global(),
     })
 }
 
 /// Replaces aggregate calls with `__agg(i)` placeholders, collecting their specs.
-fn extract_aggregates(ast: &Ast, accs: &mut Vec<AccSpec>) -> Result<Ast, String> {
+fn extract_aggregates(
+    ast: &Ast,
+    accs: &mut Vec<AccSpec>,
+    field_of: &dyn Fn(&str) -> Option<Field>,
+) -> Result<Ast, String> {
     Ok(match ast {
         Ast::Call(name, args) => {
             if let Some(func) = AggFunc::from_name(name) {
@@ -233,7 +285,7 @@ fn extract_aggregates(ast: &Ast, accs: &mut Vec<AccSpec>) -> Result<Ast, String>
                         if contains_aggregate(a) {
                             return Err(format!("aggregates cannot be nested inside `{name}`"));
                         }
-                        Some(a.bind_event()?)
+                        Some(a.bind_fields(field_of)?)
                     }
                     None => None,
                 };
@@ -250,23 +302,28 @@ fn extract_aggregates(ast: &Ast, accs: &mut Vec<AccSpec>) -> Result<Ast, String>
             Ast::Call(
                 name.clone(),
                 args.iter()
-                    .map(|a| extract_aggregates(a, accs))
+                    .map(|a| extract_aggregates(a, accs, field_of))
                     .collect::<Result<_, _>>()?,
             )
         }
-        Ast::Unary(op, e) => Ast::Unary(*op, Box::new(extract_aggregates(e, accs)?)),
+        Ast::Unary(op, e) => Ast::Unary(*op, Box::new(extract_aggregates(e, accs, field_of)?)),
         Ast::Binary(op, a, b) => Ast::Binary(
             *op,
-            Box::new(extract_aggregates(a, accs)?),
-            Box::new(extract_aggregates(b, accs)?),
+            Box::new(extract_aggregates(a, accs, field_of)?),
+            Box::new(extract_aggregates(b, accs, field_of)?),
         ),
-        Ast::IsNull(e, n) => Ast::IsNull(Box::new(extract_aggregates(e, accs)?), *n),
+        Ast::IsNull(e, n) => Ast::IsNull(Box::new(extract_aggregates(e, accs, field_of)?), *n),
         Ast::Case(arms, d) => Ast::Case(
             arms.iter()
-                .map(|(c, t)| Ok((extract_aggregates(c, accs)?, extract_aggregates(t, accs)?)))
+                .map(|(c, t)| {
+                    Ok((
+                        extract_aggregates(c, accs, field_of)?,
+                        extract_aggregates(t, accs, field_of)?,
+                    ))
+                })
                 .collect::<Result<_, String>>()?,
             match d {
-                Some(d) => Some(Box::new(extract_aggregates(d, accs)?)),
+                Some(d) => Some(Box::new(extract_aggregates(d, accs, field_of)?)),
                 None => None,
             },
         ),
