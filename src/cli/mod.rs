@@ -58,6 +58,15 @@ pub fn main() -> i32 {
     }
 }
 
+/// The outcome of writing a command's output to stdout: a reader that went away (`| head`)
+/// is success, as for any Unix filter; other write failures are errors.
+pub(crate) fn stdout_result(written: std::io::Result<()>) -> Result<(), Error> {
+    match written {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Error::io("stdout", e)),
+        _ => Ok(()),
+    }
+}
+
 /// Wraps a usage problem found after argument parsing.
 pub(crate) fn usage(msg: impl Into<String>) -> Error {
     Error::Usage(msg.into())
