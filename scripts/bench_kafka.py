@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -37,8 +38,8 @@ import time
 from datetime import datetime
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_report import (BIN, ROOT, accounting_read, load, log, machine, spread, timed,  # noqa: E402
-                          write_section)
+from bench_report import (BIN, ROOT, WORK, accounting_read, gen_file, load, log,  # noqa: E402
+                          machine, spread, timed, write_section)
 
 from confluent_kafka import Consumer, TopicPartition  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
@@ -75,6 +76,12 @@ def throughput(address, events, runs, args_line):
     log(f"producing {events:,} events into bench (4 partitions)")
     dt, _, _ = timed(gen_cmd)
     log(f"  produced in {dt:.1f} s ({events / dt:,.0f} events/s)")
+    # The same lines from a file (the generator is deterministic): the job without Kafka.
+    data = gen_file(events)
+    out_dir = os.path.join(WORK, "out-kafka-peer")
+    file_cmd = [BIN, "run", "dataflows/log-analysis.toml", "--input", data, "--output-dir",
+                out_dir, "-w", "2", "--quiet"]
+    file_rates, file_rss = [], []
     read_rates, read_rss, job_rates, job_rss, big_rates, big_rss = [], [], [], [], [], []
     # The same job with librdkafka's own prefetch limit (64 MiB per partition).
     big_env = dict(os.environ, LOGFLOW_KAFKA_QUEUED_MAX_MESSAGES_KBYTES="65536")
@@ -98,6 +105,13 @@ def throughput(address, events, runs, args_line):
         big_rss.append(rss)
         log(f"run {r + 1}: job with 64 MiB prefetch {events / dt:,.0f} events/s, "
             f"peak RSS {rss:.0f} MB")
+        shutil.rmtree(out_dir, ignore_errors=True)
+        dt, rss, p = timed(file_cmd)
+        assert accounting_read(p.stderr) == events
+        file_rates.append(events / dt)
+        file_rss.append(rss)
+        log(f"run {r + 1}: the job over the same lines from a file {events / dt:,.0f} events/s, "
+            f"peak RSS {rss:.0f} MB")
         loads.append(load())
     ratio = statistics.median(job_rates) / statistics.median(read_rates)
     return [
@@ -106,7 +120,8 @@ def throughput(address, events, runs, args_line):
         f"`{args_line}` on {machine()}; load average (1, 5, 15 min) before and after each run: "
         f"{' → '.join(loads)}. Apache Kafka 4.4 single node (`scripts/kafka`) on the same "
         f"machine, topic `bench` with 4 partitions holding {events:,} generated log lines "
-        f"(`{' '.join(['logflow'] + gen_cmd[1:])}`, 1% bad lines). Whole process, "
+        f"(`{' '.join(['$B'] + [('$A' if c == address else c) for c in gen_cmd[1:]])}`, "
+        f"1% bad lines). Whole process, "
         f"{runs} run(s), the readers in turns within each, events/s min / median:",
         "",
         "| reader | events/s (min / median) | peak RSS (max) |",
@@ -117,8 +132,11 @@ def throughput(address, events, runs, args_line):
         f"{max(job_rss):,.0f} MB |",
         f"| the same job with librdkafka's default prefetch (64 MiB per partition) | "
         f"{spread(big_rates)} | {max(big_rss):,.0f} MB |",
+        f"| the same job over the same lines from a file (`--input`, no Kafka) | "
+        f"{spread(file_rates)} | {max(file_rss):,.0f} MB |",
         "",
-        f"Job / plain consumer (medians): **{ratio:.0%}**.",
+        f"Job / plain consumer (medians): **{ratio:.0%}**; job from Kafka / job from the file: "
+        f"{statistics.median(job_rates) / statistics.median(file_rates):.0%}.",
         "",
         "Prefetch: librdkafka queues up to `queued.max.messages.kbytes` per partition ahead of "
         "the reader (64 MiB by default). The Kafka source sets 8 MiB unless the spec or "
@@ -131,6 +149,8 @@ def throughput(address, events, runs, args_line):
         "```sh",
         " ".join(["$B"] + [("$A" if c == address else c) for c in read_cmd[1:]]),
         " ".join(["$B"] + [("$A" if c == address else c) for c in job_cmd[1:]]),
+        " ".join(["$B"] + [os.path.relpath(c, ROOT) if c.startswith(ROOT) else c
+                           for c in file_cmd[1:]]),
         "```",
     ]
 
