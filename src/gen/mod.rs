@@ -23,7 +23,7 @@
 mod fmt;
 pub mod incidents;
 mod logs;
-mod rng;
+pub(crate) mod rng;
 mod user_events;
 
 use std::io::{self, Write};

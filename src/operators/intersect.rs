@@ -79,7 +79,15 @@ impl<'scope> Intersect<'scope> for StreamVec<'scope, u64, Row> {
                                     .max(crate::operators::time_of(&cap));
                                 waiting
                                     .entry(release)
-                                    .or_insert_with(|| (cap.delayed(&release, 0), Vec::new()))
+                                    .or_insert_with(|| {
+                                        (
+                                            cap.delayed(
+                                                &crate::operators::closing(release, &cap),
+                                                0,
+                                            ),
+                                            Vec::new(),
+                                        )
+                                    })
                                     .1
                                     .push(r);
                             }

@@ -31,3 +31,13 @@ use timely::dataflow::operators::InputCapability;
 pub(crate) fn time_of(cap: &InputCapability<u64>) -> u64 {
     cap.least().copied().unwrap_or(0)
 }
+
+/// The time at which results released once the frontier reaches `release` are sent: the time
+/// just before it, so that the next operator (and the sink) can finish them at the same
+/// frontier step instead of waiting for the frontier to pass `release` itself, which with a
+/// coarse progress granularity is one whole step (e.g. a minute of event time) later. Never
+/// before the input's own time, which a capability cannot go back to.
+#[inline]
+pub(crate) fn closing(release: u64, cap: &InputCapability<u64>) -> u64 {
+    release.saturating_sub(1).max(time_of(cap))
+}

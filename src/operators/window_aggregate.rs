@@ -54,7 +54,8 @@ pub trait WindowAggregate<'scope> {
     ///         input: Default::default(),
     ///     });
     ///     let events = (0..3).map(|i| Event { timestamp: 1_000 * i, service: Some("api".into()), ..Event::default() });
-    ///     events.to_stream(scope)
+    ///     let events: timely::dataflow::StreamVec<u64, Event> = events.to_stream(scope);
+    ///     events
     ///         .window_aggregate(node, |w, out: &mut Vec<(i64, Value)>| out.push((w.start, w.values[0].clone())))
     ///         .capture()
     /// });
@@ -102,7 +103,7 @@ impl<'scope> WindowAggregate<'scope> for StreamVec<'scope, u64, Partial> {
                             let deadline = node.deadline(p.start).max(0) as u64;
                             let (_, open) = windows.entry(deadline).or_insert_with(|| {
                                 (
-                                    cap.delayed(&deadline.max(crate::operators::time_of(&cap)), 0),
+                                    cap.delayed(&crate::operators::closing(deadline, &cap), 0),
                                     HashMap::default(),
                                 )
                             });

@@ -83,18 +83,30 @@ impl<'de> Visitor<'de> for LogVisitor {
 }
 
 pub(super) fn parse(line: &[u8], keep: FieldSet) -> Result<Event, ParseError> {
+    let line = utf8(line)?;
+    match super::json_fast::log(line, keep) {
+        Some(e) => Ok(e),
+        None => parse_serde(line, keep),
+    }
+}
+
+/// The reference parser (every record the fast path does not take).
+pub(super) fn parse_serde(line: &str, keep: FieldSet) -> Result<Event, ParseError> {
     parse_object(line, LogVisitor { keep })
+}
+
+/// The line as text. serde_json does not validate the bytes of strings it skips (unknown
+/// fields): the whole line is checked, so a record with invalid UTF-8 anywhere is bad input.
+pub(super) fn utf8(line: &[u8]) -> Result<&str, ParseError> {
+    std::str::from_utf8(line)
+        .map_err(|e| ParseError::new(format!("not valid UTF-8 at byte {}", e.valid_up_to())))
 }
 
 /// Parses one JSON object with `seed`, rejecting trailing characters.
 pub(super) fn parse_object<'a, S: DeserializeSeed<'a, Value = Event>>(
-    line: &'a [u8],
+    line: &'a str,
     seed: S,
 ) -> Result<Event, ParseError> {
-    // serde_json does not validate the bytes of strings it skips (unknown fields): check the
-    // whole line, so a record with invalid UTF-8 anywhere is bad input.
-    let line = std::str::from_utf8(line)
-        .map_err(|e| ParseError::new(format!("not valid UTF-8 at byte {}", e.valid_up_to())))?;
     let mut de = serde_json::Deserializer::from_str(line);
     let event = seed.deserialize(&mut de).map_err(reason)?;
     de.end().map_err(reason)?;

@@ -7,6 +7,7 @@
 mod access_log;
 mod fields;
 mod json;
+mod json_fast;
 pub mod timestamp;
 mod user_events;
 

@@ -6,7 +6,7 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 
 use super::fields::{opt_str, FieldKey, OptFloat, Ts};
-use super::json::{field, parse_object};
+use super::json::{field, parse_object, utf8};
 use super::ParseError;
 use crate::record::{Event, Field, FieldSet};
 
@@ -57,6 +57,15 @@ impl<'de> Visitor<'de> for V {
 }
 
 pub(super) fn parse(line: &[u8], keep: FieldSet) -> Result<Event, ParseError> {
+    let line = utf8(line)?;
+    match super::json_fast::user_event(line, keep) {
+        Some(e) => Ok(e),
+        None => parse_serde(line, keep),
+    }
+}
+
+/// The reference parser (every record the fast path does not take).
+pub(super) fn parse_serde(line: &str, keep: FieldSet) -> Result<Event, ParseError> {
     parse_object(line, V { keep })
 }
 
