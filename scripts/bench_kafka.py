@@ -38,8 +38,8 @@ import time
 from datetime import datetime
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_report import (BIN, ROOT, WORK, accounting_read, gen_file, load, log,  # noqa: E402
-                          machine, spread, timed, write_section)
+from bench_report import (BIN, ROOT, WORK, accounting_read, cpu_of, cpu_of_pid,  # noqa: E402
+                          gen_file, load, log, machine, spread, timed, write_section)
 
 from confluent_kafka import Consumer, TopicPartition  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
@@ -68,7 +68,12 @@ def create_topics(address, topics):
         f.result(timeout=120)
 
 
-def throughput(address, events, runs, args_line):
+def broker_pid(state):
+    """The broker's pid, from `scripts/kafka status` (`running A (pid N, state S)`)."""
+    return int(re.search(r"pid (\d+)", broker(state, "status")).group(1))
+
+
+def throughput(address, state, events, runs, args_line):
     gen_cmd = [BIN, "gen", "--brokers", address, "--topic", "bench", "--events", str(events)]
     read_cmd = [BIN, "bench-read", "--brokers", address, "--topic", "bench", "-w", "2"]
     job_cmd = [BIN, "run", "dataflows/log-analysis.toml", "--brokers", address, "--topic",
@@ -81,39 +86,44 @@ def throughput(address, events, runs, args_line):
     out_dir = os.path.join(WORK, "out-kafka-peer")
     file_cmd = [BIN, "run", "dataflows/log-analysis.toml", "--input", data, "--output-dir",
                 out_dir, "-w", "2", "--quiet"]
-    file_rates, file_rss = [], []
-    read_rates, read_rss, job_rates, job_rss, big_rates, big_rss = [], [], [], [], [], []
-    # The same job with librdkafka's own prefetch limit (64 MiB per partition).
-    big_env = dict(os.environ, LOGFLOW_KAFKA_QUEUED_MAX_MESSAGES_KBYTES="65536")
+    pid = broker_pid(state)
+    rows = {k: {"rate": [], "rss": [], "cpu": [], "broker": []}
+            for k in ["read", "job", "big", "file"]}
+
+    def measure(key, cmd, env=None):
+        b0 = cpu_of_pid(pid)
+        dt, rss, p = timed(cmd, env=env)
+        broker_cpu = cpu_of_pid(pid) - b0
+        got = (json.loads(p.stdout.strip().splitlines()[-1])["records"] if key == "read"
+               else accounting_read(p.stderr))
+        assert got == events, f"{key}: read {got} records, expected {events}"
+        row = rows[key]
+        row["rate"].append(events / dt)
+        row["rss"].append(rss)
+        row["cpu"].append(cpu_of(p.stderr))
+        row["broker"].append(broker_cpu)
+        log(f"run {r + 1}: {key} {events / dt:,.0f} events/s, peak RSS {rss:.0f} MB, "
+            f"CPU {row['cpu'][-1]:.1f} s, broker CPU {broker_cpu:.1f} s, wall {dt:.1f} s")
+
+    # The same job with librdkafka's own prefetch settings.
+    big_env = dict(os.environ, LOGFLOW_KAFKA_QUEUED_MAX_MESSAGES_KBYTES="65536",
+                   LOGFLOW_KAFKA_FETCH_QUEUE_BACKOFF_MS="1000")
     loads = [load()]
     for r in range(runs):
-        dt, rss, p = timed(read_cmd)
-        got = json.loads(p.stdout.strip().splitlines()[-1])["records"]
-        assert got == events, f"bench-read read {got} records, expected {events}"
-        read_rates.append(events / dt)
-        read_rss.append(rss)
-        log(f"run {r + 1}: bench-read {events / dt:,.0f} events/s, peak RSS {rss:.0f} MB")
-        dt, rss, p = timed(job_cmd)
-        got = accounting_read(p.stderr)
-        assert got == events, f"the job read {got} records, expected {events}"
-        job_rates.append(events / dt)
-        job_rss.append(rss)
-        log(f"run {r + 1}: job {events / dt:,.0f} events/s, peak RSS {rss:.0f} MB")
-        dt, rss, p = timed(job_cmd, env=big_env)
-        assert accounting_read(p.stderr) == events
-        big_rates.append(events / dt)
-        big_rss.append(rss)
-        log(f"run {r + 1}: job with 64 MiB prefetch {events / dt:,.0f} events/s, "
-            f"peak RSS {rss:.0f} MB")
+        measure("read", read_cmd)
+        measure("job", job_cmd)
+        measure("big", job_cmd, env=big_env)
         shutil.rmtree(out_dir, ignore_errors=True)
-        dt, rss, p = timed(file_cmd)
-        assert accounting_read(p.stderr) == events
-        file_rates.append(events / dt)
-        file_rss.append(rss)
-        log(f"run {r + 1}: the job over the same lines from a file {events / dt:,.0f} events/s, "
-            f"peak RSS {rss:.0f} MB")
+        measure("file", file_cmd)
         loads.append(load())
-    ratio = statistics.median(job_rates) / statistics.median(read_rates)
+    med = {k: {m: statistics.median(v) for m, v in row.items()} for k, row in rows.items()}
+    ratio = med["job"]["rate"] / med["read"]["rate"]
+
+    def line(label, key):
+        row = rows[key]
+        return (f"| {label} | {spread(row['rate'])} | {max(row['rss']):,.0f} MB | "
+                f"{events / med[key]['rate']:.1f} s | {med[key]['cpu']:.1f} s | "
+                f"{med[key]['broker']:.1f} s |")
     return [
         "### Kafka end to end: the full job against the broker's limit",
         "",
@@ -121,28 +131,28 @@ def throughput(address, events, runs, args_line):
         f"{' → '.join(loads)}. Apache Kafka 4.4 single node (`scripts/kafka`) on the same "
         f"machine, topic `bench` with 4 partitions holding {events:,} generated log lines "
         f"(`{' '.join(['$B'] + [('$A' if c == address else c) for c in gen_cmd[1:]])}`, "
-        f"1% bad lines). Whole process, "
-        f"{runs} run(s), the readers in turns within each, events/s min / median:",
+        f"1% bad lines). Whole process, {runs} run(s), the readers in turns within each; "
+        f"events/s min / median, the other columns medians (CPU = user + system seconds of "
+        f"the process; broker CPU = the broker JVM's over the same interval):",
         "",
-        "| reader | events/s (min / median) | peak RSS (max) |",
-        "|---|---:|---:|",
-        f"| plain consumer, `logflow bench-read -w 2` (the broker's limit) | "
-        f"{spread(read_rates)} | {max(read_rss):,.0f} MB |",
-        f"| full log-analysis job, `-w 2`, results to Kafka | {spread(job_rates)} | "
-        f"{max(job_rss):,.0f} MB |",
-        f"| the same job with librdkafka's default prefetch (64 MiB per partition) | "
-        f"{spread(big_rates)} | {max(big_rss):,.0f} MB |",
-        f"| the same job over the same lines from a file (`--input`, no Kafka) | "
-        f"{spread(file_rates)} | {max(file_rss):,.0f} MB |",
+        "| reader | events/s (min / median) | peak RSS (max) | wall | CPU | broker CPU |",
+        "|---|---:|---:|---:|---:|---:|",
+        line("plain consumer, `logflow bench-read -w 2` (the broker's limit)", "read"),
+        line("full log-analysis job, `-w 2`, results to Kafka", "job"),
+        line("the same job with librdkafka's default prefetch (64 MiB per partition, 1 s "
+             "backoff)", "big"),
+        line("the same job over the same lines from a file (`--input`, no Kafka)", "file"),
         "",
         f"Job / plain consumer (medians): **{ratio:.0%}**; job from Kafka / job from the file: "
-        f"{statistics.median(job_rates) / statistics.median(file_rates):.0%}.",
+        f"{med['job']['rate'] / med['file']['rate']:.0%}.",
         "",
         "Prefetch: librdkafka queues up to `queued.max.messages.kbytes` per partition ahead of "
-        "the reader (64 MiB by default). The Kafka source sets 8 MiB unless the spec or "
-        "`LOGFLOW_KAFKA_QUEUED_MAX_MESSAGES_KBYTES` says otherwise "
-        "(`sources::kafka::CONSUMER_DEFAULTS`); the last row is the job with "
-        "`LOGFLOW_KAFKA_QUEUED_MAX_MESSAGES_KBYTES=65536`, in the same runs.",
+        "the reader (64 MiB by default) and postpones a full partition's next fetch by "
+        "`fetch.queue.backoff.ms` (1 s). The Kafka source, and so `bench-read`, sets 2 MiB and "
+        "10 ms unless the spec or `LOGFLOW_KAFKA_*` variables say otherwise "
+        "(`sources::kafka::CONSUMER_DEFAULTS`); the third row is the job with "
+        "`LOGFLOW_KAFKA_QUEUED_MAX_MESSAGES_KBYTES=65536 LOGFLOW_KAFKA_FETCH_QUEUE_BACKOFF_MS=1000`, "
+        "in the same runs.",
         "",
         "Commands (`B=target/release/logflow`, broker at `$A`):",
         "",
@@ -299,7 +309,7 @@ def main():
                       + [(t, 1) for t in LOG_ANALYSES + LATENCY_TOPICS]
                       + [(f"{j}.{s}", 1) for j in ["log-analysis", "bench-latency"]
                          for s in ["dead-letter", "late"]])
-        lines = throughput(address, a.events, a.runs, args_line)
+        lines = throughput(address, state, a.events, a.runs, args_line)
         lines += latency(address, a.rate, a.seconds, a.runs)
     finally:
         broker(state, "down", "--wipe")

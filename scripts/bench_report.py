@@ -26,8 +26,9 @@ def machine():
                 if l.startswith("MemTotal")), 0)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
                             capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                           capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                            ":!BENCHMARKS.md"], cwd=ROOT, capture_output=True,
+                           text=True).stdout.strip()
     return (f"{os.cpu_count()} cores ({cpu}), {mem} GiB, "
             f"{time.strftime('%Y-%m-%d', time.gmtime())}, commit {commit}"
             + (" (with uncommitted changes)" if dirty else ""))
@@ -97,13 +98,26 @@ def timed(cmd, env=None, **kw):
     """Runs `cmd` under /usr/bin/time: (wall seconds, peak RSS in MB, CompletedProcess with
     text stdout/stderr). Exits with the command's stderr when it fails."""
     t0 = time.monotonic()
-    p = subprocess.run(["/usr/bin/time", "-f", "maxrss_kb=%M", *cmd], capture_output=True,
+    p = subprocess.run(["/usr/bin/time", "-f", "maxrss_kb=%M cpu_s=%U+%S", *cmd], capture_output=True,
                        text=True, env=env, cwd=ROOT, **kw)
     dt = time.monotonic() - t0
     if p.returncode != 0:
         sys.exit(f"failed ({p.returncode}): {' '.join(cmd)}\n{p.stderr[-4000:]}")
     rss = int(re.findall(r"maxrss_kb=(\d+)", p.stderr)[-1]) / 1024
     return dt, rss, p
+
+
+def cpu_of(stderr):
+    """User + system CPU seconds of a command run by `timed`."""
+    user, system = re.findall(r"cpu_s=([\d.]+)\+([\d.]+)", stderr)[-1]
+    return float(user) + float(system)
+
+
+def cpu_of_pid(pid):
+    """User + system CPU seconds a live process has used so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def accounting_read(stderr):

@@ -73,11 +73,17 @@ impl EndAt {
 /// Client properties the source sets unless the spec or the environment sets them.
 ///
 /// librdkafka prefetches into a queue per assigned partition until it holds
-/// `queued.min.messages` (100,000) records or `queued.max.messages.kbytes` (64 MiB by
-/// default). With the default, the Kafka benchmark (4 partitions of ~290-byte records, 2
-/// workers) peaked at 638 MB RSS; 8 MiB per partition is still tens of thousands of records
-/// ahead of the reader, far more than one read takes (BENCHMARKS.md, Kafka section).
-pub const CONSUMER_DEFAULTS: [(&str, &str); 1] = [("queued.max.messages.kbytes", "8192")];
+/// `queued.max.messages.kbytes` (64 MiB by default), and when a queue is full it postpones
+/// that partition's next fetch by `fetch.queue.backoff.ms` (1 s by default). In the Kafka
+/// benchmark (4 partitions, 2 workers; BENCHMARKS.md) the default queues made the job's peak
+/// RSS about 520 MB; smaller queues with the default backoff starve the reader instead (a plain
+/// consumer with 2 MiB queues read 92k records/s, against 638k with 64 MiB). 2 MiB per partition
+/// with a 10 ms backoff read 670k records/s and peaked at 43 MB, and the job ran as fast as
+/// with the defaults at about 200 MB.
+pub const CONSUMER_DEFAULTS: [(&str, &str); 2] = [
+    ("queued.max.messages.kbytes", "2048"),
+    ("fetch.queue.backoff.ms", "10"),
+];
 
 /// The source's consumer settings: the connection's, [`CONSUMER_DEFAULTS`] where those do
 /// not say otherwise, manual offsets and no EOF events. `logflow bench-read` uses the same.
@@ -273,7 +279,8 @@ mod tests {
     #[test]
     fn prefetch_is_capped_unless_the_spec_sets_it() {
         let cfg = consumer_config(&conn(&[]), "g", StartAt::Earliest);
-        assert_eq!(cfg.get("queued.max.messages.kbytes"), Some("8192"));
+        assert_eq!(cfg.get("queued.max.messages.kbytes"), Some("2048"));
+        assert_eq!(cfg.get("fetch.queue.backoff.ms"), Some("10"));
         assert_eq!(cfg.get("group.id"), Some("g"));
         assert_eq!(cfg.get("auto.offset.reset"), Some("earliest"));
 
@@ -283,6 +290,7 @@ mod tests {
             StartAt::Latest,
         );
         assert_eq!(cfg.get("queued.max.messages.kbytes"), Some("65536"));
+        assert_eq!(cfg.get("fetch.queue.backoff.ms"), Some("10"));
         assert_eq!(cfg.get("auto.offset.reset"), Some("latest"));
     }
 }
