@@ -148,3 +148,65 @@ impl<'scope> WindowAggregate<'scope> for StreamVec<'scope, u64, Partial> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::operators::aggregate::{AccSpec, AggFunc};
+    use crate::operators::window::Windows;
+    use crate::record::Field;
+    use timely::dataflow::operators::capture::Event as Msg;
+    use timely::dataflow::operators::vec::Input;
+    use timely::dataflow::operators::{Capture, Probe};
+
+    /// A window's rows are sent at the time just before its deadline, so that an operator
+    /// downstream that finishes a time once the frontier has passed it (the sink) writes them
+    /// as soon as the watermark reaches the deadline, not one progress step later.
+    #[test]
+    fn rows_are_complete_when_the_watermark_reaches_the_deadline() {
+        let (send, recv) = std::sync::mpsc::channel();
+        let send = std::sync::Mutex::new(send);
+        timely::execute(timely::Config::thread(), move |worker| {
+            let node = Rc::new(AggNode {
+                windows: Windows::tumbling(60_000),
+                hold_ms: 5_000,
+                filter: None,
+                keys: vec![Field::Service],
+                accs: vec![AccSpec {
+                    func: AggFunc::Count,
+                    arg: None,
+                }],
+                analyses: vec![],
+                update: false,
+                input: Default::default(),
+            });
+            let send = send.lock().map(|s| s.clone()).expect("sender");
+            let (mut input, probe) = worker.dataflow::<u64, _, _>(|scope| {
+                let (input, events) = scope.new_input::<Event>();
+                let rows = events.window_aggregate(node, |w, out: &mut Vec<i64>| out.push(w.start));
+                rows.clone().capture_into(send);
+                let (probe, _) = rows.probe();
+                (input, probe)
+            });
+            for t in [1_000, 30_000, 59_999] {
+                input.send(Event {
+                    timestamp: t,
+                    service: Some("api".into()),
+                    ..Event::default()
+                });
+            }
+            // The watermark reaches the deadline (end 60 s + hold 5 s) exactly.
+            input.advance_to(65_000);
+            worker.step_while(|| probe.less_than(input.time()));
+        })
+        .expect("timely");
+        let rows: Vec<_> = recv
+            .try_iter()
+            .filter_map(|m| match m {
+                Msg::Messages(t, rows) => Some((t.into_elements(), rows)),
+                Msg::Progress(_) => None,
+            })
+            .collect();
+        assert_eq!(rows, vec![(vec![64_999], vec![0])]);
+    }
+}
