@@ -18,6 +18,14 @@ pub const BROKERS_ENV: &str = "LOGFLOW_BROKERS";
 /// `LOGFLOW_KAFKA_SASL_PASSWORD=x` sets `sasl.password=x`.
 pub const PROPERTY_ENV_PREFIX: &str = "LOGFLOW_KAFKA_";
 
+/// The brokers a command-line tool (`gen`, `tail`, ...) talks to: `--brokers`, else
+/// `$LOGFLOW_BROKERS`, else a broker on this host's default port.
+pub fn cli_brokers(flag: Option<&str>) -> String {
+    flag.map(str::to_string)
+        .or_else(|| std::env::var(BROKERS_ENV).ok())
+        .unwrap_or_else(|| "127.0.0.1:9092".to_string())
+}
+
 /// Where a Kafka cluster is and how to talk to it.
 #[derive(Clone)]
 pub struct KafkaConn {

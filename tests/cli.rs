@@ -21,6 +21,25 @@ fn check_accepts_the_shipped_specs() {
     }
 }
 
+/// `logflow check SPEC | head`: stdout's reader has gone before `check` writes (the reader of
+/// the pipe is `true`, which exits at once; `check` starts half a second later). That is
+/// success for a Unix filter, not a panic.
+#[test]
+fn check_into_a_closed_pipe_succeeds() {
+    let script = format!(
+        "{{ sleep 0.5; '{}' check dataflows/log-analysis.toml; echo \"status=$?\" >&2; }} | true",
+        env!("CARGO_BIN_EXE_logflow")
+    );
+    let out = std::process::Command::new("bash")
+        .args(["-c", &script])
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(err.trim(), "status=0", "{err}");
+}
+
 #[test]
 fn bad_spec_exits_2_naming_file_line_and_field() {
     let dir = tmpdir("cli-bad-spec");

@@ -1,5 +1,6 @@
 //! `logflow check SPEC`: validate and explain.
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use crate::Error;
@@ -12,7 +13,9 @@ pub struct CheckArgs {
 
 pub fn check(args: CheckArgs) -> Result<(), Error> {
     let plan = crate::spec::load(&args.spec)?;
-    print!("{}", plan.explain());
-    println!("{}: ok", args.spec.display());
-    Ok(())
+    let mut out = std::io::stdout().lock();
+    let written = write!(out, "{}", plan.explain())
+        .and_then(|()| writeln!(out, "{}: ok", args.spec.display()))
+        .and_then(|()| out.flush());
+    super::stdout_result(written)
 }

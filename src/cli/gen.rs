@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 
 use crate::gen::{GenArgs, Generator};
-use crate::kafka::{send_waiting, throttle, KafkaConn, BROKERS_ENV};
+use crate::kafka::{cli_brokers, send_waiting, throttle, KafkaConn};
 use crate::Error;
 
 #[derive(clap::Args, Debug)]
@@ -29,12 +29,8 @@ pub fn gen(cmd: GenCmd) -> Result<(), Error> {
         eprintln!("logflow gen: {stats:?}");
         return Ok(());
     };
-    let cfg = cmd.args.config()?;
-    let brokers = cmd
-        .brokers
-        .clone()
-        .or_else(|| std::env::var(BROKERS_ENV).ok())
-        .unwrap_or_else(|| "127.0.0.1:9092".into());
+    let mut cfg = cmd.args.config()?;
+    let brokers = cli_brokers(cmd.brokers.as_deref());
     let conn = KafkaConn::new(&brokers, &[]);
     let partitions = conn.partitions(topic, Duration::from_secs(30))?;
     let producer: ThreadedProducer<DefaultProducerContext> = conn
@@ -43,6 +39,10 @@ pub fn gen(cmd: GenCmd) -> Result<(), Error> {
         .set("linger.ms", "10")
         .create()
         .map_err(|e| Error::Runtime(format!("kafka producer on {}: {e}", conn.describe())))?;
+    if cmd.args.starts_now() {
+        // Connecting took a while: the first timestamp is when producing starts.
+        cfg.start_ms = chrono::Utc::now().timestamp_millis();
+    }
     let mut generator = Generator::new(cfg);
     let mut line = Vec::new();
     let started = Instant::now();

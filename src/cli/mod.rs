@@ -1,6 +1,7 @@
 //! The command line (DESIGN.md section 6). Exit codes: 0 success, 2 bad usage or spec,
 //! 1 runtime failure, always with a one-line cause on stderr.
 
+mod bench_read;
 mod check;
 mod gen;
 mod launch;
@@ -31,6 +32,9 @@ enum Command {
     Gen(gen::GenCmd),
     /// Print the records of a Kafka topic (e.g. an analysis's output).
     Tail(tail::TailArgs),
+    /// Read a topic to its end as fast as the job's Kafka client can (for scripts/bench).
+    #[command(hide = true)]
+    BenchRead(bench_read::BenchReadArgs),
 }
 
 /// Parses arguments, runs the command, and returns the process exit code.
@@ -48,6 +52,7 @@ pub fn main() -> i32 {
         Command::Check(args) => check::check(args),
         Command::Tail(args) => tail::tail(args),
         Command::Gen(args) => gen::gen(args),
+        Command::BenchRead(args) => bench_read::bench_read(args),
     };
     match result {
         Ok(()) => 0,
@@ -55,6 +60,15 @@ pub fn main() -> i32 {
             eprintln!("logflow: {e}");
             e.exit_code()
         }
+    }
+}
+
+/// The outcome of writing a command's output to stdout: a reader that went away (`| head`)
+/// is success, as for any Unix filter; other write failures are errors.
+pub(crate) fn stdout_result(written: std::io::Result<()>) -> Result<(), Error> {
+    match written {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Error::io("stdout", e)),
+        _ => Ok(()),
     }
 }
 

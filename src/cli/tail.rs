@@ -7,7 +7,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::kafka::{KafkaConn, BROKERS_ENV};
+use crate::kafka::{cli_brokers, KafkaConn};
 use crate::Error;
 
 #[derive(clap::Args, Debug)]
@@ -32,11 +32,7 @@ pub struct TailArgs {
 }
 
 pub fn tail(args: TailArgs) -> Result<(), Error> {
-    let brokers = args
-        .brokers
-        .clone()
-        .or_else(|| std::env::var(BROKERS_ENV).ok())
-        .unwrap_or_else(|| "127.0.0.1:9092".to_string());
+    let brokers = cli_brokers(args.brokers.as_deref());
     let idle = match &args.idle_exit {
         Some(d) => Some(Duration::from_millis(
             crate::spec::duration::parse_ms(d)

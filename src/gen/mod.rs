@@ -66,7 +66,8 @@ pub struct GenArgs {
     /// PRNG seed: the same seed and flags give byte-identical output.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// Event time of the first line (RFC 3339).
+    /// Event time of the first line (RFC 3339), or `now`: the wall-clock time when writing
+    /// starts (with `--rate` equal to `--event-rate`, timestamps then follow the clock).
     #[arg(long, default_value = "2026-11-24T10:00:00Z")]
     pub start: String,
     /// Lines per second of EVENT time (how fast timestamps advance).
@@ -94,19 +95,30 @@ pub struct GenArgs {
 }
 
 impl GenArgs {
+    /// `--start now`: timestamps start at the wall-clock time writing starts.
+    pub fn starts_now(&self) -> bool {
+        self.start == "now"
+    }
+
     /// The generator configuration these flags describe, validated.
     pub fn config(&self) -> Result<GenConfig> {
-        let start = chrono::DateTime::parse_from_rfc3339(&self.start).map_err(|e| {
-            Error::Usage(format!(
-                "--start {}: not an RFC 3339 timestamp ({e})",
-                self.start
-            ))
-        })?;
+        let start_ms = if self.starts_now() {
+            chrono::Utc::now().timestamp_millis()
+        } else {
+            chrono::DateTime::parse_from_rfc3339(&self.start)
+                .map_err(|e| {
+                    Error::Usage(format!(
+                        "--start {}: not an RFC 3339 timestamp (or `now`) ({e})",
+                        self.start
+                    ))
+                })?
+                .timestamp_millis()
+        };
         let cfg = GenConfig {
             kind: self.kind,
             events: self.events,
             seed: self.seed,
-            start_ms: start.timestamp_millis(),
+            start_ms,
             event_rate: self.event_rate,
             disorder_ms: i64::try_from(self.disorder.as_millis())
                 .map_err(|_| Error::Usage("--disorder is too large".into()))?,

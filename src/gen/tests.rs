@@ -498,6 +498,14 @@ fn args_parse_with_clap() {
     assert_eq!(cfg.start_ms, START);
     assert!(!cfg.incidents);
     assert!(Cli::try_parse_from(["gen", "--disorder", "90"]).is_err());
+    let before = chrono::Utc::now().timestamp_millis();
+    let cli = Cli::try_parse_from(["gen", "--start", "now"]).expect("valid flags");
+    let now = cli.gen.config().expect("valid").start_ms;
+    let after = chrono::Utc::now().timestamp_millis();
+    assert!(
+        (before..=after).contains(&now),
+        "{before} <= {now} <= {after}"
+    );
     for bad in [
         vec!["gen", "--start", "yesterday"],
         vec!["gen", "--bad-fraction", "1.5"],

@@ -208,18 +208,7 @@ fn open_sources(
             let end = if let Some(signal) = &opts.end_signal {
                 EndAt::Offsets(Arc::clone(signal))
             } else if opts.stop_at_end {
-                let marks = conn.watermarks(topic, &partitions, timeout)?;
-                let max_id = partitions.iter().copied().max().unwrap_or(0) as usize;
-                let mut ends = vec![0i64; max_id + 1];
-                for (&p, &(low, high)) in partitions.iter().zip(&marks) {
-                    // Nothing to read (empty, or starting at the end): end at once.
-                    ends[p as usize] = if high <= low || start == StartAt::Latest {
-                        0
-                    } else {
-                        high
-                    };
-                }
-                EndAt::Offsets(Arc::new(Mutex::new(Some(ends))))
+                EndAt::current_end(&conn, topic, &partitions, start, timeout)?
             } else {
                 EndAt::Never
             };

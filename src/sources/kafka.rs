@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use super::{Origin, PartitionReader, ReadStatus, RecordBatch};
 use crate::kafka::KafkaConn;
@@ -44,19 +44,56 @@ pub enum EndAt {
     Offsets(Arc<Mutex<Option<Vec<i64>>>>),
 }
 
-/// Opens one consumer for a worker's partitions and returns one reader per partition.
-pub fn open_partitions(
-    conn: &KafkaConn,
-    group: &str,
-    topic: &str,
-    partitions: &[i32],
-    start: StartAt,
-    end: EndAt,
-) -> Result<Vec<Box<dyn PartitionReader>>, Error> {
-    if partitions.is_empty() {
-        return Ok(Vec::new());
+impl EndAt {
+    /// Ends at each partition's end offset as of now (`--stop-at-end`). A partition with
+    /// nothing to read (empty, or read from `latest`) ends at once.
+    pub fn current_end(
+        conn: &KafkaConn,
+        topic: &str,
+        partitions: &[i32],
+        start: StartAt,
+        timeout: Duration,
+    ) -> Result<EndAt, Error> {
+        let marks = conn.watermarks(topic, partitions, timeout)?;
+        let max_id = partitions.iter().copied().max().unwrap_or(0).max(0) as usize;
+        let mut ends = vec![0i64; max_id + 1];
+        for (&p, &(low, high)) in partitions.iter().zip(&marks) {
+            if let Some(end) = usize::try_from(p).ok().and_then(|p| ends.get_mut(p)) {
+                *end = if high <= low || start == StartAt::Latest {
+                    0
+                } else {
+                    high
+                };
+            }
+        }
+        Ok(EndAt::Offsets(Arc::new(Mutex::new(Some(ends)))))
     }
+}
+
+/// Client properties the source sets unless the spec or the environment sets them.
+///
+/// librdkafka prefetches into a queue per assigned partition until it holds
+/// `queued.max.messages.kbytes` (64 MiB by default), and when a queue is full it postpones
+/// that partition's next fetch by `fetch.queue.backoff.ms` (1 s by default). In the Kafka
+/// benchmark (4 partitions, 2 workers; BENCHMARKS.md) the default queues made the job's peak
+/// RSS about 520 MB; smaller queues with the default backoff starve the reader instead (a plain
+/// consumer with 2 MiB queues read 92k records/s, against 638k with 64 MiB). 2 MiB per partition
+/// with a 10 ms backoff read 670k records/s and peaked at 43 MB, and the job ran as fast as
+/// with the defaults at about 200 MB.
+pub const CONSUMER_DEFAULTS: [(&str, &str); 2] = [
+    ("queued.max.messages.kbytes", "2048"),
+    ("fetch.queue.backoff.ms", "10"),
+];
+
+/// The source's consumer settings: the connection's, [`CONSUMER_DEFAULTS`] where those do
+/// not say otherwise, manual offsets and no EOF events. `logflow bench-read` uses the same.
+pub fn consumer_config(conn: &KafkaConn, group: &str, start: StartAt) -> ClientConfig {
     let mut cfg = conn.client_config();
+    for (k, v) in CONSUMER_DEFAULTS {
+        if !conn.properties.iter().any(|(pk, _)| pk == k) {
+            cfg.set(k, v);
+        }
+    }
     cfg.set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
@@ -69,6 +106,22 @@ pub fn open_partitions(
             },
         )
         .set("enable.partition.eof", "false");
+    cfg
+}
+
+/// Opens one consumer for a worker's partitions and returns one reader per partition.
+pub fn open_partitions(
+    conn: &KafkaConn,
+    group: &str,
+    topic: &str,
+    partitions: &[i32],
+    start: StartAt,
+    end: EndAt,
+) -> Result<Vec<Box<dyn PartitionReader>>, Error> {
+    if partitions.is_empty() {
+        return Ok(Vec::new());
+    }
+    let cfg = consumer_config(conn, group, start);
     let consumer: Arc<BaseConsumer> = Arc::new(
         cfg.create()
             .map_err(|e| Error::Runtime(format!("kafka consumer on {}: {e}", conn.describe())))?,
@@ -206,5 +259,38 @@ impl PartitionReader for KafkaReader {
 
     fn describe(&self) -> String {
         format!("kafka {}/{}", self.topic, self.partition)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn(properties: &[(&str, &str)]) -> KafkaConn {
+        KafkaConn {
+            brokers: "b:9092".into(),
+            properties: properties
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn prefetch_is_capped_unless_the_spec_sets_it() {
+        let cfg = consumer_config(&conn(&[]), "g", StartAt::Earliest);
+        assert_eq!(cfg.get("queued.max.messages.kbytes"), Some("2048"));
+        assert_eq!(cfg.get("fetch.queue.backoff.ms"), Some("10"));
+        assert_eq!(cfg.get("group.id"), Some("g"));
+        assert_eq!(cfg.get("auto.offset.reset"), Some("earliest"));
+
+        let cfg = consumer_config(
+            &conn(&[("queued.max.messages.kbytes", "65536")]),
+            "g",
+            StartAt::Latest,
+        );
+        assert_eq!(cfg.get("queued.max.messages.kbytes"), Some("65536"));
+        assert_eq!(cfg.get("fetch.queue.backoff.ms"), Some("10"));
+        assert_eq!(cfg.get("auto.offset.reset"), Some("latest"));
     }
 }
