@@ -204,6 +204,12 @@ impl Partition {
         match &self.turns {
             None => self.max_ts,
             Some(t) => {
+                // A block taken here whose predecessors' maxima were not all known when this
+                // worker last asked: its records are not stamped yet, and the prefix may
+                // already include its own maximum (published when parsed). Hold.
+                if self.blocks.iter().any(|b| b.before.is_none()) {
+                    return None;
+                }
                 let known = t.progress()?;
                 Some(
                     self.blocks
