@@ -176,9 +176,8 @@ impl<'scope> CompleteAggregate<'scope> for StreamVec<'scope, u64, Partial> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::operators::aggregate::{AccSpec, AggFunc};
     use crate::operators::window::Windows;
-    use crate::record::{Field, Value};
+    use crate::record::Value;
     use timely::container::CapacityContainerBuilder;
     use timely::dataflow::operators::{Capture, Input};
     use timely::dataflow::InputHandle;
@@ -194,19 +193,8 @@ mod tests {
     fn each_trigger_with_new_data_emits_the_whole_table() {
         let out = timely::execute_directly(|worker| {
             let node = Rc::new(AggNode {
-                windows: Windows::global(),
-                hold_ms: 0,
-                filter: None,
-                keys: vec![Field::Service],
-                accs: vec![AccSpec {
-                    func: AggFunc::Count,
-                    arg: None,
-                }],
-                analyses: vec![],
-                update: false,
-                input: Default::default(),
-                explode: None,
                 complete: Some(10_000),
+                ..AggNode::count_by_service(Windows::global(), 0)
             });
             let mut input = InputHandle::<u64, CapacityContainerBuilder<Vec<Event>>>::new();
             let out = worker.dataflow(|scope| {

@@ -273,10 +273,8 @@ impl<'scope> Upserts<'scope> for VecCollection<'scope, u64, Row> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::operators::aggregate::{AccSpec, AggFunc};
     use crate::operators::window::Windows;
-    use crate::record::{Field, Value};
-    use crate::spec::plan::NodeInput;
+    use crate::record::Value;
     use timely::container::CapacityContainerBuilder;
     use timely::dataflow::operators::{Input, Inspect, Probe};
     use timely::dataflow::{InputHandle, ProbeHandle};
@@ -286,19 +284,8 @@ mod tests {
     fn run(windows: Windows, hold_ms: i64, minutes: i64, keys: usize) -> (usize, usize) {
         timely::execute_directly(move |worker| {
             let node = Rc::new(AggNode {
-                windows,
-                hold_ms,
-                filter: None,
-                keys: vec![Field::Service],
-                accs: vec![AccSpec {
-                    func: AggFunc::Count,
-                    arg: None,
-                }],
-                analyses: vec![],
                 update: true,
-                input: NodeInput::Events,
-                explode: None,
-                complete: None,
+                ..AggNode::count_by_service(windows, hold_ms)
             });
             let open: Rc<Cell<usize>> = Rc::default();
             let changes: Rc<Cell<usize>> = Rc::default();

@@ -154,9 +154,7 @@ impl<'scope> WindowAggregate<'scope> for StreamVec<'scope, u64, Partial> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::operators::aggregate::{AccSpec, AggFunc};
     use crate::operators::window::Windows;
-    use crate::record::Field;
     use timely::dataflow::operators::capture::Event as Msg;
     use timely::dataflow::operators::vec::Input;
     use timely::dataflow::operators::{Capture, Probe};
@@ -169,21 +167,7 @@ mod tests {
         let (send, recv) = std::sync::mpsc::channel();
         let send = std::sync::Mutex::new(send);
         timely::execute(timely::Config::thread(), move |worker| {
-            let node = Rc::new(AggNode {
-                windows: Windows::tumbling(60_000),
-                hold_ms: 5_000,
-                filter: None,
-                keys: vec![Field::Service],
-                accs: vec![AccSpec {
-                    func: AggFunc::Count,
-                    arg: None,
-                }],
-                analyses: vec![],
-                update: false,
-                input: Default::default(),
-                explode: None,
-                complete: None,
-            });
+            let node = Rc::new(AggNode::count_by_service(Windows::tumbling(60_000), 5_000));
             let send = send.lock().map(|s| s.clone()).expect("sender");
             let (mut input, probe) = worker.dataflow::<u64, _, _>(|scope| {
                 let (input, events) = scope.new_input::<Event>();

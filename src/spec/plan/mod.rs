@@ -118,6 +118,29 @@ pub struct AggNode {
     pub complete: Option<i64>,
 }
 
+#[cfg(test)]
+impl AggNode {
+    /// `count()` grouped by service over `windows`, for operator tests (which then set the
+    /// fields they exercise with struct update syntax).
+    pub(crate) fn count_by_service(windows: Windows, hold_ms: i64) -> AggNode {
+        AggNode {
+            windows,
+            hold_ms,
+            filter: None,
+            keys: vec![crate::record::Field::Service],
+            accs: vec![AccSpec {
+                func: AggFunc::Count,
+                arg: None,
+            }],
+            analyses: vec![],
+            update: false,
+            input: NodeInput::Events,
+            explode: None,
+            complete: None,
+        }
+    }
+}
+
 /// `explode = "<list> as <name>"`: the list, and the extra field slot of `<name>`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Explode {
