@@ -14,6 +14,7 @@ use logflow::gen::{GenConfig, Generator, Kind};
 use logflow::operators::pre_aggregate::{GroupTable, Partial};
 use logflow::parse::Format;
 use logflow::record::{key_hash, Event, FieldSet};
+use logflow::spec::plan::JobPlan;
 
 const EVENTS: u64 = 50_000;
 
@@ -22,20 +23,23 @@ fn root() -> &'static Path {
 }
 
 fn generated(kind: Kind) -> Vec<Vec<u8>> {
-    let mut g = Generator::new(GenConfig {
+    Generator::new(GenConfig {
         kind,
         events: EVENTS,
         ..GenConfig::default()
-    });
-    let mut lines = Vec::new();
-    let mut line = Vec::new();
-    while g.next_line(&mut line) {
-        lines.push(std::mem::take(&mut line));
-    }
-    lines
+    })
+    .collect()
 }
 
-fn job() -> logflow::spec::plan::JobPlan {
+/// The generated log lines that parse, with the job's fields.
+fn events(plan: &JobPlan) -> Vec<Event> {
+    generated(Kind::Logs)
+        .iter()
+        .filter_map(|l| Format::Json.parse_fields(l, plan.used_fields()).ok())
+        .collect()
+}
+
+fn job() -> JobPlan {
     logflow::spec::load(&root().join("dataflows/log-analysis.toml")).expect("log-analysis spec")
 }
 
@@ -81,10 +85,7 @@ fn parsing(c: &mut Criterion) {
 /// pre-aggregates it (one pass per event over all nodes, drained once per batch).
 fn aggregation(c: &mut Criterion) {
     let plan = job();
-    let events: Vec<Event> = generated(Kind::Logs)
-        .iter()
-        .filter_map(|l| Format::Json.parse_fields(l, plan.used_fields()).ok())
-        .collect();
+    let events = events(&plan);
     let nodes: Vec<_> = plan.nodes.iter().cloned().map(Rc::new).collect();
     let progress = events.iter().map(|e| e.timestamp).min().unwrap_or(0);
     let mut g = c.benchmark_group("aggregate");
@@ -119,10 +120,7 @@ fn exchange(c: &mut Criterion) {
     use timely::dataflow::operators::{Exchange, Probe};
 
     let plan = job();
-    let events: Vec<Event> = generated(Kind::Logs)
-        .iter()
-        .filter_map(|l| Format::Json.parse_fields(l, plan.used_fields()).ok())
-        .collect();
+    let events = events(&plan);
     let mut partials: Vec<Partial> = Vec::new();
     for node in plan.nodes.iter().cloned().map(Rc::new) {
         let mut t = GroupTable::new(node);

@@ -305,6 +305,17 @@ pub struct Generator {
     last: Option<LineKind>,
 }
 
+/// Each line as an owned buffer (tests and benchmarks that keep the lines; writers reuse one
+/// buffer with [`Generator::next_line`]).
+impl Iterator for Generator {
+    type Item = Vec<u8>;
+
+    fn next(&mut self) -> Option<Vec<u8>> {
+        let mut line = Vec::new();
+        self.next_line(&mut line).then_some(line)
+    }
+}
+
 impl Generator {
     /// A generator for `cfg`. Out-of-range values are clamped; use [`GenConfig::validate`]
     /// to report them instead.

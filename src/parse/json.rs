@@ -83,11 +83,19 @@ impl<'de> Visitor<'de> for LogVisitor {
 }
 
 pub(super) fn parse(line: &[u8], keep: FieldSet) -> Result<Event, ParseError> {
+    parse_fast_or_serde(line, keep, super::json_fast::log, parse_serde)
+}
+
+/// A JSON record through `fast` when it takes it, otherwise through `serde`, the reference
+/// (errors included).
+pub(super) fn parse_fast_or_serde(
+    line: &[u8],
+    keep: FieldSet,
+    fast: fn(&str, FieldSet) -> Option<Event>,
+    serde: fn(&str, FieldSet) -> Result<Event, ParseError>,
+) -> Result<Event, ParseError> {
     let line = utf8(line)?;
-    match super::json_fast::log(line, keep) {
-        Some(e) => Ok(e),
-        None => parse_serde(line, keep),
-    }
+    fast(line, keep).map_or_else(|| serde(line, keep), Ok)
 }
 
 /// The reference parser (every record the fast path does not take).
@@ -97,7 +105,7 @@ pub(super) fn parse_serde(line: &str, keep: FieldSet) -> Result<Event, ParseErro
 
 /// The line as text. serde_json does not validate the bytes of strings it skips (unknown
 /// fields): the whole line is checked, so a record with invalid UTF-8 anywhere is bad input.
-pub(super) fn utf8(line: &[u8]) -> Result<&str, ParseError> {
+fn utf8(line: &[u8]) -> Result<&str, ParseError> {
     std::str::from_utf8(line)
         .map_err(|e| ParseError::new(format!("not valid UTF-8 at byte {}", e.valid_up_to())))
 }

@@ -270,19 +270,14 @@ mod tests {
     use crate::parse::Format;
 
     fn lines(kind: GenKind, n: u64) -> Vec<Vec<u8>> {
-        let mut g = Generator::new(GenConfig {
+        Generator::new(GenConfig {
             kind,
             events: n,
             bad_fraction: 0.05,
             late_fraction: 0.05,
             ..GenConfig::default()
-        });
-        let mut out = Vec::new();
-        let mut line = Vec::new();
-        while g.next_line(&mut line) {
-            out.push(std::mem::take(&mut line));
-        }
-        out
+        })
+        .collect()
     }
 
     /// Wherever the fast path gives an event, serde gives the same one.

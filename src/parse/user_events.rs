@@ -6,7 +6,7 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 
 use super::fields::{opt_str, FieldKey, OptFloat, Ts};
-use super::json::{field, parse_object, utf8};
+use super::json::{field, parse_fast_or_serde, parse_object};
 use super::ParseError;
 use crate::record::{Event, Field, FieldSet};
 
@@ -57,11 +57,7 @@ impl<'de> Visitor<'de> for V {
 }
 
 pub(super) fn parse(line: &[u8], keep: FieldSet) -> Result<Event, ParseError> {
-    let line = utf8(line)?;
-    match super::json_fast::user_event(line, keep) {
-        Some(e) => Ok(e),
-        None => parse_serde(line, keep),
-    }
+    parse_fast_or_serde(line, keep, super::json_fast::user_event, parse_serde)
 }
 
 /// The reference parser (every record the fast path does not take).
