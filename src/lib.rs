@@ -14,6 +14,7 @@ pub mod record;
 
 pub use error::{Error, Result};
 pub mod cli;
+pub mod control;
 pub mod operators;
 pub mod runtime;
 pub mod sinks;
