@@ -168,7 +168,7 @@ pub fn submit(a: SubmitArgs) -> Result<(), Error> {
     let addr = protocol::address(a.addr.cluster.as_deref());
     match protocol::call(&addr, &req, REPLY_TIMEOUT)? {
         Reply::Submitted { job, name } => {
-            eprintln!("logflow: job {job} ({name}) is running on the cluster at {addr}");
+            eprintln!("logflow: job {job} ({name}) submitted to the cluster at {addr}");
             // The id alone on stdout, for scripts: `job=$(logflow submit ...)`.
             super::stdout_result(writeln!(std::io::stdout(), "{job}"))
         }

@@ -14,6 +14,8 @@ pub mod table;
 
 use std::sync::Arc;
 
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::flag;
 use timely::WorkerConfig;
 
 use crate::runtime::cluster::Network;
@@ -23,6 +25,20 @@ use crate::Error;
 /// Runs this process of a cluster until `logflow cluster stop` (or a failed peer). Process 0
 /// serves the control endpoint at `control`.
 pub fn serve(cluster: &Cluster, control: &str) -> Result<(), Error> {
+    let shared = Arc::new(session::Shared::new(cluster.clone(), None));
+    // SIGINT/SIGTERM stop the cluster in order: every job cancelled, every process exits 0.
+    // (A terminal's Ctrl-C reaches a process twice, from the terminal and from `cluster start`
+    // passing it on, so a second signal must not mean "now".)
+    for sig in [SIGINT, SIGTERM] {
+        flag::register(sig, Arc::clone(&shared.stop))
+            .map_err(|e| Error::Runtime(format!("cannot handle signals: {e}")))?;
+    }
+    // The endpoint is bound before the peers connect: a taken port fails at once.
+    let endpoint = if cluster.process == 0 {
+        Some(server::start(control, &shared)?)
+    } else {
+        None
+    };
     let network = if cluster.processes > 1 {
         let layout = cluster.layout();
         let network = Network::connect(&layout)?;
@@ -37,10 +53,8 @@ pub fn serve(cluster: &Cluster, control: &str) -> Result<(), Error> {
         None
     };
     let watchdog = network.as_ref().map(|n| Arc::clone(n.watchdog()));
-    let shared = Arc::new(session::Shared::new(cluster.clone(), None));
-    if cluster.process == 0 {
-        let addr = server::start(control, &shared)?;
-        // Tests and scripts wait for this line.
+    if let Some(addr) = endpoint {
+        // Tests and scripts wait for this line: requests are served from now on.
         eprintln!("logflow cluster: control endpoint at {addr}");
     }
     let result = run(cluster, network, &shared);

@@ -10,7 +10,7 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -128,6 +128,8 @@ pub struct Shared {
     jobs: Mutex<HashMap<u64, Arc<ProcJob>>>,
     /// One clock for the sequencer of every local worker.
     epoch: Instant,
+    /// Set by SIGINT or SIGTERM: this process's first worker proposes stopping the cluster.
+    pub stop: Arc<AtomicBool>,
 }
 
 /// Locks a mutex even if a panicking worker poisoned it.
@@ -147,6 +149,7 @@ impl Shared {
             inbox: Mutex::new(inbox),
             jobs: Mutex::new(HashMap::new()),
             epoch: Instant::now(),
+            stop: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -201,6 +204,7 @@ pub fn serve(worker: &mut Worker, shared: &Shared) {
         table: JobTable::new(shared.cluster.processes),
         next_job: 1,
         sequencer_applied: 0,
+        stop_proposed: false,
         last_stats: Instant::now(),
         shared,
     };
@@ -230,12 +234,21 @@ struct Session<'a> {
     next_job: u64,
     /// Commands applied so far (worker 0 publishes its table when this moves).
     sequencer_applied: u64,
+    stop_proposed: bool,
     last_stats: Instant,
     shared: &'a Shared,
 }
 
 impl Session<'_> {
     fn take_requests(&mut self) {
+        if self.local == 0 && !self.stop_proposed && self.shared.stop.load(Ordering::SeqCst) {
+            eprintln!(
+                "logflow cluster: process {} was asked to stop: stopping the cluster",
+                self.shared.cluster.process
+            );
+            self.sequencer.push(Command::Shutdown { ticket: 0 });
+            self.stop_proposed = true;
+        }
         let Some(inbox) = &self.inbox else {
             return;
         };

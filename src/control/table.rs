@@ -193,13 +193,13 @@ pub fn render(jobs: &[JobStatus]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:>4}  {:<20} {:<10} {:<21} {:>12} {:>10}  SUBMITTED",
+        "{:>4}  {:<20} {:<10} {:<24} {:>10} {:>11}  SUBMITTED",
         "ID", "NAME", "STATE", "WATERMARK", "RECORDS_IN", "RECORDS_OUT"
     );
     for j in jobs {
         let _ = writeln!(
             out,
-            "{:>4}  {:<20} {:<10} {:<21} {:>12} {:>10}  {}",
+            "{:>4}  {:<20} {:<10} {:<24} {:>10} {:>11}  {}",
             j.id,
             j.name,
             j.state.name(),
