@@ -23,10 +23,23 @@ use common::rows::same_row;
 use common::{bin, tmpdir};
 use serde_json::Value;
 
-/// The control endpoint's port: `LOGFLOW_IT_CONTROL_PORT` (so several checkouts can test at once).
-fn control() -> String {
-    let port = std::env::var("LOGFLOW_IT_CONTROL_PORT").unwrap_or_else(|_| "19479".into());
-    format!("127.0.0.1:{port}")
+/// The control endpoint's port: `LOGFLOW_IT_CONTROL_PORT` (so several checkouts can test at
+/// once), plus `offset` for each test of this file (they run in parallel).
+fn control(offset: u16) -> String {
+    let port: u16 = std::env::var("LOGFLOW_IT_CONTROL_PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(19479);
+    format!("127.0.0.1:{}", port + offset)
+}
+
+/// `logflow cluster start -n 2 -w 1`, once its control endpoint answers.
+fn start_cluster(addr: &str, dir: &Path, name: &str) -> Proc {
+    let mut c = bin();
+    c.args(["cluster", "start", "-n", "2", "-w", "1", "--control", addr]);
+    let mut cluster = Proc::spawn(c, dir, name, Stdio::null());
+    cluster.wait_for("control endpoint at", Duration::from_secs(60));
+    cluster
 }
 
 /// `logflow <args> --cluster ADDR`.
@@ -90,7 +103,7 @@ fn wait_job(addr: &str, id: u64, what: &str, done: impl Fn(&Value) -> bool) -> V
 fn jobs_are_submitted_listed_and_cancelled_on_a_running_cluster() {
     let dir = tmpdir("cluster-jobs");
     let b = Broker::start("kafka-jobs");
-    let addr = control();
+    let addr = control(0);
 
     let logs = dir.join("logs.jsonl");
     gen("logs", "100000", &["--late-fraction", "0.002"], &logs);
@@ -132,17 +145,7 @@ fn jobs_are_submitted_listed_and_cancelled_on_a_running_cluster() {
     .into_iter()
     .collect();
 
-    let mut cluster = Proc::spawn(
-        {
-            let mut c = bin();
-            c.args(["cluster", "start", "-n", "2", "-w", "1", "--control", &addr]);
-            c
-        },
-        &dir,
-        "cluster",
-        Stdio::null(),
-    );
-    cluster.wait_for("control endpoint at", Duration::from_secs(60));
+    let mut cluster = start_cluster(&addr, &dir, "cluster");
     assert!(jobs(&addr).is_empty());
 
     // Two jobs side by side, each read to the end of its topic.
@@ -289,4 +292,40 @@ fn jobs_are_submitted_listed_and_cancelled_on_a_running_cluster() {
         "cluster did not stop cleanly ({status:?}):\n{}",
         cluster.stderr_text()
     );
+}
+
+#[test]
+fn sigterm_stops_the_cluster_in_order() {
+    let dir = tmpdir("cluster-sigterm");
+    let addr = control(1);
+    let mut cluster = start_cluster(&addr, &dir, "cluster");
+    let input = dir.join("logs.jsonl");
+    gen("logs", "20000", &[], &input);
+    let out = dir.join("out");
+    let id = ok(
+        cli(
+            &addr,
+            &[
+                "submit",
+                "dataflows/log-analysis.toml",
+                "--input",
+                input.to_str().unwrap(),
+                "--output-dir",
+                out.to_str().unwrap(),
+            ],
+        ),
+        "submit",
+    );
+    assert_eq!(id, "1");
+    wait_job(&addr, 1, "finished", |v| v["state"] == "finished");
+    assert!(out.join("response_time.jsonl").exists());
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &cluster.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let status = cluster.wait(Duration::from_secs(60));
+    let err = cluster.stderr_text();
+    assert!(status.is_some_and(|s| s.success()), "{status:?}:\n{err}");
+    assert!(err.contains("was asked to stop"), "{err}");
 }
