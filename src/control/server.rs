@@ -15,8 +15,7 @@ use std::time::Duration;
 use super::protocol::{Reply, Request, MAX_LINE};
 use super::session::{lock, Command, JobRequest, Proposal, Shared};
 use crate::kafka::KafkaConn;
-use crate::sinks::kafka::KafkaSink;
-use crate::spec::plan::{JobPlan, SinkPlan, SourceKind};
+use crate::spec::plan::{JobPlan, SourceKind};
 use crate::Error;
 
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -169,29 +168,7 @@ fn preflight(plan: &JobPlan) -> Result<(), Error> {
         }
         _ => {}
     }
-    if let SinkPlan::Kafka {
-        brokers,
-        properties,
-    } = &plan.sink
-    {
-        // Like the runtime: the sink's brokers, else the source's.
-        let brokers = brokers
-            .clone()
-            .or_else(|| match &plan.source.kind {
-                SourceKind::Kafka { brokers, .. } => brokers.clone(),
-                _ => None,
-            })
-            .ok_or_else(|| {
-                Error::Usage(
-                    "no Kafka brokers for the sink: set `sink.brokers` or --brokers".into(),
-                )
-            })?;
-        let conn = KafkaConn::new(&brokers, properties);
-        for t in KafkaSink::topics(plan) {
-            conn.partitions(&t, METADATA_TIMEOUT)
-                .map_err(|e| Error::Runtime(format!("output {e}")))?;
-        }
-    }
+    crate::runtime::output_conn(plan, METADATA_TIMEOUT)?;
     crate::operators::lookup::Tables::load(&plan.lookups)?;
     Ok(())
 }

@@ -236,45 +236,49 @@ fn open_sources(
 /// all outputs there) or one per local worker (Kafka).
 fn open_sinks(plan: &Arc<JobPlan>, cluster: &Cluster) -> Result<WorkerSinks, Error> {
     let mut sinks: Vec<Option<Box<dyn Sink>>> = (0..cluster.threads).map(|_| None).collect();
-    match &plan.sink {
-        SinkPlan::Console | SinkPlan::Files { .. } => {
-            if cluster.process == 0 {
-                sinks[0] = Some(match &plan.sink {
-                    SinkPlan::Files { dir } => {
-                        Box::new(FilesSink::create(dir.as_ref(), Arc::clone(plan))?)
-                    }
-                    _ => Box::new(ConsoleSink::new(Arc::clone(plan))),
-                });
-            }
-            Ok((sinks, true))
+    if let Some(conn) = output_conn(plan, Duration::from_secs(30))? {
+        for s in sinks.iter_mut() {
+            *s = Some(Box::new(KafkaSink::create(&conn, Arc::clone(plan))?));
         }
-        SinkPlan::Kafka {
-            brokers,
-            properties,
-        } => {
-            let brokers = brokers
-                .clone()
-                .or_else(|| match &plan.source.kind {
-                    SourceKind::Kafka { brokers, .. } => brokers.clone(),
-                    _ => None,
-                })
-                .ok_or_else(|| {
-                    Error::Usage(
-                        "no Kafka brokers for the sink: set `sink.brokers` or use --output-dir"
-                            .into(),
-                    )
-                })?;
-            let conn = KafkaConn::new(&brokers, properties);
-            for t in KafkaSink::topics(plan) {
-                conn.partitions(&t, Duration::from_secs(30))
-                    .map_err(|e| Error::Runtime(format!("output {e}")))?;
-            }
-            for s in sinks.iter_mut() {
-                *s = Some(Box::new(KafkaSink::create(&conn, Arc::clone(plan))?));
-            }
-            Ok((sinks, false))
-        }
+        return Ok((sinks, false));
     }
+    if cluster.process == 0 {
+        sinks[0] = Some(match &plan.sink {
+            SinkPlan::Files { dir } => Box::new(FilesSink::create(dir.as_ref(), Arc::clone(plan))?),
+            _ => Box::new(ConsoleSink::new(Arc::clone(plan))),
+        });
+    }
+    Ok((sinks, true))
+}
+
+/// The Kafka connection of a job's sink (its brokers, else the source's), once every output
+/// topic was found; `None` for other sinks.
+pub(crate) fn output_conn(plan: &JobPlan, timeout: Duration) -> Result<Option<KafkaConn>, Error> {
+    let SinkPlan::Kafka {
+        brokers,
+        properties,
+    } = &plan.sink
+    else {
+        return Ok(None);
+    };
+    let brokers = brokers
+        .clone()
+        .or_else(|| match &plan.source.kind {
+            SourceKind::Kafka { brokers, .. } => brokers.clone(),
+            _ => None,
+        })
+        .ok_or_else(|| {
+            Error::Usage(
+                "no Kafka brokers for the sink: set `sink.brokers`, --brokers or use --output-dir"
+                    .into(),
+            )
+        })?;
+    let conn = KafkaConn::new(&brokers, properties);
+    for t in KafkaSink::topics(plan) {
+        conn.partitions(&t, timeout)
+            .map_err(|e| Error::Runtime(format!("output {e}")))?;
+    }
+    Ok(Some(conn))
 }
 
 /// Runs a job until its input ends and returns this process's accounting.
