@@ -13,6 +13,7 @@ pub mod parse;
 pub mod record;
 
 pub use error::{Error, Result};
+pub mod checkpoint;
 pub mod cli;
 pub mod control;
 pub mod operators;
