@@ -43,17 +43,19 @@ pub struct LaunchArgs {
     #[arg(long, default_value = "10s", value_parser = super::run::parse_duration)]
     grace: Duration,
     /// When a process fails or dies, stop the others and start the whole job again, at most
-    /// this many times (waiting 1 s, 2 s, 4 s ... at most 30 s before each); not after
+    /// this many times (waiting --backoff, then twice as long each time, at most 30 s); not after
     /// SIGINT/SIGTERM. A Kafka job reads again from its start offsets: results are written
     /// at least once, with the same keys.
     #[arg(long, default_value_t = 0, value_name = "N")]
     restart: u32,
+    /// The first wait before a restart (it doubles each time, up to 30 s).
+    #[arg(long, default_value = "1s", value_parser = super::run::parse_duration)]
+    backoff: Duration,
     #[command(flatten)]
     job: JobArgs,
 }
 
-/// First wait before a restart; it doubles up to [`MAX_BACKOFF`].
-const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+/// The longest wait before a restart.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// A hostfile the launcher wrote, removed when the launch ends.
@@ -78,7 +80,7 @@ pub fn launch(args: LaunchArgs) -> Result<(), Error> {
     if n == 0 || args.workers == 0 {
         return Err(super::usage("--processes and --workers must be at least 1"));
     }
-    let mut backoff = FIRST_BACKOFF;
+    let mut backoff = args.backoff.min(MAX_BACKOFF);
     let mut attempt = 0;
     let accountings = loop {
         // A hostfile of free ports is picked again for each attempt: a port of the last

@@ -1,0 +1,144 @@
+//! Recovery (issue 6) as far as it goes today: `launch --restart` on a real Kafka broker
+//! (`scripts/kafka`, 127.0.0.1, stopped by its pid at the end). A 2-process job reading a
+//! 200k-event topic has a random process killed with SIGKILL at random moments, 5 times; the
+//! launcher starts the job again each time, and the last attempt finishes. Without checkpoints
+//! a restart starts over, so every result must be on its topic at least once, with its
+//! deterministic key, and nothing else: the distinct (key, row) pairs of every output topic
+//! equal the uninterrupted file-mode results.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly on purpose
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::cluster::Proc;
+use common::kafka::{create_outputs, file_results, gen, variant_spec, Broker, LOG_ANALYSES};
+use common::rows::assert_same_rows;
+use common::{accounting, bin, tmpdir};
+use serde_json::Value;
+
+const EVENTS: u64 = 200_000;
+const KILLS: usize = 5;
+
+/// A small deterministic generator (xorshift) for the kill moments: reproducible failures.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+/// The pids of the processes of the launcher's attempt `attempt` (0-based), once it has
+/// named them all.
+fn attempt_pids(err: &str, attempt: usize) -> Option<Vec<String>> {
+    let pids: Vec<String> = err
+        .lines()
+        .filter_map(|l| l.strip_prefix("logflow launch: process "))
+        .filter_map(|l| l.split_once(" is pid "))
+        .map(|(_, pid)| pid.trim().to_string())
+        .collect();
+    let mine: Vec<String> = pids.into_iter().skip(attempt * 2).take(2).collect();
+    (mine.len() == 2).then_some(mine)
+}
+
+#[test]
+fn a_job_killed_five_times_still_writes_every_result() {
+    let dir = tmpdir("recovery");
+    let b = Broker::start("kafka-recovery");
+    let logs = dir.join("logs.jsonl");
+    gen("logs", &EVENTS.to_string(), &[], &logs);
+    let spec = variant_spec("rec", "30s", &dir);
+    let expected = file_results(spec.to_str().unwrap(), "json", &logs, &dir.join("file"));
+    b.topic("rec-logs", 4);
+    create_outputs(&b, "rec", Some("rec"), &LOG_ANALYSES);
+    assert_eq!(b.produce("rec-logs", &logs), EVENTS);
+
+    let mut cmd = bin();
+    cmd.args(["launch", spec.to_str().unwrap(), "--processes", "2"])
+        .args([
+            "--brokers",
+            &b.address,
+            "--topic",
+            "rec-logs",
+            "--stop-at-end",
+        ])
+        .args(["--restart", &KILLS.to_string(), "--backoff", "200ms"]);
+    let mut launch = Proc::spawn(cmd, &dir, "launch", Stdio::null());
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    'kills: for attempt in 0..KILLS {
+        // Wait for this attempt's processes, then kill one of them after a random moment
+        // between connecting and about a second into the run.
+        let started = Instant::now();
+        let pids = loop {
+            if let Some(p) = attempt_pids(&launch.stderr_text(), attempt) {
+                break p;
+            }
+            if launch.child.try_wait().unwrap().is_some() {
+                // A kill came after the job's end: there is no next attempt.
+                break 'kills;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "attempt {attempt} did not start:\n{}",
+                launch.stderr_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        // The first kill comes early (so there is at least one restart); later ones anywhere
+        // up to 3 s in, some after results were written (those rows are then written again).
+        let spread = if attempt == 0 { 1200 } else { 3000 };
+        std::thread::sleep(Duration::from_millis(rng.next() % spread));
+        let victim = &pids[(rng.next() % 2) as usize];
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", victim])
+            .status();
+    }
+    let status = launch.wait(Duration::from_secs(300));
+    let err = launch.stderr_text();
+    assert!(status.is_some_and(|s| s.success()), "{status:?}:\n{err}");
+    // Every kill cost a restart (a kill after the end would have left fewer).
+    let restarts = err.matches("starting the job again").count();
+    assert!(
+        (1..=KILLS).contains(&restarts),
+        "{restarts} restarts:\n{err}"
+    );
+    assert!(err.contains("was stopped by SIGKILL"), "{err}");
+    assert_eq!(accounting(err.as_bytes())["read"], EVENTS);
+
+    let mut written_again = 0;
+    for a in LOG_ANALYSES {
+        let records = b.dump(&format!("rec.{a}"), &dir);
+        let mut distinct: BTreeSet<(Option<String>, String)> = BTreeSet::new();
+        for (k, v) in &records {
+            distinct.insert((k.clone(), v.to_string()));
+        }
+        // The same key always carries the same row (results are deterministic).
+        let keys: BTreeSet<&Option<String>> = distinct.iter().map(|(k, _)| k).collect();
+        assert_eq!(
+            keys.len(),
+            distinct.len(),
+            "{a}: a key with two different rows"
+        );
+        let rows: Vec<Value> = distinct
+            .iter()
+            .map(|(_, v)| serde_json::from_str(v).unwrap())
+            .collect();
+        written_again += records.len() - rows.len();
+        assert_same_rows(
+            &rows,
+            &expected[a],
+            &format!("{a} after {restarts} restarts"),
+        );
+    }
+    eprintln!(
+        "recovery: {restarts} restarts, all results present, each key one row, \
+         {written_again} rows written more than once"
+    );
+}
