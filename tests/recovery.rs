@@ -11,6 +11,7 @@
 mod common;
 
 use std::collections::BTreeSet;
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -60,58 +61,7 @@ fn a_job_killed_five_times_still_writes_every_result() {
     create_outputs(&b, "rec", Some("rec"), &LOG_ANALYSES);
     assert_eq!(b.produce("rec-logs", &logs), EVENTS);
 
-    let mut cmd = bin();
-    cmd.args(["launch", spec.to_str().unwrap(), "--processes", "2"])
-        .args([
-            "--brokers",
-            &b.address,
-            "--topic",
-            "rec-logs",
-            "--stop-at-end",
-        ])
-        .args(["--restart", &KILLS.to_string(), "--backoff", "200ms"]);
-    let mut launch = Proc::spawn(cmd, &dir, "launch", Stdio::null());
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
-    'kills: for attempt in 0..KILLS {
-        // Wait for this attempt's processes, then kill one of them after a random moment
-        // between connecting and about a second into the run.
-        let started = Instant::now();
-        let pids = loop {
-            if let Some(p) = attempt_pids(&launch.stderr_text(), attempt) {
-                break p;
-            }
-            if launch.child.try_wait().unwrap().is_some() {
-                // A kill came after the job's end: there is no next attempt.
-                break 'kills;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "attempt {attempt} did not start:\n{}",
-                launch.stderr_text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        // The first kill comes early (so there is at least one restart); later ones anywhere
-        // up to 3 s in, some after results were written (those rows are then written again).
-        let spread = if attempt == 0 { 1200 } else { 3000 };
-        std::thread::sleep(Duration::from_millis(rng.next() % spread));
-        let victim = &pids[(rng.next() % 2) as usize];
-        let _ = std::process::Command::new("kill")
-            .args(["-KILL", victim])
-            .status();
-    }
-    let status = launch.wait(Duration::from_secs(300));
-    let err = launch.stderr_text();
-    assert!(status.is_some_and(|s| s.success()), "{status:?}:\n{err}");
-    // Every kill cost a restart (a kill after the end would have left fewer).
-    let restarts = err.matches("starting the job again").count();
-    assert!(
-        (1..=KILLS).contains(&restarts),
-        "{restarts} restarts:\n{err}"
-    );
-    assert!(err.contains("was stopped by SIGKILL"), "{err}");
-    assert_eq!(accounting(err.as_bytes())["read"], EVENTS);
-
+    let (restarts, _) = killed_five_times(&b, &spec, &dir, "at-least-once", 0x9E37_79B9_7F4A_7C15);
     let mut written_again = 0;
     for a in LOG_ANALYSES {
         let records = b.dump(&format!("rec.{a}"), &dir);
@@ -141,4 +91,100 @@ fn a_job_killed_five_times_still_writes_every_result() {
         "recovery: {restarts} restarts, all results present, each key one row, \
          {written_again} rows written more than once"
     );
+
+    // Exactly once: results in Kafka transactions committed with the progress they reach;
+    // read_committed, every result is on its topic once, however often the job was killed.
+    let eos = variant_spec("eos", "30s", &dir);
+    let mut text = std::fs::read_to_string(&eos).unwrap();
+    text.push_str("\n[sink]\ndelivery = \"exactly_once\"\n");
+    std::fs::write(&eos, text).unwrap();
+    create_outputs(&b, "eos", Some("eos"), &LOG_ANALYSES);
+    b.topic("eos.commits", 1);
+    let (restarts, err) = killed_five_times(&b, &eos, &dir, "exactly-once", 0xD1B5_4A32_D192_ED03);
+    for a in LOG_ANALYSES {
+        let records = b.dump(&format!("eos.{a}"), &dir);
+        let rows: Vec<Value> = records.iter().map(|(_, v)| v.clone()).collect();
+        assert_same_rows(
+            &rows,
+            &expected[a],
+            &format!("exactly once, {a}, after {restarts} restarts"),
+        );
+    }
+    assert!(
+        err.contains("starting the job again"),
+        "the exactly-once job was never killed mid-run:\n{err}"
+    );
+    let resumed = err.matches("resumes exactly once").count();
+    eprintln!(
+        "recovery: exactly once after {restarts} restarts, {resumed} worker starts resumed \
+         after results an earlier attempt committed"
+    );
+}
+
+/// Runs `spec` (2 processes, `launch --restart 5`, reading `rec-logs` to its end) and kills a
+/// random process at a random moment of each of its first five attempts. Returns how many
+/// restarts it took and the launcher's stderr.
+fn killed_five_times(
+    b: &Broker,
+    spec: &Path,
+    dir: &Path,
+    name: &str,
+    seed: u64,
+) -> (usize, String) {
+    let mut cmd = bin();
+    cmd.args(["launch", spec.to_str().unwrap(), "--processes", "2"])
+        .args([
+            "--brokers",
+            &b.address,
+            "--topic",
+            "rec-logs",
+            "--stop-at-end",
+        ])
+        .args(["--restart", &KILLS.to_string(), "--backoff", "200ms"]);
+    let mut launch = Proc::spawn(cmd, dir, name, Stdio::null());
+    let mut rng = Rng(seed);
+    'kills: for attempt in 0..KILLS {
+        // Wait for this attempt's processes, then kill one of them at a random moment of its
+        // run.
+        let started = Instant::now();
+        // Both processes of this attempt are running the dataflow (set-up done).
+        let pids = loop {
+            let err = launch.stderr_text();
+            if let Some(p) = attempt_pids(&err, attempt) {
+                if err.matches("runs workers").count() >= 2 * (attempt + 1) {
+                    break p;
+                }
+            }
+            if launch.child.try_wait().unwrap().is_some() {
+                // A kill came after the job's end: there is no next attempt.
+                break 'kills;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "attempt {attempt} did not start:\n{}",
+                launch.stderr_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        // The first kill comes early (so there is at least one restart); later ones anywhere
+        // up to 2 s in, some after results were written or committed.
+        let spread = if attempt == 0 { 1200 } else { 2000 };
+        std::thread::sleep(Duration::from_millis(rng.next() % spread));
+        let victim = &pids[(rng.next() % 2) as usize];
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", victim])
+            .status();
+    }
+    let status = launch.wait(Duration::from_secs(300));
+    let err = launch.stderr_text();
+    assert!(status.is_some_and(|s| s.success()), "{status:?}:\n{err}");
+    // Every kill cost a restart (a kill after the end would have left fewer).
+    let restarts = err.matches("starting the job again").count();
+    assert!(
+        (1..=KILLS).contains(&restarts),
+        "{restarts} restarts:\n{err}"
+    );
+    assert!(err.contains("was stopped by SIGKILL"), "{err}");
+    assert_eq!(accounting(err.as_bytes())["read"], EVENTS);
+    (restarts, err)
 }

@@ -39,6 +39,18 @@ impl Sink for MeteredSink {
         self.inner.flush()
     }
 
+    fn progress(&mut self, upto: u64) -> Result<(), Error> {
+        self.inner.progress(upto)
+    }
+
+    fn pending(&self) -> Option<std::time::Duration> {
+        self.inner.pending()
+    }
+
+    fn resume_after(&self) -> Option<u64> {
+        self.inner.resume_after()
+    }
+
     fn close(&mut self) -> Result<(), Error> {
         self.inner.close()
     }

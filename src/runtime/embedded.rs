@@ -66,6 +66,7 @@ impl Embedded {
         plan.sink = SinkPlan::Kafka {
             brokers: Some(bootstrap.clone()),
             properties: Vec::new(),
+            exactly_once: false,
         };
         let outputs = KafkaSink::topics(plan);
         for t in &outputs {

@@ -237,8 +237,15 @@ fn open_sources(
 fn open_sinks(plan: &Arc<JobPlan>, cluster: &Cluster) -> Result<WorkerSinks, Error> {
     let mut sinks: Vec<Option<Box<dyn Sink>>> = (0..cluster.threads).map(|_| None).collect();
     if let Some(conn) = output_conn(plan, Duration::from_secs(30))? {
-        for s in sinks.iter_mut() {
-            *s = Some(Box::new(KafkaSink::create(&conn, Arc::clone(plan))?));
+        let workers = cluster.threads * cluster.processes;
+        for (local, s) in sinks.iter_mut().enumerate() {
+            let worker = cluster.process * cluster.threads + local;
+            *s = Some(Box::new(KafkaSink::create(
+                &conn,
+                Arc::clone(plan),
+                worker,
+                workers,
+            )?));
         }
         return Ok((sinks, false));
     }
@@ -257,6 +264,7 @@ pub(crate) fn output_conn(plan: &JobPlan, timeout: Duration) -> Result<Option<Ka
     let SinkPlan::Kafka {
         brokers,
         properties,
+        ..
     } = &plan.sink
     else {
         return Ok(None);

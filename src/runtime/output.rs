@@ -39,6 +39,9 @@ pub fn write_outputs<'scope>(
     let mut dead_in = builder.new_input(dead, Exchange::new(move |_: &DeadLetter| target));
     let mut late_in = builder.new_input(late, Exchange::new(move |_: &LateEvent| target));
 
+    // Results an earlier run of this job already committed (exactly-once sink restarted).
+    let skip_below = sink.as_ref().and_then(|s| s.resume_after());
+    let activator = scope.activator_for(Rc::clone(&builder.operator_info().address));
     builder.build(move |_caps| {
         let mut pending: BTreeMap<u64, Pending> = BTreeMap::new();
         let mut closed = false;
@@ -75,6 +78,11 @@ pub fn write_outputs<'scope>(
                 if failed.borrow().is_some() {
                     continue;
                 }
+                if skip_below.is_some_and(|below| t < below) {
+                    // Dead letters and late events are stamped by read batches, which differ
+                    // between runs: they are written again (at least once), results are not.
+                    batch.rows.clear();
+                }
                 batch.rows.sort_by(|a, b| {
                     (a.analysis, a.start, &a.values).cmp(&(b.analysis, b.start, &b.values))
                 });
@@ -88,17 +96,37 @@ pub fn write_outputs<'scope>(
                 wrote = true;
             }
             let done = frontiers.iter().all(|f| f.is_empty()) && pending.is_empty();
-            if (wrote || done) && !closed {
-                if let Some(s) = sink.as_mut() {
-                    if failed.borrow().is_none() {
-                        let res = if done { s.close() } else { s.flush() };
-                        if let Err(e) = res {
-                            *failed.borrow_mut() = Some(e);
-                        }
-                    }
-                }
-                closed = done;
+            if closed {
+                return;
             }
+            let Some(s) = sink.as_mut() else {
+                closed = done;
+                return;
+            };
+            if failed.borrow().is_some() {
+                return;
+            }
+            // Everything below the least frontier time has been written.
+            let upto = frontiers
+                .iter()
+                .filter_map(|f| f.frontier().iter().min().copied())
+                .min();
+            let res = if done {
+                s.close()
+            } else if wrote || s.pending().is_some() {
+                match upto {
+                    Some(t) => s.progress(t),
+                    None => s.flush(),
+                }
+            } else {
+                Ok(())
+            };
+            if let Err(e) = res {
+                *failed.borrow_mut() = Some(e);
+            } else if let (false, Some(wait)) = (done, s.pending()) {
+                activator.activate_after(wait);
+            }
+            closed = done;
         }
     });
 }

@@ -2,10 +2,17 @@
 //! plus `<job>.dead-letter` and `<job>.late`. Every worker produces its own results through an
 //! idempotent producer. When the broker is slow, the producer's bounded queue fills and `send`
 //! waits for room: backpressure instead of unbounded memory.
+//!
+//! With `delivery = "exactly_once"` each worker writes in Kafka transactions (transactional id
+//! `logflow-<job>-<worker>of<workers>`, so a restarted worker fences its dead predecessor and
+//! aborts its open transaction) and commits about once a second, together with a marker in
+//! `<job>.commits`: "worker w's results below progress time t are committed". A restarted job
+//! reads those markers (read_committed) and does not write those results again; results are
+//! deterministic in their progress time, so read_committed consumers see each result once.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::ClientContext;
@@ -58,14 +65,103 @@ pub struct KafkaSink {
     dead_topic: String,
     late_topic: String,
     buf: String,
+    /// Exactly-once: this worker's transactions.
+    txn: Option<Transactions>,
+}
+
+/// How long a transaction stays open before it is committed (with the progress reached).
+const COMMIT_EVERY: Duration = Duration::from_secs(1);
+const TXN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One worker's transactional writing.
+struct Transactions {
+    /// Marker key: `<worker>/<workers>` (a different layout does not resume another's).
+    key: String,
+    topic: String,
+    opened: Instant,
+    /// Progress reached by the results written in the open transaction.
+    upto: Option<u64>,
+    /// Something was sent in the open transaction.
+    dirty: bool,
+    /// What an earlier run of this worker committed.
+    resume_after: Option<u64>,
+}
+
+fn txn_err(what: &str, e: rdkafka::error::KafkaError) -> Error {
+    Error::Runtime(format!("kafka transaction: {what}: {e}"))
+}
+
+/// The last committed marker of `key` in the commits topic (read_committed, to its end).
+fn committed_marker(conn: &KafkaConn, topic: &str, key: &str) -> Result<Option<u64>, Error> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Message;
+    use rdkafka::{Offset, TopicPartitionList};
+    let consumer: BaseConsumer = conn
+        .client_config()
+        .set("group.id", format!("logflow-commits-{key}"))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("isolation.level", "read_committed")
+        .create()
+        .map_err(|e| Error::Runtime(format!("kafka consumer for `{topic}`: {e}")))?;
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning)
+        .map_err(|e| Error::Runtime(format!("`{topic}`: {e}")))?;
+    consumer
+        .assign(&tpl)
+        .map_err(|e| Error::Runtime(format!("`{topic}`: {e}")))?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = None;
+    while Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(500)) {
+            Some(Ok(m)) => {
+                if m.key() == Some(key.as_bytes()) {
+                    last = m
+                        .payload()
+                        .and_then(|p| std::str::from_utf8(p).ok())
+                        .and_then(|p| p.trim().parse::<u64>().ok());
+                }
+            }
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => return Ok(last),
+            Some(Err(e)) => return Err(Error::Runtime(format!("reading `{topic}`: {e}"))),
+            None => {}
+        }
+    }
+    Err(Error::Runtime(format!(
+        "reading `{topic}`: no end within 60 s (a transaction still open?)"
+    )))
 }
 
 impl KafkaSink {
-    /// Connects; fails if an output topic is missing (topics are never auto-created).
-    pub fn create(conn: &KafkaConn, plan: Arc<JobPlan>) -> Result<Self, Error> {
+    /// Connects as worker `worker` of `workers`; fails if an output topic is missing (topics
+    /// are never auto-created).
+    pub fn create(
+        conn: &KafkaConn,
+        plan: Arc<JobPlan>,
+        worker: usize,
+        workers: usize,
+    ) -> Result<Self, Error> {
         let deliveries = Arc::new(Deliveries::default());
-        let producer: ThreadedProducer<DeliveryContext> = conn
-            .client_config()
+        let exactly_once = matches!(
+            plan.sink,
+            crate::spec::plan::SinkPlan::Kafka {
+                exactly_once: true,
+                ..
+            }
+        );
+        let mut config = conn.client_config();
+        if exactly_once {
+            config
+                .set(
+                    "transactional.id",
+                    format!("logflow-{}-{worker}of{workers}", plan.name),
+                )
+                .set(
+                    "transaction.timeout.ms",
+                    TXN_TIMEOUT.as_millis().to_string(),
+                );
+        }
+        let producer: ThreadedProducer<DeliveryContext> = config
             .set("enable.idempotence", "true")
             .set("linger.ms", "20")
             .set("queue.buffering.max.messages", "100000")
@@ -73,7 +169,37 @@ impl KafkaSink {
             .set("allow.auto.create.topics", "false")
             .create_with_context(DeliveryContext(Arc::clone(&deliveries)))
             .map_err(|e| Error::Runtime(format!("kafka producer on {}: {e}", conn.describe())))?;
+        let txn = if exactly_once {
+            // Fences an earlier producer of this worker and aborts its open transaction, so
+            // the markers read next are final.
+            producer
+                .init_transactions(TXN_TIMEOUT)
+                .map_err(|e| txn_err("init", e))?;
+            let key = format!("{worker}/{workers}");
+            let topic = plan.commits_topic();
+            let resume_after = committed_marker(conn, &topic, &key)?;
+            if let Some(t) = resume_after {
+                eprintln!(
+                    "logflow: worker {worker} resumes exactly once: its results below progress \
+                     {t} were committed by an earlier run (`{topic}`)"
+                );
+            }
+            producer
+                .begin_transaction()
+                .map_err(|e| txn_err("begin", e))?;
+            Some(Transactions {
+                key,
+                topic,
+                opened: Instant::now(),
+                upto: None,
+                dirty: false,
+                resume_after,
+            })
+        } else {
+            None
+        };
         Ok(KafkaSink {
+            txn,
             dead_topic: plan.dead_letter_topic(),
             late_topic: plan.late_topic(),
             plan,
@@ -88,7 +214,42 @@ impl KafkaSink {
         let mut t: Vec<String> = plan.analyses.iter().map(|a| a.topic.clone()).collect();
         t.push(plan.dead_letter_topic());
         t.push(plan.late_topic());
+        if let crate::spec::plan::SinkPlan::Kafka {
+            exactly_once: true, ..
+        } = plan.sink
+        {
+            t.push(plan.commits_topic());
+        }
         t
+    }
+
+    fn mark_dirty(&mut self, n: usize) {
+        if let (Some(t), true) = (self.txn.as_mut(), n > 0) {
+            t.dirty = true;
+        }
+    }
+
+    /// Commits the open transaction with its marker and opens the next one.
+    fn commit(&mut self) -> Result<(), Error> {
+        let Some(txn) = self.txn.as_mut() else {
+            return Ok(());
+        };
+        if let Some(upto) = txn.upto {
+            let (topic, key, value) = (txn.topic.clone(), txn.key.clone(), upto.to_string());
+            self.send(&topic, Some(&key), Some(&value))?;
+        }
+        self.producer
+            .commit_transaction(TXN_TIMEOUT)
+            .map_err(|e| txn_err("commit", e))?;
+        self.check()?;
+        self.producer
+            .begin_transaction()
+            .map_err(|e| txn_err("begin", e))?;
+        if let Some(txn) = self.txn.as_mut() {
+            txn.opened = Instant::now();
+            txn.dirty = false;
+        }
+        Ok(())
     }
 
     fn check(&self) -> Result<(), Error> {
@@ -114,6 +275,7 @@ impl KafkaSink {
 impl Sink for KafkaSink {
     fn rows(&mut self, rows: &[Row]) -> Result<(), Error> {
         self.check()?;
+        self.mark_dirty(rows.len());
         let plan = Arc::clone(&self.plan);
         for r in rows {
             self.buf.clear();
@@ -131,6 +293,7 @@ impl Sink for KafkaSink {
     }
 
     fn dead_letters(&mut self, records: &[DeadLetter]) -> Result<(), Error> {
+        self.mark_dirty(records.len());
         for d in records {
             self.buf.clear();
             dead_letter_json(d, &mut self.buf);
@@ -140,6 +303,7 @@ impl Sink for KafkaSink {
     }
 
     fn late_events(&mut self, records: &[LateEvent]) -> Result<(), Error> {
+        self.mark_dirty(records.len());
         let plan = Arc::clone(&self.plan);
         for l in records {
             self.buf.clear();
@@ -155,7 +319,35 @@ impl Sink for KafkaSink {
         self.check()
     }
 
+    fn progress(&mut self, upto: u64) -> Result<(), Error> {
+        let Some(txn) = self.txn.as_mut() else {
+            return self.flush();
+        };
+        txn.upto = Some(upto);
+        if txn.dirty && txn.opened.elapsed() >= COMMIT_EVERY {
+            self.commit()
+        } else {
+            self.flush()
+        }
+    }
+
+    fn pending(&self) -> Option<Duration> {
+        let txn = self.txn.as_ref().filter(|t| t.dirty)?;
+        Some(COMMIT_EVERY.saturating_sub(txn.opened.elapsed()))
+    }
+
+    fn resume_after(&self) -> Option<u64> {
+        self.txn.as_ref().and_then(|t| t.resume_after)
+    }
+
     fn close(&mut self) -> Result<(), Error> {
+        if let Some(txn) = self.txn.take() {
+            // The input ended: every result is written.
+            self.send(&txn.topic, Some(&txn.key), Some(&u64::MAX.to_string()))?;
+            self.producer
+                .commit_transaction(TXN_TIMEOUT)
+                .map_err(|e| txn_err("commit", e))?;
+        }
         self.producer
             .flush(Duration::from_secs(60))
             .map_err(|e| Error::Runtime(format!("kafka flush: {e}")))?;

@@ -149,6 +149,10 @@ pub struct SinkSpec {
     /// `kafka`: extra librdkafka producer properties.
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
+    /// `kafka`: `at_least_once` (default) or `exactly_once` (results committed in Kafka
+    /// transactions with the job's progress; a restarted job does not write them again).
+    #[serde(default)]
+    pub delivery: Option<Spanned<String>>,
 }
 
 /// One analysis: either windowed over events (`window` + `select`), or derived from another

@@ -186,6 +186,13 @@ pub(super) fn compile_sink(spec: &JobSpec, cx: &Ctx<'_>) -> Result<SinkPlan, Err
         .kind
         .as_ref()
         .map_or(default_kind, |k| k.get_ref().as_str());
+    if let (Some(d), false) = (&s.delivery, kind == "kafka") {
+        return cx.err(
+            d.span(),
+            "sink.delivery",
+            "`delivery` applies to a kafka sink",
+        );
+    }
     Ok(match kind {
         "console" => SinkPlan::Console,
         "files" => match &s.dir {
@@ -204,6 +211,39 @@ pub(super) fn compile_sink(spec: &JobSpec, cx: &Ctx<'_>) -> Result<SinkPlan, Err
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
+            exactly_once: match s
+                .delivery
+                .as_ref()
+                .map(|d| (d.get_ref().as_str(), d.span()))
+            {
+                None | Some(("at_least_once", _)) => false,
+                Some(("exactly_once", span)) => {
+                    // Replayed results must come at the same progress times: only append-mode
+                    // windows are emitted at a time that depends on the window alone.
+                    if let Some(a) = spec.analyses.iter().find(|a| {
+                        a.mode
+                            .as_ref()
+                            .is_some_and(|m| m.get_ref().as_str() != "append")
+                    }) {
+                        return cx.err(
+                            span,
+                            "sink.delivery",
+                            format!(
+                                "exactly_once needs every analysis in append mode; `{}` is not",
+                                a.name.get_ref()
+                            ),
+                        );
+                    }
+                    true
+                }
+                Some((other, span)) => {
+                    return cx.err(
+                        span,
+                        "sink.delivery",
+                        format!("unknown delivery `{other}` (at_least_once, exactly_once)"),
+                    )
+                }
+            },
         },
         other => {
             let span = s.kind.as_ref().map_or(0..0, |k| k.span());

@@ -93,6 +93,8 @@ pub enum SinkPlan {
     Kafka {
         brokers: Option<String>,
         properties: Vec<(String, String)>,
+        /// Results in transactions committed with the output progress (`<job>.commits`).
+        exactly_once: bool,
     },
 }
 
@@ -435,6 +437,12 @@ impl JobPlan {
         set
     }
 
+    /// Where an exactly-once Kafka sink records, per worker, the progress its committed
+    /// transactions reached.
+    pub fn commits_topic(&self) -> String {
+        format!("{}.commits", self.name)
+    }
+
     /// The dead-letter output's topic.
     pub fn dead_letter_topic(&self) -> String {
         format!("{}.dead-letter", self.name)
@@ -580,6 +588,48 @@ mod tests {
     }
 
     const HEAD: &str = "name = \"j\"\n[source]\nkind = \"file\"\npath = \"x\"\nformat = \"json\"\n";
+
+    #[test]
+    fn exactly_once_delivery_needs_a_kafka_sink_and_append_mode() {
+        let analysis =
+            "[[analysis]]\nname = \"a\"\nwindow = { size = \"1m\" }\nselect = [\"count() as n\"]\n";
+        let sink = |kind: &str, delivery: &str| {
+            format!("{HEAD}[sink]\nkind = \"{kind}\"\ndir = \"o\"\ndelivery = \"{delivery}\"\n")
+        };
+        let p = compile(&format!("{}{analysis}", sink("kafka", "exactly_once"))).unwrap();
+        assert!(matches!(
+            p.sink,
+            SinkPlan::Kafka {
+                exactly_once: true,
+                ..
+            }
+        ));
+        assert!(crate::sinks::kafka::KafkaSink::topics(&p).contains(&"j.commits".to_string()));
+        let p = compile(&format!("{}{analysis}", sink("kafka", "at_least_once"))).unwrap();
+        assert!(matches!(
+            p.sink,
+            SinkPlan::Kafka {
+                exactly_once: false,
+                ..
+            }
+        ));
+        let e = compile(&format!("{}{analysis}", sink("files", "exactly_once")))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("sink.delivery") && e.contains("kafka sink"),
+            "{e}"
+        );
+        let e = compile(&format!("{}{analysis}", sink("kafka", "twice")))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown delivery `twice`"), "{e}");
+        let update = format!("{analysis}mode = \"update\"\n");
+        let e = compile(&format!("{}{update}", sink("kafka", "exactly_once")))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("append mode") && e.contains("`a`"), "{e}");
+    }
 
     #[test]
     fn shares_one_pass_between_analyses_with_the_same_grouping() {
