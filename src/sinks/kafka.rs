@@ -114,14 +114,13 @@ fn committed_marker(conn: &KafkaConn, topic: &str, key: &str) -> Result<Option<u
     let mut last = None;
     while Instant::now() < deadline {
         match consumer.poll(Duration::from_millis(500)) {
-            Some(Ok(m)) => {
-                if m.key() == Some(key.as_bytes()) {
-                    last = m
-                        .payload()
-                        .and_then(|p| std::str::from_utf8(p).ok())
-                        .and_then(|p| p.trim().parse::<u64>().ok());
-                }
+            Some(Ok(m)) if m.key() == Some(key.as_bytes()) => {
+                last = m
+                    .payload()
+                    .and_then(|p| std::str::from_utf8(p).ok())
+                    .and_then(|p| p.trim().parse::<u64>().ok());
             }
+            Some(Ok(_)) => {}
             Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => return Ok(last),
             Some(Err(e)) => return Err(Error::Runtime(format!("reading `{topic}`: {e}"))),
             None => {}
