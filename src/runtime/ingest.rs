@@ -131,32 +131,82 @@ struct Routed {
 }
 
 /// The worker-local pre-aggregation of every node, and the partials ready to send.
+///
+/// Partials are gathered per timestamp and held across reads and activations: a (window, key)
+/// then becomes one partial per flush instead of one per read. Each partition stamps its events
+/// at its own progress, so a worker reading several partitions absorbs at a few times in turn;
+/// one table set per time keeps a switch of partition from flushing. Holding partials delays no
+/// result: they are at times at or after the held capability, so the windows they feed cannot
+/// close before the capability moves, and the operator flushes before it moves it.
 struct Aggregation {
-    tables: Vec<GroupTable>,
-    /// The time the partials in `tables` are gathered at.
-    time: u64,
+    nodes: Vec<Rc<AggNode>>,
+    /// (time, one table per node) gathered since the last flush; about one per partition.
+    open: Vec<(u64, Vec<GroupTable>)>,
+    /// Emptied table sets, reused so that their hash tables keep their capacity.
+    spare: Vec<Vec<GroupTable>>,
+    /// Index in `open` of the time absorbed at last.
+    last: usize,
+    /// Events absorbed since the last flush.
+    held: usize,
     /// (time, node, partials)
     ready: Vec<(u64, usize, Vec<Partial>)>,
 }
 
+/// Table sets kept for reuse beyond those in use: more only when partitions' times spread.
+const SPARE_TABLES: usize = 8;
+
 impl Aggregation {
-    #[inline]
-    fn absorb(&mut self, ev: &Event, t: u64) {
-        if t != self.time {
-            self.flush();
-            self.time = t;
-        }
-        for table in self.tables.iter_mut() {
-            table.absorb(ev, t as i64);
+    fn new(nodes: Vec<Rc<AggNode>>) -> Self {
+        Aggregation {
+            nodes,
+            open: Vec::new(),
+            spare: Vec::new(),
+            last: 0,
+            held: 0,
+            ready: Vec::new(),
         }
     }
 
-    fn flush(&mut self) {
-        for (i, table) in self.tables.iter_mut().enumerate() {
-            if !table.is_empty() {
-                self.ready.push((self.time, i, table.drain().collect()));
+    #[inline]
+    fn absorb(&mut self, ev: &Event, t: u64) {
+        if self.open.get(self.last).is_none_or(|(time, _)| *time != t) {
+            self.last = self.slot(t);
+        }
+        self.held += 1;
+        if let Some((_, tables)) = self.open.get_mut(self.last) {
+            for table in tables.iter_mut() {
+                table.absorb(ev, t as i64);
             }
         }
+    }
+
+    /// The index in `open` of the tables at time `t`, made if needed.
+    fn slot(&mut self, t: u64) -> usize {
+        if let Some(i) = self.open.iter().position(|(time, _)| *time == t) {
+            return i;
+        }
+        let tables = self
+            .spare
+            .pop()
+            .unwrap_or_else(|| self.nodes.iter().cloned().map(GroupTable::new).collect());
+        self.open.push((t, tables));
+        self.open.len() - 1
+    }
+
+    /// Moves every gathered partial to `ready`.
+    fn flush(&mut self) {
+        for (time, mut tables) in self.open.drain(..) {
+            for (i, table) in tables.iter_mut().enumerate() {
+                if !table.is_empty() {
+                    self.ready.push((time, i, table.drain().collect()));
+                }
+            }
+            if self.spare.len() < SPARE_TABLES {
+                self.spare.push(tables);
+            }
+        }
+        self.last = 0;
+        self.held = 0;
     }
 }
 
@@ -388,7 +438,8 @@ const PARTIALS: usize = 3;
 ///
 /// Each on-time event is folded into the worker-local partial aggregates of every node right
 /// after it is parsed ([`GroupTable`]), so events are never buffered or copied per node; the
-/// partials of one timestamp go out when the timestamp changes or the activation ends.
+/// partials are held (see [`Aggregation`]) until the capability is about to pass them or
+/// `batch` events have been absorbed.
 ///
 /// Idleness across workers: a worker whose partitions are all idle cannot know the job's
 /// watermark by itself, and its capability would hold every window back. So each worker
@@ -450,11 +501,7 @@ pub fn ingest<'scope>(
         let floor = move |m: i64| m - m.rem_euclid(g);
         let mut batch = RecordBatch::default();
         let mut parsed: Vec<Result<Event, String>> = Vec::new();
-        let mut agg = Aggregation {
-            tables: config.nodes.iter().cloned().map(GroupTable::new).collect(),
-            time: 0,
-            ready: Vec::new(),
-        };
+        let mut agg = Aggregation::new(config.nodes.clone());
         let mut next_part = 0usize;
         let mut announced: Option<Option<i64>> = None;
         let mut tables = Tables::load(&config.lookups).unwrap_or_else(|e| panic!("{e}"));
@@ -520,10 +567,49 @@ pub fn ingest<'scope>(
                 }
             }
             next_part = (next_part + 1) % n.max(1);
-            agg.flush();
             let c = out.counts;
             counters.add(c.0, c.1, c.2, c.3);
 
+            // The new watermark: least progress over live partitions that are not idle
+            // (`None`: every partition has ended, and the capabilities go).
+            let now = Instant::now();
+            for p in parts.iter().filter(|p| !p.ended) {
+                p.meter
+                    .set_idle(now.duration_since(p.last_data) >= config.idle_timeout);
+            }
+            let live: Vec<&Partition> = parts.iter().filter(|p| !p.ended).collect();
+            let active: Vec<&&Partition> = live
+                .iter()
+                .filter(|p| now.duration_since(p.last_data) < config.idle_timeout)
+                .collect();
+            let mine: Option<i64> = if active.is_empty() {
+                None
+            } else if active.iter().any(|p| p.progress().is_none()) {
+                Some(cap_time as i64) // a partition that has not produced yet holds the watermark
+            } else {
+                active.iter().filter_map(|p| p.progress()).min()
+            };
+            let next = match mine {
+                Some(p) => Some(p),
+                None => {
+                    // All idle: follow the active workers; if there are none, the furthest
+                    // event time seen here (nothing else can move the job forward).
+                    let others = board
+                        .borrow()
+                        .iter()
+                        .filter(|(w, _)| **w != me)
+                        .filter_map(|(_, p)| *p)
+                        .min();
+                    others.or_else(|| live.iter().filter_map(|p| p.progress()).max())
+                }
+            };
+            let new_time = next.map_or(cap_time, |m| (floor(m).max(0) as u64).max(cap_time));
+
+            // Held partials go out before the capability moves past them (or goes), and when
+            // they are many (bounding memory).
+            if live.is_empty() || new_time > cap_time || agg.held >= config.batch {
+                agg.flush();
+            }
             let mut partial_hs: Vec<_> = partial_outs.iter_mut().map(|o| o.activate()).collect();
             for (time, i, mut list) in agg.ready.drain(..) {
                 partial_hs[i]
@@ -545,29 +631,10 @@ pub fn ingest<'scope>(
                     late_h.session(&held[LATE].delayed(&t)).give(le);
                 }
             }
-
-            // The new watermark: least progress over live partitions that are not idle.
-            let now = Instant::now();
-            for p in parts.iter().filter(|p| !p.ended) {
-                p.meter
-                    .set_idle(now.duration_since(p.last_data) >= config.idle_timeout);
-            }
-            let live: Vec<&Partition> = parts.iter().filter(|p| !p.ended).collect();
             if live.is_empty() {
                 caps = None;
                 return;
             }
-            let active: Vec<&&Partition> = live
-                .iter()
-                .filter(|p| now.duration_since(p.last_data) < config.idle_timeout)
-                .collect();
-            let mine: Option<i64> = if active.is_empty() {
-                None
-            } else if active.iter().any(|p| p.progress().is_none()) {
-                Some(cap_time as i64) // a partition that has not produced yet holds the watermark
-            } else {
-                active.iter().filter_map(|p| p.progress()).min()
-            };
             if announced != Some(mine) {
                 beacon_out
                     .activate()
@@ -575,26 +642,9 @@ pub fn ingest<'scope>(
                     .give((me, mine));
                 announced = Some(mine);
             }
-            let next = match mine {
-                Some(p) => Some(p),
-                None => {
-                    // All idle: follow the active workers; if there are none, the furthest
-                    // event time seen here (nothing else can move the job forward).
-                    let others = board
-                        .borrow()
-                        .iter()
-                        .filter(|(w, _)| **w != me)
-                        .filter_map(|(_, p)| *p)
-                        .min();
-                    others.or_else(|| live.iter().filter_map(|p| p.progress()).max())
-                }
-            };
-            if let Some(m) = next {
-                let new_time = (floor(m).max(0) as u64).max(cap_time);
-                if new_time > cap_time {
-                    for c in held.iter_mut() {
-                        c.downgrade(&new_time);
-                    }
+            if new_time > cap_time {
+                for c in held.iter_mut() {
+                    c.downgrade(&new_time);
                 }
             }
             if more {
