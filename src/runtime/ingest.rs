@@ -121,6 +121,11 @@ const BLOCKS_AHEAD: usize = 2;
 /// in the file (and in memory), large enough that taking one is rare.
 const SHARED_BLOCK: usize = 8192;
 
+/// How far (in progress steps, the granularity) a worker may read ahead of the slowest active
+/// worker, and how long it then waits before it looks again.
+const ALIGN_STEPS: i64 = 2;
+const ALIGN_WAIT_MS: u64 = 5;
+
 /// What one activation sends: dead letters, late events at their times, and counts
 /// `(read, parsed, dead_letter, late)`.
 #[derive(Default)]
@@ -132,18 +137,28 @@ struct Routed {
 
 /// The worker-local pre-aggregation of every node, and the partials ready to send.
 ///
-/// Partials are gathered per timestamp and held across reads and activations: a (window, key)
-/// then becomes one partial per flush instead of one per read. Each partition stamps its events
-/// at its own progress, so a worker reading several partitions absorbs at a few times in turn;
-/// one table set per time keeps a switch of partition from flushing. Holding partials delays no
-/// result: they are at times at or after the held capability, so the windows they feed cannot
-/// close before the capability moves, and the operator flushes before it moves it.
+/// Partials are held across reads and activations, so a (window, key) becomes one partial per
+/// flush instead of one per read, and go out before the capability passes them (see the
+/// operator). That delays no result: the windows they feed close only after the capability
+/// has moved. Each partition stamps its events at its own progress, so a worker reading several
+/// partitions absorbs at a few times in turn:
+/// - an append-mode node's windows are emitted once, when the frontier passes their deadline,
+///   so its partials may travel at any time between the capability and that deadline: one table
+///   per node, sent at the least time it absorbed at (at or after the capability, before every
+///   deadline), merges what the partitions' different times would otherwise split;
+/// - update- and complete-mode nodes emit results at times between, so their partials keep
+///   their own time: one table set per time.
 struct Aggregation {
-    nodes: Vec<Rc<AggNode>>,
-    /// (time, one table per node) gathered since the last flush; about one per partition.
-    open: Vec<(u64, Vec<GroupTable>)>,
+    /// Append-mode nodes: (node index, table).
+    merged: Vec<(usize, GroupTable)>,
+    /// The least time `merged` absorbed at since the last flush.
+    merged_time: Option<u64>,
+    /// Update- and complete-mode nodes, whose partials keep their time.
+    timed: Vec<(usize, Rc<AggNode>)>,
+    /// (time, tables of the `timed` nodes) gathered since the last flush.
+    open: Vec<(u64, Vec<(usize, GroupTable)>)>,
     /// Emptied table sets, reused so that their hash tables keep their capacity.
-    spare: Vec<Vec<GroupTable>>,
+    spare: Vec<Vec<(usize, GroupTable)>>,
     /// Index in `open` of the time absorbed at last.
     last: usize,
     /// Events absorbed since the last flush.
@@ -156,9 +171,19 @@ struct Aggregation {
 const SPARE_TABLES: usize = 8;
 
 impl Aggregation {
-    fn new(nodes: Vec<Rc<AggNode>>) -> Self {
+    fn new(nodes: &[Rc<AggNode>]) -> Self {
+        let (timed, append): (Vec<_>, Vec<_>) = nodes
+            .iter()
+            .cloned()
+            .enumerate()
+            .partition(|(_, n)| n.update || n.complete.is_some());
         Aggregation {
-            nodes,
+            merged: append
+                .into_iter()
+                .map(|(i, n)| (i, GroupTable::new(n)))
+                .collect(),
+            merged_time: None,
+            timed,
             open: Vec::new(),
             spare: Vec::new(),
             last: 0,
@@ -169,12 +194,19 @@ impl Aggregation {
 
     #[inline]
     fn absorb(&mut self, ev: &Event, t: u64) {
+        self.held += 1;
+        self.merged_time = Some(self.merged_time.map_or(t, |m| m.min(t)));
+        for (_, table) in self.merged.iter_mut() {
+            table.absorb(ev, t as i64);
+        }
+        if self.timed.is_empty() {
+            return;
+        }
         if self.open.get(self.last).is_none_or(|(time, _)| *time != t) {
             self.last = self.slot(t);
         }
-        self.held += 1;
         if let Some((_, tables)) = self.open.get_mut(self.last) {
-            for table in tables.iter_mut() {
+            for (_, table) in tables.iter_mut() {
                 table.absorb(ev, t as i64);
             }
         }
@@ -185,20 +217,29 @@ impl Aggregation {
         if let Some(i) = self.open.iter().position(|(time, _)| *time == t) {
             return i;
         }
-        let tables = self
-            .spare
-            .pop()
-            .unwrap_or_else(|| self.nodes.iter().cloned().map(GroupTable::new).collect());
+        let tables = self.spare.pop().unwrap_or_else(|| {
+            self.timed
+                .iter()
+                .map(|(i, n)| (*i, GroupTable::new(Rc::clone(n))))
+                .collect()
+        });
         self.open.push((t, tables));
         self.open.len() - 1
     }
 
     /// Moves every gathered partial to `ready`.
     fn flush(&mut self) {
-        for (time, mut tables) in self.open.drain(..) {
-            for (i, table) in tables.iter_mut().enumerate() {
+        if let Some(time) = self.merged_time.take() {
+            for (i, table) in self.merged.iter_mut() {
                 if !table.is_empty() {
-                    self.ready.push((time, i, table.drain().collect()));
+                    self.ready.push((time, *i, table.drain().collect()));
+                }
+            }
+        }
+        for (time, mut tables) in self.open.drain(..) {
+            for (i, table) in tables.iter_mut() {
+                if !table.is_empty() {
+                    self.ready.push((time, *i, table.drain().collect()));
                 }
             }
             if self.spare.len() < SPARE_TABLES {
@@ -501,7 +542,7 @@ pub fn ingest<'scope>(
         let floor = move |m: i64| m - m.rem_euclid(g);
         let mut batch = RecordBatch::default();
         let mut parsed: Vec<Result<Event, String>> = Vec::new();
-        let mut agg = Aggregation::new(config.nodes.clone());
+        let mut agg = Aggregation::new(&config.nodes);
         let mut next_part = 0usize;
         let mut announced: Option<Option<i64>> = None;
         let mut tables = Tables::load(&config.lookups).unwrap_or_else(|e| panic!("{e}"));
@@ -518,10 +559,32 @@ pub fn ingest<'scope>(
                     p.last_data = now;
                 }
             }
+            // Alignment: a worker more than `ALIGN_STEPS` progress steps ahead of the slowest
+            // active worker reads nothing now. Reading on would not close a window sooner (the
+            // job's watermark is the least progress) but would open later windows downstream,
+            // whose state then grows with the gap (in a catch-up from Kafka, one worker's
+            // partitions can run minutes of event time ahead). Shared partitions move together.
+            let ahead = match announced {
+                Some(Some(mine)) if parts.iter().all(|p| p.turns.is_none()) => board
+                    .borrow()
+                    .iter()
+                    .filter(|(w, _)| **w != me)
+                    .filter_map(|(_, p)| *p)
+                    .min()
+                    .is_some_and(|slowest| mine > slowest.saturating_add(ALIGN_STEPS * g)),
+                _ => false,
+            };
+            if ahead {
+                // Not read, so not idle.
+                let now = Instant::now();
+                for p in parts.iter_mut() {
+                    p.last_data = now;
+                }
+            }
             let mut out = Routed::default();
             let mut more = false;
             let mut pending = false;
-            let n = parts.len();
+            let n = if ahead { 0 } else { parts.len() };
             let per_part = (config.batch / n.max(1)).max(1);
             let stamp = Stamp {
                 config: &config,
@@ -566,7 +629,7 @@ pub fn ingest<'scope>(
                     p.meter.set_finished();
                 }
             }
-            next_part = (next_part + 1) % n.max(1);
+            next_part = (next_part + 1) % parts.len().max(1);
             let c = out.counts;
             counters.add(c.0, c.1, c.2, c.3);
 
@@ -647,7 +710,9 @@ pub fn ingest<'scope>(
                     c.downgrade(&new_time);
                 }
             }
-            if more {
+            if ahead {
+                activator.activate_after(Duration::from_millis(ALIGN_WAIT_MS));
+            } else if more {
                 activator.activate();
             } else if pending {
                 activator.activate_after(Duration::from_millis(20));
@@ -657,4 +722,69 @@ pub fn ingest<'scope>(
         }
     });
     (partials, dead, late, beacons)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::operators::window::Windows;
+    use crate::record::Value;
+
+    fn event(ts: i64, service: &str) -> Event {
+        Event {
+            timestamp: ts,
+            service: Some(service.into()),
+            ..Event::default()
+        }
+    }
+
+    /// (time, node, window start, count) of every partial flushed, sorted.
+    fn flushed(agg: &mut Aggregation) -> Vec<(u64, usize, i64, Value)> {
+        agg.flush();
+        let mut out: Vec<_> = agg
+            .ready
+            .drain(..)
+            .flat_map(|(t, i, ps)| {
+                ps.into_iter()
+                    .map(move |p| (t, i, p.start, p.accs[0].clone().finish()))
+            })
+            .collect();
+        out.sort_by_key(|&(t, i, start, _)| (t, i, start));
+        out
+    }
+
+    #[test]
+    fn append_partials_merge_across_times_update_partials_keep_theirs() {
+        let append = Rc::new(AggNode::count_by_service(Windows::tumbling(60_000), 0));
+        let update = Rc::new(AggNode {
+            update: true,
+            ..AggNode::count_by_service(Windows::tumbling(60_000), 0)
+        });
+        let mut agg = Aggregation::new(&[append, update]);
+        // Two partitions at different progress, read in turns.
+        agg.absorb(&event(10_000, "api"), 2_000);
+        agg.absorb(&event(20_000, "api"), 1_000);
+        agg.absorb(&event(30_000, "api"), 2_000);
+        assert_eq!(agg.held, 3);
+        assert_eq!(
+            flushed(&mut agg),
+            vec![
+                // One partial for the append node, at the least time held.
+                (1_000, 0, 0, Value::Int(3)),
+                // The update node's keep the time of their events.
+                (1_000, 1, 0, Value::Int(1)),
+                (2_000, 1, 0, Value::Int(2)),
+            ]
+        );
+        assert_eq!(agg.held, 0);
+        // Emptied tables start afresh at the next time.
+        agg.absorb(&event(70_000, "api"), 3_000);
+        assert_eq!(
+            flushed(&mut agg),
+            vec![
+                (3_000, 0, 60_000, Value::Int(1)),
+                (3_000, 1, 60_000, Value::Int(1))
+            ]
+        );
+    }
 }
