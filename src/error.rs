@@ -28,6 +28,9 @@ pub enum Error {
     /// A failure while a job runs (worker panic, sink failure, ...).
     #[error("{0}")]
     Runtime(String),
+    /// An error a cluster reported for a request, with the exit code it gave it.
+    #[error("{message}")]
+    Remote { message: String, exit_code: i32 },
 }
 
 impl Error {
@@ -36,6 +39,7 @@ impl Error {
         match self {
             Error::Spec { .. } | Error::Usage(_) => 2,
             Error::Io { .. } | Error::Runtime(_) => 1,
+            Error::Remote { exit_code, .. } => *exit_code,
         }
     }
 

@@ -13,7 +13,9 @@ pub mod parse;
 pub mod record;
 
 pub use error::{Error, Result};
+pub mod checkpoint;
 pub mod cli;
+pub mod control;
 pub mod operators;
 pub mod runtime;
 pub mod sinks;

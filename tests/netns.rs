@@ -3,8 +3,9 @@
 //! in the root namespace (reachable from every namespace). Addresses are 10.213.x.0/24 and
 //! exist only on that bridge and inside the namespaces.
 //!
-//! The 3-process run equals the single-process run; then one namespace's process is killed and
-//! the other two must exit within seconds naming it. Namespaces and the bridge are removed at
+//! The 3-process run equals the single-process run, and so does a job submitted to a cluster
+//! started with one process per namespace; then one namespace's process is killed and the
+//! other two must exit within seconds naming it. Namespaces and the bridge are removed at
 //! the end, even on failure, and leftovers of dead runs are removed at the start.
 //!
 //! Needs root (CI runs as root). Without it the test fails, unless LOGFLOW_SKIP_NETNS=1 says
@@ -252,6 +253,83 @@ fn three_hosts_in_network_namespaces() {
         "3 hosts",
     );
     assert_side_outputs(&b, "netns", "log-analysis", &expected, &dir, "3 hosts");
+
+    // A cluster with one process per host: a job submitted from outside the namespaces to
+    // process 0's control endpoint on its host address gives the same results.
+    let control = format!("{}:7979", hosts.address(0));
+    let n = HOSTS.to_string();
+    let mut cluster: Vec<Proc> = (0..HOSTS)
+        .map(|i| {
+            let p = i.to_string();
+            let mut args = vec!["cluster", "start", "-n", &n, "-p", &p, "-w", "1"];
+            args.extend([
+                "--hostfile",
+                hostfile.to_str().unwrap(),
+                "--control",
+                &control,
+            ]);
+            Proc::spawn(
+                hosts.logflow(i, &args),
+                &dir,
+                &format!("cluster{i}"),
+                Stdio::null(),
+            )
+        })
+        .collect();
+    cluster[0].wait_for("control endpoint at", Duration::from_secs(60));
+    let job_spec = variant_spec("nsjob", "30s", &dir);
+    create_outputs(&b, "nsjob", Some("nsjob"), &LOG_ANALYSES);
+    let submit = Command::new(env!("CARGO_BIN_EXE_logflow"))
+        .current_dir(repo())
+        .args(["submit", job_spec.to_str().unwrap(), "--cluster", &control])
+        .args(["--brokers", &b.address, "--topic", "logs", "--stop-at-end"])
+        .output()
+        .unwrap();
+    assert!(
+        submit.status.success(),
+        "submit: {}",
+        String::from_utf8_lossy(&submit.stderr)
+    );
+    let started = Instant::now();
+    loop {
+        let jobs = Command::new(env!("CARGO_BIN_EXE_logflow"))
+            .args(["jobs", "--json", "--cluster", &control])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&jobs.stdout);
+        if text.contains("\"state\":\"finished\"") {
+            assert!(text.contains("\"records_in\":100000"), "{text}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "the job did not finish: {text}\n{}",
+            cluster[0].stderr_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_topics_equal_files(
+        &b,
+        Some("nsjob"),
+        &LOG_ANALYSES,
+        &log_keys(),
+        &expected,
+        &dir,
+        "cluster on 3 hosts",
+    );
+    let stop = Command::new(env!("CARGO_BIN_EXE_logflow"))
+        .args(["cluster", "stop", "--cluster", &control])
+        .status()
+        .unwrap();
+    assert!(stop.success());
+    for (i, p) in cluster.iter_mut().enumerate() {
+        let status = p.wait(Duration::from_secs(60));
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "cluster process {i}: {status:?}\n{}",
+            p.stderr_text()
+        );
+    }
 
     // A live job (no end): killing host 2's process stops the others, naming it.
     let mut live: Vec<Proc> = (0..HOSTS)

@@ -44,7 +44,7 @@ pub struct LaunchArgs {
 }
 
 /// A hostfile the launcher wrote, removed when the launch ends.
-struct TempHostfile(PathBuf);
+pub(crate) struct TempHostfile(pub(crate) PathBuf);
 
 impl Drop for TempHostfile {
     fn drop(&mut self) {
@@ -75,16 +75,13 @@ pub fn launch(args: LaunchArgs) -> Result<(), Error> {
             (path.clone(), Some(TempHostfile(path)))
         }
     };
-    let exe = std::env::current_exe()
-        .map_err(|e| Error::Runtime(format!("cannot find the logflow binary: {e}")))?;
-    // Registered before any child starts, so that no signal is missed.
-    let mut signals = Signals::new([SIGINT, SIGTERM])
-        .map_err(|e| Error::Runtime(format!("cannot handle signals: {e}")))?;
-    let signal_handle = signals.handle();
-
-    let mut procs: Vec<Proc> = Vec::with_capacity(n);
-    for i in 0..n {
-        let mut cmd = Command::new(&exe);
+    eprintln!(
+        "logflow launch: starting {n} processes of {} workers ({})",
+        args.workers,
+        hostfile.display()
+    );
+    let accountings = supervise("logflow launch", n, args.grace, |i| {
+        let mut cmd = Command::new(logflow_exe()?);
         cmd.arg("run")
             .arg(&args.spec)
             .args(["-n", &n.to_string(), "-p", &i.to_string()])
@@ -97,13 +94,53 @@ pub fn launch(args: LaunchArgs) -> Result<(), Error> {
                 Stdio::inherit()
             } else {
                 Stdio::null()
-            })
-            .stderr(Stdio::piped());
-        let mut child = match cmd.spawn() {
+            });
+        Ok(cmd)
+    })?;
+    let mut total = Accounting::default();
+    for (i, acc) in accountings.iter().enumerate() {
+        let acc =
+            acc.ok_or_else(|| Error::Runtime(format!("process {i} printed no accounting line")))?;
+        total = total.plus(&acc);
+    }
+    // Like `run`, the accounting (of the whole job) is the last line.
+    eprintln!("{total}");
+    Ok(())
+}
+
+/// This program, to start more of its processes.
+pub(crate) fn logflow_exe() -> Result<PathBuf, Error> {
+    std::env::current_exe()
+        .map_err(|e| Error::Runtime(format!("cannot find the logflow binary: {e}")))
+}
+
+/// Starts `n` processes (`command(i)`, stderr piped here), passes their stderr on prefixed with
+/// `[process i]`, forwards SIGINT and SIGTERM to every process still running, and waits for
+/// all of them. After one fails, the others get `grace` to stop by themselves before they are
+/// killed. Returns each process's last accounting line; fails if any process did.
+pub(crate) fn supervise(
+    label: &str,
+    n: usize,
+    grace: Duration,
+    command: impl Fn(usize) -> Result<Command, Error>,
+) -> Result<Vec<Option<Accounting>>, Error> {
+    // Registered before any child starts, so that no signal is missed.
+    let mut signals = Signals::new([SIGINT, SIGTERM])
+        .map_err(|e| Error::Runtime(format!("cannot handle signals: {e}")))?;
+    let signal_handle = signals.handle();
+
+    let mut procs: Vec<Proc> = Vec::with_capacity(n);
+    for i in 0..n {
+        let spawned = command(i).and_then(|mut cmd| {
+            cmd.stderr(Stdio::piped())
+                .spawn()
+                .map_err(|e| Error::Runtime(format!("starting process {i}: {e}")))
+        });
+        let mut child = match spawned {
             Ok(c) => c,
             Err(e) => {
                 stop_all(&mut procs, Signal::SIGTERM);
-                return Err(Error::Runtime(format!("starting process {i}: {e}")));
+                return Err(e);
             }
         };
         let accounting = Arc::new(Mutex::new(None));
@@ -118,11 +155,6 @@ pub fn launch(args: LaunchArgs) -> Result<(), Error> {
             forwarder,
         });
     }
-    eprintln!(
-        "logflow launch: started {n} processes of {} workers ({})",
-        args.workers,
-        hostfile.display()
-    );
 
     let pids: Vec<Pid> = procs
         .iter()
@@ -131,12 +163,13 @@ pub fn launch(args: LaunchArgs) -> Result<(), Error> {
     let running: Arc<Mutex<Vec<bool>>> = Arc::new(Mutex::new(vec![true; n]));
     let forward = {
         let running = Arc::clone(&running);
+        let label = label.to_string();
         std::thread::spawn(move || {
             for sig in signals.forever() {
                 let Ok(sig) = Signal::try_from(sig) else {
                     continue;
                 };
-                eprintln!("logflow launch: {sig}: passing it on to every process");
+                eprintln!("{label}: {sig}: passing it on to every process");
                 if let Ok(r) = running.lock() {
                     for (pid, alive) in pids.iter().zip(r.iter()) {
                         if *alive {
@@ -168,7 +201,7 @@ pub fn launch(args: LaunchArgs) -> Result<(), Error> {
             if let Some(f) = p.forwarder.take() {
                 let _ = f.join();
             }
-            eprintln!("logflow launch: process {i} {}", describe(status));
+            eprintln!("{label}: process {i} {}", describe(status));
             if !status.success() && first_failure.is_none() {
                 first_failure = Some(Instant::now());
             }
@@ -176,10 +209,9 @@ pub fn launch(args: LaunchArgs) -> Result<(), Error> {
         }
         if let Some(t) = first_failure {
             // The processes stop by themselves when a peer fails; this is only a backstop.
-            if !killed && t.elapsed() > args.grace {
+            if !killed && t.elapsed() > grace {
                 eprintln!(
-                    "logflow launch: processes still running {:?} after a failure: killing them",
-                    args.grace
+                    "{label}: processes still running {grace:?} after a failure: killing them"
                 );
                 stop_all(&mut procs, Signal::SIGKILL);
                 killed = true;
@@ -205,19 +237,10 @@ pub fn launch(args: LaunchArgs) -> Result<(), Error> {
             failed.join(", ")
         )));
     }
-    let mut total = Accounting::default();
-    for (i, p) in procs.iter().enumerate() {
-        let acc = p
-            .accounting
-            .lock()
-            .ok()
-            .and_then(|a| *a)
-            .ok_or_else(|| Error::Runtime(format!("process {i} printed no accounting line")))?;
-        total = total.plus(&acc);
-    }
-    // Like `run`, the accounting (of the whole job) is the last line.
-    eprintln!("{total}");
-    Ok(())
+    Ok(procs
+        .iter()
+        .map(|p| p.accounting.lock().ok().and_then(|a| *a))
+        .collect())
 }
 
 /// Passes a child's stderr on, line by line, and keeps its last accounting line.
@@ -255,7 +278,7 @@ fn describe(s: ExitStatus) -> String {
 
 /// Picks `n` free ports on 127.0.0.1 and writes them to a temporary hostfile. (A port could be
 /// taken between this check and the process binding it; the process then says so.)
-fn free_ports_hostfile(n: usize) -> Result<PathBuf, Error> {
+pub(crate) fn free_ports_hostfile(n: usize) -> Result<PathBuf, Error> {
     let listeners: Vec<TcpListener> = (0..n)
         .map(|_| TcpListener::bind("127.0.0.1:0"))
         .collect::<Result<_, _>>()

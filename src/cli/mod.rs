@@ -3,6 +3,7 @@
 
 mod bench_read;
 mod check;
+mod cluster;
 mod gen;
 mod launch;
 mod run;
@@ -26,6 +27,15 @@ enum Command {
     Run(run::RunArgs),
     /// Start the processes of one job on this host (a local cluster).
     Launch(launch::LaunchArgs),
+    /// A cluster that stays up and runs submitted jobs: `cluster start`, `cluster stop`.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCmd),
+    /// Run a job on a running cluster (prints its id).
+    Submit(cluster::SubmitArgs),
+    /// List a cluster's jobs: id, name, state, watermark, records in and out.
+    Jobs(cluster::JobsArgs),
+    /// Cancel a job on a cluster: its dataflow is dropped on every worker.
+    Cancel(cluster::CancelArgs),
     /// Validate a job spec and explain what it computes.
     Check(check::CheckArgs),
     /// Write synthetic logs or user events (file, stdout or a Kafka topic).
@@ -50,6 +60,10 @@ pub fn main() -> i32 {
         Command::Run(args) => run::run(args),
         Command::Launch(args) => launch::launch(args),
         Command::Check(args) => check::check(args),
+        Command::Cluster(cmd) => cluster::cluster(cmd),
+        Command::Submit(args) => cluster::submit(args),
+        Command::Jobs(args) => cluster::jobs(args),
+        Command::Cancel(args) => cluster::cancel(args),
         Command::Tail(args) => tail::tail(args),
         Command::Gen(args) => gen::gen(args),
         Command::BenchRead(args) => bench_read::bench_read(args),

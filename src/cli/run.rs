@@ -4,39 +4,22 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use clap::{ArgAction, ValueEnum};
+use clap::ArgAction;
 
 use crate::metrics::{Identity, ObserveOptions, Observer};
-use crate::parse::Format;
 use crate::runtime::cluster::read_hostfile;
 use crate::runtime::embedded::Embedded;
 use crate::runtime::{self, Cluster};
-use crate::spec::plan::{SinkPlan, SourceKind};
+use crate::spec::overrides::Overrides;
+use crate::spec::plan::SourceKind;
 use crate::Error;
 
 /// How a job reads, writes and ends: the flags `run` takes and `launch` passes on to each of
 /// its processes.
 #[derive(clap::Args, Debug, Clone)]
 pub struct JobArgs {
-    /// Read this file instead of the spec's source (`-` = stdin); the run ends with the input.
-    #[arg(long)]
-    input: Option<String>,
-    /// Record format of the input (default: the spec's).
-    #[arg(long, value_enum)]
-    format: Option<Format>,
-    /// Write one JSONL file per analysis (plus dead-letter and late files) into DIR instead of
-    /// the spec's sinks.
-    #[arg(long, value_name = "DIR")]
-    output_dir: Option<PathBuf>,
-    /// Kafka bootstrap servers (overrides the spec's source and sink brokers).
-    #[arg(long)]
-    brokers: Option<String>,
-    /// Kafka topic to read (overrides the spec's).
-    #[arg(long)]
-    topic: Option<String>,
-    /// Read every partition up to its end offset as of start, emit all open windows, exit 0.
-    #[arg(long)]
-    stop_at_end: bool,
+    #[command(flatten)]
+    pub overrides: Overrides,
     /// With several processes: how long to wait for the peers at start, and for a silent
     /// peer before the job stops naming it (e.g. `500ms`, `30s`, `2m`).
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
@@ -49,30 +32,9 @@ pub struct JobArgs {
 impl JobArgs {
     /// The same flags as command-line arguments (for the processes `launch` starts).
     pub fn to_args(&self) -> Vec<OsString> {
-        let mut a: Vec<OsString> = Vec::new();
-        let mut flag = |name: &str, value: Option<OsString>| {
-            if let Some(v) = value {
-                a.push(name.into());
-                a.push(v);
-            }
-        };
-        flag("--input", self.input.clone().map(Into::into));
-        flag(
-            "--format",
-            self.format
-                .and_then(|f| f.to_possible_value())
-                .map(|v| v.get_name().into()),
-        );
-        flag("--output-dir", self.output_dir.clone().map(Into::into));
-        flag("--brokers", self.brokers.clone().map(Into::into));
-        flag("--topic", self.topic.clone().map(Into::into));
-        flag(
-            "--peer-timeout",
-            Some(format!("{}ms", self.peer_timeout.as_millis()).into()),
-        );
-        if self.stop_at_end {
-            a.push("--stop-at-end".into());
-        }
+        let mut a = self.overrides.to_args();
+        a.push("--peer-timeout".into());
+        a.push(format!("{}ms", self.peer_timeout.as_millis()).into());
         if self.quiet {
             a.push("--quiet".into());
         }
@@ -81,7 +43,7 @@ impl JobArgs {
 
     /// Reads from stdin (only one process of a cluster can).
     pub fn reads_stdin(&self) -> bool {
-        self.input.as_deref() == Some("-")
+        self.overrides.input.as_deref() == Some("-")
     }
 }
 
@@ -135,49 +97,10 @@ pub fn run(args: RunArgs) -> Result<(), Error> {
     let job = &args.job;
     let mut plan = crate::spec::load(&args.spec)?;
     let name = plan.name.clone();
-    if let Some(input) = &job.input {
-        plan.source.kind = SourceKind::File {
-            path: input.clone(),
-        };
-    }
-    if let Some(f) = job.format {
-        plan.source.format = f;
-    }
     let env_brokers = std::env::var(crate::kafka::BROKERS_ENV)
         .ok()
         .filter(|b| !b.is_empty());
-    if let SourceKind::Kafka { topic, brokers, .. } = &mut plan.source.kind {
-        if let Some(t) = &job.topic {
-            *topic = t.clone();
-        }
-        if let Some(b) = job
-            .brokers
-            .clone()
-            .or_else(|| brokers.clone())
-            .or(env_brokers.clone())
-        {
-            *brokers = Some(b);
-        }
-    } else if job.topic.is_some() {
-        return Err(super::usage(
-            "--topic applies to a Kafka source (not with --input)",
-        ));
-    }
-    if let SinkPlan::Kafka { brokers, .. } = &mut plan.sink {
-        if let Some(b) = job
-            .brokers
-            .clone()
-            .or_else(|| brokers.clone())
-            .or(env_brokers)
-        {
-            *brokers = Some(b);
-        }
-    }
-    if let Some(dir) = &job.output_dir {
-        plan.sink = SinkPlan::Files {
-            dir: dir.display().to_string(),
-        };
-    }
+    job.overrides.apply(&mut plan, env_brokers.as_deref())?;
     if args.threads == 0 || args.processes == 0 {
         return Err(super::usage("-w and -n must be at least 1"));
     }
@@ -199,12 +122,6 @@ pub fn run(args: RunArgs) -> Result<(), Error> {
         peer_timeout: job.peer_timeout,
     };
     let started = Instant::now();
-    // A file input with a Kafka sink and no brokers anywhere: print the results.
-    if matches!(plan.sink, SinkPlan::Kafka { brokers: None, .. })
-        && !matches!(plan.source.kind, SourceKind::Kafka { .. })
-    {
-        plan.sink = SinkPlan::Console;
-    }
     // No brokers anywhere: run against an in-process cluster fed by the generator.
     if args.processes > 1 && matches!(plan.source.kind, SourceKind::Kafka { brokers: None, .. }) {
         return Err(super::usage(
@@ -221,7 +138,7 @@ pub fn run(args: RunArgs) -> Result<(), Error> {
     };
     let mut observer = observe(&args, &plan, &cluster)?;
     let opts = runtime::RunOptions {
-        stop_at_end: job.stop_at_end,
+        stop_at_end: job.overrides.stop_at_end,
         end_signal: embedded
             .as_ref()
             .map(|e| std::sync::Arc::clone(&e.end_signal)),

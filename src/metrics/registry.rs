@@ -281,6 +281,11 @@ impl Metrics {
         t
     }
 
+    /// Result rows written so far, over all analyses.
+    pub fn rows_total(&self) -> u64 {
+        lock(&self.outputs).iter().map(|o| o.rows).sum()
+    }
+
     /// Rows a sink has written (called after the write succeeded).
     pub fn rows_written(&self, rows: &[Row]) {
         if rows.is_empty() {

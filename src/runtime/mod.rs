@@ -64,7 +64,7 @@ impl Default for Cluster {
 }
 
 impl Cluster {
-    fn layout(&self) -> Layout {
+    pub(crate) fn layout(&self) -> Layout {
         let addresses = if self.addresses.is_empty() {
             (0..self.processes)
                 .map(|i| format!("127.0.0.1:{}", 2101 + i))
@@ -81,7 +81,7 @@ impl Cluster {
     }
 
     /// timely's allocators: one process (threads), or the processes connected by `network`.
-    fn allocators(
+    pub(crate) fn allocators(
         &self,
         network: Option<Network>,
     ) -> Result<(Vec<AllocatorBuilder>, Box<dyn Any + Send>), Error> {
@@ -236,45 +236,49 @@ fn open_sources(
 /// all outputs there) or one per local worker (Kafka).
 fn open_sinks(plan: &Arc<JobPlan>, cluster: &Cluster) -> Result<WorkerSinks, Error> {
     let mut sinks: Vec<Option<Box<dyn Sink>>> = (0..cluster.threads).map(|_| None).collect();
-    match &plan.sink {
-        SinkPlan::Console | SinkPlan::Files { .. } => {
-            if cluster.process == 0 {
-                sinks[0] = Some(match &plan.sink {
-                    SinkPlan::Files { dir } => {
-                        Box::new(FilesSink::create(dir.as_ref(), Arc::clone(plan))?)
-                    }
-                    _ => Box::new(ConsoleSink::new(Arc::clone(plan))),
-                });
-            }
-            Ok((sinks, true))
+    if let Some(conn) = output_conn(plan, Duration::from_secs(30))? {
+        for s in sinks.iter_mut() {
+            *s = Some(Box::new(KafkaSink::create(&conn, Arc::clone(plan))?));
         }
-        SinkPlan::Kafka {
-            brokers,
-            properties,
-        } => {
-            let brokers = brokers
-                .clone()
-                .or_else(|| match &plan.source.kind {
-                    SourceKind::Kafka { brokers, .. } => brokers.clone(),
-                    _ => None,
-                })
-                .ok_or_else(|| {
-                    Error::Usage(
-                        "no Kafka brokers for the sink: set `sink.brokers` or use --output-dir"
-                            .into(),
-                    )
-                })?;
-            let conn = KafkaConn::new(&brokers, properties);
-            for t in KafkaSink::topics(plan) {
-                conn.partitions(&t, Duration::from_secs(30))
-                    .map_err(|e| Error::Runtime(format!("output {e}")))?;
-            }
-            for s in sinks.iter_mut() {
-                *s = Some(Box::new(KafkaSink::create(&conn, Arc::clone(plan))?));
-            }
-            Ok((sinks, false))
-        }
+        return Ok((sinks, false));
     }
+    if cluster.process == 0 {
+        sinks[0] = Some(match &plan.sink {
+            SinkPlan::Files { dir } => Box::new(FilesSink::create(dir.as_ref(), Arc::clone(plan))?),
+            _ => Box::new(ConsoleSink::new(Arc::clone(plan))),
+        });
+    }
+    Ok((sinks, true))
+}
+
+/// The Kafka connection of a job's sink (its brokers, else the source's), once every output
+/// topic was found; `None` for other sinks.
+pub(crate) fn output_conn(plan: &JobPlan, timeout: Duration) -> Result<Option<KafkaConn>, Error> {
+    let SinkPlan::Kafka {
+        brokers,
+        properties,
+    } = &plan.sink
+    else {
+        return Ok(None);
+    };
+    let brokers = brokers
+        .clone()
+        .or_else(|| match &plan.source.kind {
+            SourceKind::Kafka { brokers, .. } => brokers.clone(),
+            _ => None,
+        })
+        .ok_or_else(|| {
+            Error::Usage(
+                "no Kafka brokers for the sink: set `sink.brokers`, --brokers or use --output-dir"
+                    .into(),
+            )
+        })?;
+    let conn = KafkaConn::new(&brokers, properties);
+    for t in KafkaSink::topics(plan) {
+        conn.partitions(&t, timeout)
+            .map_err(|e| Error::Runtime(format!("output {e}")))?;
+    }
+    Ok(Some(conn))
 }
 
 /// Runs a job until its input ends and returns this process's accounting.
@@ -308,6 +312,84 @@ pub fn run(plan: JobPlan, cluster: &Cluster, opts: &RunOptions) -> Result<Accoun
     result
 }
 
+/// A job's sources, sinks and meters, opened on this process for its local workers; each
+/// worker takes its own part when it builds the dataflow.
+pub(crate) struct Opened {
+    readers: Handoff<Vec<Box<dyn PartitionReader>>>,
+    sinks: Handoff<Box<dyn Sink>>,
+    /// All outputs go to worker 0 (files, console).
+    gather: bool,
+    pub counters: Arc<Counters>,
+    pub metrics: Arc<crate::metrics::Metrics>,
+}
+
+impl Opened {
+    /// Opens sinks, lookup tables and sources up front, so a bad path, a missing topic or an
+    /// unreachable broker fails with a clear message before any worker builds the dataflow.
+    pub(crate) fn open(
+        plan: &Arc<JobPlan>,
+        cluster: &Cluster,
+        opts: &RunOptions,
+    ) -> Result<Opened, Error> {
+        let (sinks, gather) = open_sinks(plan, cluster)?;
+        crate::operators::lookup::Tables::load(&plan.lookups)?;
+        let readers = open_sources(plan, cluster, opts)?;
+        let mut opened = Opened::empty(plan, cluster, opts);
+        opened.readers = readers.into_iter().map(|r| Mutex::new(Some(r))).collect();
+        opened.sinks = sinks.into_iter().map(Mutex::new).collect();
+        opened.gather = gather;
+        Ok(opened)
+    }
+
+    /// No sources and no sinks: the dataflow of a job that could not open its input or output
+    /// here, built anyway because every worker of a cluster must build the same dataflows.
+    pub(crate) fn empty(plan: &Arc<JobPlan>, cluster: &Cluster, opts: &RunOptions) -> Opened {
+        let metrics = opts.metrics.clone().unwrap_or_else(|| {
+            let id = crate::metrics::Identity::of(plan, cluster);
+            Arc::new(crate::metrics::Metrics::new(plan, id))
+        });
+        Opened {
+            readers: (0..cluster.threads).map(|_| Mutex::new(None)).collect(),
+            sinks: (0..cluster.threads).map(|_| Mutex::new(None)).collect(),
+            gather: false,
+            counters: Arc::new(Counters::default()),
+            metrics,
+        }
+    }
+
+    /// Builds the job's dataflow on `worker` (local index `local`) with the readers and sink
+    /// opened for it, and returns the dataflow's index and where a sink failure is recorded.
+    pub(crate) fn install(
+        &self,
+        worker: &mut timely::worker::Worker,
+        local: usize,
+        plan: &Arc<JobPlan>,
+    ) -> (usize, Rc<RefCell<Option<Error>>>) {
+        let my_readers = self.readers[local]
+            .lock()
+            .ok()
+            .and_then(|mut r| r.take())
+            .unwrap_or_default();
+        let metrics = Arc::clone(&self.metrics);
+        let my_sink = self.sinks[local]
+            .lock()
+            .ok()
+            .and_then(|mut s| s.take())
+            .map(|s| crate::metrics::MeteredSink::wrap(s, Arc::clone(&metrics)));
+        let failed: Rc<RefCell<Option<Error>>> = Rc::new(RefCell::new(None));
+        let plan = Arc::clone(plan);
+        let counters = Arc::clone(&self.counters);
+        let sink_failed = Rc::clone(&failed);
+        let gather = self.gather;
+        let index = worker.next_dataflow_index();
+        worker.dataflow::<u64, _, _>(move |scope| {
+            let (rows, dead, late) = dataflow::build(scope, &plan, my_readers, counters, &metrics);
+            output::write_outputs(rows, dead, late, my_sink, gather, sink_failed);
+        });
+        (index, failed)
+    }
+}
+
 fn run_workers(
     plan: JobPlan,
     cluster: &Cluster,
@@ -316,11 +398,7 @@ fn run_workers(
     watchdog: Option<Arc<Watchdog>>,
 ) -> Result<Accounting, Error> {
     let plan = Arc::new(plan);
-    // Sources and sinks are opened up front on the main thread, so a bad path, a missing topic
-    // or an unreachable broker fails with a clear message before any worker starts.
-    let (sinks, gather) = open_sinks(&plan, cluster)?;
-    crate::operators::lookup::Tables::load(&plan.lookups)?;
-    let readers = open_sources(&plan, cluster, opts)?;
+    let opened = Arc::new(Opened::open(&plan, cluster, opts)?);
     let first_worker = cluster.process * cluster.threads;
     eprintln!(
         "logflow: process {} runs workers {}..={} of {}",
@@ -329,42 +407,14 @@ fn run_workers(
         first_worker + cluster.threads - 1,
         cluster.threads * cluster.processes
     );
-    let readers: Handoff<Vec<Box<dyn PartitionReader>>> =
-        readers.into_iter().map(|r| Mutex::new(Some(r))).collect();
-    let sinks: Handoff<Box<dyn Sink>> = sinks.into_iter().map(Mutex::new).collect();
-    let counters = Arc::new(Counters::default());
-    let metrics = opts.metrics.clone().unwrap_or_else(|| {
-        let id = crate::metrics::Identity::of(&plan, cluster);
-        Arc::new(crate::metrics::Metrics::new(&plan, id))
-    });
+    let counters = Arc::clone(&opened.counters);
     let failure: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
-
-    let worker_counters = Arc::clone(&counters);
     let worker_failure = Arc::clone(&failure);
     let (allocators, others) = cluster.allocators(network)?;
     let guards =
         timely::execute::execute_from(allocators, others, WorkerConfig::default(), move |worker| {
             let local = worker.index() - first_worker;
-            let my_readers = readers[local]
-                .lock()
-                .ok()
-                .and_then(|mut r| r.take())
-                .unwrap_or_default();
-            let metrics = Arc::clone(&metrics);
-            let my_sink = sinks[local]
-                .lock()
-                .ok()
-                .and_then(|mut s| s.take())
-                .map(|s| crate::metrics::MeteredSink::wrap(s, Arc::clone(&metrics)));
-            let failed: Rc<RefCell<Option<Error>>> = Rc::new(RefCell::new(None));
-            let plan = Arc::clone(&plan);
-            let counters = Arc::clone(&worker_counters);
-            let sink_failed = Rc::clone(&failed);
-            worker.dataflow::<u64, _, _>(move |scope| {
-                let (rows, dead, late) =
-                    dataflow::build(scope, &plan, my_readers, counters, &metrics);
-                output::write_outputs(rows, dead, late, my_sink, gather, sink_failed);
-            });
+            let (_, failed) = opened.install(worker, local, &plan);
             while worker.has_dataflows() {
                 worker.step_or_park(None);
                 if failed.borrow().is_some() {

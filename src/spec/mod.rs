@@ -6,6 +6,7 @@
 
 pub mod duration;
 pub mod expr;
+pub mod overrides;
 pub mod plan;
 
 use std::collections::BTreeMap;
@@ -306,11 +307,13 @@ fn key_at(text: &str, offset: usize) -> String {
 /// Reads and compiles a spec file.
 pub fn load(path: &Path) -> Result<plan::JobPlan, Error> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let file = path.display().to_string();
-    let src = SpecSource {
-        file: &file,
-        text: &text,
-    };
+    load_text(&path.display().to_string(), &text)
+}
+
+/// Compiles spec text read from `file` (named in errors; relative paths in the spec are
+/// relative to its folder).
+pub fn load_text(file: &str, text: &str) -> Result<plan::JobPlan, Error> {
+    let src = SpecSource { file, text };
     let spec = parse_spec(&src)?;
     plan::JobPlan::compile(&spec, &src)
 }

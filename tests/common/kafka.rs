@@ -292,7 +292,13 @@ pub fn finish(child: Child, limit: Duration) -> Vec<u8> {
 /// A copy of `dataflows/log-analysis.toml` as job `job`, writing analysis `a` to topic
 /// `<job>.<a>`, with the given idle timeout.
 pub fn variant_spec(job: &str, idle_timeout: &str, dir: &Path) -> PathBuf {
-    let text = std::fs::read_to_string(repo().join("dataflows/log-analysis.toml")).unwrap();
+    variant_of("dataflows/log-analysis.toml", job, idle_timeout, dir)
+}
+
+/// A copy of spec `base` as job `job`, writing analysis `a` to topic `<job>.<a>`, with the
+/// given idle timeout.
+pub fn variant_of(base: &str, job: &str, idle_timeout: &str, dir: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(repo().join(base)).unwrap();
     let mut out = String::new();
     let mut in_analysis = false;
     for line in text.lines() {

@@ -1,0 +1,137 @@
+#!/usr/bin/env python3
+"""Soak benchmark (issue 6): RSS of a long run, to show state is released as the watermark
+passes it and memory stays flat.
+
+`logflow gen` streams N generated events (default 20M) into the full log-analysis job
+(`run --input -`, results written as JSONL); every few seconds the script samples the job's
+resident memory (/proc/PID/status VmRSS) and how many records it has read (its own
+/metrics endpoint). Written to BENCHMARKS.md between markers.
+
+    scripts/bench soak [--events 20000000] [--workers 2] [--event-rate 1000] [--every 2]
+                       [--port 19899]
+"""
+import argparse
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def rss_mb(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def records_read(port):
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+            text = r.read().decode()
+    except OSError:
+        return None
+    return sum(float(m.group(1)) for m in
+               re.finditer(r"^logflow_records_read_total\{[^}]*\} (\S+)", text, re.M))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--events", type=int, default=20_000_000)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--event-rate", type=float, default=1000.0)
+    ap.add_argument("--every", type=float, default=2.0)
+    ap.add_argument("--port", type=int, default=19899)
+    a = ap.parse_args()
+    bin_ = os.path.join(ROOT, "target/release/logflow")
+    out = os.path.join(ROOT, "target/bench/soak-out")
+    subprocess.run(["rm", "-rf", out], check=True)
+    load = " ".join(open("/proc/loadavg").read().split()[:3])
+    gen = subprocess.Popen([bin_, "gen", "--events", str(a.events), "--event-rate",
+                            str(a.event_rate), "--output", "-"],
+                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    job = subprocess.Popen([bin_, "run", "dataflows/log-analysis.toml", "--input", "-",
+                            "--output-dir", out, "-w", str(a.workers), "--quiet",
+                            "--metrics-addr", f"127.0.0.1:{a.port}"],
+                           stdin=gen.stdout, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    gen.stdout.close()
+    t0 = time.monotonic()
+    samples = []  # (seconds, records read, RSS MB)
+    while job.poll() is None:
+        time.sleep(a.every)
+        r, n = rss_mb(job.pid), records_read(a.port)
+        if r is not None and n is not None:
+            samples.append((time.monotonic() - t0, int(n), r))
+            print(f"{samples[-1][0]:7.1f}s {int(n):>12,} records  RSS {r:7.1f} MB",
+                  file=sys.stderr)
+    err = job.stderr.read()
+    dt = time.monotonic() - t0
+    if job.returncode != 0:
+        sys.exit(f"job failed:\n{err}")
+    read = int(re.search(r"read=(\d+)", err).group(1))
+    assert read == a.events, (read, a.events)
+    if len(samples) < 4:
+        sys.exit("too few samples: run longer or sample more often")
+
+    # RSS after each tenth of the input: flat means the last tenths are no higher than the first.
+    tenths = []
+    for k in range(1, 11):
+        target = a.events * k / 10
+        s = next((s for s in samples if s[1] >= target), samples[-1])
+        tenths.append(s)
+    warm = max(s[2] for s in samples if s[1] >= a.events * 0.2) if any(
+        s[1] >= a.events * 0.2 for s in samples) else samples[-1][2]
+    first_half = max(s[2] for s in samples if s[1] <= a.events * 0.5)
+    second_half = max(s[2] for s in samples if s[1] > a.events * 0.5)
+
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
+                if l.startswith("model name")), "?")
+    mem = next((int(l.split()[1]) // 1024 // 1024 for l in open("/proc/meminfo")
+                if l.startswith("MemTotal")), 0)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True, cwd=ROOT).stdout.strip()
+    lines = [
+        "<!-- bench:soak -->",
+        "### Soak: memory over a long run",
+        "",
+        f"`scripts/bench soak --events {a.events} --workers {a.workers} --event-rate "
+        f"{a.event_rate:g}` on {os.cpu_count()} cores ({cpu}), {mem} GiB, "
+        f"{time.strftime('%Y-%m-%d', time.gmtime())}, commit {commit}, load at start {load}. "
+        f"`logflow gen` streams {a.events:,} events ({a.event_rate:g} per event-time second, so "
+        f"{a.events / a.event_rate / 3600:,.1f} hours of event time) into the full log-analysis "
+        f"job (`run --input -`, -w {a.workers}, JSONL results); RSS (VmRSS) and records read "
+        f"(the job's /metrics) sampled every {a.every:g} s. Whole run {dt:,.0f} s, "
+        f"{a.events / dt:,.0f} events/s.",
+        "",
+        "| input read | records | at | RSS |",
+        "|---:|---:|---:|---:|",
+    ]
+    for k, (sec, n, r) in enumerate(tenths, 1):
+        lines.append(f"| {k * 10}% | {n:,} | {sec:,.0f} s | {r:,.0f} MB |")
+    lines += [
+        "",
+        f"Peak RSS over the first half of the input {first_half:,.0f} MB, over the second half "
+        f"{second_half:,.0f} MB (after the first 20%: {warm:,.0f} MB); {len(samples)} samples.",
+        "<!-- /bench:soak -->",
+    ]
+    section = "\n".join(lines)
+    path = os.path.join(ROOT, "BENCHMARKS.md")
+    text = open(path).read()
+    if "<!-- bench:soak -->" in text:
+        text = re.sub(r"<!-- bench:soak -->.*?<!-- /bench:soak -->", lambda _: section, text,
+                      flags=re.S)
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    open(path, "w").write(text)
+    print(section)
+
+
+if __name__ == "__main__":
+    main()

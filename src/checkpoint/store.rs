@@ -1,0 +1,305 @@
+//! A checkpoint directory: each checkpoint `epoch` is one part per worker plus a manifest that
+//! makes it complete, every file written atomically (temporary file, fsync, rename, fsync of the
+//! directory) with a CRC-32 of its contents, so a crash mid-write leaves either the old file or
+//! the new one, never a torn one, and a corrupt or truncated file is detected when read.
+//!
+//! Layout (a shared directory when the workers are on several hosts):
+//!
+//! ```text
+//! DIR/epoch-00000000000000000042/worker-0.part
+//! DIR/epoch-00000000000000000042/worker-1.part
+//! DIR/epoch-00000000000000000042/MANIFEST      (written last: the checkpoint is complete)
+//! ```
+//!
+//! [`Store::latest`] returns the newest complete checkpoint whose manifest and parts all
+//! verify; a damaged one is skipped with a warning naming the file, and the one before it used.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::Error;
+
+/// Start of every checkpoint file, then a format version.
+const MAGIC: &[u8; 8] = b"LFCKPT01";
+/// Magic, payload length (u64 LE), CRC-32 of the payload (u32 LE).
+const HEADER: usize = 8 + 8 + 4;
+const MANIFEST: &str = "MANIFEST";
+
+/// A checkpoint read back: its epoch, every worker's part (index = worker), and the manifest's
+/// payload (e.g. source offsets).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Loaded {
+    pub epoch: u64,
+    pub manifest: Vec<u8>,
+    pub parts: Vec<Vec<u8>>,
+    /// Newer checkpoints that were skipped, and why (corrupt, truncated, incomplete).
+    pub skipped: Vec<String>,
+}
+
+/// A checkpoint directory.
+pub struct Store {
+    dir: PathBuf,
+}
+
+fn epoch_dir_name(epoch: u64) -> String {
+    format!("epoch-{epoch:020}")
+}
+
+/// Frames `payload` with the header.
+fn frame(payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER + payload.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// The payload of a framed file, or why it is not a good one.
+fn unframe(bytes: &[u8]) -> Result<&[u8], String> {
+    if bytes.len() < HEADER {
+        return Err(format!(
+            "truncated ({} bytes, header is {HEADER})",
+            bytes.len()
+        ));
+    }
+    if &bytes[..8] != MAGIC {
+        return Err("not a logflow checkpoint file (bad magic)".into());
+    }
+    let mut len = [0u8; 8];
+    len.copy_from_slice(&bytes[8..16]);
+    let len = u64::from_le_bytes(len);
+    let mut crc = [0u8; 4];
+    crc.copy_from_slice(&bytes[16..20]);
+    let crc = u32::from_le_bytes(crc);
+    let payload = &bytes[HEADER..];
+    if payload.len() as u64 != len {
+        return Err(format!(
+            "truncated ({} of {len} payload bytes)",
+            payload.len()
+        ));
+    }
+    if crc32fast::hash(payload) != crc {
+        return Err("checksum mismatch".into());
+    }
+    Ok(payload)
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same directory, fsync, rename,
+/// fsync of the directory (so the rename itself survives a crash).
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let mut f = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    f.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
+    f.sync_all().map_err(|e| Error::io(&tmp, e))?;
+    drop(f);
+    fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(dir, e))
+}
+
+impl Store {
+    /// Opens (creating it if needed) a checkpoint directory.
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Store, Error> {
+        let dir = dir.into();
+        fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        Ok(Store { dir })
+    }
+
+    fn epoch_dir(&self, epoch: u64) -> PathBuf {
+        self.dir.join(epoch_dir_name(epoch))
+    }
+
+    /// Writes worker `worker`'s part of checkpoint `epoch`.
+    pub fn write_part(&self, epoch: u64, worker: usize, payload: &[u8]) -> Result<(), Error> {
+        let dir = self.epoch_dir(epoch);
+        fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        write_atomic(&dir.join(format!("worker-{worker}.part")), &frame(payload))
+    }
+
+    /// Completes checkpoint `epoch` of `workers` parts (all written before) with the manifest's
+    /// payload, then removes all but the newest `keep` complete checkpoints.
+    pub fn commit(
+        &self,
+        epoch: u64,
+        workers: usize,
+        payload: &[u8],
+        keep: usize,
+    ) -> Result<(), Error> {
+        let mut manifest = (workers as u64).to_le_bytes().to_vec();
+        manifest.extend_from_slice(payload);
+        write_atomic(&self.epoch_dir(epoch).join(MANIFEST), &frame(&manifest))?;
+        self.prune(keep.max(1))
+    }
+
+    /// Epochs present in the directory, newest first.
+    fn epochs(&self) -> Result<Vec<u64>, Error> {
+        let mut epochs: Vec<u64> = fs::read_dir(&self.dir)
+            .map_err(|e| Error::io(&self.dir, e))?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()
+                    .and_then(|n| n.strip_prefix("epoch-"))
+                    .and_then(|n| n.parse().ok())
+            })
+            .collect();
+        epochs.sort_unstable_by(|a, b| b.cmp(a));
+        Ok(epochs)
+    }
+
+    /// Reads checkpoint `epoch` if it is complete and every file verifies.
+    fn read(&self, epoch: u64) -> Result<(Vec<u8>, Vec<Vec<u8>>), String> {
+        let dir = self.epoch_dir(epoch);
+        let read = |name: &str| -> Result<Vec<u8>, String> {
+            let path = dir.join(name);
+            let bytes = fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            unframe(&bytes)
+                .map(<[u8]>::to_vec)
+                .map_err(|why| format!("{}: {why}", path.display()))
+        };
+        let manifest = read(MANIFEST)?;
+        if manifest.len() < 8 {
+            return Err(format!("{}: no worker count", dir.join(MANIFEST).display()));
+        }
+        let mut n = [0u8; 8];
+        n.copy_from_slice(&manifest[..8]);
+        let workers = u64::from_le_bytes(n) as usize;
+        let parts = (0..workers)
+            .map(|w| read(&format!("worker-{w}.part")))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((manifest[8..].to_vec(), parts))
+    }
+
+    /// The newest checkpoint that is complete and verifies; older ones stand in for damaged
+    /// ones (each named in `skipped`). `None` when there is no good checkpoint at all.
+    pub fn latest(&self) -> Result<Option<Loaded>, Error> {
+        let mut skipped = Vec::new();
+        for epoch in self.epochs()? {
+            match self.read(epoch) {
+                Ok((manifest, parts)) => {
+                    return Ok(Some(Loaded {
+                        epoch,
+                        manifest,
+                        parts,
+                        skipped,
+                    }))
+                }
+                Err(why) => skipped.push(format!("checkpoint {epoch} skipped: {why}")),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Removes every checkpoint older than the newest `keep` that verify, and incomplete ones
+    /// older than those (a crash mid-checkpoint leaves one behind).
+    fn prune(&self, keep: usize) -> Result<(), Error> {
+        let mut good = 0;
+        for epoch in self.epochs()? {
+            if good >= keep {
+                let dir = self.epoch_dir(epoch);
+                fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+            } else if self.read(epoch).is_ok() {
+                good += 1;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("logflow-ckpt-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        d
+    }
+
+    fn checkpoint(s: &Store, epoch: u64, keep: usize) {
+        for w in 0..2 {
+            s.write_part(epoch, w, format!("state {epoch}/{w}").as_bytes())
+                .unwrap();
+        }
+        s.commit(epoch, 2, format!("offsets {epoch}").as_bytes(), keep)
+            .unwrap();
+    }
+
+    #[test]
+    fn the_newest_complete_checkpoint_is_read_back() {
+        let d = tmp("newest");
+        let s = Store::open(&d).unwrap();
+        assert_eq!(s.latest().unwrap(), None);
+        checkpoint(&s, 1, 3);
+        checkpoint(&s, 2, 3);
+        // Epoch 3 never completed (a crash before its manifest): ignored.
+        s.write_part(3, 0, b"partial").unwrap();
+        let l = s.latest().unwrap().unwrap();
+        assert_eq!(l.epoch, 2);
+        assert_eq!(l.manifest, b"offsets 2");
+        assert_eq!(l.parts, vec![b"state 2/0".to_vec(), b"state 2/1".to_vec()]);
+        assert_eq!(l.skipped.len(), 1, "{:?}", l.skipped);
+        assert!(l.skipped[0].contains("MANIFEST"), "{:?}", l.skipped);
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_damaged_checkpoint_falls_back_to_the_one_before() {
+        let d = tmp("damaged");
+        let s = Store::open(&d).unwrap();
+        checkpoint(&s, 7, 3);
+        checkpoint(&s, 8, 3);
+        let part = d.join(epoch_dir_name(8)).join("worker-1.part");
+        // A flipped byte: checksum mismatch.
+        let mut bytes = fs::read(&part).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x40;
+        fs::write(&part, &bytes).unwrap();
+        let l = s.latest().unwrap().unwrap();
+        assert_eq!(l.epoch, 7);
+        assert!(
+            l.skipped[0].contains("checksum mismatch"),
+            "{:?}",
+            l.skipped
+        );
+        assert!(l.skipped[0].contains("worker-1.part"), "{:?}", l.skipped);
+        // Truncated: named as such.
+        fs::write(&part, &bytes[..HEADER + 3]).unwrap();
+        let l = s.latest().unwrap().unwrap();
+        assert_eq!(l.epoch, 7);
+        assert!(l.skipped[0].contains("truncated"), "{:?}", l.skipped);
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn only_the_newest_good_checkpoints_are_kept() {
+        let d = tmp("prune");
+        let s = Store::open(&d).unwrap();
+        for e in 1..=5 {
+            checkpoint(&s, e, 2);
+        }
+        assert_eq!(s.epochs().unwrap(), vec![5, 4]);
+        // A damaged newest one does not count: the two good ones before it stay.
+        let part = d.join(epoch_dir_name(5)).join("worker-0.part");
+        fs::write(&part, b"garbage").unwrap();
+        checkpoint(&s, 6, 2);
+        assert_eq!(s.epochs().unwrap(), vec![6, 5, 4]);
+        assert_eq!(s.latest().unwrap().unwrap().epoch, 6);
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn frames_reject_other_files() {
+        assert!(unframe(b"LFCKPT01").unwrap_err().contains("truncated"));
+        assert!(unframe(&[0u8; 40]).unwrap_err().contains("magic"));
+        assert_eq!(unframe(&frame(b"x")).unwrap(), b"x");
+    }
+}

@@ -1,0 +1,211 @@
+//! `logflow cluster start|stop`, `logflow submit`, `logflow jobs`, `logflow cancel`: a cluster
+//! that stays up and runs the jobs submitted to it (see [`crate::control`]).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::control::protocol::{self, Reply, Request};
+use crate::control::table::render;
+use crate::runtime::cluster::read_hostfile;
+use crate::runtime::Cluster;
+use crate::spec::overrides::Overrides;
+use crate::Error;
+
+/// How long a command waits for the cluster's answer (a submission opens Kafka input and output).
+const REPLY_TIMEOUT: Duration = Duration::from_secs(180);
+
+#[derive(clap::Subcommand, Debug)]
+pub enum ClusterCmd {
+    /// Start the processes of a cluster with no job (all on this host, or one with --process).
+    Start(StartArgs),
+    /// Cancel every job and stop the cluster's processes.
+    Stop(AddrArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct StartArgs {
+    /// Number of processes in the cluster.
+    #[arg(short = 'n', long, default_value_t = 1)]
+    processes: usize,
+    /// Worker threads per process.
+    #[arg(short = 'w', long, visible_alias = "threads", default_value_t = 1)]
+    workers: usize,
+    /// File with one `host:port` per process (line i = process i; default: free ports on
+    /// 127.0.0.1, all processes started here).
+    #[arg(long)]
+    hostfile: Option<PathBuf>,
+    /// Run only this process of the cluster (one per host, with --hostfile); without it every
+    /// process is started on this host.
+    #[arg(short = 'p', long)]
+    process: Option<usize>,
+    /// Where process 0 accepts `submit`, `jobs`, `cancel` (HOST:PORT; give 0.0.0.0:PORT to
+    /// accept other hosts).
+    #[arg(long, default_value = protocol::DEFAULT_ADDR)]
+    control: String,
+    /// How long to wait for the peers at start, and for a silent peer before the cluster
+    /// stops naming it.
+    #[arg(long, default_value = "30s", value_parser = super::run::parse_duration)]
+    peer_timeout: Duration,
+    /// After one process fails, how long the others get to stop by themselves before they
+    /// are killed.
+    #[arg(long, default_value = "10s", value_parser = super::run::parse_duration)]
+    grace: Duration,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct AddrArgs {
+    /// The cluster's control endpoint (default: $LOGFLOW_CLUSTER, else 127.0.0.1:7979).
+    #[arg(long, value_name = "HOST:PORT")]
+    cluster: Option<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct SubmitArgs {
+    /// The job spec (TOML); its text is sent to the cluster.
+    spec: PathBuf,
+    #[command(flatten)]
+    addr: AddrArgs,
+    #[command(flatten)]
+    overrides: Overrides,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct JobsArgs {
+    #[command(flatten)]
+    addr: AddrArgs,
+    /// One JSON object per job instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct CancelArgs {
+    /// The job's id (from `submit` or `jobs`).
+    job: u64,
+    #[command(flatten)]
+    addr: AddrArgs,
+}
+
+pub fn cluster(cmd: ClusterCmd) -> Result<(), Error> {
+    match cmd {
+        ClusterCmd::Start(a) => start(a),
+        ClusterCmd::Stop(a) => {
+            let addr = protocol::address(a.cluster.as_deref());
+            protocol::call(&addr, &Request::Shutdown, REPLY_TIMEOUT)?;
+            eprintln!("logflow: the cluster at {addr} is stopping");
+            Ok(())
+        }
+    }
+}
+
+fn start(a: StartArgs) -> Result<(), Error> {
+    let n = a.processes;
+    if n == 0 || a.workers == 0 {
+        return Err(super::usage("--processes and --workers must be at least 1"));
+    }
+    if let Some(p) = a.process {
+        if p >= n {
+            return Err(super::usage(format!(
+                "--process {p} is out of range for -n {n}"
+            )));
+        }
+        let addresses = match &a.hostfile {
+            Some(h) => read_hostfile(h, n)?,
+            None if n == 1 => Vec::new(),
+            None => return Err(super::usage("--process needs --hostfile with -n above 1")),
+        };
+        let cluster = Cluster {
+            threads: a.workers,
+            processes: n,
+            process: p,
+            addresses,
+            peer_timeout: a.peer_timeout,
+        };
+        return crate::control::serve(&cluster, &a.control);
+    }
+    // Every process here: each is this command with --process i.
+    let (hostfile, _temp) = match &a.hostfile {
+        Some(h) => {
+            read_hostfile(h, n)?;
+            (h.clone(), None)
+        }
+        None => {
+            let path = super::launch::free_ports_hostfile(n)?;
+            (path.clone(), Some(super::launch::TempHostfile(path)))
+        }
+    };
+    eprintln!(
+        "logflow cluster: starting {n} processes of {} workers ({}); control at {}",
+        a.workers,
+        hostfile.display(),
+        a.control
+    );
+    super::launch::supervise("logflow cluster", n, a.grace, |i| {
+        let mut cmd = Command::new(super::launch::logflow_exe()?);
+        cmd.args(["cluster", "start", "-n", &n.to_string()])
+            .args(["-w", &a.workers.to_string(), "-p", &i.to_string()])
+            .arg("--hostfile")
+            .arg(&hostfile)
+            .args(["--control", &a.control])
+            .arg("--peer-timeout")
+            .arg(format!("{}ms", a.peer_timeout.as_millis()))
+            .stdin(Stdio::null());
+        Ok(cmd)
+    })?;
+    Ok(())
+}
+
+pub fn submit(a: SubmitArgs) -> Result<(), Error> {
+    let spec = std::fs::read_to_string(&a.spec).map_err(|e| Error::io(&a.spec, e))?;
+    let path = std::path::absolute(&a.spec).map_err(|e| Error::io(&a.spec, e))?;
+    let req = Request::Submit {
+        spec,
+        path: path.display().to_string(),
+        overrides: a.overrides.absolute()?,
+    };
+    let addr = protocol::address(a.addr.cluster.as_deref());
+    match protocol::call(&addr, &req, REPLY_TIMEOUT)? {
+        Reply::Submitted { job, name } => {
+            eprintln!("logflow: job {job} ({name}) submitted to the cluster at {addr}");
+            // The id alone on stdout, for scripts: `job=$(logflow submit ...)`.
+            super::stdout_result(writeln!(std::io::stdout(), "{job}"))
+        }
+        other => Err(unexpected(&other)),
+    }
+}
+
+pub fn jobs(a: JobsArgs) -> Result<(), Error> {
+    let addr = protocol::address(a.addr.cluster.as_deref());
+    let Reply::Jobs { jobs } = protocol::call(&addr, &Request::Jobs, REPLY_TIMEOUT)? else {
+        return Err(Error::Runtime(format!(
+            "the cluster at {addr} did not answer with its jobs"
+        )));
+    };
+    let mut text = String::new();
+    if a.json {
+        for j in &jobs {
+            text.push_str(&serde_json::to_string(j).map_err(|e| Error::Runtime(e.to_string()))?);
+            text.push('\n');
+        }
+    } else {
+        text = render(&jobs);
+    }
+    super::stdout_result(std::io::stdout().write_all(text.as_bytes()))
+}
+
+pub fn cancel(a: CancelArgs) -> Result<(), Error> {
+    let addr = protocol::address(a.addr.cluster.as_deref());
+    match protocol::call(&addr, &Request::Cancel { job: a.job }, REPLY_TIMEOUT)? {
+        Reply::Cancelled { job } => {
+            eprintln!("logflow: job {job} cancelled");
+            Ok(())
+        }
+        other => Err(unexpected(&other)),
+    }
+}
+
+fn unexpected(r: &Reply) -> Error {
+    Error::Runtime(format!("unexpected answer from the cluster: {r:?}"))
+}

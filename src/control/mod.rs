@@ -1,0 +1,88 @@
+//! A cluster that stays up and runs the jobs submitted to it, like a Flink session cluster:
+//! `logflow cluster start`, then `submit`, `jobs`, `cancel`, `cluster stop`.
+//!
+//! - [`protocol`]: requests and replies between the command line and a cluster.
+//! - [`server`]: process 0's control endpoint; checks submissions before any worker sees them.
+//! - [`session`]: the loop of every worker; commands are ordered by timely's `Sequencer`, so
+//!   every worker builds and drops the same dataflows in the same order.
+//! - [`table`]: the jobs and their states.
+
+pub mod protocol;
+pub mod server;
+pub mod session;
+pub mod table;
+
+use std::sync::Arc;
+
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::flag;
+use timely::WorkerConfig;
+
+use crate::runtime::cluster::Network;
+use crate::runtime::Cluster;
+use crate::Error;
+
+/// Runs this process of a cluster until `logflow cluster stop` (or a failed peer). Process 0
+/// serves the control endpoint at `control`.
+pub fn serve(cluster: &Cluster, control: &str) -> Result<(), Error> {
+    let shared = Arc::new(session::Shared::new(cluster.clone(), None));
+    // SIGINT/SIGTERM stop the cluster in order: every job cancelled, every process exits 0.
+    // (A terminal's Ctrl-C reaches a process twice, from the terminal and from `cluster start`
+    // passing it on, so a second signal must not mean "now".)
+    for sig in [SIGINT, SIGTERM] {
+        flag::register(sig, Arc::clone(&shared.stop))
+            .map_err(|e| Error::Runtime(format!("cannot handle signals: {e}")))?;
+    }
+    // The endpoint is bound before the peers connect: a taken port fails at once.
+    let endpoint = if cluster.process == 0 {
+        Some(server::start(control, &shared)?)
+    } else {
+        None
+    };
+    let network = if cluster.processes > 1 {
+        let layout = cluster.layout();
+        let network = Network::connect(&layout)?;
+        eprintln!(
+            "logflow cluster: process {} of {} connected to its peers ({})",
+            cluster.process,
+            cluster.processes,
+            layout.addresses.join(" ")
+        );
+        Some(network)
+    } else {
+        None
+    };
+    let watchdog = network.as_ref().map(|n| Arc::clone(n.watchdog()));
+    if let Some(addr) = endpoint {
+        // Tests and scripts wait for this line: requests are served from now on.
+        eprintln!("logflow cluster: control endpoint at {addr}");
+    }
+    let result = run(cluster, network, &shared);
+    if let Some(w) = &watchdog {
+        match &result {
+            Ok(()) => w.finish(),
+            Err(e) => w.fail(&e.to_string()),
+        }
+    }
+    result
+}
+
+fn run(
+    cluster: &Cluster,
+    network: Option<Network>,
+    shared: &Arc<session::Shared>,
+) -> Result<(), Error> {
+    let (allocators, others) = cluster.allocators(network)?;
+    let shared = Arc::clone(shared);
+    let guards =
+        timely::execute::execute_from(allocators, others, WorkerConfig::default(), move |worker| {
+            session::serve(worker, &shared)
+        })
+        .map_err(Error::Runtime)?;
+    for r in guards.join() {
+        if let Err(e) = r {
+            return Err(Error::Runtime(format!("a worker failed: {e}")));
+        }
+    }
+    Ok(())
+}

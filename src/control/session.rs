@@ -1,0 +1,448 @@
+//! The loop every worker of a cluster runs: commands ordered by timely's [`Sequencer`] (every
+//! worker sees the same commands in the same order), so every worker builds and drops the same
+//! dataflows in the same order, as timely requires.
+//!
+//! Process 0's control endpoint hands requests to global worker 0, which proposes them to the
+//! sequencer and answers the endpoint once they come back in order. Workers themselves propose
+//! what they see: a job that failed here (its input could not be opened, a sink failed) and, on
+//! each process's first worker, the job's statistics every half second.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use timely::synchronization::Sequencer;
+use timely::worker::Worker;
+
+use super::protocol::Reply;
+use super::table::{JobState, JobTable, ProcessStats};
+use crate::runtime::{Cluster, Opened, RunOptions};
+use crate::spec::overrides::Overrides;
+use crate::spec::plan::JobPlan;
+use crate::Error;
+
+/// How often each process reports the statistics of its jobs.
+const STATS_EVERY: Duration = Duration::from_millis(500);
+/// Longest a worker parks: how long a request from the control endpoint may wait.
+const PARK: Duration = Duration::from_millis(20);
+
+/// A job as submitted: everything a worker needs to compile the same plan as every other.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct JobRequest {
+    pub spec: String,
+    pub path: String,
+    pub overrides: Overrides,
+    /// `LOGFLOW_BROKERS` where the request was accepted, so every host resolves the same brokers.
+    pub env_brokers: Option<String>,
+}
+
+impl JobRequest {
+    /// The plan every worker builds (deterministic: same text, same overrides).
+    pub fn compile(&self) -> Result<JobPlan, Error> {
+        let mut plan = crate::spec::load_text(&self.path, &self.spec)?;
+        self.overrides
+            .apply(&mut plan, self.env_brokers.as_deref())?;
+        Ok(plan)
+    }
+}
+
+/// The commands every worker applies in the same order. `ticket` identifies the control
+/// request waiting for the command (0: none).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Command {
+    Submit {
+        ticket: u64,
+        job: JobRequest,
+        at_ms: i64,
+    },
+    /// Cancel a job (`reason` set: it failed).
+    Cancel {
+        ticket: u64,
+        job: u64,
+        reason: Option<String>,
+    },
+    Stats {
+        job: u64,
+        process: usize,
+        stats: ProcessStats,
+    },
+    Shutdown {
+        ticket: u64,
+    },
+}
+
+impl Command {
+    fn ticket(&self) -> u64 {
+        match self {
+            Command::Submit { ticket, .. }
+            | Command::Cancel { ticket, .. }
+            | Command::Shutdown { ticket } => *ticket,
+            Command::Stats { .. } => 0,
+        }
+    }
+}
+
+/// A command from the control endpoint and where its reply goes.
+pub struct Proposal {
+    pub command: Command,
+    pub reply: Sender<Reply>,
+}
+
+/// A job on this process: what it opened for its workers, and how many of them still hold
+/// its dataflow (the last to let go sends the final statistics).
+struct ProcJob {
+    plan: Arc<JobPlan>,
+    opened: Opened,
+    /// Why its input or output could not be opened here.
+    error: Option<String>,
+    installed: AtomicUsize,
+}
+
+impl ProcJob {
+    fn stats(&self) -> ProcessStats {
+        let totals = self.opened.metrics.totals();
+        let acc = self.opened.counters.snapshot();
+        ProcessStats {
+            read: acc.read,
+            dead_letter: acc.dead_letter,
+            late: acc.late,
+            written: self.opened.metrics.rows_total(),
+            watermark_ms: totals.watermark_ms,
+            installed: self.installed.load(Ordering::SeqCst),
+        }
+    }
+}
+
+/// What the workers of one process share.
+pub struct Shared {
+    pub cluster: Cluster,
+    /// Worker 0's table, read by the control endpoint (process 0).
+    pub table: Mutex<JobTable>,
+    /// Requests from the control endpoint, taken by global worker 0.
+    pub inbox: Mutex<Option<Receiver<Proposal>>>,
+    jobs: Mutex<HashMap<u64, Arc<ProcJob>>>,
+    /// One clock for the sequencer of every local worker.
+    epoch: Instant,
+    /// Set by SIGINT or SIGTERM: this process's first worker proposes stopping the cluster.
+    pub stop: Arc<AtomicBool>,
+}
+
+/// Locks a mutex even if a panicking worker poisoned it.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl Shared {
+    pub fn new(cluster: Cluster, inbox: Option<Receiver<Proposal>>) -> Shared {
+        Shared {
+            table: Mutex::new(JobTable::new(cluster.processes)),
+            cluster,
+            inbox: Mutex::new(inbox),
+            jobs: Mutex::new(HashMap::new()),
+            epoch: Instant::now(),
+            stop: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// This process's share of job `id`: the first local worker to apply the submission opens
+    /// the sources and sinks of all local workers; the others find them opened.
+    fn open(&self, id: u64, plan: JobPlan, stop_at_end: bool) -> Arc<ProcJob> {
+        let mut jobs = lock(&self.jobs);
+        let job = jobs.entry(id).or_insert_with(|| {
+            let plan = Arc::new(plan);
+            let opts = RunOptions {
+                stop_at_end,
+                ..RunOptions::default()
+            };
+            let (opened, error) = match Opened::open(&plan, &self.cluster, &opts) {
+                Ok(o) => (o, None),
+                Err(e) => (
+                    Opened::empty(&plan, &self.cluster, &opts),
+                    Some(format!("process {}: {e}", self.cluster.process)),
+                ),
+            };
+            Arc::new(ProcJob {
+                plan,
+                opened,
+                error,
+                installed: AtomicUsize::new(self.cluster.threads),
+            })
+        });
+        Arc::clone(job)
+    }
+}
+
+/// A job's dataflow on this worker.
+struct LocalJob {
+    dataflow: usize,
+    failed: Rc<RefCell<Option<Error>>>,
+    failure_told: bool,
+    proc: Arc<ProcJob>,
+}
+
+/// One worker's side of the cluster: applies the ordered commands until the cluster stops.
+pub fn serve(worker: &mut Worker, shared: &Shared) {
+    let mut s = Session {
+        local: worker.index() - shared.cluster.process * shared.cluster.threads,
+        sequencer: Sequencer::new(worker, shared.epoch),
+        inbox: if worker.index() == 0 {
+            lock(&shared.inbox).take()
+        } else {
+            None
+        },
+        waiting: HashMap::new(),
+        jobs: BTreeMap::new(),
+        table: JobTable::new(shared.cluster.processes),
+        next_job: 1,
+        sequencer_applied: 0,
+        stop_proposed: false,
+        last_stats: Instant::now(),
+        shared,
+    };
+    loop {
+        s.take_requests();
+        s.watch_jobs(worker);
+        let applied = s.sequencer_applied;
+        if s.apply_commands(worker) {
+            break;
+        }
+        if worker.index() == 0 && s.sequencer_applied != applied {
+            s.publish();
+        }
+        worker.step_or_park(Some(PARK));
+    }
+}
+
+struct Session<'a> {
+    /// Index among this process's workers.
+    local: usize,
+    sequencer: Sequencer<Command>,
+    inbox: Option<Receiver<Proposal>>,
+    /// Control requests waiting for their command to come back in order (worker 0).
+    waiting: HashMap<u64, Sender<Reply>>,
+    jobs: BTreeMap<u64, LocalJob>,
+    table: JobTable,
+    next_job: u64,
+    /// Commands applied so far (worker 0 publishes its table when this moves).
+    sequencer_applied: u64,
+    stop_proposed: bool,
+    last_stats: Instant,
+    shared: &'a Shared,
+}
+
+impl Session<'_> {
+    fn take_requests(&mut self) {
+        if self.local == 0 && !self.stop_proposed && self.shared.stop.load(Ordering::SeqCst) {
+            eprintln!(
+                "logflow cluster: process {} was asked to stop: stopping the cluster",
+                self.shared.cluster.process
+            );
+            self.sequencer.push(Command::Shutdown { ticket: 0 });
+            self.stop_proposed = true;
+        }
+        let Some(inbox) = &self.inbox else {
+            return;
+        };
+        while let Ok(p) = inbox.try_recv() {
+            self.waiting.insert(p.command.ticket(), p.reply);
+            self.sequencer.push(p.command);
+        }
+    }
+
+    fn answer(&mut self, ticket: u64, reply: Reply) {
+        if let Some(tx) = self.waiting.remove(&ticket) {
+            let _ = tx.send(reply);
+        }
+    }
+
+    /// Tells the cluster about jobs that failed here, lets go of dataflows that completed,
+    /// and (first worker of each process) reports statistics.
+    fn watch_jobs(&mut self, worker: &mut Worker) {
+        for (id, j) in self.jobs.iter_mut() {
+            if j.failure_told {
+                continue;
+            }
+            if let Some(e) = j.failed.borrow().as_ref() {
+                self.sequencer.push(Command::Cancel {
+                    ticket: 0,
+                    job: *id,
+                    reason: Some(format!("worker {}: {e}", worker.index())),
+                });
+                j.failure_told = true;
+            }
+        }
+        let installed = worker.installed_dataflows();
+        let done: Vec<u64> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| !installed.contains(&j.dataflow))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in done {
+            if let Some(j) = self.jobs.remove(&id) {
+                self.leave(id, j);
+            }
+        }
+        if self.local == 0 && self.last_stats.elapsed() >= STATS_EVERY {
+            self.last_stats = Instant::now();
+            let jobs: Vec<(u64, Arc<ProcJob>)> = lock(&self.shared.jobs)
+                .iter()
+                .map(|(id, j)| (*id, Arc::clone(j)))
+                .collect();
+            for (id, j) in jobs {
+                self.sequencer.push(Command::Stats {
+                    job: id,
+                    process: self.shared.cluster.process,
+                    stats: j.stats(),
+                });
+            }
+        }
+    }
+
+    /// This worker no longer holds the job's dataflow; the process's last worker to let go
+    /// sends the final statistics and frees what the process opened for it.
+    fn leave(&mut self, id: u64, j: LocalJob) {
+        if j.proc.installed.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.sequencer.push(Command::Stats {
+                job: id,
+                process: self.shared.cluster.process,
+                stats: j.proc.stats(),
+            });
+            lock(&self.shared.jobs).remove(&id);
+        }
+    }
+
+    /// Applies the commands that came back in order; true once the cluster stops.
+    fn apply_commands(&mut self, worker: &mut Worker) -> bool {
+        while let Some(cmd) = self.sequencer.next() {
+            self.sequencer_applied += 1;
+            match cmd {
+                Command::Submit { ticket, job, at_ms } => self.submit(worker, ticket, job, at_ms),
+                Command::Cancel {
+                    ticket,
+                    job,
+                    reason,
+                } => {
+                    let state = if reason.is_some() {
+                        JobState::Failed
+                    } else {
+                        JobState::Cancelled
+                    };
+                    let ended = self.table.end(job, state, reason.clone(), now_ms());
+                    if ended && worker.index() == 0 {
+                        let why = reason.map_or(String::new(), |r| format!(": {r}"));
+                        eprintln!("logflow cluster: job {job} {}{why}", state.name());
+                    }
+                    if let Some(j) = self.jobs.remove(&job) {
+                        worker.drop_dataflow(j.dataflow);
+                        self.leave(job, j);
+                    }
+                    let reply = match self.table.get(job) {
+                        _ if ended => Reply::Cancelled { job },
+                        None => Reply::error(&Error::Usage(format!("no job {job}"))),
+                        Some(s) => Reply::error(&Error::Usage(format!(
+                            "job {job} is not running (it {})",
+                            s.state.name()
+                        ))),
+                    };
+                    self.answer(ticket, reply);
+                }
+                Command::Stats {
+                    job,
+                    process,
+                    stats,
+                } => {
+                    let was = self.table.get(job).map(|s| s.state);
+                    self.table.report(job, process, stats, now_ms());
+                    let now = self.table.get(job).map(|s| s.state);
+                    if worker.index() == 0 && was != now && now == Some(JobState::Finished) {
+                        if let Some(s) = self.table.get(job) {
+                            eprintln!(
+                                "logflow cluster: job {job} ({}) finished: {} records in, {} results out",
+                                s.name, s.records_in, s.records_out
+                            );
+                        }
+                    }
+                }
+                Command::Shutdown { ticket } => {
+                    for id in self.table.running() {
+                        self.table.end(
+                            id,
+                            JobState::Cancelled,
+                            Some("the cluster stopped".into()),
+                            now_ms(),
+                        );
+                    }
+                    let jobs = std::mem::take(&mut self.jobs);
+                    for (id, j) in jobs {
+                        worker.drop_dataflow(j.dataflow);
+                        self.leave(id, j);
+                    }
+                    self.answer(ticket, Reply::Stopping);
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    fn submit(&mut self, worker: &mut Worker, ticket: u64, job: JobRequest, at_ms: i64) {
+        // Compiling is deterministic, so a spec that fails here fails on every worker and no
+        // worker builds anything (the endpoint checked it before proposing it).
+        let plan = match job.compile() {
+            Ok(p) => p,
+            Err(e) => {
+                self.answer(ticket, Reply::error(&e));
+                return;
+            }
+        };
+        let id = self.next_job;
+        self.next_job += 1;
+        let name = plan.name.clone();
+        let proc = self.shared.open(id, plan, job.overrides.stop_at_end);
+        let (dataflow, failed) = proc.opened.install(worker, self.local, &proc.plan);
+        let workers = self.shared.cluster.threads * self.shared.cluster.processes;
+        self.table.submitted(id, &name, &job.path, at_ms, workers);
+        if worker.index() == 0 {
+            eprintln!(
+                "logflow cluster: job {id} ({name}) started from {}",
+                job.path
+            );
+        }
+        // A process that could not open the job's input or output fails it everywhere; its
+        // dataflow was still built (empty), as every worker builds the same dataflows.
+        if self.local == 0 {
+            if let Some(e) = &proc.error {
+                self.sequencer.push(Command::Cancel {
+                    ticket: 0,
+                    job: id,
+                    reason: Some(e.clone()),
+                });
+            }
+        }
+        self.jobs.insert(
+            id,
+            LocalJob {
+                dataflow,
+                failed,
+                failure_told: false,
+                proc,
+            },
+        );
+        self.answer(ticket, Reply::Submitted { job: id, name });
+    }
+
+    fn publish(&self) {
+        let mut t = lock(&self.shared.table);
+        *t = self.table.clone();
+    }
+}

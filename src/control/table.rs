@@ -1,0 +1,278 @@
+//! The jobs of a cluster and their states, as every worker sees them: each worker applies the
+//! same ordered commands (submissions, cancellations, per-process statistics) to its own table,
+//! and process 0 answers `logflow jobs` from its worker 0's copy.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+use crate::sinks::render::rfc3339;
+
+/// Where a job is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    Running,
+    /// Every worker's dataflow completed (a bounded input was read to its end).
+    Finished,
+    Cancelled,
+    /// A worker could not open the job's input or output, or a sink failed.
+    Failed,
+}
+
+impl JobState {
+    pub fn name(self) -> &'static str {
+        match self {
+            JobState::Running => "running",
+            JobState::Finished => "finished",
+            JobState::Cancelled => "cancelled",
+            JobState::Failed => "failed",
+        }
+    }
+}
+
+/// What one process reports about one job (its workers together).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessStats {
+    pub read: u64,
+    pub dead_letter: u64,
+    pub late: u64,
+    /// Result rows written by this process's sinks.
+    pub written: u64,
+    /// Least watermark over this process's partitions that are neither idle nor finished.
+    pub watermark_ms: Option<i64>,
+    /// Local workers that still hold the job's dataflow.
+    pub installed: usize,
+}
+
+/// One job as `logflow jobs` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobStatus {
+    pub id: u64,
+    pub name: String,
+    /// The spec file it was submitted from.
+    pub spec: String,
+    pub state: JobState,
+    /// Why it failed or was cancelled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub submitted: String,
+    #[serde(default)]
+    pub ended: Option<String>,
+    /// The job's watermark (least over all processes), the last one seen once the job ended.
+    #[serde(default)]
+    pub watermark: Option<String>,
+    pub records_in: u64,
+    pub records_out: u64,
+    pub dead_letter: u64,
+    pub late: u64,
+    /// Workers that still hold the job's dataflow: 0 once it finished or was cancelled and its
+    /// state was freed everywhere.
+    pub workers_running: usize,
+}
+
+#[derive(Clone)]
+struct Entry {
+    status: JobStatus,
+    /// The latest report of each process (None: not heard from yet).
+    processes: Vec<Option<ProcessStats>>,
+    watermark_ms: Option<i64>,
+    /// Workers in the cluster (all build every job's dataflow).
+    workers: usize,
+}
+
+/// Every job submitted to the cluster, by id.
+#[derive(Clone)]
+pub struct JobTable {
+    processes: usize,
+    jobs: BTreeMap<u64, Entry>,
+}
+
+impl JobTable {
+    pub fn new(processes: usize) -> JobTable {
+        JobTable {
+            processes,
+            jobs: BTreeMap::new(),
+        }
+    }
+
+    /// A job was submitted and its dataflow built on `workers` workers.
+    pub fn submitted(&mut self, id: u64, name: &str, spec: &str, at_ms: i64, workers: usize) {
+        self.jobs.insert(
+            id,
+            Entry {
+                status: JobStatus {
+                    id,
+                    name: name.to_string(),
+                    spec: spec.to_string(),
+                    state: JobState::Running,
+                    reason: None,
+                    submitted: rfc3339(at_ms),
+                    ended: None,
+                    watermark: None,
+                    records_in: 0,
+                    records_out: 0,
+                    dead_letter: 0,
+                    late: 0,
+                    workers_running: workers,
+                },
+                processes: vec![None; self.processes],
+                watermark_ms: None,
+                workers,
+            },
+        );
+    }
+
+    /// A process's report. The job is finished once every process reports no worker holding
+    /// its dataflow while it is still running.
+    pub fn report(&mut self, id: u64, process: usize, stats: ProcessStats, at_ms: i64) {
+        let Some(e) = self.jobs.get_mut(&id) else {
+            return;
+        };
+        if let Some(slot) = e.processes.get_mut(process) {
+            *slot = Some(stats);
+        }
+        let reported: Vec<&ProcessStats> = e.processes.iter().flatten().collect();
+        let s = &mut e.status;
+        s.records_in = reported.iter().map(|p| p.read).sum();
+        s.records_out = reported.iter().map(|p| p.written).sum();
+        s.dead_letter = reported.iter().map(|p| p.dead_letter).sum();
+        s.late = reported.iter().map(|p| p.late).sum();
+        // Processes not heard from yet still hold the dataflow on all their workers.
+        let per_process = e.workers / e.processes.len().max(1);
+        s.workers_running = e
+            .processes
+            .iter()
+            .map(|p| p.as_ref().map_or(per_process, |p| p.installed))
+            .sum();
+        if let Some(wm) = reported.iter().filter_map(|p| p.watermark_ms).min() {
+            e.watermark_ms = Some(wm);
+        }
+        s.watermark = e.watermark_ms.map(rfc3339);
+        let all_reported = reported.len() == e.processes.len();
+        if all_reported && s.workers_running == 0 && s.state == JobState::Running {
+            s.state = JobState::Finished;
+            s.ended = Some(rfc3339(at_ms));
+        }
+    }
+
+    /// Cancels or fails a running job; false if it is unknown or no longer running.
+    pub fn end(&mut self, id: u64, state: JobState, reason: Option<String>, at_ms: i64) -> bool {
+        let Some(e) = self.jobs.get_mut(&id) else {
+            return false;
+        };
+        if e.status.state != JobState::Running {
+            return false;
+        }
+        e.status.state = state;
+        e.status.reason = reason;
+        e.status.ended = Some(rfc3339(at_ms));
+        true
+    }
+
+    pub fn get(&self, id: u64) -> Option<&JobStatus> {
+        self.jobs.get(&id).map(|e| &e.status)
+    }
+
+    pub fn running(&self) -> Vec<u64> {
+        self.jobs
+            .iter()
+            .filter(|(_, e)| e.status.state == JobState::Running)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    pub fn list(&self) -> Vec<JobStatus> {
+        self.jobs.values().map(|e| e.status.clone()).collect()
+    }
+}
+
+/// The jobs as a text table (`logflow jobs`).
+pub fn render(jobs: &[JobStatus]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:>4}  {:<20} {:<10} {:<24} {:>10} {:>11}  SUBMITTED",
+        "ID", "NAME", "STATE", "WATERMARK", "RECORDS_IN", "RECORDS_OUT"
+    );
+    for j in jobs {
+        let _ = writeln!(
+            out,
+            "{:>4}  {:<20} {:<10} {:<24} {:>10} {:>11}  {}",
+            j.id,
+            j.name,
+            j.state.name(),
+            j.watermark.as_deref().unwrap_or("-"),
+            j.records_in,
+            j.records_out,
+            j.submitted
+        );
+        if let Some(r) = &j.reason {
+            let _ = writeln!(out, "      {}: {r}", j.state.name());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats(read: u64, wm: Option<i64>, installed: usize) -> ProcessStats {
+        ProcessStats {
+            read,
+            written: read / 10,
+            watermark_ms: wm,
+            installed,
+            ..ProcessStats::default()
+        }
+    }
+
+    #[test]
+    fn finished_once_every_process_let_go_of_the_dataflow() {
+        let mut t = JobTable::new(2);
+        t.submitted(1, "log-analysis", "/d/log-analysis.toml", 0, 2);
+        t.report(1, 0, stats(100, Some(60_000), 1), 1);
+        // Process 1 not heard from: still running.
+        assert_eq!(t.get(1).unwrap().state, JobState::Running);
+        assert_eq!(t.get(1).unwrap().workers_running, 2);
+        t.report(1, 1, stats(50, Some(30_000), 1), 2);
+        let s = t.get(1).unwrap();
+        assert_eq!(
+            (s.state, s.records_in, s.records_out),
+            (JobState::Running, 150, 15)
+        );
+        assert_eq!(s.watermark.as_deref(), Some("1970-01-01T00:00:30Z"));
+        assert_eq!(s.workers_running, 2);
+        // Finished partitions no longer give a watermark: the last one is kept.
+        t.report(1, 0, stats(100, None, 0), 3);
+        assert_eq!(t.get(1).unwrap().state, JobState::Running);
+        t.report(1, 1, stats(60, None, 0), 3);
+        let s = t.get(1).unwrap();
+        assert_eq!(
+            (s.state, s.records_in, s.workers_running),
+            (JobState::Finished, 160, 0)
+        );
+        assert_eq!(s.watermark.as_deref(), Some("1970-01-01T00:00:30Z"));
+        assert!(s.ended.is_some());
+        assert!(
+            !t.end(1, JobState::Cancelled, None, 4),
+            "a finished job stays finished"
+        );
+    }
+
+    #[test]
+    fn cancelled_jobs_stay_cancelled_while_their_workers_let_go() {
+        let mut t = JobTable::new(1);
+        t.submitted(3, "j", "j.toml", 0, 1);
+        assert!(t.end(3, JobState::Cancelled, None, 1));
+        t.report(3, 0, stats(10, None, 0), 2);
+        let s = t.get(3).unwrap();
+        assert_eq!((s.state, s.workers_running), (JobState::Cancelled, 0));
+        assert!(!t.end(7, JobState::Cancelled, None, 1), "unknown job");
+        assert_eq!(t.running(), Vec::<u64>::new());
+        let text = render(&t.list());
+        assert!(text.contains("cancelled"), "{text}");
+    }
+}

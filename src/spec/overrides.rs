@@ -1,0 +1,194 @@
+//! Settings given when a job is started (`run` flags, `submit` flags) that replace the spec's
+//! source, sink or end. `run` applies them directly; `submit` sends them with the spec text to a
+//! cluster, which applies the same rules, so a job behaves the same started either way.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::plan::{JobPlan, SinkPlan, SourceKind};
+use crate::parse::Format;
+use crate::Error;
+
+/// How a job reads, writes and ends, replacing the spec's settings.
+#[derive(clap::Args, Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Overrides {
+    /// Read this file instead of the spec's source (`-` = stdin); the run ends with the input.
+    #[arg(long)]
+    pub input: Option<String>,
+    /// Record format of the input (default: the spec's).
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// Write one JSONL file per analysis (plus dead-letter and late files) into DIR instead of
+    /// the spec's sinks.
+    #[arg(long, value_name = "DIR")]
+    pub output_dir: Option<PathBuf>,
+    /// Kafka bootstrap servers (overrides the spec's source and sink brokers).
+    #[arg(long)]
+    pub brokers: Option<String>,
+    /// Kafka topic to read (overrides the spec's).
+    #[arg(long)]
+    pub topic: Option<String>,
+    /// Read every partition up to its end offset as of start, emit all open windows, exit 0.
+    #[arg(long)]
+    pub stop_at_end: bool,
+}
+
+impl Overrides {
+    /// Paths made absolute against the current directory, for a job that runs elsewhere (a
+    /// cluster's processes do not share the submitter's working directory).
+    pub fn absolute(mut self) -> Result<Overrides, Error> {
+        let cwd = std::env::current_dir().map_err(|e| Error::io(".", e))?;
+        if let Some(i) = self.input.as_mut().filter(|i| i.as_str() != "-") {
+            *i = cwd.join(&*i).display().to_string();
+        }
+        if let Some(d) = self.output_dir.as_mut() {
+            *d = cwd.join(&*d);
+        }
+        Ok(self)
+    }
+
+    /// Applies the overrides to `plan`. Brokers come from the flags, then the spec, then
+    /// `env_brokers` (`LOGFLOW_BROKERS`). A file input with a Kafka sink and no brokers anywhere
+    /// prints the results instead.
+    pub fn apply(&self, plan: &mut JobPlan, env_brokers: Option<&str>) -> Result<(), Error> {
+        if let Some(input) = &self.input {
+            plan.source.kind = SourceKind::File {
+                path: input.clone(),
+            };
+        }
+        if let Some(f) = self.format {
+            plan.source.format = f;
+        }
+        let pick = |spec: &Option<String>| {
+            self.brokers
+                .clone()
+                .or_else(|| spec.clone())
+                .or_else(|| env_brokers.map(String::from))
+        };
+        if let SourceKind::Kafka { topic, brokers, .. } = &mut plan.source.kind {
+            if let Some(t) = &self.topic {
+                *topic = t.clone();
+            }
+            *brokers = pick(brokers);
+        } else if self.topic.is_some() {
+            return Err(Error::Usage(
+                "--topic applies to a Kafka source (not with --input)".into(),
+            ));
+        }
+        if let SinkPlan::Kafka { brokers, .. } = &mut plan.sink {
+            *brokers = pick(brokers);
+        }
+        if let Some(dir) = &self.output_dir {
+            plan.sink = SinkPlan::Files {
+                dir: dir.display().to_string(),
+            };
+        }
+        if matches!(plan.sink, SinkPlan::Kafka { brokers: None, .. })
+            && !matches!(plan.source.kind, SourceKind::Kafka { .. })
+        {
+            plan.sink = SinkPlan::Console;
+        }
+        Ok(())
+    }
+
+    /// The same settings as command-line flags.
+    pub fn to_args(&self) -> Vec<std::ffi::OsString> {
+        use clap::ValueEnum;
+        let mut a: Vec<std::ffi::OsString> = Vec::new();
+        let mut flag = |name: &str, value: Option<std::ffi::OsString>| {
+            if let Some(v) = value {
+                a.push(name.into());
+                a.push(v);
+            }
+        };
+        flag("--input", self.input.clone().map(Into::into));
+        flag(
+            "--format",
+            self.format
+                .and_then(|f| f.to_possible_value())
+                .map(|v| v.get_name().into()),
+        );
+        flag("--output-dir", self.output_dir.clone().map(Into::into));
+        flag("--brokers", self.brokers.clone().map(Into::into));
+        flag("--topic", self.topic.clone().map(Into::into));
+        if self.stop_at_end {
+            a.push("--stop-at-end".into());
+        }
+        a
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan() -> JobPlan {
+        let text = "name = \"j\"\n[source]\nkind = \"kafka\"\ntopic = \"logs\"\nformat = \"json\"\n\
+                    [[analysis]]\nname = \"n\"\nwindow = { size = \"1m\" }\nselect = [\"count() as c\"]\n";
+        crate::spec::load_text("j.toml", text).unwrap()
+    }
+
+    #[test]
+    fn brokers_come_from_flags_then_spec_then_environment() {
+        let mut p = plan();
+        Overrides::default()
+            .apply(&mut p, Some("env:9092"))
+            .unwrap();
+        assert!(
+            matches!(&p.source.kind, SourceKind::Kafka { brokers: Some(b), .. } if b == "env:9092")
+        );
+        let mut p = plan();
+        let o = Overrides {
+            brokers: Some("flag:9092".into()),
+            topic: Some("other".into()),
+            ..Overrides::default()
+        };
+        o.apply(&mut p, Some("env:9092")).unwrap();
+        assert!(
+            matches!(&p.source.kind, SourceKind::Kafka { brokers: Some(b), topic, .. } if b == "flag:9092" && topic == "other")
+        );
+        assert!(matches!(&p.sink, SinkPlan::Kafka { brokers: Some(b), .. } if b == "flag:9092"));
+    }
+
+    #[test]
+    fn file_input_without_brokers_prints_and_topic_is_refused() {
+        let mut p = plan();
+        let o = Overrides {
+            input: Some("x.jsonl".into()),
+            ..Overrides::default()
+        };
+        o.apply(&mut p, None).unwrap();
+        assert!(matches!(p.sink, SinkPlan::Console));
+        let o = Overrides {
+            input: Some("x.jsonl".into()),
+            topic: Some("t".into()),
+            ..Overrides::default()
+        };
+        assert!(o.apply(&mut plan(), None).is_err());
+    }
+
+    #[test]
+    fn round_trips_through_flags_and_json() {
+        let o = Overrides {
+            input: Some("/tmp/in".into()),
+            format: Some(Format::Apache),
+            output_dir: Some("/tmp/out".into()),
+            brokers: Some("b:1".into()),
+            topic: None,
+            stop_at_end: true,
+        };
+        #[derive(clap::Parser)]
+        struct P {
+            #[command(flatten)]
+            o: Overrides,
+        }
+        let mut argv = vec![std::ffi::OsString::from("p")];
+        argv.extend(o.to_args());
+        let parsed = <P as clap::Parser>::try_parse_from(argv).unwrap();
+        assert_eq!(parsed.o, o);
+        let json = serde_json::to_string(&o).unwrap();
+        assert_eq!(serde_json::from_str::<Overrides>(&json).unwrap(), o);
+    }
+}

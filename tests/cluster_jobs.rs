@@ -1,0 +1,331 @@
+//! Jobs submitted to a running cluster: `logflow cluster start` (2 processes), `submit`,
+//! `jobs`, `cancel`, `cluster stop`, against a real Kafka broker started by `scripts/kafka`
+//! on 127.0.0.1 (stopped by its pid at the end). Every output topic is compared with the same
+//! spec's results in file mode over the same input.
+//!
+//! One test function runs the scenario in order, as the jobs share the cluster and broker.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly on purpose
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::cluster::Proc;
+use common::kafka::{
+    assert_side_outputs, assert_topics_equal_files, create_outputs, file_results, gen, log_keys,
+    variant_of, Broker, LOG_ANALYSES, USER_ANALYSES,
+};
+use common::rows::same_row;
+use common::{bin, tmpdir};
+use serde_json::Value;
+
+/// The control endpoint's port: `LOGFLOW_IT_CONTROL_PORT` (so several checkouts can test at
+/// once), plus `offset` for each test of this file (they run in parallel).
+fn control(offset: u16) -> String {
+    let port: u16 = std::env::var("LOGFLOW_IT_CONTROL_PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(19479);
+    format!("127.0.0.1:{}", port + offset)
+}
+
+/// `logflow cluster start -n 2 -w 1`, once its control endpoint answers.
+fn start_cluster(addr: &str, dir: &Path, name: &str) -> Proc {
+    let mut c = bin();
+    c.args(["cluster", "start", "-n", "2", "-w", "1", "--control", addr]);
+    let mut cluster = Proc::spawn(c, dir, name, Stdio::null());
+    cluster.wait_for("control endpoint at", Duration::from_secs(60));
+    cluster
+}
+
+/// `logflow <args> --cluster ADDR`.
+fn cli(addr: &str, args: &[&str]) -> Output {
+    bin().args(args).args(["--cluster", addr]).output().unwrap()
+}
+
+fn ok(out: Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Submits `spec` and returns the job id it printed.
+fn submit(addr: &str, spec: &Path, broker: &str, topic: &str, extra: &[&str]) -> u64 {
+    let mut args = vec![
+        "submit",
+        spec.to_str().unwrap(),
+        "--brokers",
+        broker,
+        "--topic",
+        topic,
+    ];
+    args.extend_from_slice(extra);
+    ok(cli(addr, &args), "submit").parse().unwrap()
+}
+
+/// `logflow jobs --json`, by id.
+fn jobs(addr: &str) -> BTreeMap<u64, Value> {
+    ok(cli(addr, &["jobs", "--json"]), "jobs")
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            (v["id"].as_u64().unwrap(), v)
+        })
+        .collect()
+}
+
+/// Polls `jobs` until `done` holds for job `id`; returns its last status.
+fn wait_job(addr: &str, id: u64, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let started = Instant::now();
+    loop {
+        let all = jobs(addr);
+        let j = all[&id].clone();
+        if done(&j) {
+            return j;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(240),
+            "job {id} never {what}: {j}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn jobs_are_submitted_listed_and_cancelled_on_a_running_cluster() {
+    let dir = tmpdir("cluster-jobs");
+    let b = Broker::start("kafka-jobs");
+    let addr = control(0);
+
+    let logs = dir.join("logs.jsonl");
+    gen("logs", "100000", &["--late-fraction", "0.002"], &logs);
+    let events = dir.join("events.jsonl");
+    gen("user-events", "150000", &[], &events);
+    b.topic("jobs-logs", 4);
+    b.topic("jobs-events", 4);
+    assert_eq!(b.produce("jobs-logs", &logs), 100_000);
+    assert_eq!(b.produce("jobs-events", &events), 150_000);
+
+    // Four jobs, each writing to its own topics (`<job>.<analysis>`).
+    let log_spec = |job: &str| variant_of("dataflows/log-analysis.toml", job, "30s", &dir);
+    let event_spec = |job: &str| variant_of("dataflows/user-events.toml", job, "30s", &dir);
+    let (la1, ue2, la3, ue4) = (
+        log_spec("la1"),
+        event_spec("ue2"),
+        log_spec("la3"),
+        event_spec("ue4"),
+    );
+    for job in ["la1", "la3"] {
+        create_outputs(&b, job, Some(job), &LOG_ANALYSES);
+    }
+    for job in ["ue2", "ue4"] {
+        create_outputs(&b, job, Some(job), &USER_ANALYSES);
+        b.topic(&format!("{job}.late_alerts"), 2);
+    }
+    let expected_logs = file_results(la1.to_str().unwrap(), "json", &logs, &dir.join("f-la1"));
+    let expected_events = file_results(
+        ue2.to_str().unwrap(),
+        "user-events",
+        &events,
+        &dir.join("f-ue2"),
+    );
+    let event_keys: BTreeMap<&str, &str> = [
+        ("user_activity_sliding", "user_id"),
+        ("action_metrics", "action"),
+        ("user_anomalies", "user_id"),
+    ]
+    .into_iter()
+    .collect();
+
+    let mut cluster = start_cluster(&addr, &dir, "cluster");
+    assert!(jobs(&addr).is_empty());
+
+    // Two jobs side by side, each read to the end of its topic.
+    let j1 = submit(&addr, &la1, &b.address, "jobs-logs", &["--stop-at-end"]);
+    let j2 = submit(&addr, &ue2, &b.address, "jobs-events", &["--stop-at-end"]);
+    assert_eq!((j1, j2), (1, 2));
+    let listed = jobs(&addr);
+    assert_eq!(listed[&1]["name"], "la1");
+    assert_eq!(listed[&2]["name"], "ue2");
+    for j in [1, 2] {
+        let s = wait_job(&addr, j, "finished", |v| v["state"] == "finished");
+        assert_eq!(s["workers_running"], 0, "{s}");
+    }
+    let listed = jobs(&addr);
+    assert_eq!(listed[&1]["records_in"], 100_000, "{}", listed[&1]);
+    assert_eq!(listed[&2]["records_in"], 150_000, "{}", listed[&2]);
+    assert!(listed[&1]["records_out"].as_u64().unwrap() > 0);
+    assert!(listed[&1]["watermark"].is_string(), "{}", listed[&1]);
+    assert_topics_equal_files(
+        &b,
+        Some("la1"),
+        &LOG_ANALYSES,
+        &log_keys(),
+        &expected_logs,
+        &dir,
+        "job 1",
+    );
+    assert_side_outputs(&b, "la1", "la1", &expected_logs, &dir, "job 1");
+    assert_topics_equal_files(
+        &b,
+        Some("ue2"),
+        &USER_ANALYSES,
+        &event_keys,
+        &expected_events,
+        &dir,
+        "job 2",
+    );
+    assert_side_outputs(&b, "ue2", "ue2", &expected_events, &dir, "job 2");
+
+    // Bad submissions are refused with their cause and leave the cluster as it was.
+    let broken = dir.join("broken.toml");
+    std::fs::write(
+        &broken,
+        "name = \"broken\"\n[source]\nkind = \"kafka\"\ntopic = \"jobs-logs\"\nformat = \"json\"\ncolour = 1\n",
+    )
+    .unwrap();
+    let out = cli(&addr, &["submit", broken.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("broken.toml:6:1") && err.contains("colour"),
+        "{err}"
+    );
+    let out = cli(
+        &addr,
+        &[
+            "submit",
+            la1.to_str().unwrap(),
+            "--brokers",
+            &b.address,
+            "--topic",
+            "no-such-topic",
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("no-such-topic"), "{err}");
+    let out = cli(&addr, &["cancel", "99"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no job 99"));
+    assert_eq!(jobs(&addr).len(), 2);
+
+    // An unbounded job, cancelled while another job runs: the other still finishes exactly.
+    let j3 = submit(&addr, &la3, &b.address, "jobs-logs", &[]);
+    assert_eq!(j3, 3);
+    wait_job(&addr, 3, "read its topic", |v| v["records_in"] == 100_000);
+    let j4 = submit(&addr, &ue4, &b.address, "jobs-events", &["--stop-at-end"]);
+    ok(cli(&addr, &["cancel", "3"]), "cancel 3");
+    let listed = jobs(&addr);
+    assert_eq!(listed[&3]["state"], "cancelled", "{}", listed[&3]);
+    assert_eq!(
+        listed[&j4]["state"], "running",
+        "job 4 should still be reading 150k events: {}",
+        listed[&j4]
+    );
+    // Cancelling drops the dataflow on every worker.
+    wait_job(&addr, 3, "freed", |v| v["workers_running"] == 0);
+    let la3_rows = |a: &str| -> Vec<Value> {
+        b.dump(&format!("la3.{a}"), &dir)
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect()
+    };
+    let before: Vec<usize> = LOG_ANALYSES.iter().map(|a| la3_rows(a).len()).collect();
+    assert!(before.iter().sum::<usize>() > 0, "job 3 wrote nothing");
+    wait_job(&addr, j4, "finished", |v| v["state"] == "finished");
+    assert_topics_equal_files(
+        &b,
+        Some("ue4"),
+        &USER_ANALYSES,
+        &event_keys,
+        &expected_events,
+        &dir,
+        "job 4",
+    );
+    assert_side_outputs(&b, "ue4", "ue2", &expected_events, &dir, "job 4");
+    // Nothing more from the cancelled job, and what it wrote is right (closed windows only).
+    for (a, n) in LOG_ANALYSES.iter().zip(&before) {
+        let rows = la3_rows(a);
+        assert_eq!(rows.len(), *n, "job 3 kept writing {a} after its cancel");
+        for r in &rows {
+            let want: Vec<Value> = expected_logs[*a]
+                .iter()
+                .map(|s| serde_json::from_str(s).unwrap())
+                .collect();
+            assert!(
+                want.iter().any(|w| same_row(r, w)),
+                "job 3 wrote a row of {a} that the file run does not have: {r}"
+            );
+        }
+    }
+    let out = cli(&addr, &["cancel", "4"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not running"));
+    let states: Vec<(u64, String)> = jobs(&addr)
+        .into_iter()
+        .map(|(id, v)| (id, v["state"].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            (1, "finished".to_string()),
+            (2, "finished".to_string()),
+            (3, "cancelled".to_string()),
+            (4, "finished".to_string())
+        ]
+    );
+
+    // A clean stop: every process exits 0.
+    ok(cli(&addr, &["cluster", "stop"]), "cluster stop");
+    let status = cluster.wait(Duration::from_secs(60));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "cluster did not stop cleanly ({status:?}):\n{}",
+        cluster.stderr_text()
+    );
+}
+
+#[test]
+fn sigterm_stops_the_cluster_in_order() {
+    let dir = tmpdir("cluster-sigterm");
+    let addr = control(1);
+    let mut cluster = start_cluster(&addr, &dir, "cluster");
+    let input = dir.join("logs.jsonl");
+    gen("logs", "20000", &[], &input);
+    let out = dir.join("out");
+    let id = ok(
+        cli(
+            &addr,
+            &[
+                "submit",
+                "dataflows/log-analysis.toml",
+                "--input",
+                input.to_str().unwrap(),
+                "--output-dir",
+                out.to_str().unwrap(),
+            ],
+        ),
+        "submit",
+    );
+    assert_eq!(id, "1");
+    wait_job(&addr, 1, "finished", |v| v["state"] == "finished");
+    assert!(out.join("response_time.jsonl").exists());
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &cluster.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let status = cluster.wait(Duration::from_secs(60));
+    let err = cluster.stderr_text();
+    assert!(status.is_some_and(|s| s.success()), "{status:?}:\n{err}");
+    assert!(err.contains("was asked to stop"), "{err}");
+}
