@@ -455,7 +455,7 @@ impl Partition {
 }
 
 /// What each worker last announced about its event-time progress: `Some(p)` = its active
-/// partitions hold the watermark at `p`; `None` = all its partitions are idle. Workers whose
+/// partitions hold the watermark at `p`; `None` = all its partitions are idle or finished. Workers whose
 /// partitions are all idle follow the others instead of stalling the job (see [`ingest`]).
 pub type ProgressBoard = Rc<RefCell<HashMap<usize, Option<i64>>>>;
 
@@ -695,6 +695,14 @@ pub fn ingest<'scope>(
                 }
             }
             if live.is_empty() {
+                // Finished: hold no other worker back (neither its alignment nor, when all its
+                // partitions are idle, the progress it follows) with the last progress announced.
+                if announced != Some(None) {
+                    beacon_out
+                        .activate()
+                        .session(&held[BEACON])
+                        .give((me, None));
+                }
                 caps = None;
                 return;
             }
