@@ -1,7 +1,8 @@
 //! Workers sharded across processes on one host: results do not depend on the layout
 //! (1×1, 1×2, 2×1 and 2×2 processes × workers give the same rows per analysis, from a file
 //! and from a 4-partition Kafka topic on a real broker), a peer that never comes is named
-//! after `--peer-timeout`, and a peer lost mid-run stops the others, naming it.
+//! after `--peer-timeout`, a peer lost mid-run stops the others, naming it, and
+//! `launch --restart` starts the whole job again after one is killed.
 //! (Several hosts: `tests/netns.rs`.)
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly on purpose
@@ -256,5 +257,50 @@ fn a_silent_peer_is_given_up_after_the_timeout() {
     assert!(
         started.elapsed() >= Duration::from_millis(1500),
         "too early"
+    );
+}
+
+#[test]
+fn launch_restarts_the_job_when_a_process_is_killed() {
+    let dir = tmpdir("cluster-restart");
+    let input = logs(&dir);
+    let reference = dir.join("reference");
+    common::run_file("dataflows/log-analysis.toml", &input, &reference, "1");
+    let out = dir.join("out");
+    let mut cmd = bin();
+    cmd.args(["launch", "dataflows/log-analysis.toml", "--processes", "2"])
+        .args(["--restart", "3", "--input"])
+        .arg(&input)
+        .arg("--output-dir")
+        .arg(&out);
+    let mut launch = Proc::spawn(cmd, &dir, "launch", Stdio::null());
+    // Killed once connected: process 0 has not finished reading (it waits for its peers).
+    launch.wait_for(
+        "[process 1] logflow: process 1 of 2 connected",
+        Duration::from_secs(60),
+    );
+    let err = launch.stderr_text();
+    let pid = err
+        .lines()
+        .find_map(|l| l.strip_prefix("logflow launch: process 1 is pid "))
+        .expect("the launcher names its processes' pids")
+        .trim()
+        .to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = launch.wait(Duration::from_secs(180));
+    let err = launch.stderr_text();
+    assert!(status.is_some_and(|s| s.success()), "{status:?}:\n{err}");
+    assert!(err.contains("process 1 was stopped by SIGKILL"), "{err}");
+    assert!(err.contains("(restart 1 of 3)"), "{err}");
+    assert!(!err.contains("(restart 2 of 3)"), "{err}");
+    assert_eq!(accounting(err.as_bytes())["read"], EVENTS);
+    assert_same_results(
+        &dir_results(&out),
+        &dir_results(&reference),
+        "restarted after a kill",
     );
 }

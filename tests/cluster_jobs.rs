@@ -319,6 +319,31 @@ fn sigterm_stops_the_cluster_in_order() {
     assert_eq!(id, "1");
     wait_job(&addr, 1, "finished", |v| v["state"] == "finished");
     assert!(out.join("response_time.jsonl").exists());
+    // A job whose output cannot be opened where it runs fails; the cluster goes on.
+    let id = ok(
+        cli(
+            &addr,
+            &[
+                "submit",
+                "dataflows/log-analysis.toml",
+                "--input",
+                input.to_str().unwrap(),
+                "--output-dir",
+                "/proc/logflow-no-such-dir",
+            ],
+        ),
+        "submit",
+    );
+    assert_eq!(id, "2");
+    let failed = wait_job(&addr, 2, "failed", |v| {
+        v["state"] == "failed" && v["workers_running"] == 0
+    });
+    let reason = failed["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("process 0") && reason.contains("/proc/logflow-no-such-dir"),
+        "{failed}"
+    );
+    assert_eq!(jobs(&addr)[&1]["state"], "finished");
     let term = std::process::Command::new("kill")
         .args(["-TERM", &cluster.child.id().to_string()])
         .status()

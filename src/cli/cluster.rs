@@ -142,7 +142,7 @@ fn start(a: StartArgs) -> Result<(), Error> {
         hostfile.display(),
         a.control
     );
-    super::launch::supervise("logflow cluster", n, a.grace, |i| {
+    let run = super::launch::supervise("logflow cluster", n, a.grace, |i| {
         let mut cmd = Command::new(super::launch::logflow_exe()?);
         cmd.args(["cluster", "start", "-n", &n.to_string()])
             .args(["-w", &a.workers.to_string(), "-p", &i.to_string()])
@@ -154,7 +154,10 @@ fn start(a: StartArgs) -> Result<(), Error> {
             .stdin(Stdio::null());
         Ok(cmd)
     })?;
-    Ok(())
+    match run.failure {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 pub fn submit(a: SubmitArgs) -> Result<(), Error> {

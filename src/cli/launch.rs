@@ -3,12 +3,15 @@
 //! Each process is `logflow run SPEC -n N -p i -w W -h HOSTFILE` with the same job flags. Its
 //! stderr lines are passed on prefixed with `[process i]`; SIGINT and SIGTERM are forwarded to
 //! every process still running; each exit is reported, and the launcher fails if any process
-//! did. The last stderr line is the accounting of the whole job (the sum over processes).
+//! did, unless `--restart N` says to start the whole job again (after a backoff doubling from
+//! 1 s to at most 30 s, at most N times; never after SIGINT/SIGTERM). The last stderr line is
+//! the accounting of the whole job (the sum over processes).
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -39,9 +42,19 @@ pub struct LaunchArgs {
     /// are killed.
     #[arg(long, default_value = "10s", value_parser = super::run::parse_duration)]
     grace: Duration,
+    /// When a process fails or dies, stop the others and start the whole job again, at most
+    /// this many times (waiting 1 s, 2 s, 4 s ... at most 30 s before each); not after
+    /// SIGINT/SIGTERM. A Kafka job reads again from its start offsets: results are written
+    /// at least once, with the same keys.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    restart: u32,
     #[command(flatten)]
     job: JobArgs,
 }
+
+/// First wait before a restart; it doubles up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// A hostfile the launcher wrote, removed when the launch ends.
 pub(crate) struct TempHostfile(pub(crate) PathBuf);
@@ -65,38 +78,59 @@ pub fn launch(args: LaunchArgs) -> Result<(), Error> {
     if n == 0 || args.workers == 0 {
         return Err(super::usage("--processes and --workers must be at least 1"));
     }
-    let (hostfile, _temp) = match &args.hostfile {
-        Some(h) => {
-            read_hostfile(h, n)?;
-            (h.clone(), None)
-        }
-        None => {
-            let path = free_ports_hostfile(n)?;
-            (path.clone(), Some(TempHostfile(path)))
+    let mut backoff = FIRST_BACKOFF;
+    let mut attempt = 0;
+    let accountings = loop {
+        // A hostfile of free ports is picked again for each attempt: a port of the last
+        // attempt may have been taken since.
+        let (hostfile, _temp) = match &args.hostfile {
+            Some(h) => {
+                read_hostfile(h, n)?;
+                (h.clone(), None)
+            }
+            None => {
+                let path = free_ports_hostfile(n)?;
+                (path.clone(), Some(TempHostfile(path)))
+            }
+        };
+        eprintln!(
+            "logflow launch: starting {n} processes of {} workers ({})",
+            args.workers,
+            hostfile.display()
+        );
+        let run = supervise("logflow launch", n, args.grace, |i| {
+            let mut cmd = Command::new(logflow_exe()?);
+            cmd.arg("run")
+                .arg(&args.spec)
+                .args(["-n", &n.to_string(), "-p", &i.to_string()])
+                .args(["-w", &args.workers.to_string()])
+                .arg("-h")
+                .arg(&hostfile)
+                .args(args.job.to_args())
+                // Only process 0 reads a file input, so only it may have stdin.
+                .stdin(if i == 0 && args.job.reads_stdin() {
+                    Stdio::inherit()
+                } else {
+                    Stdio::null()
+                });
+            Ok(cmd)
+        })?;
+        match run.failure {
+            None => break run.accountings,
+            Some(e) if run.interrupted || attempt >= args.restart || args.job.reads_stdin() => {
+                return Err(e)
+            }
+            Some(e) => {
+                attempt += 1;
+                eprintln!(
+                    "logflow launch: {e}; starting the job again in {backoff:?} (restart {attempt} of {})",
+                    args.restart
+                );
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
         }
     };
-    eprintln!(
-        "logflow launch: starting {n} processes of {} workers ({})",
-        args.workers,
-        hostfile.display()
-    );
-    let accountings = supervise("logflow launch", n, args.grace, |i| {
-        let mut cmd = Command::new(logflow_exe()?);
-        cmd.arg("run")
-            .arg(&args.spec)
-            .args(["-n", &n.to_string(), "-p", &i.to_string()])
-            .args(["-w", &args.workers.to_string()])
-            .arg("-h")
-            .arg(&hostfile)
-            .args(args.job.to_args())
-            // Only process 0 reads a file input, so only it may have stdin.
-            .stdin(if i == 0 && args.job.reads_stdin() {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
-            });
-        Ok(cmd)
-    })?;
     let mut total = Accounting::default();
     for (i, acc) in accountings.iter().enumerate() {
         let acc =
@@ -117,13 +151,14 @@ pub(crate) fn logflow_exe() -> Result<PathBuf, Error> {
 /// Starts `n` processes (`command(i)`, stderr piped here), passes their stderr on prefixed with
 /// `[process i]`, forwards SIGINT and SIGTERM to every process still running, and waits for
 /// all of them. After one fails, the others get `grace` to stop by themselves before they are
-/// killed. Returns each process's last accounting line; fails if any process did.
+/// killed. Fails only when a process cannot be started; how the processes ended is in the
+/// returned [`Supervised`].
 pub(crate) fn supervise(
     label: &str,
     n: usize,
     grace: Duration,
     command: impl Fn(usize) -> Result<Command, Error>,
-) -> Result<Vec<Option<Accounting>>, Error> {
+) -> Result<Supervised, Error> {
     // Registered before any child starts, so that no signal is missed.
     let mut signals = Signals::new([SIGINT, SIGTERM])
         .map_err(|e| Error::Runtime(format!("cannot handle signals: {e}")))?;
@@ -143,6 +178,7 @@ pub(crate) fn supervise(
                 return Err(e);
             }
         };
+        eprintln!("{label}: process {i} is pid {}", child.id());
         let accounting = Arc::new(Mutex::new(None));
         let forwarder = child.stderr.take().map(|err| {
             let acc = Arc::clone(&accounting);
@@ -161,14 +197,17 @@ pub(crate) fn supervise(
         .map(|p| Pid::from_raw(p.child.id() as i32))
         .collect();
     let running: Arc<Mutex<Vec<bool>>> = Arc::new(Mutex::new(vec![true; n]));
+    let interrupted = Arc::new(AtomicBool::new(false));
     let forward = {
         let running = Arc::clone(&running);
+        let interrupted = Arc::clone(&interrupted);
         let label = label.to_string();
         std::thread::spawn(move || {
             for sig in signals.forever() {
                 let Ok(sig) = Signal::try_from(sig) else {
                     continue;
                 };
+                interrupted.store(true, Ordering::SeqCst);
                 eprintln!("{label}: {sig}: passing it on to every process");
                 if let Ok(r) = running.lock() {
                     for (pid, alive) in pids.iter().zip(r.iter()) {
@@ -230,17 +269,31 @@ pub(crate) fn supervise(
             (!s.success()).then(|| format!("process {i} {}", describe(s)))
         })
         .collect();
-    if !failed.is_empty() {
-        return Err(Error::Runtime(format!(
+    let failure = (!failed.is_empty()).then(|| {
+        Error::Runtime(format!(
             "{} of {n} processes failed: {}",
             failed.len(),
             failed.join(", ")
-        )));
-    }
-    Ok(procs
-        .iter()
-        .map(|p| p.accounting.lock().ok().and_then(|a| *a))
-        .collect())
+        ))
+    });
+    Ok(Supervised {
+        accountings: procs
+            .iter()
+            .map(|p| p.accounting.lock().ok().and_then(|a| *a))
+            .collect(),
+        failure,
+        interrupted: interrupted.load(Ordering::SeqCst),
+    })
+}
+
+/// How the supervised processes ended.
+pub(crate) struct Supervised {
+    /// Each process's last accounting line.
+    pub accountings: Vec<Option<Accounting>>,
+    /// Which processes failed, if any did.
+    pub failure: Option<Error>,
+    /// SIGINT or SIGTERM was passed on to the processes.
+    pub interrupted: bool,
 }
 
 /// Passes a child's stderr on, line by line, and keeps its last accounting line.
