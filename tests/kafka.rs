@@ -103,6 +103,34 @@ fn kafka_end_to_end() {
         assert_same_rows(&rows, &twice, &format!("3 workers / 2 partitions: {a}"));
     }
 
+    // Uneven partitions: partition 0 ends minutes of event time before partition 1. The worker
+    // reading partition 1 pauses when it runs ahead of the other (alignment); the other's end
+    // must release it, or this run never finishes.
+    let head = dir.join("head.jsonl");
+    // Lines as bytes: the bad ones are not all UTF-8.
+    let bytes = std::fs::read(&logs).unwrap();
+    let first: Vec<u8> = bytes
+        .split_inclusive(|&c| c == b'\n')
+        .take(20_000)
+        .flatten()
+        .copied()
+        .collect();
+    std::fs::write(&head, first).unwrap();
+    b.topic("uneven", 2);
+    assert_eq!(b.produce_to("uneven", &head, 0), 20_000);
+    assert_eq!(b.produce_to("uneven", &logs, 1), 200_000);
+    let err = finish(
+        run_job(
+            &b,
+            "dataflows/log-analysis.toml",
+            "uneven",
+            "2",
+            &["--stop-at-end"],
+        ),
+        Duration::from_secs(300),
+    );
+    assert_eq!(accounting(&err)["read"], 220_000);
+
     // User events through dataflows/user-events.toml.
     let events = dir.join("events.jsonl");
     gen("user-events", "100000", &[], &events);

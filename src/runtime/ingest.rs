@@ -121,6 +121,11 @@ const BLOCKS_AHEAD: usize = 2;
 /// in the file (and in memory), large enough that taking one is rare.
 const SHARED_BLOCK: usize = 8192;
 
+/// How far (in progress steps, the granularity) a worker may read ahead of the slowest active
+/// worker, and how long it then waits before it looks again.
+const ALIGN_STEPS: i64 = 2;
+const ALIGN_WAIT_MS: u64 = 5;
+
 /// What one activation sends: dead letters, late events at their times, and counts
 /// `(read, parsed, dead_letter, late)`.
 #[derive(Default)]
@@ -131,32 +136,118 @@ struct Routed {
 }
 
 /// The worker-local pre-aggregation of every node, and the partials ready to send.
+///
+/// Partials are held across reads and activations, so a (window, key) becomes one partial per
+/// flush instead of one per read, and go out before the capability passes them (see the
+/// operator). That delays no result: the windows they feed close only after the capability
+/// has moved. Each partition stamps its events at its own progress, so a worker reading several
+/// partitions absorbs at a few times in turn:
+/// - an append-mode node's windows are emitted once, when the frontier passes their deadline,
+///   so its partials may travel at any time between the capability and that deadline: one table
+///   per node, sent at the least time it absorbed at (at or after the capability, before every
+///   deadline), merges what the partitions' different times would otherwise split;
+/// - update- and complete-mode nodes emit results at times between, so their partials keep
+///   their own time: one table set per time.
 struct Aggregation {
-    tables: Vec<GroupTable>,
-    /// The time the partials in `tables` are gathered at.
-    time: u64,
+    /// Append-mode nodes: (node index, table).
+    merged: Vec<(usize, GroupTable)>,
+    /// The least time `merged` absorbed at since the last flush.
+    merged_time: Option<u64>,
+    /// Update- and complete-mode nodes, whose partials keep their time.
+    timed: Vec<(usize, Rc<AggNode>)>,
+    /// (time, tables of the `timed` nodes) gathered since the last flush.
+    open: Vec<(u64, Vec<(usize, GroupTable)>)>,
+    /// Emptied table sets, reused so that their hash tables keep their capacity.
+    spare: Vec<Vec<(usize, GroupTable)>>,
+    /// Index in `open` of the time absorbed at last.
+    last: usize,
+    /// Events absorbed since the last flush.
+    held: usize,
     /// (time, node, partials)
     ready: Vec<(u64, usize, Vec<Partial>)>,
 }
 
+/// Table sets kept for reuse beyond those in use: more only when partitions' times spread.
+const SPARE_TABLES: usize = 8;
+
 impl Aggregation {
-    #[inline]
-    fn absorb(&mut self, ev: &Event, t: u64) {
-        if t != self.time {
-            self.flush();
-            self.time = t;
-        }
-        for table in self.tables.iter_mut() {
-            table.absorb(ev, t as i64);
+    fn new(nodes: &[Rc<AggNode>]) -> Self {
+        let (timed, append): (Vec<_>, Vec<_>) = nodes
+            .iter()
+            .cloned()
+            .enumerate()
+            .partition(|(_, n)| n.update || n.complete.is_some());
+        Aggregation {
+            merged: append
+                .into_iter()
+                .map(|(i, n)| (i, GroupTable::new(n)))
+                .collect(),
+            merged_time: None,
+            timed,
+            open: Vec::new(),
+            spare: Vec::new(),
+            last: 0,
+            held: 0,
+            ready: Vec::new(),
         }
     }
 
-    fn flush(&mut self) {
-        for (i, table) in self.tables.iter_mut().enumerate() {
-            if !table.is_empty() {
-                self.ready.push((self.time, i, table.drain().collect()));
+    #[inline]
+    fn absorb(&mut self, ev: &Event, t: u64) {
+        self.held += 1;
+        self.merged_time = Some(self.merged_time.map_or(t, |m| m.min(t)));
+        for (_, table) in self.merged.iter_mut() {
+            table.absorb(ev, t as i64);
+        }
+        if self.timed.is_empty() {
+            return;
+        }
+        if self.open.get(self.last).is_none_or(|(time, _)| *time != t) {
+            self.last = self.slot(t);
+        }
+        if let Some((_, tables)) = self.open.get_mut(self.last) {
+            for (_, table) in tables.iter_mut() {
+                table.absorb(ev, t as i64);
             }
         }
+    }
+
+    /// The index in `open` of the tables at time `t`, made if needed.
+    fn slot(&mut self, t: u64) -> usize {
+        if let Some(i) = self.open.iter().position(|(time, _)| *time == t) {
+            return i;
+        }
+        let tables = self.spare.pop().unwrap_or_else(|| {
+            self.timed
+                .iter()
+                .map(|(i, n)| (*i, GroupTable::new(Rc::clone(n))))
+                .collect()
+        });
+        self.open.push((t, tables));
+        self.open.len() - 1
+    }
+
+    /// Moves every gathered partial to `ready`.
+    fn flush(&mut self) {
+        if let Some(time) = self.merged_time.take() {
+            for (i, table) in self.merged.iter_mut() {
+                if !table.is_empty() {
+                    self.ready.push((time, *i, table.drain().collect()));
+                }
+            }
+        }
+        for (time, mut tables) in self.open.drain(..) {
+            for (i, table) in tables.iter_mut() {
+                if !table.is_empty() {
+                    self.ready.push((time, *i, table.drain().collect()));
+                }
+            }
+            if self.spare.len() < SPARE_TABLES {
+                self.spare.push(tables);
+            }
+        }
+        self.last = 0;
+        self.held = 0;
     }
 }
 
@@ -364,7 +455,7 @@ impl Partition {
 }
 
 /// What each worker last announced about its event-time progress: `Some(p)` = its active
-/// partitions hold the watermark at `p`; `None` = all its partitions are idle. Workers whose
+/// partitions hold the watermark at `p`; `None` = all its partitions are idle or finished. Workers whose
 /// partitions are all idle follow the others instead of stalling the job (see [`ingest`]).
 pub type ProgressBoard = Rc<RefCell<HashMap<usize, Option<i64>>>>;
 
@@ -388,7 +479,8 @@ const PARTIALS: usize = 3;
 ///
 /// Each on-time event is folded into the worker-local partial aggregates of every node right
 /// after it is parsed ([`GroupTable`]), so events are never buffered or copied per node; the
-/// partials of one timestamp go out when the timestamp changes or the activation ends.
+/// partials are held (see [`Aggregation`]) until the capability is about to pass them or
+/// `batch` events have been absorbed.
 ///
 /// Idleness across workers: a worker whose partitions are all idle cannot know the job's
 /// watermark by itself, and its capability would hold every window back. So each worker
@@ -450,11 +542,7 @@ pub fn ingest<'scope>(
         let floor = move |m: i64| m - m.rem_euclid(g);
         let mut batch = RecordBatch::default();
         let mut parsed: Vec<Result<Event, String>> = Vec::new();
-        let mut agg = Aggregation {
-            tables: config.nodes.iter().cloned().map(GroupTable::new).collect(),
-            time: 0,
-            ready: Vec::new(),
-        };
+        let mut agg = Aggregation::new(&config.nodes);
         let mut next_part = 0usize;
         let mut announced: Option<Option<i64>> = None;
         let mut tables = Tables::load(&config.lookups).unwrap_or_else(|e| panic!("{e}"));
@@ -471,10 +559,32 @@ pub fn ingest<'scope>(
                     p.last_data = now;
                 }
             }
+            // Alignment: a worker more than `ALIGN_STEPS` progress steps ahead of the slowest
+            // active worker reads nothing now. Reading on would not close a window sooner (the
+            // job's watermark is the least progress) but would open later windows downstream,
+            // whose state then grows with the gap (in a catch-up from Kafka, one worker's
+            // partitions can run minutes of event time ahead). Shared partitions move together.
+            let ahead = match announced {
+                Some(Some(mine)) if parts.iter().all(|p| p.turns.is_none()) => board
+                    .borrow()
+                    .iter()
+                    .filter(|(w, _)| **w != me)
+                    .filter_map(|(_, p)| *p)
+                    .min()
+                    .is_some_and(|slowest| mine > slowest.saturating_add(ALIGN_STEPS * g)),
+                _ => false,
+            };
+            if ahead {
+                // Not read, so not idle.
+                let now = Instant::now();
+                for p in parts.iter_mut() {
+                    p.last_data = now;
+                }
+            }
             let mut out = Routed::default();
             let mut more = false;
             let mut pending = false;
-            let n = parts.len();
+            let n = if ahead { 0 } else { parts.len() };
             let per_part = (config.batch / n.max(1)).max(1);
             let stamp = Stamp {
                 config: &config,
@@ -519,11 +629,50 @@ pub fn ingest<'scope>(
                     p.meter.set_finished();
                 }
             }
-            next_part = (next_part + 1) % n.max(1);
-            agg.flush();
+            next_part = (next_part + 1) % parts.len().max(1);
             let c = out.counts;
             counters.add(c.0, c.1, c.2, c.3);
 
+            // The new watermark: least progress over live partitions that are not idle
+            // (`None`: every partition has ended, and the capabilities go).
+            let now = Instant::now();
+            for p in parts.iter().filter(|p| !p.ended) {
+                p.meter
+                    .set_idle(now.duration_since(p.last_data) >= config.idle_timeout);
+            }
+            let live: Vec<&Partition> = parts.iter().filter(|p| !p.ended).collect();
+            let active: Vec<&&Partition> = live
+                .iter()
+                .filter(|p| now.duration_since(p.last_data) < config.idle_timeout)
+                .collect();
+            let mine: Option<i64> = if active.is_empty() {
+                None
+            } else if active.iter().any(|p| p.progress().is_none()) {
+                Some(cap_time as i64) // a partition that has not produced yet holds the watermark
+            } else {
+                active.iter().filter_map(|p| p.progress()).min()
+            };
+            let next = match mine {
+                Some(p) => Some(p),
+                None => {
+                    // All idle: follow the active workers; if there are none, the furthest
+                    // event time seen here (nothing else can move the job forward).
+                    let others = board
+                        .borrow()
+                        .iter()
+                        .filter(|(w, _)| **w != me)
+                        .filter_map(|(_, p)| *p)
+                        .min();
+                    others.or_else(|| live.iter().filter_map(|p| p.progress()).max())
+                }
+            };
+            let new_time = next.map_or(cap_time, |m| (floor(m).max(0) as u64).max(cap_time));
+
+            // Held partials go out before the capability moves past them (or goes), and when
+            // they are many (bounding memory).
+            if live.is_empty() || new_time > cap_time || agg.held >= config.batch {
+                agg.flush();
+            }
             let mut partial_hs: Vec<_> = partial_outs.iter_mut().map(|o| o.activate()).collect();
             for (time, i, mut list) in agg.ready.drain(..) {
                 partial_hs[i]
@@ -545,29 +694,18 @@ pub fn ingest<'scope>(
                     late_h.session(&held[LATE].delayed(&t)).give(le);
                 }
             }
-
-            // The new watermark: least progress over live partitions that are not idle.
-            let now = Instant::now();
-            for p in parts.iter().filter(|p| !p.ended) {
-                p.meter
-                    .set_idle(now.duration_since(p.last_data) >= config.idle_timeout);
-            }
-            let live: Vec<&Partition> = parts.iter().filter(|p| !p.ended).collect();
             if live.is_empty() {
+                // Finished: hold no other worker back (neither its alignment nor, when all its
+                // partitions are idle, the progress it follows) with the last progress announced.
+                if announced != Some(None) {
+                    beacon_out
+                        .activate()
+                        .session(&held[BEACON])
+                        .give((me, None));
+                }
                 caps = None;
                 return;
             }
-            let active: Vec<&&Partition> = live
-                .iter()
-                .filter(|p| now.duration_since(p.last_data) < config.idle_timeout)
-                .collect();
-            let mine: Option<i64> = if active.is_empty() {
-                None
-            } else if active.iter().any(|p| p.progress().is_none()) {
-                Some(cap_time as i64) // a partition that has not produced yet holds the watermark
-            } else {
-                active.iter().filter_map(|p| p.progress()).min()
-            };
             if announced != Some(mine) {
                 beacon_out
                     .activate()
@@ -575,29 +713,14 @@ pub fn ingest<'scope>(
                     .give((me, mine));
                 announced = Some(mine);
             }
-            let next = match mine {
-                Some(p) => Some(p),
-                None => {
-                    // All idle: follow the active workers; if there are none, the furthest
-                    // event time seen here (nothing else can move the job forward).
-                    let others = board
-                        .borrow()
-                        .iter()
-                        .filter(|(w, _)| **w != me)
-                        .filter_map(|(_, p)| *p)
-                        .min();
-                    others.or_else(|| live.iter().filter_map(|p| p.progress()).max())
-                }
-            };
-            if let Some(m) = next {
-                let new_time = (floor(m).max(0) as u64).max(cap_time);
-                if new_time > cap_time {
-                    for c in held.iter_mut() {
-                        c.downgrade(&new_time);
-                    }
+            if new_time > cap_time {
+                for c in held.iter_mut() {
+                    c.downgrade(&new_time);
                 }
             }
-            if more {
+            if ahead {
+                activator.activate_after(Duration::from_millis(ALIGN_WAIT_MS));
+            } else if more {
                 activator.activate();
             } else if pending {
                 activator.activate_after(Duration::from_millis(20));
@@ -607,4 +730,69 @@ pub fn ingest<'scope>(
         }
     });
     (partials, dead, late, beacons)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::operators::window::Windows;
+    use crate::record::Value;
+
+    fn event(ts: i64, service: &str) -> Event {
+        Event {
+            timestamp: ts,
+            service: Some(service.into()),
+            ..Event::default()
+        }
+    }
+
+    /// (time, node, window start, count) of every partial flushed, sorted.
+    fn flushed(agg: &mut Aggregation) -> Vec<(u64, usize, i64, Value)> {
+        agg.flush();
+        let mut out: Vec<_> = agg
+            .ready
+            .drain(..)
+            .flat_map(|(t, i, ps)| {
+                ps.into_iter()
+                    .map(move |p| (t, i, p.start, p.accs[0].clone().finish()))
+            })
+            .collect();
+        out.sort_by_key(|&(t, i, start, _)| (t, i, start));
+        out
+    }
+
+    #[test]
+    fn append_partials_merge_across_times_update_partials_keep_theirs() {
+        let append = Rc::new(AggNode::count_by_service(Windows::tumbling(60_000), 0));
+        let update = Rc::new(AggNode {
+            update: true,
+            ..AggNode::count_by_service(Windows::tumbling(60_000), 0)
+        });
+        let mut agg = Aggregation::new(&[append, update]);
+        // Two partitions at different progress, read in turns.
+        agg.absorb(&event(10_000, "api"), 2_000);
+        agg.absorb(&event(20_000, "api"), 1_000);
+        agg.absorb(&event(30_000, "api"), 2_000);
+        assert_eq!(agg.held, 3);
+        assert_eq!(
+            flushed(&mut agg),
+            vec![
+                // One partial for the append node, at the least time held.
+                (1_000, 0, 0, Value::Int(3)),
+                // The update node's keep the time of their events.
+                (1_000, 1, 0, Value::Int(1)),
+                (2_000, 1, 0, Value::Int(2)),
+            ]
+        );
+        assert_eq!(agg.held, 0);
+        // Emptied tables start afresh at the next time.
+        agg.absorb(&event(70_000, "api"), 3_000);
+        assert_eq!(
+            flushed(&mut agg),
+            vec![
+                (3_000, 0, 60_000, Value::Int(1)),
+                (3_000, 1, 60_000, Value::Int(1))
+            ]
+        );
+    }
 }

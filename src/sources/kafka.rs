@@ -8,9 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
+use super::kafka_queue::BatchQueue;
 use super::{Origin, PartitionReader, ReadStatus, RecordBatch};
 use crate::kafka::KafkaConn;
 use crate::Error;
@@ -141,7 +141,7 @@ pub fn open_partitions(
         .map_err(|e| Error::Runtime(format!("kafka assign {topic} {partitions:?}: {e}")))?;
     let mut readers: Vec<Box<dyn PartitionReader>> = Vec::new();
     for (i, &p) in partitions.iter().enumerate() {
-        let queue = consumer.split_partition_queue(topic, p).ok_or_else(|| {
+        let queue = BatchQueue::split(&consumer, topic, p).ok_or_else(|| {
             Error::Runtime(format!(
                 "kafka {topic}/{p}: cannot split the partition queue"
             ))
@@ -163,8 +163,7 @@ pub fn open_partitions(
 struct KafkaReader {
     topic: String,
     partition: i32,
-    queue:
-        rdkafka::consumer::base_consumer::PartitionQueue<rdkafka::consumer::DefaultConsumerContext>,
+    queue: BatchQueue,
     main: Option<Arc<BaseConsumer>>,
     end: EndAt,
     next_offset: Option<i64>,
@@ -214,31 +213,39 @@ impl PartitionReader for KafkaReader {
         }
         let before = batch.len();
         let end = self.end_offset();
-        while batch.len() - before < max {
-            match self.queue.poll(Duration::ZERO) {
-                Some(Ok(msg)) => {
-                    let offset = msg.offset();
-                    if end.is_some_and(|e| offset >= e) {
-                        // Past the stop offset: not part of this bounded run.
-                        self.next_offset = Some(offset);
-                        break;
+        // Messages come in batches of what is queued now; a message at or past the stop offset
+        // is not part of this bounded run, and one call may still hand over a few of them.
+        let mut past_end = false;
+        let mut failed = None;
+        while !past_end && failed.is_none() && batch.len() - before < max {
+            let next_offset = &mut self.next_offset;
+            let got = self
+                .queue
+                .consume(max - (batch.len() - before), |m| match m {
+                    Ok((offset, payload)) => {
+                        if past_end || end.is_some_and(|e| offset >= e) {
+                            past_end = true;
+                            *next_offset = Some(next_offset.map_or(offset, |n| n.max(offset)));
+                            return;
+                        }
+                        batch.push(payload, offset.max(0) as u64, None);
+                        *next_offset = Some(offset + 1);
                     }
-                    batch.push(
-                        msg.payload().unwrap_or_default(),
-                        offset.max(0) as u64,
-                        None,
-                    );
-                    self.next_offset = Some(offset + 1);
-                    if end.is_some_and(|e| offset + 1 >= e) {
-                        break;
+                    Err(e) => {
+                        if failed.is_none() {
+                            failed = Some(e);
+                        }
                     }
-                }
-                Some(Err(e)) => {
-                    self.report(e);
-                    break;
-                }
-                None => break,
+                });
+            if got == 0 {
+                break;
             }
+            if end.is_some_and(|e| self.next_offset.is_some_and(|n| n >= e)) {
+                break;
+            }
+        }
+        if let Some(e) = failed {
+            self.report(e);
         }
         Ok(if batch.len() > before {
             ReadStatus::Data

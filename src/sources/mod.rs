@@ -6,6 +6,7 @@ pub mod directory;
 pub mod file;
 pub mod generator;
 pub mod kafka;
+mod kafka_queue;
 pub mod shared;
 pub mod socket;
 

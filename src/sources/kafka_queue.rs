@@ -1,0 +1,128 @@
+//! A Kafka partition's message queue read in batches: the crate's one use of `unsafe`.
+//!
+//! rdkafka's safe API returns one message per `poll`, and each call reads the clock twice,
+//! wraps the message in a reference-counted event and takes the queue's lock: about 1,000
+//! instructions per message, 6% of the whole job's in the callgrind profile of BENCHMARKS.md.
+//! librdkafka's `rd_kafka_consume_batch_queue` hands over every message queued, up to a limit,
+//! in one call. rdkafka does not wrap it, so this module does, with the invariants below kept
+//! in one place:
+//! - the queue handle is only used while the consumer that owns it is alive (`consumer` is
+//!   dropped after the queue is destroyed);
+//! - every message librdkafka returns is destroyed exactly once, also when the callback panics;
+//! - a payload is lent to the callback only for the duration of its call (the callback's
+//!   higher-ranked signature keeps it from escaping) and is never written.
+#![allow(unsafe_code)]
+
+use std::ffi::CString;
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+use rdkafka::bindings as rd;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
+
+/// Messages asked for per librdkafka call (the array lives in the reader).
+const CHUNK: usize = 1024;
+
+/// One partition's queue, split off the consumer's queue, read without blocking.
+pub struct BatchQueue {
+    queue: NonNull<rd::rd_kafka_queue_t>,
+    /// Slots for the messages of one call.
+    slots: Vec<*mut rd::rd_kafka_message_t>,
+    /// Keeps the client alive while the queue exists (dropped after `Drop::drop`).
+    _consumer: Arc<BaseConsumer>,
+}
+
+// SAFETY: librdkafka's queue handles may be used from any thread (its queues are locked), and
+// the raw message pointers in `slots` never outlive one `consume` call.
+unsafe impl Send for BatchQueue {}
+
+impl BatchQueue {
+    /// Splits `topic`/`partition`'s queue off the consumer's own queue, like rdkafka's
+    /// `BaseConsumer::split_partition_queue`. `None` when the partition is unknown to the
+    /// consumer (not assigned).
+    pub fn split(consumer: &Arc<BaseConsumer>, topic: &str, partition: i32) -> Option<Self> {
+        let topic = CString::new(topic).ok()?;
+        // SAFETY: the client pointer is valid while `consumer` lives; the topic is a valid C
+        // string for the duration of the call. A null return means no such partition.
+        let queue = NonNull::new(unsafe {
+            rd::rd_kafka_queue_get_partition(
+                consumer.client().native_ptr(),
+                topic.as_ptr(),
+                partition,
+            )
+        })?;
+        // SAFETY: `queue` is a live handle; forwarding to null stops the partition's messages
+        // from going to the consumer's main queue.
+        unsafe { rd::rd_kafka_queue_forward(queue.as_ptr(), std::ptr::null_mut()) };
+        Some(BatchQueue {
+            queue,
+            slots: Vec::with_capacity(CHUNK),
+            _consumer: Arc::clone(consumer),
+        })
+    }
+
+    /// Hands up to `max` queued messages, in order, to `each` as `Ok((offset, payload))` or
+    /// as the error librdkafka reports in their place; returns how many it handed over (0: the
+    /// queue is empty now). Never blocks.
+    pub fn consume<F>(&mut self, max: usize, mut each: F) -> usize
+    where
+        F: for<'m> FnMut(Result<(i64, &'m [u8]), KafkaError>),
+    {
+        let want = max.min(CHUNK);
+        if want == 0 {
+            return 0;
+        }
+        self.slots.clear();
+        // SAFETY: `slots` has room for `want` pointers; librdkafka writes at most `want` and
+        // returns how many (or -1 on a bad queue, taken as none).
+        let n = unsafe {
+            rd::rd_kafka_consume_batch_queue(self.queue.as_ptr(), 0, self.slots.as_mut_ptr(), want)
+        };
+        let n = usize::try_from(n).unwrap_or(0).min(want);
+        // SAFETY: the first `n` slots were just written with valid message pointers.
+        unsafe { self.slots.set_len(n) };
+        // Destroys the messages when this call ends, even if `each` panics.
+        let taken = Taken(&mut self.slots);
+        for &m in taken.0.iter() {
+            // SAFETY: `m` is a valid message until `taken` is dropped.
+            let msg = unsafe { &*m };
+            if msg.err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+                each(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::from(
+                    msg.err,
+                ))));
+                continue;
+            }
+            let payload: &[u8] = if msg.payload.is_null() || msg.len == 0 {
+                &[]
+            } else {
+                // SAFETY: librdkafka's payload is `len` readable bytes owned by the message,
+                // which lives until `taken` is dropped; the slice does not outlive `each`.
+                unsafe { std::slice::from_raw_parts(msg.payload as *const u8, msg.len) }
+            };
+            each(Ok((msg.offset, payload)));
+        }
+        n
+    }
+}
+
+/// The messages of one call, destroyed on drop.
+struct Taken<'a>(&'a mut Vec<*mut rd::rd_kafka_message_t>);
+
+impl Drop for Taken<'_> {
+    fn drop(&mut self) {
+        for m in self.0.drain(..) {
+            // SAFETY: each pointer came from `rd_kafka_consume_batch_queue` and is destroyed
+            // once: `drain` removes it from the slots.
+            unsafe { rd::rd_kafka_message_destroy(m) };
+        }
+    }
+}
+
+impl Drop for BatchQueue {
+    fn drop(&mut self) {
+        // SAFETY: the handle is live (the consumer is still held) and destroyed once.
+        unsafe { rd::rd_kafka_queue_destroy(self.queue.as_ptr()) };
+    }
+}
