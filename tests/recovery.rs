@@ -166,10 +166,15 @@ fn killed_five_times(
             );
             std::thread::sleep(Duration::from_millis(20));
         };
-        // The first kill comes early (so there is at least one restart); later ones anywhere
-        // up to 2 s in, some after results were written or committed.
-        let spread = if attempt == 0 { 1200 } else { 2000 };
-        std::thread::sleep(Duration::from_millis(rng.next() % spread));
+        // The first kill comes early (so there is at least one restart); later ones 0.8–1.5 s
+        // into the run, mostly after results were written (and, exactly once, committed) and
+        // before the end.
+        let delay = if attempt == 0 {
+            300 + rng.next() % 600
+        } else {
+            800 + rng.next() % 700
+        };
+        std::thread::sleep(Duration::from_millis(delay));
         let victim = &pids[(rng.next() % 2) as usize];
         let _ = std::process::Command::new("kill")
             .args(["-KILL", victim])

@@ -322,7 +322,10 @@ impl Sink for KafkaSink {
         let Some(txn) = self.txn.as_mut() else {
             return self.flush();
         };
-        txn.upto = Some(upto);
+        // A restarted run replays from its start: its progress begins below what an earlier
+        // run committed, and a marker must never go back (a later restart would then write
+        // the earlier run's results again).
+        txn.upto = Some(upto.max(txn.resume_after.unwrap_or(0)));
         if txn.dirty && txn.opened.elapsed() >= COMMIT_EVERY {
             self.commit()
         } else {
