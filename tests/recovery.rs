@@ -119,6 +119,60 @@ fn a_job_killed_five_times_still_writes_every_result() {
         "recovery: exactly once after {restarts} restarts, {resumed} worker starts resumed \
          after results an earlier attempt committed"
     );
+
+    // The broker stops and comes back in the middle of an exactly-once run (transactions
+    // open, commits due): read_committed, every result once.
+    let big = dir.join("big.jsonl");
+    gen("logs", "400000", &["--seed", "7"], &big);
+    let eosb = variant_spec("eosb", "30s", &dir);
+    let mut text = std::fs::read_to_string(&eosb).unwrap();
+    text.push_str("\n[sink]\ndelivery = \"exactly_once\"\n");
+    std::fs::write(&eosb, text).unwrap();
+    let expected_big = file_results(eosb.to_str().unwrap(), "json", &big, &dir.join("file-big"));
+    create_outputs(&b, "eosb", Some("eosb"), &LOG_ANALYSES);
+    b.topic("eosb.commits", 1);
+    b.topic("rec-big", 4);
+    assert_eq!(b.produce("rec-big", &big), 400_000);
+    let mut cmd = bin();
+    cmd.args(["launch", eosb.to_str().unwrap(), "--processes", "2"])
+        .args([
+            "--brokers",
+            &b.address,
+            "--topic",
+            "rec-big",
+            "--stop-at-end",
+        ])
+        .args(["--restart", "3"]);
+    let mut launch = Proc::spawn(cmd, &dir, "broker-restart", Stdio::null());
+    launch.wait_for("runs workers", Duration::from_secs(120));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        launch.child.try_wait().unwrap().is_none(),
+        "the job finished before the broker stopped: make the input larger"
+    );
+    b.stop();
+    std::thread::sleep(Duration::from_secs(3));
+    b.restart();
+    let status = launch.wait(Duration::from_secs(400));
+    let err = launch.stderr_text();
+    assert!(status.is_some_and(|s| s.success()), "{status:?}:\n{err}");
+    for a in LOG_ANALYSES {
+        let rows: Vec<Value> = b
+            .dump(&format!("eosb.{a}"), &dir)
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect();
+        assert_same_rows(
+            &rows,
+            &expected_big[a],
+            &format!("exactly once across a broker restart: {a}"),
+        );
+    }
+    let resumed = err.matches("resumes exactly once").count();
+    eprintln!(
+        "recovery: broker restart, {} job restarts, {resumed} worker starts resumed",
+        err.matches("starting the job again").count()
+    );
 }
 
 /// Runs `spec` (2 processes, `launch --restart 5`, reading `rec-logs` to its end) and kills a
