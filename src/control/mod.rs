@@ -25,7 +25,7 @@ use crate::Error;
 /// Runs this process of a cluster until `logflow cluster stop` (or a failed peer). Process 0
 /// serves the control endpoint at `control`.
 pub fn serve(cluster: &Cluster, control: &str) -> Result<(), Error> {
-    let shared = Arc::new(session::Shared::new(cluster.clone(), None));
+    let shared = Arc::new(session::Shared::new(cluster.clone()));
     // SIGINT/SIGTERM stop the cluster in order: every job cancelled, every process exits 0.
     // (A terminal's Ctrl-C reaches a process twice, from the terminal and from `cluster start`
     // passing it on, so a second signal must not mean "now".)
@@ -39,32 +39,13 @@ pub fn serve(cluster: &Cluster, control: &str) -> Result<(), Error> {
     } else {
         None
     };
-    let network = if cluster.processes > 1 {
-        let layout = cluster.layout();
-        let network = Network::connect(&layout)?;
-        eprintln!(
-            "logflow cluster: process {} of {} connected to its peers ({})",
-            cluster.process,
-            cluster.processes,
-            layout.addresses.join(" ")
-        );
-        Some(network)
-    } else {
-        None
-    };
-    let watchdog = network.as_ref().map(|n| Arc::clone(n.watchdog()));
-    if let Some(addr) = endpoint {
-        // Tests and scripts wait for this line: requests are served from now on.
-        eprintln!("logflow cluster: control endpoint at {addr}");
-    }
-    let result = run(cluster, network, &shared);
-    if let Some(w) = &watchdog {
-        match &result {
-            Ok(()) => w.finish(),
-            Err(e) => w.fail(&e.to_string()),
+    cluster.with_peers("logflow cluster", |network, _| {
+        if let Some(addr) = endpoint {
+            // Tests and scripts wait for this line: requests are served from now on.
+            eprintln!("logflow cluster: control endpoint at {addr}");
         }
-    }
-    result
+        run(cluster, network, &shared)
+    })
 }
 
 fn run(

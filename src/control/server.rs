@@ -6,7 +6,7 @@
 //! submitter with its file, line and field, and never reaches the workers.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex};
@@ -35,15 +35,7 @@ struct Endpoint {
 /// Binds `addr` and serves requests from a background thread; returns the bound address and
 /// the receiving end for global worker 0.
 pub fn start(addr: &str, shared: &Arc<Shared>) -> Result<SocketAddr, Error> {
-    let resolved: Vec<SocketAddr> = addr
-        .to_socket_addrs()
-        .map_err(|e| Error::Usage(format!("--control {addr}: not a HOST:PORT address ({e})")))?
-        .collect();
-    let listener = TcpListener::bind(&resolved[..])
-        .map_err(|e| Error::Runtime(format!("--control {addr}: cannot listen: {e}")))?;
-    let local = listener
-        .local_addr()
-        .map_err(|e| Error::Runtime(format!("--control {addr}: {e}")))?;
+    let (listener, local) = crate::metrics::server::bind_exactly("--control", addr)?;
     let (tx, rx) = mpsc::channel();
     *lock(&shared.inbox) = Some(rx);
     let endpoint = Arc::new(Endpoint {

@@ -142,11 +142,12 @@ fn now_ms() -> i64 {
 }
 
 impl Shared {
-    pub fn new(cluster: Cluster, inbox: Option<Receiver<Proposal>>) -> Shared {
+    /// The endpoint (process 0) sets `inbox` when it starts.
+    pub fn new(cluster: Cluster) -> Shared {
         Shared {
             table: Mutex::new(JobTable::new(cluster.processes)),
             cluster,
-            inbox: Mutex::new(inbox),
+            inbox: Mutex::new(None),
             jobs: Mutex::new(HashMap::new()),
             epoch: Instant::now(),
             stop: Arc::new(AtomicBool::new(false)),

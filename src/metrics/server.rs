@@ -23,19 +23,7 @@ const IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// Binds `addr` and serves `metrics` from a background thread; returns the bound address
 /// (useful with port 0).
 pub fn serve(addr: &str, metrics: Arc<Metrics>) -> Result<SocketAddr, Error> {
-    let resolved: Vec<SocketAddr> = addr
-        .to_socket_addrs()
-        .map_err(|e| {
-            Error::Usage(format!(
-                "--metrics-addr {addr}: not a HOST:PORT address ({e})"
-            ))
-        })?
-        .collect();
-    let listener = TcpListener::bind(&resolved[..])
-        .map_err(|e| Error::Runtime(format!("--metrics-addr {addr}: cannot listen: {e}")))?;
-    let local = listener
-        .local_addr()
-        .map_err(|e| Error::Runtime(format!("--metrics-addr {addr}: {e}")))?;
+    let (listener, local) = bind_exactly("--metrics-addr", addr)?;
     let registry = metrics.registry();
     std::thread::Builder::new()
         .name("logflow-metrics".into())
@@ -47,6 +35,22 @@ pub fn serve(addr: &str, metrics: Arc<Metrics>) -> Result<SocketAddr, Error> {
         })
         .map_err(|e| Error::Runtime(format!("metrics listener thread: {e}")))?;
     Ok(local)
+}
+
+/// Binds a listener on exactly `addr` (HOST:PORT, as the flag `flag` gave it: no default
+/// interface is added) and returns it with its bound address (useful with port 0). Errors name
+/// the flag: a bad address is a usage error, a taken port a runtime one.
+pub(crate) fn bind_exactly(flag: &str, addr: &str) -> Result<(TcpListener, SocketAddr), Error> {
+    let resolved: Vec<SocketAddr> = addr
+        .to_socket_addrs()
+        .map_err(|e| Error::Usage(format!("{flag} {addr}: not a HOST:PORT address ({e})")))?
+        .collect();
+    let listener = TcpListener::bind(&resolved[..])
+        .map_err(|e| Error::Runtime(format!("{flag} {addr}: cannot listen: {e}")))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| Error::Runtime(format!("{flag} {addr}: {e}")))?;
+    Ok((listener, local))
 }
 
 struct Request {

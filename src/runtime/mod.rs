@@ -80,6 +80,40 @@ impl Cluster {
         }
     }
 
+    /// Connects this process to its peers (when there are several; `label` starts the line
+    /// saying so), runs `body` with the network, and tells the peers how it ended: a failure
+    /// here stops them at once, naming this process.
+    pub(crate) fn with_peers<T>(
+        &self,
+        label: &str,
+        body: impl FnOnce(Option<Network>, Option<Arc<Watchdog>>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let network = if self.processes > 1 {
+            let layout = self.layout();
+            let started = std::time::Instant::now();
+            let network = Network::connect(&layout)?;
+            eprintln!(
+                "{label}: process {} of {} connected to its peers in {:.1}s ({})",
+                self.process,
+                self.processes,
+                started.elapsed().as_secs_f64(),
+                layout.addresses.join(" ")
+            );
+            Some(network)
+        } else {
+            None
+        };
+        let watchdog = network.as_ref().map(|n| Arc::clone(n.watchdog()));
+        let result = body(network, watchdog.clone());
+        if let Some(w) = &watchdog {
+            match &result {
+                Ok(_) => w.finish(),
+                Err(e) => w.fail(&e.to_string()),
+            }
+        }
+        result
+    }
+
     /// timely's allocators: one process (threads), or the processes connected by `network`.
     pub(crate) fn allocators(
         &self,
@@ -294,30 +328,9 @@ pub(crate) fn output_conn(plan: &JobPlan, timeout: Duration) -> Result<Option<Ka
 /// With several processes, the peers are connected first (see [`cluster`]); a failure here is
 /// told to them, so that they stop at once and name this process.
 pub fn run(plan: JobPlan, cluster: &Cluster, opts: &RunOptions) -> Result<Accounting, Error> {
-    let network = if cluster.processes > 1 {
-        let layout = cluster.layout();
-        let started = std::time::Instant::now();
-        let network = Network::connect(&layout)?;
-        eprintln!(
-            "logflow: process {} of {} connected to its peers in {:.1}s ({})",
-            cluster.process,
-            cluster.processes,
-            started.elapsed().as_secs_f64(),
-            layout.addresses.join(" ")
-        );
-        Some(network)
-    } else {
-        None
-    };
-    let watchdog = network.as_ref().map(|n| Arc::clone(n.watchdog()));
-    let result = run_workers(plan, cluster, opts, network, watchdog.clone());
-    if let Some(w) = &watchdog {
-        match &result {
-            Ok(_) => w.finish(),
-            Err(e) => w.fail(&e.to_string()),
-        }
-    }
-    result
+    cluster.with_peers("logflow", |network, watchdog| {
+        run_workers(plan, cluster, opts, network, watchdog)
+    })
 }
 
 /// A job's sources, sinks and meters, opened on this process for its local workers; each

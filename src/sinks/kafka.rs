@@ -141,13 +141,7 @@ impl KafkaSink {
         workers: usize,
     ) -> Result<Self, Error> {
         let deliveries = Arc::new(Deliveries::default());
-        let exactly_once = matches!(
-            plan.sink,
-            crate::spec::plan::SinkPlan::Kafka {
-                exactly_once: true,
-                ..
-            }
-        );
+        let exactly_once = plan.sink.exactly_once();
         let mut config = conn.client_config();
         if exactly_once {
             config
@@ -213,10 +207,7 @@ impl KafkaSink {
         let mut t: Vec<String> = plan.analyses.iter().map(|a| a.topic.clone()).collect();
         t.push(plan.dead_letter_topic());
         t.push(plan.late_topic());
-        if let crate::spec::plan::SinkPlan::Kafka {
-            exactly_once: true, ..
-        } = plan.sink
-        {
+        if plan.sink.exactly_once() {
             t.push(plan.commits_topic());
         }
         t

@@ -98,6 +98,19 @@ pub enum SinkPlan {
     },
 }
 
+impl SinkPlan {
+    /// A Kafka sink with `delivery = "exactly_once"`.
+    pub fn exactly_once(&self) -> bool {
+        matches!(
+            self,
+            SinkPlan::Kafka {
+                exactly_once: true,
+                ..
+            }
+        )
+    }
+}
+
 /// One grouping of events: window, deadline, filter and keys, with all the aggregates the
 /// analyses over it need.
 #[derive(Clone, Debug)]
