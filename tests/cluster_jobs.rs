@@ -301,40 +301,21 @@ fn sigterm_stops_the_cluster_in_order() {
     let mut cluster = start_cluster(&addr, &dir, "cluster");
     let input = dir.join("logs.jsonl");
     gen("logs", "20000", &[], &input);
+    // The log-analysis job over the file, results into `out`; its id.
+    let submit_file = |out: &str| {
+        let input = input.to_str().unwrap();
+        let args = ["submit", "dataflows/log-analysis.toml", "--input", input];
+        ok(
+            cli(&addr, &[&args[..], &["--output-dir", out]].concat()),
+            "submit",
+        )
+    };
     let out = dir.join("out");
-    let id = ok(
-        cli(
-            &addr,
-            &[
-                "submit",
-                "dataflows/log-analysis.toml",
-                "--input",
-                input.to_str().unwrap(),
-                "--output-dir",
-                out.to_str().unwrap(),
-            ],
-        ),
-        "submit",
-    );
-    assert_eq!(id, "1");
+    assert_eq!(submit_file(out.to_str().unwrap()), "1");
     wait_job(&addr, 1, "finished", |v| v["state"] == "finished");
     assert!(out.join("response_time.jsonl").exists());
     // A job whose output cannot be opened where it runs fails; the cluster goes on.
-    let id = ok(
-        cli(
-            &addr,
-            &[
-                "submit",
-                "dataflows/log-analysis.toml",
-                "--input",
-                input.to_str().unwrap(),
-                "--output-dir",
-                "/proc/logflow-no-such-dir",
-            ],
-        ),
-        "submit",
-    );
-    assert_eq!(id, "2");
+    assert_eq!(submit_file("/proc/logflow-no-such-dir"), "2");
     let failed = wait_job(&addr, 2, "failed", |v| {
         v["state"] == "failed" && v["workers_running"] == 0
     });

@@ -11,12 +11,15 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::Path;
-use std::process::Stdio;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::cluster::Proc;
-use common::kafka::{create_outputs, file_results, gen, variant_spec, Broker, LOG_ANALYSES};
+use common::kafka::{
+    assert_topics_equal_files, create_outputs, file_results, gen, log_keys, variant_spec, Broker,
+    LOG_ANALYSES,
+};
 use common::rows::assert_same_rows;
 use common::{accounting, bin, tmpdir};
 use serde_json::Value;
@@ -94,22 +97,17 @@ fn a_job_killed_five_times_still_writes_every_result() {
 
     // Exactly once: results in Kafka transactions committed with the progress they reach;
     // read_committed, every result is on its topic once, however often the job was killed.
-    let eos = variant_spec("eos", "30s", &dir);
-    let mut text = std::fs::read_to_string(&eos).unwrap();
-    text.push_str("\n[sink]\ndelivery = \"exactly_once\"\n");
-    std::fs::write(&eos, text).unwrap();
-    create_outputs(&b, "eos", Some("eos"), &LOG_ANALYSES);
-    b.topic("eos.commits", 1);
+    let eos = exactly_once_job(&b, "eos", &dir);
     let (restarts, err) = killed_five_times(&b, &eos, &dir, "exactly-once", 0xD1B5_4A32_D192_ED03);
-    for a in LOG_ANALYSES {
-        let records = b.dump(&format!("eos.{a}"), &dir);
-        let rows: Vec<Value> = records.iter().map(|(_, v)| v.clone()).collect();
-        assert_same_rows(
-            &rows,
-            &expected[a],
-            &format!("exactly once, {a}, after {restarts} restarts"),
-        );
-    }
+    assert_topics_equal_files(
+        &b,
+        Some("eos"),
+        &LOG_ANALYSES,
+        &log_keys(),
+        &expected,
+        &dir,
+        &format!("exactly once after {restarts} restarts"),
+    );
     assert!(
         err.contains("starting the job again"),
         "the exactly-once job was never killed mid-run:\n{err}"
@@ -124,25 +122,11 @@ fn a_job_killed_five_times_still_writes_every_result() {
     // open, commits due): read_committed, every result once.
     let big = dir.join("big.jsonl");
     gen("logs", "400000", &["--seed", "7"], &big);
-    let eosb = variant_spec("eosb", "30s", &dir);
-    let mut text = std::fs::read_to_string(&eosb).unwrap();
-    text.push_str("\n[sink]\ndelivery = \"exactly_once\"\n");
-    std::fs::write(&eosb, text).unwrap();
+    let eosb = exactly_once_job(&b, "eosb", &dir);
     let expected_big = file_results(eosb.to_str().unwrap(), "json", &big, &dir.join("file-big"));
-    create_outputs(&b, "eosb", Some("eosb"), &LOG_ANALYSES);
-    b.topic("eosb.commits", 1);
     b.topic("rec-big", 4);
     assert_eq!(b.produce("rec-big", &big), 400_000);
-    let mut cmd = bin();
-    cmd.args(["launch", eosb.to_str().unwrap(), "--processes", "2"])
-        .args([
-            "--brokers",
-            &b.address,
-            "--topic",
-            "rec-big",
-            "--stop-at-end",
-        ])
-        .args(["--restart", "3"]);
+    let cmd = launch_cmd(&b, &eosb, "rec-big", 3);
     let mut launch = Proc::spawn(cmd, &dir, "broker-restart", Stdio::null());
     launch.wait_for("runs workers", Duration::from_secs(120));
     std::thread::sleep(Duration::from_millis(1500));
@@ -156,18 +140,15 @@ fn a_job_killed_five_times_still_writes_every_result() {
     let status = launch.wait(Duration::from_secs(400));
     let err = launch.stderr_text();
     assert!(status.is_some_and(|s| s.success()), "{status:?}:\n{err}");
-    for a in LOG_ANALYSES {
-        let rows: Vec<Value> = b
-            .dump(&format!("eosb.{a}"), &dir)
-            .into_iter()
-            .map(|(_, v)| v)
-            .collect();
-        assert_same_rows(
-            &rows,
-            &expected_big[a],
-            &format!("exactly once across a broker restart: {a}"),
-        );
-    }
+    assert_topics_equal_files(
+        &b,
+        Some("eosb"),
+        &LOG_ANALYSES,
+        &log_keys(),
+        &expected_big,
+        &dir,
+        "exactly once across a broker restart",
+    );
     let resumed = err.matches("resumes exactly once").count();
     eprintln!(
         "recovery: broker restart, {} job restarts, {resumed} worker starts resumed",
@@ -185,16 +166,8 @@ fn killed_five_times(
     name: &str,
     seed: u64,
 ) -> (usize, String) {
-    let mut cmd = bin();
-    cmd.args(["launch", spec.to_str().unwrap(), "--processes", "2"])
-        .args([
-            "--brokers",
-            &b.address,
-            "--topic",
-            "rec-logs",
-            "--stop-at-end",
-        ])
-        .args(["--restart", &KILLS.to_string(), "--backoff", "200ms"]);
+    let mut cmd = launch_cmd(b, spec, "rec-logs", KILLS);
+    cmd.args(["--backoff", "200ms"]);
     let mut launch = Proc::spawn(cmd, dir, name, Stdio::null());
     let mut rng = Rng(seed);
     'kills: for attempt in 0..KILLS {
@@ -246,4 +219,26 @@ fn killed_five_times(
     assert!(err.contains("was stopped by SIGKILL"), "{err}");
     assert_eq!(accounting(err.as_bytes())["read"], EVENTS);
     (restarts, err)
+}
+
+/// A copy of the log-analysis spec as job `job` with `delivery = "exactly_once"`, its output
+/// topics and its commits topic created.
+fn exactly_once_job(b: &Broker, job: &str, dir: &Path) -> PathBuf {
+    let spec = variant_spec(job, "30s", dir);
+    let mut text = std::fs::read_to_string(&spec).unwrap();
+    text.push_str("\n[sink]\ndelivery = \"exactly_once\"\n");
+    std::fs::write(&spec, text).unwrap();
+    create_outputs(b, job, Some(job), &LOG_ANALYSES);
+    b.topic(&format!("{job}.commits"), 1);
+    spec
+}
+
+/// `logflow launch SPEC` with 2 processes reading `topic` to its end, restarted up to
+/// `restarts` times.
+fn launch_cmd(b: &Broker, spec: &Path, topic: &str, restarts: usize) -> Command {
+    let mut cmd = bin();
+    cmd.args(["launch", spec.to_str().unwrap(), "--processes", "2"])
+        .args(["--brokers", &b.address, "--topic", topic, "--stop-at-end"])
+        .args(["--restart", &restarts.to_string()]);
+    cmd
 }
