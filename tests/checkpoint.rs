@@ -10,22 +10,11 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::cluster::Proc;
+use common::recovery::{assert_fell_back, kill_and_damage, kill_attempts};
 use common::{accounting, bin, repo, run_file, tmpdir};
-
-/// A small deterministic generator (xorshift) for the kill moments: reproducible failures.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
 
 /// The log-analysis spec with checkpoints in `ckpt` every `interval`.
 fn spec(dir: &Path, ckpt: &Path, interval: &str) -> PathBuf {
@@ -77,16 +66,6 @@ fn assert_same_files(got: &Path, want: &Path, what: &str) {
     }
 }
 
-/// Complete checkpoints in `ckpt`, oldest first.
-fn complete(ckpt: &Path) -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(ckpt)
-        .map(|r| r.filter_map(|e| e.ok()).map(|e| e.path()).collect())
-        .unwrap_or_default();
-    dirs.retain(|d| d.join("MANIFEST").exists());
-    dirs.sort();
-    dirs
-}
-
 /// A 2-process job (`launch --restart 5`) killed with SIGKILL at random moments 5 times comes
 /// back from its checkpoints each time, and its files end up exactly like an uninterrupted
 /// run's.
@@ -107,39 +86,9 @@ fn a_job_killed_five_times_restores_its_checkpoints_and_writes_each_result_once(
         .args(["--output-dir", out.to_str().unwrap()])
         .args(["--restart", "5", "--backoff", "200ms"]);
     let mut launch = Proc::spawn(cmd, &dir, "launch", Stdio::null());
-    let mut rng = Rng(0x2545_F491_4F6C_DD1D);
-    let mut kills = 0;
-    'kills: for attempt in 0..5 {
-        let started = Instant::now();
-        let pids = loop {
-            let err = launch.stderr_text();
-            let pids: Vec<String> = err
-                .lines()
-                .filter_map(|l| l.strip_prefix("logflow launch: process "))
-                .filter_map(|l| l.split_once(" is pid "))
-                .map(|(_, pid)| pid.trim().to_string())
-                .skip(attempt * 2)
-                .collect();
-            if pids.len() == 2 && err.matches("runs workers").count() >= 2 * (attempt + 1) {
-                break pids;
-            }
-            if launch.child.try_wait().unwrap().is_some() {
-                break 'kills; // the job ended before this kill
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "attempt {attempt} did not start:\n{}",
-                launch.stderr_text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        std::thread::sleep(Duration::from_millis(400 + rng.next() % 900));
-        let victim = &pids[(rng.next() % 2) as usize];
-        let _ = std::process::Command::new("kill")
-            .args(["-KILL", victim])
-            .status();
-        kills += 1;
-    }
+    let kills = kill_attempts(&mut launch, 2, 5, 0x2545_F491_4F6C_DD1D, |_, rng| {
+        400 + rng.next() % 900
+    });
     let status = launch.wait(Duration::from_secs(300));
     let err = launch.stderr_text();
     assert!(status.is_some_and(|s| s.success()), "{status:?}:\n{err}");
@@ -179,49 +128,12 @@ fn a_corrupt_checkpoint_falls_back_to_the_previous_one() {
         cmd
     };
     let run = || run_w("1");
-    // Killed once at least two checkpoints are complete.
-    let mut first = Proc::spawn(run(), &dir, "first", Stdio::null());
-    let started = Instant::now();
-    while complete(&ckpt).len() < 2 {
-        assert!(
-            first.child.try_wait().unwrap().is_none(),
-            "the job ended before two checkpoints: make the input larger\n{}",
-            first.stderr_text()
-        );
-        assert!(started.elapsed() < Duration::from_secs(60));
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let _ = first.child.kill();
-    let _ = first.child.wait();
-    let good = complete(&ckpt);
-    let newest = good.last().unwrap().clone();
-    let previous = good[good.len() - 2].clone();
-    // One flipped byte in the newest checkpoint's part.
-    let part = newest.join("worker-0.part");
-    let mut bytes = std::fs::read(&part).unwrap();
-    let i = bytes.len() - 1;
-    bytes[i] ^= 0x40;
-    std::fs::write(&part, bytes).unwrap();
-
+    // Killed once two checkpoints are complete; the newest is then damaged.
+    let (damaged, previous) = kill_and_damage(run(), &dir, &ckpt, "worker-0.part");
     let second = run().output().unwrap();
     let err = String::from_utf8_lossy(&second.stderr).into_owned();
     assert!(second.status.success(), "{err}");
-    let name = |d: &Path| d.file_name().unwrap().to_string_lossy().into_owned();
-    let epoch = |d: &Path| {
-        name(d)
-            .trim_start_matches("epoch-")
-            .trim_start_matches('0')
-            .to_string()
-    };
-    assert!(
-        err.contains(&format!("checkpoint {} skipped", epoch(&newest)))
-            && err.contains("checksum mismatch"),
-        "the damaged checkpoint was not named:\n{err}"
-    );
-    assert!(
-        err.contains(&format!("restoring checkpoint {} ", epoch(&previous))),
-        "not restored from the previous checkpoint:\n{err}"
-    );
+    assert_fell_back(&err, &damaged, &previous);
     assert!(accounting(&second.stderr)["read"] < 1_000_000, "{err}");
     assert_same_files(&out, &want, "after a corrupt checkpoint");
 

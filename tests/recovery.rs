@@ -13,44 +13,20 @@ mod common;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::cluster::Proc;
 use common::kafka::{
     assert_topics_equal_files, create_outputs, file_results, gen, log_keys, variant_spec, Broker,
     LOG_ANALYSES,
 };
+use common::recovery::{assert_fell_back, kill_and_damage, kill_attempts};
 use common::rows::assert_same_rows;
 use common::{accounting, bin, tmpdir};
 use serde_json::Value;
 
 const EVENTS: u64 = 200_000;
 const KILLS: usize = 5;
-
-/// A small deterministic generator (xorshift) for the kill moments: reproducible failures.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
-/// The pids of the processes of the launcher's attempt `attempt` (0-based), once it has
-/// named them all.
-fn attempt_pids(err: &str, attempt: usize) -> Option<Vec<String>> {
-    let pids: Vec<String> = err
-        .lines()
-        .filter_map(|l| l.strip_prefix("logflow launch: process "))
-        .filter_map(|l| l.split_once(" is pid "))
-        .map(|(_, pid)| pid.trim().to_string())
-        .collect();
-    let mine: Vec<String> = pids.into_iter().skip(attempt * 2).take(2).collect();
-    (mine.len() == 2).then_some(mine)
-}
 
 #[test]
 fn a_job_killed_five_times_still_writes_every_result() {
@@ -160,6 +136,39 @@ fn a_job_killed_five_times_still_writes_every_result() {
          {} job restarts, {resumed} worker starts resumed",
         err.matches("starting the job again").count()
     );
+
+    // The newest checkpoint is damaged while the job is down: the restart names it, restores
+    // the one before, reads the topic on from that checkpoint's offsets, and read_committed
+    // every result is still there once.
+    let eosc = exactly_once_job(&b, "eosc", &dir);
+    let ckpt = dir.join("eosc.ckpt");
+    let run = || {
+        let mut cmd = bin();
+        cmd.args(["run", eosc.to_str().unwrap(), "-w", "2", "--quiet"])
+            .args([
+                "--brokers",
+                &b.address,
+                "--topic",
+                "rec-big",
+                "--stop-at-end",
+            ]);
+        cmd
+    };
+    let (damaged, previous) = kill_and_damage(run(), &dir, &ckpt, "worker-1.part");
+    let second = run().output().unwrap();
+    let err = String::from_utf8_lossy(&second.stderr).into_owned();
+    assert!(second.status.success(), "{err}");
+    assert_fell_back(&err, &damaged, &previous);
+    assert!(accounting(&second.stderr)["read"] < 400_000, "{err}");
+    assert_topics_equal_files(
+        &b,
+        Some("eosc"),
+        &LOG_ANALYSES,
+        &log_keys(),
+        &expected_big,
+        &dir,
+        "exactly once after a corrupt checkpoint",
+    );
 }
 
 /// Runs `spec` (2 processes, `launch --restart 5`, reading `rec-logs` to its end) and kills a
@@ -175,44 +184,16 @@ fn killed_five_times(
     let mut cmd = launch_cmd(b, spec, "rec-logs", KILLS);
     cmd.args(["--backoff", "200ms"]);
     let mut launch = Proc::spawn(cmd, dir, name, Stdio::null());
-    let mut rng = Rng(seed);
-    'kills: for attempt in 0..KILLS {
-        // Wait for this attempt's processes, then kill one of them at a random moment of its
-        // run.
-        let started = Instant::now();
-        // Both processes of this attempt are running the dataflow (set-up done).
-        let pids = loop {
-            let err = launch.stderr_text();
-            if let Some(p) = attempt_pids(&err, attempt) {
-                if err.matches("runs workers").count() >= 2 * (attempt + 1) {
-                    break p;
-                }
-            }
-            if launch.child.try_wait().unwrap().is_some() {
-                // A kill came after the job's end: there is no next attempt.
-                break 'kills;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "attempt {attempt} did not start:\n{}",
-                launch.stderr_text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        // The first kill comes early (so there is at least one restart); later ones 0.8–1.5 s
-        // into the run, mostly after results were written (and, exactly once, committed) and
-        // before the end.
-        let delay = if attempt == 0 {
+    // The first kill comes early (so there is at least one restart); later ones 0.8–1.5 s into
+    // the run, mostly after results were written (and, exactly once, committed) and before
+    // the end.
+    kill_attempts(&mut launch, 2, KILLS, seed, |attempt, rng| {
+        if attempt == 0 {
             300 + rng.next() % 600
         } else {
             800 + rng.next() % 700
-        };
-        std::thread::sleep(Duration::from_millis(delay));
-        let victim = &pids[(rng.next() % 2) as usize];
-        let _ = std::process::Command::new("kill")
-            .args(["-KILL", victim])
-            .status();
-    }
+        }
+    });
     let status = launch.wait(Duration::from_secs(300));
     let err = launch.stderr_text();
     assert!(status.is_some_and(|s| s.success()), "{status:?}:\n{err}");

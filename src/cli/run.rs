@@ -155,6 +155,12 @@ pub fn run(args: RunArgs) -> Result<(), Error> {
             "logflow: job {name} finished in {secs:.2}s ({:.0} records/s)",
             accounting.read as f64 / secs.max(1e-9)
         );
+        if let Some((n, last)) = observer.metrics().checkpoints_completed() {
+            eprintln!(
+                "logflow: {n} checkpoints completed, the last in {:.1} ms",
+                last.as_secs_f64() * 1000.0
+            );
+        }
     }
     // The identity is always printed last: tests and scripts read it.
     eprintln!("{accounting}");

@@ -323,6 +323,11 @@ impl Metrics {
         });
     }
 
+    /// Checkpoints completed so far, and how long the last one took.
+    pub fn checkpoints_completed(&self) -> Option<(u64, Duration)> {
+        (*lock(&self.checkpoints)).map(|c| (c.completed, c.last_duration))
+    }
+
     /// The job has ended: every metric now holds its final value.
     pub fn finish(&self) {
         self.running.store(false, Ordering::SeqCst);

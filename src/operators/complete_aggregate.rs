@@ -8,7 +8,7 @@
 //! (worker 0), so each emission is the whole table, consistently: complete mode is for small
 //! result tables, which it rewrites in full at every trigger.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::rc::Rc;
 
 use timely::dataflow::channels::pact::Exchange;
@@ -118,16 +118,14 @@ impl<'scope> CompleteAggregate<'scope> for StreamVec<'scope, u64, Partial> {
                 // Partials by their time, each held with a capability for the time the table
                 // including them is sent at (just before the next trigger): never earlier than
                 // needed, so a checkpoint barrier between triggers is not held up.
-                let mut pending: crate::operators::Pending<Partial> = BTreeMap::new();
                 // Checkpointed: the table, and the pending partials with their send times.
                 type Saved = (HashMap<Key, Vec<Acc>>, Vec<(u64, u64, Vec<Partial>)>);
                 let (mut table, saved) = slot
                     .as_ref()
                     .and_then(|s| s.restore::<Saved>())
                     .unwrap_or_default();
-                for (t, at, parts) in saved {
-                    pending.insert(t, (initial.delayed(&at), parts));
-                }
+                let mut pending: crate::operators::Pending<Partial> =
+                    crate::operators::rehold(&initial, saved);
                 drop(initial);
                 let mut rows = Vec::new();
                 let mut values = Vec::new();
@@ -189,11 +187,7 @@ impl<'scope> CompleteAggregate<'scope> for StreamVec<'scope, u64, Partial> {
                             .give_iterator(rows.drain(..));
                     }
                     if let Some((slot, epoch)) = barrier::due(&slot, frontier.frontier()) {
-                        let waiting: Vec<(u64, u64, &Vec<Partial>)> = pending
-                            .iter()
-                            .map(|(t, (cap, parts))| (*t, *cap.time(), parts))
-                            .collect();
-                        slot.save(epoch, &(&table, waiting));
+                        slot.save(epoch, &(&table, crate::operators::held(&pending)));
                     }
                 }
             },

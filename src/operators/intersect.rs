@@ -9,6 +9,8 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::StreamVec;
 
+use timely::progress::Antichain;
+
 use crate::checkpoint::barrier::{self, Slot};
 use crate::record::{key_hash, Key, Row};
 
@@ -61,17 +63,15 @@ impl<'scope> Intersect<'scope> for StreamVec<'scope, u64, Row> {
             Exchange::new(route),
             "Intersect",
             move |initial, _| {
-                // Rows waiting until `other` can no longer produce a match, by release time.
-                let mut waiting: BTreeMap<u64, (Capability<u64>, Vec<Row>)> = BTreeMap::new();
                 // Checkpointed: (release, send time, rows) of the waiting rows, and `seen`.
                 type Saved = (Vec<(u64, u64, Vec<Row>)>, HashMap<Key, Vec<(i64, i64)>>);
                 let (saved, mut seen) = slot
                     .as_ref()
                     .and_then(|s| s.restore::<Saved>())
                     .unwrap_or_default();
-                for (release, at, rows) in saved {
-                    waiting.insert(release, (initial.delayed(&at), rows));
-                }
+                // Rows waiting until `other` can no longer produce a match, by release time.
+                let mut waiting: BTreeMap<u64, (Capability<u64>, Vec<Row>)> =
+                    crate::operators::rehold(&initial, saved);
                 drop(initial);
                 move |(left, left_frontier), (right, right_frontier), output| {
                     right.for_each(|_, data| {
@@ -131,20 +131,15 @@ impl<'scope> Intersect<'scope> for StreamVec<'scope, u64, Row> {
                     } else if right_frontier.is_empty() && waiting.is_empty() {
                         seen.clear();
                     }
-                    // Both inputs at the barrier: the least of their frontiers.
-                    let both = if left_frontier
-                        .less_than(right_frontier.frontier().first().unwrap_or(&u64::MAX))
-                    {
-                        left_frontier.frontier()
-                    } else {
-                        right_frontier.frontier()
-                    };
-                    if let Some((slot, epoch)) = barrier::due(&slot, both) {
-                        let rows: Vec<(u64, u64, &Vec<Row>)> = waiting
-                            .iter()
-                            .map(|(r, (cap, rows))| (*r, *cap.time(), rows))
-                            .collect();
-                        slot.save(epoch, &(rows, &seen));
+                    // At the barrier when both inputs are: the least of the two frontiers.
+                    let least = left_frontier
+                        .frontier()
+                        .iter()
+                        .chain(right_frontier.frontier().iter())
+                        .min()
+                        .map_or_else(Antichain::new, |t| Antichain::from_elem(*t));
+                    if let Some((slot, epoch)) = barrier::due(&slot, least.borrow()) {
+                        slot.save(epoch, &(crate::operators::held(&waiting), &seen));
                     }
                 }
             },

@@ -66,3 +66,23 @@ pub(crate) fn stash<'a, D: 'a>(
 pub(crate) fn closing(release: u64, cap: &InputCapability<u64>) -> u64 {
     release.saturating_sub(1).max(time_of(cap))
 }
+
+/// Data held with a capability per key (windows by deadline, rows by release time), as a
+/// checkpoint saves it: `(key, the capability's time, data)`.
+pub(crate) fn held<K: Copy, V>(map: &BTreeMap<K, (Capability<u64>, V)>) -> Vec<(K, u64, &V)> {
+    map.iter()
+        .map(|(k, (cap, v))| (*k, *cap.time(), v))
+        .collect()
+}
+
+/// The inverse of [`held`] for a restored operator: each capability made again from the
+/// operator's initial one (at the least time, so any saved time can be held).
+pub(crate) fn rehold<K: Ord, V>(
+    initial: &Capability<u64>,
+    saved: Vec<(K, u64, V)>,
+) -> BTreeMap<K, (Capability<u64>, V)> {
+    saved
+        .into_iter()
+        .map(|(k, t, v)| (k, (initial.delayed(&t), v)))
+        .collect()
+}

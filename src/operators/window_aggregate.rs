@@ -97,14 +97,12 @@ impl<'scope> WindowAggregate<'scope> for StreamVec<'scope, u64, Partial> {
             // foldhash: the keys come from the input, but routing already spreads them, and
             // SipHash's DoS resistance costs more than the merge itself.
             type Open = HashMap<(i64, Key), Vec<Acc>, foldhash::fast::FixedState>;
-            let mut windows: BTreeMap<u64, (Capability<u64>, Open)> = BTreeMap::new();
             // Checkpointed: the open windows, each with its deadline and the time it is sent at.
-            type Saved = Vec<(u64, u64, Open)>;
-            if let Some(saved) = slot.as_ref().and_then(|s| s.restore::<Saved>()) {
-                for (deadline, at, open) in saved {
-                    windows.insert(deadline, (initial.delayed(&at), open));
-                }
-            }
+            let mut windows: BTreeMap<u64, (Capability<u64>, Open)> = slot
+                .as_ref()
+                .and_then(|s| s.restore())
+                .map(|saved| crate::operators::rehold(&initial, saved))
+                .unwrap_or_default();
             drop(initial);
             let mut out = Vec::new();
             let mut values = Vec::new();
@@ -157,11 +155,7 @@ impl<'scope> WindowAggregate<'scope> for StreamVec<'scope, u64, Partial> {
                     }
                 }
                 if let Some((slot, epoch)) = barrier::due(&slot, frontier.frontier()) {
-                    let saved: Vec<(u64, u64, &Open)> = windows
-                        .iter()
-                        .map(|(d, (cap, open))| (*d, *cap.time(), open))
-                        .collect();
-                    slot.save(epoch, &saved);
+                    slot.save(epoch, &crate::operators::held(&windows));
                 }
             }
         })

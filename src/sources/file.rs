@@ -264,6 +264,20 @@ mod tests {
         assert_eq!((got[2].0.len(), got[2].1, got[2].2), (100, 3, Some(300)));
     }
 
+    /// Every record `r` has left, `per_call` at a time.
+    fn drain(r: &mut FileReader, per_call: usize) -> Vec<(Vec<u8>, u64)> {
+        let mut out = Vec::new();
+        let mut batch = RecordBatch::default();
+        loop {
+            batch.clear();
+            let status = r.read(&mut batch, per_call).unwrap();
+            out.extend(batch.iter().map(|(b, p, _)| (b.to_vec(), p)));
+            if status == ReadStatus::Ended {
+                return out;
+            }
+        }
+    }
+
     #[test]
     fn skipping_lines_resumes_at_the_next_record() {
         let mut input = Vec::new();
@@ -277,27 +291,11 @@ mod tests {
         let mut batch = RecordBatch::default();
         whole.read(&mut batch, 150_123).unwrap();
         let point = whole.resume_point().unwrap();
-        let mut rest = Vec::new();
-        loop {
-            batch.clear();
-            let status = whole.read(&mut batch, 7_000).unwrap();
-            rest.extend(batch.iter().map(|(b, p, _)| (b.to_vec(), p)));
-            if status == ReadStatus::Ended {
-                break;
-            }
-        }
+        let rest = drain(&mut whole, 7_000);
         let mut resumed = FileReader::from_reader("t", Box::new(io::Cursor::new(input)), 64);
         resumed.skip_lines(point - 1).unwrap();
         assert_eq!(resumed.resume_point(), Some(point));
-        let mut again = Vec::new();
-        loop {
-            batch.clear();
-            let status = resumed.read(&mut batch, 9_000).unwrap();
-            again.extend(batch.iter().map(|(b, p, _)| (b.to_vec(), p)));
-            if status == ReadStatus::Ended {
-                break;
-            }
-        }
+        let again = drain(&mut resumed, 9_000);
         assert_eq!(
             rest.first().map(|r| r.0.clone()),
             Some(b"line 150124".to_vec())

@@ -121,4 +121,5 @@ pub fn service_script(script: &str, state_var: &str, state: &Path, args: &[&str]
 
 pub mod cluster;
 pub mod kafka;
+pub mod recovery;
 pub mod rows;
