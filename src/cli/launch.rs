@@ -168,6 +168,8 @@ pub(crate) fn die_with_supervisor() {
     else {
         return;
     };
+    // Meant for this process only, not for any it starts (still single-threaded here).
+    std::env::remove_var(SUPERVISOR_ENV);
     if nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).is_err() {
         return;
     }
