@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::operators::exact::ExactSum;
 use crate::operators::value_set::ValueSet;
-use crate::record::{Event, Value};
+use crate::record::value::float_key;
+use crate::record::{Event, Value, ValueRef};
 use crate::spec::expr::Expr;
 
 /// The aggregate functions of specs.
@@ -121,7 +122,11 @@ impl AccSpec {
             }
             (_, acc) => {
                 let v = match &self.arg {
-                    Some(Expr::Field(f)) => event.get(*f).to_owned(),
+                    Some(Expr::Field(f)) => match event.get(*f) {
+                        ValueRef::Null => return,
+                        ValueRef::Float(x) if acc.absorb_f64(x) => return,
+                        r => r.to_owned(),
+                    },
                     Some(e) => e.eval(event),
                     None => return,
                 };
@@ -170,6 +175,49 @@ pub enum Acc {
 }
 
 impl Acc {
+    /// Absorbs the float `x` as [`Acc::absorb`] absorbs `Value::Float(x)`, without building a
+    /// `Value`, where that is simple (numeric aggregates whose state holds no other kind of
+    /// value); false when the caller must use `absorb`.
+    #[inline]
+    fn absorb_f64(&mut self, x: f64) -> bool {
+        match self {
+            Acc::Count(n) => *n += 1,
+            Acc::Sum {
+                float, is_float, n, ..
+            } => {
+                *is_float = true;
+                float.add(x);
+                *n += 1;
+            }
+            Acc::Avg { sum, n } => {
+                sum.add(x);
+                *n += 1;
+            }
+            // `Value`'s order on two floats (see `Ord for Value`).
+            Acc::Min(m) => match m {
+                Value::Null => *m = Value::Float(x),
+                Value::Float(y) => {
+                    if float_key(x).total_cmp(&float_key(*y)).is_lt() {
+                        *y = x
+                    }
+                }
+                _ => return false,
+            },
+            Acc::Max(m) => match m {
+                Value::Null => *m = Value::Float(x),
+                Value::Float(y) => {
+                    if float_key(x).total_cmp(&float_key(*y)).is_gt() {
+                        *y = x
+                    }
+                }
+                _ => return false,
+            },
+            Acc::Moments { .. } => return self.absorb_moments(x),
+            Acc::Distinct(_) | Acc::Set(_) | Acc::List(_) => return false,
+        }
+        true
+    }
+
     /// Absorbs one non-null value.
     fn absorb(&mut self, v: Value, event: &Event) {
         match self {
@@ -208,33 +256,43 @@ impl Acc {
                     *m = v
                 }
             }
-            Acc::Moments {
-                n,
-                sum,
-                sumsq,
-                approx,
-            } => {
+            Acc::Moments { .. } => {
                 if let Some(x) = v.as_f64() {
-                    *n += 1;
-                    sum.add(x);
-                    let a = x.abs();
-                    if (SQ_MIN..=SQ_MAX).contains(&a) || x == 0.0 {
-                        // Two-product: p + e == x² exactly (no overflow, no underflow here).
-                        let p = x * x;
-                        let e = x.mul_add(x, -p);
-                        sumsq.add(p);
-                        if e != 0.0 {
-                            sumsq.add(e);
-                        }
-                    } else {
-                        *approx = true;
-                        sumsq.add(x * x);
-                    }
+                    self.absorb_moments(x);
                 }
             }
             Acc::Distinct(s) | Acc::Set(s) => s.insert(v),
             Acc::List(l) => l.push((event.timestamp, event.pos, v)),
         }
+    }
+
+    /// Adds `x` to the moments (true; a no-op on other states).
+    #[inline]
+    fn absorb_moments(&mut self, x: f64) -> bool {
+        if let Acc::Moments {
+            n,
+            sum,
+            sumsq,
+            approx,
+        } = self
+        {
+            *n += 1;
+            sum.add(x);
+            let a = x.abs();
+            if (SQ_MIN..=SQ_MAX).contains(&a) || x == 0.0 {
+                // Two-product: p + e == x² exactly (no overflow, no underflow here).
+                let p = x * x;
+                let e = x.mul_add(x, -p);
+                sumsq.add(p);
+                if e != 0.0 {
+                    sumsq.add(e);
+                }
+            } else {
+                *approx = true;
+                sumsq.add(x * x);
+            }
+        }
+        true
     }
 
     /// Merges a partial of the same kind.
@@ -502,6 +560,67 @@ mod tests {
                 panic!()
             };
             assert!((a - b).abs() < 1e-12);
+        }
+    }
+
+    /// The float fast path (`Acc::absorb_f64`) and the general one agree, mixed with ints.
+    #[test]
+    fn float_fast_path_equals_absorbing_values() {
+        let xs = [
+            Some(0.5),
+            Some(-0.0),
+            None,
+            Some(0.0),
+            Some(-3.25),
+            Some(1e300),
+            Some(f64::NAN),
+            Some(7.0),
+        ];
+        for f in [
+            AggFunc::Sum,
+            AggFunc::Avg,
+            AggFunc::Min,
+            AggFunc::Max,
+            AggFunc::Stddev,
+            AggFunc::CountNonNull,
+        ] {
+            let s = spec(f, Some(Field::ResponseTime));
+            for i in 0..xs.len() {
+                // Ints first, then floats (an int-holding Min/Max falls back to `absorb`).
+                let mut fast = s.new_state();
+                let mut slow = s.new_state();
+                let mut ev = Event {
+                    status_code: Some(i as i64 - 3),
+                    ..Event::default()
+                };
+                let int_spec = spec(f, Some(Field::StatusCode));
+                int_spec.update(&mut fast, &ev);
+                slow.absorb(Value::Int(i as i64 - 3), &ev);
+                for y in xs.iter().cycle().skip(i).take(xs.len()) {
+                    ev.response_time = *y;
+                    s.update(&mut fast, &ev);
+                    if let Some(y) = y {
+                        slow.absorb(Value::Float(*y), &ev);
+                    }
+                }
+                let (a, b) = (fast.finish(), slow.finish());
+                assert!(
+                    a == b || format!("{a:?}") == format!("{b:?}"),
+                    "{f:?}: {a:?} vs {b:?}"
+                );
+            }
+            // Floats only.
+            let mut fast = s.new_state();
+            let mut slow = s.new_state();
+            for y in xs.iter().flatten() {
+                let ev = Event {
+                    response_time: Some(*y),
+                    ..Event::default()
+                };
+                s.update(&mut fast, &ev);
+                slow.absorb(Value::Float(*y), &ev);
+            }
+            assert_eq!(format!("{fast:?}"), format!("{slow:?}"), "{f:?}");
         }
     }
 

@@ -203,7 +203,9 @@ pub fn write_json_str(s: &str, out: &mut String) {
     }
 }
 
-fn float_key(f: f64) -> f64 {
+/// Floats as `Value` orders and hashes them: -0.0 is 0.0.
+#[inline]
+pub fn float_key(f: f64) -> f64 {
     if f == 0.0 {
         0.0
     } else {
