@@ -124,7 +124,7 @@ impl<'a> Scan<'a> {
     }
 
     /// A string without escapes or control characters.
-    #[inline]
+    #[inline(always)]
     fn string(&mut self) -> Option<&'a str> {
         self.eat(b'"')?;
         let start = self.i;
@@ -140,7 +140,7 @@ impl<'a> Scan<'a> {
     /// An object key: a known field name is matched in place (a few comparisons of known
     /// length, no scan for its closing quote, no lookup); any other key is scanned and looked
     /// up. `None`: not a plain string.
-    #[inline]
+    #[inline(always)]
     fn key(&mut self) -> Option<Option<Field>> {
         if self.b.get(self.i) == Some(&b'"') {
             if let Some((f, len)) = known_key(&self.b[self.i + 1..]) {
@@ -192,6 +192,7 @@ impl<'a> Scan<'a> {
         self.s.get(start..i)
     }
 
+    #[inline(always)]
     fn value(&mut self) -> Option<Tok<'a>> {
         match self.b.get(self.i)? {
             b'"' => self.string().map(Tok::Str),
@@ -212,7 +213,8 @@ impl<'a> Scan<'a> {
 /// `rest` (the text after a key's opening quote) starts with `name` and its closing quote.
 #[inline(always)]
 fn is_key<const N: usize>(rest: &[u8], name: &[u8; N]) -> bool {
-    rest.len() > N && rest[..N] == *name && rest[N] == b'"'
+    // Array against array: a comparison of known length, inlined (no `memcmp` call).
+    rest.get(N) == Some(&b'"') && <&[u8; N]>::try_from(&rest[..N]).is_ok_and(|r| r == name)
 }
 
 /// The field whose name, then a quote, starts `rest`, and the name's length.
@@ -252,22 +254,25 @@ fn known_key(rest: &[u8]) -> Option<(Field, usize)> {
 /// The first `"` or `\` in `b` at or after `from`. Strings in records are short (a few to a few
 /// dozen bytes), where a call into `memchr` costs more than the scan: eight bytes per step
 /// with word arithmetic instead.
-#[inline]
+#[inline(always)]
 fn quote_or_backslash(b: &[u8], from: usize) -> Option<usize> {
     const LO: u64 = 0x0101_0101_0101_0101;
     const HI: u64 = 0x8080_8080_8080_8080;
-    // Bytes of `w` equal to `c` get their high bit set; bits above the first such byte may be
-    // wrong (borrows), the lowest one never is.
-    let eq = |w: u64, c: u8| {
-        let x = w ^ (LO * u64::from(c));
-        x.wrapping_sub(LO) & !x & HI
+    // Bytes of `w` equal to `"` or `\` get their high bit set; bits above the first such byte
+    // may be wrong (borrows), the lowest one never is.
+    let hits = |w: u64| {
+        let q = w ^ (LO * u64::from(b'"'));
+        let s = w ^ (LO * u64::from(b'\\'));
+        (q.wrapping_sub(LO) & !q | s.wrapping_sub(LO) & !s) & HI
+    };
+    let word = |i: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&b[i..i + 8]);
+        u64::from_le_bytes(w)
     };
     let mut i = from;
-    while let Some(chunk) = b.get(i..i + 8) {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(chunk);
-        let w = u64::from_le_bytes(w);
-        let m = eq(w, b'"') | eq(w, b'\\');
+    while i + 8 <= b.len() {
+        let m = hits(word(i));
         if m != 0 {
             return Some(i + (m.trailing_zeros() / 8) as usize);
         }
@@ -295,9 +300,48 @@ fn float(n: &str) -> Option<f64> {
         } else {
             n.parse::<u64>().ok().map(|v| v as f64)
         }
+    } else if let Some(v) = short_decimal(n.as_bytes()) {
+        Some(v)
     } else {
         n.parse::<f64>().ok().filter(|v| v.is_finite())
     }
+}
+
+/// Exact powers of ten as doubles.
+const POW10: [f64; 16] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+];
+
+/// A decimal of at most 15 digits with a fraction and no exponent (`0.160`, the usual
+/// response time), correctly rounded: its digits as an integer and the power of ten are both
+/// exact doubles, so one division rounds once (Clinger's fast path, the first thing
+/// `str::parse` tries too, without its general set-up). `None` for anything else.
+#[inline]
+fn short_decimal(n: &[u8]) -> Option<f64> {
+    let (neg, digits) = match n.split_first()? {
+        (b'-', rest) => (true, rest),
+        _ => (false, n),
+    };
+    let mut m = 0u64;
+    let mut count = 0;
+    let mut point = None;
+    for (i, &c) in digits.iter().enumerate() {
+        match c {
+            b'0'..=b'9' => {
+                count += 1;
+                if count > 15 {
+                    return None;
+                }
+                m = m * 10 + u64::from(c - b'0');
+            }
+            b'.' if point.is_none() => point = Some(i),
+            _ => return None,
+        }
+    }
+    // Digits on both sides of the point.
+    let p = point.filter(|&p| p > 0 && p + 1 < digits.len())?;
+    let v = m as f64 / *POW10.get(digits.len() - 1 - p)?;
+    Some(if neg { -v } else { v })
 }
 
 #[inline(always)]
@@ -329,7 +373,10 @@ fn object(line: &str, keep: FieldSet, kind: fn(Field) -> Kind, e: &mut Event) ->
                 (Kind::Str, Tok::Null) => set_str(e, field?, None),
                 (Kind::Str, Tok::Str(v)) => {
                     let f = field?;
-                    set_str(e, f, keep.contains(f).then(|| Str::from(v)))
+                    // A field not kept stays `None` (as `e` came), even when repeated.
+                    if keep.contains(f) {
+                        set_str(e, f, Some(Str::from(v)))
+                    }
                 }
                 (Kind::Float, Tok::Null) => set_float(e, field?, None),
                 (Kind::Float, Tok::Num(n)) => set_float(e, field?, Some(float(n)?)),
@@ -476,6 +523,45 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    #[test]
+    fn short_decimals_are_correctly_rounded() {
+        let mut rng = Rng::new(11);
+        let mut cases: Vec<String> = [
+            "0.160",
+            "-0.0",
+            "0.0",
+            "-0.5",
+            "123456789012.345",
+            "0.000000000000001",
+            "9.99999999999999",
+            "1.7976931348623157",
+            "0.1",
+            "0.3",
+            "2.675",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        for _ in 0..20_000 {
+            let int = rng.below(1_000_000);
+            let frac_digits = 1 + rng.below(9) as usize;
+            let frac = rng.below(10u64.pow(frac_digits as u32));
+            let sign = if rng.below(4) == 0 { "-" } else { "" };
+            cases.push(format!("{sign}{int}.{frac:0frac_digits$}"));
+        }
+        for n in &cases {
+            let want = n.parse::<f64>().ok();
+            let got = short_decimal(n.as_bytes());
+            if got.is_some() {
+                assert_eq!(got.map(f64::to_bits), want.map(f64::to_bits), "{n}");
+            }
+            assert_eq!(float(n).map(f64::to_bits), want.map(f64::to_bits), "{n}");
+        }
+        for n in ["1e5", "1.5e3", "12", "0.1234567890123456", "1..2", "-", "."] {
+            assert_eq!(short_decimal(n.as_bytes()), None, "{n}");
         }
     }
 
