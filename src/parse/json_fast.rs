@@ -8,7 +8,7 @@
 //! parsed with the same correctly rounded conversions, duplicate keys keep the last value, and
 //! fields outside `keep` are checked but not copied.
 
-use super::timestamp::parse_rfc3339;
+use super::timestamp::parse_rfc3339_bytes;
 use crate::record::{Event, Field, FieldSet, Str};
 
 /// What a format reads from a key.
@@ -143,7 +143,7 @@ impl<'a> Scan<'a> {
     #[inline(always)]
     fn key(&mut self) -> Option<Option<Field>> {
         if self.b.get(self.i) == Some(&b'"') {
-            if let Some((f, len)) = known_key(&self.b[self.i + 1..]) {
+            if let Some((f, len)) = known_key(self.b.get(self.i + 1..)?) {
                 self.i += len + 2;
                 return Some(Some(f));
             }
@@ -218,7 +218,7 @@ fn is_key<const N: usize>(rest: &[u8], name: &[u8; N]) -> bool {
 }
 
 /// The field whose name, then a quote, starts `rest`, and the name's length.
-#[inline]
+#[inline(always)]
 fn known_key(rest: &[u8]) -> Option<(Field, usize)> {
     macro_rules! try_keys {
         ($($name:literal => $f:expr),+) => {
@@ -288,9 +288,33 @@ fn is_integer(n: &str) -> bool {
     !n.bytes().any(|c| matches!(c, b'.' | b'e' | b'E'))
 }
 
+/// An integer in JSON grammar as `str::parse::<i64>` reads it; `None` where that fails.
+#[inline]
+fn int(n: &str) -> Option<i64> {
+    let (neg, digits) = match n.as_bytes().split_first()? {
+        (b'-', rest) => (true, rest),
+        _ => (false, n.as_bytes()),
+    };
+    if digits.is_empty() || digits.len() > 18 {
+        // Up to 18 digits cannot overflow; longer ones are left to `parse`.
+        return n.parse().ok();
+    }
+    let mut v = 0i64;
+    for &c in digits {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        v = v * 10 + i64::from(c - b'0');
+    }
+    Some(if neg { -v } else { v })
+}
+
 /// A number field as serde reads it into an `f64`: integers through `i64`/`u64` (then `as`),
 /// others correctly rounded; out of range is left to serde.
 fn float(n: &str) -> Option<f64> {
+    if let Some(v) = short_decimal(n.as_bytes()) {
+        return Some(v);
+    }
     if is_integer(n) {
         if n.starts_with('-') {
             // serde_json reads `-0` as the float -0.0.
@@ -300,8 +324,6 @@ fn float(n: &str) -> Option<f64> {
         } else {
             n.parse::<u64>().ok().map(|v| v as f64)
         }
-    } else if let Some(v) = short_decimal(n.as_bytes()) {
-        Some(v)
     } else {
         n.parse::<f64>().ok().filter(|v| v.is_finite())
     }
@@ -366,9 +388,9 @@ fn object(line: &str, keep: FieldSet, kind: fn(Field) -> Kind, e: &mut Event) ->
             match (field.map_or(Kind::Skip, kind), value) {
                 (Kind::Skip, _) => {}
                 (Kind::Ts, Tok::Null) => ts = None,
-                (Kind::Ts, Tok::Str(v)) => ts = Some(parse_rfc3339(v)?),
+                (Kind::Ts, Tok::Str(v)) => ts = Some(parse_rfc3339_bytes(v.as_bytes())?),
                 (Kind::Ts, Tok::Num(n)) if n.bytes().all(|c| c.is_ascii_digit()) => {
-                    ts = Some(n.parse::<i64>().ok()?)
+                    ts = Some(int(n)?)
                 }
                 (Kind::Str, Tok::Null) => set_str(e, field?, None),
                 (Kind::Str, Tok::Str(v)) => {
@@ -381,9 +403,7 @@ fn object(line: &str, keep: FieldSet, kind: fn(Field) -> Kind, e: &mut Event) ->
                 (Kind::Float, Tok::Null) => set_float(e, field?, None),
                 (Kind::Float, Tok::Num(n)) => set_float(e, field?, Some(float(n)?)),
                 (Kind::Int, Tok::Null) => e.status_code = None,
-                (Kind::Int, Tok::Num(n)) if is_integer(n) => {
-                    e.status_code = Some(n.parse::<i64>().ok()?)
-                }
+                (Kind::Int, Tok::Num(n)) if is_integer(n) => e.status_code = Some(int(n)?),
                 // A value of the wrong type: serde words the error.
                 _ => return None,
             }
@@ -562,6 +582,28 @@ mod tests {
         }
         for n in ["1e5", "1.5e3", "12", "0.1234567890123456", "1..2", "-", "."] {
             assert_eq!(short_decimal(n.as_bytes()), None, "{n}");
+        }
+    }
+
+    #[test]
+    fn integers_as_str_parse_reads_them() {
+        for n in [
+            "0",
+            "-0",
+            "7",
+            "-5",
+            "200",
+            "123456789012345678",
+            "-123456789012345678",
+            "1234567890123456789",
+            "9223372036854775807",
+            "9223372036854775808",
+            "-9223372036854775808",
+            "-",
+            "",
+            "12a",
+        ] {
+            assert_eq!(int(n), n.parse::<i64>().ok(), "{n}");
         }
     }
 

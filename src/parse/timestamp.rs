@@ -62,7 +62,11 @@ fn to_ms(
 /// epoch milliseconds. `None` for anything else, for impossible dates, leap seconds and times
 /// before 1970.
 pub fn parse_rfc3339(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
+    parse_rfc3339_bytes(s.as_bytes())
+}
+
+/// [`parse_rfc3339`] of the bytes of a string.
+pub fn parse_rfc3339_bytes(b: &[u8]) -> Option<i64> {
     if b.len() < 20 {
         return None;
     }
@@ -103,6 +107,16 @@ thread_local! {
 /// The rest of an RFC 3339 timestamp whose (valid) date is day `days` since the epoch.
 #[inline]
 fn finish_rfc3339(b: &[u8], days: i64, (h, mi, sec): (u32, u32, u32)) -> Option<i64> {
+    // The usual form, `.mmmZ`, first.
+    if let &[b'.', m0, m1, m2, b'Z'] = &b[19..] {
+        if h > 23 || mi > 59 || sec > 59 {
+            return None;
+        }
+        let ms = digits(&[m0, m1, m2], 0, 3)?;
+        let secs = days * 86_400 + (h * 3600 + mi * 60 + sec) as i64;
+        let total = secs * 1000 + ms as i64;
+        return (total >= 0).then_some(total);
+    }
     let mut i = 19;
     let mut ms = 0u32;
     if b.get(i) == Some(&b'.') {
