@@ -15,7 +15,7 @@ use crate::operators::exact::ExactSum;
 use crate::operators::value_set::ValueSet;
 use crate::record::value::float_key;
 use crate::record::{Event, Value, ValueRef};
-use crate::spec::expr::Expr;
+use crate::spec::expr::{BinOp, Expr};
 
 /// The aggregate functions of specs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -98,7 +98,19 @@ impl AccSpec {
         match (self.func, acc) {
             (AggFunc::Count, Acc::Count(n)) => *n += 1,
             (AggFunc::CountIf, Acc::Count(n)) => {
-                if self.arg.as_ref().is_some_and(|c| c.test(event)) {
+                let hit = match &self.arg {
+                    // `field OP number`, the usual condition, decided here as `Expr::test`
+                    // decides it (without its general dispatch); NaN goes to `test`.
+                    Some(c @ Expr::Binary(op, a, b)) => match (a.as_ref(), b.as_ref()) {
+                        (Expr::Field(f), Expr::Lit(lit)) => {
+                            compare_number(event.get(*f), *op, lit).unwrap_or_else(|| c.test(event))
+                        }
+                        _ => c.test(event),
+                    },
+                    Some(c) => c.test(event),
+                    None => false,
+                };
+                if hit {
                     *n += 1
                 }
             }
@@ -137,6 +149,36 @@ impl AccSpec {
             }
         }
     }
+}
+
+/// `v OP lit` for a numeric literal and a comparison, as `Expr::test` decides `field OP
+/// literal` on borrowed values; `None` where this does not apply (another literal or
+/// operator, NaN): the caller asks `Expr::test`.
+#[inline]
+fn compare_number(v: ValueRef<'_>, op: BinOp, lit: &Value) -> Option<bool> {
+    use std::cmp::Ordering;
+    let ord = match (v, lit) {
+        (_, Value::Int(_) | Value::Float(_)) if !is_comparison(op) => return None,
+        (ValueRef::Null | ValueRef::Str(_), Value::Int(_) | Value::Float(_)) => return Some(false),
+        (ValueRef::Int(x), Value::Int(y)) => x.cmp(y),
+        (x, Value::Int(_) | Value::Float(_)) => x.as_f64()?.partial_cmp(&lit.as_f64()?)?,
+        _ => return None,
+    };
+    Some(match op {
+        BinOp::Eq => ord == Ordering::Equal,
+        BinOp::Ne => ord != Ordering::Equal,
+        BinOp::Lt => ord == Ordering::Less,
+        BinOp::Le => ord != Ordering::Greater,
+        BinOp::Gt => ord == Ordering::Greater,
+        _ => ord != Ordering::Less,
+    })
+}
+
+fn is_comparison(op: BinOp) -> bool {
+    matches!(
+        op,
+        BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge
+    )
 }
 
 /// Accumulator state; serializable so partials can cross workers.
@@ -560,6 +602,58 @@ mod tests {
                 panic!()
             };
             assert!((a - b).abs() < 1e-12);
+        }
+    }
+
+    /// `count_if(field OP number)` counts what `Expr::test` accepts, for every kind of value.
+    #[test]
+    fn count_if_comparisons_agree_with_expr_test() {
+        use crate::spec::expr::parse;
+        let vals = [
+            None,
+            Some(Value::Int(200)),
+            Some(Value::Int(400)),
+            Some(Value::Int(-1)),
+            Some(Value::Float(0.5)),
+            Some(Value::Float(1.0)),
+            Some(Value::Float(400.0)),
+            Some(Value::Float(f64::NAN)),
+            Some(Value::Float(-0.0)),
+            Some(Value::Str("x".into())),
+            Some(Value::Str("400".into())),
+        ];
+        for op in ["=", "!=", "<", "<=", ">", ">=", "+"] {
+            for lit in ["400", "1.0", "0", "-0.0", "'x'"] {
+                for field in ["status_code", "response_time", "service"] {
+                    let src = if op == "+" {
+                        format!("{field} + {lit} > 1")
+                    } else {
+                        format!("{field} {op} {lit}")
+                    };
+                    let Ok(ast) = parse(&src) else { continue };
+                    let Ok(cond) = ast.bind_fields(&Field::from_name) else {
+                        continue;
+                    };
+                    let s = AccSpec {
+                        func: AggFunc::CountIf,
+                        arg: Some(cond.clone()),
+                    };
+                    for v in &vals {
+                        let mut ev = Event::default();
+                        match (field, v) {
+                            (_, None) => {}
+                            ("status_code", Some(Value::Int(i))) => ev.status_code = Some(*i),
+                            ("response_time", Some(Value::Float(f))) => ev.response_time = Some(*f),
+                            ("service", Some(Value::Str(x))) => ev.service = Some(x.clone()),
+                            _ => continue,
+                        }
+                        let mut acc = s.new_state();
+                        s.update(&mut acc, &ev);
+                        let want = Acc::Count(u64::from(cond.test(&ev)));
+                        assert_eq!(acc, want, "{src} on {v:?}");
+                    }
+                }
+            }
         }
     }
 
