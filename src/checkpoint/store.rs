@@ -105,6 +105,32 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
         .map_err(|e| Error::io(dir, e))
 }
 
+/// Like [`write_atomic`], but never replaces an existing `path`: the temporary file is linked
+/// to its name, which fails if the name exists. `false`: it existed, nothing changed.
+fn write_new(path: &Path, bytes: &[u8]) -> Result<bool, Error> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".new.tmp-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    let mut f = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    f.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
+    f.sync_all().map_err(|e| Error::io(&tmp, e))?;
+    drop(f);
+    let linked = fs::hard_link(&tmp, path);
+    let _ = fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
+        Err(e) => return Err(Error::io(path, e)),
+    }
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(dir, e))?;
+    Ok(true)
+}
+
 impl Store {
     /// Opens (creating it if needed) a checkpoint directory.
     pub fn open(dir: impl Into<PathBuf>) -> Result<Store, Error> {
@@ -125,18 +151,65 @@ impl Store {
     }
 
     /// Completes checkpoint `epoch` of `workers` parts (all written before) with the manifest's
-    /// payload, then removes all but the newest `keep` complete checkpoints.
+    /// payload, then removes all but the newest `keep` complete checkpoints. Several workers
+    /// may see the last part land at once: the first manifest stays (`false`: another was
+    /// there already, and nothing was written).
     pub fn commit(
         &self,
         epoch: u64,
         workers: usize,
         payload: &[u8],
         keep: usize,
-    ) -> Result<(), Error> {
+    ) -> Result<bool, Error> {
         let mut manifest = (workers as u64).to_le_bytes().to_vec();
         manifest.extend_from_slice(payload);
-        write_atomic(&self.epoch_dir(epoch).join(MANIFEST), &frame(&manifest))?;
-        self.prune(keep.max(1))
+        let written = write_new(&self.epoch_dir(epoch).join(MANIFEST), &frame(&manifest))?;
+        if written {
+            self.prune(keep.max(1))?;
+        }
+        Ok(written)
+    }
+
+    /// Whether every one of `workers` parts of checkpoint `epoch` is written.
+    pub fn has_parts(&self, epoch: u64, workers: usize) -> bool {
+        let dir = self.epoch_dir(epoch);
+        (0..workers).all(|w| dir.join(format!("worker-{w}.part")).exists())
+    }
+
+    /// The manifest's payload of checkpoint `epoch` once it is complete (`Ok(None)`: not yet).
+    pub fn manifest(&self, epoch: u64) -> Result<Option<Vec<u8>>, Error> {
+        let path = self.epoch_dir(epoch).join(MANIFEST);
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io(&path, e)),
+        };
+        let payload =
+            unframe(&bytes).map_err(|why| Error::Runtime(format!("{}: {why}", path.display())))?;
+        Ok(payload.get(8..).map(<[u8]>::to_vec))
+    }
+
+    /// Removes every checkpoint newer than `epoch` (all of them for `None`): parts left by a
+    /// run that died before completing them, or damaged ones, which a restarted run would
+    /// otherwise mistake for its own when it reaches the same epochs.
+    pub fn discard_after(&self, epoch: Option<u64>) -> Result<Vec<u64>, Error> {
+        let mut gone = Vec::new();
+        for e in self.epochs()? {
+            if epoch.is_none_or(|keep| e > keep) {
+                let dir = self.epoch_dir(e);
+                match fs::remove_dir_all(&dir) {
+                    Ok(()) => gone.push(e),
+                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(err) => return Err(Error::io(&dir, err)),
+                }
+            }
+        }
+        Ok(gone)
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Epochs present in the directory, newest first.

@@ -57,6 +57,7 @@ pub fn bench_read(args: BenchReadArgs) -> Result<(), Error> {
                 &owned,
                 StartAt::Earliest,
                 end.clone(),
+                &|_| None,
             );
             std::thread::spawn(move || read_all(readers?))
         })

@@ -155,6 +155,28 @@ pub(crate) fn logflow_exe() -> Result<PathBuf, Error> {
 /// all of them. After one fails, the others get `grace` to stop by themselves before they are
 /// killed. Fails only when a process cannot be started; how the processes ended is in the
 /// returned [`Supervised`].
+/// Names the supervisor's pid in the environment of the processes it starts.
+const SUPERVISOR_ENV: &str = "LOGFLOW_SUPERVISOR_PID";
+
+/// In a process started by [`supervise`]: dies with the supervisor. A supervisor killed
+/// outright (SIGKILL cannot be passed on) would otherwise leave its processes running: a job
+/// twice, writing the same checkpoints and outputs as the one started next.
+pub(crate) fn die_with_supervisor() {
+    let Some(parent) = std::env::var(SUPERVISOR_ENV)
+        .ok()
+        .and_then(|p| p.parse::<i32>().ok())
+    else {
+        return;
+    };
+    if nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).is_err() {
+        return;
+    }
+    // Gone before the line above took effect: stop now.
+    if nix::unistd::getppid() != Pid::from_raw(parent) {
+        std::process::exit(1);
+    }
+}
+
 pub(crate) fn supervise(
     label: &str,
     n: usize,
@@ -169,7 +191,8 @@ pub(crate) fn supervise(
     let mut procs: Vec<Proc> = Vec::with_capacity(n);
     for i in 0..n {
         let spawned = command(i).and_then(|mut cmd| {
-            cmd.stderr(Stdio::piped())
+            cmd.env(SUPERVISOR_ENV, std::process::id().to_string())
+                .stderr(Stdio::piped())
                 .spawn()
                 .map_err(|e| Error::Runtime(format!("starting process {i}: {e}")))
         });

@@ -49,6 +49,7 @@ enum Command {
 
 /// Parses arguments, runs the command, and returns the process exit code.
 pub fn main() -> i32 {
+    launch::die_with_supervisor();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

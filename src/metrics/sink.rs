@@ -51,6 +51,14 @@ impl Sink for MeteredSink {
         self.inner.resume_after()
     }
 
+    fn checkpoint(&mut self, upto: u64) -> Result<Vec<u8>, Error> {
+        self.inner.checkpoint(upto)
+    }
+
+    fn restore(&mut self, state: &[u8]) -> Result<(), Error> {
+        self.inner.restore(state)
+    }
+
     fn close(&mut self) -> Result<(), Error> {
         self.inner.close()
     }

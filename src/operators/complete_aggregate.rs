@@ -15,6 +15,7 @@ use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::StreamVec;
 
+use crate::checkpoint::barrier::{self, Slot};
 use crate::operators::aggregate::Acc;
 use crate::operators::pre_aggregate::{Partial, PreAggregate};
 use crate::operators::window_aggregate::Closed;
@@ -109,17 +110,37 @@ impl<'scope> CompleteAggregate<'scope> for StreamVec<'scope, u64, Partial> {
     {
         debug_assert!(node.windows.is_global(), "complete mode has no windows");
         // The whole table on one worker: every emission is complete.
+        let slot = Slot::register("CompleteAggregate");
         self.unary_frontier(
             Exchange::new(|_: &Partial| 0),
             "CompleteAggregate",
-            move |_, _| {
-                let mut table: HashMap<Key, Vec<Acc>> = HashMap::new();
+            move |initial, _| {
+                // Partials by their time, each held with a capability for the time the table
+                // including them is sent at (just before the next trigger): never earlier than
+                // needed, so a checkpoint barrier between triggers is not held up.
                 let mut pending: crate::operators::Pending<Partial> = BTreeMap::new();
+                // Checkpointed: the table, and the pending partials with their send times.
+                type Saved = (HashMap<Key, Vec<Acc>>, Vec<(u64, u64, Vec<Partial>)>);
+                let (mut table, saved) = slot
+                    .as_ref()
+                    .and_then(|s| s.restore::<Saved>())
+                    .unwrap_or_default();
+                for (t, at, parts) in saved {
+                    pending.insert(t, (initial.delayed(&at), parts));
+                }
+                drop(initial);
                 let mut rows = Vec::new();
                 let mut values = Vec::new();
                 move |(input, frontier), output| {
                     input.for_each_stamp(|cap, data| {
-                        crate::operators::stash(&mut pending, &cap, data)
+                        let t = crate::operators::time_of(&cap);
+                        let send = next_trigger(t, trigger).saturating_sub(1).max(t);
+                        let (_, items) = pending
+                            .entry(t)
+                            .or_insert_with(|| (cap.delayed(&send, 0), Vec::new()));
+                        for batch in data {
+                            items.append(batch);
+                        }
                     });
                     while let Some((&first, _)) = pending.first_key_value() {
                         let at = next_trigger(first, trigger);
@@ -166,6 +187,13 @@ impl<'scope> CompleteAggregate<'scope> for StreamVec<'scope, u64, Partial> {
                         output
                             .session(&cap.delayed(&send))
                             .give_iterator(rows.drain(..));
+                    }
+                    if let Some((slot, epoch)) = barrier::due(&slot, frontier.frontier()) {
+                        let waiting: Vec<(u64, u64, &Vec<Partial>)> = pending
+                            .iter()
+                            .map(|(t, (cap, parts))| (*t, *cap.time(), parts))
+                            .collect();
+                        slot.save(epoch, &(&table, waiting));
                     }
                 }
             },

@@ -5,6 +5,10 @@
 //! the logic in (time, key, window) order, so each key sees its windows in order no matter how
 //! they were distributed or batched.
 
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::checkpoint::barrier::{self, Slot};
 use std::collections::{BTreeMap, HashMap};
 
 use timely::dataflow::channels::pact::Exchange;
@@ -43,20 +47,23 @@ pub trait InKeyOrder<'scope> {
     /// ```
     fn in_key_order<S, F>(self, key_len: usize, logic: F) -> StreamVec<'scope, u64, Row>
     where
-        S: Default + 'static,
+        S: Default + Serialize + DeserializeOwned + 'static,
         F: FnMut(&mut S, Row, &mut Vec<Row>) + 'static;
 }
 
 impl<'scope> InKeyOrder<'scope> for StreamVec<'scope, u64, Row> {
     fn in_key_order<S, F>(self, key_len: usize, mut logic: F) -> StreamVec<'scope, u64, Row>
     where
-        S: Default + 'static,
+        S: Default + Serialize + DeserializeOwned + 'static,
         F: FnMut(&mut S, Row, &mut Vec<Row>) + 'static,
     {
         let exchange = Exchange::new(move |r: &Row| key_hash(r.key(key_len)));
+        let slot = Slot::register("InKeyOrder");
         self.unary_frontier(exchange, "InKeyOrder", move |_, _| {
+            // Empty at a checkpoint barrier: every row before it was processed.
             let mut pending: crate::operators::Pending<Row> = BTreeMap::new();
-            let mut states: HashMap<Key, S> = HashMap::new();
+            let mut states: HashMap<Key, S> =
+                slot.as_ref().and_then(|s| s.restore()).unwrap_or_default();
             let mut out = Vec::new();
             move |(input, frontier), output| {
                 input.for_each_stamp(|cap, data| crate::operators::stash(&mut pending, &cap, data));
@@ -77,6 +84,10 @@ impl<'scope> InKeyOrder<'scope> for StreamVec<'scope, u64, Row> {
                     if !out.is_empty() {
                         output.session(&cap).give_iterator(out.drain(..));
                     }
+                }
+                if let Some((slot, epoch)) = barrier::due(&slot, frontier.frontier()) {
+                    debug_assert!(pending.is_empty(), "rows at or after the barrier");
+                    slot.save(epoch, &states);
                 }
             }
         })

@@ -9,6 +9,7 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::StreamVec;
 
+use crate::checkpoint::barrier::{self, Slot};
 use crate::record::{key_hash, Key, Row};
 
 /// Keeps rows whose key is also present in another stream for an overlapping window.
@@ -53,16 +54,25 @@ impl<'scope> Intersect<'scope> for StreamVec<'scope, u64, Row> {
         self_horizon: u64,
     ) -> StreamVec<'scope, u64, Row> {
         let route = move |r: &Row| key_hash(r.key(key_len));
+        let slot = Slot::register("Intersect");
         self.binary_frontier(
             other,
             Exchange::new(route),
             Exchange::new(route),
             "Intersect",
-            move |_, _| {
+            move |initial, _| {
                 // Rows waiting until `other` can no longer produce a match, by release time.
                 let mut waiting: BTreeMap<u64, (Capability<u64>, Vec<Row>)> = BTreeMap::new();
-                // Windows of `other` per key: (start, end).
-                let mut seen: HashMap<Key, Vec<(i64, i64)>> = HashMap::new();
+                // Checkpointed: (release, send time, rows) of the waiting rows, and `seen`.
+                type Saved = (Vec<(u64, u64, Vec<Row>)>, HashMap<Key, Vec<(i64, i64)>>);
+                let (saved, mut seen) = slot
+                    .as_ref()
+                    .and_then(|s| s.restore::<Saved>())
+                    .unwrap_or_default();
+                for (release, at, rows) in saved {
+                    waiting.insert(release, (initial.delayed(&at), rows));
+                }
+                drop(initial);
                 move |(left, left_frontier), (right, right_frontier), output| {
                     right.for_each(|_, data| {
                         for r in data.drain(..) {
@@ -120,6 +130,21 @@ impl<'scope> Intersect<'scope> for StreamVec<'scope, u64, Row> {
                         });
                     } else if right_frontier.is_empty() && waiting.is_empty() {
                         seen.clear();
+                    }
+                    // Both inputs at the barrier: the least of their frontiers.
+                    let both = if left_frontier
+                        .less_than(right_frontier.frontier().first().unwrap_or(&u64::MAX))
+                    {
+                        left_frontier.frontier()
+                    } else {
+                        right_frontier.frontier()
+                    };
+                    if let Some((slot, epoch)) = barrier::due(&slot, both) {
+                        let rows: Vec<(u64, u64, &Vec<Row>)> = waiting
+                            .iter()
+                            .map(|(r, (cap, rows))| (*r, *cap.time(), rows))
+                            .collect();
+                        slot.save(epoch, &(rows, &seen));
                     }
                 }
             },

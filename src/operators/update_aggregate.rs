@@ -18,12 +18,17 @@ use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::StreamVec;
 
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::barrier::{self, Slot};
 use crate::operators::aggregate::Acc;
 use crate::operators::pre_aggregate::{Partial, PreAggregate};
 use crate::operators::window_aggregate::Closed;
 use crate::record::{key_hash, Event, Key, Row};
 use crate::spec::plan::AggNode;
 
+#[derive(Serialize, Deserialize)]
 struct WindowState<D> {
     accs: Vec<Acc>,
     /// The rows last emitted, to retract on the next change.
@@ -83,7 +88,7 @@ pub trait UpdateAggregate<'scope>: Sized {
     /// ```
     fn update_aggregate<D, F>(self, node: Rc<AggNode>, emit: F) -> VecCollection<'scope, u64, D>
     where
-        D: Clone + 'static,
+        D: Clone + Serialize + DeserializeOwned + 'static,
         F: FnMut(Closed<'_>, &mut Vec<D>) + 'static,
     {
         self.update_aggregate_gauged(node, Rc::default(), emit)
@@ -98,7 +103,7 @@ pub trait UpdateAggregate<'scope>: Sized {
         emit: F,
     ) -> VecCollection<'scope, u64, D>
     where
-        D: Clone + 'static,
+        D: Clone + Serialize + DeserializeOwned + 'static,
         F: FnMut(Closed<'_>, &mut Vec<D>) + 'static;
 }
 
@@ -110,7 +115,7 @@ impl<'scope> UpdateAggregate<'scope> for StreamVec<'scope, u64, Event> {
         emit: F,
     ) -> VecCollection<'scope, u64, D>
     where
-        D: Clone + 'static,
+        D: Clone + Serialize + DeserializeOwned + 'static,
         F: FnMut(Closed<'_>, &mut Vec<D>) + 'static,
     {
         self.pre_aggregate(Rc::clone(&node))
@@ -128,19 +133,23 @@ impl<'scope> UpdateAggregate<'scope> for StreamVec<'scope, u64, Partial> {
         mut emit: F,
     ) -> VecCollection<'scope, u64, D>
     where
-        D: Clone + 'static,
+        D: Clone + Serialize + DeserializeOwned + 'static,
         F: FnMut(Closed<'_>, &mut Vec<D>) + 'static,
     {
         let partials = self;
         let exchange = Exchange::new(|p: &Partial| key_hash(&p.key));
+        let slot = Slot::register("UpdateAggregate");
         partials
             .unary_frontier(exchange, "UpdateAggregate", move |_, _| {
-                let mut state: HashMap<(i64, Key), WindowState<D>> = HashMap::new();
-                // Partials per time, applied in time order once the frontier passes the time
-                // (a later time's partials must not show in an earlier time's rows).
-                let mut pending: crate::operators::Pending<Partial> = BTreeMap::new();
+                type State<D> = HashMap<(i64, Key), WindowState<D>>;
                 // Windows to drop at each deadline.
-                let mut expiry: BTreeMap<u64, Vec<(i64, Key)>> = BTreeMap::new();
+                type Expiry = BTreeMap<u64, Vec<(i64, Key)>>;
+                let (mut state, mut expiry): (State<D>, Expiry) =
+                    slot.as_ref().and_then(|s| s.restore()).unwrap_or_default();
+                // Partials per time, applied in time order once the frontier passes the time
+                // (a later time's partials must not show in an earlier time's rows). Empty at
+                // a checkpoint barrier: nothing at or after it was sent.
+                let mut pending: crate::operators::Pending<Partial> = BTreeMap::new();
                 let mut rows = Vec::new();
                 let mut values = Vec::new();
                 move |(input, frontier), output| {
@@ -212,6 +221,10 @@ impl<'scope> UpdateAggregate<'scope> for StreamVec<'scope, u64, Partial> {
                         }
                     }
                     open.set(state.len());
+                    if let Some((slot, epoch)) = barrier::due(&slot, frontier.frontier()) {
+                        debug_assert!(pending.is_empty(), "partials at or after the barrier");
+                        slot.save(epoch, &(&state, &expiry));
+                    }
                 }
             })
             .as_collection()

@@ -15,6 +15,7 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::StreamVec;
 
+use crate::checkpoint::barrier::{self, Slot};
 use crate::operators::aggregate::Acc;
 use crate::operators::pre_aggregate::{Partial, PreAggregate};
 use crate::record::{key_hash, Event, Key, Value};
@@ -91,11 +92,20 @@ impl<'scope> WindowAggregate<'scope> for StreamVec<'scope, u64, Partial> {
     {
         let partials = self;
         let exchange = Exchange::new(|p: &Partial| key_hash(&p.key));
-        partials.unary_frontier(exchange, "WindowMerge", move |_, _| {
+        let slot = Slot::register("WindowMerge");
+        partials.unary_frontier(exchange, "WindowMerge", move |initial, _| {
             // foldhash: the keys come from the input, but routing already spreads them, and
             // SipHash's DoS resistance costs more than the merge itself.
             type Open = HashMap<(i64, Key), Vec<Acc>, foldhash::fast::FixedState>;
             let mut windows: BTreeMap<u64, (Capability<u64>, Open)> = BTreeMap::new();
+            // Checkpointed: the open windows, each with its deadline and the time it is sent at.
+            type Saved = Vec<(u64, u64, Open)>;
+            if let Some(saved) = slot.as_ref().and_then(|s| s.restore::<Saved>()) {
+                for (deadline, at, open) in saved {
+                    windows.insert(deadline, (initial.delayed(&at), open));
+                }
+            }
+            drop(initial);
             let mut out = Vec::new();
             let mut values = Vec::new();
             move |(input, frontier), output| {
@@ -145,6 +155,13 @@ impl<'scope> WindowAggregate<'scope> for StreamVec<'scope, u64, Partial> {
                     if !out.is_empty() {
                         output.session(&cap).give_iterator(out.drain(..));
                     }
+                }
+                if let Some((slot, epoch)) = barrier::due(&slot, frontier.frontier()) {
+                    let saved: Vec<(u64, u64, &Open)> = windows
+                        .iter()
+                        .map(|(d, (cap, open))| (*d, *cap.time(), open))
+                        .collect();
+                    slot.save(epoch, &saved);
                 }
             }
         })

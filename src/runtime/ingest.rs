@@ -30,6 +30,7 @@ use timely::dataflow::operators::Capability;
 use timely::dataflow::{Scope, StreamVec};
 
 use super::accounting::Counters;
+use crate::checkpoint::barrier::Slot;
 use crate::metrics::{Metrics, PartitionMeter};
 use crate::operators::lookup::{LookupPlan, Tables};
 use crate::operators::pre_aggregate::{GroupTable, Partial};
@@ -104,6 +105,49 @@ struct Partition {
     /// A shared partition's blocks taken and parsed here, waiting for the event times before
     /// them (oldest first).
     blocks: VecDeque<Block>,
+    /// Records read but not stamped: the first would be stamped at a checkpoint barrier.
+    leftover: Option<Leftover>,
+    /// The reader has no more records (the partition ends once `leftover` is stamped too).
+    reader_done: bool,
+}
+
+/// The rest of a read batch, from record `next` on, kept across a checkpoint barrier.
+struct Leftover {
+    batch: RecordBatch,
+    parsed: Vec<Result<Event, String>>,
+    next: usize,
+}
+
+/// A partition's place in a checkpoint: where to read on, and the progress it had reached.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PartitionState {
+    /// [`PartitionReader::describe`].
+    pub name: String,
+    /// The position of the next record ([`PartitionReader::resume_point`]).
+    pub resume: Option<u64>,
+    /// The largest event time read.
+    pub max_ts: Option<i64>,
+}
+
+/// The ingest operator's state in a checkpoint.
+pub type IngestState = Vec<PartitionState>;
+
+/// The slot kind of the ingest operator in checkpoints.
+pub const INGEST_SLOT: &str = "Ingest";
+
+/// The positions to open partitions at, from the ingest states of a restored checkpoint.
+pub fn resume_points(states: &[&[u8]]) -> Result<HashMap<String, u64>, Error> {
+    let mut points = HashMap::new();
+    for bytes in states {
+        let state: IngestState = bincode::deserialize(bytes)
+            .map_err(|e| Error::Runtime(format!("checkpoint: source positions: {e}")))?;
+        for p in state {
+            if let Some(r) = p.resume {
+                points.insert(p.name, r);
+            }
+        }
+    }
+    Ok(points)
 }
 
 /// A block of a shared partition, parsed.
@@ -125,6 +169,8 @@ const SHARED_BLOCK: usize = 8192;
 /// worker, and how long it then waits before it looks again.
 const ALIGN_STEPS: i64 = 2;
 const ALIGN_WAIT_MS: u64 = 5;
+/// How often an ingest waiting at a checkpoint barrier looks for its completion.
+const BARRIER_POLL_MS: u64 = 1;
 
 /// What one activation sends: dead letters, late events at their times, and counts
 /// `(read, parsed, dead_letter, late)`.
@@ -258,6 +304,8 @@ struct Stamp<'a, F: Fn(i64) -> i64> {
     floor: &'a F,
     cap_time: u64,
     tables: &'a Tables,
+    /// The pending checkpoint barrier: no record is stamped at it or later.
+    barrier: Option<u64>,
 }
 
 /// Parses every record of `batch`, returning the largest event time parsed.
@@ -293,6 +341,30 @@ fn parse_block(
 }
 
 impl Partition {
+    /// The time the next record of this partition would be stamped at.
+    fn next_time<F: Fn(i64) -> i64>(&self, stamp: &Stamp<'_, F>) -> u64 {
+        self.max_ts.map_or(stamp.cap_time, |m| {
+            ((stamp.floor)(m).max(0) as u64).max(stamp.cap_time)
+        })
+    }
+
+    /// Waiting at the checkpoint barrier: its next record would be stamped at or after it.
+    fn held<F: Fn(i64) -> i64>(&self, stamp: &Stamp<'_, F>) -> bool {
+        stamp.barrier.is_some_and(|b| self.next_time(stamp) >= b)
+    }
+
+    /// This partition's place in a checkpoint taken now.
+    fn state(&self) -> PartitionState {
+        PartitionState {
+            name: self.reader.describe(),
+            resume: match &self.leftover {
+                Some(l) => l.batch.records.get(l.next).map(|r| r.1),
+                None => self.reader.resume_point(),
+            },
+            max_ts: self.max_ts,
+        }
+    }
+
     /// The event-time progress this partition holds the watermark at (`None`: not known yet).
     /// A shared partition holds it at the least of what every worker knows and the blocks
     /// this worker has still to stamp.
@@ -327,16 +399,32 @@ impl Partition {
         agg: &mut Aggregation,
         out: &mut Routed,
     ) -> Result<ReadStatus, Error> {
+        if let Some(mut l) = self.leftover.take() {
+            // Records kept at the last barrier come first (and may reach the next one).
+            if let Some(i) = self.route(stamp, &l.batch, &mut l.parsed, l.next, agg, out) {
+                l.next = i;
+                self.leftover = Some(l);
+            }
+            self.ended = self.reader_done && self.leftover.is_none();
+            return Ok(ReadStatus::Data);
+        }
         batch.clear();
         let status = self.reader.read(batch, max)?;
         if status == ReadStatus::Ended {
-            self.ended = true;
+            self.reader_done = true;
         }
         if !batch.is_empty() {
             self.last_data = Instant::now();
             parse_block(stamp.config, batch, parsed);
-            self.route(stamp, batch, parsed, agg, out);
+            if let Some(i) = self.route(stamp, batch, parsed, 0, agg, out) {
+                self.leftover = Some(Leftover {
+                    batch: std::mem::take(batch),
+                    parsed: std::mem::take(parsed),
+                    next: i,
+                });
+            }
         }
+        self.ended = self.reader_done && self.leftover.is_none();
         Ok(status)
     }
 
@@ -377,7 +465,9 @@ impl Partition {
                 break;
             };
             self.max_ts = b.before.flatten();
-            self.route(stamp, &b.batch, &mut b.parsed, agg, out);
+            // Never with checkpoints (a checkpointed file is read by one worker): no barrier.
+            let stopped = self.route(stamp, &b.batch, &mut b.parsed, 0, agg, out);
+            debug_assert!(stopped.is_none(), "shared partitions have no barrier");
         }
         if status == ReadStatus::Ended && self.blocks.is_empty() {
             self.ended = true;
@@ -387,18 +477,31 @@ impl Partition {
         Ok(ReadStatus::Data)
     }
 
-    /// Stamps the parsed records of one block in order and routes them: dead letters, late
-    /// events, and the pre-aggregation of every node whose windows are still open.
+    /// Stamps the parsed records of one block in order, from record `from` on, and routes
+    /// them: dead letters, late events, and the pre-aggregation of every node whose windows
+    /// are still open. Stops before a record that would be stamped at the checkpoint barrier
+    /// and returns its index (the records from there on are not consumed).
     fn route<F: Fn(i64) -> i64>(
         &mut self,
         stamp: &Stamp<'_, F>,
         batch: &RecordBatch,
         parsed: &mut Vec<Result<Event, String>>,
+        from: usize,
         agg: &mut Aggregation,
         out: &mut Routed,
-    ) {
+    ) -> Option<usize> {
         let cap_time = stamp.cap_time;
-        for ((bytes, pos, cut), r) in batch.iter().zip(parsed.drain(..)) {
+        for (i, (bytes, pos, cut)) in batch.iter().enumerate().skip(from) {
+            let t = self.next_time(stamp);
+            if stamp.barrier.is_some_and(|b| t >= b) {
+                return Some(i);
+            }
+            let Some(r) = parsed
+                .get_mut(i)
+                .map(|r| std::mem::replace(r, Err(String::new())))
+            else {
+                break;
+            };
             out.counts.0 += 1;
             let ev = match r {
                 Ok(ev) => ev,
@@ -422,9 +525,6 @@ impl Partition {
             let progress = self
                 .max_ts
                 .map_or(cap_time as i64, |m| m.max(cap_time as i64));
-            let t = self
-                .max_ts
-                .map_or(cap_time, |m| ((stamp.floor)(m).max(0) as u64).max(cap_time));
             self.max_ts = Some(self.max_ts.map_or(ev.timestamp, |m| m.max(ev.timestamp)));
 
             let mut missed = Vec::new();
@@ -456,6 +556,8 @@ impl Partition {
                 ));
             }
         }
+        parsed.clear();
+        None
     }
 }
 
@@ -521,8 +623,9 @@ pub fn ingest<'scope>(
     let mut dead_out: OutputBuilder<u64, _> = OutputBuilder::from(dead_out);
     let mut late_out: OutputBuilder<u64, _> = OutputBuilder::from(late_out);
     let mut beacon_out: OutputBuilder<u64, _> = OutputBuilder::from(beacon_out);
+    let slot = Slot::register(INGEST_SLOT);
 
-    builder.build(move |caps| {
+    builder.build(move |mut caps| {
         let now = Instant::now();
         let mut parts: Vec<Partition> = readers
             .into_iter()
@@ -535,8 +638,28 @@ pub fn ingest<'scope>(
                 last_data: now,
                 ended: false,
                 blocks: VecDeque::new(),
+                leftover: None,
+                reader_done: false,
             })
             .collect();
+        if let Some(slot) = &slot {
+            // Restored: each partition goes on with the progress it had (its reader was
+            // opened at its position), and the capability at the checkpoint's epoch.
+            if let Some(state) = slot.restore::<IngestState>() {
+                for p in parts.iter_mut() {
+                    let name = p.reader.describe();
+                    p.max_ts = state.iter().find(|s| s.name == name).and_then(|s| s.max_ts);
+                }
+            }
+            if let Some(epoch) = slot.checkpointer().restored_epoch() {
+                for c in caps.iter_mut() {
+                    c.downgrade(&epoch);
+                }
+            }
+            if parts.is_empty() {
+                slot.save_standing(&IngestState::new());
+            }
+        }
         // No partitions: this worker must not hold the watermark back.
         let mut caps: Option<Vec<Capability<u64>>> =
             if parts.is_empty() { None } else { Some(caps) };
@@ -551,10 +674,44 @@ pub fn ingest<'scope>(
         let mut next_part = 0usize;
         let mut announced: Option<Option<i64>> = None;
         let mut tables = Tables::load(&config.lookups).unwrap_or_else(|e| panic!("{e}"));
+        // The barrier this worker's state was last saved at.
+        let mut saved_at: Option<u64> = None;
 
         move |_frontiers| {
             let Some(held) = caps.as_mut() else { return };
             let cap_time = *held[DEAD].time();
+            // Checkpoints: at the barrier, save the partitions' positions once and wait until
+            // the checkpoint completes (every worker's operators saved theirs).
+            let barrier = match &slot {
+                None => None,
+                Some(slot) => {
+                    let ck = slot.checkpointer();
+                    let epoch = ck.epoch();
+                    if cap_time >= epoch {
+                        if saved_at != Some(epoch) {
+                            saved_at = Some(epoch);
+                            let hint = parts
+                                .iter()
+                                .filter(|p| !p.ended)
+                                .filter_map(|p| p.max_ts)
+                                .map(floor)
+                                .min();
+                            ck.reached(hint);
+                            let state: IngestState = parts.iter().map(Partition::state).collect();
+                            slot.save(epoch, &state);
+                        }
+                        if !ck.passed(epoch) {
+                            let now = Instant::now();
+                            for p in parts.iter_mut() {
+                                p.last_data = now; // waiting, not idle
+                            }
+                            activator.activate_after(Duration::from_millis(BARRIER_POLL_MS));
+                            return;
+                        }
+                    }
+                    Some(ck.epoch())
+                }
+            };
             tables.refresh();
             if config.processing_time {
                 // The clock moves on whether or not records come.
@@ -596,10 +753,15 @@ pub fn ingest<'scope>(
                 floor: &floor,
                 cap_time,
                 tables: &tables,
+                barrier,
             };
             for k in 0..n {
                 let p = &mut parts[(next_part + k) % n];
                 if p.ended {
+                    continue;
+                }
+                if p.held(&stamp) {
+                    p.last_data = Instant::now(); // waiting for the others, not idle
                     continue;
                 }
                 let before = out.counts;
@@ -672,6 +834,8 @@ pub fn ingest<'scope>(
                 }
             };
             let new_time = next.map_or(cap_time, |m| (floor(m).max(0) as u64).max(cap_time));
+            // Not past a pending checkpoint barrier.
+            let new_time = barrier.map_or(new_time, |b| new_time.min(b));
 
             // Held partials go out before the capability moves past them (or goes), and when
             // they are many (bounding memory).
@@ -707,6 +871,11 @@ pub fn ingest<'scope>(
                         .activate()
                         .session(&held[BEACON])
                         .give((me, None));
+                }
+                if let Some(slot) = &slot {
+                    // Every later checkpoint holds the partitions where they ended.
+                    let state: IngestState = parts.iter().map(Partition::state).collect();
+                    slot.save_standing(&state);
                 }
                 caps = None;
                 return;

@@ -8,6 +8,7 @@ pub mod ingest;
 pub mod output;
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
@@ -22,6 +23,7 @@ pub use accounting::{Accounting, Counters};
 
 use std::time::Duration;
 
+use crate::checkpoint::barrier::{building, Checkpoints};
 use crate::kafka::KafkaConn;
 use crate::sinks::console::ConsoleSink;
 use crate::sinks::files::FilesSink;
@@ -149,11 +151,14 @@ pub struct RunOptions {
 }
 
 /// Opens this process's share of the source: one list of partition readers per local worker.
-/// Partition `i` (in partition-id order) belongs to worker `i % peers`.
+/// Partition `i` (in partition-id order) belongs to worker `i % peers`. A partition named in
+/// `resume` (a restored checkpoint's positions, by [`PartitionReader::describe`]) is read on
+/// from its position there.
 fn open_sources(
     plan: &JobPlan,
     cluster: &Cluster,
     opts: &RunOptions,
+    resume: &HashMap<String, u64>,
 ) -> Result<WorkerReaders, Error> {
     let peers = cluster.threads * cluster.processes;
     let first = cluster.process * cluster.threads;
@@ -166,8 +171,12 @@ fn open_sources(
     match &plan.source.kind {
         SourceKind::File { path } => {
             if let Some(w) = mine(0) {
-                let file = FileReader::open(path, plan.source.max_record_bytes)?;
-                if path == "-" || cluster.threads == 1 {
+                let mut file = FileReader::open(path, plan.source.max_record_bytes)?;
+                if let Some(&point) = resume.get(&file.describe()) {
+                    file.skip_lines(point.saturating_sub(1))?;
+                }
+                // Checkpoints need one position per partition: one worker reads the file.
+                if path == "-" || cluster.threads == 1 || plan.checkpoint.is_some() {
                     eprintln!(
                         "logflow: worker {} (process {}) reads {path} (its only partition)",
                         first + w,
@@ -201,10 +210,14 @@ fn open_sources(
                     seed: *seed,
                     ..crate::gen::GenConfig::default()
                 };
-                readers[w].push(Box::new(match rate {
+                let mut reader = match rate {
                     Some(r) => GeneratorReader::paced(cfg, *r),
                     None => GeneratorReader::new(cfg),
-                }));
+                };
+                if let Some(&point) = resume.get(&reader.describe()) {
+                    reader.skip(point.saturating_sub(1));
+                }
+                readers[w].push(Box::new(reader));
             }
         }
         SourceKind::Socket(cfg) => {
@@ -259,7 +272,8 @@ fn open_sources(
                     first + w,
                     cluster.process
                 );
-                *list = open_partitions(&conn, &group, topic, &owned, start, end.clone())?;
+                let resume = |p: i32| resume.get(&format!("kafka {topic}/{p}")).map(|&o| o as i64);
+                *list = open_partitions(&conn, &group, topic, &owned, start, end.clone(), &resume)?;
             }
         }
     }
@@ -268,7 +282,11 @@ fn open_sources(
 
 /// Opens the sinks of this process: one for worker 0 only (files, console; `true` = gather
 /// all outputs there) or one per local worker (Kafka).
-fn open_sinks(plan: &Arc<JobPlan>, cluster: &Cluster) -> Result<WorkerSinks, Error> {
+fn open_sinks(
+    plan: &Arc<JobPlan>,
+    cluster: &Cluster,
+    resuming: bool,
+) -> Result<WorkerSinks, Error> {
     let mut sinks: Vec<Option<Box<dyn Sink>>> = (0..cluster.threads).map(|_| None).collect();
     if let Some(conn) = output_conn(plan, Duration::from_secs(30))? {
         let workers = cluster.threads * cluster.processes;
@@ -285,7 +303,9 @@ fn open_sinks(plan: &Arc<JobPlan>, cluster: &Cluster) -> Result<WorkerSinks, Err
     }
     if cluster.process == 0 {
         sinks[0] = Some(match &plan.sink {
-            SinkPlan::Files { dir } => Box::new(FilesSink::create(dir.as_ref(), Arc::clone(plan))?),
+            SinkPlan::Files { dir } => {
+                Box::new(FilesSink::create(dir.as_ref(), Arc::clone(plan), resuming)?)
+            }
             _ => Box::new(ConsoleSink::new(Arc::clone(plan))),
         });
     }
@@ -342,6 +362,8 @@ pub(crate) struct Opened {
     gather: bool,
     pub counters: Arc<Counters>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The job's checkpoints (when it keeps them), with the one restored.
+    checkpoints: Option<Arc<Checkpoints>>,
 }
 
 impl Opened {
@@ -352,10 +374,24 @@ impl Opened {
         cluster: &Cluster,
         opts: &RunOptions,
     ) -> Result<Opened, Error> {
-        let (sinks, gather) = open_sinks(plan, cluster)?;
-        crate::operators::lookup::Tables::load(&plan.lookups)?;
-        let readers = open_sources(plan, cluster, opts)?;
         let mut opened = Opened::empty(plan, cluster, opts);
+        let checkpoints = Checkpoints::open(
+            plan,
+            cluster.threads * cluster.processes,
+            cluster.process == 0,
+            Arc::clone(&opened.metrics),
+        )?;
+        let resuming = checkpoints
+            .as_ref()
+            .is_some_and(|c| c.restored_epoch().is_some());
+        let (sinks, gather) = open_sinks(plan, cluster, resuming)?;
+        crate::operators::lookup::Tables::load(&plan.lookups)?;
+        let resume = match &checkpoints {
+            Some(c) => ingest::resume_points(&c.restored_states(ingest::INGEST_SLOT))?,
+            None => HashMap::new(),
+        };
+        let readers = open_sources(plan, cluster, opts, &resume)?;
+        opened.checkpoints = checkpoints;
         opened.readers = readers.into_iter().map(|r| Mutex::new(Some(r))).collect();
         opened.sinks = sinks.into_iter().map(Mutex::new).collect();
         opened.gather = gather;
@@ -375,6 +411,7 @@ impl Opened {
             gather: false,
             counters: Arc::new(Counters::default()),
             metrics,
+            checkpoints: None,
         }
     }
 
@@ -403,10 +440,20 @@ impl Opened {
         let sink_failed = Rc::clone(&failed);
         let gather = self.gather;
         let index = worker.next_dataflow_index();
-        worker.dataflow::<u64, _, _>(move |scope| {
-            let (rows, dead, late) = dataflow::build(scope, &plan, my_readers, counters, &metrics);
-            output::write_outputs(rows, dead, late, my_sink, gather, sink_failed);
+        let ck = self
+            .checkpoints
+            .as_ref()
+            .map(|c| c.worker(worker.index(), Rc::clone(&failed)));
+        building(ck.as_ref(), || {
+            worker.dataflow::<u64, _, _>(move |scope| {
+                let (rows, dead, late) =
+                    dataflow::build(scope, &plan, my_readers, counters, &metrics);
+                output::write_outputs(rows, dead, late, my_sink, gather, sink_failed);
+            })
         });
+        if let Some(Err(e)) = ck.map(|c| c.built()) {
+            failed.borrow_mut().get_or_insert(e);
+        }
         (index, failed)
     }
 }

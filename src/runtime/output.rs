@@ -10,6 +10,9 @@ use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::StreamVec;
 
+use timely::progress::Antichain;
+
+use crate::checkpoint::barrier::{self, Slot};
 use crate::record::Row;
 use crate::runtime::ingest::{DeadLetter, LateEvent};
 use crate::sinks::Sink;
@@ -42,6 +45,16 @@ pub fn write_outputs<'scope>(
     // Results an earlier run of this job already committed (exactly-once sink restarted).
     let skip_below = sink.as_ref().and_then(|s| s.resume_after());
     let activator = scope.activator_for(Rc::clone(&builder.operator_info().address));
+    // Checkpointed: what the sink needs to come back to the checkpoint (file lengths).
+    let slot = Slot::register("Output");
+    if let (Some(state), Some(s)) = (
+        slot.as_ref().and_then(|s| s.restore::<Vec<u8>>()),
+        sink.as_mut(),
+    ) {
+        if let Err(e) = s.restore(&state) {
+            failed.borrow_mut().get_or_insert(e);
+        }
+    }
     builder.build(move |_caps| {
         let mut pending: BTreeMap<u64, Pending> = BTreeMap::new();
         let mut closed = false;
@@ -99,6 +112,24 @@ pub fn write_outputs<'scope>(
             if closed {
                 return;
             }
+            // Everything below the least frontier time has been written.
+            let upto = frontiers
+                .iter()
+                .filter_map(|f| f.frontier().iter().min().copied())
+                .min();
+            let least = upto.map_or_else(Antichain::new, Antichain::from_elem);
+            if let Some((slot, epoch)) = barrier::due(&slot, least.borrow()) {
+                let state = match (sink.as_mut(), failed.borrow().is_some()) {
+                    (Some(s), false) => s.checkpoint(epoch),
+                    _ => Ok(Vec::new()),
+                };
+                match state {
+                    Ok(state) => slot.save(epoch, &state),
+                    Err(e) => {
+                        failed.borrow_mut().get_or_insert(e);
+                    }
+                }
+            }
             let Some(s) = sink.as_mut() else {
                 closed = done;
                 return;
@@ -106,11 +137,6 @@ pub fn write_outputs<'scope>(
             if failed.borrow().is_some() {
                 return;
             }
-            // Everything below the least frontier time has been written.
-            let upto = frontiers
-                .iter()
-                .filter_map(|f| f.frontier().iter().min().copied())
-                .min();
             let res = if done {
                 s.close()
             } else if wrote || s.pending().is_some() {

@@ -20,8 +20,15 @@ struct Out {
 }
 
 impl Out {
-    fn create(path: PathBuf) -> Result<Self, Error> {
-        let f = File::create(&path).map_err(|e| Error::io(&path, e))?;
+    /// A new, empty file; or, for a job restored from a checkpoint, the file as it is, written
+    /// on at its end (after [`Sink::restore`] cut it back to the checkpoint's length).
+    fn open(path: PathBuf, resuming: bool) -> Result<Self, Error> {
+        let f = if resuming {
+            fs::OpenOptions::new().create(true).append(true).open(&path)
+        } else {
+            File::create(&path)
+        }
+        .map_err(|e| Error::io(&path, e))?;
         Ok(Out {
             path,
             w: BufWriter::with_capacity(1 << 16, f),
@@ -46,15 +53,19 @@ pub struct FilesSink {
 }
 
 impl FilesSink {
-    pub fn create(dir: &Path, plan: Arc<JobPlan>) -> Result<Self, Error> {
+    /// Creates the files; `resuming` (a job restored from a checkpoint) keeps what they hold.
+    pub fn create(dir: &Path, plan: Arc<JobPlan>, resuming: bool) -> Result<Self, Error> {
         fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let analyses = plan
             .analyses
             .iter()
-            .map(|a| Out::create(dir.join(format!("{}.jsonl", a.name))))
+            .map(|a| Out::open(dir.join(format!("{}.jsonl", a.name)), resuming))
             .collect::<Result<_, _>>()?;
-        let dead = Out::create(dir.join(format!("{}.jsonl", plan.dead_letter_topic())))?;
-        let late = Out::create(dir.join(format!("{}.jsonl", plan.late_topic())))?;
+        let dead = Out::open(
+            dir.join(format!("{}.jsonl", plan.dead_letter_topic())),
+            resuming,
+        )?;
+        let late = Out::open(dir.join(format!("{}.jsonl", plan.late_topic())), resuming)?;
         Ok(FilesSink {
             plan,
             analyses,
@@ -94,13 +105,42 @@ impl Sink for FilesSink {
     }
 
     fn flush(&mut self) -> Result<(), Error> {
-        for o in self
-            .analyses
-            .iter_mut()
-            .chain([&mut self.dead, &mut self.late])
-        {
+        for o in self.outs() {
             o.w.flush().map_err(|e| Error::io(&o.path, e))?;
         }
         Ok(())
+    }
+
+    /// Every file's length, once its contents are on disk: a restored job cuts each file back
+    /// to it, so what it writes again after the checkpoint appears once (exactly once).
+    fn checkpoint(&mut self, _upto: u64) -> Result<Vec<u8>, Error> {
+        let mut lengths: Vec<u64> = Vec::new();
+        for o in self.outs() {
+            o.w.flush().map_err(|e| Error::io(&o.path, e))?;
+            let f = o.w.get_ref();
+            f.sync_data().map_err(|e| Error::io(&o.path, e))?;
+            lengths.push(f.metadata().map_err(|e| Error::io(&o.path, e))?.len());
+        }
+        bincode::serialize(&lengths).map_err(|e| Error::Runtime(format!("checkpoint: {e}")))
+    }
+
+    fn restore(&mut self, state: &[u8]) -> Result<(), Error> {
+        let lengths: Vec<u64> = bincode::deserialize(state)
+            .map_err(|e| Error::Runtime(format!("checkpoint: file lengths: {e}")))?;
+        for (o, len) in self.outs().zip(lengths) {
+            o.w.get_ref()
+                .set_len(len)
+                .map_err(|e| Error::io(&o.path, e))?;
+        }
+        Ok(())
+    }
+}
+
+impl FilesSink {
+    /// Every file, analyses first.
+    fn outs(&mut self) -> impl Iterator<Item = &mut Out> {
+        self.analyses
+            .iter_mut()
+            .chain([&mut self.dead, &mut self.late])
     }
 }

@@ -324,6 +324,24 @@ impl Sink for KafkaSink {
         }
     }
 
+    fn checkpoint(&mut self, upto: u64) -> Result<Vec<u8>, Error> {
+        match self.txn.as_mut() {
+            // Committed before the checkpoint completes: a run restored from it skips what
+            // the marker covers, and never misses what the checkpoint's state has consumed.
+            Some(txn) => {
+                txn.upto = Some(upto.max(txn.resume_after.unwrap_or(0)));
+                self.commit()?;
+            }
+            // At least once: everything before the checkpoint is acknowledged by the broker.
+            None => self
+                .producer
+                .flush(Duration::from_secs(60))
+                .map_err(|e| Error::Runtime(format!("kafka flush: {e}")))?,
+        }
+        self.check()?;
+        Ok(Vec::new())
+    }
+
     fn pending(&self) -> Option<Duration> {
         let txn = self.txn.as_ref().filter(|t| t.dirty)?;
         Some(COMMIT_EVERY.saturating_sub(txn.opened.elapsed()))

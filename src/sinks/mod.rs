@@ -35,6 +35,20 @@ pub trait Sink: Send {
     fn resume_after(&self) -> Option<u64> {
         None
     }
+    /// A checkpoint at progress `upto` is being taken, and everything below `upto` has been
+    /// written: makes it durable (a transactional sink commits it, with `upto`) and returns
+    /// what the sink needs to come back to this point ([`Sink::restore`]).
+    fn checkpoint(&mut self, upto: u64) -> Result<Vec<u8>, Error> {
+        self.progress(upto)?;
+        self.flush()?;
+        Ok(Vec::new())
+    }
+    /// Comes back to a restored checkpoint's point (what [`Sink::checkpoint`] returned), before
+    /// anything is written.
+    fn restore(&mut self, state: &[u8]) -> Result<(), Error> {
+        let _ = state;
+        Ok(())
+    }
     /// Called once at the end of a run: waits until everything is durable.
     fn close(&mut self) -> Result<(), Error> {
         self.flush()

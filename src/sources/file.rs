@@ -56,6 +56,32 @@ impl FileReader {
         self.line
     }
 
+    /// Moves past the first `lines` lines without returning them (a job restored from a
+    /// checkpoint reads on from there).
+    pub fn skip_lines(&mut self, lines: u64) -> Result<(), Error> {
+        while self.line < lines {
+            match memchr::memchr(b'\n', &self.buf[self.head..]) {
+                Some(i) => {
+                    self.head += i + 1;
+                    self.line += 1;
+                }
+                None if self.eof => {
+                    if self.head < self.buf.len() {
+                        self.line += 1; // a last line without a newline
+                    }
+                    self.head = self.buf.len();
+                    return Ok(());
+                }
+                None => {
+                    // The start of a line not wanted: its bytes need not be kept.
+                    self.head = self.buf.len();
+                    self.refill()?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Reads more bytes, keeping the unconsumed tail.
     fn refill(&mut self) -> Result<(), Error> {
         if self.head > 0 {
@@ -172,6 +198,10 @@ impl PartitionReader for FileReader {
     fn describe(&self) -> String {
         format!("file {}", self.path)
     }
+
+    fn resume_point(&self) -> Option<u64> {
+        Some(self.line + 1)
+    }
 }
 
 impl FileReader {
@@ -232,6 +262,52 @@ mod tests {
         assert_eq!((got[0].1, got[0].2), (1, Some(5000)));
         assert_eq!(got[1], (b"ok".to_vec(), 2, None));
         assert_eq!((got[2].0.len(), got[2].1, got[2].2), (100, 3, Some(300)));
+    }
+
+    #[test]
+    fn skipping_lines_resumes_at_the_next_record() {
+        let mut input = Vec::new();
+        for i in 1..=200_000 {
+            input.extend_from_slice(format!("line {i}\n").as_bytes());
+            if i % 1000 == 0 {
+                input.push(b'\n'); // an empty line: counted, not a record
+            }
+        }
+        let mut whole = FileReader::from_reader("t", Box::new(io::Cursor::new(input.clone())), 64);
+        let mut batch = RecordBatch::default();
+        whole.read(&mut batch, 150_123).unwrap();
+        let point = whole.resume_point().unwrap();
+        let mut rest = Vec::new();
+        loop {
+            batch.clear();
+            let status = whole.read(&mut batch, 7_000).unwrap();
+            rest.extend(batch.iter().map(|(b, p, _)| (b.to_vec(), p)));
+            if status == ReadStatus::Ended {
+                break;
+            }
+        }
+        let mut resumed = FileReader::from_reader("t", Box::new(io::Cursor::new(input)), 64);
+        resumed.skip_lines(point - 1).unwrap();
+        assert_eq!(resumed.resume_point(), Some(point));
+        let mut again = Vec::new();
+        loop {
+            batch.clear();
+            let status = resumed.read(&mut batch, 9_000).unwrap();
+            again.extend(batch.iter().map(|(b, p, _)| (b.to_vec(), p)));
+            if status == ReadStatus::Ended {
+                break;
+            }
+        }
+        assert_eq!(
+            rest.first().map(|r| r.0.clone()),
+            Some(b"line 150124".to_vec())
+        );
+        assert_eq!(again, rest);
+        // Past the end: nothing more.
+        let mut r = FileReader::from_reader("t", Box::new(io::Cursor::new(b"a\nb".to_vec())), 64);
+        r.skip_lines(10).unwrap();
+        batch.clear();
+        assert_eq!(r.read(&mut batch, 10).unwrap(), ReadStatus::Ended);
     }
 
     #[test]

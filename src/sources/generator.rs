@@ -27,6 +27,18 @@ impl GeneratorReader {
         }
     }
 
+    /// Moves past the first `events` events without returning them (a job restored from a
+    /// checkpoint reads on from there; the generator is deterministic in its seed).
+    pub fn skip(&mut self, events: u64) {
+        while self.seq < events {
+            self.line.clear();
+            if !self.generator.next_line(&mut self.line) {
+                return;
+            }
+            self.seq += 1;
+        }
+    }
+
     /// `rate` events per wall-clock second, with event times from now at that rate.
     pub fn paced(mut cfg: GenConfig, rate: f64) -> Self {
         cfg.start_ms = crate::parse::text::now_ms();
@@ -68,6 +80,10 @@ impl PartitionReader for GeneratorReader {
 
     fn describe(&self) -> String {
         "generator".into()
+    }
+
+    fn resume_point(&self) -> Option<u64> {
+        Some(self.seq + 1)
     }
 }
 

@@ -109,7 +109,8 @@ pub fn consumer_config(conn: &KafkaConn, group: &str, start: StartAt) -> ClientC
     cfg
 }
 
-/// Opens one consumer for a worker's partitions and returns one reader per partition.
+/// Opens one consumer for a worker's partitions and returns one reader per partition; a
+/// partition with an offset in `resume` (a restored checkpoint's) is read from there.
 pub fn open_partitions(
     conn: &KafkaConn,
     group: &str,
@@ -117,6 +118,7 @@ pub fn open_partitions(
     partitions: &[i32],
     start: StartAt,
     end: EndAt,
+    resume: &dyn Fn(i32) -> Option<i64>,
 ) -> Result<Vec<Box<dyn PartitionReader>>, Error> {
     if partitions.is_empty() {
         return Ok(Vec::new());
@@ -128,10 +130,11 @@ pub fn open_partitions(
     );
     let mut tpl = TopicPartitionList::new();
     for &p in partitions {
-        let offset = match start {
-            StartAt::Earliest => Offset::Beginning,
-            StartAt::Latest => Offset::End,
-            StartAt::Stored => Offset::Stored,
+        let offset = match (resume(p), start) {
+            (Some(o), _) => Offset::Offset(o),
+            (None, StartAt::Earliest) => Offset::Beginning,
+            (None, StartAt::Latest) => Offset::End,
+            (None, StartAt::Stored) => Offset::Stored,
         };
         tpl.add_partition_offset(topic, p, offset)
             .map_err(|e| Error::Runtime(format!("kafka {topic}/{p}: {e}")))?;
@@ -153,7 +156,8 @@ pub fn open_partitions(
             // One reader per consumer serves the consumer's main queue (callbacks, errors).
             main: (i == 0).then(|| Arc::clone(&consumer)),
             end: end.clone(),
-            next_offset: None,
+            // Known before any read when resumed: a partition read to its end offset is done.
+            next_offset: resume(p),
             errors: 0,
         }));
     }
@@ -266,6 +270,10 @@ impl PartitionReader for KafkaReader {
 
     fn describe(&self) -> String {
         format!("kafka {}/{}", self.topic, self.partition)
+    }
+
+    fn resume_point(&self) -> Option<u64> {
+        self.next_offset.map(|o| o.max(0) as u64)
     }
 }
 

@@ -111,8 +111,16 @@ pub trait PartitionReader: Send {
     /// The origin of the record at `pos` (as set in [`RecordBatch::push`]).
     fn origin(&self, pos: u64) -> Origin;
 
-    /// A short description for logs (`file app.log`, `kafka logs/3`).
+    /// A short description for logs (`file app.log`, `kafka logs/3`), also the partition's
+    /// name in checkpoints.
     fn describe(&self) -> String;
+
+    /// The position of the next record to read (Kafka: its offset; file: its line number;
+    /// generator: its sequence number), which a job restored from a checkpoint opens the
+    /// partition at. `None`: nothing was read, or the source cannot be read from a position.
+    fn resume_point(&self) -> Option<u64> {
+        None
+    }
 
     /// Set when several workers read this partition in turns (see [`shared::Turns`]).
     fn turns(&self) -> Option<shared::Turns> {

@@ -32,6 +32,9 @@ pub struct JobSpec {
     pub watermark: WatermarkSpec,
     #[serde(default)]
     pub sink: SinkSpec,
+    /// Consistent checkpoints from which a restarted job continues (default: none).
+    #[serde(default)]
+    pub checkpoint: Option<CheckpointSpec>,
     /// Reference tables joined to every event (stream-static join).
     #[serde(rename = "lookup", default)]
     pub lookups: Vec<LookupSpec>,
@@ -153,6 +156,21 @@ pub struct SinkSpec {
     /// transactions with the job's progress; a restarted job does not write them again).
     #[serde(default)]
     pub delivery: Option<Spanned<String>>,
+}
+
+/// Checkpoints of the job's state and source positions (see `checkpoint`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointSpec {
+    /// The checkpoint directory, relative to the current directory (shared storage when the
+    /// job's processes run on several hosts).
+    pub dir: Spanned<String>,
+    /// Wall-clock time between checkpoints (default `10s`).
+    #[serde(default)]
+    pub interval: Option<Spanned<String>>,
+    /// Complete checkpoints kept (default 3); older ones are removed.
+    #[serde(default)]
+    pub keep: Option<Spanned<u64>>,
 }
 
 /// One analysis: either windowed over events (`window` + `select`), or derived from another

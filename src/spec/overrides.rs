@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::plan::{JobPlan, SinkPlan, SourceKind};
+use super::plan::{CheckpointPlan, JobPlan, SinkPlan, SourceKind};
 use crate::parse::Format;
 use crate::Error;
 
@@ -33,6 +33,11 @@ pub struct Overrides {
     /// Read every partition up to its end offset as of start, emit all open windows, exit 0.
     #[arg(long)]
     pub stop_at_end: bool,
+    /// Keep checkpoints in DIR (replacing the spec's `checkpoint.dir`): a job started again
+    /// with the same DIR continues from its last checkpoint.
+    #[arg(long, value_name = "DIR")]
+    #[serde(default)]
+    pub checkpoint_dir: Option<PathBuf>,
 }
 
 impl Overrides {
@@ -44,6 +49,9 @@ impl Overrides {
             *i = cwd.join(&*i).display().to_string();
         }
         if let Some(d) = self.output_dir.as_mut() {
+            *d = cwd.join(&*d);
+        }
+        if let Some(d) = self.checkpoint_dir.as_mut() {
             *d = cwd.join(&*d);
         }
         Ok(self)
@@ -90,6 +98,18 @@ impl Overrides {
         {
             plan.sink = SinkPlan::Console;
         }
+        if let Some(dir) = &self.checkpoint_dir {
+            let dir = dir.display().to_string();
+            match plan.checkpoint.as_mut() {
+                Some(c) => c.dir = dir,
+                None => plan.checkpoint = Some(CheckpointPlan::in_dir(dir)),
+            }
+        }
+        if plan.checkpoint.is_some() {
+            if let Some(why) = CheckpointPlan::unsupported(&plan.source.kind) {
+                return Err(Error::Usage(why));
+            }
+        }
         Ok(())
     }
 
@@ -113,6 +133,10 @@ impl Overrides {
         flag("--output-dir", self.output_dir.clone().map(Into::into));
         flag("--brokers", self.brokers.clone().map(Into::into));
         flag("--topic", self.topic.clone().map(Into::into));
+        flag(
+            "--checkpoint-dir",
+            self.checkpoint_dir.clone().map(Into::into),
+        );
         if self.stop_at_end {
             a.push("--stop-at-end".into());
         }
@@ -178,6 +202,7 @@ mod tests {
             brokers: Some("b:1".into()),
             topic: None,
             stop_at_end: true,
+            checkpoint_dir: Some("/tmp/ck".into()),
         };
         #[derive(clap::Parser)]
         struct P {

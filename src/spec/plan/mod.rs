@@ -29,7 +29,8 @@ mod lookup;
 mod windowed;
 
 use derived::compile_derived;
-use io::{compile_sink, compile_source};
+pub use io::CheckpointPlan;
+use io::{compile_checkpoint, compile_sink, compile_source};
 use lookup::compile_lookups;
 use windowed::compile_windowed;
 
@@ -54,6 +55,8 @@ pub struct JobPlan {
     pub extras: Vec<String>,
     /// Reference tables joined to every event at ingest.
     pub lookups: Vec<LookupPlan>,
+    /// Checkpoints for recovery (`None`: a restarted job starts from its source's start).
+    pub checkpoint: Option<CheckpointPlan>,
 }
 
 #[derive(Clone, Debug)]
@@ -275,6 +278,7 @@ impl JobPlan {
         }
         let source = compile_source(spec, &cx)?;
         let sink = compile_sink(spec, &cx)?;
+        let checkpoint = compile_checkpoint(spec, &source, &cx)?;
         let delay_ms = match &spec.watermark.delay {
             Some(d) => cx.duration(d, "watermark.delay")?,
             // Processing time has no disorder.
@@ -305,6 +309,7 @@ impl JobPlan {
             analyses: Vec::new(),
             extras: Vec::new(),
             lookups: Vec::new(),
+            checkpoint,
         };
         compile_lookups(&mut plan, spec, &cx)?;
         let mut names: HashMap<String, usize> = HashMap::new();

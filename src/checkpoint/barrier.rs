@@ -1,0 +1,631 @@
+//! Consistent checkpoints at barrier epochs, aligned with timely progress.
+//!
+//! A checkpoint is taken at an epoch `E`, a timely time every worker agrees on in advance:
+//! 1. Each ingest operator stops stamping records at `E` or later (the record that would be
+//!    the first is kept for after the barrier) and holds its capability at `E`, so no data at
+//!    `E` or later exists anywhere, and every message before `E` drains through the dataflow.
+//! 2. Each stateful operator, once its input frontier reaches `E` (nothing before `E` can still
+//!    arrive; nothing at `E` or later was sent), saves its state into its [`Slot`]; the ingest
+//!    saves its partitions' positions when its capability reaches `E`; the output operator
+//!    commits what it wrote. Operators keep every capability they hold at `E` or later.
+//! 3. When all of a worker's slots are saved, the worker writes its part to the [`Store`]; the
+//!    worker that sees the last part land writes the manifest, naming the next epoch.
+//! 4. The ingests read the manifest and go on to the next epoch.
+//!
+//! No message is in flight across the cut and no operator's state includes anything after it,
+//! so restoring every slot and reading each partition on from its saved position continues the
+//! job as if it had never stopped: the same data at the same timely times, hence the same
+//! results (which are deterministic in the data and its times; see `runtime::ingest`).
+//!
+//! Epochs are event-time progress values (a multiple of the job's granularity). The next one
+//! is chosen when a checkpoint completes, at a distance in event time meant to take about the
+//! configured wall-clock interval at the rate event time has been moving.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use timely::progress::frontier::AntichainRef;
+
+use super::store::Store;
+use crate::metrics::Metrics;
+use crate::spec::plan::JobPlan;
+use crate::Error;
+
+/// What a manifest holds besides the worker count.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// The job's dataflow (its plan and the names of its stateful operators): a checkpoint is
+    /// restored only into the same dataflow.
+    pub fingerprint: u64,
+    /// The epoch of the next checkpoint.
+    pub next: u64,
+    /// The event-time distance chosen for `next`.
+    pub step: u64,
+    /// Wall clock (ms since the Unix epoch) when this checkpoint completed.
+    pub at_ms: u64,
+}
+
+/// One worker's part: the state of each stateful operator, by slot name.
+type Part = Vec<(String, Vec<u8>)>;
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn stable_hash(text: &str) -> u64 {
+    // Fixed seed: every process of a job, and every later run, must agree.
+    foldhash::fast::FixedState::with_seed(0x636b_7074_6c66_6c77).hash_one(text)
+}
+
+/// The next multiple of `g` at or above `t`.
+fn round_up(t: u64, g: u64) -> u64 {
+    t.div_ceil(g).saturating_mul(g)
+}
+
+/// The event-time distance to the next epoch: the last one scaled by how far the last
+/// checkpoint interval was from the target (`None`: not measured), changing at most 4x per
+/// checkpoint so one burst does not swing it, and never below the granularity.
+pub fn next_step(step: u64, elapsed_ms: Option<u64>, interval_ms: u64, g: u64) -> u64 {
+    let scaled = match elapsed_ms {
+        Some(e) if e > 0 => {
+            let want = step as f64 * interval_ms as f64 / e as f64;
+            want.clamp(step as f64 / 4.0, step as f64 * 4.0) as u64
+        }
+        _ => step,
+    };
+    round_up(scaled.max(g), g)
+}
+
+/// A process's view of a job's checkpoints: the directory, the checkpoint restored at start,
+/// and what its workers share.
+pub struct Checkpoints {
+    store: Store,
+    workers: usize,
+    keep: usize,
+    interval_ms: u64,
+    granularity: u64,
+    plan_hash: u64,
+    restored: Option<(u64, Manifest, Vec<Part>)>,
+    metrics: Arc<Metrics>,
+    /// (epoch, when a local ingest first reached it), for the duration metric.
+    started: Mutex<(u64, Option<Instant>)>,
+    /// Process 0's lock on the directory, held for the run (see [`Checkpoints::open`]).
+    _lock: Option<Flock<std::fs::File>>,
+    /// The last epoch this process reported complete.
+    reported: Mutex<u64>,
+}
+
+impl Checkpoints {
+    /// Opens the job's checkpoint directory (`None` when the job keeps no checkpoints) and
+    /// loads the newest good checkpoint, naming every newer one skipped. `leader` (process 0)
+    /// removes those, before any worker can write a part of the same epochs again.
+    pub fn open(
+        plan: &JobPlan,
+        workers: usize,
+        leader: bool,
+        metrics: Arc<Metrics>,
+    ) -> Result<Option<Arc<Checkpoints>>, Error> {
+        let Some(c) = &plan.checkpoint else {
+            return Ok(None);
+        };
+        let store = Store::open(&c.dir)?;
+        // One run of a job per checkpoint directory: a second one (a job started twice, or a
+        // process of an earlier run still alive) would write the same epochs and files.
+        let lock = if leader {
+            let path = store.dir().join("LOCK");
+            let f = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
+            match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
+                Ok(lock) => Some(lock),
+                Err((_, Errno::EWOULDBLOCK)) => {
+                    return Err(Error::Runtime(format!(
+                        "another run of this job is using the checkpoint directory {}",
+                        c.dir
+                    )))
+                }
+                Err((_, e)) => return Err(Error::io(&path, std::io::Error::from(e))),
+            }
+        } else {
+            None
+        };
+        let loaded = store.latest()?;
+        let mut restored = None;
+        let mut kept = None;
+        if let Some(l) = loaded {
+            for s in &l.skipped {
+                eprintln!("logflow: warning: {s}");
+            }
+            let manifest: Manifest = bincode::deserialize(&l.manifest).map_err(|e| {
+                Error::Runtime(format!(
+                    "checkpoint {} in {}: manifest: {e}",
+                    l.epoch, c.dir
+                ))
+            })?;
+            if l.parts.len() != workers {
+                return Err(Error::Usage(format!(
+                    "the checkpoint in {} was taken with {} workers, this run has {workers}: \
+                     run with the same layout, or use another checkpoint directory",
+                    c.dir,
+                    l.parts.len()
+                )));
+            }
+            let parts = l
+                .parts
+                .iter()
+                .map(|p| bincode::deserialize::<Part>(p))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| {
+                    Error::Runtime(format!("checkpoint {} in {}: part: {e}", l.epoch, c.dir))
+                })?;
+            eprintln!(
+                "logflow: restoring checkpoint {} from {} (taken {:.1}s ago)",
+                l.epoch,
+                c.dir,
+                now_ms().saturating_sub(manifest.at_ms) as f64 / 1000.0
+            );
+            kept = Some(l.epoch);
+            restored = Some((l.epoch, manifest, parts));
+        } else {
+            eprintln!("logflow: no checkpoint in {} yet: starting afresh", c.dir);
+        }
+        if leader {
+            for e in store.discard_after(kept)? {
+                eprintln!("logflow: removed unfinished or damaged checkpoint {e}");
+            }
+        }
+        let plan_hash = stable_hash(&format!(
+            "{}|{:?}|{:?}|{:?}",
+            plan.name, plan.nodes, plan.analyses, plan.extras
+        ));
+        Ok(Some(Arc::new(Checkpoints {
+            store,
+            workers,
+            keep: c.keep,
+            interval_ms: c.interval_ms.max(1) as u64,
+            granularity: plan.granularity_ms.max(1) as u64,
+            plan_hash,
+            restored,
+            metrics,
+            started: Mutex::new((0, None)),
+            reported: Mutex::new(0),
+            _lock: lock,
+        })))
+    }
+
+    /// The epoch restored at start.
+    pub fn restored_epoch(&self) -> Option<u64> {
+        self.restored.as_ref().map(|(e, _, _)| *e)
+    }
+
+    /// The restored states of every worker's slots of operator kind `kind` (the ingests', for
+    /// the source positions a process opens its partitions at).
+    pub fn restored_states(&self, kind: &str) -> Vec<&[u8]> {
+        let Some((_, _, parts)) = &self.restored else {
+            return Vec::new();
+        };
+        let suffix = format!(":{kind}");
+        parts
+            .iter()
+            .flat_map(|p| p.iter().filter(|(n, _)| n.ends_with(&suffix)))
+            .map(|(_, b)| &b[..])
+            .collect()
+    }
+
+    /// The checkpointer of worker `worker`; failures are recorded in `failed` (the run's).
+    pub fn worker(
+        self: &Arc<Self>,
+        worker: usize,
+        failed: Rc<RefCell<Option<Error>>>,
+    ) -> Rc<Checkpointer> {
+        let (epoch, step, last_at, restored) = match &self.restored {
+            Some((_, m, parts)) => (
+                m.next,
+                m.step,
+                Some(m.at_ms),
+                parts.get(worker).cloned().unwrap_or_default(),
+            ),
+            // The first barrier comes at once, before any state: every worker agrees on it
+            // without knowing where event time starts, and it fixes the first real epoch.
+            None => (self.granularity, self.interval_ms, None, Vec::new()),
+        };
+        Rc::new(Checkpointer {
+            shared: Arc::clone(self),
+            worker,
+            failed,
+            inner: RefCell::new(Inner {
+                names: Vec::new(),
+                restored_names: restored.iter().map(|(n, _)| n.clone()).collect(),
+                restored: restored.into_iter().collect(),
+                built: false,
+                epoch,
+                step,
+                last_at,
+                saved: Vec::new(),
+                standing: Vec::new(),
+                part_done: false,
+                hint: None,
+            }),
+        })
+    }
+
+    /// A local ingest reached barrier `epoch`.
+    fn reached(&self, epoch: u64) {
+        if let Ok(mut s) = self.started.lock() {
+            if s.0 != epoch {
+                *s = (epoch, Some(Instant::now()));
+            }
+        }
+    }
+
+    /// Checkpoint `epoch` completed: reported once per process.
+    fn completed(&self, epoch: u64) {
+        let Ok(mut r) = self.reported.lock() else {
+            return;
+        };
+        if *r >= epoch {
+            return;
+        }
+        *r = epoch;
+        let took = match self.started.lock() {
+            Ok(s) if s.0 == epoch => s.1.map_or(Duration::ZERO, |t| t.elapsed()),
+            _ => Duration::ZERO,
+        };
+        self.metrics.checkpoint_completed(took);
+    }
+}
+
+/// One worker's side: the slots of its stateful operators and the barrier they are at.
+pub struct Checkpointer {
+    shared: Arc<Checkpoints>,
+    worker: usize,
+    failed: Rc<RefCell<Option<Error>>>,
+    inner: RefCell<Inner>,
+}
+
+struct Inner {
+    /// Slot names, by slot index.
+    names: Vec<String>,
+    /// Restored states not yet taken, by slot name.
+    restored: HashMap<String, Vec<u8>>,
+    /// The slot names of the restored part.
+    restored_names: Vec<String>,
+    /// The dataflow is built: every slot is registered, and parts can be written.
+    built: bool,
+    /// The pending barrier.
+    epoch: u64,
+    /// The event-time distance that led to `epoch`.
+    step: u64,
+    /// When the checkpoint before `epoch` completed (ms since the Unix epoch).
+    last_at: Option<u64>,
+    /// States saved for `epoch`, by slot index.
+    saved: Vec<Option<Vec<u8>>>,
+    /// States that stand for every later epoch too (an ingest whose input ended).
+    standing: Vec<Option<Vec<u8>>>,
+    /// This worker's part of `epoch` is written.
+    part_done: bool,
+    /// The least event-time progress of this worker's partitions at the barrier: the next
+    /// epoch is counted from there (the first barrier comes before event time is known).
+    hint: Option<u64>,
+}
+
+impl Checkpointer {
+    /// A slot for one stateful operator. Every worker builds the same dataflow, so the n-th
+    /// slot is the same operator everywhere and in every run (the name says which, to catch
+    /// a dataflow that changed).
+    pub fn slot(self: &Rc<Self>, kind: &str) -> Slot {
+        let mut inner = self.inner.borrow_mut();
+        let index = inner.names.len();
+        inner.names.push(format!("{index}:{kind}"));
+        inner.saved.push(None);
+        inner.standing.push(None);
+        Slot {
+            ck: Rc::clone(self),
+            index,
+        }
+    }
+
+    /// The pending barrier: no record may be stamped at it or later until it completes.
+    pub fn epoch(&self) -> u64 {
+        self.inner.borrow().epoch
+    }
+
+    /// The epoch restored at start.
+    pub fn restored_epoch(&self) -> Option<u64> {
+        self.shared.restored_epoch()
+    }
+
+    /// The dataflow is built (every slot registered): from now on a worker's part is written
+    /// once all its slots saved. A restored checkpoint must be of this dataflow, and every
+    /// restored state must have found its operator.
+    pub fn built(&self) -> Result<(), Error> {
+        let mut inner = self.inner.borrow_mut();
+        inner.built = true;
+        let Some((epoch, manifest, _)) = &self.shared.restored else {
+            return Ok(());
+        };
+        if manifest.fingerprint != self.fingerprint(&inner)
+            || !inner.restored.is_empty()
+            || inner.restored_names != inner.names
+        {
+            return Err(Error::Usage(format!(
+                "checkpoint {epoch} in {} is of a different job or version (its analyses or \
+                 operators differ): remove the directory or use another one",
+                self.shared.store.dir().display()
+            )));
+        }
+        Ok(())
+    }
+
+    fn fingerprint(&self, inner: &Inner) -> u64 {
+        stable_hash(&format!(
+            "{}|{}|{}",
+            self.shared.plan_hash,
+            self.shared.workers,
+            inner.names.join(",")
+        ))
+    }
+
+    fn fail(&self, e: Error) {
+        self.failed.borrow_mut().get_or_insert(e);
+    }
+
+    /// The ingest is at the barrier; `hint` is the least progress of its partitions.
+    pub fn reached(&self, hint: Option<i64>) {
+        let epoch = {
+            let mut inner = self.inner.borrow_mut();
+            inner.hint = hint.map(|h| h.max(0) as u64);
+            inner.epoch
+        };
+        self.shared.reached(epoch);
+    }
+
+    /// Whether barrier `epoch` is complete; if so the next one is now pending (idempotent).
+    pub fn passed(&self, epoch: u64) -> bool {
+        if self.inner.borrow().epoch > epoch {
+            return true;
+        }
+        let bytes = match self.shared.store.manifest(epoch) {
+            Ok(Some(b)) => b,
+            Ok(None) => return false,
+            Err(e) => {
+                self.fail(e);
+                return false;
+            }
+        };
+        let m: Manifest = match bincode::deserialize(&bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                self.fail(Error::Runtime(format!("checkpoint {epoch}: manifest: {e}")));
+                return false;
+            }
+        };
+        let mut inner = self.inner.borrow_mut();
+        inner.epoch = m.next.max(epoch + 1);
+        inner.step = m.step;
+        inner.last_at = Some(m.at_ms);
+        inner.part_done = false;
+        inner.hint = None;
+        for s in inner.saved.iter_mut() {
+            *s = None;
+        }
+        drop(inner);
+        self.shared.completed(epoch);
+        true
+    }
+
+    /// Records slot `index`'s state for `epoch`; the last one writes the worker's part.
+    fn save(&self, index: usize, epoch: u64, state: Vec<u8>, standing: bool) {
+        let mut inner = self.inner.borrow_mut();
+        if standing {
+            inner.standing[index] = Some(state.clone());
+        }
+        if inner.epoch != epoch || inner.part_done {
+            return;
+        }
+        inner.saved[index] = Some(state);
+        // Not before every slot is registered: an operator that saves as it is built (an
+        // ingest without partitions) must not complete a part the others are missing from.
+        let complete = inner.built
+            && inner
+                .saved
+                .iter()
+                .zip(&inner.standing)
+                .all(|(s, st)| s.is_some() || st.is_some());
+        if !complete {
+            return;
+        }
+        let part: Part = inner
+            .names
+            .iter()
+            .zip(inner.saved.iter().zip(&inner.standing))
+            .map(|(n, (s, st))| {
+                (
+                    n.clone(),
+                    s.clone().or_else(|| st.clone()).unwrap_or_default(),
+                )
+            })
+            .collect();
+        inner.part_done = true;
+        let fingerprint = self.fingerprint(&inner);
+        let (step, last_at, hint) = (inner.step, inner.last_at, inner.hint);
+        drop(inner);
+        if let Err(e) = self.write(epoch, &part, fingerprint, step, last_at, hint) {
+            self.fail(e);
+        }
+    }
+
+    fn write(
+        &self,
+        epoch: u64,
+        part: &Part,
+        fingerprint: u64,
+        step: u64,
+        last_at: Option<u64>,
+        hint: Option<u64>,
+    ) -> Result<(), Error> {
+        let sh = &self.shared;
+        let bytes = bincode::serialize(part)
+            .map_err(|e| Error::Runtime(format!("checkpoint {epoch}: {e}")))?;
+        sh.store.write_part(epoch, self.worker, &bytes)?;
+        if !sh.store.has_parts(epoch, sh.workers) {
+            return Ok(()); // the worker writing the last part completes it
+        }
+        let at_ms = now_ms();
+        let step = next_step(
+            step,
+            last_at.map(|l| at_ms.saturating_sub(l)),
+            sh.interval_ms,
+            sh.granularity,
+        );
+        let from = round_up(hint.unwrap_or(epoch).max(epoch), sh.granularity);
+        let manifest = Manifest {
+            fingerprint,
+            next: from.saturating_add(step),
+            step,
+            at_ms,
+        };
+        let bytes = bincode::serialize(&manifest)
+            .map_err(|e| Error::Runtime(format!("checkpoint {epoch}: {e}")))?;
+        sh.store.commit(epoch, sh.workers, &bytes, sh.keep)?;
+        Ok(())
+    }
+}
+
+thread_local! {
+    /// The checkpointer of the dataflow being built on this thread (see [`building`]).
+    static BUILDING: RefCell<Option<Rc<Checkpointer>>> = const { RefCell::new(None) };
+}
+
+/// Runs `build` (a dataflow's construction) so that its stateful operators take their slots
+/// in `ck` ([`Slot::register`]): the operators' own signatures stay free of checkpointing.
+pub fn building<R>(ck: Option<&Rc<Checkpointer>>, build: impl FnOnce() -> R) -> R {
+    let previous = BUILDING.with(|b| b.replace(ck.cloned()));
+    let result = build();
+    BUILDING.with(|b| *b.borrow_mut() = previous);
+    result
+}
+
+/// The slot (if any) and the epoch an operator must save its state for now (see
+/// [`Slot::due`]).
+pub fn due<'a>(slot: &'a Option<Slot>, frontier: AntichainRef<'_, u64>) -> Option<(&'a Slot, u64)> {
+    let s = slot.as_ref()?;
+    Some((s, s.due(frontier)?))
+}
+
+/// A stateful operator's place in the worker's checkpoints.
+pub struct Slot {
+    ck: Rc<Checkpointer>,
+    index: usize,
+}
+
+impl Slot {
+    /// A slot for a stateful operator of kind `kind` being built, when its dataflow keeps
+    /// checkpoints (it is built inside [`building`]); operators call this once, as they are
+    /// built, in the same order on every worker.
+    pub fn register(kind: &str) -> Option<Slot> {
+        BUILDING.with(|b| b.borrow().as_ref().map(|ck| ck.slot(kind)))
+    }
+
+    fn name(&self) -> String {
+        self.ck.inner.borrow().names[self.index].clone()
+    }
+
+    /// The operator's state at the restored checkpoint (`None`: starting afresh, or a state
+    /// that does not decode, which fails the run).
+    pub fn restore<T: DeserializeOwned>(&self) -> Option<T> {
+        let name = self.name();
+        let bytes = self.ck.inner.borrow_mut().restored.remove(&name)?;
+        match bincode::deserialize(&bytes) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                self.ck.fail(Error::Usage(format!(
+                    "checkpoint: the saved state of operator {name} does not fit this job ({e}): \
+                     remove the checkpoint directory or use another one"
+                )));
+                None
+            }
+        }
+    }
+
+    /// The epoch this operator must save its state for now, if any: its input `frontier` has
+    /// reached the pending barrier and it has not saved for it. A frontier past a barrier whose
+    /// part is written means that checkpoint completed (the ingests wait for it): the next one
+    /// is then taken up here too, on workers whose ingest does not ask (no partitions).
+    pub fn due(&self, frontier: AntichainRef<'_, u64>) -> Option<u64> {
+        let (epoch, done) = {
+            let inner = self.ck.inner.borrow();
+            (
+                inner.epoch,
+                inner.part_done || inner.saved[self.index].is_some(),
+            )
+        };
+        if frontier.less_than(&epoch) {
+            return None;
+        }
+        if !done {
+            return Some(epoch);
+        }
+        if frontier.less_equal(&epoch) || !self.ck.passed(epoch) {
+            return None;
+        }
+        self.due(frontier)
+    }
+
+    /// Saves the operator's state for `epoch`.
+    pub fn save<T: Serialize>(&self, epoch: u64, state: &T) {
+        match bincode::serialize(state) {
+            Ok(bytes) => self.ck.save(self.index, epoch, bytes, false),
+            Err(e) => self.ck.fail(Error::Runtime(format!(
+                "checkpoint {epoch}: state of {}: {e}",
+                self.name()
+            ))),
+        }
+    }
+
+    /// Saves a state that also stands for every later epoch (an operator that has finished).
+    pub fn save_standing<T: Serialize>(&self, state: &T) {
+        let epoch = self.ck.epoch();
+        match bincode::serialize(state) {
+            Ok(bytes) => self.ck.save(self.index, epoch, bytes, true),
+            Err(e) => self.ck.fail(Error::Runtime(format!(
+                "checkpoint: state of {}: {e}",
+                self.name()
+            ))),
+        }
+    }
+
+    /// The worker's checkpointer.
+    pub fn checkpointer(&self) -> &Rc<Checkpointer> {
+        &self.ck
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_follow_the_interval_within_bounds() {
+        // Event time moved 10 s in 1 s of wall clock: 10x the step for a 10 s interval, but at
+        // most 4x at once.
+        assert_eq!(next_step(10_000, Some(1_000), 10_000, 1_000), 40_000);
+        // On target: unchanged.
+        assert_eq!(next_step(10_000, Some(10_000), 10_000, 1_000), 10_000);
+        // Too slow: smaller, at most 4x.
+        assert_eq!(next_step(40_000, Some(80_000), 10_000, 1_000), 10_000);
+        // Never below the granularity, always a multiple of it.
+        assert_eq!(next_step(1_000, Some(1_000_000), 10_000, 1_000), 1_000);
+        assert_eq!(next_step(10_000, Some(3_000), 10_000, 7_000), 35_000);
+        // Not measured: unchanged.
+        assert_eq!(next_step(5_000, None, 10_000, 1_000), 5_000);
+    }
+}
