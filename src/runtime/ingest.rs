@@ -326,7 +326,7 @@ fn parse_block(
             continue;
         }
         // Parsed in place: an `Event` is a few hundred bytes, not worth moving around.
-        parsed.push(Ok(Event::default()));
+        parsed.resize_with(parsed.len() + 1, || Ok(Event::default()));
         let Some(slot) = parsed.last_mut() else {
             continue;
         };
