@@ -13,8 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::operators::exact::ExactSum;
 use crate::operators::value_set::ValueSet;
-use crate::record::{Event, Value};
-use crate::spec::expr::Expr;
+use crate::record::value::float_key;
+use crate::record::{Event, Value, ValueRef};
+use crate::spec::expr::{BinOp, Expr};
 
 /// The aggregate functions of specs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -97,7 +98,19 @@ impl AccSpec {
         match (self.func, acc) {
             (AggFunc::Count, Acc::Count(n)) => *n += 1,
             (AggFunc::CountIf, Acc::Count(n)) => {
-                if self.arg.as_ref().is_some_and(|c| c.test(event)) {
+                let hit = match &self.arg {
+                    // `field OP number`, the usual condition, decided here as `Expr::test`
+                    // decides it (without its general dispatch); NaN goes to `test`.
+                    Some(c @ Expr::Binary(op, a, b)) => match (a.as_ref(), b.as_ref()) {
+                        (Expr::Field(f), Expr::Lit(lit)) => {
+                            compare_number(event.get(*f), *op, lit).unwrap_or_else(|| c.test(event))
+                        }
+                        _ => c.test(event),
+                    },
+                    Some(c) => c.test(event),
+                    None => false,
+                };
+                if hit {
                     *n += 1
                 }
             }
@@ -121,7 +134,11 @@ impl AccSpec {
             }
             (_, acc) => {
                 let v = match &self.arg {
-                    Some(Expr::Field(f)) => event.get(*f).to_owned(),
+                    Some(Expr::Field(f)) => match event.get(*f) {
+                        ValueRef::Null => return,
+                        ValueRef::Float(x) if acc.absorb_f64(x) => return,
+                        r => r.to_owned(),
+                    },
                     Some(e) => e.eval(event),
                     None => return,
                 };
@@ -132,6 +149,36 @@ impl AccSpec {
             }
         }
     }
+}
+
+/// `v OP lit` for a numeric literal and a comparison, as `Expr::test` decides `field OP
+/// literal` on borrowed values; `None` where this does not apply (another literal or
+/// operator, NaN): the caller asks `Expr::test`.
+#[inline]
+fn compare_number(v: ValueRef<'_>, op: BinOp, lit: &Value) -> Option<bool> {
+    use std::cmp::Ordering;
+    let ord = match (v, lit) {
+        (_, Value::Int(_) | Value::Float(_)) if !is_comparison(op) => return None,
+        (ValueRef::Null | ValueRef::Str(_), Value::Int(_) | Value::Float(_)) => return Some(false),
+        (ValueRef::Int(x), Value::Int(y)) => x.cmp(y),
+        (x, Value::Int(_) | Value::Float(_)) => x.as_f64()?.partial_cmp(&lit.as_f64()?)?,
+        _ => return None,
+    };
+    Some(match op {
+        BinOp::Eq => ord == Ordering::Equal,
+        BinOp::Ne => ord != Ordering::Equal,
+        BinOp::Lt => ord == Ordering::Less,
+        BinOp::Le => ord != Ordering::Greater,
+        BinOp::Gt => ord == Ordering::Greater,
+        _ => ord != Ordering::Less,
+    })
+}
+
+fn is_comparison(op: BinOp) -> bool {
+    matches!(
+        op,
+        BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge
+    )
 }
 
 /// Accumulator state; serializable so partials can cross workers.
@@ -170,6 +217,49 @@ pub enum Acc {
 }
 
 impl Acc {
+    /// Absorbs the float `x` as [`Acc::absorb`] absorbs `Value::Float(x)`, without building a
+    /// `Value`, where that is simple (numeric aggregates whose state holds no other kind of
+    /// value); false when the caller must use `absorb`.
+    #[inline]
+    fn absorb_f64(&mut self, x: f64) -> bool {
+        match self {
+            Acc::Count(n) => *n += 1,
+            Acc::Sum {
+                float, is_float, n, ..
+            } => {
+                *is_float = true;
+                float.add(x);
+                *n += 1;
+            }
+            Acc::Avg { sum, n } => {
+                sum.add(x);
+                *n += 1;
+            }
+            // `Value`'s order on two floats (see `Ord for Value`).
+            Acc::Min(m) => match m {
+                Value::Null => *m = Value::Float(x),
+                Value::Float(y) => {
+                    if float_key(x).total_cmp(&float_key(*y)).is_lt() {
+                        *y = x
+                    }
+                }
+                _ => return false,
+            },
+            Acc::Max(m) => match m {
+                Value::Null => *m = Value::Float(x),
+                Value::Float(y) => {
+                    if float_key(x).total_cmp(&float_key(*y)).is_gt() {
+                        *y = x
+                    }
+                }
+                _ => return false,
+            },
+            Acc::Moments { .. } => return self.absorb_moments(x),
+            Acc::Distinct(_) | Acc::Set(_) | Acc::List(_) => return false,
+        }
+        true
+    }
+
     /// Absorbs one non-null value.
     fn absorb(&mut self, v: Value, event: &Event) {
         match self {
@@ -208,33 +298,43 @@ impl Acc {
                     *m = v
                 }
             }
-            Acc::Moments {
-                n,
-                sum,
-                sumsq,
-                approx,
-            } => {
+            Acc::Moments { .. } => {
                 if let Some(x) = v.as_f64() {
-                    *n += 1;
-                    sum.add(x);
-                    let a = x.abs();
-                    if (SQ_MIN..=SQ_MAX).contains(&a) || x == 0.0 {
-                        // Two-product: p + e == x² exactly (no overflow, no underflow here).
-                        let p = x * x;
-                        let e = x.mul_add(x, -p);
-                        sumsq.add(p);
-                        if e != 0.0 {
-                            sumsq.add(e);
-                        }
-                    } else {
-                        *approx = true;
-                        sumsq.add(x * x);
-                    }
+                    self.absorb_moments(x);
                 }
             }
             Acc::Distinct(s) | Acc::Set(s) => s.insert(v),
             Acc::List(l) => l.push((event.timestamp, event.pos, v)),
         }
+    }
+
+    /// Adds `x` to the moments (true; a no-op on other states).
+    #[inline]
+    fn absorb_moments(&mut self, x: f64) -> bool {
+        if let Acc::Moments {
+            n,
+            sum,
+            sumsq,
+            approx,
+        } = self
+        {
+            *n += 1;
+            sum.add(x);
+            let a = x.abs();
+            if (SQ_MIN..=SQ_MAX).contains(&a) || x == 0.0 {
+                // Two-product: p + e == x² exactly (no overflow, no underflow here).
+                let p = x * x;
+                let e = x.mul_add(x, -p);
+                sumsq.add(p);
+                if e != 0.0 {
+                    sumsq.add(e);
+                }
+            } else {
+                *approx = true;
+                sumsq.add(x * x);
+            }
+        }
+        true
     }
 
     /// Merges a partial of the same kind.
@@ -502,6 +602,119 @@ mod tests {
                 panic!()
             };
             assert!((a - b).abs() < 1e-12);
+        }
+    }
+
+    /// `count_if(field OP number)` counts what `Expr::test` accepts, for every kind of value.
+    #[test]
+    fn count_if_comparisons_agree_with_expr_test() {
+        use crate::spec::expr::parse;
+        let vals = [
+            None,
+            Some(Value::Int(200)),
+            Some(Value::Int(400)),
+            Some(Value::Int(-1)),
+            Some(Value::Float(0.5)),
+            Some(Value::Float(1.0)),
+            Some(Value::Float(400.0)),
+            Some(Value::Float(f64::NAN)),
+            Some(Value::Float(-0.0)),
+            Some(Value::Str("x".into())),
+            Some(Value::Str("400".into())),
+        ];
+        for op in ["=", "!=", "<", "<=", ">", ">=", "+"] {
+            for lit in ["400", "1.0", "0", "-0.0", "'x'"] {
+                for field in ["status_code", "response_time", "service"] {
+                    let src = if op == "+" {
+                        format!("{field} + {lit} > 1")
+                    } else {
+                        format!("{field} {op} {lit}")
+                    };
+                    let Ok(ast) = parse(&src) else { continue };
+                    let Ok(cond) = ast.bind_fields(&Field::from_name) else {
+                        continue;
+                    };
+                    let s = AccSpec {
+                        func: AggFunc::CountIf,
+                        arg: Some(cond.clone()),
+                    };
+                    for v in &vals {
+                        let mut ev = Event::default();
+                        match (field, v) {
+                            (_, None) => {}
+                            ("status_code", Some(Value::Int(i))) => ev.status_code = Some(*i),
+                            ("response_time", Some(Value::Float(f))) => ev.response_time = Some(*f),
+                            ("service", Some(Value::Str(x))) => ev.service = Some(x.clone()),
+                            _ => continue,
+                        }
+                        let mut acc = s.new_state();
+                        s.update(&mut acc, &ev);
+                        let want = Acc::Count(u64::from(cond.test(&ev)));
+                        assert_eq!(acc, want, "{src} on {v:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// The float fast path (`Acc::absorb_f64`) and the general one agree, mixed with ints.
+    #[test]
+    fn float_fast_path_equals_absorbing_values() {
+        let xs = [
+            Some(0.5),
+            Some(-0.0),
+            None,
+            Some(0.0),
+            Some(-3.25),
+            Some(1e300),
+            Some(f64::NAN),
+            Some(7.0),
+        ];
+        for f in [
+            AggFunc::Sum,
+            AggFunc::Avg,
+            AggFunc::Min,
+            AggFunc::Max,
+            AggFunc::Stddev,
+            AggFunc::CountNonNull,
+        ] {
+            let s = spec(f, Some(Field::ResponseTime));
+            for i in 0..xs.len() {
+                // Ints first, then floats (an int-holding Min/Max falls back to `absorb`).
+                let mut fast = s.new_state();
+                let mut slow = s.new_state();
+                let mut ev = Event {
+                    status_code: Some(i as i64 - 3),
+                    ..Event::default()
+                };
+                let int_spec = spec(f, Some(Field::StatusCode));
+                int_spec.update(&mut fast, &ev);
+                slow.absorb(Value::Int(i as i64 - 3), &ev);
+                for y in xs.iter().cycle().skip(i).take(xs.len()) {
+                    ev.response_time = *y;
+                    s.update(&mut fast, &ev);
+                    if let Some(y) = y {
+                        slow.absorb(Value::Float(*y), &ev);
+                    }
+                }
+                let (a, b) = (fast.finish(), slow.finish());
+                assert!(
+                    a == b || format!("{a:?}") == format!("{b:?}"),
+                    "{f:?}: {a:?} vs {b:?}"
+                );
+            }
+            // Floats only.
+            let mut fast = s.new_state();
+            let mut slow = s.new_state();
+            for y in xs.iter().flatten() {
+                let ev = Event {
+                    response_time: Some(*y),
+                    ..Event::default()
+                };
+                s.update(&mut fast, &ev);
+                slow.absorb(Value::Float(*y), &ev);
+            }
+            assert_eq!(format!("{fast:?}"), format!("{slow:?}"), "{f:?}");
         }
     }
 

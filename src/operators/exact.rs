@@ -38,7 +38,7 @@ const UP: f64 = pow2(600);
 pub struct ExactSum {
     /// Non-overlapping, increasing magnitude, no zeros; their exact sum is the total of all
     /// finite values below [`BIG`].
-    parts: SmallVec<[f64; 4]>,
+    parts: Parts,
     /// Infinities, NaN and huge values: rare, so boxed to keep the common state small.
     rare: Option<Box<Rare>>,
 }
@@ -50,6 +50,125 @@ struct Rare {
     pos_inf: bool,
     neg_inf: bool,
     nan: bool,
+}
+
+/// Components held inline: the sums of the usual values (response times in ms, their exact
+/// squares) need two to five; five keep `Acc` within 128 bytes.
+const INLINE: usize = 5;
+
+/// The main expansion: up to [`INLINE`] components in place, more on the heap. Each value of
+/// the hot path goes through [`Parts::grow`], which on the inline form is a short loop over a
+/// fixed array (a `SmallVec` checked its spilled state on every access, push and truncate).
+/// Serialized as a sequence of doubles, exactly as the `SmallVec` it replaced.
+#[derive(Clone, Debug)]
+enum Parts {
+    Inline { len: u8, buf: [f64; INLINE] },
+    Heap(Vec<f64>),
+}
+
+impl Default for Parts {
+    fn default() -> Self {
+        Parts::Inline {
+            len: 0,
+            buf: [0.0; INLINE],
+        }
+    }
+}
+
+impl PartialEq for Parts {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Parts {
+    #[inline]
+    fn as_slice(&self) -> &[f64] {
+        match self {
+            Parts::Inline { len, buf } => &buf[..usize::from(*len).min(INLINE)],
+            Parts::Heap(v) => v,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.as_slice().is_empty()
+    }
+
+    fn from_vec(v: Vec<f64>) -> Self {
+        if v.len() <= INLINE {
+            let mut buf = [0.0; INLINE];
+            buf[..v.len()].copy_from_slice(&v);
+            Parts::Inline {
+                len: v.len() as u8,
+                buf,
+            }
+        } else {
+            Parts::Heap(v)
+        }
+    }
+
+    /// Adds `x` exactly: the same steps as [`grow`].
+    #[inline(always)]
+    fn grow(&mut self, mut x: f64) {
+        let Parts::Inline { len, buf } = self else {
+            if let Parts::Heap(v) = self {
+                grow_vec(v, x);
+            }
+            return;
+        };
+        let n = usize::from(*len).min(INLINE);
+        let mut i = 0;
+        for j in 0..n {
+            let y = buf[j];
+            let hi = x + y;
+            let yv = hi - x;
+            let lo = (x - (hi - yv)) + (y - yv);
+            buf[i] = lo;
+            i += usize::from(lo != 0.0);
+            x = hi;
+        }
+        if x != 0.0 {
+            if i == INLINE {
+                let mut v = buf.to_vec();
+                v.push(x);
+                *self = Parts::Heap(v);
+                return;
+            }
+            buf[i] = x;
+            i += 1;
+        }
+        *len = i as u8;
+    }
+}
+
+impl Serialize for Parts {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.as_slice())
+    }
+}
+
+impl<'de> Deserialize<'de> for Parts {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Vec::<f64>::deserialize(d).map(Parts::from_vec)
+    }
+}
+
+/// [`grow`] on a vector (an expansion past [`INLINE`] components).
+fn grow_vec(parts: &mut Vec<f64>, mut x: f64) {
+    let mut i = 0;
+    for j in 0..parts.len() {
+        let y = parts[j];
+        let hi = x + y;
+        let yv = hi - x;
+        let lo = (x - (hi - yv)) + (y - yv);
+        parts[i] = lo;
+        i += usize::from(lo != 0.0);
+        x = hi;
+    }
+    parts.truncate(i);
+    if x != 0.0 {
+        parts.push(x);
+    }
 }
 
 /// Adds `x` to the expansion exactly: Shewchuk's grow-expansion with zero elimination (as
@@ -112,7 +231,7 @@ impl ExactSum {
     #[inline]
     pub fn add(&mut self, x: f64) {
         if x.abs() < BIG {
-            grow(&mut self.parts, x)
+            self.parts.grow(x)
         } else {
             self.add_rare(x)
         }
@@ -156,8 +275,8 @@ impl ExactSum {
         if self.parts.is_empty() {
             self.parts = other.parts;
         } else {
-            for c in other.parts {
-                grow(&mut self.parts, c);
+            for &c in other.parts.as_slice() {
+                self.parts.grow(c);
             }
         }
         if let Some(o) = other.rare {
@@ -182,13 +301,13 @@ impl ExactSum {
 
     /// The components of the exact sum of the plain values (see [`ExactSum::is_plain`]).
     pub fn parts(&self) -> &[f64] {
-        &self.parts
+        self.parts.as_slice()
     }
 
     /// The exact total, rounded once to the nearest double (ties to even).
     pub fn value(&self) -> f64 {
         let Some(r) = &self.rare else {
-            return round(&self.parts);
+            return round(self.parts.as_slice());
         };
         if r.nan || (r.pos_inf && r.neg_inf) {
             return f64::NAN;
@@ -200,18 +319,18 @@ impl ExactSum {
             return f64::NEG_INFINITY;
         }
         if r.big.is_empty() {
-            return round(&self.parts);
+            return round(self.parts.as_slice());
         }
         let big = round(&r.big);
         if big.abs() < pow2(420) {
             // Every component scaled back stays below 2^1021: one exact expansion, one rounding.
             let mut all = self.parts.clone();
             for &c in &r.big {
-                grow(&mut all, c * UP);
+                all.grow(c * UP);
             }
-            round(&all)
+            round(all.as_slice())
         } else {
-            big * UP + round(&self.parts)
+            big * UP + round(self.parts.as_slice())
         }
     }
 }
@@ -268,6 +387,40 @@ mod tests {
         // Subnormals are exact too.
         let tiny = f64::from_bits(1);
         assert_eq!(sum(&[tiny, tiny, 1.0, -1.0]), 2.0 * tiny);
+    }
+
+    /// The inline expansion serializes as the `SmallVec` it replaced did (partials cross
+    /// workers and go into checkpoints), and spills past the inline components exactly.
+    #[test]
+    fn parts_serialize_as_a_sequence_and_spill_exactly() {
+        #[derive(Serialize)]
+        struct Old {
+            parts: SmallVec<[f64; 4]>,
+            rare: Option<Box<Rare>>,
+        }
+        let mut s = ExactSum::default();
+        let mut all = Vec::new();
+        let xs = [
+            1.0, 1e-30, 1e30, 1e-60, 1e60, 0.1, 1e90, -1e-90, 1e120, 1e-120, 0.3,
+        ];
+        for (k, x) in xs.iter().enumerate() {
+            s.add(*x);
+            all.push(*x);
+            let old = Old {
+                parts: SmallVec::from_slice(s.parts()),
+                rare: None,
+            };
+            let bytes = bincode::serialize(&s).unwrap_or_default();
+            assert_eq!(bytes, bincode::serialize(&old).unwrap_or_default(), "{k}");
+            let back: ExactSum = bincode::deserialize(&bytes).unwrap_or_default();
+            assert_eq!(back, s);
+            assert_eq!(back.value(), s.value());
+        }
+        assert!(s.parts().len() > INLINE, "spilled: {:?}", s.parts());
+        // The exact total: the same whatever the order of the values.
+        let mut r = ExactSum::default();
+        all.iter().rev().for_each(|&x| r.add(x));
+        assert_eq!(r.value(), s.value());
     }
 
     #[test]

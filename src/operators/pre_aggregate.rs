@@ -11,7 +11,7 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::StreamVec;
 
 use crate::operators::aggregate::Acc;
-use crate::record::{Event, Key, Value};
+use crate::record::{Event, Key, Value, ValueRef};
 use crate::spec::plan::AggNode;
 
 /// A partial aggregate of one window and key, as exchanged between workers.
@@ -136,44 +136,73 @@ impl GroupTable {
                 return;
             }
         }
+        // One key field (the usual case) is read once, for the hash and the comparisons.
+        let single = match node.keys.as_slice() {
+            [f] => Some(ev.get(*f)),
+            _ => None,
+        };
         let mut key_hash = 0x9e37_79b9_7f4a_7c15u64;
-        for f in &node.keys {
-            key_hash = (key_hash ^ ev.get(*f).hash64()).wrapping_mul(0x0100_0000_01b3);
+        match single {
+            Some(k) => key_hash = (key_hash ^ k.hash64()).wrapping_mul(0x0100_0000_01b3),
+            None => {
+                for f in &node.keys {
+                    key_hash = (key_hash ^ ev.get(*f).hash64()).wrapping_mul(0x0100_0000_01b3);
+                }
+            }
         }
-        for start in node
-            .windows
-            .open_starts(ev.timestamp, node.hold_ms, progress)
-        {
-            let h = (key_hash ^ start as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-            // The table indexes by the low bits: fold the well-mixed high bits into them.
-            let h = h ^ (h >> 29);
-            let groups = &mut self.groups;
-            let found = self.index.find(h, |&i| {
-                let g = &groups[i];
-                g.start == start
-                    && g.key
+        let w = node.windows;
+        if w.size == w.slide && !w.is_global() {
+            // Tumbling: the one window containing the event (`open_starts` without the
+            // iterator), if it is still open.
+            let start = w.last_start(ev.timestamp);
+            if start + w.size + node.hold_ms > progress {
+                self.absorb_at(ev, start, key_hash, single);
+            }
+        } else {
+            for start in w.open_starts(ev.timestamp, node.hold_ms, progress) {
+                self.absorb_at(ev, start, key_hash, single);
+            }
+        }
+    }
+
+    /// Folds `ev` into its group of window `start` (`single`: the key when the node has one
+    /// key field).
+    #[inline]
+    fn absorb_at(&mut self, ev: &Event, start: i64, key_hash: u64, single: Option<ValueRef<'_>>) {
+        let node = &*self.node;
+        let h = (key_hash ^ start as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        // The table indexes by the low bits: fold the well-mixed high bits into them.
+        let h = h ^ (h >> 29);
+        let groups = &mut self.groups;
+        let found = self.index.find(h, |&i| {
+            let g = &groups[i];
+            g.start == start
+                && match (single, g.key.as_slice()) {
+                    (Some(k), [v]) => v.eq_ref(k),
+                    _ => g
+                        .key
                         .iter()
                         .zip(&node.keys)
-                        .all(|(v, f)| v.eq_ref(ev.get(*f)))
-            });
-            let i = match found {
-                Some(&i) => i,
-                None => {
-                    let i = groups.len();
-                    groups.push(Partial {
-                        start,
-                        key: node.keys.iter().map(|f| ev.get(*f).to_owned()).collect(),
-                        accs: node.accs.iter().map(|a| a.new_state()).collect(),
-                    });
-                    self.hashes.push(h);
-                    let hashes = &self.hashes;
-                    self.index.insert_unique(h, i, |&j| hashes[j]);
-                    i
+                        .all(|(v, f)| v.eq_ref(ev.get(*f))),
                 }
-            };
-            for (spec, acc) in node.accs.iter().zip(groups[i].accs.iter_mut()) {
-                spec.update(acc, ev);
+        });
+        let i = match found {
+            Some(&i) => i,
+            None => {
+                let i = groups.len();
+                groups.push(Partial {
+                    start,
+                    key: node.keys.iter().map(|f| ev.get(*f).to_owned()).collect(),
+                    accs: node.accs.iter().map(|a| a.new_state()).collect(),
+                });
+                self.hashes.push(h);
+                let hashes = &self.hashes;
+                self.index.insert_unique(h, i, |&j| hashes[j]);
+                i
             }
+        };
+        for (spec, acc) in node.accs.iter().zip(groups[i].accs.iter_mut()) {
+            spec.update(acc, ev);
         }
     }
 

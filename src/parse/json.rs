@@ -88,6 +88,10 @@ pub(super) fn parse(line: &[u8], keep: FieldSet) -> Result<Event, ParseError> {
 
 /// A JSON record through `fast` when it takes it, otherwise through `serde`, the reference
 /// (errors included).
+pub(super) fn parse_into(line: &[u8], keep: FieldSet, ev: &mut Event) -> Result<(), ParseError> {
+    parse_fast_or_serde_into(line, keep, ev, super::json_fast::log_into, parse_serde)
+}
+
 pub(super) fn parse_fast_or_serde(
     line: &[u8],
     keep: FieldSet,
@@ -96,6 +100,23 @@ pub(super) fn parse_fast_or_serde(
 ) -> Result<Event, ParseError> {
     let line = utf8(line)?;
     fast(line, keep).map_or_else(|| serde(line, keep), Ok)
+}
+
+/// As [`parse_fast_or_serde`], into `ev` (`Event::default()` on entry).
+#[inline]
+pub(super) fn parse_fast_or_serde_into(
+    line: &[u8],
+    keep: FieldSet,
+    ev: &mut Event,
+    fast: fn(&str, FieldSet, &mut Event) -> Option<()>,
+    serde: fn(&str, FieldSet) -> Result<Event, ParseError>,
+) -> Result<(), ParseError> {
+    let line = utf8(line)?;
+    if fast(line, keep, ev).is_none() {
+        // The fast path may have set some fields before it gave up: serde starts afresh.
+        *ev = serde(line, keep)?;
+    }
+    Ok(())
 }
 
 /// The reference parser (every record the fast path does not take).
@@ -133,6 +154,27 @@ mod tests {
         match parse(s, FieldSet::ALL) {
             Ok(e) => panic!("{}: parsed as {e:?}", String::from_utf8_lossy(s)),
             Err(e) => e.0.into_owned(),
+        }
+    }
+
+    #[test]
+    fn parse_into_equals_parse_also_where_the_fast_path_gives_up_midway() {
+        for line in [
+            r#"{"timestamp":"2026-11-24T10:05:00Z","service":"api","user_id":"u\"1"}"#,
+            r#"{"service":"api","status_code":200,"timestamp":1,"level":{"x":1}}"#,
+            r#"{"service":"api","status_code":"200","timestamp":1}"#,
+            r#"{"service":"api","timestamp":"2026-11-24T10:05:00Z","response_time":0.5}"#,
+            "{\"service\":\"api\",\"timestamp\":1}\r",
+        ] {
+            let mut ev = Event::default();
+            let into = super::super::Format::Json
+                .parse_into(line.as_bytes(), FieldSet::ALL, &mut ev)
+                .map(|()| ev);
+            assert_eq!(
+                into,
+                super::super::Format::Json.parse_fields(line.as_bytes(), FieldSet::ALL),
+                "{line}"
+            );
         }
     }
 

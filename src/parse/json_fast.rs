@@ -8,7 +8,7 @@
 //! parsed with the same correctly rounded conversions, duplicate keys keep the last value, and
 //! fields outside `keep` are checked but not copied.
 
-use super::timestamp::parse_rfc3339;
+use super::timestamp::parse_rfc3339_bytes;
 use crate::record::{Event, Field, FieldSet, Str};
 
 /// What a format reads from a key.
@@ -51,12 +51,24 @@ fn user_event_kind(f: Field) -> Kind {
 
 /// A JSON log line of the usual shape, or `None`.
 pub(super) fn log(line: &str, keep: FieldSet) -> Option<Event> {
-    object(line, keep, log_kind)
+    let mut e = Event::default();
+    object(line, keep, log_kind, &mut e).map(|()| e)
 }
 
 /// A user event of the usual shape, or `None`.
 pub(super) fn user_event(line: &str, keep: FieldSet) -> Option<Event> {
-    object(line, keep, user_event_kind)
+    let mut e = Event::default();
+    object(line, keep, user_event_kind, &mut e).map(|()| e)
+}
+
+/// As [`log`], into `e` (`Event::default()` on entry; unspecified fields on `None`).
+pub(super) fn log_into(line: &str, keep: FieldSet, e: &mut Event) -> Option<()> {
+    object(line, keep, log_kind, e)
+}
+
+/// As [`user_event`], into `e` (`Event::default()` on entry; unspecified fields on `None`).
+pub(super) fn user_event_into(line: &str, keep: FieldSet, e: &mut Event) -> Option<()> {
+    object(line, keep, user_event_kind, e)
 }
 
 enum Tok<'a> {
@@ -74,10 +86,35 @@ struct Scan<'a> {
 }
 
 impl<'a> Scan<'a> {
-    #[inline]
+    #[inline(always)]
     fn ws(&mut self) {
-        while self.i < self.b.len() && matches!(self.b[self.i], b' ' | b'\t' | b'\n' | b'\r') {
+        // Usually no whitespace or a single space: one comparison decides.
+        while let Some(&c) = self.b.get(self.i) {
+            if c > b' ' || !matches!(c, b' ' | b'\t' | b'\n' | b'\r') {
+                break;
+            }
             self.i += 1;
+        }
+    }
+
+    /// `c` between optional whitespace (`: ` and `, ` are the usual forms, checked first).
+    #[inline(always)]
+    fn sep(&mut self, c: u8) -> Option<()> {
+        match self.b.get(self.i..self.i + 2) {
+            Some(&[x, b' ']) if x == c => {
+                self.i += 2;
+                if self.b.get(self.i).is_some_and(|&n| n > b' ') {
+                    return Some(());
+                }
+                self.ws();
+                Some(())
+            }
+            _ => {
+                self.ws();
+                self.eat(c)?;
+                self.ws();
+                Some(())
+            }
         }
     }
 
@@ -87,17 +124,31 @@ impl<'a> Scan<'a> {
     }
 
     /// A string without escapes or control characters.
-    #[inline]
+    #[inline(always)]
     fn string(&mut self) -> Option<&'a str> {
         self.eat(b'"')?;
         let start = self.i;
         // No control characters anywhere in the record (checked once, see `object`).
-        let end = start + memchr::memchr2(b'"', b'\\', &self.b[start..])?;
+        let end = quote_or_backslash(self.b, start)?;
         if self.b[end] != b'"' {
             return None;
         }
         self.i = end + 1;
         self.s.get(start..end)
+    }
+
+    /// An object key: a known field name is matched in place (a few comparisons of known
+    /// length, no scan for its closing quote, no lookup); any other key is scanned and looked
+    /// up. `None`: not a plain string.
+    #[inline(always)]
+    fn key(&mut self) -> Option<Option<Field>> {
+        if self.b.get(self.i) == Some(&b'"') {
+            if let Some((f, len)) = known_key(self.b.get(self.i + 1..)?) {
+                self.i += len + 2;
+                return Some(Some(f));
+            }
+        }
+        self.string().map(Field::from_name)
     }
 
     /// A number in strict JSON grammar: `-? (0 | [1-9][0-9]*) (.[0-9]+)? ([eE][+-]?[0-9]+)?`.
@@ -141,6 +192,7 @@ impl<'a> Scan<'a> {
         self.s.get(start..i)
     }
 
+    #[inline(always)]
     fn value(&mut self) -> Option<Tok<'a>> {
         match self.b.get(self.i)? {
             b'"' => self.string().map(Tok::Str),
@@ -158,13 +210,111 @@ impl<'a> Scan<'a> {
     }
 }
 
+/// `rest` (the text after a key's opening quote) starts with `name` and its closing quote.
+#[inline(always)]
+fn is_key<const N: usize>(rest: &[u8], name: &[u8; N]) -> bool {
+    // Array against array: a comparison of known length, inlined (no `memcmp` call).
+    rest.get(N) == Some(&b'"') && <&[u8; N]>::try_from(&rest[..N]).is_ok_and(|r| r == name)
+}
+
+/// The field whose name, then a quote, starts `rest`, and the name's length.
+#[inline(always)]
+fn known_key(rest: &[u8]) -> Option<(Field, usize)> {
+    macro_rules! try_keys {
+        ($($name:literal => $f:expr),+) => {
+            {
+                $(if is_key(rest, $name) {
+                    return Some(($f, $name.len()));
+                })+
+            }
+        };
+    }
+    match rest.first()? {
+        b't' => try_keys!(b"timestamp" => Field::Timestamp),
+        b'l' => try_keys!(b"level" => Field::Level, b"line" => Field::Line),
+        b's' => try_keys!(
+            b"service" => Field::Service,
+            b"status_code" => Field::StatusCode,
+            b"session_id" => Field::SessionId
+        ),
+        b'm' => try_keys!(b"message" => Field::Message),
+        b'i' => try_keys!(b"ip_address" => Field::IpAddress),
+        b'u' => try_keys!(b"user_id" => Field::UserId),
+        b'r' => {
+            try_keys!(b"request_id" => Field::RequestId, b"response_time" => Field::ResponseTime)
+        }
+        b'e' => try_keys!(b"error_code" => Field::ErrorCode),
+        b'a' => try_keys!(b"action" => Field::Action),
+        b'v' => try_keys!(b"value" => Field::Value),
+        _ => {}
+    }
+    None
+}
+
+/// The first `"` or `\` in `b` at or after `from`. Strings in records are short (a few to a few
+/// dozen bytes), where a call into `memchr` costs more than the scan: eight bytes per step
+/// with word arithmetic instead.
+#[inline(always)]
+fn quote_or_backslash(b: &[u8], from: usize) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    // Bytes of `w` equal to `"` or `\` get their high bit set; bits above the first such byte
+    // may be wrong (borrows), the lowest one never is.
+    let hits = |w: u64| {
+        let q = w ^ (LO * u64::from(b'"'));
+        let s = w ^ (LO * u64::from(b'\\'));
+        (q.wrapping_sub(LO) & !q | s.wrapping_sub(LO) & !s) & HI
+    };
+    let word = |i: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&b[i..i + 8]);
+        u64::from_le_bytes(w)
+    };
+    let mut i = from;
+    while i + 8 <= b.len() {
+        let m = hits(word(i));
+        if m != 0 {
+            return Some(i + (m.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    b.get(i..)?
+        .iter()
+        .position(|&c| c == b'"' || c == b'\\')
+        .map(|p| i + p)
+}
+
 fn is_integer(n: &str) -> bool {
     !n.bytes().any(|c| matches!(c, b'.' | b'e' | b'E'))
+}
+
+/// An integer in JSON grammar as `str::parse::<i64>` reads it; `None` where that fails.
+#[inline]
+fn int(n: &str) -> Option<i64> {
+    let (neg, digits) = match n.as_bytes().split_first()? {
+        (b'-', rest) => (true, rest),
+        _ => (false, n.as_bytes()),
+    };
+    if digits.is_empty() || digits.len() > 18 {
+        // Up to 18 digits cannot overflow; longer ones are left to `parse`.
+        return n.parse().ok();
+    }
+    let mut v = 0i64;
+    for &c in digits {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        v = v * 10 + i64::from(c - b'0');
+    }
+    Some(if neg { -v } else { v })
 }
 
 /// A number field as serde reads it into an `f64`: integers through `i64`/`u64` (then `as`),
 /// others correctly rounded; out of range is left to serde.
 fn float(n: &str) -> Option<f64> {
+    if let Some(v) = short_decimal(n.as_bytes()) {
+        return Some(v);
+    }
     if is_integer(n) {
         if n.starts_with('-') {
             // serde_json reads `-0` as the float -0.0.
@@ -179,7 +329,45 @@ fn float(n: &str) -> Option<f64> {
     }
 }
 
-fn object(line: &str, keep: FieldSet, kind: fn(Field) -> Kind) -> Option<Event> {
+/// Exact powers of ten as doubles.
+const POW10: [f64; 16] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+];
+
+/// A decimal of at most 15 digits with a fraction and no exponent (`0.160`, the usual
+/// response time), correctly rounded: its digits as an integer and the power of ten are both
+/// exact doubles, so one division rounds once (Clinger's fast path, the first thing
+/// `str::parse` tries too, without its general set-up). `None` for anything else.
+#[inline]
+fn short_decimal(n: &[u8]) -> Option<f64> {
+    let (neg, digits) = match n.split_first()? {
+        (b'-', rest) => (true, rest),
+        _ => (false, n),
+    };
+    let mut m = 0u64;
+    let mut count = 0;
+    let mut point = None;
+    for (i, &c) in digits.iter().enumerate() {
+        match c {
+            b'0'..=b'9' => {
+                count += 1;
+                if count > 15 {
+                    return None;
+                }
+                m = m * 10 + u64::from(c - b'0');
+            }
+            b'.' if point.is_none() => point = Some(i),
+            _ => return None,
+        }
+    }
+    // Digits on both sides of the point.
+    let p = point.filter(|&p| p > 0 && p + 1 < digits.len())?;
+    let v = m as f64 / *POW10.get(digits.len() - 1 - p)?;
+    Some(if neg { -v } else { v })
+}
+
+#[inline(always)]
+fn object(line: &str, keep: FieldSet, kind: fn(Field) -> Kind, e: &mut Event) -> Option<()> {
     let b = line.as_bytes();
     // JSON forbids control characters inside strings. Records rarely hold any (not even as
     // whitespace), so one branch-free pass over the record, which vectorises, replaces a check
@@ -188,43 +376,38 @@ fn object(line: &str, keep: FieldSet, kind: fn(Field) -> Kind) -> Option<Event> 
         return None;
     }
     let mut s = Scan { s: line, b, i: 0 };
-    let mut e = Event::default();
     let mut ts = None;
     s.ws();
     s.eat(b'{')?;
     s.ws();
     if s.eat(b'}').is_none() {
         loop {
-            let key = s.string()?;
-            s.ws();
-            s.eat(b':')?;
-            s.ws();
+            let field = s.key()?;
+            s.sep(b':')?;
             let value = s.value()?;
-            let field = Field::from_name(key);
             match (field.map_or(Kind::Skip, kind), value) {
                 (Kind::Skip, _) => {}
                 (Kind::Ts, Tok::Null) => ts = None,
-                (Kind::Ts, Tok::Str(v)) => ts = Some(parse_rfc3339(v)?),
+                (Kind::Ts, Tok::Str(v)) => ts = Some(parse_rfc3339_bytes(v.as_bytes())?),
                 (Kind::Ts, Tok::Num(n)) if n.bytes().all(|c| c.is_ascii_digit()) => {
-                    ts = Some(n.parse::<i64>().ok()?)
+                    ts = Some(int(n)?)
                 }
-                (Kind::Str, Tok::Null) => set_str(&mut e, field?, None),
+                (Kind::Str, Tok::Null) => set_str(e, field?, None),
                 (Kind::Str, Tok::Str(v)) => {
                     let f = field?;
-                    set_str(&mut e, f, keep.contains(f).then(|| Str::from(v)))
+                    // A field not kept stays `None` (as `e` came), even when repeated.
+                    if keep.contains(f) {
+                        set_str(e, f, Some(Str::from(v)))
+                    }
                 }
-                (Kind::Float, Tok::Null) => set_float(&mut e, field?, None),
-                (Kind::Float, Tok::Num(n)) => set_float(&mut e, field?, Some(float(n)?)),
+                (Kind::Float, Tok::Null) => set_float(e, field?, None),
+                (Kind::Float, Tok::Num(n)) => set_float(e, field?, Some(float(n)?)),
                 (Kind::Int, Tok::Null) => e.status_code = None,
-                (Kind::Int, Tok::Num(n)) if is_integer(n) => {
-                    e.status_code = Some(n.parse::<i64>().ok()?)
-                }
+                (Kind::Int, Tok::Num(n)) if is_integer(n) => e.status_code = Some(int(n)?),
                 // A value of the wrong type: serde words the error.
                 _ => return None,
             }
-            s.ws();
-            if s.eat(b',').is_some() {
-                s.ws();
+            if s.sep(b',').is_some() {
                 continue;
             }
             s.eat(b'}')?;
@@ -236,7 +419,7 @@ fn object(line: &str, keep: FieldSet, kind: fn(Field) -> Kind) -> Option<Event> 
         return None;
     }
     e.timestamp = ts?;
-    Some(e)
+    Some(())
 }
 
 fn set_str(e: &mut Event, f: Field, v: Option<Str>) {
@@ -337,6 +520,116 @@ mod tests {
         assert!(
             fast * 100 >= total * 85,
             "{fast} of {total} on the fast path"
+        );
+    }
+
+    #[test]
+    fn scans_find_the_first_quote_or_backslash() {
+        for len in 0..40 {
+            for at in 0..=len {
+                for c in [b'"', b'\\'] {
+                    let mut b = vec![b'a'; len];
+                    if at < len {
+                        b[at] = c;
+                        // A second match later, and bytes that differ from the targets by one bit.
+                        b.extend_from_slice(b"#]\"");
+                    }
+                    for from in 0..=at.min(len) {
+                        let want = b[from..]
+                            .iter()
+                            .position(|&x| x == b'"' || x == b'\\')
+                            .map(|p| from + p);
+                        assert_eq!(quote_or_backslash(&b, from), want, "{len} {at} {from}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn short_decimals_are_correctly_rounded() {
+        let mut rng = Rng::new(11);
+        let mut cases: Vec<String> = [
+            "0.160",
+            "-0.0",
+            "0.0",
+            "-0.5",
+            "123456789012.345",
+            "0.000000000000001",
+            "9.99999999999999",
+            "1.7976931348623157",
+            "0.1",
+            "0.3",
+            "2.675",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        for _ in 0..20_000 {
+            let int = rng.below(1_000_000);
+            let frac_digits = 1 + rng.below(9) as usize;
+            let frac = rng.below(10u64.pow(frac_digits as u32));
+            let sign = if rng.below(4) == 0 { "-" } else { "" };
+            cases.push(format!("{sign}{int}.{frac:0frac_digits$}"));
+        }
+        for n in &cases {
+            let want = n.parse::<f64>().ok();
+            let got = short_decimal(n.as_bytes());
+            if got.is_some() {
+                assert_eq!(got.map(f64::to_bits), want.map(f64::to_bits), "{n}");
+            }
+            assert_eq!(float(n).map(f64::to_bits), want.map(f64::to_bits), "{n}");
+        }
+        for n in ["1e5", "1.5e3", "12", "0.1234567890123456", "1..2", "-", "."] {
+            assert_eq!(short_decimal(n.as_bytes()), None, "{n}");
+        }
+    }
+
+    #[test]
+    fn integers_as_str_parse_reads_them() {
+        for n in [
+            "0",
+            "-0",
+            "7",
+            "-5",
+            "200",
+            "123456789012345678",
+            "-123456789012345678",
+            "1234567890123456789",
+            "9223372036854775807",
+            "9223372036854775808",
+            "-9223372036854775808",
+            "-",
+            "",
+            "12a",
+        ] {
+            assert_eq!(int(n), n.parse::<i64>().ok(), "{n}");
+        }
+    }
+
+    #[test]
+    fn known_keys_match_whole_names_only() {
+        for f in Field::ALL {
+            let name = f.name();
+            assert_eq!(
+                known_key(format!("{name}\": 1").as_bytes()),
+                Some((f, name.len()))
+            );
+            assert_eq!(known_key(name.as_bytes()), None, "{name}: no closing quote");
+            assert_eq!(known_key(format!("{name}x\"").as_bytes()), None);
+            assert_eq!(known_key(format!("{name}\\\"").as_bytes()), None);
+        }
+        assert_eq!(known_key(b"timestam\""), None);
+        assert_eq!(known_key(b"\""), None);
+        // Unknown keys and keys with escapes are read as strings: same event as serde.
+        assert!(agrees(
+            Format::Json,
+            br#"{"timestamp":1,"servicex":"a","leve":"b","status_cod":"x","level":"W"}"#,
+            FieldSet::ALL
+        ));
+        assert_eq!(
+            log(r#"{"timestamp":1,"ser\u0076ice":"a"}"#, FieldSet::ALL),
+            None
         );
     }
 

@@ -58,6 +58,23 @@ impl Format {
         }
     }
 
+    /// As [`Format::parse_fields`], into `ev`, which must be `Event::default()`: the usual
+    /// JSON record is parsed straight into it, without building an `Event` elsewhere and
+    /// moving it (an `Event` is a few hundred bytes; the ingest parses blocks into a vector
+    /// in place). On error `ev` holds unspecified fields.
+    #[inline]
+    pub fn parse_into(self, line: &[u8], keep: FieldSet, ev: &mut Event) -> Result<(), ParseError> {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        match self {
+            Format::Json => json::parse_into(line, keep, ev),
+            Format::UserEvents => user_events::parse_into(line, keep, ev),
+            _ => {
+                *ev = self.parse_fields(line, keep)?;
+                Ok(())
+            }
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Format::Json => "json",

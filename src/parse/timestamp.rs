@@ -1,6 +1,8 @@
 //! Timestamp parsing without allocation: RFC 3339 strings, and the bracketed time of access
 //! logs (`17/May/2015:10:05:03 +0000`). Both return milliseconds since the epoch, UTC.
 
+use std::cell::Cell;
+
 /// Days from 1970-01-01 to the given civil date (proleptic Gregorian; Howard Hinnant's
 /// `days_from_civil`).
 fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
@@ -60,11 +62,14 @@ fn to_ms(
 /// epoch milliseconds. `None` for anything else, for impossible dates, leap seconds and times
 /// before 1970.
 pub fn parse_rfc3339(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
+    parse_rfc3339_bytes(s.as_bytes())
+}
+
+/// [`parse_rfc3339`] of the bytes of a string.
+pub fn parse_rfc3339_bytes(b: &[u8]) -> Option<i64> {
     if b.len() < 20 {
         return None;
     }
-    let y = digits(b, 0, 4)? as i64;
     if b[4] != b'-'
         || b[7] != b'-'
         || !matches!(b[10], b'T' | b't' | b' ')
@@ -73,8 +78,45 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
     {
         return None;
     }
-    let (mo, d) = (digits(b, 5, 2)?, digits(b, 8, 2)?);
+    // Records of a stream mostly share their date: the last valid one and its day number are
+    // kept per thread, so the usual timestamp skips the date's parse and checks.
+    let mut date = [0u8; 10];
+    date.copy_from_slice(&b[..10]);
+    let (y, mo, d) = match LAST_DATE.with(Cell::get) {
+        (last, days) if last == date => {
+            let (h, mi, sec) = (digits(b, 11, 2)?, digits(b, 14, 2)?, digits(b, 17, 2)?);
+            return finish_rfc3339(b, days, (h, mi, sec));
+        }
+        _ => (digits(b, 0, 4)? as i64, digits(b, 5, 2)?, digits(b, 8, 2)?),
+    };
     let (h, mi, sec) = (digits(b, 11, 2)?, digits(b, 14, 2)?, digits(b, 17, 2)?);
+    if !(1..=12).contains(&mo) || d == 0 || d > days_in_month(y, mo) {
+        return None;
+    }
+    let days = days_from_civil(y, mo, d);
+    LAST_DATE.with(|c| c.set((date, days)));
+    finish_rfc3339(b, days, (h, mi, sec))
+}
+
+thread_local! {
+    /// The date part (`yyyy-mm-dd`, valid) of the last RFC 3339 timestamp parsed on this
+    /// thread and its day number.
+    static LAST_DATE: Cell<([u8; 10], i64)> = const { Cell::new(([0; 10], 0)) };
+}
+
+/// The rest of an RFC 3339 timestamp whose (valid) date is day `days` since the epoch.
+#[inline]
+fn finish_rfc3339(b: &[u8], days: i64, (h, mi, sec): (u32, u32, u32)) -> Option<i64> {
+    // The usual form, `.mmmZ`, first.
+    if let &[b'.', m0, m1, m2, b'Z'] = &b[19..] {
+        if h > 23 || mi > 59 || sec > 59 {
+            return None;
+        }
+        let ms = digits(&[m0, m1, m2], 0, 3)?;
+        let secs = days * 86_400 + (h * 3600 + mi * 60 + sec) as i64;
+        let total = secs * 1000 + ms as i64;
+        return (total >= 0).then_some(total);
+    }
     let mut i = 19;
     let mut ms = 0u32;
     if b.get(i) == Some(&b'.') {
@@ -110,7 +152,13 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
         }
         _ => return None,
     };
-    to_ms((y, mo, d), (h, mi, sec, ms), offset)
+    if h > 23 || mi > 59 || sec > 59 {
+        return None;
+    }
+    // As `to_ms`, the date already checked.
+    let secs = days * 86_400 + (h * 3600 + mi * 60 + sec) as i64 - offset * 60;
+    let total = secs * 1000 + ms as i64;
+    (total >= 0).then_some(total)
 }
 
 /// Parses an access-log time `dd/Mon/yyyy:HH:MM:SS +hhmm` (without brackets) into epoch ms.

@@ -6,7 +6,7 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 
 use super::fields::{opt_str, FieldKey, OptFloat, Ts};
-use super::json::{field, parse_fast_or_serde, parse_object};
+use super::json::{field, parse_fast_or_serde, parse_fast_or_serde_into, parse_object};
 use super::ParseError;
 use crate::record::{Event, Field, FieldSet};
 
@@ -58,6 +58,16 @@ impl<'de> Visitor<'de> for V {
 
 pub(super) fn parse(line: &[u8], keep: FieldSet) -> Result<Event, ParseError> {
     parse_fast_or_serde(line, keep, super::json_fast::user_event, parse_serde)
+}
+
+pub(super) fn parse_into(line: &[u8], keep: FieldSet, ev: &mut Event) -> Result<(), ParseError> {
+    parse_fast_or_serde_into(
+        line,
+        keep,
+        ev,
+        super::json_fast::user_event_into,
+        parse_serde,
+    )
 }
 
 /// The reference parser (every record the fast path does not take).

@@ -42,25 +42,93 @@ impl ValueRef<'_> {
     }
 
     /// A hash equal to [`Value::hash64`] of the owned value (and of every value equal to it).
+    ///
+    /// Group keys and set members are hashed several times per event, so this is a short
+    /// folded-multiply hash (foldhash's construction for short inputs, without its `Hasher`
+    /// state) rather than a `Hasher`. Only compared within one process, never stored.
     #[inline]
     pub fn hash64(self) -> u64 {
-        let mut h = HASHER.build_hasher();
         match self {
-            ValueRef::Null => h.write_u8(0),
-            ValueRef::Int(i) => {
-                h.write_u8(2);
-                h.write_u64(float_key(i as f64).to_bits())
-            }
-            ValueRef::Float(f) => {
-                h.write_u8(2);
-                h.write_u64(float_key(f).to_bits())
-            }
-            ValueRef::Str(s) => {
-                h.write_u8(3);
-                h.write(s.as_bytes());
-            }
+            ValueRef::Null => fold(SEED[0], SEED[1]),
+            ValueRef::Int(i) => fold(float_key(i as f64).to_bits() ^ SEED[2], SEED[1]),
+            ValueRef::Float(f) => fold(float_key(f).to_bits() ^ SEED[2], SEED[1]),
+            ValueRef::Str(s) => str_hash(s.as_bytes()),
         }
-        h.finish()
+    }
+}
+
+const SEED: [u64; 4] = [
+    0x243f_6a88_85a3_08d3,
+    0x1319_8a2e_0370_7344,
+    0xa409_3822_299f_31d0,
+    0x082e_fa98_ec4e_6c89,
+];
+
+/// The 64-bit halves of the 128-bit product, xored: mixes every bit of both inputs.
+#[inline(always)]
+fn fold(a: u64, b: u64) -> u64 {
+    let p = u128::from(a) * u128::from(b);
+    (p as u64) ^ ((p >> 64) as u64)
+}
+
+#[inline(always)]
+fn word(b: &[u8], at: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(w)
+}
+
+#[inline(always)]
+fn half(b: &[u8], at: usize) -> u64 {
+    let mut w = [0u8; 4];
+    w.copy_from_slice(&b[at..at + 4]);
+    u64::from(u32::from_le_bytes(w))
+}
+
+/// Hash of a string's bytes: the first and last 8 (or 4) bytes of a short string, overlapping,
+/// with its length; 16 bytes per step beyond 16.
+#[inline]
+fn str_hash(b: &[u8]) -> u64 {
+    let n = b.len();
+    let (lo, hi) = if n <= 16 {
+        if n >= 8 {
+            (word(b, 0), word(b, n - 8))
+        } else if n >= 4 {
+            (half(b, 0), half(b, n - 4))
+        } else if n > 0 {
+            (
+                u64::from(b[0]) << 16 | u64::from(b[n / 2]) << 8 | u64::from(b[n - 1]),
+                0,
+            )
+        } else {
+            (0, 0)
+        }
+    } else {
+        let mut acc = SEED[3];
+        let mut i = 0;
+        while i + 16 < n {
+            acc = fold(word(b, i) ^ acc, word(b, i + 8) ^ SEED[1]);
+            i += 16;
+        }
+        (word(b, n - 16) ^ acc, word(b, n - 8))
+    };
+    // The length is mixed in after the bytes: xored into them, it could cancel a difference
+    // in the first byte of two strings of different lengths.
+    let len = (n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    fold(fold(lo ^ SEED[0], hi ^ SEED[1]) ^ SEED[3] ^ len, SEED[2])
+}
+
+/// Byte equality of two strings without a `memcmp` call for the usual short ones.
+#[inline(always)]
+fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    if (8..=16).contains(&n) {
+        word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8)
+    } else {
+        a == b
     }
 }
 
@@ -108,7 +176,7 @@ impl Value {
     #[inline]
     pub fn eq_ref(&self, r: ValueRef<'_>) -> bool {
         match (self, r) {
-            (Value::Str(a), ValueRef::Str(b)) => a.as_str() == b,
+            (Value::Str(a), ValueRef::Str(b)) => bytes_eq(a.as_bytes(), b.as_bytes()),
             (Value::Null, ValueRef::Null) => true,
             (Value::Int(a), ValueRef::Int(b)) => *a == b,
             (Value::Int(_) | Value::Float(_), ValueRef::Int(_) | ValueRef::Float(_)) => {
@@ -203,7 +271,9 @@ pub fn write_json_str(s: &str, out: &mut String) {
     }
 }
 
-fn float_key(f: f64) -> f64 {
+/// Floats as `Value` orders and hashes them: -0.0 is 0.0.
+#[inline]
+pub fn float_key(f: f64) -> f64 {
     if f == 0.0 {
         0.0
     } else {
@@ -298,6 +368,38 @@ mod tests {
             json(&Value::List(vec![Value::Str("x".into()), Value::Null])),
             r#"["x",null]"#
         );
+    }
+
+    #[test]
+    fn hashes_follow_equality_and_spread_strings() {
+        assert_eq!(ValueRef::Int(1).hash64(), ValueRef::Float(1.0).hash64());
+        assert_eq!(ValueRef::Float(-0.0).hash64(), ValueRef::Int(0).hash64());
+        assert_ne!(ValueRef::Null.hash64(), ValueRef::Int(0).hash64());
+        let mut seen = std::collections::HashSet::new();
+        let mut n = 0;
+        for len in 0..40 {
+            for c in 0..40u8 {
+                // Strings of every length differing in one byte, anywhere.
+                let mut b = vec![b'a'; len];
+                if len > 0 {
+                    b[usize::from(c) % len] = b'0' + c;
+                }
+                let s = String::from_utf8(b).unwrap_or_default();
+                let v = Value::Str(s.as_str().into());
+                assert_eq!(v.hash64(), ValueRef::Str(&s).hash64());
+                assert!(v.eq_ref(ValueRef::Str(&s)));
+                let mut other = s.clone().into_bytes();
+                if let Some(last) = other.last_mut() {
+                    *last ^= 1;
+                    let other = String::from_utf8(other).unwrap_or_default();
+                    assert!(!v.eq_ref(ValueRef::Str(&other)), "{s} vs {other}");
+                }
+                n += usize::from(seen.insert(s.clone()));
+                seen.insert(format!("{:x}", ValueRef::Str(&s).hash64()));
+            }
+        }
+        // Every distinct string got a distinct hash.
+        assert_eq!(seen.len(), 2 * n);
     }
 
     #[test]
