@@ -17,6 +17,8 @@ pub struct FileReader {
     buf: Vec<u8>,
     /// Start of unconsumed bytes in `buf`.
     head: usize,
+    /// End of the bytes read into `buf` (the rest is room for the next read).
+    end: usize,
     eof: bool,
     line: u64,
     max_record: usize,
@@ -41,8 +43,9 @@ impl FileReader {
         FileReader {
             path: path.to_string(),
             input,
-            buf: Vec::with_capacity(BLOCK),
+            buf: Vec::new(),
             head: 0,
+            end: 0,
             eof: false,
             line: 0,
             max_record,
@@ -60,21 +63,21 @@ impl FileReader {
     /// checkpoint reads on from there).
     pub fn skip_lines(&mut self, lines: u64) -> Result<(), Error> {
         while self.line < lines {
-            match memchr::memchr(b'\n', &self.buf[self.head..]) {
+            match memchr::memchr(b'\n', &self.buf[self.head..self.end]) {
                 Some(i) => {
                     self.head += i + 1;
                     self.line += 1;
                 }
                 None if self.eof => {
-                    if self.head < self.buf.len() {
+                    if self.head < self.end {
                         self.line += 1; // a last line without a newline
                     }
-                    self.head = self.buf.len();
+                    self.head = self.end;
                     return Ok(());
                 }
                 None => {
                     // The start of a line not wanted: its bytes need not be kept.
-                    self.head = self.buf.len();
+                    self.head = self.end;
                     self.refill()?;
                 }
             }
@@ -82,31 +85,30 @@ impl FileReader {
         Ok(())
     }
 
-    /// Reads more bytes, keeping the unconsumed tail.
+    /// Reads more bytes, keeping the unconsumed tail. The buffer keeps its length (zeroed
+    /// once, when it grows): zeroing it before every read cost 3% of the file job.
     fn refill(&mut self) -> Result<(), Error> {
         if self.head > 0 {
-            self.buf.drain(..self.head);
+            self.buf.copy_within(self.head..self.end, 0);
+            self.end -= self.head;
             self.head = 0;
         }
-        let old = self.buf.len();
-        let want = BLOCK.max(old + 1);
-        self.buf.resize(want, 0);
+        if self.buf.len() < BLOCK.max(self.end + 1) {
+            let grown = BLOCK.max(self.end * 2);
+            self.buf.resize(grown, 0);
+        }
         let n = loop {
-            match self.input.read(&mut self.buf[old..]) {
+            match self.input.read(&mut self.buf[self.end..]) {
                 Ok(n) => break n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.buf.truncate(old);
                     self.blocked = true;
                     return Ok(());
                 }
-                Err(e) => {
-                    self.buf.truncate(old);
-                    return Err(Error::io(&self.path, e));
-                }
+                Err(e) => return Err(Error::io(&self.path, e)),
             }
         };
-        self.buf.truncate(old + n);
+        self.end += n;
         if n == 0 {
             self.eof = true;
         }
@@ -129,7 +131,7 @@ impl PartitionReader for FileReader {
         let before = batch.len();
         self.blocked = false;
         while batch.len() - before < max && !self.blocked {
-            let avail = &self.buf[self.head..];
+            let avail = &self.buf[self.head..self.end];
             if let Some(skipped) = self.skipping {
                 // Inside an over-long line: discard until its newline.
                 match memchr::memchr(b'\n', avail) {
@@ -143,7 +145,7 @@ impl PartitionReader for FileReader {
                     }
                     None => {
                         self.skipping = Some(skipped + avail.len() as u64);
-                        self.head = self.buf.len();
+                        self.head = self.end;
                         if self.eof {
                             if let Some(last) = batch.records.last_mut() {
                                 last.2 = self.skipping.take();
@@ -166,12 +168,12 @@ impl PartitionReader for FileReader {
                     if avail.is_empty() {
                         break;
                     }
-                    let end = self.buf.len();
+                    let end = self.end;
                     self.emit(batch, end, end);
                 }
                 None => {
                     self.refill()?;
-                    if self.buf.len() == self.head && self.eof {
+                    if self.end == self.head && self.eof {
                         break;
                     }
                 }
@@ -181,7 +183,7 @@ impl PartitionReader for FileReader {
             ReadStatus::Data
         } else if self.blocked {
             ReadStatus::Pending
-        } else if self.eof && self.head >= self.buf.len() && self.skipping.is_none() {
+        } else if self.eof && self.head >= self.end && self.skipping.is_none() {
             ReadStatus::Ended
         } else {
             ReadStatus::Data
