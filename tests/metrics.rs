@@ -322,6 +322,9 @@ fn prometheus_scrapes_pipeline_and_business_metrics() {
             &target,
             "--linger",
             "60s",
+            // Checkpoints too: their age and duration have a dashboard panel.
+            "--checkpoint-dir",
+            dir.join("ckpt").to_str().unwrap(),
         ])
         .output()
         .expect("run logflow");
@@ -678,6 +681,7 @@ fn prometheus_scrapes_pipeline_and_business_metrics() {
         "anomalies",
         "pipeline throughput",
         "watermark lag",
+        "checkpoints",
     ] {
         assert!(
             titles.iter().any(|t| t.contains(want)),
