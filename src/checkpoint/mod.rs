@@ -5,6 +5,9 @@
 //!   checksums, fallback to the previous good checkpoint).
 //! - [`barrier`]: checkpoints at barrier epochs every worker agrees on: operators save their
 //!   state into slots once their frontier reaches the barrier, sources their positions.
+//! - [`process`]: a process's side: the directory and its lock, the checkpoint restored at
+//!   start, the manifest, and where the next barrier goes.
 
 pub mod barrier;
+pub mod process;
 pub mod store;

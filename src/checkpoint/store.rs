@@ -86,49 +86,51 @@ fn unframe(bytes: &[u8]) -> Result<&[u8], String> {
     Ok(payload)
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file in the same directory, fsync, rename,
-/// fsync of the directory (so the rename itself survives a crash).
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+/// Writes `bytes` to a temporary file beside `path` (named per process and thread, as workers
+/// write side by side) and syncs it; returns its path and directory.
+fn write_temp<'a>(path: &'a Path, bytes: &[u8]) -> Result<(PathBuf, &'a Path), Error> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let mut f = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    f.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
-    f.sync_all().map_err(|e| Error::io(&tmp, e))?;
-    drop(f);
-    fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io(dir, e))
-}
-
-/// Like [`write_atomic`], but never replaces an existing `path`: the temporary file is linked
-/// to its name, which fails if the name exists. `false`: it existed, nothing changed.
-fn write_new(path: &Path, bytes: &[u8]) -> Result<bool, Error> {
-    let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = dir.join(format!(
-        ".new.tmp-{}-{:?}",
+        ".{name}.tmp-{}-{:?}",
         std::process::id(),
         std::thread::current().id()
     ));
     let mut f = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
     f.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
     f.sync_all().map_err(|e| Error::io(&tmp, e))?;
-    drop(f);
+    Ok((tmp, dir))
+}
+
+/// Syncs a directory, so that a name just made in it survives a crash.
+fn sync_dir(dir: &Path) -> Result<(), Error> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(dir, e))
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same directory, fsync, rename,
+/// fsync of the directory (so the rename itself survives a crash).
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    let (tmp, dir) = write_temp(path, bytes)?;
+    fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
+    sync_dir(dir)
+}
+
+/// Like [`write_atomic`], but never replaces an existing `path`: the temporary file is linked
+/// to its name, which fails if the name exists. `false`: it existed, nothing changed.
+fn write_new(path: &Path, bytes: &[u8]) -> Result<bool, Error> {
+    let (tmp, dir) = write_temp(path, bytes)?;
     let linked = fs::hard_link(&tmp, path);
     let _ = fs::remove_file(&tmp);
     match linked {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
-        Err(e) => return Err(Error::io(path, e)),
+        Ok(()) => sync_dir(dir).map(|()| true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(Error::io(path, e)),
     }
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io(dir, e))?;
-    Ok(true)
 }
 
 impl Store {

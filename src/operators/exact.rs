@@ -107,9 +107,9 @@ impl Parts {
         }
     }
 
-    /// Adds `x` exactly: the same steps as [`grow`].
+    /// Adds `x` exactly: [`grow_pass`], then the carry kept inline while there is room.
     #[inline(always)]
-    fn grow(&mut self, mut x: f64) {
+    fn grow(&mut self, x: f64) {
         let Parts::Inline { len, buf } = self else {
             if let Parts::Heap(v) = self {
                 grow_vec(v, x);
@@ -117,16 +117,7 @@ impl Parts {
             return;
         };
         let n = usize::from(*len).min(INLINE);
-        let mut i = 0;
-        for j in 0..n {
-            let y = buf[j];
-            let hi = x + y;
-            let yv = hi - x;
-            let lo = (x - (hi - yv)) + (y - yv);
-            buf[i] = lo;
-            i += usize::from(lo != 0.0);
-            x = hi;
-        }
+        let (mut i, x) = grow_pass(&mut buf[..n], x);
         if x != 0.0 {
             if i == INLINE {
                 let mut v = buf.to_vec();
@@ -154,17 +145,8 @@ impl<'de> Deserialize<'de> for Parts {
 }
 
 /// [`grow`] on a vector (an expansion past [`INLINE`] components).
-fn grow_vec(parts: &mut Vec<f64>, mut x: f64) {
-    let mut i = 0;
-    for j in 0..parts.len() {
-        let y = parts[j];
-        let hi = x + y;
-        let yv = hi - x;
-        let lo = (x - (hi - yv)) + (y - yv);
-        parts[i] = lo;
-        i += usize::from(lo != 0.0);
-        x = hi;
-    }
+fn grow_vec(parts: &mut Vec<f64>, x: f64) {
+    let (i, x) = grow_pass(parts, x);
     parts.truncate(i);
     if x != 0.0 {
         parts.push(x);
@@ -176,8 +158,19 @@ fn grow_vec(parts: &mut Vec<f64>, mut x: f64) {
 /// two-sum of `msum` gives the same (unique) `hi` and `lo` without unpredictable branches; only
 /// the `hi` chain is sequential. Cannot overflow while every |partial sum| < 2^1022.
 #[inline(always)]
-fn grow<A: Array<Item = f64>>(parts: &mut SmallVec<A>, mut x: f64) {
-    let p = parts.as_mut_slice();
+fn grow<A: Array<Item = f64>>(parts: &mut SmallVec<A>, x: f64) {
+    let (i, x) = grow_pass(parts.as_mut_slice(), x);
+    parts.truncate(i);
+    if x != 0.0 {
+        parts.push(x);
+    }
+}
+
+/// The one pass of [`grow`] over the components `p`: each becomes its two-sum's low part, the
+/// zeros squeezed out in place. Returns how many components remain and the carry (the new
+/// largest component, unless zero), which every form of the expansion stores its own way.
+#[inline(always)]
+fn grow_pass(p: &mut [f64], mut x: f64) -> (usize, f64) {
     let mut i = 0;
     for j in 0..p.len() {
         let y = p[j];
@@ -189,10 +182,7 @@ fn grow<A: Array<Item = f64>>(parts: &mut SmallVec<A>, mut x: f64) {
         i += usize::from(lo != 0.0);
         x = hi;
     }
-    parts.truncate(i);
-    if x != 0.0 {
-        parts.push(x);
-    }
+    (i, x)
 }
 
 /// The exact sum of a `grow`-built expansion, correctly rounded (to nearest, ties to even):

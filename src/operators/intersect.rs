@@ -9,8 +9,6 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::StreamVec;
 
-use timely::progress::Antichain;
-
 use crate::checkpoint::barrier::{self, Slot};
 use crate::record::{key_hash, Key, Row};
 
@@ -137,8 +135,8 @@ impl<'scope> Intersect<'scope> for StreamVec<'scope, u64, Row> {
                         .iter()
                         .chain(right_frontier.frontier().iter())
                         .min()
-                        .map_or_else(Antichain::new, |t| Antichain::from_elem(*t));
-                    if let Some((slot, epoch)) = barrier::due(&slot, least.borrow()) {
+                        .copied();
+                    if let Some((slot, epoch)) = barrier::due_at(&slot, least) {
                         slot.save(epoch, &(crate::operators::held(&waiting), &seen));
                     }
                 }

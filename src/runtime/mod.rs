@@ -23,7 +23,8 @@ pub use accounting::{Accounting, Counters};
 
 use std::time::Duration;
 
-use crate::checkpoint::barrier::{building, Checkpoints};
+use crate::checkpoint::barrier::building;
+use crate::checkpoint::process::Checkpoints;
 use crate::kafka::KafkaConn;
 use crate::sinks::console::ConsoleSink;
 use crate::sinks::files::FilesSink;

@@ -10,8 +10,6 @@ use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::StreamVec;
 
-use timely::progress::Antichain;
-
 use crate::checkpoint::barrier::{self, Slot};
 use crate::record::Row;
 use crate::runtime::ingest::{DeadLetter, LateEvent};
@@ -117,8 +115,7 @@ pub fn write_outputs<'scope>(
                 .iter()
                 .filter_map(|f| f.frontier().iter().min().copied())
                 .min();
-            let least = upto.map_or_else(Antichain::new, Antichain::from_elem);
-            if let Some((slot, epoch)) = barrier::due(&slot, least.borrow()) {
+            if let Some((slot, epoch)) = barrier::due_at(&slot, upto) {
                 let state = match (sink.as_mut(), failed.borrow().is_some()) {
                     (Some(s), false) => s.checkpoint(epoch),
                     _ => Ok(Vec::new()),

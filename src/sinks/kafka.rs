@@ -87,6 +87,15 @@ struct Transactions {
     resume_after: Option<u64>,
 }
 
+impl Transactions {
+    /// Everything below progress `upto` is written. A restarted run replays from its start:
+    /// its progress begins below what an earlier run committed, and a marker must never go
+    /// back (a later restart would then write the earlier run's results again).
+    fn reached(&mut self, upto: u64) {
+        self.upto = Some(upto.max(self.resume_after.unwrap_or(0)));
+    }
+}
+
 fn txn_err(what: &str, e: rdkafka::error::KafkaError) -> Error {
     Error::Runtime(format!("kafka transaction: {what}: {e}"))
 }
@@ -313,10 +322,7 @@ impl Sink for KafkaSink {
         let Some(txn) = self.txn.as_mut() else {
             return self.flush();
         };
-        // A restarted run replays from its start: its progress begins below what an earlier
-        // run committed, and a marker must never go back (a later restart would then write
-        // the earlier run's results again).
-        txn.upto = Some(upto.max(txn.resume_after.unwrap_or(0)));
+        txn.reached(upto);
         if txn.dirty && txn.opened.elapsed() >= COMMIT_EVERY {
             self.commit()
         } else {
@@ -329,7 +335,7 @@ impl Sink for KafkaSink {
             // Committed before the checkpoint completes: a run restored from it skips what
             // the marker covers, and never misses what the checkpoint's state has consumed.
             Some(txn) => {
-                txn.upto = Some(upto.max(txn.resume_after.unwrap_or(0)));
+                txn.reached(upto);
                 self.commit()?;
             }
             // At least once: everything before the checkpoint is acknowledged by the broker.

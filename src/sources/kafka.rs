@@ -109,6 +109,12 @@ pub fn consumer_config(conn: &KafkaConn, group: &str, start: StartAt) -> ClientC
     cfg
 }
 
+/// A partition's [`PartitionReader::describe`] (`kafka logs/3`), known before it is opened: its
+/// name in checkpoints.
+pub fn partition_name(topic: &str, partition: i32) -> String {
+    format!("kafka {topic}/{partition}")
+}
+
 /// Opens one consumer for a worker's partitions and returns one reader per partition; a
 /// partition with an offset in `resume` (a restored checkpoint's) is read from there.
 pub fn open_partitions(
@@ -269,7 +275,7 @@ impl PartitionReader for KafkaReader {
     }
 
     fn describe(&self) -> String {
-        format!("kafka {}/{}", self.topic, self.partition)
+        partition_name(&self.topic, self.partition)
     }
 
     fn resume_point(&self) -> Option<u64> {

@@ -1,0 +1,277 @@
+//! A process's side of a job's checkpoints: the directory (locked for the run), the checkpoint
+//! restored at start, the manifest every checkpoint ends with, and where the next barrier goes.
+//! The workers' side, the barrier itself, is [`super::barrier`].
+
+use std::cell::RefCell;
+use std::hash::BuildHasher;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
+
+use super::barrier::{Checkpointer, Start};
+use super::store::Store;
+use crate::metrics::Metrics;
+use crate::spec::plan::JobPlan;
+use crate::Error;
+
+/// What a manifest holds besides the worker count.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// The job's dataflow (its plan and the names of its stateful operators): a checkpoint is
+    /// restored only into the same dataflow.
+    pub fingerprint: u64,
+    /// The epoch of the next checkpoint.
+    pub next: u64,
+    /// The event-time distance chosen for `next`.
+    pub step: u64,
+    /// Wall clock (ms since the Unix epoch) when this checkpoint completed.
+    pub at_ms: u64,
+}
+
+/// One worker's part: the state of each stateful operator, by slot name.
+pub(super) type Part = Vec<(String, Vec<u8>)>;
+
+pub(super) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+pub(super) fn stable_hash(text: &str) -> u64 {
+    // Fixed seed: every process of a job, and every later run, must agree.
+    foldhash::fast::FixedState::with_seed(0x636b_7074_6c66_6c77).hash_one(text)
+}
+
+/// The next multiple of `g` at or above `t`.
+pub(super) fn round_up(t: u64, g: u64) -> u64 {
+    t.div_ceil(g).saturating_mul(g)
+}
+
+/// The event-time distance to the next epoch: the last one scaled by how far the last
+/// checkpoint interval was from the target (`None`: not measured), changing at most 4x per
+/// checkpoint so one burst does not swing it, and never below the granularity.
+pub fn next_step(step: u64, elapsed_ms: Option<u64>, interval_ms: u64, g: u64) -> u64 {
+    let scaled = match elapsed_ms {
+        Some(e) if e > 0 => {
+            let want = step as f64 * interval_ms as f64 / e as f64;
+            want.clamp(step as f64 / 4.0, step as f64 * 4.0) as u64
+        }
+        _ => step,
+    };
+    round_up(scaled.max(g), g)
+}
+
+/// A process's view of a job's checkpoints: the directory, the checkpoint restored at start,
+/// and what its workers share.
+pub struct Checkpoints {
+    pub(super) store: Store,
+    pub(super) workers: usize,
+    pub(super) keep: usize,
+    pub(super) interval_ms: u64,
+    pub(super) granularity: u64,
+    pub(super) plan_hash: u64,
+    pub(super) restored: Option<(u64, Manifest, Vec<Part>)>,
+    metrics: Arc<Metrics>,
+    /// (epoch, when a local ingest first reached it), for the duration metric.
+    started: Mutex<(u64, Option<Instant>)>,
+    /// Process 0's lock on the directory, held for the run (see [`Checkpoints::open`]).
+    _lock: Option<Flock<std::fs::File>>,
+    /// The last epoch this process reported complete.
+    reported: Mutex<u64>,
+}
+
+impl Checkpoints {
+    /// Opens the job's checkpoint directory (`None` when the job keeps no checkpoints) and
+    /// loads the newest good checkpoint, naming every newer one skipped. `leader` (process 0)
+    /// removes those, before any worker can write a part of the same epochs again.
+    pub fn open(
+        plan: &JobPlan,
+        workers: usize,
+        leader: bool,
+        metrics: Arc<Metrics>,
+    ) -> Result<Option<Arc<Checkpoints>>, Error> {
+        let Some(c) = &plan.checkpoint else {
+            return Ok(None);
+        };
+        let store = Store::open(&c.dir)?;
+        // One run of a job per checkpoint directory: a second one (a job started twice, or a
+        // process of an earlier run still alive) would write the same epochs and files.
+        let lock = if leader {
+            let path = store.dir().join("LOCK");
+            let f = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
+            match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
+                Ok(lock) => Some(lock),
+                Err((_, Errno::EWOULDBLOCK)) => {
+                    return Err(Error::Runtime(format!(
+                        "another run of this job is using the checkpoint directory {}",
+                        c.dir
+                    )))
+                }
+                Err((_, e)) => return Err(Error::io(&path, std::io::Error::from(e))),
+            }
+        } else {
+            None
+        };
+        let loaded = store.latest()?;
+        let mut restored = None;
+        let mut kept = None;
+        if let Some(l) = loaded {
+            for s in &l.skipped {
+                eprintln!("logflow: warning: {s}");
+            }
+            let manifest: Manifest = bincode::deserialize(&l.manifest).map_err(|e| {
+                Error::Runtime(format!(
+                    "checkpoint {} in {}: manifest: {e}",
+                    l.epoch, c.dir
+                ))
+            })?;
+            if l.parts.len() != workers {
+                return Err(Error::Usage(format!(
+                    "the checkpoint in {} was taken with {} workers, this run has {workers}: \
+                     run with the same layout, or use another checkpoint directory",
+                    c.dir,
+                    l.parts.len()
+                )));
+            }
+            let parts = l
+                .parts
+                .iter()
+                .map(|p| bincode::deserialize::<Part>(p))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| {
+                    Error::Runtime(format!("checkpoint {} in {}: part: {e}", l.epoch, c.dir))
+                })?;
+            eprintln!(
+                "logflow: restoring checkpoint {} from {} (taken {:.1}s ago)",
+                l.epoch,
+                c.dir,
+                now_ms().saturating_sub(manifest.at_ms) as f64 / 1000.0
+            );
+            kept = Some(l.epoch);
+            restored = Some((l.epoch, manifest, parts));
+        } else {
+            eprintln!("logflow: no checkpoint in {} yet: starting afresh", c.dir);
+        }
+        if leader {
+            for e in store.discard_after(kept)? {
+                eprintln!("logflow: removed unfinished or damaged checkpoint {e}");
+            }
+        }
+        let plan_hash = stable_hash(&format!(
+            "{}|{:?}|{:?}|{:?}",
+            plan.name, plan.nodes, plan.analyses, plan.extras
+        ));
+        Ok(Some(Arc::new(Checkpoints {
+            store,
+            workers,
+            keep: c.keep,
+            interval_ms: c.interval_ms.max(1) as u64,
+            granularity: plan.granularity_ms.max(1) as u64,
+            plan_hash,
+            restored,
+            metrics,
+            started: Mutex::new((0, None)),
+            reported: Mutex::new(0),
+            _lock: lock,
+        })))
+    }
+
+    /// The epoch restored at start.
+    pub fn restored_epoch(&self) -> Option<u64> {
+        self.restored.as_ref().map(|(e, _, _)| *e)
+    }
+
+    /// The restored states of every worker's slots of operator kind `kind` (the ingests', for
+    /// the source positions a process opens its partitions at).
+    pub fn restored_states(&self, kind: &str) -> Vec<&[u8]> {
+        let Some((_, _, parts)) = &self.restored else {
+            return Vec::new();
+        };
+        let suffix = format!(":{kind}");
+        parts
+            .iter()
+            .flat_map(|p| p.iter().filter(|(n, _)| n.ends_with(&suffix)))
+            .map(|(_, b)| &b[..])
+            .collect()
+    }
+
+    /// The checkpointer of worker `worker`; failures are recorded in `failed` (the run's).
+    pub fn worker(
+        self: &Arc<Self>,
+        worker: usize,
+        failed: Rc<RefCell<Option<Error>>>,
+    ) -> Rc<Checkpointer> {
+        let (epoch, step, last_at, restored) = match &self.restored {
+            Some((_, m, parts)) => (
+                m.next,
+                m.step,
+                Some(m.at_ms),
+                parts.get(worker).cloned().unwrap_or_default(),
+            ),
+            // The first barrier comes at once, before any state: every worker agrees on it
+            // without knowing where event time starts, and it fixes the first real epoch.
+            None => (self.granularity, self.interval_ms, None, Vec::new()),
+        };
+        Checkpointer::new(
+            Arc::clone(self),
+            worker,
+            failed,
+            Start {
+                epoch,
+                step,
+                last_at,
+                restored,
+            },
+        )
+    }
+
+    /// A local ingest reached barrier `epoch`.
+    pub(super) fn reached(&self, epoch: u64) {
+        if let Ok(mut s) = self.started.lock() {
+            if s.0 != epoch {
+                *s = (epoch, Some(Instant::now()));
+            }
+        }
+    }
+
+    /// Checkpoint `epoch` completed: reported once per process.
+    pub(super) fn completed(&self, epoch: u64) {
+        let Ok(mut r) = self.reported.lock() else {
+            return;
+        };
+        if *r >= epoch {
+            return;
+        }
+        *r = epoch;
+        let took = match self.started.lock() {
+            Ok(s) if s.0 == epoch => s.1.map_or(Duration::ZERO, |t| t.elapsed()),
+            _ => Duration::ZERO,
+        };
+        self.metrics.checkpoint_completed(took);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_follow_the_interval_within_bounds() {
+        // Event time moved 10 s in 1 s of wall clock: 10x the step for a 10 s interval, but at
+        // most 4x at once.
+        assert_eq!(next_step(10_000, Some(1_000), 10_000, 1_000), 40_000);
+        // On target: unchanged.
+        assert_eq!(next_step(10_000, Some(10_000), 10_000, 1_000), 10_000);
+        // Too slow: smaller, at most 4x.
+        assert_eq!(next_step(40_000, Some(80_000), 10_000, 1_000), 10_000);
+        // Never below the granularity, always a multiple of it.
+        assert_eq!(next_step(1_000, Some(1_000_000), 10_000, 1_000), 1_000);
+        assert_eq!(next_step(10_000, Some(3_000), 10_000, 7_000), 35_000);
+        // Not measured: unchanged.
+        assert_eq!(next_step(5_000, None, 10_000, 1_000), 5_000);
+    }
+}
