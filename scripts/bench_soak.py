@@ -18,7 +18,8 @@ import sys
 import time
 import urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_report import ROOT, load, machine, write_section  # noqa: E402
 
 
 def rss_mb(pid):
@@ -53,7 +54,7 @@ def main():
     bin_ = os.path.join(ROOT, "target/release/logflow")
     out = os.path.join(ROOT, "target/bench/soak-out")
     subprocess.run(["rm", "-rf", out], check=True)
-    load = " ".join(open("/proc/loadavg").read().split()[:3])
+    load_at_start = load()
     gen = subprocess.Popen([bin_, "gen", "--events", str(a.events), "--event-rate",
                             str(a.event_rate), "--output", "-"],
                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
@@ -91,19 +92,11 @@ def main():
     first_half = max(s[2] for s in samples if s[1] <= a.events * 0.5)
     second_half = max(s[2] for s in samples if s[1] > a.events * 0.5)
 
-    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
-                if l.startswith("model name")), "?")
-    mem = next((int(l.split()[1]) // 1024 // 1024 for l in open("/proc/meminfo")
-                if l.startswith("MemTotal")), 0)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True, cwd=ROOT).stdout.strip()
     lines = [
-        "<!-- bench:soak -->",
         "### Soak: memory over a long run",
         "",
         f"`scripts/bench soak --events {a.events} --workers {a.workers} --event-rate "
-        f"{a.event_rate:g}` on {os.cpu_count()} cores ({cpu}), {mem} GiB, "
-        f"{time.strftime('%Y-%m-%d', time.gmtime())}, commit {commit}, load at start {load}. "
+        f"{a.event_rate:g}` on {machine()}, load at start {load_at_start}. "
         f"`logflow gen` streams {a.events:,} events ({a.event_rate:g} per event-time second, so "
         f"{a.events / a.event_rate / 3600:,.1f} hours of event time) into the full log-analysis "
         f"job (`run --input -`, -w {a.workers}, JSONL results); RSS (VmRSS) and records read "
@@ -119,18 +112,8 @@ def main():
         "",
         f"Peak RSS over the first half of the input {first_half:,.0f} MB, over the second half "
         f"{second_half:,.0f} MB (after the first 20%: {warm:,.0f} MB); {len(samples)} samples.",
-        "<!-- /bench:soak -->",
     ]
-    section = "\n".join(lines)
-    path = os.path.join(ROOT, "BENCHMARKS.md")
-    text = open(path).read()
-    if "<!-- bench:soak -->" in text:
-        text = re.sub(r"<!-- bench:soak -->.*?<!-- /bench:soak -->", lambda _: section, text,
-                      flags=re.S)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    open(path, "w").write(text)
-    print(section)
+    write_section("soak", lines)
 
 
 if __name__ == "__main__":

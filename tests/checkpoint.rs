@@ -13,30 +13,45 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::cluster::Proc;
+use common::kafka::gen;
 use common::recovery::{assert_fell_back, kill_and_damage, kill_attempts};
 use common::{accounting, bin, repo, run_file, tmpdir};
 
-/// The log-analysis spec with checkpoints in `ckpt` every `interval`.
-fn spec(dir: &Path, ckpt: &Path, interval: &str) -> PathBuf {
+/// A test's directory: 1M generated events, their results from a run without checkpoints
+/// (`want`), and the log-analysis spec with checkpoints in `ckpt` every `interval`, to write
+/// into `out`.
+struct Setup {
+    dir: PathBuf,
+    logs: PathBuf,
+    want: PathBuf,
+    ckpt: PathBuf,
+    spec: PathBuf,
+    out: PathBuf,
+}
+
+fn setup(name: &str, interval: &str) -> Setup {
+    let dir = tmpdir(name);
+    let logs = dir.join("logs.jsonl");
+    gen("logs", "1000000", &[], &logs);
+    let want = dir.join("want");
+    run_file("dataflows/log-analysis.toml", &logs, &want, "1");
+    let ckpt = dir.join("ckpt");
     let mut text = std::fs::read_to_string(repo().join("dataflows/log-analysis.toml")).unwrap();
     text.push_str(&format!(
         "\n[checkpoint]\ndir = \"{}\"\ninterval = \"{interval}\"\nkeep = 3\n",
         ckpt.display()
     ));
-    let path = dir.join("job.toml");
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-fn gen(events: &str, path: &Path) {
-    let out = std::fs::File::create(path).unwrap();
-    let status = bin()
-        .args(["gen", "--events", events])
-        .stdout(out)
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let spec = dir.join("job.toml");
+    std::fs::write(&spec, text).unwrap();
+    let out = dir.join("out");
+    Setup {
+        dir,
+        logs,
+        want,
+        ckpt,
+        spec,
+        out,
+    }
 }
 
 /// Every output file of `got` holds the same lines as in `want`, as many times.
@@ -71,15 +86,14 @@ fn assert_same_files(got: &Path, want: &Path, what: &str) {
 /// run's.
 #[test]
 fn a_job_killed_five_times_restores_its_checkpoints_and_writes_each_result_once() {
-    let dir = tmpdir("checkpoint-kills");
-    let logs = dir.join("logs.jsonl");
-    gen("1000000", &logs);
-    let want = dir.join("want");
-    run_file("dataflows/log-analysis.toml", &logs, &want, "1");
-
-    let ckpt = dir.join("ckpt");
-    let spec = spec(&dir, &ckpt, "250ms");
-    let out = dir.join("out");
+    let Setup {
+        dir,
+        logs,
+        want,
+        spec,
+        out,
+        ..
+    } = setup("checkpoint-kills", "250ms");
     let mut cmd = bin();
     cmd.args(["launch", spec.to_str().unwrap(), "--processes", "2"])
         .args(["--input", logs.to_str().unwrap()])
@@ -102,7 +116,6 @@ fn a_job_killed_five_times_restores_its_checkpoints_and_writes_each_result_once(
     // after a checkpoint.
     assert!(restored >= 2 * 2, "{restored} restores:\n{err}");
     assert_same_files(&out, &want, &format!("after {restarts} restarts"));
-    // A restored attempt reads only what its checkpoint had not: less than the whole input.
     eprintln!("checkpoint: {kills} kills, {restarts} restarts, {restored} process restores");
 }
 
@@ -111,15 +124,14 @@ fn a_job_killed_five_times_restores_its_checkpoints_and_writes_each_result_once(
 /// started with another layout, it says why it cannot restore.
 #[test]
 fn a_corrupt_checkpoint_falls_back_to_the_previous_one() {
-    let dir = tmpdir("checkpoint-corrupt");
-    let logs = dir.join("logs.jsonl");
-    gen("1000000", &logs);
-    let want = dir.join("want");
-    run_file("dataflows/log-analysis.toml", &logs, &want, "1");
-
-    let ckpt = dir.join("ckpt");
-    let spec = spec(&dir, &ckpt, "200ms");
-    let out = dir.join("out");
+    let Setup {
+        dir,
+        logs,
+        want,
+        ckpt,
+        spec,
+        out,
+    } = setup("checkpoint-corrupt", "200ms");
     let run_w = |workers: &str| {
         let mut cmd = bin();
         cmd.args(["run", spec.to_str().unwrap(), "-w", workers, "--quiet"])
