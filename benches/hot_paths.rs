@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use logflow::gen::{GenConfig, Generator, Kind};
+use logflow::operators::intern::Interner;
 use logflow::operators::pre_aggregate::{GroupTable, Partial};
 use logflow::parse::Format;
 use logflow::record::{key_hash, Event, FieldSet};
@@ -93,19 +94,27 @@ fn aggregation(c: &mut Criterion) {
     g.bench_function(format!("log-analysis ({} nodes)", nodes.len()), |b| {
         b.iter_batched_ref(
             || {
-                nodes
+                let mut interner = Interner::default();
+                let tables: Vec<_> = nodes
                     .iter()
-                    .cloned()
-                    .map(GroupTable::new)
-                    .collect::<Vec<_>>()
+                    .map(|n| GroupTable::new(Rc::clone(n), &mut interner))
+                    .collect();
+                (interner, tables)
             },
-            |tables| {
+            |(interner, tables)| {
+                let mut ids = vec![0; interner.width()];
                 for ev in &events {
+                    interner.ids(ev, &mut ids);
                     for t in tables.iter_mut() {
-                        t.absorb(ev, progress);
+                        t.absorb(ev, progress, &ids, interner);
                     }
                 }
-                tables.iter_mut().map(|t| t.drain().count()).sum::<usize>()
+                let n = tables
+                    .iter_mut()
+                    .map(|t| t.drain(interner).count())
+                    .sum::<usize>();
+                interner.clear();
+                n
             },
             BatchSize::LargeInput,
         )
@@ -123,11 +132,14 @@ fn exchange(c: &mut Criterion) {
     let events = events(&plan);
     let mut partials: Vec<Partial> = Vec::new();
     for node in plan.nodes.iter().cloned().map(Rc::new) {
-        let mut t = GroupTable::new(node);
+        let mut interner = Interner::default();
+        let mut t = GroupTable::new(node, &mut interner);
+        let mut ids = vec![0; interner.width()];
         for ev in &events {
-            t.absorb(ev, 0);
+            interner.ids(ev, &mut ids);
+            t.absorb(ev, 0, &ids, &mut interner);
         }
-        partials.extend(t.drain());
+        partials.extend(t.drain(&interner));
     }
     let partials = std::sync::Arc::new(partials);
     let mut g = c.benchmark_group("exchange");

@@ -10,6 +10,7 @@
 //! - [`in_key_order::InKeyOrder`]: per-key, in-window-order processing of result rows.
 //! - [`zscore::ZScore`], [`lag::Lag`]: detectors over previous windows.
 //! - [`aggregate`], [`window`]: the accumulators and window assignment they use.
+//! - [`intern`]: dense ids for the values events are grouped and counted by.
 //! - [`value_set`]: the small-or-hashed set behind distinct counts and `collect_set`.
 //! - [`exact`]: exact, order-independent float sums behind `sum`, `avg` and `stddev`.
 
@@ -17,6 +18,7 @@ pub mod aggregate;
 pub mod complete_aggregate;
 pub mod exact;
 pub mod in_key_order;
+pub mod intern;
 pub mod intersect;
 pub mod lag;
 pub mod lookup;

@@ -3,6 +3,7 @@
 
 use std::rc::Rc;
 
+use hashbrown::hash_table::Entry;
 use hashbrown::HashTable;
 
 use serde::{Deserialize, Serialize};
@@ -10,8 +11,11 @@ use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::StreamVec;
 
-use crate::operators::aggregate::Acc;
-use crate::record::{Event, Key, Value, ValueRef};
+use crate::operators::aggregate::{Acc, AggFunc};
+use crate::operators::intern::{Interner, NULL};
+use crate::operators::value_set::ValueSet;
+use crate::record::{Event, Key, Value};
+use crate::spec::expr::Expr;
 use crate::spec::plan::AggNode;
 
 /// A partial aggregate of one window and key, as exchanged between workers.
@@ -66,54 +70,111 @@ pub trait PreAggregate<'scope> {
 impl<'scope> PreAggregate<'scope> for StreamVec<'scope, u64, Event> {
     fn pre_aggregate(self, node: Rc<AggNode>) -> StreamVec<'scope, u64, Partial> {
         self.unary(Pipeline, "PreAggregate", move |_, _| {
-            let mut table = GroupTable::new(node);
+            let mut interner = Interner::default();
+            let mut table = GroupTable::new(node, &mut interner);
+            let mut ids = vec![NULL; interner.width()];
             move |input, output| {
                 input.for_each_stamp(|cap, data| {
                     let progress = crate::operators::time_of(&cap) as i64;
                     for batch in data {
                         for ev in batch.iter() {
-                            table.absorb(ev, progress);
+                            interner.ids(ev, &mut ids);
+                            table.absorb(ev, progress, &ids, &mut interner);
                         }
                     }
-                    output.session(&cap).give_iterator(table.drain());
+                    output.session(&cap).give_iterator(table.drain(&interner));
+                    interner.clear();
                 });
             }
         })
     }
 }
 
+/// How one aggregate of a node is fed.
+#[derive(Clone, Copy, Debug)]
+enum Feed {
+    /// [`AccSpec::update`](crate::operators::aggregate::AccSpec::update) with the event.
+    Event,
+    /// A distinct count or set of a field: its (group, id) pairs go to `pairs[set]`, the id
+    /// read at `slot` of the event's ids, and become set members when the table is drained.
+    Ids { set: usize, slot: usize },
+}
+
 /// The open (window, key) groups of one node, filled event by event and drained into
 /// [`Partial`]s: the combiner behind [`PreAggregate`], also run inside the ingest operator,
 /// where every node reads each event right after it is parsed, with no copy of it.
 ///
-/// Lookups hash the event's key fields in place, so an event allocates nothing unless it starts
-/// a new group (then its key is copied once).
+/// Groups are found by the [`Interner`] ids of the event's key fields, and distinct counts
+/// record (group, id) pairs, so the nodes of a job share one hash of each field per event and
+/// compare integers, not strings; values are copied only into a new group's key and, when the
+/// table is drained, into its sets.
 pub struct GroupTable {
     node: Rc<AggNode>,
-    /// Indices into `groups`, hashed by (window start, key).
-    index: HashTable<usize>,
+    /// Where the node's key fields are in an event's ids.
+    key_slots: Vec<usize>,
+    feeds: Vec<Feed>,
+    /// Indices into `groups`, hashed by (window start, key ids).
+    index: HashTable<u32>,
     groups: Vec<Partial>,
-    hashes: Vec<u64>,
+    /// (hash, window start) of each group; its key ids are `kids[g * keys..(g + 1) * keys]`.
+    heads: Vec<(u64, i64)>,
+    kids: Vec<u32>,
+    /// Per id-fed distinct aggregate: `group << 32 | id` of every member seen since the last
+    /// drain.
+    pairs: Vec<HashTable<u64>>,
+    /// The ids of an exploded row.
+    row_ids: Vec<u32>,
+}
+
+/// Mixes two words into a hash whose every bit depends on both (the table indexes by the low
+/// bits, tags by the high ones).
+#[inline(always)]
+fn mix(a: u64, b: u64) -> u64 {
+    let p = u128::from(a ^ 0x243f_6a88_85a3_08d3) * u128::from(b ^ 0x1319_8a2e_0370_7344);
+    (p as u64) ^ ((p >> 64) as u64)
 }
 
 impl GroupTable {
-    pub fn new(node: Rc<AggNode>) -> Self {
+    /// A table for `node`, whose fields get slots in `interner` (the ids given to
+    /// [`GroupTable::absorb`] must come from it).
+    pub fn new(node: Rc<AggNode>, interner: &mut Interner) -> Self {
+        let key_slots = node.keys.iter().map(|f| interner.slot_or_add(*f)).collect();
+        let mut sets = 0;
+        let feeds = node
+            .accs
+            .iter()
+            .map(|a| match (a.func, &a.arg) {
+                (AggFunc::CountDistinct | AggFunc::CollectSet, Some(Expr::Field(f))) => {
+                    sets += 1;
+                    Feed::Ids {
+                        set: sets - 1,
+                        slot: interner.slot_or_add(*f),
+                    }
+                }
+                _ => Feed::Event,
+            })
+            .collect();
         GroupTable {
             node,
+            key_slots,
+            feeds,
             index: HashTable::new(),
             groups: Vec::new(),
-            hashes: Vec::new(),
+            heads: Vec::new(),
+            kids: Vec::new(),
+            pairs: (0..sets).map(|_| HashTable::new()).collect(),
+            row_ids: Vec::new(),
         }
     }
 
-    /// Folds `ev` into the node's windows that are still open at event-time `progress`
-    /// (nothing when it fails the node's filter). A node with `explode` folds one row per
-    /// element of its list instead (a scalar is a list of one, null an empty list), the
-    /// element in its extra field; the filter applies to each row.
+    /// Folds `ev` (whose field ids are `ids`) into the node's windows that are still open at
+    /// event-time `progress` (nothing when it fails the node's filter). A node with `explode`
+    /// folds one row per element of its list instead (a scalar is a list of one, null an
+    /// empty list), the element in its extra field; the filter applies to each row.
     #[inline]
-    pub fn absorb(&mut self, ev: &Event, progress: i64) {
+    pub fn absorb(&mut self, ev: &Event, progress: i64, ids: &[u32], interner: &mut Interner) {
         let Some(x) = &self.node.explode else {
-            return self.absorb_one(ev, progress);
+            return self.absorb_one(ev, progress, ids, interner);
         };
         let slot = x.slot;
         let items = match x.list.eval(ev) {
@@ -122,87 +183,101 @@ impl GroupTable {
             v => vec![v],
         };
         let mut row = ev.clone();
+        let mut row_ids = std::mem::take(&mut self.row_ids);
+        row_ids.resize(interner.width(), NULL);
         for item in items {
             row.set_extra(slot, item);
-            self.absorb_one(&row, progress);
+            interner.ids(&row, &mut row_ids);
+            self.absorb_one(&row, progress, &row_ids, interner);
         }
+        self.row_ids = row_ids;
     }
 
     #[inline]
-    fn absorb_one(&mut self, ev: &Event, progress: i64) {
+    fn absorb_one(&mut self, ev: &Event, progress: i64, ids: &[u32], interner: &Interner) {
         let node = &*self.node;
         if let Some(f) = &node.filter {
             if !f.test(ev) {
                 return;
             }
         }
-        // One key field (the usual case) is read once, for the hash and the comparisons.
-        let single = match node.keys.as_slice() {
-            [f] => Some(ev.get(*f)),
-            _ => None,
+        let key_hash = match self.key_slots.as_slice() {
+            [] => 0,
+            [s] => u64::from(ids[*s]),
+            slots => slots.iter().fold(0u64, |h, s| mix(h, u64::from(ids[*s]))),
         };
-        let mut key_hash = 0x9e37_79b9_7f4a_7c15u64;
-        match single {
-            Some(k) => key_hash = (key_hash ^ k.hash64()).wrapping_mul(0x0100_0000_01b3),
-            None => {
-                for f in &node.keys {
-                    key_hash = (key_hash ^ ev.get(*f).hash64()).wrapping_mul(0x0100_0000_01b3);
-                }
-            }
-        }
         let w = node.windows;
         if w.size == w.slide && !w.is_global() {
             // Tumbling: the one window containing the event (`open_starts` without the
             // iterator), if it is still open.
             let start = w.last_start(ev.timestamp);
             if start + w.size + node.hold_ms > progress {
-                self.absorb_at(ev, start, key_hash, single);
+                self.absorb_at(ev, start, key_hash, ids, interner);
             }
         } else {
             for start in w.open_starts(ev.timestamp, node.hold_ms, progress) {
-                self.absorb_at(ev, start, key_hash, single);
+                self.absorb_at(ev, start, key_hash, ids, interner);
             }
         }
     }
 
-    /// Folds `ev` into its group of window `start` (`single`: the key when the node has one
-    /// key field).
+    /// Folds `ev` into its group of window `start`.
     #[inline]
-    fn absorb_at(&mut self, ev: &Event, start: i64, key_hash: u64, single: Option<ValueRef<'_>>) {
-        let node = &*self.node;
-        let h = (key_hash ^ start as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        // The table indexes by the low bits: fold the well-mixed high bits into them.
-        let h = h ^ (h >> 29);
-        let groups = &mut self.groups;
-        let found = self.index.find(h, |&i| {
-            let g = &groups[i];
-            g.start == start
-                && match (single, g.key.as_slice()) {
-                    (Some(k), [v]) => v.eq_ref(k),
-                    _ => g
-                        .key
-                        .iter()
-                        .zip(&node.keys)
-                        .all(|(v, f)| v.eq_ref(ev.get(*f))),
-                }
+    fn absorb_at(
+        &mut self,
+        ev: &Event,
+        start: i64,
+        key_hash: u64,
+        ids: &[u32],
+        interner: &Interner,
+    ) {
+        let h = mix(key_hash, start as u64);
+        let keys = self.key_slots.len();
+        let (heads, kids, slots) = (&self.heads, &self.kids, &self.key_slots);
+        let found = self.index.find(h, |&g| {
+            let g = g as usize;
+            heads[g].1 == start
+                && slots
+                    .iter()
+                    .zip(&kids[g * keys..])
+                    .all(|(s, k)| ids[*s] == *k)
         });
-        let i = match found {
-            Some(&i) => i,
+        let g = match found {
+            Some(&g) => g as usize,
             None => {
-                let i = groups.len();
-                groups.push(Partial {
+                let g = self.groups.len();
+                self.groups.push(Partial {
                     start,
-                    key: node.keys.iter().map(|f| ev.get(*f).to_owned()).collect(),
-                    accs: node.accs.iter().map(|a| a.new_state()).collect(),
+                    key: slots
+                        .iter()
+                        .map(|s| interner.value(ids[*s]).1.clone())
+                        .collect(),
+                    accs: self.node.accs.iter().map(|a| a.new_state()).collect(),
                 });
-                self.hashes.push(h);
-                let hashes = &self.hashes;
-                self.index.insert_unique(h, i, |&j| hashes[j]);
-                i
+                self.heads.push((h, start));
+                self.kids.extend(self.key_slots.iter().map(|s| ids[*s]));
+                let heads = &self.heads;
+                self.index
+                    .insert_unique(h, g as u32, |&i| heads[i as usize].0);
+                g
             }
         };
-        for (spec, acc) in node.accs.iter().zip(groups[i].accs.iter_mut()) {
-            spec.update(acc, ev);
+        let accs = self.groups[g].accs.iter_mut();
+        for ((spec, acc), feed) in self.node.accs.iter().zip(accs).zip(&self.feeds) {
+            match *feed {
+                Feed::Event => spec.update(acc, ev),
+                Feed::Ids { set, slot } => {
+                    let id = ids[slot];
+                    if id != NULL {
+                        let pair = (g as u64) << 32 | u64::from(id);
+                        if let Entry::Vacant(v) =
+                            self.pairs[set].entry(mix(pair, 0), |&p| p == pair, |&p| mix(p, 0))
+                        {
+                            v.insert(pair);
+                        }
+                    }
+                }
+            }
         }
     }
 
@@ -210,10 +285,42 @@ impl GroupTable {
         self.groups.is_empty()
     }
 
-    /// The partials gathered since the last drain.
-    pub fn drain(&mut self) -> std::vec::Drain<'_, Partial> {
+    /// The partials gathered since the last drain, their sets filled from `interner` (the one
+    /// their ids came from; it may be cleared once the partials are taken).
+    pub fn drain(&mut self, interner: &Interner) -> std::vec::Drain<'_, Partial> {
+        let mut sizes = Vec::new();
+        for (a, feed) in self.feeds.iter().enumerate() {
+            let Feed::Ids { set, .. } = *feed else {
+                continue;
+            };
+            // Each group's set is made at its final size, then filled without a lookup: its
+            // members are distinct ids, so distinct values.
+            sizes.clear();
+            sizes.resize(self.groups.len(), 0usize);
+            for &pair in self.pairs[set].iter() {
+                if let Some(n) = sizes.get_mut((pair >> 32) as usize) {
+                    *n += 1;
+                }
+            }
+            for (g, &n) in self.groups.iter_mut().zip(&sizes) {
+                if let Acc::Distinct(s) | Acc::Set(s) = &mut g.accs[a] {
+                    *s = ValueSet::with_capacity(n);
+                }
+            }
+            for pair in self.pairs[set].drain() {
+                let (h, v) = interner.value(pair as u32);
+                if let Some(Acc::Distinct(s) | Acc::Set(s)) = self
+                    .groups
+                    .get_mut((pair >> 32) as usize)
+                    .map(|g| &mut g.accs[a])
+                {
+                    s.push_unique(*h, v.clone());
+                }
+            }
+        }
         self.index.clear();
-        self.hashes.clear();
+        self.heads.clear();
+        self.kids.clear();
         self.groups.drain(..)
     }
 }
@@ -226,6 +333,109 @@ mod tests {
     use crate::record::Field;
     use crate::spec::expr::parse;
     use crate::spec::plan::Explode;
+
+    /// Two key fields (one of them numeric), sliding windows, nulls in keys and in distinct
+    /// arguments, and the interner cleared between drains: the partials merged give what a
+    /// plain computation over values gives.
+    #[test]
+    fn ids_group_and_count_as_values_do() {
+        use std::collections::{BTreeMap, BTreeSet};
+
+        let field = |f| Some(Expr::Field(f));
+        let node = Rc::new(AggNode {
+            windows: Windows::sliding(60_000, 20_000),
+            keys: vec![Field::Service, Field::StatusCode],
+            accs: vec![
+                AccSpec {
+                    func: AggFunc::Count,
+                    arg: None,
+                },
+                AccSpec {
+                    func: AggFunc::CountDistinct,
+                    arg: field(Field::UserId),
+                },
+                AccSpec {
+                    func: AggFunc::CollectSet,
+                    arg: field(Field::UserId),
+                },
+                AccSpec {
+                    func: AggFunc::CountDistinct,
+                    arg: field(Field::Service),
+                },
+            ],
+            ..AggNode::count_by_service(Windows::global(), 0)
+        });
+        let mut interner = Interner::default();
+        let mut table = GroupTable::new(Rc::clone(&node), &mut interner);
+        let mut ids = vec![NULL; interner.width()];
+        let mut seed = 7u64;
+        let mut next = move |n: u64| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) % n
+        };
+        let mut merged: BTreeMap<(i64, Key), Vec<Acc>> = BTreeMap::new();
+        let mut plain: BTreeMap<(i64, Key), (i64, BTreeSet<Value>, BTreeSet<Value>)> =
+            BTreeMap::new();
+        for round in 0..3 {
+            for _ in 0..2_000 {
+                let ev = Event {
+                    timestamp: 1_000_000 + next(300_000) as i64,
+                    service: [None, Some("api"), Some("web"), Some("db")][next(4) as usize]
+                        .map(Into::into),
+                    status_code: [None, Some(200), Some(500)][next(3) as usize],
+                    user_id: (next(5) > 0).then(|| format!("u{}", next(40)).into()),
+                    ..Event::default()
+                };
+                interner.ids(&ev, &mut ids);
+                table.absorb(&ev, 0, &ids, &mut interner);
+                for start in node.windows.open_starts(ev.timestamp, 0, 0) {
+                    let key = vec![
+                        ev.get(Field::Service).to_owned(),
+                        ev.get(Field::StatusCode).to_owned(),
+                    ];
+                    let e = plain.entry((start, key)).or_default();
+                    e.0 += 1;
+                    if let Some(u) = &ev.user_id {
+                        e.1.insert(Value::Str(u.clone()));
+                    }
+                    if let Some(s) = &ev.service {
+                        e.2.insert(Value::Str(s.clone()));
+                    }
+                }
+            }
+            for p in table.drain(&interner) {
+                match merged.get_mut(&(p.start, p.key.clone())) {
+                    Some(accs) => accs.iter_mut().zip(p.accs).for_each(|(a, b)| a.merge(b)),
+                    None => {
+                        merged.insert((p.start, p.key), p.accs);
+                    }
+                }
+            }
+            if round < 2 {
+                interner.clear();
+            }
+        }
+        let got: BTreeMap<_, Vec<Value>> = merged
+            .into_iter()
+            .map(|(k, accs)| (k, accs.into_iter().map(Acc::finish).collect()))
+            .collect();
+        let want: BTreeMap<_, Vec<Value>> = plain
+            .into_iter()
+            .map(|(k, (n, users, services))| {
+                let v = vec![
+                    Value::Int(n),
+                    Value::Int(users.len() as i64),
+                    Value::List(users.into_iter().collect()),
+                    Value::Int(services.len() as i64),
+                ];
+                (k, v)
+            })
+            .collect();
+        assert_eq!(got.len(), want.len());
+        assert_eq!(got, want);
+    }
 
     #[test]
     fn explode_folds_one_row_per_element_and_filters_each() {
@@ -240,7 +450,8 @@ mod tests {
                 }
             })
             .unwrap();
-        let mut table = GroupTable::new(Rc::new(AggNode {
+        let mut interner = Interner::default();
+        let node = Rc::new(AggNode {
             windows: Windows::global(),
             hold_ms: 0,
             filter: Some(filter),
@@ -254,17 +465,20 @@ mod tests {
             input: Default::default(),
             explode: Some(Explode { list, slot: 0 }),
             complete: None,
-        }));
-        for line in ["the cat  the dog", "cat", ""] {
-            let ev = Event {
-                line: Some(line.into()),
-                ..Event::default()
-            };
-            table.absorb(&ev, 0);
+        });
+        let mut table = GroupTable::new(node, &mut interner);
+        let mut ids = vec![NULL; interner.width()];
+        let lines = ["the cat  the dog", "cat", ""].map(|l| Event {
+            line: Some(l.into()),
+            ..Event::default()
+        });
+        // The last event has no line: no rows.
+        for ev in lines.iter().chain([&Event::default()]) {
+            interner.ids(ev, &mut ids);
+            table.absorb(ev, 0, &ids, &mut interner);
         }
-        table.absorb(&Event::default(), 0); // no line: no rows
         let mut counts: Vec<(Key, Value)> = table
-            .drain()
+            .drain(&interner)
             .map(|p| (p.key, p.accs[0].clone().finish()))
             .collect();
         counts.sort_by(|a, b| a.0.cmp(&b.0));

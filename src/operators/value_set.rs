@@ -103,6 +103,30 @@ impl ValueSet {
         }
     }
 
+    /// An empty set with room for `n` members, in the form `n` members take.
+    pub fn with_capacity(n: usize) -> Self {
+        if n <= SMALL {
+            ValueSet::Small(SmallVec::with_capacity(n))
+        } else {
+            ValueSet::Large(HashTable::with_capacity(n))
+        }
+    }
+
+    /// Adds `v` (whose `hash64` is `h`), known to be unequal to every member, to a set made
+    /// by [`ValueSet::with_capacity`] for at least its members: no scan, no growth.
+    #[inline]
+    pub fn push_unique(&mut self, h: u64, v: Value) {
+        match self {
+            ValueSet::Small(s) => {
+                push_small(s, (h, v));
+                self.grow_if_full();
+            }
+            ValueSet::Large(t) => {
+                t.insert_unique(h, (h, v), |(h, _)| *h);
+            }
+        }
+    }
+
     /// Adds an owned value.
     pub fn insert(&mut self, v: Value) {
         self.insert_hashed(v.hash64(), v)

@@ -32,6 +32,7 @@ use timely::dataflow::{Scope, StreamVec};
 use super::accounting::Counters;
 use crate::checkpoint::barrier::Slot;
 use crate::metrics::{Metrics, PartitionMeter};
+use crate::operators::intern::{Interner, NULL};
 use crate::operators::lookup::{LookupPlan, Tables};
 use crate::operators::pre_aggregate::{GroupTable, Partial};
 use crate::operators::window::Windows;
@@ -211,6 +212,11 @@ struct Aggregation {
     held: usize,
     /// (time, node, partials)
     ready: Vec<(u64, usize, Vec<Partial>)>,
+    /// Ids of the fields every node groups or counts by, shared by all tables and cleared
+    /// when they have all been drained.
+    interner: Interner,
+    /// The ids of the event being absorbed.
+    ids: Vec<u32>,
 }
 
 /// Table sets kept for reuse beyond those in use: more only when partitions' times spread.
@@ -223,27 +229,42 @@ impl Aggregation {
             .cloned()
             .enumerate()
             .partition(|(_, n)| n.update || n.complete.is_some());
+        let mut interner = Interner::default();
+        let merged = append
+            .into_iter()
+            .map(|(i, n)| (i, GroupTable::new(n, &mut interner)))
+            .collect();
+        // One table set made now, so that every field has its slot before the first event.
+        let spare = vec![Self::tables(&timed, &mut interner)];
+        let ids = vec![NULL; interner.width()];
         Aggregation {
-            merged: append
-                .into_iter()
-                .map(|(i, n)| (i, GroupTable::new(n)))
-                .collect(),
+            merged,
             merged_time: None,
             timed,
             open: Vec::new(),
-            spare: Vec::new(),
+            spare,
             last: 0,
             held: 0,
             ready: Vec::new(),
+            interner,
+            ids,
         }
+    }
+
+    fn tables(timed: &[(usize, Rc<AggNode>)], interner: &mut Interner) -> Vec<(usize, GroupTable)> {
+        timed
+            .iter()
+            .map(|(i, n)| (*i, GroupTable::new(Rc::clone(n), interner)))
+            .collect()
     }
 
     #[inline]
     fn absorb(&mut self, ev: &Event, t: u64) {
         self.held += 1;
         self.merged_time = Some(self.merged_time.map_or(t, |m| m.min(t)));
+        self.interner.ids(ev, &mut self.ids);
         for (_, table) in self.merged.iter_mut() {
-            table.absorb(ev, t as i64);
+            table.absorb(ev, t as i64, &self.ids, &mut self.interner);
         }
         if self.timed.is_empty() {
             return;
@@ -253,7 +274,7 @@ impl Aggregation {
         }
         if let Some((_, tables)) = self.open.get_mut(self.last) {
             for (_, table) in tables.iter_mut() {
-                table.absorb(ev, t as i64);
+                table.absorb(ev, t as i64, &self.ids, &mut self.interner);
             }
         }
     }
@@ -263,12 +284,10 @@ impl Aggregation {
         if let Some(i) = self.open.iter().position(|(time, _)| *time == t) {
             return i;
         }
-        let tables = self.spare.pop().unwrap_or_else(|| {
-            self.timed
-                .iter()
-                .map(|(i, n)| (*i, GroupTable::new(Rc::clone(n))))
-                .collect()
-        });
+        let tables = match self.spare.pop() {
+            Some(tables) => tables,
+            None => Self::tables(&self.timed, &mut self.interner),
+        };
         self.open.push((t, tables));
         self.open.len() - 1
     }
@@ -278,14 +297,16 @@ impl Aggregation {
         if let Some(time) = self.merged_time.take() {
             for (i, table) in self.merged.iter_mut() {
                 if !table.is_empty() {
-                    self.ready.push((time, *i, table.drain().collect()));
+                    let partials = table.drain(&self.interner).collect();
+                    self.ready.push((time, *i, partials));
                 }
             }
         }
         for (time, mut tables) in self.open.drain(..) {
             for (i, table) in tables.iter_mut() {
                 if !table.is_empty() {
-                    self.ready.push((time, *i, table.drain().collect()));
+                    let partials = table.drain(&self.interner).collect();
+                    self.ready.push((time, *i, partials));
                 }
             }
             if self.spare.len() < SPARE_TABLES {
@@ -294,6 +315,7 @@ impl Aggregation {
         }
         self.last = 0;
         self.held = 0;
+        self.interner.clear();
     }
 }
 
