@@ -118,7 +118,7 @@ impl ValueSet {
     pub fn push_unique(&mut self, h: u64, v: Value) {
         match self {
             ValueSet::Small(s) => {
-                push_small(s, (h, v));
+                s.push((h, v));
                 self.grow_if_full();
             }
             ValueSet::Large(t) => {
@@ -166,8 +166,11 @@ impl ValueSet {
         if other.len() > self.len() {
             std::mem::swap(self, &mut other);
         }
-        for (h, v) in other.into_entries() {
-            self.insert_hashed(h, v);
+        // Consumed in place: collecting the other's members into a `Vec` first cost an
+        // allocation per merge (the receiving operator merges one partial set per key).
+        match other {
+            ValueSet::Small(s) => s.into_iter().for_each(|(h, v)| self.insert_hashed(h, v)),
+            ValueSet::Large(t) => t.into_iter().for_each(|(h, v)| self.insert_hashed(h, v)),
         }
     }
 
