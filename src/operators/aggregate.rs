@@ -465,7 +465,7 @@ fn sample_stddev(n: u64, sum: &ExactSum, sumsq: &ExactSum, approx: bool) -> f64 
     // n·Σx², with n as two exact halves.
     for m in [((n >> 32) << 32) as f64, (n & 0xFFFF_FFFF) as f64] {
         if m != 0.0 {
-            for &c in sumsq.parts() {
+            for &c in &sumsq.parts() {
                 let p = c * m;
                 num.add(p);
                 num.add(c.mul_add(m, -p));
@@ -473,8 +473,9 @@ fn sample_stddev(n: u64, sum: &ExactSum, sumsq: &ExactSum, approx: bool) -> f64 
         }
     }
     // − (Σx)², every cross product exactly.
-    for &a in sum.parts() {
-        for &b in sum.parts() {
+    let parts = sum.parts();
+    for &a in &parts {
+        for &b in &parts {
             let p = a * b;
             num.add(-p);
             num.add(-a.mul_add(b, -p));

@@ -7,8 +7,11 @@
 //! ties to even, so the result is a function of the multiset of values alone: bit-identical
 //! whatever the order of events and of merges between workers.
 //!
-//! The expansion lives inline (four doubles) and only spills to the heap for sums spanning
-//! more than about 4 × 53 bits, so the common case never allocates.
+//! The usual values (`2^-108 <= |x| < 2^40`: response times, their squares and the rounding
+//! errors of those squares) are summed exactly in a 256-bit fixed-point integer: an add is a
+//! shift and a four-limb add with carry, a merge one four-limb add, and nothing allocates.
+//! Values outside that range go to an expansion kept aside; the two are combined, exactly,
+//! only when the total is read, compared or serialized (as the expansion of the whole).
 //!
 //! Special values follow IEEE sum semantics, independently of order: any NaN, or both +∞ and
 //! −∞, give NaN; otherwise any ±∞ gives that infinity; a finite exact total beyond the double
@@ -34,12 +37,12 @@ const DOWN: f64 = pow2(-600);
 const UP: f64 = pow2(600);
 
 /// The exact sum of a multiset of doubles.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default)]
 pub struct ExactSum {
-    /// Non-overlapping, increasing magnitude, no zeros; their exact sum is the total of all
-    /// finite values below [`BIG`].
-    parts: Parts,
-    /// Infinities, NaN and huge values: rare, so boxed to keep the common state small.
+    /// The exact sum of the values in the fixed range (`2^-108 <= |x| < 2^40`), times
+    /// 2^[`FRAC`], as a 256-bit two's complement integer (least significant limb first).
+    fixed: [u64; 4],
+    /// Everything else: rare, so boxed to keep the common state small.
     rare: Option<Box<Rare>>,
 }
 
@@ -50,101 +53,114 @@ struct Rare {
     pos_inf: bool,
     neg_inf: bool,
     nan: bool,
+    /// Expansion of the other finite values outside the fixed range (never serialized as
+    /// such: [`ExactSum`]'s wire form holds them in its expansion).
+    #[serde(skip)]
+    small: Vec<f64>,
 }
 
-/// Components held inline: the sums of the usual values (response times in ms, their exact
-/// squares) need two to five; five keep `Acc` within 128 bytes.
-const INLINE: usize = 5;
-
-/// The main expansion: up to [`INLINE`] components in place, more on the heap. Each value of
-/// the hot path goes through [`Parts::grow`], which on the inline form is a short loop over a
-/// fixed array (a `SmallVec` checked its spilled state on every access, push and truncate).
-/// Serialized as a sequence of doubles, exactly as the `SmallVec` it replaced.
-#[derive(Clone, Debug)]
-enum Parts {
-    Inline { len: u8, buf: [f64; INLINE] },
-    Heap(Vec<f64>),
-}
-
-impl Default for Parts {
-    fn default() -> Self {
-        Parts::Inline {
-            len: 0,
-            buf: [0.0; INLINE],
-        }
+impl Rare {
+    /// Holds something the expansion of the plain values cannot (see [`ExactSum::is_plain`]).
+    fn special(&self) -> bool {
+        self.nan || self.pos_inf || self.neg_inf || !self.big.is_empty()
     }
 }
 
-impl PartialEq for Parts {
-    fn eq(&self, other: &Self) -> bool {
-        self.as_slice() == other.as_slice()
-    }
+/// The fixed range's unit is 2^-FRAC: a double `m · 2^e` (`m` its 53-bit significand) lands at
+/// bit `e + FRAC`. Values from 2^-108 (bit 0) to below 2^40 (bits up to 147 + 52 = 199) go
+/// there; 2^55 of the largest still sum to below 2^95, the 256-bit integer's sign bit.
+const FRAC: i64 = 160;
+const FIXED_MAX_POS: i64 = 147;
+
+/// The wire form: the expansion of every plain value, and the special values (as the
+/// expansion-only state before it serialized).
+#[derive(Serialize, Deserialize)]
+struct Wire {
+    parts: Vec<f64>,
+    rare: Option<Box<Rare>>,
 }
 
-impl Parts {
-    #[inline]
-    fn as_slice(&self) -> &[f64] {
-        match self {
-            Parts::Inline { len, buf } => &buf[..usize::from(*len).min(INLINE)],
-            Parts::Heap(v) => v,
-        }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.as_slice().is_empty()
-    }
-
-    fn from_vec(v: Vec<f64>) -> Self {
-        if v.len() <= INLINE {
-            let mut buf = [0.0; INLINE];
-            buf[..v.len()].copy_from_slice(&v);
-            Parts::Inline {
-                len: v.len() as u8,
-                buf,
-            }
-        } else {
-            Parts::Heap(v)
-        }
-    }
-
-    /// Adds `x` exactly: [`grow_pass`], then the carry kept inline while there is room.
-    #[inline(always)]
-    fn grow(&mut self, x: f64) {
-        let Parts::Inline { len, buf } = self else {
-            if let Parts::Heap(v) = self {
-                grow_vec(v, x);
-            }
-            return;
-        };
-        let n = usize::from(*len).min(INLINE);
-        let (mut i, x) = grow_pass(&mut buf[..n], x);
-        if x != 0.0 {
-            if i == INLINE {
-                let mut v = buf.to_vec();
-                v.push(x);
-                *self = Parts::Heap(v);
-                return;
-            }
-            buf[i] = x;
-            i += 1;
-        }
-        *len = i as u8;
-    }
-}
-
-impl Serialize for Parts {
+impl Serialize for ExactSum {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.as_slice())
+        let rare = self.rare.as_ref().filter(|r| r.special()).map(|r| {
+            Box::new(Rare {
+                small: Vec::new(),
+                ..(**r).clone()
+            })
+        });
+        Wire {
+            parts: self.parts().to_vec(),
+            rare,
+        }
+        .serialize(s)
     }
 }
 
-impl<'de> Deserialize<'de> for Parts {
+impl<'de> Deserialize<'de> for ExactSum {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Vec::<f64>::deserialize(d).map(Parts::from_vec)
+        let w = Wire::deserialize(d)?;
+        let mut sum = ExactSum {
+            fixed: [0; 4],
+            rare: w.rare,
+        };
+        // Each component is a double: added exactly, wherever it lands.
+        for c in w.parts {
+            sum.add(c);
+        }
+        Ok(sum)
     }
 }
 
-/// [`grow`] on a vector (an expansion past [`INLINE`] components).
+/// Equal exact totals and special values, whatever the representation.
+impl PartialEq for ExactSum {
+    fn eq(&self, other: &Self) -> bool {
+        let specials = |r: &Option<Box<Rare>>| {
+            r.as_ref()
+                .map_or((false, false, false), |r| (r.pos_inf, r.neg_inf, r.nan))
+        };
+        fn big(r: &Option<Box<Rare>>) -> &[f64] {
+            r.as_ref().map_or(&[], |r| &r.big[..])
+        }
+        specials(&self.rare) == specials(&other.rare)
+            && cancels(&self.parts(), &other.parts())
+            && cancels(big(&self.rare), big(&other.rare))
+    }
+}
+
+/// Whether two expansions have the same exact sum: their difference, grown with zero
+/// elimination, leaves no component.
+fn cancels(a: &[f64], b: &[f64]) -> bool {
+    let mut d: SmallVec<[f64; 8]> = SmallVec::new();
+    a.iter().for_each(|&c| grow(&mut d, c));
+    b.iter().for_each(|&c| grow(&mut d, -c));
+    d.is_empty()
+}
+
+/// `a += b` on 256-bit two's complement integers.
+#[inline(always)]
+fn add256(a: &mut [u64; 4], b: &[u64; 4]) {
+    let mut carry = false;
+    for (x, &y) in a.iter_mut().zip(b) {
+        let (s, c1) = x.overflowing_add(y);
+        let (s, c2) = s.overflowing_add(u64::from(carry));
+        *x = s;
+        carry = c1 | c2;
+    }
+}
+
+/// `a -= b` on 256-bit two's complement integers.
+#[inline(always)]
+fn sub256(a: &mut [u64; 4], b: &[u64; 4]) {
+    let mut borrow = false;
+    for (x, &y) in a.iter_mut().zip(b) {
+        let (s, b1) = x.overflowing_sub(y);
+        let (s, b2) = s.overflowing_sub(u64::from(borrow));
+        *x = s;
+        borrow = b1 | b2;
+    }
+}
+
+/// [`grow`] on a vector.
 fn grow_vec(parts: &mut Vec<f64>, x: f64) {
     let (i, x) = grow_pass(parts, x);
     parts.truncate(i);
@@ -220,9 +236,23 @@ impl ExactSum {
     /// Adds one value exactly.
     #[inline]
     pub fn add(&mut self, x: f64) {
-        if x.abs() < BIG {
-            self.parts.grow(x)
-        } else {
+        let bits = x.to_bits();
+        // Bit position of the significand's lowest bit in the fixed range (normal `x` only:
+        // position >= 0 needs a biased exponent >= 915).
+        let pos = ((bits >> 52) & 0x7ff) as i64 - (1075 - FRAC);
+        if (0..=FIXED_MAX_POS).contains(&pos) {
+            let m = (bits & ((1 << 52) - 1)) | (1 << 52);
+            let v = u128::from(m) << (pos & 63);
+            let k = (pos >> 6) as usize;
+            let mut addend = [0u64; 4];
+            addend[k] = v as u64;
+            addend[k + 1] = (v >> 64) as u64;
+            if bits >> 63 == 0 {
+                add256(&mut self.fixed, &addend);
+            } else {
+                sub256(&mut self.fixed, &addend);
+            }
+        } else if x != 0.0 {
             self.add_rare(x)
         }
     }
@@ -236,8 +266,10 @@ impl ExactSum {
             r.pos_inf = true
         } else if x == f64::NEG_INFINITY {
             r.neg_inf = true
-        } else {
+        } else if x.abs() >= BIG {
             grow(&mut r.big, x * DOWN)
+        } else {
+            grow_vec(&mut r.small, x)
         }
     }
 
@@ -262,13 +294,7 @@ impl ExactSum {
 
     /// Adds another exact sum (exactly).
     pub fn merge(&mut self, other: ExactSum) {
-        if self.parts.is_empty() {
-            self.parts = other.parts;
-        } else {
-            for &c in other.parts.as_slice() {
-                self.parts.grow(c);
-            }
-        }
+        add256(&mut self.fixed, &other.fixed);
         if let Some(o) = other.rare {
             match &mut self.rare {
                 None => self.rare = Some(o),
@@ -279,6 +305,9 @@ impl ExactSum {
                     for c in o.big {
                         grow(&mut r.big, c);
                     }
+                    for c in o.small {
+                        grow_vec(&mut r.small, c);
+                    }
                 }
             }
         }
@@ -286,18 +315,39 @@ impl ExactSum {
 
     /// Whether only finite values below 2^955 were absorbed (the expansion is the whole sum).
     pub fn is_plain(&self) -> bool {
-        self.rare.is_none()
+        self.rare.as_ref().is_none_or(|r| !r.special())
     }
 
-    /// The components of the exact sum of the plain values (see [`ExactSum::is_plain`]).
-    pub fn parts(&self) -> &[f64] {
-        self.parts.as_slice()
+    /// The exact sum of the plain values (see [`ExactSum::is_plain`]) as an expansion:
+    /// non-overlapping doubles of increasing magnitude.
+    pub fn parts(&self) -> SmallVec<[f64; 8]> {
+        let mut e = SmallVec::new();
+        let negative = self.fixed[3] >> 63 == 1;
+        let mut mag = self.fixed;
+        if negative {
+            // |fixed| = -fixed (the total is far from -2^255, so this cannot overflow).
+            mag = [0; 4];
+            sub256(&mut mag, &self.fixed);
+        }
+        let sign = if negative { -1.0 } else { 1.0 };
+        // 32-bit pieces are exact doubles; growing them makes the expansion canonical-length.
+        for (j, piece) in mag.iter().flat_map(|l| [*l as u32, (*l >> 32) as u32]).enumerate() {
+            if piece != 0 {
+                grow(&mut e, sign * f64::from(piece) * pow2(32 * j as i32 - FRAC as i32));
+            }
+        }
+        if let Some(r) = &self.rare {
+            for &c in &r.small {
+                grow(&mut e, c);
+            }
+        }
+        e
     }
 
     /// The exact total, rounded once to the nearest double (ties to even).
     pub fn value(&self) -> f64 {
         let Some(r) = &self.rare else {
-            return round(self.parts.as_slice());
+            return round(&self.parts());
         };
         if r.nan || (r.pos_inf && r.neg_inf) {
             return f64::NAN;
@@ -309,18 +359,18 @@ impl ExactSum {
             return f64::NEG_INFINITY;
         }
         if r.big.is_empty() {
-            return round(self.parts.as_slice());
+            return round(&self.parts());
         }
         let big = round(&r.big);
         if big.abs() < pow2(420) {
             // Every component scaled back stays below 2^1021: one exact expansion, one rounding.
-            let mut all = self.parts.clone();
+            let mut all = self.parts();
             for &c in &r.big {
-                all.grow(c * UP);
+                grow(&mut all, c * UP);
             }
-            round(all.as_slice())
+            round(&all)
         } else {
-            big * UP + round(self.parts.as_slice())
+            big * UP + round(&self.parts())
         }
     }
 }
@@ -379,10 +429,11 @@ mod tests {
         assert_eq!(sum(&[tiny, tiny, 1.0, -1.0]), 2.0 * tiny);
     }
 
-    /// The inline expansion serializes as the `SmallVec` it replaced did (partials cross
-    /// workers and go into checkpoints), and spills past the inline components exactly.
+    /// The wire form is (the expansion of the plain values, the special ones), as the
+    /// expansion-only state serialized (partials cross workers and go into checkpoints), and
+    /// round-trips exactly, with values inside and outside the fixed range.
     #[test]
-    fn parts_serialize_as_a_sequence_and_spill_exactly() {
+    fn serializes_as_an_expansion_and_round_trips_exactly() {
         #[derive(Serialize)]
         struct Old {
             parts: SmallVec<[f64; 4]>,
@@ -391,13 +442,13 @@ mod tests {
         let mut s = ExactSum::default();
         let mut all = Vec::new();
         let xs = [
-            1.0, 1e-30, 1e30, 1e-60, 1e60, 0.1, 1e90, -1e-90, 1e120, 1e-120, 0.3,
+            1.0, 1e-30, 1e30, 1e-60, 1e60, 0.1, 1e90, -1e-90, 1e120, 1e-120, 0.3, -7.25,
         ];
         for (k, x) in xs.iter().enumerate() {
             s.add(*x);
             all.push(*x);
             let old = Old {
-                parts: SmallVec::from_slice(s.parts()),
+                parts: SmallVec::from_slice(&s.parts()),
                 rare: None,
             };
             let bytes = bincode::serialize(&s).unwrap_or_default();
@@ -406,11 +457,66 @@ mod tests {
             assert_eq!(back, s);
             assert_eq!(back.value(), s.value());
         }
-        assert!(s.parts().len() > INLINE, "spilled: {:?}", s.parts());
         // The exact total: the same whatever the order of the values.
         let mut r = ExactSum::default();
         all.iter().rev().for_each(|&x| r.add(x));
         assert_eq!(r.value(), s.value());
+        assert_eq!(r, s);
+        r.add(1e-300);
+        assert_ne!(r, s);
+    }
+
+    /// Random values across the fixed range's edges (and far outside it), signs mixed, added
+    /// and merged in random trees: the total equals the plain expansion's (Shewchuk's
+    /// algorithm alone) exactly, and reads the same.
+    #[test]
+    fn fixed_range_agrees_with_the_plain_expansion() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for k in 0..200 {
+            let n = 1 + (next() % 300) as usize;
+            let xs: Vec<f64> = (0..n)
+                .map(|_| {
+                    let m = (next() >> 11) as f64 / (1u64 << 53) as f64 + 0.5;
+                    let e = match next() % 4 {
+                        0 => (next() % 40) as i32 - 20,
+                        1 => -120 + (next() % 30) as i32, // across 2^-108
+                        2 => 30 + (next() % 20) as i32,   // across 2^40
+                        _ => (next() % 400) as i32 - 200,
+                    };
+                    let x = m * 2f64.powi(e);
+                    if next() % 2 == 0 {
+                        -x
+                    } else {
+                        x
+                    }
+                })
+                .collect();
+            let mut plain = Vec::new();
+            xs.iter().for_each(|&x| grow_vec(&mut plain, x));
+            let mut sums: Vec<ExactSum> = xs
+                .chunks(1 + (next() % 7) as usize)
+                .map(|c| {
+                    let mut s = ExactSum::default();
+                    c.iter().for_each(|&x| s.add(x));
+                    s
+                })
+                .collect();
+            while sums.len() > 1 {
+                let i = (next() % sums.len() as u64) as usize;
+                let a = sums.swap_remove(i);
+                let j = (next() % sums.len() as u64) as usize;
+                sums[j].merge(a);
+            }
+            let total = sums.pop().unwrap_or_default();
+            assert!(cancels(&total.parts(), &plain), "round {k}");
+            assert_eq!(total.value().to_bits(), round(&plain).to_bits(), "round {k}");
+        }
     }
 
     #[test]
