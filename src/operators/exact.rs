@@ -331,9 +331,16 @@ impl ExactSum {
         }
         let sign = if negative { -1.0 } else { 1.0 };
         // 32-bit pieces are exact doubles; growing them makes the expansion canonical-length.
-        for (j, piece) in mag.iter().flat_map(|l| [*l as u32, (*l >> 32) as u32]).enumerate() {
+        for (j, piece) in mag
+            .iter()
+            .flat_map(|l| [*l as u32, (*l >> 32) as u32])
+            .enumerate()
+        {
             if piece != 0 {
-                grow(&mut e, sign * f64::from(piece) * pow2(32 * j as i32 - FRAC as i32));
+                grow(
+                    &mut e,
+                    sign * f64::from(piece) * pow2(32 * j as i32 - FRAC as i32),
+                );
             }
         }
         if let Some(r) = &self.rare {
@@ -515,7 +522,11 @@ mod tests {
             }
             let total = sums.pop().unwrap_or_default();
             assert!(cancels(&total.parts(), &plain), "round {k}");
-            assert_eq!(total.value().to_bits(), round(&plain).to_bits(), "round {k}");
+            assert_eq!(
+                total.value().to_bits(),
+                round(&plain).to_bits(),
+                "round {k}"
+            );
         }
     }
 

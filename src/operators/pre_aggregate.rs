@@ -124,7 +124,13 @@ pub struct GroupTable {
     pairs: Vec<HashTable<u64>>,
     /// The ids of an exploded row.
     row_ids: Vec<u32>,
+    /// Nodes with at most one key field: the group each key id went to last (`NONE` if none
+    /// since the last drain). An event usually falls into the same window as the previous
+    /// one of its key, so this finds its group without a hash lookup.
+    last: Vec<u32>,
 }
+
+const NONE: u32 = u32::MAX;
 
 /// Mixes two words into a hash whose every bit depends on both (the table indexes by the low
 /// bits, tags by the high ones).
@@ -164,6 +170,7 @@ impl GroupTable {
             kids: Vec::new(),
             pairs: (0..sets).map(|_| HashTable::new()).collect(),
             row_ids: Vec::new(),
+            last: Vec::new(),
         }
     }
 
@@ -231,6 +238,44 @@ impl GroupTable {
         ids: &[u32],
         interner: &Interner,
     ) {
+        // With one key field (or none) the key hash is the key's id.
+        let cached = match self.last.get(key_hash as usize) {
+            Some(&g) if self.key_slots.len() <= 1 && g != NONE => {
+                Some(g as usize).filter(|&g| self.heads[g].1 == start)
+            }
+            _ => None,
+        };
+        let g = match cached {
+            Some(g) => g,
+            None => self.find_or_add(start, key_hash, ids, interner),
+        };
+        let accs = self.groups[g].accs.iter_mut();
+        for ((spec, acc), feed) in self.node.accs.iter().zip(accs).zip(&self.feeds) {
+            match *feed {
+                Feed::Event => spec.update(acc, ev),
+                Feed::Ids { set, slot } => {
+                    let id = ids[slot];
+                    if id != NULL {
+                        let pair = (g as u64) << 32 | u64::from(id);
+                        if let Entry::Vacant(v) =
+                            self.pairs[set].entry(mix(pair, 0), |&p| p == pair, |&p| mix(p, 0))
+                        {
+                            v.insert(pair);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The index of the group of window `start` and the key in `ids`, made if new.
+    fn find_or_add(
+        &mut self,
+        start: i64,
+        key_hash: u64,
+        ids: &[u32],
+        interner: &Interner,
+    ) -> usize {
         let h = mix(key_hash, start as u64);
         let keys = self.key_slots.len();
         let (heads, kids, slots) = (&self.heads, &self.kids, &self.key_slots);
@@ -262,23 +307,14 @@ impl GroupTable {
                 g
             }
         };
-        let accs = self.groups[g].accs.iter_mut();
-        for ((spec, acc), feed) in self.node.accs.iter().zip(accs).zip(&self.feeds) {
-            match *feed {
-                Feed::Event => spec.update(acc, ev),
-                Feed::Ids { set, slot } => {
-                    let id = ids[slot];
-                    if id != NULL {
-                        let pair = (g as u64) << 32 | u64::from(id);
-                        if let Entry::Vacant(v) =
-                            self.pairs[set].entry(mix(pair, 0), |&p| p == pair, |&p| mix(p, 0))
-                        {
-                            v.insert(pair);
-                        }
-                    }
-                }
+        if keys <= 1 {
+            let code = key_hash as usize;
+            if code >= self.last.len() {
+                self.last.resize(code + 1, NONE);
             }
+            self.last[code] = g as u32;
         }
+        g
     }
 
     pub fn is_empty(&self) -> bool {
@@ -321,6 +357,7 @@ impl GroupTable {
         self.index.clear();
         self.heads.clear();
         self.kids.clear();
+        self.last.clear();
         self.groups.drain(..)
     }
 }
@@ -376,8 +413,9 @@ mod tests {
             (seed >> 33) % n
         };
         let mut merged: BTreeMap<(i64, Key), Vec<Acc>> = BTreeMap::new();
-        let mut plain: BTreeMap<(i64, Key), (i64, BTreeSet<Value>, BTreeSet<Value>)> =
-            BTreeMap::new();
+        // (count, users, services) per (window, key).
+        type Plain = (i64, BTreeSet<Value>, BTreeSet<Value>);
+        let mut plain: BTreeMap<(i64, Key), Plain> = BTreeMap::new();
         for round in 0..3 {
             for _ in 0..2_000 {
                 let ev = Event {
