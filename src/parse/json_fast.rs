@@ -49,43 +49,88 @@ fn user_event_kind(f: Field) -> Kind {
     }
 }
 
+/// Why the fast path gave no event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Miss {
+    /// A string holds a byte >= 0x80 and the record was not known to be UTF-8: the caller
+    /// checks the record (invalid UTF-8 is bad input) and tries again with `UTF8 = true`.
+    NonAscii,
+    /// Anything else: serde reads the record (its event or its error).
+    Other,
+}
+
+/// A fast path: for a record not known to be UTF-8, and for one that is.
+pub(super) struct Fast {
+    pub unchecked: fn(&[u8], FieldSet, &mut Event) -> Result<(), Miss>,
+    pub checked: fn(&[u8], FieldSet, &mut Event) -> Result<(), Miss>,
+}
+
+/// JSON log records (format `json`).
+pub(super) const LOG: Fast = Fast {
+    unchecked: log_into::<false>,
+    checked: log_into::<true>,
+};
+
+/// User events (format `user-events`).
+pub(super) const USER_EVENT: Fast = Fast {
+    unchecked: user_event_into::<false>,
+    checked: user_event_into::<true>,
+};
+
 /// A JSON log line of the usual shape, or `None`.
+#[cfg(test)]
 pub(super) fn log(line: &str, keep: FieldSet) -> Option<Event> {
     let mut e = Event::default();
-    object(line, keep, log_kind, &mut e).map(|()| e)
+    log_into::<true>(line.as_bytes(), keep, &mut e)
+        .ok()
+        .map(|()| e)
 }
 
 /// A user event of the usual shape, or `None`.
+#[cfg(test)]
 pub(super) fn user_event(line: &str, keep: FieldSet) -> Option<Event> {
     let mut e = Event::default();
-    object(line, keep, user_event_kind, &mut e).map(|()| e)
+    user_event_into::<true>(line.as_bytes(), keep, &mut e)
+        .ok()
+        .map(|()| e)
 }
 
-/// As [`log`], into `e` (`Event::default()` on entry; unspecified fields on `None`).
-pub(super) fn log_into(line: &str, keep: FieldSet, e: &mut Event) -> Option<()> {
-    object(line, keep, log_kind, e)
+/// A JSON log line of the usual shape, into `e` (`Event::default()` on entry; unspecified
+/// fields on a miss). `UTF8`: `line` is known to be UTF-8; otherwise a record whose strings
+/// are all ASCII needs no check (every other byte the fast path takes is an ASCII delimiter,
+/// digit or letter), and one with a byte >= 0x80 in a string is [`Miss::NonAscii`].
+pub(super) fn log_into<const UTF8: bool>(
+    line: &[u8],
+    keep: FieldSet,
+    e: &mut Event,
+) -> Result<(), Miss> {
+    object::<UTF8>(line, keep, log_kind, e)
 }
 
-/// As [`user_event`], into `e` (`Event::default()` on entry; unspecified fields on `None`).
-pub(super) fn user_event_into(line: &str, keep: FieldSet, e: &mut Event) -> Option<()> {
-    object(line, keep, user_event_kind, e)
+/// As [`log_into`], for a user event.
+pub(super) fn user_event_into<const UTF8: bool>(
+    line: &[u8],
+    keep: FieldSet,
+    e: &mut Event,
+) -> Result<(), Miss> {
+    object::<UTF8>(line, keep, user_event_kind, e)
 }
 
 enum Tok<'a> {
-    Str(&'a str),
+    /// The bytes between the quotes: UTF-8 (see [`text`]).
+    Str(&'a [u8]),
     Num(&'a str),
     Null,
 }
 
-struct Scan<'a> {
-    /// The record, already checked to be UTF-8: tokens are sliced from it at ASCII
-    /// delimiters, so they need no second validation.
-    s: &'a str,
+struct Scan<'a, const UTF8: bool> {
     b: &'a [u8],
     i: usize,
+    /// Set where a string holds a byte >= 0x80 (only when not `UTF8`).
+    non_ascii: bool,
 }
 
-impl<'a> Scan<'a> {
+impl<'a, const UTF8: bool> Scan<'a, UTF8> {
     #[inline(always)]
     fn ws(&mut self) {
         // Usually no whitespace or a single space: one comparison decides.
@@ -123,18 +168,24 @@ impl<'a> Scan<'a> {
         (self.b.get(self.i) == Some(&c)).then(|| self.i += 1)
     }
 
-    /// A string without escapes or control characters.
+    /// A string without escapes or control characters (and, unless `UTF8`, of ASCII only:
+    /// a byte >= 0x80 sets `non_ascii`).
     #[inline(always)]
-    fn string(&mut self) -> Option<&'a str> {
+    fn string(&mut self) -> Option<&'a [u8]> {
         self.eat(b'"')?;
         let start = self.i;
-        // No control characters anywhere in the record (checked once, see `object`).
-        let end = quote_or_backslash(self.b, start)?;
-        if self.b[end] != b'"' {
-            return None;
+        let end = string_stop::<UTF8>(self.b, start)?;
+        match self.b.get(end) {
+            Some(b'"') => {
+                self.i = end + 1;
+                self.b.get(start..end)
+            }
+            Some(&c) => {
+                self.non_ascii = !UTF8 && c >= 0x80;
+                None
+            }
+            None => None,
         }
-        self.i = end + 1;
-        self.s.get(start..end)
     }
 
     /// An object key: a known field name is matched in place (a few comparisons of known
@@ -148,7 +199,7 @@ impl<'a> Scan<'a> {
                 return Some(Some(f));
             }
         }
-        self.string().map(Field::from_name)
+        self.string().map(|k| Field::from_name(text(k)))
     }
 
     /// A number in strict JSON grammar: `-? (0 | [1-9][0-9]*) (.[0-9]+)? ([eE][+-]?[0-9]+)?`.
@@ -189,7 +240,8 @@ impl<'a> Scan<'a> {
             }
         }
         self.i = i;
-        self.s.get(start..i)
+        // ASCII digits, signs, point and exponent only.
+        b.get(start..i).map(text)
     }
 
     #[inline(always)]
@@ -251,19 +303,25 @@ fn known_key(rest: &[u8]) -> Option<(Field, usize)> {
     None
 }
 
-/// The first `"` or `\` in `b` at or after `from`. Strings in records are short (a few to a few
-/// dozen bytes), where a call into `memchr` costs more than the scan: eight bytes per step
-/// with word arithmetic instead.
+/// The first byte of `b` at or after `from` that a plain string cannot hold: `"`, `\`, a
+/// control character, or (unless `UTF8`) a byte >= 0x80. Strings in records are short (a few
+/// to a few dozen bytes), where a call into `memchr` costs more than the scan: eight bytes per
+/// step with word arithmetic instead. The same words give the checks for control characters
+/// (JSON forbids them in strings) and, for a record not known to be UTF-8, for ASCII: no pass
+/// over the record of its own.
 #[inline(always)]
-fn quote_or_backslash(b: &[u8], from: usize) -> Option<usize> {
+fn string_stop<const UTF8: bool>(b: &[u8], from: usize) -> Option<usize> {
     const LO: u64 = 0x0101_0101_0101_0101;
     const HI: u64 = 0x8080_8080_8080_8080;
-    // Bytes of `w` equal to `"` or `\` get their high bit set; bits above the first such byte
+    // Bytes of `w` that stop the string get their high bit set; bits above the first such byte
     // may be wrong (borrows), the lowest one never is.
     let hits = |w: u64| {
         let q = w ^ (LO * u64::from(b'"'));
         let s = w ^ (LO * u64::from(b'\\'));
-        (q.wrapping_sub(LO) & !q | s.wrapping_sub(LO) & !s) & HI
+        // Below 0x20, with the high bit of bytes >= 0x80 (wanted unless `UTF8`).
+        let low = w.wrapping_sub(LO * 0x20);
+        let special = if UTF8 { low & !w } else { low | w };
+        (q.wrapping_sub(LO) & !q | s.wrapping_sub(LO) & !s | special) & HI
     };
     let word = |i: usize| {
         let mut w = [0u8; 8];
@@ -280,8 +338,23 @@ fn quote_or_backslash(b: &[u8], from: usize) -> Option<usize> {
     }
     b.get(i..)?
         .iter()
-        .position(|&c| c == b'"' || c == b'\\')
+        .position(|&c| c == b'"' || c == b'\\' || c < 0x20 || (!UTF8 && c >= 0x80))
         .map(|p| i + p)
+}
+
+/// A token as text.
+///
+/// A number token from [`Scan::number`] is ASCII (digits, signs, point, exponent). A string
+/// token comes from [`Scan::string`]: either the record is UTF-8 (`UTF8`, checked by the
+/// caller) and the token lies between two quotes, ASCII bytes, hence on character boundaries;
+/// or the scan stopped at every byte >= 0x80 of the token and gave none back, so the token is
+/// ASCII. Either way it is UTF-8.
+#[inline(always)]
+#[allow(unsafe_code)]
+fn text(v: &[u8]) -> &str {
+    debug_assert!(std::str::from_utf8(v).is_ok());
+    // SAFETY: `v` is UTF-8, see above.
+    unsafe { std::str::from_utf8_unchecked(v) }
 }
 
 fn is_integer(n: &str) -> bool {
@@ -367,15 +440,34 @@ fn short_decimal(n: &[u8]) -> Option<f64> {
 }
 
 #[inline(always)]
-fn object(line: &str, keep: FieldSet, kind: fn(Field) -> Kind, e: &mut Event) -> Option<()> {
-    let b = line.as_bytes();
-    // JSON forbids control characters inside strings. Records rarely hold any (not even as
-    // whitespace), so one branch-free pass over the record, which vectorises, replaces a check
-    // per string; a record with any goes to serde.
-    if b.iter().fold(false, |any, &c| any | (c < 0x20)) {
-        return None;
+fn object<const UTF8: bool>(
+    b: &[u8],
+    keep: FieldSet,
+    kind: fn(Field) -> Kind,
+    e: &mut Event,
+) -> Result<(), Miss> {
+    let mut s = Scan::<UTF8> {
+        b,
+        i: 0,
+        non_ascii: false,
+    };
+    match fields(&mut s, keep, kind, e) {
+        Some(()) => Ok(()),
+        None if s.non_ascii => Err(Miss::NonAscii),
+        None => Err(Miss::Other),
     }
-    let mut s = Scan { s: line, b, i: 0 };
+}
+
+/// The object of `s`, to its end. Control characters are found by the string scan (outside
+/// strings the grammar takes none but JSON's whitespace, as serde).
+#[inline(always)]
+fn fields<const UTF8: bool>(
+    s: &mut Scan<'_, UTF8>,
+    keep: FieldSet,
+    kind: fn(Field) -> Kind,
+    e: &mut Event,
+) -> Option<()> {
+    let b = s.b;
     let mut ts = None;
     s.ws();
     s.eat(b'{')?;
@@ -388,7 +480,7 @@ fn object(line: &str, keep: FieldSet, kind: fn(Field) -> Kind, e: &mut Event) ->
             match (field.map_or(Kind::Skip, kind), value) {
                 (Kind::Skip, _) => {}
                 (Kind::Ts, Tok::Null) => ts = None,
-                (Kind::Ts, Tok::Str(v)) => ts = Some(parse_rfc3339_bytes(v.as_bytes())?),
+                (Kind::Ts, Tok::Str(v)) => ts = Some(parse_rfc3339_bytes(v)?),
                 (Kind::Ts, Tok::Num(n)) if n.bytes().all(|c| c.is_ascii_digit()) => {
                     ts = Some(int(n)?)
                 }
@@ -397,7 +489,7 @@ fn object(line: &str, keep: FieldSet, kind: fn(Field) -> Kind, e: &mut Event) ->
                     let f = field?;
                     // A field not kept stays `None` (as `e` came), even when repeated.
                     if keep.contains(f) {
-                        set_str(e, f, Some(Str::from(v)))
+                        set_str(e, f, Some(Str::from(text(v))))
                     }
                 }
                 (Kind::Float, Tok::Null) => set_float(e, field?, None),
@@ -463,8 +555,38 @@ mod tests {
         .collect()
     }
 
-    /// Wherever the fast path gives an event, serde gives the same one.
+    /// Wherever the fast path gives an event, serde gives the same one. Without the UTF-8
+    /// check, the fast path takes only ASCII records and gives the same event as with it; the
+    /// whole parse gives what the check then serde give.
     fn agrees(format: Format, line: &[u8], keep: FieldSet) -> bool {
+        let unchecked = match format {
+            Format::UserEvents => user_event_into::<false>,
+            _ => log_into::<false>,
+        };
+        let mut ev = Event::default();
+        let unchecked = unchecked(line, keep, &mut ev).map(|()| ev);
+        let non_ascii = line.iter().any(|&c| c >= 0x80);
+        match &unchecked {
+            Ok(_) => assert!(!non_ascii, "{line:?}"),
+            Err(Miss::NonAscii) => assert!(non_ascii, "{line:?}"),
+            Err(Miss::Other) => {}
+        }
+        // `Format` strips a trailing `\r` first.
+        let reference = std::str::from_utf8(line.strip_suffix(b"\r").unwrap_or(line))
+            .map_err(|e| {
+                crate::parse::ParseError::new(format!(
+                    "not valid UTF-8 at byte {}",
+                    e.valid_up_to()
+                ))
+            })
+            .and_then(|text| match format {
+                Format::UserEvents => super::super::user_events::parse_serde(text, keep),
+                _ => super::super::json::parse_serde(text, keep),
+            });
+        assert_eq!(format.parse_fields(line, keep), reference, "{line:?}");
+        let mut ev = Event::default();
+        let into = format.parse_into(line, keep, &mut ev).map(|()| ev);
+        assert_eq!(into, reference, "{line:?}");
         let Ok(text) = std::str::from_utf8(line) else {
             return false;
         };
@@ -472,6 +594,9 @@ mod tests {
             Format::UserEvents => user_event(text, keep),
             _ => log(text, keep),
         };
+        if let Ok(e) = &unchecked {
+            assert_eq!(fast.as_ref(), Some(e), "{text}");
+        }
         let Some(fast) = fast else { return false };
         let reference = match format {
             Format::UserEvents => super::super::user_events::parse_serde(text, keep),
@@ -482,7 +607,7 @@ mod tests {
     }
 
     fn mutations(line: &[u8], rng: &mut Rng) -> Vec<Vec<u8>> {
-        const BYTES: &[u8] = b" \t\"\\{}[],:-+.0159eEnulltrfa\x01\xff";
+        const BYTES: &[u8] = b" \t\r\n\"\\{}[],:-+.0159eEnulltrfa/u\x01\x1f\x7f\x80\xc3\xa9\xff";
         let mut out = Vec::new();
         for _ in 0..8 {
             let mut m = line.to_vec();
@@ -524,26 +649,122 @@ mod tests {
     }
 
     #[test]
-    fn scans_find_the_first_quote_or_backslash() {
+    fn scans_stop_at_the_first_byte_a_plain_string_cannot_hold() {
+        // A byte of each kind, and bytes next to them (one bit or one value away).
+        let stops = [b'"', b'\\', 0x00, 0x1f, 0x80, 0xc3, 0xff];
+        let others = [b'#', b']', b' ', b'!', 0x7f, b'a'];
         for len in 0..40 {
             for at in 0..=len {
-                for c in [b'"', b'\\'] {
-                    let mut b = vec![b'a'; len];
+                for c in stops.into_iter().chain(others) {
+                    let mut b: Vec<u8> = (0..len).map(|i| others[i % others.len()]).collect();
                     if at < len {
                         b[at] = c;
-                        // A second match later, and bytes that differ from the targets by one bit.
+                        // A second stop later.
                         b.extend_from_slice(b"#]\"");
                     }
                     for from in 0..=at.min(len) {
-                        let want = b[from..]
-                            .iter()
-                            .position(|&x| x == b'"' || x == b'\\')
-                            .map(|p| from + p);
-                        assert_eq!(quote_or_backslash(&b, from), want, "{len} {at} {from}");
+                        let want = |utf8: bool| {
+                            b[from..]
+                                .iter()
+                                .position(|&x| {
+                                    x == b'"' || x == b'\\' || x < 0x20 || (!utf8 && x >= 0x80)
+                                })
+                                .map(|p| from + p)
+                        };
+                        let case = format!("{len} {at} {c:#x} {from}");
+                        assert_eq!(string_stop::<false>(&b, from), want(false), "{case}");
+                        assert_eq!(string_stop::<true>(&b, from), want(true), "{case}");
                     }
                 }
             }
         }
+    }
+
+    /// `Format::Json` on `line` as the reference reads it: checked as UTF-8, then serde.
+    fn reference(line: &[u8]) -> Result<Event, crate::parse::ParseError> {
+        std::str::from_utf8(line)
+            .map_err(|e| {
+                crate::parse::ParseError::new(format!(
+                    "not valid UTF-8 at byte {}",
+                    e.valid_up_to()
+                ))
+            })
+            .and_then(|text| super::super::json::parse_serde(text, FieldSet::ALL))
+    }
+
+    #[test]
+    fn records_need_no_utf8_check_of_their_own_when_ascii() {
+        let base = r#"{"timestamp": "2026-11-24T10:05:00.250Z", "service": "api", "message": "ok", "user_id": "u1"}"#;
+        let at = |s: &str| base.find(s).expect("in base") + 1;
+        // Where the fast path takes a record, the record is ASCII.
+        assert_eq!(
+            log_into::<false>(base.as_bytes(), FieldSet::ALL, &mut Event::default()),
+            Ok(())
+        );
+        // Bytes >= 0x80 in strings (kept, not kept, key, timestamp), valid or not as UTF-8.
+        for insert in [
+            &b"\xc3\xa9"[..],
+            b"\xe2\x82\xac",
+            b"\xff",
+            b"\xc3",
+            b"\x80",
+            b"\xed\xa0\x80",
+        ] {
+            for pos in [at("api"), at("ok"), at("u1"), at("user_id"), at("2026")] {
+                let mut line = base.as_bytes().to_vec();
+                line.splice(pos..pos, insert.iter().copied());
+                let mut e = Event::default();
+                assert_eq!(
+                    log_into::<false>(&line, FieldSet::ALL, &mut e),
+                    Err(Miss::NonAscii),
+                    "{line:?}"
+                );
+                let got = Format::Json.parse_fields(&line, FieldSet::ALL);
+                assert_eq!(got, reference(&line), "{line:?}");
+                let mut ev = Event::default();
+                let into = Format::Json
+                    .parse_into(&line, FieldSet::ALL, &mut ev)
+                    .map(|()| ev);
+                assert_eq!(into, got, "{line:?}");
+            }
+        }
+        // Outside strings a byte >= 0x80 is bad JSON: the UTF-8 check still words the error.
+        for line in [
+            &b"\xff{}"[..],
+            b"{\"timestamp\": 1\xc3\xa9}",
+            b"{\"timestamp\": 1}\xc3",
+        ] {
+            assert_eq!(
+                log_into::<false>(line, FieldSet::ALL, &mut Event::default()),
+                Err(Miss::Other)
+            );
+            assert_eq!(Format::Json.parse(line), reference(line), "{line:?}");
+        }
+    }
+
+    #[test]
+    fn control_characters_are_refused_in_strings_and_whitespace_only_outside() {
+        let base = r#"{"timestamp": 1795514700250, "service": "api", "message": "ok"}"#;
+        for c in (0u8..0x20).chain([0x7f]) {
+            for pos in 0..=base.len() {
+                let mut line = base.as_bytes().to_vec();
+                line.insert(pos, c);
+                let fast = log(std::str::from_utf8(&line).expect("ASCII"), FieldSet::ALL);
+                let reference = reference(&line);
+                if let Some(fast) = &fast {
+                    assert_eq!(Ok(fast), reference.as_ref(), "{line:?}");
+                    assert!(matches!(c, b' ' | b'\t' | b'\n' | b'\r' | 0x7f), "{line:?}");
+                }
+                assert_eq!(Format::Json.parse(&line), reference, "{line:?}");
+            }
+        }
+        // Whitespace outside strings is JSON's: the fast path takes it.
+        let line = "{\t\"timestamp\":\r\n1,\"service\" :\t\"a\"}\t";
+        assert_eq!(
+            log(line, FieldSet::ALL).map(|e| e.timestamp),
+            Some(1),
+            "{line:?}"
+        );
     }
 
     #[test]
