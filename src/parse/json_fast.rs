@@ -119,8 +119,51 @@ pub(super) fn user_event_into<const UTF8: bool>(
 enum Tok<'a> {
     /// The bytes between the quotes: UTF-8 (see [`text`]).
     Str(&'a [u8]),
-    Num(&'a str),
+    Num(Num<'a>),
     Null,
+}
+
+/// A number token, with what its scan read on the way.
+struct Num<'a> {
+    text: &'a str,
+    neg: bool,
+    /// The digits, the point left out, as an integer (meaningful up to 19 digits).
+    m: u64,
+    /// How many digits, before and after the point.
+    digits: usize,
+    /// How many digits after the point (0: no point).
+    frac: usize,
+    /// An exponent follows.
+    exp: bool,
+}
+
+impl Num<'_> {
+    /// An integer (no point, no exponent) as `str::parse::<i64>` reads it; `None` for any
+    /// other number.
+    #[inline(always)]
+    fn int(&self) -> Option<i64> {
+        if self.frac != 0 || self.exp {
+            return None;
+        }
+        if self.digits > 18 {
+            // Up to 18 digits cannot overflow; longer ones are left to `parse`.
+            return int(self.text);
+        }
+        let v = self.m as i64;
+        Some(if self.neg { -v } else { v })
+    }
+
+    /// The number as serde reads it into an `f64` (see [`float`]), the usual short decimal
+    /// from the digits already read (as [`short_decimal`]).
+    #[inline(always)]
+    fn float(&self) -> Option<f64> {
+        if self.frac != 0 && !self.exp && self.digits <= 15 {
+            // At most 15 digits: `m` and the power of ten (below 1e15) are exact doubles.
+            let v = self.m as f64 / *POW10.get(self.frac)?;
+            return Some(if self.neg { -v } else { v });
+        }
+        float(self.text)
+    }
 }
 
 struct Scan<'a, const UTF8: bool> {
@@ -202,46 +245,64 @@ impl<'a, const UTF8: bool> Scan<'a, UTF8> {
         self.string().map(|k| Field::from_name(text(k)))
     }
 
-    /// A number in strict JSON grammar: `-? (0 | [1-9][0-9]*) (.[0-9]+)? ([eE][+-]?[0-9]+)?`.
-    fn number(&mut self) -> Option<&'a str> {
-        let start = self.i;
+    /// A number in strict JSON grammar: `-? (0 | [1-9][0-9]*) (.[0-9]+)? ([eE][+-]?[0-9]+)?`,
+    /// its digits read into an integer on the way (the usual number needs no second pass).
+    #[inline(always)]
+    fn number(&mut self) -> Option<Num<'a>> {
         let b = self.b;
-        let digits = |i: &mut usize| {
+        let start = self.i;
+        // Digits from `i` on, added to `m` (wrapping: `m` is used up to 19 digits only).
+        let digits = |i: &mut usize, m: &mut u64| {
             let s = *i;
-            while *i < b.len() && b[*i].is_ascii_digit() {
+            while let Some(&c) = b.get(*i) {
+                let d = c.wrapping_sub(b'0');
+                if d > 9 {
+                    break;
+                }
+                *m = m.wrapping_mul(10).wrapping_add(u64::from(d));
                 *i += 1;
             }
-            *i > s
+            *i - s
         };
-        let mut i = self.i;
-        if b.get(i) == Some(&b'-') {
-            i += 1;
-        }
-        match b.get(i) {
-            Some(b'0') => i += 1,
-            Some(b'1'..=b'9') => {
-                digits(&mut i);
+        let neg = b.get(start) == Some(&b'-');
+        let mut i = start + usize::from(neg);
+        let mut m = 0u64;
+        let int_digits = match b.get(i) {
+            Some(b'0') => {
+                i += 1;
+                1
             }
+            Some(b'1'..=b'9') => digits(&mut i, &mut m),
             _ => return None,
-        }
+        };
+        let mut frac = 0;
         if b.get(i) == Some(&b'.') {
             i += 1;
-            if !digits(&mut i) {
+            frac = digits(&mut i, &mut m);
+            if frac == 0 {
                 return None;
             }
         }
-        if matches!(b.get(i), Some(b'e' | b'E')) {
+        let exp = matches!(b.get(i), Some(b'e' | b'E'));
+        if exp {
             i += 1;
             if matches!(b.get(i), Some(b'+' | b'-')) {
                 i += 1;
             }
-            if !digits(&mut i) {
+            if digits(&mut i, &mut 0) == 0 {
                 return None;
             }
         }
         self.i = i;
-        // ASCII digits, signs, point and exponent only.
-        b.get(start..i).map(text)
+        Some(Num {
+            // ASCII digits, signs, point and exponent only.
+            text: b.get(start..i).map(text)?,
+            neg,
+            m,
+            digits: int_digits + frac,
+            frac,
+            exp,
+        })
     }
 
     #[inline(always)]
@@ -481,9 +542,8 @@ fn fields<const UTF8: bool>(
                 (Kind::Skip, _) => {}
                 (Kind::Ts, Tok::Null) => ts = None,
                 (Kind::Ts, Tok::Str(v)) => ts = Some(parse_rfc3339_bytes(v)?),
-                (Kind::Ts, Tok::Num(n)) if n.bytes().all(|c| c.is_ascii_digit()) => {
-                    ts = Some(int(n)?)
-                }
+                // Digits only.
+                (Kind::Ts, Tok::Num(n)) if !n.neg => ts = Some(n.int()?),
                 (Kind::Str, Tok::Null) => set_str(e, field?, None),
                 (Kind::Str, Tok::Str(v)) => {
                     let f = field?;
@@ -493,9 +553,9 @@ fn fields<const UTF8: bool>(
                     }
                 }
                 (Kind::Float, Tok::Null) => set_float(e, field?, None),
-                (Kind::Float, Tok::Num(n)) => set_float(e, field?, Some(float(n)?)),
+                (Kind::Float, Tok::Num(n)) => set_float(e, field?, Some(n.float()?)),
                 (Kind::Int, Tok::Null) => e.status_code = None,
-                (Kind::Int, Tok::Num(n)) if is_integer(n) => e.status_code = Some(int(n)?),
+                (Kind::Int, Tok::Num(n)) => e.status_code = Some(n.int()?),
                 // A value of the wrong type: serde words the error.
                 _ => return None,
             }
@@ -803,6 +863,83 @@ mod tests {
         }
         for n in ["1e5", "1.5e3", "12", "0.1234567890123456", "1..2", "-", "."] {
             assert_eq!(short_decimal(n.as_bytes()), None, "{n}");
+        }
+    }
+
+    #[test]
+    fn numbers_read_in_the_scan_agree_with_reading_their_text() {
+        let mut rng = Rng::new(13);
+        let mut cases: Vec<String> = [
+            "0",
+            "-0",
+            "7",
+            "200",
+            "-5",
+            "0.160",
+            "-0.0",
+            "1.5",
+            "0.000000000000001",
+            "123456789012345",
+            "1234567890123456",
+            "123456789012345678",
+            "1234567890123456789",
+            "12345678901234567890",
+            "-9223372036854775808",
+            "9223372036854775808",
+            "18446744073709551616",
+            "1e5",
+            "1E+5",
+            "1.5e-3",
+            "-2.5E10",
+            "1e999",
+            "0.1234567890123456",
+            "12345678901234.5",
+            "123456789012345.6",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        for _ in 0..20_000 {
+            let digits = |rng: &mut Rng, n: u64| -> String {
+                (0..n)
+                    .map(|_| char::from(b'0' + rng.below(10) as u8))
+                    .collect()
+            };
+            let mut n = String::new();
+            if rng.below(4) == 0 {
+                n.push('-');
+            }
+            let len = 1 + rng.below(20);
+            let int = digits(&mut rng, len);
+            n.push_str(if int.starts_with('0') { "0" } else { &int });
+            if rng.below(3) > 0 {
+                n.push('.');
+                let len = 1 + rng.below(17);
+                n.push_str(&digits(&mut rng, len));
+            }
+            if rng.below(6) == 0 {
+                n.push('e');
+                let len = 1 + rng.below(3);
+                n.push_str(&digits(&mut rng, len));
+            }
+            cases.push(n);
+        }
+        for n in &cases {
+            let line = format!("{n},");
+            let mut s = Scan::<false> {
+                b: line.as_bytes(),
+                i: 0,
+                non_ascii: false,
+            };
+            let num = s.number().expect(n);
+            assert_eq!((num.text, s.i), (n.as_str(), n.len()));
+            let want_int = if is_integer(n) { int(n) } else { None };
+            assert_eq!(num.int(), want_int, "{n}");
+            assert_eq!(
+                num.float().map(f64::to_bits),
+                float(n).map(f64::to_bits),
+                "{n}"
+            );
         }
     }
 
