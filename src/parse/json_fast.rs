@@ -384,20 +384,20 @@ fn string_stop<const UTF8: bool>(b: &[u8], from: usize) -> Option<usize> {
         let special = if UTF8 { low & !w } else { low | w };
         (q.wrapping_sub(LO) & !q | s.wrapping_sub(LO) & !s | special) & HI
     };
-    let word = |i: usize| {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(&b[i..i + 8]);
-        u64::from_le_bytes(w)
-    };
+    // Whole words by `chunks_exact`: no bounds check per word.
+    let mut words = b.get(from..)?.chunks_exact(8);
     let mut i = from;
-    while i + 8 <= b.len() {
-        let m = hits(word(i));
+    for w in &mut words {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(w);
+        let m = hits(u64::from_le_bytes(a));
         if m != 0 {
             return Some(i + (m.trailing_zeros() / 8) as usize);
         }
         i += 8;
     }
-    b.get(i..)?
+    words
+        .remainder()
         .iter()
         .position(|&c| c == b'"' || c == b'\\' || c < 0x20 || (!UTF8 && c >= 0x80))
         .map(|p| i + p)
