@@ -591,14 +591,11 @@ fn fields<const UTF8: bool>(
                 (Kind::Ts, Tok::Str(v)) => ts = Some(parse_rfc3339_bytes(v)?),
                 // Digits only.
                 (Kind::Ts, Tok::Num(n)) if !n.neg => ts = Some(n.int()?),
-                (Kind::Str, Tok::Null) => set_str(e, field?, None),
-                (Kind::Str, Tok::Str(v)) => {
-                    let f = field?;
-                    // A field not kept stays `None` (as `e` came), even when repeated.
-                    if keep.contains(f) {
-                        set_str(e, f, Some(Str::from(text(v))))
-                    }
-                }
+                // A field not kept stays `None` (as `e` came), even when repeated: only its
+                // type is checked.
+                (Kind::Str, Tok::Null | Tok::Str(_)) if !keep.contains(field?) => {}
+                (Kind::Str, Tok::Null) => *str_slot(e, field?)? = None,
+                (Kind::Str, Tok::Str(v)) => *str_slot(e, field?)? = Some(Str::from(text(v))),
                 (Kind::Float, Tok::Null) => set_float(e, field?, None),
                 (Kind::Float, Tok::Num(n)) => set_float(e, field?, Some(n.float()?)),
                 (Kind::Int, Tok::Null) => e.status_code = None,
@@ -621,19 +618,21 @@ fn fields<const UTF8: bool>(
     Some(())
 }
 
-fn set_str(e: &mut Event, f: Field, v: Option<Str>) {
-    match f {
-        Field::Level => e.level = v,
-        Field::Service => e.service = v,
-        Field::Message => e.message = v,
-        Field::IpAddress => e.ip_address = v,
-        Field::UserId => e.user_id = v,
-        Field::RequestId => e.request_id = v,
-        Field::ErrorCode => e.error_code = v,
-        Field::Action => e.action = v,
-        Field::SessionId => e.session_id = v,
-        _ => {}
-    }
+/// The slot of string field `f` (`None`: not a string field, which `Kind::Str` never is).
+#[inline(always)]
+fn str_slot(e: &mut Event, f: Field) -> Option<&mut Option<Str>> {
+    Some(match f {
+        Field::Level => &mut e.level,
+        Field::Service => &mut e.service,
+        Field::Message => &mut e.message,
+        Field::IpAddress => &mut e.ip_address,
+        Field::UserId => &mut e.user_id,
+        Field::RequestId => &mut e.request_id,
+        Field::ErrorCode => &mut e.error_code,
+        Field::Action => &mut e.action,
+        Field::SessionId => &mut e.session_id,
+        _ => return None,
+    })
 }
 
 fn set_float(e: &mut Event, f: Field, v: Option<f64>) {
