@@ -122,7 +122,8 @@ pub(super) fn parse_fast_or_serde_into(
     };
     let text = utf8(line)?;
     // The fast path may have set some fields before it gave up: each parse starts afresh.
-    if miss == Miss::NonAscii {
+    // Also for escapes, which only the pass for UTF-8 records steps over (they are rare).
+    if miss != Miss::Other {
         *ev = Event::default();
         if (fast.checked)(line, keep, ev).is_ok() {
             return Ok(());

@@ -55,6 +55,10 @@ pub(super) enum Miss {
     /// A string holds a byte >= 0x80 and the record was not known to be UTF-8: the caller
     /// checks the record (invalid UTF-8 is bad input) and tries again with `UTF8 = true`.
     NonAscii,
+    /// A string holds an escape and the record was not known to be UTF-8: the caller checks
+    /// the record and tries again with `UTF8 = true`, which steps over the simple escapes of
+    /// strings only checked (see [`Scan::string`]).
+    Escaped,
     /// Anything else: serde reads the record (its event or its error).
     Other,
 }
@@ -171,6 +175,8 @@ struct Scan<'a, const UTF8: bool> {
     i: usize,
     /// Set where a string holds a byte >= 0x80 (only when not `UTF8`).
     non_ascii: bool,
+    /// Set where a string holds an escape (only when not `UTF8`).
+    escaped: bool,
 }
 
 impl<'a, const UTF8: bool> Scan<'a, UTF8> {
@@ -212,9 +218,13 @@ impl<'a, const UTF8: bool> Scan<'a, UTF8> {
     }
 
     /// A string without escapes or control characters (and, unless `UTF8`, of ASCII only:
-    /// a byte >= 0x80 sets `non_ascii`).
+    /// a byte >= 0x80 sets `non_ascii`, an escape `escaped`). With `UTF8 && escapes`, for a
+    /// value that is only checked, never copied, the simple escapes (`\"`, `\\`, `\/`, `\b`,
+    /// `\f`, `\n`, `\r`, `\t`: serde takes them in any string) are stepped over, and the token
+    /// is the text between the quotes. (Records with escapes are rare, an escaped quote in a
+    /// message: the usual pass, without `UTF8`, leaves them to a second one.)
     #[inline(always)]
-    fn string(&mut self) -> Option<&'a [u8]> {
+    fn string(&mut self, escapes: bool) -> Option<&'a [u8]> {
         self.eat(b'"')?;
         let start = self.i;
         let end = string_stop::<UTF8>(self.b, start)?;
@@ -223,11 +233,37 @@ impl<'a, const UTF8: bool> Scan<'a, UTF8> {
                 self.i = end + 1;
                 self.b.get(start..end)
             }
+            Some(b'\\') if UTF8 && escapes => self.escaped_rest(start, end),
             Some(&c) => {
                 self.non_ascii = !UTF8 && c >= 0x80;
+                self.escaped = !UTF8 && c == b'\\';
                 None
             }
             None => None,
+        }
+    }
+
+    /// The rest of a string from `start` with `escapes` (see [`Scan::string`]), from the
+    /// backslash at `at`.
+    #[cold]
+    fn escaped_rest(&mut self, start: usize, at: usize) -> Option<&'a [u8]> {
+        let mut at = at;
+        loop {
+            if !matches!(
+                self.b.get(at + 1),
+                Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't')
+            ) {
+                return None;
+            }
+            let end = string_stop::<UTF8>(self.b, at + 2)?;
+            match self.b.get(end) {
+                Some(b'"') => {
+                    self.i = end + 1;
+                    return self.b.get(start..end);
+                }
+                Some(b'\\') => at = end,
+                _ => return None,
+            }
         }
     }
 
@@ -242,7 +278,7 @@ impl<'a, const UTF8: bool> Scan<'a, UTF8> {
                 return Some(Some(f));
             }
         }
-        self.string().map(|k| Field::from_name(text(k)))
+        self.string(false).map(|k| Field::from_name(text(k)))
     }
 
     /// A number in strict JSON grammar: `-? (0 | [1-9][0-9]*) (.[0-9]+)? ([eE][+-]?[0-9]+)?`,
@@ -306,9 +342,10 @@ impl<'a, const UTF8: bool> Scan<'a, UTF8> {
     }
 
     #[inline(always)]
-    fn value(&mut self) -> Option<Tok<'a>> {
+    /// A value; `escapes` as for [`Scan::string`].
+    fn value(&mut self, escapes: bool) -> Option<Tok<'a>> {
         match self.b.get(self.i)? {
-            b'"' => self.string().map(Tok::Str),
+            b'"' => self.string(escapes).map(Tok::Str),
             b'n' => {
                 if self.b[self.i..].starts_with(b"null") {
                     self.i += 4;
@@ -558,10 +595,12 @@ fn object<const UTF8: bool>(
         b,
         i: 0,
         non_ascii: false,
+        escaped: false,
     };
     match fields(&mut s, keep, kind, e) {
         Some(()) => Ok(()),
         None if s.non_ascii => Err(Miss::NonAscii),
+        None if s.escaped => Err(Miss::Escaped),
         None => Err(Miss::Other),
     }
 }
@@ -584,7 +623,9 @@ fn fields<const UTF8: bool>(
         loop {
             let field = s.key()?;
             s.sep(b':')?;
-            let value = s.value()?;
+            // A string only checked (of a key not read, or of a field not kept) may hold
+            // escapes: only with `UTF8`, the second pass.
+            let value = s.value(UTF8 && checked_only(field, kind, keep))?;
             match (field.map_or(Kind::Skip, kind), value) {
                 (Kind::Skip, _) => {}
                 (Kind::Ts, Tok::Null) => ts = None,
@@ -616,6 +657,19 @@ fn fields<const UTF8: bool>(
     }
     e.timestamp = ts?;
     Some(())
+}
+
+/// The value of `field` is a string only checked, never copied: of a key not read, or of a
+/// string field not kept.
+fn checked_only(field: Option<Field>, kind: fn(Field) -> Kind, keep: FieldSet) -> bool {
+    match field {
+        None => true,
+        Some(f) => match kind(f) {
+            Kind::Skip => true,
+            Kind::Str => !keep.contains(f),
+            _ => false,
+        },
+    }
 }
 
 /// The slot of string field `f` (`None`: not a string field, which `Kind::Str` never is).
@@ -675,6 +729,7 @@ mod tests {
         match &unchecked {
             Ok(_) => assert!(!non_ascii, "{line:?}"),
             Err(Miss::NonAscii) => assert!(non_ascii, "{line:?}"),
+            Err(Miss::Escaped) => assert!(line.contains(&b'\\'), "{line:?}"),
             Err(Miss::Other) => {}
         }
         // `Format` strips a trailing `\r` first.
@@ -855,6 +910,57 @@ mod tests {
     }
 
     #[test]
+    fn escapes_in_strings_only_checked_take_the_second_pass() {
+        let message_kept = {
+            let mut k = FieldSet::default();
+            k.insert(Field::Message);
+            k
+        };
+        for esc in [
+            r#"\""#,
+            r#"\\"#,
+            r#"\/"#,
+            r#"\b"#,
+            r#"\f"#,
+            r#"\n"#,
+            r#"\r"#,
+            r#"\t"#,
+            r#"\u00e9"#,
+            r#"\x"#,
+            r#"\"#,
+            r#"\\\""#,
+            r#"a\"b\"c"#,
+        ] {
+            for (key, keep) in [
+                ("message", FieldSet::default()),
+                ("message", message_kept),
+                ("unknown", FieldSet::ALL),
+                ("service", FieldSet::ALL),
+            ] {
+                let line = format!(
+                    r#"{{"timestamp": 1795514700250, "{key}": "x{esc}y", "user_id": "u1"}}"#
+                );
+                let b = line.as_bytes();
+                let mut e = Event::default();
+                let first = log_into::<false>(b, keep, &mut e);
+                assert_eq!(first, Err(Miss::Escaped), "{line}");
+                let mut e = Event::default();
+                let second = log_into::<true>(b, keep, &mut e).map(|()| e);
+                let simple = !esc.contains('u') && !esc.contains('x') && esc != r#"\"#;
+                // Only strings never copied take escapes; the others go to serde.
+                let only_checked = key == "unknown" || (key == "message" && keep != message_kept);
+                assert_eq!(second.is_ok(), simple && only_checked, "{line}");
+                let reference = super::super::json::parse_serde(&line, keep);
+                if let Ok(e) = &second {
+                    assert_eq!(Ok(e), reference.as_ref(), "{line}");
+                    assert_eq!(e.message, None);
+                }
+                assert_eq!(Format::Json.parse_fields(b, keep), reference, "{line}");
+            }
+        }
+    }
+
+    #[test]
     fn control_characters_are_refused_in_strings_and_whitespace_only_outside() {
         let base = r#"{"timestamp": 1795514700250, "service": "api", "message": "ok"}"#;
         for c in (0u8..0x20).chain([0x7f]) {
@@ -982,6 +1088,7 @@ mod tests {
                 b: line.as_bytes(),
                 i: 0,
                 non_ascii: false,
+                escaped: false,
             };
             let num = s.number().expect(n);
             assert_eq!((num.text, s.i), (n.as_str(), n.len()));
