@@ -106,8 +106,8 @@ pub(super) fn parse_fast_or_serde(
 /// As [`parse_fast_or_serde`], into `ev` (`Event::default()` on entry).
 ///
 /// The usual record is ASCII, and the fast path then needs no UTF-8 check of its own (see
-/// [`super::json_fast::log_into`]); any other record is checked first, as before, so invalid
-/// UTF-8 gives the same error wherever it is.
+/// [`super::json_fast::log_into`]); any other record is checked before the second fast pass
+/// or serde, so invalid UTF-8 gives the same error as before, wherever it is.
 #[inline]
 pub(super) fn parse_fast_or_serde_into(
     line: &[u8],

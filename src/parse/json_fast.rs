@@ -1,12 +1,17 @@
 //! A fast path for JSON records of the usual shape: one flat object whose values are strings
 //! without escapes, numbers or `null`.
 //!
-//! It returns `None` for anything else (escapes, nested values, booleans, a value of the wrong
+//! It gives up ([`Miss`]) on anything else (nested values, booleans, a value of the wrong
 //! type, a bad timestamp, trailing text, ...), and the caller then parses the record with
 //! serde, the reference behaviour, errors included. Where it returns an event, serde returns
 //! the same event (a property test checks this on generated and mutated records): numbers are
 //! parsed with the same correctly rounded conversions, duplicate keys keep the last value, and
 //! fields outside `keep` are checked but not copied.
+//!
+//! Two passes: the first, on a record not yet checked to be UTF-8, takes ASCII records
+//! without escapes (the usual ones) and checks nothing else; a record with a byte >= 0x80 or
+//! an escape in a string gets the second, after the caller's UTF-8 check, which also steps
+//! over simple escapes in strings that are only checked, never copied.
 
 use super::timestamp::parse_rfc3339_bytes;
 use crate::record::{Event, Field, FieldSet, Str};
