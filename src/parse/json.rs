@@ -10,6 +10,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visi
 use serde::Deserialize;
 
 use super::fields::{opt_str, reason, FieldKey, OptFloat, OptInt, Ts};
+use super::json_fast::{Fast, Miss};
 use super::ParseError;
 use crate::record::{Event, Field, FieldSet};
 
@@ -83,39 +84,52 @@ impl<'de> Visitor<'de> for LogVisitor {
 }
 
 pub(super) fn parse(line: &[u8], keep: FieldSet) -> Result<Event, ParseError> {
-    parse_fast_or_serde(line, keep, super::json_fast::log, parse_serde)
+    parse_fast_or_serde(line, keep, &super::json_fast::LOG, parse_serde)
 }
 
 /// A JSON record through `fast` when it takes it, otherwise through `serde`, the reference
 /// (errors included).
 pub(super) fn parse_into(line: &[u8], keep: FieldSet, ev: &mut Event) -> Result<(), ParseError> {
-    parse_fast_or_serde_into(line, keep, ev, super::json_fast::log_into, parse_serde)
+    parse_fast_or_serde_into(line, keep, ev, &super::json_fast::LOG, parse_serde)
 }
 
 pub(super) fn parse_fast_or_serde(
     line: &[u8],
     keep: FieldSet,
-    fast: fn(&str, FieldSet) -> Option<Event>,
+    fast: &Fast,
     serde: fn(&str, FieldSet) -> Result<Event, ParseError>,
 ) -> Result<Event, ParseError> {
-    let line = utf8(line)?;
-    fast(line, keep).map_or_else(|| serde(line, keep), Ok)
+    let mut ev = Event::default();
+    parse_fast_or_serde_into(line, keep, &mut ev, fast, serde).map(|()| ev)
 }
 
 /// As [`parse_fast_or_serde`], into `ev` (`Event::default()` on entry).
+///
+/// The usual record is ASCII, and the fast path then needs no UTF-8 check of its own (see
+/// [`super::json_fast::log_into`]); any other record is checked before the second fast pass
+/// or serde, so invalid UTF-8 gives the same error as before, wherever it is.
 #[inline]
 pub(super) fn parse_fast_or_serde_into(
     line: &[u8],
     keep: FieldSet,
     ev: &mut Event,
-    fast: fn(&str, FieldSet, &mut Event) -> Option<()>,
+    fast: &Fast,
     serde: fn(&str, FieldSet) -> Result<Event, ParseError>,
 ) -> Result<(), ParseError> {
-    let line = utf8(line)?;
-    if fast(line, keep, ev).is_none() {
-        // The fast path may have set some fields before it gave up: serde starts afresh.
-        *ev = serde(line, keep)?;
+    let miss = match (fast.unchecked)(line, keep, ev) {
+        Ok(()) => return Ok(()),
+        Err(miss) => miss,
+    };
+    let text = utf8(line)?;
+    // The fast path may have set some fields before it gave up: each parse starts afresh.
+    // Also for escapes, which only the pass for UTF-8 records steps over (they are rare).
+    if miss != Miss::Other {
+        *ev = Event::default();
+        if (fast.checked)(line, keep, ev).is_ok() {
+            return Ok(());
+        }
     }
+    *ev = serde(text, keep)?;
     Ok(())
 }
 

@@ -1,12 +1,17 @@
 //! A fast path for JSON records of the usual shape: one flat object whose values are strings
 //! without escapes, numbers or `null`.
 //!
-//! It returns `None` for anything else (escapes, nested values, booleans, a value of the wrong
+//! It gives up ([`Miss`]) on anything else (nested values, booleans, a value of the wrong
 //! type, a bad timestamp, trailing text, ...), and the caller then parses the record with
 //! serde, the reference behaviour, errors included. Where it returns an event, serde returns
 //! the same event (a property test checks this on generated and mutated records): numbers are
 //! parsed with the same correctly rounded conversions, duplicate keys keep the last value, and
 //! fields outside `keep` are checked but not copied.
+//!
+//! Two passes: the first, on a record not yet checked to be UTF-8, takes ASCII records
+//! without escapes (the usual ones) and checks nothing else; a record with a byte >= 0x80 or
+//! an escape in a string gets the second, after the caller's UTF-8 check, which also steps
+//! over simple escapes in strings that are only checked, never copied.
 
 use super::timestamp::parse_rfc3339_bytes;
 use crate::record::{Event, Field, FieldSet, Str};
@@ -49,43 +54,137 @@ fn user_event_kind(f: Field) -> Kind {
     }
 }
 
+/// Why the fast path gave no event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Miss {
+    /// A string holds a byte >= 0x80 and the record was not known to be UTF-8: the caller
+    /// checks the record (invalid UTF-8 is bad input) and tries again with `UTF8 = true`.
+    NonAscii,
+    /// A string holds an escape and the record was not known to be UTF-8: the caller checks
+    /// the record and tries again with `UTF8 = true`, which steps over the simple escapes of
+    /// strings only checked (see [`Scan::string`]).
+    Escaped,
+    /// Anything else: serde reads the record (its event or its error).
+    Other,
+}
+
+/// A fast path: for a record not known to be UTF-8, and for one that is.
+pub(super) struct Fast {
+    pub unchecked: fn(&[u8], FieldSet, &mut Event) -> Result<(), Miss>,
+    pub checked: fn(&[u8], FieldSet, &mut Event) -> Result<(), Miss>,
+}
+
+/// JSON log records (format `json`).
+pub(super) const LOG: Fast = Fast {
+    unchecked: log_into::<false>,
+    checked: log_into::<true>,
+};
+
+/// User events (format `user-events`).
+pub(super) const USER_EVENT: Fast = Fast {
+    unchecked: user_event_into::<false>,
+    checked: user_event_into::<true>,
+};
+
 /// A JSON log line of the usual shape, or `None`.
+#[cfg(test)]
 pub(super) fn log(line: &str, keep: FieldSet) -> Option<Event> {
     let mut e = Event::default();
-    object(line, keep, log_kind, &mut e).map(|()| e)
+    log_into::<true>(line.as_bytes(), keep, &mut e)
+        .ok()
+        .map(|()| e)
 }
 
 /// A user event of the usual shape, or `None`.
+#[cfg(test)]
 pub(super) fn user_event(line: &str, keep: FieldSet) -> Option<Event> {
     let mut e = Event::default();
-    object(line, keep, user_event_kind, &mut e).map(|()| e)
+    user_event_into::<true>(line.as_bytes(), keep, &mut e)
+        .ok()
+        .map(|()| e)
 }
 
-/// As [`log`], into `e` (`Event::default()` on entry; unspecified fields on `None`).
-pub(super) fn log_into(line: &str, keep: FieldSet, e: &mut Event) -> Option<()> {
-    object(line, keep, log_kind, e)
+/// A JSON log line of the usual shape, into `e` (`Event::default()` on entry; unspecified
+/// fields on a miss). `UTF8`: `line` is known to be UTF-8; otherwise a record whose strings
+/// are all ASCII needs no check (every other byte the fast path takes is an ASCII delimiter,
+/// digit or letter), and one with a byte >= 0x80 in a string is [`Miss::NonAscii`].
+pub(super) fn log_into<const UTF8: bool>(
+    line: &[u8],
+    keep: FieldSet,
+    e: &mut Event,
+) -> Result<(), Miss> {
+    object::<UTF8>(line, keep, log_kind, e)
 }
 
-/// As [`user_event`], into `e` (`Event::default()` on entry; unspecified fields on `None`).
-pub(super) fn user_event_into(line: &str, keep: FieldSet, e: &mut Event) -> Option<()> {
-    object(line, keep, user_event_kind, e)
+/// As [`log_into`], for a user event.
+pub(super) fn user_event_into<const UTF8: bool>(
+    line: &[u8],
+    keep: FieldSet,
+    e: &mut Event,
+) -> Result<(), Miss> {
+    object::<UTF8>(line, keep, user_event_kind, e)
 }
 
 enum Tok<'a> {
-    Str(&'a str),
-    Num(&'a str),
+    /// The bytes between the quotes: UTF-8 (see [`text`]).
+    Str(&'a [u8]),
+    Num(Num<'a>),
     Null,
 }
 
-struct Scan<'a> {
-    /// The record, already checked to be UTF-8: tokens are sliced from it at ASCII
-    /// delimiters, so they need no second validation.
-    s: &'a str,
-    b: &'a [u8],
-    i: usize,
+/// A number token, with what its scan read on the way.
+struct Num<'a> {
+    text: &'a str,
+    neg: bool,
+    /// The digits, the point left out, as an integer (meaningful up to 19 digits).
+    m: u64,
+    /// How many digits, before and after the point.
+    digits: usize,
+    /// How many digits after the point (0: no point).
+    frac: usize,
+    /// An exponent follows.
+    exp: bool,
 }
 
-impl<'a> Scan<'a> {
+impl Num<'_> {
+    /// An integer (no point, no exponent) as `str::parse::<i64>` reads it; `None` for any
+    /// other number.
+    #[inline(always)]
+    fn int(&self) -> Option<i64> {
+        if self.frac != 0 || self.exp {
+            return None;
+        }
+        if self.digits > 18 {
+            // Up to 18 digits cannot overflow; longer ones are left to `parse`.
+            return int(self.text);
+        }
+        let v = self.m as i64;
+        Some(if self.neg { -v } else { v })
+    }
+
+    /// The number as serde reads it into an `f64` (see [`float`]), the usual short decimal
+    /// from the digits already read (as [`short_decimal`]).
+    #[inline(always)]
+    fn float(&self) -> Option<f64> {
+        if self.frac != 0 && !self.exp && self.digits <= 15 {
+            // At most 15 digits: `m` and the power of ten (below 1e15) are exact doubles.
+            let v = self.m as f64 / *POW10.get(self.frac)?;
+            return Some(if self.neg { -v } else { v });
+        }
+        float(self.text)
+    }
+}
+
+struct Scan<'a, const UTF8: bool> {
+    b: &'a [u8],
+    i: usize,
+    /// Set where a string holds a byte >= 0x80 (only when not `UTF8`).
+    non_ascii: bool,
+    /// Set where a string holds an escape (only when not `UTF8`).
+    escaped: bool,
+}
+
+impl<'a, const UTF8: bool> Scan<'a, UTF8> {
     #[inline(always)]
     fn ws(&mut self) {
         // Usually no whitespace or a single space: one comparison decides.
@@ -123,18 +222,54 @@ impl<'a> Scan<'a> {
         (self.b.get(self.i) == Some(&c)).then(|| self.i += 1)
     }
 
-    /// A string without escapes or control characters.
+    /// A string without escapes or control characters (and, unless `UTF8`, of ASCII only:
+    /// a byte >= 0x80 sets `non_ascii`, an escape `escaped`). With `UTF8 && escapes`, for a
+    /// value that is only checked, never copied, the simple escapes (`\"`, `\\`, `\/`, `\b`,
+    /// `\f`, `\n`, `\r`, `\t`: serde takes them in any string) are stepped over, and the token
+    /// is the text between the quotes. (Records with escapes are rare, an escaped quote in a
+    /// message: the usual pass, without `UTF8`, leaves them to a second one.)
     #[inline(always)]
-    fn string(&mut self) -> Option<&'a str> {
+    fn string(&mut self, escapes: bool) -> Option<&'a [u8]> {
         self.eat(b'"')?;
         let start = self.i;
-        // No control characters anywhere in the record (checked once, see `object`).
-        let end = quote_or_backslash(self.b, start)?;
-        if self.b[end] != b'"' {
-            return None;
+        let end = string_stop::<UTF8>(self.b, start)?;
+        match self.b.get(end) {
+            Some(b'"') => {
+                self.i = end + 1;
+                self.b.get(start..end)
+            }
+            Some(b'\\') if UTF8 && escapes => self.escaped_rest(start, end),
+            Some(&c) => {
+                self.non_ascii = !UTF8 && c >= 0x80;
+                self.escaped = !UTF8 && c == b'\\';
+                None
+            }
+            None => None,
         }
-        self.i = end + 1;
-        self.s.get(start..end)
+    }
+
+    /// The rest of a string from `start` with `escapes` (see [`Scan::string`]), from the
+    /// backslash at `at`.
+    #[cold]
+    fn escaped_rest(&mut self, start: usize, at: usize) -> Option<&'a [u8]> {
+        let mut at = at;
+        loop {
+            if !matches!(
+                self.b.get(at + 1),
+                Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't')
+            ) {
+                return None;
+            }
+            let end = string_stop::<UTF8>(self.b, at + 2)?;
+            match self.b.get(end) {
+                Some(b'"') => {
+                    self.i = end + 1;
+                    return self.b.get(start..end);
+                }
+                Some(b'\\') => at = end,
+                _ => return None,
+            }
+        }
     }
 
     /// An object key: a known field name is matched in place (a few comparisons of known
@@ -148,54 +283,74 @@ impl<'a> Scan<'a> {
                 return Some(Some(f));
             }
         }
-        self.string().map(Field::from_name)
+        self.string(false).map(|k| Field::from_name(text(k)))
     }
 
-    /// A number in strict JSON grammar: `-? (0 | [1-9][0-9]*) (.[0-9]+)? ([eE][+-]?[0-9]+)?`.
-    fn number(&mut self) -> Option<&'a str> {
-        let start = self.i;
+    /// A number in strict JSON grammar: `-? (0 | [1-9][0-9]*) (.[0-9]+)? ([eE][+-]?[0-9]+)?`,
+    /// its digits read into an integer on the way (the usual number needs no second pass).
+    #[inline(always)]
+    fn number(&mut self) -> Option<Num<'a>> {
         let b = self.b;
-        let digits = |i: &mut usize| {
+        let start = self.i;
+        // Digits from `i` on, added to `m` (wrapping: `m` is used up to 19 digits only).
+        let digits = |i: &mut usize, m: &mut u64| {
             let s = *i;
-            while *i < b.len() && b[*i].is_ascii_digit() {
+            while let Some(&c) = b.get(*i) {
+                let d = c.wrapping_sub(b'0');
+                if d > 9 {
+                    break;
+                }
+                *m = m.wrapping_mul(10).wrapping_add(u64::from(d));
                 *i += 1;
             }
-            *i > s
+            *i - s
         };
-        let mut i = self.i;
-        if b.get(i) == Some(&b'-') {
-            i += 1;
-        }
-        match b.get(i) {
-            Some(b'0') => i += 1,
-            Some(b'1'..=b'9') => {
-                digits(&mut i);
+        let neg = b.get(start) == Some(&b'-');
+        let mut i = start + usize::from(neg);
+        let mut m = 0u64;
+        let int_digits = match b.get(i) {
+            Some(b'0') => {
+                i += 1;
+                1
             }
+            Some(b'1'..=b'9') => digits(&mut i, &mut m),
             _ => return None,
-        }
+        };
+        let mut frac = 0;
         if b.get(i) == Some(&b'.') {
             i += 1;
-            if !digits(&mut i) {
+            frac = digits(&mut i, &mut m);
+            if frac == 0 {
                 return None;
             }
         }
-        if matches!(b.get(i), Some(b'e' | b'E')) {
+        let exp = matches!(b.get(i), Some(b'e' | b'E'));
+        if exp {
             i += 1;
             if matches!(b.get(i), Some(b'+' | b'-')) {
                 i += 1;
             }
-            if !digits(&mut i) {
+            if digits(&mut i, &mut 0) == 0 {
                 return None;
             }
         }
         self.i = i;
-        self.s.get(start..i)
+        Some(Num {
+            // ASCII digits, signs, point and exponent only.
+            text: b.get(start..i).map(text)?,
+            neg,
+            m,
+            digits: int_digits + frac,
+            frac,
+            exp,
+        })
     }
 
     #[inline(always)]
-    fn value(&mut self) -> Option<Tok<'a>> {
+    /// A value; `escapes` as for [`Scan::string`].
+    fn value(&mut self, escapes: bool) -> Option<Tok<'a>> {
         match self.b.get(self.i)? {
-            b'"' => self.string().map(Tok::Str),
+            b'"' => self.string(escapes).map(Tok::Str),
             b'n' => {
                 if self.b[self.i..].starts_with(b"null") {
                     self.i += 4;
@@ -251,37 +406,105 @@ fn known_key(rest: &[u8]) -> Option<(Field, usize)> {
     None
 }
 
-/// The first `"` or `\` in `b` at or after `from`. Strings in records are short (a few to a few
-/// dozen bytes), where a call into `memchr` costs more than the scan: eight bytes per step
-/// with word arithmetic instead.
+/// The first byte of `b` at or after `from` that a plain string cannot hold: `"`, `\\`, a
+/// control character, or (unless `UTF8`) a byte >= 0x80. The same vector compares (or word
+/// arithmetic) that find the closing quote give the checks for control characters (JSON
+/// forbids them in strings) and, for a record not known to be UTF-8, for ASCII: no pass over
+/// the record of its own. Strings in records are short (a few to a few dozen bytes), where a
+/// call into `memchr` costs more than the scan.
 #[inline(always)]
-fn quote_or_backslash(b: &[u8], from: usize) -> Option<usize> {
+fn string_stop<const UTF8: bool>(b: &[u8], from: usize) -> Option<usize> {
+    let rest = b.get(from..)?;
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    {
+        // Sixteen bytes per step where SSE2 is there (always on x86_64), then words.
+        let mut blocks = rest.chunks_exact(16);
+        let mut i = from;
+        for block in &mut blocks {
+            let m = stops16::<UTF8>(block);
+            if m != 0 {
+                return Some(i + m.trailing_zeros() as usize);
+            }
+            i += 16;
+        }
+        return string_stop_words::<UTF8>(blocks.remainder(), i);
+    }
+    #[allow(unreachable_code)]
+    string_stop_words::<UTF8>(rest, from)
+}
+
+/// A bit per byte of `block` (16 bytes) that stops a plain string (see [`string_stop`]).
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[inline(always)]
+#[allow(unsafe_code)]
+fn stops16<const UTF8: bool>(block: &[u8]) -> u32 {
+    use std::arch::x86_64::*;
+    debug_assert_eq!(block.len(), 16);
+    // SAFETY: SSE2 is enabled (see the `cfg`), and the unaligned load reads the 16 bytes of
+    // `block`, a chunk of exactly 16 bytes.
+    unsafe {
+        let v = _mm_loadu_si128(block.as_ptr().cast());
+        let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
+        let backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
+        let special = if UTF8 {
+            // Unsigned `v <= 0x1f`: control characters.
+            _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1f)), v)
+        } else {
+            // Signed `v < 0x20`: control characters and bytes >= 0x80.
+            _mm_cmplt_epi8(v, _mm_set1_epi8(0x20))
+        };
+        _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quote, backslash), special)) as u32
+    }
+}
+
+/// [`string_stop`] in `rest`, which starts at `from` in the record, eight bytes per step with
+/// word arithmetic.
+#[inline(always)]
+fn string_stop_words<const UTF8: bool>(rest: &[u8], from: usize) -> Option<usize> {
     const LO: u64 = 0x0101_0101_0101_0101;
     const HI: u64 = 0x8080_8080_8080_8080;
-    // Bytes of `w` equal to `"` or `\` get their high bit set; bits above the first such byte
+    // Bytes of `w` that stop the string get their high bit set; bits above the first such byte
     // may be wrong (borrows), the lowest one never is.
     let hits = |w: u64| {
         let q = w ^ (LO * u64::from(b'"'));
         let s = w ^ (LO * u64::from(b'\\'));
-        (q.wrapping_sub(LO) & !q | s.wrapping_sub(LO) & !s) & HI
+        // Below 0x20, with the high bit of bytes >= 0x80 (wanted unless `UTF8`).
+        let low = w.wrapping_sub(LO * 0x20);
+        let special = if UTF8 { low & !w } else { low | w };
+        (q.wrapping_sub(LO) & !q | s.wrapping_sub(LO) & !s | special) & HI
     };
-    let word = |i: usize| {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(&b[i..i + 8]);
-        u64::from_le_bytes(w)
-    };
+    // Whole words by `chunks_exact`: no bounds check per word.
+    let mut words = rest.chunks_exact(8);
     let mut i = from;
-    while i + 8 <= b.len() {
-        let m = hits(word(i));
+    for w in &mut words {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(w);
+        let m = hits(u64::from_le_bytes(a));
         if m != 0 {
             return Some(i + (m.trailing_zeros() / 8) as usize);
         }
         i += 8;
     }
-    b.get(i..)?
+    words
+        .remainder()
         .iter()
-        .position(|&c| c == b'"' || c == b'\\')
+        .position(|&c| c == b'"' || c == b'\\' || c < 0x20 || (!UTF8 && c >= 0x80))
         .map(|p| i + p)
+}
+
+/// A token as text.
+///
+/// A number token from [`Scan::number`] is ASCII (digits, signs, point, exponent). A string
+/// token comes from [`Scan::string`]: either the record is UTF-8 (`UTF8`, checked by the
+/// caller) and the token lies between two quotes, ASCII bytes, hence on character boundaries;
+/// or the scan stopped at every byte >= 0x80 of the token and gave none back, so the token is
+/// ASCII. Either way it is UTF-8.
+#[inline(always)]
+#[allow(unsafe_code)]
+fn text(v: &[u8]) -> &str {
+    debug_assert!(std::str::from_utf8(v).is_ok());
+    // SAFETY: `v` is UTF-8, see above.
+    unsafe { std::str::from_utf8_unchecked(v) }
 }
 
 fn is_integer(n: &str) -> bool {
@@ -367,15 +590,36 @@ fn short_decimal(n: &[u8]) -> Option<f64> {
 }
 
 #[inline(always)]
-fn object(line: &str, keep: FieldSet, kind: fn(Field) -> Kind, e: &mut Event) -> Option<()> {
-    let b = line.as_bytes();
-    // JSON forbids control characters inside strings. Records rarely hold any (not even as
-    // whitespace), so one branch-free pass over the record, which vectorises, replaces a check
-    // per string; a record with any goes to serde.
-    if b.iter().fold(false, |any, &c| any | (c < 0x20)) {
-        return None;
+fn object<const UTF8: bool>(
+    b: &[u8],
+    keep: FieldSet,
+    kind: fn(Field) -> Kind,
+    e: &mut Event,
+) -> Result<(), Miss> {
+    let mut s = Scan::<UTF8> {
+        b,
+        i: 0,
+        non_ascii: false,
+        escaped: false,
+    };
+    match fields(&mut s, keep, kind, e) {
+        Some(()) => Ok(()),
+        None if s.non_ascii => Err(Miss::NonAscii),
+        None if s.escaped => Err(Miss::Escaped),
+        None => Err(Miss::Other),
     }
-    let mut s = Scan { s: line, b, i: 0 };
+}
+
+/// The object of `s`, to its end. Control characters are found by the string scan (outside
+/// strings the grammar takes none but JSON's whitespace, as serde).
+#[inline(always)]
+fn fields<const UTF8: bool>(
+    s: &mut Scan<'_, UTF8>,
+    keep: FieldSet,
+    kind: fn(Field) -> Kind,
+    e: &mut Event,
+) -> Option<()> {
+    let b = s.b;
     let mut ts = None;
     s.ws();
     s.eat(b'{')?;
@@ -384,26 +628,24 @@ fn object(line: &str, keep: FieldSet, kind: fn(Field) -> Kind, e: &mut Event) ->
         loop {
             let field = s.key()?;
             s.sep(b':')?;
-            let value = s.value()?;
+            // A string only checked (of a key not read, or of a field not kept) may hold
+            // escapes: only with `UTF8`, the second pass.
+            let value = s.value(UTF8 && checked_only(field, kind, keep))?;
             match (field.map_or(Kind::Skip, kind), value) {
                 (Kind::Skip, _) => {}
                 (Kind::Ts, Tok::Null) => ts = None,
-                (Kind::Ts, Tok::Str(v)) => ts = Some(parse_rfc3339_bytes(v.as_bytes())?),
-                (Kind::Ts, Tok::Num(n)) if n.bytes().all(|c| c.is_ascii_digit()) => {
-                    ts = Some(int(n)?)
-                }
-                (Kind::Str, Tok::Null) => set_str(e, field?, None),
-                (Kind::Str, Tok::Str(v)) => {
-                    let f = field?;
-                    // A field not kept stays `None` (as `e` came), even when repeated.
-                    if keep.contains(f) {
-                        set_str(e, f, Some(Str::from(v)))
-                    }
-                }
+                (Kind::Ts, Tok::Str(v)) => ts = Some(parse_rfc3339_bytes(v)?),
+                // Digits only.
+                (Kind::Ts, Tok::Num(n)) if !n.neg => ts = Some(n.int()?),
+                // A field not kept stays `None` (as `e` came), even when repeated: only its
+                // type is checked.
+                (Kind::Str, Tok::Null | Tok::Str(_)) if !keep.contains(field?) => {}
+                (Kind::Str, Tok::Null) => *str_slot(e, field?)? = None,
+                (Kind::Str, Tok::Str(v)) => *str_slot(e, field?)? = Some(Str::from(text(v))),
                 (Kind::Float, Tok::Null) => set_float(e, field?, None),
-                (Kind::Float, Tok::Num(n)) => set_float(e, field?, Some(float(n)?)),
+                (Kind::Float, Tok::Num(n)) => set_float(e, field?, Some(n.float()?)),
                 (Kind::Int, Tok::Null) => e.status_code = None,
-                (Kind::Int, Tok::Num(n)) if is_integer(n) => e.status_code = Some(int(n)?),
+                (Kind::Int, Tok::Num(n)) => e.status_code = Some(n.int()?),
                 // A value of the wrong type: serde words the error.
                 _ => return None,
             }
@@ -422,19 +664,34 @@ fn object(line: &str, keep: FieldSet, kind: fn(Field) -> Kind, e: &mut Event) ->
     Some(())
 }
 
-fn set_str(e: &mut Event, f: Field, v: Option<Str>) {
-    match f {
-        Field::Level => e.level = v,
-        Field::Service => e.service = v,
-        Field::Message => e.message = v,
-        Field::IpAddress => e.ip_address = v,
-        Field::UserId => e.user_id = v,
-        Field::RequestId => e.request_id = v,
-        Field::ErrorCode => e.error_code = v,
-        Field::Action => e.action = v,
-        Field::SessionId => e.session_id = v,
-        _ => {}
+/// The value of `field` is a string only checked, never copied: of a key not read, or of a
+/// string field not kept.
+fn checked_only(field: Option<Field>, kind: fn(Field) -> Kind, keep: FieldSet) -> bool {
+    match field {
+        None => true,
+        Some(f) => match kind(f) {
+            Kind::Skip => true,
+            Kind::Str => !keep.contains(f),
+            _ => false,
+        },
     }
+}
+
+/// The slot of string field `f` (`None`: not a string field, which `Kind::Str` never is).
+#[inline(always)]
+fn str_slot(e: &mut Event, f: Field) -> Option<&mut Option<Str>> {
+    Some(match f {
+        Field::Level => &mut e.level,
+        Field::Service => &mut e.service,
+        Field::Message => &mut e.message,
+        Field::IpAddress => &mut e.ip_address,
+        Field::UserId => &mut e.user_id,
+        Field::RequestId => &mut e.request_id,
+        Field::ErrorCode => &mut e.error_code,
+        Field::Action => &mut e.action,
+        Field::SessionId => &mut e.session_id,
+        _ => return None,
+    })
 }
 
 fn set_float(e: &mut Event, f: Field, v: Option<f64>) {
@@ -463,8 +720,39 @@ mod tests {
         .collect()
     }
 
-    /// Wherever the fast path gives an event, serde gives the same one.
+    /// Wherever the fast path gives an event, serde gives the same one. Without the UTF-8
+    /// check, the fast path takes only ASCII records and gives the same event as with it; the
+    /// whole parse gives what the check then serde give.
     fn agrees(format: Format, line: &[u8], keep: FieldSet) -> bool {
+        let unchecked = match format {
+            Format::UserEvents => user_event_into::<false>,
+            _ => log_into::<false>,
+        };
+        let mut ev = Event::default();
+        let unchecked = unchecked(line, keep, &mut ev).map(|()| ev);
+        let non_ascii = line.iter().any(|&c| c >= 0x80);
+        match &unchecked {
+            Ok(_) => assert!(!non_ascii, "{line:?}"),
+            Err(Miss::NonAscii) => assert!(non_ascii, "{line:?}"),
+            Err(Miss::Escaped) => assert!(line.contains(&b'\\'), "{line:?}"),
+            Err(Miss::Other) => {}
+        }
+        // `Format` strips a trailing `\r` first.
+        let reference = std::str::from_utf8(line.strip_suffix(b"\r").unwrap_or(line))
+            .map_err(|e| {
+                crate::parse::ParseError::new(format!(
+                    "not valid UTF-8 at byte {}",
+                    e.valid_up_to()
+                ))
+            })
+            .and_then(|text| match format {
+                Format::UserEvents => super::super::user_events::parse_serde(text, keep),
+                _ => super::super::json::parse_serde(text, keep),
+            });
+        assert_eq!(format.parse_fields(line, keep), reference, "{line:?}");
+        let mut ev = Event::default();
+        let into = format.parse_into(line, keep, &mut ev).map(|()| ev);
+        assert_eq!(into, reference, "{line:?}");
         let Ok(text) = std::str::from_utf8(line) else {
             return false;
         };
@@ -472,6 +760,9 @@ mod tests {
             Format::UserEvents => user_event(text, keep),
             _ => log(text, keep),
         };
+        if let Ok(e) = &unchecked {
+            assert_eq!(fast.as_ref(), Some(e), "{text}");
+        }
         let Some(fast) = fast else { return false };
         let reference = match format {
             Format::UserEvents => super::super::user_events::parse_serde(text, keep),
@@ -482,7 +773,7 @@ mod tests {
     }
 
     fn mutations(line: &[u8], rng: &mut Rng) -> Vec<Vec<u8>> {
-        const BYTES: &[u8] = b" \t\"\\{}[],:-+.0159eEnulltrfa\x01\xff";
+        const BYTES: &[u8] = b" \t\r\n\"\\{}[],:-+.0159eEnulltrfa/u\x01\x1f\x7f\x80\xc3\xa9\xff";
         let mut out = Vec::new();
         for _ in 0..8 {
             let mut m = line.to_vec();
@@ -524,26 +815,179 @@ mod tests {
     }
 
     #[test]
-    fn scans_find_the_first_quote_or_backslash() {
-        for len in 0..40 {
+    fn scans_stop_at_the_first_byte_a_plain_string_cannot_hold() {
+        // A byte of each kind, and bytes next to them (one bit or one value away).
+        let stops = [b'"', b'\\', 0x00, 0x1f, 0x80, 0xc3, 0xff];
+        let others = [b'#', b']', b' ', b'!', 0x7f, b'a'];
+        for len in 0..56 {
             for at in 0..=len {
-                for c in [b'"', b'\\'] {
-                    let mut b = vec![b'a'; len];
+                for c in stops.into_iter().chain(others) {
+                    let mut b: Vec<u8> = (0..len).map(|i| others[i % others.len()]).collect();
                     if at < len {
                         b[at] = c;
-                        // A second match later, and bytes that differ from the targets by one bit.
+                        // A second stop later.
                         b.extend_from_slice(b"#]\"");
                     }
                     for from in 0..=at.min(len) {
-                        let want = b[from..]
-                            .iter()
-                            .position(|&x| x == b'"' || x == b'\\')
-                            .map(|p| from + p);
-                        assert_eq!(quote_or_backslash(&b, from), want, "{len} {at} {from}");
+                        let want = |utf8: bool| {
+                            b[from..]
+                                .iter()
+                                .position(|&x| {
+                                    x == b'"' || x == b'\\' || x < 0x20 || (!utf8 && x >= 0x80)
+                                })
+                                .map(|p| from + p)
+                        };
+                        let case = format!("{len} {at} {c:#x} {from}");
+                        assert_eq!(string_stop::<false>(&b, from), want(false), "{case}");
+                        assert_eq!(string_stop::<true>(&b, from), want(true), "{case}");
+                        let words = |utf8| match utf8 {
+                            false => string_stop_words::<false>(&b[from..], from),
+                            true => string_stop_words::<true>(&b[from..], from),
+                        };
+                        assert_eq!(words(false), want(false), "{case}");
+                        assert_eq!(words(true), want(true), "{case}");
                     }
                 }
             }
         }
+    }
+
+    /// `Format::Json` on `line` as the reference reads it: checked as UTF-8, then serde.
+    fn reference(line: &[u8]) -> Result<Event, crate::parse::ParseError> {
+        std::str::from_utf8(line)
+            .map_err(|e| {
+                crate::parse::ParseError::new(format!(
+                    "not valid UTF-8 at byte {}",
+                    e.valid_up_to()
+                ))
+            })
+            .and_then(|text| super::super::json::parse_serde(text, FieldSet::ALL))
+    }
+
+    #[test]
+    fn records_need_no_utf8_check_of_their_own_when_ascii() {
+        let base = r#"{"timestamp": "2026-11-24T10:05:00.250Z", "service": "api", "message": "ok", "user_id": "u1"}"#;
+        let at = |s: &str| base.find(s).expect("in base") + 1;
+        // Where the fast path takes a record, the record is ASCII.
+        assert_eq!(
+            log_into::<false>(base.as_bytes(), FieldSet::ALL, &mut Event::default()),
+            Ok(())
+        );
+        // Bytes >= 0x80 in strings (kept, not kept, key, timestamp), valid or not as UTF-8.
+        for insert in [
+            &b"\xc3\xa9"[..],
+            b"\xe2\x82\xac",
+            b"\xff",
+            b"\xc3",
+            b"\x80",
+            b"\xed\xa0\x80",
+        ] {
+            for pos in [at("api"), at("ok"), at("u1"), at("user_id"), at("2026")] {
+                let mut line = base.as_bytes().to_vec();
+                line.splice(pos..pos, insert.iter().copied());
+                let mut e = Event::default();
+                assert_eq!(
+                    log_into::<false>(&line, FieldSet::ALL, &mut e),
+                    Err(Miss::NonAscii),
+                    "{line:?}"
+                );
+                let got = Format::Json.parse_fields(&line, FieldSet::ALL);
+                assert_eq!(got, reference(&line), "{line:?}");
+                let mut ev = Event::default();
+                let into = Format::Json
+                    .parse_into(&line, FieldSet::ALL, &mut ev)
+                    .map(|()| ev);
+                assert_eq!(into, got, "{line:?}");
+            }
+        }
+        // Outside strings a byte >= 0x80 is bad JSON: the UTF-8 check still words the error.
+        for line in [
+            &b"\xff{}"[..],
+            b"{\"timestamp\": 1\xc3\xa9}",
+            b"{\"timestamp\": 1}\xc3",
+        ] {
+            assert_eq!(
+                log_into::<false>(line, FieldSet::ALL, &mut Event::default()),
+                Err(Miss::Other)
+            );
+            assert_eq!(Format::Json.parse(line), reference(line), "{line:?}");
+        }
+    }
+
+    #[test]
+    fn escapes_in_strings_only_checked_take_the_second_pass() {
+        let message_kept = {
+            let mut k = FieldSet::default();
+            k.insert(Field::Message);
+            k
+        };
+        for esc in [
+            r#"\""#,
+            r#"\\"#,
+            r#"\/"#,
+            r#"\b"#,
+            r#"\f"#,
+            r#"\n"#,
+            r#"\r"#,
+            r#"\t"#,
+            r#"\u00e9"#,
+            r#"\x"#,
+            r#"\"#,
+            r#"\\\""#,
+            r#"a\"b\"c"#,
+        ] {
+            for (key, keep) in [
+                ("message", FieldSet::default()),
+                ("message", message_kept),
+                ("unknown", FieldSet::ALL),
+                ("service", FieldSet::ALL),
+            ] {
+                let line = format!(
+                    r#"{{"timestamp": 1795514700250, "{key}": "x{esc}y", "user_id": "u1"}}"#
+                );
+                let b = line.as_bytes();
+                let mut e = Event::default();
+                let first = log_into::<false>(b, keep, &mut e);
+                assert_eq!(first, Err(Miss::Escaped), "{line}");
+                let mut e = Event::default();
+                let second = log_into::<true>(b, keep, &mut e).map(|()| e);
+                let simple = !esc.contains('u') && !esc.contains('x') && esc != r#"\"#;
+                // Only strings never copied take escapes; the others go to serde.
+                let only_checked = key == "unknown" || (key == "message" && keep != message_kept);
+                assert_eq!(second.is_ok(), simple && only_checked, "{line}");
+                let reference = super::super::json::parse_serde(&line, keep);
+                if let Ok(e) = &second {
+                    assert_eq!(Ok(e), reference.as_ref(), "{line}");
+                    assert_eq!(e.message, None);
+                }
+                assert_eq!(Format::Json.parse_fields(b, keep), reference, "{line}");
+            }
+        }
+    }
+
+    #[test]
+    fn control_characters_are_refused_in_strings_and_whitespace_only_outside() {
+        let base = r#"{"timestamp": 1795514700250, "service": "api", "message": "ok"}"#;
+        for c in (0u8..0x20).chain([0x7f]) {
+            for pos in 0..=base.len() {
+                let mut line = base.as_bytes().to_vec();
+                line.insert(pos, c);
+                let fast = log(std::str::from_utf8(&line).expect("ASCII"), FieldSet::ALL);
+                let reference = reference(&line);
+                if let Some(fast) = &fast {
+                    assert_eq!(Ok(fast), reference.as_ref(), "{line:?}");
+                    assert!(matches!(c, b' ' | b'\t' | b'\n' | b'\r' | 0x7f), "{line:?}");
+                }
+                assert_eq!(Format::Json.parse(&line), reference, "{line:?}");
+            }
+        }
+        // Whitespace outside strings is JSON's: the fast path takes it.
+        let line = "{\t\"timestamp\":\r\n1,\"service\" :\t\"a\"}\t";
+        assert_eq!(
+            log(line, FieldSet::ALL).map(|e| e.timestamp),
+            Some(1),
+            "{line:?}"
+        );
     }
 
     #[test]
@@ -582,6 +1026,84 @@ mod tests {
         }
         for n in ["1e5", "1.5e3", "12", "0.1234567890123456", "1..2", "-", "."] {
             assert_eq!(short_decimal(n.as_bytes()), None, "{n}");
+        }
+    }
+
+    #[test]
+    fn numbers_read_in_the_scan_agree_with_reading_their_text() {
+        let mut rng = Rng::new(13);
+        let mut cases: Vec<String> = [
+            "0",
+            "-0",
+            "7",
+            "200",
+            "-5",
+            "0.160",
+            "-0.0",
+            "1.5",
+            "0.000000000000001",
+            "123456789012345",
+            "1234567890123456",
+            "123456789012345678",
+            "1234567890123456789",
+            "12345678901234567890",
+            "-9223372036854775808",
+            "9223372036854775808",
+            "18446744073709551616",
+            "1e5",
+            "1E+5",
+            "1.5e-3",
+            "-2.5E10",
+            "1e999",
+            "0.1234567890123456",
+            "12345678901234.5",
+            "123456789012345.6",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        for _ in 0..20_000 {
+            let digits = |rng: &mut Rng, n: u64| -> String {
+                (0..n)
+                    .map(|_| char::from(b'0' + rng.below(10) as u8))
+                    .collect()
+            };
+            let mut n = String::new();
+            if rng.below(4) == 0 {
+                n.push('-');
+            }
+            let len = 1 + rng.below(20);
+            let int = digits(&mut rng, len);
+            n.push_str(if int.starts_with('0') { "0" } else { &int });
+            if rng.below(3) > 0 {
+                n.push('.');
+                let len = 1 + rng.below(17);
+                n.push_str(&digits(&mut rng, len));
+            }
+            if rng.below(6) == 0 {
+                n.push('e');
+                let len = 1 + rng.below(3);
+                n.push_str(&digits(&mut rng, len));
+            }
+            cases.push(n);
+        }
+        for n in &cases {
+            let line = format!("{n},");
+            let mut s = Scan::<false> {
+                b: line.as_bytes(),
+                i: 0,
+                non_ascii: false,
+                escaped: false,
+            };
+            let num = s.number().expect(n);
+            assert_eq!((num.text, s.i), (n.as_str(), n.len()));
+            let want_int = if is_integer(n) { int(n) } else { None };
+            assert_eq!(num.int(), want_int, "{n}");
+            assert_eq!(
+                num.float().map(f64::to_bits),
+                float(n).map(f64::to_bits),
+                "{n}"
+            );
         }
     }
 

@@ -66,7 +66,50 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
 }
 
 /// [`parse_rfc3339`] of the bytes of a string.
+#[inline]
 pub fn parse_rfc3339_bytes(b: &[u8]) -> Option<i64> {
+    usual_rfc3339(b).or_else(|| general_rfc3339(b))
+}
+
+/// The usual timestamp of a stream, `yyyy-mm-ddTHH:MM:SS.mmmZ` on the date of the last one
+/// parsed on this thread (see `LAST_DATE`), its time read with word arithmetic. `None` for
+/// any other (then the general parse decides: this one only answers where it agrees).
+#[inline(always)]
+fn usual_rfc3339(b: &[u8]) -> Option<i64> {
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let b: &[u8; 24] = b.try_into().ok()?;
+    let (last, days) = LAST_DATE.with(Cell::get);
+    // The cached date is valid once set (the initial zeros have no `-`).
+    if b[..10] != last || b[4] != b'-' || b[10] != b'T' {
+        return None;
+    }
+    // A word minus its pattern: digits give bytes 0 to 9, separators 0. A byte below its
+    // pattern borrows and wraps (high bit set); adding `room` sets the high bit of a digit
+    // above 9 or a separator above its own (bytes below 0x80 do not carry into the next).
+    let fields = |w: &[u8], pattern: &[u8; 8], room: [u8; 8]| {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(w);
+        let x = u64::from_le_bytes(a).wrapping_sub(u64::from_le_bytes(*pattern));
+        ((x | x.wrapping_add(u64::from_le_bytes(room))) & HI == 0).then(|| x.to_le_bytes())
+    };
+    const D: u8 = 0x76;
+    const S: u8 = 0x7f;
+    let t = fields(&b[11..19], b"00:00:00", [D, D, S, D, D, S, D, D])?;
+    let f = fields(&b[16..24], b":00.000Z", [S, D, D, S, D, D, D, S])?;
+    let two = |hi: u8, lo: u8| u32::from(hi) * 10 + u32::from(lo);
+    let (h, mi, sec) = (two(t[0], t[1]), two(t[3], t[4]), two(t[6], t[7]));
+    if h > 23 || mi > 59 || sec > 59 {
+        return None;
+    }
+    let ms = two(f[4], f[5]) * 10 + u32::from(f[6]);
+    // As `finish_rfc3339`.
+    let secs = days * 86_400 + (h * 3600 + mi * 60 + sec) as i64;
+    let total = secs * 1000 + ms as i64;
+    (total >= 0).then_some(total)
+}
+
+/// [`parse_rfc3339_bytes`] of any form.
+fn general_rfc3339(b: &[u8]) -> Option<i64> {
     if b.len() < 20 {
         return None;
     }
@@ -286,6 +329,65 @@ mod tests {
             t += 7_919_111_113 + (k as i64 % 997);
             k += 1;
         }
+    }
+
+    #[test]
+    fn the_usual_form_agrees_with_the_general_parse() {
+        let mut rng = crate::gen::rng::Rng::new(17);
+        let day = "2026-11-24";
+        let bytes = b"0123456789:.TtZz -+/\x00\x7f\xff";
+        for k in 0..200_000u64 {
+            // Now and then a date other than the cached one, or the cache emptied.
+            let date = match k % 1000 {
+                0 => "2024-02-29",
+                1 => "1970-01-01",
+                _ => day,
+            };
+            if k % 1000 == 2 {
+                LAST_DATE.with(|c| c.set(([0; 10], 0)));
+            } else {
+                assert!(general_rfc3339(format!("{date}T00:00:00Z").as_bytes()).is_some());
+            }
+            let mut t = format!(
+                "{date}T{:02}:{:02}:{:02}.{:03}Z",
+                rng.below(26),
+                rng.below(62),
+                rng.below(62),
+                rng.below(1000)
+            )
+            .into_bytes();
+            for _ in 0..rng.below(3) {
+                let at = rng.below(t.len() as u64) as usize;
+                t[at] = bytes[rng.below(bytes.len() as u64) as usize];
+            }
+            if let Some(v) = usual_rfc3339(&t) {
+                assert_eq!(
+                    Some(v),
+                    general_rfc3339(&t),
+                    "{:?}",
+                    String::from_utf8_lossy(&t)
+                );
+            }
+            assert_eq!(
+                parse_rfc3339_bytes(&t),
+                general_rfc3339(&t),
+                "{:?}",
+                String::from_utf8_lossy(&t)
+            );
+        }
+        // Zeros never match the empty cache.
+        LAST_DATE.with(|c| c.set(([0; 10], 0)));
+        let mut t = [0u8; 24];
+        t[10..].copy_from_slice(b"T10:00:00.000Z");
+        assert_eq!(parse_rfc3339_bytes(&t), None);
+        assert_eq!(
+            parse_rfc3339("2026-11-24T10:05:00.250Z"),
+            Some(1_795_514_700_250)
+        );
+        assert_eq!(
+            usual_rfc3339(b"2026-11-24T10:05:00.250Z"),
+            Some(1_795_514_700_250)
+        );
     }
 
     #[test]

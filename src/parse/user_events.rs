@@ -57,17 +57,11 @@ impl<'de> Visitor<'de> for V {
 }
 
 pub(super) fn parse(line: &[u8], keep: FieldSet) -> Result<Event, ParseError> {
-    parse_fast_or_serde(line, keep, super::json_fast::user_event, parse_serde)
+    parse_fast_or_serde(line, keep, &super::json_fast::USER_EVENT, parse_serde)
 }
 
 pub(super) fn parse_into(line: &[u8], keep: FieldSet, ev: &mut Event) -> Result<(), ParseError> {
-    parse_fast_or_serde_into(
-        line,
-        keep,
-        ev,
-        super::json_fast::user_event_into,
-        parse_serde,
-    )
+    parse_fast_or_serde_into(line, keep, ev, &super::json_fast::USER_EVENT, parse_serde)
 }
 
 /// The reference parser (every record the fast path does not take).
