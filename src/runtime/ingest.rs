@@ -110,6 +110,10 @@ struct Partition {
     leftover: Option<Leftover>,
     /// The reader has no more records (the partition ends once `leftover` is stamped too).
     reader_done: bool,
+    /// A routed shared block's buffers, reused for the next block: a block is megabytes
+    /// (8,192 records and as many parsed events), and allocating it afresh each time paid for
+    /// page faults on every first touch.
+    spare: Option<(RecordBatch, Vec<Result<Event, String>>)>,
 }
 
 /// The rest of a read batch, from record `next` on, kept across a checkpoint barrier.
@@ -464,11 +468,11 @@ impl Partition {
         self.last_data = Instant::now();
         let mut status = ReadStatus::Data;
         if self.blocks.len() < BLOCKS_AHEAD {
-            let mut batch = RecordBatch::default();
+            let (mut batch, mut parsed) = self.spare.take().unwrap_or_default();
+            batch.clear();
             let taken = turns.take(&mut batch, max.min(SHARED_BLOCK))?;
             status = taken.status;
             if let Some(seq) = taken.seq {
-                let mut parsed = Vec::with_capacity(batch.len());
                 let block_max = parse_block(stamp.config, &batch, &mut parsed);
                 turns.publish(seq, block_max);
                 self.blocks.push_back(Block {
@@ -477,6 +481,8 @@ impl Partition {
                     parsed,
                     before: None,
                 });
+            } else {
+                self.spare = Some((batch, parsed));
             }
         }
         for b in self.blocks.iter_mut().filter(|b| b.before.is_none()) {
@@ -490,6 +496,7 @@ impl Partition {
             // Never with checkpoints (a checkpointed file is read by one worker): no barrier.
             let stopped = self.route(stamp, &b.batch, &mut b.parsed, 0, agg, out);
             debug_assert!(stopped.is_none(), "shared partitions have no barrier");
+            self.spare = Some((b.batch, b.parsed));
         }
         if status == ReadStatus::Ended && self.blocks.is_empty() {
             self.ended = true;
@@ -518,10 +525,10 @@ impl Partition {
             if stamp.barrier.is_some_and(|b| t >= b) {
                 return Some(i);
             }
-            let Some(r) = parsed
-                .get_mut(i)
-                .map(|r| std::mem::replace(r, Err(String::new())))
-            else {
+            // Read in place: an `Event` is a few hundred bytes, and moving each one out of the
+            // block cost more cycles than any single step of routing it. Only late events
+            // (rare) are taken out, to travel on.
+            let Some(r) = parsed.get_mut(i) else {
                 break;
             };
             out.counts.0 += 1;
@@ -530,7 +537,7 @@ impl Partition {
                 Err(reason) => {
                     out.counts.2 += 1;
                     out.dead.push(DeadLetter {
-                        reason,
+                        reason: std::mem::take(reason),
                         origin: self.reader.origin(pos),
                         raw: bytes.to_vec(),
                         original_len: cut,
@@ -539,10 +546,9 @@ impl Partition {
                 }
             };
             out.counts.1 += 1;
-            let mut ev = ev;
             ev.pos = pos;
             if !stamp.tables.is_empty() {
-                stamp.tables.join(&mut ev);
+                stamp.tables.join(ev);
             }
             let progress = self
                 .max_ts
@@ -563,14 +569,14 @@ impl Partition {
                 }
             }
             if on_time_somewhere {
-                agg.absorb(&ev, t);
+                agg.absorb(ev, t);
             }
             if !missed.is_empty() {
                 out.counts.3 += 1;
                 out.late.push((
                     t,
                     LateEvent {
-                        event: ev,
+                        event: std::mem::take(ev),
                         origin: self.reader.origin(pos),
                         raw: bytes.to_vec(),
                         missed,
@@ -662,6 +668,7 @@ pub fn ingest<'scope>(
                 blocks: VecDeque::new(),
                 leftover: None,
                 reader_done: false,
+                spare: None,
             })
             .collect();
         if let Some(slot) = &slot {
