@@ -499,20 +499,12 @@ fn string_stop_words<const UTF8: bool>(rest: &[u8], from: usize) -> Option<usize
 /// caller) and the token lies between two quotes, ASCII bytes, hence on character boundaries;
 /// or the scan stopped at every byte >= 0x80 of the token and gave none back, so the token is
 /// ASCII. Either way it is UTF-8.
-///
-/// Sound whatever the caller: the unchecked conversion is taken only for ASCII (checked here,
-/// a few instructions on short tokens); anything else is validated (a token that is not UTF-8
-/// despite the above would read as empty, never as invalid `str`).
 #[inline(always)]
 #[allow(unsafe_code)]
 fn text(v: &[u8]) -> &str {
-    if v.is_ascii() {
-        // SAFETY: ASCII bytes are UTF-8.
-        unsafe { std::str::from_utf8_unchecked(v) }
-    } else {
-        debug_assert!(std::str::from_utf8(v).is_ok());
-        std::str::from_utf8(v).unwrap_or_default()
-    }
+    debug_assert!(std::str::from_utf8(v).is_ok());
+    // SAFETY: `v` is UTF-8, see above.
+    unsafe { std::str::from_utf8_unchecked(v) }
 }
 
 fn is_integer(n: &str) -> bool {
