@@ -17,6 +17,8 @@
 //! Lateness thus depends only on each partition's own order, never on thread timing or on how
 //! partitions are spread over workers, and replaying a partition gives the same results.
 
+mod aggregation;
+
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
@@ -29,12 +31,12 @@ use timely::dataflow::operators::generic::OutputBuilder;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::{Scope, StreamVec};
 
+use self::aggregation::Aggregation;
 use super::accounting::Counters;
 use crate::checkpoint::barrier::Slot;
 use crate::metrics::{Metrics, PartitionMeter};
-use crate::operators::intern::{Interner, NULL};
 use crate::operators::lookup::{LookupPlan, Tables};
-use crate::operators::pre_aggregate::{GroupTable, Partial};
+use crate::operators::pre_aggregate::Partial;
 use crate::operators::window::Windows;
 use crate::parse::Format;
 use crate::record::Event;
@@ -184,143 +186,6 @@ struct Routed {
     dead: Vec<DeadLetter>,
     late: Vec<(u64, LateEvent)>,
     counts: (u64, u64, u64, u64),
-}
-
-/// The worker-local pre-aggregation of every node, and the partials ready to send.
-///
-/// Partials are held across reads and activations, so a (window, key) becomes one partial per
-/// flush instead of one per read, and go out before the capability passes them (see the
-/// operator). That delays no result: the windows they feed close only after the capability
-/// has moved. Each partition stamps its events at its own progress, so a worker reading several
-/// partitions absorbs at a few times in turn:
-/// - an append-mode node's windows are emitted once, when the frontier passes their deadline,
-///   so its partials may travel at any time between the capability and that deadline: one table
-///   per node, sent at the least time it absorbed at (at or after the capability, before every
-///   deadline), merges what the partitions' different times would otherwise split;
-/// - update- and complete-mode nodes emit results at times between, so their partials keep
-///   their own time: one table set per time.
-struct Aggregation {
-    /// Append-mode nodes: (node index, table).
-    merged: Vec<(usize, GroupTable)>,
-    /// The least time `merged` absorbed at since the last flush.
-    merged_time: Option<u64>,
-    /// Update- and complete-mode nodes, whose partials keep their time.
-    timed: Vec<(usize, Rc<AggNode>)>,
-    /// (time, tables of the `timed` nodes) gathered since the last flush.
-    open: Vec<(u64, Vec<(usize, GroupTable)>)>,
-    /// Emptied table sets, reused so that their hash tables keep their capacity.
-    spare: Vec<Vec<(usize, GroupTable)>>,
-    /// Index in `open` of the time absorbed at last.
-    last: usize,
-    /// Events absorbed since the last flush.
-    held: usize,
-    /// (time, node, partials)
-    ready: Vec<(u64, usize, Vec<Partial>)>,
-    /// Ids of the fields every node groups or counts by, shared by all tables and cleared
-    /// when they have all been drained.
-    interner: Interner,
-    /// The ids of the event being absorbed.
-    ids: Vec<u32>,
-}
-
-/// Table sets kept for reuse beyond those in use: more only when partitions' times spread.
-const SPARE_TABLES: usize = 8;
-
-impl Aggregation {
-    fn new(nodes: &[Rc<AggNode>]) -> Self {
-        let (timed, append): (Vec<_>, Vec<_>) = nodes
-            .iter()
-            .cloned()
-            .enumerate()
-            .partition(|(_, n)| n.update || n.complete.is_some());
-        let mut interner = Interner::default();
-        let merged = append
-            .into_iter()
-            .map(|(i, n)| (i, GroupTable::new(n, &mut interner)))
-            .collect();
-        // One table set made now, so that every field has its slot before the first event.
-        let spare = vec![Self::tables(&timed, &mut interner)];
-        let ids = vec![NULL; interner.width()];
-        Aggregation {
-            merged,
-            merged_time: None,
-            timed,
-            open: Vec::new(),
-            spare,
-            last: 0,
-            held: 0,
-            ready: Vec::new(),
-            interner,
-            ids,
-        }
-    }
-
-    fn tables(timed: &[(usize, Rc<AggNode>)], interner: &mut Interner) -> Vec<(usize, GroupTable)> {
-        timed
-            .iter()
-            .map(|(i, n)| (*i, GroupTable::new(Rc::clone(n), interner)))
-            .collect()
-    }
-
-    #[inline]
-    fn absorb(&mut self, ev: &Event, t: u64) {
-        self.held += 1;
-        self.merged_time = Some(self.merged_time.map_or(t, |m| m.min(t)));
-        self.interner.ids(ev, &mut self.ids);
-        for (_, table) in self.merged.iter_mut() {
-            table.absorb(ev, t as i64, &self.ids, &mut self.interner);
-        }
-        if self.timed.is_empty() {
-            return;
-        }
-        if self.open.get(self.last).is_none_or(|(time, _)| *time != t) {
-            self.last = self.slot(t);
-        }
-        if let Some((_, tables)) = self.open.get_mut(self.last) {
-            for (_, table) in tables.iter_mut() {
-                table.absorb(ev, t as i64, &self.ids, &mut self.interner);
-            }
-        }
-    }
-
-    /// The index in `open` of the tables at time `t`, made if needed.
-    fn slot(&mut self, t: u64) -> usize {
-        if let Some(i) = self.open.iter().position(|(time, _)| *time == t) {
-            return i;
-        }
-        let tables = match self.spare.pop() {
-            Some(tables) => tables,
-            None => Self::tables(&self.timed, &mut self.interner),
-        };
-        self.open.push((t, tables));
-        self.open.len() - 1
-    }
-
-    /// Moves every gathered partial to `ready`.
-    fn flush(&mut self) {
-        if let Some(time) = self.merged_time.take() {
-            for (i, table) in self.merged.iter_mut() {
-                if !table.is_empty() {
-                    let partials = table.drain(&self.interner).collect();
-                    self.ready.push((time, *i, partials));
-                }
-            }
-        }
-        for (time, mut tables) in self.open.drain(..) {
-            for (i, table) in tables.iter_mut() {
-                if !table.is_empty() {
-                    let partials = table.drain(&self.interner).collect();
-                    self.ready.push((time, *i, partials));
-                }
-            }
-            if self.spare.len() < SPARE_TABLES {
-                self.spare.push(tables);
-            }
-        }
-        self.last = 0;
-        self.held = 0;
-        self.interner.clear();
-    }
 }
 
 /// What stamping needs during one activation.
@@ -613,9 +478,9 @@ const PARTIALS: usize = 3;
 /// Builds the ingest operator over this worker's partitions.
 ///
 /// Each on-time event is folded into the worker-local partial aggregates of every node right
-/// after it is parsed ([`GroupTable`]), so events are never buffered or copied per node; the
-/// partials are held (see [`Aggregation`]) until the capability is about to pass them or
-/// `batch` events have been absorbed.
+/// after it is parsed ([`GroupTable`](crate::operators::pre_aggregate::GroupTable)), so events
+/// are never buffered or copied per node; the partials are held (see `Aggregation`) until the
+/// capability is about to pass them or `batch` events have been absorbed.
 ///
 /// Idleness across workers: a worker whose partitions are all idle cannot know the job's
 /// watermark by itself, and its capability would hold every window back. So each worker
@@ -933,69 +798,4 @@ pub fn ingest<'scope>(
         }
     });
     (partials, dead, late, beacons)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::operators::window::Windows;
-    use crate::record::Value;
-
-    fn event(ts: i64, service: &str) -> Event {
-        Event {
-            timestamp: ts,
-            service: Some(service.into()),
-            ..Event::default()
-        }
-    }
-
-    /// (time, node, window start, count) of every partial flushed, sorted.
-    fn flushed(agg: &mut Aggregation) -> Vec<(u64, usize, i64, Value)> {
-        agg.flush();
-        let mut out: Vec<_> = agg
-            .ready
-            .drain(..)
-            .flat_map(|(t, i, ps)| {
-                ps.into_iter()
-                    .map(move |p| (t, i, p.start, p.accs[0].clone().finish()))
-            })
-            .collect();
-        out.sort_by_key(|&(t, i, start, _)| (t, i, start));
-        out
-    }
-
-    #[test]
-    fn append_partials_merge_across_times_update_partials_keep_theirs() {
-        let append = Rc::new(AggNode::count_by_service(Windows::tumbling(60_000), 0));
-        let update = Rc::new(AggNode {
-            update: true,
-            ..AggNode::count_by_service(Windows::tumbling(60_000), 0)
-        });
-        let mut agg = Aggregation::new(&[append, update]);
-        // Two partitions at different progress, read in turns.
-        agg.absorb(&event(10_000, "api"), 2_000);
-        agg.absorb(&event(20_000, "api"), 1_000);
-        agg.absorb(&event(30_000, "api"), 2_000);
-        assert_eq!(agg.held, 3);
-        assert_eq!(
-            flushed(&mut agg),
-            vec![
-                // One partial for the append node, at the least time held.
-                (1_000, 0, 0, Value::Int(3)),
-                // The update node's keep the time of their events.
-                (1_000, 1, 0, Value::Int(1)),
-                (2_000, 1, 0, Value::Int(2)),
-            ]
-        );
-        assert_eq!(agg.held, 0);
-        // Emptied tables start afresh at the next time.
-        agg.absorb(&event(70_000, "api"), 3_000);
-        assert_eq!(
-            flushed(&mut agg),
-            vec![
-                (3_000, 0, 60_000, Value::Int(1)),
-                (3_000, 1, 60_000, Value::Int(1))
-            ]
-        );
-    }
 }
