@@ -8,7 +8,7 @@
 //!    arrive; nothing at `E` or later was sent), saves its state into its [`Slot`]; the ingest
 //!    saves its partitions' positions when its capability reaches `E`; the output operator
 //!    commits what it wrote. Operators keep every capability they hold at `E` or later.
-//! 3. When all of a worker's slots are saved, the worker writes its part to the [`Store`]; the
+//! 3. When all of a worker's slots are saved, the worker writes its part to the [`Store`](super::store::Store); the
 //!    worker that sees the last part land writes the manifest, naming the next epoch.
 //! 4. The ingests read the manifest and go on to the next epoch.
 //!

@@ -312,7 +312,7 @@ impl Metrics {
         self.results.observe(rows);
     }
 
-    /// Records a completed checkpoint (for issue 6's checkpointing; see [`CheckpointStats`]).
+    /// Records a completed checkpoint (for issue 6's checkpointing; see `CheckpointStats`).
     pub fn checkpoint_completed(&self, duration: Duration) {
         let mut c = lock(&self.checkpoints);
         let completed = c.map_or(0, |c| c.completed) + 1;

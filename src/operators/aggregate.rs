@@ -1,6 +1,6 @@
 //! Aggregate functions as mergeable accumulators.
 //!
-//! Every accumulator can absorb events ([`Acc::update`]), merge with a partial from another
+//! Every accumulator can absorb events ([`AccSpec::update`]), merge with a partial from another
 //! worker ([`Acc::merge`]) and produce its SQL result ([`Acc::finish`]): that is what lets each
 //! worker pre-aggregate its batch and exchange small partials instead of events.
 //!
@@ -201,7 +201,7 @@ pub enum Acc {
     },
     Min(Value),
     Max(Value),
-    /// Count, exact Σx and exact Σx² (each x² an exact two-product); see [`sample_stddev`].
+    /// Count, exact Σx and exact Σx² (each x² an exact two-product); see `sample_stddev`.
     /// `approx`: some value lies outside 2^-300 ≤ |x| ≤ 2^300 (or is not finite), where x²
     /// is not exact as two doubles: its rounded square is summed instead.
     Moments {
