@@ -14,6 +14,7 @@ use timely::dataflow::StreamVec;
 use crate::operators::aggregate::{Acc, AggFunc};
 use crate::operators::intern::{Interner, NULL};
 use crate::operators::value_set::ValueSet;
+use crate::record::value::mix;
 use crate::record::{Event, Key, Value};
 use crate::spec::expr::Expr;
 use crate::spec::plan::AggNode;
@@ -131,14 +132,6 @@ pub struct GroupTable {
 }
 
 const NONE: u32 = u32::MAX;
-
-/// Mixes two words into a hash whose every bit depends on both (the table indexes by the low
-/// bits, tags by the high ones).
-#[inline(always)]
-fn mix(a: u64, b: u64) -> u64 {
-    let p = u128::from(a ^ 0x243f_6a88_85a3_08d3) * u128::from(b ^ 0x1319_8a2e_0370_7344);
-    (p as u64) ^ ((p >> 64) as u64)
-}
 
 impl GroupTable {
     /// A table for `node`, whose fields get slots in `interner` (the ids given to

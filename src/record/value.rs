@@ -71,6 +71,13 @@ fn fold(a: u64, b: u64) -> u64 {
     (p as u64) ^ ((p >> 64) as u64)
 }
 
+/// Two words mixed into a hash whose every bit depends on both (the seeded `fold` the hashes
+/// above are built from), for tables keyed by integers such as dense ids.
+#[inline(always)]
+pub(crate) fn mix(a: u64, b: u64) -> u64 {
+    fold(a ^ SEED[0], b ^ SEED[1])
+}
+
 #[inline(always)]
 fn word(b: &[u8], at: usize) -> u64 {
     let mut w = [0u8; 8];
