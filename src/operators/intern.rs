@@ -11,6 +11,7 @@
 
 use hashbrown::HashTable;
 
+use crate::record::value::bytes_eq;
 use crate::record::{Event, Field, Value, ValueRef};
 
 /// The id of null, the same in every interner.
@@ -91,10 +92,10 @@ fn intern(index: &mut HashTable<u32>, values: &mut Vec<(u64, Value)>, r: ValueRe
     let h = r.hash64();
     let found = index.find(h, |&i| {
         let (g, v) = &values[i as usize];
-        // Strings (the usual key) compared here, without `eq_ref`'s call and dispatch.
+        // Strings (the usual key) compared here as `eq_ref` compares them, without its call.
         *g == h
             && match (v, r) {
-                (Value::Str(a), ValueRef::Str(b)) => a.as_bytes() == b.as_bytes(),
+                (Value::Str(a), ValueRef::Str(b)) => bytes_eq(a.as_bytes(), b.as_bytes()),
                 _ => v.eq_ref(r),
             }
     });

@@ -127,7 +127,7 @@ fn str_hash(b: &[u8]) -> u64 {
 
 /// Byte equality of two strings without a `memcmp` call for the usual short ones.
 #[inline(always)]
-fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
     let n = a.len();
     if n != b.len() {
         return false;
