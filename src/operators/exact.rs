@@ -74,23 +74,18 @@ const FIXED_MAX_POS: i64 = 147;
 
 /// The wire form: the expansion of every plain value, and the special values (as the
 /// expansion-only state before it serialized).
+/// Written from a borrowed `Rare` (its `small` is never serialized), read into a boxed one.
 #[derive(Serialize, Deserialize)]
-struct Wire {
+struct Wire<R> {
     parts: Vec<f64>,
-    rare: Option<Box<Rare>>,
+    rare: Option<R>,
 }
 
 impl Serialize for ExactSum {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let rare = self.rare.as_ref().filter(|r| r.special()).map(|r| {
-            Box::new(Rare {
-                small: Vec::new(),
-                ..(**r).clone()
-            })
-        });
         Wire {
             parts: self.parts().to_vec(),
-            rare,
+            rare: self.rare.as_deref().filter(|r| r.special()),
         }
         .serialize(s)
     }
@@ -98,7 +93,7 @@ impl Serialize for ExactSum {
 
 impl<'de> Deserialize<'de> for ExactSum {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let w = Wire::deserialize(d)?;
+        let w = Wire::<Box<Rare>>::deserialize(d)?;
         let mut sum = ExactSum {
             fixed: [0; 4],
             rare: w.rare,
