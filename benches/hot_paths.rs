@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use logflow::gen::{GenConfig, Generator, Kind};
-use logflow::operators::intern::Interner;
+use logflow::operators::intern::{Interner, Row};
 use logflow::operators::pre_aggregate::{GroupTable, Partial};
 use logflow::parse::Format;
 use logflow::record::{key_hash, Event, FieldSet};
@@ -102,11 +102,11 @@ fn aggregation(c: &mut Criterion) {
                 (interner, tables)
             },
             |(interner, tables)| {
-                let mut ids = vec![0; interner.width()];
+                let mut row = Row::default();
                 for ev in &events {
-                    interner.ids(ev, &mut ids);
+                    interner.read(ev, &mut row);
                     for t in tables.iter_mut() {
-                        t.absorb(ev, progress, &ids, interner);
+                        t.absorb(ev, progress, &row, interner);
                     }
                 }
                 let n = tables
@@ -134,10 +134,10 @@ fn exchange(c: &mut Criterion) {
     for node in plan.nodes.iter().cloned().map(Rc::new) {
         let mut interner = Interner::default();
         let mut t = GroupTable::new(node, &mut interner);
-        let mut ids = vec![0; interner.width()];
+        let mut row = Row::default();
         for ev in &events {
-            interner.ids(ev, &mut ids);
-            t.absorb(ev, 0, &ids, &mut interner);
+            interner.read(ev, &mut row);
+            t.absorb(ev, 0, &row, &mut interner);
         }
         partials.extend(t.drain(&interner));
     }

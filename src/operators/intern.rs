@@ -8,6 +8,9 @@
 //! ids back into values only when their partials are drained. Ids live until [`Interner::clear`]
 //! (the ingest clears it whenever it has drained every table), so memory follows the values
 //! seen between two drains, not the whole run.
+//!
+//! The numbers the nodes sum, average, compare and bound are read once per event too, into a
+//! [`Row`] beside the ids, so a field read by several aggregates is looked up once.
 
 use hashbrown::HashTable;
 
@@ -17,9 +20,43 @@ use crate::record::{Event, Field, Value, ValueRef};
 /// The id of null, the same in every interner.
 pub const NULL: u32 = 0;
 
+/// A field's value as the aggregates of numbers read it: a string is only marked (the
+/// aggregates that meet one read it from the event, which is rare).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Num {
+    Null,
+    Int(i64),
+    Float(f64),
+    Str,
+}
+
+impl Num {
+    /// The value, `None` for a string.
+    #[inline]
+    pub fn as_ref(self) -> Option<ValueRef<'static>> {
+        match self {
+            Num::Null => Some(ValueRef::Null),
+            Num::Int(i) => Some(ValueRef::Int(i)),
+            Num::Float(x) => Some(ValueRef::Float(x)),
+            Num::Str => None,
+        }
+    }
+}
+
+/// One event's fields as the aggregation nodes read them (see [`Interner::read`]).
+#[derive(Clone, Debug, Default)]
+pub struct Row {
+    /// The id of each grouped or counted field's value, by [`Interner::slot_or_add`] slot.
+    pub ids: Vec<u32>,
+    /// Each number field's value, by [`Interner::num_slot_or_add`] slot.
+    pub nums: Vec<Num>,
+}
+
 /// Values of a list of fields, numbered densely as they are first seen.
 pub struct Interner {
     fields: Vec<Field>,
+    /// Fields read as numbers ([`Row::nums`]).
+    num_fields: Vec<Field>,
     /// Ids of `values`, hashed by the value's `hash64`.
     index: HashTable<u32>,
     /// (hash64, value) by id; id 0 is null.
@@ -30,6 +67,7 @@ impl Default for Interner {
     fn default() -> Self {
         Interner {
             fields: Vec::new(),
+            num_fields: Vec::new(),
             index: HashTable::new(),
             values: vec![(Value::Null.hash64(), Value::Null)],
         }
@@ -48,18 +86,40 @@ impl Interner {
         }
     }
 
-    /// How many ids [`Interner::ids`] writes.
+    /// The position of `field` in [`Row::nums`], added if it has none.
+    pub fn num_slot_or_add(&mut self, field: Field) -> usize {
+        match self.num_fields.iter().position(|f| *f == field) {
+            Some(i) => i,
+            None => {
+                self.num_fields.push(field);
+                self.num_fields.len() - 1
+            }
+        }
+    }
+
+    /// How many ids [`Interner::read`] writes.
     pub fn width(&self) -> usize {
         self.fields.len()
     }
 
-    /// Writes the id of each field's value in `ev` to `ids` (at least [`Interner::width`]
-    /// long).
+    /// Writes the id of each grouped or counted field's value in `ev` to `row.ids`, and each
+    /// number field's value to `row.nums`.
     #[inline]
-    pub fn ids(&mut self, ev: &Event, ids: &mut [u32]) {
-        for (i, f) in self.fields.iter().enumerate() {
-            let r = ev.get(*f);
-            ids[i] = intern(&mut self.index, &mut self.values, r);
+    pub fn read(&mut self, ev: &Event, row: &mut Row) {
+        if row.ids.len() != self.fields.len() || row.nums.len() != self.num_fields.len() {
+            row.ids.resize(self.fields.len(), NULL);
+            row.nums.resize(self.num_fields.len(), Num::Null);
+        }
+        for (id, f) in row.ids.iter_mut().zip(&self.fields) {
+            *id = intern(&mut self.index, &mut self.values, ev.get(*f));
+        }
+        for (n, f) in row.nums.iter_mut().zip(&self.num_fields) {
+            *n = match ev.get(*f) {
+                ValueRef::Null => Num::Null,
+                ValueRef::Int(i) => Num::Int(i),
+                ValueRef::Float(x) => Num::Float(x),
+                ValueRef::Str(_) => Num::Str,
+            };
         }
     }
 
@@ -130,14 +190,18 @@ mod tests {
             status_code: code,
             ..Event::default()
         };
-        let mut ids = [0u32; 2];
-        i.ids(&ev(Some("api"), Some(200)), &mut ids);
-        let first = ids;
-        i.ids(&ev(Some("web"), None), &mut ids);
-        assert_eq!(ids[1], NULL);
-        assert_ne!(ids[0], first[0]);
-        i.ids(&ev(Some("api"), Some(200)), &mut ids);
-        assert_eq!(ids, first);
+        assert_eq!(i.num_slot_or_add(Field::ResponseTime), 0);
+        assert_eq!(i.num_slot_or_add(Field::StatusCode), 1);
+        let mut row = Row::default();
+        i.read(&ev(Some("api"), Some(200)), &mut row);
+        let first = row.ids.clone();
+        assert_eq!(row.nums, [Num::Null, Num::Int(200)]);
+        i.read(&ev(Some("web"), None), &mut row);
+        assert_eq!(row.ids[1], NULL);
+        assert_eq!(row.nums[1], Num::Null);
+        assert_ne!(row.ids[0], first[0]);
+        i.read(&ev(Some("api"), Some(200)), &mut row);
+        assert_eq!(row.ids, first);
         assert_eq!(i.value(first[0]).1, Value::Str("api".into()));
         assert_eq!(i.value(first[1]).0, Value::Int(200).hash64());
         // 200 and 200.0 are equal values, so one id.

@@ -11,8 +11,8 @@ use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::StreamVec;
 
-use crate::operators::aggregate::{Acc, AggFunc};
-use crate::operators::intern::{Interner, NULL};
+use crate::operators::aggregate::{Acc, AggFunc, Fold};
+use crate::operators::intern::{Interner, Row, NULL};
 use crate::operators::value_set::ValueSet;
 use crate::record::value::mix;
 use crate::record::{Event, Key, Value};
@@ -73,14 +73,14 @@ impl<'scope> PreAggregate<'scope> for StreamVec<'scope, u64, Event> {
         self.unary(Pipeline, "PreAggregate", move |_, _| {
             let mut interner = Interner::default();
             let mut table = GroupTable::new(node, &mut interner);
-            let mut ids = vec![NULL; interner.width()];
+            let mut row = Row::default();
             move |input, output| {
                 input.for_each_stamp(|cap, data| {
                     let progress = crate::operators::time_of(&cap) as i64;
                     for batch in data {
                         for ev in batch.iter() {
-                            interner.ids(ev, &mut ids);
-                            table.absorb(ev, progress, &ids, &mut interner);
+                            interner.read(ev, &mut row);
+                            table.absorb(ev, progress, &row, &mut interner);
                         }
                     }
                     output.session(&cap).give_iterator(table.drain(&interner));
@@ -92,10 +92,10 @@ impl<'scope> PreAggregate<'scope> for StreamVec<'scope, u64, Event> {
 }
 
 /// How one aggregate of a node is fed.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 enum Feed {
-    /// [`AccSpec::update`](crate::operators::aggregate::AccSpec::update) with the event.
-    Event,
+    /// Its [`Fold`] with the event and its numbers.
+    Fold(Fold),
     /// A distinct count or set of a field: its (group, id) pairs go to `pairs[set]`, the id
     /// read at `slot` of the event's ids, and become set members when the table is drained.
     Ids { set: usize, slot: usize },
@@ -123,18 +123,21 @@ pub struct GroupTable {
     /// Per id-fed distinct aggregate: `group << 32 | id` of every member seen since the last
     /// drain.
     pairs: Vec<HashTable<u64>>,
-    /// The ids of an exploded row.
-    row_ids: Vec<u32>,
+    /// The fields of an exploded row.
+    row: Row,
     /// Nodes with at most one key field: the group each key id went to last (`NONE` if none
     /// since the last drain). An event usually falls into the same window as the previous
     /// one of its key, so this finds its group without a hash lookup.
     last: Vec<u32>,
+    /// Tumbling windows: the window [start, end) the last event fell into, so that the next
+    /// one in it needs no division.
+    window: (i64, i64),
 }
 
 const NONE: u32 = u32::MAX;
 
 impl GroupTable {
-    /// A table for `node`, whose fields get slots in `interner` (the ids given to
+    /// A table for `node`, whose fields get slots in `interner` (the rows given to
     /// [`GroupTable::absorb`] must come from it).
     pub fn new(node: Rc<AggNode>, interner: &mut Interner) -> Self {
         let key_slots = node.keys.iter().map(|f| interner.slot_or_add(*f)).collect();
@@ -150,7 +153,7 @@ impl GroupTable {
                         slot: interner.slot_or_add(*f),
                     }
                 }
-                _ => Feed::Event,
+                _ => Feed::Fold(a.fold(|f| interner.num_slot_or_add(f))),
             })
             .collect();
         GroupTable {
@@ -162,19 +165,20 @@ impl GroupTable {
             heads: Vec::new(),
             kids: Vec::new(),
             pairs: (0..sets).map(|_| HashTable::new()).collect(),
-            row_ids: Vec::new(),
+            row: Row::default(),
             last: Vec::new(),
+            window: (0, 0),
         }
     }
 
-    /// Folds `ev` (whose field ids are `ids`) into the node's windows that are still open at
+    /// Folds `ev` (whose fields as the nodes read them are `row`) into the node's windows that are still open at
     /// event-time `progress` (nothing when it fails the node's filter). A node with `explode`
     /// folds one row per element of its list instead (a scalar is a list of one, null an
     /// empty list), the element in its extra field; the filter applies to each row.
     #[inline]
-    pub fn absorb(&mut self, ev: &Event, progress: i64, ids: &[u32], interner: &mut Interner) {
+    pub fn absorb(&mut self, ev: &Event, progress: i64, row: &Row, interner: &mut Interner) {
         let Some(x) = &self.node.explode else {
-            return self.absorb_one(ev, progress, ids, interner);
+            return self.absorb_one(ev, progress, row, interner);
         };
         let slot = x.slot;
         let items = match x.list.eval(ev) {
@@ -182,20 +186,20 @@ impl GroupTable {
             Value::Null => return,
             v => vec![v],
         };
-        let mut row = ev.clone();
-        let mut row_ids = std::mem::take(&mut self.row_ids);
-        row_ids.resize(interner.width(), NULL);
+        let mut exploded = ev.clone();
+        let mut row = std::mem::take(&mut self.row);
         for item in items {
-            row.set_extra(slot, item);
-            interner.ids(&row, &mut row_ids);
-            self.absorb_one(&row, progress, &row_ids, interner);
+            exploded.set_extra(slot, item);
+            interner.read(&exploded, &mut row);
+            self.absorb_one(&exploded, progress, &row, interner);
         }
-        self.row_ids = row_ids;
+        self.row = row;
     }
 
     #[inline]
-    fn absorb_one(&mut self, ev: &Event, progress: i64, ids: &[u32], interner: &Interner) {
+    fn absorb_one(&mut self, ev: &Event, progress: i64, row: &Row, interner: &Interner) {
         let node = &*self.node;
+        let ids = &row.ids;
         if let Some(f) = &node.filter {
             if !f.test(ev) {
                 return;
@@ -210,27 +214,28 @@ impl GroupTable {
         if w.size == w.slide && !w.is_global() {
             // Tumbling: the one window containing the event (`open_starts` without the
             // iterator), if it is still open.
-            let start = w.last_start(ev.timestamp);
+            let t = ev.timestamp;
+            let start = if self.window.0 <= t && t < self.window.1 {
+                self.window.0
+            } else {
+                let start = w.last_start(t);
+                self.window = (start, start + w.size);
+                start
+            };
             if start + w.size + node.hold_ms > progress {
-                self.absorb_at(ev, start, key_hash, ids, interner);
+                self.absorb_at(ev, start, key_hash, row, interner);
             }
         } else {
             for start in w.open_starts(ev.timestamp, node.hold_ms, progress) {
-                self.absorb_at(ev, start, key_hash, ids, interner);
+                self.absorb_at(ev, start, key_hash, row, interner);
             }
         }
     }
 
     /// Folds `ev` into its group of window `start`.
     #[inline]
-    fn absorb_at(
-        &mut self,
-        ev: &Event,
-        start: i64,
-        key_hash: u64,
-        ids: &[u32],
-        interner: &Interner,
-    ) {
+    fn absorb_at(&mut self, ev: &Event, start: i64, key_hash: u64, row: &Row, interner: &Interner) {
+        let ids = &row.ids;
         // With one key field (or none) the key hash is the key's id.
         let cached = match self.last.get(key_hash as usize) {
             Some(&g) if self.key_slots.len() <= 1 && g != NONE => {
@@ -245,7 +250,7 @@ impl GroupTable {
         let accs = self.groups[g].accs.iter_mut();
         for ((spec, acc), feed) in self.node.accs.iter().zip(accs).zip(&self.feeds) {
             match *feed {
-                Feed::Event => spec.update(acc, ev),
+                Feed::Fold(ref fold) => fold.apply(spec, acc, &row.nums, ev),
                 Feed::Ids { set, slot } => {
                     let id = ids[slot];
                     if id != NULL {
@@ -397,7 +402,7 @@ mod tests {
         });
         let mut interner = Interner::default();
         let mut table = GroupTable::new(Rc::clone(&node), &mut interner);
-        let mut ids = vec![NULL; interner.width()];
+        let mut row = Row::default();
         let mut seed = 7u64;
         let mut next = move |n: u64| {
             seed = seed
@@ -419,8 +424,8 @@ mod tests {
                     user_id: (next(5) > 0).then(|| format!("u{}", next(40)).into()),
                     ..Event::default()
                 };
-                interner.ids(&ev, &mut ids);
-                table.absorb(&ev, 0, &ids, &mut interner);
+                interner.read(&ev, &mut row);
+                table.absorb(&ev, 0, &row, &mut interner);
                 for start in node.windows.open_starts(ev.timestamp, 0, 0) {
                     let key = vec![
                         ev.get(Field::Service).to_owned(),
@@ -498,15 +503,15 @@ mod tests {
             complete: None,
         });
         let mut table = GroupTable::new(node, &mut interner);
-        let mut ids = vec![NULL; interner.width()];
+        let mut row = Row::default();
         let lines = ["the cat  the dog", "cat", ""].map(|l| Event {
             line: Some(l.into()),
             ..Event::default()
         });
         // The last event has no line: no rows.
         for ev in lines.iter().chain([&Event::default()]) {
-            interner.ids(ev, &mut ids);
-            table.absorb(ev, 0, &ids, &mut interner);
+            interner.read(ev, &mut row);
+            table.absorb(ev, 0, &row, &mut interner);
         }
         let mut counts: Vec<(Key, Value)> = table
             .drain(&interner)

@@ -3,7 +3,7 @@
 
 use std::rc::Rc;
 
-use crate::operators::intern::{Interner, NULL};
+use crate::operators::intern::{Interner, Row};
 use crate::operators::pre_aggregate::{GroupTable, Partial};
 use crate::record::Event;
 use crate::spec::plan::AggNode;
@@ -41,8 +41,8 @@ pub(super) struct Aggregation {
     /// Ids of the fields every node groups or counts by, shared by all tables and cleared
     /// when they have all been drained.
     interner: Interner,
-    /// The ids of the event being absorbed.
-    ids: Vec<u32>,
+    /// The fields of the event being absorbed, as the nodes read them.
+    row: Row,
 }
 
 /// Table sets kept for reuse beyond those in use: more only when partitions' times spread.
@@ -62,7 +62,6 @@ impl Aggregation {
             .collect();
         // One table set made now, so that every field has its slot before the first event.
         let spare = vec![Self::tables(&timed, &mut interner)];
-        let ids = vec![NULL; interner.width()];
         Aggregation {
             merged,
             merged_time: None,
@@ -73,7 +72,7 @@ impl Aggregation {
             held: 0,
             ready: Vec::new(),
             interner,
-            ids,
+            row: Row::default(),
         }
     }
 
@@ -88,9 +87,9 @@ impl Aggregation {
     pub(super) fn absorb(&mut self, ev: &Event, t: u64) {
         self.held += 1;
         self.merged_time = Some(self.merged_time.map_or(t, |m| m.min(t)));
-        self.interner.ids(ev, &mut self.ids);
+        self.interner.read(ev, &mut self.row);
         for (_, table) in self.merged.iter_mut() {
-            table.absorb(ev, t as i64, &self.ids, &mut self.interner);
+            table.absorb(ev, t as i64, &self.row, &mut self.interner);
         }
         if self.timed.is_empty() {
             return;
@@ -100,7 +99,7 @@ impl Aggregation {
         }
         if let Some((_, tables)) = self.open.get_mut(self.last) {
             for (_, table) in tables.iter_mut() {
-                table.absorb(ev, t as i64, &self.ids, &mut self.interner);
+                table.absorb(ev, t as i64, &self.row, &mut self.interner);
             }
         }
     }
