@@ -125,10 +125,11 @@ pub struct GroupTable {
     pairs: Vec<HashTable<u64>>,
     /// The fields of an exploded row.
     row: Row,
-    /// Nodes with at most one key field: the group each key id went to last (`NONE` if none
-    /// since the last drain). An event usually falls into the same window as the previous
-    /// one of its key, so this finds its group without a hash lookup.
-    last: Vec<u32>,
+    /// Nodes with at most one key field: the last two groups each key id went to (`NONE` if
+    /// none since the last drain), latest first. An event usually falls into the same window
+    /// as the previous one of its key, or (out of order, near a window's end) the one before,
+    /// so this finds its group without a hash lookup.
+    last: Vec<[u32; 2]>,
     /// Tumbling windows: the window [start, end) the last event fell into, so that the next
     /// one in it needs no division.
     window: (i64, i64),
@@ -238,9 +239,10 @@ impl GroupTable {
         let ids = &row.ids;
         // With one key field (or none) the key hash is the key's id.
         let cached = match self.last.get(key_hash as usize) {
-            Some(&g) if self.key_slots.len() <= 1 && g != NONE => {
-                Some(g as usize).filter(|&g| self.heads[g].1 == start)
-            }
+            Some(pair) if self.key_slots.len() <= 1 => pair
+                .iter()
+                .map(|&g| g as usize)
+                .find(|&g| self.heads.get(g).is_some_and(|h| h.1 == start)),
             _ => None,
         };
         let g = match cached {
@@ -308,9 +310,10 @@ impl GroupTable {
         if keys <= 1 {
             let code = key_hash as usize;
             if code >= self.last.len() {
-                self.last.resize(code + 1, NONE);
+                self.last.resize(code + 1, [NONE; 2]);
             }
-            self.last[code] = g as u32;
+            let pair = &mut self.last[code];
+            *pair = [g as u32, pair[0]];
         }
         g
     }
@@ -369,17 +372,27 @@ mod tests {
     use crate::spec::expr::parse;
     use crate::spec::plan::Explode;
 
-    /// Two key fields (one of them numeric), sliding windows, nulls in keys and in distinct
-    /// arguments, and the interner cleared between drains: the partials merged give what a
-    /// plain computation over values gives.
+    /// Keys of two fields (one of them numeric), one and none, sliding and tumbling windows,
+    /// nulls in keys and in distinct arguments, and the interner cleared between drains: the
+    /// partials merged give what a plain computation over values gives.
     #[test]
     fn ids_group_and_count_as_values_do() {
+        let (service, code) = (Field::Service, Field::StatusCode);
+        // Two key fields; one (and none), where a key's last groups are found without a
+        // lookup, with events falling into three windows each and into one.
+        ids_agree(vec![service, code], Windows::sliding(60_000, 20_000));
+        ids_agree(vec![service], Windows::sliding(60_000, 20_000));
+        ids_agree(vec![service], Windows::tumbling(60_000));
+        ids_agree(vec![], Windows::tumbling(60_000));
+    }
+
+    fn ids_agree(keys: Vec<Field>, windows: Windows) {
         use std::collections::{BTreeMap, BTreeSet};
 
         let field = |f| Some(Expr::Field(f));
         let node = Rc::new(AggNode {
-            windows: Windows::sliding(60_000, 20_000),
-            keys: vec![Field::Service, Field::StatusCode],
+            windows,
+            keys: keys.clone(),
             accs: vec![
                 AccSpec {
                     func: AggFunc::Count,
@@ -427,10 +440,7 @@ mod tests {
                 interner.read(&ev, &mut row);
                 table.absorb(&ev, 0, &row, &mut interner);
                 for start in node.windows.open_starts(ev.timestamp, 0, 0) {
-                    let key = vec![
-                        ev.get(Field::Service).to_owned(),
-                        ev.get(Field::StatusCode).to_owned(),
-                    ];
+                    let key = keys.iter().map(|f| ev.get(*f).to_owned()).collect();
                     let e = plain.entry((start, key)).or_default();
                     e.0 += 1;
                     if let Some(u) = &ev.user_id {
