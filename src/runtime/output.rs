@@ -122,7 +122,11 @@ pub fn write_outputs<'scope>(
                     // the job starts again): saving would let the checkpoint complete, and a
                     // restart from it would never write those results.
                     _ if has_failed => None,
-                    Some(s) => Some(s.checkpoint(epoch)),
+                    // At a barrier `upto` is the epoch; at the end of the input the frontier
+                    // passes it, and what this commit holds reaches further (all of it once the
+                    // inputs are done). A marker saying only the epoch would let a restart from
+                    // an earlier checkpoint write those results again.
+                    Some(s) => Some(s.checkpoint(upto.map_or(u64::MAX, |u| u.max(epoch)))),
                     // No sink on this worker (files and console are written by worker 0).
                     None => Some(Ok(Vec::new())),
                 };
@@ -289,6 +293,34 @@ mod tests {
             Store::open(&dir).expect("store").latest().expect("read"),
             None
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// At the end of the input the frontier passes the pending barrier: the checkpoint taken
+    /// then commits results at times past its epoch, and its `upto` (a transactional sink's
+    /// marker) must cover them, or a restart from an earlier checkpoint writes them again.
+    #[test]
+    fn the_checkpoint_at_the_end_of_the_input_covers_what_it_commits() {
+        let dir = tmp("end");
+        let calls = Arc::new(Mutex::new(Calls::default()));
+        let sink = TestSink {
+            calls: Arc::clone(&calls),
+            fail: false,
+        };
+        assert_eq!(end_of_input(&dir, 10, sink), None);
+        let first_barrier = Store::open(&dir)
+            .expect("store")
+            .latest()
+            .expect("read")
+            .expect("a checkpoint")
+            .epoch;
+        let c = calls.lock().expect("calls");
+        // One checkpoint, after the row (at 10 barriers' time) was written, covering it.
+        assert_eq!(c.checkpoints.len(), 1);
+        let (upto, written) = c.checkpoints[0];
+        assert_eq!(written, 1);
+        assert!(upto > 10 * first_barrier, "upto {upto}");
+        drop(c);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
