@@ -13,7 +13,8 @@ mod common;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use common::cluster::Proc;
 use common::kafka::{
@@ -28,10 +29,18 @@ use serde_json::Value;
 const EVENTS: u64 = 200_000;
 const KILLS: usize = 5;
 
+/// The tests of this file each start a broker on the one test port: one at a time.
+static BROKER_PORT: Mutex<()> = Mutex::new(());
+
+fn broker(state: &str) -> (MutexGuard<'static, ()>, Broker) {
+    let guard = BROKER_PORT.lock().unwrap_or_else(PoisonError::into_inner);
+    (guard, Broker::start(state))
+}
+
 #[test]
 fn a_job_killed_five_times_still_writes_every_result() {
     let dir = tmpdir("recovery");
-    let b = Broker::start("kafka-recovery");
+    let (_port, b) = broker("kafka-recovery");
     let logs = dir.join("logs.jsonl");
     gen("logs", &EVENTS.to_string(), &[], &logs);
     let spec = variant_spec("rec", "30s", &dir);
@@ -245,4 +254,100 @@ fn launch_cmd(b: &Broker, spec: &Path, topic: &str, restarts: usize) -> Command 
         .args(["--brokers", &b.address, "--topic", topic, "--stop-at-end"])
         .args(["--restart", &restarts.to_string()]);
     cmd
+}
+
+/// The end of an exactly-once run across a broker outage: the broker stops as the job has read
+/// all its input (the final windows are being flushed and their transactions committed), stays
+/// down 3 s and comes back. Once the job alone waits it out; once one of its processes is also
+/// killed then, so the job starts again during the outage from its last checkpoint before the
+/// flush. read_committed, every result is on its topic once. (The broker-restart case of the
+/// test above stops it mid-run.)
+#[test]
+fn exactly_once_across_a_broker_outage_at_the_end_of_the_input() {
+    const END_EVENTS: u64 = 200_000;
+    let dir = tmpdir("recovery-end");
+    let (_port, b) = broker("kafka-recovery-end");
+    let logs = dir.join("logs.jsonl");
+    gen("logs", &END_EVENTS.to_string(), &["--seed", "11"], &logs);
+    let plain = variant_spec("plain", "30s", &dir);
+    let expected = file_results(plain.to_str().unwrap(), "json", &logs, &dir.join("file"));
+    b.topic("rec-end", 4);
+    assert_eq!(b.produce("rec-end", &logs), END_EVENTS);
+    // (workers that have read their whole input when the broker stops, process killed then)
+    for (round, (ended, kill)) in [(2, None), (2, Some(1))].into_iter().enumerate() {
+        let job = format!("eose{round}");
+        let spec = exactly_once_job(&b, &job, &dir);
+        let mut launch = Proc::spawn(
+            launch_cmd(&b, &spec, "rec-end", 3),
+            &dir,
+            &job,
+            Stdio::null(),
+        );
+        let started = Instant::now();
+        // The ingest says so when a worker has read its partitions to their end; the last
+        // one starts the final flush.
+        while launch
+            .stderr_text()
+            .matches("reached the end of its input")
+            .count()
+            < ended
+        {
+            assert!(
+                launch.child.try_wait().unwrap().is_none(),
+                "{job} ended first:\n{}",
+                launch.stderr_text()
+            );
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "{job}: no end of input"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        assert!(
+            launch.child.try_wait().unwrap().is_none(),
+            "{job} finished before the broker stopped"
+        );
+        if let Some(p) = kill {
+            let err = launch.stderr_text();
+            let pid = err
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("logflow launch: process {p} is pid ")))
+                .unwrap()
+                .trim()
+                .to_string();
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+        }
+        b.stop();
+        std::thread::sleep(Duration::from_secs(3));
+        b.restart();
+        let status = launch.wait(Duration::from_secs(300));
+        let err = launch.stderr_text();
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "{job}: {status:?}:\n{err}"
+        );
+        let restarts = err.matches("starting the job again").count();
+        if kill.is_some() {
+            assert!(restarts >= 1, "{job}: not started again:\n{err}");
+            assert!(
+                err.contains("restoring checkpoint"),
+                "{job}: nothing restored:\n{err}"
+            );
+        }
+        assert_topics_equal_files(
+            &b,
+            Some(&job),
+            &LOG_ANALYSES,
+            &log_keys(),
+            &expected,
+            &dir,
+            &format!("{job}: exactly once across a broker outage at the end of the input"),
+        );
+        eprintln!(
+            "recovery: {job}: broker stopped at the end of the input, killed {kill:?}, \
+             {restarts} job restarts, {} worker starts resumed, {:.1} s",
+            err.matches("resumes exactly once").count(),
+            started.elapsed().as_secs_f64()
+        );
+    }
 }

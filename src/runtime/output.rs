@@ -116,15 +116,26 @@ pub fn write_outputs<'scope>(
                 .filter_map(|f| f.frontier().iter().min().copied())
                 .min();
             if let Some((slot, epoch)) = barrier::due_at(&slot, upto) {
-                let state = match (sink.as_mut(), failed.borrow().is_some()) {
-                    (Some(s), false) => s.checkpoint(epoch),
-                    _ => Ok(Vec::new()),
+                let has_failed = failed.borrow().is_some();
+                let state = match sink.as_mut() {
+                    // A failed sink made nothing durable (its open transaction is aborted when
+                    // the job starts again): saving would let the checkpoint complete, and a
+                    // restart from it would never write those results.
+                    _ if has_failed => None,
+                    // At a barrier `upto` is the epoch; at the end of the input the frontier
+                    // passes it, and what this commit holds reaches further (all of it once the
+                    // inputs are done). A marker saying only the epoch would let a restart from
+                    // an earlier checkpoint write those results again.
+                    Some(s) => Some(s.checkpoint(upto.map_or(u64::MAX, |u| u.max(epoch)))),
+                    // No sink on this worker (files and console are written by worker 0).
+                    None => Some(Ok(Vec::new())),
                 };
                 match state {
-                    Ok(state) => slot.save(epoch, &state),
-                    Err(e) => {
+                    Some(Ok(state)) => slot.save(epoch, &state),
+                    Some(Err(e)) => {
                         failed.borrow_mut().get_or_insert(e);
                     }
+                    None => {}
                 }
             }
             let Some(s) = sink.as_mut() else {
@@ -152,4 +163,164 @@ pub fn write_outputs<'scope>(
             closed = done;
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+    use std::sync::{Arc, Mutex};
+
+    use timely::dataflow::operators::vec::Input;
+
+    use super::*;
+    use crate::checkpoint::barrier::building;
+    use crate::checkpoint::process::Checkpoints;
+    use crate::checkpoint::store::Store;
+    use crate::metrics::{Identity, Metrics};
+    use crate::record::Value;
+    use crate::Error;
+
+    /// What the output asked of the sink: rows written, and for each checkpoint its `upto`
+    /// and the rows written before it.
+    #[derive(Default)]
+    struct Calls {
+        rows: usize,
+        checkpoints: Vec<(u64, usize)>,
+    }
+
+    struct TestSink {
+        calls: Arc<Mutex<Calls>>,
+        /// Writing rows fails (a broker gone for good, say).
+        fail: bool,
+    }
+
+    impl Sink for TestSink {
+        fn rows(&mut self, rows: &[Row]) -> Result<(), Error> {
+            if self.fail {
+                return Err(Error::Runtime("delivery failed".into()));
+            }
+            if let Ok(mut c) = self.calls.lock() {
+                c.rows += rows.len();
+            }
+            Ok(())
+        }
+        fn dead_letters(&mut self, _: &[DeadLetter]) -> Result<(), Error> {
+            Ok(())
+        }
+        fn late_events(&mut self, _: &[LateEvent]) -> Result<(), Error> {
+            Ok(())
+        }
+        fn flush(&mut self) -> Result<(), Error> {
+            Ok(())
+        }
+        fn checkpoint(&mut self, upto: u64) -> Result<Vec<u8>, Error> {
+            if let Ok(mut c) = self.calls.lock() {
+                let written = c.rows;
+                c.checkpoints.push((upto, written));
+            }
+            Ok(Vec::new())
+        }
+    }
+
+    fn tmp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("logflow-output-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    /// A one-worker job keeping checkpoints in `dir`, whose output gets one row at `steps`
+    /// times the first barrier (the progress granularity) and then the end of its input: the
+    /// frontier goes from the start straight to empty, past the pending barrier, as when a
+    /// job's input ends. Returns the worker's failure, if any.
+    fn end_of_input(dir: &Path, steps: u64, sink: TestSink) -> Option<String> {
+        let text = format!(
+            "name = \"t\"\n[source]\nkind = \"file\"\npath = \"x\"\nformat = \"json\"\n\
+             [checkpoint]\ndir = \"{}\"\ninterval = \"1s\"\n[[analysis]]\nname = \"a\"\n\
+             window = {{ size = \"1m\" }}\nselect = [\"count() as n\"]\n",
+            dir.display()
+        );
+        let plan = crate::spec::load_text("t.toml", &text).expect("spec");
+        timely::execute_directly(move |worker| {
+            let id = Identity::of(&plan, &crate::runtime::Cluster::default());
+            let metrics = Arc::new(Metrics::new(&plan, id));
+            let failed: Rc<RefCell<Option<Error>>> = Rc::new(RefCell::new(None));
+            let ck = Checkpoints::open(&plan, 1, true, metrics)
+                .expect("open")
+                .expect("checkpoints")
+                .worker(0, Rc::clone(&failed));
+            let (mut rows, dead, late) = building(Some(&ck), || {
+                let out = Rc::clone(&failed);
+                worker.dataflow::<u64, _, _>(move |scope| {
+                    let (rows_in, rows) = scope.new_input::<Row>();
+                    let (dead_in, dead) = scope.new_input::<DeadLetter>();
+                    let (late_in, late) = scope.new_input::<LateEvent>();
+                    write_outputs(rows, dead, late, Some(Box::new(sink)), false, out);
+                    (rows_in, dead_in, late_in)
+                })
+            });
+            ck.built().expect("built");
+            let at = steps * plan.granularity_ms as u64;
+            rows.advance_to(at);
+            rows.send(Row {
+                analysis: 0,
+                start: 0,
+                end: 60_000,
+                values: vec![Value::Int(1)],
+                retract: false,
+            });
+            drop((rows, dead, late));
+            while worker.has_dataflows() {
+                worker.step();
+            }
+            let e = failed.borrow().as_ref().map(|e| e.to_string());
+            e
+        })
+    }
+
+    /// A sink that failed writes no checkpoint part: the job must start again from an earlier
+    /// checkpoint, whose replay writes what the failed sink never made durable.
+    #[test]
+    fn a_failed_sink_completes_no_checkpoint() {
+        let dir = tmp("failed");
+        let calls = Arc::new(Mutex::new(Calls::default()));
+        let sink = TestSink {
+            calls: Arc::clone(&calls),
+            fail: true,
+        };
+        let failure = end_of_input(&dir, 10, sink);
+        assert!(failure.is_some_and(|e| e.contains("delivery failed")));
+        assert_eq!(
+            Store::open(&dir).expect("store").latest().expect("read"),
+            None
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// At the end of the input the frontier passes the pending barrier: the checkpoint taken
+    /// then commits results at times past its epoch, and its `upto` (a transactional sink's
+    /// marker) must cover them, or a restart from an earlier checkpoint writes them again.
+    #[test]
+    fn the_checkpoint_at_the_end_of_the_input_covers_what_it_commits() {
+        let dir = tmp("end");
+        let calls = Arc::new(Mutex::new(Calls::default()));
+        let sink = TestSink {
+            calls: Arc::clone(&calls),
+            fail: false,
+        };
+        assert_eq!(end_of_input(&dir, 10, sink), None);
+        let first_barrier = Store::open(&dir)
+            .expect("store")
+            .latest()
+            .expect("read")
+            .expect("a checkpoint")
+            .epoch;
+        let c = calls.lock().expect("calls");
+        // One checkpoint, after the row (at 10 barriers' time) was written, covering it.
+        assert_eq!(c.checkpoints.len(), 1);
+        let (upto, written) = c.checkpoints[0];
+        assert_eq!(written, 1);
+        assert!(upto > 10 * first_barrier, "upto {upto}");
+        drop(c);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -35,9 +35,10 @@ pub trait Sink: Send {
     fn resume_after(&self) -> Option<u64> {
         None
     }
-    /// A checkpoint at progress `upto` is being taken, and everything below `upto` has been
-    /// written: makes it durable (a transactional sink commits it, with `upto`) and returns
-    /// what the sink needs to come back to this point ([`Sink::restore`]).
+    /// A checkpoint is being taken, and everything below `upto` has been written: `upto` is
+    /// the checkpoint's epoch, or later when the input has ended (`u64::MAX`: everything).
+    /// Makes it durable (a transactional sink commits it, with `upto`) and returns what the
+    /// sink needs to come back to this point ([`Sink::restore`]).
     fn checkpoint(&mut self, upto: u64) -> Result<Vec<u8>, Error> {
         self.progress(upto)?;
         self.flush()?;

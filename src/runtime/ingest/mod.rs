@@ -771,6 +771,9 @@ pub fn ingest<'scope>(
                     let state: IngestState = parts.iter().map(Partition::state).collect();
                     slot.save_standing(&state);
                 }
+                // Says when the final flush can begin (the last worker to end starts it); the
+                // recovery tests time a broker outage on it.
+                eprintln!("logflow: worker {me} reached the end of its input");
                 caps = None;
                 return;
             }
