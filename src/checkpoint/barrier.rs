@@ -367,6 +367,14 @@ impl Slot {
             return None;
         }
         if !done {
+            // Past the barrier without stopping at it: the inputs ended (the ingests dropped
+            // their capabilities with the barrier pending), and data after the barrier may
+            // still be on its way here. A state saved now would miss it while the ingests'
+            // say it was read; once every input is done (an empty frontier) the state is the
+            // finished job's, the same cut for every operator.
+            if !frontier.is_empty() && !frontier.less_equal(&epoch) {
+                return None;
+            }
             return Some(epoch);
         }
         if frontier.less_equal(&epoch) || !self.ck.passed(epoch) {

@@ -122,10 +122,10 @@ pub fn write_outputs<'scope>(
                     // the job starts again): saving would let the checkpoint complete, and a
                     // restart from it would never write those results.
                     _ if has_failed => None,
-                    // At a barrier `upto` is the epoch; at the end of the input the frontier
-                    // passes it, and what this commit holds reaches further (all of it once the
-                    // inputs are done). A marker saying only the epoch would let a restart from
-                    // an earlier checkpoint write those results again.
+                    // At a barrier `upto` is the epoch; at the end of the input the checkpoint
+                    // waits for every input to be done (`Slot::due`) and this commit holds
+                    // everything: a marker saying only the epoch would let a restart from an
+                    // earlier checkpoint write those results again.
                     Some(s) => Some(s.checkpoint(upto.map_or(u64::MAX, |u| u.max(epoch)))),
                     // No sink on this worker (files and console are written by worker 0).
                     None => Some(Ok(Vec::new())),
@@ -230,9 +230,11 @@ mod tests {
 
     /// A one-worker job keeping checkpoints in `dir`, whose output gets one row at `steps`
     /// times the first barrier (the progress granularity) and then the end of its input: the
-    /// frontier goes from the start straight to empty, past the pending barrier, as when a
-    /// job's input ends. Returns the worker's failure, if any.
-    fn end_of_input(dir: &Path, steps: u64, sink: TestSink) -> Option<String> {
+    /// frontier passes the pending barrier without stopping at it, as when a job's input
+    /// ends. With `linger`, the input stays open at the row's time for a few steps first (as
+    /// data after the barrier still crossing workers holds the frontier there), else the
+    /// frontier goes from the start straight to empty. Returns the worker's failure, if any.
+    fn end_of_input(dir: &Path, steps: u64, linger: bool, sink: TestSink) -> Option<String> {
         let text = format!(
             "name = \"t\"\n[source]\nkind = \"file\"\npath = \"x\"\nformat = \"json\"\n\
              [checkpoint]\ndir = \"{}\"\ninterval = \"1s\"\n[[analysis]]\nname = \"a\"\n\
@@ -248,7 +250,7 @@ mod tests {
                 .expect("open")
                 .expect("checkpoints")
                 .worker(0, Rc::clone(&failed));
-            let (mut rows, dead, late) = building(Some(&ck), || {
+            let (mut rows, mut dead, mut late) = building(Some(&ck), || {
                 let out = Rc::clone(&failed);
                 worker.dataflow::<u64, _, _>(move |scope| {
                     let (rows_in, rows) = scope.new_input::<Row>();
@@ -268,6 +270,13 @@ mod tests {
                 values: vec![Value::Int(1)],
                 retract: false,
             });
+            if linger {
+                dead.advance_to(at);
+                late.advance_to(at);
+                for _ in 0..10 {
+                    worker.step();
+                }
+            }
             drop((rows, dead, late));
             while worker.has_dataflows() {
                 worker.step();
@@ -287,7 +296,7 @@ mod tests {
             calls: Arc::clone(&calls),
             fail: true,
         };
-        let failure = end_of_input(&dir, 10, sink);
+        let failure = end_of_input(&dir, 10, false, sink);
         assert!(failure.is_some_and(|e| e.contains("delivery failed")));
         assert_eq!(
             Store::open(&dir).expect("store").latest().expect("read"),
@@ -296,31 +305,31 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    /// At the end of the input the frontier passes the pending barrier: the checkpoint taken
-    /// then commits results at times past its epoch, and its `upto` (a transactional sink's
-    /// marker) must cover them, or a restart from an earlier checkpoint writes them again.
+    /// At the end of the input the frontier passes the pending barrier: the checkpoint is
+    /// taken once every input is done, holds everything written, and its `upto` (a
+    /// transactional sink's marker) covers it all, or a restart from an earlier checkpoint
+    /// writes those results again. Also when the frontier lingers past the barrier first
+    /// (saving there would have cut through data still on its way, the row's).
     #[test]
     fn the_checkpoint_at_the_end_of_the_input_covers_what_it_commits() {
-        let dir = tmp("end");
-        let calls = Arc::new(Mutex::new(Calls::default()));
-        let sink = TestSink {
-            calls: Arc::clone(&calls),
-            fail: false,
-        };
-        assert_eq!(end_of_input(&dir, 10, sink), None);
-        let first_barrier = Store::open(&dir)
-            .expect("store")
-            .latest()
-            .expect("read")
-            .expect("a checkpoint")
-            .epoch;
-        let c = calls.lock().expect("calls");
-        // One checkpoint, after the row (at 10 barriers' time) was written, covering it.
-        assert_eq!(c.checkpoints.len(), 1);
-        let (upto, written) = c.checkpoints[0];
-        assert_eq!(written, 1);
-        assert!(upto > 10 * first_barrier, "upto {upto}");
-        drop(c);
-        let _ = std::fs::remove_dir_all(&dir);
+        for linger in [false, true] {
+            let dir = tmp(&format!("end-{linger}"));
+            let calls = Arc::new(Mutex::new(Calls::default()));
+            let sink = TestSink {
+                calls: Arc::clone(&calls),
+                fail: false,
+            };
+            assert_eq!(end_of_input(&dir, 10, linger, sink), None);
+            assert!(Store::open(&dir)
+                .expect("store")
+                .latest()
+                .expect("read")
+                .is_some());
+            let c = calls.lock().expect("calls");
+            // One checkpoint, after the row (at 10 barriers' time) was written, covering it.
+            assert_eq!(c.checkpoints, [(u64::MAX, 1)], "linger {linger}");
+            drop(c);
+            let _ = std::fs::remove_dir_all(&dir);
+        }
     }
 }
