@@ -75,26 +75,14 @@ impl Default for Interner {
 }
 
 impl Interner {
-    /// The position of `field` in the ids [`Interner::ids`] writes, added if it has none.
+    /// The position of `field` in [`Row::ids`], added if it has none.
     pub fn slot_or_add(&mut self, field: Field) -> usize {
-        match self.fields.iter().position(|f| *f == field) {
-            Some(i) => i,
-            None => {
-                self.fields.push(field);
-                self.fields.len() - 1
-            }
-        }
+        position_or_push(&mut self.fields, field)
     }
 
     /// The position of `field` in [`Row::nums`], added if it has none.
     pub fn num_slot_or_add(&mut self, field: Field) -> usize {
-        match self.num_fields.iter().position(|f| *f == field) {
-            Some(i) => i,
-            None => {
-                self.num_fields.push(field);
-                self.num_fields.len() - 1
-            }
-        }
+        position_or_push(&mut self.num_fields, field)
     }
 
     /// How many ids [`Interner::read`] writes.
@@ -139,6 +127,16 @@ impl Interner {
     pub fn clear(&mut self) {
         self.index.clear();
         self.values.truncate(1);
+    }
+}
+
+fn position_or_push(fields: &mut Vec<Field>, field: Field) -> usize {
+    match fields.iter().position(|f| *f == field) {
+        Some(i) => i,
+        None => {
+            fields.push(field);
+            fields.len() - 1
+        }
     }
 }
 
