@@ -172,10 +172,11 @@ impl GroupTable {
         }
     }
 
-    /// Folds `ev` (whose fields as the nodes read them are `row`) into the node's windows that are still open at
-    /// event-time `progress` (nothing when it fails the node's filter). A node with `explode`
-    /// folds one row per element of its list instead (a scalar is a list of one, null an
-    /// empty list), the element in its extra field; the filter applies to each row.
+    /// Folds `ev` (whose fields as the nodes read them are `row`) into the node's windows that
+    /// are still open at event-time `progress` (nothing when it fails the node's filter). A
+    /// node with `explode` folds one row per element of its list instead (a scalar is a list
+    /// of one, null an empty list), the element in its extra field; the filter applies to
+    /// each row.
     #[inline]
     pub fn absorb(&mut self, ev: &Event, progress: i64, row: &Row, interner: &mut Interner) {
         let Some(x) = &self.node.explode else {

@@ -116,26 +116,25 @@ pub fn write_outputs<'scope>(
                 .filter_map(|f| f.frontier().iter().min().copied())
                 .min();
             if let Some((slot, epoch)) = barrier::due_at(&slot, upto) {
-                let has_failed = failed.borrow().is_some();
-                let state = match sink.as_mut() {
-                    // A failed sink made nothing durable (its open transaction is aborted when
-                    // the job starts again): saving would let the checkpoint complete, and a
-                    // restart from it would never write those results.
-                    _ if has_failed => None,
-                    // At a barrier `upto` is the epoch; at the end of the input the checkpoint
-                    // waits for every input to be done (`Slot::due`) and this commit holds
-                    // everything: a marker saying only the epoch would let a restart from an
-                    // earlier checkpoint write those results again.
-                    Some(s) => Some(s.checkpoint(upto.map_or(u64::MAX, |u| u.max(epoch)))),
-                    // No sink on this worker (files and console are written by worker 0).
-                    None => Some(Ok(Vec::new())),
-                };
-                match state {
-                    Some(Ok(state)) => slot.save(epoch, &state),
-                    Some(Err(e)) => {
-                        failed.borrow_mut().get_or_insert(e);
+                // A failed sink made nothing durable (its open transaction is aborted when the
+                // job starts again): saving would let the checkpoint complete, and a restart
+                // from it would never write those results.
+                if failed.borrow().is_none() {
+                    // `upto` is the epoch at a barrier and `None` once every input is done
+                    // (`Slot::due`), when this commit holds everything: a marker saying only
+                    // the epoch would let a restart from an earlier checkpoint write those
+                    // results again. No sink on this worker: files and console are written by
+                    // worker 0.
+                    let state = match sink.as_mut() {
+                        Some(s) => s.checkpoint(upto.unwrap_or(u64::MAX)),
+                        None => Ok(Vec::new()),
+                    };
+                    match state {
+                        Ok(state) => slot.save(epoch, &state),
+                        Err(e) => {
+                            failed.borrow_mut().get_or_insert(e);
+                        }
                     }
-                    None => {}
                 }
             }
             let Some(s) = sink.as_mut() else {
