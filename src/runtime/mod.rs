@@ -337,10 +337,10 @@ pub(crate) fn output_conn(plan: &JobPlan, timeout: Duration) -> Result<Option<Ka
             )
         })?;
     let conn = KafkaConn::new(&brokers, properties);
-    for t in KafkaSink::topics(plan) {
-        conn.partitions(&t, timeout)
-            .map_err(|e| Error::Runtime(format!("output {e}")))?;
-    }
+    let topics = KafkaSink::topics(plan);
+    let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+    conn.partitions_of(&topics, timeout)
+        .map_err(|e| Error::Runtime(format!("output {e}")))?;
     Ok(Some(conn))
 }
 

@@ -70,6 +70,9 @@ impl EndAt {
     }
 }
 
+/// How long opening the partitions waits for the topic's metadata.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Client properties the source sets unless the spec or the environment sets them.
 ///
 /// librdkafka prefetches into a queue per assigned partition until it holds
@@ -134,6 +137,10 @@ pub fn open_partitions(
         cfg.create()
             .map_err(|e| Error::Runtime(format!("kafka consumer on {}: {e}", conn.describe())))?,
     );
+    // The partitions' leaders first: assigned before librdkafka knows them, a partition waits
+    // for its offset lookup's retry timer (500 ms) before its first fetch. Best effort: without
+    // metadata now (a broker that is down), the assignment still works, only later.
+    let _ = consumer.fetch_metadata(Some(topic), METADATA_TIMEOUT);
     let mut tpl = TopicPartitionList::new();
     for &p in partitions {
         let offset = match (resume(p), start) {
