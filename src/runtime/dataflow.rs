@@ -8,9 +8,6 @@ use timely::dataflow::operators::core::{Concatenate, Filter};
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::{Scope, StreamVec};
 
-use std::cell::RefCell;
-use std::collections::HashMap;
-
 use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::operators::Inspect;
 
@@ -75,7 +72,7 @@ pub fn build<'scope>(
     counters: Arc<Counters>,
     metrics: &Metrics,
 ) -> Outputs<'scope> {
-    let board: ProgressBoard = Rc::new(RefCell::new(HashMap::new()));
+    let board = ProgressBoard::default();
     let nodes: Vec<Rc<AggNode>> = plan.nodes.iter().cloned().map(Rc::new).collect();
     let (partials, dead, late, beacons) = ingest(
         scope,
@@ -83,11 +80,11 @@ pub fn build<'scope>(
         ingest_config(plan, &nodes),
         counters,
         metrics,
-        Rc::clone(&board),
+        board.clone(),
     );
     // Every worker learns every worker's progress (for idle workers; see `ingest`).
     beacons.broadcast().inspect(move |(w, p)| {
-        board.borrow_mut().insert(*w, *p);
+        board.announce(*w, *p);
     });
 
     // One stream per analysis, in spec order (derived analyses read earlier ones).

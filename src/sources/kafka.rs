@@ -11,7 +11,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use super::kafka_queue::BatchQueue;
-use super::{Origin, PartitionReader, ReadStatus, RecordBatch};
+use super::{Origin, PartitionReader, ReadStatus, RecordBatch, Wake};
 use crate::kafka::KafkaConn;
 use crate::Error;
 
@@ -287,6 +287,11 @@ impl PartitionReader for KafkaReader {
 
     fn resume_point(&self) -> Option<u64> {
         self.next_offset.map(|o| o.max(0) as u64)
+    }
+
+    fn wake_on_arrival(&mut self, wake: Wake) -> bool {
+        self.queue.wake_on_arrival(wake);
+        true
     }
 }
 

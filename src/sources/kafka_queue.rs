@@ -10,10 +10,13 @@
 //!   dropped after the queue is destroyed);
 //! - every message librdkafka returns is destroyed exactly once, also when the callback panics;
 //! - a payload is lent to the callback only for the duration of its call (the callback's
-//!   higher-ranked signature keeps it from escaping) and is never written.
+//!   higher-ranked signature keeps it from escaping) and is never written;
+//! - the wake-up handed to librdkafka ([`BatchQueue::wake_on_arrival`]) outlives its
+//!   registration: it is unregistered (under the queue's lock, which librdkafka also holds
+//!   while it calls it) before it is replaced or dropped.
 #![allow(unsafe_code)]
 
-use std::ffi::CString;
+use std::ffi::{c_void, CString};
 use std::ptr::NonNull;
 use std::sync::Arc;
 
@@ -25,11 +28,15 @@ use rdkafka::types::RDKafkaErrorCode;
 /// Messages asked for per librdkafka call (the array lives in the reader).
 const CHUNK: usize = 1024;
 
+use super::Wake;
+
 /// One partition's queue, split off the consumer's queue, read without blocking.
 pub struct BatchQueue {
     queue: NonNull<rd::rd_kafka_queue_t>,
     /// Slots for the messages of one call.
     slots: Vec<*mut rd::rd_kafka_message_t>,
+    /// The registered wake-up (boxed: librdkafka holds a pointer to it).
+    wake: Option<Box<Wake>>,
     /// Keeps the client alive while the queue exists (dropped after `Drop::drop`).
     _consumer: Arc<BaseConsumer>,
 }
@@ -59,8 +66,24 @@ impl BatchQueue {
         Some(BatchQueue {
             queue,
             slots: Vec::with_capacity(CHUNK),
+            wake: None,
             _consumer: Arc::clone(consumer),
         })
+    }
+
+    /// Has librdkafka call `wake` whenever a message (or an error) is queued while the queue
+    /// is empty, so a reader that found it empty can sleep until then instead of polling.
+    /// `wake` runs on librdkafka's fetcher thread with the queue locked: it must be quick.
+    pub fn wake_on_arrival(&mut self, wake: Wake) {
+        let boxed = Box::new(wake);
+        let opaque = &*boxed as *const Wake as *mut c_void;
+        // SAFETY: `opaque` points into the box, which is kept in `self.wake` until the callback
+        // is replaced (this call, under the queue's lock: the previous one is no longer called
+        // once it returns) or unregistered in `Drop::drop`.
+        unsafe {
+            rd::rd_kafka_queue_cb_event_enable(self.queue.as_ptr(), Some(on_arrival), opaque)
+        };
+        self.wake = Some(boxed);
     }
 
     /// Hands up to `max` queued messages, in order, to `each` as `Ok((offset, payload))` or
@@ -120,9 +143,23 @@ impl Drop for Taken<'_> {
     }
 }
 
+/// librdkafka's queue event callback: calls the [`Wake`] registered as `opaque`.
+unsafe extern "C" fn on_arrival(_rk: *mut rd::rd_kafka_t, opaque: *mut c_void) {
+    // SAFETY: `opaque` is the boxed `Wake` of a live registration (see `wake_on_arrival`).
+    let wake = unsafe { &*(opaque as *const Wake) };
+    // A panic must not unwind into C; a lost wake-up only delays the reader until its timer.
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| wake()));
+}
+
 impl Drop for BatchQueue {
     fn drop(&mut self) {
-        // SAFETY: the handle is live (the consumer is still held) and destroyed once.
-        unsafe { rd::rd_kafka_queue_destroy(self.queue.as_ptr()) };
+        // SAFETY: the handle is live (the consumer is still held). The callback is unregistered
+        // before its `Wake` is dropped (after this body) and the queue destroyed once.
+        unsafe {
+            if self.wake.is_some() {
+                rd::rd_kafka_queue_cb_event_enable(self.queue.as_ptr(), None, std::ptr::null_mut());
+            }
+            rd::rd_kafka_queue_destroy(self.queue.as_ptr());
+        }
     }
 }

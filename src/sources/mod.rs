@@ -126,4 +126,14 @@ pub trait PartitionReader: Send {
     fn turns(&self) -> Option<shared::Turns> {
         None
     }
+
+    /// Asks the reader to call `wake` (from any thread) when records arrive after a read found
+    /// none; `false` when it cannot, and the reader must be polled.
+    fn wake_on_arrival(&mut self, _wake: Wake) -> bool {
+        false
+    }
 }
+
+/// Wakes a worker that waits for a partition's records (see
+/// [`PartitionReader::wake_on_arrival`]).
+pub type Wake = std::sync::Arc<dyn Fn() + Send + Sync>;

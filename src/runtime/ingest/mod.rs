@@ -18,8 +18,8 @@
 //! partitions are spread over workers, and replaying a partition gives the same results.
 
 mod aggregation;
+mod board;
 
-use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -32,6 +32,7 @@ use timely::dataflow::operators::Capability;
 use timely::dataflow::{Scope, StreamVec};
 
 use self::aggregation::Aggregation;
+pub use self::board::ProgressBoard;
 use super::accounting::Counters;
 use crate::checkpoint::barrier::Slot;
 use crate::metrics::{Metrics, PartitionMeter};
@@ -173,9 +174,14 @@ const BLOCKS_AHEAD: usize = 2;
 const SHARED_BLOCK: usize = 8192;
 
 /// How far (in progress steps, the granularity) a worker may read ahead of the slowest active
-/// worker, and how long it then waits before it looks again.
+/// worker, beyond what one of its reads moves a partition on; and how long it then waits at
+/// most (the next progress announced wakes it sooner).
 const ALIGN_STEPS: i64 = 2;
-const ALIGN_WAIT_MS: u64 = 5;
+const ALIGN_WAIT_MS: u64 = 50;
+/// How often an ingest whose partitions have nothing to read looks again; when every reader
+/// wakes it as records arrive ([`PartitionReader::wake_on_arrival`]), the longer period.
+const PENDING_POLL_MS: u64 = 20;
+const WOKEN_POLL_MS: u64 = 100;
 /// How often an ingest waiting at a checkpoint barrier looks for its completion.
 const BARRIER_POLL_MS: u64 = 1;
 
@@ -454,11 +460,6 @@ impl Partition {
     }
 }
 
-/// What each worker last announced about its event-time progress: `Some(p)` = its active
-/// partitions hold the watermark at `p`; `None` = all its partitions are idle or finished. Workers whose
-/// partitions are all idle follow the others instead of stalling the job (see [`ingest`]).
-pub type ProgressBoard = Rc<RefCell<HashMap<usize, Option<i64>>>>;
-
 /// Streams of partial aggregates (one per node of [`IngestConfig::nodes`]), dead letters, late
 /// events, and progress beacons `(worker, progress)`.
 pub type Ingested<'scope> = (
@@ -503,6 +504,8 @@ pub fn ingest<'scope>(
     let mut builder = OperatorBuilder::new("Ingest".to_string(), scope);
     let info = builder.operator_info();
     let activator = scope.activator_for(Rc::clone(&info.address));
+    // Readers that can say when records arrive wake the operator from their own threads.
+    let waker = scope.worker().sync_activator_for(info.address.to_vec());
     let (dead_out, dead) = builder.new_output();
     let (late_out, late) = builder.new_output();
     let (beacon_out, beacons) = builder.new_output();
@@ -536,6 +539,15 @@ pub fn ingest<'scope>(
                 spare: None,
             })
             .collect();
+        let wake: crate::sources::Wake = Arc::new(move || {
+            // Fails only when the worker has gone: nothing is left to wake.
+            let _ = waker.activate();
+        });
+        // Every reader is asked (no short cut): any of them may have nothing to read.
+        let mut woken = true;
+        for p in parts.iter_mut() {
+            woken &= p.reader.wake_on_arrival(Arc::clone(&wake));
+        }
         if let Some(slot) = &slot {
             // Restored: each partition goes on with the progress it had (its reader was
             // opened at its position), and the capability at the checkpoint's epoch.
@@ -567,6 +579,8 @@ pub fn ingest<'scope>(
         let mut agg = Aggregation::new(&config.nodes);
         let mut next_part = 0usize;
         let mut announced: Option<Option<i64>> = None;
+        // How far one read moved a partition's progress in the last activation that read.
+        let mut stride: i64 = 0;
         let mut tables = Tables::load(&config.lookups).unwrap_or_else(|e| panic!("{e}"));
         // The barrier this worker's state was last saved at.
         let mut saved_at: Option<u64> = None;
@@ -616,18 +630,21 @@ pub fn ingest<'scope>(
                 }
             }
             // Alignment: a worker more than `ALIGN_STEPS` progress steps ahead of the slowest
-            // active worker reads nothing now. Reading on would not close a window sooner (the
-            // job's watermark is the least progress) but would open later windows downstream,
-            // whose state then grows with the gap (in a catch-up from Kafka, one worker's
-            // partitions can run minutes of event time ahead). Shared partitions move together.
+            // active worker, plus the stride of one read, reads nothing now. Reading on would
+            // not close a window sooner (the job's watermark is the least progress) but would
+            // open later windows downstream, whose state then grows with the gap (in a catch-up
+            // from Kafka, one worker's partitions can run minutes of event time ahead). The
+            // stride (one read of a Kafka backlog covers minutes of event time) lets workers
+            // that move alike read at the same time instead of in turns. Shared partitions move
+            // together.
             let ahead = match announced {
-                Some(Some(mine)) if parts.iter().all(|p| p.turns.is_none()) => board
-                    .borrow()
-                    .iter()
-                    .filter(|(w, _)| **w != me)
-                    .filter_map(|(_, p)| *p)
-                    .min()
-                    .is_some_and(|slowest| mine > slowest.saturating_add(ALIGN_STEPS * g)),
+                Some(Some(mine)) if parts.iter().all(|p| p.turns.is_none()) => {
+                    board.slowest_other(me).is_some_and(|slowest| {
+                        mine > slowest
+                            .saturating_add(ALIGN_STEPS * g)
+                            .saturating_add(stride)
+                    })
+                }
                 _ => false,
             };
             if ahead {
@@ -640,6 +657,8 @@ pub fn ingest<'scope>(
             let mut out = Routed::default();
             let mut more = false;
             let mut pending = false;
+            // The most event time one partition moved on in this activation.
+            let mut span: i64 = 0;
             let n = if ahead { 0 } else { parts.len() };
             let per_part = (config.batch / n.max(1)).max(1);
             let stamp = Stamp {
@@ -659,6 +678,7 @@ pub fn ingest<'scope>(
                     continue;
                 }
                 let before = out.counts;
+                let was = p.max_ts;
                 let result = match p.turns.clone() {
                     None => p.read_own(
                         &stamp,
@@ -678,6 +698,9 @@ pub fn ingest<'scope>(
                     // the capability would wrongly close every window.
                     Err(e) => panic!("reading {}: {e}", p.reader.describe()),
                 }
+                if let (Some(a), Some(b)) = (was, p.max_ts) {
+                    span = span.max(b.saturating_sub(a));
+                }
                 let c = out.counts;
                 p.meter.add(
                     c.0 - before.0,
@@ -689,6 +712,9 @@ pub fn ingest<'scope>(
                 if p.ended {
                     p.meter.set_finished();
                 }
+            }
+            if more {
+                stride = span;
             }
             next_part = (next_part + 1) % parts.len().max(1);
             let c = out.counts;
@@ -718,12 +744,7 @@ pub fn ingest<'scope>(
                 None => {
                     // All idle: follow the active workers; if there are none, the furthest
                     // event time seen here (nothing else can move the job forward).
-                    let others = board
-                        .borrow()
-                        .iter()
-                        .filter(|(w, _)| **w != me)
-                        .filter_map(|(_, p)| *p)
-                        .min();
+                    let others = board.slowest_other(me);
                     others.or_else(|| live.iter().filter_map(|p| p.progress()).max())
                 }
             };
@@ -790,11 +811,21 @@ pub fn ingest<'scope>(
                 }
             }
             if ahead {
+                // Until the slowest announces progress (or, at the latest, the timer).
+                let again = activator.clone();
+                board.wake_on_change(Box::new(move || again.activate()));
                 activator.activate_after(Duration::from_millis(ALIGN_WAIT_MS));
             } else if more {
                 activator.activate();
             } else if pending {
-                activator.activate_after(Duration::from_millis(20));
+                // Readers that wake the operator are looked at again anyway now and then: for
+                // idleness, the clock, and an end offset set while they wait.
+                let wait = if woken && !config.processing_time {
+                    WOKEN_POLL_MS
+                } else {
+                    PENDING_POLL_MS
+                };
+                activator.activate_after(Duration::from_millis(wait));
             } else {
                 activator.activate();
             }
