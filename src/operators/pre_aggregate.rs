@@ -133,6 +133,8 @@ pub struct GroupTable {
     /// Tumbling windows: the window [start, end) the last event fell into, so that the next
     /// one in it needs no division.
     window: (i64, i64),
+    /// The earliest window start of the groups since the last drain (`i64::MAX`: none).
+    first_start: i64,
 }
 
 const NONE: u32 = u32::MAX;
@@ -169,6 +171,7 @@ impl GroupTable {
             row: Row::default(),
             last: Vec::new(),
             window: (0, 0),
+            first_start: i64::MAX,
         }
     }
 
@@ -301,6 +304,7 @@ impl GroupTable {
                     accs: self.node.accs.iter().map(|a| a.new_state()).collect(),
                 });
                 self.heads.push((h, start));
+                self.first_start = self.first_start.min(start);
                 self.kids.extend(self.key_slots.iter().map(|s| ids[*s]));
                 let heads = &self.heads;
                 self.index
@@ -321,6 +325,12 @@ impl GroupTable {
 
     pub fn is_empty(&self) -> bool {
         self.groups.is_empty()
+    }
+
+    /// The progress at which the first of the windows gathered since the last drain closes
+    /// (`None`: nothing gathered): their partials must be on their way before then.
+    pub fn first_deadline(&self) -> Option<i64> {
+        (!self.groups.is_empty()).then(|| self.node.deadline(self.first_start))
     }
 
     /// The partials gathered since the last drain, their sets filled from `interner` (the one
@@ -360,6 +370,7 @@ impl GroupTable {
         self.heads.clear();
         self.kids.clear();
         self.last.clear();
+        self.first_start = i64::MAX;
         self.groups.drain(..)
     }
 }

@@ -12,13 +12,14 @@ use crate::spec::plan::AggNode;
 ///
 /// Partials are held across reads and activations, so a (window, key) becomes one partial per
 /// flush instead of one per read, and go out before the capability passes them (see the
-/// operator). That delays no result: the windows they feed close only after the capability
-/// has moved. Each partition stamps its events at its own progress, so a worker reading several
+/// operator and [`Aggregation::due`]). That delays no result: the windows they feed close only
+/// after the capability has moved. Each partition stamps its events at its own progress, so a worker reading several
 /// partitions absorbs at a few times in turn:
 /// - an append-mode node's windows are emitted once, when the frontier passes their deadline,
 ///   so its partials may travel at any time between the capability and that deadline: one table
-///   per node, sent at the least time it absorbed at (at or after the capability, before every
-///   deadline), merges what the partitions' different times would otherwise split;
+///   per node, sent at the least time it absorbed at or at the capability if that has moved
+///   on (either is before every deadline), merges what the partitions' different times would
+///   otherwise split, and stays across capability moves until its first window's deadline;
 /// - update- and complete-mode nodes emit results at times between, so their partials keep
 ///   their own time: one table set per time.
 pub(super) struct Aggregation {
@@ -117,9 +118,24 @@ impl Aggregation {
         self.open.len() - 1
     }
 
-    /// Moves every gathered partial to `ready`.
-    pub(super) fn flush(&mut self) {
+    /// Whether gathered partials must be sent before the capability moves to `next`: an
+    /// append-mode window they feed closes there, or update- and complete-mode partials were
+    /// gathered at a time before it (they keep their time).
+    pub(super) fn due(&self, next: u64) -> bool {
+        let next = i64::try_from(next).unwrap_or(i64::MAX);
+        self.open.iter().any(|(t, _)| (*t as i64) < next)
+            || self
+                .merged
+                .iter()
+                .filter_map(|(_, table)| table.first_deadline())
+                .any(|d| d <= next)
+    }
+
+    /// Moves every gathered partial to `ready`; append-mode partials go at `now` (the
+    /// capability) if the times they were absorbed at have passed.
+    pub(super) fn flush(&mut self, now: u64) {
         if let Some(time) = self.merged_time.take() {
+            let time = time.max(now);
             for (i, table) in self.merged.iter_mut() {
                 if !table.is_empty() {
                     let partials = table.drain(&self.interner).collect();
@@ -160,7 +176,7 @@ mod tests {
 
     /// (time, node, window start, count) of every partial flushed, sorted.
     fn flushed(agg: &mut Aggregation) -> Vec<(u64, usize, i64, Value)> {
-        agg.flush();
+        agg.flush(0);
         let mut out: Vec<_> = agg
             .ready
             .drain(..)
@@ -171,6 +187,40 @@ mod tests {
             .collect();
         out.sort_by_key(|&(t, i, start, _)| (t, i, start));
         out
+    }
+
+    #[test]
+    fn partials_are_due_when_a_window_they_feed_closes_or_their_time_passes() {
+        // 1-minute windows held 5 minutes: the window [60 s, 120 s) closes at 420 s.
+        let append = Rc::new(AggNode::count_by_service(
+            Windows::tumbling(60_000),
+            300_000,
+        ));
+        let mut agg = Aggregation::new(&[append]);
+        assert!(!agg.due(u64::MAX), "nothing gathered, nothing due");
+        agg.absorb(&event(90_000, "api"), 60_000);
+        agg.absorb(&event(130_000, "api"), 120_000);
+        assert!(!agg.due(419_999));
+        assert!(agg.due(420_000), "the earliest window closes at 420 s");
+        // Sent at the capability when the time absorbed at has passed.
+        agg.flush(200_000);
+        assert!(agg.ready.iter().all(|(t, _, _)| *t == 200_000));
+        agg.ready.clear();
+        assert!(!agg.due(u64::MAX), "drained");
+
+        let update = Rc::new(AggNode {
+            update: true,
+            ..AggNode::count_by_service(Windows::tumbling(60_000), 300_000)
+        });
+        let mut agg = Aggregation::new(&[update]);
+        agg.absorb(&event(90_000, "api"), 60_000);
+        assert!(!agg.due(60_000));
+        assert!(
+            agg.due(60_001),
+            "update partials keep their time: due once it passes"
+        );
+        agg.flush(60_000);
+        assert_eq!(agg.ready[0].0, 60_000);
     }
 
     #[test]

@@ -752,10 +752,15 @@ pub fn ingest<'scope>(
             // Not past a pending checkpoint barrier.
             let new_time = barrier.map_or(new_time, |b| new_time.min(b));
 
-            // Held partials go out before the capability moves past them (or goes), and when
-            // they are many (bounding memory).
-            if live.is_empty() || new_time > cap_time || agg.held >= config.batch {
-                agg.flush();
+            // Held partials go out before the capability moves past what they need (a window
+            // they feed closes, or their own time) or goes, before a checkpoint barrier (the
+            // positions saved there include their records), and when they are many (bounding
+            // memory). Otherwise they stay: a read of a Kafka queue is a few thousand records,
+            // and each flush sends every (window, key) gathered since the last one.
+            let moving = new_time > cap_time
+                && (agg.due(new_time) || barrier.is_some_and(|b| new_time >= b));
+            if live.is_empty() || moving || agg.held >= config.batch {
+                agg.flush(cap_time);
             }
             let mut partial_hs: Vec<_> = partial_outs.iter_mut().map(|o| o.activate()).collect();
             for (time, i, mut list) in agg.ready.drain(..) {
