@@ -319,13 +319,17 @@ having = "n < 3"
         "2",
         &["--stop-at-end"],
     );
-    std::thread::sleep(Duration::from_millis(1500));
+    // Part of the input read, the job is frozen while the broker stops (so the outage is
+    // mid-run however fast the job reads), then runs on through the outage.
+    std::thread::sleep(Duration::from_millis(300));
     let mut job = job;
+    signal(&job, "-STOP");
     assert!(
         job.try_wait().unwrap().is_none(),
-        "the job finished before the broker restart: make the input larger"
+        "the job finished before the broker stopped: make the input larger"
     );
     b.stop();
+    signal(&job, "-CONT");
     std::thread::sleep(Duration::from_secs(3));
     b.restart();
     let err = finish(job, Duration::from_secs(600));
@@ -342,4 +346,13 @@ having = "n < 3"
             &format!("after a broker restart: {a}"),
         );
     }
+}
+
+/// Sends `sig` (`-STOP`, `-CONT`) to the job.
+fn signal(job: &std::process::Child, sig: &str) {
+    let sent = std::process::Command::new("kill")
+        .args([sig, &job.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill {sig}");
 }

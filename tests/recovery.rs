@@ -109,8 +109,9 @@ fn a_job_killed_five_times_still_writes_every_result() {
 
     // The broker stops and comes back in the middle of an exactly-once run (transactions
     // open, commits due): read_committed, every result once.
-    // Large enough that the broker stops while the job is still reading (the faster ingest
-    // read 400,000 events in about the 1.5 s the stop waits).
+    // Large enough that the broker stops while the job is still reading: the stop waits
+    // 0.5 s after the workers run (the source's first fetch no longer waits 0.5 s for its
+    // offsets, and a 1.5 s wait let a fast run read most of the input first).
     const BIG: u64 = 1_200_000;
     let big = dir.join("big.jsonl");
     gen("logs", &BIG.to_string(), &["--seed", "7"], &big);
@@ -122,7 +123,7 @@ fn a_job_killed_five_times_still_writes_every_result() {
     let cmd = launch_cmd(&b, &eosb, "rec-big", 3);
     let mut launch = Proc::spawn(cmd, &dir, "broker-restart", Stdio::null());
     launch.wait_for("runs workers", Duration::from_secs(120));
-    std::thread::sleep(Duration::from_millis(1500));
+    std::thread::sleep(Duration::from_millis(500));
     assert!(
         launch.child.try_wait().unwrap().is_none(),
         "the job finished before the broker stopped: make the input larger"
