@@ -82,10 +82,14 @@ const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
 /// RSS about 520 MB; smaller queues with the default backoff starve the reader instead (a plain
 /// consumer with 2 MiB queues read 92k records/s, against 638k with 64 MiB). 2 MiB per partition
 /// with a 10 ms backoff read 670k records/s and peaked at 43 MB, and the job ran as fast as
-/// with the defaults at about 200 MB.
-pub const CONSUMER_DEFAULTS: [(&str, &str); 2] = [
+/// with the defaults at about 200 MB. Since the ingest is woken as records arrive, fetches of up
+/// to 4 MiB per partition (1 MiB by default) made the job ~8% faster (median of 5 runs
+/// alternating, 2.82 s against 3.08 s for 2M lines) for ~30 MB more: fewer round trips to wait
+/// for.
+pub const CONSUMER_DEFAULTS: [(&str, &str); 3] = [
     ("queued.max.messages.kbytes", "2048"),
     ("fetch.queue.backoff.ms", "10"),
+    ("max.partition.fetch.bytes", "4194304"),
 ];
 
 /// The source's consumer settings: the connection's, [`CONSUMER_DEFAULTS`] where those do
@@ -314,6 +318,7 @@ mod tests {
         let cfg = consumer_config(&conn(&[]), "g", StartAt::Earliest);
         assert_eq!(cfg.get("queued.max.messages.kbytes"), Some("2048"));
         assert_eq!(cfg.get("fetch.queue.backoff.ms"), Some("10"));
+        assert_eq!(cfg.get("max.partition.fetch.bytes"), Some("4194304"));
         assert_eq!(cfg.get("group.id"), Some("g"));
         assert_eq!(cfg.get("auto.offset.reset"), Some("earliest"));
 
