@@ -25,10 +25,10 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 
+use super::Wake;
+
 /// Messages asked for per librdkafka call (the array lives in the reader).
 const CHUNK: usize = 1024;
-
-use super::Wake;
 
 /// One partition's queue, split off the consumer's queue, read without blocking.
 pub struct BatchQueue {
