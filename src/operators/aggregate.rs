@@ -569,6 +569,17 @@ mod tests {
     use super::*;
     use crate::record::Field;
 
+    /// The aggregates of one field's numbers (and `count(field)`), which both test modules
+    /// run over every kind of value.
+    pub(super) const NUMERIC: [AggFunc; 6] = [
+        AggFunc::Sum,
+        AggFunc::Avg,
+        AggFunc::Min,
+        AggFunc::Max,
+        AggFunc::Stddev,
+        AggFunc::CountNonNull,
+    ];
+
     fn spec(func: AggFunc, field: Option<Field>) -> AccSpec {
         AccSpec {
             func,
@@ -751,14 +762,7 @@ mod tests {
             Some(f64::NAN),
             Some(7.0),
         ];
-        for f in [
-            AggFunc::Sum,
-            AggFunc::Avg,
-            AggFunc::Min,
-            AggFunc::Max,
-            AggFunc::Stddev,
-            AggFunc::CountNonNull,
-        ] {
+        for f in NUMERIC {
             let s = spec(f, Some(Field::ResponseTime));
             for i in 0..xs.len() {
                 // Ints first, then floats (an int-holding Min/Max falls back to `absorb`).
@@ -1009,16 +1013,8 @@ mod exact_tests {
                     });
                 }
             }
-            for func in [
-                AggFunc::Sum,
-                AggFunc::Avg,
-                AggFunc::Min,
-                AggFunc::Max,
-                AggFunc::Stddev,
-                AggFunc::CountNonNull,
-                AggFunc::CountDistinct,
-                AggFunc::CollectList,
-            ] {
+            let others = [AggFunc::CountDistinct, AggFunc::CollectList];
+            for func in super::tests::NUMERIC.into_iter().chain(others) {
                 specs.push(AccSpec {
                     func,
                     arg: Some(bind(field)),

@@ -13,8 +13,8 @@ use crate::spec::plan::AggNode;
 /// Partials are held across reads and activations, so a (window, key) becomes one partial per
 /// flush instead of one per read, and go out before the capability passes them (see the
 /// operator and [`Aggregation::due`]). That delays no result: the windows they feed close only
-/// after the capability has moved. Each partition stamps its events at its own progress, so a worker reading several
-/// partitions absorbs at a few times in turn:
+/// after the capability has moved. Each partition stamps its events at its own progress, so a
+/// worker reading several partitions absorbs at a few times in turn:
 /// - an append-mode node's windows are emitted once, when the frontier passes their deadline,
 ///   so its partials may travel at any time between the capability and that deadline: one table
 ///   per node, sent at the least time it absorbed at or at the capability if that has moved
