@@ -120,6 +120,18 @@ def create(bootstrap, *specs):
         except KafkaException as e:
             if e.args[0].name() != "TOPIC_ALREADY_EXISTS":
                 sys.exit(f"create {name}: {e}")
+    # Created is not yet visible: the broker's metadata follows the controller a moment later,
+    # and a job started right away (its output topics checked within milliseconds) could be
+    # told a topic is unknown. Wait until every topic is listed with its partitions.
+    deadline = time.monotonic() + 60
+    for t in topics:
+        while True:
+            md = admin.list_topics(t.topic, timeout=10).topics.get(t.topic)
+            if md is not None and md.error is None and len(md.partitions) == t.num_partitions:
+                break
+            if time.monotonic() > deadline:
+                sys.exit(f"create {t.topic}: not in the broker's metadata after 60 s")
+            time.sleep(0.05)
     print(len(topics))
 
 
