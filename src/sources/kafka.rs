@@ -1,13 +1,14 @@
 //! Kafka topic partitions as source partitions.
 //!
 //! Each worker owns a fixed set of partitions (`partition index % workers`); it makes one
-//! consumer, `assign`s exactly those partitions (no group rebalancing, so the assignment is
-//! deterministic) and splits each partition into its own queue, read without blocking.
+//! consumer, splits each of those partitions into its own queue, read without blocking, and
+//! `assign`s exactly them (no group rebalancing, so the assignment is deterministic).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use super::kafka_queue::BatchQueue;
@@ -145,6 +146,19 @@ pub fn open_partitions(
     // for its offset lookup's retry timer (500 ms) before its first fetch. Best effort: without
     // metadata now (a broker that is down), the assignment still works, only later.
     let _ = consumer.fetch_metadata(Some(topic), METADATA_TIMEOUT);
+    // Each partition's queue is split off before the assignment: a fetch that completes
+    // between `assign` and the split would put its messages on the consumer's main queue,
+    // where no reader looks for them (since the metadata is known before `assign`, the first
+    // fetch follows it within a millisecond). A queue split first stays split when fetching
+    // starts (librdkafka keeps an application's forwarding).
+    let mut queues = Vec::with_capacity(partitions.len());
+    for &p in partitions {
+        queues.push(BatchQueue::split(&consumer, topic, p).ok_or_else(|| {
+            Error::Runtime(format!(
+                "kafka {topic}/{p}: cannot split the partition queue"
+            ))
+        })?);
+    }
     let mut tpl = TopicPartitionList::new();
     for &p in partitions {
         let offset = match (resume(p), start) {
@@ -160,12 +174,7 @@ pub fn open_partitions(
         .assign(&tpl)
         .map_err(|e| Error::Runtime(format!("kafka assign {topic} {partitions:?}: {e}")))?;
     let mut readers: Vec<Box<dyn PartitionReader>> = Vec::new();
-    for (i, &p) in partitions.iter().enumerate() {
-        let queue = BatchQueue::split(&consumer, topic, p).ok_or_else(|| {
-            Error::Runtime(format!(
-                "kafka {topic}/{p}: cannot split the partition queue"
-            ))
-        })?;
+    for (i, (&p, queue)) in partitions.iter().zip(queues).enumerate() {
         readers.push(Box::new(KafkaReader {
             topic: topic.to_string(),
             partition: p,
@@ -224,9 +233,23 @@ impl KafkaReader {
 impl PartitionReader for KafkaReader {
     fn read(&mut self, batch: &mut RecordBatch, max: usize) -> Result<ReadStatus, Error> {
         if let Some(main) = &self.main {
-            if let Some(Err(e)) = main.poll(Duration::ZERO) {
-                let e = e.to_string();
-                self.report(e);
+            match main.poll(Duration::ZERO) {
+                Some(Err(e)) => {
+                    let e = e.to_string();
+                    self.report(e);
+                }
+                // Every assigned partition has its own queue: a record here would be lost
+                // silently, so the job fails instead (and resumes from its checkpoint).
+                Some(Ok(m)) => {
+                    return Err(Error::Runtime(format!(
+                        "kafka {}/{} offset {}: a record on the consumer's main queue, not on \
+                         its partition's",
+                        m.topic(),
+                        m.partition(),
+                        m.offset()
+                    )))
+                }
+                None => {}
             }
         }
         if self.finished() {
@@ -302,6 +325,91 @@ impl PartitionReader for KafkaReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::producer::{BaseProducer, BaseRecord, DefaultProducerContext, Producer};
+    use std::time::Instant;
+
+    /// An in-process cluster with topic `t` of two partitions, record `i` in partition `i % 2`.
+    fn cluster_with(records: usize) -> MockCluster<'static, DefaultProducerContext> {
+        let cluster = MockCluster::new(1).unwrap();
+        cluster.create_topic("t", 2, 1).unwrap();
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", cluster.bootstrap_servers())
+            .create()
+            .unwrap();
+        for i in 0..records {
+            let payload = format!("r{i}");
+            let record = BaseRecord::<(), _>::to("t")
+                .payload(&payload)
+                .partition((i % 2) as i32);
+            producer.send(record).map_err(|(e, _)| e).unwrap();
+        }
+        producer.flush(Duration::from_secs(10)).unwrap();
+        cluster
+    }
+
+    /// Every record reaches its partition's reader however late the reader first looks, and
+    /// none lands on the consumer's main queue (where the first reader would have to fail).
+    /// Queues split after `assign` lost the first fetch's records to the main queue whenever
+    /// the worker was descheduled between the two calls.
+    #[test]
+    fn every_record_reaches_its_reader_however_late_it_reads() {
+        let cluster = cluster_with(400);
+        let conn = KafkaConn::new(&cluster.bootstrap_servers(), &[]);
+        let end = EndAt::Offsets(Arc::new(Mutex::new(Some(vec![200, 200]))));
+        let mut readers =
+            open_partitions(&conn, "g", "t", &[0, 1], StartAt::Earliest, end, &|_| None).unwrap();
+        // The fetches complete while nobody reads.
+        std::thread::sleep(Duration::from_millis(300));
+        for (p, reader) in readers.iter_mut().enumerate() {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let mut batch = RecordBatch::default();
+            while reader.read(&mut batch, 64).unwrap() != ReadStatus::Ended {
+                assert!(
+                    Instant::now() < deadline,
+                    "partition {p} read {}",
+                    batch.len()
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let got: Vec<(String, u64)> = batch
+                .iter()
+                .map(|(b, pos, _)| (String::from_utf8_lossy(b).into_owned(), pos))
+                .collect();
+            let want: Vec<(String, u64)> = (0..200)
+                .map(|o| (format!("r{}", o * 2 + p), o as u64))
+                .collect();
+            assert_eq!(got, want, "partition {p}");
+        }
+    }
+
+    /// The premise of the above, in librdkafka: a partition queue split before `assign` keeps
+    /// its messages when fetching starts (the consumer's queue gets none).
+    #[test]
+    fn a_queue_split_before_assign_keeps_its_messages() {
+        let cluster = cluster_with(100);
+        let conn = KafkaConn::new(&cluster.bootstrap_servers(), &[]);
+        let consumer: Arc<BaseConsumer> = Arc::new(
+            consumer_config(&conn, "g", StartAt::Earliest)
+                .create()
+                .unwrap(),
+        );
+        let mut queue = BatchQueue::split(&consumer, "t", 0).unwrap();
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset("t", 0, Offset::Beginning).unwrap();
+        consumer.assign(&tpl).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(
+            consumer.poll(Duration::ZERO).is_none(),
+            "a message on the main queue"
+        );
+        let mut offsets = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while offsets.len() < 50 && Instant::now() < deadline {
+            queue.consume(64, |m| offsets.push(m.unwrap().0));
+        }
+        assert_eq!(offsets, (0..50).collect::<Vec<i64>>());
+    }
 
     fn conn(properties: &[(&str, &str)]) -> KafkaConn {
         KafkaConn {

@@ -47,8 +47,9 @@ unsafe impl Send for BatchQueue {}
 
 impl BatchQueue {
     /// Splits `topic`/`partition`'s queue off the consumer's own queue, like rdkafka's
-    /// `BaseConsumer::split_partition_queue`. `None` when the partition is unknown to the
-    /// consumer (not assigned).
+    /// `BaseConsumer::split_partition_queue`. Call it before the partition is assigned: a
+    /// queue split later may already have handed messages to the consumer's queue. `None` if
+    /// librdkafka cannot make the partition's queue.
     pub fn split(consumer: &Arc<BaseConsumer>, topic: &str, partition: i32) -> Option<Self> {
         let topic = CString::new(topic).ok()?;
         // SAFETY: the client pointer is valid while `consumer` lives; the topic is a valid C
