@@ -2,7 +2,7 @@
 //! librdkafka client properties passed through from the spec and the environment (SASL, TLS,
 //! ...). Secrets are never printed.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
@@ -14,6 +14,10 @@ use crate::Error;
 
 /// Environment variable naming the brokers when neither the spec nor `--brokers` does.
 pub const BROKERS_ENV: &str = "LOGFLOW_BROKERS";
+/// How long a topic the brokers do not list is waited for before it counts as missing.
+const TOPIC_APPEAR: Duration = Duration::from_secs(2);
+/// Pause between metadata requests for such a topic.
+const TOPIC_RETRY: Duration = Duration::from_millis(50);
 /// Prefix of environment variables that become client properties:
 /// `LOGFLOW_KAFKA_SASL_PASSWORD=x` sets `sasl.password=x`.
 pub const PROPERTY_ENV_PREFIX: &str = "LOGFLOW_KAFKA_";
@@ -119,43 +123,56 @@ impl KafkaConn {
             .collect()
     }
 
+    /// `topic`'s partitions; a topic the brokers do not list yet (just created: metadata
+    /// follows CreateTopics by a moment) is asked again for up to [`TOPIC_APPEAR`], so a job
+    /// started right after its topics were made does not fail, and a missing one still fails
+    /// fast.
     fn partitions_with(
         &self,
         consumer: &BaseConsumer,
         topic: &str,
         timeout: Duration,
     ) -> Result<Vec<i32>, Error> {
+        let give_up = Instant::now() + TOPIC_APPEAR.min(timeout);
+        loop {
+            match self.partitions_once(consumer, topic, timeout)? {
+                Ok(parts) => return Ok(parts),
+                Err(missing) if Instant::now() >= give_up => {
+                    return Err(Error::Runtime(format!(
+                    "kafka topic `{topic}` on {}: {missing} (does it exist? auto-create is off)",
+                    self.brokers
+                )))
+                }
+                Err(_) => std::thread::sleep(TOPIC_RETRY),
+            }
+        }
+    }
+
+    /// One metadata request: the sorted partitions, or why the topic is not usable yet.
+    fn partitions_once(
+        &self,
+        consumer: &BaseConsumer,
+        topic: &str,
+        timeout: Duration,
+    ) -> Result<Result<Vec<i32>, String>, Error> {
         let md = consumer.fetch_metadata(Some(topic), timeout).map_err(|e| {
             Error::Runtime(format!(
                 "kafka {}: metadata for topic `{topic}`: {e}",
                 self.describe()
             ))
         })?;
-        let t = md
-            .topics()
-            .iter()
-            .find(|t| t.name() == topic)
-            .ok_or_else(|| {
-                Error::Runtime(format!(
-                    "kafka topic `{topic}` not found on {}",
-                    self.brokers
-                ))
-            })?;
+        let Some(t) = md.topics().iter().find(|t| t.name() == topic) else {
+            return Ok(Err("not in the brokers' metadata".into()));
+        };
         if let Some(err) = t.error() {
-            return Err(Error::Runtime(format!(
-                "kafka topic `{topic}` on {}: {:?} (does it exist? auto-create is off)",
-                self.brokers, err
-            )));
+            return Ok(Err(RDKafkaErrorCode::from(err).to_string()));
         }
         let mut parts: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
         if parts.is_empty() {
-            return Err(Error::Runtime(format!(
-                "kafka topic `{topic}` on {} has no partitions",
-                self.brokers
-            )));
+            return Ok(Err("no partitions".into()));
         }
         parts.sort_unstable();
-        Ok(parts)
+        Ok(Ok(parts))
     }
 
     /// Low and high watermarks (first offset kept, next offset to be written) per partition.
@@ -218,6 +235,35 @@ pub fn throttle(started: std::time::Instant, n: u64, rate: f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::producer::{BaseProducer, Producer};
+
+    /// A topic created a moment after the job asked for it is found; one never created is
+    /// reported missing, by name.
+    #[test]
+    fn a_topic_created_a_moment_late_is_waited_for() {
+        let cluster = MockCluster::new(1).unwrap();
+        let conn = KafkaConn::new(&cluster.bootstrap_servers(), &[]);
+        // The mock cluster creates a topic (4 partitions) when a producer's metadata request
+        // names it (producers may auto-create; the job's clients may not).
+        let producer: BaseProducer = conn.client_config().create().unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                std::thread::sleep(Duration::from_millis(300));
+                let md = producer
+                    .client()
+                    .fetch_metadata(Some("late"), Duration::from_secs(10));
+                assert_eq!(md.unwrap().topics()[0].partitions().len(), 4);
+            });
+            let got = conn.partitions_of(&["late"], Duration::from_secs(10));
+            assert_eq!(got.unwrap(), vec![vec![0, 1, 2, 3]]);
+        });
+        let e = conn
+            .partitions("never", Duration::from_secs(10))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`never`") && e.contains("does it exist"), "{e}");
+    }
 
     #[test]
     fn secrets_are_redacted() {
