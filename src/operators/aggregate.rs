@@ -12,11 +12,11 @@
 use serde::{Deserialize, Serialize};
 
 use crate::operators::exact::ExactSum;
-use crate::operators::intern::Num;
+use crate::operators::fold::compare_number;
 use crate::operators::value_set::ValueSet;
 use crate::record::value::float_key;
-use crate::record::{Event, Field, Value, ValueRef};
-use crate::spec::expr::{BinOp, Expr};
+use crate::record::{Event, Value, ValueRef};
+use crate::spec::expr::Expr;
 
 /// The aggregate functions of specs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -152,115 +152,6 @@ impl AccSpec {
     }
 }
 
-/// How an aggregate folds an event, decided once per node instead of per event (what
-/// [`AccSpec::update`] finds out by matching its function and argument), reading numbers from
-/// the event's [`Num`]s, each field read once for every aggregate of every node.
-#[derive(Clone, Debug)]
-pub enum Fold {
-    /// `count()`.
-    Count,
-    /// `count_if(field OP number)`, the field at `slot` of the numbers.
-    CountIf { slot: usize, op: BinOp, lit: Value },
-    /// `sum`, `avg`, `min`, `max` or `stddev` of the field at `slot`.
-    Num { slot: usize },
-    /// Anything else: [`AccSpec::update`] with the event.
-    Event,
-}
-
-impl AccSpec {
-    /// How this aggregate folds events; `slot` gives the [`Num`] slot of a field it reads as a
-    /// number.
-    pub fn fold(&self, mut slot: impl FnMut(Field) -> usize) -> Fold {
-        use AggFunc::*;
-        match (self.func, &self.arg) {
-            (Count, None) => Fold::Count,
-            (CountIf, Some(Expr::Binary(op, a, b))) if is_comparison(*op) => {
-                match (a.as_ref(), b.as_ref()) {
-                    (Expr::Field(f), Expr::Lit(lit @ (Value::Int(_) | Value::Float(_)))) => {
-                        Fold::CountIf {
-                            slot: slot(*f),
-                            op: *op,
-                            lit: lit.clone(),
-                        }
-                    }
-                    _ => Fold::Event,
-                }
-            }
-            (Sum | Avg | Min | Max | Stddev, Some(Expr::Field(f))) => Fold::Num { slot: slot(*f) },
-            _ => Fold::Event,
-        }
-    }
-}
-
-impl Fold {
-    /// Folds `event`, whose number fields are `nums`, into `acc` as `spec.update` would.
-    #[inline]
-    pub fn apply(&self, spec: &AccSpec, acc: &mut Acc, nums: &[Num], event: &Event) {
-        match self {
-            Fold::Count => {
-                if let Acc::Count(n) = acc {
-                    *n += 1
-                }
-            }
-            Fold::CountIf { slot, op, lit } => {
-                // A string or NaN goes to `update` (and so to `Expr::test`).
-                match nums[*slot]
-                    .as_ref()
-                    .and_then(|v| compare_number(v, *op, lit))
-                {
-                    Some(hit) => {
-                        if let (true, Acc::Count(n)) = (hit, acc) {
-                            *n += 1
-                        }
-                    }
-                    None => spec.update(acc, event),
-                }
-            }
-            Fold::Num { slot } => match nums[*slot] {
-                Num::Null => {}
-                Num::Float(x) => {
-                    if !acc.absorb_f64(x) {
-                        acc.absorb(Value::Float(x), event)
-                    }
-                }
-                Num::Int(i) => acc.absorb(Value::Int(i), event),
-                Num::Str => spec.update(acc, event),
-            },
-            Fold::Event => spec.update(acc, event),
-        }
-    }
-}
-
-/// `v OP lit` for a numeric literal and a comparison, as `Expr::test` decides `field OP
-/// literal` on borrowed values; `None` where this does not apply (another literal or
-/// operator, NaN): the caller asks `Expr::test`.
-#[inline]
-fn compare_number(v: ValueRef<'_>, op: BinOp, lit: &Value) -> Option<bool> {
-    use std::cmp::Ordering;
-    let ord = match (v, lit) {
-        (_, Value::Int(_) | Value::Float(_)) if !is_comparison(op) => return None,
-        (ValueRef::Null | ValueRef::Str(_), Value::Int(_) | Value::Float(_)) => return Some(false),
-        (ValueRef::Int(x), Value::Int(y)) => x.cmp(y),
-        (x, Value::Int(_) | Value::Float(_)) => x.as_f64()?.partial_cmp(&lit.as_f64()?)?,
-        _ => return None,
-    };
-    Some(match op {
-        BinOp::Eq => ord == Ordering::Equal,
-        BinOp::Ne => ord != Ordering::Equal,
-        BinOp::Lt => ord == Ordering::Less,
-        BinOp::Le => ord != Ordering::Greater,
-        BinOp::Gt => ord == Ordering::Greater,
-        _ => ord != Ordering::Less,
-    })
-}
-
-fn is_comparison(op: BinOp) -> bool {
-    matches!(
-        op,
-        BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge
-    )
-}
-
 /// Accumulator state; serializable so partials can cross workers.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Acc {
@@ -301,7 +192,7 @@ impl Acc {
     /// `Value`, where that is simple (numeric aggregates whose state holds no other kind of
     /// value); false when the caller must use `absorb`.
     #[inline(always)]
-    fn absorb_f64(&mut self, x: f64) -> bool {
+    pub(crate) fn absorb_f64(&mut self, x: f64) -> bool {
         match self {
             Acc::Count(n) => *n += 1,
             Acc::Sum {
@@ -341,7 +232,7 @@ impl Acc {
     }
 
     /// Absorbs one non-null value.
-    fn absorb(&mut self, v: Value, event: &Event) {
+    pub(crate) fn absorb(&mut self, v: Value, event: &Event) {
         match self {
             Acc::Count(n) => *n += 1,
             Acc::Sum {
@@ -567,18 +458,8 @@ fn sample_stddev(n: u64, sum: &ExactSum, sumsq: &ExactSum, approx: bool) -> f64 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::operators::test_util::NUMERIC;
     use crate::record::Field;
-
-    /// The aggregates of one field's numbers (and `count(field)`), which both test modules
-    /// run over every kind of value.
-    pub(super) const NUMERIC: [AggFunc; 6] = [
-        AggFunc::Sum,
-        AggFunc::Avg,
-        AggFunc::Min,
-        AggFunc::Max,
-        AggFunc::Stddev,
-        AggFunc::CountNonNull,
-    ];
 
     fn spec(func: AggFunc, field: Option<Field>) -> AccSpec {
         AccSpec {
@@ -852,26 +733,7 @@ mod tests {
 #[cfg(test)]
 mod exact_tests {
     use super::*;
-
-    /// SplitMix64: a seeded, dependency-free generator.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-        fn shuffle<T>(&mut self, v: &mut [T]) {
-            for i in (1..v.len()).rev() {
-                v.swap(i, self.below(i + 1));
-            }
-        }
-    }
+    use crate::operators::test_util::{same_bits, Rng};
 
     fn state(func: AggFunc) -> Acc {
         AccSpec { func, arg: None }.new_state()
@@ -914,13 +776,6 @@ mod exact_tests {
             accs[i].merge(b);
         }
         accs.pop().unwrap().finish()
-    }
-
-    fn same_bits(a: &Value, b: &Value) -> bool {
-        match (a, b) {
-            (Value::Float(x), Value::Float(y)) => x.to_bits() == y.to_bits(),
-            _ => a == b,
-        }
     }
 
     fn floats(xs: impl IntoIterator<Item = f64>) -> Vec<Value> {
@@ -981,94 +836,6 @@ mod exact_tests {
             _ => -2.5e290,
         })));
         sets
-    }
-
-    /// `Fold::apply` (the aggregate's update decided per node, numbers read once per event)
-    /// leaves every accumulator as `AccSpec::update` does: typed fields, a string field, and
-    /// an extra field holding every kind of value (NaN, -0.0, strings that look like numbers).
-    #[test]
-    fn folds_agree_with_update() {
-        use crate::operators::intern::{Interner, Row};
-        use crate::record::Field;
-        use crate::spec::expr::parse;
-        let bind = |src: &str| {
-            parse(src)
-                .unwrap()
-                .bind_fields(&|n| match n {
-                    "x" => Some(Field::Extra(0)),
-                    n => Field::from_name(n),
-                })
-                .unwrap()
-        };
-        let mut specs = vec![AccSpec {
-            func: AggFunc::Count,
-            arg: None,
-        }];
-        for field in ["status_code", "response_time", "service", "x"] {
-            for op in ["=", "!=", "<", "<=", ">", ">="] {
-                for lit in ["400", "1.0", "-0.0", "'x'"] {
-                    specs.push(AccSpec {
-                        func: AggFunc::CountIf,
-                        arg: Some(bind(&format!("{field} {op} {lit}"))),
-                    });
-                }
-            }
-            let others = [AggFunc::CountDistinct, AggFunc::CollectList];
-            for func in super::tests::NUMERIC.into_iter().chain(others) {
-                specs.push(AccSpec {
-                    func,
-                    arg: Some(bind(field)),
-                });
-            }
-        }
-        let extras = [
-            Value::Null,
-            Value::Int(400),
-            Value::Int(-3),
-            Value::Float(1.0),
-            Value::Float(f64::NAN),
-            Value::Float(-0.0),
-            Value::Float(1e300),
-            Value::Str("x".into()),
-            Value::Str("400".into()),
-        ];
-        let mut rng = Rng(11);
-        let events: Vec<Event> = (0..400)
-            .map(|i| {
-                let mut ev = Event {
-                    timestamp: rng.below(1000) as i64,
-                    pos: i,
-                    status_code: [None, Some(200), Some(400), Some(503)][rng.below(4)],
-                    response_time: [None, Some(0.25), Some(1.0), Some(f64::NAN), Some(-0.0)]
-                        [rng.below(5)],
-                    service: [None, Some("x"), Some("api")][rng.below(3)].map(Into::into),
-                    ..Event::default()
-                };
-                ev.set_extra(0, extras[rng.below(extras.len())].clone());
-                ev
-            })
-            .collect();
-        let mut interner = Interner::default();
-        let folds: Vec<Fold> = specs
-            .iter()
-            .map(|s| s.fold(|f| interner.num_slot_or_add(f)))
-            .collect();
-        assert!(folds.iter().any(|f| matches!(f, Fold::CountIf { .. })));
-        assert!(folds.iter().any(|f| matches!(f, Fold::Num { .. })));
-        let mut row = Row::default();
-        let mut folded: Vec<Acc> = specs.iter().map(AccSpec::new_state).collect();
-        let mut updated = folded.clone();
-        for ev in &events {
-            interner.read(ev, &mut row);
-            for (i, s) in specs.iter().enumerate() {
-                folds[i].apply(s, &mut folded[i], &row.nums, ev);
-                s.update(&mut updated[i], ev);
-            }
-        }
-        for ((s, a), b) in specs.iter().zip(folded).zip(updated) {
-            assert_eq!(a, b, "{s:?}");
-            assert!(same_bits(&a.finish(), &b.finish()), "{s:?}");
-        }
     }
 
     #[test]

@@ -17,6 +17,7 @@
 pub mod aggregate;
 pub mod complete_aggregate;
 pub mod exact;
+pub mod fold;
 pub mod in_key_order;
 pub mod intern;
 pub mod intersect;
@@ -28,6 +29,9 @@ pub mod value_set;
 pub mod window;
 pub mod window_aggregate;
 pub mod zscore;
+
+#[cfg(test)]
+mod test_util;
 
 use std::collections::BTreeMap;
 

@@ -11,7 +11,8 @@ use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::StreamVec;
 
-use crate::operators::aggregate::{Acc, AggFunc, Fold};
+use crate::operators::aggregate::{Acc, AggFunc};
+use crate::operators::fold::Fold;
 use crate::operators::intern::{Interner, Row, NULL};
 use crate::operators::value_set::ValueSet;
 use crate::record::value::mix;
