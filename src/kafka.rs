@@ -138,10 +138,11 @@ impl KafkaConn {
             match self.partitions_once(consumer, topic, timeout)? {
                 Ok(parts) => return Ok(parts),
                 Err(missing) if Instant::now() >= give_up => {
+                    let brokers = &self.brokers;
                     return Err(Error::Runtime(format!(
-                    "kafka topic `{topic}` on {}: {missing} (does it exist? auto-create is off)",
-                    self.brokers
-                )))
+                        "kafka topic `{topic}` on {brokers}: {missing} (does it exist? \
+                         auto-create is off)"
+                    )));
                 }
                 Err(_) => std::thread::sleep(TOPIC_RETRY),
             }

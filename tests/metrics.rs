@@ -171,18 +171,25 @@ fn close(a: f64, b: f64) -> bool {
     (a.is_nan() && b.is_nan()) || (a - b).abs() <= 1e-12 * a.abs().max(b.abs()).max(1.0)
 }
 
-/// Epoch seconds of an input record's timestamp (RFC 3339 text or epoch milliseconds).
+/// Epoch seconds of an input record's timestamp (RFC 3339 text or epoch milliseconds). The
+/// line is one the job did not dead-letter: if it is bad after all, the job never read it.
 fn event_time(line: &[u8]) -> f64 {
-    let v: Value = serde_json::from_slice(line).unwrap();
+    let lost = || {
+        format!(
+            "a bad line without a dead letter (was it read?): {}",
+            String::from_utf8_lossy(line)
+        )
+    };
+    let v: Value = serde_json::from_slice(line).unwrap_or_else(|_| panic!("{}", lost()));
     match &v["timestamp"] {
         Value::String(s) => {
             chrono::DateTime::parse_from_rfc3339(s)
-                .unwrap()
+                .unwrap_or_else(|_| panic!("{}", lost()))
                 .timestamp_millis() as f64
                 / 1000.0
         }
         Value::Number(n) => n.as_f64().unwrap() / 1000.0,
-        other => panic!("good line without a timestamp: {other}"),
+        _ => panic!("{}", lost()),
     }
 }
 
