@@ -124,6 +124,8 @@ pub struct GroupTable {
     /// Per id-fed distinct aggregate: `group << 32 | id` of every member seen since the last
     /// drain.
     pairs: Vec<HashTable<u64>>,
+    /// Drain's buckets: where each group's ids end, and the ids (kept for their allocation).
+    scratch: (Vec<usize>, Vec<u32>),
     /// The fields of an exploded row.
     row: Row,
     /// Nodes with at most one key field: the last two groups each key id went to (`NONE` if
@@ -169,6 +171,7 @@ impl GroupTable {
             heads: Vec::new(),
             kids: Vec::new(),
             pairs: (0..sets).map(|_| HashTable::new()).collect(),
+            scratch: (Vec::new(), Vec::new()),
             row: Row::default(),
             last: Vec::new(),
             window: (0, 0),
@@ -337,36 +340,46 @@ impl GroupTable {
     /// The partials gathered since the last drain, their sets filled from `interner` (the one
     /// their ids came from; it may be cleared once the partials are taken).
     pub fn drain(&mut self, interner: &Interner) -> std::vec::Drain<'_, Partial> {
-        let mut sizes = Vec::new();
+        let (mut ends, mut ids) = std::mem::take(&mut self.scratch);
         for (a, feed) in self.feeds.iter().enumerate() {
             let Feed::Ids { set, .. } = *feed else {
                 continue;
             };
-            // Each group's set is made at its final size, then filled without a lookup: its
-            // members are distinct ids, so distinct values.
-            sizes.clear();
-            sizes.resize(self.groups.len(), 0usize);
+            // The ids bucketed by group (a counting sort), so each group's set is made at its
+            // final size and filled in one visit instead of at random across every group; its
+            // members are distinct ids, so distinct values, pushed without a lookup.
+            ends.clear();
+            ends.resize(self.groups.len() + 1, 0usize);
             for &pair in self.pairs[set].iter() {
-                if let Some(n) = sizes.get_mut((pair >> 32) as usize) {
+                if let Some(n) = ends.get_mut((pair >> 32) as usize + 1) {
                     *n += 1;
                 }
             }
-            for (g, &n) in self.groups.iter_mut().zip(&sizes) {
-                if let Acc::Distinct(s) | Acc::Set(s) = &mut g.accs[a] {
-                    *s = ValueSet::with_capacity(n);
+            for g in 1..ends.len() {
+                ends[g] += ends[g - 1];
+            }
+            ids.clear();
+            ids.resize(ends[self.groups.len()], 0u32);
+            // `ends[g]` is where group g's next id goes, then where its ids end.
+            for pair in self.pairs[set].drain() {
+                if let Some(at) = ends.get_mut((pair >> 32) as usize) {
+                    ids[*at] = pair as u32;
+                    *at += 1;
                 }
             }
-            for pair in self.pairs[set].drain() {
-                let (h, v) = interner.value(pair as u32);
-                if let Some(Acc::Distinct(s) | Acc::Set(s)) = self
-                    .groups
-                    .get_mut((pair >> 32) as usize)
-                    .map(|g| &mut g.accs[a])
-                {
-                    s.push_unique(*h, v.clone());
+            let mut start = 0;
+            for (g, &end) in self.groups.iter_mut().zip(&ends) {
+                if let Acc::Distinct(s) | Acc::Set(s) = &mut g.accs[a] {
+                    *s = ValueSet::with_capacity(end - start);
+                    for &id in &ids[start..end] {
+                        let (h, v) = interner.value(id);
+                        s.push_unique(*h, v.clone());
+                    }
                 }
+                start = end;
             }
         }
+        self.scratch = (ends, ids);
         self.index.clear();
         self.heads.clear();
         self.kids.clear();
