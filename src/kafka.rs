@@ -248,6 +248,11 @@ mod tests {
         // The mock cluster creates a topic (4 partitions) when a producer's metadata request
         // names it (producers may auto-create; the job's clients may not).
         let producer: BaseProducer = conn.client_config().create().unwrap();
+        // Connected first, so that its ask below is quick even on a loaded machine.
+        producer
+            .client()
+            .fetch_metadata(None, Duration::from_secs(10))
+            .unwrap();
         std::thread::scope(|s| {
             s.spawn(|| {
                 std::thread::sleep(Duration::from_millis(300));
