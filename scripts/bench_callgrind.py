@@ -40,20 +40,27 @@ def callgrind(bin_, data, workers, out_dir):
 
 
 def top_functions(profile, n):
-    """(instructions, function) of the `n` functions with the most instructions of their own."""
-    p = subprocess.run(["callgrind_annotate", "--inclusive=no", "--threshold=100", profile],
-                       capture_output=True, text=True, check=True)
-    rows = []
+    """(instructions, function) of the `n` functions with the most instructions of their own,
+    code inlined into a function counted as its own (callgrind_annotate splits it by source
+    file)."""
+    p = subprocess.run(["callgrind_annotate", "--inclusive=no", "--auto=no", "--threshold=100",
+                        profile], capture_output=True, text=True, check=True)
+    own = {}
+    in_table = False
     for line in p.stdout.splitlines():
+        if line.strip().endswith("file:function"):
+            in_table = True
+            continue
+        if not in_table or line.startswith("-"):
+            continue
         m = re.match(r"\s*([\d,]+)\s+\(\s*[\d.]+%\)\s+(\S.*)$", line)
-        if m and "PROGRAM TOTALS" not in line:
-            name = m.group(2)
-            # `file:function [object]` -> the function, without its object and generics' noise.
-            name = re.sub(r"\s+\[[^\]]*\]$", "", name)
-            name = name.split(":", 1)[1] if ":" in name and not name.startswith("<") else name
-            rows.append((int(m.group(1).replace(",", "")), name))
-    rows.sort(reverse=True)
-    return rows[:n]
+        if not m:
+            continue
+        # `file:function [object]` -> the function.
+        name = re.sub(r"\s+\[[^\]]*\]$", "", m.group(2))
+        name = name.split(":", 1)[1] if ":" in name else name
+        own[name] = own.get(name, 0) + int(m.group(1).replace(",", ""))
+    return sorted(((v, k) for k, v in own.items()), reverse=True)[:n]
 
 
 def main():
