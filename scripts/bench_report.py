@@ -1,4 +1,4 @@
-"""Helpers shared by the parts of scripts/bench written in Python (kafka, spark): the machine
+"""Helpers shared by the parts of scripts/bench written in Python: the machine
 line every figure carries, timed runs with peak RSS, and BENCHMARKS.md marker sections."""
 
 import os
@@ -142,12 +142,14 @@ def write_section(name, lines):
     print(section)
 
 
-def gen_file(events):
-    """The generated log file of `events` lines that the file-mode part also reads."""
+def gen_file(events, kind="logs", bin_=BIN):
+    """The generated file of `events` lines of `kind` (`logs`, `user-events`); the log file is
+    the one the file-mode part also reads."""
     os.makedirs(WORK, exist_ok=True)
-    path = os.path.join(WORK, f"logs-{events}.jsonl")
+    stem = "logs" if kind == "logs" else kind
+    path = os.path.join(WORK, f"{stem}-{events}.jsonl")
     if not os.path.exists(path):
-        subprocess.run([BIN, "gen", "--events", str(events), "--output", path + ".tmp"],
-                       check=True, stderr=subprocess.DEVNULL)
+        subprocess.run([bin_, "gen", "--kind", kind, "--events", str(events), "--output",
+                        path + ".tmp"], check=True, stderr=subprocess.DEVNULL)
         os.rename(path + ".tmp", path)
     return path

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Soak benchmark (issue 6): RSS of a long run, to show state is released as the watermark
+"""Soak benchmark: RSS of a long run, to show state is released as the watermark
 passes it and memory stays flat.
 
 `logflow gen` streams N generated events (default 20M) into the full log-analysis job

@@ -1,4 +1,4 @@
-//! The real Apache combined log (`../shared/data/apache_logs`, 10,000 lines, May 2015) through
+//! The real Apache combined log (`tests/data/apache_logs`, 10,000 lines, May 2015) through
 //! `--format apache`. Expected values were counted independently with grep/awk on the file
 //! (commands next to each value), not with logflow's code.
 
@@ -6,8 +6,9 @@
 
 mod common;
 
-use common::{accounting, read_jsonl, repo, run_ok, tmpdir};
+use common::{accounting, read_jsonl, run_ok, tmpdir};
 use serde_json::{json, Value};
+use std::path::Path;
 
 fn find<'a>(rows: &'a [Value], start: &str, key: &str, val: &str) -> &'a Value {
     rows.iter()
@@ -17,11 +18,8 @@ fn find<'a>(rows: &'a [Value], start: &str, key: &str, val: &str) -> &'a Value {
 
 #[test]
 fn real_apache_log_gives_hand_checked_results() {
-    let data = repo().join("../shared/data/apache_logs");
-    if !data.exists() {
-        eprintln!("skipping: {} not found", data.display());
-        return;
-    }
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/apache_logs");
+    assert!(data.is_file(), "{} not found", data.display());
     let out_dir = tmpdir("apache");
     let data = data.to_str().unwrap().to_string();
     let out_arg = out_dir.to_str().unwrap().to_string();

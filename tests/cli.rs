@@ -1,4 +1,4 @@
-//! Command-line behaviour: exit codes and one-line causes (DESIGN.md section 6), spec errors
+//! Command-line behaviour: exit codes and one-line causes (docs/design.md section 6), spec errors
 //! that name the file, line and field.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly on purpose

@@ -40,14 +40,14 @@ SCHEMA = StructType([
 
 
 def event_time(ts):
-    """DESIGN.md section 2: an RFC 3339 string or epoch milliseconds; anything else is bad
+    """docs/design.md section 2: an RFC 3339 string or epoch milliseconds; anything else is bad
     input (null here, dropped)."""
     return (F.when(ts.rlike("^[0-9]+$"), F.timestamp_millis(ts.cast("long")))
             .otherwise(F.try_to_timestamp(ts)))
 
 
 def analyses(events):
-    """name -> streaming DataFrame, as in dataflows/log-analysis.toml (DESIGN.md section 5)."""
+    """name -> streaming DataFrame, as in dataflows/log-analysis.toml (docs/design.md section 5)."""
     def windowed(size, delay, *keys):
         return (events.withWatermark("ts", delay)
                 .groupBy(F.window("ts", size).alias("w"), *keys))

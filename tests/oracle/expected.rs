@@ -1,4 +1,4 @@
-//! The expected rows: windows, groups, aggregates and detectors (DESIGN.md sections 3 and 5).
+//! The expected rows: windows, groups, aggregates and detectors (docs/design.md sections 3 and 5).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;

@@ -1,4 +1,4 @@
-//! The input files and the oracle's own reading of them (DESIGN.md section 2).
+//! The input files and the oracle's own reading of them (docs/design.md section 2).
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -57,7 +57,7 @@ pub fn tmp_dir() -> PathBuf {
 }
 
 // ---------------------------------------------------------------------------------------
-// The oracle's own reading of input lines (DESIGN.md section 2)
+// The oracle's own reading of input lines (docs/design.md section 2)
 
 #[derive(Clone, Debug, Default)]
 pub struct Ev {

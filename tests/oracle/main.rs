@@ -2,12 +2,12 @@
 //!
 //! The input comes from the generator library (the only logflow code used here); the
 //! expected results are computed below with serde_json, chrono and std only, straight from
-//! DESIGN.md sections 2, 3 and 5: read every line, keep the good ones, put each event in its
+//! docs/design.md sections 2, 3 and 5: read every line, keep the good ones, put each event in its
 //! epoch-aligned windows, group, aggregate, then run the detectors over the aggregated rows.
 //! With disorder below the watermark delay nothing is late, so a streaming run over a file
 //! must give exactly this batch answer, whatever the number of workers.
 //!
-//! Semantics decided here (see DESIGN.md; where the contract leaves a choice, the test
+//! Semantics decided here (see docs/design.md; where the contract leaves a choice, the test
 //! accepts every reasonable answer and says so):
 //! - A line is good when it is a UTF-8 JSON object whose `timestamp` is an RFC 3339 string
 //!   (logs) or an integer of epoch milliseconds, and whose known fields have the right type
