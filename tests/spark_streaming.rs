@@ -76,6 +76,70 @@ fn wait_row(file: &Path, until: impl Fn(&Value) -> bool, limit: Duration) -> Vec
     }
 }
 
+/// A job's stderr, line by line as it is written (to wait on a diagnostic), and all of it once
+/// the job has ended.
+struct StderrWatch {
+    lines: std::sync::mpsc::Receiver<String>,
+    all: std::thread::JoinHandle<Vec<u8>>,
+}
+
+impl StderrWatch {
+    fn new(child: &mut Child) -> Self {
+        let pipe = child.stderr.take().expect("stderr piped");
+        let (tx, lines) = std::sync::mpsc::channel();
+        let all = std::thread::spawn(move || {
+            use std::io::BufRead;
+            let mut all = Vec::new();
+            let mut reader = std::io::BufReader::new(pipe);
+            let mut line = Vec::new();
+            while reader.read_until(b'\n', &mut line).unwrap() > 0 {
+                let _ = tx.send(String::from_utf8_lossy(&line).trim_end().to_string());
+                all.append(&mut line);
+            }
+            all
+        });
+        StderrWatch { lines, all }
+    }
+
+    /// Waits until the job prints `want` (a whole line); panics after `limit`.
+    fn wait_line(&self, want: &str, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) if l == want => return,
+                Ok(l) => seen.push(l),
+                Err(e) => panic!("no `{want}` on stderr after {limit:?} ({e}): {seen:#?}"),
+            }
+        }
+    }
+
+    /// Waits for the job to end (killing it after `limit`); panics unless it succeeded.
+    /// Returns its whole stderr.
+    fn finish(self, mut child: Child, limit: Duration) -> Vec<u8> {
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break Some(status);
+            }
+            if started.elapsed() > limit {
+                let _ = child.kill();
+                child.wait().unwrap();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let all = self.all.join().unwrap();
+        let text = String::from_utf8_lossy(&all);
+        match status {
+            Some(s) => assert!(s.success(), "job failed ({s}): {text}"),
+            None => panic!("job did not finish in {limit:?}: {text}"),
+        }
+        all
+    }
+}
+
 /// Moves a file into a watched folder in one step (written under a hidden name first).
 fn drop_file(dir: &Path, name: &str, lines: &[String]) {
     let tmp = dir.join(format!(".{name}.tmp"));
@@ -428,8 +492,10 @@ fn directory_source_reads_files_added_during_the_run() {
     let incoming = dir.join("incoming");
     std::fs::create_dir_all(&incoming).unwrap();
     let logs = crafted_logs(300);
-    let child = spawn_in(&dir, &spec);
-    // Five files, one now, the others while the job runs; a bad line in the third.
+    let mut child = spawn_in(&dir, &spec);
+    let stderr = StderrWatch::new(&mut child);
+    // Five files: one now, the others only once the job has read it (its stderr says so), so
+    // they provably arrive while the job runs; a bad line in the third.
     let chunks: Vec<&[Log]> = logs.chunks(60).collect();
     for (i, chunk) in chunks.iter().enumerate() {
         let mut lines: Vec<String> = chunk
@@ -441,9 +507,28 @@ fn directory_source_reads_files_added_during_the_run() {
         }
         drop_file(&incoming, &format!("logs-{i}.jsonl"), &lines);
         std::fs::write(incoming.join(format!("ignored-{i}.txt")), "not matched\n").unwrap();
-        std::thread::sleep(Duration::from_millis(if i == 0 { 1000 } else { 150 }));
+        if i == 0 {
+            stderr.wait_line(
+                "logflow: directory source read incoming/logs-0.jsonl (60 lines)",
+                Duration::from_secs(30),
+            );
+        } else {
+            std::thread::sleep(Duration::from_millis(150));
+        }
     }
-    let stderr = finish(child, Duration::from_secs(60));
+    let stderr = stderr.finish(child, Duration::from_secs(60));
+    let text = String::from_utf8_lossy(&stderr);
+    let reads: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("logflow: directory source read"))
+        .collect();
+    let want: Vec<String> = (0..5)
+        .map(|i| {
+            let n = if i == 2 { 61 } else { 60 };
+            format!("logflow: directory source read incoming/logs-{i}.jsonl ({n} lines)")
+        })
+        .collect();
+    assert_eq!(reads, want, "every file once, oldest first, nothing else");
     let acc = accounting(&stderr);
     assert_eq!(
         (acc["read"], acc["dead_letter"], acc["on_time"]),
@@ -496,10 +581,16 @@ fn rate_source_paces_generated_events_and_matches_logflow_gen() {
         started.elapsed()
     );
     let acc = accounting(&stderr);
-    assert_eq!(acc["read"], 1000);
+    // Seed 7 writes 8 bad lines in its first 1,000; nothing is late with a 2-minute delay.
+    assert_eq!(
+        (acc["read"], acc["dead_letter"], acc["on_time"], acc["late"]),
+        (1000, 8, 992, 0),
+        "{acc:?}"
+    );
     let rows = read_jsonl(&dir.join("out/actions_per_10s.jsonl"));
+    assert!(!rows.is_empty());
     let counted: u64 = rows.iter().map(|r| r["events"].as_u64().unwrap()).sum();
-    assert_eq!(counted, acc["on_time"]);
+    assert_eq!(counted, 992);
     let now = chrono::Utc::now().timestamp_millis();
     for r in &rows {
         let start = chrono::DateTime::parse_from_rfc3339(r["window_start"].as_str().unwrap())

@@ -156,6 +156,14 @@ impl PartitionReader for DirectoryReader {
                 r.1 += *base;
             }
             if status == ReadStatus::Ended {
+                // One line per file: what was picked up, and when, is visible without metrics
+                // (the tests wait for it before dropping the next file).
+                if let Some((_, name)) = self.files.last() {
+                    eprintln!(
+                        "logflow: directory source read {name} ({} lines)",
+                        reader.lines()
+                    );
+                }
                 self.next_base = *base + reader.lines();
                 self.current = None;
                 self.last_activity = Instant::now();

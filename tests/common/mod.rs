@@ -100,6 +100,41 @@ pub fn starts(ts: i64, size: i64, slide: i64) -> Vec<i64> {
         .collect()
 }
 
+/// Records that the running test cannot check what it claims because `reason` (a prerequisite
+/// is missing): prints it and appends it to a marker under target/test-skips/, which
+/// `scripts/test` lists in its summary and CI fails on. A test that skips calls this, then
+/// returns: it never passes silently.
+pub fn skip(reason: &str) {
+    skip_into(&repo().join("target").join("test-skips"), reason);
+}
+
+/// [`skip`] with the marker directory given (its test uses a temporary one).
+pub fn skip_into(dir: &Path, reason: &str) {
+    use std::io::Write;
+    // libtest names each test's thread after the test.
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("an unnamed test")
+        .to_string();
+    // The binary's file name without cargo's hash: `bad_input-0123abcd` -> `bad_input`.
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let stem = exe.file_stem().map(|s| s.to_string_lossy().into_owned());
+    let stem = stem.unwrap_or_default();
+    let binary = stem.rsplit_once('-').map_or(stem.as_str(), |(b, _)| b);
+    let reason = reason.replace(['\n', '\t'], " ");
+    eprintln!("SKIPPED {binary} {test}: {reason}");
+    std::fs::create_dir_all(dir).expect("create the skip marker directory");
+    let mut marker = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(binary))
+        .expect("open the skip marker");
+    // One write per line: tests of one binary skip concurrently.
+    marker
+        .write_all(format!("{test}\t{reason}\n").as_bytes())
+        .expect("write the skip marker");
+}
+
 /// Runs a service script of the project (`scripts/kafka`, `scripts/prometheus`) with its state
 /// directory in `state_var`; returns the last line of its stdout (what `up` and `address`
 /// print).
