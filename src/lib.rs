@@ -21,3 +21,4 @@ pub mod runtime;
 pub mod sinks;
 pub mod sources;
 pub mod spec;
+pub mod time;

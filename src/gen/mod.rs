@@ -51,7 +51,7 @@ pub enum Kind {
 
 /// Parses a flag duration (`500ms`, `90s`, `5m`, `1m30s`) with the spec's duration syntax.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    crate::spec::duration::parse_ms(text).map(|ms| Duration::from_millis(ms as u64))
+    crate::time::duration::parse_ms(text).map(|ms| Duration::from_millis(ms as u64))
 }
 
 /// `logflow gen` flags.

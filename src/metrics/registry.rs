@@ -19,8 +19,8 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 use super::results::ResultGauges;
+use crate::record::Origin;
 use crate::record::Row;
-use crate::sources::Origin;
 use crate::spec::plan::JobPlan;
 
 /// Who this process is: exported as `logflow_process_info`.
@@ -35,13 +35,14 @@ pub struct Identity {
 }
 
 impl Identity {
-    /// The identity of this process in a run of `plan` laid out as `cluster`.
-    pub fn of(plan: &JobPlan, cluster: &crate::runtime::Cluster) -> Identity {
+    /// The identity of process `process` of `processes` (each of `threads` workers) in a run
+    /// of `plan`.
+    pub fn of(plan: &JobPlan, process: usize, processes: usize, threads: usize) -> Identity {
         Identity {
             pipeline: plan.name.clone(),
-            process: cluster.process,
-            processes: cluster.processes,
-            threads: cluster.threads,
+            process,
+            processes,
+            threads,
         }
     }
 }

@@ -12,11 +12,10 @@
 use serde::{Deserialize, Serialize};
 
 use crate::operators::exact::ExactSum;
-use crate::operators::fold::compare_number;
 use crate::operators::value_set::ValueSet;
 use crate::record::value::float_key;
 use crate::record::{Event, Value, ValueRef};
-use crate::spec::expr::Expr;
+use crate::spec::expr::{compare_number, Expr};
 
 /// The aggregate functions of specs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

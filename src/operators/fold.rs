@@ -3,8 +3,8 @@
 
 use crate::operators::aggregate::{Acc, AccSpec, AggFunc};
 use crate::operators::intern::Num;
-use crate::record::{Event, Field, Value, ValueRef};
-use crate::spec::expr::{BinOp, Expr};
+use crate::record::{Event, Field, Value};
+use crate::spec::expr::{compare_number, is_comparison, BinOp, Expr};
 
 /// How an aggregate folds an event, decided once per node instead of per event (what
 /// [`AccSpec::update`] finds out by matching its function and argument), reading numbers from
@@ -83,36 +83,6 @@ impl Fold {
             Fold::Event => spec.update(acc, event),
         }
     }
-}
-
-/// `v OP lit` for a numeric literal and a comparison, as `Expr::test` decides `field OP
-/// literal` on borrowed values; `None` where this does not apply (another literal or
-/// operator, NaN): the caller asks `Expr::test`.
-#[inline]
-pub(crate) fn compare_number(v: ValueRef<'_>, op: BinOp, lit: &Value) -> Option<bool> {
-    use std::cmp::Ordering;
-    let ord = match (v, lit) {
-        (_, Value::Int(_) | Value::Float(_)) if !is_comparison(op) => return None,
-        (ValueRef::Null | ValueRef::Str(_), Value::Int(_) | Value::Float(_)) => return Some(false),
-        (ValueRef::Int(x), Value::Int(y)) => x.cmp(y),
-        (x, Value::Int(_) | Value::Float(_)) => x.as_f64()?.partial_cmp(&lit.as_f64()?)?,
-        _ => return None,
-    };
-    Some(match op {
-        BinOp::Eq => ord == Ordering::Equal,
-        BinOp::Ne => ord != Ordering::Equal,
-        BinOp::Lt => ord == Ordering::Less,
-        BinOp::Le => ord != Ordering::Greater,
-        BinOp::Gt => ord == Ordering::Greater,
-        _ => ord != Ordering::Less,
-    })
-}
-
-fn is_comparison(op: BinOp) -> bool {
-    matches!(
-        op,
-        BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge
-    )
 }
 
 #[cfg(test)]

@@ -67,6 +67,11 @@ impl Default for Cluster {
 }
 
 impl Cluster {
+    /// This process's identity in a run of `plan`, for its metrics.
+    pub fn identity(&self, plan: &JobPlan) -> crate::metrics::Identity {
+        crate::metrics::Identity::of(plan, self.process, self.processes, self.threads)
+    }
+
     pub(crate) fn layout(&self) -> Layout {
         let addresses = if self.addresses.is_empty() {
             (0..self.processes)
@@ -380,7 +385,10 @@ impl Opened {
             plan,
             cluster.threads * cluster.processes,
             cluster.process == 0,
-            Arc::clone(&opened.metrics),
+            {
+                let metrics = Arc::clone(&opened.metrics);
+                Box::new(move |took| metrics.checkpoint_completed(took))
+            },
         )?;
         let resuming = checkpoints
             .as_ref()
@@ -403,7 +411,7 @@ impl Opened {
     /// here, built anyway because every worker of a cluster must build the same dataflows.
     pub(crate) fn empty(plan: &Arc<JobPlan>, cluster: &Cluster, opts: &RunOptions) -> Opened {
         let metrics = opts.metrics.clone().unwrap_or_else(|| {
-            let id = crate::metrics::Identity::of(plan, cluster);
+            let id = cluster.identity(plan);
             Arc::new(crate::metrics::Metrics::new(plan, id))
         });
         Opened {

@@ -21,7 +21,7 @@ use super::render::{dead_letter_json, late_json, row_json, row_key};
 use super::Sink;
 use crate::kafka::{send_waiting, KafkaConn};
 use crate::record::Row;
-use crate::runtime::ingest::{DeadLetter, LateEvent};
+use crate::record::{DeadLetter, LateEvent};
 use crate::spec::plan::JobPlan;
 use crate::Error;
 

@@ -12,7 +12,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::file::FileReader;
-use super::{Origin, PartitionReader, ReadStatus, RecordBatch};
+use super::{PartitionReader, ReadStatus, RecordBatch};
+use crate::record::Origin;
 use crate::Error;
 
 /// `[source]` settings of `kind = "directory"`.

@@ -12,8 +12,9 @@ use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use super::kafka_queue::BatchQueue;
-use super::{Origin, PartitionReader, ReadStatus, RecordBatch, Wake};
+use super::{PartitionReader, ReadStatus, RecordBatch, Wake};
 use crate::kafka::KafkaConn;
+use crate::record::Origin;
 use crate::Error;
 
 /// Where to start reading.

@@ -10,7 +10,8 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use super::file::FileReader;
-use super::{Origin, PartitionReader, ReadStatus, RecordBatch};
+use super::{PartitionReader, ReadStatus, RecordBatch};
+use crate::record::Origin;
 use crate::Error;
 
 /// `[source]` settings of `kind = "socket"`.

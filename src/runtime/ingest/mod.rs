@@ -43,30 +43,10 @@ use crate::operators::pre_aggregate::Partial;
 use crate::operators::window::Windows;
 use crate::parse::Format;
 use crate::record::Event;
-use crate::sources::{Origin, PartitionReader, ReadStatus, RecordBatch};
+use crate::record::{DeadLetter, LateEvent};
+use crate::sources::{PartitionReader, ReadStatus, RecordBatch};
 use crate::spec::plan::AggNode;
 use crate::Error;
-
-/// A record that could not be parsed.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct DeadLetter {
-    pub reason: String,
-    pub origin: Origin,
-    /// The original bytes (cut to the record limit).
-    pub raw: Vec<u8>,
-    /// The real length when `raw` was cut.
-    pub original_len: Option<u64>,
-}
-
-/// An event that arrived after its windows had closed, for one or more analyses.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct LateEvent {
-    pub event: Event,
-    pub origin: Origin,
-    pub raw: Vec<u8>,
-    /// (analysis index, that analysis's watermark when the event arrived)
-    pub missed: Vec<(u32, i64)>,
-}
 
 /// The windows of one aggregation node, for lateness checks at ingest.
 #[derive(Clone, Debug)]

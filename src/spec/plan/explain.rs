@@ -73,7 +73,7 @@ impl JobPlan {
                 l.name,
                 l.path.display(),
                 l.format.name(),
-                l.on.name_in(self),
+                l.on.name_in(&self.extras),
                 l.key,
                 cols.join(", ")
             );

@@ -10,7 +10,6 @@ use std::fmt::Write;
 
 use toml::Spanned;
 
-use super::duration::{format_ms, parse_ms};
 use super::expr::{self, Ast, Expr};
 use super::{AnalysisSpec, JobSpec, SpecSource};
 use crate::operators::aggregate::{AccSpec, AggFunc};
@@ -20,6 +19,7 @@ use crate::parse::Format;
 use crate::record::Field;
 use crate::sources::directory::DirectoryConfig;
 use crate::sources::socket::SocketConfig;
+use crate::time::duration::{format_ms, parse_ms};
 use crate::Error;
 
 mod derived;
