@@ -342,7 +342,7 @@ pub(crate) fn output_conn(plan: &JobPlan, timeout: Duration) -> Result<Option<Ka
             )
         })?;
     let conn = KafkaConn::new(&brokers, properties);
-    let topics = KafkaSink::topics(plan);
+    let topics = plan.topics();
     let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
     conn.partitions_of(&topics, timeout)
         .map_err(|e| Error::Runtime(format!("output {e}")))?;
@@ -394,7 +394,7 @@ impl Opened {
             .as_ref()
             .is_some_and(|c| c.restored_epoch().is_some());
         let (sinks, gather) = open_sinks(plan, cluster, resuming)?;
-        crate::operators::lookup::Tables::load(&plan.lookups)?;
+        crate::sources::lookup::Tables::load(&plan.lookups)?;
         let resume = match &checkpoints {
             Some(c) => ingest::resume_points(&c.restored_states(ingest::INGEST_SLOT))?,
             None => HashMap::new(),

@@ -211,17 +211,6 @@ impl KafkaSink {
         })
     }
 
-    /// Every topic this sink writes to.
-    pub fn topics(plan: &JobPlan) -> Vec<String> {
-        let mut t: Vec<String> = plan.analyses.iter().map(|a| a.topic.clone()).collect();
-        t.push(plan.dead_letter_topic());
-        t.push(plan.late_topic());
-        if plan.sink.exactly_once() {
-            t.push(plan.commits_topic());
-        }
-        t
-    }
-
     fn mark_dirty(&mut self, n: usize) {
         if let (Some(t), true) = (self.txn.as_mut(), n > 0) {
             t.dirty = true;

@@ -7,6 +7,7 @@ pub mod file;
 pub mod generator;
 pub mod kafka;
 mod kafka_queue;
+pub mod lookup;
 pub mod shared;
 pub mod socket;
 

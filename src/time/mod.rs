@@ -3,6 +3,7 @@
 //! Times are milliseconds since the Unix epoch, UTC, throughout the crate.
 
 pub mod duration;
+pub mod window;
 
 use chrono::{DateTime, SecondsFormat};
 

@@ -38,14 +38,15 @@ use self::partition::{Partition, Routed, Stamp};
 use super::accounting::Counters;
 use crate::checkpoint::barrier::Slot;
 use crate::metrics::{Metrics, PartitionMeter};
-use crate::operators::lookup::{LookupPlan, Tables};
 use crate::operators::pre_aggregate::Partial;
-use crate::operators::window::Windows;
 use crate::parse::Format;
 use crate::record::Event;
 use crate::record::{DeadLetter, LateEvent};
+use crate::sources::lookup::Tables;
 use crate::sources::{PartitionReader, ReadStatus, RecordBatch};
 use crate::spec::plan::AggNode;
+use crate::spec::plan::LookupPlan;
+use crate::time::window::Windows;
 use crate::Error;
 
 /// The windows of one aggregation node, for lateness checks at ingest.

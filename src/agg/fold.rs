@@ -1,10 +1,11 @@
 //! Aggregates folded per node: how each aggregate of a node takes an event is decided once,
 //! when the node's table is made, instead of per event as [`AccSpec::update`] decides it.
 
-use crate::operators::aggregate::{Acc, AccSpec, AggFunc};
-use crate::operators::intern::Num;
+use crate::agg::aggregate::Acc;
+use crate::agg::intern::Num;
 use crate::record::{Event, Field, Value};
 use crate::spec::expr::{compare_number, is_comparison, BinOp, Expr};
+use crate::spec::plan::{AccSpec, AggFunc};
 
 /// How an aggregate folds an event, decided once per node instead of per event (what
 /// [`AccSpec::update`] finds out by matching its function and argument), reading numbers from
@@ -88,14 +89,14 @@ impl Fold {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::operators::test_util::{same_bits, Rng, NUMERIC};
+    use crate::agg::test_util::{same_bits, Rng, NUMERIC};
 
     /// `Fold::apply` (the aggregate's update decided per node, numbers read once per event)
     /// leaves every accumulator as `AccSpec::update` does: typed fields, a string field, and
     /// an extra field holding every kind of value (NaN, -0.0, strings that look like numbers).
     #[test]
     fn folds_agree_with_update() {
-        use crate::operators::intern::{Interner, Row};
+        use crate::agg::intern::{Interner, Row};
         use crate::record::Field;
         use crate::spec::expr::parse;
         let bind = |src: &str| {

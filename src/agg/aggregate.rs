@@ -11,58 +11,12 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::operators::exact::ExactSum;
-use crate::operators::value_set::ValueSet;
+use crate::agg::exact::ExactSum;
+use crate::agg::value_set::ValueSet;
 use crate::record::value::float_key;
 use crate::record::{Event, Value, ValueRef};
 use crate::spec::expr::{compare_number, Expr};
-
-/// The aggregate functions of specs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum AggFunc {
-    /// `count()`: every event of the group.
-    Count,
-    /// `count(x)`: events where `x` is not null.
-    CountNonNull,
-    /// `count_if(cond)`: events where `cond` is true.
-    CountIf,
-    Sum,
-    Avg,
-    Min,
-    Max,
-    /// Sample standard deviation (null below two values).
-    Stddev,
-    CountDistinct,
-    /// Sorted distinct values.
-    CollectSet,
-    /// Values in event-time order (ties: input order).
-    CollectList,
-}
-
-impl AggFunc {
-    pub fn from_name(name: &str) -> Option<AggFunc> {
-        Some(match name {
-            "count" => AggFunc::Count,
-            "count_if" => AggFunc::CountIf,
-            "sum" => AggFunc::Sum,
-            "avg" | "mean" => AggFunc::Avg,
-            "min" => AggFunc::Min,
-            "max" => AggFunc::Max,
-            "stddev" | "stddev_samp" => AggFunc::Stddev,
-            "count_distinct" | "approx_count_distinct" => AggFunc::CountDistinct,
-            "collect_set" => AggFunc::CollectSet,
-            "collect_list" => AggFunc::CollectList,
-            _ => return None,
-        })
-    }
-}
-
-/// One aggregate of an analysis: a function and its argument (an event expression).
-#[derive(Clone, Debug, PartialEq)]
-pub struct AccSpec {
-    pub func: AggFunc,
-    pub arg: Option<Expr>,
-}
+use crate::spec::plan::{AccSpec, AggFunc};
 
 impl AccSpec {
     pub fn new_state(&self) -> Acc {
@@ -457,7 +411,7 @@ fn sample_stddev(n: u64, sum: &ExactSum, sumsq: &ExactSum, approx: bool) -> f64 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::operators::test_util::NUMERIC;
+    use crate::agg::test_util::NUMERIC;
     use crate::record::Field;
 
     fn spec(func: AggFunc, field: Option<Field>) -> AccSpec {
@@ -732,7 +686,7 @@ mod tests {
 #[cfg(test)]
 mod exact_tests {
     use super::*;
-    use crate::operators::test_util::{same_bits, Rng};
+    use crate::agg::test_util::{same_bits, Rng};
 
     fn state(func: AggFunc) -> Acc {
         AccSpec { func, arg: None }.new_state()
