@@ -165,7 +165,7 @@ struct AnalysisOutput {
     last_end: Option<i64>,
 }
 
-/// What the checkpointing (issue 6) reports; nothing is exported before the first checkpoint
+/// What checkpointing reports; nothing is exported before the first checkpoint
 /// completes, so dashboards show "no data" rather than an invented age.
 #[derive(Clone, Copy, Debug)]
 struct CheckpointStats {
@@ -313,7 +313,7 @@ impl Metrics {
         self.results.observe(rows);
     }
 
-    /// Records a completed checkpoint (for issue 6's checkpointing; see `CheckpointStats`).
+    /// Records a completed checkpoint (see `CheckpointStats`).
     pub fn checkpoint_completed(&self, duration: Duration) {
         let mut c = lock(&self.checkpoints);
         let completed = c.map_or(0, |c| c.completed) + 1;

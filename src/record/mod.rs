@@ -71,7 +71,7 @@ pub enum Field {
 }
 
 impl Field {
-    /// Every field an input format sets, in the order of DESIGN.md section 2.
+    /// Every field an input format sets, in the order of docs/design.md section 2.
     pub const ALL: [Field; 14] = [
         Field::Timestamp,
         Field::Level,

@@ -1,4 +1,4 @@
-//! JSON rendering of results, dead letters and late events (the output contract of DESIGN.md
+//! JSON rendering of results, dead letters and late events (the output contract of docs/design.md
 //! section 5): `window_start`, `window_end`, then group keys, then metrics.
 
 use base64::Engine;

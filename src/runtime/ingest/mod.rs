@@ -1,7 +1,7 @@
 //! The ingest operator: reads this worker's source partitions, parses records, tracks event-time
 //! progress per partition, and holds the capability that IS the watermark.
 //!
-//! Event-time semantics (DESIGN.md section 3), made deterministic:
+//! Event-time semantics (docs/design.md section 3), made deterministic:
 //! - A partition's progress `M_p` is the largest event time read from it so far. An analysis's
 //!   watermark on that partition is `M_p - delay`.
 //! - Each event is sent at timely time `t = max(floor_g(M_p), cap)`, where `M_p` is taken just
