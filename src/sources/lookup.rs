@@ -8,6 +8,8 @@
 //! activation is joined, so every record read after the new file is in place sees the new
 //! mapping. A file that cannot be read or parsed on reload keeps the previous mapping (and is
 //! reported once); at start it is an error.
+//!
+//! [`Field::Extra`]: crate::record::Field::Extra
 
 use std::collections::HashMap;
 

@@ -1,4 +1,4 @@
-//! The compiler driver: a spec's job-level settings, then each clause ([`Ctx`] carries the
+//! The compiler driver: a spec's job-level settings, then each clause (`Ctx` carries the
 //! spec text for `file:line:col: field: message` errors).
 
 use std::collections::HashMap;
