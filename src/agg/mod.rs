@@ -1,6 +1,6 @@
 //! The accumulator kernel: aggregate state that absorbs events, merges partials from other
 //! workers and finishes into SQL results, and the interned keys and sets it is built on.
-//! No timely here: the operators in [`crate::operators`] drive it.
+//! No timely here: the dataflow operators (a floor above) drive it.
 //!
 //! - [`aggregate`]: the accumulators ([`aggregate::Acc`]) of the spec's aggregate functions.
 //! - [`fold`]: per-node folds, each aggregate's way of taking an event decided once.
