@@ -10,8 +10,8 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use logflow::agg::intern::{Interner, Row};
 use logflow::gen::{GenConfig, Generator, Kind};
-use logflow::operators::intern::{Interner, Row};
 use logflow::operators::pre_aggregate::{GroupTable, Partial};
 use logflow::parse::Format;
 use logflow::record::{key_hash, Event, FieldSet};

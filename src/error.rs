@@ -1,5 +1,5 @@
 //! One error type for the whole program, with the exit code each kind maps to
-//! (DESIGN.md section 6: 2 = bad usage or bad spec, 1 = runtime failure).
+//! (docs/design.md section 6: 2 = bad usage or bad spec, 1 = runtime failure).
 
 use std::path::PathBuf;
 

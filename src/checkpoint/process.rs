@@ -14,7 +14,6 @@ use serde::{Deserialize, Serialize};
 
 use super::barrier::{Checkpointer, Start};
 use super::store::Store;
-use crate::metrics::Metrics;
 use crate::spec::plan::JobPlan;
 use crate::Error;
 
@@ -65,6 +64,9 @@ pub fn next_step(step: u64, elapsed_ms: Option<u64>, interval_ms: u64, g: u64) -
     round_up(scaled.max(g), g)
 }
 
+/// Called once per completed checkpoint with the time from the first local barrier to the end.
+pub type OnCompleted = Box<dyn Fn(Duration) + Send + Sync>;
+
 /// A process's view of a job's checkpoints: the directory, the checkpoint restored at start,
 /// and what its workers share.
 pub struct Checkpoints {
@@ -75,7 +77,8 @@ pub struct Checkpoints {
     pub(super) granularity: u64,
     pub(super) plan_hash: u64,
     pub(super) restored: Option<(u64, Manifest, Vec<Part>)>,
-    metrics: Arc<Metrics>,
+    /// Told how long each completed checkpoint took (the runtime records it as a metric).
+    on_completed: OnCompleted,
     /// (epoch, when a local ingest first reached it), for the duration metric.
     started: Mutex<(u64, Option<Instant>)>,
     /// Process 0's lock on the directory, held for the run (see [`Checkpoints::open`]).
@@ -92,7 +95,7 @@ impl Checkpoints {
         plan: &JobPlan,
         workers: usize,
         leader: bool,
-        metrics: Arc<Metrics>,
+        on_completed: OnCompleted,
     ) -> Result<Option<Arc<Checkpoints>>, Error> {
         let Some(c) = &plan.checkpoint else {
             return Ok(None);
@@ -173,7 +176,7 @@ impl Checkpoints {
             granularity: plan.granularity_ms.max(1) as u64,
             plan_hash,
             restored,
-            metrics,
+            on_completed,
             started: Mutex::new((0, None)),
             reported: Mutex::new(0),
             _lock: lock,
@@ -251,7 +254,7 @@ impl Checkpoints {
             Ok(s) if s.0 == epoch => s.1.map_or(Duration::ZERO, |t| t.elapsed()),
             _ => Duration::ZERO,
         };
-        self.metrics.checkpoint_completed(took);
+        (self.on_completed)(took);
     }
 }
 

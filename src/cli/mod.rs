@@ -1,4 +1,4 @@
-//! The command line (DESIGN.md section 6). Exit codes: 0 success, 2 bad usage or spec,
+//! The command line (docs/design.md section 6). Exit codes: 0 success, 2 bad usage or spec,
 //! 1 runtime failure, always with a one-line cause on stderr.
 
 mod bench_read;

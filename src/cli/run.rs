@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use clap::ArgAction;
 
-use crate::metrics::{Identity, ObserveOptions, Observer};
+use crate::metrics::{ObserveOptions, Observer};
 use crate::runtime::cluster::read_hostfile;
 use crate::runtime::embedded::Embedded;
 use crate::runtime::{self, Cluster};
@@ -48,7 +48,7 @@ impl JobArgs {
 }
 
 pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
-    let ms = crate::spec::duration::parse_ms(s)?;
+    let ms = crate::time::duration::parse_ms(s)?;
     u64::try_from(ms)
         .ok()
         .filter(|ms| *ms > 0)
@@ -182,7 +182,7 @@ fn observe(
     cluster: &Cluster,
 ) -> Result<Observer, Error> {
     use std::io::IsTerminal;
-    let identity = Identity::of(plan, cluster);
+    let identity = cluster.identity(plan);
     let opts = ObserveOptions {
         metrics_addr: args.metrics_addr.clone(),
         progress: !args.job.quiet && std::io::stderr().is_terminal(),

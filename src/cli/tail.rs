@@ -35,7 +35,7 @@ pub fn tail(args: TailArgs) -> Result<(), Error> {
     let brokers = cli_brokers(args.brokers.as_deref());
     let idle = match &args.idle_exit {
         Some(d) => Some(Duration::from_millis(
-            crate::spec::duration::parse_ms(d)
+            crate::time::duration::parse_ms(d)
                 .map_err(|e| Error::Usage(format!("--idle-exit: {e}")))? as u64,
         )),
         None => None,

@@ -52,7 +52,7 @@ pub enum Reply {
         job: u64,
     },
     Stopping,
-    /// The request failed; `exit_code` follows DESIGN.md (2: bad spec or usage, 1: runtime).
+    /// The request failed; `exit_code` follows docs/design.md (2: bad spec or usage, 1: runtime).
     Error {
         message: String,
         exit_code: i32,

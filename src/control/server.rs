@@ -161,6 +161,6 @@ fn preflight(plan: &JobPlan) -> Result<(), Error> {
         _ => {}
     }
     crate::runtime::output_conn(plan, METADATA_TIMEOUT)?;
-    crate::operators::lookup::Tables::load(&plan.lookups)?;
+    crate::sources::lookup::Tables::load(&plan.lookups)?;
     Ok(())
 }

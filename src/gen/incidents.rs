@@ -1,4 +1,4 @@
-//! Injected incidents: each one fires one detector of DESIGN.md section 5, in a known window,
+//! Injected incidents: each one fires one detector of docs/design.md section 5, in a known window,
 //! without dominating the analyses.
 //!
 //! Incidents repeat every [`CYCLE_MS`] (20 minutes) of event time, counted from the first

@@ -7,13 +7,13 @@
 //! `disorder` behind the newest timestamp before it, and with `disorder` below the watermark
 //! delay no line is late. A late line (`--late-fraction`) is at least
 //! [`LATE_MIN_BEHIND`] behind the newest timestamp, which is late for every analysis of
-//! DESIGN.md section 5 (the worst case is a 5-minute window with a 10-minute delay: 15
+//! docs/design.md section 5 (the worst case is a 5-minute window with a 10-minute delay: 15
 //! minutes). Late lines only start once [`LATE_WARMUP`] (plus `disorder`) of event time has
 //! been written, so that they fall behind data already seen.
 //!
 //! Bad lines (`--bad-fraction`) are the kinds of damage real pipelines see: garbage text,
 //! truncated JSON, wrong field types, missing or malformed timestamps, non-UTF-8 bytes. Every
-//! one of them is bad input under DESIGN.md section 2, and every good line is good input.
+//! one of them is bad input under docs/design.md section 2, and every good line is good input.
 //!
 //! Incidents are described in [`incidents`].
 //!
@@ -51,7 +51,7 @@ pub enum Kind {
 
 /// Parses a flag duration (`500ms`, `90s`, `5m`, `1m30s`) with the spec's duration syntax.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    crate::spec::duration::parse_ms(text).map(|ms| Duration::from_millis(ms as u64))
+    crate::time::duration::parse_ms(text).map(|ms| Duration::from_millis(ms as u64))
 }
 
 /// `logflow gen` flags.

@@ -37,7 +37,7 @@ fn num_or_null(o: &serde_json::Map<String, Value>, k: &str) -> Result<Option<f64
     }
 }
 
-/// A good log line as DESIGN.md section 2 reads it.
+/// A good log line as docs/design.md section 2 reads it.
 #[derive(Debug)]
 struct Log {
     ts: i64,

@@ -9,14 +9,12 @@
 //! the null group stays below the anomaly threshold at the default rate), `action`, `value`
 //! (null or absent), `session_id`, `ip_address`.
 
-use super::fmt::{
-    write_date, write_fixed_or_string, write_hex, write_i64, write_padded, write_time_of_day,
-    DAY_MS,
-};
+use super::fmt::{write_fixed_or_string, write_hex, write_i64};
 use super::incidents::{self, Schedule};
 use super::logs::ip_pool;
 use super::rng::{cumulative, mix64, Rng};
 use super::{GenConfig, LineKind};
+use crate::time::{write_date, write_padded, write_time_of_day, DAY_MS};
 
 const ACTIONS: [&str; 10] = [
     "view",

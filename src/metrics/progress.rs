@@ -10,8 +10,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::registry::Totals;
 use super::Metrics;
-use crate::sinks::render::rfc3339;
-use crate::spec::duration::format_ms;
+use crate::time::duration::format_ms;
+use crate::time::rfc3339;
 
 const EVERY: Duration = Duration::from_secs(1);
 /// Carriage return + "erase line" (ECMA-48 EL): redraws the line in place.

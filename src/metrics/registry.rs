@@ -19,8 +19,8 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 use super::results::ResultGauges;
+use crate::record::Origin;
 use crate::record::Row;
-use crate::sources::Origin;
 use crate::spec::plan::JobPlan;
 
 /// Who this process is: exported as `logflow_process_info`.
@@ -35,13 +35,14 @@ pub struct Identity {
 }
 
 impl Identity {
-    /// The identity of this process in a run of `plan` laid out as `cluster`.
-    pub fn of(plan: &JobPlan, cluster: &crate::runtime::Cluster) -> Identity {
+    /// The identity of process `process` of `processes` (each of `threads` workers) in a run
+    /// of `plan`.
+    pub fn of(plan: &JobPlan, process: usize, processes: usize, threads: usize) -> Identity {
         Identity {
             pipeline: plan.name.clone(),
-            process: cluster.process,
-            processes: cluster.processes,
-            threads: cluster.threads,
+            process,
+            processes,
+            threads,
         }
     }
 }
@@ -164,7 +165,7 @@ struct AnalysisOutput {
     last_end: Option<i64>,
 }
 
-/// What the checkpointing (issue 6) reports; nothing is exported before the first checkpoint
+/// What checkpointing reports; nothing is exported before the first checkpoint
 /// completes, so dashboards show "no data" rather than an invented age.
 #[derive(Clone, Copy, Debug)]
 struct CheckpointStats {
@@ -312,7 +313,7 @@ impl Metrics {
         self.results.observe(rows);
     }
 
-    /// Records a completed checkpoint (for issue 6's checkpointing; see `CheckpointStats`).
+    /// Records a completed checkpoint (see `CheckpointStats`).
     pub fn checkpoint_completed(&self, duration: Duration) {
         let mut c = lock(&self.checkpoints);
         let completed = c.map_or(0, |c| c.completed) + 1;

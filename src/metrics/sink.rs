@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::Metrics;
 use crate::record::Row;
-use crate::runtime::ingest::{DeadLetter, LateEvent};
+use crate::record::{DeadLetter, LateEvent};
 use crate::sinks::Sink;
 use crate::Error;
 

@@ -15,8 +15,8 @@ use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::StreamVec;
 
+use crate::agg::aggregate::Acc;
 use crate::checkpoint::barrier::{self, Slot};
-use crate::operators::aggregate::Acc;
 use crate::operators::pre_aggregate::{Partial, PreAggregate};
 use crate::operators::window_aggregate::Closed;
 use crate::record::{Event, Key};
@@ -39,9 +39,9 @@ pub trait CompleteAggregate<'scope> {
     /// use std::rc::Rc;
     /// use timely::dataflow::operators::{ToStream, Capture, capture::Event as Msg};
     /// use timely::dataflow::StreamVec;
-    /// use logflow::operators::aggregate::{AccSpec, AggFunc};
+    /// use logflow::spec::plan::{AccSpec, AggFunc};
     /// use logflow::operators::complete_aggregate::CompleteAggregate;
-    /// use logflow::operators::window::Windows;
+    /// use logflow::time::window::Windows;
     /// use logflow::record::{Event, Field, Value};
     /// use logflow::spec::plan::AggNode;
     ///
@@ -198,8 +198,8 @@ impl<'scope> CompleteAggregate<'scope> for StreamVec<'scope, u64, Partial> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::operators::window::Windows;
     use crate::record::Value;
+    use crate::time::window::Windows;
     use timely::container::CapacityContainerBuilder;
     use timely::dataflow::operators::{Capture, Input};
     use timely::dataflow::InputHandle;

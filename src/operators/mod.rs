@@ -6,32 +6,19 @@
 //!   as a differential collection of rows (early results, corrections).
 //! - [`complete_aggregate::CompleteAggregate`]: complete output mode (the whole result table
 //!   at each trigger).
-//! - [`lookup`]: reference tables joined to events at ingest (stream–static join).
 //! - [`in_key_order::InKeyOrder`]: per-key, in-window-order processing of result rows.
 //! - [`zscore::ZScore`], [`lag::Lag`]: detectors over previous windows.
-//! - [`aggregate`], [`window`]: the accumulators and window assignment they use.
-//! - [`intern`]: dense ids for the values events are grouped and counted by.
-//! - [`value_set`]: the small-or-hashed set behind distinct counts and `collect_set`.
-//! - [`exact`]: exact, order-independent float sums behind `sum`, `avg` and `stddev`.
+//!
+//! They drive the accumulator kernel of [`crate::agg`] over windows of [`crate::time::window`].
 
-pub mod aggregate;
 pub mod complete_aggregate;
-pub mod exact;
-pub mod fold;
 pub mod in_key_order;
-pub mod intern;
 pub mod intersect;
 pub mod lag;
-pub mod lookup;
 pub mod pre_aggregate;
 pub mod update_aggregate;
-pub mod value_set;
-pub mod window;
 pub mod window_aggregate;
 pub mod zscore;
-
-#[cfg(test)]
-mod test_util;
 
 use std::collections::BTreeMap;
 

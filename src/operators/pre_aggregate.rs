@@ -11,13 +11,14 @@ use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::StreamVec;
 
-use crate::operators::aggregate::{Acc, AggFunc};
-use crate::operators::fold::Fold;
-use crate::operators::intern::{Interner, Row, NULL};
-use crate::operators::value_set::ValueSet;
+use crate::agg::aggregate::Acc;
+use crate::agg::fold::Fold;
+use crate::agg::intern::{Interner, Row, NULL};
+use crate::agg::value_set::ValueSet;
 use crate::record::value::mix;
 use crate::record::{Event, Key, Value};
 use crate::spec::expr::Expr;
+use crate::spec::plan::AggFunc;
 use crate::spec::plan::AggNode;
 
 /// A partial aggregate of one window and key, as exchanged between workers.
@@ -37,9 +38,9 @@ pub trait PreAggregate<'scope> {
     /// ```
     /// use std::rc::Rc;
     /// use timely::dataflow::operators::{ToStream, Capture, capture::Event as Msg};
-    /// use logflow::operators::aggregate::{AccSpec, AggFunc};
+    /// use logflow::spec::plan::{AccSpec, AggFunc};
     /// use logflow::operators::pre_aggregate::PreAggregate;
-    /// use logflow::operators::window::Windows;
+    /// use logflow::time::window::Windows;
     /// use logflow::record::{Event, Field, Value};
     /// use logflow::spec::plan::AggNode;
     ///
@@ -392,11 +393,11 @@ impl GroupTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::operators::aggregate::{AccSpec, AggFunc};
-    use crate::operators::window::Windows;
     use crate::record::Field;
     use crate::spec::expr::parse;
     use crate::spec::plan::Explode;
+    use crate::spec::plan::{AccSpec, AggFunc};
+    use crate::time::window::Windows;
 
     /// Keys of two fields (one of them numeric), one and none, sliding and tumbling windows,
     /// nulls in keys and in distinct arguments, and the interner cleared between drains: the

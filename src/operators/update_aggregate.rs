@@ -21,8 +21,8 @@ use timely::dataflow::StreamVec;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::agg::aggregate::Acc;
 use crate::checkpoint::barrier::{self, Slot};
-use crate::operators::aggregate::Acc;
 use crate::operators::pre_aggregate::{Partial, PreAggregate};
 use crate::operators::window_aggregate::Closed;
 use crate::record::{key_hash, Event, Key, Row};
@@ -45,9 +45,9 @@ pub trait UpdateAggregate<'scope>: Sized {
     /// use timely::container::CapacityContainerBuilder;
     /// use timely::dataflow::InputHandle;
     /// use timely::dataflow::operators::{Input, Capture, capture::Event as Msg};
-    /// use logflow::operators::aggregate::{AccSpec, AggFunc};
+    /// use logflow::spec::plan::{AccSpec, AggFunc};
     /// use logflow::operators::update_aggregate::UpdateAggregate;
-    /// use logflow::operators::window::Windows;
+    /// use logflow::time::window::Windows;
     /// use logflow::record::{Event, Value};
     /// use logflow::spec::plan::AggNode;
     ///
@@ -286,8 +286,8 @@ impl<'scope> Upserts<'scope> for VecCollection<'scope, u64, Row> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::operators::window::Windows;
     use crate::record::Value;
+    use crate::time::window::Windows;
     use timely::container::CapacityContainerBuilder;
     use timely::dataflow::operators::{Input, Inspect, Probe};
     use timely::dataflow::{InputHandle, ProbeHandle};

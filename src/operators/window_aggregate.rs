@@ -15,8 +15,8 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::StreamVec;
 
+use crate::agg::aggregate::Acc;
 use crate::checkpoint::barrier::{self, Slot};
-use crate::operators::aggregate::Acc;
 use crate::operators::pre_aggregate::{Partial, PreAggregate};
 use crate::record::{key_hash, Event, Key, Value};
 use crate::spec::plan::AggNode;
@@ -37,8 +37,8 @@ pub trait WindowAggregate<'scope> {
     /// ```
     /// use std::rc::Rc;
     /// use timely::dataflow::operators::{ToStream, Capture, capture::Event as Msg};
-    /// use logflow::operators::aggregate::{AccSpec, AggFunc};
-    /// use logflow::operators::window::Windows;
+    /// use logflow::spec::plan::{AccSpec, AggFunc};
+    /// use logflow::time::window::Windows;
     /// use logflow::operators::window_aggregate::WindowAggregate;
     /// use logflow::record::{Event, Field, Value};
     /// use logflow::spec::plan::AggNode;
@@ -165,7 +165,7 @@ impl<'scope> WindowAggregate<'scope> for StreamVec<'scope, u64, Partial> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::operators::window::Windows;
+    use crate::time::window::Windows;
     use timely::dataflow::operators::capture::Event as Msg;
     use timely::dataflow::operators::vec::Input;
     use timely::dataflow::operators::{Capture, Probe};

@@ -1,7 +1,7 @@
 //! Formats `apache` and `nginx`: common and combined access logs,
 //! `host ident authuser [time] "request" status bytes ["referer" "user-agent"] [response time]`.
 //!
-//! Mapping (DESIGN.md section 2): `ip_address` = host, `user_id` = authuser (`-` = null),
+//! Mapping (docs/design.md section 2): `ip_address` = host, `user_id` = authuser (`-` = null),
 //! `timestamp` = the bracketed time in UTC, `status_code`, `message` = the request line,
 //! `service` = first segment of the URL path, `response_time` = a trailing integer in
 //! microseconds (Apache `%D`) or a trailing decimal in seconds (nginx `$request_time`),

@@ -1,4 +1,4 @@
-//! Format `json`: one JSON log object per line (DESIGN.md section 2).
+//! Format `json`: one JSON log object per line (docs/design.md section 2).
 //!
 //! Deserialized in one pass straight into an [`Event`], borrowing from the input: no
 //! intermediate `serde_json::Value`, no map. Unknown fields are skipped; for duplicate keys the

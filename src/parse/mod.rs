@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::record::{Event, FieldSet};
 
-/// Input record formats (DESIGN.md section 2).
+/// Input record formats (docs/design.md section 2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Format {

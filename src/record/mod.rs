@@ -3,8 +3,10 @@
 //! Specs refer to fields by name; [`Field`] resolves a name once, at plan time, so the hot path
 //! reads a struct field instead of looking up a map.
 
+pub mod origin;
 pub mod value;
 
+pub use origin::{DeadLetter, LateEvent, Origin};
 pub use value::{Value, ValueRef};
 
 use compact_str::CompactString;
@@ -69,7 +71,7 @@ pub enum Field {
 }
 
 impl Field {
-    /// Every field an input format sets, in the order of DESIGN.md section 2.
+    /// Every field an input format sets, in the order of docs/design.md section 2.
     pub const ALL: [Field; 14] = [
         Field::Timestamp,
         Field::Level,
@@ -108,10 +110,10 @@ impl Field {
         }
     }
 
-    /// The field's name in a job whose extra fields are `plan.extras`.
-    pub fn name_in(self, plan: &crate::spec::plan::JobPlan) -> &str {
+    /// The field's name in a job whose extra fields are named `extras` (the plan's slots).
+    pub fn name_in(self, extras: &[String]) -> &str {
         match self {
-            Field::Extra(i) => plan.extras.get(i as usize).map_or("extra", |n| n.as_str()),
+            Field::Extra(i) => extras.get(i as usize).map_or("extra", |n| n.as_str()),
             f => f.name(),
         }
     }

@@ -11,7 +11,7 @@ use timely::dataflow::{Scope, StreamVec};
 use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::operators::Inspect;
 
-use super::ingest::{ingest, DeadLetter, IngestConfig, LateEvent, LatenessRule, ProgressBoard};
+use super::ingest::{ingest, IngestConfig, LatenessRule, ProgressBoard};
 use super::Counters;
 use crate::metrics::Metrics;
 use crate::operators::complete_aggregate::CompleteAggregate;
@@ -21,6 +21,7 @@ use crate::operators::pre_aggregate::PreAggregate;
 use crate::operators::update_aggregate::{UpdateAggregate, Upserts};
 use crate::operators::window_aggregate::{Closed, WindowAggregate};
 use crate::operators::zscore::ZScore;
+use crate::record::{DeadLetter, LateEvent};
 use crate::record::{Row, Value};
 use crate::sources::PartitionReader;
 use crate::spec::plan::{AggNode, AnalysisKind, Detector, JobPlan, NodeInput};

@@ -18,7 +18,6 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use crate::gen::{GenConfig, Generator, Kind};
 use crate::kafka::{send_waiting, throttle};
 use crate::parse::Format;
-use crate::sinks::kafka::KafkaSink;
 use crate::spec::plan::{JobPlan, SinkPlan, SourceKind};
 use crate::Error;
 
@@ -68,7 +67,7 @@ impl Embedded {
             properties: Vec::new(),
             exactly_once: false,
         };
-        let outputs = KafkaSink::topics(plan);
+        let outputs = plan.topics();
         for t in &outputs {
             cluster
                 .create_topic(t, 1, 1)

@@ -67,6 +67,11 @@ impl Default for Cluster {
 }
 
 impl Cluster {
+    /// This process's identity in a run of `plan`, for its metrics.
+    pub fn identity(&self, plan: &JobPlan) -> crate::metrics::Identity {
+        crate::metrics::Identity::of(plan, self.process, self.processes, self.threads)
+    }
+
     pub(crate) fn layout(&self) -> Layout {
         let addresses = if self.addresses.is_empty() {
             (0..self.processes)
@@ -337,7 +342,7 @@ pub(crate) fn output_conn(plan: &JobPlan, timeout: Duration) -> Result<Option<Ka
             )
         })?;
     let conn = KafkaConn::new(&brokers, properties);
-    let topics = KafkaSink::topics(plan);
+    let topics = plan.topics();
     let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
     conn.partitions_of(&topics, timeout)
         .map_err(|e| Error::Runtime(format!("output {e}")))?;
@@ -380,13 +385,16 @@ impl Opened {
             plan,
             cluster.threads * cluster.processes,
             cluster.process == 0,
-            Arc::clone(&opened.metrics),
+            {
+                let metrics = Arc::clone(&opened.metrics);
+                Box::new(move |took| metrics.checkpoint_completed(took))
+            },
         )?;
         let resuming = checkpoints
             .as_ref()
             .is_some_and(|c| c.restored_epoch().is_some());
         let (sinks, gather) = open_sinks(plan, cluster, resuming)?;
-        crate::operators::lookup::Tables::load(&plan.lookups)?;
+        crate::sources::lookup::Tables::load(&plan.lookups)?;
         let resume = match &checkpoints {
             Some(c) => ingest::resume_points(&c.restored_states(ingest::INGEST_SLOT))?,
             None => HashMap::new(),
@@ -403,7 +411,7 @@ impl Opened {
     /// here, built anyway because every worker of a cluster must build the same dataflows.
     pub(crate) fn empty(plan: &Arc<JobPlan>, cluster: &Cluster, opts: &RunOptions) -> Opened {
         let metrics = opts.metrics.clone().unwrap_or_else(|| {
-            let id = crate::metrics::Identity::of(plan, cluster);
+            let id = cluster.identity(plan);
             Arc::new(crate::metrics::Metrics::new(plan, id))
         });
         Opened {

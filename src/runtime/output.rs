@@ -12,7 +12,7 @@ use timely::dataflow::StreamVec;
 
 use crate::checkpoint::barrier::{self, Slot};
 use crate::record::Row;
-use crate::runtime::ingest::{DeadLetter, LateEvent};
+use crate::record::{DeadLetter, LateEvent};
 use crate::sinks::Sink;
 
 #[derive(Default)]
@@ -175,7 +175,7 @@ mod tests {
     use crate::checkpoint::barrier::building;
     use crate::checkpoint::process::Checkpoints;
     use crate::checkpoint::store::Store;
-    use crate::metrics::{Identity, Metrics};
+    use crate::metrics::Metrics;
     use crate::record::Value;
     use crate::Error;
 
@@ -242,10 +242,11 @@ mod tests {
         );
         let plan = crate::spec::load_text("t.toml", &text).expect("spec");
         timely::execute_directly(move |worker| {
-            let id = Identity::of(&plan, &crate::runtime::Cluster::default());
+            let id = crate::runtime::Cluster::default().identity(&plan);
             let metrics = Arc::new(Metrics::new(&plan, id));
             let failed: Rc<RefCell<Option<Error>>> = Rc::new(RefCell::new(None));
-            let ck = Checkpoints::open(&plan, 1, true, metrics)
+            let on_completed = Box::new(move |took| metrics.checkpoint_completed(took));
+            let ck = Checkpoints::open(&plan, 1, true, on_completed)
                 .expect("open")
                 .expect("checkpoints")
                 .worker(0, Rc::clone(&failed));

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::render::{dead_letter_json, late_json, row_json};
 use super::Sink;
 use crate::record::Row;
-use crate::runtime::ingest::{DeadLetter, LateEvent};
+use crate::record::{DeadLetter, LateEvent};
 use crate::spec::plan::JobPlan;
 use crate::Error;
 

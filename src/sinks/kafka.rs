@@ -21,7 +21,7 @@ use super::render::{dead_letter_json, late_json, row_json, row_key};
 use super::Sink;
 use crate::kafka::{send_waiting, KafkaConn};
 use crate::record::Row;
-use crate::runtime::ingest::{DeadLetter, LateEvent};
+use crate::record::{DeadLetter, LateEvent};
 use crate::spec::plan::JobPlan;
 use crate::Error;
 
@@ -209,17 +209,6 @@ impl KafkaSink {
             deliveries,
             buf: String::new(),
         })
-    }
-
-    /// Every topic this sink writes to.
-    pub fn topics(plan: &JobPlan) -> Vec<String> {
-        let mut t: Vec<String> = plan.analyses.iter().map(|a| a.topic.clone()).collect();
-        t.push(plan.dead_letter_topic());
-        t.push(plan.late_topic());
-        if plan.sink.exactly_once() {
-            t.push(plan.commits_topic());
-        }
-        t
     }
 
     fn mark_dirty(&mut self, n: usize) {

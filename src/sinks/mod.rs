@@ -9,7 +9,7 @@ pub mod kafka;
 pub mod render;
 
 use crate::record::Row;
-use crate::runtime::ingest::{DeadLetter, LateEvent};
+use crate::record::{DeadLetter, LateEvent};
 use crate::Error;
 
 /// A destination for a job's outputs.

@@ -1,28 +1,13 @@
-//! JSON rendering of results, dead letters and late events (the output contract of DESIGN.md
+//! JSON rendering of results, dead letters and late events (the output contract of docs/design.md
 //! section 5): `window_start`, `window_end`, then group keys, then metrics.
 
 use base64::Engine;
-use chrono::{DateTime, SecondsFormat};
 
 use crate::record::value::write_json_str;
 use crate::record::Row;
-use crate::runtime::ingest::{DeadLetter, LateEvent};
+use crate::record::{DeadLetter, LateEvent};
 use crate::spec::plan::JobPlan;
-
-/// RFC 3339 UTC with `Z`; milliseconds only when not zero (`2026-11-24T10:05:00Z`).
-pub fn rfc3339(ms: i64) -> String {
-    match DateTime::from_timestamp_millis(ms) {
-        Some(t) => {
-            let fmt = if ms.rem_euclid(1000) == 0 {
-                SecondsFormat::Secs
-            } else {
-                SecondsFormat::Millis
-            };
-            t.to_rfc3339_opts(fmt, true)
-        }
-        None => ms.to_string(),
-    }
-}
+use crate::time::rfc3339;
 
 /// Appends a result row as one JSON object. Rows of an analysis without `window` have no
 /// `window_start`/`window_end` (in complete mode they start with `as_of`, the trigger instant); an update-mode retraction is its key columns and
@@ -138,16 +123,4 @@ pub fn late_json(plan: &JobPlan, l: &LateEvent, out: &mut String) {
     out.push(',');
     raw_json(&l.raw, out);
     out.push('}');
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn times_are_utc_with_z() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_764_000_300_000), "2025-11-24T16:05:00Z");
-        assert_eq!(rfc3339(1_500), "1970-01-01T00:00:01.500Z");
-    }
 }

@@ -12,17 +12,10 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::file::FileReader;
-use super::{Origin, PartitionReader, ReadStatus, RecordBatch};
+use super::{PartitionReader, ReadStatus, RecordBatch};
+use crate::record::Origin;
+use crate::spec::plan::DirectoryConfig;
 use crate::Error;
-
-/// `[source]` settings of `kind = "directory"`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct DirectoryConfig {
-    pub path: String,
-    pub pattern: String,
-    pub max_files_per_trigger: usize,
-    pub end_after_idle: Option<Duration>,
-}
 
 /// `*` (any run) and `?` (one character) wildcards.
 pub fn glob_match(pattern: &str, name: &str) -> bool {

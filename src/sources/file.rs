@@ -4,7 +4,8 @@
 use std::fs::File;
 use std::io::{self, Read};
 
-use super::{Origin, PartitionReader, ReadStatus, RecordBatch};
+use super::{PartitionReader, ReadStatus, RecordBatch};
+use crate::record::Origin;
 use crate::Error;
 
 const BLOCK: usize = 1 << 20;

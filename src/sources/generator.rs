@@ -4,8 +4,9 @@
 
 use std::time::Instant;
 
-use super::{Origin, PartitionReader, ReadStatus, RecordBatch};
+use super::{PartitionReader, ReadStatus, RecordBatch};
 use crate::gen::{GenConfig, Generator};
+use crate::record::Origin;
 use crate::Error;
 
 /// Reads `events` generated records (one partition).

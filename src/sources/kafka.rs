@@ -12,8 +12,9 @@ use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use super::kafka_queue::BatchQueue;
-use super::{Origin, PartitionReader, ReadStatus, RecordBatch, Wake};
+use super::{PartitionReader, ReadStatus, RecordBatch, Wake};
 use crate::kafka::KafkaConn;
+use crate::record::Origin;
 use crate::Error;
 
 /// Where to start reading.
@@ -76,17 +77,11 @@ const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Client properties the source sets unless the spec or the environment sets them.
 ///
-/// librdkafka prefetches into a queue per assigned partition until it holds
-/// `queued.max.messages.kbytes` (64 MiB by default), and when a queue is full it postpones
-/// that partition's next fetch by `fetch.queue.backoff.ms` (1 s by default). In the Kafka
-/// benchmark (4 partitions, 2 workers; BENCHMARKS.md) the default queues made the job's peak
-/// RSS about 520 MB; smaller queues with the default backoff starve the reader instead (a plain
-/// consumer with 2 MiB queues read 92k records/s, against 638k with 64 MiB). 2 MiB per partition
-/// with a 10 ms backoff read 670k records/s and peaked at 43 MB, and the job ran as fast as
-/// with the defaults at about 200 MB. Since the ingest is woken as records arrive, fetches of up
-/// to 4 MiB per partition (1 MiB by default) made the job ~8% faster (median of 5 runs
-/// alternating, 2.82 s against 3.08 s for 2M lines) for ~30 MB more: fewer round trips to wait
-/// for.
+/// librdkafka prefetches up to `queued.max.messages.kbytes` per partition (64 MiB by default,
+/// most of a job's memory): small queues keep memory low, and only with a short
+/// `fetch.queue.backoff.ms` (1 s by default) do they not starve the reader. Larger fetches mean
+/// fewer round trips for the ingest, which is woken as records arrive. The figures are in
+/// BENCHMARKS.md (the Kafka benchmark).
 pub const CONSUMER_DEFAULTS: [(&str, &str); 3] = [
     ("queued.max.messages.kbytes", "2048"),
     ("fetch.queue.backoff.ms", "10"),

@@ -1,4 +1,5 @@
-//! A Kafka partition's message queue read in batches: the crate's one use of `unsafe`.
+//! A Kafka partition's message queue read in batches: one of the crate's two uses of `unsafe`
+//! (the other is [`crate::parse::json_fast`]'s scanner).
 //!
 //! rdkafka's safe API returns one message per `poll`, and each call reads the clock twice,
 //! wraps the message in a reference-counted event and takes the queue's lock: about 1,000

@@ -7,51 +7,12 @@ pub mod file;
 pub mod generator;
 pub mod kafka;
 mod kafka_queue;
+pub mod lookup;
 pub mod shared;
 pub mod socket;
 
-use serde::{Deserialize, Serialize};
-
+use crate::record::Origin;
 use crate::Error;
-
-/// Where a record came from, for dead-letter and late outputs.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub enum Origin {
-    /// A file (or `-` for stdin) and 1-based line number.
-    File { path: String, line: u64 },
-    /// A Kafka topic partition and offset.
-    Kafka {
-        topic: String,
-        partition: i32,
-        offset: i64,
-    },
-    /// The built-in generator and the event's sequence number.
-    Generator { seq: u64 },
-}
-
-impl Origin {
-    /// Appends the origin as a JSON object.
-    pub fn write_json(&self, out: &mut String) {
-        use crate::record::value::write_json_str;
-        match self {
-            Origin::File { path, line } => {
-                out.push_str("{\"file\":");
-                write_json_str(path, out);
-                out.push_str(&format!(",\"line\":{line}}}"));
-            }
-            Origin::Kafka {
-                topic,
-                partition,
-                offset,
-            } => {
-                out.push_str("{\"topic\":");
-                write_json_str(topic, out);
-                out.push_str(&format!(",\"partition\":{partition},\"offset\":{offset}}}"));
-            }
-            Origin::Generator { seq } => out.push_str(&format!("{{\"generator\":{seq}}}")),
-        }
-    }
-}
 
 /// Records read in one call: their bytes back to back, with boundaries and positions.
 #[derive(Default)]

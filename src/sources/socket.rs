@@ -10,22 +10,10 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use super::file::FileReader;
-use super::{Origin, PartitionReader, ReadStatus, RecordBatch};
+use super::{PartitionReader, ReadStatus, RecordBatch};
+use crate::record::Origin;
+use crate::spec::plan::SocketConfig;
 use crate::Error;
-
-/// `[source]` settings of `kind = "socket"`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct SocketConfig {
-    pub host: String,
-    pub port: u16,
-    pub reconnect: bool,
-}
-
-impl SocketConfig {
-    pub fn address(&self) -> String {
-        format!("{}:{}", self.host, self.port)
-    }
-}
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const RETRY: Duration = Duration::from_secs(1);

@@ -4,7 +4,6 @@
 //! spans); [`plan::JobPlan`] is what the runtime builds a dataflow from. Every error names the
 //! file, line, column and field.
 
-pub mod duration;
 pub mod expr;
 pub mod overrides;
 pub mod plan;

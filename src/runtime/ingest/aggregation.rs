@@ -3,7 +3,7 @@
 
 use std::rc::Rc;
 
-use crate::operators::intern::{Interner, Row};
+use crate::agg::intern::{Interner, Row};
 use crate::operators::pre_aggregate::{GroupTable, Partial};
 use crate::record::Event;
 use crate::spec::plan::AggNode;
@@ -163,8 +163,8 @@ impl Aggregation {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::operators::window::Windows;
     use crate::record::Value;
+    use crate::time::window::Windows;
 
     fn event(ts: i64, service: &str) -> Event {
         Event {

@@ -1,7 +1,7 @@
 //! The ingest operator: reads this worker's source partitions, parses records, tracks event-time
 //! progress per partition, and holds the capability that IS the watermark.
 //!
-//! Event-time semantics (DESIGN.md section 3), made deterministic:
+//! Event-time semantics (docs/design.md section 3), made deterministic:
 //! - A partition's progress `M_p` is the largest event time read from it so far. An analysis's
 //!   watermark on that partition is `M_p - delay`.
 //! - Each event is sent at timely time `t = max(floor_g(M_p), cap)`, where `M_p` is taken just
@@ -38,35 +38,16 @@ use self::partition::{Partition, Routed, Stamp};
 use super::accounting::Counters;
 use crate::checkpoint::barrier::Slot;
 use crate::metrics::{Metrics, PartitionMeter};
-use crate::operators::lookup::{LookupPlan, Tables};
 use crate::operators::pre_aggregate::Partial;
-use crate::operators::window::Windows;
 use crate::parse::Format;
 use crate::record::Event;
-use crate::sources::{Origin, PartitionReader, ReadStatus, RecordBatch};
+use crate::record::{DeadLetter, LateEvent};
+use crate::sources::lookup::Tables;
+use crate::sources::{PartitionReader, ReadStatus, RecordBatch};
 use crate::spec::plan::AggNode;
+use crate::spec::plan::LookupPlan;
+use crate::time::window::Windows;
 use crate::Error;
-
-/// A record that could not be parsed.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct DeadLetter {
-    pub reason: String,
-    pub origin: Origin,
-    /// The original bytes (cut to the record limit).
-    pub raw: Vec<u8>,
-    /// The real length when `raw` was cut.
-    pub original_len: Option<u64>,
-}
-
-/// An event that arrived after its windows had closed, for one or more analyses.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct LateEvent {
-    pub event: Event,
-    pub origin: Origin,
-    pub raw: Vec<u8>,
-    /// (analysis index, that analysis's watermark when the event arrived)
-    pub missed: Vec<(u32, i64)>,
-}
 
 /// The windows of one aggregation node, for lateness checks at ingest.
 #[derive(Clone, Debug)]

@@ -7,10 +7,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::aggregation::Aggregation;
-use super::{DeadLetter, IngestConfig, LateEvent, PartitionState};
+use super::{IngestConfig, PartitionState};
 use crate::metrics::PartitionMeter;
-use crate::operators::lookup::Tables;
 use crate::record::Event;
+use crate::record::{DeadLetter, LateEvent};
+use crate::sources::lookup::Tables;
 use crate::sources::shared::Turns;
 use crate::sources::{PartitionReader, ReadStatus, RecordBatch};
 use crate::Error;

@@ -146,6 +146,37 @@ fn compare_refs(op: BinOp, a: ValueRef<'_>, b: ValueRef<'_>) -> Option<bool> {
     })
 }
 
+/// `v OP lit` for a numeric literal and a comparison, as `Expr::test` decides `field OP
+/// literal` on borrowed values; `None` where this does not apply (another literal or
+/// operator, NaN): the caller asks `Expr::test`.
+#[inline]
+pub fn compare_number(v: ValueRef<'_>, op: BinOp, lit: &Value) -> Option<bool> {
+    use std::cmp::Ordering;
+    let ord = match (v, lit) {
+        (_, Value::Int(_) | Value::Float(_)) if !is_comparison(op) => return None,
+        (ValueRef::Null | ValueRef::Str(_), Value::Int(_) | Value::Float(_)) => return Some(false),
+        (ValueRef::Int(x), Value::Int(y)) => x.cmp(y),
+        (x, Value::Int(_) | Value::Float(_)) => x.as_f64()?.partial_cmp(&lit.as_f64()?)?,
+        _ => return None,
+    };
+    Some(match op {
+        BinOp::Eq => ord == Ordering::Equal,
+        BinOp::Ne => ord != Ordering::Equal,
+        BinOp::Lt => ord == Ordering::Less,
+        BinOp::Le => ord != Ordering::Greater,
+        BinOp::Gt => ord == Ordering::Greater,
+        _ => ord != Ordering::Less,
+    })
+}
+
+/// `==`, `!=`, `<`, `<=`, `>` or `>=`.
+pub fn is_comparison(op: BinOp) -> bool {
+    matches!(
+        op,
+        BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge
+    )
+}
+
 /// SQL truth value of a value: only booleans are conditions.
 pub fn truth(v: &Value) -> Option<bool> {
     match v {
@@ -286,7 +317,7 @@ fn call<R: Lookup + ?Sized>(f: Func, args: &[Expr], row: &R) -> Value {
             _ => Value::Null,
         },
         Func::Rfc3339 => match arg(0) {
-            Value::Int(ms) => Value::Str(crate::sinks::render::rfc3339(ms).into()),
+            Value::Int(ms) => Value::Str(crate::time::rfc3339(ms).into()),
             _ => Value::Null,
         },
         Func::Split => {

@@ -9,7 +9,7 @@
 mod eval;
 mod parse;
 
-pub use eval::{truth, Lookup};
+pub use eval::{compare_number, is_comparison, truth, Lookup};
 pub use parse::{parse, parse_with_alias, ExprError};
 
 #[cfg(test)]

@@ -1,6 +1,13 @@
 //! Analyses over another analysis's rows: detectors and filters.
 
-use super::*;
+use std::collections::HashMap;
+
+use toml::Spanned;
+
+use super::compile::{compile_gauges, compile_having, topic_of, Ctx};
+use super::types::{Analysis, AnalysisKind, Detector, JobPlan};
+use crate::spec::AnalysisSpec;
+use crate::Error;
 
 pub(super) fn compile_derived(
     plan: &JobPlan,

@@ -1,6 +1,9 @@
 //! `logflow check`: the plan explained in words.
 
-use super::*;
+use std::fmt::Write;
+
+use super::types::{AnalysisKind, Detector, JobPlan, NodeInput, SinkPlan, SourceKind};
+use crate::time::duration::format_ms;
 
 impl JobPlan {
     /// A human explanation of the plan (`logflow check`).
@@ -73,7 +76,7 @@ impl JobPlan {
                 l.name,
                 l.path.display(),
                 l.format.name(),
-                l.on.name_in(self),
+                l.on.name_in(&self.extras),
                 l.key,
                 cols.join(", ")
             );

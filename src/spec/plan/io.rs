@@ -1,6 +1,14 @@
 //! The source and sink of a job.
 
-use super::*;
+use toml::Spanned;
+
+use super::compile::Ctx;
+use super::types::{
+    CheckpointPlan, DirectoryConfig, SinkPlan, SocketConfig, SourceKind, SourcePlan,
+};
+use crate::parse::Format;
+use crate::spec::JobSpec;
+use crate::Error;
 
 pub(super) fn compile_source(spec: &JobSpec, cx: &Ctx<'_>) -> Result<SourcePlan, Error> {
     let s = &spec.source;
@@ -254,53 +262,6 @@ pub(super) fn compile_sink(spec: &JobSpec, cx: &Ctx<'_>) -> Result<SinkPlan, Err
             );
         }
     })
-}
-
-/// Checkpoints: where, how often, how many kept (see `checkpoint`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CheckpointPlan {
-    pub dir: String,
-    /// Wall-clock time aimed at between checkpoints.
-    pub interval_ms: i64,
-    /// Complete checkpoints kept.
-    pub keep: usize,
-}
-
-impl CheckpointPlan {
-    pub const DEFAULT_INTERVAL_MS: i64 = 10_000;
-    pub const DEFAULT_KEEP: usize = 3;
-
-    /// Checkpoints in `dir` with the default interval and retention.
-    pub fn in_dir(dir: String) -> CheckpointPlan {
-        CheckpointPlan {
-            dir,
-            interval_ms: Self::DEFAULT_INTERVAL_MS,
-            keep: Self::DEFAULT_KEEP,
-        }
-    }
-
-    /// Why `source` cannot be checkpointed, if it cannot: a restored job reads on from the
-    /// positions in its checkpoint, so the source must replay the same records from there.
-    pub fn unsupported(source: &SourceKind) -> Option<String> {
-        match source {
-            SourceKind::Kafka { .. } => None,
-            SourceKind::File { path } if path == "-" => {
-                Some("checkpoints need a source that can be read again: not stdin".into())
-            }
-            SourceKind::File { .. } => None,
-            SourceKind::Generator { rate: None, .. } => None,
-            SourceKind::Generator { rate: Some(_), .. } => Some(
-                "checkpoints need a source that can be read again: not a paced generator \
-                 (its event times follow the clock)"
-                    .into(),
-            ),
-            SourceKind::Socket(_) | SourceKind::Directory(_) => Some(
-                "checkpoints need a source that can be read again from a position: kafka, \
-                 file or generator"
-                    .into(),
-            ),
-        }
-    }
 }
 
 pub(super) fn compile_checkpoint(

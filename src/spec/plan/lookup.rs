@@ -3,8 +3,10 @@
 
 use std::path::Path;
 
-use super::*;
-use crate::operators::lookup::TableFormat;
+use super::compile::Ctx;
+use super::types::{JobPlan, LookupPlan, TableFormat};
+use crate::spec::JobSpec;
+use crate::Error;
 
 pub(super) fn compile_lookups(
     plan: &mut JobPlan,

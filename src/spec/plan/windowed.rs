@@ -1,6 +1,14 @@
 //! Analyses over events: windows (or none), keys, aggregates shared in one pass per node.
 
-use super::*;
+use super::compile::{compile_gauges, compile_having, topic_of, Ctx};
+use super::types::{
+    AccSpec, AggFunc, AggNode, Analysis, AnalysisKind, Explode, JobPlan, NodeInput,
+};
+use crate::record::Field;
+use crate::spec::expr::{Ast, Expr};
+use crate::spec::AnalysisSpec;
+use crate::time::window::Windows;
+use crate::Error;
 
 pub(super) fn compile_windowed(
     plan: &mut JobPlan,

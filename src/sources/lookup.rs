@@ -8,54 +8,14 @@
 //! activation is joined, so every record read after the new file is in place sees the new
 //! mapping. A file that cannot be read or parsed on reload keeps the previous mapping (and is
 //! reported once); at start it is an error.
+//!
+//! [`Field::Extra`]: crate::record::Field::Extra
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 
-use crate::record::{Event, Field, Value, ValueRef};
+use crate::record::{Event, Value, ValueRef};
+use crate::spec::plan::{LookupPlan, TableFormat};
 use crate::Error;
-
-/// The file format of a table.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TableFormat {
-    /// A header line with the column names, then one row per line; fields may be quoted
-    /// (`"a, b"`, `""` for a quote). Integers and decimals become numbers, empty fields null.
-    Csv,
-    /// An array of objects, or one object per line.
-    Json,
-}
-
-impl TableFormat {
-    pub fn name(self) -> &'static str {
-        match self {
-            TableFormat::Csv => "csv",
-            TableFormat::Json => "json",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<TableFormat> {
-        match s {
-            "csv" => Some(TableFormat::Csv),
-            "json" | "jsonl" => Some(TableFormat::Json),
-            _ => None,
-        }
-    }
-}
-
-/// A compiled `[[lookup]]`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct LookupPlan {
-    pub name: String,
-    /// Resolved against the spec file's folder.
-    pub path: PathBuf,
-    pub format: TableFormat,
-    /// The key column of the file.
-    pub key: String,
-    /// The event field matched against it.
-    pub on: Field,
-    /// (column, the extra slot it fills).
-    pub fields: Vec<(String, u8)>,
-}
 
 /// The loaded rows of a table: key → the values of `fields`, in order.
 type Rows = HashMap<String, Vec<Value>>;
@@ -328,7 +288,10 @@ impl Tables {
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use super::*;
+    use crate::record::Field;
 
     fn plan(path: PathBuf, format: TableFormat) -> LookupPlan {
         LookupPlan {

@@ -1,10 +1,11 @@
 //! Aggregates folded per node: how each aggregate of a node takes an event is decided once,
 //! when the node's table is made, instead of per event as [`AccSpec::update`] decides it.
 
-use crate::operators::aggregate::{Acc, AccSpec, AggFunc};
-use crate::operators::intern::Num;
-use crate::record::{Event, Field, Value, ValueRef};
-use crate::spec::expr::{BinOp, Expr};
+use crate::agg::aggregate::Acc;
+use crate::agg::intern::Num;
+use crate::record::{Event, Field, Value};
+use crate::spec::expr::{compare_number, is_comparison, BinOp, Expr};
+use crate::spec::plan::{AccSpec, AggFunc};
 
 /// How an aggregate folds an event, decided once per node instead of per event (what
 /// [`AccSpec::update`] finds out by matching its function and argument), reading numbers from
@@ -85,47 +86,17 @@ impl Fold {
     }
 }
 
-/// `v OP lit` for a numeric literal and a comparison, as `Expr::test` decides `field OP
-/// literal` on borrowed values; `None` where this does not apply (another literal or
-/// operator, NaN): the caller asks `Expr::test`.
-#[inline]
-pub(crate) fn compare_number(v: ValueRef<'_>, op: BinOp, lit: &Value) -> Option<bool> {
-    use std::cmp::Ordering;
-    let ord = match (v, lit) {
-        (_, Value::Int(_) | Value::Float(_)) if !is_comparison(op) => return None,
-        (ValueRef::Null | ValueRef::Str(_), Value::Int(_) | Value::Float(_)) => return Some(false),
-        (ValueRef::Int(x), Value::Int(y)) => x.cmp(y),
-        (x, Value::Int(_) | Value::Float(_)) => x.as_f64()?.partial_cmp(&lit.as_f64()?)?,
-        _ => return None,
-    };
-    Some(match op {
-        BinOp::Eq => ord == Ordering::Equal,
-        BinOp::Ne => ord != Ordering::Equal,
-        BinOp::Lt => ord == Ordering::Less,
-        BinOp::Le => ord != Ordering::Greater,
-        BinOp::Gt => ord == Ordering::Greater,
-        _ => ord != Ordering::Less,
-    })
-}
-
-fn is_comparison(op: BinOp) -> bool {
-    matches!(
-        op,
-        BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::operators::test_util::{same_bits, Rng, NUMERIC};
+    use crate::agg::test_util::{same_bits, Rng, NUMERIC};
 
     /// `Fold::apply` (the aggregate's update decided per node, numbers read once per event)
     /// leaves every accumulator as `AccSpec::update` does: typed fields, a string field, and
     /// an extra field holding every kind of value (NaN, -0.0, strings that look like numbers).
     #[test]
     fn folds_agree_with_update() {
-        use crate::operators::intern::{Interner, Row};
+        use crate::agg::intern::{Interner, Row};
         use crate::record::Field;
         use crate::spec::expr::parse;
         let bind = |src: &str| {

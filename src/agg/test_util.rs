@@ -1,7 +1,7 @@
 //! Helpers shared by the operators' unit tests.
 
-use crate::operators::aggregate::AggFunc;
 use crate::record::Value;
+use crate::spec::plan::AggFunc;
 
 /// The aggregates of one field's numbers (and `count(field)`), which the aggregate and fold
 /// tests run over every kind of value.

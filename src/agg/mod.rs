@@ -1,0 +1,18 @@
+//! The accumulator kernel: aggregate state that absorbs events, merges partials from other
+//! workers and finishes into SQL results, and the interned keys and sets it is built on.
+//! No timely here: the dataflow operators (a floor above) drive it.
+//!
+//! - [`aggregate`]: the accumulators ([`aggregate::Acc`]) of the spec's aggregate functions.
+//! - [`fold`]: per-node folds, each aggregate's way of taking an event decided once.
+//! - [`intern`]: dense ids for the values events are grouped and counted by.
+//! - [`value_set`]: the small-or-hashed set behind distinct counts and `collect_set`.
+//! - [`exact`]: exact, order-independent float sums behind `sum`, `avg` and `stddev`.
+
+pub mod aggregate;
+pub mod exact;
+pub mod fold;
+pub mod intern;
+pub mod value_set;
+
+#[cfg(test)]
+mod test_util;

@@ -1,0 +1,470 @@
+//! The plan IR: what a compiled job is. Plain data that the operators, sources, sinks and
+//! the runtime read; [`super::compile`] makes it from a spec.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::parse::Format;
+use crate::record::Field;
+use crate::spec::expr::Expr;
+use crate::time::window::Windows;
+
+/// A compiled job.
+#[derive(Clone, Debug)]
+pub struct JobPlan {
+    pub name: String,
+    pub description: Option<String>,
+    pub source: SourcePlan,
+    pub sink: SinkPlan,
+    pub idle_timeout_ms: i64,
+    /// The job's bounded out-of-orderness: a partition's watermark is its largest event time
+    /// minus this (analyses may hold their windows longer with their own `delay`).
+    pub watermark_delay_ms: i64,
+    /// Every window deadline is a multiple of this, so event-time progress can be rounded down
+    /// to it without changing any result (fewer distinct timely timestamps).
+    pub granularity_ms: i64,
+    pub nodes: Vec<AggNode>,
+    pub analyses: Vec<Analysis>,
+    /// Names of the extra fields ([`Field::Extra`] slot `i` is `extras[i]`): `explode` names
+    /// and lookup table columns.
+    pub extras: Vec<String>,
+    /// Reference tables joined to every event at ingest.
+    pub lookups: Vec<LookupPlan>,
+    /// Checkpoints for recovery (`None`: a restarted job starts from its source's start).
+    pub checkpoint: Option<CheckpointPlan>,
+}
+
+#[derive(Clone, Debug)]
+pub struct SourcePlan {
+    pub kind: SourceKind,
+    pub format: Format,
+    pub max_record_bytes: usize,
+}
+
+#[derive(Clone, Debug)]
+pub enum SourceKind {
+    File {
+        path: String,
+    },
+    Generator {
+        events: u64,
+        seed: u64,
+        /// Events per wall-clock second, event times starting now; `None`: as fast as possible.
+        rate: Option<f64>,
+    },
+    Socket(SocketConfig),
+    Directory(DirectoryConfig),
+    Kafka {
+        topic: String,
+        brokers: Option<String>,
+        start: String,
+        properties: Vec<(String, String)>,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub enum SinkPlan {
+    Console,
+    Files {
+        dir: String,
+    },
+    Kafka {
+        brokers: Option<String>,
+        properties: Vec<(String, String)>,
+        /// Results in transactions committed with the output progress (`<job>.commits`).
+        exactly_once: bool,
+    },
+}
+
+impl SinkPlan {
+    /// A Kafka sink with `delivery = "exactly_once"`.
+    pub fn exactly_once(&self) -> bool {
+        matches!(
+            self,
+            SinkPlan::Kafka {
+                exactly_once: true,
+                ..
+            }
+        )
+    }
+}
+
+/// One grouping of events: window, deadline, filter and keys, with all the aggregates the
+/// analyses over it need.
+#[derive(Clone, Debug)]
+pub struct AggNode {
+    pub windows: Windows,
+    /// Delay plus allowed lateness: a window closes when progress reaches `end + hold`.
+    pub hold_ms: i64,
+    pub filter: Option<Expr>,
+    pub keys: Vec<Field>,
+    pub accs: Vec<AccSpec>,
+    /// Indices of the analyses computed from this node.
+    pub analyses: Vec<usize>,
+    /// Update output mode (differential): early results and corrections instead of one
+    /// final row per window.
+    pub update: bool,
+    pub input: NodeInput,
+    /// One row per element of a list expression, the element in an extra field slot.
+    pub explode: Option<Explode>,
+    /// Complete output mode: the whole table at every multiple of this trigger (ms).
+    pub complete: Option<i64>,
+}
+
+#[cfg(test)]
+impl AggNode {
+    /// `count()` grouped by service over `windows`, for operator tests (which then set the
+    /// fields they exercise with struct update syntax).
+    pub(crate) fn count_by_service(windows: Windows, hold_ms: i64) -> AggNode {
+        AggNode {
+            windows,
+            hold_ms,
+            filter: None,
+            keys: vec![crate::record::Field::Service],
+            accs: vec![AccSpec {
+                func: AggFunc::Count,
+                arg: None,
+            }],
+            analyses: vec![],
+            update: false,
+            input: NodeInput::Events,
+            explode: None,
+            complete: None,
+        }
+    }
+}
+
+/// `explode = "<list> as <name>"`: the list, and the extra field slot of `<name>`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Explode {
+    pub list: Expr,
+    pub slot: u8,
+}
+
+/// The events an aggregation node reads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum NodeInput {
+    /// Every parsed event that is on time for the node.
+    #[default]
+    Events,
+    /// Events that were late for some analysis (the `<job>.late` output).
+    Late,
+}
+
+impl AggNode {
+    /// The event-time progress at which the window starting at `start` closes.
+    pub fn deadline(&self, start: i64) -> i64 {
+        start + self.windows.size + self.hold_ms
+    }
+}
+
+/// One analysis: its output columns and how they are computed.
+#[derive(Clone, Debug)]
+pub struct Analysis {
+    pub name: String,
+    pub topic: String,
+    pub description: Option<String>,
+    /// Column names after `window_start`, `window_end`: keys first, then metrics.
+    pub columns: Vec<String>,
+    pub key_len: usize,
+    pub kind: AnalysisKind,
+    /// Rows kept: a condition over `columns`.
+    pub having: Option<Expr>,
+    /// Watermark delay for windowed analyses (for `check` and the late output).
+    pub delay_ms: i64,
+    pub lateness_ms: i64,
+    /// `mode = "update"`.
+    pub update: bool,
+    /// `mode = "complete"`: rows start with `as_of` (the trigger instant) instead of a window.
+    pub complete: bool,
+    /// No `window`: one running result per key (rows have no `window_start`/`window_end`).
+    pub windowless: bool,
+    /// Indices into `columns` of the metrics exported as gauges (never keys).
+    pub gauges: Vec<usize>,
+}
+
+#[derive(Clone, Debug)]
+pub enum AnalysisKind {
+    /// Aggregates over events. `outputs[j]` reads the scratch row
+    /// `[keys.., outputs[..j].., node accumulators..]`.
+    Windowed { node: usize, outputs: Vec<Expr> },
+    /// Rows of another analysis, through a detector.
+    Derived { from: usize, detector: Detector },
+}
+
+/// Detectors over another analysis's rows, per key, in window order.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Detector {
+    /// Rows pass unchanged (a plain `having` filter).
+    Pass,
+    /// `value, baseline_mean, baseline_stddev, z_score` against the previous `history` rows.
+    ZScore { column: usize, history: usize },
+    /// `value, prev_value, value_change` against the previous row.
+    Lag { column: usize },
+    /// Rows whose key also has a row in `with` for an overlapping window.
+    Intersect { with: usize },
+}
+
+impl JobPlan {
+    /// The event field called `name`: an input field, or a lookup table's column.
+    pub fn field(&self, name: &str) -> Option<Field> {
+        Field::from_name(name).or_else(|| {
+            let slot = self.extras.iter().position(|x| x == name)?;
+            let from_lookup = self
+                .lookups
+                .iter()
+                .any(|l| l.fields.iter().any(|(_, s)| *s as usize == slot));
+            from_lookup.then_some(Field::Extra(slot as u8))
+        })
+    }
+
+    /// The event fields any analysis reads (the others are dropped at ingest).
+    pub fn used_fields(&self) -> crate::record::FieldSet {
+        let mut set = crate::record::FieldSet::default();
+        for l in &self.lookups {
+            set.insert(l.on);
+        }
+        for n in &self.nodes {
+            if let Some(x) = &n.explode {
+                x.list.collect_fields(&mut set);
+            }
+            n.keys.iter().for_each(|f| set.insert(*f));
+            if let Some(f) = &n.filter {
+                f.collect_fields(&mut set);
+            }
+            for a in &n.accs {
+                if let Some(e) = &a.arg {
+                    e.collect_fields(&mut set);
+                }
+            }
+        }
+        set
+    }
+
+    /// Where an exactly-once Kafka sink records, per worker, the progress its committed
+    /// transactions reached.
+    pub fn commits_topic(&self) -> String {
+        format!("{}.commits", self.name)
+    }
+
+    /// The dead-letter output's topic.
+    pub fn dead_letter_topic(&self) -> String {
+        format!("{}.dead-letter", self.name)
+    }
+
+    pub fn late_topic(&self) -> String {
+        format!("{}.late", self.name)
+    }
+
+    /// Every topic a Kafka sink of this job writes to.
+    pub fn topics(&self) -> Vec<String> {
+        let mut t: Vec<String> = self.analyses.iter().map(|a| a.topic.clone()).collect();
+        t.push(self.dead_letter_topic());
+        t.push(self.late_topic());
+        if self.sink.exactly_once() {
+            t.push(self.commits_topic());
+        }
+        t
+    }
+}
+
+impl JobPlan {
+    /// How far past a window's end the analysis's rows can arrive (window size plus the
+    /// deadline hold of the windows it is computed from).
+    pub fn horizon_of(&self, analysis: usize) -> u64 {
+        match &self.analyses[analysis].kind {
+            AnalysisKind::Windowed { node, .. } => {
+                let n = &self.nodes[*node];
+                (n.windows.size + n.hold_ms).max(0) as u64
+            }
+            AnalysisKind::Derived { from, detector } => {
+                let own = self.horizon_of(*from);
+                match detector {
+                    Detector::Intersect { with } => own.max(self.horizon_of(*with)),
+                    _ => own,
+                }
+            }
+        }
+    }
+}
+
+impl JobPlan {
+    /// How often an analysis emits windows: its slide (a derived analysis: its source's).
+    pub fn slide_of(&self, analysis: usize) -> i64 {
+        match &self.analyses[analysis].kind {
+            AnalysisKind::Windowed { node, .. } => self.nodes[*node].windows.slide,
+            AnalysisKind::Derived { from, .. } => self.slide_of(*from),
+        }
+    }
+}
+
+impl Analysis {
+    /// The detector of a derived analysis.
+    pub fn kind_detector(&self) -> Option<&Detector> {
+        match &self.kind {
+            AnalysisKind::Derived { detector, .. } => Some(detector),
+            _ => None,
+        }
+    }
+}
+
+/// Checkpoints: where, how often, how many kept (see `checkpoint`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckpointPlan {
+    pub dir: String,
+    /// Wall-clock time aimed at between checkpoints.
+    pub interval_ms: i64,
+    /// Complete checkpoints kept.
+    pub keep: usize,
+}
+
+impl CheckpointPlan {
+    pub const DEFAULT_INTERVAL_MS: i64 = 10_000;
+    pub const DEFAULT_KEEP: usize = 3;
+
+    /// Checkpoints in `dir` with the default interval and retention.
+    pub fn in_dir(dir: String) -> CheckpointPlan {
+        CheckpointPlan {
+            dir,
+            interval_ms: Self::DEFAULT_INTERVAL_MS,
+            keep: Self::DEFAULT_KEEP,
+        }
+    }
+
+    /// Why `source` cannot be checkpointed, if it cannot: a restored job reads on from the
+    /// positions in its checkpoint, so the source must replay the same records from there.
+    pub fn unsupported(source: &SourceKind) -> Option<String> {
+        match source {
+            SourceKind::Kafka { .. } => None,
+            SourceKind::File { path } if path == "-" => {
+                Some("checkpoints need a source that can be read again: not stdin".into())
+            }
+            SourceKind::File { .. } => None,
+            SourceKind::Generator { rate: None, .. } => None,
+            SourceKind::Generator { rate: Some(_), .. } => Some(
+                "checkpoints need a source that can be read again: not a paced generator \
+                 (its event times follow the clock)"
+                    .into(),
+            ),
+            SourceKind::Socket(_) | SourceKind::Directory(_) => Some(
+                "checkpoints need a source that can be read again from a position: kafka, \
+                 file or generator"
+                    .into(),
+            ),
+        }
+    }
+}
+
+/// The aggregate functions of specs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum AggFunc {
+    /// `count()`: every event of the group.
+    Count,
+    /// `count(x)`: events where `x` is not null.
+    CountNonNull,
+    /// `count_if(cond)`: events where `cond` is true.
+    CountIf,
+    Sum,
+    Avg,
+    Min,
+    Max,
+    /// Sample standard deviation (null below two values).
+    Stddev,
+    CountDistinct,
+    /// Sorted distinct values.
+    CollectSet,
+    /// Values in event-time order (ties: input order).
+    CollectList,
+}
+
+impl AggFunc {
+    pub fn from_name(name: &str) -> Option<AggFunc> {
+        Some(match name {
+            "count" => AggFunc::Count,
+            "count_if" => AggFunc::CountIf,
+            "sum" => AggFunc::Sum,
+            "avg" | "mean" => AggFunc::Avg,
+            "min" => AggFunc::Min,
+            "max" => AggFunc::Max,
+            "stddev" | "stddev_samp" => AggFunc::Stddev,
+            "count_distinct" | "approx_count_distinct" => AggFunc::CountDistinct,
+            "collect_set" => AggFunc::CollectSet,
+            "collect_list" => AggFunc::CollectList,
+            _ => return None,
+        })
+    }
+}
+
+/// One aggregate of an analysis: a function and its argument (an event expression).
+#[derive(Clone, Debug, PartialEq)]
+pub struct AccSpec {
+    pub func: AggFunc,
+    pub arg: Option<Expr>,
+}
+
+/// The file format of a table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TableFormat {
+    /// A header line with the column names, then one row per line; fields may be quoted
+    /// (`"a, b"`, `""` for a quote). Integers and decimals become numbers, empty fields null.
+    Csv,
+    /// An array of objects, or one object per line.
+    Json,
+}
+
+impl TableFormat {
+    pub fn name(self) -> &'static str {
+        match self {
+            TableFormat::Csv => "csv",
+            TableFormat::Json => "json",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<TableFormat> {
+        match s {
+            "csv" => Some(TableFormat::Csv),
+            "json" | "jsonl" => Some(TableFormat::Json),
+            _ => None,
+        }
+    }
+}
+
+/// A compiled `[[lookup]]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LookupPlan {
+    pub name: String,
+    /// Resolved against the spec file's folder.
+    pub path: PathBuf,
+    pub format: TableFormat,
+    /// The key column of the file.
+    pub key: String,
+    /// The event field matched against it.
+    pub on: Field,
+    /// (column, the extra slot it fills).
+    pub fields: Vec<(String, u8)>,
+}
+
+/// `[source]` settings of `kind = "directory"`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DirectoryConfig {
+    pub path: String,
+    pub pattern: String,
+    pub max_files_per_trigger: usize,
+    pub end_after_idle: Option<Duration>,
+}
+
+/// `[source]` settings of `kind = "socket"`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SocketConfig {
+    pub host: String,
+    pub port: u16,
+    pub reconnect: bool,
+}
+
+impl SocketConfig {
+    pub fn address(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+}
