@@ -219,27 +219,39 @@ pub fn check_dir(expected: &Expected, dir: &Path, job_name: &str, input: &Input)
     report
 }
 
-/// Checks a file-mode output directory written by another test (`logflow run SPEC --input
-/// INPUT --output-dir DIR`) against the oracle, so that layouts compared with it are checked
-/// against an independent answer too; panics with the differences.
-pub fn assert_dir_matches(job: &Job, job_name: &str, input: &Path, dir: &Path) {
-    let input = Input::read(input, job.kind);
-    let expected = expect(job, &input);
-    let report = check_dir(&expected, dir, job_name, &input);
-    assert!(
-        report.is_empty(),
-        "{} differs from the oracle over {} ({} lines, {} late, {} bad):\n{report}",
-        dir.display(),
-        input.path.display(),
-        expected.lines,
-        expected.late.len(),
-        expected.bad.len()
-    );
-    eprintln!(
-        "oracle: {} matches ({} lines, {} late, {} bad)",
-        dir.display(),
-        expected.lines,
-        expected.late.len(),
-        expected.bad.len()
-    );
+/// The oracle's answer for an input file written by another test (`logflow gen`), to check
+/// that test's file-mode reference (and any output directory) against an independent answer,
+/// not only against the same binary in another layout.
+pub struct Reference {
+    input: Input,
+    expected: Expected,
+}
+
+impl Reference {
+    pub fn new(job: &Job, input: &Path) -> Reference {
+        let input = Input::read(input, job.kind);
+        let expected = expect(job, &input);
+        Reference { input, expected }
+    }
+
+    /// Panics with the differences when `dir`, written by the job named `job_name` (its
+    /// side outputs are `<job_name>.late.jsonl` and `<job_name>.dead-letter.jsonl`), differs
+    /// from the oracle.
+    pub fn assert_matches(&self, dir: &Path, job_name: &str) {
+        let e = &self.expected;
+        let report = check_dir(e, dir, job_name, &self.input);
+        let what = format!(
+            "{} over {} ({} lines, {} late, {} bad)",
+            dir.display(),
+            self.input.path.display(),
+            e.lines,
+            e.late.len(),
+            e.bad.len()
+        );
+        assert!(
+            report.is_empty(),
+            "{what} differs from the oracle:\n{report}"
+        );
+        eprintln!("oracle: {what} matches");
+    }
 }
