@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use common::cluster::Proc;
 use common::kafka::gen;
+use common::oracle::{self, Reference};
 use common::recovery::{assert_fell_back, kill_and_damage, kill_attempts};
 use common::{accounting, bin, repo, run_file, tmpdir};
 
@@ -35,6 +36,7 @@ fn setup(name: &str, interval: &str) -> Setup {
     gen("logs", "1000000", &[], &logs);
     let want = dir.join("want");
     run_file("dataflows/log-analysis.toml", &logs, &want, "1");
+    Reference::new(&oracle::log_analysis(), &logs).assert_matches(&want, "log-analysis");
     let ckpt = dir.join("ckpt");
     let mut text = std::fs::read_to_string(repo().join("dataflows/log-analysis.toml")).unwrap();
     text.push_str(&format!(

@@ -18,6 +18,7 @@ use common::kafka::{
     assert_side_outputs, assert_topics_equal_files, create_outputs, file_results, finish, gen,
     log_keys, variant_spec, Broker, LOG_ANALYSES,
 };
+use common::oracle::{self, Reference};
 use common::rows::{assert_same_results, dir_results};
 use common::{accounting, bin, tmpdir};
 
@@ -57,6 +58,7 @@ fn layouts_give_the_same_results_from_a_file() {
     let dir = tmpdir("cluster-file");
     let input = logs(&dir);
     let spec = common::repo().join("dataflows/log-analysis.toml");
+    let oracle = Reference::new(&oracle::log_analysis(), &input);
     let mut reference = None;
     for layout in LAYOUTS {
         let what = format!("file, {}x{}", layout.0, layout.1);
@@ -94,6 +96,8 @@ fn layouts_give_the_same_results_from_a_file() {
         let acc = accounting(&err);
         assert_eq!(acc["read"], EVENTS, "{what}");
         assert!(acc["late"] > 0 && acc["dead_letter"] > 0, "{what}: {acc:?}");
+        // Every layout against the independent answer too, not only against the first.
+        oracle.assert_matches(&out, "log-analysis");
         let results = dir_results(&out);
         match &reference {
             None => reference = Some(results),
@@ -112,6 +116,8 @@ fn layouts_give_the_same_results_from_kafka() {
         &input,
         &dir.join("file"),
     );
+    Reference::new(&oracle::log_analysis(), &input)
+        .assert_matches(&dir.join("file"), "log-analysis");
     let b = Broker::start("kafka-cluster");
     b.topic("logs", 4);
     assert_eq!(b.produce("logs", &input), EVENTS);
@@ -266,6 +272,7 @@ fn launch_restarts_the_job_when_a_process_is_killed() {
     let input = logs(&dir);
     let reference = dir.join("reference");
     common::run_file("dataflows/log-analysis.toml", &input, &reference, "1");
+    Reference::new(&oracle::log_analysis(), &input).assert_matches(&reference, "log-analysis");
     let out = dir.join("out");
     let mut cmd = bin();
     cmd.args(["launch", "dataflows/log-analysis.toml", "--processes", "2"])

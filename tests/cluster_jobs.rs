@@ -19,6 +19,7 @@ use common::kafka::{
     assert_side_outputs, assert_topics_equal_files, create_outputs, file_results, gen, log_keys,
     variant_of, Broker, LOG_ANALYSES, USER_ANALYSES,
 };
+use common::oracle::{self, Reference};
 use common::rows::same_row;
 use common::{bin, tmpdir};
 use serde_json::Value;
@@ -137,6 +138,8 @@ fn jobs_are_submitted_listed_and_cancelled_on_a_running_cluster() {
         &events,
         &dir.join("f-ue2"),
     );
+    Reference::new(&oracle::log_analysis(), &logs).assert_matches(&dir.join("f-la1"), "la1");
+    Reference::new(&oracle::user_events(), &events).assert_matches(&dir.join("f-ue2"), "ue2");
     let event_keys: BTreeMap<&str, &str> = [
         ("user_activity_sliding", "user_id"),
         ("action_metrics", "action"),

@@ -18,6 +18,7 @@ use common::kafka::{
     assert_side_outputs, assert_topics_equal_files, create_outputs, file_results, finish, gen,
     log_keys, run_job, variant_spec, Broker, LOG_ANALYSES, USER_ANALYSES,
 };
+use common::oracle::{self, Reference};
 use common::rows::assert_same_rows;
 use common::{accounting, bin, tmpdir};
 use serde_json::Value;
@@ -37,6 +38,8 @@ fn kafka_end_to_end() {
         &logs,
         &dir.join("file-logs"),
     );
+    Reference::new(&oracle::log_analysis(), &logs)
+        .assert_matches(&dir.join("file-logs"), "log-analysis");
     assert!(
         !expected["log-analysis.late"].is_empty()
             && !expected["log-analysis.dead-letter"].is_empty()
@@ -140,6 +143,8 @@ fn kafka_end_to_end() {
         &events,
         &dir.join("file-events"),
     );
+    Reference::new(&oracle::user_events(), &events)
+        .assert_matches(&dir.join("file-events"), "user-events");
     b.topic("user-events", 3);
     create_outputs(&b, "user-events", None, &USER_ANALYSES);
     b.topic("late_alerts", 2);
@@ -310,6 +315,7 @@ having = "n < 3"
         &big,
         &dir.join("file-big"),
     );
+    Reference::new(&oracle::log_analysis(), &big).assert_matches(&dir.join("file-big"), "restart");
     b.topic("logs-big", 4);
     assert_eq!(b.produce("logs-big", &big), 600_000);
     let job = run_job(

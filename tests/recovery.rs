@@ -21,6 +21,7 @@ use common::kafka::{
     assert_topics_equal_files, create_outputs, file_results, gen, log_keys, variant_spec, Broker,
     LOG_ANALYSES,
 };
+use common::oracle::{self, Reference};
 use common::recovery::{assert_fell_back, kill_and_damage, kill_attempts};
 use common::rows::assert_same_rows;
 use common::{accounting, bin, tmpdir};
@@ -45,6 +46,7 @@ fn a_job_killed_five_times_still_writes_every_result() {
     gen("logs", &EVENTS.to_string(), &[], &logs);
     let spec = variant_spec("rec", "30s", &dir);
     let expected = file_results(spec.to_str().unwrap(), "json", &logs, &dir.join("file"));
+    Reference::new(&oracle::log_analysis(), &logs).assert_matches(&dir.join("file"), "rec");
     b.topic("rec-logs", 4);
     create_outputs(&b, "rec", Some("rec"), &LOG_ANALYSES);
     assert_eq!(b.produce("rec-logs", &logs), EVENTS);
@@ -118,6 +120,7 @@ fn a_job_killed_five_times_still_writes_every_result() {
     let eosb = exactly_once_job(&b, "eosb", &dir);
     // (From the spec without checkpoints: a file run must not leave one in the job's directory.)
     let expected_big = file_results(spec.to_str().unwrap(), "json", &big, &dir.join("file-big"));
+    Reference::new(&oracle::log_analysis(), &big).assert_matches(&dir.join("file-big"), "rec");
     b.topic("rec-big", 4);
     assert_eq!(b.produce("rec-big", &big), BIG);
     let cmd = launch_cmd(&b, &eosb, "rec-big", 3);
@@ -272,6 +275,7 @@ fn exactly_once_across_a_broker_outage_at_the_end_of_the_input() {
     gen("logs", &END_EVENTS.to_string(), &["--seed", "11"], &logs);
     let plain = variant_spec("plain", "30s", &dir);
     let expected = file_results(plain.to_str().unwrap(), "json", &logs, &dir.join("file"));
+    Reference::new(&oracle::log_analysis(), &logs).assert_matches(&dir.join("file"), "plain");
     b.topic("rec-end", 4);
     assert_eq!(b.produce("rec-end", &logs), END_EVENTS);
     // (workers that have read their whole input when the broker stops, process killed then)

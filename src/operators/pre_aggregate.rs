@@ -466,7 +466,14 @@ mod tests {
                 };
                 interner.read(&ev, &mut row);
                 table.absorb(&ev, 0, &row, &mut interner);
-                for start in node.windows.open_starts(ev.timestamp, 0, 0) {
+                // The windows computed here, not by the code under test: every start that is a
+                // multiple of the slide in (t - size, t].
+                let (size, slide) = (windows.size, windows.slide);
+                let last = ev.timestamp.div_euclid(slide) * slide;
+                let starts = (0..)
+                    .map(|k| last - k * slide)
+                    .take_while(|s| s + size > ev.timestamp);
+                for start in starts {
                     let key = keys.iter().map(|f| ev.get(*f).to_owned()).collect();
                     let e = plain.entry((start, key)).or_default();
                     e.0 += 1;

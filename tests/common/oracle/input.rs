@@ -1,7 +1,7 @@
 //! The input files and the oracle's own reading of them (docs/design.md section 2).
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use logflow::gen::{GenConfig, Generator, Kind, LineKind};
 use serde_json::{Map, Value};
@@ -11,8 +11,9 @@ pub struct Input {
     pub kind: Kind,
     /// Every line as written, without its newline.
     pub lines: Vec<Vec<u8>>,
-    /// What the generator says each line is.
-    pub kinds: Vec<LineKind>,
+    /// What the generator says each line is (known when the oracle wrote the input itself;
+    /// a file written by `logflow gen` has no labels, and the oracle's own reading decides).
+    pub kinds: Option<Vec<LineKind>>,
 }
 
 impl Input {
@@ -35,18 +36,49 @@ impl Input {
             path,
             kind,
             lines,
-            kinds,
+            kinds: Some(kinds),
         }
     }
 
+    /// An input file written by someone else (another test, `logflow gen`): no labels.
+    pub fn read(path: &Path, kind: Kind) -> Input {
+        let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let mut lines: Vec<Vec<u8>> = bytes.split(|b| *b == b'\n').map(<[u8]>::to_vec).collect();
+        if lines.last().is_some_and(Vec::is_empty) {
+            lines.pop();
+        }
+        Input {
+            path: path.to_path_buf(),
+            kind,
+            lines,
+            kinds: None,
+        }
+    }
+
+    fn labels(&self) -> &[LineKind] {
+        self.kinds
+            .as_deref()
+            .expect("the generator's labels (an input the oracle generated)")
+    }
+
     pub fn count(&self, kind: LineKind) -> usize {
-        self.kinds.iter().filter(|k| **k == kind).count()
+        self.labels().iter().filter(|k| **k == kind).count()
     }
 
     /// 1-based numbers of the lines the generator wrote as `kind`.
     pub fn line_numbers(&self, kind: LineKind) -> BTreeSet<usize> {
-        (0..self.kinds.len())
-            .filter(|&i| self.kinds[i] == kind)
+        let labels = self.labels();
+        (0..labels.len())
+            .filter(|&i| labels[i] == kind)
+            .map(|i| i + 1)
+            .collect()
+    }
+
+    /// 1-based numbers of the lines the oracle's own reading rejects.
+    pub fn bad_lines(&self) -> BTreeSet<usize> {
+        let read = reader(self.kind);
+        (0..self.lines.len())
+            .filter(|&i| read(&self.lines[i]).is_err())
             .map(|i| i + 1)
             .collect()
     }
@@ -71,6 +103,9 @@ pub struct Ev {
     pub status: Option<i64>,
     pub action: Option<String>,
     pub value: Option<f64>,
+    /// The largest event time of the good lines before this one (`None` for the first): the
+    /// progress of a one-partition source when this event arrives (see `lateness`).
+    pub seen: Option<i64>,
 }
 
 pub fn string_field(o: &Map<String, Value>, k: &str) -> Result<Option<String>, String> {
@@ -144,22 +179,30 @@ pub fn read_user_event(line: &[u8]) -> Result<Ev, String> {
     })
 }
 
-/// The good events of `input` (late ones included), checked against the generator's own
-/// account of which lines are bad.
-pub fn read_events(input: &Input) -> Vec<Ev> {
-    let read = match input.kind {
+fn reader(kind: Kind) -> fn(&[u8]) -> Result<Ev, String> {
+    match kind {
         Kind::Logs => read_log,
         Kind::UserEvents => read_user_event,
-    };
+    }
+}
+
+/// The good events of `input` (late ones included), in input order, checked against the
+/// generator's own account of which lines are bad when the input has it.
+pub fn read_events(input: &Input) -> Vec<Ev> {
+    let read = reader(input.kind);
     let mut events = Vec::new();
-    for (i, (line, kind)) in input.lines.iter().zip(&input.kinds).enumerate() {
-        match (read(line), kind) {
-            (Ok(mut ev), LineKind::Good | LineKind::Late) => {
+    let mut seen: Option<i64> = None;
+    for (i, line) in input.lines.iter().enumerate() {
+        let label = input.kinds.as_ref().map(|k| k[i]);
+        match (read(line), label) {
+            (Ok(mut ev), None | Some(LineKind::Good | LineKind::Late)) => {
                 ev.line = i + 1;
+                ev.seen = seen;
+                seen = Some(seen.map_or(ev.ts, |m| m.max(ev.ts)));
                 events.push(ev);
             }
-            (Err(_), LineKind::Bad) => {}
-            (res, kind) => panic!(
+            (Err(_), None | Some(LineKind::Bad)) => {}
+            (res, Some(kind)) => panic!(
                 "the oracle and the generator disagree on line {}: generator says {kind:?}, \
                  oracle reads {res:?}: {}",
                 i + 1,

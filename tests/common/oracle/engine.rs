@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 
-use crate::input::{tmp_dir, Input};
+use super::input::{tmp_dir, Input};
 
 /// How long one engine run may take before the test gives up.
 const RUN_TIMEOUT: Duration = Duration::from_secs(600);

@@ -5,8 +5,8 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use crate::input::Ev;
-use crate::MINUTE;
+use super::input::Ev;
+use super::MINUTE;
 
 /// What an output field must be.
 #[derive(Clone, Debug)]
@@ -142,17 +142,27 @@ pub fn window_starts(ts: i64, size: i64, slide: i64) -> Vec<i64> {
 
 pub type Key = Vec<Option<String>>;
 
-/// Groups events by window and key: (start, key) -> events, in input order.
+/// True when window `start` (of `size`, closing `hold` = delay + allowed lateness after its
+/// end) is still open when `ev` arrives: its deadline is after the watermark's progress.
+pub fn open(ev: &Ev, start: i64, size: i64, hold: i64) -> bool {
+    ev.seen.is_none_or(|seen| start + size + hold > seen)
+}
+
+/// Groups events by window and key: (start, key) -> events, in input order. An event joins
+/// only the windows still open when it arrives.
 pub fn group(
     events: &[Ev],
     size: i64,
     slide: i64,
+    hold: i64,
     key: impl Fn(&Ev) -> Key,
 ) -> BTreeMap<(i64, Key), Vec<&Ev>> {
     let mut groups: BTreeMap<(i64, Key), Vec<&Ev>> = BTreeMap::new();
     for ev in events {
         for s in window_starts(ev.ts, size, slide) {
-            groups.entry((s, key(ev))).or_default().push(ev);
+            if open(ev, s, size, hold) {
+                groups.entry((s, key(ev))).or_default().push(ev);
+            }
         }
     }
     groups
@@ -201,16 +211,15 @@ pub fn errors(evs: &[&Ev]) -> usize {
         .count()
 }
 
-/// Rows of one analysis: window size/slide, key names and a metric function per group.
+/// Rows of one analysis: window size/slide/hold, key names and a metric function per group.
 pub fn analysis(
     events: &[Ev],
-    size: i64,
-    slide: i64,
+    (size, slide, hold): (i64, i64, i64),
     key_names: &[&'static str],
     key: impl Fn(&Ev) -> Key,
     metrics: impl Fn(&[&Ev]) -> Vec<(&'static str, Expect)>,
 ) -> Vec<Row> {
-    group(events, size, slide, key)
+    group(events, size, slide, hold, key)
         .into_iter()
         .map(|((start, key), evs)| Row {
             start,
@@ -253,12 +262,15 @@ pub fn by_key(source: &[Row]) -> BTreeMap<Key, Vec<&Row>> {
 }
 
 pub fn log_oracle(events: &[Ev]) -> BTreeMap<&'static str, Vec<Row>> {
+    // (size, slide, delay): 1-minute windows 5 minutes, 5-minute ones 10 (DESIGN.md section 5).
+    const ONE: (i64, i64, i64) = (MINUTE, MINUTE, 5 * MINUTE);
+    const FIVE: (i64, i64, i64) = (5 * MINUTE, 5 * MINUTE, 10 * MINUTE);
     let service = |e: &Ev| vec![e.service.clone()];
     let ip = |e: &Ev| vec![e.ip.clone()];
     let rt = |e: &Ev| e.rt;
     let mut out = BTreeMap::new();
 
-    let response_time = analysis(events, MINUTE, MINUTE, &["service"], service, |evs| {
+    let response_time = analysis(events, ONE, &["service"], service, |evs| {
         let rts = floats(evs, rt);
         vec![
             ("request_count", count(evs.len())),
@@ -268,14 +280,14 @@ pub fn log_oracle(events: &[Ev]) -> BTreeMap<&'static str, Vec<Row>> {
             ("stddev_response_time", Expect::opt(sample_stddev(&rts))),
         ]
     });
-    let error_rate = analysis(events, MINUTE, MINUTE, &["service"], service, |evs| {
+    let error_rate = analysis(events, ONE, &["service"], service, |evs| {
         vec![
             ("total_requests", count(evs.len())),
             ("error_count", count(errors(evs))),
             ("error_rate", Expect::Num(percent(errors(evs), evs.len()))),
         ]
     });
-    let ip_patterns = analysis(events, 5 * MINUTE, 5 * MINUTE, &["ip_address"], ip, |evs| {
+    let ip_patterns = analysis(events, FIVE, &["ip_address"], ip, |evs| {
         let services: Vec<Value> = distinct(evs, |e| &e.service)
             .into_iter()
             .map(|s| Value::String(s.to_string()))
@@ -286,7 +298,7 @@ pub fn log_oracle(events: &[Ev]) -> BTreeMap<&'static str, Vec<Row>> {
             ("services_used", Expect::Exact(Value::Array(services))),
         ]
     });
-    let ip_minute = analysis(events, MINUTE, MINUTE, &["ip_address"], ip, |evs| {
+    let ip_minute = analysis(events, ONE, &["ip_address"], ip, |evs| {
         vec![
             ("request_count", count(evs.len())),
             ("unique_users", count(distinct(evs, |e| &e.user).len())),
@@ -296,7 +308,7 @@ pub fn log_oracle(events: &[Ev]) -> BTreeMap<&'static str, Vec<Row>> {
         let (n, users) = (r.num("request_count")?, r.num("unique_users")?);
         Some(if n > 100.0 && users < 5.0 { 1.0 } else { -1.0 })
     });
-    let sla = analysis(events, MINUTE, MINUTE, &["service"], service, |evs| {
+    let sla = analysis(events, ONE, &["service"], service, |evs| {
         let fast = evs
             .iter()
             .filter(|e| e.rt.is_some_and(|r| r <= 1.0))
@@ -312,8 +324,7 @@ pub fn log_oracle(events: &[Ev]) -> BTreeMap<&'static str, Vec<Row>> {
     });
     let user_activity = analysis(
         events,
-        5 * MINUTE,
-        5 * MINUTE,
+        FIVE,
         &["user_id"],
         |e| vec![e.user.clone()],
         |evs| {
@@ -324,7 +335,7 @@ pub fn log_oracle(events: &[Ev]) -> BTreeMap<&'static str, Vec<Row>> {
             ]
         },
     );
-    let service_popularity = analysis(events, MINUTE, MINUTE, &["service"], service, |evs| {
+    let service_popularity = analysis(events, ONE, &["service"], service, |evs| {
         vec![
             ("request_count", count(evs.len())),
             ("unique_users", count(distinct(evs, |e| &e.user).len())),
@@ -332,8 +343,7 @@ pub fn log_oracle(events: &[Ev]) -> BTreeMap<&'static str, Vec<Row>> {
     });
     let system_health = analysis(
         events,
-        MINUTE,
-        MINUTE,
+        ONE,
         &[],
         |_| vec![],
         |evs| {
@@ -459,24 +469,29 @@ pub fn total_value(evs: &[&Ev]) -> Expect {
 pub fn user_event_oracle(events: &[Ev]) -> BTreeMap<&'static str, Vec<Row>> {
     let user = |e: &Ev| vec![e.user.clone()];
     let mut out = BTreeMap::new();
-    let activity = analysis(events, MINUTE, 30_000, &["user_id"], user, |evs| {
-        let mut ordered: Vec<&&Ev> = evs.iter().collect();
-        ordered.sort_by_key(|e| (e.ts, e.line));
-        let sequence: Vec<Value> = ordered
-            .iter()
-            .filter_map(|e| e.action.clone().map(Value::String))
-            .collect();
-        vec![
-            ("total_events", count(evs.len())),
-            ("unique_actions", count(distinct(evs, |e| &e.action).len())),
-            ("total_value", total_value(evs)),
-            ("actions_sequence", Expect::Exact(Value::Array(sequence))),
-        ]
-    });
+    let activity = analysis(
+        events,
+        (MINUTE, 30_000, 5 * MINUTE),
+        &["user_id"],
+        user,
+        |evs| {
+            let mut ordered: Vec<&&Ev> = evs.iter().collect();
+            ordered.sort_by_key(|e| (e.ts, e.line));
+            let sequence: Vec<Value> = ordered
+                .iter()
+                .filter_map(|e| e.action.clone().map(Value::String))
+                .collect();
+            vec![
+                ("total_events", count(evs.len())),
+                ("unique_actions", count(distinct(evs, |e| &e.action).len())),
+                ("total_value", total_value(evs)),
+                ("actions_sequence", Expect::Exact(Value::Array(sequence))),
+            ]
+        },
+    );
     let actions = analysis(
         events,
-        2 * MINUTE,
-        MINUTE,
+        (2 * MINUTE, MINUTE, 5 * MINUTE),
         &["action"],
         |e| vec![e.action.clone()],
         |evs| {
@@ -490,12 +505,18 @@ pub fn user_event_oracle(events: &[Ev]) -> BTreeMap<&'static str, Vec<Row>> {
             ]
         },
     );
-    let per_user_5m = analysis(events, 5 * MINUTE, 2 * MINUTE, &["user_id"], user, |evs| {
-        vec![
-            ("event_count", count(evs.len())),
-            ("total_value", total_value(evs)),
-        ]
-    });
+    let per_user_5m = analysis(
+        events,
+        (5 * MINUTE, 2 * MINUTE, 10 * MINUTE),
+        &["user_id"],
+        user,
+        |evs| {
+            vec![
+                ("event_count", count(evs.len())),
+                ("total_value", total_value(evs)),
+            ]
+        },
+    );
     let anomalies = filter_rows(per_user_5m, |r| Some(r.num("event_count")? - 50.5));
     out.insert("user_activity_sliding", activity);
     out.insert("action_metrics", actions);
