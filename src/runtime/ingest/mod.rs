@@ -351,13 +351,8 @@ pub fn ingest<'scope>(
                 if let (Some(a), Some(b)) = (was, p.max_ts) {
                     span = span.max(b.saturating_sub(a));
                 }
-                let c = out.counts;
-                p.meter.add(
-                    c.0 - before.0,
-                    c.1 - before.1,
-                    c.2 - before.2,
-                    c.3 - before.3,
-                );
+                let c = out.counts.since(before);
+                p.meter.add(c.read, c.parsed, c.dead_letter, c.late);
                 p.meter.set_max_event_time(p.progress());
                 if p.ended {
                     p.meter.set_finished();
@@ -367,8 +362,7 @@ pub fn ingest<'scope>(
                 stride = span;
             }
             next_part = (next_part + 1) % parts.len().max(1);
-            let c = out.counts;
-            counters.add(c.0, c.1, c.2, c.3);
+            counters.add(out.counts);
 
             // The new watermark: least progress over live partitions that are not idle
             // (`None`: every partition has ended, and the capabilities go).
