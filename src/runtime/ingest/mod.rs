@@ -16,6 +16,10 @@
 //!
 //! Lateness thus depends only on each partition's own order, never on thread timing or on how
 //! partitions are spread over workers, and replaying a partition gives the same results.
+//!
+//! The operator is `Ingest`: each activation (`Ingest::step`) passes a pending checkpoint
+//! barrier (`barrier`), reads every partition once (`partition`), moves the capability by the
+//! rules of `watermark` (pure functions, with table tests) and sends what it produced.
 
 mod aggregation;
 mod barrier;
