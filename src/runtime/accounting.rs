@@ -12,6 +12,27 @@ pub struct Counters {
     late: AtomicU64,
 }
 
+/// Records counted over some reads: `read = parsed + dead_letter`, and `late` of the parsed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub read: u64,
+    pub parsed: u64,
+    pub dead_letter: u64,
+    pub late: u64,
+}
+
+impl Counts {
+    /// What was counted since `before` (an earlier value of the same counts).
+    pub fn since(self, before: Counts) -> Counts {
+        Counts {
+            read: self.read - before.read,
+            parsed: self.parsed - before.parsed,
+            dead_letter: self.dead_letter - before.dead_letter,
+            late: self.late - before.late,
+        }
+    }
+}
+
 /// A snapshot of [`Counters`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Accounting {
@@ -23,14 +44,14 @@ pub struct Accounting {
 }
 
 impl Counters {
-    pub fn add(&self, read: u64, parsed: u64, dead_letter: u64, late: u64) {
-        if read == 0 {
+    pub fn add(&self, c: Counts) {
+        if c.read == 0 {
             return;
         }
-        self.read.fetch_add(read, Ordering::Relaxed);
-        self.parsed.fetch_add(parsed, Ordering::Relaxed);
-        self.dead_letter.fetch_add(dead_letter, Ordering::Relaxed);
-        self.late.fetch_add(late, Ordering::Relaxed);
+        self.read.fetch_add(c.read, Ordering::Relaxed);
+        self.parsed.fetch_add(c.parsed, Ordering::Relaxed);
+        self.dead_letter.fetch_add(c.dead_letter, Ordering::Relaxed);
+        self.late.fetch_add(c.late, Ordering::Relaxed);
     }
 
     pub fn snapshot(&self) -> Accounting {
@@ -103,8 +124,18 @@ mod tests {
     #[test]
     fn identity_holds_and_prints() {
         let c = Counters::default();
-        c.add(10, 8, 2, 1);
-        c.add(5, 5, 0, 0);
+        c.add(Counts {
+            read: 10,
+            parsed: 8,
+            dead_letter: 2,
+            late: 1,
+        });
+        c.add(Counts {
+            read: 5,
+            parsed: 5,
+            dead_letter: 0,
+            late: 0,
+        });
         let a = c.snapshot();
         assert!(a.balanced());
         assert_eq!(

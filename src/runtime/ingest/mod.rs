@@ -16,10 +16,16 @@
 //!
 //! Lateness thus depends only on each partition's own order, never on thread timing or on how
 //! partitions are spread over workers, and replaying a partition gives the same results.
+//!
+//! The operator is `Ingest`: each activation (`Ingest::step`) passes a pending checkpoint
+//! barrier (`barrier`), reads every partition once (`partition`), moves the capability by the
+//! rules of `watermark` (pure functions, with table tests) and sends what it produced.
 
 mod aggregation;
+mod barrier;
 mod board;
 mod partition;
+mod watermark;
 
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -27,14 +33,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+use timely::container::CapacityContainerBuilder;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::operators::generic::OutputBuilder;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::{Scope, StreamVec};
+use timely::scheduling::Activator;
 
 use self::aggregation::Aggregation;
+use self::barrier::{AtBarrier, Barrier};
 pub use self::board::ProgressBoard;
 use self::partition::{Partition, Routed, Stamp};
+use self::watermark::{Advance, Granularity, Seen};
 use super::accounting::Counters;
 use crate::checkpoint::barrier::Slot;
 use crate::metrics::{Metrics, PartitionMeter};
@@ -111,10 +121,8 @@ pub fn resume_points(states: &[&[u8]]) -> Result<HashMap<String, u64>, Error> {
     Ok(points)
 }
 
-/// How far (in progress steps, the granularity) a worker may read ahead of the slowest active
-/// worker, beyond what one of its reads moves a partition on; and how long it then waits at
-/// most (the next progress announced wakes it sooner).
-const ALIGN_STEPS: i64 = 2;
+/// How long a worker that is too far ahead ([`watermark::ahead`]) waits at most (the next
+/// progress announced wakes it sooner).
 const ALIGN_WAIT_MS: u64 = 50;
 /// How often an ingest whose partitions have nothing to read looks again; when every reader
 /// wakes it as records arrive ([`PartitionReader::wake_on_arrival`]), the longer period.
@@ -138,6 +146,16 @@ const DEAD: usize = 0;
 const LATE: usize = 1;
 const BEACON: usize = 2;
 const PARTIALS: usize = 3;
+
+type Out<D> = OutputBuilder<u64, CapacityContainerBuilder<Vec<D>>>;
+
+/// The ingest operator's outputs.
+struct Outputs {
+    dead: Out<DeadLetter>,
+    late: Out<LateEvent>,
+    beacon: Out<(usize, Option<i64>)>,
+    partials: Vec<Out<Partial>>,
+}
 
 /// Builds the ingest operator over this worker's partitions.
 ///
@@ -176,15 +194,18 @@ pub fn ingest<'scope>(
     let mut partials = Vec::new();
     for _ in &config.nodes {
         let (out, stream) = builder.new_output();
-        partial_outs.push(OutputBuilder::<u64, _>::from(out));
+        partial_outs.push(OutputBuilder::from(out));
         partials.push(stream);
     }
-    let mut dead_out: OutputBuilder<u64, _> = OutputBuilder::from(dead_out);
-    let mut late_out: OutputBuilder<u64, _> = OutputBuilder::from(late_out);
-    let mut beacon_out: OutputBuilder<u64, _> = OutputBuilder::from(beacon_out);
+    let outputs = Outputs {
+        dead: OutputBuilder::from(dead_out),
+        late: OutputBuilder::from(late_out),
+        beacon: OutputBuilder::from(beacon_out),
+        partials: partial_outs,
+    };
     let slot = Slot::register(INGEST_SLOT);
 
-    builder.build(move |mut caps| {
+    builder.build(move |caps| {
         let mut parts: Vec<Partition> = readers
             .into_iter()
             .zip(meters)
@@ -199,11 +220,93 @@ pub fn ingest<'scope>(
         for p in parts.iter_mut() {
             woken &= p.reader.wake_on_arrival(Arc::clone(&wake));
         }
-        if let Some(slot) = &slot {
+        let mut ingest = Ingest {
+            me,
+            g: Granularity::new(config.granularity_ms),
+            agg: Aggregation::new(&config.nodes),
+            tables: Tables::load(&config.lookups).unwrap_or_else(|e| panic!("{e}")),
+            config,
+            parts,
+            counters,
+            board,
+            slot,
+            activator,
+            outputs,
+            woken,
+            batch: RecordBatch::default(),
+            parsed: Vec::new(),
+            barrier: Barrier::default(),
+            next_part: 0,
+            announced: None,
+            stride: 0,
+            seen: Vec::new(),
+        };
+        let mut caps = ingest.start(caps);
+        move |_frontiers| {
+            if let Some(held) = caps.as_mut() {
+                if ingest.step(held) == Flow::Finished {
+                    caps = None;
+                }
+            }
+        }
+    });
+    (partials, dead, late, beacons)
+}
+
+/// Whether the ingest goes on after an activation, or has finished and drops its capabilities.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Flow {
+    Running,
+    Finished,
+}
+
+/// What one activation read.
+#[derive(Default)]
+struct Read {
+    out: Routed,
+    /// A partition has more to read now.
+    more: bool,
+    /// A partition has nothing to read yet.
+    pending: bool,
+}
+
+/// The ingest operator of one worker, activated by [`Ingest::step`].
+struct Ingest {
+    me: usize,
+    config: IngestConfig,
+    parts: Vec<Partition>,
+    counters: Arc<Counters>,
+    board: ProgressBoard,
+    slot: Option<Slot>,
+    activator: Activator,
+    outputs: Outputs,
+    /// Every reader wakes the operator when records arrive.
+    woken: bool,
+    g: Granularity,
+    batch: RecordBatch,
+    parsed: Vec<Result<Event, String>>,
+    agg: Aggregation,
+    tables: Tables,
+    barrier: Barrier,
+    /// The partition read first in the next activation.
+    next_part: usize,
+    /// The progress last announced on the beacon stream.
+    announced: Option<Option<i64>>,
+    /// How far one read moved a partition's progress in the last activation that read.
+    stride: i64,
+    /// The live partitions as the watermark rules see them (reused every activation).
+    seen: Vec<Seen>,
+}
+
+impl Ingest {
+    /// Restores a checkpoint's state, and says which capabilities the ingest holds: none
+    /// without partitions (this worker must not hold the watermark back).
+    fn start(&mut self, mut caps: Vec<Capability<u64>>) -> Option<Vec<Capability<u64>>> {
+        if let Some(slot) = &self.slot {
             // Restored: each partition goes on with the progress it had (its reader was
             // opened at its position), and the capability at the checkpoint's epoch.
             if let Some(state) = slot.restore::<IngestState>() {
-                for p in parts.iter_mut() {
+                for p in self.parts.iter_mut() {
                     let name = p.reader.describe();
                     p.max_ts = state.iter().find(|s| s.name == name).and_then(|s| s.max_ts);
                 }
@@ -213,279 +316,282 @@ pub fn ingest<'scope>(
                     c.downgrade(&epoch);
                 }
             }
-            if parts.is_empty() {
+            if self.parts.is_empty() {
                 slot.save_standing(&IngestState::new());
             }
         }
-        // No partitions: this worker must not hold the watermark back.
-        let mut caps: Option<Vec<Capability<u64>>> =
-            if parts.is_empty() { None } else { Some(caps) };
-        if caps.is_some() {
-            activator.activate();
+        if self.parts.is_empty() {
+            return None;
         }
-        let g = config.granularity_ms.max(1);
-        let floor = move |m: i64| m - m.rem_euclid(g);
-        let mut batch = RecordBatch::default();
-        let mut parsed: Vec<Result<Event, String>> = Vec::new();
-        let mut agg = Aggregation::new(&config.nodes);
-        let mut next_part = 0usize;
-        let mut announced: Option<Option<i64>> = None;
-        // How far one read moved a partition's progress in the last activation that read.
-        let mut stride: i64 = 0;
-        let mut tables = Tables::load(&config.lookups).unwrap_or_else(|e| panic!("{e}"));
-        // The barrier this worker's state was last saved at.
-        let mut saved_at: Option<u64> = None;
+        self.activator.activate();
+        Some(caps)
+    }
 
-        move |_frontiers| {
-            let Some(held) = caps.as_mut() else { return };
-            let cap_time = *held[DEAD].time();
-            // Checkpoints: at the barrier, save the partitions' positions once and wait until
-            // the checkpoint completes (every worker's operators saved theirs).
-            let barrier = match &slot {
-                None => None,
-                Some(slot) => {
-                    let ck = slot.checkpointer();
-                    let epoch = ck.epoch();
-                    if cap_time >= epoch {
-                        if saved_at != Some(epoch) {
-                            saved_at = Some(epoch);
-                            let hint = parts
-                                .iter()
-                                .filter(|p| !p.ended)
-                                .filter_map(|p| p.max_ts)
-                                .map(floor)
-                                .min();
-                            ck.reached(hint);
-                            let state: IngestState = parts.iter().map(Partition::state).collect();
-                            slot.save(epoch, &state);
-                        }
-                        if !ck.passed(epoch) {
-                            let now = Instant::now();
-                            for p in parts.iter_mut() {
-                                p.last_data = now; // waiting, not idle
-                            }
-                            activator.activate_after(Duration::from_millis(BARRIER_POLL_MS));
-                            return;
-                        }
-                    }
-                    Some(ck.epoch())
-                }
-            };
-            tables.refresh();
-            if config.processing_time {
-                // The clock moves on whether or not records come.
-                let (now_ms, now) = (crate::parse::text::now_ms(), Instant::now());
-                for p in parts.iter_mut().filter(|p| !p.ended && p.turns.is_none()) {
-                    p.max_ts = p.max_ts.max(Some(now_ms));
-                    p.last_data = now;
-                }
-            }
-            // Alignment: a worker more than `ALIGN_STEPS` progress steps ahead of the slowest
-            // active worker, plus the stride of one read, reads nothing now. Reading on would
-            // not close a window sooner (the job's watermark is the least progress) but would
-            // open later windows downstream, whose state then grows with the gap (in a catch-up
-            // from Kafka, one worker's partitions can run minutes of event time ahead). The
-            // stride (one read of a Kafka backlog covers minutes of event time) lets workers
-            // that move alike read at the same time instead of in turns. Shared partitions move
-            // together.
-            let ahead = match announced {
-                Some(Some(mine)) if parts.iter().all(|p| p.turns.is_none()) => {
-                    board.slowest_other(me).is_some_and(|slowest| {
-                        mine > slowest
-                            .saturating_add(ALIGN_STEPS * g)
-                            .saturating_add(stride)
-                    })
-                }
-                _ => false,
-            };
-            if ahead {
-                // Not read, so not idle.
+    /// One activation: the checkpoint barrier, the clock, alignment, the read, the watermark,
+    /// and what goes out.
+    fn step(&mut self, held: &mut [Capability<u64>]) -> Flow {
+        let cap = *held[DEAD].time();
+        let barrier = match self.at_barrier(cap) {
+            Some(AtBarrier::Wait) => {
                 let now = Instant::now();
-                for p in parts.iter_mut() {
-                    p.last_data = now;
+                for p in self.parts.iter_mut() {
+                    p.last_data = now; // waiting, not idle
                 }
+                self.activator
+                    .activate_after(Duration::from_millis(BARRIER_POLL_MS));
+                return Flow::Running;
             }
-            let mut out = Routed::default();
-            let mut more = false;
-            let mut pending = false;
-            // The most event time one partition moved on in this activation.
-            let mut span: i64 = 0;
-            let n = if ahead { 0 } else { parts.len() };
-            let per_part = (config.batch / n.max(1)).max(1);
-            let stamp = Stamp {
-                config: &config,
-                floor: &floor,
-                cap_time,
-                tables: &tables,
-                barrier,
-            };
-            for k in 0..n {
-                let p = &mut parts[(next_part + k) % n];
-                if p.ended {
-                    continue;
-                }
-                if p.held(&stamp) {
-                    p.last_data = Instant::now(); // waiting for the others, not idle
-                    continue;
-                }
-                let before = out.counts;
-                let was = p.max_ts;
-                let result = match p.turns.clone() {
-                    None => p.read_own(
-                        &stamp,
-                        &mut batch,
-                        &mut parsed,
-                        per_part,
-                        &mut agg,
-                        &mut out,
-                    ),
-                    Some(t) => p.read_shared(&t, &stamp, per_part, &mut agg, &mut out),
-                };
-                match result {
-                    Ok(ReadStatus::Data) => more = true,
-                    Ok(ReadStatus::Pending) => pending = true,
-                    Ok(ReadStatus::Ended) => {}
-                    // A broken input is a runtime failure, not a finished partition: dropping
-                    // the capability would wrongly close every window.
-                    Err(e) => panic!("reading {}: {e}", p.reader.describe()),
-                }
-                if let (Some(a), Some(b)) = (was, p.max_ts) {
-                    span = span.max(b.saturating_sub(a));
-                }
-                let c = out.counts;
-                p.meter.add(
-                    c.0 - before.0,
-                    c.1 - before.1,
-                    c.2 - before.2,
-                    c.3 - before.3,
-                );
-                p.meter.set_max_event_time(p.progress());
-                if p.ended {
-                    p.meter.set_finished();
-                }
-            }
-            if more {
-                stride = span;
-            }
-            next_part = (next_part + 1) % parts.len().max(1);
-            let c = out.counts;
-            counters.add(c.0, c.1, c.2, c.3);
-
-            // The new watermark: least progress over live partitions that are not idle
-            // (`None`: every partition has ended, and the capabilities go).
+            Some(AtBarrier::Before(epoch)) => Some(epoch),
+            None => None,
+        };
+        self.tables.refresh();
+        if self.config.processing_time {
+            self.follow_clock();
+        }
+        // The board changes only between activations (another operator of this worker fills
+        // it), so one look serves both alignment and the watermark.
+        let slowest = self.board.slowest_other(self.me);
+        let shared = self.parts.iter().any(|p| p.turns.is_some());
+        let ahead = watermark::ahead(self.announced, shared, slowest, self.g, self.stride);
+        let mut read = if ahead {
+            // Not read, so not idle.
             let now = Instant::now();
-            for p in parts.iter().filter(|p| !p.ended) {
-                p.meter
-                    .set_idle(now.duration_since(p.last_data) >= config.idle_timeout);
+            for p in self.parts.iter_mut() {
+                p.last_data = now;
             }
-            let live: Vec<&Partition> = parts.iter().filter(|p| !p.ended).collect();
-            let active: Vec<&&Partition> = live
-                .iter()
-                .filter(|p| now.duration_since(p.last_data) < config.idle_timeout)
-                .collect();
-            let mine: Option<i64> = if active.is_empty() {
-                None
-            } else if active.iter().any(|p| p.progress().is_none()) {
-                Some(cap_time as i64) // a partition that has not produced yet holds the watermark
-            } else {
-                active.iter().filter_map(|p| p.progress()).min()
-            };
-            let next = match mine {
-                Some(p) => Some(p),
-                None => {
-                    // All idle: follow the active workers; if there are none, the furthest
-                    // event time seen here (nothing else can move the job forward).
-                    let others = board.slowest_other(me);
-                    others.or_else(|| live.iter().filter_map(|p| p.progress()).max())
-                }
-            };
-            let new_time = next.map_or(cap_time, |m| (floor(m).max(0) as u64).max(cap_time));
-            // Not past a pending checkpoint barrier.
-            let new_time = barrier.map_or(new_time, |b| new_time.min(b));
+            Read::default()
+        } else {
+            self.read(cap, barrier)
+        };
+        self.next_part = (self.next_part + 1) % self.parts.len().max(1);
+        self.counters.add(read.out.counts);
 
-            // Held partials go out before the capability moves past what they need (a window
-            // they feed closes, or their own time) or goes, before a checkpoint barrier (the
-            // positions saved there include their records), and when they are many (bounding
-            // memory). Otherwise they stay: a read of a Kafka queue is a few thousand records,
-            // and each flush sends every (window, key) gathered since the last one.
-            let moving = new_time > cap_time
-                && (agg.due(new_time) || barrier.is_some_and(|b| new_time >= b));
-            if live.is_empty() || moving || agg.held >= config.batch {
-                agg.flush(cap_time);
-            }
-            let mut partial_hs: Vec<_> = partial_outs.iter_mut().map(|o| o.activate()).collect();
-            for (time, i, mut list) in agg.ready.drain(..) {
-                partial_hs[i]
-                    .session(&held[PARTIALS + i].delayed(&time))
-                    .give_container(&mut list);
-            }
-            drop(partial_hs);
-            if !out.dead.is_empty() {
-                dead_out
-                    .activate()
-                    .session(&held[DEAD])
-                    .give_container(&mut out.dead);
-            }
-            if !out.late.is_empty() {
-                let mut late_h = late_out.activate();
-                for (t, le) in out.late.drain(..) {
-                    // At the event's own time, like partials: downstream counts of late
-                    // data (late_alerts) then do not depend on how reads were batched.
-                    late_h.session(&held[LATE].delayed(&t)).give(le);
-                }
-            }
-            if live.is_empty() {
-                // Finished: hold no other worker back (neither its alignment nor, when all its
-                // partitions are idle, the progress it follows) with the last progress announced.
-                if announced != Some(None) {
-                    beacon_out
-                        .activate()
-                        .session(&held[BEACON])
-                        .give((me, None));
-                }
-                if let Some(slot) = &slot {
-                    // Every later checkpoint holds the partitions where they ended.
-                    let state: IngestState = parts.iter().map(Partition::state).collect();
-                    slot.save_standing(&state);
-                }
-                // Says when the final flush can begin (the last worker to end starts it); the
-                // recovery tests time a broker outage on it.
-                eprintln!("logflow: worker {me} reached the end of its input");
-                caps = None;
-                return;
-            }
-            if announced != Some(mine) {
-                beacon_out
-                    .activate()
-                    .session(&held[BEACON])
-                    .give((me, mine));
-                announced = Some(mine);
-            }
-            if new_time > cap_time {
-                for c in held.iter_mut() {
-                    c.downgrade(&new_time);
-                }
-            }
-            if ahead {
-                // Until the slowest announces progress (or, at the latest, the timer).
-                let again = activator.clone();
-                board.wake_on_change(Box::new(move || again.activate()));
-                activator.activate_after(Duration::from_millis(ALIGN_WAIT_MS));
-            } else if more {
-                activator.activate();
-            } else if pending {
-                // Readers that wake the operator are looked at again anyway now and then: for
-                // idleness, the clock, and an end offset set while they wait.
-                let wait = if woken && !config.processing_time {
-                    WOKEN_POLL_MS
-                } else {
-                    PENDING_POLL_MS
-                };
-                activator.activate_after(Duration::from_millis(wait));
-            } else {
-                activator.activate();
+        let next = self.advance(cap, slowest, barrier);
+        self.emit(held, cap, next, barrier, &mut read.out);
+        if next.finished {
+            self.finish(held);
+            return Flow::Finished;
+        }
+        if self.announced != Some(next.mine) {
+            self.outputs
+                .beacon
+                .activate()
+                .session(&held[BEACON])
+                .give((self.me, next.mine));
+            self.announced = Some(next.mine);
+        }
+        if next.next > cap {
+            for c in held.iter_mut() {
+                c.downgrade(&next.next);
             }
         }
-    });
-    (partials, dead, late, beacons)
+        self.reschedule(ahead, &read);
+        Flow::Running
+    }
+
+    /// Checkpoints: at the barrier, saves the partitions' positions once and waits until the
+    /// checkpoint completes (every worker's operators saved theirs). `None`: no checkpoints.
+    fn at_barrier(&mut self, cap: u64) -> Option<AtBarrier> {
+        let slot = self.slot.as_ref()?;
+        let ck = slot.checkpointer();
+        let (parts, g) = (&self.parts, self.g);
+        Some(self.barrier.step(ck.as_ref(), cap, |epoch| {
+            let hint = parts
+                .iter()
+                .filter(|p| !p.ended)
+                .filter_map(|p| p.max_ts)
+                .map(|m| g.floor(m))
+                .min();
+            ck.reached(hint);
+            let state: IngestState = parts.iter().map(Partition::state).collect();
+            slot.save(epoch, &state);
+        }))
+    }
+
+    /// Records carry the wall clock: the clock moves on whether or not records come.
+    fn follow_clock(&mut self) {
+        let (now_ms, now) = (crate::parse::text::now_ms(), Instant::now());
+        for p in self
+            .parts
+            .iter_mut()
+            .filter(|p| !p.ended && p.turns.is_none())
+        {
+            p.max_ts = p.max_ts.max(Some(now_ms));
+            p.last_data = now;
+        }
+    }
+
+    /// Reads every partition once (up to its share of the batch), starting with a different
+    /// one each activation, and meters what each read.
+    fn read(&mut self, cap: u64, barrier: Option<u64>) -> Read {
+        let mut read = Read::default();
+        // The most event time one partition moved on in this activation.
+        let mut span: i64 = 0;
+        let n = self.parts.len();
+        let per_part = (self.config.batch / n.max(1)).max(1);
+        let g = self.g;
+        let floor = move |m: i64| g.floor(m);
+        let stamp = Stamp {
+            config: &self.config,
+            floor: &floor,
+            cap_time: cap,
+            tables: &self.tables,
+            barrier,
+        };
+        for k in 0..n {
+            let p = &mut self.parts[(self.next_part + k) % n];
+            if p.ended {
+                continue;
+            }
+            if p.held(&stamp) {
+                p.last_data = Instant::now(); // waiting for the others, not idle
+                continue;
+            }
+            let before = read.out.counts;
+            let was = p.max_ts;
+            let result = match p.turns.clone() {
+                None => p.read_own(
+                    &stamp,
+                    &mut self.batch,
+                    &mut self.parsed,
+                    per_part,
+                    &mut self.agg,
+                    &mut read.out,
+                ),
+                Some(t) => p.read_shared(&t, &stamp, per_part, &mut self.agg, &mut read.out),
+            };
+            match result {
+                Ok(ReadStatus::Data) => read.more = true,
+                Ok(ReadStatus::Pending) => read.pending = true,
+                Ok(ReadStatus::Ended) => {}
+                // A broken input is a runtime failure, not a finished partition: dropping
+                // the capability would wrongly close every window.
+                Err(e) => panic!("reading {}: {e}", p.reader.describe()),
+            }
+            if let (Some(a), Some(b)) = (was, p.max_ts) {
+                span = span.max(b.saturating_sub(a));
+            }
+            let c = read.out.counts.since(before);
+            p.meter.add(c.read, c.parsed, c.dead_letter, c.late);
+            p.meter.set_max_event_time(p.progress());
+            if p.ended {
+                p.meter.set_finished();
+            }
+        }
+        if read.more {
+            self.stride = span;
+        }
+        read
+    }
+
+    /// The new watermark, from the live partitions' progress and idleness (metered here).
+    fn advance(&mut self, cap: u64, slowest: Option<i64>, barrier: Option<u64>) -> Advance {
+        let now = Instant::now();
+        self.seen.clear();
+        for p in self.parts.iter().filter(|p| !p.ended) {
+            let idle =
+                watermark::is_idle(now.duration_since(p.last_data), self.config.idle_timeout);
+            p.meter.set_idle(idle);
+            self.seen.push(Seen {
+                progress: p.progress(),
+                idle,
+            });
+        }
+        watermark::advance(&self.seen, cap, slowest, barrier, self.g)
+    }
+
+    /// Sends what the activation produced: the held partials when they are due, dead letters,
+    /// and late events.
+    fn emit(
+        &mut self,
+        held: &[Capability<u64>],
+        cap: u64,
+        next: Advance,
+        barrier: Option<u64>,
+        out: &mut Routed,
+    ) {
+        // Held partials go out before the capability moves past what they need (a window
+        // they feed closes, or their own time) or goes, before a checkpoint barrier (the
+        // positions saved there include their records), and when they are many (bounding
+        // memory). Otherwise they stay: a read of a Kafka queue is a few thousand records,
+        // and each flush sends every (window, key) gathered since the last one.
+        let moving =
+            next.next > cap && (self.agg.due(next.next) || barrier.is_some_and(|b| next.next >= b));
+        if next.finished || moving || self.agg.held >= self.config.batch {
+            self.agg.flush(cap);
+        }
+        let mut partial_hs: Vec<_> = self
+            .outputs
+            .partials
+            .iter_mut()
+            .map(|o| o.activate())
+            .collect();
+        for (time, i, mut list) in self.agg.ready.drain(..) {
+            partial_hs[i]
+                .session(&held[PARTIALS + i].delayed(&time))
+                .give_container(&mut list);
+        }
+        drop(partial_hs);
+        if !out.dead.is_empty() {
+            self.outputs
+                .dead
+                .activate()
+                .session(&held[DEAD])
+                .give_container(&mut out.dead);
+        }
+        if !out.late.is_empty() {
+            let mut late_h = self.outputs.late.activate();
+            for (t, le) in out.late.drain(..) {
+                // At the event's own time, like partials: downstream counts of late
+                // data (late_alerts) then do not depend on how reads were batched.
+                late_h.session(&held[LATE].delayed(&t)).give(le);
+            }
+        }
+    }
+
+    /// Every partition has ended.
+    fn finish(&mut self, held: &[Capability<u64>]) {
+        // Hold no other worker back (neither its alignment nor, when all its partitions are
+        // idle, the progress it follows) with the last progress announced.
+        if self.announced != Some(None) {
+            self.outputs
+                .beacon
+                .activate()
+                .session(&held[BEACON])
+                .give((self.me, None));
+        }
+        if let Some(slot) = &self.slot {
+            // Every later checkpoint holds the partitions where they ended.
+            let state: IngestState = self.parts.iter().map(Partition::state).collect();
+            slot.save_standing(&state);
+        }
+        // Says when the final flush can begin (the last worker to end starts it); the
+        // recovery tests time a broker outage on it.
+        eprintln!("logflow: worker {} reached the end of its input", self.me);
+    }
+
+    /// When to look again.
+    fn reschedule(&self, ahead: bool, read: &Read) {
+        if ahead {
+            // Until the slowest announces progress (or, at the latest, the timer).
+            let again = self.activator.clone();
+            self.board
+                .wake_on_change(Box::new(move || again.activate()));
+            self.activator
+                .activate_after(Duration::from_millis(ALIGN_WAIT_MS));
+        } else if read.more {
+            self.activator.activate();
+        } else if read.pending {
+            // Readers that wake the operator are looked at again anyway now and then: for
+            // idleness, the clock, and an end offset set while they wait.
+            let wait = if self.woken && !self.config.processing_time {
+                WOKEN_POLL_MS
+            } else {
+                PENDING_POLL_MS
+            };
+            self.activator.activate_after(Duration::from_millis(wait));
+        } else {
+            self.activator.activate();
+        }
+    }
 }

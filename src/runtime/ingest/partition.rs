@@ -11,6 +11,7 @@ use super::{IngestConfig, PartitionState};
 use crate::metrics::PartitionMeter;
 use crate::record::Event;
 use crate::record::{DeadLetter, LateEvent};
+use crate::runtime::accounting::Counts;
 use crate::sources::lookup::Tables;
 use crate::sources::shared::Turns;
 use crate::sources::{PartitionReader, ReadStatus, RecordBatch};
@@ -60,13 +61,12 @@ const BLOCKS_AHEAD: usize = 2;
 /// in the file (and in memory), large enough that taking one is rare.
 const SHARED_BLOCK: usize = 8192;
 
-/// What one activation sends: dead letters, late events at their times, and counts
-/// `(read, parsed, dead_letter, late)`.
+/// What one activation sends: dead letters, late events at their times, and the counts.
 #[derive(Default)]
 pub(super) struct Routed {
     pub(super) dead: Vec<DeadLetter>,
     pub(super) late: Vec<(u64, LateEvent)>,
-    pub(super) counts: (u64, u64, u64, u64),
+    pub(super) counts: Counts,
 }
 
 /// What stamping needs during one activation.
@@ -292,11 +292,11 @@ impl Partition {
             let Some(r) = parsed.get_mut(i) else {
                 break;
             };
-            out.counts.0 += 1;
+            out.counts.read += 1;
             let ev = match r {
                 Ok(ev) => ev,
                 Err(reason) => {
-                    out.counts.2 += 1;
+                    out.counts.dead_letter += 1;
                     out.dead.push(DeadLetter {
                         reason: std::mem::take(reason),
                         origin: self.reader.origin(pos),
@@ -306,7 +306,7 @@ impl Partition {
                     continue;
                 }
             };
-            out.counts.1 += 1;
+            out.counts.parsed += 1;
             ev.pos = pos;
             if !stamp.tables.is_empty() {
                 stamp.tables.join(ev);
@@ -333,7 +333,7 @@ impl Partition {
                 agg.absorb(ev, t);
             }
             if !missed.is_empty() {
-                out.counts.3 += 1;
+                out.counts.late += 1;
                 out.late.push((
                     t,
                     LateEvent {

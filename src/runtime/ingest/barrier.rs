@@ -1,0 +1,140 @@
+//! The ingest's side of a checkpoint barrier: once its capability reaches the pending epoch it
+//! saves its partitions' positions (once per epoch) and waits until the checkpoint completes,
+//! that is until every worker's operators have saved theirs.
+
+use crate::checkpoint::barrier::Checkpointer;
+
+/// The pending barrier, as the ingest sees it (a [`Checkpointer`]).
+pub(super) trait Epochs {
+    /// The pending barrier: no record may be stamped at it or later until it completes.
+    fn epoch(&self) -> u64;
+    /// Whether barrier `epoch` is complete (the next one is then pending).
+    fn passed(&self, epoch: u64) -> bool;
+}
+
+impl Epochs for Checkpointer {
+    fn epoch(&self) -> u64 {
+        Checkpointer::epoch(self)
+    }
+
+    fn passed(&self, epoch: u64) -> bool {
+        Checkpointer::passed(self, epoch)
+    }
+}
+
+/// What the ingest does in this activation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum AtBarrier {
+    /// Read on, stamping nothing at this barrier or later.
+    Before(u64),
+    /// At the barrier, which is not complete: read nothing, look again soon.
+    Wait,
+}
+
+/// The epoch this worker's state was last saved at.
+#[derive(Debug, Default)]
+pub(super) struct Barrier {
+    saved_at: Option<u64>,
+}
+
+impl Barrier {
+    /// The barrier step for a capability at `cap`: `save(epoch)` saves this worker's state,
+    /// when the capability first reaches `epoch`.
+    pub(super) fn step(&mut self, ck: &impl Epochs, cap: u64, save: impl FnOnce(u64)) -> AtBarrier {
+        let epoch = ck.epoch();
+        if cap >= epoch {
+            if self.saved_at != Some(epoch) {
+                self.saved_at = Some(epoch);
+                save(epoch);
+            }
+            if !ck.passed(epoch) {
+                return AtBarrier::Wait;
+            }
+        }
+        // Passed: the next barrier is pending now.
+        AtBarrier::Before(ck.epoch())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    /// A checkpoint whose barriers complete when the test says so.
+    struct Fake {
+        epoch: Cell<u64>,
+        complete: Cell<bool>,
+    }
+
+    impl Epochs for Fake {
+        fn epoch(&self) -> u64 {
+            self.epoch.get()
+        }
+
+        fn passed(&self, epoch: u64) -> bool {
+            if self.epoch.get() > epoch {
+                return true;
+            }
+            if self.complete.replace(false) {
+                self.epoch.set(epoch + 1_000);
+                return true;
+            }
+            false
+        }
+    }
+
+    #[test]
+    fn saves_once_at_the_barrier_waits_for_it_then_reads_up_to_the_next() {
+        let ck = Fake {
+            epoch: Cell::new(1_000),
+            complete: Cell::new(false),
+        };
+        let mut barrier = Barrier::default();
+        let mut saved = Vec::new();
+
+        // Before the barrier: read on, up to it; nothing saved.
+        assert_eq!(
+            barrier.step(&ck, 900, |e| saved.push(e)),
+            AtBarrier::Before(1_000)
+        );
+        assert!(saved.is_empty());
+
+        // At it: saved once, however often the ingest looks while it waits.
+        assert_eq!(barrier.step(&ck, 1_000, |e| saved.push(e)), AtBarrier::Wait);
+        assert_eq!(barrier.step(&ck, 1_000, |e| saved.push(e)), AtBarrier::Wait);
+        assert_eq!(saved, [1_000]);
+
+        // Complete: read on, up to the next barrier, without saving again.
+        ck.complete.set(true);
+        assert_eq!(
+            barrier.step(&ck, 1_000, |e| saved.push(e)),
+            AtBarrier::Before(2_000)
+        );
+        assert_eq!(
+            barrier.step(&ck, 1_500, |e| saved.push(e)),
+            AtBarrier::Before(2_000)
+        );
+        assert_eq!(saved, [1_000]);
+
+        // At the next barrier: saved there.
+        assert_eq!(barrier.step(&ck, 2_000, |e| saved.push(e)), AtBarrier::Wait);
+        assert_eq!(saved, [1_000, 2_000]);
+    }
+
+    #[test]
+    fn a_barrier_completed_elsewhere_is_passed_at_once() {
+        // Every other worker saved and the manifest was written before this one arrived.
+        let ck = Fake {
+            epoch: Cell::new(1_000),
+            complete: Cell::new(true),
+        };
+        let mut barrier = Barrier::default();
+        let mut saved = Vec::new();
+        assert_eq!(
+            barrier.step(&ck, 1_000, |e| saved.push(e)),
+            AtBarrier::Before(2_000)
+        );
+        assert_eq!(saved, [1_000]);
+    }
+}
