@@ -32,10 +32,44 @@ pub struct Deliveries {
     failed: Mutex<Option<String>>,
 }
 
-/// The producer's context: shares [`Deliveries`] with the sink.
-pub struct DeliveryContext(Arc<Deliveries>);
+/// The producer's context: shares [`Deliveries`] with the sink, and says when the client
+/// loses its brokers.
+pub struct DeliveryContext {
+    deliveries: Arc<Deliveries>,
+    worker: usize,
+    errors: Mutex<ErrorReports>,
+}
 
-impl ClientContext for DeliveryContext {}
+/// Client errors seen, and when one was last printed.
+#[derive(Default)]
+struct ErrorReports {
+    seen: u64,
+    printed: Option<Instant>,
+}
+
+/// At most one client-error line per producer this often: during an outage librdkafka
+/// reports every failed reconnect.
+const ERROR_REPORT_EVERY: Duration = Duration::from_secs(1);
+
+impl ClientContext for DeliveryContext {
+    /// librdkafka reconnects and retries by itself, so these errors (a broker down, a
+    /// connection refused) are not fatal: a failed delivery or transaction is what fails the
+    /// job. Printed anyway so that an outage the job rode out shows in its log.
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        let Ok(mut r) = self.errors.lock() else {
+            return;
+        };
+        r.seen += 1;
+        if r.printed.is_none_or(|t| t.elapsed() >= ERROR_REPORT_EVERY) {
+            r.printed = Some(Instant::now());
+            eprintln!(
+                "logflow: kafka producer of worker {}: {error}: {reason} (librdkafka retries; \
+                 {} client errors so far)",
+                self.worker, r.seen
+            );
+        }
+    }
+}
 
 impl ProducerContext for DeliveryContext {
     type DeliveryOpaque = ();
@@ -43,11 +77,11 @@ impl ProducerContext for DeliveryContext {
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
         match result {
             Ok(_) => {
-                self.0.delivered.fetch_add(1, Ordering::Relaxed);
+                self.deliveries.delivered.fetch_add(1, Ordering::Relaxed);
             }
             Err((e, msg)) => {
                 use rdkafka::message::Message;
-                if let Ok(mut f) = self.0.failed.lock() {
+                if let Ok(mut f) = self.deliveries.failed.lock() {
                     f.get_or_insert_with(|| {
                         format!("delivery to topic `{}` failed: {e}", msg.topic())
                     });
@@ -169,7 +203,11 @@ impl KafkaSink {
             .set("queue.buffering.max.messages", "100000")
             .set("queue.buffering.max.kbytes", "65536")
             .set("allow.auto.create.topics", "false")
-            .create_with_context(DeliveryContext(Arc::clone(&deliveries)))
+            .create_with_context(DeliveryContext {
+                deliveries: Arc::clone(&deliveries),
+                worker,
+                errors: Mutex::default(),
+            })
             .map_err(|e| Error::Runtime(format!("kafka producer on {}: {e}", conn.describe())))?;
         let txn = if exactly_once {
             // Fences an earlier producer of this worker and aborts its open transaction, so
