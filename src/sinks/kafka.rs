@@ -51,23 +51,38 @@ struct ErrorReports {
 /// reports every failed reconnect.
 const ERROR_REPORT_EVERY: Duration = Duration::from_secs(1);
 
+impl ErrorReports {
+    /// Counts an error seen at `now`; the count so far if a line is due.
+    fn note(&mut self, now: Instant) -> Option<u64> {
+        self.seen += 1;
+        let due = self
+            .printed
+            .is_none_or(|t| now.saturating_duration_since(t) >= ERROR_REPORT_EVERY);
+        due.then(|| {
+            self.printed = Some(now);
+            self.seen
+        })
+    }
+}
+
 impl ClientContext for DeliveryContext {
     /// librdkafka reconnects and retries by itself, so these errors (a broker down, a
     /// connection refused) are not fatal: a failed delivery or transaction is what fails the
     /// job. Printed anyway so that an outage the job rode out shows in its log.
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        let Ok(mut r) = self.errors.lock() else {
+        let Some(seen) = self
+            .errors
+            .lock()
+            .ok()
+            .and_then(|mut r| r.note(Instant::now()))
+        else {
             return;
         };
-        r.seen += 1;
-        if r.printed.is_none_or(|t| t.elapsed() >= ERROR_REPORT_EVERY) {
-            r.printed = Some(Instant::now());
-            eprintln!(
-                "logflow: kafka producer of worker {}: {error}: {reason} (librdkafka retries; \
-                 {} client errors so far)",
-                self.worker, r.seen
-            );
-        }
+        eprintln!(
+            "logflow: kafka producer of worker {}: {error}: {reason} (librdkafka retries; \
+             {seen} client errors so far)",
+            self.worker
+        );
     }
 }
 
@@ -407,5 +422,23 @@ impl Sink for KafkaSink {
             .flush(Duration::from_secs(60))
             .map_err(|e| Error::Runtime(format!("kafka flush: {e}")))?;
         self.check()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The first error is said at once, a burst after it only counted, and the next one a
+    /// second later said with the count.
+    #[test]
+    fn client_errors_are_said_at_most_once_a_second() {
+        let mut r = ErrorReports::default();
+        let t0 = Instant::now();
+        assert_eq!(r.note(t0), Some(1));
+        assert_eq!(r.note(t0 + Duration::from_millis(10)), None);
+        assert_eq!(r.note(t0 + Duration::from_millis(999)), None);
+        assert_eq!(r.note(t0 + ERROR_REPORT_EVERY), Some(4));
+        assert_eq!(r.note(t0 + ERROR_REPORT_EVERY), None);
     }
 }
