@@ -567,7 +567,10 @@ mod tests {
             err.contains(&format!("process 0 ({})", addresses[0])),
             "{err}"
         );
-        assert!(started.elapsed() < Duration::from_secs(5));
+        // Given up on the timeout it was given: said, and waited for (no wall-clock upper
+        // bound: a loaded machine may take longer to get there, and a hang never returns).
+        assert!(err.contains("timed out after 400ms"), "{err}");
+        assert!(started.elapsed() >= Duration::from_millis(400));
     }
 
     #[test]
