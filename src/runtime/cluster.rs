@@ -446,6 +446,9 @@ impl Watchdog {
                 }
                 Ok(0) => self.abort(&format!("lost {peer}: connection closed")),
                 Ok(_) => self.abort(&format!("lost {peer}: unexpected control message")),
+                // A read with a timeout fails so when the process was stopped (SIGSTOP, a
+                // frozen container) and continued: the peer is still there.
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e)
                     if matches!(
                         e.kind(),
