@@ -56,17 +56,22 @@ fn setup(name: &str, interval: &str) -> Setup {
     }
 }
 
-/// Every output file of `got` holds the same lines as in `want`, as many times.
+/// `got` and `want` hold the same output files, each with the same lines as many times.
 fn assert_same_files(got: &Path, want: &Path, what: &str) {
-    let mut names: Vec<_> = std::fs::read_dir(want)
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    names.sort();
+    let listing = |d: &Path| {
+        let mut names: Vec<_> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        names
+    };
+    let names = listing(want);
     assert!(names.len() >= 10, "{what}: {names:?}");
+    assert_eq!(listing(got), names, "{what}: the output files differ");
     for n in names {
         let lines = |d: &Path| {
-            let text = std::fs::read_to_string(d.join(&n)).unwrap_or_default();
+            let text = std::fs::read_to_string(d.join(&n)).unwrap();
             let mut l: Vec<String> = text.lines().map(String::from).collect();
             l.sort();
             l
@@ -110,9 +115,11 @@ fn a_job_killed_five_times_restores_its_checkpoints_and_writes_each_result_once(
     assert!(status.is_some_and(|s| s.success()), "{status:?}:\n{err}");
     let restarts = err.matches("starting the job again").count();
     let restored = err.matches("restoring checkpoint").count();
+    // Every kill that landed (on a running process) cost one restart, and nothing else did.
+    assert_eq!(restarts, kills, "{kills} kills landed:\n{err}");
     assert!(
-        restarts >= 3,
-        "{kills} kills, only {restarts} restarts:\n{err}"
+        kills >= 3,
+        "only {kills} of 5 kills hit a running job: make the input larger\n{err}"
     );
     // Both processes of an attempt restore (process 0 names it first): most restarts come
     // after a checkpoint.

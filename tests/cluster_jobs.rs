@@ -20,8 +20,8 @@ use common::kafka::{
     variant_of, Broker, LOG_ANALYSES, USER_ANALYSES,
 };
 use common::oracle::{self, Reference};
-use common::rows::same_row;
-use common::{bin, tmpdir};
+use common::rows::{assert_same_results, dir_results, same_row};
+use common::{bin, run_file, tmpdir};
 use serde_json::Value;
 
 /// The control endpoint's port: `LOGFLOW_IT_CONTROL_PORT` (so several checkouts can test at
@@ -316,7 +316,10 @@ fn sigterm_stops_the_cluster_in_order() {
     let out = dir.join("out");
     assert_eq!(submit_file(out.to_str().unwrap()), "1");
     wait_job(&addr, 1, "finished", |v| v["state"] == "finished");
-    assert!(out.join("response_time.jsonl").exists());
+    // Its results are those of `run` over the same input.
+    let want = dir.join("want");
+    run_file("dataflows/log-analysis.toml", &input, &want, "2");
+    assert_same_results(&dir_results(&out), &dir_results(&want), "job 1");
     // A job whose output cannot be opened where it runs fails; the cluster goes on.
     assert_eq!(submit_file("/proc/logflow-no-such-dir"), "2");
     let failed = wait_job(&addr, 2, "failed", |v| {
@@ -336,5 +339,18 @@ fn sigterm_stops_the_cluster_in_order() {
     let status = cluster.wait(Duration::from_secs(60));
     let err = cluster.stderr_text();
     assert!(status.is_some_and(|s| s.success()), "{status:?}:\n{err}");
-    assert!(err.contains("was asked to stop"), "{err}");
+    // In order: the signal is passed on, a process stops the cluster, then each ends.
+    let at = |text: &str| {
+        err.find(text)
+            .unwrap_or_else(|| panic!("no {text:?}:\n{err}"))
+    };
+    let passed = at("SIGTERM: passing it on to every process");
+    let asked = at("was asked to stop: stopping the cluster");
+    assert!(passed < asked, "out of order:\n{err}");
+    for p in 0..2 {
+        let ended = at(&format!(
+            "logflow cluster: process {p} finished (exit code 0)"
+        ));
+        assert!(asked < ended, "process {p} ended before the stop:\n{err}");
+    }
 }

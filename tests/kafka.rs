@@ -14,13 +14,16 @@ use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use common::cluster::Proc;
 use common::kafka::{
-    assert_side_outputs, assert_topics_equal_files, create_outputs, file_results, finish, gen,
-    log_keys, run_job, variant_spec, Broker, LOG_ANALYSES, USER_ANALYSES,
+    assert_rows_among, assert_rows_present, assert_side_outputs, assert_topics_equal_files,
+    create_outputs, file_results, finish, gen, log_keys, run_job, variant_spec, Broker,
+    LOG_ANALYSES, USER_ANALYSES,
 };
 use common::oracle::{self, Reference};
+use common::recovery::{broker_errors, signal_all, wait_for_broker_errors, wait_for_count};
 use common::rows::assert_same_rows;
-use common::{accounting, bin, tmpdir};
+use common::{accounting, bin, read_jsonl, tmpdir};
 use serde_json::Value;
 
 #[test]
@@ -119,13 +122,24 @@ fn kafka_end_to_end() {
         .copied()
         .collect();
     std::fs::write(&head, first).unwrap();
+    // Its own topics, and its reference: file mode over partition 0's lines, then 1's.
+    let uneven_spec = variant_spec("uneven", "30s", &dir);
+    create_outputs(&b, "uneven", Some("uneven"), &LOG_ANALYSES);
+    let both = dir.join("head-logs.jsonl");
+    std::fs::write(&both, [std::fs::read(&head).unwrap(), bytes].concat()).unwrap();
+    let expected_uneven = file_results(
+        uneven_spec.to_str().unwrap(),
+        "json",
+        &both,
+        &dir.join("file-uneven"),
+    );
     b.topic("uneven", 2);
     assert_eq!(b.produce_to("uneven", &head, 0), 20_000);
     assert_eq!(b.produce_to("uneven", &logs, 1), 200_000);
     let err = finish(
         run_job(
             &b,
-            "dataflows/log-analysis.toml",
+            uneven_spec.to_str().unwrap(),
             "uneven",
             "2",
             &["--stop-at-end"],
@@ -133,6 +147,23 @@ fn kafka_end_to_end() {
         Duration::from_secs(300),
     );
     assert_eq!(accounting(&err)["read"], 220_000);
+    assert_topics_equal_files(
+        &b,
+        Some("uneven"),
+        &LOG_ANALYSES,
+        &log_keys,
+        &expected_uneven,
+        &dir,
+        "uneven partitions",
+    );
+    assert_side_outputs(
+        &b,
+        "uneven",
+        "uneven",
+        &expected_uneven,
+        &dir,
+        "uneven partitions",
+    );
 
     // User events through dataflows/user-events.toml.
     let events = dir.join("events.jsonl");
@@ -198,38 +229,87 @@ fn kafka_end_to_end() {
         &small,
     );
     b.produce_to("logs-idle", &small, 0);
-    let mut job = bin()
-        .args([
-            "run",
-            idle_spec.to_str().unwrap(),
-            "--brokers",
-            &b.address,
-            "--topic",
-            "logs-idle",
-            "-w",
-            "2",
-            "--quiet",
-        ])
-        .stderr(Stdio::null())
-        .spawn()
+    let expected_idle = file_results(
+        idle_spec.to_str().unwrap(),
+        "json",
+        &small,
+        &dir.join("file-idle"),
+    );
+    // 20000 events at 20/s span 1000 s. With partition 1 idle, the watermark follows
+    // partition 0 to its newest event less the delay (10 min at most): every window ending
+    // 11 min or more before the newest event must close while the job runs.
+    let newest = read_jsonl(&small)
+        .iter()
+        .map(|v| match &v["timestamp"] {
+            Value::String(t) => chrono_ms(t),
+            // (the generator also writes epoch milliseconds)
+            t => t.as_i64().unwrap_or_else(|| panic!("timestamp {t}")),
+        })
+        .max()
         .unwrap();
+    let closed: BTreeMap<&str, Vec<String>> = WINDOWED
+        .iter()
+        .map(|a| {
+            let rows: Vec<String> = expected_idle[*a]
+                .iter()
+                .filter(|r| {
+                    let v: Value = serde_json::from_str(r).unwrap();
+                    chrono_ms(v["window_end"].as_str().unwrap()) <= newest - 11 * 60_000
+                })
+                .cloned()
+                .collect();
+            (*a, rows)
+        })
+        .collect();
+    assert!(
+        closed["system_health"].len() >= 5,
+        "the input is too short to close windows: {:?}",
+        closed["system_health"].len()
+    );
+    let mut cmd = bin();
+    cmd.args(["run", idle_spec.to_str().unwrap()])
+        .args(["--brokers", &b.address, "--topic", "logs-idle"])
+        .args(["-w", "2", "--quiet"]);
+    let mut job = Proc::spawn(cmd, &dir, "idle", Stdio::null());
+    // Until every window that must close has a row (rows only come with closed windows).
     let started = Instant::now();
-    let mut health = 0;
-    while started.elapsed() < Duration::from_secs(60) && health < 5 {
-        std::thread::sleep(Duration::from_secs(2));
-        health = b.count("idle.system_health");
+    while let Some(a) = WINDOWED
+        .iter()
+        .find(|a| b.count(&format!("idle.{a}")) < closed[**a].len() as u64)
+    {
+        assert!(
+            job.child.try_wait().unwrap().is_none(),
+            "a live job keeps running:\n{}",
+            job.stderr_text()
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(180),
+            "windows did not close with an idle partition: idle.{a} has {} rows of {}:\n{}",
+            b.count(&format!("idle.{a}")),
+            closed[*a].len(),
+            job.stderr_text()
+        );
+        std::thread::sleep(Duration::from_millis(500));
     }
     assert!(
-        job.try_wait().unwrap().is_none(),
+        job.child.try_wait().unwrap().is_none(),
         "a live job keeps running"
     );
-    let _ = job.kill();
-    let _ = job.wait();
-    // 20000 events at 20/s span 1000 s: windows up to ~11 minutes before the newest event close.
-    assert!(
-        health >= 5,
-        "windows did not close with an idle partition: {health} system_health rows"
-    );
+    let _ = job.child.kill();
+    let _ = job.child.wait();
+    // Every row written is its window's file-mode row, and the windows that must have closed
+    // are all there.
+    for a in LOG_ANALYSES {
+        let rows: Vec<Value> = b
+            .dump(&format!("idle.{a}"), &dir)
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect();
+        assert_rows_among(&rows, &expected_idle[a], &format!("idle partition: {a}"));
+        if let Some(want) = closed.get(a) {
+            assert_rows_present(&rows, want, &format!("idle partition: {a}"));
+        }
+    }
 
     // Update mode on Kafka: every change of a window's row is a record with the same key
     // (window_start|key), so a compacted topic keeps the latest; a row that stops passing
@@ -318,28 +398,42 @@ having = "n < 3"
     Reference::new(&oracle::log_analysis(), &big).assert_matches(&dir.join("file-big"), "restart");
     b.topic("logs-big", 4);
     assert_eq!(b.produce("logs-big", &big), 600_000);
-    let job = run_job(
-        &b,
-        restart_spec.to_str().unwrap(),
-        "logs-big",
-        "2",
-        &["--stop-at-end"],
-    );
+    let mut cmd = bin();
+    cmd.args(["run", restart_spec.to_str().unwrap()])
+        .args(["--brokers", &b.address, "--topic", "logs-big"])
+        .args(["-w", "2", "--stop-at-end"]);
+    let mut job = Proc::spawn(cmd, &dir, "restart", Stdio::null());
     // Part of the input read, the job is frozen while the broker stops (so the outage is
     // mid-run however fast the job reads), then runs on through the outage.
+    wait_for_count(&mut job, "runs workers", 1, Duration::from_secs(120));
     std::thread::sleep(Duration::from_millis(300));
-    let mut job = job;
-    signal(&job, "-STOP");
+    let pid = [job.child.id().to_string()];
+    signal_all(&pid, "-STOP");
+    let err = job.stderr_text();
     assert!(
-        job.try_wait().unwrap().is_none(),
+        job.child.try_wait().unwrap().is_none(),
         "the job finished before the broker stopped: make the input larger"
     );
+    assert!(
+        err.matches("reached the end of its input").count() < 2,
+        "the job had read all its input before the broker stopped: make it larger\n{err}"
+    );
+    let before = broker_errors(&err);
     b.stop();
-    signal(&job, "-CONT");
+    signal_all(&pid, "-CONT");
+    // It waits: alive, and saying it lost the broker.
+    wait_for_broker_errors(&mut job, before, Duration::from_secs(120), "broker restart");
     std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        job.child.try_wait().unwrap().is_none(),
+        "the job ended while the broker was down:\n{}",
+        job.stderr_text()
+    );
     b.restart();
-    let err = finish(job, Duration::from_secs(600));
-    assert_eq!(accounting(&err)["read"], 600_000);
+    let status = job.wait(Duration::from_secs(600));
+    let err = job.stderr_text();
+    assert!(status.is_some_and(|s| s.success()), "{status:?}:\n{err}");
+    assert_eq!(accounting(err.as_bytes())["read"], 600_000);
     for a in LOG_ANALYSES {
         let rows: Vec<Value> = b
             .dump(&format!("restart.{a}"), &dir)
@@ -354,11 +448,21 @@ having = "n < 3"
     }
 }
 
-/// Sends `sig` (`-STOP`, `-CONT`) to the job.
-fn signal(job: &std::process::Child, sig: &str) {
-    let sent = std::process::Command::new("kill")
-        .args([sig, &job.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(sent.success(), "kill {sig}");
+/// The log analyses with windows of their own (the others derive from these).
+const WINDOWED: [&str; 8] = [
+    "response_time",
+    "error_rate",
+    "ip_patterns",
+    "ddos",
+    "sla",
+    "user_activity",
+    "service_popularity",
+    "system_health",
+];
+
+/// Milliseconds since the epoch of an RFC 3339 time.
+fn chrono_ms(t: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(t)
+        .unwrap_or_else(|e| panic!("{t}: {e}"))
+        .timestamp_millis()
 }

@@ -16,7 +16,7 @@ import sys
 import time
 import uuid
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 TIMEOUT_S = 120.0
@@ -86,7 +86,11 @@ def dump(bootstrap, topic, out):
                         done.add(tp.partition)
                 continue
             if m.error():
-                continue
+                # A partition's end is no error; anything else could hide a missing or an
+                # uncommitted record, so the dump fails (the caller shows this line).
+                if m.error().code() == KafkaError._PARTITION_EOF:
+                    continue
+                sys.exit(f"reading {topic}: {m.error()}")
             key = m.key().decode() if m.key() is not None else None
             value = m.value().decode() if m.value() is not None else None  # None: a tombstone
             f.write(json.dumps({"key": key, "value": value, "partition": m.partition(),

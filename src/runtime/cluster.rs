@@ -446,6 +446,9 @@ impl Watchdog {
                 }
                 Ok(0) => self.abort(&format!("lost {peer}: connection closed")),
                 Ok(_) => self.abort(&format!("lost {peer}: unexpected control message")),
+                // A read with a timeout fails so when the process was stopped (SIGSTOP, a
+                // frozen container) and continued: the peer is still there.
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e)
                     if matches!(
                         e.kind(),
@@ -567,7 +570,10 @@ mod tests {
             err.contains(&format!("process 0 ({})", addresses[0])),
             "{err}"
         );
-        assert!(started.elapsed() < Duration::from_secs(5));
+        // Given up on the timeout it was given: said, and waited for (no wall-clock upper
+        // bound: a loaded machine may take longer to get there, and a hang never returns).
+        assert!(err.contains("timed out after 400ms"), "{err}");
+        assert!(started.elapsed() >= Duration::from_millis(400));
     }
 
     #[test]

@@ -32,10 +32,59 @@ pub struct Deliveries {
     failed: Mutex<Option<String>>,
 }
 
-/// The producer's context: shares [`Deliveries`] with the sink.
-pub struct DeliveryContext(Arc<Deliveries>);
+/// The producer's context: shares [`Deliveries`] with the sink, and says when the client
+/// loses its brokers.
+pub struct DeliveryContext {
+    deliveries: Arc<Deliveries>,
+    worker: usize,
+    errors: Mutex<ErrorReports>,
+}
 
-impl ClientContext for DeliveryContext {}
+/// Client errors seen, and when one was last printed.
+#[derive(Default)]
+struct ErrorReports {
+    seen: u64,
+    printed: Option<Instant>,
+}
+
+/// At most one client-error line per producer this often: during an outage librdkafka
+/// reports every failed reconnect.
+const ERROR_REPORT_EVERY: Duration = Duration::from_secs(1);
+
+impl ErrorReports {
+    /// Counts an error seen at `now`; the count so far if a line is due.
+    fn note(&mut self, now: Instant) -> Option<u64> {
+        self.seen += 1;
+        let due = self
+            .printed
+            .is_none_or(|t| now.saturating_duration_since(t) >= ERROR_REPORT_EVERY);
+        due.then(|| {
+            self.printed = Some(now);
+            self.seen
+        })
+    }
+}
+
+impl ClientContext for DeliveryContext {
+    /// librdkafka reconnects and retries by itself, so these errors (a broker down, a
+    /// connection refused) are not fatal: a failed delivery or transaction is what fails the
+    /// job. Printed anyway so that an outage the job rode out shows in its log.
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        let Some(seen) = self
+            .errors
+            .lock()
+            .ok()
+            .and_then(|mut r| r.note(Instant::now()))
+        else {
+            return;
+        };
+        eprintln!(
+            "logflow: kafka producer of worker {}: {error}: {reason} (librdkafka retries; \
+             {seen} client errors so far)",
+            self.worker
+        );
+    }
+}
 
 impl ProducerContext for DeliveryContext {
     type DeliveryOpaque = ();
@@ -43,11 +92,11 @@ impl ProducerContext for DeliveryContext {
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
         match result {
             Ok(_) => {
-                self.0.delivered.fetch_add(1, Ordering::Relaxed);
+                self.deliveries.delivered.fetch_add(1, Ordering::Relaxed);
             }
             Err((e, msg)) => {
                 use rdkafka::message::Message;
-                if let Ok(mut f) = self.0.failed.lock() {
+                if let Ok(mut f) = self.deliveries.failed.lock() {
                     f.get_or_insert_with(|| {
                         format!("delivery to topic `{}` failed: {e}", msg.topic())
                     });
@@ -169,7 +218,11 @@ impl KafkaSink {
             .set("queue.buffering.max.messages", "100000")
             .set("queue.buffering.max.kbytes", "65536")
             .set("allow.auto.create.topics", "false")
-            .create_with_context(DeliveryContext(Arc::clone(&deliveries)))
+            .create_with_context(DeliveryContext {
+                deliveries: Arc::clone(&deliveries),
+                worker,
+                errors: Mutex::default(),
+            })
             .map_err(|e| Error::Runtime(format!("kafka producer on {}: {e}", conn.describe())))?;
         let txn = if exactly_once {
             // Fences an earlier producer of this worker and aborts its open transaction, so
@@ -358,5 +411,23 @@ impl Sink for KafkaSink {
             .flush(Duration::from_secs(60))
             .map_err(|e| Error::Runtime(format!("kafka flush: {e}")))?;
         self.check()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The first error is said at once, a burst after it only counted, and the next one a
+    /// second later said with the count.
+    #[test]
+    fn client_errors_are_said_at_most_once_a_second() {
+        let mut r = ErrorReports::default();
+        let t0 = Instant::now();
+        assert_eq!(r.note(t0), Some(1));
+        assert_eq!(r.note(t0 + Duration::from_millis(10)), None);
+        assert_eq!(r.note(t0 + Duration::from_millis(999)), None);
+        assert_eq!(r.note(t0 + ERROR_REPORT_EVERY), Some(4));
+        assert_eq!(r.note(t0 + ERROR_REPORT_EVERY), None);
     }
 }

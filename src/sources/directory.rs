@@ -262,7 +262,8 @@ mod tests {
             if status == ReadStatus::Ended {
                 break;
             }
-            assert!(started.elapsed() < Duration::from_secs(5));
+            // A deadline for a hang only (generous: a loaded machine is slow, not wrong).
+            assert!(started.elapsed() < Duration::from_secs(60));
             std::thread::sleep(Duration::from_millis(10));
         }
         assert!(started.elapsed() >= Duration::from_millis(250));

@@ -322,6 +322,7 @@ mod tests {
     use super::*;
     use rdkafka::mocking::MockCluster;
     use rdkafka::producer::{BaseProducer, BaseRecord, DefaultProducerContext, Producer};
+    use std::sync::atomic::{AtomicBool, Ordering};
     use std::time::Instant;
 
     /// An in-process cluster with topic `t` of two partitions, record `i` in partition `i % 2`.
@@ -392,8 +393,17 @@ mod tests {
         let mut queue = BatchQueue::split(&consumer, "t", 0).unwrap();
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset("t", 0, Offset::Beginning).unwrap();
+        // The first fetch's messages are queued (the wake-up says so) before the main queue
+        // is looked at: a fixed sleep might end before, and test nothing.
+        let arrived = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&arrived);
+        queue.wake_on_arrival(Arc::new(move || flag.store(true, Ordering::SeqCst)));
         consumer.assign(&tpl).unwrap();
-        std::thread::sleep(Duration::from_millis(300));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !arrived.load(Ordering::SeqCst) {
+            assert!(Instant::now() < deadline, "no fetch arrived");
+            std::thread::sleep(Duration::from_millis(2));
+        }
         assert!(
             consumer.poll(Duration::ZERO).is_none(),
             "a message on the main queue"

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::rows::{assert_same_rows, dir_results};
+use super::rows::{assert_same_rows, dir_results, same_row};
 use super::{bin, read_jsonl, repo};
 
 /// The test broker's port: `LOGFLOW_IT_KAFKA_PORT` (so several checkouts can test at once).
@@ -399,4 +399,50 @@ pub fn assert_side_outputs(
             "{what}: {topic}: records differ from file mode"
         );
     }
+}
+
+/// Rows of `need` that `have` lacks, as a multiset: each row of `have` matches at most one.
+fn missing_rows<'a>(need: &'a [Value], have: &[Value]) -> Vec<&'a Value> {
+    let mut left: Vec<&Value> = have.iter().collect();
+    need.iter()
+        .filter(|n| match left.iter().position(|h| same_row(n, h)) {
+            Some(i) => {
+                left.swap_remove(i);
+                false
+            }
+            None => true,
+        })
+        .collect()
+}
+
+fn parse_rows(rows: &[String]) -> Vec<Value> {
+    rows.iter()
+        .map(|r| serde_json::from_str(r).unwrap())
+        .collect()
+}
+
+/// Each of `got` equals a row of `want`, a different one each (a partial run's results: each
+/// is right, none is twice).
+pub fn assert_rows_among(got: &[Value], want: &[String], what: &str) {
+    let extra = missing_rows(got, &parse_rows(want));
+    assert!(
+        extra.is_empty(),
+        "{what}: {} of {} rows are not reference rows, e.g. {}",
+        extra.len(),
+        got.len(),
+        extra[0]
+    );
+}
+
+/// Every row of `need` is among `got`.
+pub fn assert_rows_present(got: &[Value], need: &[String], what: &str) {
+    let need = parse_rows(need);
+    let lacking = missing_rows(&need, got);
+    assert!(
+        lacking.is_empty(),
+        "{what}: {} of {} required rows missing, e.g. {}",
+        lacking.len(),
+        need.len(),
+        lacking[0]
+    );
 }

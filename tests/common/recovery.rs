@@ -35,8 +35,10 @@ fn attempt_pids(err: &str, attempt: usize, n: usize) -> Option<Vec<String>> {
 
 /// Kills a random one of the `n` processes of each of the launcher's first `kills` attempts
 /// with SIGKILL, `delay(attempt, rng)` ms after all of them run the dataflow. Stops early when
-/// the job ends first (a kill that came after its end leaves no next attempt). Returns how many
-/// kills were sent.
+/// the job ends first. Returns how many kills landed: sent to a live pid (`kill` succeeded)
+/// and reported by the launcher as that process's end (`was stopped by SIGKILL`). A kill that
+/// came after the process had ended (its attempt over, or it finished and awaits reaping)
+/// does not count.
 pub fn kill_attempts(
     launch: &mut Proc,
     n: usize,
@@ -45,7 +47,7 @@ pub fn kill_attempts(
     delay: impl Fn(usize, &mut Rng) -> u64,
 ) -> usize {
     let mut rng = Rng(seed);
-    let mut sent = 0;
+    let mut landed = 0;
     for attempt in 0..kills {
         let started = Instant::now();
         let pids = loop {
@@ -56,21 +58,129 @@ pub fn kill_attempts(
                 }
             }
             if launch.child.try_wait().unwrap().is_some() {
-                return sent;
+                return landed;
             }
             assert!(
-                started.elapsed() < Duration::from_secs(60),
+                started.elapsed() < Duration::from_secs(120),
                 "attempt {attempt} did not start:\n{}",
                 launch.stderr_text()
             );
             std::thread::sleep(Duration::from_millis(20));
         };
         std::thread::sleep(Duration::from_millis(delay(attempt, &mut rng)));
-        let victim = &pids[(rng.next() % n as u64) as usize];
-        let _ = Command::new("kill").args(["-KILL", victim]).status();
-        sent += 1;
+        let victim = (rng.next() % n as u64) as usize;
+        let sent = Command::new("kill")
+            .args(["-KILL", &pids[victim]])
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        if !sent.success() {
+            // The pid is gone: this attempt had ended.
+            continue;
+        }
+        // How the launcher saw the victim end in this attempt: its (attempt + 1)-th status
+        // line. Every process of an attempt gets one before the next attempt starts.
+        let started = Instant::now();
+        let end = loop {
+            // (Exited first, read after: then the stderr read is complete.)
+            let exited = launch.child.try_wait().unwrap().is_some();
+            let err = launch.stderr_text();
+            if let Some(line) = status_lines(&err, victim).nth(attempt) {
+                break line.to_string();
+            }
+            assert!(
+                !exited,
+                "the launcher exited without saying how process {victim} ended:\n{err}"
+            );
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "process {victim} of attempt {attempt} did not end after SIGKILL:\n{err}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        if end.contains("was stopped by SIGKILL") {
+            landed += 1;
+        }
     }
-    sent
+    landed
+}
+
+/// The launcher's lines on how process `i` ended (`process i was stopped by SIGKILL`,
+/// `process i finished`, ...), one per attempt, oldest first.
+fn status_lines(err: &str, i: usize) -> impl Iterator<Item = &str> {
+    let prefix = format!("logflow launch: process {i} ");
+    err.lines()
+        .filter(move |l| l.starts_with(&prefix) && !l[prefix.len()..].starts_with("is pid "))
+}
+
+/// Waits (up to `limit`, generous) until the launcher's stderr holds `text` `count` times;
+/// panics if it exits first.
+pub fn wait_for_count(launch: &mut Proc, text: &str, count: usize, limit: Duration) {
+    let started = Instant::now();
+    loop {
+        let exited = launch.child.try_wait().unwrap();
+        let err = launch.stderr_text();
+        if err.matches(text).count() >= count {
+            return;
+        }
+        assert!(
+            exited.is_none(),
+            "ended ({exited:?}) before saying {text:?} {count} times:\n{err}"
+        );
+        assert!(
+            started.elapsed() < limit,
+            "no {count} times {text:?} within {limit:?}:\n{err}"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// The pids of the `n` processes of the launcher's latest attempt.
+pub fn latest_pids(err: &str, n: usize) -> Vec<String> {
+    let attempts = err
+        .lines()
+        .filter(|l| l.starts_with("logflow launch: process ") && l.contains(" is pid "))
+        .count()
+        / n;
+    assert!(attempts > 0, "no process started:\n{err}");
+    attempt_pids(err, attempts - 1, n).unwrap()
+}
+
+/// Sends `sig` (`-STOP`, `-CONT`) to each of `pids`; asserts it reached every one (a pid that
+/// is gone means the process ended before the fault it was frozen for).
+pub fn signal_all(pids: &[String], sig: &str) {
+    for pid in pids {
+        let sent = Command::new("kill").args([sig, pid]).status().unwrap();
+        assert!(sent.success(), "kill {sig} {pid}: the process had ended");
+    }
+}
+
+/// Lines in which the job's Kafka producers report a client error (a broker down, a refused
+/// connection): the job's own evidence that it met a broker outage.
+pub fn broker_errors(err: &str) -> usize {
+    err.matches("logflow: kafka producer of worker").count()
+}
+
+/// Waits (up to `limit`, generous) until the job reports more than `before` Kafka client
+/// errors, asserting it is still running then: it met the outage alive.
+pub fn wait_for_broker_errors(launch: &mut Proc, before: usize, limit: Duration, what: &str) {
+    let started = Instant::now();
+    loop {
+        let exited = launch.child.try_wait().unwrap();
+        let err = launch.stderr_text();
+        assert!(
+            exited.is_none(),
+            "{what}: the job ended ({exited:?}) before it saw the broker outage:\n{err}"
+        );
+        if broker_errors(&err) > before {
+            return;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "{what}: no Kafka client error within {limit:?} of the broker stopping:\n{err}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Complete checkpoints (with a manifest) in `ckpt`, oldest first.
