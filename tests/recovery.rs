@@ -22,7 +22,6 @@ use common::kafka::{
     LOG_ANALYSES,
 };
 use common::oracle::{self, Reference};
-use common::recovery::{assert_fell_back, kill_and_damage, kill_attempts};
 use common::recovery::{
     assert_fell_back, broker_errors, kill_and_damage, kill_attempts, latest_pids, signal_all,
     wait_for_broker_errors, wait_for_count,
