@@ -83,7 +83,7 @@ pub enum SourceKind {
         topic: String,
         brokers: Option<String>,
         start: String,
-        properties: Vec<(String, String)>,
+        properties: crate::kafka::SpecProperties,
     },
 }
 
@@ -95,7 +95,7 @@ pub enum SinkPlan {
     },
     Kafka {
         brokers: Option<String>,
-        properties: Vec<(String, String)>,
+        properties: crate::kafka::SpecProperties,
         /// Results in transactions committed with the output progress (`<job>.commits`).
         exactly_once: bool,
     },
