@@ -9,9 +9,9 @@
 
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{BaseRecord, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, ClientContext};
 
@@ -237,26 +237,36 @@ pub fn confine_submitted(plan: &mut JobPlan, env_brokers: Option<&str>) -> Resul
     Ok(())
 }
 
-/// A client context that keeps the last error librdkafka reported (authentication, TLS,
-/// connection), so that a request that times out can say why.
+/// A client context that keeps the first errors librdkafka reported (authentication, TLS,
+/// connection), so that a failed request can say why. A producer's poll hands error events to
+/// the context with their text (a consumer's poll returns only their code).
 #[derive(Default)]
-pub struct LastError(std::sync::Mutex<Option<String>>);
+pub struct LastError(std::sync::Mutex<Vec<String>>);
 
 impl LastError {
+    /// The first few distinct errors: the cause (a failed login) comes before its
+    /// consequences (all brokers down).
     fn take(&self) -> Option<String> {
-        self.0.lock().ok().and_then(|mut e| e.take())
+        let e = std::mem::take(&mut *self.0.lock().ok()?);
+        (!e.is_empty()).then(|| e.join("; "))
     }
 }
 
 impl ClientContext for LastError {
     fn error(&self, error: KafkaError, reason: &str) {
+        let text = format!("{error}: {reason}");
         if let Ok(mut e) = self.0.lock() {
-            *e = Some(format!("{error}: {reason}"));
+            if e.len() < 3 && !e.contains(&text) {
+                e.push(text);
+            }
         }
     }
 }
 
-impl ConsumerContext for LastError {}
+impl ProducerContext for LastError {
+    type DeliveryOpaque = ();
+    fn delivery(&self, _: &rdkafka::message::DeliveryResult<'_>, _: ()) {}
+}
 
 /// Where a Kafka cluster is and how to talk to it.
 #[derive(Clone)]
@@ -434,13 +444,16 @@ impl KafkaConn {
         topics: &[&str],
         timeout: Duration,
     ) -> Result<Vec<Vec<i32>>, Error> {
-        let consumer: BaseConsumer<LastError> = self
+        // A producer (never sending) for its error events: see LastError. Its metadata
+        // requests must not create the topics they ask about (a producer's default).
+        let client: BaseProducer<LastError> = self
             .client_config()
+            .set("allow.auto.create.topics", "false")
             .create_with_context(LastError::default())
             .map_err(|e| self.error("client", &e))?;
         topics
             .iter()
-            .map(|t| self.partitions_with(&consumer, t, timeout))
+            .map(|t| self.partitions_with(&client, t, timeout))
             .collect()
     }
 
@@ -450,13 +463,13 @@ impl KafkaConn {
     /// fast.
     fn partitions_with(
         &self,
-        consumer: &BaseConsumer<LastError>,
+        client: &BaseProducer<LastError>,
         topic: &str,
         timeout: Duration,
     ) -> Result<Vec<i32>, Error> {
         let give_up = Instant::now() + TOPIC_APPEAR.min(timeout);
         loop {
-            match self.partitions_once(consumer, topic, timeout)? {
+            match self.partitions_once(client, topic, timeout)? {
                 Ok(parts) => return Ok(parts),
                 Err(missing) if Instant::now() >= give_up => {
                     let brokers = &self.brokers;
@@ -473,19 +486,26 @@ impl KafkaConn {
     /// One metadata request: the sorted partitions, or why the topic is not usable yet.
     fn partitions_once(
         &self,
-        consumer: &BaseConsumer<LastError>,
+        client: &BaseProducer<LastError>,
         topic: &str,
         timeout: Duration,
     ) -> Result<Result<Vec<i32>, String>, Error> {
-        let md = consumer.fetch_metadata(Some(topic), timeout).map_err(|e| {
-            let msg = self.error_message(&format!("metadata for topic `{topic}`"), &e);
-            // A timeout alone does not say why: the brokers' last error (a failed login, an
-            // unverified certificate, a refused connection) does.
-            match consumer.context().take() {
-                Some(why) => Error::Runtime(format!("{msg} (last error: {})", self.redact(&why))),
-                None => Error::Runtime(msg),
-            }
-        })?;
+        let md = client
+            .client()
+            .fetch_metadata(Some(topic), timeout)
+            .map_err(|e| {
+                let msg = self.error_message(&format!("metadata for topic `{topic}`"), &e);
+                // A timeout alone does not say why: the brokers' last error (a failed login, an
+                // unverified certificate, a refused connection) does.
+                // Error events wait on the client's queue until polled.
+                client.poll(Duration::from_millis(100));
+                match client.context().take() {
+                    Some(why) => {
+                        Error::Runtime(format!("{msg} (broker errors: {})", self.redact(&why)))
+                    }
+                    None => Error::Runtime(msg),
+                }
+            })?;
         let Some(t) = md.topics().iter().find(|t| t.name() == topic) else {
             return Ok(Err("not in the brokers' metadata".into()));
         };
