@@ -1,15 +1,23 @@
 //! Kafka connection settings shared by sources, sinks and the CLI: bootstrap servers plus
-//! librdkafka client properties passed through from the spec and the environment (SASL, TLS,
-//! ...). Secrets are never printed.
+//! librdkafka client properties from the spec (on an allow-list) and from the operator's
+//! environment (SASL, TLS, ...). Secrets are never printed: see [`redact`].
+//!
+//! Trust: `LOGFLOW_KAFKA_*` (the operator's credentials) are added only to connections to
+//! brokers the operator chose. A spec run by the operator (`run`, `launch`, `check`) is the
+//! operator's; a job submitted to a cluster is not, so its connections get them only when its
+//! brokers are the cluster's own `LOGFLOW_BROKERS` ([`confine_submitted`]).
 
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{BaseRecord, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::ClientConfig;
+use rdkafka::{ClientConfig, ClientContext};
 
+pub use crate::spec::properties::{
+    confine_submitted, is_secret, redact, shown, Origin, SpecProperties,
+};
 use crate::Error;
 
 /// Environment variable naming the brokers when neither the spec nor `--brokers` does.
@@ -30,6 +38,37 @@ pub fn cli_brokers(flag: Option<&str>) -> String {
         .unwrap_or_else(|| "127.0.0.1:9092".to_string())
 }
 
+/// A client context that keeps the first errors librdkafka reported (authentication, TLS,
+/// connection), so that a failed request can say why. A producer's poll hands error events to
+/// the context with their text (a consumer's poll returns only their code).
+#[derive(Default)]
+pub struct LastError(std::sync::Mutex<Vec<String>>);
+
+impl LastError {
+    /// The first few distinct errors: the cause (a failed login) comes before its
+    /// consequences (all brokers down).
+    fn take(&self) -> Option<String> {
+        let e = std::mem::take(&mut *self.0.lock().ok()?);
+        (!e.is_empty()).then(|| e.join("; "))
+    }
+}
+
+impl ClientContext for LastError {
+    fn error(&self, error: KafkaError, reason: &str) {
+        let text = format!("{error}: {reason}");
+        if let Ok(mut e) = self.0.lock() {
+            if e.len() < 3 && !e.contains(&text) {
+                e.push(text);
+            }
+        }
+    }
+}
+
+impl ProducerContext for LastError {
+    type DeliveryOpaque = ();
+    fn delivery(&self, _: &rdkafka::message::DeliveryResult<'_>, _: ()) {}
+}
+
 /// Where a Kafka cluster is and how to talk to it.
 #[derive(Clone)]
 pub struct KafkaConn {
@@ -44,21 +83,45 @@ impl std::fmt::Debug for KafkaConn {
     }
 }
 
-/// Property names whose values are secrets.
-fn is_secret(key: &str) -> bool {
-    let k = key.to_ascii_lowercase();
-    ["password", "secret", "token", "key.pem", "private"]
-        .iter()
-        .any(|s| k.contains(s))
+/// An rdkafka error as text without any setting's value: a rejected setting is named, not
+/// quoted (librdkafka's description can still quote it, so the text is redacted as well).
+fn error_text(e: &KafkaError, properties: &[(String, String)]) -> String {
+    let text = match e {
+        KafkaError::ClientConfig(_, desc, key, _) => {
+            format!("Client config error: {desc} (property `{key}`)")
+        }
+        other => other.to_string(),
+    };
+    redact(&text, properties)
+}
+
+/// The operator's `LOGFLOW_KAFKA_*` settings as client properties.
+fn env_properties() -> Vec<(String, String)> {
+    std::env::vars()
+        .filter_map(|(k, v)| {
+            let rest = k.strip_prefix(PROPERTY_ENV_PREFIX)?;
+            Some((rest.to_ascii_lowercase().replace('_', "."), v))
+        })
+        .collect()
 }
 
 impl KafkaConn {
-    /// Connection settings: `brokers` plus spec properties, overridden by `LOGFLOW_KAFKA_*`.
-    pub fn new(brokers: &str, spec_properties: &[(String, String)]) -> Self {
-        let mut properties: Vec<(String, String)> = spec_properties.to_vec();
-        for (k, v) in std::env::vars() {
-            if let Some(rest) = k.strip_prefix(PROPERTY_ENV_PREFIX) {
-                let key = rest.to_ascii_lowercase().replace('_', ".");
+    /// The operator's connection (command-line tools' `--brokers`, tests): `brokers` plus
+    /// `properties`, overridden by `LOGFLOW_KAFKA_*`.
+    pub fn new(brokers: &str, properties: &[(String, String)]) -> Self {
+        Self::with(brokers, properties, true)
+    }
+
+    /// A job's connection: the spec's properties, plus `LOGFLOW_KAFKA_*` (which win) only when
+    /// the operator chose the brokers ([`Origin::Operator`]).
+    pub fn for_job(brokers: &str, spec: &SpecProperties) -> Self {
+        Self::with(brokers, &spec.list, spec.origin == Origin::Operator)
+    }
+
+    fn with(brokers: &str, properties: &[(String, String)], operator: bool) -> Self {
+        let mut properties = properties.to_vec();
+        if operator {
+            for (key, v) in env_properties() {
                 properties.retain(|(pk, _)| *pk != key);
                 properties.push((key, v));
             }
@@ -67,6 +130,35 @@ impl KafkaConn {
             brokers: brokers.to_string(),
             properties,
         }
+    }
+
+    /// `text` with this connection's secret values replaced ([`redact`]).
+    pub fn redact(&self, text: &str) -> String {
+        redact(text, &self.properties)
+    }
+
+    /// The error for a failed step (`what`: "consumer", "producer", ...) of this connection,
+    /// with no secret in it.
+    pub fn error(&self, what: &str, e: &KafkaError) -> Error {
+        Error::Runtime(self.error_message(what, e))
+    }
+
+    fn error_message(&self, what: &str, e: &KafkaError) -> String {
+        format!(
+            "kafka {what} on {}: {}",
+            self.describe(),
+            error_text(e, &self.properties)
+        )
+    }
+
+    /// Creates a client from `config` (made from [`KafkaConn::client_config`]), failing with
+    /// [`KafkaConn::error`].
+    pub fn create<T: rdkafka::config::FromClientConfig>(
+        &self,
+        config: &ClientConfig,
+        what: &str,
+    ) -> Result<T, Error> {
+        config.create().map_err(|e| self.error(what, &e))
     }
 
     /// A client config with the connection settings applied.
@@ -84,19 +176,14 @@ impl KafkaConn {
         let props: Vec<String> = self
             .properties
             .iter()
-            .map(|(k, v)| {
-                if is_secret(k) {
-                    format!("{k}=***")
-                } else {
-                    format!("{k}={v}")
-                }
-            })
+            .map(|(k, v)| format!("{k}={}", shown(k, v)))
             .collect();
-        if props.is_empty() {
+        // A secret can also be inside another setting's value (a mistyped name, a JAAS line).
+        self.redact(&if props.is_empty() {
             self.brokers.clone()
         } else {
             format!("{} ({})", self.brokers, props.join(", "))
-        }
+        })
     }
 
     /// The partitions of `topic`; an error naming the topic when it does not exist.
@@ -113,13 +200,16 @@ impl KafkaConn {
         topics: &[&str],
         timeout: Duration,
     ) -> Result<Vec<Vec<i32>>, Error> {
-        let consumer: BaseConsumer = self
+        // A producer (never sending) for its error events: see LastError. Its metadata
+        // requests must not create the topics they ask about (a producer's default).
+        let client: BaseProducer<LastError> = self
             .client_config()
-            .create()
-            .map_err(|e| Error::Runtime(format!("kafka {}: {e}", self.describe())))?;
+            .set("allow.auto.create.topics", "false")
+            .create_with_context(LastError::default())
+            .map_err(|e| self.error("client", &e))?;
         topics
             .iter()
-            .map(|t| self.partitions_with(&consumer, t, timeout))
+            .map(|t| self.partitions_with(&client, t, timeout))
             .collect()
     }
 
@@ -129,13 +219,13 @@ impl KafkaConn {
     /// fast.
     fn partitions_with(
         &self,
-        consumer: &BaseConsumer,
+        client: &BaseProducer<LastError>,
         topic: &str,
         timeout: Duration,
     ) -> Result<Vec<i32>, Error> {
         let give_up = Instant::now() + TOPIC_APPEAR.min(timeout);
         loop {
-            match self.partitions_once(consumer, topic, timeout)? {
+            match self.partitions_once(client, topic, timeout)? {
                 Ok(parts) => return Ok(parts),
                 Err(missing) if Instant::now() >= give_up => {
                     let brokers = &self.brokers;
@@ -152,16 +242,26 @@ impl KafkaConn {
     /// One metadata request: the sorted partitions, or why the topic is not usable yet.
     fn partitions_once(
         &self,
-        consumer: &BaseConsumer,
+        client: &BaseProducer<LastError>,
         topic: &str,
         timeout: Duration,
     ) -> Result<Result<Vec<i32>, String>, Error> {
-        let md = consumer.fetch_metadata(Some(topic), timeout).map_err(|e| {
-            Error::Runtime(format!(
-                "kafka {}: metadata for topic `{topic}`: {e}",
-                self.describe()
-            ))
-        })?;
+        let md = client
+            .client()
+            .fetch_metadata(Some(topic), timeout)
+            .map_err(|e| {
+                let msg = self.error_message(&format!("metadata for topic `{topic}`"), &e);
+                // A timeout alone does not say why: the brokers' last error (a failed login, an
+                // unverified certificate, a refused connection) does.
+                // Error events wait on the client's queue until polled.
+                client.poll(Duration::from_millis(100));
+                match client.context().take() {
+                    Some(why) => {
+                        Error::Runtime(format!("{msg} (broker errors: {})", self.redact(&why)))
+                    }
+                    None => Error::Runtime(msg),
+                }
+            })?;
         let Some(t) = md.topics().iter().find(|t| t.name() == topic) else {
             return Ok(Err("not in the brokers' metadata".into()));
         };
@@ -183,16 +283,13 @@ impl KafkaConn {
         partitions: &[i32],
         timeout: Duration,
     ) -> Result<Vec<(i64, i64)>, Error> {
-        let consumer: BaseConsumer = self
-            .client_config()
-            .create()
-            .map_err(|e| Error::Runtime(format!("kafka {}: {e}", self.describe())))?;
+        let consumer: BaseConsumer = self.create(&self.client_config(), "client")?;
         partitions
             .iter()
             .map(|&p| {
                 consumer
                     .fetch_watermarks(topic, p, timeout)
-                    .map_err(|e| Error::Runtime(format!("kafka {topic}/{p}: offsets: {e}")))
+                    .map_err(|e| self.error(&format!("offsets of {topic}/{p}"), &e))
             })
             .collect()
     }
@@ -287,5 +384,91 @@ mod tests {
             "{d}"
         );
         assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    /// The one redaction function: every secret value in a message becomes `***`, the
+    /// longest first; other values stay.
+    #[test]
+    fn redact_replaces_every_secret_value() {
+        let props = vec![
+            ("sasl.password".to_string(), "pw".to_string()),
+            ("ssl.key.password".to_string(), "pw-longer".to_string()),
+            ("sasl.username".to_string(), "svc".to_string()),
+            ("sasl.jaas.config".to_string(), String::new()),
+        ];
+        assert_eq!(
+            redact("svc: pw-longer and pw, pw", &props),
+            "svc: *** and ***, ***"
+        );
+        let c = KafkaConn {
+            brokers: "b:1".into(),
+            properties: props,
+        };
+        assert_eq!(c.redact("x pw"), "x ***");
+    }
+
+    /// An rdkafka config error quotes the rejected value: the message names the property and
+    /// shows no value (E12 of the security review printed `ssl.key.password hunter2-FAKE`).
+    #[test]
+    fn config_errors_name_the_property_not_its_value() {
+        let c = KafkaConn {
+            brokers: "127.0.0.1:1".into(),
+            properties: vec![
+                ("ssl.key.password".into(), "hunter2-FAKE".into()),
+                (
+                    "security.protocol".into(),
+                    "NOT-A-PROTOCOL-hunter2-FAKE".into(),
+                ),
+            ],
+        };
+        let e = c
+            .create::<BaseConsumer>(&c.client_config(), "consumer")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("security.protocol"), "{e}");
+        assert!(!e.contains("hunter2-FAKE"), "{e}");
+        // Also when the value is in librdkafka's description, and for a non-secret name.
+        let raw = KafkaError::ClientConfig(
+            rdkafka::types::RDKafkaConfRes::RD_KAFKA_CONF_INVALID,
+            "Invalid value \"hunter2-FAKE\" for \"ssl.key.password\"".into(),
+            "ssl.key.password".into(),
+            "hunter2-FAKE".into(),
+        );
+        let e = c.error("producer", &raw).to_string();
+        assert!(
+            e.contains("ssl.key.password") && !e.contains("hunter2-FAKE"),
+            "{e}"
+        );
+        let raw = KafkaError::ClientConfig(
+            rdkafka::types::RDKafkaConfRes::RD_KAFKA_CONF_UNKNOWN,
+            "No such configuration property".into(),
+            "sasl.passwrod".into(),
+            "typo-secret".into(),
+        );
+        let e = c.error("producer", &raw).to_string();
+        assert!(
+            e.contains("sasl.passwrod") && !e.contains("typo-secret"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_foreign_connection_gets_no_environment_settings() {
+        // Any LOGFLOW_KAFKA_* of the test's environment: none may reach a foreign connection.
+        let spec = SpecProperties {
+            list: vec![("linger.ms".into(), "5".into())],
+            origin: Origin::Foreign,
+        };
+        let c = KafkaConn::for_job("b:1", &spec);
+        assert_eq!(c.properties, spec.list);
+        let with_env = KafkaConn::for_job(
+            "b:1",
+            &SpecProperties {
+                origin: Origin::Operator,
+                ..spec.clone()
+            },
+        );
+        assert_eq!(with_env.properties.len(), 1 + env_properties().len());
     }
 }

@@ -9,9 +9,13 @@ code). Run with the venv python from scripts/pyenv.
     kafka_client.py count BOOTSTRAP TOPIC               records in the topic (end - start, summed)
     kafka_client.py create BOOTSTRAP NAME:PARTITIONS..  create topics (existing ones are kept)
 Every call is bounded in time and exits non-zero on failure.
+
+KAFKA_CLIENT_PROPERTIES, if set, names a file of librdkafka settings (`key=value` lines, e.g.
+the one `scripts/kafka client-properties` names for a sasl_ssl broker) added to every client.
 """
 
 import json
+import os
 import sys
 import time
 import uuid
@@ -22,8 +26,21 @@ from confluent_kafka.admin import AdminClient, NewTopic
 TIMEOUT_S = 120.0
 
 
+def conf(settings):
+    """`settings` plus those of the KAFKA_CLIENT_PROPERTIES file, if any."""
+    path = os.environ.get("KAFKA_CLIENT_PROPERTIES")
+    if path:
+        with open(path) as f:
+            for line in f:
+                line = line.strip()
+                if line and not line.startswith("#"):
+                    k, v = line.split("=", 1)
+                    settings[k.strip()] = v.strip()
+    return settings
+
+
 def partitions(bootstrap, topic):
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "t-" + uuid.uuid4().hex})
+    c = Consumer(conf({"bootstrap.servers": bootstrap, "group.id": "t-" + uuid.uuid4().hex}))
     try:
         md = c.list_topics(topic, timeout=30)
         t = md.topics.get(topic)
@@ -36,7 +53,7 @@ def partitions(bootstrap, topic):
 
 def produce(bootstrap, topic, path, only=None):
     parts = partitions(bootstrap, topic) if only is None else [int(only)]
-    p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 20})
+    p = Producer(conf({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 20}))
     n = 0
     with open(path, "rb") as f:
         for line in f:
@@ -60,12 +77,12 @@ def produce(bootstrap, topic, path, only=None):
 
 def dump(bootstrap, topic, out):
     parts = partitions(bootstrap, topic)
-    c = Consumer({
+    c = Consumer(conf({
         "bootstrap.servers": bootstrap,
         "group.id": "t-" + uuid.uuid4().hex,
         "isolation.level": "read_committed",
         "enable.auto.commit": False,
-    })
+    }))
     ends = {}
     for p in parts:
         lo, hi = c.get_watermark_offsets(TopicPartition(topic, p), timeout=30)
@@ -103,7 +120,7 @@ def dump(bootstrap, topic, out):
 
 
 def count(bootstrap, topic):
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "t-" + uuid.uuid4().hex})
+    c = Consumer(conf({"bootstrap.servers": bootstrap, "group.id": "t-" + uuid.uuid4().hex}))
     total = 0
     for p in partitions(bootstrap, topic):
         lo, hi = c.get_watermark_offsets(TopicPartition(topic, p), timeout=30)
@@ -113,7 +130,7 @@ def count(bootstrap, topic):
 
 
 def create(bootstrap, *specs):
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(conf({"bootstrap.servers": bootstrap}))
     topics = []
     for spec in specs:
         name, parts = spec.rsplit(":", 1)

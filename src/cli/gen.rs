@@ -38,7 +38,7 @@ pub fn gen(cmd: GenCmd) -> Result<(), Error> {
         .set("enable.idempotence", "true")
         .set("linger.ms", "10")
         .create()
-        .map_err(|e| Error::Runtime(format!("kafka producer on {}: {e}", conn.describe())))?;
+        .map_err(|e| conn.error("producer", &e))?;
     if cmd.args.starts_now() {
         // Connecting took a while: the first timestamp is when producing starts.
         cfg.start_ms = chrono::Utc::now().timestamp_millis();

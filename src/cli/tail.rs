@@ -48,7 +48,7 @@ pub fn tail(args: TailArgs) -> Result<(), Error> {
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
         .create()
-        .map_err(|e| Error::Runtime(format!("kafka consumer on {}: {e}", conn.describe())))?;
+        .map_err(|e| conn.error("consumer", &e))?;
     let mut tpl = TopicPartitionList::new();
     let start = if args.from_beginning {
         Offset::Beginning

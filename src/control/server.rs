@@ -156,7 +156,7 @@ fn preflight(plan: &JobPlan) -> Result<(), Error> {
                         .into(),
                 )
             })?;
-            KafkaConn::new(brokers, properties).partitions(topic, METADATA_TIMEOUT)?;
+            KafkaConn::for_job(brokers, properties).partitions(topic, METADATA_TIMEOUT)?;
         }
         _ => {}
     }

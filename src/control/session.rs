@@ -47,6 +47,7 @@ impl JobRequest {
         let mut plan = crate::spec::load_text(&self.path, &self.spec)?;
         self.overrides
             .apply(&mut plan, self.env_brokers.as_deref())?;
+        crate::kafka::confine_submitted(&mut plan, self.env_brokers.as_deref())?;
         Ok(plan)
     }
 }

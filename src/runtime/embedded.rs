@@ -16,7 +16,7 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use crate::gen::{GenConfig, Generator, Kind};
-use crate::kafka::{send_waiting, throttle};
+use crate::kafka::{send_waiting, throttle, Origin, SpecProperties};
 use crate::parse::Format;
 use crate::spec::plan::{JobPlan, SinkPlan, SourceKind};
 use crate::Error;
@@ -40,7 +40,13 @@ impl Embedded {
     /// Starts the cluster, creates the job's topics, points the plan at it and starts feeding
     /// `events` generated records at `rate` per second (wall clock).
     pub fn start(plan: &mut JobPlan, events: u64, rate: f64) -> Result<Embedded, Error> {
-        let SourceKind::Kafka { topic, brokers, .. } = &mut plan.source.kind else {
+        let SourceKind::Kafka {
+            topic,
+            brokers,
+            properties,
+            ..
+        } = &mut plan.source.kind
+        else {
             return Err(Error::Usage(
                 "the embedded cluster serves Kafka sources only".into(),
             ));
@@ -62,9 +68,14 @@ impl Embedded {
             .create_topic(&input, PARTITIONS, 1)
             .map_err(|e| Error::Runtime(format!("embedded Kafka: topic {input}: {e}")))?;
         *brokers = Some(bootstrap.clone());
+        // The in-process cluster is no broker of the operator's: no LOGFLOW_KAFKA_* credentials.
+        properties.origin = Origin::Foreign;
         plan.sink = SinkPlan::Kafka {
             brokers: Some(bootstrap.clone()),
-            properties: Vec::new(),
+            properties: SpecProperties {
+                list: Vec::new(),
+                origin: Origin::Foreign,
+            },
             exactly_once: false,
         };
         let outputs = plan.topics();

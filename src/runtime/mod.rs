@@ -254,7 +254,7 @@ fn open_sources(
                         .into(),
                 )
             })?;
-            let conn = KafkaConn::new(&brokers, properties);
+            let conn = KafkaConn::for_job(&brokers, properties);
             let timeout = Duration::from_secs(30);
             let partitions = conn.partitions(topic, timeout)?;
             let start = StartAt::parse(start).unwrap_or(StartAt::Earliest);
@@ -341,7 +341,7 @@ pub(crate) fn output_conn(plan: &JobPlan, timeout: Duration) -> Result<Option<Ka
                     .into(),
             )
         })?;
-    let conn = KafkaConn::new(&brokers, properties);
+    let conn = KafkaConn::for_job(&brokers, properties);
     let topics = plan.topics();
     let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
     conn.partitions_of(&topics, timeout)

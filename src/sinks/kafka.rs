@@ -161,7 +161,7 @@ fn committed_marker(conn: &KafkaConn, topic: &str, key: &str) -> Result<Option<u
         .set("enable.partition.eof", "true")
         .set("isolation.level", "read_committed")
         .create()
-        .map_err(|e| Error::Runtime(format!("kafka consumer for `{topic}`: {e}")))?;
+        .map_err(|e| conn.error(&format!("consumer for `{topic}`"), &e))?;
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, 0, Offset::Beginning)
         .map_err(|e| Error::Runtime(format!("`{topic}`: {e}")))?;
@@ -223,7 +223,7 @@ impl KafkaSink {
                 worker,
                 errors: Mutex::default(),
             })
-            .map_err(|e| Error::Runtime(format!("kafka producer on {}: {e}", conn.describe())))?;
+            .map_err(|e| conn.error("producer", &e))?;
         let txn = if exactly_once {
             // Fences an earlier producer of this worker and aborts its open transaction, so
             // the markers read next are final.

@@ -133,10 +133,8 @@ pub fn open_partitions(
         return Ok(Vec::new());
     }
     let cfg = consumer_config(conn, group, start);
-    let consumer: Arc<BaseConsumer> = Arc::new(
-        cfg.create()
-            .map_err(|e| Error::Runtime(format!("kafka consumer on {}: {e}", conn.describe())))?,
-    );
+    let consumer: Arc<BaseConsumer> =
+        Arc::new(cfg.create().map_err(|e| conn.error("consumer", &e))?);
     // The partitions' leaders first: assigned before librdkafka knows them, a partition waits
     // for its offset lookup's retry timer (500 ms) before its first fetch. Best effort: without
     // metadata now (a broker that is down), the assignment still works, only later.

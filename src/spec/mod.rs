@@ -7,6 +7,7 @@
 pub mod expr;
 pub mod overrides;
 pub mod plan;
+pub mod properties;
 
 use std::collections::BTreeMap;
 use std::path::Path;

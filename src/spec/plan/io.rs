@@ -168,11 +168,8 @@ pub(super) fn compile_source(spec: &JobSpec, cx: &Ctx<'_>) -> Result<SourcePlan,
                 topic: topic.get_ref().clone(),
                 brokers: s.brokers.as_ref().map(|b| b.get_ref().clone()),
                 start,
-                properties: s
-                    .properties
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
+                properties: crate::spec::properties::SpecProperties::check(&s.properties)
+                    .or_else(|m| cx.err(s.kind.span(), "source.properties", m))?,
             }
         }
     };
@@ -214,11 +211,15 @@ pub(super) fn compile_sink(spec: &JobSpec, cx: &Ctx<'_>) -> Result<SinkPlan, Err
         },
         "kafka" => SinkPlan::Kafka {
             brokers: s.brokers.as_ref().map(|b| b.get_ref().clone()),
-            properties: s
-                .properties
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
+            properties: crate::spec::properties::SpecProperties::check(&s.properties).or_else(
+                |m| {
+                    cx.err(
+                        s.kind.as_ref().map_or(0..0, |k| k.span()),
+                        "sink.properties",
+                        m,
+                    )
+                },
+            )?,
             exactly_once: match s
                 .delivery
                 .as_ref()

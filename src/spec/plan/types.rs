@@ -60,7 +60,7 @@ pub enum SourceKind {
         topic: String,
         brokers: Option<String>,
         start: String,
-        properties: Vec<(String, String)>,
+        properties: crate::spec::properties::SpecProperties,
     },
 }
 
@@ -72,7 +72,7 @@ pub enum SinkPlan {
     },
     Kafka {
         brokers: Option<String>,
-        properties: Vec<(String, String)>,
+        properties: crate::spec::properties::SpecProperties,
         /// Results in transactions committed with the output progress (`<job>.commits`).
         exactly_once: bool,
     },
