@@ -262,6 +262,18 @@ fn attacks_on_the_control_port_are_refused_while_jobs_run() {
     }
     assert!(!outside.join("new").exists() && !outside.join("deep").exists());
     assert!(!outside.join("ck").exists());
+    // Inside it, but a directory: a worker would fail reading it, so it is refused first.
+    let reply = request(
+        &addr,
+        submit(
+            BATCH,
+            &spec_path,
+            json!({"input": allowed, "output_dir": out_ok, "stop_at_end": true}),
+        ),
+        t,
+    );
+    let msg = refused(&reply, 2);
+    assert!(msg.contains("not a regular file"), "{msg}");
     still_running("submissions outside the allowed directory");
 
     // A lookup table the job may read, whose header does not have the key: the error counts

@@ -228,7 +228,11 @@ fn preflight(plan: &JobPlan) -> Result<(), Error> {
             ))
         }
         SourceKind::File { path } => {
-            std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+            // Not a directory or a device: a worker's read of one fails or never ends.
+            let m = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+            if !m.is_file() {
+                return Err(Error::Usage(format!("input `{path}`: not a regular file")));
+            }
         }
         SourceKind::Kafka {
             topic,

@@ -147,6 +147,25 @@ pub fn drain(stream: &mut TcpStream, deadline: Instant) {
     }
 }
 
+/// Reads from `stream` with one deadline for every read together (for a fixed-size message
+/// read with `read_exact`).
+pub struct Deadline<'a> {
+    pub stream: &'a TcpStream,
+    pub until: Instant,
+}
+
+impl Read for Deadline<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        self.stream.set_read_timeout(Some(left))?;
+        let mut s = self.stream;
+        s.read(buf)
+    }
+}
+
 /// A deadline `d` from now.
 pub fn deadline(d: Duration) -> Instant {
     Instant::now() + d
@@ -220,5 +239,33 @@ mod tests {
         let mut s = TcpStream::connect(addr).unwrap();
         let _ = s.write_all(&[b'x'; 4096]);
         assert_eq!(answer(&s), "TooLarge\n");
+    }
+
+    #[test]
+    fn a_fixed_size_read_has_one_deadline() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut w = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (s, _) = listener.accept().unwrap();
+        std::thread::spawn(move || {
+            for _ in 0..20 {
+                let _ = w.write_all(b"x");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        let started = Instant::now();
+        let mut buf = [0u8; 16];
+        let mut r = Deadline {
+            stream: &s,
+            until: deadline(Duration::from_millis(500)),
+        };
+        let e = r.read_exact(&mut buf).unwrap_err();
+        assert!(
+            matches!(
+                e.kind(),
+                io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+            ),
+            "{e}"
+        );
+        assert!(started.elapsed() < Duration::from_millis(1000));
     }
 }
