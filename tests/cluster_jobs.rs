@@ -320,14 +320,36 @@ fn sigterm_stops_the_cluster_in_order() {
     let want = dir.join("want");
     run_file("dataflows/log-analysis.toml", &input, &want, "2");
     assert_same_results(&dir_results(&out), &dir_results(&want), "job 1");
-    // A job whose output cannot be opened where it runs fails; the cluster goes on.
-    assert_eq!(submit_file("/proc/logflow-no-such-dir"), "2");
+    // An output outside the directories the cluster allows (here: the one it was started
+    // in) is refused at submission, naming it.
+    let input_arg = input.to_str().unwrap();
+    let refused = cli(
+        &addr,
+        &[
+            "submit",
+            "dataflows/log-analysis.toml",
+            "--input",
+            input_arg,
+            "--output-dir",
+            "/proc/logflow-no-such-dir",
+        ],
+    );
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("/proc/logflow-no-such-dir") && err.contains("--allow-dir"),
+        "{err}"
+    );
+    // A job whose output cannot be opened where it runs (its parent is a file) fails; the
+    // cluster goes on.
+    let unopenable = input.join("out");
+    assert_eq!(submit_file(unopenable.to_str().unwrap()), "2");
     let failed = wait_job(&addr, 2, "failed", |v| {
         v["state"] == "failed" && v["workers_running"] == 0
     });
     let reason = failed["reason"].as_str().unwrap_or_default();
     assert!(
-        reason.contains("process 0") && reason.contains("/proc/logflow-no-such-dir"),
+        reason.contains("process 0") && reason.contains(unopenable.to_str().unwrap()),
         "{failed}"
     );
     assert_eq!(jobs(&addr)[&1]["state"], "finished");

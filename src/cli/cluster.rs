@@ -52,6 +52,14 @@ pub struct StartArgs {
     /// are killed.
     #[arg(long, default_value = "10s", value_parser = super::run::parse_duration)]
     grace: Duration,
+    /// The file holding the token every control request must carry (default: a random token
+    /// written to a file only this user can read, where local clients find it).
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// A directory submitted jobs may read and write under (repeatable; default: the
+    /// directory the cluster was started in).
+    #[arg(long = "allow-dir", value_name = "DIR")]
+    allow_dirs: Vec<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -59,6 +67,20 @@ pub struct AddrArgs {
     /// The cluster's control endpoint (default: $LOGFLOW_CLUSTER, else 127.0.0.1:7979).
     #[arg(long, value_name = "HOST:PORT")]
     cluster: Option<String>,
+    /// The file holding the cluster's token (default: $LOGFLOW_CLUSTER_TOKEN, else the file a
+    /// cluster of this user on this host wrote for the address).
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+}
+
+impl AddrArgs {
+    /// Sends `req` to the cluster with its token.
+    fn call(&self, req: &Request) -> Result<(String, Reply), Error> {
+        let addr = protocol::address(self.cluster.as_deref());
+        let token = crate::control::auth::client_token(&addr, self.token_file.as_deref())?;
+        let reply = protocol::call(&addr, token.as_deref(), req, REPLY_TIMEOUT)?;
+        Ok((addr, reply))
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -92,8 +114,7 @@ pub fn cluster(cmd: ClusterCmd) -> Result<(), Error> {
     match cmd {
         ClusterCmd::Start(a) => start(a),
         ClusterCmd::Stop(a) => {
-            let addr = protocol::address(a.cluster.as_deref());
-            protocol::call(&addr, &Request::Shutdown, REPLY_TIMEOUT)?;
+            let (addr, _) = a.call(&Request::Shutdown)?;
             eprintln!("logflow: the cluster at {addr} is stopping");
             Ok(())
         }
@@ -105,6 +126,16 @@ fn start(a: StartArgs) -> Result<(), Error> {
     if n == 0 || a.workers == 0 {
         return Err(super::usage("--processes and --workers must be at least 1"));
     }
+    // Absolute, so that every process (and the error messages) agree on them.
+    let allow_dirs = a
+        .allow_dirs
+        .iter()
+        .map(|d| std::path::absolute(d).map_err(|e| Error::io(d, e)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let access = crate::control::server::Access {
+        token_file: a.token_file.clone(),
+        allow_dirs: allow_dirs.clone(),
+    };
     if let Some(p) = a.process {
         if p >= n {
             return Err(super::usage(format!(
@@ -123,7 +154,7 @@ fn start(a: StartArgs) -> Result<(), Error> {
             addresses,
             peer_timeout: a.peer_timeout,
         };
-        return crate::control::serve(&cluster, &a.control);
+        return crate::control::serve(&cluster, &a.control, &access);
     }
     // Every process here: each is this command with --process i.
     let (hostfile, _temp) = match &a.hostfile {
@@ -152,6 +183,12 @@ fn start(a: StartArgs) -> Result<(), Error> {
             .arg("--peer-timeout")
             .arg(format!("{}ms", a.peer_timeout.as_millis()))
             .stdin(Stdio::null());
+        if let Some(f) = &a.token_file {
+            cmd.arg("--token-file").arg(f);
+        }
+        for d in &allow_dirs {
+            cmd.arg("--allow-dir").arg(d);
+        }
         Ok(cmd)
     })?;
     match run.failure {
@@ -168,20 +205,19 @@ pub fn submit(a: SubmitArgs) -> Result<(), Error> {
         path: path.display().to_string(),
         overrides: a.overrides.absolute()?,
     };
-    let addr = protocol::address(a.addr.cluster.as_deref());
-    match protocol::call(&addr, &req, REPLY_TIMEOUT)? {
-        Reply::Submitted { job, name } => {
+    match a.addr.call(&req)? {
+        (addr, Reply::Submitted { job, name }) => {
             eprintln!("logflow: job {job} ({name}) submitted to the cluster at {addr}");
             // The id alone on stdout, for scripts: `job=$(logflow submit ...)`.
             super::stdout_result(writeln!(std::io::stdout(), "{job}"))
         }
-        other => Err(unexpected(&other)),
+        (_, other) => Err(unexpected(&other)),
     }
 }
 
 pub fn jobs(a: JobsArgs) -> Result<(), Error> {
-    let addr = protocol::address(a.addr.cluster.as_deref());
-    let Reply::Jobs { jobs } = protocol::call(&addr, &Request::Jobs, REPLY_TIMEOUT)? else {
+    let (addr, reply) = a.addr.call(&Request::Jobs)?;
+    let Reply::Jobs { jobs } = reply else {
         return Err(Error::Runtime(format!(
             "the cluster at {addr} did not answer with its jobs"
         )));
@@ -199,8 +235,7 @@ pub fn jobs(a: JobsArgs) -> Result<(), Error> {
 }
 
 pub fn cancel(a: CancelArgs) -> Result<(), Error> {
-    let addr = protocol::address(a.addr.cluster.as_deref());
-    match protocol::call(&addr, &Request::Cancel { job: a.job }, REPLY_TIMEOUT)? {
+    match a.addr.call(&Request::Cancel { job: a.job })?.1 {
         Reply::Cancelled { job } => {
             eprintln!("logflow: job {job} cancelled");
             Ok(())

@@ -2,11 +2,15 @@
 //! `logflow cluster start`, then `submit`, `jobs`, `cancel`, `cluster stop`.
 //!
 //! - [`protocol`]: requests and replies between the command line and a cluster.
+//! - [`auth`]: the token every request carries.
 //! - [`server`]: process 0's control endpoint; checks submissions before any worker sees them.
+//! - [`confine`]: the directories a submitted job may read and write.
 //! - [`session`]: the loop of every worker; commands are ordered by timely's `Sequencer`, so
 //!   every worker builds and drops the same dataflows in the same order.
 //! - [`table`]: the jobs and their states.
 
+pub mod auth;
+pub mod confine;
 pub mod protocol;
 pub mod server;
 pub mod session;
@@ -23,8 +27,8 @@ use crate::runtime::Cluster;
 use crate::Error;
 
 /// Runs this process of a cluster until `logflow cluster stop` (or a failed peer). Process 0
-/// serves the control endpoint at `control`.
-pub fn serve(cluster: &Cluster, control: &str) -> Result<(), Error> {
+/// serves the control endpoint at `control`, admitting requests and jobs by `access`.
+pub fn serve(cluster: &Cluster, control: &str, access: &server::Access) -> Result<(), Error> {
     let shared = Arc::new(session::Shared::new(cluster.clone()));
     // SIGINT/SIGTERM stop the cluster in order: every job cancelled, every process exits 0.
     // (A terminal's Ctrl-C reaches a process twice, from the terminal and from `cluster start`
@@ -35,12 +39,12 @@ pub fn serve(cluster: &Cluster, control: &str) -> Result<(), Error> {
     }
     // The endpoint is bound before the peers connect: a taken port fails at once.
     let endpoint = if cluster.process == 0 {
-        Some(server::start(control, &shared)?)
+        Some(server::start(control, access, &shared)?)
     } else {
         None
     };
     cluster.with_peers("logflow cluster", |network, _| {
-        if let Some(addr) = endpoint {
+        if let Some((addr, _)) = &endpoint {
             // Tests and scripts wait for this line: requests are served from now on.
             eprintln!("logflow cluster: control endpoint at {addr}");
         }

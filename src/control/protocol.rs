@@ -1,6 +1,7 @@
 //! Requests from the command line to a cluster and its replies: one JSON object per line over
 //! TCP, one request per connection (`{"op":"jobs"}` -> `{"reply":"jobs","jobs":[...]}`), so
-//! scripts can talk to a cluster with `nc` as well.
+//! scripts can talk to a cluster with `nc` as well. Every request carries the cluster's token
+//! next to its `op` (`{"op":"jobs","token":"..."}`, see [`super::auth`]).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -16,8 +17,13 @@ use crate::Error;
 pub const DEFAULT_ADDR: &str = "127.0.0.1:7979";
 /// Environment variable naming the cluster's control address.
 pub const ADDR_ENV: &str = "LOGFLOW_CLUSTER";
-/// Longest request or reply line (a spec is a few KB; a job list a few hundred bytes a job).
+/// Longest reply line (a job list is a few hundred bytes a job, and the table keeps at most
+/// [`super::table::KEEP_ENDED`] ended jobs).
 pub const MAX_LINE: u64 = 16 * 1024 * 1024;
+/// Longest request line: a spec is a few KB.
+pub const MAX_REQUEST: usize = 1024 * 1024;
+/// The reply to a request without the cluster's token: this word and nothing else.
+pub const UNAUTHORIZED: &str = "unauthorized";
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
@@ -75,9 +81,34 @@ pub fn address(flag: Option<&str>) -> String {
         .unwrap_or_else(|| DEFAULT_ADDR.to_string())
 }
 
-/// Sends `req` to the cluster at `addr` and waits up to `timeout` for its reply. A reply of
-/// kind `error` becomes an [`Error`] with the same exit code.
-pub fn call(addr: &str, req: &Request, timeout: Duration) -> Result<Reply, Error> {
+/// `req` as its line on the wire, with `token`.
+pub fn request_line(req: &Request, token: Option<&str>) -> Result<Vec<u8>, Error> {
+    let mut v = serde_json::to_value(req).map_err(|e| Error::Runtime(e.to_string()))?;
+    if let (Some(t), Some(o)) = (token, v.as_object_mut()) {
+        o.insert("token".into(), t.into());
+    }
+    let mut line = serde_json::to_vec(&v).map_err(|e| Error::Runtime(e.to_string()))?;
+    line.push(b'\n');
+    Ok(line)
+}
+
+/// Splits a request line into its token and its request; `None` for anything that is not a
+/// JSON object with a string `token`.
+pub fn parse_line(line: &[u8]) -> Option<(String, Result<Request, serde_json::Error>)> {
+    let mut v: serde_json::Value = serde_json::from_slice(line).ok()?;
+    let token = v.as_object_mut()?.remove("token")?;
+    let token = token.as_str()?.to_string();
+    Some((token, serde_json::from_value(v)))
+}
+
+/// Sends `req` with `token` to the cluster at `addr` and waits up to `timeout` for its reply.
+/// A reply of kind `error` becomes an [`Error`] with the same exit code.
+pub fn call(
+    addr: &str,
+    token: Option<&str>,
+    req: &Request,
+    timeout: Duration,
+) -> Result<Reply, Error> {
     let unreachable = |e: std::io::Error| {
         Error::Runtime(format!(
             "cannot reach the cluster at {addr}: {e} (is `logflow cluster start` running? \
@@ -94,9 +125,9 @@ pub fn call(addr: &str, req: &Request, timeout: Duration) -> Result<Reply, Error
     stream
         .set_read_timeout(Some(timeout))
         .map_err(unreachable)?;
-    let mut line = serde_json::to_vec(req).map_err(|e| Error::Runtime(e.to_string()))?;
-    line.push(b'\n');
-    stream.write_all(&line).map_err(unreachable)?;
+    stream
+        .write_all(&request_line(req, token)?)
+        .map_err(unreachable)?;
     let mut answer = String::new();
     BufReader::new(stream.take(MAX_LINE))
         .read_line(&mut answer)
@@ -107,6 +138,12 @@ pub fn call(addr: &str, req: &Request, timeout: Duration) -> Result<Reply, Error
         ))
     })?;
     match reply {
+        Reply::Error { message, .. } if message == UNAUTHORIZED => Err(Error::Usage(format!(
+            "the cluster at {addr} refused the request: {UNAUTHORIZED} (its token: --token-file \
+             FILE or {} on other hosts; on its own host, the file `cluster start` wrote for \
+             this address)",
+            super::auth::TOKEN_ENV
+        ))),
         Reply::Error { message, exit_code } => Err(Error::Remote { message, exit_code }),
         r => Ok(r),
     }
@@ -135,6 +172,19 @@ mod tests {
     }
 
     #[test]
+    fn the_token_travels_next_to_the_op() {
+        let line = request_line(&Request::Jobs, Some("t0k")).unwrap();
+        assert_eq!(line, b"{\"op\":\"jobs\",\"token\":\"t0k\"}\n");
+        let (token, req) = parse_line(&line).unwrap();
+        assert_eq!((token.as_str(), req.unwrap()), ("t0k", Request::Jobs));
+        assert!(parse_line(&request_line(&Request::Jobs, None).unwrap()).is_none());
+        assert!(parse_line(br#"{"op":"jobs","token":3}"#).is_none());
+        assert!(parse_line(b"[1]").is_none());
+        let (_, req) = parse_line(br#"{"op":"nope","token":"t"}"#).unwrap();
+        assert!(req.is_err());
+    }
+
+    #[test]
     fn an_unreachable_cluster_is_named() {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -142,7 +192,7 @@ mod tests {
             .unwrap()
             .port();
         let addr = format!("127.0.0.1:{port}");
-        let err = call(&addr, &Request::Jobs, Duration::from_secs(1)).unwrap_err();
+        let err = call(&addr, None, &Request::Jobs, Duration::from_secs(1)).unwrap_err();
         assert!(err.to_string().contains(&addr), "{err}");
         assert_eq!(err.exit_code(), 1);
     }

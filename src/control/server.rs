@@ -1,45 +1,108 @@
 //! The control endpoint of a cluster (process 0): accepts `submit`, `jobs`, `cancel` and
-//! `shutdown` requests (see [`protocol`](super::protocol)), one thread per connection.
+//! `shutdown` requests (see [`protocol`](super::protocol)), one thread per connection within
+//! [`crate::metrics::listener`]'s limits: at most [`MAX_PENDING`] connections still sending
+//! their request, [`REQUEST_DEADLINE`] for a whole one, [`MAX_REQUEST`] bytes. A request
+//! without the cluster's token is answered `unauthorized` (see [`auth`](super::auth)).
+//!
+//! A submitted job may touch only files under the cluster's allowed directories
+//! ([`confine`](super::confine)).
 //!
 //! A submission is checked here before any worker sees it: the spec compiles, its input and
 //! output exist (Kafka topics, input file, lookup tables). So a bad spec is reported to the
 //! submitter with its file, line and field, and never reaches the workers.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Write;
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::protocol::{Reply, Request, MAX_LINE};
+use super::auth;
+use super::confine::AllowDirs;
+use super::protocol::{self, Reply, Request, MAX_REQUEST, UNAUTHORIZED};
 use super::session::{lock, Command, JobRequest, Proposal, Shared};
 use crate::kafka::KafkaConn;
+use crate::metrics::listener::{self, ReadError, Slot};
 use crate::spec::plan::{JobPlan, SourceKind};
 use crate::Error;
 
-const IO_TIMEOUT: Duration = Duration::from_secs(10);
+/// A whole request line, from the connection's start; clients send it at once.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
+/// Writing a reply.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections still sending their request; one more closes the oldest.
+pub const MAX_PENDING: usize = 32;
+/// Longest `path` of a submission (it is shown by `jobs` and in the cluster's log).
+const MAX_PATH: usize = 4096;
 /// How long a request waits for the workers to apply it (opening a job's Kafka input and
 /// output happens then).
 const APPLY_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long the checks of a submission may wait for Kafka metadata.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How the control endpoint admits requests and jobs.
+#[derive(Clone, Debug, Default)]
+pub struct Access {
+    /// The file holding the token; `None`: make one where local clients find it.
+    pub token_file: Option<PathBuf>,
+    /// Directories submitted jobs may use; empty: the current directory.
+    pub allow_dirs: Vec<PathBuf>,
+}
+
+/// A token file this process wrote; removed when the endpoint's process ends.
+pub struct TokenFile(PathBuf);
+
+impl Drop for TokenFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 struct Endpoint {
     shared: Arc<Shared>,
+    token: String,
+    allow: AllowDirs,
     to_workers: Mutex<Sender<Proposal>>,
     tickets: AtomicU64,
     env_brokers: Option<String>,
 }
 
 /// Binds `addr` and serves requests from a background thread; returns the bound address and
-/// the receiving end for global worker 0.
-pub fn start(addr: &str, shared: &Arc<Shared>) -> Result<SocketAddr, Error> {
+/// the token file it wrote (if it made the token), and gives global worker 0 its receiving end.
+pub fn start(
+    addr: &str,
+    access: &Access,
+    shared: &Arc<Shared>,
+) -> Result<(SocketAddr, Option<TokenFile>), Error> {
+    let allow = AllowDirs::new(&access.allow_dirs)?;
     let (listener, local) = crate::metrics::server::bind_exactly("--control", addr)?;
+    let (token, written) = match &access.token_file {
+        Some(f) => (auth::read(f)?, None),
+        None => {
+            let path = auth::default_path(&local).ok_or_else(|| {
+                Error::Usage(
+                    "no place for the control token (neither XDG_RUNTIME_DIR nor HOME is \
+                     set): give --token-file"
+                        .into(),
+                )
+            })?;
+            let token = auth::generate()?;
+            auth::write(&path, &token)?;
+            eprintln!(
+                "logflow cluster: control token in {} (clients of this user here find it)",
+                path.display()
+            );
+            (token, Some(TokenFile(path)))
+        }
+    };
     let (tx, rx) = mpsc::channel();
     *lock(&shared.inbox) = Some(rx);
     let endpoint = Arc::new(Endpoint {
         shared: Arc::clone(shared),
+        token,
+        allow,
         to_workers: Mutex::new(tx),
         tickets: AtomicU64::new(1),
         env_brokers: std::env::var(crate::kafka::BROKERS_ENV)
@@ -49,38 +112,53 @@ pub fn start(addr: &str, shared: &Arc<Shared>) -> Result<SocketAddr, Error> {
     std::thread::Builder::new()
         .name("logflow-control".into())
         .spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let e = Arc::clone(&endpoint);
-                // A slow submission (Kafka metadata) must not hold up `jobs`.
-                let _ = std::thread::Builder::new()
-                    .name("logflow-control-conn".into())
-                    .spawn(move || e.handle(stream));
-            }
+            // A thread per connection: a slow submission (Kafka metadata) must not hold up
+            // `jobs`.
+            listener::serve_bounded(
+                listener,
+                "logflow-control-conn",
+                MAX_PENDING,
+                move |s, slot| endpoint.handle(s, slot),
+            )
         })
         .map_err(|e| Error::Runtime(format!("control listener thread: {e}")))?;
-    Ok(local)
+    Ok((local, written))
 }
 
 impl Endpoint {
-    fn handle(&self, stream: TcpStream) {
-        let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
-        let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
-        let mut line = String::new();
-        let read = match stream.try_clone() {
-            Ok(s) => BufReader::new(s.take(MAX_LINE)).read_line(&mut line),
-            Err(e) => Err(e),
+    fn handle(&self, mut stream: TcpStream, slot: &Slot) {
+        let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
+        let deadline = listener::deadline(REQUEST_DEADLINE);
+        let read =
+            listener::read_request(&mut stream, deadline, MAX_REQUEST, |b| b.contains(&b'\n'));
+        slot.release();
+        let unauthorized = || Reply::Error {
+            message: UNAUTHORIZED.into(),
+            exit_code: 2,
         };
         let reply = match read {
-            Err(e) => Reply::error(&Error::Runtime(format!("reading the request: {e}"))),
-            Ok(_) => match serde_json::from_str::<Request>(line.trim()) {
-                Err(e) => Reply::error(&Error::Usage(format!("not a control request: {e}"))),
-                Ok(req) => self.serve(req),
+            Ok(line) => match protocol::parse_line(&line) {
+                Some((token, req)) if auth::matches(&self.token, &token) => match req {
+                    Ok(req) => self.serve(req),
+                    Err(e) => Reply::error(&Error::Usage(format!("not a control request: {e}"))),
+                },
+                _ => unauthorized(),
             },
+            Err(ReadError::TooLarge) => Reply::error(&Error::Usage(format!(
+                "request larger than {MAX_REQUEST} bytes"
+            ))),
+            Err(ReadError::Deadline) => Reply::error(&Error::Usage(format!(
+                "the request did not arrive within {REQUEST_DEADLINE:?}"
+            ))),
+            Err(ReadError::Closed | ReadError::Io(_)) => return,
         };
         let mut out = serde_json::to_vec(&reply).unwrap_or_default();
         out.push(b'\n');
-        let mut stream = stream;
         let _ = stream.write_all(&out);
+        // Whatever the client still sends (a request over the bound) is read and dropped
+        // until the deadline, so that the reply is not lost to a reset.
+        let _ = stream.shutdown(Shutdown::Write);
+        listener::drain(&mut stream, deadline);
     }
 
     fn serve(&self, req: Request) -> Reply {
@@ -96,13 +174,22 @@ impl Endpoint {
                 path,
                 overrides,
             } => {
+                if path.len() > MAX_PATH {
+                    return Reply::error(&Error::Usage(format!(
+                        "the spec's path is longer than {MAX_PATH} bytes"
+                    )));
+                }
                 let job = JobRequest {
                     spec,
                     path,
                     overrides,
                     env_brokers: self.env_brokers.clone(),
                 };
-                if let Err(e) = job.compile().and_then(|plan| preflight(&plan)) {
+                let checked = job.compile().and_then(|plan| {
+                    self.allow.check_plan(&plan)?;
+                    preflight(&plan)
+                });
+                if let Err(e) = checked {
                     return Reply::error(&e);
                 }
                 Command::Submit {
@@ -141,7 +228,11 @@ fn preflight(plan: &JobPlan) -> Result<(), Error> {
             ))
         }
         SourceKind::File { path } => {
-            std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+            // Not a directory or a device: a worker's read of one fails or never ends.
+            let m = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+            if !m.is_file() {
+                return Err(Error::Usage(format!("input `{path}`: not a regular file")));
+            }
         }
         SourceKind::Kafka {
             topic,

@@ -415,9 +415,11 @@ impl Session<'_> {
         let workers = self.shared.cluster.threads * self.shared.cluster.processes;
         self.table.submitted(id, &name, &job.path, at_ms, workers);
         if worker.index() == 0 {
+            // Escaped: the path is the submitter's string, and a newline in it would forge
+            // a line of this log.
             eprintln!(
                 "logflow cluster: job {id} ({name}) started from {}",
-                job.path
+                job.path.escape_debug()
             );
         }
         // A process that could not open the job's input or output fails it everywhere; its

@@ -82,7 +82,12 @@ struct Entry {
     workers: usize,
 }
 
-/// Every job submitted to the cluster, by id.
+/// Ended jobs (finished, cancelled, failed) kept for `jobs`; older ones are dropped, so the
+/// table, and the reply listing it, stay bounded however long the cluster runs.
+pub const KEEP_ENDED: usize = 100;
+
+/// Every job submitted to the cluster, by id: those running and the last [`KEEP_ENDED`]
+/// ended ones.
 #[derive(Clone)]
 pub struct JobTable {
     processes: usize,
@@ -122,6 +127,21 @@ impl JobTable {
                 workers,
             },
         );
+        self.prune();
+    }
+
+    /// Drops the oldest ended jobs beyond [`KEEP_ENDED`]. Every worker applies the same
+    /// commands, so every table drops the same ones.
+    fn prune(&mut self) {
+        let ended: Vec<u64> = self
+            .jobs
+            .iter()
+            .filter(|(_, e)| e.status.state != JobState::Running)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &ended[..ended.len().saturating_sub(KEEP_ENDED)] {
+            self.jobs.remove(id);
+        }
     }
 
     /// A process's report. The job is finished once every process reports no worker holding
@@ -274,5 +294,23 @@ mod tests {
         assert_eq!(t.running(), Vec::<u64>::new());
         let text = render(&t.list());
         assert!(text.contains("cancelled"), "{text}");
+    }
+
+    #[test]
+    fn only_the_last_ended_jobs_are_kept() {
+        let mut t = JobTable::new(1);
+        t.submitted(1, "long", "l.toml", 0, 1);
+        for id in 2..2 + KEEP_ENDED as u64 + 5 {
+            t.submitted(id, "j", "j.toml", 0, 1);
+            assert!(t.end(id, JobState::Finished, None, 1));
+        }
+        // One more submission prunes: the running job stays, the oldest ended ones go.
+        let last = 2 + KEEP_ENDED as u64 + 5;
+        t.submitted(last, "j", "j.toml", 0, 1);
+        let ids: Vec<u64> = t.list().iter().map(|j| j.id).collect();
+        assert_eq!(ids.len(), KEEP_ENDED + 2);
+        assert_eq!(ids[..2], [1, 7]);
+        assert_eq!(ids.last(), Some(&last));
+        assert_eq!(t.get(1).unwrap().state, JobState::Running);
     }
 }

@@ -8,6 +8,7 @@
 //! - [`progress`]: the progress line;
 //! - [`Observer`]: all of them around one run, for `logflow run`.
 
+pub mod listener;
 pub mod progress;
 pub mod registry;
 pub mod results;

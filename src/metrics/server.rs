@@ -1,37 +1,47 @@
-//! The `/metrics` endpoint: a small HTTP/1.1 listener on one thread, binding exactly the
-//! address `--metrics-addr` gives. A scrape is a short GET answered and closed; requests are
-//! served one at a time with socket timeouts, so a stuck client cannot pile up threads.
+//! The `/metrics` endpoint: a small HTTP/1.1 listener binding exactly the address
+//! `--metrics-addr` gives. A scrape is a short GET answered and closed. Scrapes are served
+//! concurrently within [`super::listener`]'s limits (a thread per connection, at most
+//! [`MAX_PENDING`] still sending their request, [`REQUEST_DEADLINE`] for a whole request), so
+//! a slow or idle client cannot stall Prometheus.
+//!
+//! No HTTP server crate: one GET route with no body, keep-alive or TLS is a few dozen lines
+//! here, and the limits that matter (pending connections, whole-request deadline) are the ones
+//! shared with the control endpoint, which is not HTTP.
 //!
 //! Content negotiation: a scraper that accepts OpenMetrics (Prometheus does) gets it, anyone
 //! else (curl, a browser) the classic Prometheus text format.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::registry::Registry;
 
+use super::listener::{self, Slot};
 use super::Metrics;
 use crate::Error;
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 /// Longest request head read (a scrape request is a few hundred bytes).
 const MAX_HEAD: usize = 16 * 1024;
-const IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// A whole request, and writing the answer: well under Prometheus' 10 s scrape timeout.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(2);
+/// Connections still sending their request; one more closes the oldest.
+pub const MAX_PENDING: usize = 16;
 
 /// Binds `addr` and serves `metrics` from a background thread; returns the bound address
 /// (useful with port 0).
 pub fn serve(addr: &str, metrics: Arc<Metrics>) -> Result<SocketAddr, Error> {
     let (listener, local) = bind_exactly("--metrics-addr", addr)?;
-    let registry = metrics.registry();
+    let registry = Arc::new(metrics.registry());
     std::thread::Builder::new()
         .name("logflow-metrics".into())
         .spawn(move || {
             // A failed connection or request only affects that client.
-            for stream in listener.incoming().flatten() {
-                let _ = handle(stream, &registry, &metrics);
-            }
+            listener::serve_bounded(listener, "logflow-scrape", MAX_PENDING, move |s, slot| {
+                let _ = handle(s, slot, &registry, &metrics);
+            })
         })
         .map_err(|e| Error::Runtime(format!("metrics listener thread: {e}")))?;
     Ok(local)
@@ -59,24 +69,18 @@ struct Request {
     openmetrics: bool,
 }
 
-fn read_request(stream: &mut TcpStream) -> io::Result<Option<Request>> {
-    let mut head = Vec::with_capacity(1024);
-    let mut buf = [0u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        if head.len() > MAX_HEAD {
-            return Ok(None);
-        }
-        let n = stream.read(&mut buf)?;
-        if n == 0 {
-            return Ok(None);
-        }
-        head.extend_from_slice(&buf[..n]);
-    }
+fn read_request(stream: &mut TcpStream, slot: &Slot) -> Option<Request> {
+    let deadline = listener::deadline(REQUEST_DEADLINE);
+    let head = listener::read_request(stream, deadline, MAX_HEAD, |b| {
+        b.windows(4).any(|w| w == b"\r\n\r\n")
+    });
+    slot.release();
+    let head = head.ok()?;
     let text = String::from_utf8_lossy(&head);
     let mut lines = text.split("\r\n");
     let mut first = lines.next().unwrap_or("").split_whitespace();
     let (Some(method), Some(target)) = (first.next(), first.next()) else {
-        return Ok(None);
+        return None;
     };
     let path = target.split(['?', '#']).next().unwrap_or("").to_string();
     let openmetrics = lines.any(|l| {
@@ -84,11 +88,11 @@ fn read_request(stream: &mut TcpStream) -> io::Result<Option<Request>> {
             k.trim().eq_ignore_ascii_case("accept") && v.contains("application/openmetrics-text")
         })
     });
-    Ok(Some(Request {
+    Some(Request {
         method: method.to_string(),
         path,
         openmetrics,
-    }))
+    })
 }
 
 fn respond(
@@ -109,10 +113,14 @@ fn respond(
     stream.flush()
 }
 
-fn handle(mut stream: TcpStream, registry: &Registry, metrics: &Metrics) -> io::Result<()> {
-    stream.set_read_timeout(Some(IO_TIMEOUT))?;
-    stream.set_write_timeout(Some(IO_TIMEOUT))?;
-    let Some(req) = read_request(&mut stream)? else {
+fn handle(
+    mut stream: TcpStream,
+    slot: &Slot,
+    registry: &Registry,
+    metrics: &Metrics,
+) -> io::Result<()> {
+    stream.set_write_timeout(Some(REQUEST_DEADLINE))?;
+    let Some(req) = read_request(&mut stream, slot) else {
         return respond(
             &mut stream,
             "400 Bad Request",
@@ -180,6 +188,8 @@ mod tests {
     use super::*;
     use crate::metrics::Identity;
     use crate::spec::{parse_spec, plan::JobPlan, SpecSource};
+    use std::io::Read;
+    use std::time::Instant;
 
     fn get(addr: SocketAddr, path: &str, accept: &str) -> String {
         let mut s = TcpStream::connect(addr).unwrap();
@@ -193,8 +203,7 @@ mod tests {
         out
     }
 
-    #[test]
-    fn serves_both_text_formats_and_counts_final_scrapes() {
+    fn metrics() -> Arc<Metrics> {
         let text = "name = \"j\"\n[source]\nkind = \"file\"\npath = \"x\"\nformat = \"json\"\n\
             [[analysis]]\nname = \"a\"\nwindow = { size = \"1m\" }\nselect = [\"count() as n\"]\n";
         let src = SpecSource {
@@ -208,7 +217,12 @@ mod tests {
             processes: 1,
             threads: 1,
         };
-        let metrics = Arc::new(Metrics::new(&plan, id));
+        Arc::new(Metrics::new(&plan, id))
+    }
+
+    #[test]
+    fn serves_both_text_formats_and_counts_final_scrapes() {
+        let metrics = metrics();
         let addr = serve("127.0.0.1:0", Arc::clone(&metrics)).unwrap();
 
         let plain = get(addr, "/metrics", "*/*");
@@ -239,5 +253,30 @@ mod tests {
 
         assert!(get(addr, "/nope", "*/*").starts_with("HTTP/1.1 404"));
         assert!(serve("not an address", Arc::clone(&metrics)).is_err());
+    }
+
+    #[test]
+    fn slow_and_idle_clients_do_not_stall_a_scrape() {
+        let addr = serve("127.0.0.1:0", metrics()).unwrap();
+        let _idle: Vec<TcpStream> = (0..3 * MAX_PENDING)
+            .map(|_| TcpStream::connect(addr).unwrap())
+            .collect();
+        let mut slow = TcpStream::connect(addr).unwrap();
+        slow.write_all(b"GET /metrics HTTP/1.1\r\n").unwrap();
+        let started = Instant::now();
+        let plain = get(addr, "/metrics", "*/*");
+        assert!(plain.contains("logflow_job_running 1"), "{plain}");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+        // The slow client is cut at the request deadline, with a 400.
+        slow.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut out = String::new();
+        let _ = slow.read_to_string(&mut out);
+        assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+        assert!(started.elapsed() < REQUEST_DEADLINE + Duration::from_secs(1));
     }
 }

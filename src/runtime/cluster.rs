@@ -93,7 +93,7 @@ impl Hello {
     }
 
     /// `None` when the bytes are not a logflow hello.
-    fn read(s: &mut TcpStream) -> io::Result<Option<Hello>> {
+    fn read(s: &mut impl Read) -> io::Result<Option<Hello>> {
         let mut b = [0u8; 33];
         s.read_exact(&mut b)?;
         if &b[..8] != MAGIC {
@@ -330,10 +330,13 @@ fn accept_all(
             }
         };
         // A stray connection (not logflow, or too slow to say hello) is dropped, not fatal.
-        let theirs = s
-            .set_nonblocking(false)
-            .and_then(|_| s.set_read_timeout(Some(Duration::from_secs(2))))
-            .and_then(|_| Hello::read(&mut s));
+        // The 2 s are for the whole hello: a peer trickling it byte by byte is cut as well.
+        let theirs = s.set_nonblocking(false).and_then(|_| {
+            Hello::read(&mut crate::metrics::listener::Deadline {
+                stream: &s,
+                until: Instant::now() + Duration::from_secs(2),
+            })
+        });
         let Ok(Some(theirs)) = theirs else { continue };
         let k = (theirs.process as usize).checked_sub(me + 1);
         let Some(slot) = k.and_then(|k| got.get_mut(k)) else {

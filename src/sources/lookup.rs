@@ -124,11 +124,16 @@ pub fn parse_table(
                 .into_iter()
                 .map(|h| h.trim().to_string())
                 .collect();
+            // The error counts the header's columns but never quotes them: the file may be
+            // anything the process can read (/proc/self/environ), and errors reach the
+            // submitter of a cluster job.
             let col = |name: &str| {
-                header
-                    .iter()
-                    .position(|h| h == name)
-                    .ok_or_else(|| format!("no column `{name}` (columns: {})", header.join(", ")))
+                header.iter().position(|h| h == name).ok_or_else(|| {
+                    format!(
+                        "no column `{name}` (the header line has {} columns)",
+                        header.len()
+                    )
+                })
             };
             let key_col = col(key)?;
             let cols: Vec<usize> = fields.iter().map(|f| col(f)).collect::<Result<_, _>>()?;
@@ -334,6 +339,26 @@ mod tests {
         let err =
             parse_table("service,x\n", TableFormat::Csv, "service", &["team".into()]).unwrap_err();
         assert!(err.contains("no column `team`"), "{err}");
+    }
+
+    #[test]
+    fn errors_never_quote_the_file() {
+        let secret = "SASL_PASSWORD=hunter2";
+        let texts = [
+            format!("{secret}\0HOME=/root\0"),
+            format!("a,{secret}\n1,\"open\n"),
+            format!("{{\"{secret}\": 1}}\n{secret}\n"),
+            format!("[{secret}]"),
+            format!("\"{secret}\"\n"),
+        ];
+        for text in &texts {
+            for format in [TableFormat::Csv, TableFormat::Json] {
+                let Err(e) = parse_table(text, format, "nope", &["x".into()]) else {
+                    panic!("{text:?} parsed as {format:?}");
+                };
+                assert!(!e.contains("hunter2") && !e.contains("HOME"), "{e}");
+            }
+        }
     }
 
     #[test]
