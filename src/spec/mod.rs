@@ -49,6 +49,7 @@ pub struct JobSpec {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LookupSpec {
+    /// The table's name, unique in the spec (named in `check` and in reload messages).
     pub name: Spanned<String>,
     /// CSV with a header line, or JSON (an array of objects, or one object per line);
     /// relative to the spec file's folder.
@@ -178,7 +179,10 @@ pub struct CheckpointSpec {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AnalysisSpec {
+    /// Analysis name, unique in the spec: its output file (`<name>.jsonl`) and, unless `topic`
+    /// says otherwise, its output topic; derived analyses name it in `from`.
     pub name: Spanned<String>,
+    /// Free text shown by `logflow check`.
     #[serde(default)]
     pub description: Option<String>,
     /// Output topic (default: the analysis name).
@@ -214,6 +218,7 @@ pub struct AnalysisSpec {
     /// Events to include (before grouping).
     #[serde(default, rename = "where")]
     pub filter: Option<Spanned<String>>,
+    /// Group keys: event field names; each output row carries them (default: one group).
     #[serde(default)]
     pub group_by: Vec<Spanned<String>>,
     /// Output columns: `expr as name`.
@@ -221,6 +226,7 @@ pub struct AnalysisSpec {
     pub select: Vec<Spanned<String>>,
 
     // Derived analyses.
+    /// A derived analysis: the windowed analysis whose result rows it reads (with `detect`).
     #[serde(default)]
     pub from: Option<Spanned<String>>,
     #[serde(default)]
@@ -239,7 +245,9 @@ pub struct AnalysisSpec {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WindowSpec {
+    /// Window length, a duration such as `1m` or `30s`.
     pub size: Spanned<String>,
+    /// Sliding windows: a new window starts every `slide` (default: `size`, tumbling).
     #[serde(default)]
     pub slide: Option<Spanned<String>>,
 }
