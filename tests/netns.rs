@@ -297,6 +297,8 @@ fn three_hosts_in_network_namespaces() {
     let submit = Command::new(env!("CARGO_BIN_EXE_logflow"))
         .current_dir(repo())
         .args(["submit", job_spec.to_str().unwrap(), "--cluster", &control])
+        // The namespaces' private network: the token may cross it without TLS.
+        .arg("--insecure-plaintext")
         .args(["--brokers", &b.address, "--topic", "logs", "--stop-at-end"])
         .output()
         .unwrap();
@@ -308,7 +310,13 @@ fn three_hosts_in_network_namespaces() {
     let started = Instant::now();
     loop {
         let jobs = Command::new(env!("CARGO_BIN_EXE_logflow"))
-            .args(["jobs", "--json", "--cluster", &control])
+            .args([
+                "jobs",
+                "--json",
+                "--insecure-plaintext",
+                "--cluster",
+                &control,
+            ])
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&jobs.stdout);
@@ -333,7 +341,13 @@ fn three_hosts_in_network_namespaces() {
         "cluster on 3 hosts",
     );
     let stop = Command::new(env!("CARGO_BIN_EXE_logflow"))
-        .args(["cluster", "stop", "--cluster", &control])
+        .args([
+            "cluster",
+            "stop",
+            "--insecure-plaintext",
+            "--cluster",
+            &control,
+        ])
         .status()
         .unwrap();
     assert!(stop.success());

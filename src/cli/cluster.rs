@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::control::protocol::{self, Reply, Request};
 use crate::control::table::render;
+use crate::control::tls;
 use crate::runtime::cluster::read_hostfile;
 use crate::runtime::Cluster;
 use crate::spec::overrides::Overrides;
@@ -60,6 +61,13 @@ pub struct StartArgs {
     /// directory the cluster was started in).
     #[arg(long = "allow-dir", value_name = "DIR")]
     allow_dirs: Vec<PathBuf>,
+    /// Serve the control port over TLS (1.2 or 1.3) with this certificate (PEM, the chain
+    /// from the cluster's own certificate up); needs --tls-key. Clients give --tls-ca.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -71,6 +79,14 @@ pub struct AddrArgs {
     /// cluster of this user on this host wrote for the address).
     #[arg(long, value_name = "FILE")]
     token_file: Option<PathBuf>,
+    /// Talk TLS to the cluster and trust only the certificates in FILE (PEM: the CA that
+    /// signed the cluster's certificate; default: $LOGFLOW_CLUSTER_TLS_CA, else plain TCP).
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
+    /// Send the token without TLS to a cluster whose address is not loopback (refused
+    /// otherwise: anyone on the path could read it). Only on a network you trust.
+    #[arg(long)]
+    insecure_plaintext: bool,
 }
 
 impl AddrArgs {
@@ -78,7 +94,18 @@ impl AddrArgs {
     fn call(&self, req: &Request) -> Result<(String, Reply), Error> {
         let addr = protocol::address(self.cluster.as_deref());
         let token = crate::control::auth::client_token(&addr, self.token_file.as_deref())?;
-        let reply = protocol::call(&addr, token.as_deref(), req, REPLY_TIMEOUT)?;
+        let ca = self.tls_ca.clone().or_else(|| {
+            std::env::var_os(tls::CA_ENV)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        });
+        let to = protocol::Target {
+            addr: addr.clone(),
+            token,
+            tls: ca.as_deref().map(tls::client).transpose()?,
+            insecure_plaintext: self.insecure_plaintext,
+        };
+        let reply = protocol::call(&to, req, REPLY_TIMEOUT)?;
         Ok((addr, reply))
     }
 }
@@ -135,6 +162,7 @@ fn start(a: StartArgs) -> Result<(), Error> {
     let access = crate::control::server::Access {
         token_file: a.token_file.clone(),
         allow_dirs: allow_dirs.clone(),
+        tls: a.tls_cert.clone().zip(a.tls_key.clone()),
     };
     if let Some(p) = a.process {
         if p >= n {
@@ -188,6 +216,9 @@ fn start(a: StartArgs) -> Result<(), Error> {
         }
         for d in &allow_dirs {
             cmd.arg("--allow-dir").arg(d);
+        }
+        if let Some((cert, key)) = &access.tls {
+            cmd.arg("--tls-cert").arg(cert).arg("--tls-key").arg(key);
         }
         Ok(cmd)
     })?;

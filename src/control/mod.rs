@@ -3,6 +3,7 @@
 //!
 //! - [`protocol`]: requests and replies between the command line and a cluster.
 //! - [`auth`]: the token every request carries.
+//! - [`tls`]: TLS on the control port (`--tls-cert`, `--tls-key`; clients `--tls-ca`).
 //! - [`server`]: process 0's control endpoint; checks submissions before any worker sees them.
 //! - [`confine`]: the directories a submitted job may read and write.
 //! - [`session`]: the loop of every worker; commands are ordered by timely's `Sequencer`, so
@@ -15,6 +16,7 @@ pub mod protocol;
 pub mod server;
 pub mod session;
 pub mod table;
+pub mod tls;
 
 use std::sync::Arc;
 

@@ -101,14 +101,22 @@ pub fn parse_line(line: &[u8]) -> Option<(String, Result<Request, serde_json::Er
     Some((token, serde_json::from_value(v)))
 }
 
-/// Sends `req` with `token` to the cluster at `addr` and waits up to `timeout` for its reply.
-/// A reply of kind `error` becomes an [`Error`] with the same exit code.
-pub fn call(
-    addr: &str,
-    token: Option<&str>,
-    req: &Request,
-    timeout: Duration,
-) -> Result<Reply, Error> {
+/// How a client reaches the cluster: its address, its token, TLS.
+#[derive(Clone, Default)]
+pub struct Target {
+    pub addr: String,
+    pub token: Option<String>,
+    /// TLS trusting the cluster's CA; `None`: plain TCP.
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    /// Send the token in clear to an address that is not loopback (a network the operator
+    /// trusts); otherwise that is refused.
+    pub insecure_plaintext: bool,
+}
+
+/// Sends `req` to the cluster `to` and waits up to `timeout` for its reply. A reply of kind
+/// `error` becomes an [`Error`] with the same exit code.
+pub fn call(to: &Target, req: &Request, timeout: Duration) -> Result<Reply, Error> {
+    let addr = to.addr.as_str();
     let unreachable = |e: std::io::Error| {
         Error::Runtime(format!(
             "cannot reach the cluster at {addr}: {e} (is `logflow cluster start` running? \
@@ -120,18 +128,41 @@ pub fn call(
         .map_err(|e| Error::Usage(format!("--cluster {addr}: not a HOST:PORT address ({e})")))?
         .next()
         .ok_or_else(|| Error::Usage(format!("--cluster {addr}: no address")))?;
-    let mut stream =
+    if to.tls.is_none()
+        && to.token.is_some()
+        && !target.ip().is_loopback()
+        && !to.insecure_plaintext
+    {
+        return Err(Error::Usage(format!(
+            "refusing to send the cluster's token in clear to {addr}, which is not a loopback \
+             address: give --tls-ca FILE for a cluster started with --tls-cert, reach it through \
+             a tunnel to a local port, or pass --insecure-plaintext on a network you trust"
+        )));
+    }
+    let stream =
         TcpStream::connect_timeout(&target, Duration::from_secs(5)).map_err(unreachable)?;
     stream
         .set_read_timeout(Some(timeout))
+        .and_then(|()| stream.set_write_timeout(Some(timeout)))
         .map_err(unreachable)?;
-    stream
-        .write_all(&request_line(req, token)?)
+    let mut conn = super::tls::connect(addr, stream, to.tls.as_ref())?;
+    conn.write_all(&request_line(req, to.token.as_deref())?)
+        .and_then(|()| conn.flush())
         .map_err(unreachable)?;
     let mut answer = String::new();
-    BufReader::new(stream.take(MAX_LINE))
+    BufReader::new(conn.take(MAX_LINE))
         .read_line(&mut answer)
         .map_err(|e| Error::Runtime(format!("no answer from the cluster at {addr}: {e}")))?;
+    if answer.is_empty() {
+        return Err(Error::Runtime(format!(
+            "the cluster at {addr} closed the connection without an answer{}",
+            if to.tls.is_none() {
+                " (does it take TLS only? --tls-ca)"
+            } else {
+                ""
+            }
+        )));
+    }
     let reply: Reply = serde_json::from_str(answer.trim()).map_err(|e| {
         Error::Runtime(format!(
             "the cluster at {addr} answered something that is not a reply ({e})"
@@ -192,8 +223,37 @@ mod tests {
             .unwrap()
             .port();
         let addr = format!("127.0.0.1:{port}");
-        let err = call(&addr, None, &Request::Jobs, Duration::from_secs(1)).unwrap_err();
+        let to = Target {
+            addr: addr.clone(),
+            ..Target::default()
+        };
+        let err = call(&to, &Request::Jobs, Duration::from_secs(1)).unwrap_err();
         assert!(err.to_string().contains(&addr), "{err}");
         assert_eq!(err.exit_code(), 1);
+    }
+
+    #[test]
+    fn the_token_is_not_sent_in_clear_beyond_loopback() {
+        // TEST-NET-1: never reached, as the refusal comes before any connection.
+        let to = Target {
+            addr: "192.0.2.1:7979".into(),
+            token: Some("t0k".into()),
+            ..Target::default()
+        };
+        let err = call(&to, &Request::Jobs, Duration::from_secs(1)).unwrap_err();
+        let msg = err.to_string();
+        assert_eq!(err.exit_code(), 2, "{msg}");
+        assert!(
+            msg.contains("--tls-ca") && msg.contains("--insecure-plaintext"),
+            "{msg}"
+        );
+        assert!(!msg.contains("t0k"), "{msg}");
+        // With the flag it is sent (here: the connection to TEST-NET-1 fails instead).
+        let to = Target {
+            insecure_plaintext: true,
+            ..to
+        };
+        let err = call(&to, &Request::Jobs, Duration::from_secs(1)).unwrap_err();
+        assert!(err.to_string().contains("cannot reach"), "{err}");
     }
 }

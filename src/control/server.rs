@@ -2,7 +2,10 @@
 //! `shutdown` requests (see [`protocol`](super::protocol)), one thread per connection within
 //! [`crate::metrics::listener`]'s limits: at most [`MAX_PENDING`] connections still sending
 //! their request, [`REQUEST_DEADLINE`] for a whole one, [`MAX_REQUEST`] bytes. A request
-//! without the cluster's token is answered `unauthorized` (see [`auth`](super::auth)).
+//! without the cluster's token is answered `unauthorized` (see [`auth`](super::auth)); with
+//! `--tls-cert`, requests come over TLS only ([`tls`](super::tls)). A peer (an IP address)
+//! has at most [`MAX_IN_SERVICE_PER_PEER`] authenticated requests in service at once, so a
+//! client holding the token cannot tie up the endpoint's threads with slow submissions.
 //!
 //! A submitted job may touch only files under the cluster's allowed directories
 //! ([`confine`](super::confine)).
@@ -11,8 +14,9 @@
 //! output exist (Kafka topics, input file, lookup tables). So a bad spec is reported to the
 //! submitter with its file, line and field, and never reaches the workers.
 
+use std::collections::HashMap;
 use std::io::Write;
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Sender};
@@ -23,8 +27,9 @@ use super::auth;
 use super::confine::AllowDirs;
 use super::protocol::{self, Reply, Request, MAX_REQUEST, UNAUTHORIZED};
 use super::session::{lock, Command, JobRequest, Proposal, Shared};
+use super::tls::{self, Conn};
 use crate::kafka::KafkaConn;
-use crate::metrics::listener::{self, ReadError, Slot};
+use crate::metrics::listener::{self, ReadError, Slot, Socket};
 use crate::spec::plan::{JobPlan, SourceKind};
 use crate::Error;
 
@@ -42,6 +47,12 @@ const APPLY_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long the checks of a submission may wait for Kafka metadata.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Authenticated requests of one peer (IP address) in service at once: a submission waits
+/// for Kafka metadata and for the workers, so each one holds a thread for a while.
+pub const MAX_IN_SERVICE_PER_PEER: usize = 8;
+/// Authenticated requests in service at once, all peers together.
+pub const MAX_IN_SERVICE: usize = 64;
+
 /// How the control endpoint admits requests and jobs.
 #[derive(Clone, Debug, Default)]
 pub struct Access {
@@ -49,6 +60,8 @@ pub struct Access {
     pub token_file: Option<PathBuf>,
     /// Directories submitted jobs may use; empty: the current directory.
     pub allow_dirs: Vec<PathBuf>,
+    /// The certificate (chain) and private key files of the port's TLS; `None`: plain TCP.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 /// A token file this process wrote; removed when the endpoint's process ends.
@@ -60,10 +73,70 @@ impl Drop for TokenFile {
     }
 }
 
+/// Counts the requests in service, per peer and in all.
+#[derive(Default)]
+struct InService {
+    per_peer: Mutex<HashMap<IpAddr, usize>>,
+    limit_per_peer: usize,
+    limit: usize,
+}
+
+/// A request's place in service; given back when dropped.
+struct Serving<'a> {
+    of: &'a InService,
+    peer: IpAddr,
+}
+
+impl InService {
+    fn new(limit_per_peer: usize, limit: usize) -> InService {
+        InService {
+            per_peer: Mutex::default(),
+            limit_per_peer,
+            limit,
+        }
+    }
+
+    /// A place for one more request of `peer`, or the reason there is none.
+    fn enter(&self, peer: IpAddr) -> Result<Serving<'_>, Error> {
+        let mut m = lock(&self.per_peer);
+        let total: usize = m.values().sum();
+        let mine = m.get(&peer).copied().unwrap_or(0);
+        if mine >= self.limit_per_peer {
+            return Err(Error::Runtime(format!(
+                "too many requests in service from {peer} (at most {}): retry when one has \
+                 been answered",
+                self.limit_per_peer
+            )));
+        }
+        if total >= self.limit {
+            return Err(Error::Runtime(format!(
+                "too many requests in service (at most {}): retry later",
+                self.limit
+            )));
+        }
+        m.insert(peer, mine + 1);
+        Ok(Serving { of: self, peer })
+    }
+}
+
+impl Drop for Serving<'_> {
+    fn drop(&mut self) {
+        let mut m = lock(&self.of.per_peer);
+        if let Some(n) = m.get_mut(&self.peer) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&self.peer);
+            }
+        }
+    }
+}
+
 struct Endpoint {
     shared: Arc<Shared>,
     token: String,
     allow: AllowDirs,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    in_service: InService,
     to_workers: Mutex<Sender<Proposal>>,
     tickets: AtomicU64,
     env_brokers: Option<String>,
@@ -77,7 +150,18 @@ pub fn start(
     shared: &Arc<Shared>,
 ) -> Result<(SocketAddr, Option<TokenFile>), Error> {
     let allow = AllowDirs::new(&access.allow_dirs)?;
+    let tls = match &access.tls {
+        Some((cert, key)) => Some(tls::server(cert, key)?),
+        None => None,
+    };
     let (listener, local) = crate::metrics::server::bind_exactly("--control", addr)?;
+    if tls.is_none() && !local.ip().is_loopback() {
+        eprintln!(
+            "logflow cluster: warning: the control port {local} is not on a loopback address \
+             and has no TLS: requests and the token cross the network in clear (--tls-cert, \
+             --tls-key)"
+        );
+    }
     let (token, written) = match &access.token_file {
         Some(f) => (auth::read(f)?, None),
         None => {
@@ -103,6 +187,8 @@ pub fn start(
         shared: Arc::clone(shared),
         token,
         allow,
+        tls,
+        in_service: InService::new(MAX_IN_SERVICE_PER_PEER, MAX_IN_SERVICE),
         to_workers: Mutex::new(tx),
         tickets: AtomicU64::new(1),
         env_brokers: std::env::var(crate::kafka::BROKERS_ENV)
@@ -126,11 +212,13 @@ pub fn start(
 }
 
 impl Endpoint {
-    fn handle(&self, mut stream: TcpStream, slot: &Slot) {
+    fn handle(&self, stream: TcpStream, slot: &Slot) {
         let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
         let deadline = listener::deadline(REQUEST_DEADLINE);
-        let read =
-            listener::read_request(&mut stream, deadline, MAX_REQUEST, |b| b.contains(&b'\n'));
+        let Some(mut conn) = self.accept(stream, deadline) else {
+            return;
+        };
+        let read = listener::read_request(&mut conn, deadline, MAX_REQUEST, |b| b.contains(&b'\n'));
         slot.release();
         let unauthorized = || Reply::Error {
             message: UNAUTHORIZED.into(),
@@ -139,7 +227,13 @@ impl Endpoint {
         let reply = match read {
             Ok(line) => match protocol::parse_line(&line) {
                 Some((token, req)) if auth::matches(&self.token, &token) => match req {
-                    Ok(req) => self.serve(req),
+                    Ok(req) => match conn.socket().peer_addr() {
+                        Ok(peer) => match self.in_service.enter(peer.ip()) {
+                            Ok(_serving) => self.serve(req),
+                            Err(e) => Reply::error(&e),
+                        },
+                        Err(_) => return,
+                    },
                     Err(e) => Reply::error(&Error::Usage(format!("not a control request: {e}"))),
                 },
                 _ => unauthorized(),
@@ -152,13 +246,32 @@ impl Endpoint {
             ))),
             Err(ReadError::Closed | ReadError::Io(_)) => return,
         };
-        let mut out = serde_json::to_vec(&reply).unwrap_or_default();
-        out.push(b'\n');
-        let _ = stream.write_all(&out);
-        // Whatever the client still sends (a request over the bound) is read and dropped
-        // until the deadline, so that the reply is not lost to a reset.
-        let _ = stream.shutdown(Shutdown::Write);
-        listener::drain(&mut stream, deadline);
+        reply_and_close(&mut conn, &reply, deadline);
+    }
+
+    /// The connection as this port speaks it: TLS if it has a certificate. A client speaking
+    /// the other way is answered in its own terms (a plain error line) or closed, at once.
+    fn accept(&self, stream: TcpStream, deadline: std::time::Instant) -> Option<Conn> {
+        let first = first_byte(&stream, deadline);
+        match (&self.tls, first) {
+            (Some(config), Some(tls::HANDSHAKE)) => {
+                let conn = rustls::ServerConnection::new(Arc::clone(config)).ok()?;
+                Some(Conn::Tls(Box::new(rustls::StreamOwned::new(conn, stream))))
+            }
+            (Some(_), Some(_)) => {
+                let reply = Reply::error(&Error::Usage(
+                    "this control port takes TLS only: give the client --tls-ca FILE (the CA \
+                     of the cluster's certificate)"
+                        .into(),
+                ));
+                reply_and_close(&mut Conn::Plain(stream), &reply, deadline);
+                None
+            }
+            // A TLS client on a plain port: nothing it could read; closing tells it at once.
+            (None, Some(tls::HANDSHAKE)) => None,
+            (None, _) => Some(Conn::Plain(stream)),
+            (Some(_), None) => None,
+        }
     }
 
     fn serve(&self, req: Request) -> Reply {
@@ -218,6 +331,34 @@ impl Endpoint {
     }
 }
 
+/// The first byte the client sent, waiting until `deadline` at most.
+fn first_byte(stream: &TcpStream, deadline: std::time::Instant) -> Option<u8> {
+    let mut b = [0u8; 1];
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            return None;
+        }
+        match stream.peek(&mut b) {
+            Ok(1) => return Some(b[0]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            _ => return None,
+        }
+    }
+}
+
+/// Writes `reply` and closes the connection.
+fn reply_and_close(conn: &mut Conn, reply: &Reply, deadline: std::time::Instant) {
+    let mut out = serde_json::to_vec(reply).unwrap_or_default();
+    out.push(b'\n');
+    let _ = conn.write_all(&out);
+    conn.finish();
+    // Whatever the client still sends (a request over the bound) is read and dropped
+    // until the deadline, so that the reply is not lost to a reset.
+    let _ = conn.socket().shutdown(Shutdown::Write);
+    listener::drain(conn.socket(), deadline);
+}
+
 /// Checks a job's input and output exist before the workers build it, so the submitter gets
 /// the error (the same checks every process makes again when it opens them).
 fn preflight(plan: &JobPlan) -> Result<(), Error> {
@@ -254,4 +395,28 @@ fn preflight(plan: &JobPlan) -> Result<(), Error> {
     crate::runtime::output_conn(plan, METADATA_TIMEOUT)?;
     crate::sources::lookup::Tables::load(&plan.lookups)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_in_service_are_capped_per_peer_and_in_all() {
+        let limits = InService::new(2, 3);
+        let (a, b): (IpAddr, IpAddr) = ([10, 0, 0, 1].into(), [10, 0, 0, 2].into());
+        let a1 = limits.enter(a).unwrap();
+        let a2 = limits.enter(a).unwrap();
+        let e = limits.enter(a).err().unwrap();
+        assert!(e.to_string().contains("from 10.0.0.1 (at most 2)"), "{e}");
+        let b1 = limits.enter(b).unwrap();
+        // Three in service: the total is reached, for any peer.
+        let e = limits.enter(b).err().unwrap();
+        assert!(e.to_string().contains("(at most 3)"), "{e}");
+        drop(a1);
+        let _b2 = limits.enter(b).unwrap();
+        drop((a2, b1));
+        let _a = limits.enter(a).unwrap();
+        let _a = limits.enter(a).unwrap();
+    }
 }

@@ -76,6 +76,18 @@ where
     }
 }
 
+/// A connection read under a deadline: the bytes come through it (plain or TLS), the read
+/// timeouts are set on its socket.
+pub trait Socket: Read {
+    fn socket(&self) -> &TcpStream;
+}
+
+impl Socket for TcpStream {
+    fn socket(&self) -> &TcpStream {
+        self
+    }
+}
+
 /// Why a request could not be read.
 #[derive(Debug)]
 pub enum ReadError {
@@ -91,8 +103,8 @@ pub enum ReadError {
 /// Reads from `stream` until `complete` says the bytes so far hold a whole request, at most
 /// `max` bytes and until `deadline` in all (not per read: a client sending one byte a
 /// second is cut at the deadline like a silent one).
-pub fn read_request(
-    stream: &mut TcpStream,
+pub fn read_request<S: Socket>(
+    stream: &mut S,
     deadline: Instant,
     max: usize,
     complete: impl Fn(&[u8]) -> bool,
@@ -104,7 +116,10 @@ pub fn read_request(
         if left.is_zero() {
             return Err(ReadError::Deadline);
         }
-        stream.set_read_timeout(Some(left)).map_err(ReadError::Io)?;
+        stream
+            .socket()
+            .set_read_timeout(Some(left))
+            .map_err(ReadError::Io)?;
         let n = match stream.read(&mut chunk) {
             Ok(0) => return Err(ReadError::Closed),
             Ok(n) => n,
@@ -133,7 +148,8 @@ pub fn read_request(
 
 /// Reads and drops what the client still sends, until it closes or `deadline`: closing a
 /// socket with unread input resets it, and the reset can discard the reply already written.
-pub fn drain(stream: &mut TcpStream, deadline: Instant) {
+pub fn drain(stream: &TcpStream, deadline: Instant) {
+    let mut stream = stream;
     let mut chunk = [0u8; 8192];
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -194,7 +210,7 @@ mod tests {
                 };
                 let _ = s.write_all(answer.as_bytes());
                 let _ = s.shutdown(Shutdown::Write);
-                drain(&mut s, deadline(Duration::from_secs(1)));
+                drain(&s, deadline(Duration::from_secs(1)));
             })
         });
         addr
