@@ -22,6 +22,7 @@ use signal_hook::iterator::Signals;
 
 use super::run::JobArgs;
 use crate::runtime::cluster::read_hostfile;
+use crate::runtime::cluster::{new_peer_key, PEER_KEY_ENV};
 use crate::runtime::Accounting;
 use crate::Error;
 
@@ -190,10 +191,17 @@ pub(crate) fn supervise(
         .map_err(|e| Error::Runtime(format!("cannot handle signals: {e}")))?;
     let signal_handle = signals.handle();
 
+    // The processes started here share a fresh peer key (unless the operator gave one), so
+    // nothing else on the machine can pose as one of them while they connect.
+    let peer_key = match std::env::var(PEER_KEY_ENV) {
+        Ok(k) if !k.trim().is_empty() => k,
+        _ => new_peer_key()?,
+    };
     let mut procs: Vec<Proc> = Vec::with_capacity(n);
     for i in 0..n {
         let spawned = command(i).and_then(|mut cmd| {
             cmd.env(SUPERVISOR_ENV, std::process::id().to_string())
+                .env(PEER_KEY_ENV, &peer_key)
                 .stderr(Stdio::piped())
                 .spawn()
                 .map_err(|e| Error::Runtime(format!("starting process {i}: {e}")))

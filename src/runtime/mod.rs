@@ -72,7 +72,7 @@ impl Cluster {
         crate::metrics::Identity::of(plan, self.process, self.processes, self.threads)
     }
 
-    pub(crate) fn layout(&self) -> Layout {
+    pub(crate) fn layout(&self) -> Result<Layout, Error> {
         let addresses = if self.addresses.is_empty() {
             (0..self.processes)
                 .map(|i| format!("127.0.0.1:{}", 2101 + i))
@@ -80,12 +80,13 @@ impl Cluster {
         } else {
             self.addresses.clone()
         };
-        Layout {
+        Ok(Layout {
             threads: self.threads,
             process: self.process,
             addresses,
             peer_timeout: self.peer_timeout,
-        }
+            peer_key: cluster::peer_key_from_env()?,
+        })
     }
 
     /// Connects this process to its peers (when there are several; `label` starts the line
@@ -97,7 +98,7 @@ impl Cluster {
         body: impl FnOnce(Option<Network>, Option<Arc<Watchdog>>) -> Result<T, Error>,
     ) -> Result<T, Error> {
         let network = if self.processes > 1 {
-            let layout = self.layout();
+            let layout = self.layout()?;
             let started = std::time::Instant::now();
             let network = Network::connect(&layout)?;
             eprintln!(
