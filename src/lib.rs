@@ -19,7 +19,7 @@
 //! | 4 | [`parse`] | bytes to [`record::Event`]s, per input format |
 //! | 3 | [`gen`] | the synthetic log and user-event generator |
 //! | 2 | [`record`] | the record model: events, values, fields, result rows |
-//! | 1 | [`time`] | event time: civil dates, RFC 3339, durations, window assignment |
+//! | 1 | [`time`], [`sandbox`] | event time: civil dates, RFC 3339, durations, window assignment; the directories a cluster's jobs may open files in |
 //! | 0 | [`error`] | the crate's error type |
 
 pub mod agg;
@@ -34,6 +34,7 @@ pub mod operators;
 pub mod parse;
 pub mod record;
 pub mod runtime;
+pub mod sandbox;
 pub mod sinks;
 pub mod sources;
 pub mod spec;

@@ -85,6 +85,21 @@ group_by = ["service"]
 select = ["count() as n"]
 "#;
 
+/// Reads the files dropped into `incoming/` (next to the spec), ends 3 s after the last.
+const DIRECTORY: &str = r#"name = "watcher"
+[source]
+kind = "directory"
+path = "incoming"
+pattern = "*.jsonl"
+format = "json"
+end_after_idle = "3s"
+[[analysis]]
+name = "per_service"
+window = { size = "1m" }
+group_by = ["service"]
+select = ["count() as n"]
+"#;
+
 fn with_lookup(path: &str) -> String {
     format!(
         "{BATCH}[[lookup]]\nname = \"x\"\npath = \"{path}\"\nformat = \"csv\"\nkey = \"nope\"\n\
@@ -366,6 +381,53 @@ fn attacks_on_the_control_port_are_refused_while_jobs_run() {
     }
     assert!(out_ok.join("per_service.jsonl").exists());
     still_running("the batch job");
+
+    // A symlink that leads out of the allowed directory, swapped in after the submission was
+    // checked: a directory source picks it up while it runs, and the open refuses it (the
+    // check is made on the file as opened); the job reads only the real file next to it.
+    let incoming = allowed.join("incoming");
+    std::fs::create_dir_all(&incoming).unwrap();
+    let reply = request(
+        &addr,
+        submit(
+            DIRECTORY,
+            &spec_path,
+            json!({"output_dir": allowed.join("dir-out"), "stop_at_end": true}),
+        ),
+        t,
+    );
+    assert_eq!(reply["reply"], "submitted", "{reply}");
+    let watcher = reply["job"].as_u64().unwrap();
+    std::os::unix::fs::symlink(&secret_in, incoming.join("a-swapped.jsonl")).unwrap();
+    std::fs::copy(&input, allowed.join(".b.jsonl")).unwrap();
+    std::fs::rename(allowed.join(".b.jsonl"), incoming.join("b.jsonl")).unwrap();
+    let started = Instant::now();
+    let finished = loop {
+        let jobs = request(&addr, json!({"op": "jobs"}), t);
+        let job = jobs["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["id"] == watcher)
+            .cloned()
+            .unwrap();
+        if job["state"] != "running" {
+            break job;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "{jobs}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(finished["state"], "finished", "{finished}");
+    // 2,000 lines of b.jsonl, none of the 2,000 of the file outside.
+    assert_eq!(finished["records_in"], 2000, "{finished}");
+    let log = cluster.stderr_text();
+    assert!(
+        log.contains("directory source skipped")
+            && log.contains("a-swapped.jsonl")
+            && log.contains("outside the allowed directories"),
+        "{log}"
+    );
+    still_running("a symlink swapped in after the submission");
 
     let out = bin()
         .args(["cluster", "stop", "--cluster", &addr, "--token-file"])

@@ -105,7 +105,7 @@ impl Checkpoints {
         // process of an earlier run still alive) would write the same epochs and files.
         let lock = if leader {
             let path = store.dir().join("LOCK");
-            let f = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
+            let f = crate::sandbox::create(&path, false).map_err(|e| Error::io(&path, e))?;
             match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
                 Ok(lock) => Some(lock),
                 Err((_, Errno::EWOULDBLOCK)) => {

@@ -99,7 +99,7 @@ fn write_temp<'a>(path: &'a Path, bytes: &[u8]) -> Result<(PathBuf, &'a Path), E
         std::process::id(),
         std::thread::current().id()
     ));
-    let mut f = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    let mut f = crate::sandbox::create(&tmp, false).map_err(|e| Error::io(&tmp, e))?;
     f.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
     f.sync_all().map_err(|e| Error::io(&tmp, e))?;
     Ok((tmp, dir))
@@ -137,7 +137,7 @@ impl Store {
     /// Opens (creating it if needed) a checkpoint directory.
     pub fn open(dir: impl Into<PathBuf>) -> Result<Store, Error> {
         let dir = dir.into();
-        fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        crate::sandbox::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         Ok(Store { dir })
     }
 
@@ -148,7 +148,7 @@ impl Store {
     /// Writes worker `worker`'s part of checkpoint `epoch`.
     pub fn write_part(&self, epoch: u64, worker: usize, payload: &[u8]) -> Result<(), Error> {
         let dir = self.epoch_dir(epoch);
-        fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        crate::sandbox::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         write_atomic(&dir.join(format!("worker-{worker}.part")), &frame(payload))
     }
 
@@ -181,7 +181,7 @@ impl Store {
     /// The manifest's payload of checkpoint `epoch` once it is complete (`Ok(None)`: not yet).
     pub fn manifest(&self, epoch: u64) -> Result<Option<Vec<u8>>, Error> {
         let path = self.epoch_dir(epoch).join(MANIFEST);
-        let bytes = match fs::read(&path) {
+        let bytes = match crate::sandbox::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Error::io(&path, e)),
@@ -235,7 +235,8 @@ impl Store {
         let dir = self.epoch_dir(epoch);
         let read = |name: &str| -> Result<Vec<u8>, String> {
             let path = dir.join(name);
-            let bytes = fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let bytes =
+                crate::sandbox::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
             unframe(&bytes)
                 .map(<[u8]>::to_vec)
                 .map_err(|why| format!("{}: {why}", path.display()))

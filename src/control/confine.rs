@@ -3,9 +3,8 @@
 //! source, output directory, lookup tables, checkpoint directory) must resolve, as the
 //! operating system resolves it (`..` and symlinks followed), to a place under one of them.
 //!
-//! The check runs at submission, before any worker opens anything. A symlink swapped in
-//! between the check and the open is not caught: the allowed directories are the operator's,
-//! so whoever can write there is trusted as far as they are.
+//! The check runs at submission, before any worker opens anything, and again on every file as
+//! it is opened ([`crate::sandbox`]), so a symlink swapped in between the two does not escape.
 
 use std::path::{Component, Path, PathBuf};
 

@@ -39,6 +39,13 @@ pub fn serve(cluster: &Cluster, control: &str, access: &server::Access) -> Resul
         flag::register(sig, Arc::clone(&shared.stop))
             .map_err(|e| Error::Runtime(format!("cannot handle signals: {e}")))?;
     }
+    // Every process opens its jobs' files only under the allowed directories, checked again
+    // at each open (a symlink swapped after the submission's check does not escape).
+    crate::sandbox::confine(
+        confine::AllowDirs::new(&access.allow_dirs)?
+            .roots()
+            .to_vec(),
+    );
     // The endpoint is bound before the peers connect: a taken port fails at once.
     let endpoint = if cluster.process == 0 {
         Some(server::start(control, access, &shared)?)

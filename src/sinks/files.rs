@@ -2,7 +2,7 @@
 //! `DIR/<job>.late.jsonl`. Every file is created at start, so an analysis with no rows leaves an
 //! empty file rather than none.
 
-use std::fs::{self, File};
+use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -23,12 +23,7 @@ impl Out {
     /// A new, empty file; or, for a job restored from a checkpoint, the file as it is, written
     /// on at its end (after [`Sink::restore`] cut it back to the checkpoint's length).
     fn open(path: PathBuf, resuming: bool) -> Result<Self, Error> {
-        let f = if resuming {
-            fs::OpenOptions::new().create(true).append(true).open(&path)
-        } else {
-            File::create(&path)
-        }
-        .map_err(|e| Error::io(&path, e))?;
+        let f = crate::sandbox::create(&path, resuming).map_err(|e| Error::io(&path, e))?;
         Ok(Out {
             path,
             w: BufWriter::with_capacity(1 << 16, f),
@@ -55,7 +50,7 @@ pub struct FilesSink {
 impl FilesSink {
     /// Creates the files; `resuming` (a job restored from a checkpoint) keeps what they hold.
     pub fn create(dir: &Path, plan: Arc<JobPlan>, resuming: bool) -> Result<Self, Error> {
-        fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        crate::sandbox::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let analyses = plan
             .analyses
             .iter()

@@ -134,7 +134,15 @@ impl PartitionReader for DirectoryReader {
                     break;
                 };
                 let name = path.display().to_string();
-                let reader = FileReader::open(&name, self.max_record)?;
+                // A file gone since the listing, or refused (a cluster job's symlink that
+                // leads out of the allowed directories) is skipped, said so, not fatal.
+                let reader = match FileReader::open(&name, self.max_record) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        eprintln!("logflow: directory source skipped {e}");
+                        continue;
+                    }
+                };
                 self.files.push((self.next_base, name));
                 self.current = Some((reader, self.next_base));
                 started += 1;

@@ -1,8 +1,8 @@
 //! Line-delimited files (or stdin), streamed in large blocks: memory stays bounded by the block
 //! size and the record limit, whatever the file size.
 
-use std::fs::File;
 use std::io::{self, Read};
+use std::path::Path;
 
 use super::{PartitionReader, ReadStatus, RecordBatch};
 use crate::record::Origin;
@@ -35,7 +35,7 @@ impl FileReader {
         let input: Box<dyn Read + Send> = if path == "-" {
             Box::new(io::stdin())
         } else {
-            Box::new(File::open(path).map_err(|e| Error::io(path, e))?)
+            Box::new(crate::sandbox::open_read(Path::new(path)).map_err(|e| Error::io(path, e))?)
         };
         Ok(Self::from_reader(path, input, max_record))
     }

@@ -219,7 +219,7 @@ impl Table {
     fn read(&mut self) -> Result<(), String> {
         let p = &self.plan;
         let before = stamp(&p.path).map_err(|e| e.to_string())?;
-        let text = std::fs::read_to_string(&p.path).map_err(|e| e.to_string())?;
+        let text = crate::sandbox::read_to_string(&p.path).map_err(|e| e.to_string())?;
         let names: Vec<String> = p.fields.iter().map(|(f, _)| f.clone()).collect();
         self.rows = parse_table(&text, p.format, &p.key, &names)?;
         self.stamp = Some(before);
