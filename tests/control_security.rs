@@ -85,20 +85,16 @@ group_by = ["service"]
 select = ["count() as n"]
 "#;
 
-/// Reads the files dropped into `incoming/` (next to the spec), ends 3 s after the last.
-const DIRECTORY: &str = r#"name = "watcher"
-[source]
-kind = "directory"
-path = "incoming"
-pattern = "*.jsonl"
-format = "json"
-end_after_idle = "3s"
-[[analysis]]
-name = "per_service"
-window = { size = "1m" }
-group_by = ["service"]
-select = ["count() as n"]
-"#;
+/// Reads the files dropped into `incoming`, ends 5 s after the last.
+fn directory(incoming: &Path) -> String {
+    format!(
+        "name = \"watcher\"\n[source]\nkind = \"directory\"\npath = \"{}\"\n\
+         pattern = \"*.jsonl\"\nformat = \"json\"\nend_after_idle = \"5s\"\n\
+         [[analysis]]\nname = \"per_service\"\nwindow = {{ size = \"1m\" }}\n\
+         group_by = [\"service\"]\nselect = [\"count() as n\"]\n",
+        incoming.display()
+    )
+}
 
 fn with_lookup(path: &str) -> String {
     format!(
@@ -382,15 +378,18 @@ fn attacks_on_the_control_port_are_refused_while_jobs_run() {
     assert!(out_ok.join("per_service.jsonl").exists());
     still_running("the batch job");
 
-    // A symlink that leads out of the allowed directory, swapped in after the submission was
-    // checked: a directory source picks it up while it runs, and the open refuses it (the
-    // check is made on the file as opened); the job reads only the real file next to it.
+    // A symlink swapped after the submission was checked: the directory source's folder is a
+    // link to a folder inside at submission, then to the folder outside while the job runs.
+    // The files listed there are refused as opened (the check is made on the file as
+    // opened), and the job reads only the file dropped in once the link points inside again.
+    let real_in = allowed.join("real-in");
+    std::fs::create_dir_all(&real_in).unwrap();
     let incoming = allowed.join("incoming");
-    std::fs::create_dir_all(&incoming).unwrap();
+    std::os::unix::fs::symlink(&real_in, &incoming).unwrap();
     let reply = request(
         &addr,
         submit(
-            DIRECTORY,
+            &directory(&incoming),
             &spec_path,
             json!({"output_dir": allowed.join("dir-out"), "stop_at_end": true}),
         ),
@@ -398,9 +397,16 @@ fn attacks_on_the_control_port_are_refused_while_jobs_run() {
     );
     assert_eq!(reply["reply"], "submitted", "{reply}");
     let watcher = reply["job"].as_u64().unwrap();
-    std::os::unix::fs::symlink(&secret_in, incoming.join("a-swapped.jsonl")).unwrap();
+    let swap = |to: &Path| {
+        let tmp = allowed.join(".incoming");
+        std::os::unix::fs::symlink(to, &tmp).unwrap();
+        std::fs::rename(&tmp, &incoming).unwrap();
+    };
+    swap(&outside);
+    cluster.wait_for("directory source skipped", Duration::from_secs(30));
+    swap(&real_in);
     std::fs::copy(&input, allowed.join(".b.jsonl")).unwrap();
-    std::fs::rename(allowed.join(".b.jsonl"), incoming.join("b.jsonl")).unwrap();
+    std::fs::rename(allowed.join(".b.jsonl"), real_in.join("b.jsonl")).unwrap();
     let started = Instant::now();
     let finished = loop {
         let jobs = request(&addr, json!({"op": "jobs"}), t);
@@ -423,7 +429,7 @@ fn attacks_on_the_control_port_are_refused_while_jobs_run() {
     let log = cluster.stderr_text();
     assert!(
         log.contains("directory source skipped")
-            && log.contains("a-swapped.jsonl")
+            && log.contains("incoming/secret.jsonl")
             && log.contains("outside the allowed directories"),
         "{log}"
     );
