@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::cluster::Proc;
-use common::kafka::{file_results, gen, LOG_ANALYSES};
+use common::kafka::{file_results, gen, variant_spec, LOG_ANALYSES};
 use common::rows::assert_same_rows;
 use common::{accounting, bin, read_jsonl, repo, tmpdir};
 use serde_json::Value;
@@ -38,6 +38,15 @@ fn control() -> String {
         .and_then(|p| p.parse().ok())
         .unwrap_or(19479);
     format!("127.0.0.1:{}", port + 9)
+}
+
+/// The control endpoint of the cluster that runs the job with SASL_SSL in its spec: plus 10.
+fn spec_control() -> String {
+    let port: u16 = std::env::var("LOGFLOW_IT_CONTROL_PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(19479);
+    format!("127.0.0.1:{}", port + 10)
 }
 
 fn text(out: &Output) -> String {
@@ -277,6 +286,105 @@ fn log_job_over_sasl_ssl_equals_file_mode_and_shows_no_secret() {
         assert_eq!(n, expected[&topic].len(), "SASL_SSL: {topic}");
     }
     assert!(!expected["log-analysis.dead-letter"].is_empty());
+
+    // The same job submitted to a cluster that has no Kafka settings of its own: everything
+    // it needs (SASL_SSL, SCRAM, user, password, the CA by value) stands in the submitted
+    // spec's `properties`, which pass the allow-list and reach the submitter's broker.
+    let job = "specprops";
+    let mut create = vec!["create".to_string(), b.address.clone()];
+    create.extend(
+        ["dead-letter", "late"]
+            .iter()
+            .map(|s| format!("{job}.{s}:1"))
+            .chain(LOG_ANALYSES.iter().map(|a| format!("{job}.{a}:2"))),
+    );
+    b.client(&create.iter().map(String::as_str).collect::<Vec<_>>());
+    let ca_pem = std::fs::read_to_string(b.setting("ssl.ca.location")).unwrap();
+    let mut props = String::new();
+    for (k, v) in [
+        ("security.protocol", "SASL_SSL".to_string()),
+        ("sasl.mechanisms", "SCRAM-SHA-512".to_string()),
+        ("sasl.username", b.setting("sasl.username")),
+        ("sasl.password", password.clone()),
+        ("ssl.ca.pem", ca_pem),
+    ] {
+        // A TOML basic string: Rust's escapes of these ASCII values are TOML's.
+        props.push_str(&format!("\"{k}\" = {v:?}\n"));
+    }
+    let base = std::fs::read_to_string(variant_spec(job, "5s", &dir)).unwrap();
+    let spec = base.replacen(
+        "[source]\n",
+        &format!("[sink.properties]\n{props}\n[source.properties]\n{props}\n[source]\n"),
+        1,
+    );
+    assert_ne!(spec, base);
+    let spec_path = dir.join("specprops.toml");
+    std::fs::write(&spec_path, &spec).unwrap();
+    let addr = spec_control();
+    let mut c = bin();
+    c.args(["cluster", "start", "-n", "1", "-w", "2", "--control", &addr])
+        .arg("--allow-dir")
+        .arg(&dir)
+        .env_remove("LOGFLOW_BROKERS");
+    let mut cluster = Proc::spawn(c, &dir, "specprops-cluster", Stdio::null());
+    cluster.wait_for("control endpoint at", Duration::from_secs(60));
+    let submit = bin()
+        .args(["submit", spec_path.to_str().unwrap(), "--cluster", &addr])
+        .args(["--brokers", &b.address, "--topic", "logs", "--stop-at-end"])
+        .output()
+        .unwrap();
+    assert!(submit.status.success(), "submit: {}", text(&submit));
+    assert_hidden(&text(&submit), &password, "submit");
+    let started = Instant::now();
+    loop {
+        let jobs = bin()
+            .args(["jobs", "--json", "--cluster", &addr])
+            .output()
+            .unwrap();
+        let listed = text(&jobs);
+        assert_hidden(&listed, &password, "jobs --json");
+        if listed.contains("\"state\":\"finished\"") {
+            assert!(listed.contains("\"records_in\":30000"), "{listed}");
+            break;
+        }
+        assert!(
+            !listed.contains("\"state\":\"failed\""),
+            "the job failed: {listed}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "the job did not finish: {listed}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let _ = bin().args(["cluster", "stop", "--cluster", &addr]).output();
+    let _ = cluster.wait(Duration::from_secs(60));
+    assert_hidden(&cluster.stderr_text(), &password, "cluster log");
+    for a in LOG_ANALYSES {
+        let file = dir.join(format!("{job}.{a}.dump.jsonl"));
+        b.client(&[
+            "dump",
+            &b.address,
+            &format!("{job}.{a}"),
+            file.to_str().unwrap(),
+        ]);
+        let rows: Vec<Value> = read_jsonl(&file)
+            .iter()
+            .map(|r| serde_json::from_str(r["value"].as_str().unwrap()).unwrap())
+            .collect();
+        assert_same_rows(&rows, &expected[a], &format!("spec properties: {a}"));
+    }
+    for side in ["dead-letter", "late"] {
+        let n: usize = b
+            .client(&["count", &b.address, &format!("{job}.{side}")])
+            .parse()
+            .unwrap();
+        assert_eq!(
+            n,
+            expected[&format!("log-analysis.{side}")].len(),
+            "spec properties: {side}"
+        );
+    }
 
     // A wrong password fails, says why, and is not shown (nor the right one).
     let wrong = "wrong-pw-Zq7xK2mV9";
