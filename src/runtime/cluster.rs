@@ -136,10 +136,10 @@ impl Network {
         };
         let bind = &layout.addresses[me];
         let listener = TcpListener::bind(bind)
-            .map_err(|e| Error::Runtime(format!("process {me} cannot listen on {bind}: {e}")))?;
+            .map_err(|e| Error::Endpoint(format!("process {me} cannot listen on {bind}: {e}")))?;
         listener
             .set_nonblocking(true)
-            .map_err(|e| Error::Runtime(format!("listening on {bind}: {e}")))?;
+            .map_err(|e| Error::Endpoint(format!("listening on {bind}: {e}")))?;
 
         // Connect to the processes below, while this thread accepts the ones above.
         let lower = {
@@ -159,7 +159,7 @@ impl Network {
         let mut upper = accept_all(&listener, layout, hello, deadline)?;
         let lower = lower
             .join()
-            .map_err(|_| Error::Runtime("the connecting thread panicked".into()))??;
+            .map_err(|_| Error::Internal("the connecting thread panicked".into()))??;
 
         let mut data = Vec::with_capacity(n);
         let mut control = Vec::with_capacity(n);
@@ -172,14 +172,14 @@ impl Network {
         for slot in upper.iter_mut() {
             let [d, c] = slot
                 .take()
-                .ok_or_else(|| Error::Runtime("a peer connection went missing".into()))?;
+                .ok_or_else(|| Error::Peer("a peer connection went missing".into()))?;
             data.push(Some(d));
             control.push(Some(c));
         }
         for s in data.iter().flatten() {
             s.set_nodelay(true)
                 .and_then(|_| s.set_nonblocking(false))
-                .map_err(|e| Error::Runtime(format!("configuring a peer connection: {e}")))?;
+                .map_err(|e| Error::Peer(format!("configuring a peer connection: {e}")))?;
         }
         let watchdog = Watchdog::start(layout, control)?;
         Ok(Network {
@@ -209,7 +209,7 @@ impl Network {
             threads,
             hooks,
         )
-        .map_err(|e| Error::Runtime(format!("starting timely networking: {e}")))?;
+        .map_err(|e| Error::Peer(format!("starting timely networking: {e}")))?;
         Ok((
             builders.into_iter().map(AllocatorBuilder::Tcp).collect(),
             Box::new(guard),
@@ -224,7 +224,7 @@ fn dial(layout: &Layout, i: usize, hello: Hello, deadline: Instant) -> Result<Tc
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(Error::Runtime(format!(
+            return Err(Error::Peer(format!(
                 "timed out after {:?} waiting for {peer}: {last}",
                 layout.peer_timeout
             )));
@@ -270,7 +270,7 @@ fn check_answer(
 ) -> Result<TcpStream, Error> {
     let peer = layout.peer(i);
     if answer.process != i as u64 {
-        return Err(Error::Runtime(format!(
+        return Err(Error::Peer(format!(
             "{peer} answered as process {}: check the hostfile",
             answer.process
         )));
@@ -281,7 +281,7 @@ fn check_answer(
 
 fn same_layout(peer: &str, mine: Hello, theirs: Hello) -> Result<(), Error> {
     if (mine.processes, mine.threads) != (theirs.processes, theirs.threads) {
-        return Err(Error::Runtime(format!(
+        return Err(Error::Peer(format!(
             "{peer} runs with -n {} -w {}, this process with -n {} -w {}",
             theirs.processes, theirs.threads, mine.processes, mine.threads
         )));
@@ -309,7 +309,7 @@ fn accept_all(
                 .filter(|(_, [d, c])| d.is_none() || c.is_none())
                 .map(|(k, _)| layout.peer(me + 1 + k))
                 .collect();
-            return Err(Error::Runtime(format!(
+            return Err(Error::Peer(format!(
                 "timed out after {:?} waiting for {} to connect to {}",
                 layout.peer_timeout,
                 missing.join(", "),
@@ -323,7 +323,7 @@ fn accept_all(
                 continue;
             }
             Err(e) => {
-                return Err(Error::Runtime(format!(
+                return Err(Error::Peer(format!(
                     "accepting on {}: {e}",
                     layout.addresses[me]
                 )))
@@ -340,7 +340,7 @@ fn accept_all(
         let Ok(Some(theirs)) = theirs else { continue };
         let k = (theirs.process as usize).checked_sub(me + 1);
         let Some(slot) = k.and_then(|k| got.get_mut(k)) else {
-            return Err(Error::Runtime(format!(
+            return Err(Error::Peer(format!(
                 "a process at {} says it is process {} of {}: check the hostfile",
                 s.peer_addr()
                     .map_or_else(|_| "?".to_string(), |a| a.to_string()),
@@ -358,7 +358,7 @@ fn accept_all(
         let mine = hello(theirs.kind);
         mine.write(&mut s)
             .and_then(|_| s.set_read_timeout(None))
-            .map_err(|e| Error::Runtime(format!("answering {peer}: {e}")))?;
+            .map_err(|e| Error::Peer(format!("answering {peer}: {e}")))?;
         same_layout(&peer, mine, theirs)?;
         slot[index] = Some(s);
     }
@@ -392,7 +392,7 @@ impl Watchdog {
                     let r = s
                         .try_clone()
                         .and_then(|r| r.set_read_timeout(Some(timeout)).map(|_| r))
-                        .map_err(|e| Error::Runtime(format!("control connection: {e}")))?;
+                        .map_err(|e| Error::Peer(format!("control connection: {e}")))?;
                     readers.push((i, r));
                     writers.push(Some(Mutex::new(s)));
                 }
@@ -409,7 +409,7 @@ impl Watchdog {
             std::thread::Builder::new()
                 .name(format!("logflow:watch-{i}"))
                 .spawn(move || w.watch(i, r))
-                .map_err(|e| Error::Runtime(format!("starting the watchdog: {e}")))?;
+                .map_err(|e| Error::Internal(format!("starting the watchdog: {e}")))?;
         }
         let w = Arc::clone(&wd);
         std::thread::Builder::new()
@@ -420,7 +420,7 @@ impl Watchdog {
                     std::thread::sleep(beat);
                 }
             })
-            .map_err(|e| Error::Runtime(format!("starting the heartbeat: {e}")))?;
+            .map_err(|e| Error::Internal(format!("starting the heartbeat: {e}")))?;
         Ok(wd)
     }
 
