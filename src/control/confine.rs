@@ -36,6 +36,7 @@ impl AllowDirs {
         Ok(AllowDirs(roots))
     }
 
+    /// The allowed directories, resolved.
     pub fn roots(&self) -> &[PathBuf] {
         &self.0
     }

@@ -37,7 +37,7 @@ pub fn serve(cluster: &Cluster, control: &str, access: &server::Access) -> Resul
     // passing it on, so a second signal must not mean "now".)
     for sig in [SIGINT, SIGTERM] {
         flag::register(sig, Arc::clone(&shared.stop))
-            .map_err(|e| Error::Runtime(format!("cannot handle signals: {e}")))?;
+            .map_err(|e| Error::Internal(format!("cannot handle signals: {e}")))?;
     }
     // Every process opens its jobs' files only under the allowed directories, checked again
     // at each open (a symlink swapped after the submission's check does not escape).
@@ -72,10 +72,10 @@ fn run(
         timely::execute::execute_from(allocators, others, WorkerConfig::default(), move |worker| {
             session::serve(worker, &shared)
         })
-        .map_err(Error::Runtime)?;
+        .map_err(Error::Internal)?;
     for r in guards.join() {
         if let Err(e) = r {
-            return Err(Error::Runtime(format!("a worker failed: {e}")));
+            return Err(Error::Internal(format!("a worker failed: {e}")));
         }
     }
     Ok(())

@@ -102,14 +102,14 @@ impl InService {
         let total: usize = m.values().sum();
         let mine = m.get(&peer).copied().unwrap_or(0);
         if mine >= self.limit_per_peer {
-            return Err(Error::Runtime(format!(
+            return Err(Error::Peer(format!(
                 "too many requests in service from {peer} (at most {}): retry when one has \
                  been answered",
                 self.limit_per_peer
             )));
         }
         if total >= self.limit {
-            return Err(Error::Runtime(format!(
+            return Err(Error::Peer(format!(
                 "too many requests in service (at most {}): retry later",
                 self.limit
             )));
@@ -207,7 +207,7 @@ pub fn start(
                 move |s, slot| endpoint.handle(s, slot),
             )
         })
-        .map_err(|e| Error::Runtime(format!("control listener thread: {e}")))?;
+        .map_err(|e| Error::Internal(format!("control listener thread: {e}")))?;
     Ok((local, written))
 }
 
@@ -244,7 +244,7 @@ impl Endpoint {
             Err(ReadError::Deadline) => Reply::error(&Error::Usage(format!(
                 "the request did not arrive within {REQUEST_DEADLINE:?}"
             ))),
-            Err(ReadError::Closed | ReadError::Io(_)) => return,
+            Err(ReadError::Closed | ReadError::Io) => return,
         };
         reply_and_close(&mut conn, &reply, deadline);
     }
@@ -321,10 +321,10 @@ impl Endpoint {
         let (tx, rx) = mpsc::channel();
         let sent = lock(&self.to_workers).send(Proposal { command, reply: tx });
         if sent.is_err() {
-            return Reply::error(&Error::Runtime("the cluster is stopping".into()));
+            return Reply::error(&Error::Peer("the cluster is stopping".into()));
         }
         rx.recv_timeout(APPLY_TIMEOUT).unwrap_or_else(|_| {
-            Reply::error(&Error::Runtime(format!(
+            Reply::error(&Error::Peer(format!(
                 "the workers did not apply the request within {APPLY_TIMEOUT:?}"
             )))
         })

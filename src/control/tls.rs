@@ -69,7 +69,7 @@ pub fn server(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, Error> {
         .map_err(|e| pem_error("--tls-key", key, "a private key", e))?;
     let config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(VERSIONS)
-        .map_err(|e| Error::Runtime(format!("TLS: {e}")))?
+        .map_err(|e| Error::Internal(format!("TLS: {e}")))?
         .with_no_client_auth()
         .with_single_cert(chain, key)
         .map_err(|e| Error::Usage(format!("--tls-cert/--tls-key: {e}")))?;
@@ -86,7 +86,7 @@ pub fn client(ca: &Path) -> Result<Arc<ClientConfig>, Error> {
     }
     let config = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(VERSIONS)
-        .map_err(|e| Error::Runtime(format!("TLS: {e}")))?
+        .map_err(|e| Error::Internal(format!("TLS: {e}")))?
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(Arc::new(config))
@@ -166,7 +166,7 @@ pub fn connect(
         return Ok(Box::new(tcp));
     };
     let conn = ClientConnection::new(Arc::clone(config), server_name(addr)?)
-        .map_err(|e| Error::Runtime(format!("TLS to the cluster at {addr}: {e}")))?;
+        .map_err(|e| Error::Internal(format!("TLS to the cluster at {addr}: {e}")))?;
     let mut s = StreamOwned::new(conn, tcp);
     while s.conn.is_handshaking() {
         if let Err(e) = s.conn.complete_io(&mut s.sock) {
@@ -186,7 +186,7 @@ fn handshake_error(addr: &str, e: &io::Error) -> Error {
         }
         _ => "does the cluster serve TLS (cluster start --tls-cert)?",
     };
-    Error::Runtime(format!(
+    Error::Peer(format!(
         "TLS handshake with the cluster at {addr} failed: {e} ({hint})"
     ))
 }
