@@ -16,7 +16,7 @@ pub enum Fold {
     Count,
     /// `count_if(field OP number)`, the field at `slot` of the numbers.
     CountIf { slot: usize, op: BinOp, lit: Value },
-    /// `sum`, `avg`, `min`, `max` or `stddev` of the field at `slot`.
+    /// `sum`, `avg`, `min`, `max`, `stddev` or a percentile of the field at `slot`.
     Num { slot: usize },
     /// Anything else: [`AccSpec::update`] with the event.
     Event,
@@ -27,7 +27,7 @@ impl AccSpec {
     /// number.
     pub fn fold(&self, mut slot: impl FnMut(Field) -> usize) -> Fold {
         use AggFunc::*;
-        match (self.func, &self.arg) {
+        match (&self.func, &self.arg) {
             (Count, None) => Fold::Count,
             (CountIf, Some(Expr::Binary(op, a, b))) if is_comparison(*op) => {
                 match (a.as_ref(), b.as_ref()) {
@@ -41,7 +41,10 @@ impl AccSpec {
                     _ => Fold::Event,
                 }
             }
-            (Sum | Avg | Min | Max | Stddev, Some(Expr::Field(f))) => Fold::Num { slot: slot(*f) },
+            (
+                Sum | Avg | Min | Max | Stddev | Percentile(_) | PercentileExact(_),
+                Some(Expr::Field(f)),
+            ) => Fold::Num { slot: slot(*f) },
             _ => Fold::Event,
         }
     }

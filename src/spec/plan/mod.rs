@@ -19,8 +19,8 @@ mod windowed;
 
 pub use types::{
     AccSpec, AggFunc, AggNode, Analysis, AnalysisKind, CheckpointPlan, Detector, DirectoryConfig,
-    Explode, JobPlan, LookupPlan, NodeInput, SinkPlan, SocketConfig, SourceKind, SourcePlan,
-    TableFormat,
+    Explode, JobPlan, LookupPlan, NodeInput, Quantiles, SinkPlan, SocketConfig, SourceKind,
+    SourcePlan, TableFormat,
 };
 
 #[cfg(test)]
