@@ -33,11 +33,42 @@ pub struct Sketch {
 }
 
 /// Counts of consecutive bucket indices from `offset`.
+///
+/// Serialized as its non-empty buckets: a worker's partial of one batch fills a few of the
+/// hundreds of buckets a window's sketch spans, and partials cross workers and go into
+/// checkpoints. Read back through [`Store::add`], so a damaged list cannot make a store
+/// larger than its bound.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(into = "Buckets", from = "Buckets")]
 struct Store {
     offset: i32,
     counts: Vec<u64>,
 }
+
+/// (bucket index, count) of the non-empty buckets of a [`Store`].
+#[derive(Serialize, Deserialize)]
+struct Buckets(Vec<(i32, u64)>);
+
+impl From<Store> for Buckets {
+    fn from(s: Store) -> Buckets {
+        Buckets(s.buckets().collect())
+    }
+}
+
+impl From<Buckets> for Store {
+    fn from(b: Buckets) -> Store {
+        let mut s = Store::default();
+        for (i, n) in b.0 {
+            if n > 0 {
+                s.add(i.clamp(-MAX_INDEX, MAX_INDEX), n);
+            }
+        }
+        s
+    }
+}
+
+/// Beyond the index of any positive finite double (|ln x| < 745, ln γ ≈ 0.02).
+const MAX_INDEX: i32 = 40_000;
 
 fn ln_gamma() -> f64 {
     GAMMA.ln()
@@ -73,6 +104,18 @@ impl Store {
             return;
         }
         if i > self.top() {
+            // Fold what falls below the new lowest bucket first: the store never spans more
+            // than MAX_BUCKETS, however far `i` is.
+            let floor = i - (MAX_BUCKETS as i32 - 1);
+            if floor > self.offset {
+                let below = ((floor - self.offset) as usize).min(self.counts.len());
+                let low: u64 = self.counts.drain(..below).sum();
+                if self.counts.is_empty() {
+                    self.counts.push(0);
+                }
+                self.counts[0] += low;
+                self.offset = floor;
+            }
             self.counts.resize((i - self.offset + 1) as usize, 0);
         } else if i < self.offset {
             let floor = self.top() - (MAX_BUCKETS as i32 - 1);
@@ -303,6 +346,24 @@ mod tests {
         assert_eq!(a, b2);
         let exact = exact_quantile(&mut values, 0.99).unwrap();
         assert!(within(exact, a.quantile(0.99).unwrap()));
+    }
+
+    /// Serialized as non-empty buckets and read back to the same store; a damaged list of any
+    /// indices stays within the bucket bound.
+    #[test]
+    fn serialization_is_sparse_and_bounded() {
+        let mut s = Sketch::default();
+        for x in [0.001, 0.5, 0.5, 2.0, 1e6, -3.0, 0.0] {
+            s.add(x);
+        }
+        let bytes = bincode::serialize(&s).unwrap();
+        assert!(bytes.len() < 150, "{} bytes", bytes.len());
+        let back: Sketch = bincode::deserialize(&bytes).unwrap();
+        assert_eq!(back, s);
+        let wild = Buckets(vec![(i32::MAX, 1), (i32::MIN, 2), (0, 3), (-5, 0)]);
+        let store = Store::from(wild);
+        assert!(store.counts.len() <= MAX_BUCKETS);
+        assert_eq!(store.total(), 6);
     }
 
     #[test]
