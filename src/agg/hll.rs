@@ -92,6 +92,7 @@ impl Hll {
         }
     }
 
+    /// Adds another counter's values (registers by maximum, hashes by union).
     pub fn merge(&mut self, other: Hll) {
         match (&mut *self, other) {
             (Hll::Dense(a), Hll::Dense(b)) => {

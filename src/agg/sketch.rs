@@ -192,10 +192,12 @@ impl Sketch {
         true
     }
 
+    /// How many values were absorbed.
     pub fn count(&self) -> u64 {
         self.pos.total() + self.neg.total() + self.zeros
     }
 
+    /// Adds another sketch's counts (exact: the same sketch in any order).
     pub fn merge(&mut self, other: &Sketch) {
         self.pos.merge(&other.pos);
         self.neg.merge(&other.neg);

@@ -26,12 +26,14 @@ pub struct TopK {
 }
 
 impl TopK {
+    /// Counts one value.
     #[inline]
     pub fn add(&mut self, v: Value) {
         *self.counts.entry(v).or_insert(0) += 1;
         self.prune();
     }
 
+    /// Adds another table's counts.
     pub fn merge(&mut self, other: TopK) {
         if self.counts.len() < other.counts.len() {
             let mine = std::mem::replace(self, other);
