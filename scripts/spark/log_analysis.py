@@ -63,7 +63,10 @@ def analyses(events):
         F.avg("response_time").alias("avg_response_time"),
         F.max("response_time").alias("max_response_time"),
         F.min("response_time").alias("min_response_time"),
-        F.stddev_samp("response_time").alias("stddev_response_time")))
+        F.stddev_samp("response_time").alias("stddev_response_time"),
+        F.percentile_approx("response_time", 0.5).alias("p50_response_time"),
+        F.percentile_approx("response_time", 0.95).alias("p95_response_time"),
+        F.percentile_approx("response_time", 0.99).alias("p99_response_time")))
     out["error_rate"] = bounds(windowed("1 minute", "5 minutes", "service").agg(
         F.count("*").alias("total_requests"), errors.alias("error_count"))
         .withColumn("error_rate", F.col("error_count") * 100.0 / F.col("total_requests")))

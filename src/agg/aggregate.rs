@@ -12,16 +12,19 @@
 use serde::{Deserialize, Serialize};
 
 use crate::agg::exact::ExactSum;
+use crate::agg::hll::{self, Hll};
+use crate::agg::sketch::{exact_quantile, Sketch};
+use crate::agg::top_k::TopK;
 use crate::agg::value_set::ValueSet;
 use crate::record::value::float_key;
 use crate::record::{Event, Value, ValueRef};
 use crate::spec::expr::{compare_number, Expr};
-use crate::spec::plan::{AccSpec, AggFunc};
+use crate::spec::plan::{AccSpec, AggFunc, Quantiles};
 
 impl AccSpec {
     /// An empty accumulator for this aggregate.
     pub fn new_state(&self) -> Acc {
-        match self.func {
+        match &self.func {
             AggFunc::Count | AggFunc::CountNonNull | AggFunc::CountIf => Acc::Count(0),
             AggFunc::Sum => Acc::Sum {
                 int: 0,
@@ -44,13 +47,17 @@ impl AccSpec {
             AggFunc::CountDistinct => Acc::Distinct(ValueSet::default()),
             AggFunc::CollectSet => Acc::Set(ValueSet::default()),
             AggFunc::CollectList => Acc::List(Vec::new()),
+            AggFunc::Percentile(qs) => Acc::Sketch(Box::default(), qs.clone()),
+            AggFunc::PercentileExact(qs) => Acc::Sorted(Vec::new(), qs.clone()),
+            AggFunc::ApproxCountDistinct => Acc::Hll(Hll::default()),
+            AggFunc::TopK(k) => Acc::TopK(TopK::default(), *k),
         }
     }
 
     /// Folds one event into `acc` (which must come from [`AccSpec::new_state`]).
     #[inline]
     pub fn update(&self, acc: &mut Acc, event: &Event) {
-        match (self.func, acc) {
+        match (&self.func, acc) {
             (AggFunc::Count, Acc::Count(n)) => *n += 1,
             (AggFunc::CountIf, Acc::Count(n)) => {
                 let hit = match &self.arg {
@@ -69,6 +76,22 @@ impl AccSpec {
                     *n += 1
                 }
             }
+            (_, Acc::Hll(h)) => match &self.arg {
+                // Hashed by reference: nothing is copied.
+                Some(Expr::Field(f)) => {
+                    let r = event.get(*f);
+                    if !r.is_null() {
+                        h.add_hash(hll::hash(r));
+                    }
+                }
+                Some(e) => {
+                    let v = e.eval(event);
+                    if !v.is_null() {
+                        h.add_hash(hll::hash_value(&v));
+                    }
+                }
+                None => {}
+            },
             (_, Acc::Distinct(set) | Acc::Set(set)) => {
                 // Tested by reference: the field is copied only when it is new to the set.
                 match &self.arg {
@@ -154,6 +177,14 @@ pub enum Acc {
     Set(ValueSet),
     /// (event time, input position, value)
     List(Vec<(i64, u64, Value)>),
+    /// The numbers' quantile sketch, and the quantiles the result lists.
+    Sketch(Box<Sketch>, Quantiles),
+    /// Every number (finite ones only, as the sketch), and the quantiles the result lists.
+    Sorted(Vec<f64>, Quantiles),
+    /// The HyperLogLog of the values' hashes.
+    Hll(Hll),
+    /// Counts per value, and `k`.
+    TopK(TopK, u32),
 }
 
 impl Acc {
@@ -195,7 +226,17 @@ impl Acc {
                 _ => return false,
             },
             Acc::Moments { .. } => return self.absorb_moments(x),
-            Acc::Distinct(_) | Acc::Set(_) | Acc::List(_) => return false,
+            Acc::Sketch(s, _) => {
+                s.add(x);
+            }
+            Acc::Sorted(v, _) => {
+                if x.is_finite() {
+                    v.push(x)
+                }
+            }
+            Acc::Distinct(_) | Acc::Set(_) | Acc::List(_) | Acc::Hll(_) | Acc::TopK(..) => {
+                return false
+            }
         }
         true
     }
@@ -245,6 +286,14 @@ impl Acc {
             }
             Acc::Distinct(s) | Acc::Set(s) => s.insert(v),
             Acc::List(l) => l.push((event.timestamp, event.pos, v)),
+            Acc::Sketch(..) | Acc::Sorted(..) => {
+                // Numbers only (strings are not), as `avg` takes them.
+                if let Some(x) = v.as_f64() {
+                    self.absorb_f64(x);
+                }
+            }
+            Acc::Hll(h) => h.add_hash(hll::hash_value(&v)),
+            Acc::TopK(t, _) => t.add(v),
         }
     }
 
@@ -335,6 +384,10 @@ impl Acc {
             }
             (Acc::Distinct(a), Acc::Distinct(b)) | (Acc::Set(a), Acc::Set(b)) => a.merge(b),
             (Acc::List(a), Acc::List(b)) => a.extend(b),
+            (Acc::Sketch(a, _), Acc::Sketch(b, _)) => a.merge(&b),
+            (Acc::Sorted(a, _), Acc::Sorted(b, _)) => a.extend(b),
+            (Acc::Hll(a), Acc::Hll(b)) => a.merge(b),
+            (Acc::TopK(a, _), Acc::TopK(b, _)) => a.merge(b),
             (a, b) => debug_assert!(false, "merging {a:?} with {b:?}"),
         }
     }
@@ -377,6 +430,20 @@ impl Acc {
                 l.sort_by_key(|a| (a.0, a.1));
                 Value::List(l.into_iter().map(|(_, _, v)| v).collect())
             }
+            Acc::Sketch(s, _) if s.count() == 0 => Value::Null,
+            Acc::Sketch(s, qs) => Value::List(
+                qs.iter()
+                    .map(|q| s.quantile(q).map_or(Value::Null, Value::Float))
+                    .collect(),
+            ),
+            Acc::Sorted(v, _) if v.is_empty() => Value::Null,
+            Acc::Sorted(mut v, qs) => Value::List(
+                qs.iter()
+                    .map(|q| exact_quantile(&mut v, q).map_or(Value::Null, Value::Float))
+                    .collect(),
+            ),
+            Acc::Hll(h) => Value::Int(h.count().min(i64::MAX as u64) as i64),
+            Acc::TopK(t, k) => t.finish(k),
         }
     }
 }

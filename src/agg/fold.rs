@@ -23,7 +23,7 @@ pub enum Fold {
         /// The number compared with.
         lit: Value,
     },
-    /// `sum`, `avg`, `min`, `max` or `stddev` of the field at `slot`.
+    /// `sum`, `avg`, `min`, `max`, `stddev` or a percentile of the field at `slot`.
     Num {
         /// The field's slot among the numbers read.
         slot: usize,
@@ -37,7 +37,7 @@ impl AccSpec {
     /// number.
     pub fn fold(&self, mut slot: impl FnMut(Field) -> usize) -> Fold {
         use AggFunc::*;
-        match (self.func, &self.arg) {
+        match (&self.func, &self.arg) {
             (Count, None) => Fold::Count,
             (CountIf, Some(Expr::Binary(op, a, b))) if is_comparison(*op) => {
                 match (a.as_ref(), b.as_ref()) {
@@ -51,7 +51,10 @@ impl AccSpec {
                     _ => Fold::Event,
                 }
             }
-            (Sum | Avg | Min | Max | Stddev, Some(Expr::Field(f))) => Fold::Num { slot: slot(*f) },
+            (
+                Sum | Avg | Min | Max | Stddev | Percentile(_) | PercentileExact(_),
+                Some(Expr::Field(f)),
+            ) => Fold::Num { slot: slot(*f) },
             _ => Fold::Event,
         }
     }

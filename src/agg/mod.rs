@@ -7,11 +7,17 @@
 //! - [`intern`]: dense ids for the values events are grouped and counted by.
 //! - [`value_set`]: the small-or-hashed set behind distinct counts and `collect_set`.
 //! - [`exact`]: exact, order-independent float sums behind `sum`, `avg` and `stddev`.
+//! - [`sketch`]: the quantile sketch behind `percentile`, `percentiles` and `median`.
+//! - [`hll`]: the HyperLogLog behind `approx_count_distinct`.
+//! - [`top_k`]: the heavy-hitter table behind `top_k`.
 
 pub mod aggregate;
 pub mod exact;
 pub mod fold;
+pub mod hll;
 pub mod intern;
+pub mod sketch;
+pub mod top_k;
 pub mod value_set;
 
 #[cfg(test)]

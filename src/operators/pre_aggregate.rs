@@ -155,7 +155,7 @@ impl GroupTable {
         let feeds = node
             .accs
             .iter()
-            .map(|a| match (a.func, &a.arg) {
+            .map(|a| match (&a.func, &a.arg) {
                 (AggFunc::CountDistinct | AggFunc::CollectSet, Some(Expr::Field(f))) => {
                     sets += 1;
                     Feed::Ids {

@@ -22,6 +22,8 @@
 //! - Counts count every event of the group; avg/min/max/stddev (sample) ignore nulls and are
 //!   null when nothing is left (stddev below 2 values); distinct counts and lists ignore nulls.
 //!   A sum over no non-null value (`total_value`) may be null (SQL) or 0.
+//! - Percentiles (`p50/p95/p99_response_time`) are the value of rank ⌊q·(n−1)⌋ among the
+//!   sorted non-null values, within the documented relative error of 1% (a sketch answers).
 //! - `error_rate = error_count / total * 100` (status >= 400); `availability`, `performance`
 //!   likewise; `health_score` from `error_rate` (at an exact threshold either side is accepted).
 //! - Detectors read the rows of their source analysis, per key in window order (SQL window

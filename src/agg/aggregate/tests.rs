@@ -63,7 +63,7 @@ fn null_semantics() {
         AggFunc::Sum,
     ] {
         assert_eq!(
-            run(&spec(f, Some(Field::ResponseTime)), &evs),
+            run(&spec(f.clone(), Some(Field::ResponseTime)), &evs),
             Value::Null,
             "{f:?}"
         );
@@ -107,13 +107,13 @@ fn values_and_merge_agree() {
         AggFunc::CollectSet,
         AggFunc::CollectList,
     ] {
-        let s = spec(f, rt);
+        let s = spec(f.clone(), rt);
         for cut in [0, 1, 20, 50] {
             assert_eq!(run(&s, &evs), run_split(&s, &evs, cut), "{f:?} cut {cut}");
         }
     }
     for f in [AggFunc::Avg, AggFunc::Stddev, AggFunc::Sum] {
-        let s = spec(f, rt);
+        let s = spec(f.clone(), rt);
         let (Value::Float(a), Value::Float(b)) = (run(&s, &evs), run_split(&s, &evs, 17)) else {
             panic!()
         };
@@ -195,7 +195,7 @@ fn float_fast_path_equals_absorbing_values() {
         Some(7.0),
     ];
     for f in NUMERIC {
-        let s = spec(f, Some(Field::ResponseTime));
+        let s = spec(f.clone(), Some(Field::ResponseTime));
         for i in 0..xs.len() {
             // Ints first, then floats (an int-holding Min/Max falls back to `absorb`).
             let mut fast = s.new_state();
@@ -204,7 +204,7 @@ fn float_fast_path_equals_absorbing_values() {
                 status_code: Some(i as i64 - 3),
                 ..Event::default()
             };
-            let int_spec = spec(f, Some(Field::StatusCode));
+            let int_spec = spec(f.clone(), Some(Field::StatusCode));
             int_spec.update(&mut fast, &ev);
             slow.absorb(Value::Int(i as i64 - 3), &ev);
             for y in xs.iter().cycle().skip(i).take(xs.len()) {
@@ -277,4 +277,65 @@ fn integer_sums_stay_integers() {
         run(&spec(AggFunc::Max, Some(Field::StatusCode)), &evs),
         Value::Int(103)
     );
+}
+
+/// The new state kinds (sketch, exact values, HyperLogLog, top-k) give the same result for any
+/// split into partials, merged in any order, each possibly through a checkpoint's bincode.
+#[test]
+fn sketches_are_layout_independent_and_survive_serialization() {
+    use crate::agg::test_util::Rng;
+    use crate::spec::plan::Quantiles;
+    let mut rng = Rng(17);
+    let evs: Vec<Event> = (0..3000)
+        .map(|i| Event {
+            timestamp: i,
+            pos: i as u64,
+            response_time: (rng.below(10) > 0).then(|| (rng.below(100_000) as f64 + 1.0) / 997.0),
+            ip_address: Some(format!("10.0.0.{}", rng.below(40).min(rng.below(40))).into()),
+            user_id: Some(format!("u{}", rng.below(1500)).into()),
+            ..Event::default()
+        })
+        .collect();
+    let qs = Quantiles::new(&[0.5, 0.95, 0.99], false);
+    let specs = [
+        spec(AggFunc::Percentile(qs.clone()), Some(Field::ResponseTime)),
+        spec(AggFunc::PercentileExact(qs), Some(Field::ResponseTime)),
+        spec(AggFunc::ApproxCountDistinct, Some(Field::UserId)),
+        spec(AggFunc::TopK(5), Some(Field::IpAddress)),
+    ];
+    for s in &specs {
+        let want = run(s, &evs);
+        assert!(!want.is_null(), "{s:?}");
+        for parts in [2, 3, 8] {
+            let mut accs: Vec<Acc> = (0..parts).map(|_| s.new_state()).collect();
+            for e in &evs {
+                s.update(&mut accs[rng.below(parts)], e);
+            }
+            rng.shuffle(&mut accs);
+            let mut merged = s.new_state();
+            for a in accs {
+                let a: Acc = bincode::deserialize(&bincode::serialize(&a).unwrap()).unwrap();
+                merged.merge(a);
+            }
+            let got = merged.finish();
+            assert_eq!(format!("{got:?}"), format!("{want:?}"), "{s:?} in {parts}");
+        }
+    }
+    // Every quantile within α of the exact one.
+    let (approx, exact) = (run(&specs[0], &evs), run(&specs[1], &evs));
+    let (Value::List(a), Value::List(e)) = (approx, exact) else {
+        panic!("lists")
+    };
+    for (a, e) in a.iter().zip(&e) {
+        let (a, e) = (a.as_f64().unwrap(), e.as_f64().unwrap());
+        assert!(
+            (a - e).abs() <= crate::agg::sketch::ALPHA * 1.000001 * e,
+            "{a} vs {e}"
+        );
+    }
+    // No value at all: null, as `avg`.
+    let none = events(&[None, None]);
+    assert_eq!(run(&specs[0], &none), Value::Null);
+    assert_eq!(run(&specs[1], &none), Value::Null);
+    assert_eq!(run(&specs[2], &none), Value::Int(0));
 }

@@ -322,6 +322,19 @@ fn call<R: Lookup + ?Sized>(f: Func, args: &[Expr], row: &R) -> Value {
             Value::Int(ms) => Value::Str(crate::time::rfc3339(ms).into()),
             _ => Value::Null,
         },
+        Func::ElementAt => match (arg(0), arg(1)) {
+            // 1-based; negative counts from the end (Spark's `element_at`).
+            (Value::List(mut l), Value::Int(i)) => {
+                let n = l.len() as i64;
+                let at = if i > 0 { i - 1 } else { n + i };
+                if (0..n).contains(&at) && i != 0 {
+                    l.swap_remove(at as usize)
+                } else {
+                    Value::Null
+                }
+            }
+            _ => Value::Null,
+        },
         Func::Split => {
             let Value::Str(text) = arg(0) else {
                 return Value::Null;

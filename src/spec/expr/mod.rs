@@ -120,6 +120,9 @@ pub enum Func {
     /// `split(text[, sep])`: the non-empty pieces of `text` between occurrences of `sep`
     /// (default: any whitespace), as a list (for `explode`).
     Split,
+    /// `element_at(list, i)`: the `i`-th element, 1-based, negative from the end; null out of
+    /// range.
+    ElementAt,
 }
 
 impl Func {
@@ -136,6 +139,7 @@ impl Func {
             "upper" => Func::Upper,
             "rfc3339" => Func::Rfc3339,
             "split" => Func::Split,
+            "element_at" => Func::ElementAt,
             _ => return None,
         })
     }
@@ -148,6 +152,7 @@ impl Func {
             }
             Func::Round | Func::Split => (1, 2),
             Func::If => (3, 3),
+            Func::ElementAt => (2, 2),
             Func::Coalesce => (1, usize::MAX),
         }
     }
@@ -292,6 +297,23 @@ mod tests {
         assert_eq!(eval("round(2.345, 2)"), Value::Float(2.35));
         assert_eq!(eval("if(status_code > 500, 1, 0)"), Value::Int(1));
         assert_eq!(eval("size(service)"), Value::Int(3));
+    }
+
+    #[test]
+    fn list_literals_and_element_at() {
+        assert_eq!(eval("element_at([1, -2.5, 'x'], 2)"), Value::Float(-2.5));
+        assert_eq!(
+            eval("element_at([1, -2.5, 'x'], -1)"),
+            Value::Str("x".into())
+        );
+        for out_of_range in ["0", "4", "-4"] {
+            let src = format!("element_at([1, 2, 3], {out_of_range})");
+            assert_eq!(eval(&src), Value::Null, "{src}");
+        }
+        assert_eq!(eval("element_at(service, 1)"), Value::Null);
+        assert_eq!(eval("size([])"), Value::Int(0));
+        let e = parse("[1, status_code]").unwrap_err();
+        assert!(e.message.contains("literals only"), "{e}");
     }
 
     #[test]

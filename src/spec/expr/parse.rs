@@ -110,9 +110,9 @@ impl<'a> Lexer<'a> {
                 }
                 lx.toks.push((start, Tok::Ident(src[start..i].to_string())));
             } else {
-                const SYMS: [&str; 16] = [
+                const SYMS: [&str; 18] = [
                     "<=", ">=", "<>", "!=", "==", "=", "<", ">", "+", "-", "*", "/", "%", "(", ")",
-                    ",",
+                    ",", "[", "]",
                 ];
                 let sym = SYMS.iter().find(|s| lx.src[i..].starts_with(**s));
                 match sym {
@@ -308,6 +308,24 @@ impl Parser {
                 let e = self.expr()?;
                 self.expect(")")?;
                 Ok(e)
+            }
+            // A list of literals, such as the quantiles of `percentiles(x, [0.5, 0.99])`.
+            Tok::Sym("[") => {
+                let mut items = Vec::new();
+                if !self.sym("]") {
+                    loop {
+                        let at = self.offset();
+                        match self.expr()? {
+                            Ast::Lit(v) => items.push(v),
+                            _ => return Err(self.err_at(at, "a list holds literals only")),
+                        }
+                        if self.sym("]") {
+                            break;
+                        }
+                        self.expect(",")?;
+                    }
+                }
+                Ok(Ast::Lit(Value::List(items)))
             }
             Tok::Ident(name) => {
                 let lower = name.to_ascii_lowercase();

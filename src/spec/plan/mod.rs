@@ -20,8 +20,8 @@ mod windowed;
 pub use types::{
     AccSpec, AggFunc, AggNode, Analysis, AnalysisKind, CheckpointPlan, Detector, DirectoryConfig,
     Endpoint, Explode, FileConfig, GeneratorConfig, JobPlan, KafkaEndpoint, KafkaSinkConfig,
-    KafkaSourceConfig, LookupPlan, NodeInput, SinkConfig, SocketConfig, SourceConfig, SourcePlan,
-    TableFormat,
+    KafkaSourceConfig, LookupPlan, NodeInput, Quantiles, SinkConfig, SocketConfig, SourceConfig,
+    SourcePlan, TableFormat,
 };
 
 #[cfg(test)]

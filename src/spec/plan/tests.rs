@@ -315,3 +315,73 @@ fn derived_columns() {
         })
     );
 }
+
+/// `percentile` and `median` calls over one field share one sketch whose list they index;
+/// `percentiles` lists are their own; parameters must be literals in range.
+#[test]
+fn percentile_calls_share_a_sketch_and_check_their_parameters() {
+    use crate::spec::expr::Expr;
+    let spec = |select: &str| {
+        format!(
+            "{HEAD}[[analysis]]\nname = \"a\"\nwindow = {{ size = \"1m\" }}\nselect = [{select}]\n"
+        )
+    };
+    let p = compile(&spec(
+        "\"median(response_time) as p50\", \"percentile(response_time, 0.99) as p99\", \
+         \"percentile(response_time, 0.5) as again\", \"percentiles(response_time, [0.9, 0.1]) as ps\", \
+         \"percentile_exact(response_time, 0.5) as e50\", \"approx_count_distinct(user_id) as u\", \
+         \"top_k(ip_address, 3) as ips\"",
+    ))
+    .unwrap();
+    let funcs: Vec<&AggFunc> = p.nodes[0].accs.iter().map(|a| &a.func).collect();
+    assert_eq!(
+        funcs,
+        vec![
+            &AggFunc::Percentile(Quantiles::new(&[0.5, 0.99], true)),
+            &AggFunc::Percentile(Quantiles::new(&[0.9, 0.1], false)),
+            &AggFunc::PercentileExact(Quantiles::new(&[0.5], true)),
+            &AggFunc::ApproxCountDistinct,
+            &AggFunc::TopK(3),
+        ]
+    );
+    let AnalysisKind::Windowed { outputs, .. } = &p.analyses[0].kind else {
+        panic!("windowed")
+    };
+    // [keys (none), 7 outputs, accumulators]: p50 and `again` are element 1 of slot 0.
+    let elem = |slot: usize, at: i64| {
+        Expr::Call(
+            crate::spec::expr::Func::ElementAt,
+            vec![
+                Expr::Column(7 + slot),
+                Expr::Lit(crate::record::Value::Int(at)),
+            ],
+        )
+    };
+    assert_eq!(outputs[0], elem(0, 1));
+    assert_eq!(outputs[1], elem(0, 2));
+    assert_eq!(outputs[2], elem(0, 1));
+    assert_eq!(outputs[3], Expr::Column(8));
+    for (select, want) in [
+        ("\"percentile(response_time, 1.5) as p\"", "between 0 and 1"),
+        ("\"percentile(response_time, service) as p\"", "a quantile"),
+        (
+            "\"percentiles(response_time, 0.5) as p\"",
+            "list of quantiles",
+        ),
+        (
+            "\"percentiles(response_time, []) as p\"",
+            "1 to 32 quantiles",
+        ),
+        ("\"median(response_time, 0.5) as p\"", "one argument"),
+        ("\"top_k(ip_address, 0) as t\"", "from 1 to 1000"),
+        ("\"top_k(ip_address) as t\"", "a field and a count"),
+        ("\"percentile(avg(response_time), 0.5) as p\"", "nested"),
+        (
+            "\"percentiles(response_time, [0.5, service]) as p\"",
+            "literals only",
+        ),
+    ] {
+        let e = compile(&spec(select)).unwrap_err().to_string();
+        assert!(e.contains("select") && e.contains(want), "{select}: {e}");
+    }
+}

@@ -329,7 +329,7 @@ impl CheckpointPlan {
 }
 
 /// The aggregate functions of specs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum AggFunc {
     /// `count()`: every event of the group.
     Count,
@@ -353,6 +353,55 @@ pub enum AggFunc {
     CollectSet,
     /// Values in event-time order (ties: input order).
     CollectList,
+    /// `percentile(x, q)`, `percentiles(x, [q, ..])`, `median(x)`: quantiles of the numbers from
+    /// a sketch (`agg::sketch`), as a list in the order of `Quantiles`.
+    Percentile(Quantiles),
+    /// `percentile_exact(x, q)`: quantiles of the sorted numbers (every value is kept).
+    PercentileExact(Quantiles),
+    /// `approx_count_distinct(x)`: HyperLogLog (`agg::hll`).
+    ApproxCountDistinct,
+    /// `top_k(x, k)`: the `k` most frequent values with their counts (`agg::top_k`).
+    TopK(u32),
+}
+
+/// The largest `k` of `top_k(x, k)`.
+pub const MAX_K: u32 = 1000;
+
+/// The quantiles one percentile aggregate answers, in its result list's order.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Quantiles {
+    /// `f64::to_bits` of each quantile (0 ≤ q ≤ 1), so the type is `Eq`.
+    bits: Vec<u64>,
+    /// Made for `percentile`/`median` calls, which share it and add their quantile to it;
+    /// a `percentiles` list is its own.
+    pub shared: bool,
+}
+
+impl Quantiles {
+    /// The quantiles `qs`, in this order.
+    pub fn new(qs: &[f64], shared: bool) -> Quantiles {
+        Quantiles {
+            bits: qs.iter().map(|q| q.to_bits()).collect(),
+            shared,
+        }
+    }
+
+    /// The quantiles, in the result list's order.
+    pub fn iter(&self) -> impl Iterator<Item = f64> + '_ {
+        self.bits.iter().map(|b| f64::from_bits(*b))
+    }
+
+    /// The position of `q`, added at the end if missing.
+    pub fn position_or_add(&mut self, q: f64) -> usize {
+        let b = q.to_bits();
+        match self.bits.iter().position(|x| *x == b) {
+            Some(i) => i,
+            None => {
+                self.bits.push(b);
+                self.bits.len() - 1
+            }
+        }
+    }
 }
 
 impl AggFunc {
@@ -366,9 +415,14 @@ impl AggFunc {
             "min" => AggFunc::Min,
             "max" => AggFunc::Max,
             "stddev" | "stddev_samp" => AggFunc::Stddev,
-            "count_distinct" | "approx_count_distinct" => AggFunc::CountDistinct,
+            "count_distinct" => AggFunc::CountDistinct,
+            "approx_count_distinct" => AggFunc::ApproxCountDistinct,
             "collect_set" => AggFunc::CollectSet,
             "collect_list" => AggFunc::CollectList,
+            // Parameters are read from the call's other arguments when it is compiled.
+            "percentile" | "percentiles" | "median" => AggFunc::Percentile(Quantiles::default()),
+            "percentile_exact" => AggFunc::PercentileExact(Quantiles::default()),
+            "top_k" => AggFunc::TopK(0),
             _ => return None,
         })
     }

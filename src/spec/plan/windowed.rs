@@ -2,10 +2,11 @@
 
 use super::compile::{compile_gauges, compile_having, topic_of, Ctx};
 use super::types::{
-    AccSpec, AggFunc, AggNode, Analysis, AnalysisKind, Explode, JobPlan, NodeInput,
+    AccSpec, AggFunc, AggNode, Analysis, AnalysisKind, Explode, JobPlan, NodeInput, Quantiles,
+    MAX_K,
 };
-use crate::record::Field;
-use crate::spec::expr::{Ast, Expr};
+use crate::record::{Field, Value};
+use crate::spec::expr::{Ast, Expr, Func};
 use crate::spec::AnalysisSpec;
 use crate::time::window::Windows;
 use crate::Error;
@@ -228,8 +229,16 @@ pub(super) fn compile_windowed(
         let known = &columns[..key_len + outputs.len()];
         let bound = ast
             .bind(&mut |x| match x {
-                Ast::Call(f, args) if f == "__agg" => match args.first() {
-                    Some(Ast::Lit(crate::record::Value::Int(i))) => Ok(Some(Expr::Column(key_len + nout + slot_of[*i as usize]))),
+                Ast::Call(f, args) if f == "__agg" => match args.as_slice() {
+                    [Ast::Lit(Value::Int(i))] => Ok(Some(Expr::Column(key_len + nout + slot_of[*i as usize]))),
+                    // One quantile of a percentile aggregate's list (1-based).
+                    [Ast::Lit(Value::Int(i)), Ast::Lit(Value::Int(at))] => Ok(Some(Expr::Call(
+                        Func::ElementAt,
+                        vec![
+                            Expr::Column(key_len + nout + slot_of[*i as usize]),
+                            Expr::Lit(Value::Int(at + 1)),
+                        ],
+                    ))),
                     _ => Err("internal: bad aggregate slot".into()),
                 },
                 Ast::Name(n) => match known.iter().position(|c| c == n) {
@@ -267,6 +276,116 @@ pub(super) fn compile_windowed(
     })
 }
 
+/// The aggregates whose further arguments are parameters (literals): `percentile(x, q)`,
+/// `percentiles(x, [q..])`, `median(x)`, `percentile_exact(x, q | [q..])`, `top_k(x, k)`.
+/// A single quantile becomes `__agg(i, position)`, an element of the list that the aggregate
+/// `i` finishes to: `percentile` and `median` calls over the same argument share one sketch.
+fn extract_parametric(
+    name: &str,
+    func: AggFunc,
+    args: &[Ast],
+    accs: &mut Vec<AccSpec>,
+    field_of: &dyn Fn(&str) -> Option<Field>,
+) -> Result<Ast, String> {
+    let (x, param) = match (name, args) {
+        ("median", [x]) => (x, Value::Float(0.5)),
+        ("median", _) => return Err("`median` takes one argument: `median(x)`".into()),
+        (_, [x, Ast::Lit(p)]) => (x, p.clone()),
+        ("top_k", _) => {
+            return Err("`top_k` takes a field and a count: `top_k(x, 10)`".into());
+        }
+        _ => {
+            return Err(format!(
+                "`{name}` takes a field and a quantile between 0 and 1 (or a list of them): `{name}(x, 0.99)`"
+            ))
+        }
+    };
+    if contains_aggregate(x) {
+        return Err(format!("aggregates cannot be nested inside `{name}`"));
+    }
+    let arg = Some(x.bind_fields(field_of)?);
+    let quantile = |v: &Value| match v.as_f64() {
+        Some(q) if (0.0..=1.0).contains(&q) => Ok(q),
+        _ => Err(format!(
+            "`{name}`: a quantile is a number between 0 and 1, not {}",
+            v.to_json()
+        )),
+    };
+    let placeholder = |i: usize, at: Option<usize>| {
+        let mut args = vec![Ast::Lit(Value::Int(i as i64))];
+        args.extend(at.map(|a| Ast::Lit(Value::Int(a as i64))));
+        Ast::Call("__agg".into(), args)
+    };
+    let exact = matches!(func, AggFunc::PercentileExact(_));
+    let make = |qs: Quantiles| match exact {
+        true => AggFunc::PercentileExact(qs),
+        false => AggFunc::Percentile(qs),
+    };
+    let spec = match (&func, param) {
+        (AggFunc::TopK(_), Value::Int(k)) if (1..=i64::from(MAX_K)).contains(&k) => AccSpec {
+            func: AggFunc::TopK(k as u32),
+            arg,
+        },
+        (AggFunc::TopK(_), k) => {
+            return Err(format!(
+                "`top_k`: k is an integer from 1 to {MAX_K}, not {}",
+                k.to_json()
+            ))
+        }
+        (_, Value::List(qs)) if name != "percentile" || exact => {
+            if qs.is_empty() || qs.len() > MAX_QUANTILES {
+                return Err(format!(
+                    "`{name}` takes 1 to {MAX_QUANTILES} quantiles in its list"
+                ));
+            }
+            let qs = qs.iter().map(quantile).collect::<Result<Vec<_>, _>>()?;
+            AccSpec {
+                func: make(Quantiles::new(&qs, false)),
+                arg,
+            }
+        }
+        (_, v) if name != "percentiles" => {
+            // One quantile: added to the shared aggregate of this argument.
+            let q = quantile(&v)?;
+            let shared = accs.iter_mut().enumerate().find(|(_, a)| {
+                a.arg == arg
+                    && match &a.func {
+                        AggFunc::Percentile(qs) => !exact && qs.shared,
+                        AggFunc::PercentileExact(qs) => exact && qs.shared,
+                        _ => false,
+                    }
+            });
+            if let Some((i, a)) = shared {
+                if let AggFunc::Percentile(qs) | AggFunc::PercentileExact(qs) = &mut a.func {
+                    if qs.iter().count() >= MAX_QUANTILES && !qs.iter().any(|x| x == q) {
+                        return Err(format!("at most {MAX_QUANTILES} quantiles of one field"));
+                    }
+                    let at = qs.position_or_add(q);
+                    return Ok(placeholder(i, Some(at)));
+                }
+            }
+            accs.push(AccSpec {
+                func: make(Quantiles::new(&[q], true)),
+                arg,
+            });
+            return Ok(placeholder(accs.len() - 1, Some(0)));
+        }
+        _ => {
+            return Err(
+                "`percentiles` takes a list of quantiles: `percentiles(x, [0.5, 0.99])`".into(),
+            )
+        }
+    };
+    let i = accs.iter().position(|x| *x == spec).unwrap_or_else(|| {
+        accs.push(spec);
+        accs.len() - 1
+    });
+    Ok(placeholder(i, None))
+}
+
+/// Quantiles one percentile aggregate answers at most.
+const MAX_QUANTILES: usize = 32;
+
 /// Replaces aggregate calls with `__agg(i)` placeholders, collecting their specs.
 fn extract_aggregates(
     ast: &Ast,
@@ -276,7 +395,13 @@ fn extract_aggregates(
     Ok(match ast {
         Ast::Call(name, args) => {
             if let Some(func) = AggFunc::from_name(name) {
-                let arg = match (func, args.as_slice()) {
+                if matches!(
+                    func,
+                    AggFunc::Percentile(_) | AggFunc::PercentileExact(_) | AggFunc::TopK(_)
+                ) {
+                    return extract_parametric(name, func, args, accs, field_of);
+                }
+                let arg = match (&func, args.as_slice()) {
                     (AggFunc::Count, []) => None,
                     (AggFunc::Count, [a]) => Some(a),
                     (AggFunc::Count, _) => return Err("`count` takes zero or one argument".into()),

@@ -22,6 +22,8 @@ pub enum Expect {
     NullOrZero,
     /// Exactly this JSON (strings, lists).
     Exact(Value),
+    /// A JSON number within this relative error of the value (a sketch's answer).
+    Within(f64, f64),
 }
 
 impl Expect {
@@ -39,6 +41,9 @@ impl Expect {
             (Expect::Null | Expect::NullOrZero, Value::Null) => true,
             (Expect::NullOrZero, Value::Number(n)) => n.as_f64() == Some(0.0),
             (Expect::Exact(e), g) => e == g,
+            (Expect::Within(e, rel), Value::Number(n)) => n
+                .as_f64()
+                .is_some_and(|g| (g - e).abs() <= rel * e.abs() * (1.0 + 1e-9)),
             _ => false,
         }
     }
@@ -51,6 +56,7 @@ impl Expect {
             Expect::Null => "null".into(),
             Expect::NullOrZero => "null or 0".into(),
             Expect::Exact(v) => v.to_string(),
+            Expect::Within(e, rel) => format!("{e:?} ± {rel}"),
         }
     }
 }
@@ -197,6 +203,20 @@ pub fn distinct<'a>(evs: &[&'a Ev], f: impl Fn(&'a Ev) -> &'a Option<String>) ->
     evs.iter().filter_map(|e| f(e).as_deref()).collect()
 }
 
+/// The `q`-quantile as logflow's percentiles define it: the value of rank ⌊q·(n−1)⌋ of the
+/// sorted values (no interpolation); `None` without values.
+pub fn quantile(xs: &[f64], q: f64) -> Option<f64> {
+    let mut sorted = xs.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    (n > 0).then(|| sorted[((q * (n - 1) as f64).floor() as usize).min(n - 1)])
+}
+
+/// A percentile from a sketch: within the documented 1% of the exact quantile, or null.
+pub fn sketched(xs: &[f64], q: f64) -> Expect {
+    quantile(xs, q).map_or(Expect::Null, |e| Expect::Within(e, 0.01))
+}
+
 pub fn count(n: usize) -> Expect {
     Expect::Int(n as i64)
 }
@@ -278,6 +298,9 @@ pub fn log_oracle(events: &[Ev]) -> BTreeMap<&'static str, Vec<Row>> {
             ("max_response_time", Expect::opt(max(&rts))),
             ("min_response_time", Expect::opt(min(&rts))),
             ("stddev_response_time", Expect::opt(sample_stddev(&rts))),
+            ("p50_response_time", sketched(&rts, 0.5)),
+            ("p95_response_time", sketched(&rts, 0.95)),
+            ("p99_response_time", sketched(&rts, 0.99)),
         ]
     });
     let error_rate = analysis(events, ONE, &["service"], service, |evs| {
