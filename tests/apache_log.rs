@@ -74,6 +74,27 @@ fn real_apache_log_gives_hand_checked_results() {
             );
         }
 
+        // Every request's service, counted here from the raw lines (the target is the 7th
+        // whitespace token; no target in this file is an absolute URL, and five carry a `://`
+        // in their query or path), equals the job's per-service totals over all windows.
+        let mut want: std::collections::BTreeMap<String, u64> = Default::default();
+        for line in std::fs::read_to_string(&data).unwrap().lines() {
+            let target = line.split_whitespace().nth(6).unwrap();
+            assert!(target.starts_with('/'), "{target}");
+            let path = target.split(['?', '#']).next().unwrap();
+            let svc = path.split('/').find(|s| !s.is_empty()).unwrap_or("root");
+            *want.entry(svc.to_string()).or_default() += 1;
+        }
+        let mut got: std::collections::BTreeMap<String, u64> = Default::default();
+        for r in &pop {
+            let svc = r["service"].as_str().unwrap().to_string();
+            *got.entry(svc).or_default() += r["request_count"].as_u64().unwrap();
+        }
+        assert_eq!(got, want);
+        // awk '{print $7}' apache_logs | awk -F'[/?#]' '$2=="blog"' | wc -l = 1959 (with the
+        // `?p://...` target the old scheme stripping counted under `about`).
+        assert_eq!(want["blog"], 1959);
+
         // grep -E '^83\.149\.9\.216 .*17/May/2015:10:0[5-9]:' apache_logs | wc -l = 23, paths
         // under /presentations/ and /favicon.ico.
         let ips = read_jsonl(&out_dir.join("ip_patterns.jsonl"));

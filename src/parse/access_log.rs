@@ -50,18 +50,26 @@ pub fn service_of(request: &str) -> &str {
     let (Some(_method), Some(url)) = (parts.next(), parts.next()) else {
         return "root";
     };
-    // Absolute URL: drop `scheme://host`.
+    // Absolute URL: drop `scheme://host`. Only a target that starts with a scheme has one:
+    // a `://` later on (in a query, or after a path segment) is part of the path.
     let path = match url.find("://") {
-        Some(i) => {
+        Some(i) if is_scheme(&url[..i]) => {
             let rest = &url[i + 3..];
             rest.find('/').map_or("", |j| &rest[j..])
         }
-        None => url,
+        _ => url,
     };
     let path = path.split(['?', '#']).next().unwrap_or("");
     path.split('/')
         .find(|seg| !seg.is_empty())
         .unwrap_or("root")
+}
+
+/// RFC 3986 `scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )`.
+fn is_scheme(s: &str) -> bool {
+    let mut b = s.bytes();
+    b.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && b.all(|c| c.is_ascii_alphanumeric() || b"+-.".contains(&c))
 }
 
 fn level_of(status: i64) -> &'static str {
@@ -206,6 +214,14 @@ mod tests {
             ("GET /?q=1 HTTP/1.1", "root"),
             ("-", "root"),
             ("GET", "root"),
+            // Seen in the real Apache log: a `://` that is not after a scheme.
+            (
+                "GET /blog/geekery/x.css?p://www.semicomplete.com/about/ HTTP/1.1",
+                "blog",
+            ),
+            ("GET /misc/nmh//%22file://$file/%22 HTTP/1.1", "misc"),
+            ("GET https://h.example/b HTTP/1.1", "b"),
+            ("GET svn+ssh://h/c HTTP/1.1", "c"),
         ] {
             assert_eq!(service_of(req), svc, "{req}");
         }
