@@ -8,6 +8,7 @@ mod access_log;
 mod fields;
 mod json;
 mod json_fast;
+pub mod schema;
 pub mod text;
 pub mod timestamp;
 mod user_events;
@@ -33,6 +34,8 @@ pub enum Format {
     UserEvents,
     /// Any text: the line is the field `line`, the time is the wall clock (processing time).
     Text,
+    /// Text lines read by the `[schema]` pattern's named groups.
+    Regex,
 }
 
 impl Format {
@@ -55,6 +58,10 @@ impl Format {
             }
             Format::UserEvents => user_events::parse(line, keep),
             Format::Text => text::parse(line),
+            // The spec layer requires a `[schema]` with a pattern, which parses instead.
+            Format::Regex => Err(ParseError::new(
+                "format `regex` reads records with a [schema] pattern",
+            )),
         }
     }
 
@@ -82,6 +89,7 @@ impl Format {
             Format::Nginx => "nginx",
             Format::UserEvents => "user-events",
             Format::Text => "text",
+            Format::Regex => "regex",
         }
     }
 

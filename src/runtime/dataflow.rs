@@ -30,6 +30,11 @@ use crate::spec::plan::{AggNode, AnalysisKind, Detector, JobPlan, NodeInput};
 pub fn ingest_config(plan: &JobPlan, nodes: &[Rc<AggNode>]) -> IngestConfig {
     IngestConfig {
         format: plan.source.format,
+        // `--format` may replace the spec's: its schema reads the format it was written for.
+        schema: plan
+            .schema
+            .clone()
+            .filter(|s| s.format == plan.source.format),
         granularity_ms: plan.granularity_ms,
         idle_timeout: Duration::from_millis(plan.idle_timeout_ms as u64),
         rules: plan

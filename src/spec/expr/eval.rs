@@ -17,7 +17,11 @@ pub trait Lookup {
 impl Lookup for Event {
     #[inline]
     fn field(&self, f: Field) -> Value {
-        self.get(f).to_owned()
+        match f {
+            // Extra fields may hold values a `ValueRef` has no form for (a schema's bools).
+            Field::Extra(i) => self.extra.get(i as usize).cloned().unwrap_or(Value::Null),
+            f => self.get(f).to_owned(),
+        }
     }
     fn column(&self, _: usize) -> Value {
         Value::Null

@@ -32,6 +32,8 @@ pub struct JobPlan {
     pub extras: Vec<String>,
     /// Reference tables joined to every event at ingest.
     pub lookups: Vec<LookupPlan>,
+    /// `[schema]`: how records become fields (`None`: the format's built-in fields).
+    pub schema: Option<std::sync::Arc<crate::parse::schema::Schema>>,
     /// Checkpoints for recovery (`None`: a restarted job starts from its source's start).
     pub checkpoint: Option<CheckpointPlan>,
 }
@@ -208,9 +210,17 @@ pub enum Detector {
 }
 
 impl JobPlan {
+    /// The input field called `name`: the schema's, or else a built-in one.
+    pub fn input_field(&self, name: &str) -> Option<Field> {
+        match &self.schema {
+            Some(s) => s.field(name),
+            None => Field::from_name(name),
+        }
+    }
+
     /// The event field called `name`: an input field, or a lookup table's column.
     pub fn field(&self, name: &str) -> Option<Field> {
-        Field::from_name(name).or_else(|| {
+        self.input_field(name).or_else(|| {
             let slot = self.extras.iter().position(|x| x == name)?;
             let from_lookup = self
                 .lookups
