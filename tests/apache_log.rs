@@ -120,3 +120,59 @@ fn real_apache_log_gives_hand_checked_results() {
         }
     }
 }
+
+/// `apache` also exposes the request's method, path, protocol, bytes, referer and user agent:
+/// totals per method over the whole file equal counts made from the raw lines.
+#[test]
+fn request_parts_are_fields() {
+    let dir = tmpdir("apache-parts");
+    let spec = dir.join("parts.toml");
+    std::fs::write(
+        &spec,
+        "name = \"parts\"\n[source]\nkind = \"file\"\npath = \"x\"\nformat = \"apache\"\n\
+         [[analysis]]\nname = \"methods\"\nwindow = { size = \"1d\" }\ngroup_by = [\"method\"]\n\
+         select = [\"count() as n\", \"sum(bytes) as bytes\", \"count_distinct(protocol) as protocols\",\n\
+         \"count_if(referer is null) as no_referer\", \"count_if(user_agent is not null) as agents\",\n\
+         \"count_if(path = '/favicon.ico') as favicons\"]\n",
+    )
+    .unwrap();
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/apache_logs");
+    let out = dir.join("out");
+    run_ok(&[
+        "run",
+        spec.to_str().unwrap(),
+        "--input",
+        data.to_str().unwrap(),
+        "--output-dir",
+        out.to_str().unwrap(),
+    ]);
+    // Per method from the raw lines: (requests, bytes, referer `-`, requests for /favicon.ico).
+    let mut want: std::collections::BTreeMap<String, (u64, u64, u64, u64)> = Default::default();
+    for line in std::fs::read_to_string(&data).unwrap().lines() {
+        let f: Vec<&str> = line.split(' ').collect();
+        let quoted: Vec<&str> = line.split('"').collect();
+        let w = want
+            .entry(f[5].trim_start_matches('"').to_string())
+            .or_default();
+        w.0 += 1;
+        w.1 += f[9].parse::<u64>().unwrap_or(0);
+        w.2 += u64::from(quoted[3] == "-");
+        w.3 += u64::from(f[6] == "/favicon.ico");
+    }
+    let mut got: std::collections::BTreeMap<String, (u64, u64, u64, u64)> = Default::default();
+    let mut agents = 0;
+    for r in read_jsonl(&out.join("methods.jsonl")) {
+        let m = r["method"].as_str().unwrap().to_string();
+        let v = got.entry(m).or_default();
+        v.0 += r["n"].as_u64().unwrap();
+        v.1 += r["bytes"].as_u64().unwrap_or(0);
+        v.2 += r["no_referer"].as_u64().unwrap();
+        v.3 += r["favicons"].as_u64().unwrap();
+        assert_eq!(r["protocols"], 1, "{r}");
+        agents += r["agents"].as_u64().unwrap();
+    }
+    assert_eq!(got, want);
+    // awk -F'"' 'NF==7' apache_logs | wc -l = 9999: one line's user agent is cut off at the
+    // end of the line (no closing quote), and reads as null.
+    assert_eq!(agents, 9_999);
+}

@@ -10,7 +10,7 @@
 
 use super::timestamp::parse_access_time;
 use super::ParseError;
-use crate::record::{Event, Str};
+use crate::record::{Event, Str, Value};
 
 fn err(msg: &'static str) -> ParseError {
     ParseError::new(msg)
@@ -99,8 +99,29 @@ fn response_time(tok: &str) -> Option<Option<f64>> {
     }
 }
 
+/// The request's parts a job may also read, in the order of the slots given to [`parse_with`]:
+/// they are extra fields ([`crate::record::Field::Extra`]), set only when an analysis uses them.
+pub const FIELDS: [&str; 6] = [
+    "method",
+    "path",
+    "protocol",
+    "bytes",
+    "referer",
+    "user_agent",
+];
+
 /// Parses one line; the request line is copied into `message` only when `keep_message`.
 pub(super) fn parse(line: &[u8], keep_message: bool) -> Result<Event, ParseError> {
+    parse_with(line, keep_message, &[None; 6])
+}
+
+/// As [`parse`], also setting each of [`FIELDS`] that has a slot (`-` is null; `bytes` is an
+/// int).
+pub(super) fn parse_with(
+    line: &[u8],
+    keep_message: bool,
+    slots: &[Option<u8>; 6],
+) -> Result<Event, ParseError> {
     let line = std::str::from_utf8(line).map_err(|_| err("access log line is not valid UTF-8"))?;
     let (host, rest) = token(line).ok_or_else(|| err("empty access log line"))?;
     let (_ident, rest) = token(rest).ok_or_else(|| err("truncated access log line: no ident"))?;
@@ -128,13 +149,21 @@ pub(super) fn parse(line: &[u8], keep_message: bool) -> Result<Event, ParseError
     }
     // Combined format: referer and user agent. A user agent cut off at the end of the line
     // (seen in real logs) loses nothing logflow reads, so the request still counts.
+    let (mut referer, mut agent) = (None, None);
     if rest.trim_start_matches(' ').starts_with('"') {
-        let (_referer, r) = quoted(rest).ok_or_else(|| err("unterminated referer"))?;
+        let (re, r) = quoted(rest).ok_or_else(|| err("unterminated referer"))?;
+        referer = Some(re);
         let r = r.trim_start_matches(' ');
         if !r.starts_with('"') {
             return Err(err("missing user agent after the referer"));
         }
-        rest = quoted(r).map_or("", |(_agent, r)| r);
+        rest = match quoted(r) {
+            Some((a, r)) => {
+                agent = Some(a);
+                r
+            }
+            None => "",
+        };
     }
     let mut response = None;
     if let Some((tok, r)) = token(rest) {
@@ -144,7 +173,7 @@ pub(super) fn parse(line: &[u8], keep_message: bool) -> Result<Event, ParseError
             return Err(err("unexpected text after the response time"));
         }
     }
-    Ok(Event {
+    let mut ev = Event {
         timestamp,
         level: Some(Str::from(level_of(status))),
         service: Some(Str::from(service_of(request))),
@@ -154,7 +183,28 @@ pub(super) fn parse(line: &[u8], keep_message: bool) -> Result<Event, ParseError
         response_time: response,
         status_code: Some(status),
         ..Event::default()
-    })
+    };
+    if slots.iter().any(Option::is_some) {
+        let mut parts = request.split(' ').filter(|p| !p.is_empty());
+        let text = |v: Option<&str>| match v {
+            None | Some("-") => Value::Null,
+            Some(v) => Value::Str(Str::from(v)),
+        };
+        let values = [
+            text(parts.next()),
+            text(parts.next()),
+            text(parts.next()),
+            bytes.parse::<i64>().map_or(Value::Null, Value::Int),
+            text(referer),
+            text(agent),
+        ];
+        for (slot, v) in slots.iter().zip(values) {
+            if let Some(slot) = slot {
+                ev.set_extra(*slot, v);
+            }
+        }
+    }
+    Ok(ev)
 }
 
 #[cfg(test)]
@@ -198,6 +248,29 @@ mod tests {
         );
         let e = parse_all(br#"10.0.0.1 - - [24/Nov/2026:10:05:00 +0000] "GET /a\"b HTTP/1.1" 200 1 "-" "agent \"quoted\"""#).unwrap();
         assert_eq!(e.service.as_deref(), Some("a\\\"b"));
+    }
+
+    #[test]
+    fn request_parts_are_fields_when_asked_for() {
+        let slots = [Some(0), Some(1), Some(2), Some(3), Some(4), Some(5)];
+        let e = parse_with(COMBINED.as_bytes(), false, &slots).unwrap();
+        let want = [
+            Value::Str("GET".into()),
+            Value::Str("/presentations/logstash-monitorama-2013/images/kibana-search.png".into()),
+            Value::Str("HTTP/1.1".into()),
+            Value::Int(203_023),
+            Value::Str("http://semicomplete.com/presentations/logstash-monitorama-2013/".into()),
+            Value::Str("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_9_1)".into()),
+        ];
+        assert_eq!(e.extra, want);
+        let e = parse_with(
+            br#"1.2.3.4 - - [17/May/2015:10:05:03 +0000] "-" 400 - "-" "-""#,
+            false,
+            &[None, Some(1), None, Some(0), Some(2), None],
+        )
+        .unwrap();
+        assert_eq!(e.extra, [Value::Null, Value::Null, Value::Null]);
+        assert!(parse(COMBINED.as_bytes(), true).unwrap().extra.is_empty());
     }
 
     #[test]

@@ -4,8 +4,9 @@
 //! capacity of [`crate::record::Str`]. A parse error carries a short reason; the caller attaches the
 //! original bytes and position when it routes the record to the dead-letter output.
 
-mod access_log;
+pub mod access_log;
 mod fields;
+pub mod infer;
 mod json;
 mod json_fast;
 pub mod schema;
@@ -80,6 +81,20 @@ impl Format {
                 Ok(())
             }
         }
+    }
+
+    /// Formats `apache` and `nginx`: as [`Format::parse_into`], also setting the request's
+    /// parts ([`access_log::FIELDS`]) that have a slot.
+    pub fn parse_access_into(
+        self,
+        line: &[u8],
+        keep: FieldSet,
+        slots: &[Option<u8>; 6],
+        ev: &mut Event,
+    ) -> Result<(), ParseError> {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        *ev = access_log::parse_with(line, keep.contains(crate::record::Field::Message), slots)?;
+        Ok(())
     }
 
     pub fn name(self) -> &'static str {

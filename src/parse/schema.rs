@@ -225,6 +225,20 @@ impl TimeFormat {
         }
     }
 
+    /// The format as written in a spec's `timestamp = { format = ... }`.
+    pub fn spec_text(&self) -> String {
+        match self {
+            TimeFormat::Default | TimeFormat::Rfc3339 => "rfc3339".into(),
+            TimeFormat::Pattern { pattern, .. } => pattern.clone(),
+            f => f.name(),
+        }
+    }
+
+    /// Epoch milliseconds of a time written as text.
+    pub fn convert_text(&self, s: &str) -> Option<i64> {
+        self.convert(&Raw::Text(s))
+    }
+
     /// Epoch milliseconds of a value (`None`: not a time in this format).
     fn convert(&self, raw: &Raw<'_>) -> Option<i64> {
         let ms = match (self, raw) {

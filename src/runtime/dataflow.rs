@@ -21,6 +21,7 @@ use crate::operators::pre_aggregate::PreAggregate;
 use crate::operators::update_aggregate::{UpdateAggregate, Upserts};
 use crate::operators::window_aggregate::{Closed, WindowAggregate};
 use crate::operators::zscore::ZScore;
+use crate::parse::Format;
 use crate::record::{DeadLetter, LateEvent};
 use crate::record::{Row, Value};
 use crate::sources::PartitionReader;
@@ -35,6 +36,9 @@ pub fn ingest_config(plan: &JobPlan, nodes: &[Rc<AggNode>]) -> IngestConfig {
             .schema
             .clone()
             .filter(|s| s.format == plan.source.format),
+        access_slots: plan
+            .access_slots()
+            .filter(|_| matches!(plan.source.format, Format::Apache | Format::Nginx)),
         granularity_ms: plan.granularity_ms,
         idle_timeout: Duration::from_millis(plan.idle_timeout_ms as u64),
         rules: plan

@@ -72,7 +72,10 @@ fn epoch_fractions_are_exact_to_the_millisecond() {
     // Through f64, whole seconds plus the fraction's milliseconds give ...122 for this one:
     // the double nearest 1795514344.123 is 1795514344.12299990...
     let f: f64 = "1795514344.123".parse().unwrap();
-    assert_eq!(f.trunc() as i64 * 1000 + (f.fract() * 1000.0) as i64, 1_795_514_344_122);
+    assert_eq!(
+        f.trunc() as i64 * 1000 + (f.fract() * 1000.0) as i64,
+        1_795_514_344_122
+    );
     assert_eq!(epoch_ms("1795514344.123", 3), Some(1_795_514_344_123));
     assert_eq!(epoch_ms("1795514344.001", 3), Some(1_795_514_344_001));
     let e = parse(

@@ -74,6 +74,8 @@ pub struct IngestConfig {
     pub format: Format,
     /// A user-defined schema parses records instead of `format`'s built-in parser.
     pub schema: Option<Arc<crate::parse::schema::Schema>>,
+    /// Formats `apache` and `nginx`: the slots of the request's parts the analyses read.
+    pub access_slots: Option<[Option<u8>; 6]>,
     pub granularity_ms: i64,
     pub idle_timeout: Duration,
     pub rules: Vec<LatenessRule>,

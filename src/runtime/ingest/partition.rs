@@ -103,9 +103,14 @@ fn parse_block(
             continue;
         };
         if let Ok(ev) = slot {
-            let res = match &config.schema {
-                Some(schema) => schema.parse_into(bytes, batch.meta(i), ev),
-                None => config.format.parse_into(bytes, config.fields, ev),
+            let res = match (&config.schema, &config.access_slots) {
+                (Some(schema), _) => schema.parse_into(bytes, batch.meta(i), ev),
+                (None, Some(slots)) => {
+                    config
+                        .format
+                        .parse_access_into(bytes, config.fields, slots, ev)
+                }
+                (None, None) => config.format.parse_into(bytes, config.fields, ev),
             };
             match res {
                 Ok(()) => max = max.max(Some(ev.timestamp)),

@@ -85,6 +85,21 @@ impl Expr {
         }
     }
 
+    /// The expression reads event field `f` (extra fields included).
+    pub fn reads(&self, f: Field) -> bool {
+        match self {
+            Expr::Field(g) => *g == f,
+            Expr::Lit(_) | Expr::Column(_) => false,
+            Expr::Call(_, args) => args.iter().any(|a| a.reads(f)),
+            Expr::Unary(_, e) | Expr::IsNull(e, _) => e.reads(f),
+            Expr::Binary(_, a, b) => a.reads(f) || b.reads(f),
+            Expr::Case(arms, d) => {
+                arms.iter().any(|(c, t)| c.reads(f) || t.reads(f))
+                    || d.as_ref().is_some_and(|d| d.reads(f))
+            }
+        }
+    }
+
     /// Adds the event fields the expression reads to `set`.
     pub fn collect_fields(&self, set: &mut crate::record::FieldSet) {
         match self {

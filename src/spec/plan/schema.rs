@@ -25,6 +25,13 @@ pub(super) fn compile_schema(
                 "format `regex` needs a [schema] with a `pattern`",
             );
         }
+        if matches!(format, Format::Apache | Format::Nginx) {
+            // The request's parts: slots now, read at ingest only if an analysis uses them.
+            for name in crate::parse::access_log::FIELDS {
+                plan.extra_slot(name)
+                    .or_else(|m| cx.err(fspan.clone(), "source.format", m))?;
+            }
+        }
         return Ok(None);
     };
     let regex = match format {

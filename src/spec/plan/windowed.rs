@@ -111,10 +111,12 @@ pub(super) fn compile_windowed(
         known.push((name.clone(), Field::Extra(x.slot)));
     }
     let schema = plan.schema.clone();
+    let access = plan.access_fields();
     let field_of = |n: &str| {
         match &schema {
             Some(s) => s.field(n),
-            None => Field::from_name(n),
+            None => Field::from_name(n)
+                .or_else(|| access.iter().find(|(a, _)| *a == n).map(|(_, f)| *f)),
         }
         .or_else(|| known.iter().find(|(k, _)| k == n).map(|(_, f)| *f))
     };
