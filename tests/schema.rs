@@ -72,7 +72,9 @@ fn events(dir: &Path) -> Vec<(i64, Value)> {
         "--output",
         path.to_str().unwrap(),
     ]);
-    let text = std::fs::read_to_string(&path).unwrap();
+    // The generator's bad lines include non-UTF-8 bytes.
+    let bytes = std::fs::read(&path).unwrap();
+    let text = String::from_utf8_lossy(&bytes);
     let mut out = Vec::new();
     for line in text.lines() {
         let Ok(v) = serde_json::from_str::<Value>(line) else {
@@ -84,11 +86,26 @@ fn events(dir: &Path) -> Vec<(i64, Value)> {
         let Ok(t) = chrono::DateTime::parse_from_rfc3339(ts) else {
             continue;
         };
-        if v.as_object().is_some_and(|o| o.len() == 10) {
+        // The generator's wrong-type lines are left out too.
+        let str_or_null = |k: &str| v[k].is_string() || v[k].is_null();
+        let typed = [
+            "level",
+            "service",
+            "message",
+            "ip_address",
+            "user_id",
+            "request_id",
+        ]
+        .iter()
+        .all(|k| str_or_null(k))
+            && str_or_null("error_code")
+            && (v["response_time"].is_number() || v["response_time"].is_null())
+            && (v["status_code"].is_i64() || v["status_code"].is_null());
+        if typed && v.as_object().is_some_and(|o| o.len() == 10) {
             out.push((t.timestamp_millis(), v));
         }
     }
-    assert!(out.len() > 19_000, "{} good events", out.len());
+    assert!(out.len() > 18_000, "{} good events", out.len());
     out
 }
 
@@ -216,8 +233,9 @@ fn text_line(v: &Value) -> String {
         }
         n => n.to_string(),
     };
-    let msg = v["message"].as_str().unwrap();
-    assert!(!msg.contains('"'), "{msg}");
+    // `msg="..."` cannot hold a double quote: the message (which no analysis of the job
+    // reads) has single ones instead.
+    let msg = v["message"].as_str().unwrap().replace('"', "'");
     format!(
         "{} level={} service={} ip={} user={} status={} duration={} request_id={} msg=\"{msg}\"",
         v["timestamp"].as_str().unwrap(),
@@ -252,7 +270,7 @@ fn three_shapes_give_the_built_in_json_results_with_written_and_inferred_schemas
     let ref_acc = run(&base, &reference, &ref_out);
     let ref_s_out = dir.join("ref-s-out");
     let ref_s_acc = run(&base, &reference_s, &ref_s_out);
-    assert!(ref_acc["late"] > 0 || ref_acc["on_time"] > 19_000);
+    assert_eq!(ref_acc["parsed"], evs.len() as u64);
 
     struct Shape {
         name: &'static str,
