@@ -30,7 +30,17 @@ def nested(line):
         return None
     if not isinstance(v, dict) or not isinstance(v.get("timestamp"), str) or len(v) != 10:
         return None
-    t = datetime.datetime.strptime(v["timestamp"], "%Y-%m-%dT%H:%M:%S.%fZ")
+    # The generator's other time shapes and wrong-type lines are left out of both files.
+    try:
+        t = datetime.datetime.strptime(v["timestamp"], "%Y-%m-%dT%H:%M:%S.%fZ")
+    except ValueError:
+        return None
+    if not (isinstance(v["status_code"], (int, type(None)))
+            and isinstance(v["response_time"], (int, float, type(None)))
+            and all(isinstance(v[k], (str, type(None))) for k in
+                    ("level", "service", "message", "ip_address", "user_id", "request_id",
+                     "error_code"))):
+        return None
     ms = round(t.replace(tzinfo=datetime.timezone.utc).timestamp() * 1000)
     body = json.dumps({
         "log": {"level": v["level"], "message": v["message"]},
