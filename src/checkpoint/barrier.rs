@@ -189,7 +189,9 @@ impl Checkpointer {
         let m: Manifest = match bincode::deserialize(&bytes) {
             Ok(m) => m,
             Err(e) => {
-                self.fail(Error::Runtime(format!("checkpoint {epoch}: manifest: {e}")));
+                self.fail(Error::Checkpoint(format!(
+                    "checkpoint {epoch}: manifest: {e}"
+                )));
                 return false;
             }
         };
@@ -259,7 +261,7 @@ impl Checkpointer {
     ) -> Result<(), Error> {
         let sh = &self.shared;
         let bytes = bincode::serialize(part)
-            .map_err(|e| Error::Runtime(format!("checkpoint {epoch}: {e}")))?;
+            .map_err(|e| Error::Checkpoint(format!("checkpoint {epoch}: {e}")))?;
         sh.store.write_part(epoch, self.worker, &bytes)?;
         if !sh.store.has_parts(epoch, sh.workers) {
             return Ok(()); // the worker writing the last part completes it
@@ -279,7 +281,7 @@ impl Checkpointer {
             at_ms,
         };
         let bytes = bincode::serialize(&manifest)
-            .map_err(|e| Error::Runtime(format!("checkpoint {epoch}: {e}")))?;
+            .map_err(|e| Error::Checkpoint(format!("checkpoint {epoch}: {e}")))?;
         sh.store.commit(epoch, sh.workers, &bytes, sh.keep)?;
         Ok(())
     }
@@ -387,7 +389,7 @@ impl Slot {
     pub fn save<T: Serialize>(&self, epoch: u64, state: &T) {
         match bincode::serialize(state) {
             Ok(bytes) => self.ck.save(self.index, epoch, bytes, false),
-            Err(e) => self.ck.fail(Error::Runtime(format!(
+            Err(e) => self.ck.fail(Error::Checkpoint(format!(
                 "checkpoint {epoch}: state of {}: {e}",
                 self.name()
             ))),
@@ -399,7 +401,7 @@ impl Slot {
         let epoch = self.ck.epoch();
         match bincode::serialize(state) {
             Ok(bytes) => self.ck.save(self.index, epoch, bytes, true),
-            Err(e) => self.ck.fail(Error::Runtime(format!(
+            Err(e) => self.ck.fail(Error::Checkpoint(format!(
                 "checkpoint: state of {}: {e}",
                 self.name()
             ))),

@@ -109,7 +109,7 @@ impl Checkpoints {
             match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
                 Ok(lock) => Some(lock),
                 Err((_, Errno::EWOULDBLOCK)) => {
-                    return Err(Error::Runtime(format!(
+                    return Err(Error::Checkpoint(format!(
                         "another run of this job is using the checkpoint directory {}",
                         c.dir
                     )))
@@ -127,7 +127,7 @@ impl Checkpoints {
                 eprintln!("logflow: warning: {s}");
             }
             let manifest: Manifest = bincode::deserialize(&l.manifest).map_err(|e| {
-                Error::Runtime(format!(
+                Error::Checkpoint(format!(
                     "checkpoint {} in {}: manifest: {e}",
                     l.epoch, c.dir
                 ))
@@ -146,7 +146,7 @@ impl Checkpoints {
                 .map(|p| bincode::deserialize::<Part>(p))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| {
-                    Error::Runtime(format!("checkpoint {} in {}: part: {e}", l.epoch, c.dir))
+                    Error::Checkpoint(format!("checkpoint {} in {}: part: {e}", l.epoch, c.dir))
                 })?;
             eprintln!(
                 "logflow: restoring checkpoint {} from {} (taken {:.1}s ago)",

@@ -186,8 +186,8 @@ impl Store {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Error::io(&path, e)),
         };
-        let payload =
-            unframe(&bytes).map_err(|why| Error::Runtime(format!("{}: {why}", path.display())))?;
+        let payload = unframe(&bytes)
+            .map_err(|why| Error::Checkpoint(format!("{}: {why}", path.display())))?;
         Ok(payload.get(8..).map(<[u8]>::to_vec))
     }
 

@@ -97,6 +97,7 @@ impl Format {
         Ok(())
     }
 
+    /// The format's name in specs and on the command line.
     pub fn name(self) -> &'static str {
         match self {
             Format::Json => "json",
@@ -126,6 +127,7 @@ impl fmt::Display for Format {
 pub struct ParseError(pub Cow<'static, str>);
 
 impl ParseError {
+    /// A parse error with its reason.
     pub fn new(reason: impl Into<Cow<'static, str>>) -> Self {
         ParseError(reason.into())
     }

@@ -21,13 +21,18 @@ use crate::record::{Event, Field, FieldSet, Str, Value};
 /// The type a schema field converts its value to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FieldType {
+    /// Text (the default for new names).
     String,
+    /// A 64-bit integer; a JSON string of one is accepted.
     Int,
+    /// A float; a JSON string of one is accepted.
     Float,
+    /// `true` or `false`.
     Bool,
 }
 
 impl FieldType {
+    /// The type's name in specs.
     pub fn name(self) -> &'static str {
         match self {
             FieldType::String => "string",
@@ -37,6 +42,7 @@ impl FieldType {
         }
     }
 
+    /// The type named `s`, if any.
     pub fn from_name(s: &str) -> Option<FieldType> {
         Some(match s {
             "string" => FieldType::String,
@@ -61,10 +67,15 @@ impl FieldType {
 /// Kafka record metadata a path can name.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MetaPath {
+    /// The record's key.
     Key,
+    /// The record's timestamp, epoch ms.
     Timestamp,
+    /// The partition number.
     Partition,
+    /// The record's offset.
     Offset,
+    /// The value of the last header of this name.
     Header(String),
 }
 
@@ -75,6 +86,7 @@ pub enum Path {
     Json(Vec<String>),
     /// A named group of the schema's regex.
     Group(String),
+    /// Kafka record metadata.
     Meta(MetaPath),
 }
 
@@ -146,15 +158,23 @@ impl fmt::Display for Path {
 pub enum TimeFormat {
     /// The built-in `json` format's rule: an RFC 3339 string or integer epoch milliseconds.
     Default,
+    /// An RFC 3339 string.
     Rfc3339,
+    /// Integer epoch milliseconds.
     EpochMillis,
+    /// Epoch seconds, a decimal fraction exact to the millisecond.
     EpochSeconds,
+    /// Integer epoch microseconds.
     EpochMicros,
+    /// Integer epoch nanoseconds.
     EpochNanos,
     /// A chrono strftime pattern; `offset_s` applies when the pattern has no zone.
     Pattern {
+        /// The chrono strftime pattern.
         pattern: String,
+        /// The pattern has an offset (`%z`).
         zoned: bool,
+        /// Seconds east of UTC of a pattern without an offset.
         offset_s: i32,
     },
 }
@@ -208,6 +228,7 @@ impl TimeFormat {
         })
     }
 
+    /// The format as `check` shows it.
     pub fn name(&self) -> String {
         match self {
             TimeFormat::Default => "rfc3339 or epoch_millis".into(),
@@ -365,7 +386,9 @@ fn pattern_ms(s: &str, pattern: &str, zoned: bool, offset_s: i32) -> Option<i64>
 pub struct SchemaField {
     /// The field's name in analyses.
     pub name: String,
+    /// Where the value comes from.
     pub path: Path,
+    /// What it converts to.
     pub ty: FieldType,
     /// Where the event holds it.
     pub target: Field,
@@ -376,11 +399,15 @@ pub struct SchemaField {
 /// Kafka record metadata, for schemas with `@` paths.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RecordMeta {
+    /// The record's key, if any.
     pub key: Option<Vec<u8>>,
     /// The record's timestamp, epoch ms (create or log-append time, whichever the topic keeps).
     pub timestamp: Option<i64>,
+    /// The partition it was read from.
     pub partition: i32,
+    /// Its offset.
     pub offset: i64,
+    /// Its headers, in order (a header may have no value).
     pub headers: Vec<(String, Option<Vec<u8>>)>,
 }
 
@@ -389,8 +416,11 @@ pub struct RecordMeta {
 pub struct Schema {
     /// `Json` or `Regex`.
     pub format: Format,
+    /// Where the event time comes from.
     pub timestamp_path: Path,
+    /// How the event time is written.
     pub time_format: TimeFormat,
+    /// The fields, declared and implicit, in parse order.
     pub fields: Vec<SchemaField>,
     /// The pattern as written (`format = "regex"`).
     pub pattern: Option<String>,

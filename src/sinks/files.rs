@@ -121,12 +121,12 @@ impl Sink for FilesSink {
             f.sync_data().map_err(|e| Error::io(&o.path, e))?;
             lengths.push(f.metadata().map_err(|e| Error::io(&o.path, e))?.len());
         }
-        bincode::serialize(&lengths).map_err(|e| Error::Runtime(format!("checkpoint: {e}")))
+        bincode::serialize(&lengths).map_err(|e| Error::Checkpoint(format!("checkpoint: {e}")))
     }
 
     fn restore(&mut self, state: &[u8]) -> Result<(), Error> {
         let lengths: Vec<u64> = bincode::deserialize(state)
-            .map_err(|e| Error::Runtime(format!("checkpoint: file lengths: {e}")))?;
+            .map_err(|e| Error::Checkpoint(format!("checkpoint: file lengths: {e}")))?;
         for (o, len) in self.outs().zip(lengths) {
             o.w.get_ref()
                 .set_len(len)

@@ -29,13 +29,16 @@ pub struct JobSpec {
     /// Free text shown by `logflow check`.
     #[serde(default)]
     pub description: Option<String>,
+    /// Where records come from.
     pub source: SourceSpec,
     /// How a record becomes fields: JSON paths, regex groups, Kafka metadata, the time format
     /// (formats `json` and `regex`; default: the built-in `json` fields).
     #[serde(default)]
     pub schema: Option<SchemaSpec>,
+    /// Watermark settings shared by the job's analyses.
     #[serde(default)]
     pub watermark: WatermarkSpec,
+    /// Where results go (overridden by `--output-dir`).
     #[serde(default)]
     pub sink: SinkSpec,
     /// Consistent checkpoints from which a restarted job continues (default: none).
@@ -119,7 +122,9 @@ pub struct TimestampSpec {
 /// One field of `[schema.fields]`: a path, or a table with `path` and `type`.
 #[derive(Debug, Default)]
 pub struct FieldSpec {
+    /// Where the value comes from (default: the field's name).
     pub path: Option<String>,
+    /// `type`: string, int, float or bool.
     pub ty: Option<String>,
 }
 
@@ -296,6 +301,7 @@ pub struct AnalysisSpec {
     pub input: Option<Spanned<Input>>,
 
     // Windowed analyses.
+    /// An event-time window: tumbling (`size`) or sliding (`size` + `slide`).
     #[serde(default)]
     pub window: Option<WindowSpec>,
     /// Bounded out-of-orderness for this analysis (default: the job's).
@@ -318,6 +324,7 @@ pub struct AnalysisSpec {
     /// A derived analysis: the windowed analysis whose result rows it reads (with `detect`).
     #[serde(default)]
     pub from: Option<Spanned<String>>,
+    /// A detector over another analysis's rows, per group key, in window order.
     #[serde(default)]
     pub detect: Option<DetectSpec>,
 
@@ -360,7 +367,9 @@ pub struct DetectSpec {
 
 /// Spec file text with its name, for error messages.
 pub struct SpecSource<'a> {
+    /// The file name, as errors show it.
     pub file: &'a str,
+    /// Its text.
     pub text: &'a str,
 }
 

@@ -27,12 +27,11 @@ mod board;
 mod partition;
 mod watermark;
 
-use std::collections::HashMap;
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::operators::generic::OutputBuilder;
@@ -41,6 +40,7 @@ use timely::dataflow::{Scope, StreamVec};
 use timely::scheduling::Activator;
 
 use self::aggregation::Aggregation;
+pub use self::barrier::{resume_points, IngestState, PartitionState, INGEST_SLOT};
 use self::barrier::{AtBarrier, Barrier};
 pub use self::board::ProgressBoard;
 use self::partition::{Partition, Routed, Stamp};
@@ -91,38 +91,6 @@ pub struct IngestConfig {
     /// Records carry the wall clock (format `text`): a partition's progress follows the clock
     /// even without data, and it is never idle.
     pub processing_time: bool,
-}
-
-/// A partition's place in a checkpoint: where to read on, and the progress it had reached.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PartitionState {
-    /// [`PartitionReader::describe`].
-    pub name: String,
-    /// The position of the next record ([`PartitionReader::resume_point`]).
-    pub resume: Option<u64>,
-    /// The largest event time read.
-    pub max_ts: Option<i64>,
-}
-
-/// The ingest operator's state in a checkpoint.
-pub type IngestState = Vec<PartitionState>;
-
-/// The slot kind of the ingest operator in checkpoints.
-pub const INGEST_SLOT: &str = "Ingest";
-
-/// The positions to open partitions at, from the ingest states of a restored checkpoint.
-pub fn resume_points(states: &[&[u8]]) -> Result<HashMap<String, u64>, Error> {
-    let mut points = HashMap::new();
-    for bytes in states {
-        let state: IngestState = bincode::deserialize(bytes)
-            .map_err(|e| Error::Runtime(format!("checkpoint: source positions: {e}")))?;
-        for p in state {
-            if let Some(r) = p.resume {
-                points.insert(p.name, r);
-            }
-        }
-    }
-    Ok(points)
 }
 
 /// How long a worker that is too far ahead ([`watermark::ahead`]) waits at most (the next
@@ -180,6 +148,7 @@ pub fn ingest<'scope>(
     counters: Arc<Counters>,
     metrics: &Metrics,
     board: ProgressBoard,
+    failed: Rc<RefCell<Option<Error>>>,
 ) -> Ingested<'scope> {
     let me = scope.index();
     let meters: Vec<Arc<PartitionMeter>> = readers
@@ -233,7 +202,12 @@ pub fn ingest<'scope>(
             me,
             g: Granularity::new(config.granularity_ms),
             agg: Aggregation::new(&config.nodes),
-            tables: Tables::load(&config.lookups).unwrap_or_else(|e| panic!("{e}")),
+            // Loaded once already when the job was opened; changed since, it fails the job.
+            tables: Tables::load(&config.lookups).unwrap_or_else(|e| {
+                failed.borrow_mut().get_or_insert(e);
+                Tables::default()
+            }),
+            failed,
             config,
             parts,
             counters,
@@ -296,6 +270,8 @@ struct Ingest {
     parsed: Vec<Result<Event, String>>,
     agg: Aggregation,
     tables: Tables,
+    /// Where a failure (a broken input) is recorded for the worker, which then stops.
+    failed: Rc<RefCell<Option<Error>>>,
     barrier: Barrier,
     /// The partition read first in the next activation.
     next_part: usize,
@@ -339,6 +315,11 @@ impl Ingest {
     /// One activation: the checkpoint barrier, the clock, alignment, the read, the watermark,
     /// and what goes out.
     fn step(&mut self, held: &mut [Capability<u64>]) -> Flow {
+        // After a failure the worker stops (see `runtime::run`): read nothing more, and hold
+        // the capabilities so that no window closes on partial input.
+        if self.failed.borrow().is_some() {
+            return Flow::Running;
+        }
         let cap = *held[DEAD].time();
         let barrier = match self.at_barrier(cap) {
             Some(AtBarrier::Wait) => {
@@ -475,7 +456,11 @@ impl Ingest {
                 Ok(ReadStatus::Ended) => {}
                 // A broken input is a runtime failure, not a finished partition: dropping
                 // the capability would wrongly close every window.
-                Err(e) => panic!("reading {}: {e}", p.reader.describe()),
+                Err(e) => {
+                    let what = format!("reading {}", p.reader.describe());
+                    self.failed.borrow_mut().get_or_insert(e.context(&what));
+                    break;
+                }
             }
             if let (Some(a), Some(b)) = (was, p.max_ts) {
                 span = span.max(b.saturating_sub(a));
