@@ -74,6 +74,27 @@ fn real_apache_log_gives_hand_checked_results() {
             );
         }
 
+        // Every request's service, counted here from the raw lines (the target is the 7th
+        // whitespace token; no target in this file is an absolute URL, and five carry a `://`
+        // in their query or path), equals the job's per-service totals over all windows.
+        let mut want: std::collections::BTreeMap<String, u64> = Default::default();
+        for line in std::fs::read_to_string(&data).unwrap().lines() {
+            let target = line.split_whitespace().nth(6).unwrap();
+            assert!(target.starts_with('/'), "{target}");
+            let path = target.split(['?', '#']).next().unwrap();
+            let svc = path.split('/').find(|s| !s.is_empty()).unwrap_or("root");
+            *want.entry(svc.to_string()).or_default() += 1;
+        }
+        let mut got: std::collections::BTreeMap<String, u64> = Default::default();
+        for r in &pop {
+            let svc = r["service"].as_str().unwrap().to_string();
+            *got.entry(svc).or_default() += r["request_count"].as_u64().unwrap();
+        }
+        assert_eq!(got, want);
+        // awk '{print $7}' apache_logs | awk -F'[/?#]' '$2=="blog"' | wc -l = 1959 (with the
+        // `?p://...` target the old scheme stripping counted under `about`).
+        assert_eq!(want["blog"], 1959);
+
         // grep -E '^83\.149\.9\.216 .*17/May/2015:10:0[5-9]:' apache_logs | wc -l = 23, paths
         // under /presentations/ and /favicon.ico.
         let ips = read_jsonl(&out_dir.join("ip_patterns.jsonl"));
@@ -98,4 +119,64 @@ fn real_apache_log_gives_hand_checked_results() {
             assert!((r["error_rate"].as_f64().unwrap() - e * 100.0 / t).abs() < 1e-9);
         }
     }
+}
+
+/// `apache` also exposes the request's method, path, protocol, bytes, referer and user agent:
+/// totals per method over the whole file equal counts made from the raw lines.
+#[test]
+fn request_parts_are_fields() {
+    let dir = tmpdir("apache-parts");
+    let spec = dir.join("parts.toml");
+    std::fs::write(
+        &spec,
+        "name = \"parts\"\n[source]\nkind = \"file\"\npath = \"x\"\nformat = \"apache\"\n\
+         [[analysis]]\nname = \"methods\"\nwindow = { size = \"1d\" }\ngroup_by = [\"method\"]\n\
+         select = [\"count() as n\", \"sum(bytes) as bytes\", \"count_if(protocol = 'HTTP/1.0') as http10\",\n\
+         \"count_if(referer is null) as no_referer\", \"count_if(user_agent is not null) as agents\",\n\
+         \"count_if(path = '/favicon.ico') as favicons\"]\n",
+    )
+    .unwrap();
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/apache_logs");
+    let out = dir.join("out");
+    run_ok(&[
+        "run",
+        spec.to_str().unwrap(),
+        "--input",
+        data.to_str().unwrap(),
+        "--output-dir",
+        out.to_str().unwrap(),
+    ]);
+    // Per method from the raw lines: (requests, bytes, referer `-`, requests for /favicon.ico,
+    // HTTP/1.0 requests).
+    let mut want: std::collections::BTreeMap<String, (u64, u64, u64, u64, u64)> =
+        Default::default();
+    for line in std::fs::read_to_string(&data).unwrap().lines() {
+        let f: Vec<&str> = line.split(' ').collect();
+        let quoted: Vec<&str> = line.split('"').collect();
+        let w = want
+            .entry(f[5].trim_start_matches('"').to_string())
+            .or_default();
+        w.0 += 1;
+        w.1 += f[9].parse::<u64>().unwrap_or(0);
+        w.2 += u64::from(quoted[3] == "-");
+        w.3 += u64::from(f[6] == "/favicon.ico");
+        w.4 += u64::from(f[7] == "HTTP/1.0\"");
+    }
+    let mut got: std::collections::BTreeMap<String, (u64, u64, u64, u64, u64)> = Default::default();
+    let mut agents = 0;
+    for r in read_jsonl(&out.join("methods.jsonl")) {
+        let m = r["method"].as_str().unwrap().to_string();
+        let v = got.entry(m).or_default();
+        v.0 += r["n"].as_u64().unwrap();
+        v.1 += r["bytes"].as_u64().unwrap_or(0);
+        v.2 += r["no_referer"].as_u64().unwrap();
+        v.3 += r["favicons"].as_u64().unwrap();
+        v.4 += r["http10"].as_u64().unwrap();
+        agents += r["agents"].as_u64().unwrap();
+    }
+    assert_eq!(got, want);
+    assert!(want["GET"].4 > 0, "no HTTP/1.0 request counted");
+    // awk -F'"' 'NF==7 && $6!="-"' apache_logs | wc -l = 9809: a user agent `-` is null, and
+    // so is the one cut off at the end of its line (no closing quote).
+    assert_eq!(agents, 9_809);
 }

@@ -3,6 +3,10 @@ code). Run with the venv python from scripts/pyenv.
 
     kafka_client.py produce BOOTSTRAP TOPIC FILE [P]    lines of FILE, round-robin over partitions
                                                         (or all to partition P)
+    kafka_client.py produce-records BOOTSTRAP TOPIC FILE
+                                                        JSON lines {"key":..,"value":..,
+                                                        "timestamp":..,"headers":{..},
+                                                        "partition":..}, each one record
     kafka_client.py dump BOOTSTRAP TOPIC OUT            every record (read_committed, up to the end
                                                         offsets as of now) as JSON lines
                                                         {"key":..,"value":..,"partition":..,"offset":..}
@@ -69,6 +73,27 @@ def produce(bootstrap, topic, path, only=None):
             n += 1
             if n % 10000 == 0:
                 p.poll(0)
+    left = p.flush(TIMEOUT_S)
+    if left:
+        sys.exit(f"{left} messages not delivered")
+    print(n)
+
+
+def produce_records(bootstrap, topic, path):
+    p = Producer(conf({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 20}))
+    n = 0
+    with open(path) as f:
+        for line in f:
+            if not line.strip():
+                continue
+            r = json.loads(line)
+            key = r.get("key")
+            p.produce(topic, value=r["value"].encode(),
+                      key=None if key is None else key.encode(),
+                      partition=r.get("partition", 0), timestamp=r.get("timestamp", 0),
+                      headers=[(k, v.encode()) for k, v in r.get("headers", {}).items()])
+            n += 1
+            p.poll(0)
     left = p.flush(TIMEOUT_S)
     if left:
         sys.exit(f"{left} messages not delivered")
@@ -158,4 +183,4 @@ def create(bootstrap, *specs):
 
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
-    {"produce": produce, "dump": dump, "count": count, "create": create}[cmd](*args)
+    {"produce": produce, "produce-records": produce_records, "dump": dump, "count": count, "create": create}[cmd](*args)

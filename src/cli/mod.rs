@@ -7,6 +7,7 @@ mod cluster;
 mod gen;
 mod launch;
 mod run;
+mod schema;
 mod tail;
 
 use clap::{Parser, Subcommand};
@@ -38,6 +39,9 @@ enum Command {
     Cancel(cluster::CancelArgs),
     /// Validate a job spec and explain what it computes.
     Check(check::CheckArgs),
+    /// User-defined schemas: `schema infer FILE` prints a `[schema]` that reads FILE.
+    #[command(subcommand)]
+    Schema(schema::SchemaCmd),
     /// Write synthetic logs or user events (file, stdout or a Kafka topic).
     Gen(gen::GenCmd),
     /// Print the records of a Kafka topic (e.g. an analysis's output).
@@ -67,6 +71,7 @@ pub fn main() -> i32 {
         Command::Cancel(args) => cluster::cancel(args),
         Command::Tail(args) => tail::tail(args),
         Command::Gen(args) => gen::gen(args),
+        Command::Schema(cmd) => schema::schema(cmd),
         Command::BenchRead(args) => bench_read::bench_read(args),
     };
     match result {

@@ -26,6 +26,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 
+use crate::parse::schema::RecordMeta;
 use crate::sources::Wake;
 
 /// Messages asked for per librdkafka call (the array lives in the reader).
@@ -88,12 +89,12 @@ impl BatchQueue {
         self.wake = Some(boxed);
     }
 
-    /// Hands up to `max` queued messages, in order, to `each` as `Ok((offset, payload))` or
-    /// as the error librdkafka reports in their place; returns how many it handed over (0: the
-    /// queue is empty now). Never blocks.
+    /// Hands up to `max` queued messages, in order, to `each` as `Ok(message)` or as the
+    /// error librdkafka reports in their place; returns how many it handed over (0: the queue
+    /// is empty now). Never blocks.
     pub fn consume<F>(&mut self, max: usize, mut each: F) -> usize
     where
-        F: for<'m> FnMut(Result<(i64, &'m [u8]), KafkaError>),
+        F: for<'m> FnMut(Result<Msg<'m>, KafkaError>),
     {
         let want = max.min(CHUNK);
         if want == 0 {
@@ -126,9 +127,78 @@ impl BatchQueue {
                 // which lives until `taken` is dropped; the slice does not outlive `each`.
                 unsafe { std::slice::from_raw_parts(msg.payload as *const u8, msg.len) }
             };
-            each(Ok((msg.offset, payload)));
+            each(Ok(Msg {
+                offset: msg.offset,
+                payload,
+                raw: msg,
+            }));
         }
         n
+    }
+}
+
+/// A message lent to [`BatchQueue::consume`]'s callback.
+pub struct Msg<'m> {
+    pub offset: i64,
+    pub payload: &'m [u8],
+    raw: &'m rd::rd_kafka_message_t,
+}
+
+impl Msg<'_> {
+    /// The record's key, timestamp and headers (copied: only schemas with `@` paths ask).
+    pub fn meta(&self, partition: i32) -> RecordMeta {
+        let m = self.raw;
+        let key = (!m.key.is_null()).then(|| {
+            // SAFETY: librdkafka's key is `key_len` readable bytes owned by the message, alive
+            // for `'m`; copied out here.
+            unsafe { std::slice::from_raw_parts(m.key as *const u8, m.key_len) }.to_vec()
+        });
+        let mut tstype = rd::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
+        // SAFETY: `m` is a live message; `tstype` is a valid out pointer.
+        let ts = unsafe { rd::rd_kafka_message_timestamp(m, &mut tstype) };
+        let timestamp = (tstype != rd::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE
+            && ts >= 0)
+            .then_some(ts);
+        let mut headers = Vec::new();
+        let mut hdrs: *mut rd::rd_kafka_headers_t = std::ptr::null_mut();
+        // SAFETY: `m` is live; librdkafka parses the headers into storage the message owns
+        // and writes their handle to `hdrs` (valid while the message is), or returns an error.
+        let err = unsafe { rd::rd_kafka_message_headers(m, &mut hdrs) };
+        if err == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && !hdrs.is_null() {
+            // SAFETY: `hdrs` is the message's live header list.
+            let n = unsafe { rd::rd_kafka_header_cnt(hdrs) };
+            for i in 0..n {
+                let mut name: *const std::ffi::c_char = std::ptr::null();
+                let mut value: *const c_void = std::ptr::null();
+                let mut size = 0usize;
+                // SAFETY: `i` is below the count; the out pointers are valid. The name is a
+                // NUL-terminated string and the value `size` bytes (or null), both owned by
+                // the header list; they are copied before the message is destroyed.
+                let e = unsafe {
+                    rd::rd_kafka_header_get_all(hdrs, i, &mut name, &mut value, &mut size)
+                };
+                if e != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR || name.is_null() {
+                    continue;
+                }
+                // SAFETY: as above.
+                let name = unsafe { std::ffi::CStr::from_ptr(name) }
+                    .to_string_lossy()
+                    .into_owned();
+                let value = (!value.is_null())
+                    // SAFETY: as above.
+                    .then(|| {
+                        unsafe { std::slice::from_raw_parts(value as *const u8, size) }.to_vec()
+                    });
+                headers.push((name, value));
+            }
+        }
+        RecordMeta {
+            key,
+            timestamp,
+            partition,
+            offset: self.offset,
+            headers,
+        }
     }
 }
 

@@ -213,6 +213,7 @@ pub fn open_partitions(
             // Known before any read when resumed: a partition read to its end offset is done.
             next_offset: resume(p),
             errors: 0,
+            keep_meta: false,
         }));
     }
     Ok(readers)
@@ -226,6 +227,8 @@ struct KafkaReader {
     end: EndAt,
     next_offset: Option<i64>,
     errors: u64,
+    /// A schema reads record metadata: each record's goes into the batch.
+    keep_meta: bool,
 }
 
 impl KafkaReader {
@@ -294,16 +297,21 @@ impl PartitionReader for KafkaReader {
         let mut failed = None;
         while !past_end && failed.is_none() && batch.len() - before < max {
             let next_offset = &mut self.next_offset;
+            let (keep_meta, partition) = (self.keep_meta, self.partition);
             let got = self
                 .queue
                 .consume(max - (batch.len() - before), |m| match m {
-                    Ok((offset, payload)) => {
+                    Ok(msg) => {
+                        let (offset, payload) = (msg.offset, msg.payload);
                         if past_end || end.is_some_and(|e| offset >= e) {
                             past_end = true;
                             *next_offset = Some(next_offset.map_or(offset, |n| n.max(offset)));
                             return;
                         }
                         batch.push(payload, offset.max(0) as u64, None);
+                        if keep_meta {
+                            batch.metas.push(msg.meta(partition));
+                        }
                         *next_offset = Some(offset + 1);
                     }
                     Err(e) => {
@@ -329,6 +337,10 @@ impl PartitionReader for KafkaReader {
         } else {
             ReadStatus::Pending
         })
+    }
+
+    fn keep_meta(&mut self) {
+        self.keep_meta = true;
     }
 
     fn origin(&self, pos: u64) -> Origin {
@@ -447,7 +459,7 @@ mod tests {
         let mut offsets = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(10);
         while offsets.len() < 50 && Instant::now() < deadline {
-            queue.consume(64, |m| offsets.push(m.unwrap().0));
+            queue.consume(64, |m| offsets.push(m.unwrap().offset));
         }
         assert_eq!(offsets, (0..50).collect::<Vec<i64>>());
     }

@@ -10,7 +10,7 @@
 
 use super::timestamp::parse_access_time;
 use super::ParseError;
-use crate::record::{Event, Str};
+use crate::record::{Event, Str, Value};
 
 fn err(msg: &'static str) -> ParseError {
     ParseError::new(msg)
@@ -50,18 +50,26 @@ pub fn service_of(request: &str) -> &str {
     let (Some(_method), Some(url)) = (parts.next(), parts.next()) else {
         return "root";
     };
-    // Absolute URL: drop `scheme://host`.
+    // Absolute URL: drop `scheme://host`. Only a target that starts with a scheme has one:
+    // a `://` later on (in a query, or after a path segment) is part of the path.
     let path = match url.find("://") {
-        Some(i) => {
+        Some(i) if is_scheme(&url[..i]) => {
             let rest = &url[i + 3..];
             rest.find('/').map_or("", |j| &rest[j..])
         }
-        None => url,
+        _ => url,
     };
     let path = path.split(['?', '#']).next().unwrap_or("");
     path.split('/')
         .find(|seg| !seg.is_empty())
         .unwrap_or("root")
+}
+
+/// RFC 3986 `scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )`.
+fn is_scheme(s: &str) -> bool {
+    let mut b = s.bytes();
+    b.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && b.all(|c| c.is_ascii_alphanumeric() || b"+-.".contains(&c))
 }
 
 fn level_of(status: i64) -> &'static str {
@@ -91,8 +99,29 @@ fn response_time(tok: &str) -> Option<Option<f64>> {
     }
 }
 
+/// The request's parts a job may also read, in the order of the slots given to [`parse_with`]:
+/// they are extra fields ([`crate::record::Field::Extra`]), set only when an analysis uses them.
+pub const FIELDS: [&str; 6] = [
+    "method",
+    "path",
+    "protocol",
+    "bytes",
+    "referer",
+    "user_agent",
+];
+
 /// Parses one line; the request line is copied into `message` only when `keep_message`.
 pub(super) fn parse(line: &[u8], keep_message: bool) -> Result<Event, ParseError> {
+    parse_with(line, keep_message, &[None; 6])
+}
+
+/// As [`parse`], also setting each of [`FIELDS`] that has a slot (`-` is null; `bytes` is an
+/// int).
+pub(super) fn parse_with(
+    line: &[u8],
+    keep_message: bool,
+    slots: &[Option<u8>; 6],
+) -> Result<Event, ParseError> {
     let line = std::str::from_utf8(line).map_err(|_| err("access log line is not valid UTF-8"))?;
     let (host, rest) = token(line).ok_or_else(|| err("empty access log line"))?;
     let (_ident, rest) = token(rest).ok_or_else(|| err("truncated access log line: no ident"))?;
@@ -120,13 +149,21 @@ pub(super) fn parse(line: &[u8], keep_message: bool) -> Result<Event, ParseError
     }
     // Combined format: referer and user agent. A user agent cut off at the end of the line
     // (seen in real logs) loses nothing logflow reads, so the request still counts.
+    let (mut referer, mut agent) = (None, None);
     if rest.trim_start_matches(' ').starts_with('"') {
-        let (_referer, r) = quoted(rest).ok_or_else(|| err("unterminated referer"))?;
+        let (re, r) = quoted(rest).ok_or_else(|| err("unterminated referer"))?;
+        referer = Some(re);
         let r = r.trim_start_matches(' ');
         if !r.starts_with('"') {
             return Err(err("missing user agent after the referer"));
         }
-        rest = quoted(r).map_or("", |(_agent, r)| r);
+        rest = match quoted(r) {
+            Some((a, r)) => {
+                agent = Some(a);
+                r
+            }
+            None => "",
+        };
     }
     let mut response = None;
     if let Some((tok, r)) = token(rest) {
@@ -136,7 +173,7 @@ pub(super) fn parse(line: &[u8], keep_message: bool) -> Result<Event, ParseError
             return Err(err("unexpected text after the response time"));
         }
     }
-    Ok(Event {
+    let mut ev = Event {
         timestamp,
         level: Some(Str::from(level_of(status))),
         service: Some(Str::from(service_of(request))),
@@ -146,7 +183,28 @@ pub(super) fn parse(line: &[u8], keep_message: bool) -> Result<Event, ParseError
         response_time: response,
         status_code: Some(status),
         ..Event::default()
-    })
+    };
+    if slots.iter().any(Option::is_some) {
+        let mut parts = request.split(' ').filter(|p| !p.is_empty());
+        let text = |v: Option<&str>| match v {
+            None | Some("-") => Value::Null,
+            Some(v) => Value::Str(Str::from(v)),
+        };
+        let values = [
+            text(parts.next()),
+            text(parts.next()),
+            text(parts.next()),
+            bytes.parse::<i64>().map_or(Value::Null, Value::Int),
+            text(referer),
+            text(agent),
+        ];
+        for (slot, v) in slots.iter().zip(values) {
+            if let Some(slot) = slot {
+                ev.set_extra(*slot, v);
+            }
+        }
+    }
+    Ok(ev)
 }
 
 #[cfg(test)]
@@ -193,6 +251,29 @@ mod tests {
     }
 
     #[test]
+    fn request_parts_are_fields_when_asked_for() {
+        let slots = [Some(0), Some(1), Some(2), Some(3), Some(4), Some(5)];
+        let e = parse_with(COMBINED.as_bytes(), false, &slots).unwrap();
+        let want = [
+            Value::Str("GET".into()),
+            Value::Str("/presentations/logstash-monitorama-2013/images/kibana-search.png".into()),
+            Value::Str("HTTP/1.1".into()),
+            Value::Int(203_023),
+            Value::Str("http://semicomplete.com/presentations/logstash-monitorama-2013/".into()),
+            Value::Str("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_9_1)".into()),
+        ];
+        assert_eq!(e.extra, want);
+        let e = parse_with(
+            br#"1.2.3.4 - - [17/May/2015:10:05:03 +0000] "-" 400 - "-" "-""#,
+            false,
+            &[None, Some(1), None, Some(0), Some(2), None],
+        )
+        .unwrap();
+        assert_eq!(e.extra, [Value::Null, Value::Null, Value::Null]);
+        assert!(parse(COMBINED.as_bytes(), true).unwrap().extra.is_empty());
+    }
+
+    #[test]
     fn services() {
         for (req, svc) in [
             ("GET / HTTP/1.1", "root"),
@@ -206,6 +287,14 @@ mod tests {
             ("GET /?q=1 HTTP/1.1", "root"),
             ("-", "root"),
             ("GET", "root"),
+            // Seen in the real Apache log: a `://` that is not after a scheme.
+            (
+                "GET /blog/geekery/x.css?p://www.semicomplete.com/about/ HTTP/1.1",
+                "blog",
+            ),
+            ("GET /misc/nmh//%22file://$file/%22 HTTP/1.1", "misc"),
+            ("GET https://h.example/b HTTP/1.1", "b"),
+            ("GET svn+ssh://h/c HTTP/1.1", "c"),
         ] {
             assert_eq!(service_of(req), svc, "{req}");
         }

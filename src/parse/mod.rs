@@ -4,10 +4,12 @@
 //! capacity of [`crate::record::Str`]. A parse error carries a short reason; the caller attaches the
 //! original bytes and position when it routes the record to the dead-letter output.
 
-mod access_log;
+pub mod access_log;
 mod fields;
+pub mod infer;
 mod json;
 mod json_fast;
+pub mod schema;
 pub mod text;
 pub mod timestamp;
 mod user_events;
@@ -33,6 +35,8 @@ pub enum Format {
     UserEvents,
     /// Any text: the line is the field `line`, the time is the wall clock (processing time).
     Text,
+    /// Text lines read by the `[schema]` pattern's named groups.
+    Regex,
 }
 
 impl Format {
@@ -55,6 +59,10 @@ impl Format {
             }
             Format::UserEvents => user_events::parse(line, keep),
             Format::Text => text::parse(line),
+            // The spec layer requires a `[schema]` with a pattern, which parses instead.
+            Format::Regex => Err(ParseError::new(
+                "format `regex` reads records with a [schema] pattern",
+            )),
         }
     }
 
@@ -75,6 +83,20 @@ impl Format {
         }
     }
 
+    /// Formats `apache` and `nginx`: as [`Format::parse_into`], also setting the request's
+    /// parts ([`access_log::FIELDS`]) that have a slot.
+    pub fn parse_access_into(
+        self,
+        line: &[u8],
+        keep: FieldSet,
+        slots: &[Option<u8>; 6],
+        ev: &mut Event,
+    ) -> Result<(), ParseError> {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        *ev = access_log::parse_with(line, keep.contains(crate::record::Field::Message), slots)?;
+        Ok(())
+    }
+
     /// The format's name in specs and on the command line.
     pub fn name(self) -> &'static str {
         match self {
@@ -83,6 +105,7 @@ impl Format {
             Format::Nginx => "nginx",
             Format::UserEvents => "user-events",
             Format::Text => "text",
+            Format::Regex => "regex",
         }
     }
 

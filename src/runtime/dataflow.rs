@@ -21,6 +21,7 @@ use crate::operators::pre_aggregate::PreAggregate;
 use crate::operators::update_aggregate::{UpdateAggregate, Upserts};
 use crate::operators::window_aggregate::{Closed, WindowAggregate};
 use crate::operators::zscore::ZScore;
+use crate::parse::Format;
 use crate::record::{DeadLetter, LateEvent};
 use crate::record::{Row, Value};
 use crate::sources::PartitionReader;
@@ -30,6 +31,14 @@ use crate::spec::plan::{AggNode, AnalysisKind, Detector, JobPlan, NodeInput};
 pub fn ingest_config(plan: &JobPlan, nodes: &[Rc<AggNode>]) -> IngestConfig {
     IngestConfig {
         format: plan.source.format,
+        // `--format` may replace the spec's: its schema reads the format it was written for.
+        schema: plan
+            .schema
+            .clone()
+            .filter(|s| s.format == plan.source.format),
+        access_slots: plan
+            .access_slots()
+            .filter(|_| matches!(plan.source.format, Format::Apache | Format::Nginx)),
         granularity_ms: plan.granularity_ms,
         idle_timeout: Duration::from_millis(plan.idle_timeout_ms as u64),
         rules: plan

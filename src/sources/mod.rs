@@ -18,12 +18,21 @@ pub struct RecordBatch {
     pub data: Vec<u8>,
     /// (end offset in `data`, position, original length if the record was cut to the limit)
     pub records: Vec<(usize, u64, Option<u64>)>,
+    /// Kafka record metadata, one per record, kept only when a schema reads it (empty
+    /// otherwise).
+    pub metas: Vec<crate::parse::schema::RecordMeta>,
 }
 
 impl RecordBatch {
     pub fn clear(&mut self) {
         self.data.clear();
         self.records.clear();
+        self.metas.clear();
+    }
+
+    /// The metadata of record `i`, when the reader kept it.
+    pub fn meta(&self, i: usize) -> Option<&crate::parse::schema::RecordMeta> {
+        self.metas.get(i)
     }
 
     pub fn len(&self) -> usize {
@@ -85,6 +94,10 @@ pub trait PartitionReader: Send {
     fn turns(&self) -> Option<shared::Turns> {
         None
     }
+
+    /// Asks the reader to keep each record's metadata in [`RecordBatch::metas`] (Kafka: key,
+    /// timestamp, headers), for a schema that reads it; readers without any ignore it.
+    fn keep_meta(&mut self) {}
 
     /// Asks the reader to call `wake` (from any thread) when records arrive after a read found
     /// none; `false` when it cannot, and the reader must be polled.

@@ -31,6 +31,10 @@ pub struct JobSpec {
     pub description: Option<String>,
     /// Where records come from.
     pub source: SourceSpec,
+    /// How a record becomes fields: JSON paths, regex groups, Kafka metadata, the time format
+    /// (formats `json` and `regex`; default: the built-in `json` fields).
+    #[serde(default)]
+    pub schema: Option<SchemaSpec>,
     /// Watermark settings shared by the job's analyses.
     #[serde(default)]
     pub watermark: WatermarkSpec,
@@ -71,13 +75,98 @@ pub struct LookupSpec {
     pub fields: Vec<Spanned<String>>,
 }
 
+/// A user-defined schema: which path of a record each field comes from, and its type. Every
+/// analysis uses the fields by name, the built-in ones and new names alike. With format
+/// `json`, a built-in field the schema does not list is read from its usual key; with format
+/// `regex`, the fields are the pattern's named groups. See docs/schemas.md.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchemaSpec {
+    /// Where the event time comes from (default: key `timestamp`, RFC 3339 or epoch ms).
+    #[serde(default)]
+    pub timestamp: Option<Spanned<TimestampSpec>>,
+    /// Format `regex`: a Rust `regex` pattern that must match the whole line; its named
+    /// groups become fields.
+    #[serde(default)]
+    pub pattern: Option<Spanned<String>>,
+    /// Format `regex`: a capture equal to this token (such as `-`) is null.
+    #[serde(default)]
+    pub null: Option<Spanned<String>>,
+    /// `field = "path"` or `field = { path = "...", type = "..." }`: a dotted path into nested
+    /// JSON objects, a regex group name, or Kafka metadata (`@key`, `@timestamp`,
+    /// `@partition`, `@offset`, `@header.NAME`); type `string` (default for new names),
+    /// `int`, `float` or `bool` (a JSON string holding a number is read as `int`/`float`).
+    /// The path defaults to the field's name.
+    #[serde(default)]
+    pub fields: BTreeMap<String, Spanned<FieldSpec>>,
+}
+
+/// The event time of a user-defined schema.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimestampSpec {
+    /// Path of the time (default `timestamp`): a JSON path, a regex group or `@timestamp`.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// `rfc3339` (default), `epoch_millis`, `epoch_seconds` (a fraction is exact to the
+    /// millisecond), `epoch_micros`, `epoch_nanos`, or a chrono strftime pattern such as
+    /// `%d/%b/%Y:%H:%M:%S %z`.
+    #[serde(default)]
+    pub format: Option<String>,
+    /// For a strftime pattern without an offset: `UTC` (default) or a fixed offset such as
+    /// `+01:00`.
+    #[serde(default)]
+    pub timezone: Option<String>,
+}
+
+/// One field of `[schema.fields]`: a path, or a table with `path` and `type`.
+#[derive(Debug, Default)]
+pub struct FieldSpec {
+    /// Where the value comes from (default: the field's name).
+    pub path: Option<String>,
+    /// `type`: string, int, float or bool.
+    pub ty: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for FieldSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{self, MapAccess, Visitor};
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = FieldSpec;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a path, or a table with `path` and `type`")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<FieldSpec, E> {
+                Ok(FieldSpec {
+                    path: Some(v.to_string()),
+                    ty: None,
+                })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<FieldSpec, A::Error> {
+                let mut f = FieldSpec::default();
+                while let Some(k) = map.next_key::<String>()? {
+                    match k.as_str() {
+                        "path" => f.path = Some(map.next_value()?),
+                        "type" => f.ty = Some(map.next_value()?),
+                        other => return Err(de::Error::unknown_field(other, &["path", "type"])),
+                    }
+                }
+                Ok(f)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// Where records come from.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceSpec {
     /// `kafka`, `file`, `directory`, `socket` or `generator`.
     pub kind: Spanned<SourceKind>,
-    /// Record format: `json`, `apache`, `nginx`, `user-events`, `text`.
+    /// Record format: `json`, `regex` (with a `[schema]` pattern), `apache`, `nginx`,
+    /// `user-events`, `text`.
     pub format: Spanned<Format>,
     /// `file`: the path to read (`-` = stdin); `directory`: the folder to watch.
     #[serde(default)]

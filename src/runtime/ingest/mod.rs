@@ -72,6 +72,10 @@ pub struct LatenessRule {
 #[derive(Clone, Debug)]
 pub struct IngestConfig {
     pub format: Format,
+    /// A user-defined schema parses records instead of `format`'s built-in parser.
+    pub schema: Option<Arc<crate::parse::schema::Schema>>,
+    /// Formats `apache` and `nginx`: the slots of the request's parts the analyses read.
+    pub access_slots: Option<[Option<u8>; 6]>,
     pub granularity_ms: i64,
     pub idle_timeout: Duration,
     pub rules: Vec<LatenessRule>,
@@ -178,7 +182,12 @@ pub fn ingest<'scope>(
         let mut parts: Vec<Partition> = readers
             .into_iter()
             .zip(meters)
-            .map(|(reader, meter)| Partition::new(reader, meter))
+            .map(|(mut reader, meter)| {
+                if config.schema.as_ref().is_some_and(|s| s.uses_meta()) {
+                    reader.keep_meta();
+                }
+                Partition::new(reader, meter)
+            })
             .collect();
         let wake: crate::sources::Wake = Arc::new(move || {
             // Fails only when the worker has gone: nothing is left to wake.

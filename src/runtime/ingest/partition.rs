@@ -89,7 +89,7 @@ fn parse_block(
     parsed.clear();
     parsed.reserve(batch.len());
     let mut max = None;
-    for (bytes, _, cut) in batch.iter() {
+    for (i, (bytes, _, cut)) in batch.iter().enumerate() {
         if let Some(len) = cut {
             parsed.push(Err(format!(
                 "record too long: {len} bytes (limit {})",
@@ -103,7 +103,16 @@ fn parse_block(
             continue;
         };
         if let Ok(ev) = slot {
-            match config.format.parse_into(bytes, config.fields, ev) {
+            let res = match (&config.schema, &config.access_slots) {
+                (Some(schema), _) => schema.parse_into(bytes, batch.meta(i), ev),
+                (None, Some(slots)) => {
+                    config
+                        .format
+                        .parse_access_into(bytes, config.fields, slots, ev)
+                }
+                (None, None) => config.format.parse_into(bytes, config.fields, ev),
+            };
+            match res {
                 Ok(()) => max = max.max(Some(ev.timestamp)),
                 Err(e) => *slot = Err(e.0.into_owned()),
             }

@@ -19,7 +19,11 @@ pub trait Lookup {
 impl Lookup for Event {
     #[inline]
     fn field(&self, f: Field) -> Value {
-        self.get(f).to_owned()
+        match f {
+            // Extra fields may hold values a `ValueRef` has no form for (a schema's bools).
+            Field::Extra(i) => self.extra.get(i as usize).cloned().unwrap_or(Value::Null),
+            f => self.get(f).to_owned(),
+        }
     }
     fn column(&self, _: usize) -> Value {
         Value::Null
@@ -80,6 +84,21 @@ impl Expr {
                 default.as_ref().map_or(Value::Null, |d| d.eval(row))
             }
             Expr::Call(f, args) => call(*f, args, row),
+        }
+    }
+
+    /// The expression reads event field `f` (extra fields included).
+    pub fn reads(&self, f: Field) -> bool {
+        match self {
+            Expr::Field(g) => *g == f,
+            Expr::Lit(_) | Expr::Column(_) => false,
+            Expr::Call(_, args) => args.iter().any(|a| a.reads(f)),
+            Expr::Unary(_, e) | Expr::IsNull(e, _) => e.reads(f),
+            Expr::Binary(_, a, b) => a.reads(f) || b.reads(f),
+            Expr::Case(arms, d) => {
+                arms.iter().any(|(c, t)| c.reads(f) || t.reads(f))
+                    || d.as_ref().is_some_and(|d| d.reads(f))
+            }
         }
     }
 

@@ -8,6 +8,7 @@ use toml::Spanned;
 use super::derived::compile_derived;
 use super::io::{compile_checkpoint, compile_sink, compile_source};
 use super::lookup::compile_lookups;
+use super::schema::compile_schema;
 use super::types::{AggFunc, JobPlan, NodeInput};
 use super::windowed::compile_windowed;
 use crate::spec::expr::{self, Ast, Expr};
@@ -98,8 +99,10 @@ impl JobPlan {
             analyses: Vec::new(),
             extras: Vec::new(),
             lookups: Vec::new(),
+            schema: None,
             checkpoint,
         };
+        plan.schema = compile_schema(&mut plan, spec, &cx)?.map(std::sync::Arc::new);
         compile_lookups(&mut plan, spec, &cx)?;
         let mut names: HashMap<String, usize> = HashMap::new();
         let mut triggers: Vec<i64> = Vec::new();
@@ -164,6 +167,14 @@ impl JobPlan {
             };
             names.insert(aname, plan.analyses.len());
             plan.analyses.push(analysis);
+        }
+        // Built-in fields a JSON schema does not list are read from their own keys, and only
+        // those some analysis uses.
+        let used = plan.used_fields();
+        if let Some(s) = plan.schema.as_mut().and_then(std::sync::Arc::get_mut) {
+            let span = spec.source.format.span();
+            s.add_implicit(used)
+                .or_else(|m| cx.err(span, "schema.fields", m))?;
         }
         // Update-mode analyses also emit at every multiple of their trigger.
         plan.granularity_ms = plan

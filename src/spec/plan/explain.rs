@@ -19,6 +19,9 @@ impl JobPlan {
             "source: {src}, format {}, records up to {} bytes",
             self.source.format, self.source.max_record_bytes
         );
+        if let Some(schema) = &self.schema {
+            s.push_str(&schema.describe());
+        }
         if self.source.format.processing_time() {
             let _ = writeln!(
                 s,

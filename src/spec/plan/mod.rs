@@ -14,6 +14,7 @@ mod derived;
 mod explain;
 pub mod io;
 mod lookup;
+mod schema;
 pub mod types;
 mod windowed;
 

@@ -42,6 +42,8 @@ pub struct JobPlan {
     pub extras: Vec<String>,
     /// Reference tables joined to every event at ingest.
     pub lookups: Vec<LookupPlan>,
+    /// `[schema]`: how records become fields (`None`: the format's built-in fields).
+    pub schema: Option<std::sync::Arc<crate::parse::schema::Schema>>,
     /// Checkpoints for recovery (`None`: a restarted job starts from its source's start).
     pub checkpoint: Option<CheckpointPlan>,
 }
@@ -198,9 +200,61 @@ pub enum Detector {
 }
 
 impl JobPlan {
+    /// The input field called `name`: the schema's, or else a built-in one.
+    pub fn input_field(&self, name: &str) -> Option<Field> {
+        match &self.schema {
+            Some(s) => s.field(name),
+            None => Field::from_name(name).or_else(|| {
+                self.access_fields()
+                    .into_iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, f)| f)
+            }),
+        }
+    }
+
+    /// Formats `apache` and `nginx`: the request's parts ([`crate::parse::access_log::FIELDS`])
+    /// and their extra fields.
+    pub fn access_fields(&self) -> Vec<(&'static str, Field)> {
+        crate::parse::access_log::FIELDS
+            .iter()
+            .filter_map(|n| {
+                let slot = self.extras.iter().position(|x| x == n)?;
+                Some((*n, Field::Extra(slot as u8)))
+            })
+            .filter(|_| self.schema.is_none())
+            .collect()
+    }
+
+    /// The slots of the request's parts some analysis reads (`None`: none is read).
+    pub fn access_slots(&self) -> Option<[Option<u8>; 6]> {
+        let mut slots = [None; 6];
+        for (i, (_, f)) in self.access_fields().into_iter().enumerate() {
+            if self.reads(f) {
+                if let Field::Extra(s) = f {
+                    slots[i] = Some(s);
+                }
+            }
+        }
+        slots.iter().any(Option::is_some).then_some(slots)
+    }
+
+    /// Some analysis or lookup reads event field `f`.
+    fn reads(&self, f: Field) -> bool {
+        self.lookups.iter().any(|l| l.on == f)
+            || self.nodes.iter().any(|n| {
+                n.keys.contains(&f)
+                    || n.explode.as_ref().is_some_and(|x| x.list.reads(f))
+                    || n.filter.as_ref().is_some_and(|e| e.reads(f))
+                    || n.accs
+                        .iter()
+                        .any(|a| a.arg.as_ref().is_some_and(|e| e.reads(f)))
+            })
+    }
+
     /// The event field called `name`: an input field, or a lookup table's column.
     pub fn field(&self, name: &str) -> Option<Field> {
-        Field::from_name(name).or_else(|| {
+        self.input_field(name).or_else(|| {
             let slot = self.extras.iter().position(|x| x == name)?;
             let from_lookup = self
                 .lookups

@@ -111,8 +111,15 @@ pub(super) fn compile_windowed(
     if let Some((x, name)) = &explode {
         known.push((name.clone(), Field::Extra(x.slot)));
     }
+    let schema = plan.schema.clone();
+    let access = plan.access_fields();
     let field_of = |n: &str| {
-        Field::from_name(n).or_else(|| known.iter().find(|(k, _)| k == n).map(|(_, f)| *f))
+        match &schema {
+            Some(s) => s.field(n),
+            None => Field::from_name(n)
+                .or_else(|| access.iter().find(|(a, _)| *a == n).map(|(_, f)| *f)),
+        }
+        .or_else(|| known.iter().find(|(k, _)| k == n).map(|(_, f)| *f))
     };
     let filter = match &a.filter {
         Some(f) => {
