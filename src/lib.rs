@@ -20,12 +20,13 @@
 //! | 3 | [`gen`] | the synthetic log and user-event generator |
 //! | 2 | [`record`] | the record model: events, values, fields, result rows |
 //! | 1 | [`time`] | event time: civil dates, RFC 3339, durations, window assignment |
-//! | 0 | [`error`] | the crate's error type |
+//! | 0 | [`error`], [`diagnostics`] | the crate's error type; the lines logflow logs about itself |
 
 pub mod agg;
 pub mod checkpoint;
 pub mod cli;
 pub mod control;
+pub mod diagnostics;
 pub mod error;
 pub mod gen;
 pub mod kafka;

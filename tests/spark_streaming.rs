@@ -101,14 +101,14 @@ impl StderrWatch {
         StderrWatch { lines, all }
     }
 
-    /// Waits until the job prints `want` (a whole line); panics after `limit`.
+    /// Waits until the job prints `want` (a whole message); panics after `limit`.
     fn wait_line(&self, want: &str, limit: Duration) {
         let deadline = Instant::now() + limit;
         let mut seen = Vec::new();
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
-                Ok(l) if l == want => return,
+                Ok(l) if common::message(&l) == want => return,
                 Ok(l) => seen.push(l),
                 Err(e) => panic!("no `{want}` on stderr after {limit:?} ({e}): {seen:#?}"),
             }
@@ -518,8 +518,7 @@ fn directory_source_reads_files_added_during_the_run() {
     }
     let stderr = stderr.finish(child, Duration::from_secs(60));
     let text = String::from_utf8_lossy(&stderr);
-    let reads: Vec<&str> = text
-        .lines()
+    let reads: Vec<&str> = common::messages(&text)
         .filter(|l| l.starts_with("logflow: directory source read"))
         .collect();
     let want: Vec<String> = (0..5)

@@ -26,7 +26,7 @@ pub fn gen(cmd: GenCmd) -> Result<(), Error> {
             return Err(Error::Usage("--brokers needs --topic".into()));
         }
         let stats = crate::gen::run(&cmd.args)?;
-        eprintln!("logflow gen: {stats:?}");
+        tracing::info!("logflow gen: {stats:?}");
         return Ok(());
     };
     let mut cfg = cmd.args.config()?;
@@ -67,7 +67,7 @@ pub fn gen(cmd: GenCmd) -> Result<(), Error> {
         .flush(Duration::from_secs(60))
         .map_err(|e| Error::Runtime(format!("kafka flush: {e}")))?;
     let secs = started.elapsed().as_secs_f64();
-    eprintln!(
+    tracing::info!(
         "logflow gen: {n} records to {topic} ({} partitions) in {secs:.2}s ({:.0}/s); {:?}",
         partitions.len(),
         n as f64 / secs.max(1e-9),

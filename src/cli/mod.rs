@@ -11,6 +11,7 @@ mod tail;
 
 use clap::{Parser, Subcommand};
 
+use crate::diagnostics::LogFormat;
 use crate::Error;
 
 /// Real-time log analytics on timely dataflow.
@@ -19,6 +20,14 @@ use crate::Error;
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Which diagnostics to print: a RUST_LOG-style filter such as `info`, `warn` or
+    /// `warn,logflow::sources=debug` (default: $RUST_LOG, else `warn,logflow=info`).
+    #[arg(long, global = true, value_name = "FILTER")]
+    log_level: Option<String>,
+    /// How diagnostics are printed on stderr: `text` (time, level, target, message) or `json`
+    /// (one object a line). Results are never on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
 }
 
 #[derive(Subcommand, Debug)]
@@ -57,6 +66,10 @@ pub fn main() -> i32 {
             return if e.use_stderr() { 2 } else { 0 };
         }
     };
+    if let Err(e) = crate::diagnostics::install(cli.log_level.as_deref(), cli.log_format) {
+        eprintln!("logflow: {e}");
+        return 2;
+    }
     let result = match cli.command {
         Command::Run(args) => run::run(args),
         Command::Launch(args) => launch::launch(args),
@@ -72,7 +85,7 @@ pub fn main() -> i32 {
     match result {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("logflow: {e}");
+            tracing::error!("logflow: {e}");
             e.exit_code()
         }
     }

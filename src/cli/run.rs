@@ -151,19 +151,19 @@ pub fn run(args: RunArgs) -> Result<(), Error> {
     observer.job_ended();
     if !job.quiet {
         let secs = started.elapsed().as_secs_f64();
-        eprintln!(
+        tracing::info!(
             "logflow: job {name} finished in {secs:.2}s ({:.0} records/s)",
             accounting.read as f64 / secs.max(1e-9)
         );
         if let Some((n, last)) = observer.metrics().checkpoints_completed() {
-            eprintln!(
+            tracing::info!(
                 "logflow: {n} checkpoints completed, the last in {:.1} ms",
                 last.as_secs_f64() * 1000.0
             );
         }
     }
     // The identity is always printed last: tests and scripts read it.
-    eprintln!("{accounting}");
+    tracing::info!("{accounting}");
     if !accounting.balanced() {
         return Err(Error::Runtime(format!(
             "records unaccounted for: {accounting}"
@@ -189,7 +189,7 @@ fn observe(
     };
     let observer = Observer::start(plan, identity, &opts)?;
     if let (Some(addr), false) = (observer.address(), args.job.quiet) {
-        eprintln!("logflow: metrics at http://{addr}/metrics");
+        tracing::info!("logflow: metrics at http://{addr}/metrics");
     }
     Ok(observer)
 }

@@ -90,7 +90,7 @@ pub fn start(
             })?;
             let token = auth::generate()?;
             auth::write(&path, &token)?;
-            eprintln!(
+            tracing::info!(
                 "logflow cluster: control token in {} (clients of this user here find it)",
                 path.display()
             );

@@ -84,7 +84,7 @@ impl Embedded {
                 .create_topic(t, 1, 1)
                 .map_err(|e| Error::Runtime(format!("embedded Kafka: topic {t}: {e}")))?;
         }
-        eprintln!(
+        tracing::info!(
             "logflow: no brokers configured: started an in-process Kafka cluster at {bootstrap}; \
              feeding {events} generated events into `{input}` ({PARTITIONS} partitions)"
         );
@@ -185,7 +185,7 @@ fn print_outputs(bootstrap: &str, topics: &[String], stop: &AtomicBool) {
     {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("logflow: embedded printer: {e}");
+            tracing::error!("logflow: embedded printer: {e}");
             return;
         }
     };
@@ -194,7 +194,7 @@ fn print_outputs(bootstrap: &str, topics: &[String], stop: &AtomicBool) {
         let _ = tpl.add_partition_offset(t, 0, Offset::Beginning);
     }
     if let Err(e) = consumer.assign(&tpl) {
-        eprintln!("logflow: embedded printer: {e}");
+        tracing::error!("logflow: embedded printer: {e}");
         return;
     }
     let stdout = std::io::stdout();

@@ -100,7 +100,7 @@ impl Cluster {
             let layout = self.layout();
             let started = std::time::Instant::now();
             let network = Network::connect(&layout)?;
-            eprintln!(
+            tracing::info!(
                 "{label}: process {} of {} connected to its peers in {:.1}s ({})",
                 self.process,
                 self.processes,
@@ -183,7 +183,7 @@ fn open_sources(
                 }
                 // Checkpoints need one position per partition: one worker reads the file.
                 if path == "-" || cluster.threads == 1 || plan.checkpoint.is_some() {
-                    eprintln!(
+                    tracing::info!(
                         "logflow: worker {} (process {}) reads {path} (its only partition)",
                         first + w,
                         cluster.process
@@ -192,7 +192,7 @@ fn open_sources(
                 } else {
                     // A file is one partition, but its blocks are parsed on every local
                     // worker, with the event times one reader would give them.
-                    eprintln!(
+                    tracing::info!(
                         "logflow: workers {}..={} (process {}) read {path} in turns",
                         first,
                         first + cluster.threads - 1,
@@ -273,7 +273,7 @@ fn open_sources(
                     .filter(|(i, _)| mine(*i) == Some(w))
                     .map(|(_, p)| *p)
                     .collect();
-                eprintln!(
+                tracing::info!(
                     "logflow: worker {} (process {}) reads {topic} partitions {owned:?}",
                     first + w,
                     cluster.process
@@ -477,7 +477,7 @@ fn run_workers(
     let plan = Arc::new(plan);
     let opened = Arc::new(Opened::open(&plan, cluster, opts)?);
     let first_worker = cluster.process * cluster.threads;
-    eprintln!(
+    tracing::info!(
         "logflow: process {} runs workers {}..={} of {}",
         cluster.process,
         first_worker,

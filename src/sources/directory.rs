@@ -152,7 +152,7 @@ impl PartitionReader for DirectoryReader {
                 // One line per file: what was picked up, and when, is visible without metrics
                 // (the tests wait for it before dropping the next file).
                 if let Some((_, name)) = self.files.last() {
-                    eprintln!(
+                    tracing::info!(
                         "logflow: directory source read {name} ({} lines)",
                         reader.lines()
                     );

@@ -215,9 +215,11 @@ impl KafkaReader {
         // librdkafka retries by itself (a broker restart shows up here); say so, but rarely.
         self.errors += 1;
         if self.errors.is_power_of_two() {
-            eprintln!(
+            tracing::warn!(
                 "logflow: kafka {}/{}: {e} (retrying; seen {} times)",
-                self.topic, self.partition, self.errors
+                self.topic,
+                self.partition,
+                self.errors
             );
         }
     }

@@ -567,7 +567,7 @@ impl Ingest {
         }
         // Says when the final flush can begin (the last worker to end starts it); the
         // recovery tests time a broker outage on it.
-        eprintln!("logflow: worker {} reached the end of its input", self.me);
+        tracing::info!("logflow: worker {} reached the end of its input", self.me);
     }
 
     /// When to look again.
