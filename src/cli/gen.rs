@@ -26,7 +26,11 @@ pub fn gen(cmd: GenCmd) -> Result<(), Error> {
             return Err(Error::Usage("--brokers needs --topic".into()));
         }
         let stats = crate::gen::run(&cmd.args)?;
-        tracing::info!("logflow gen: {stats:?}");
+        let to = match cmd.args.output.to_string_lossy().as_ref() {
+            "-" => "stdout".to_string(),
+            path => path.to_string(),
+        };
+        tracing::info!("logflow gen: wrote {stats} to {to}");
         return Ok(());
     };
     let mut cfg = cmd.args.config()?;
@@ -68,7 +72,7 @@ pub fn gen(cmd: GenCmd) -> Result<(), Error> {
         .map_err(|e| Error::Runtime(format!("kafka flush: {e}")))?;
     let secs = started.elapsed().as_secs_f64();
     tracing::info!(
-        "logflow gen: {n} records to {topic} ({} partitions) in {secs:.2}s ({:.0}/s); {:?}",
+        "logflow gen: {n} records to {topic} ({} partitions) in {secs:.2}s ({:.0}/s): {}",
         partitions.len(),
         n as f64 / secs.max(1e-9),
         generator.stats()

@@ -69,6 +69,10 @@ pub struct RunArgs {
     /// With no brokers configured: the embedded demo's feed rate (events per second).
     #[arg(long, default_value_t = 50_000.0)]
     demo_rate: f64,
+    /// With no brokers configured: the embedded demo's first event time, RFC 3339, or `now`
+    /// (its events then follow the wall clock, as live traffic does).
+    #[arg(long, default_value = "now")]
+    demo_start: String,
     /// Worker threads per process.
     #[arg(short = 'w', long = "threads", default_value_t = 1)]
     threads: usize,
@@ -133,6 +137,7 @@ pub fn run(args: RunArgs) -> Result<(), Error> {
             &mut plan,
             args.demo_events,
             args.demo_rate,
+            &args.demo_start,
         )?),
         _ => None,
     };

@@ -8,6 +8,7 @@ mod access_log;
 mod fields;
 mod json;
 mod json_fast;
+pub mod sniff;
 pub mod text;
 pub mod timestamp;
 mod user_events;

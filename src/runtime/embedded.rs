@@ -23,6 +23,9 @@ use crate::Error;
 
 /// Partitions of the embedded input topic.
 pub const PARTITIONS: i32 = 4;
+/// How far out of order the live demo's event times are: a few seconds, as the clocks and
+/// buffers of real shippers make them.
+const LIVE_DISORDER_MS: i64 = 3_000;
 
 /// A running in-process cluster with its feeder and printer threads.
 pub struct Embedded {
@@ -38,8 +41,29 @@ pub struct Embedded {
 
 impl Embedded {
     /// Starts the cluster, creates the job's topics, points the plan at it and starts feeding
-    /// `events` generated records at `rate` per second (wall clock).
-    pub fn start(plan: &mut JobPlan, events: u64, rate: f64) -> Result<Embedded, Error> {
+    /// `events` generated records at `rate` per second (wall clock). `start` is the first event
+    /// time (RFC 3339) or `now`: then event time advances with the wall clock, a few seconds
+    /// out of order, so the watermark lag and closing windows look as in production.
+    pub fn start(
+        plan: &mut JobPlan,
+        events: u64,
+        rate: f64,
+        start: &str,
+    ) -> Result<Embedded, Error> {
+        let live = start == "now";
+        let fixed_start = if live {
+            None
+        } else {
+            Some(
+                chrono::DateTime::parse_from_rfc3339(start)
+                    .map_err(|e| {
+                        Error::Usage(format!(
+                            "--demo-start {start}: not an RFC 3339 timestamp (or `now`) ({e})"
+                        ))
+                    })?
+                    .timestamp_millis(),
+            )
+        };
         let SourceKind::Kafka {
             topic,
             brokers,
@@ -86,18 +110,34 @@ impl Embedded {
         }
         tracing::info!(
             "logflow: no brokers configured: started an in-process Kafka cluster at {bootstrap}; \
-             feeding {events} generated events into `{input}` ({PARTITIONS} partitions)"
+             feeding {events} generated events into `{input}` ({PARTITIONS} partitions, {})",
+            if live {
+                "stamped with the wall clock".to_string()
+            } else {
+                format!("stamped from {start}")
+            }
         );
 
         let end_signal = Arc::new(Mutex::new(None));
         let feeder = {
             let (bootstrap, input, end) =
                 (bootstrap.clone(), input.clone(), Arc::clone(&end_signal));
-            let cfg = GenConfig {
+            let mut cfg = GenConfig {
                 kind,
                 events,
                 ..GenConfig::default()
             };
+            match fixed_start {
+                Some(ms) => cfg.start_ms = ms,
+                None => {
+                    // Event time advances as fast as the feed: line i is stamped about when
+                    // it is sent, up to LIVE_DISORDER_MS early.
+                    cfg.start_ms = chrono::Utc::now().timestamp_millis();
+                    cfg.event_rate = rate;
+                    cfg.disorder_ms = LIVE_DISORDER_MS;
+                }
+            }
+            cfg.validate()?;
             std::thread::spawn(move || feed(&bootstrap, &input, cfg, rate, &end))
         };
         let stop_printing = Arc::new(AtomicBool::new(false));

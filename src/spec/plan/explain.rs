@@ -95,6 +95,22 @@ impl JobPlan {
             self.dead_letter_topic(),
             self.late_topic()
         );
+        if matches!(self.sink, SinkPlan::Kafka { .. }) {
+            // One line a script can read: `sed -n 's/^topics: //p'` (docs/first-job.md).
+            let _ = writeln!(s, "topics: {}", self.topics().join(" "));
+        }
+        if let Some(c) = &self.checkpoint {
+            let dir = match c.dir.as_str() {
+                "" => "the directory --checkpoint-dir gives",
+                d => d,
+            };
+            let _ = writeln!(
+                s,
+                "checkpoints: every {} in {dir}, keeping the last {}",
+                format_ms(c.interval_ms),
+                c.keep
+            );
+        }
         let _ = writeln!(
             s,
             "idle partitions stop holding the watermark after {}",
