@@ -8,6 +8,7 @@ mod gen;
 mod launch;
 mod run;
 mod tail;
+mod topics;
 
 use clap::{Parser, Subcommand};
 
@@ -49,6 +50,10 @@ enum Command {
     Check(check::CheckArgs),
     /// Write synthetic logs or user events (file, stdout or a Kafka topic).
     Gen(gen::GenCmd),
+    /// Kafka topics of a spec: `topics create SPEC` creates its output, dead-letter and late
+    /// topics.
+    #[command(subcommand)]
+    Topics(topics::TopicsCmd),
     /// Print the records of a Kafka topic (e.g. an analysis's output).
     Tail(tail::TailArgs),
     /// Read a topic to its end as fast as the job's Kafka client can (for scripts/bench).
@@ -79,6 +84,7 @@ pub fn main() -> i32 {
         Command::Jobs(args) => cluster::jobs(args),
         Command::Cancel(args) => cluster::cancel(args),
         Command::Tail(args) => tail::tail(args),
+        Command::Topics(cmd) => topics::topics(cmd),
         Command::Gen(args) => gen::gen(args),
         Command::BenchRead(args) => bench_read::bench_read(args),
     };
