@@ -4,7 +4,6 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use crate::spec::overrides::Overrides;
-use crate::spec::plan::CheckpointPlan;
 use crate::Error;
 
 #[derive(clap::Args, Debug)]
@@ -28,8 +27,8 @@ pub fn check(args: CheckArgs) -> Result<(), Error> {
         .take_if(|c| c.dir.is_empty() && args.overrides.checkpoint_dir.is_none());
     args.overrides.apply(&mut plan, env_brokers.as_deref())?;
     if let Some(c) = undecided {
-        if let Some(why) = CheckpointPlan::unsupported(&plan.source.kind) {
-            return Err(Error::Usage(why));
+        if let Some(why) = plan.source.kind.checkpoint_refusal() {
+            return Err(Error::Usage(why.into()));
         }
         notes.push("checkpoint.dir is not in the spec: `run` needs --checkpoint-dir DIR".into());
         plan.checkpoint = Some(c);

@@ -14,7 +14,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::types::RDKafkaErrorCode;
 
 use crate::kafka::{cli_brokers, KafkaConn};
-use crate::spec::plan::SinkPlan;
+use crate::spec::plan::{SinkConfig, SourceConfig};
 use crate::Error;
 
 #[derive(clap::Subcommand, Debug)]
@@ -50,18 +50,19 @@ pub fn topics(cmd: TopicsCmd) -> Result<(), Error> {
         ));
     }
     let plan = crate::spec::load(&a.spec)?;
-    let SinkPlan::Kafka {
-        brokers,
-        properties,
-        ..
-    } = &plan.sink
-    else {
+    let SinkConfig::Kafka(sink) = &plan.sink else {
         return Err(super::usage(format!(
             "{}: the job writes no Kafka topics (its sink is not kafka)",
             a.spec.display()
         )));
     };
-    let conn = match (&a.brokers, brokers) {
+    // A sink naming no brokers writes to its source's.
+    let spec_brokers = sink.endpoint.brokers().or(match &plan.source.kind {
+        SourceConfig::Kafka(k) => k.endpoint.brokers(),
+        _ => None,
+    });
+    let properties = sink.endpoint.properties();
+    let conn = match (&a.brokers, spec_brokers) {
         (None, Some(b)) => KafkaConn::for_job(b, properties),
         (flag, _) => KafkaConn::new(&cli_brokers(flag.as_deref()), &properties.list),
     };

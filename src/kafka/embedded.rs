@@ -15,10 +15,10 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
+use super::conn::{send_waiting, throttle};
 use crate::gen::{GenConfig, Generator, Kind};
-use crate::kafka::{send_waiting, throttle, Origin, SpecProperties};
 use crate::parse::Format;
-use crate::spec::plan::{JobPlan, SinkPlan, SourceKind};
+use crate::spec::plan::{JobPlan, SourceConfig};
 use crate::Error;
 
 /// Partitions of the embedded input topic.
@@ -40,16 +40,14 @@ pub struct Embedded {
 }
 
 impl Embedded {
-    /// Starts the cluster, creates the job's topics, points the plan at it and starts feeding
-    /// `events` generated records at `rate` per second (wall clock). `start` is the first event
-    /// time (RFC 3339) or `now`: then event time advances with the wall clock, a few seconds
-    /// out of order, so the watermark lag and closing windows look as in production.
-    pub fn start(
-        plan: &mut JobPlan,
-        events: u64,
-        rate: f64,
-        start: &str,
-    ) -> Result<Embedded, Error> {
+    /// Starts the cluster, creates the job's topics and starts feeding `events` generated
+    /// records at `rate` per second (wall clock) into its input topic. The plan's
+    /// [`Endpoint::Embedded`] source and sink connect to [`Embedded::brokers`]. `start` is the
+    /// first event time (RFC 3339) or `now`: then event time advances with the wall clock, a few
+    /// seconds out of order, so the watermark lag and closing windows look as in production.
+    ///
+    /// [`Endpoint::Embedded`]: crate::spec::plan::Endpoint::Embedded
+    pub fn start(plan: &JobPlan, events: u64, rate: f64, start: &str) -> Result<Embedded, Error> {
         let live = start == "now";
         let fixed_start = if live {
             None
@@ -64,13 +62,7 @@ impl Embedded {
                     .timestamp_millis(),
             )
         };
-        let SourceKind::Kafka {
-            topic,
-            brokers,
-            properties,
-            ..
-        } = &mut plan.source.kind
-        else {
+        let SourceConfig::Kafka(source) = &plan.source.kind else {
             return Err(Error::Usage(
                 "the embedded cluster serves Kafka sources only".into(),
             ));
@@ -87,21 +79,10 @@ impl Embedded {
         let cluster =
             MockCluster::new(1).map_err(|e| Error::Runtime(format!("embedded Kafka: {e}")))?;
         let bootstrap = cluster.bootstrap_servers();
-        let input = topic.clone();
+        let input = source.topic.clone();
         cluster
             .create_topic(&input, PARTITIONS, 1)
             .map_err(|e| Error::Runtime(format!("embedded Kafka: topic {input}: {e}")))?;
-        *brokers = Some(bootstrap.clone());
-        // The in-process cluster is no broker of the operator's: no LOGFLOW_KAFKA_* credentials.
-        properties.origin = Origin::Foreign;
-        plan.sink = SinkPlan::Kafka {
-            brokers: Some(bootstrap.clone()),
-            properties: SpecProperties {
-                list: Vec::new(),
-                origin: Origin::Foreign,
-            },
-            exactly_once: false,
-        };
         let outputs = plan.topics();
         for t in &outputs {
             cluster

@@ -17,11 +17,11 @@ use std::time::{Duration, Instant};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::ClientContext;
 
-use super::render::{dead_letter_json, late_json, row_json, row_key};
-use super::Sink;
-use crate::kafka::{send_waiting, KafkaConn};
+use super::conn::{send_waiting, KafkaConn};
 use crate::record::Row;
 use crate::record::{DeadLetter, LateEvent};
+use crate::sinks::render::{dead_letter_json, late_json, row_json, row_key};
+use crate::sinks::Sink;
 use crate::spec::plan::JobPlan;
 use crate::Error;
 
