@@ -41,7 +41,9 @@ def run(bin_, spec, data, workers, out):
     if p.returncode != 0:
         sys.exit(f"failed ({p.returncode}): {' '.join(cmd)}\n"
                  f"{p.stderr.decode(errors='replace')[-4000:]}")
-    return p.stderr.decode(errors="replace").strip().splitlines()[-1]
+    last = p.stderr.decode(errors="replace").strip().splitlines()[-1]
+    # The accounting message, without the diagnostic line's time, level and target.
+    return last[last.find("accounting:"):] if "accounting:" in last else last
 
 
 def differences(a, b, workers):

@@ -20,7 +20,7 @@
 //! | 3 | [`gen`] | the synthetic log and user-event generator |
 //! | 2 | [`record`] | the record model: events, values, fields, result rows |
 //! | 1 | [`time`], [`sandbox`] | event time: civil dates, RFC 3339, durations, window assignment; the directories a cluster's jobs may open files in |
-//! | 0 | [`error`] | the crate's error type |
+//! | 0 | [`error`], [`diagnostics`] | the crate's error type; the lines logflow logs about itself |
 //!
 //! The modules the binary alone uses (the job's engine and I/O) are `pub(crate)`; the public
 //! ones (the record model, parsers, specs and plans, the accumulator kernel, the operators and
@@ -32,6 +32,7 @@ pub mod agg;
 pub(crate) mod checkpoint;
 pub mod cli;
 pub(crate) mod control;
+pub mod diagnostics;
 pub mod error;
 pub mod gen;
 pub(crate) mod kafka;

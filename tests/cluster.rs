@@ -302,8 +302,7 @@ fn launch_restarts_the_job_when_a_process_is_killed() {
         Duration::from_secs(60),
     );
     let err = launch.stderr_text();
-    let pid = err
-        .lines()
+    let pid = common::messages(&err)
         .find_map(|l| l.strip_prefix("logflow launch: process 1 is pid "))
         .expect("the launcher names its processes' pids")
         .trim()

@@ -12,6 +12,8 @@ code). Run with the venv python from scripts/pyenv.
                                                         {"key":..,"value":..,"partition":..,"offset":..}
     kafka_client.py count BOOTSTRAP TOPIC               records in the topic (end - start, summed)
     kafka_client.py create BOOTSTRAP NAME:PARTITIONS..  create topics (existing ones are kept)
+    kafka_client.py topics BOOTSTRAP                    every topic but Kafka's own, NAME:PARTITIONS
+                                                        a line, sorted
 Every call is bounded in time and exits non-zero on failure.
 
 KAFKA_CLIENT_PROPERTIES, if set, names a file of librdkafka settings (`key=value` lines, e.g.
@@ -181,6 +183,15 @@ def create(bootstrap, *specs):
     print(len(topics))
 
 
+def topics(bootstrap):
+    admin = AdminClient(conf({"bootstrap.servers": bootstrap}))
+    md = admin.list_topics(timeout=30)
+    for name in sorted(md.topics):
+        if not name.startswith("__"):
+            print(f"{name}:{len(md.topics[name].partitions)}")
+
+
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
-    {"produce": produce, "produce-records": produce_records, "dump": dump, "count": count, "create": create}[cmd](*args)
+    {"produce": produce, "produce-records": produce_records, "dump": dump, "count": count,
+     "create": create, "topics": topics}[cmd](*args)

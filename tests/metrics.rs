@@ -117,6 +117,9 @@ fn prometheus_scrapes_pipeline_and_business_metrics() {
             &EVENTS.to_string(),
             "--demo-rate",
             &RATE.to_string(),
+            // The generator's default start: the input above, byte for byte.
+            "--demo-start",
+            "2026-11-24T10:00:00Z",
             "-w",
             &WORKERS.to_string(),
             "--metrics-addr",

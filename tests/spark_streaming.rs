@@ -351,8 +351,7 @@ fn directory_source_reads_files_added_during_the_run() {
     }
     let stderr = stderr.finish(child, Duration::from_secs(60));
     let text = String::from_utf8_lossy(&stderr);
-    let reads: Vec<&str> = text
-        .lines()
+    let reads: Vec<&str> = common::messages(&text)
         .filter(|l| l.starts_with("logflow: directory source read"))
         .collect();
     let want: Vec<String> = (0..5)

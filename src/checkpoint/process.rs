@@ -124,7 +124,7 @@ impl Checkpoints {
         let mut kept = None;
         if let Some(l) = loaded {
             for s in &l.skipped {
-                eprintln!("logflow: warning: {s}");
+                tracing::warn!("logflow: {s}");
             }
             let manifest: Manifest = bincode::deserialize(&l.manifest).map_err(|e| {
                 Error::Checkpoint(format!(
@@ -148,7 +148,7 @@ impl Checkpoints {
                 .map_err(|e| {
                     Error::Checkpoint(format!("checkpoint {} in {}: part: {e}", l.epoch, c.dir))
                 })?;
-            eprintln!(
+            tracing::info!(
                 "logflow: restoring checkpoint {} from {} (taken {:.1}s ago)",
                 l.epoch,
                 c.dir,
@@ -157,11 +157,11 @@ impl Checkpoints {
             kept = Some(l.epoch);
             restored = Some((l.epoch, manifest, parts));
         } else {
-            eprintln!("logflow: no checkpoint in {} yet: starting afresh", c.dir);
+            tracing::info!("logflow: no checkpoint in {} yet: starting afresh", c.dir);
         }
         if leader {
             for e in store.discard_after(kept)? {
-                eprintln!("logflow: removed unfinished or damaged checkpoint {e}");
+                tracing::warn!("logflow: removed unfinished or damaged checkpoint {e}");
             }
         }
         let plan_hash = stable_hash(&format!(

@@ -142,7 +142,7 @@ pub fn cluster(cmd: ClusterCmd) -> Result<(), Error> {
         ClusterCmd::Start(a) => start(a),
         ClusterCmd::Stop(a) => {
             let (addr, _) = a.call(&Request::Shutdown)?;
-            eprintln!("logflow: the cluster at {addr} is stopping");
+            tracing::info!("logflow: the cluster at {addr} is stopping");
             Ok(())
         }
     }
@@ -195,7 +195,7 @@ fn start(a: StartArgs) -> Result<(), Error> {
             (path.clone(), Some(super::launch::TempHostfile(path)))
         }
     };
-    eprintln!(
+    tracing::info!(
         "logflow cluster: starting {n} processes of {} workers ({}); control at {}",
         a.workers,
         hostfile.display(),
@@ -238,7 +238,7 @@ pub fn submit(a: SubmitArgs) -> Result<(), Error> {
     };
     match a.addr.call(&req)? {
         (addr, Reply::Submitted { job, name }) => {
-            eprintln!("logflow: job {job} ({name}) submitted to the cluster at {addr}");
+            tracing::info!("logflow: job {job} ({name}) submitted to the cluster at {addr}");
             // The id alone on stdout, for scripts: `job=$(logflow submit ...)`.
             super::stdout_result(writeln!(std::io::stdout(), "{job}"))
         }
@@ -268,7 +268,7 @@ pub fn jobs(a: JobsArgs) -> Result<(), Error> {
 pub fn cancel(a: CancelArgs) -> Result<(), Error> {
     match a.addr.call(&Request::Cancel { job: a.job })?.1 {
         Reply::Cancelled { job } => {
-            eprintln!("logflow: job {job} cancelled");
+            tracing::info!("logflow: job {job} cancelled");
             Ok(())
         }
         other => Err(unexpected(&other)),

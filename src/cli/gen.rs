@@ -26,7 +26,11 @@ pub fn gen(cmd: GenCmd) -> Result<(), Error> {
             return Err(Error::Usage("--brokers needs --topic".into()));
         }
         let stats = crate::gen::run(&cmd.args)?;
-        eprintln!("logflow gen: {stats:?}");
+        let to = match cmd.args.output.to_string_lossy().as_ref() {
+            "-" => "stdout".to_string(),
+            path => path.to_string(),
+        };
+        tracing::info!("logflow gen: wrote {stats} to {to}");
         return Ok(());
     };
     let mut cfg = cmd.args.config()?;
@@ -67,8 +71,8 @@ pub fn gen(cmd: GenCmd) -> Result<(), Error> {
         .flush(Duration::from_secs(60))
         .map_err(|e| Error::kafka(KafkaCause::Client, format!("kafka flush: {e}")))?;
     let secs = started.elapsed().as_secs_f64();
-    eprintln!(
-        "logflow gen: {n} records to {topic} ({} partitions) in {secs:.2}s ({:.0}/s); {:?}",
+    tracing::info!(
+        "logflow gen: {n} records to {topic} ({} partitions) in {secs:.2}s ({:.0}/s): {}",
         partitions.len(),
         n as f64 / secs.max(1e-9),
         generator.stats()

@@ -1,7 +1,8 @@
 //! `logflow launch SPEC --processes N --workers W`: the N processes of one job on this host.
 //!
-//! Each process is `logflow run SPEC -n N -p i -w W -h HOSTFILE` with the same job flags. Its
-//! stderr lines are passed on prefixed with `[process i]`; SIGINT and SIGTERM are forwarded to
+//! Each process is `logflow run SPEC -n N -p i -w W -h HOSTFILE` with the same job flags. It
+//! logs JSON; the launcher prints its lines in its own log format, messages prefixed with
+//! `[process i]` (a `process` field in JSON); SIGINT and SIGTERM are forwarded to
 //! every process still running; each exit is reported, and the launcher fails if any process
 //! did, unless `--restart N` says to start the whole job again (after a backoff doubling from
 //! 1 s to at most 30 s, at most N times; never after SIGINT/SIGTERM). The last stderr line is
@@ -96,7 +97,7 @@ pub fn launch(args: LaunchArgs) -> Result<(), Error> {
                 (path.clone(), Some(TempHostfile(path)))
             }
         };
-        eprintln!(
+        tracing::info!(
             "logflow launch: starting {n} processes of {} workers ({})",
             args.workers,
             hostfile.display()
@@ -125,7 +126,7 @@ pub fn launch(args: LaunchArgs) -> Result<(), Error> {
             }
             Some(e) => {
                 attempt += 1;
-                eprintln!(
+                tracing::warn!(
                     "logflow launch: {e}; starting the job again in {backoff:?} (restart {attempt} of {})",
                     args.restart
                 );
@@ -141,7 +142,7 @@ pub fn launch(args: LaunchArgs) -> Result<(), Error> {
         total = total.plus(&acc);
     }
     // Like `run`, the accounting (of the whole job) is the last line.
-    eprintln!("{total}");
+    tracing::info!("{total}");
     Ok(())
 }
 
@@ -200,7 +201,15 @@ pub(crate) fn supervise(
     let mut procs: Vec<Proc> = Vec::with_capacity(n);
     for i in 0..n {
         let spawned = command(i).and_then(|mut cmd| {
-            cmd.env(SUPERVISOR_ENV, std::process::id().to_string())
+            // Children log JSON, whatever this process prints: the launcher reads their
+            // lines' levels and messages and prints them in its own format.
+            let mut child_log = crate::diagnostics::child_args();
+            if let Some(f) = child_log.iter().position(|a| a == "--log-format") {
+                child_log.truncate(f);
+            }
+            cmd.args(child_log)
+                .args(["--log-format", "json"])
+                .env(SUPERVISOR_ENV, std::process::id().to_string())
                 .env(PEER_KEY_ENV, &peer_key)
                 .stderr(Stdio::piped())
                 .spawn()
@@ -213,7 +222,7 @@ pub(crate) fn supervise(
                 return Err(e);
             }
         };
-        eprintln!("{label}: process {i} is pid {}", child.id());
+        tracing::info!("{label}: process {i} is pid {}", child.id());
         let accounting = Arc::new(Mutex::new(None));
         let forwarder = child.stderr.take().map(|err| {
             let acc = Arc::clone(&accounting);
@@ -243,7 +252,7 @@ pub(crate) fn supervise(
                     continue;
                 };
                 interrupted.store(true, Ordering::SeqCst);
-                eprintln!("{label}: {sig}: passing it on to every process");
+                tracing::info!("{label}: {sig}: passing it on to every process");
                 if let Ok(r) = running.lock() {
                     for (pid, alive) in pids.iter().zip(r.iter()) {
                         if *alive {
@@ -275,7 +284,7 @@ pub(crate) fn supervise(
             if let Some(f) = p.forwarder.take() {
                 let _ = f.join();
             }
-            eprintln!("{label}: process {i} {}", describe(status));
+            tracing::info!("{label}: process {i} {}", describe(status));
             if !status.success() && first_failure.is_none() {
                 first_failure = Some(Instant::now());
             }
@@ -284,7 +293,7 @@ pub(crate) fn supervise(
         if let Some(t) = first_failure {
             // The processes stop by themselves when a peer fails; this is only a backstop.
             if !killed && t.elapsed() > grace {
-                eprintln!(
+                tracing::warn!(
                     "{label}: processes still running {grace:?} after a failure: killing them"
                 );
                 stop_all(&mut procs, Signal::SIGKILL);
@@ -336,12 +345,12 @@ fn forward_stderr(i: usize, err: std::process::ChildStderr, acc: Arc<Mutex<Optio
     for line in BufReader::new(err).split(b'\n') {
         let Ok(line) = line else { break };
         let line = String::from_utf8_lossy(&line);
-        if let Some(a) = Accounting::parse(&line) {
+        let message = crate::diagnostics::forward_child_line(i, &line);
+        if let Some(a) = Accounting::parse(&message) {
             if let Ok(mut slot) = acc.lock() {
                 *slot = Some(a);
             }
         }
-        eprintln!("[process {i}] {line}");
     }
 }
 

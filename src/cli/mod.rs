@@ -9,9 +9,11 @@ mod launch;
 mod run;
 mod schema;
 mod tail;
+mod topics;
 
 use clap::{Parser, Subcommand};
 
+use crate::diagnostics::LogFormat;
 use crate::Error;
 
 /// Real-time log analytics on timely dataflow.
@@ -20,6 +22,14 @@ use crate::Error;
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Which diagnostics to print: a RUST_LOG-style filter such as `info`, `warn` or
+    /// `warn,logflow::sources=debug` (default: $RUST_LOG, else `warn,logflow=info`).
+    #[arg(long, global = true, value_name = "FILTER")]
+    log_level: Option<String>,
+    /// How diagnostics are printed on stderr: `text` (time, level, target, message) or `json`
+    /// (one object a line). Results are never on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
 }
 
 #[derive(Subcommand, Debug)]
@@ -44,6 +54,10 @@ enum Command {
     Schema(schema::SchemaCmd),
     /// Write synthetic logs or user events (file, stdout or a Kafka topic).
     Gen(gen::GenCmd),
+    /// Kafka topics of a spec: `topics create SPEC` creates its output, dead-letter and late
+    /// topics.
+    #[command(subcommand)]
+    Topics(topics::TopicsCmd),
     /// Print the records of a Kafka topic (e.g. an analysis's output).
     Tail(tail::TailArgs),
     /// Read a topic to its end as fast as the job's Kafka client can (for scripts/bench).
@@ -61,6 +75,10 @@ pub fn main() -> i32 {
             return if e.use_stderr() { 2 } else { 0 };
         }
     };
+    if let Err(e) = crate::diagnostics::install(cli.log_level.as_deref(), cli.log_format) {
+        eprintln!("logflow: {e}");
+        return 2;
+    }
     let result = match cli.command {
         Command::Run(args) => run::run(args),
         Command::Launch(args) => launch::launch(args),
@@ -70,6 +88,7 @@ pub fn main() -> i32 {
         Command::Jobs(args) => cluster::jobs(args),
         Command::Cancel(args) => cluster::cancel(args),
         Command::Tail(args) => tail::tail(args),
+        Command::Topics(cmd) => topics::topics(cmd),
         Command::Gen(args) => gen::gen(args),
         Command::Schema(cmd) => schema::schema(cmd),
         Command::BenchRead(args) => bench_read::bench_read(args),
@@ -77,7 +96,7 @@ pub fn main() -> i32 {
     match result {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("logflow: {e}");
+            tracing::error!("logflow: {e}");
             e.exit_code()
         }
     }

@@ -68,6 +68,10 @@ pub struct RunArgs {
     /// With no brokers configured: the embedded demo's feed rate (events per second).
     #[arg(long, default_value_t = 50_000.0)]
     demo_rate: f64,
+    /// With no brokers configured: the embedded demo's first event time, RFC 3339, or `now`
+    /// (its events then follow the wall clock, as live traffic does).
+    #[arg(long, default_value = "now")]
+    demo_start: String,
     /// Worker threads per process.
     #[arg(short = 'w', long = "threads", default_value_t = 1)]
     threads: usize,
@@ -128,7 +132,12 @@ pub fn run(args: RunArgs) -> Result<(), Error> {
                 "several processes need a shared input: --input, or Kafka brokers (--brokers)",
             ));
         }
-        Some(Embedded::start(&plan, args.demo_events, args.demo_rate)?)
+        Some(Embedded::start(
+            &plan,
+            args.demo_events,
+            args.demo_rate,
+            &args.demo_start,
+        )?)
     } else {
         None
     };
@@ -148,19 +157,19 @@ pub fn run(args: RunArgs) -> Result<(), Error> {
     observer.job_ended();
     if !job.quiet {
         let secs = started.elapsed().as_secs_f64();
-        eprintln!(
+        tracing::info!(
             "logflow: job {name} finished in {secs:.2}s ({:.0} records/s)",
             accounting.read as f64 / secs.max(1e-9)
         );
         if let Some((n, last)) = observer.metrics().checkpoints_completed() {
-            eprintln!(
+            tracing::info!(
                 "logflow: {n} checkpoints completed, the last in {:.1} ms",
                 last.as_secs_f64() * 1000.0
             );
         }
     }
     // The identity is always printed last: tests and scripts read it.
-    eprintln!("{accounting}");
+    tracing::info!("{accounting}");
     if !accounting.balanced() {
         return Err(Error::Internal(format!(
             "records unaccounted for: {accounting}"
@@ -186,7 +195,7 @@ fn observe(
     };
     let observer = Observer::start(plan, identity, &opts)?;
     if let (Some(addr), false) = (observer.address(), args.job.quiet) {
-        eprintln!("logflow: metrics at http://{addr}/metrics");
+        tracing::info!("logflow: metrics at http://{addr}/metrics");
     }
     Ok(observer)
 }

@@ -82,7 +82,7 @@ pub fn tail(args: TailArgs) -> Result<(), Error> {
                 n += 1;
                 last = Instant::now();
             }
-            Some(Err(e)) => eprintln!("logflow: tail {}: {e}", args.topic),
+            Some(Err(e)) => tracing::warn!("logflow: tail {}: {e}", args.topic),
             None => {
                 let _ = out.flush();
                 if idle.is_some_and(|d| last.elapsed() >= d) {

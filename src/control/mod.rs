@@ -55,7 +55,7 @@ pub fn serve(cluster: &Cluster, control: &str, access: &server::Access) -> Resul
     cluster.with_peers("logflow cluster", |network, _| {
         if let Some((addr, _)) = &endpoint {
             // Tests and scripts wait for this line: requests are served from now on.
-            eprintln!("logflow cluster: control endpoint at {addr}");
+            tracing::info!("logflow cluster: control endpoint at {addr}");
         }
         run(cluster, network, &shared)
     })

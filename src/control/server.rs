@@ -156,8 +156,8 @@ pub fn start(
     };
     let (listener, local) = crate::metrics::server::bind_exactly("--control", addr)?;
     if tls.is_none() && !local.ip().is_loopback() {
-        eprintln!(
-            "logflow cluster: warning: the control port {local} is not on a loopback address \
+        tracing::warn!(
+            "logflow cluster: the control port {local} is not on a loopback address \
              and has no TLS: requests and the token cross the network in clear (--tls-cert, \
              --tls-key)"
         );
@@ -174,7 +174,7 @@ pub fn start(
             })?;
             let token = auth::generate()?;
             auth::write(&path, &token)?;
-            eprintln!(
+            tracing::info!(
                 "logflow cluster: control token in {} (clients of this user here find it)",
                 path.display()
             );

@@ -244,7 +244,7 @@ struct Session<'a> {
 impl Session<'_> {
     fn take_requests(&mut self) {
         if self.local == 0 && !self.stop_proposed && self.shared.stop.load(Ordering::SeqCst) {
-            eprintln!(
+            tracing::info!(
                 "logflow cluster: process {} was asked to stop: stopping the cluster",
                 self.shared.cluster.process
             );
@@ -342,7 +342,7 @@ impl Session<'_> {
                     let ended = self.table.end(job, state, reason.clone(), now_ms());
                     if ended && worker.index() == 0 {
                         let why = reason.map_or(String::new(), |r| format!(": {r}"));
-                        eprintln!("logflow cluster: job {job} {}{why}", state.name());
+                        tracing::info!("logflow cluster: job {job} {}{why}", state.name());
                     }
                     if let Some(j) = self.jobs.remove(&job) {
                         worker.drop_dataflow(j.dataflow);
@@ -368,7 +368,7 @@ impl Session<'_> {
                     let now = self.table.get(job).map(|s| s.state);
                     if worker.index() == 0 && was != now && now == Some(JobState::Finished) {
                         if let Some(s) = self.table.get(job) {
-                            eprintln!(
+                            tracing::info!(
                                 "logflow cluster: job {job} ({}) finished: {} records in, {} results out",
                                 s.name, s.records_in, s.records_out
                             );
@@ -417,7 +417,7 @@ impl Session<'_> {
         if worker.index() == 0 {
             // Escaped: the path is the submitter's string, and a newline in it would forge
             // a line of this log.
-            eprintln!(
+            tracing::info!(
                 "logflow cluster: job {id} ({name}) started from {}",
                 job.path.escape_debug()
             );

@@ -237,6 +237,21 @@ pub struct GenStats {
     pub bytes: u64,
 }
 
+/// `50000 lines (49482 valid, 518 bad input for the dead-letter output, 0 late), 14.6 MB`.
+impl std::fmt::Display for GenStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} lines ({} valid, {} bad input for the dead-letter output, {} late), {:.1} MB",
+            self.lines,
+            self.good,
+            self.bad,
+            self.late,
+            self.bytes as f64 / 1e6
+        )
+    }
+}
+
 /// Nominal time, disorder and the good/bad/late decision, shared by both kinds.
 struct Timeline {
     start_ms: i64,

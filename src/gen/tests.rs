@@ -584,3 +584,18 @@ fn throughput() {
         );
     }
 }
+
+#[test]
+fn stats_read_as_a_sentence() {
+    let s = GenStats {
+        lines: 50_000,
+        good: 49_482,
+        bad: 518,
+        late: 0,
+        bytes: 14_630_000,
+    };
+    assert_eq!(
+        s.to_string(),
+        "50000 lines (49482 valid, 518 bad input for the dead-letter output, 0 late), 14.6 MB"
+    );
+}

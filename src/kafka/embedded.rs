@@ -23,6 +23,9 @@ use crate::{Error, KafkaCause};
 
 /// Partitions of the embedded input topic.
 pub const PARTITIONS: i32 = 4;
+/// How far out of order the live demo's event times are: a few seconds, as the clocks and
+/// buffers of real shippers make them.
+const LIVE_DISORDER_MS: i64 = 3_000;
 
 /// A running in-process cluster with its feeder and printer threads.
 pub struct Embedded {
@@ -39,10 +42,26 @@ pub struct Embedded {
 impl Embedded {
     /// Starts the cluster, creates the job's topics and starts feeding `events` generated
     /// records at `rate` per second (wall clock) into its input topic. The plan's
-    /// [`Endpoint::Embedded`] source and sink connect to [`Embedded::brokers`].
+    /// [`Endpoint::Embedded`] source and sink connect to [`Embedded::brokers`]. `start` is the
+    /// first event time (RFC 3339) or `now`: then event time advances with the wall clock, a few
+    /// seconds out of order, so the watermark lag and closing windows look as in production.
     ///
     /// [`Endpoint::Embedded`]: crate::spec::plan::Endpoint::Embedded
-    pub fn start(plan: &JobPlan, events: u64, rate: f64) -> Result<Embedded, Error> {
+    pub fn start(plan: &JobPlan, events: u64, rate: f64, start: &str) -> Result<Embedded, Error> {
+        let live = start == "now";
+        let fixed_start = if live {
+            None
+        } else {
+            Some(
+                chrono::DateTime::parse_from_rfc3339(start)
+                    .map_err(|e| {
+                        Error::Usage(format!(
+                            "--demo-start {start}: not an RFC 3339 timestamp (or `now`) ({e})"
+                        ))
+                    })?
+                    .timestamp_millis(),
+            )
+        };
         let SourceConfig::Kafka(source) = &plan.source.kind else {
             return Err(Error::Usage(
                 "the embedded cluster serves Kafka sources only".into(),
@@ -76,20 +95,36 @@ impl Embedded {
                 )
             })?;
         }
-        eprintln!(
+        tracing::info!(
             "logflow: no brokers configured: started an in-process Kafka cluster at {bootstrap}; \
-             feeding {events} generated events into `{input}` ({PARTITIONS} partitions)"
+             feeding {events} generated events into `{input}` ({PARTITIONS} partitions, {})",
+            if live {
+                "stamped with the wall clock".to_string()
+            } else {
+                format!("stamped from {start}")
+            }
         );
 
         let end_signal = Arc::new(Mutex::new(None));
         let feeder = {
             let (bootstrap, input, end) =
                 (bootstrap.clone(), input.clone(), Arc::clone(&end_signal));
-            let cfg = GenConfig {
+            let mut cfg = GenConfig {
                 kind,
                 events,
                 ..GenConfig::default()
             };
+            match fixed_start {
+                Some(ms) => cfg.start_ms = ms,
+                None => {
+                    // Event time advances as fast as the feed: line i is stamped about when
+                    // it is sent, up to LIVE_DISORDER_MS early.
+                    cfg.start_ms = chrono::Utc::now().timestamp_millis();
+                    cfg.event_rate = rate;
+                    cfg.disorder_ms = LIVE_DISORDER_MS;
+                }
+            }
+            cfg.validate()?;
             std::thread::spawn(move || feed(&bootstrap, &input, cfg, rate, &end))
         };
         let stop_printing = Arc::new(AtomicBool::new(false));
@@ -182,7 +217,7 @@ fn print_outputs(bootstrap: &str, topics: &[String], stop: &AtomicBool) {
     {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("logflow: embedded printer: {e}");
+            tracing::error!("logflow: embedded printer: {e}");
             return;
         }
     };
@@ -191,7 +226,7 @@ fn print_outputs(bootstrap: &str, topics: &[String], stop: &AtomicBool) {
         let _ = tpl.add_partition_offset(t, 0, Offset::Beginning);
     }
     if let Err(e) = consumer.assign(&tpl) {
-        eprintln!("logflow: embedded printer: {e}");
+        tracing::error!("logflow: embedded printer: {e}");
         return;
     }
     let stdout = std::io::stdout();

@@ -78,7 +78,7 @@ impl ClientContext for DeliveryContext {
         else {
             return;
         };
-        eprintln!(
+        tracing::warn!(
             "logflow: kafka producer of worker {}: {error}: {reason} (librdkafka retries; \
              {seen} client errors so far)",
             self.worker
@@ -243,7 +243,7 @@ impl KafkaSink {
             let topic = plan.commits_topic();
             let resume_after = committed_marker(conn, &topic, &key)?;
             if let Some(t) = resume_after {
-                eprintln!(
+                tracing::info!(
                     "logflow: worker {worker} resumes exactly once: its results below progress \
                      {t} were committed by an earlier run (`{topic}`)"
                 );

@@ -44,7 +44,7 @@ impl crate::spec::plan::KafkaSourceConfig {
                 .filter(|(i, _)| p.owner(*i) == Some(w))
                 .map(|(_, id)| *id)
                 .collect();
-            eprintln!(
+            tracing::info!(
                 "logflow: worker {} (process {}) reads {topic} partitions {owned:?}",
                 p.first() + w,
                 p.process
@@ -253,9 +253,11 @@ impl KafkaReader {
         // librdkafka retries by itself (a broker restart shows up here); say so, but rarely.
         self.errors += 1;
         if self.errors.is_power_of_two() {
-            eprintln!(
+            tracing::warn!(
                 "logflow: kafka {}/{}: {e} (retrying; seen {} times)",
-                self.topic, self.partition, self.errors
+                self.topic,
+                self.partition,
+                self.errors
             );
         }
     }

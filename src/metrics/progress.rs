@@ -1,8 +1,8 @@
 //! The progress line of a run on a terminal: records per second, the watermark and its lag
 //! behind the wall clock, late and dead-letter counts, redrawn in place once a second on
-//! stderr and erased when the run ends (the summary and the accounting line follow).
+//! stderr and erased when the run ends (the summary and the accounting line follow). It is
+//! drawn through [`crate::diagnostics`], which erases and redraws it around every other line.
 
-use std::io::Write;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -14,8 +14,6 @@ use crate::time::duration::format_ms;
 use crate::time::rfc3339;
 
 const EVERY: Duration = Duration::from_secs(1);
-/// Carriage return + "erase line" (ECMA-48 EL): redraws the line in place.
-const REDRAW: &str = "\r\x1b[2K";
 
 /// A running progress line; [`Progress::stop`] erases it.
 pub struct Progress {
@@ -31,7 +29,6 @@ impl Progress {
             .spawn(move || {
                 let started = Instant::now();
                 let mut last = (Instant::now(), 0u64);
-                let mut drawn = false;
                 // Redraws every second until the sender is dropped.
                 while let Err(RecvTimeoutError::Timeout) = rx.recv_timeout(EVERY) {
                     let t = metrics.totals();
@@ -40,16 +37,9 @@ impl Progress {
                     let rate = t.read.saturating_sub(last.1) as f64 / secs;
                     last = (now, t.read);
                     let line = render(&t, rate, wall_ms(), started.elapsed());
-                    let mut err = std::io::stderr().lock();
-                    let _ = write!(err, "{REDRAW}{line}");
-                    let _ = err.flush();
-                    drawn = true;
+                    crate::diagnostics::draw_progress(&line);
                 }
-                if drawn {
-                    let mut err = std::io::stderr().lock();
-                    let _ = write!(err, "{REDRAW}");
-                    let _ = err.flush();
-                }
+                crate::diagnostics::clear_progress();
             })
             .ok();
         Progress {

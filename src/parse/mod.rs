@@ -10,6 +10,7 @@ pub mod infer;
 mod json;
 mod json_fast;
 pub mod schema;
+pub mod sniff;
 pub mod text;
 pub mod timestamp;
 mod user_events;

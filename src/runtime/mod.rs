@@ -94,7 +94,7 @@ impl Cluster {
             let layout = self.layout()?;
             let started = std::time::Instant::now();
             let network = Network::connect(&layout)?;
-            eprintln!(
+            tracing::info!(
                 "{label}: process {} of {} connected to its peers in {:.1}s ({})",
                 self.process,
                 self.processes,
@@ -363,7 +363,7 @@ fn run_workers(
     let plan = Arc::new(plan);
     let opened = Arc::new(Opened::open(&plan, cluster, opts)?);
     let first_worker = cluster.process * cluster.threads;
-    eprintln!(
+    tracing::info!(
         "logflow: process {} runs workers {}..={} of {}",
         cluster.process,
         first_worker,

@@ -139,7 +139,7 @@ impl PartitionReader for DirectoryReader {
                 let reader = match FileReader::open(&name, self.max_record) {
                     Ok(r) => r,
                     Err(e) => {
-                        eprintln!("logflow: directory source skipped {e}");
+                        tracing::warn!("logflow: directory source skipped {e}");
                         continue;
                     }
                 };
@@ -160,7 +160,7 @@ impl PartitionReader for DirectoryReader {
                 // One line per file: what was picked up, and when, is visible without metrics
                 // (the tests wait for it before dropping the next file).
                 if let Some((_, name)) = self.files.last() {
-                    eprintln!(
+                    tracing::info!(
                         "logflow: directory source read {name} ({} lines)",
                         reader.lines()
                     );

@@ -232,14 +232,14 @@ impl crate::spec::plan::FileConfig {
                 file.skip_lines(point.saturating_sub(1))?;
             }
             if path == "-" || p.threads == 1 || args.checkpointed {
-                eprintln!(
+                tracing::info!(
                     "logflow: worker {} (process {}) reads {path} (its only partition)",
                     p.first() + w,
                     p.process
                 );
                 readers[w].push(Box::new(file));
             } else {
-                eprintln!(
+                tracing::info!(
                     "logflow: workers {}..={} (process {}) read {path} in turns",
                     p.first(),
                     p.first() + p.threads - 1,

@@ -237,7 +237,7 @@ impl Table {
         match self.read() {
             Ok(()) => true,
             Err(m) => {
-                eprintln!(
+                tracing::warn!(
                     "logflow: lookup `{}`: {}: {m} (keeping the previous table)",
                     self.plan.name,
                     self.plan.path.display()

@@ -258,8 +258,9 @@ pub struct SinkSpec {
 #[serde(deny_unknown_fields)]
 pub struct CheckpointSpec {
     /// The checkpoint directory, relative to the current directory (shared storage when the
-    /// job's processes run on several hosts).
-    pub dir: Spanned<String>,
+    /// job's processes run on several hosts); may be left to `--checkpoint-dir`, which replaces it.
+    #[serde(default)]
+    pub dir: Option<Spanned<String>>,
     /// Wall-clock time between checkpoints (default `10s`).
     #[serde(default)]
     pub interval: Option<Spanned<String>>,

@@ -9,8 +9,72 @@ use serde::{Deserialize, Serialize};
 use super::plan::{
     CheckpointPlan, Endpoint, FileConfig, JobPlan, KafkaSinkConfig, SinkConfig, SourceConfig,
 };
-use crate::parse::Format;
+use crate::parse::{sniff, Format};
 use crate::Error;
+
+/// `--format`: a record format, or `auto`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum InputFormat {
+    /// Decide from the input's first records.
+    Auto,
+    /// One JSON log object per line.
+    Json,
+    /// Apache common or combined log format.
+    Apache,
+    /// Nginx access log (same layouts as `apache`).
+    Nginx,
+    /// One JSON user event per line.
+    UserEvents,
+    /// Any text (processing time).
+    Text,
+}
+
+impl InputFormat {
+    /// The format itself; `None` for `auto`.
+    pub fn fixed(self) -> Option<Format> {
+        match self {
+            InputFormat::Auto => None,
+            InputFormat::Json => Some(Format::Json),
+            InputFormat::Apache => Some(Format::Apache),
+            InputFormat::Nginx => Some(Format::Nginx),
+            InputFormat::UserEvents => Some(Format::UserEvents),
+            InputFormat::Text => Some(Format::Text),
+        }
+    }
+}
+
+impl std::fmt::Display for InputFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.fixed() {
+            Some(format) => format.fmt(f),
+            None => f.write_str("auto"),
+        }
+    }
+}
+
+/// The format of `--input` from its first records, announced; `preferred` (the spec's) wins a
+/// tie, and is kept for stdin (not read twice) and for a file that cannot be read here (the
+/// source reports that).
+fn sniff_input(input: &str, preferred: Format) -> Format {
+    use std::io::Read;
+    if input == "-" {
+        tracing::info!(
+            "logflow: --format auto: stdin is not sniffed; reading it as `{preferred}` (the spec's format; --format chooses another)"
+        );
+        return preferred;
+    }
+    let mut data = Vec::new();
+    let read =
+        std::fs::File::open(input).and_then(|f| f.take(sniff::BYTES as u64).read_to_end(&mut data));
+    let Ok(n) = read else {
+        return preferred;
+    };
+    let records = sniff::first_records(&data, n < sniff::BYTES);
+    let chosen = sniff::sniff(&records, preferred);
+    tracing::info!("logflow: --format auto: {input} is {chosen}");
+    chosen.format
+}
 
 /// How a job reads, writes and ends, replacing the spec's settings.
 #[derive(clap::Args, Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -19,9 +83,11 @@ pub struct Overrides {
     /// Read this file instead of the spec's source (`-` = stdin); the run ends with the input.
     #[arg(long)]
     pub input: Option<String>,
-    /// Record format of the input (default: the spec's).
+    /// Record format of the input. With --input the default is `auto`: the first records
+    /// decide (JSON logs, user events, Apache/Nginx access logs, else text) and the choice is
+    /// printed; otherwise the spec's.
     #[arg(long, value_enum)]
-    pub format: Option<Format>,
+    pub format: Option<InputFormat>,
     /// Write one JSONL file per analysis (plus dead-letter and late files) into DIR instead of
     /// the spec's sinks.
     #[arg(long, value_name = "DIR")]
@@ -71,8 +137,17 @@ impl Overrides {
                 path: input.clone(),
             });
         }
-        if let Some(f) = self.format {
-            plan.source.format = f;
+        match (self.format, &self.input) {
+            (Some(InputFormat::Auto) | None, Some(input)) => {
+                plan.source.format = sniff_input(input, plan.source.format);
+            }
+            (Some(InputFormat::Auto), None) => {
+                return Err(Error::Usage(
+                    "--format auto reads the first records of --input FILE".into(),
+                ))
+            }
+            (Some(f), _) => plan.source.format = f.fixed().unwrap_or(plan.source.format),
+            (None, None) => {}
         }
         let settle = |e: &mut Endpoint| {
             let named = match e {
@@ -134,12 +209,70 @@ impl Overrides {
                 None => plan.checkpoint = Some(CheckpointPlan::in_dir(dir)),
             }
         }
+        if plan.checkpoint.as_ref().is_some_and(|c| c.dir.is_empty()) {
+            return Err(Error::Usage(
+                "checkpoint: no directory: set `dir` in the spec's [checkpoint] section or pass \
+                 --checkpoint-dir DIR"
+                    .into(),
+            ));
+        }
         if plan.checkpoint.is_some() {
             if let Some(why) = plan.source.kind.checkpoint_refusal() {
                 return Err(Error::Usage(why.into()));
             }
         }
         Ok(())
+    }
+
+    /// What these settings change in `plan` (before [`Overrides::apply`]), one sentence each,
+    /// for `logflow check`.
+    pub fn describe(&self, plan: &JobPlan, env_brokers: Option<&str>) -> Vec<String> {
+        let mut d = Vec::new();
+        if let Some(i) = &self.input {
+            d.push(format!(
+                "--input {i}: reads this file instead of the spec's source"
+            ));
+        }
+        match (self.format, &self.input) {
+            (Some(InputFormat::Auto) | None, Some(_)) => {
+                d.push("--format auto: the input's first records choose the format".into())
+            }
+            (Some(f), _) => d.push(format!("--format {f}: parses records as {f}")),
+            (None, None) => {}
+        }
+        if let Some(t) = &self.topic {
+            d.push(format!("--topic {t}: reads this Kafka topic"));
+        }
+        if let Some(o) = &self.output_dir {
+            d.push(format!(
+                "--output-dir {}: JSONL files instead of the spec's sinks",
+                o.display()
+            ));
+        }
+        let spec_brokers = matches!(&plan.source.kind, SourceConfig::Kafka(k) if k.endpoint.brokers().is_some())
+            || matches!(&plan.sink, SinkConfig::Kafka(k) if k.endpoint.brokers().is_some());
+        match (&self.brokers, env_brokers) {
+            (Some(b), _) => d.push(format!(
+                "--brokers {b}: the Kafka source and sinks use these brokers{}",
+                if spec_brokers { " (replacing the spec's)" } else { "" }
+            )),
+            (None, Some(b)) if !spec_brokers => d.push(format!(
+                "LOGFLOW_BROKERS={b}: the Kafka source and sinks use these brokers (the spec names none)"
+            )),
+            _ => {}
+        }
+        if let Some(c) = &self.checkpoint_dir {
+            let what = match &plan.checkpoint {
+                Some(p) if p.dir.is_empty() => "the [checkpoint] section's directory",
+                Some(_) => "replacing the spec's checkpoint.dir",
+                None => "checkpoints every 10s, keeping 3 (the spec has no [checkpoint])",
+            };
+            d.push(format!("--checkpoint-dir {}: {what}", c.display()));
+        }
+        if self.stop_at_end {
+            d.push("--stop-at-end: reads to the end offsets as of start, then exits".into());
+        }
+        d
     }
 
     /// The same settings as command-line flags.
@@ -270,10 +403,28 @@ mod tests {
     }
 
     #[test]
+    fn checkpoint_dir_flag_completes_a_checkpoint_section_without_dir() {
+        let text = "name = \"j\"\n[source]\nkind = \"kafka\"\ntopic = \"logs\"\nformat = \"json\"\n\
+                    [checkpoint]\ninterval = \"2s\"\n\
+                    [[analysis]]\nname = \"n\"\nwindow = { size = \"1m\" }\nselect = [\"count() as c\"]\n";
+        let load = || crate::spec::load_text("j.toml", text).unwrap();
+        let err = Overrides::default().apply(&mut load(), None).unwrap_err();
+        assert!(err.to_string().contains("--checkpoint-dir"), "{err}");
+        let mut p = load();
+        let o = Overrides {
+            checkpoint_dir: Some("/tmp/ck".into()),
+            ..Overrides::default()
+        };
+        o.apply(&mut p, None).unwrap();
+        let c = p.checkpoint.expect("checkpoints");
+        assert_eq!((c.dir.as_str(), c.interval_ms), ("/tmp/ck", 2000));
+    }
+
+    #[test]
     fn round_trips_through_flags_and_json() {
         let o = Overrides {
             input: Some("/tmp/in".into()),
-            format: Some(Format::Apache),
+            format: Some(InputFormat::Apache),
             output_dir: Some("/tmp/out".into()),
             brokers: Some("b:1".into()),
             topic: None,

@@ -52,11 +52,30 @@ pub fn run_file(spec: &str, input: &Path, out: &Path, workers: &str) -> Output {
     ])
 }
 
+/// The message of a diagnostic line in the text form `TIME LEVEL target: message`
+/// (docs/operations.md); a line of another form (a panic message, a line still being written)
+/// as it is.
+pub fn message(line: &str) -> &str {
+    let parts = line.split_once(' ').and_then(|(time, rest)| {
+        let (level, rest) = rest.trim_start().split_once(' ')?;
+        let (target, message) = rest.split_once(": ")?;
+        let ok = time.ends_with('Z')
+            && ["TRACE", "DEBUG", "INFO", "WARN", "ERROR"].contains(&level)
+            && target.starts_with("logflow");
+        ok.then_some(message)
+    });
+    parts.unwrap_or(line)
+}
+
+/// The messages of the diagnostic lines of a run's stderr, in order.
+pub fn messages(stderr: &str) -> impl DoubleEndedIterator<Item = &str> {
+    stderr.lines().map(message)
+}
+
 /// Parses `accounting: read=.. parsed=.. dead_letter=.. on_time=.. late=..` from stderr.
 pub fn accounting(stderr: &[u8]) -> BTreeMap<String, u64> {
     let text = String::from_utf8_lossy(stderr);
-    let line = text
-        .lines()
+    let line = messages(&text)
         .rev()
         .find(|l| l.starts_with("accounting:"))
         .unwrap_or_else(|| panic!("no accounting line in:\n{text}"));

@@ -22,8 +22,7 @@ impl Rng {
 /// The pids of the processes of the launcher's attempt `attempt` (0-based), once it has
 /// named all `n` of them.
 fn attempt_pids(err: &str, attempt: usize, n: usize) -> Option<Vec<String>> {
-    let mine: Vec<String> = err
-        .lines()
+    let mine: Vec<String> = super::messages(err)
         .filter_map(|l| l.strip_prefix("logflow launch: process "))
         .filter_map(|l| l.split_once(" is pid "))
         .map(|(_, pid)| pid.trim().to_string())
@@ -109,7 +108,7 @@ pub fn kill_attempts(
 /// `process i finished`, ...), one per attempt, oldest first.
 fn status_lines(err: &str, i: usize) -> impl Iterator<Item = &str> {
     let prefix = format!("logflow launch: process {i} ");
-    err.lines()
+    super::messages(err)
         .filter(move |l| l.starts_with(&prefix) && !l[prefix.len()..].starts_with("is pid "))
 }
 
@@ -137,8 +136,7 @@ pub fn wait_for_count(launch: &mut Proc, text: &str, count: usize, limit: Durati
 
 /// The pids of the `n` processes of the launcher's latest attempt.
 pub fn latest_pids(err: &str, n: usize) -> Vec<String> {
-    let attempts = err
-        .lines()
+    let attempts = super::messages(err)
         .filter(|l| l.starts_with("logflow launch: process ") && l.contains(" is pid "))
         .count()
         / n;

@@ -101,7 +101,7 @@ impl StderrWatch {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
-                Ok(l) if l == want => return,
+                Ok(l) if super::message(&l) == want => return,
                 Ok(l) => seen.push(l),
                 Err(e) => panic!("no `{want}` on stderr after {limit:?} ({e}): {seen:#?}"),
             }

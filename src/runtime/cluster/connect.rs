@@ -252,7 +252,7 @@ fn accept_all(
                 Err((from, why)) => {
                     refused += 1;
                     if refused <= MAX_LOGGED_REFUSALS {
-                        eprintln!(
+                        tracing::warn!(
                             "logflow: refused a peer connection from {from} on {}: {why}",
                             layout.addresses[me]
                         );

@@ -150,7 +150,7 @@ impl Watchdog {
                 std::thread::park();
             }
         }
-        eprintln!("logflow: {reason}");
+        tracing::error!("logflow: {reason}");
         self.fail(reason);
         std::process::exit(1);
     }

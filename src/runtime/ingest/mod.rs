@@ -29,6 +29,7 @@ mod watermark;
 
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -49,6 +50,7 @@ use super::accounting::Counters;
 use crate::checkpoint::barrier::Slot;
 use crate::metrics::{Metrics, PartitionMeter};
 use crate::operators::pre_aggregate::Partial;
+use crate::parse::sniff::DeadLetterWatch;
 use crate::parse::Format;
 use crate::record::Event;
 use crate::record::{DeadLetter, LateEvent};
@@ -208,6 +210,7 @@ pub fn ingest<'scope>(
                 Tables::default()
             }),
             failed,
+            first: DeadLetterWatch::new(config.format),
             config,
             parts,
             counters,
@@ -281,6 +284,19 @@ struct Ingest {
     stride: i64,
     /// The live partitions as the watermark rules see them (reused every activation).
     seen: Vec<Seen>,
+    /// Whether most of the first records are dead letters (an input in another format).
+    first: DeadLetterWatch,
+}
+
+/// One warning per process about mostly dead first records, however many workers see them.
+static FIRST_RECORDS_WARNED: AtomicBool = AtomicBool::new(false);
+
+fn warn_first_records(warning: Option<String>) {
+    if let Some(w) = warning {
+        if !FIRST_RECORDS_WARNED.swap(true, Ordering::Relaxed) {
+            tracing::warn!("{w}");
+        }
+    }
 }
 
 impl Ingest {
@@ -438,6 +454,7 @@ impl Ingest {
                 continue;
             }
             let before = read.out.counts;
+            let dead_before = read.out.dead.len();
             let was = p.max_ts;
             let result = match p.turns.clone() {
                 None => p.read_own(
@@ -466,6 +483,13 @@ impl Ingest {
                 span = span.max(b.saturating_sub(a));
             }
             let c = read.out.counts.since(before);
+            if !self.first.done() {
+                let dead = read.out.dead.get(dead_before..).unwrap_or_default();
+                warn_first_records(self.first.observe(
+                    c.read,
+                    dead.iter().map(|d| (d.reason.as_str(), d.raw.as_slice())),
+                ));
+            }
             p.meter.add(c.read, c.parsed, c.dead_letter, c.late);
             p.meter.set_max_event_time(p.progress());
             if p.ended {
@@ -561,7 +585,8 @@ impl Ingest {
         }
         // Says when the final flush can begin (the last worker to end starts it); the
         // recovery tests time a broker outage on it.
-        eprintln!("logflow: worker {} reached the end of its input", self.me);
+        warn_first_records(self.first.finish());
+        tracing::info!("logflow: worker {} reached the end of its input", self.me);
     }
 
     /// When to look again.

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::types::{AnalysisKind, Detector, JobPlan, NodeInput};
+use super::types::{AnalysisKind, Detector, JobPlan, NodeInput, SinkConfig};
 use crate::time::duration::format_ms;
 
 impl JobPlan {
@@ -48,6 +48,22 @@ impl JobPlan {
             self.dead_letter_topic(),
             self.late_topic()
         );
+        if matches!(self.sink, SinkConfig::Kafka(_)) {
+            // One line a script can read: `sed -n 's/^topics: //p'` (docs/first-job.md).
+            let _ = writeln!(s, "topics: {}", self.topics().join(" "));
+        }
+        if let Some(c) = &self.checkpoint {
+            let dir = match c.dir.as_str() {
+                "" => "the directory --checkpoint-dir gives",
+                d => d,
+            };
+            let _ = writeln!(
+                s,
+                "checkpoints: every {} in {dir}, keeping the last {}",
+                format_ms(c.interval_ms),
+                c.keep
+            );
+        }
         let _ = writeln!(
             s,
             "idle partitions stop holding the watermark after {}",

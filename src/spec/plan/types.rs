@@ -358,7 +358,7 @@ impl Analysis {
 /// Checkpoints: where, how often, how many kept (see `checkpoint`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CheckpointPlan {
-    /// The checkpoint directory.
+    /// The checkpoint directory (empty until `--checkpoint-dir` gives it, when the spec has none).
     pub dir: String,
     /// Wall-clock time aimed at between checkpoints.
     pub interval_ms: i64,

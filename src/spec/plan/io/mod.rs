@@ -246,11 +246,13 @@ pub(super) fn compile_checkpoint(
     let Some(c) = &spec.checkpoint else {
         return Ok(None);
     };
-    if c.dir.get_ref().trim().is_empty() {
-        return cx.err(c.dir.span(), "checkpoint.dir", "must not be empty");
-    }
-    if let Some(why) = source.kind.checkpoint_refusal() {
-        return cx.err(c.dir.span(), "checkpoint.dir", why);
+    if let Some(dir) = &c.dir {
+        if dir.get_ref().trim().is_empty() {
+            return cx.err(dir.span(), "checkpoint.dir", "must not be empty");
+        }
+        if let Some(why) = source.kind.checkpoint_refusal() {
+            return cx.err(dir.span(), "checkpoint.dir", why);
+        }
     }
     let interval_ms = match &c.interval {
         Some(d) => cx.positive_duration(d, "checkpoint.interval")?,
@@ -264,7 +266,12 @@ pub(super) fn compile_checkpoint(
         None => CheckpointPlan::DEFAULT_KEEP,
     };
     Ok(Some(CheckpointPlan {
-        dir: c.dir.get_ref().clone(),
+        // Empty: `--checkpoint-dir` must give it (checked when the flags are applied).
+        dir: c
+            .dir
+            .as_ref()
+            .map(|d| d.get_ref().clone())
+            .unwrap_or_default(),
         interval_ms,
         keep,
     }))
