@@ -106,11 +106,10 @@ pub fn topics(cmd: TopicsCmd) -> Result<(), Error> {
         conn.describe()
     );
     if !failed.is_empty() {
-        return Err(Error::Runtime(format!(
-            "kafka admin on {}: {}",
-            conn.describe(),
-            failed.join(", ")
-        )));
+        return Err(Error::kafka(
+            crate::error::KafkaCause::Client,
+            format!("kafka admin on {}: {}", conn.describe(), failed.join(", ")),
+        ));
     }
     Ok(())
 }

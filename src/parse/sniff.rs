@@ -122,6 +122,7 @@ pub struct DeadLetterWatch {
 }
 
 impl DeadLetterWatch {
+    /// A watch over the first records of a job reading `format`.
     pub fn new(format: Format) -> DeadLetterWatch {
         DeadLetterWatch {
             format,

@@ -81,7 +81,6 @@ pub fn build<'scope>(
     readers: Vec<Box<dyn PartitionReader>>,
     counters: Arc<Counters>,
     metrics: &Metrics,
-    failed: Rc<std::cell::RefCell<Option<crate::Error>>>,
 ) -> Outputs<'scope> {
     let board = ProgressBoard::default();
     let nodes: Vec<Rc<AggNode>> = plan.nodes.iter().cloned().map(Rc::new).collect();
@@ -92,7 +91,6 @@ pub fn build<'scope>(
         counters,
         metrics,
         board.clone(),
-        failed,
     );
     // Every worker learns every worker's progress (for idle workers; see `ingest`).
     beacons.broadcast().inspect(move |(w, p)| {

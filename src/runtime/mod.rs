@@ -332,7 +332,6 @@ impl Opened {
         let plan = Arc::clone(plan);
         let counters = Arc::clone(&self.counters);
         let sink_failed = Rc::clone(&failed);
-        let input_failed = Rc::clone(&failed);
         let gather = self.gather;
         let index = worker.next_dataflow_index();
         let ck = self
@@ -342,7 +341,7 @@ impl Opened {
         building(ck.as_ref(), || {
             worker.dataflow::<u64, _, _>(move |scope| {
                 let (rows, dead, late) =
-                    dataflow::build(scope, &plan, my_readers, counters, &metrics, input_failed);
+                    dataflow::build(scope, &plan, my_readers, counters, &metrics);
                 output::write_outputs(rows, dead, late, my_sink, gather, sink_failed);
             })
         });
@@ -405,33 +404,4 @@ fn run_workers(
         return Err(e);
     }
     Ok(counters.snapshot())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A broken input fails the job with a typed input error naming it (the ingest operator
-    /// records it for the worker, which stops), not with a worker's panic.
-    #[test]
-    fn a_broken_input_fails_the_job_with_an_input_error() {
-        let dir = std::env::temp_dir().join(format!("logflow-broken-input-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        // A directory opens as a file on Linux; its first read fails.
-        let text = format!(
-            "name = \"t\"\n[source]\nkind = \"file\"\npath = \"{}\"\nformat = \"json\"\n\
-             [sink]\nkind = \"files\"\ndir = \"{}\"\n[[analysis]]\nname = \"a\"\n\
-             window = {{ size = \"1m\" }}\nselect = [\"count() as n\"]\n",
-            dir.display(),
-            dir.join("out").display()
-        );
-        let plan = crate::spec::load_text("t.toml", &text).expect("spec");
-        let err = run(plan, &Cluster::default(), &RunOptions::default()).expect_err("fails");
-        let _ = std::fs::remove_dir_all(&dir);
-        assert!(
-            matches!(&err, Error::Input(m) if m.starts_with(&format!("reading file {}", dir.display()))),
-            "{err:?}"
-        );
-        assert_eq!(err.exit_code(), 1);
-    }
 }

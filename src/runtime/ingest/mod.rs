@@ -27,7 +27,6 @@ mod board;
 mod partition;
 mod watermark;
 
-use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -59,7 +58,6 @@ use crate::sources::{PartitionReader, ReadStatus, RecordBatch};
 use crate::spec::plan::AggNode;
 use crate::spec::plan::LookupPlan;
 use crate::time::window::Windows;
-use crate::Error;
 
 /// The windows of one aggregation node, for lateness checks at ingest.
 #[derive(Clone, Debug)]
@@ -150,7 +148,6 @@ pub fn ingest<'scope>(
     counters: Arc<Counters>,
     metrics: &Metrics,
     board: ProgressBoard,
-    failed: Rc<RefCell<Option<Error>>>,
 ) -> Ingested<'scope> {
     let me = scope.index();
     let meters: Vec<Arc<PartitionMeter>> = readers
@@ -204,12 +201,7 @@ pub fn ingest<'scope>(
             me,
             g: Granularity::new(config.granularity_ms),
             agg: Aggregation::new(&config.nodes),
-            // Loaded once already when the job was opened; changed since, it fails the job.
-            tables: Tables::load(&config.lookups).unwrap_or_else(|e| {
-                failed.borrow_mut().get_or_insert(e);
-                Tables::default()
-            }),
-            failed,
+            tables: Tables::load(&config.lookups).unwrap_or_else(|e| panic!("{e}")),
             first: DeadLetterWatch::new(config.format),
             config,
             parts,
@@ -273,8 +265,6 @@ struct Ingest {
     parsed: Vec<Result<Event, String>>,
     agg: Aggregation,
     tables: Tables,
-    /// Where a failure (a broken input) is recorded for the worker, which then stops.
-    failed: Rc<RefCell<Option<Error>>>,
     barrier: Barrier,
     /// The partition read first in the next activation.
     next_part: usize,
@@ -331,11 +321,6 @@ impl Ingest {
     /// One activation: the checkpoint barrier, the clock, alignment, the read, the watermark,
     /// and what goes out.
     fn step(&mut self, held: &mut [Capability<u64>]) -> Flow {
-        // After a failure the worker stops (see `runtime::run`): read nothing more, and hold
-        // the capabilities so that no window closes on partial input.
-        if self.failed.borrow().is_some() {
-            return Flow::Running;
-        }
         let cap = *held[DEAD].time();
         let barrier = match self.at_barrier(cap) {
             Some(AtBarrier::Wait) => {
@@ -472,12 +457,11 @@ impl Ingest {
                 Ok(ReadStatus::Pending) => read.pending = true,
                 Ok(ReadStatus::Ended) => {}
                 // A broken input is a runtime failure, not a finished partition: dropping
-                // the capability would wrongly close every window.
-                Err(e) => {
-                    let what = format!("reading {}", p.reader.describe());
-                    self.failed.borrow_mut().get_or_insert(e.context(&what));
-                    break;
-                }
+                // the capability would wrongly close every window. (Not a typed error yet:
+                // timely drains a worker's dataflows after it stops, so holding the
+                // capabilities would hang and dropping them would let the other workers
+                // write windows without this partition's data.)
+                Err(e) => panic!("reading {}: {e}", p.reader.describe()),
             }
             if let (Some(a), Some(b)) = (was, p.max_ts) {
                 span = span.max(b.saturating_sub(a));
