@@ -1,5 +1,6 @@
 //! The job builder: the one place that knows how a [`JobPlan`] becomes a timely dataflow.
 
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -72,6 +73,7 @@ pub fn build<'scope>(
     readers: Vec<Box<dyn PartitionReader>>,
     counters: Arc<Counters>,
     metrics: &Metrics,
+    failed: Rc<RefCell<Option<crate::Error>>>,
 ) -> Outputs<'scope> {
     let board = ProgressBoard::default();
     let nodes: Vec<Rc<AggNode>> = plan.nodes.iter().cloned().map(Rc::new).collect();
@@ -82,6 +84,7 @@ pub fn build<'scope>(
         counters,
         metrics,
         board.clone(),
+        failed,
     );
     // Every worker learns every worker's progress (for idle workers; see `ingest`).
     beacons.broadcast().inspect(move |(w, p)| {

@@ -447,6 +447,7 @@ impl Opened {
         let plan = Arc::clone(plan);
         let counters = Arc::clone(&self.counters);
         let sink_failed = Rc::clone(&failed);
+        let ingest_failed = Rc::clone(&failed);
         let gather = self.gather;
         let index = worker.next_dataflow_index();
         let ck = self
@@ -456,7 +457,7 @@ impl Opened {
         building(ck.as_ref(), || {
             worker.dataflow::<u64, _, _>(move |scope| {
                 let (rows, dead, late) =
-                    dataflow::build(scope, &plan, my_readers, counters, &metrics);
+                    dataflow::build(scope, &plan, my_readers, counters, &metrics, ingest_failed);
                 output::write_outputs(rows, dead, late, my_sink, gather, sink_failed);
             })
         });

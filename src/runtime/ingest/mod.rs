@@ -27,6 +27,7 @@ mod board;
 mod partition;
 mod watermark;
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -176,6 +177,7 @@ pub fn ingest<'scope>(
     counters: Arc<Counters>,
     metrics: &Metrics,
     board: ProgressBoard,
+    failed: Rc<RefCell<Option<Error>>>,
 ) -> Ingested<'scope> {
     let me = scope.index();
     let meters: Vec<Arc<PartitionMeter>> = readers
@@ -220,11 +222,18 @@ pub fn ingest<'scope>(
         for p in parts.iter_mut() {
             woken &= p.reader.wake_on_arrival(Arc::clone(&wake));
         }
+        // A table that was readable at pre-flight may be gone or changed by now: a job failure
+        // (the worker stops at once), never a panic.
+        let tables = Tables::load(&config.lookups).unwrap_or_else(|e| {
+            failed.borrow_mut().get_or_insert(e);
+            Tables::default()
+        });
         let mut ingest = Ingest {
             me,
             g: Granularity::new(config.granularity_ms),
             agg: Aggregation::new(&config.nodes),
-            tables: Tables::load(&config.lookups).unwrap_or_else(|e| panic!("{e}")),
+            tables,
+            failed,
             config,
             parts,
             counters,
@@ -287,6 +296,8 @@ struct Ingest {
     parsed: Vec<Result<Event, String>>,
     agg: Aggregation,
     tables: Tables,
+    /// The worker's failure cell: a broken input stops the job with its reason.
+    failed: Rc<RefCell<Option<Error>>>,
     barrier: Barrier,
     /// The partition read first in the next activation.
     next_part: usize,
@@ -330,6 +341,11 @@ impl Ingest {
     /// One activation: the checkpoint barrier, the clock, alignment, the read, the watermark,
     /// and what goes out.
     fn step(&mut self, held: &mut [Capability<u64>]) -> Flow {
+        // Failed: the worker is stopping; nothing more is read, and the capabilities stay where
+        // they are (dropping them would close every window as if the input had ended).
+        if self.failed.borrow().is_some() {
+            return Flow::Running;
+        }
         let cap = *held[DEAD].time();
         let barrier = match self.at_barrier(cap) {
             Some(AtBarrier::Wait) => {
@@ -361,7 +377,13 @@ impl Ingest {
             }
             Read::default()
         } else {
-            self.read(cap, barrier)
+            match self.read(cap, barrier) {
+                Ok(read) => read,
+                Err(e) => {
+                    self.failed.borrow_mut().get_or_insert(e);
+                    return Flow::Running;
+                }
+            }
         };
         self.next_part = (self.next_part + 1) % self.parts.len().max(1);
         self.counters.add(read.out.counts);
@@ -423,7 +445,7 @@ impl Ingest {
 
     /// Reads every partition once (up to its share of the batch), starting with a different
     /// one each activation, and meters what each read.
-    fn read(&mut self, cap: u64, barrier: Option<u64>) -> Read {
+    fn read(&mut self, cap: u64, barrier: Option<u64>) -> Result<Read, Error> {
         let mut read = Read::default();
         // The most event time one partition moved on in this activation.
         let mut span: i64 = 0;
@@ -466,7 +488,12 @@ impl Ingest {
                 Ok(ReadStatus::Ended) => {}
                 // A broken input is a runtime failure, not a finished partition: dropping
                 // the capability would wrongly close every window.
-                Err(e) => panic!("reading {}: {e}", p.reader.describe()),
+                Err(e) => {
+                    return Err(Error::Runtime(format!(
+                        "reading {}: {e}",
+                        p.reader.describe()
+                    )))
+                }
             }
             if let (Some(a), Some(b)) = (was, p.max_ts) {
                 span = span.max(b.saturating_sub(a));
@@ -481,7 +508,7 @@ impl Ingest {
         if read.more {
             self.stride = span;
         }
-        read
+        Ok(read)
     }
 
     /// The new watermark, from the live partitions' progress and idleness (metered here).
