@@ -415,3 +415,67 @@ fn a_job_reading_an_endless_stream_without_records_can_be_cancelled() {
     );
     assert!(asked.elapsed() < Duration::from_secs(10));
 }
+
+#[test]
+fn an_event_from_the_far_future_is_a_dead_letter_and_moves_no_watermark() {
+    use common::rows::{assert_same_results, dir_results};
+    let dir = tmpdir("future-event");
+    let generated = dir.join("logs.jsonl");
+    common::kafka::gen("logs", "20000", &[], &generated);
+    let bytes = std::fs::read(&generated).unwrap();
+    let lines: Vec<&[u8]> = bytes
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
+    // Line 1001 of both inputs: an empty line (no record) or the record stamped 9e18 ms, so
+    // every other record keeps its line number.
+    let future = r#"{"timestamp":9000000000000000000,"service":"api","status_code":500,"response_time":1.0}"#;
+    let with = |middle: &str| {
+        let mut all: Vec<&[u8]> = lines[..1000].to_vec();
+        all.push(middle.as_bytes());
+        all.extend_from_slice(&lines[1000..]);
+        let mut text = all.join(&b'\n');
+        text.push(b'\n');
+        text
+    };
+    // One path for both runs, as dead letters name it.
+    let input = dir.join("input.jsonl");
+    let (want_dir, got_dir) = (dir.join("want"), dir.join("got"));
+    std::fs::write(&input, with("")).unwrap();
+    let want_run = run_file("dataflows/log-analysis.toml", &input, &want_dir, "2");
+    std::fs::write(&input, with(future)).unwrap();
+    let got_run = run_file("dataflows/log-analysis.toml", &input, &got_dir, "2");
+    let (want_acc, got_acc) = (accounting(&want_run.stderr), accounting(&got_run.stderr));
+    assert_eq!(got_acc["read"], want_acc["read"] + 1);
+    assert_eq!(got_acc["dead_letter"], want_acc["dead_letter"] + 1);
+    for k in ["parsed", "on_time", "late"] {
+        assert_eq!(got_acc[k], want_acc[k], "{k}");
+    }
+    assert!(want_acc["on_time"] > 19_000, "{want_acc:?}");
+
+    // The one dead letter more names the reason and the line.
+    let dead_file = "log-analysis.dead-letter";
+    let mut got = dir_results(&got_dir);
+    let mut want = dir_results(&want_dir);
+    let got_dead = got.remove(dead_file).unwrap();
+    let want_dead = want.remove(dead_file).unwrap();
+    let extra: Vec<Value> = got_dead
+        .iter()
+        .filter(|r| !want_dead.contains(r))
+        .map(|r| serde_json::from_str(r).unwrap())
+        .collect();
+    assert_eq!(got_dead.len(), want_dead.len() + 1);
+    assert_eq!(extra.len(), 1, "{extra:?}");
+    assert_eq!(extra[0]["position"]["line"], 1001);
+    assert_eq!(extra[0]["raw"], future);
+    assert!(
+        extra[0]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("timestamp in the future: 9000000000000000000 is more than 1h ahead"),
+        "{}",
+        extra[0]
+    );
+    // Every other output is the same as without the record.
+    assert_same_results(&got, &want, "with a record from the future");
+}

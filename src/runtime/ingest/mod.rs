@@ -75,6 +75,8 @@ pub struct IngestConfig {
     pub format: Format,
     pub granularity_ms: i64,
     pub idle_timeout: Duration,
+    /// Events further than this ahead of the wall clock are dead letters.
+    pub max_future_ms: i64,
     pub rules: Vec<LatenessRule>,
     /// Fields the analyses read: other string fields are checked but not copied.
     pub fields: crate::record::FieldSet,
