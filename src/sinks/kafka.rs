@@ -17,7 +17,12 @@ use std::time::{Duration, Instant};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::ClientContext;
 
-use super::render::{dead_letter_json, late_json, row_json, row_key};
+use super::render::{dead_letter_json_within, late_json, row_json, row_key};
+
+/// The largest dead-letter message: within librdkafka's default `message.max.bytes` (1,000,000)
+/// and a broker's default `max.message.bytes`, with room for the record's framing. A record
+/// up to the 1 MiB record limit would not fit whole.
+const DEAD_LETTER_MAX_BYTES: usize = 990_000;
 use super::Sink;
 use crate::kafka::{send_waiting, KafkaConn};
 use crate::record::Row;
@@ -337,7 +342,7 @@ impl Sink for KafkaSink {
         self.mark_dirty(records.len());
         for d in records {
             self.buf.clear();
-            dead_letter_json(d, &mut self.buf);
+            dead_letter_json_within(d, DEAD_LETTER_MAX_BYTES, &mut self.buf);
             self.send(&self.dead_topic, None, Some(&self.buf))?;
         }
         Ok(())
