@@ -150,7 +150,7 @@ def throughput(address, state, events, runs, args_line):
         "the reader (64 MiB by default) and postpones a full partition's next fetch by "
         "`fetch.queue.backoff.ms` (1 s). The Kafka source, and so `bench-read`, sets 2 MiB and "
         "10 ms unless the spec or `LOGFLOW_KAFKA_*` variables say otherwise "
-        "(`sources::kafka::CONSUMER_DEFAULTS`); the third row is the job with "
+        "(`kafka::source::CONSUMER_DEFAULTS`); the third row is the job with "
         "`LOGFLOW_KAFKA_QUEUED_MAX_MESSAGES_KBYTES=65536 LOGFLOW_KAFKA_FETCH_QUEUE_BACKOFF_MS=1000`, "
         "in the same runs.",
         "",

@@ -10,8 +10,8 @@
 //! | 13 | [`control`] | the control plane: jobs submitted to a running cluster |
 //! | 12 | [`runtime`] | builds and runs the timely dataflow of a job |
 //! | 11 | [`metrics`] | Prometheus metrics, progress line, result gauges |
-//! | 10 | [`sources`], [`sinks`] | records in (files, sockets, Kafka, lookup tables) and out |
-//! | 9 | [`kafka`] | the Kafka client connection both sides share |
+//! | 10 | [`kafka`] | Kafka: the connection, source, sink and the embedded demo's cluster |
+//! | 9 | [`sources`], [`sinks`] | records in (files, sockets, generator, lookup tables) and out |
 //! | 8 | [`operators`] | the dataflow operators, each an extension trait on timely streams |
 //! | 7 | [`checkpoint`] | checkpoint barriers and the state store |
 //! | 6 | [`agg`] | the accumulator kernel: mergeable aggregates, interned keys |

@@ -7,8 +7,8 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
+use crate::kafka::source::{open_partitions, EndAt, StartAt};
 use crate::kafka::{cli_brokers, KafkaConn};
-use crate::sources::kafka::{open_partitions, EndAt, StartAt};
 use crate::sources::{ReadStatus, RecordBatch};
 use crate::Error;
 

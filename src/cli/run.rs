@@ -6,12 +6,11 @@ use std::time::{Duration, Instant};
 
 use clap::ArgAction;
 
+use crate::kafka::embedded::Embedded;
 use crate::metrics::{ObserveOptions, Observer};
 use crate::runtime::cluster::read_hostfile;
-use crate::runtime::embedded::Embedded;
 use crate::runtime::{self, Cluster};
 use crate::spec::overrides::Overrides;
-use crate::spec::plan::SourceKind;
 use crate::Error;
 
 /// How a job reads, writes and ends: the flags `run` takes and `launch` passes on to each of
@@ -123,18 +122,15 @@ pub fn run(args: RunArgs) -> Result<(), Error> {
     };
     let started = Instant::now();
     // No brokers anywhere: run against an in-process cluster fed by the generator.
-    if args.processes > 1 && matches!(plan.source.kind, SourceKind::Kafka { brokers: None, .. }) {
-        return Err(super::usage(
-            "several processes need a shared input: --input, or Kafka brokers (--brokers)",
-        ));
-    }
-    let embedded = match &plan.source.kind {
-        SourceKind::Kafka { brokers: None, .. } => Some(Embedded::start(
-            &mut plan,
-            args.demo_events,
-            args.demo_rate,
-        )?),
-        _ => None,
+    let embedded = if plan.source.kind.is_embedded() {
+        if args.processes > 1 {
+            return Err(super::usage(
+                "several processes need a shared input: --input, or Kafka brokers (--brokers)",
+            ));
+        }
+        Some(Embedded::start(&plan, args.demo_events, args.demo_rate)?)
+    } else {
+        None
     };
     let mut observer = observe(&args, &plan, &cluster)?;
     let opts = runtime::RunOptions {
@@ -143,6 +139,7 @@ pub fn run(args: RunArgs) -> Result<(), Error> {
             .as_ref()
             .map(|e| std::sync::Arc::clone(&e.end_signal)),
         metrics: Some(observer.metrics()),
+        embedded: embedded.as_ref().map(|e| e.brokers.clone()),
     };
     let accounting = runtime::run(plan, &cluster, &opts)?;
     if let Some(e) = embedded {

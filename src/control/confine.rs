@@ -9,7 +9,7 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use crate::spec::plan::{JobPlan, SinkPlan, SourceKind};
+use crate::spec::plan::{FileConfig, JobPlan, SinkConfig, SourceConfig};
 use crate::Error;
 
 #[derive(Clone, Debug)]
@@ -88,11 +88,13 @@ impl AllowDirs {
     /// Checks every file and directory `plan` reads or writes.
     pub fn check_plan(&self, plan: &JobPlan) -> Result<(), Error> {
         match &plan.source.kind {
-            SourceKind::File { path } if path != "-" => self.check("input", Path::new(path))?,
-            SourceKind::Directory(d) => self.check("source directory", Path::new(&d.path))?,
+            SourceConfig::File(FileConfig { path }) if path != "-" => {
+                self.check("input", Path::new(path))?
+            }
+            SourceConfig::Directory(d) => self.check("source directory", Path::new(&d.path))?,
             _ => {}
         }
-        if let SinkPlan::Files { dir } = &plan.sink {
+        if let SinkConfig::Files { dir } = &plan.sink {
             self.check("output directory", Path::new(dir))?;
         }
         for l in &plan.lookups {

@@ -25,7 +25,7 @@ use super::protocol::{self, Reply, Request, MAX_REQUEST, UNAUTHORIZED};
 use super::session::{lock, Command, JobRequest, Proposal, Shared};
 use crate::kafka::KafkaConn;
 use crate::metrics::listener::{self, ReadError, Slot};
-use crate::spec::plan::{JobPlan, SourceKind};
+use crate::spec::plan::{FileConfig, JobPlan, SourceConfig};
 use crate::Error;
 
 /// A whole request line, from the connection's start; clients send it at once.
@@ -222,36 +222,31 @@ impl Endpoint {
 /// the error (the same checks every process makes again when it opens them).
 fn preflight(plan: &JobPlan) -> Result<(), Error> {
     match &plan.source.kind {
-        SourceKind::File { path } if path == "-" => {
+        SourceConfig::File(FileConfig { path }) if path == "-" => {
             return Err(Error::Usage(
                 "a cluster job cannot read stdin: give --input a file".into(),
             ))
         }
-        SourceKind::File { path } => {
+        SourceConfig::File(FileConfig { path }) => {
             // Not a directory or a device: a worker's read of one fails or never ends.
             let m = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
             if !m.is_file() {
                 return Err(Error::Usage(format!("input `{path}`: not a regular file")));
             }
         }
-        SourceKind::Kafka {
-            topic,
-            brokers,
-            properties,
-            ..
-        } => {
-            let brokers = brokers.as_deref().ok_or_else(|| {
-                Error::Usage(
+        SourceConfig::Kafka(k) => {
+            if k.endpoint.brokers().is_none() {
+                return Err(Error::Usage(
                     "a cluster job needs Kafka brokers: --brokers, the spec's `brokers`, or \
                      LOGFLOW_BROKERS where the cluster runs"
                         .into(),
-                )
-            })?;
-            KafkaConn::for_job(brokers, properties).partitions(topic, METADATA_TIMEOUT)?;
+                ));
+            }
+            KafkaConn::to(&k.endpoint, None)?.partitions(&k.topic, METADATA_TIMEOUT)?;
         }
         _ => {}
     }
-    crate::runtime::output_conn(plan, METADATA_TIMEOUT)?;
+    crate::runtime::output_conn(plan, None, METADATA_TIMEOUT)?;
     crate::sources::lookup::Tables::load(&plan.lookups)?;
     Ok(())
 }

@@ -3,7 +3,6 @@
 pub mod accounting;
 pub mod cluster;
 pub mod dataflow;
-pub mod embedded;
 pub mod ingest;
 pub mod output;
 
@@ -25,19 +24,13 @@ use std::time::Duration;
 
 use crate::checkpoint::barrier::building;
 use crate::checkpoint::process::Checkpoints;
+use crate::kafka::sink::KafkaSink;
 use crate::kafka::KafkaConn;
 use crate::sinks::console::ConsoleSink;
 use crate::sinks::files::FilesSink;
-use crate::sinks::kafka::KafkaSink;
 use crate::sinks::Sink;
-use crate::sources::directory::DirectoryReader;
-use crate::sources::file::FileReader;
-use crate::sources::generator::GeneratorReader;
-use crate::sources::kafka::{open_partitions, EndAt, StartAt};
-use crate::sources::shared::Turns;
-use crate::sources::socket::SocketReader;
-use crate::sources::PartitionReader;
-use crate::spec::plan::{JobPlan, SinkPlan, SourceKind};
+use crate::sources::{End, OpenArgs, PartitionReader, Placement, WorkerReaders};
+use crate::spec::plan::{JobPlan, SinkConfig};
 use crate::Error;
 
 /// How the workers of a run are laid out (timely's cluster options).
@@ -137,14 +130,12 @@ impl Cluster {
     }
 }
 
-/// Partition readers of each local worker.
-type WorkerReaders = Vec<Vec<Box<dyn PartitionReader>>>;
 /// The sink of each local worker, and whether all outputs are gathered on worker 0.
 type WorkerSinks = (Vec<Option<Box<dyn Sink>>>, bool);
 /// A per-worker value handed from the main thread to the worker that takes it.
 type Handoff<T> = Vec<Mutex<Option<T>>>;
 
-/// How a run ends, for unbounded (Kafka) sources.
+/// How a run ends, for unbounded (Kafka) sources, and where the in-process cluster is.
 #[derive(Clone, Debug, Default)]
 pub struct RunOptions {
     /// Read every partition up to its end offset as of start, then emit all windows and stop.
@@ -154,136 +145,39 @@ pub struct RunOptions {
     pub end_signal: Option<Arc<Mutex<Option<Vec<i64>>>>>,
     /// Where the run reports its metrics (a private set when absent).
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// The in-process cluster's address, for the plan's [`Endpoint::Embedded`] source and
+    /// sink (see [`crate::kafka::embedded`]).
+    ///
+    /// [`Endpoint::Embedded`]: crate::spec::plan::Endpoint::Embedded
+    pub embedded: Option<String>,
 }
 
 /// Opens this process's share of the source: one list of partition readers per local worker.
-/// Partition `i` (in partition-id order) belongs to worker `i % peers`. A partition named in
-/// `resume` (a restored checkpoint's positions, by [`PartitionReader::describe`]) is read on
-/// from its position there.
+/// A partition named in `resume` (a restored checkpoint's positions, by
+/// [`PartitionReader::describe`]) is read on from its position there.
 fn open_sources(
     plan: &JobPlan,
     cluster: &Cluster,
     opts: &RunOptions,
     resume: &HashMap<String, u64>,
 ) -> Result<WorkerReaders, Error> {
-    let peers = cluster.threads * cluster.processes;
-    let first = cluster.process * cluster.threads;
-    let mut readers: WorkerReaders = (0..cluster.threads).map(|_| Vec::new()).collect();
-    let mine = |i: usize| {
-        (i % peers)
-            .checked_sub(first)
-            .filter(|w| *w < cluster.threads)
-    };
-    match &plan.source.kind {
-        SourceKind::File { path } => {
-            if let Some(w) = mine(0) {
-                let mut file = FileReader::open(path, plan.source.max_record_bytes)?;
-                if let Some(&point) = resume.get(&file.describe()) {
-                    file.skip_lines(point.saturating_sub(1))?;
-                }
-                // Checkpoints need one position per partition: one worker reads the file.
-                if path == "-" || cluster.threads == 1 || plan.checkpoint.is_some() {
-                    eprintln!(
-                        "logflow: worker {} (process {}) reads {path} (its only partition)",
-                        first + w,
-                        cluster.process
-                    );
-                    readers[w].push(Box::new(file));
-                } else {
-                    // A file is one partition, but its blocks are parsed on every local
-                    // worker, with the event times one reader would give them.
-                    eprintln!(
-                        "logflow: workers {}..={} (process {}) read {path} in turns",
-                        first,
-                        first + cluster.threads - 1,
-                        cluster.process
-                    );
-                    let turns = Turns::new(Box::new(file));
-                    for list in readers.iter_mut() {
-                        list.push(Box::new(turns.clone()));
-                    }
-                }
-            }
-        }
-        SourceKind::Generator { events, seed, rate } => {
-            if let Some(w) = mine(0) {
-                let cfg = crate::gen::GenConfig {
-                    kind: match plan.source.format {
-                        crate::parse::Format::UserEvents => crate::gen::Kind::UserEvents,
-                        _ => crate::gen::Kind::Logs,
-                    },
-                    events: *events,
-                    seed: *seed,
-                    ..crate::gen::GenConfig::default()
-                };
-                let mut reader = match rate {
-                    Some(r) => GeneratorReader::paced(cfg, *r),
-                    None => GeneratorReader::new(cfg),
-                };
-                if let Some(&point) = resume.get(&reader.describe()) {
-                    reader.skip(point.saturating_sub(1));
-                }
-                readers[w].push(Box::new(reader));
-            }
-        }
-        SourceKind::Socket(cfg) => {
-            if let Some(w) = mine(0) {
-                readers[w].push(Box::new(SocketReader::open(
-                    cfg,
-                    plan.source.max_record_bytes,
-                )?));
-            }
-        }
-        SourceKind::Directory(cfg) => {
-            if let Some(w) = mine(0) {
-                readers[w].push(Box::new(DirectoryReader::open(
-                    cfg,
-                    plan.source.max_record_bytes,
-                )?));
-            }
-        }
-        SourceKind::Kafka {
-            topic,
-            brokers,
-            start,
-            properties,
-        } => {
-            let brokers = brokers.clone().ok_or_else(|| {
-                Error::Usage(
-                    "no Kafka brokers: set `brokers` in the spec, --brokers or LOGFLOW_BROKERS"
-                        .into(),
-                )
-            })?;
-            let conn = KafkaConn::for_job(&brokers, properties);
-            let timeout = Duration::from_secs(30);
-            let partitions = conn.partitions(topic, timeout)?;
-            let start = StartAt::parse(start).unwrap_or(StartAt::Earliest);
-            let end = if let Some(signal) = &opts.end_signal {
-                EndAt::Offsets(Arc::clone(signal))
-            } else if opts.stop_at_end {
-                EndAt::current_end(&conn, topic, &partitions, start, timeout)?
-            } else {
-                EndAt::Never
-            };
-            let group = format!("logflow-{}", plan.name);
-            for (w, list) in readers.iter_mut().enumerate() {
-                let owned: Vec<i32> = partitions
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, _)| mine(*i) == Some(w))
-                    .map(|(_, p)| *p)
-                    .collect();
-                eprintln!(
-                    "logflow: worker {} (process {}) reads {topic} partitions {owned:?}",
-                    first + w,
-                    cluster.process
-                );
-                let resume = |p: i32| resume.get(&format!("kafka {topic}/{p}")).map(|&o| o as i64);
-                *list = open_partitions(&conn, &group, topic, &owned, start, end.clone(), &resume)?;
-            }
-        }
-    }
-    Ok(readers)
+    plan.source.kind.open(&OpenArgs {
+        placement: Placement {
+            threads: cluster.threads,
+            processes: cluster.processes,
+            process: cluster.process,
+        },
+        max_record_bytes: plan.source.max_record_bytes,
+        format: plan.source.format,
+        job: &plan.name,
+        checkpointed: plan.checkpoint.is_some(),
+        resume,
+        end: End {
+            stop_at_end: opts.stop_at_end,
+            signal: opts.end_signal.clone(),
+        },
+        embedded: opts.embedded.as_deref(),
+    })
 }
 
 /// Opens the sinks of this process: one for worker 0 only (files, console; `true` = gather
@@ -291,10 +185,11 @@ fn open_sources(
 fn open_sinks(
     plan: &Arc<JobPlan>,
     cluster: &Cluster,
+    opts: &RunOptions,
     resuming: bool,
 ) -> Result<WorkerSinks, Error> {
     let mut sinks: Vec<Option<Box<dyn Sink>>> = (0..cluster.threads).map(|_| None).collect();
-    if let Some(conn) = output_conn(plan, Duration::from_secs(30))? {
+    if let Some(conn) = output_conn(plan, opts.embedded.as_deref(), Duration::from_secs(30))? {
         let workers = cluster.threads * cluster.processes;
         for (local, s) in sinks.iter_mut().enumerate() {
             let worker = cluster.process * cluster.threads + local;
@@ -309,7 +204,7 @@ fn open_sinks(
     }
     if cluster.process == 0 {
         sinks[0] = Some(match &plan.sink {
-            SinkPlan::Files { dir } => {
+            SinkConfig::Files { dir } => {
                 Box::new(FilesSink::create(dir.as_ref(), Arc::clone(plan), resuming)?)
             }
             _ => Box::new(ConsoleSink::new(Arc::clone(plan))),
@@ -318,30 +213,17 @@ fn open_sinks(
     Ok((sinks, true))
 }
 
-/// The Kafka connection of a job's sink (its brokers, else the source's), once every output
-/// topic was found; `None` for other sinks.
-pub(crate) fn output_conn(plan: &JobPlan, timeout: Duration) -> Result<Option<KafkaConn>, Error> {
-    let SinkPlan::Kafka {
-        brokers,
-        properties,
-        ..
-    } = &plan.sink
-    else {
+/// The Kafka connection of a job's sink, once every output topic was found; `None` for other
+/// sinks. `embedded`: the in-process cluster's address, when there is one.
+pub(crate) fn output_conn(
+    plan: &JobPlan,
+    embedded: Option<&str>,
+    timeout: Duration,
+) -> Result<Option<KafkaConn>, Error> {
+    let SinkConfig::Kafka(sink) = &plan.sink else {
         return Ok(None);
     };
-    let brokers = brokers
-        .clone()
-        .or_else(|| match &plan.source.kind {
-            SourceKind::Kafka { brokers, .. } => brokers.clone(),
-            _ => None,
-        })
-        .ok_or_else(|| {
-            Error::Usage(
-                "no Kafka brokers for the sink: set `sink.brokers`, --brokers or use --output-dir"
-                    .into(),
-            )
-        })?;
-    let conn = KafkaConn::for_job(&brokers, properties);
+    let conn = KafkaConn::to(&sink.endpoint, embedded)?;
     let topics = plan.topics();
     let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
     conn.partitions_of(&topics, timeout)
@@ -393,7 +275,7 @@ impl Opened {
         let resuming = checkpoints
             .as_ref()
             .is_some_and(|c| c.restored_epoch().is_some());
-        let (sinks, gather) = open_sinks(plan, cluster, resuming)?;
+        let (sinks, gather) = open_sinks(plan, cluster, opts, resuming)?;
         crate::sources::lookup::Tables::load(&plan.lookups)?;
         let resume = match &checkpoints {
             Some(c) => ingest::resume_points(&c.restored_states(ingest::INGEST_SLOT))?,

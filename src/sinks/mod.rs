@@ -5,7 +5,6 @@
 
 pub mod console;
 pub mod files;
-pub mod kafka;
 pub mod render;
 
 use crate::record::Row;

@@ -11,7 +11,7 @@ use crate::time::rfc3339;
 
 /// Appends a result row as one JSON object. Rows of an analysis without `window` have no
 /// `window_start`/`window_end` (in complete mode they start with `as_of`, the trigger instant); an update-mode retraction is its key columns and
-/// `"retracted":true` (on Kafka it is a tombstone instead, see `sinks::kafka`).
+/// `"retracted":true` (on Kafka it is a tombstone instead, see `kafka::sink`).
 pub fn row_json(plan: &JobPlan, row: &Row, out: &mut String) {
     let analysis = &plan.analyses[row.analysis as usize];
     out.push('{');

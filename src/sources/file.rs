@@ -234,6 +234,43 @@ impl FileReader {
     }
 }
 
+impl crate::spec::plan::FileConfig {
+    /// Opens the file for this process's first worker when it owns partition 0. With several
+    /// local workers (and no checkpoints, which need one position per partition) its blocks
+    /// are parsed on every local worker in turns, with the event times one reader gives them.
+    pub fn open(&self, args: &super::OpenArgs<'_>) -> Result<super::WorkerReaders, Error> {
+        let p = args.placement;
+        let mut readers = p.empty();
+        let path = &self.path;
+        if let Some(w) = p.owner(0) {
+            let mut file = FileReader::open(path, args.max_record_bytes)?;
+            if let Some(&point) = args.resume.get(&file.describe()) {
+                file.skip_lines(point.saturating_sub(1))?;
+            }
+            if path == "-" || p.threads == 1 || args.checkpointed {
+                eprintln!(
+                    "logflow: worker {} (process {}) reads {path} (its only partition)",
+                    p.first() + w,
+                    p.process
+                );
+                readers[w].push(Box::new(file));
+            } else {
+                eprintln!(
+                    "logflow: workers {}..={} (process {}) read {path} in turns",
+                    p.first(),
+                    p.first() + p.threads - 1,
+                    p.process
+                );
+                let turns = super::shared::Turns::new(Box::new(file));
+                for list in readers.iter_mut() {
+                    list.push(Box::new(turns.clone()));
+                }
+            }
+        }
+        Ok(readers)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

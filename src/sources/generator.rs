@@ -88,6 +88,34 @@ impl PartitionReader for GeneratorReader {
     }
 }
 
+impl crate::spec::plan::GeneratorConfig {
+    /// Starts the generator on the worker that owns the one partition, where a restored
+    /// checkpoint left it.
+    pub fn open(&self, args: &super::OpenArgs<'_>) -> Result<super::WorkerReaders, Error> {
+        let mut readers = args.placement.empty();
+        if let Some(w) = args.placement.owner(0) {
+            let cfg = GenConfig {
+                kind: match args.format {
+                    crate::parse::Format::UserEvents => crate::gen::Kind::UserEvents,
+                    _ => crate::gen::Kind::Logs,
+                },
+                events: self.events,
+                seed: self.seed,
+                ..GenConfig::default()
+            };
+            let mut reader = match self.rate {
+                Some(r) => GeneratorReader::paced(cfg, r),
+                None => GeneratorReader::new(cfg),
+            };
+            if let Some(&point) = args.resume.get(&reader.describe()) {
+                reader.skip(point.saturating_sub(1));
+            }
+            readers[w].push(Box::new(reader));
+        }
+        Ok(readers)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

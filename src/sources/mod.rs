@@ -5,8 +5,6 @@
 pub mod directory;
 pub mod file;
 pub mod generator;
-pub mod kafka;
-mod kafka_queue;
 pub mod lookup;
 pub mod shared;
 pub mod socket;
@@ -98,3 +96,81 @@ pub trait PartitionReader: Send {
 /// Wakes a worker that waits for a partition's records (see
 /// [`PartitionReader::wake_on_arrival`]).
 pub type Wake = std::sync::Arc<dyn Fn() + Send + Sync>;
+
+/// Partition readers of each local worker.
+pub type WorkerReaders = Vec<Vec<Box<dyn PartitionReader>>>;
+
+/// Where this process's workers sit among all the job's workers: partition `i` (in
+/// partition-id order) belongs to worker `i % workers`.
+#[derive(Clone, Copy, Debug)]
+pub struct Placement {
+    /// Worker threads per process.
+    pub threads: usize,
+    /// Processes of the job.
+    pub processes: usize,
+    /// This process's index.
+    pub process: usize,
+}
+
+impl Placement {
+    /// The first worker of this process.
+    pub fn first(&self) -> usize {
+        self.process * self.threads
+    }
+
+    /// The local worker that reads partition `i`, if this process has it.
+    pub fn owner(&self, i: usize) -> Option<usize> {
+        (i % (self.threads * self.processes))
+            .checked_sub(self.first())
+            .filter(|w| *w < self.threads)
+    }
+
+    /// No readers yet, one list per local worker.
+    pub fn empty(&self) -> WorkerReaders {
+        (0..self.threads).map(|_| Vec::new()).collect()
+    }
+}
+
+/// How a run over an unbounded (Kafka) source ends; the other sources end with their input.
+#[derive(Clone, Debug, Default)]
+pub struct End {
+    /// Read every partition up to its end offset as of start (`--stop-at-end`).
+    pub stop_at_end: bool,
+    /// End offsets known later (the embedded demo's, when its feeder is done).
+    pub signal: Option<std::sync::Arc<std::sync::Mutex<Option<Vec<i64>>>>>,
+}
+
+/// What opening a source needs besides its config.
+pub struct OpenArgs<'a> {
+    /// This process's workers.
+    pub placement: Placement,
+    /// Longer records are cut and go to the dead-letter output.
+    pub max_record_bytes: usize,
+    /// The record format (the generator writes logs or user events by it).
+    pub format: crate::parse::Format,
+    /// The job's name (its Kafka consumer group).
+    pub job: &'a str,
+    /// The job keeps checkpoints: one position per partition.
+    pub checkpointed: bool,
+    /// Positions to read on from, by [`PartitionReader::describe`] (a restored checkpoint's).
+    pub resume: &'a std::collections::HashMap<String, u64>,
+    /// How an unbounded (Kafka) source ends.
+    pub end: End,
+    /// The in-process cluster's address, when `logflow run` started one.
+    pub embedded: Option<&'a str>,
+}
+
+impl crate::spec::plan::SourceConfig {
+    /// Opens this process's share of the source: one list of partition readers per local
+    /// worker.
+    pub fn open(&self, args: &OpenArgs<'_>) -> Result<WorkerReaders, Error> {
+        use crate::spec::plan::SourceConfig;
+        match self {
+            SourceConfig::File(c) => c.open(args),
+            SourceConfig::Generator(c) => c.open(args),
+            SourceConfig::Socket(c) => c.open(args),
+            SourceConfig::Directory(c) => c.open(args),
+            SourceConfig::Kafka(c) => c.open(args),
+        }
+    }
+}

@@ -115,6 +115,17 @@ impl PartitionReader for SocketReader {
     }
 }
 
+impl SocketConfig {
+    /// Connects on the worker that owns the one partition.
+    pub fn open(&self, args: &super::OpenArgs<'_>) -> Result<super::WorkerReaders, Error> {
+        let mut readers = args.placement.empty();
+        if let Some(w) = args.placement.owner(0) {
+            readers[w].push(Box::new(SocketReader::open(self, args.max_record_bytes)?));
+        }
+        Ok(readers)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

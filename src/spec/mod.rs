@@ -8,6 +8,7 @@ pub mod expr;
 pub mod overrides;
 pub mod plan;
 pub mod properties;
+pub mod words;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -17,6 +18,7 @@ use toml::Spanned;
 
 use crate::parse::Format;
 use crate::Error;
+pub use words::{Delivery, DetectKind, Input, Mode, SinkKind, SourceKind, StartAt};
 
 /// A job spec file.
 #[derive(Debug, Deserialize)]
@@ -71,7 +73,7 @@ pub struct LookupSpec {
 #[serde(deny_unknown_fields)]
 pub struct SourceSpec {
     /// `kafka`, `file`, `directory`, `socket` or `generator`.
-    pub kind: Spanned<String>,
+    pub kind: Spanned<SourceKind>,
     /// Record format: `json`, `apache`, `nginx`, `user-events`, `text`.
     pub format: Spanned<Format>,
     /// `file`: the path to read (`-` = stdin); `directory`: the folder to watch.
@@ -85,7 +87,7 @@ pub struct SourceSpec {
     pub brokers: Option<Spanned<String>>,
     /// `kafka`: `earliest`, `latest` or `stored` (Spark: `startingOffsets`).
     #[serde(default, alias = "starting_offsets")]
-    pub start: Option<Spanned<String>>,
+    pub start: Option<Spanned<StartAt>>,
     /// `socket`: the host of the line server to connect to (default `127.0.0.1`).
     #[serde(default)]
     pub host: Option<Spanned<String>>,
@@ -146,7 +148,7 @@ pub struct WatermarkSpec {
 pub struct SinkSpec {
     /// `kafka` (default when the source is Kafka), `console`, or `files`.
     #[serde(default)]
-    pub kind: Option<Spanned<String>>,
+    pub kind: Option<Spanned<SinkKind>>,
     /// `kafka`: bootstrap servers (default: the source's).
     #[serde(default)]
     pub brokers: Option<Spanned<String>>,
@@ -159,7 +161,7 @@ pub struct SinkSpec {
     /// `kafka`: `at_least_once` (default) or `exactly_once` (results committed in Kafka
     /// transactions with the job's progress; a restarted job does not write them again).
     #[serde(default)]
-    pub delivery: Option<Spanned<String>>,
+    pub delivery: Option<Spanned<Delivery>>,
 }
 
 /// Checkpoints of the job's state and source positions (see `checkpoint`).
@@ -195,7 +197,7 @@ pub struct AnalysisSpec {
     /// data arrives, then corrections) or `complete` (no window: the whole result table at
     /// each trigger).
     #[serde(default)]
-    pub mode: Option<Spanned<String>>,
+    pub mode: Option<Spanned<Mode>>,
     /// `update` and `complete` modes: event-time (with format `text`: processing-time)
     /// interval between results (default `10s`).
     #[serde(default)]
@@ -207,7 +209,7 @@ pub struct AnalysisSpec {
     /// What the analysis reads: `events` (default) or `late` (the events that were late for
     /// some other analysis, as sent to `<job>.late`).
     #[serde(default)]
-    pub input: Option<Spanned<String>>,
+    pub input: Option<Spanned<Input>>,
 
     // Windowed analyses.
     #[serde(default)]
@@ -260,7 +262,7 @@ pub struct WindowSpec {
 #[serde(deny_unknown_fields)]
 pub struct DetectSpec {
     /// `zscore`, `lag` or `intersect`.
-    pub kind: Spanned<String>,
+    pub kind: Spanned<DetectKind>,
     /// `zscore`/`lag`: the column to watch.
     #[serde(default)]
     pub field: Option<Spanned<String>>,
@@ -326,14 +328,35 @@ fn field_from_message(message: &str) -> Option<String> {
     Some(message[start..start + len].to_string())
 }
 
-/// The key on the line of `offset` (`key = value`), or the table header.
+/// The key whose value is at `offset`: `key = value` on its line (`outer.key` inside an
+/// inline table), prefixed with the table it is in when that is a single table (`[source]`,
+/// `[sink]`, ...); or the table header itself.
 fn key_at(text: &str, offset: usize) -> String {
     let offset = offset.min(text.len());
     let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
     let line = text[line_start..].lines().next().unwrap_or("");
-    match line.split_once('=') {
-        Some((k, _)) => k.trim().to_string(),
-        None => line.trim().trim_matches(['[', ']']).to_string(),
+    let Some((first, _)) = line.split_once('=') else {
+        return line.trim().trim_matches(['[', ']']).to_string();
+    };
+    let mut key = first.trim().to_string();
+    // Inside an inline table (`detect = { kind = "x" }`): the key just before the value.
+    let before = &text[line_start..offset];
+    if let Some(eq) = before.rfind('=') {
+        let inner = before[..eq].rsplit(['{', ',']).next().unwrap_or("").trim();
+        if !inner.is_empty() && inner != key && before[..eq].contains('{') {
+            key = format!("{key}.{inner}");
+        }
+    }
+    let header = text[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['));
+    match header {
+        Some(h) if !h.starts_with("[[") && !key.contains('.') => {
+            format!("{}.{key}", h.trim_matches(['[', ']']).trim())
+        }
+        _ => key,
     }
 }
 
@@ -376,6 +399,25 @@ mod tests {
         let err = parse(text).unwrap_err().to_string();
         assert!(err.starts_with("t.toml:4:"), "{err}");
         assert!(err.contains("format"), "{err}");
+    }
+
+    #[test]
+    fn bad_words_name_their_table_and_key() {
+        let text = "name = \"j\"\n[source]\nkind = \"pipe\"\nformat = \"json\"\n";
+        let err = parse(text).unwrap_err().to_string();
+        assert!(
+            err.starts_with("t.toml:3:8: source.kind: unknown source kind `pipe`"),
+            "{err}"
+        );
+        let text = "name = \"j\"\n[source]\nkind = \"file\"\nformat = \"json\"\n\
+                    [[analysis]]\nname = \"a\"\nfrom = \"b\"\ndetect = { kind = \"wave\" }\n";
+        let err = parse(text).unwrap_err().to_string();
+        assert!(
+            err.starts_with(
+                "t.toml:8:19: detect.kind: unknown detector `wave` (zscore, lag, intersect)"
+            ),
+            "{err}"
+        );
     }
 
     #[test]

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::plan::{CheckpointPlan, JobPlan, SinkPlan, SourceKind};
+use super::plan::{
+    CheckpointPlan, Endpoint, FileConfig, JobPlan, KafkaSinkConfig, SinkConfig, SourceConfig,
+};
 use crate::parse::Format;
 use crate::Error;
 
@@ -57,46 +59,73 @@ impl Overrides {
         Ok(self)
     }
 
-    /// Applies the overrides to `plan`. Brokers come from the flags, then the spec, then
-    /// `env_brokers` (`LOGFLOW_BROKERS`). A file input with a Kafka sink and no brokers anywhere
-    /// prints the results instead.
+    /// Applies the overrides to `plan` and settles where its Kafka source and sink connect,
+    /// once: brokers come from the flags, then the spec, then `env_brokers`
+    /// (`LOGFLOW_BROKERS`); a Kafka sink naming none of its own writes to its source's
+    /// brokers. What names no brokers then is the in-process cluster (see
+    /// [`Endpoint::Embedded`]): a Kafka source there writes its results there too, and a file
+    /// input with a Kafka sink and no brokers anywhere prints the results instead.
     pub fn apply(&self, plan: &mut JobPlan, env_brokers: Option<&str>) -> Result<(), Error> {
         if let Some(input) = &self.input {
-            plan.source.kind = SourceKind::File {
+            plan.source.kind = SourceConfig::File(FileConfig {
                 path: input.clone(),
-            };
+            });
         }
         if let Some(f) = self.format {
             plan.source.format = f;
         }
-        let pick = |spec: &Option<String>| {
-            self.brokers
-                .clone()
-                .or_else(|| spec.clone())
-                .or_else(|| env_brokers.map(String::from))
-        };
-        if let SourceKind::Kafka { topic, brokers, .. } = &mut plan.source.kind {
-            if let Some(t) = &self.topic {
-                *topic = t.clone();
+        let settle = |e: &mut Endpoint| {
+            let named = match e {
+                Endpoint::Brokers(_) => self.brokers.clone(),
+                Endpoint::Embedded(_) => self
+                    .brokers
+                    .clone()
+                    .or_else(|| env_brokers.map(String::from)),
+            };
+            if let Some(b) = named {
+                *e = e.to_brokers(b);
             }
-            *brokers = pick(brokers);
+        };
+        if let SourceConfig::Kafka(k) = &mut plan.source.kind {
+            if let Some(t) = &self.topic {
+                k.topic = t.clone();
+            }
+            settle(&mut k.endpoint);
         } else if self.topic.is_some() {
             return Err(Error::Usage(
                 "--topic applies to a Kafka source (not with --input)".into(),
             ));
         }
-        if let SinkPlan::Kafka { brokers, .. } = &mut plan.sink {
-            *brokers = pick(brokers);
+        if let SinkConfig::Kafka(k) = &mut plan.sink {
+            settle(&mut k.endpoint);
         }
         if let Some(dir) = &self.output_dir {
-            plan.sink = SinkPlan::Files {
+            plan.sink = SinkConfig::Files {
                 dir: dir.display().to_string(),
             };
         }
-        if matches!(plan.sink, SinkPlan::Kafka { brokers: None, .. })
-            && !matches!(plan.source.kind, SourceKind::Kafka { .. })
-        {
-            plan.sink = SinkPlan::Console;
+        match (&plan.source.kind, &mut plan.sink) {
+            // The embedded demo reads the in-process cluster and writes to it, whatever the
+            // spec's sink: its printer shows the output topics.
+            (SourceConfig::Kafka(s), sink) if matches!(s.endpoint, Endpoint::Embedded(_)) => {
+                *sink = SinkConfig::Kafka(KafkaSinkConfig {
+                    endpoint: Endpoint::embedded(),
+                    exactly_once: false,
+                });
+            }
+            (SourceConfig::Kafka(s), SinkConfig::Kafka(k)) => {
+                if let (Endpoint::Embedded(_), Some(b)) = (&k.endpoint, s.endpoint.brokers()) {
+                    k.endpoint = k.endpoint.to_brokers(b.to_string());
+                }
+            }
+            (
+                _,
+                sink @ SinkConfig::Kafka(KafkaSinkConfig {
+                    endpoint: Endpoint::Embedded(_),
+                    ..
+                }),
+            ) => *sink = SinkConfig::Console,
+            _ => {}
         }
         if let Some(dir) = &self.checkpoint_dir {
             let dir = dir.display().to_string();
@@ -106,8 +135,8 @@ impl Overrides {
             }
         }
         if plan.checkpoint.is_some() {
-            if let Some(why) = CheckpointPlan::unsupported(&plan.source.kind) {
-                return Err(Error::Usage(why));
+            if let Some(why) = plan.source.kind.checkpoint_refusal() {
+                return Err(Error::Usage(why.into()));
             }
         }
         Ok(())
@@ -161,7 +190,10 @@ mod tests {
             .apply(&mut p, Some("env:9092"))
             .unwrap();
         assert!(
-            matches!(&p.source.kind, SourceKind::Kafka { brokers: Some(b), .. } if b == "env:9092")
+            matches!(&p.source.kind, SourceConfig::Kafka(k) if k.endpoint.brokers() == Some("env:9092"))
+        );
+        assert!(
+            matches!(&p.sink, SinkConfig::Kafka(k) if k.endpoint.brokers() == Some("env:9092"))
         );
         let mut p = plan();
         let o = Overrides {
@@ -171,9 +203,53 @@ mod tests {
         };
         o.apply(&mut p, Some("env:9092")).unwrap();
         assert!(
-            matches!(&p.source.kind, SourceKind::Kafka { brokers: Some(b), topic, .. } if b == "flag:9092" && topic == "other")
+            matches!(&p.source.kind, SourceConfig::Kafka(k) if k.endpoint.brokers() == Some("flag:9092") && k.topic == "other")
         );
-        assert!(matches!(&p.sink, SinkPlan::Kafka { brokers: Some(b), .. } if b == "flag:9092"));
+        assert!(
+            matches!(&p.sink, SinkConfig::Kafka(k) if k.endpoint.brokers() == Some("flag:9092"))
+        );
+    }
+
+    /// Where the source and sink connect is settled here once: a sink naming no brokers
+    /// writes to its source's (with its own properties), and with no brokers anywhere both
+    /// are the in-process cluster, whatever sink the spec or flags chose.
+    #[test]
+    fn endpoints_are_settled_once() {
+        let with = |source: &str, sink: &str| {
+            let text = format!(
+                "name = \"j\"\n[source]\nkind = \"kafka\"\ntopic = \"logs\"\nformat = \"json\"\n{source}\
+                 [sink]\nkind = \"kafka\"\n{sink}[sink.properties]\n\"linger.ms\" = \"7\"\n\
+                 [[analysis]]\nname = \"n\"\nwindow = {{ size = \"1m\" }}\nselect = [\"count() as c\"]\n"
+            );
+            crate::spec::load_text("j.toml", &text).unwrap()
+        };
+        let mut p = with("brokers = \"src:1\"\n", "");
+        Overrides::default().apply(&mut p, None).unwrap();
+        let SinkConfig::Kafka(k) = &p.sink else {
+            panic!("{:?}", p.sink)
+        };
+        assert_eq!(k.endpoint.brokers(), Some("src:1"));
+        assert_eq!(
+            k.endpoint.properties().list,
+            [("linger.ms".into(), "7".into())]
+        );
+
+        let mut p = with("brokers = \"src:1\"\n", "brokers = \"out:1\"\n");
+        Overrides::default().apply(&mut p, Some("env:1")).unwrap();
+        assert!(matches!(&p.sink, SinkConfig::Kafka(k) if k.endpoint.brokers() == Some("out:1")));
+
+        let mut p = with("", "");
+        let o = Overrides {
+            output_dir: Some("out".into()),
+            ..Overrides::default()
+        };
+        o.apply(&mut p, None).unwrap();
+        assert!(p.source.kind.is_embedded());
+        let SinkConfig::Kafka(k) = &p.sink else {
+            panic!("{:?}", p.sink)
+        };
+        assert!(k.endpoint.brokers().is_none() && !k.exactly_once);
+        assert!(k.endpoint.properties().list.is_empty());
     }
 
     #[test]
@@ -184,7 +260,7 @@ mod tests {
             ..Overrides::default()
         };
         o.apply(&mut p, None).unwrap();
-        assert!(matches!(p.sink, SinkPlan::Console));
+        assert!(matches!(p.sink, SinkConfig::Console));
         let o = Overrides {
             input: Some("x.jsonl".into()),
             topic: Some("t".into()),

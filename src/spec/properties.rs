@@ -3,7 +3,7 @@
 //! and the redaction of secret values. Plain data and text rules, so the plan can carry them;
 //! `kafka::KafkaConn` applies them to connections.
 
-use crate::spec::plan::{JobPlan, SinkPlan, SourceKind};
+use crate::spec::plan::{Endpoint, JobPlan, SinkConfig, SourceConfig};
 use crate::Error;
 /// Who chose a job's brokers, which decides whether the operator's `LOGFLOW_KAFKA_*`
 /// settings (credentials) go to them.
@@ -182,26 +182,19 @@ impl SpecProperties {
 /// only to the cluster's own brokers (`env_brokers`, its `LOGFLOW_BROKERS`), never to brokers
 /// the submitter named.
 pub fn confine_submitted(plan: &mut JobPlan, env_brokers: Option<&str>) -> Result<(), Error> {
-    let ours = |b: &Option<String>| env_brokers.is_some() && b.as_deref() == env_brokers;
-    let mut source_brokers = None;
-    if let SourceKind::Kafka {
-        brokers,
-        properties,
-        ..
-    } = &mut plan.source.kind
-    {
-        properties.submitted("source.properties", ours(brokers))?;
-        source_brokers = brokers.clone();
+    let ours = |e: &Endpoint| env_brokers.is_some() && e.brokers() == env_brokers;
+    if let SourceConfig::Kafka(k) = &mut plan.source.kind {
+        let operator = ours(&k.endpoint);
+        k.endpoint
+            .properties_mut()
+            .submitted("source.properties", operator)?;
     }
-    if let SinkPlan::Kafka {
-        brokers,
-        properties,
-        ..
-    } = &mut plan.sink
-    {
-        // A sink without brokers writes to the source's (see `runtime::output_conn`).
-        let effective = brokers.clone().or(source_brokers);
-        properties.submitted("sink.properties", ours(&effective))?;
+    if let SinkConfig::Kafka(k) = &mut plan.sink {
+        // Settled by `Overrides::apply`: a sink naming no brokers has its source's by now.
+        let operator = ours(&k.endpoint);
+        k.endpoint
+            .properties_mut()
+            .submitted("sink.properties", operator)?;
     }
     Ok(())
 }
@@ -342,13 +335,16 @@ mod tests {
     }
 
     fn origins(plan: &JobPlan) -> (Origin, Origin) {
-        let SourceKind::Kafka { properties: s, .. } = &plan.source.kind else {
+        let SourceConfig::Kafka(s) = &plan.source.kind else {
             panic!("not kafka")
         };
-        let SinkPlan::Kafka { properties: k, .. } = &plan.sink else {
+        let SinkConfig::Kafka(k) = &plan.sink else {
             panic!("not kafka")
         };
-        (s.origin, k.origin)
+        (
+            s.endpoint.properties().origin,
+            k.endpoint.properties().origin,
+        )
     }
 
     /// The operator's credentials go to the cluster's own brokers only: a submitted job that

@@ -11,7 +11,7 @@ use super::lookup::compile_lookups;
 use super::types::{AggFunc, JobPlan, NodeInput};
 use super::windowed::compile_windowed;
 use crate::spec::expr::{self, Ast, Expr};
-use crate::spec::{AnalysisSpec, JobSpec, SpecSource};
+use crate::spec::{AnalysisSpec, Input, JobSpec, Mode, SpecSource};
 use crate::time::duration::parse_ms;
 use crate::Error;
 
@@ -128,20 +128,10 @@ impl JobPlan {
                     format!("duplicate analysis `{aname}`"),
                 );
             }
-            let (update, complete) = match &a.mode {
-                None => (false, false),
-                Some(m) => match m.get_ref().as_str() {
-                    "append" => (false, false),
-                    "update" => (true, false),
-                    "complete" => (false, true),
-                    other => {
-                        return cx.err(
-                            m.span(),
-                            "mode",
-                            format!("unknown output mode `{other}` (append, update, complete)"),
-                        )
-                    }
-                },
+            let (update, complete) = match a.mode.as_ref().map(|m| *m.get_ref()) {
+                None | Some(Mode::Append) => (false, false),
+                Some(Mode::Update) => (true, false),
+                Some(Mode::Complete) => (false, true),
             };
             let trigger = match (&a.trigger, update || complete) {
                 (Some(t), false) => {
@@ -167,19 +157,9 @@ impl JobPlan {
                 );
             }
             let complete = trigger.filter(|_| complete);
-            let input = match &a.input {
-                None => NodeInput::Events,
-                Some(i) => match i.get_ref().as_str() {
-                    "events" => NodeInput::Events,
-                    "late" => NodeInput::Late,
-                    other => {
-                        return cx.err(
-                            i.span(),
-                            "input",
-                            format!("unknown input `{other}` (events, late)"),
-                        )
-                    }
-                },
+            let input = match a.input.as_ref().map(|i| *i.get_ref()) {
+                None | Some(Input::Events) => NodeInput::Events,
+                Some(Input::Late) => NodeInput::Late,
             };
             let analysis = match (&a.window, &a.from) {
                 (Some(_), Some(f)) => return cx.err(f.span(), "from", "an analysis has either `window` (over events) or `from` (over another analysis), not both"),

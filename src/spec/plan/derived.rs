@@ -6,7 +6,7 @@ use toml::Spanned;
 
 use super::compile::{compile_gauges, compile_having, topic_of, Ctx};
 use super::types::{Analysis, AnalysisKind, Detector, JobPlan};
-use crate::spec::AnalysisSpec;
+use crate::spec::{AnalysisSpec, DetectKind};
 use crate::Error;
 
 pub(super) fn compile_derived(
@@ -118,8 +118,8 @@ pub(super) fn compile_derived(
                     )
                 })
             };
-            match d.kind.get_ref().as_str() {
-                "zscore" => {
+            match d.kind.get_ref() {
+                DetectKind::Zscore => {
                     let f = need_field()?;
                     let column = column_of(f)?;
                     let history = match &d.history {
@@ -141,7 +141,7 @@ pub(super) fn compile_derived(
                     ]);
                     (Detector::ZScore { column, history }, cols)
                 }
-                "lag" => {
+                DetectKind::Lag => {
                     let f = need_field()?;
                     let column = column_of(f)?;
                     let name = f.get_ref();
@@ -153,7 +153,7 @@ pub(super) fn compile_derived(
                     ]);
                     (Detector::Lag { column }, cols)
                 }
-                "intersect" => {
+                DetectKind::Intersect => {
                     let Some(w) = &d.with else {
                         return cx.err(
                             d.kind.span(),
@@ -183,13 +183,6 @@ pub(super) fn compile_derived(
                         );
                     }
                     (Detector::Intersect { with }, src.columns.clone())
-                }
-                other => {
-                    return cx.err(
-                        d.kind.span(),
-                        "detect.kind",
-                        format!("unknown detector `{other}` (zscore, lag, intersect)"),
-                    )
                 }
             }
         }

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::types::{AnalysisKind, Detector, JobPlan, NodeInput, SinkPlan, SourceKind};
+use super::types::{AnalysisKind, Detector, JobPlan, NodeInput};
 use crate::time::duration::format_ms;
 
 impl JobPlan {
@@ -13,50 +13,7 @@ impl JobPlan {
         if let Some(d) = &self.description {
             let _ = writeln!(s, "  {}", d.trim());
         }
-        let src = match &self.source.kind {
-            SourceKind::File { path } => format!("file {path}"),
-            SourceKind::Generator { events, seed, rate } => match rate {
-                Some(r) => {
-                    format!("generator ({events} events, seed {seed}, {r} per second from now)")
-                }
-                None => format!("generator ({events} events, seed {seed})"),
-            },
-            SourceKind::Socket(c) => format!(
-                "socket: lines from the TCP server {}{}",
-                c.address(),
-                if c.reconnect {
-                    " (reconnects when closed)"
-                } else {
-                    " (ends when it closes)"
-                }
-            ),
-            SourceKind::Directory(c) => {
-                let mut d = format!(
-                    "directory {}: files matching `{}` as they appear",
-                    c.path, c.pattern
-                );
-                if c.max_files_per_trigger != usize::MAX {
-                    let _ = write!(d, ", at most {} new per read", c.max_files_per_trigger);
-                }
-                if let Some(idle) = c.end_after_idle {
-                    let _ = write!(
-                        d,
-                        ", ends after {} without a new file",
-                        format_ms(idle.as_millis() as i64)
-                    );
-                }
-                d
-            }
-            SourceKind::Kafka {
-                topic,
-                brokers,
-                start,
-                ..
-            } => format!(
-                "kafka topic `{topic}` on {} (start: {start})",
-                brokers.as_deref().unwrap_or("the in-process cluster")
-            ),
-        };
+        let src = self.source.kind.describe();
         let _ = writeln!(
             s,
             "source: {src}, format {}, records up to {} bytes",
@@ -81,14 +38,7 @@ impl JobPlan {
                 cols.join(", ")
             );
         }
-        let sink = match &self.sink {
-            SinkPlan::Console => "console".to_string(),
-            SinkPlan::Files { dir } => format!("JSONL files in {dir}"),
-            SinkPlan::Kafka { brokers, .. } => format!(
-                "kafka ({})",
-                brokers.as_deref().unwrap_or("the source's brokers")
-            ),
-        };
+        let sink = self.sink.describe();
         let _ = writeln!(
             s,
             "sink: {sink}; dead letters -> {}, late events -> {}",

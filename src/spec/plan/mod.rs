@@ -12,14 +12,15 @@
 pub mod compile;
 mod derived;
 mod explain;
-mod io;
+pub mod io;
 mod lookup;
 pub mod types;
 mod windowed;
 
 pub use types::{
     AccSpec, AggFunc, AggNode, Analysis, AnalysisKind, CheckpointPlan, Detector, DirectoryConfig,
-    Explode, JobPlan, LookupPlan, NodeInput, SinkPlan, SocketConfig, SourceKind, SourcePlan,
+    Endpoint, Explode, FileConfig, GeneratorConfig, JobPlan, KafkaEndpoint, KafkaSinkConfig,
+    KafkaSourceConfig, LookupPlan, NodeInput, SinkConfig, SocketConfig, SourceConfig, SourcePlan,
     TableFormat,
 };
 

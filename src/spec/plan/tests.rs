@@ -25,19 +25,19 @@ fn exactly_once_delivery_needs_a_kafka_sink_and_append_mode() {
     let p = compile(&format!("{}{analysis}", sink("kafka", "exactly_once"))).unwrap();
     assert!(matches!(
         p.sink,
-        SinkPlan::Kafka {
+        SinkConfig::Kafka(KafkaSinkConfig {
             exactly_once: true,
             ..
-        }
+        })
     ));
     assert!(p.topics().contains(&"j.commits".to_string()));
     let p = compile(&format!("{}{analysis}", sink("kafka", "at_least_once"))).unwrap();
     assert!(matches!(
         p.sink,
-        SinkPlan::Kafka {
+        SinkConfig::Kafka(KafkaSinkConfig {
             exactly_once: false,
             ..
-        }
+        })
     ));
     let e = compile(&format!("{}{analysis}", sink("files", "exactly_once")))
         .unwrap_err()
@@ -167,7 +167,7 @@ fn explode_complete_mode_and_sources() {
     assert_eq!(plan.granularity_ms, 2_000);
     assert!(plan.used_fields().contains(Field::Line));
     assert!(
-        matches!(&plan.source.kind, SourceKind::Socket(c) if c.port == 9999 && c.host == "127.0.0.1" && !c.reconnect)
+        matches!(&plan.source.kind, SourceConfig::Socket(c) if c.port == 9999 && c.host == "127.0.0.1" && !c.reconnect)
     );
     // An exploded name is the analysis's own.
     let other = "[[analysis]]\nname = \"o\"\nmode = \"update\"\ngroup_by = [\"word\"]\nselect = [\"count() as n\"]\n";
@@ -199,7 +199,7 @@ fn explode_complete_mode_and_sources() {
     }
     let dir = "name = \"j\"\n[source]\nkind = \"directory\"\npath = \"in\"\npattern = \"*.log\"\nmax_files_per_trigger = 3\nend_after_idle = \"2s\"\nformat = \"json\"\n";
     let plan = compile(&format!("{dir}{wc}").replace("split(line)", "split(message)")).unwrap();
-    let SourceKind::Directory(c) = &plan.source.kind else {
+    let SourceConfig::Directory(c) = &plan.source.kind else {
         panic!()
     };
     assert_eq!((c.pattern.as_str(), c.max_files_per_trigger), ("*.log", 3));

@@ -2,14 +2,17 @@
 //! the runtime read; [`super::compile`] makes it from a spec.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::parse::Format;
 use crate::record::Field;
 use crate::spec::expr::Expr;
 use crate::time::window::Windows;
+
+pub use super::io::{
+    DirectoryConfig, Endpoint, FileConfig, GeneratorConfig, KafkaEndpoint, KafkaSinkConfig,
+    KafkaSourceConfig, SinkConfig, SocketConfig, SourceConfig, SourcePlan,
+};
 
 /// A compiled job.
 #[derive(Clone, Debug)]
@@ -17,7 +20,7 @@ pub struct JobPlan {
     pub name: String,
     pub description: Option<String>,
     pub source: SourcePlan,
-    pub sink: SinkPlan,
+    pub sink: SinkConfig,
     pub idle_timeout_ms: i64,
     /// How far ahead of the wall clock an event time may be; later ones are dead letters (one
     /// bad clock must not move a watermark to the end of time and make every later event late).
@@ -37,61 +40,6 @@ pub struct JobPlan {
     pub lookups: Vec<LookupPlan>,
     /// Checkpoints for recovery (`None`: a restarted job starts from its source's start).
     pub checkpoint: Option<CheckpointPlan>,
-}
-
-#[derive(Clone, Debug)]
-pub struct SourcePlan {
-    pub kind: SourceKind,
-    pub format: Format,
-    pub max_record_bytes: usize,
-}
-
-#[derive(Clone, Debug)]
-pub enum SourceKind {
-    File {
-        path: String,
-    },
-    Generator {
-        events: u64,
-        seed: u64,
-        /// Events per wall-clock second, event times starting now; `None`: as fast as possible.
-        rate: Option<f64>,
-    },
-    Socket(SocketConfig),
-    Directory(DirectoryConfig),
-    Kafka {
-        topic: String,
-        brokers: Option<String>,
-        start: String,
-        properties: crate::spec::properties::SpecProperties,
-    },
-}
-
-#[derive(Clone, Debug)]
-pub enum SinkPlan {
-    Console,
-    Files {
-        dir: String,
-    },
-    Kafka {
-        brokers: Option<String>,
-        properties: crate::spec::properties::SpecProperties,
-        /// Results in transactions committed with the output progress (`<job>.commits`).
-        exactly_once: bool,
-    },
-}
-
-impl SinkPlan {
-    /// A Kafka sink with `delivery = "exactly_once"`.
-    pub fn exactly_once(&self) -> bool {
-        matches!(
-            self,
-            SinkPlan::Kafka {
-                exactly_once: true,
-                ..
-            }
-        )
-    }
 }
 
 /// One grouping of events: window, deadline, filter and keys, with all the aggregates the
@@ -335,29 +283,6 @@ impl CheckpointPlan {
             keep: Self::DEFAULT_KEEP,
         }
     }
-
-    /// Why `source` cannot be checkpointed, if it cannot: a restored job reads on from the
-    /// positions in its checkpoint, so the source must replay the same records from there.
-    pub fn unsupported(source: &SourceKind) -> Option<String> {
-        match source {
-            SourceKind::Kafka { .. } => None,
-            SourceKind::File { path } if path == "-" => {
-                Some("checkpoints need a source that can be read again: not stdin".into())
-            }
-            SourceKind::File { .. } => None,
-            SourceKind::Generator { rate: None, .. } => None,
-            SourceKind::Generator { rate: Some(_), .. } => Some(
-                "checkpoints need a source that can be read again: not a paced generator \
-                 (its event times follow the clock)"
-                    .into(),
-            ),
-            SourceKind::Socket(_) | SourceKind::Directory(_) => Some(
-                "checkpoints need a source that can be read again from a position: kafka, \
-                 file or generator"
-                    .into(),
-            ),
-        }
-    }
 }
 
 /// The aggregate functions of specs.
@@ -447,27 +372,4 @@ pub struct LookupPlan {
     pub on: Field,
     /// (column, the extra slot it fills).
     pub fields: Vec<(String, u8)>,
-}
-
-/// `[source]` settings of `kind = "directory"`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct DirectoryConfig {
-    pub path: String,
-    pub pattern: String,
-    pub max_files_per_trigger: usize,
-    pub end_after_idle: Option<Duration>,
-}
-
-/// `[source]` settings of `kind = "socket"`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct SocketConfig {
-    pub host: String,
-    pub port: u16,
-    pub reconnect: bool,
-}
-
-impl SocketConfig {
-    pub fn address(&self) -> String {
-        format!("{}:{}", self.host, self.port)
-    }
 }

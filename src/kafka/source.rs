@@ -11,29 +11,60 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
-use super::kafka_queue::BatchQueue;
-use super::{PartitionReader, ReadStatus, RecordBatch, Wake};
-use crate::kafka::KafkaConn;
+use super::conn::KafkaConn;
+use super::queue::BatchQueue;
 use crate::record::Origin;
+use crate::sources::{OpenArgs, PartitionReader, ReadStatus, RecordBatch, Wake, WorkerReaders};
 use crate::Error;
 
-/// Where to start reading.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StartAt {
-    Earliest,
-    Latest,
-    /// The job's own committed offsets (consumer group `logflow-<job>`), else earliest.
-    Stored,
-}
+/// Where to start reading a partition without a checkpoint position.
+pub use crate::spec::StartAt;
 
-impl StartAt {
-    pub fn parse(s: &str) -> Option<StartAt> {
-        match s {
-            "earliest" => Some(StartAt::Earliest),
-            "latest" => Some(StartAt::Latest),
-            "stored" => Some(StartAt::Stored),
-            _ => None,
+impl crate::spec::plan::KafkaSourceConfig {
+    /// Finds the topic's partitions and opens, on each local worker, the ones it owns.
+    pub fn open(&self, args: &OpenArgs<'_>) -> Result<WorkerReaders, Error> {
+        let p = args.placement;
+        let topic = &self.topic;
+        let conn = KafkaConn::to(&self.endpoint, args.embedded)?;
+        let timeout = Duration::from_secs(30);
+        let partitions = conn.partitions(topic, timeout)?;
+        let end = if let Some(signal) = &args.end.signal {
+            EndAt::Offsets(Arc::clone(signal))
+        } else if args.end.stop_at_end {
+            EndAt::current_end(&conn, topic, &partitions, self.start, timeout)?
+        } else {
+            EndAt::Never
+        };
+        let group = format!("logflow-{}", args.job);
+        let mut readers = p.empty();
+        for (w, list) in readers.iter_mut().enumerate() {
+            let owned: Vec<i32> = partitions
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| p.owner(*i) == Some(w))
+                .map(|(_, id)| *id)
+                .collect();
+            eprintln!(
+                "logflow: worker {} (process {}) reads {topic} partitions {owned:?}",
+                p.first() + w,
+                p.process
+            );
+            let resume = |id: i32| {
+                args.resume
+                    .get(&format!("kafka {topic}/{id}"))
+                    .map(|&o| o as i64)
+            };
+            *list = open_partitions(
+                &conn,
+                &group,
+                topic,
+                &owned,
+                self.start,
+                end.clone(),
+                &resume,
+            )?;
         }
+        Ok(readers)
     }
 }
 

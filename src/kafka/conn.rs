@@ -15,6 +15,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext, Thr
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, ClientContext};
 
+use crate::spec::plan::Endpoint;
 pub use crate::spec::properties::{
     confine_submitted, is_secret, redact, shown, Origin, SpecProperties,
 };
@@ -116,6 +117,19 @@ impl KafkaConn {
     /// the operator chose the brokers ([`Origin::Operator`]).
     pub fn for_job(brokers: &str, spec: &SpecProperties) -> Self {
         Self::with(brokers, &spec.list, spec.origin == Origin::Operator)
+    }
+
+    /// The connection to a job's source or sink `endpoint`; `embedded` is the in-process
+    /// cluster's address when `logflow run` started one.
+    pub fn to(endpoint: &Endpoint, embedded: Option<&str>) -> Result<Self, Error> {
+        match (endpoint, embedded) {
+            (Endpoint::Brokers(e), _) => Ok(Self::for_job(&e.brokers, &e.properties)),
+            // The in-process cluster is no broker of the operator's: no LOGFLOW_KAFKA_* settings.
+            (Endpoint::Embedded(p), Some(bootstrap)) => Ok(Self::with(bootstrap, &p.list, false)),
+            (Endpoint::Embedded(_), None) => Err(Error::Usage(
+                "no Kafka brokers: set `brokers` in the spec, --brokers or LOGFLOW_BROKERS".into(),
+            )),
+        }
     }
 
     fn with(brokers: &str, properties: &[(String, String)], operator: bool) -> Self {

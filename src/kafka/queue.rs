@@ -26,7 +26,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 
-use super::Wake;
+use crate::sources::Wake;
 
 /// Messages asked for per librdkafka call (the array lives in the reader).
 const CHUNK: usize = 1024;

@@ -15,10 +15,10 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
+use super::conn::{send_waiting, throttle};
 use crate::gen::{GenConfig, Generator, Kind};
-use crate::kafka::{send_waiting, throttle, Origin, SpecProperties};
 use crate::parse::Format;
-use crate::spec::plan::{JobPlan, SinkPlan, SourceKind};
+use crate::spec::plan::{JobPlan, SourceConfig};
 use crate::Error;
 
 /// Partitions of the embedded input topic.
@@ -37,16 +37,13 @@ pub struct Embedded {
 }
 
 impl Embedded {
-    /// Starts the cluster, creates the job's topics, points the plan at it and starts feeding
-    /// `events` generated records at `rate` per second (wall clock).
-    pub fn start(plan: &mut JobPlan, events: u64, rate: f64) -> Result<Embedded, Error> {
-        let SourceKind::Kafka {
-            topic,
-            brokers,
-            properties,
-            ..
-        } = &mut plan.source.kind
-        else {
+    /// Starts the cluster, creates the job's topics and starts feeding `events` generated
+    /// records at `rate` per second (wall clock) into its input topic. The plan's
+    /// [`Endpoint::Embedded`] source and sink connect to [`Embedded::brokers`].
+    ///
+    /// [`Endpoint::Embedded`]: crate::spec::plan::Endpoint::Embedded
+    pub fn start(plan: &JobPlan, events: u64, rate: f64) -> Result<Embedded, Error> {
+        let SourceConfig::Kafka(source) = &plan.source.kind else {
             return Err(Error::Usage(
                 "the embedded cluster serves Kafka sources only".into(),
             ));
@@ -63,21 +60,10 @@ impl Embedded {
         let cluster =
             MockCluster::new(1).map_err(|e| Error::Runtime(format!("embedded Kafka: {e}")))?;
         let bootstrap = cluster.bootstrap_servers();
-        let input = topic.clone();
+        let input = source.topic.clone();
         cluster
             .create_topic(&input, PARTITIONS, 1)
             .map_err(|e| Error::Runtime(format!("embedded Kafka: topic {input}: {e}")))?;
-        *brokers = Some(bootstrap.clone());
-        // The in-process cluster is no broker of the operator's: no LOGFLOW_KAFKA_* credentials.
-        properties.origin = Origin::Foreign;
-        plan.sink = SinkPlan::Kafka {
-            brokers: Some(bootstrap.clone()),
-            properties: SpecProperties {
-                list: Vec::new(),
-                origin: Origin::Foreign,
-            },
-            exactly_once: false,
-        };
         let outputs = plan.topics();
         for t in &outputs {
             cluster

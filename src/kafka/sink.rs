@@ -17,18 +17,18 @@ use std::time::{Duration, Instant};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::ClientContext;
 
-use super::render::{dead_letter_json_within, late_json, row_json, row_key};
+use super::conn::{send_waiting, KafkaConn};
+use crate::record::Row;
+use crate::record::{DeadLetter, LateEvent};
+use crate::sinks::render::{dead_letter_json_within, late_json, row_json, row_key};
+use crate::sinks::Sink;
+use crate::spec::plan::JobPlan;
+use crate::Error;
 
 /// The largest dead-letter message: within librdkafka's default `message.max.bytes` (1,000,000)
 /// and a broker's default `max.message.bytes`, with room for the record's framing. A record
 /// up to the 1 MiB record limit would not fit whole.
 const DEAD_LETTER_MAX_BYTES: usize = 990_000;
-use super::Sink;
-use crate::kafka::{send_waiting, KafkaConn};
-use crate::record::Row;
-use crate::record::{DeadLetter, LateEvent};
-use crate::spec::plan::JobPlan;
-use crate::Error;
 
 /// Delivery reports: failures are kept so the job fails loudly instead of losing results.
 #[derive(Default)]
