@@ -1,5 +1,6 @@
-//! Property tests of every parser of outside bytes: the record formats, the spec loader, the
-//! expression parser, the checkpoint decoder and the control protocol. For any input: no
+//! Property tests of the parsers of outside bytes reachable from the crate's public API: the
+//! record formats, the spec loader and the expression parser (the checkpoint decoder's are unit
+//! tests in `src/checkpoint/codec.rs`). For any input: no
 //! panic, no hang, an error for garbage; for generated valid input: a round trip, or agreement
 //! with a simple reference.
 //!
@@ -9,8 +10,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly on purpose
 
-use logflow::checkpoint::codec;
-use logflow::control::protocol::{parse_line, request_line, Request};
 use logflow::parse::Format;
 use logflow::record::{Event, Value};
 use logflow::spec::expr;
@@ -111,33 +110,6 @@ proptest! {
         prop_assert_eq!(got, Value::Int(want), "{}", src);
     }
 
-    #[test]
-    fn the_checkpoint_decoder_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..64)) {
-        let _ = codec::decode::<Vec<(String, Option<i64>, f64)>>(&bytes);
-        let _ = codec::decode::<Vec<Vec<u64>>>(&bytes);
-        let _ = codec::decode::<(u64, String, bool)>(&bytes);
-    }
-
-    #[test]
-    fn checkpoint_states_round_trip(
-        state in prop::collection::vec(("\\PC{0,8}", proptest::option::of(any::<i64>()), any::<u64>()), 0..20)
-    ) {
-        let bytes = codec::encode(&state).unwrap();
-        prop_assert_eq!(codec::decode::<Vec<(String, Option<i64>, u64)>>(&bytes).unwrap(), state);
-    }
-
-    #[test]
-    fn the_control_decoder_never_panics(line in prop::collection::vec(any::<u8>(), 0..200)) {
-        let _ = parse_line(&line);
-    }
-
-    #[test]
-    fn control_requests_round_trip(req in request(), token in "[ -~]{0,40}") {
-        let line = request_line(&req, Some(&token)).unwrap();
-        let (got_token, got) = parse_line(line.strip_suffix(b"\n").unwrap()).unwrap();
-        prop_assert_eq!(got_token, token);
-        prop_assert_eq!(got.unwrap(), req);
-    }
 }
 
 /// An integer expression of `+ - *` over small literals, fully parenthesized, and its value.
@@ -153,17 +125,4 @@ fn arith() -> impl Strategy<Value = (String, i64)> {
             }
         })
     })
-}
-
-fn request() -> impl Strategy<Value = Request> {
-    prop_oneof![
-        Just(Request::Jobs),
-        Just(Request::Shutdown),
-        any::<u64>().prop_map(|job| Request::Cancel { job }),
-        ("\\PC{0,100}", "[ -~]{0,30}").prop_map(|(spec, path)| Request::Submit {
-            spec,
-            path,
-            overrides: Default::default(),
-        }),
-    ]
 }

@@ -19,6 +19,7 @@ use crate::spec::expr::{compare_number, Expr};
 use crate::spec::plan::{AccSpec, AggFunc};
 
 impl AccSpec {
+    /// An empty accumulator for this aggregate.
     pub fn new_state(&self) -> Acc {
         match self.func {
             AggFunc::Count | AggFunc::CountNonNull | AggFunc::CountIf => Acc::Count(0),
@@ -108,33 +109,48 @@ impl AccSpec {
 /// Accumulator state; serializable so partials can cross workers.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Acc {
+    /// `count`, `count_if`: the events counted.
     Count(u64),
     /// Integers are summed exactly in `int` (an `i128` cannot overflow: fewer than 2^64
     /// values of at most 2^63); floats exactly in `float`. The result is an integer when every
     /// value was one and the total fits an `i64`, else the exact total of all rounded once.
     Sum {
+        /// The integers' exact total.
         int: i128,
+        /// The floats' exact total.
         float: ExactSum,
+        /// Some value was a float.
         is_float: bool,
+        /// Values summed.
         n: u64,
     },
     /// Exact sum (integers included exactly), rounded once, divided by the count.
     Avg {
+        /// The exact total.
         sum: ExactSum,
+        /// Values summed.
         n: u64,
     },
+    /// The least value seen (null: none yet).
     Min(Value),
+    /// The greatest value seen (null: none yet).
     Max(Value),
     /// Count, exact Σx and exact Σx² (each x² an exact two-product); see `sample_stddev`.
     /// `approx`: some value lies outside 2^-300 ≤ |x| ≤ 2^300 (or is not finite), where x²
     /// is not exact as two doubles: its rounded square is summed instead.
     Moments {
+        /// Values seen.
         n: u64,
+        /// Exact Σx.
         sum: ExactSum,
+        /// Exact Σx².
         sumsq: ExactSum,
+        /// Σx² is rounded (see above).
         approx: bool,
     },
+    /// `count_distinct`: the distinct values.
     Distinct(ValueSet),
+    /// `collect_set`: the distinct values.
     Set(ValueSet),
     /// (event time, input position, value)
     List(Vec<(i64, u64, Value)>),

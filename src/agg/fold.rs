@@ -15,9 +15,19 @@ pub enum Fold {
     /// `count()`.
     Count,
     /// `count_if(field OP number)`, the field at `slot` of the numbers.
-    CountIf { slot: usize, op: BinOp, lit: Value },
+    CountIf {
+        /// The field's slot among the numbers read.
+        slot: usize,
+        /// The comparison.
+        op: BinOp,
+        /// The number compared with.
+        lit: Value,
+    },
     /// `sum`, `avg`, `min`, `max` or `stddev` of the field at `slot`.
-    Num { slot: usize },
+    Num {
+        /// The field's slot among the numbers read.
+        slot: usize,
+    },
     /// Anything else: [`AccSpec::update`] with the event.
     Event,
 }

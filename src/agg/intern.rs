@@ -24,9 +24,13 @@ pub const NULL: u32 = 0;
 /// aggregates that meet one read it from the event, which is rare).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Num {
+    /// Null or missing.
     Null,
+    /// An integer.
     Int(i64),
+    /// A float.
     Float(f64),
+    /// A string (read from the event when needed).
     Str,
 }
 

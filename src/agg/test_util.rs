@@ -18,6 +18,7 @@ pub const NUMERIC: [AggFunc; 6] = [
 pub struct Rng(pub u64);
 
 impl Rng {
+    /// The next pseudo-random number.
     pub fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
@@ -26,10 +27,12 @@ impl Rng {
         z ^ (z >> 31)
     }
 
+    /// A pseudo-random number below `n`.
     pub fn below(&mut self, n: usize) -> usize {
         (self.next() % n as u64) as usize
     }
 
+    /// Shuffles `v` (Fisher-Yates).
     pub fn shuffle<T>(&mut self, v: &mut [T]) {
         for i in (1..v.len()).rev() {
             v.swap(i, self.below(i + 1));

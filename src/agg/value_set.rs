@@ -26,7 +26,9 @@ pub const SMALL: usize = 8;
 /// match, and merging partial sets (every window, at every worker) never rehashes a member.
 #[derive(Clone, Debug)]
 pub enum ValueSet {
+    /// Up to a few members, scanned.
     Small(SmallVec<[(u64, Value); 2]>),
+    /// More members, hashed.
     Large(HashTable<(u64, Value)>),
 }
 
@@ -53,6 +55,7 @@ impl PartialEq for ValueSet {
 }
 
 impl ValueSet {
+    /// How many distinct values.
     pub fn len(&self) -> usize {
         match self {
             ValueSet::Small(v) => v.len(),
@@ -60,10 +63,12 @@ impl ValueSet {
         }
     }
 
+    /// No value yet.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    /// The values, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = &Value> {
         let (small, large) = match self {
             ValueSet::Small(v) => (Some(v.iter()), None),
@@ -76,6 +81,7 @@ impl ValueSet {
             .map(|(_, v)| v)
     }
 
+    /// Whether `v` is a member.
     pub fn contains(&self, v: &Value) -> bool {
         let h = v.hash64();
         match self {
@@ -181,6 +187,7 @@ impl ValueSet {
         }
     }
 
+    /// The values, in no particular order.
     pub fn into_values(self) -> Vec<Value> {
         self.into_entries().into_iter().map(|(_, v)| v).collect()
     }

@@ -190,7 +190,9 @@ impl Checkpointer {
         let m: Manifest = match codec::decode(&bytes) {
             Ok(m) => m,
             Err(e) => {
-                self.fail(Error::Runtime(format!("checkpoint {epoch}: manifest: {e}")));
+                self.fail(Error::Checkpoint(format!(
+                    "checkpoint {epoch}: manifest: {e}"
+                )));
                 return false;
             }
         };
@@ -259,8 +261,8 @@ impl Checkpointer {
         hint: Option<u64>,
     ) -> Result<(), Error> {
         let sh = &self.shared;
-        let bytes =
-            codec::encode(part).map_err(|e| Error::Runtime(format!("checkpoint {epoch}: {e}")))?;
+        let bytes = codec::encode(part)
+            .map_err(|e| Error::Checkpoint(format!("checkpoint {epoch}: {e}")))?;
         sh.store.write_part(epoch, self.worker, &bytes)?;
         if !sh.store.has_parts(epoch, sh.workers) {
             return Ok(()); // the worker writing the last part completes it
@@ -280,7 +282,7 @@ impl Checkpointer {
             at_ms,
         };
         let bytes = codec::encode(&manifest)
-            .map_err(|e| Error::Runtime(format!("checkpoint {epoch}: {e}")))?;
+            .map_err(|e| Error::Checkpoint(format!("checkpoint {epoch}: {e}")))?;
         sh.store.commit(epoch, sh.workers, &bytes, sh.keep)?;
         Ok(())
     }
@@ -388,7 +390,7 @@ impl Slot {
     pub fn save<T: Serialize>(&self, epoch: u64, state: &T) {
         match codec::encode(state) {
             Ok(bytes) => self.ck.save(self.index, epoch, bytes, false),
-            Err(e) => self.ck.fail(Error::Runtime(format!(
+            Err(e) => self.ck.fail(Error::Checkpoint(format!(
                 "checkpoint {epoch}: state of {}: {e}",
                 self.name()
             ))),
@@ -400,7 +402,7 @@ impl Slot {
         let epoch = self.ck.epoch();
         match codec::encode(state) {
             Ok(bytes) => self.ck.save(self.index, epoch, bytes, true),
-            Err(e) => self.ck.fail(Error::Runtime(format!(
+            Err(e) => self.ck.fail(Error::Checkpoint(format!(
                 "checkpoint: state of {}: {e}",
                 self.name()
             ))),

@@ -110,7 +110,7 @@ impl Checkpoints {
             match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
                 Ok(lock) => Some(lock),
                 Err((_, Errno::EWOULDBLOCK)) => {
-                    return Err(Error::Runtime(format!(
+                    return Err(Error::Checkpoint(format!(
                         "another run of this job is using the checkpoint directory {}",
                         c.dir
                     )))
@@ -128,7 +128,7 @@ impl Checkpoints {
                 eprintln!("logflow: warning: {s}");
             }
             let manifest: Manifest = codec::decode(&l.manifest).map_err(|e| {
-                Error::Runtime(format!(
+                Error::Checkpoint(format!(
                     "checkpoint {} in {}: manifest: {e}",
                     l.epoch, c.dir
                 ))
@@ -147,7 +147,7 @@ impl Checkpoints {
                 .map(|p| codec::decode::<Part>(p))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| {
-                    Error::Runtime(format!("checkpoint {} in {}: part: {e}", l.epoch, c.dir))
+                    Error::Checkpoint(format!("checkpoint {} in {}: part: {e}", l.epoch, c.dir))
                 })?;
             eprintln!(
                 "logflow: restoring checkpoint {} from {} (taken {:.1}s ago)",

@@ -204,9 +204,9 @@ impl Store {
             return Ok(None);
         }
         let bytes = read_bounded(&path)
-            .map_err(|why| Error::Runtime(format!("{}: {why}", path.display())))?;
-        let payload =
-            unframe(&bytes).map_err(|why| Error::Runtime(format!("{}: {why}", path.display())))?;
+            .map_err(|why| Error::Checkpoint(format!("{}: {why}", path.display())))?;
+        let payload = unframe(&bytes)
+            .map_err(|why| Error::Checkpoint(format!("{}: {why}", path.display())))?;
         Ok(payload.get(8..).map(<[u8]>::to_vec))
     }
 

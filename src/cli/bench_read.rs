@@ -66,7 +66,7 @@ pub fn bench_read(args: BenchReadArgs) -> Result<(), Error> {
     for t in threads {
         let read = t
             .join()
-            .map_err(|_| Error::Runtime("a reader thread panicked".into()))??;
+            .map_err(|_| Error::Internal("a reader thread panicked".into()))??;
         total.records += read.records;
         total.bytes += read.bytes;
     }

@@ -218,14 +218,14 @@ pub fn submit(a: SubmitArgs) -> Result<(), Error> {
 pub fn jobs(a: JobsArgs) -> Result<(), Error> {
     let (addr, reply) = a.addr.call(&Request::Jobs)?;
     let Reply::Jobs { jobs } = reply else {
-        return Err(Error::Runtime(format!(
+        return Err(Error::Peer(format!(
             "the cluster at {addr} did not answer with its jobs"
         )));
     };
     let mut text = String::new();
     if a.json {
         for j in &jobs {
-            text.push_str(&serde_json::to_string(j).map_err(|e| Error::Runtime(e.to_string()))?);
+            text.push_str(&serde_json::to_string(j).map_err(|e| Error::Internal(e.to_string()))?);
             text.push('\n');
         }
     } else {
@@ -245,5 +245,5 @@ pub fn cancel(a: CancelArgs) -> Result<(), Error> {
 }
 
 fn unexpected(r: &Reply) -> Error {
-    Error::Runtime(format!("unexpected answer from the cluster: {r:?}"))
+    Error::Peer(format!("unexpected answer from the cluster: {r:?}"))
 }

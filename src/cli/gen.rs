@@ -6,7 +6,7 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 
 use crate::gen::{GenArgs, Generator};
 use crate::kafka::{cli_brokers, send_waiting, throttle, KafkaConn};
-use crate::Error;
+use crate::{Error, KafkaCause};
 
 #[derive(clap::Args, Debug)]
 pub struct GenCmd {
@@ -65,7 +65,7 @@ pub fn gen(cmd: GenCmd) -> Result<(), Error> {
     }
     producer
         .flush(Duration::from_secs(60))
-        .map_err(|e| Error::Runtime(format!("kafka flush: {e}")))?;
+        .map_err(|e| Error::kafka(KafkaCause::Client, format!("kafka flush: {e}")))?;
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
         "logflow gen: {n} records to {topic} ({} partitions) in {secs:.2}s ({:.0}/s); {:?}",

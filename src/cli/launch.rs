@@ -136,7 +136,7 @@ pub fn launch(args: LaunchArgs) -> Result<(), Error> {
     let mut total = Accounting::default();
     for (i, acc) in accountings.iter().enumerate() {
         let acc =
-            acc.ok_or_else(|| Error::Runtime(format!("process {i} printed no accounting line")))?;
+            acc.ok_or_else(|| Error::Peer(format!("process {i} printed no accounting line")))?;
         total = total.plus(&acc);
     }
     // Like `run`, the accounting (of the whole job) is the last line.
@@ -147,7 +147,7 @@ pub fn launch(args: LaunchArgs) -> Result<(), Error> {
 /// This program, to start more of its processes.
 pub(crate) fn logflow_exe() -> Result<PathBuf, Error> {
     std::env::current_exe()
-        .map_err(|e| Error::Runtime(format!("cannot find the logflow binary: {e}")))
+        .map_err(|e| Error::Internal(format!("cannot find the logflow binary: {e}")))
 }
 
 /// Starts `n` processes (`command(i)`, stderr piped here), passes their stderr on prefixed with
@@ -187,7 +187,7 @@ pub(crate) fn supervise(
 ) -> Result<Supervised, Error> {
     // Registered before any child starts, so that no signal is missed.
     let mut signals = Signals::new([SIGINT, SIGTERM])
-        .map_err(|e| Error::Runtime(format!("cannot handle signals: {e}")))?;
+        .map_err(|e| Error::Internal(format!("cannot handle signals: {e}")))?;
     let signal_handle = signals.handle();
 
     let mut procs: Vec<Proc> = Vec::with_capacity(n);
@@ -196,7 +196,7 @@ pub(crate) fn supervise(
             cmd.env(SUPERVISOR_ENV, std::process::id().to_string())
                 .stderr(Stdio::piped())
                 .spawn()
-                .map_err(|e| Error::Runtime(format!("starting process {i}: {e}")))
+                .map_err(|e| Error::Internal(format!("starting process {i}: {e}")))
         });
         let mut child = match spawned {
             Ok(c) => c,
@@ -258,7 +258,7 @@ pub(crate) fn supervise(
                 Ok(Some(s)) => s,
                 Ok(None) => continue,
                 Err(e) => {
-                    return Err(Error::Runtime(format!("waiting for process {i}: {e}")));
+                    return Err(Error::Peer(format!("waiting for process {i}: {e}")));
                 }
             };
             if let Ok(mut r) = running.lock() {
@@ -297,7 +297,7 @@ pub(crate) fn supervise(
         })
         .collect();
     let failure = (!failed.is_empty()).then(|| {
-        Error::Runtime(format!(
+        Error::Peer(format!(
             "{} of {n} processes failed: {}",
             failed.len(),
             failed.join(", ")
@@ -362,12 +362,12 @@ pub(crate) fn free_ports_hostfile(n: usize) -> Result<PathBuf, Error> {
     let listeners: Vec<TcpListener> = (0..n)
         .map(|_| TcpListener::bind("127.0.0.1:0"))
         .collect::<Result<_, _>>()
-        .map_err(|e| Error::Runtime(format!("finding free ports on 127.0.0.1: {e}")))?;
+        .map_err(|e| Error::Endpoint(format!("finding free ports on 127.0.0.1: {e}")))?;
     let mut text = String::new();
     for l in &listeners {
         let a = l
             .local_addr()
-            .map_err(|e| Error::Runtime(format!("finding free ports: {e}")))?;
+            .map_err(|e| Error::Endpoint(format!("finding free ports: {e}")))?;
         text.push_str(&format!("{a}\n"));
     }
     drop(listeners);

@@ -162,7 +162,7 @@ pub fn run(args: RunArgs) -> Result<(), Error> {
     // The identity is always printed last: tests and scripts read it.
     eprintln!("{accounting}");
     if !accounting.balanced() {
-        return Err(Error::Runtime(format!(
+        return Err(Error::Internal(format!(
             "records unaccounted for: {accounting}"
         )));
     }

@@ -8,7 +8,7 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::kafka::{cli_brokers, KafkaConn};
-use crate::Error;
+use crate::{Error, KafkaCause};
 
 #[derive(clap::Args, Debug)]
 pub struct TailArgs {
@@ -57,11 +57,11 @@ pub fn tail(args: TailArgs) -> Result<(), Error> {
     };
     for p in partitions {
         tpl.add_partition_offset(&args.topic, p, start)
-            .map_err(|e| Error::Runtime(e.to_string()))?;
+            .map_err(|e| Error::kafka(KafkaCause::Client, e.to_string()))?;
     }
     consumer
         .assign(&tpl)
-        .map_err(|e| Error::Runtime(e.to_string()))?;
+        .map_err(|e| Error::kafka(KafkaCause::Client, e.to_string()))?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let mut n = 0u64;

@@ -39,7 +39,7 @@ pub fn default_path(addr: &SocketAddr) -> Option<PathBuf> {
 pub fn generate() -> Result<String, Error> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes)
-        .map_err(|e| Error::Runtime(format!("no randomness for the control token: {e}")))?;
+        .map_err(|e| Error::Internal(format!("no randomness for the control token: {e}")))?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 

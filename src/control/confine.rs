@@ -37,10 +37,6 @@ impl AllowDirs {
         Ok(AllowDirs(roots))
     }
 
-    pub fn roots(&self) -> &[PathBuf] {
-        &self.0
-    }
-
     /// Refuses `path` (named `what` in the error) unless it resolves under an allowed
     /// directory. A path that does not exist yet (an output directory) is judged by its
     /// nearest existing ancestor, and the rest of it must not climb out with `..`.

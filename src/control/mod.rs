@@ -35,7 +35,7 @@ pub fn serve(cluster: &Cluster, control: &str, access: &server::Access) -> Resul
     // passing it on, so a second signal must not mean "now".)
     for sig in [SIGINT, SIGTERM] {
         flag::register(sig, Arc::clone(&shared.stop))
-            .map_err(|e| Error::Runtime(format!("cannot handle signals: {e}")))?;
+            .map_err(|e| Error::Internal(format!("cannot handle signals: {e}")))?;
     }
     // The endpoint is bound before the peers connect: a taken port fails at once.
     let endpoint = if cluster.process == 0 {
@@ -63,10 +63,10 @@ fn run(
         timely::execute::execute_from(allocators, others, WorkerConfig::default(), move |worker| {
             session::serve(worker, &shared)
         })
-        .map_err(Error::Runtime)?;
+        .map_err(Error::Internal)?;
     for r in guards.join() {
         if let Err(e) = r {
-            return Err(Error::Runtime(format!("a worker failed: {e}")));
+            return Err(Error::Internal(format!("a worker failed: {e}")));
         }
     }
     Ok(())

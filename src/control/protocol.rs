@@ -83,11 +83,11 @@ pub fn address(flag: Option<&str>) -> String {
 
 /// `req` as its line on the wire, with `token`.
 pub fn request_line(req: &Request, token: Option<&str>) -> Result<Vec<u8>, Error> {
-    let mut v = serde_json::to_value(req).map_err(|e| Error::Runtime(e.to_string()))?;
+    let mut v = serde_json::to_value(req).map_err(|e| Error::Internal(e.to_string()))?;
     if let (Some(t), Some(o)) = (token, v.as_object_mut()) {
         o.insert("token".into(), t.into());
     }
-    let mut line = serde_json::to_vec(&v).map_err(|e| Error::Runtime(e.to_string()))?;
+    let mut line = serde_json::to_vec(&v).map_err(|e| Error::Internal(e.to_string()))?;
     line.push(b'\n');
     Ok(line)
 }
@@ -110,7 +110,7 @@ pub fn call(
     timeout: Duration,
 ) -> Result<Reply, Error> {
     let unreachable = |e: std::io::Error| {
-        Error::Runtime(format!(
+        Error::Peer(format!(
             "cannot reach the cluster at {addr}: {e} (is `logflow cluster start` running? \
              --cluster or {ADDR_ENV} give its address)"
         ))
@@ -131,9 +131,9 @@ pub fn call(
     let mut answer = String::new();
     BufReader::new(stream.take(MAX_LINE))
         .read_line(&mut answer)
-        .map_err(|e| Error::Runtime(format!("no answer from the cluster at {addr}: {e}")))?;
+        .map_err(|e| Error::Peer(format!("no answer from the cluster at {addr}: {e}")))?;
     let reply: Reply = serde_json::from_str(answer.trim()).map_err(|e| {
-        Error::Runtime(format!(
+        Error::Peer(format!(
             "the cluster at {addr} answered something that is not a reply ({e})"
         ))
     })?;

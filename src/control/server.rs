@@ -121,7 +121,7 @@ pub fn start(
                 move |s, slot| endpoint.handle(s, slot),
             )
         })
-        .map_err(|e| Error::Runtime(format!("control listener thread: {e}")))?;
+        .map_err(|e| Error::Internal(format!("control listener thread: {e}")))?;
     Ok((local, written))
 }
 
@@ -150,7 +150,7 @@ impl Endpoint {
             Err(ReadError::Deadline) => Reply::error(&Error::Usage(format!(
                 "the request did not arrive within {REQUEST_DEADLINE:?}"
             ))),
-            Err(ReadError::Closed | ReadError::Io(_)) => return,
+            Err(ReadError::Closed | ReadError::Io) => return,
         };
         let mut out = serde_json::to_vec(&reply).unwrap_or_default();
         out.push(b'\n');
@@ -208,10 +208,10 @@ impl Endpoint {
         let (tx, rx) = mpsc::channel();
         let sent = lock(&self.to_workers).send(Proposal { command, reply: tx });
         if sent.is_err() {
-            return Reply::error(&Error::Runtime("the cluster is stopping".into()));
+            return Reply::error(&Error::Peer("the cluster is stopping".into()));
         }
         rx.recv_timeout(APPLY_TIMEOUT).unwrap_or_else(|_| {
-            Reply::error(&Error::Runtime(format!(
+            Reply::error(&Error::Peer(format!(
                 "the workers did not apply the request within {APPLY_TIMEOUT:?}"
             )))
         })

@@ -46,9 +46,13 @@ pub const SCRAPER_USER: &str = "user_scraper";
 
 /// Offsets within a cycle (ms) of each incident.
 pub const DDOS: Range<i64> = 2 * MINUTE..3 * MINUTE;
+/// [`SCANNER_IP`]'s requests across all services.
 pub const SCAN: Range<i64> = 5 * MINUTE..10 * MINUTE;
+/// [`LATENCY_SERVICE`] answers slower.
 pub const LATENCY: Range<i64> = 12 * MINUTE..13 * MINUTE;
+/// [`ERROR_SERVICE`] fails many of its requests.
 pub const ERRORS: Range<i64> = 14 * MINUTE..15 * MINUTE;
+/// [`SCRAPER_USER`]'s burst of `view` events.
 pub const SCRAPER: Range<i64> = 4 * MINUTE..6 * MINUTE;
 
 /// Requests the DDoS sends per incident.

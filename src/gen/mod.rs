@@ -141,16 +141,23 @@ impl GenArgs {
 /// What the generator produces; see [`GenArgs`] for the meaning of each field.
 #[derive(Clone, Debug, PartialEq)]
 pub struct GenConfig {
+    /// Logs or user events.
     pub kind: Kind,
+    /// How many lines.
     pub events: u64,
+    /// The random seed: the same seed writes the same lines.
     pub seed: u64,
     /// Epoch milliseconds of the first nominal timestamp.
     pub start_ms: i64,
     /// Lines per second of event time.
     pub event_rate: f64,
+    /// Largest shift of a timestamp from its nominal time (out-of-order events).
     pub disorder_ms: i64,
+    /// Share of lines that are not valid records (dead letters).
     pub bad_fraction: f64,
+    /// Share of lines stamped far in the past (late events).
     pub late_fraction: f64,
+    /// Inject the incidents of [`incidents`] (DDoS, scans, latency, errors).
     pub incidents: bool,
 }
 
@@ -220,8 +227,11 @@ pub enum LineKind {
 pub struct GenStats {
     /// Lines written (all kinds).
     pub lines: u64,
+    /// Valid records.
     pub good: u64,
+    /// Invalid lines.
     pub bad: u64,
+    /// Records stamped far in the past.
     pub late: u64,
     /// Bytes written, newlines included (by [`run`]; the library API counts line bytes only).
     pub bytes: u64,

@@ -27,6 +27,7 @@ pub struct Rng {
 }
 
 impl Rng {
+    /// A generator from `seed` (the same seed, the same sequence).
     pub fn new(seed: u64) -> Self {
         let mut sm = seed;
         let s = [
@@ -38,6 +39,7 @@ impl Rng {
         Rng { s }
     }
 
+    /// The next 64 random bits.
     #[inline]
     pub fn next_u64(&mut self) -> u64 {
         let result = self.s[1].wrapping_mul(5).rotate_left(7).wrapping_mul(9);

@@ -16,10 +16,9 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, ClientContext};
 
 use crate::spec::plan::Endpoint;
-pub use crate::spec::properties::{
-    confine_submitted, is_secret, redact, shown, Origin, SpecProperties,
-};
+pub use crate::spec::properties::{confine_submitted, redact, shown, Origin, SpecProperties};
 use crate::Error;
+use crate::KafkaCause;
 
 /// Environment variable naming the brokers when neither the spec nor `--brokers` does.
 pub const BROKERS_ENV: &str = "LOGFLOW_BROKERS";
@@ -81,6 +80,30 @@ pub struct KafkaConn {
 impl std::fmt::Debug for KafkaConn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.describe())
+    }
+}
+
+/// Why a request failed, for the retry hint: no broker reached (a timeout or a transport,
+/// TLS or login failure), a topic the brokers do not have, or anything else.
+fn cause_of(e: &KafkaError) -> KafkaCause {
+    use RDKafkaErrorCode as C;
+    match e.rdkafka_error_code() {
+        Some(
+            C::AllBrokersDown
+            | C::BrokerTransportFailure
+            | C::OperationTimedOut
+            | C::RequestTimedOut
+            | C::NetworkException
+            | C::BrokerNotAvailable
+            | C::Resolve
+            | C::Authentication
+            | C::SaslAuthenticationFailed
+            | C::SSL,
+        ) => KafkaCause::Unreachable,
+        Some(C::UnknownTopicOrPartition | C::UnknownTopic | C::UnknownPartition) => {
+            KafkaCause::MissingTopic
+        }
+        _ => KafkaCause::Client,
     }
 }
 
@@ -154,7 +177,7 @@ impl KafkaConn {
     /// The error for a failed step (`what`: "consumer", "producer", ...) of this connection,
     /// with no secret in it.
     pub fn error(&self, what: &str, e: &KafkaError) -> Error {
-        Error::Runtime(self.error_message(what, e))
+        Error::kafka(cause_of(e), self.error_message(what, e))
     }
 
     fn error_message(&self, what: &str, e: &KafkaError) -> String {
@@ -202,9 +225,12 @@ impl KafkaConn {
 
     /// The partitions of `topic`; an error naming the topic when it does not exist.
     pub fn partitions(&self, topic: &str, timeout: Duration) -> Result<Vec<i32>, Error> {
-        self.partitions_of(&[topic], timeout)?
-            .pop()
-            .ok_or_else(|| Error::Runtime(format!("kafka topic `{topic}`: no metadata")))
+        self.partitions_of(&[topic], timeout)?.pop().ok_or_else(|| {
+            Error::kafka(
+                KafkaCause::MissingTopic,
+                format!("kafka topic `{topic}`: no metadata"),
+            )
+        })
     }
 
     /// The partitions of each of `topics`, asked through one client (a client per topic costs
@@ -243,10 +269,13 @@ impl KafkaConn {
                 Ok(parts) => return Ok(parts),
                 Err(missing) if Instant::now() >= give_up => {
                     let brokers = &self.brokers;
-                    return Err(Error::Runtime(format!(
-                        "kafka topic `{topic}` on {brokers}: {missing} (does it exist? \
+                    return Err(Error::kafka(
+                        KafkaCause::MissingTopic,
+                        format!(
+                            "kafka topic `{topic}` on {brokers}: {missing} (does it exist? \
                          auto-create is off)"
-                    )));
+                        ),
+                    ));
                 }
                 Err(_) => std::thread::sleep(TOPIC_RETRY),
             }
@@ -269,11 +298,13 @@ impl KafkaConn {
                 // unverified certificate, a refused connection) does.
                 // Error events wait on the client's queue until polled.
                 client.poll(Duration::from_millis(100));
+                let cause = cause_of(&e);
                 match client.context().take() {
-                    Some(why) => {
-                        Error::Runtime(format!("{msg} (broker errors: {})", self.redact(&why)))
-                    }
-                    None => Error::Runtime(msg),
+                    Some(why) => Error::kafka(
+                        cause,
+                        format!("{msg} (broker errors: {})", self.redact(&why)),
+                    ),
+                    None => Error::kafka(cause, msg),
                 }
             })?;
         let Some(t) = md.topics().iter().find(|t| t.name() == topic) else {
@@ -325,10 +356,10 @@ pub fn send_waiting<C: ProducerContext + 'static>(
                 record = r;
             }
             Err((e, r)) => {
-                return Err(Error::Runtime(format!(
-                    "kafka produce to `{}`: {e}",
-                    r.topic
-                )))
+                return Err(Error::kafka(
+                    KafkaCause::Client,
+                    format!("kafka produce to `{}`: {e}", r.topic),
+                ))
             }
         }
     }

@@ -19,7 +19,7 @@ use super::conn::{send_waiting, throttle};
 use crate::gen::{GenConfig, Generator, Kind};
 use crate::parse::Format;
 use crate::spec::plan::{JobPlan, SourceConfig};
-use crate::Error;
+use crate::{Error, KafkaCause};
 
 /// Partitions of the embedded input topic.
 pub const PARTITIONS: i32 = 4;
@@ -57,18 +57,24 @@ impl Embedded {
                 )))
             }
         };
-        let cluster =
-            MockCluster::new(1).map_err(|e| Error::Runtime(format!("embedded Kafka: {e}")))?;
+        let cluster = MockCluster::new(1)
+            .map_err(|e| Error::kafka(KafkaCause::Client, format!("embedded Kafka: {e}")))?;
         let bootstrap = cluster.bootstrap_servers();
         let input = source.topic.clone();
-        cluster
-            .create_topic(&input, PARTITIONS, 1)
-            .map_err(|e| Error::Runtime(format!("embedded Kafka: topic {input}: {e}")))?;
+        cluster.create_topic(&input, PARTITIONS, 1).map_err(|e| {
+            Error::kafka(
+                KafkaCause::Client,
+                format!("embedded Kafka: topic {input}: {e}"),
+            )
+        })?;
         let outputs = plan.topics();
         for t in &outputs {
-            cluster
-                .create_topic(t, 1, 1)
-                .map_err(|e| Error::Runtime(format!("embedded Kafka: topic {t}: {e}")))?;
+            cluster.create_topic(t, 1, 1).map_err(|e| {
+                Error::kafka(
+                    KafkaCause::Client,
+                    format!("embedded Kafka: topic {t}: {e}"),
+                )
+            })?;
         }
         eprintln!(
             "logflow: no brokers configured: started an in-process Kafka cluster at {bootstrap}; \
@@ -106,8 +112,13 @@ impl Embedded {
         if let Some(f) = self.feeder.take() {
             match f.join() {
                 Ok(Ok(_)) => {}
-                Ok(Err(e)) => return Err(Error::Runtime(format!("embedded feeder: {e}"))),
-                Err(_) => return Err(Error::Runtime("embedded feeder panicked".into())),
+                Ok(Err(e)) => {
+                    return Err(Error::kafka(
+                        KafkaCause::Client,
+                        format!("embedded feeder: {e}"),
+                    ))
+                }
+                Err(_) => return Err(Error::Internal("embedded feeder panicked".into())),
             }
         }
         self.stop_printing.store(true, Ordering::Relaxed);

@@ -23,7 +23,7 @@ use crate::record::{DeadLetter, LateEvent};
 use crate::sinks::render::{dead_letter_json_within, late_json, row_json, row_key};
 use crate::sinks::Sink;
 use crate::spec::plan::JobPlan;
-use crate::Error;
+use crate::{Error, KafkaCause};
 
 /// The largest dead-letter message: within librdkafka's default `message.max.bytes` (1,000,000)
 /// and a broker's default `max.message.bytes`, with room for the record's framing. A record
@@ -151,7 +151,10 @@ impl Transactions {
 }
 
 fn txn_err(what: &str, e: rdkafka::error::KafkaError) -> Error {
-    Error::Runtime(format!("kafka transaction: {what}: {e}"))
+    Error::kafka(
+        KafkaCause::Client,
+        format!("kafka transaction: {what}: {e}"),
+    )
 }
 
 /// The last committed marker of `key` in the commits topic (read_committed, to its end).
@@ -169,10 +172,10 @@ fn committed_marker(conn: &KafkaConn, topic: &str, key: &str) -> Result<Option<u
         .map_err(|e| conn.error(&format!("consumer for `{topic}`"), &e))?;
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, 0, Offset::Beginning)
-        .map_err(|e| Error::Runtime(format!("`{topic}`: {e}")))?;
+        .map_err(|e| Error::kafka(KafkaCause::Client, format!("`{topic}`: {e}")))?;
     consumer
         .assign(&tpl)
-        .map_err(|e| Error::Runtime(format!("`{topic}`: {e}")))?;
+        .map_err(|e| Error::kafka(KafkaCause::Client, format!("`{topic}`: {e}")))?;
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut last = None;
     while Instant::now() < deadline {
@@ -185,13 +188,19 @@ fn committed_marker(conn: &KafkaConn, topic: &str, key: &str) -> Result<Option<u
             }
             Some(Ok(_)) => {}
             Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => return Ok(last),
-            Some(Err(e)) => return Err(Error::Runtime(format!("reading `{topic}`: {e}"))),
+            Some(Err(e)) => {
+                return Err(Error::kafka(
+                    KafkaCause::Client,
+                    format!("reading `{topic}`: {e}"),
+                ))
+            }
             None => {}
         }
     }
-    Err(Error::Runtime(format!(
-        "reading `{topic}`: no end within 60 s (a transaction still open?)"
-    )))
+    Err(Error::kafka(
+        KafkaCause::Client,
+        format!("reading `{topic}`: no end within 60 s (a transaction still open?)"),
+    ))
 }
 
 impl KafkaSink {
@@ -300,7 +309,7 @@ impl KafkaSink {
 
     fn check(&self) -> Result<(), Error> {
         match self.deliveries.failed.lock().ok().and_then(|f| f.clone()) {
-            Some(e) => Err(Error::Runtime(e)),
+            Some(e) => Err(Error::Sink(e)),
             None => Ok(()),
         }
     }
@@ -389,7 +398,7 @@ impl Sink for KafkaSink {
             None => self
                 .producer
                 .flush(Duration::from_secs(60))
-                .map_err(|e| Error::Runtime(format!("kafka flush: {e}")))?,
+                .map_err(|e| Error::kafka(KafkaCause::Client, format!("kafka flush: {e}")))?,
         }
         self.check()?;
         Ok(Vec::new())
@@ -414,7 +423,7 @@ impl Sink for KafkaSink {
         }
         self.producer
             .flush(Duration::from_secs(60))
-            .map_err(|e| Error::Runtime(format!("kafka flush: {e}")))?;
+            .map_err(|e| Error::kafka(KafkaCause::Client, format!("kafka flush: {e}")))?;
         self.check()
     }
 }

@@ -15,7 +15,7 @@ use super::conn::KafkaConn;
 use super::queue::BatchQueue;
 use crate::record::Origin;
 use crate::sources::{OpenArgs, PartitionReader, ReadStatus, RecordBatch, Wake, WorkerReaders};
-use crate::Error;
+use crate::{Error, KafkaCause};
 
 /// Where to start reading a partition without a checkpoint position.
 pub use crate::spec::StartAt;
@@ -178,9 +178,10 @@ pub fn open_partitions(
     let mut queues = Vec::with_capacity(partitions.len());
     for &p in partitions {
         queues.push(BatchQueue::split(&consumer, topic, p).ok_or_else(|| {
-            Error::Runtime(format!(
-                "kafka {topic}/{p}: cannot split the partition queue"
-            ))
+            Error::kafka(
+                KafkaCause::Client,
+                format!("kafka {topic}/{p}: cannot split the partition queue"),
+            )
         })?);
     }
     let mut tpl = TopicPartitionList::new();
@@ -192,11 +193,14 @@ pub fn open_partitions(
             (None, StartAt::Stored) => Offset::Stored,
         };
         tpl.add_partition_offset(topic, p, offset)
-            .map_err(|e| Error::Runtime(format!("kafka {topic}/{p}: {e}")))?;
+            .map_err(|e| Error::kafka(KafkaCause::Client, format!("kafka {topic}/{p}: {e}")))?;
     }
-    consumer
-        .assign(&tpl)
-        .map_err(|e| Error::Runtime(format!("kafka assign {topic} {partitions:?}: {e}")))?;
+    consumer.assign(&tpl).map_err(|e| {
+        Error::kafka(
+            KafkaCause::Client,
+            format!("kafka assign {topic} {partitions:?}: {e}"),
+        )
+    })?;
     let mut readers: Vec<Box<dyn PartitionReader>> = Vec::new();
     for (i, (&p, queue)) in partitions.iter().zip(queues).enumerate() {
         readers.push(Box::new(KafkaReader {
@@ -265,13 +269,16 @@ impl PartitionReader for KafkaReader {
                 // Every assigned partition has its own queue: a record here would be lost
                 // silently, so the job fails instead (and resumes from its checkpoint).
                 Some(Ok(m)) => {
-                    return Err(Error::Runtime(format!(
-                        "kafka {}/{} offset {}: a record on the consumer's main queue, not on \
+                    return Err(Error::kafka(
+                        KafkaCause::Client,
+                        format!(
+                            "kafka {}/{} offset {}: a record on the consumer's main queue, not on \
                          its partition's",
-                        m.topic(),
-                        m.partition(),
-                        m.offset()
-                    )))
+                            m.topic(),
+                            m.partition(),
+                            m.offset()
+                        ),
+                    ))
                 }
                 None => {}
             }

@@ -85,7 +85,8 @@ pub enum ReadError {
     Deadline,
     /// The client closed the connection before the request's end.
     Closed,
-    Io(io::Error),
+    /// The connection failed (the callers drop it: a client's broken connection is theirs).
+    Io,
 }
 
 /// Reads from `stream` until `complete` says the bytes so far hold a whole request, at most
@@ -104,7 +105,9 @@ pub fn read_request(
         if left.is_zero() {
             return Err(ReadError::Deadline);
         }
-        stream.set_read_timeout(Some(left)).map_err(ReadError::Io)?;
+        stream
+            .set_read_timeout(Some(left))
+            .map_err(|_| ReadError::Io)?;
         let n = match stream.read(&mut chunk) {
             Ok(0) => return Err(ReadError::Closed),
             Ok(n) => n,
@@ -117,7 +120,7 @@ pub fn read_request(
                 return Err(ReadError::Deadline)
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(ReadError::Io(e)),
+            Err(_) => return Err(ReadError::Io),
         };
         // A terminator may straddle two reads (at most 4 bytes long: HTTP's blank line).
         let start = buf.len().saturating_sub(3);

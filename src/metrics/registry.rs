@@ -235,11 +235,6 @@ impl Metrics {
         }
     }
 
-    /// The job's bounded out-of-orderness (partition watermark = progress - delay).
-    pub fn delay_ms(&self) -> i64 {
-        self.delay_ms
-    }
-
     /// Registers a source partition read by `worker`; the caller keeps the meter.
     pub fn partition(&self, origin: &Origin, worker: usize) -> Arc<PartitionMeter> {
         let meter = Arc::new(PartitionMeter::new(origin, worker));
@@ -371,7 +366,8 @@ impl Metrics {
     }
 
     /// The metrics in the Prometheus text format (0.0.4), as a scrape without an
-    /// OpenMetrics `Accept` header gets them.
+    /// OpenMetrics `Accept` header gets them (tests read it; the server encodes the registry itself).
+    #[cfg(test)]
     pub fn encode_text(self: &Arc<Self>) -> Result<String, fmt::Error> {
         let mut s = String::new();
         prometheus_client::encoding::prometheus_text::encode(&mut s, &self.registry())?;

@@ -43,7 +43,7 @@ pub fn serve(addr: &str, metrics: Arc<Metrics>) -> Result<SocketAddr, Error> {
                 let _ = handle(s, slot, &registry, &metrics);
             })
         })
-        .map_err(|e| Error::Runtime(format!("metrics listener thread: {e}")))?;
+        .map_err(|e| Error::Internal(format!("metrics listener thread: {e}")))?;
     Ok(local)
 }
 
@@ -56,10 +56,10 @@ pub(crate) fn bind_exactly(flag: &str, addr: &str) -> Result<(TcpListener, Socke
         .map_err(|e| Error::Usage(format!("{flag} {addr}: not a HOST:PORT address ({e})")))?
         .collect();
     let listener = TcpListener::bind(&resolved[..])
-        .map_err(|e| Error::Runtime(format!("{flag} {addr}: cannot listen: {e}")))?;
+        .map_err(|e| Error::Endpoint(format!("{flag} {addr}: cannot listen: {e}")))?;
     let local = listener
         .local_addr()
-        .map_err(|e| Error::Runtime(format!("{flag} {addr}: {e}")))?;
+        .map_err(|e| Error::Endpoint(format!("{flag} {addr}: {e}")))?;
     Ok((listener, local))
 }
 

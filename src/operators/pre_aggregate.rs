@@ -24,8 +24,11 @@ use crate::spec::plan::AggNode;
 /// A partial aggregate of one window and key, as exchanged between workers.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Partial {
+    /// The window's start (event time, ms).
     pub start: i64,
+    /// The group key.
     pub key: Key,
+    /// One accumulator per aggregate of the node.
     pub accs: Vec<Acc>,
 }
 
@@ -328,6 +331,7 @@ impl GroupTable {
         g
     }
 
+    /// No group yet.
     pub fn is_empty(&self) -> bool {
         self.groups.is_empty()
     }

@@ -23,9 +23,13 @@ use crate::spec::plan::AggNode;
 
 /// A finished window: its start, key, and the node's aggregate results in slot order.
 pub struct Closed<'a> {
+    /// The window's start (event time, ms).
     pub start: i64,
+    /// Its end (exclusive).
     pub end: i64,
+    /// The group key.
     pub key: Key,
+    /// The finished aggregates, in the node's order (taken by the callback as it likes).
     pub values: &'a mut Vec<Value>,
 }
 

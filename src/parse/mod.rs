@@ -75,6 +75,7 @@ impl Format {
         }
     }
 
+    /// The format's name in specs and on the command line.
     pub fn name(self) -> &'static str {
         match self {
             Format::Json => "json",
@@ -103,6 +104,7 @@ impl fmt::Display for Format {
 pub struct ParseError(pub Cow<'static, str>);
 
 impl ParseError {
+    /// A parse error with its reason.
     pub fn new(reason: impl Into<Cow<'static, str>>) -> Self {
         ParseError(reason.into())
     }

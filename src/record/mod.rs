@@ -21,18 +21,29 @@ pub type Str = CompactString;
 pub struct Event {
     /// Event time, milliseconds since the Unix epoch (UTC).
     pub timestamp: i64,
+    /// Log level (`INFO`, `ERROR`, ...).
     pub level: Option<Str>,
+    /// The service that logged it.
     pub service: Option<Str>,
+    /// Free text.
     pub message: Option<Str>,
+    /// The client's IP address.
     pub ip_address: Option<Str>,
+    /// The user.
     pub user_id: Option<Str>,
+    /// The request, for tracing.
     pub request_id: Option<Str>,
     /// Seconds.
     pub response_time: Option<f64>,
+    /// HTTP status code.
     pub status_code: Option<i64>,
+    /// An application error code.
     pub error_code: Option<Str>,
+    /// User events: what the user did (`view`, `click`, ...).
     pub action: Option<Str>,
+    /// User events: the action's value (an amount, a duration).
     pub value: Option<f64>,
+    /// User events: the session.
     pub session_id: Option<Str>,
     /// Format `text`: the whole input line.
     #[serde(default)]
@@ -50,18 +61,31 @@ pub struct Event {
 /// A named field of [`Event`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Field {
+    /// [`Event::timestamp`].
     Timestamp,
+    /// [`Event::level`].
     Level,
+    /// [`Event::service`].
     Service,
+    /// [`Event::message`].
     Message,
+    /// [`Event::ip_address`].
     IpAddress,
+    /// [`Event::user_id`].
     UserId,
+    /// [`Event::request_id`].
     RequestId,
+    /// [`Event::response_time`].
     ResponseTime,
+    /// [`Event::status_code`].
     StatusCode,
+    /// [`Event::error_code`].
     ErrorCode,
+    /// [`Event::action`].
     Action,
+    /// [`Event::value`].
     Value,
+    /// [`Event::session_id`].
     SessionId,
     /// Format `text`: the line.
     Line,
@@ -151,8 +175,11 @@ pub type Key = Vec<Value>;
 pub struct Row {
     /// Index of the analysis in the job plan.
     pub analysis: u32,
+    /// Window start, ms since the epoch (complete mode: the trigger instant).
     pub start: i64,
+    /// Window end (exclusive).
     pub end: i64,
+    /// The output columns, keys first.
     pub values: Vec<Value>,
     /// Update mode: the row for this key and window no longer exists (e.g. it stopped passing
     /// `having`); `values` still holds the key columns. Sinks write a tombstone.
@@ -179,6 +206,7 @@ pub fn key_hash(key: &[Value]) -> u64 {
 pub struct FieldSet(u32);
 
 impl FieldSet {
+    /// Every field.
     pub const ALL: FieldSet = FieldSet((1 << Field::ALL.len()) - 1);
 
     #[inline]
@@ -203,10 +231,12 @@ impl FieldSet {
         1 << i
     }
 
+    /// Adds `f`.
     pub fn insert(&mut self, f: Field) {
         self.0 |= Self::bit(f);
     }
 
+    /// Whether `f` is in the set.
     pub fn contains(self, f: Field) -> bool {
         self.0 & Self::bit(f) != 0
     }

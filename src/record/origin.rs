@@ -10,15 +10,26 @@ use super::Event;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Origin {
     /// A file (or `-` for stdin) and 1-based line number.
-    File { path: String, line: u64 },
+    File {
+        /// The path as given.
+        path: String,
+        /// 1-based line number.
+        line: u64,
+    },
     /// A Kafka topic partition and offset.
     Kafka {
+        /// The topic.
         topic: String,
+        /// The partition.
         partition: i32,
+        /// The record's offset.
         offset: i64,
     },
     /// The built-in generator and the event's sequence number.
-    Generator { seq: u64 },
+    Generator {
+        /// The event's sequence number.
+        seq: u64,
+    },
 }
 
 impl Origin {
@@ -47,7 +58,9 @@ impl Origin {
 /// A record that could not be parsed.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct DeadLetter {
+    /// Why it could not be parsed.
     pub reason: String,
+    /// Where it was read.
     pub origin: Origin,
     /// The original bytes (cut to the record limit).
     pub raw: Vec<u8>,
@@ -58,8 +71,11 @@ pub struct DeadLetter {
 /// An event that arrived after its windows had closed, for one or more analyses.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LateEvent {
+    /// The event.
     pub event: Event,
+    /// Where it was read.
     pub origin: Origin,
+    /// The record as read.
     pub raw: Vec<u8>,
     /// (analysis index, that analysis's watermark when the event arrived)
     pub missed: Vec<(u32, i64)>,

@@ -10,9 +10,13 @@ use super::Str;
 /// A borrowed value read from an [`super::Event`]: no copy on the hot path.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum ValueRef<'a> {
+    /// Null or missing.
     Null,
+    /// An integer.
     Int(i64),
+    /// A float.
     Float(f64),
+    /// A string, borrowed from the record.
     Str(&'a str),
 }
 
@@ -37,6 +41,7 @@ impl ValueRef<'_> {
         }
     }
 
+    /// Null or missing.
     pub fn is_null(self) -> bool {
         matches!(self, ValueRef::Null)
     }
@@ -146,15 +151,22 @@ const HASHER: foldhash::fast::FixedState = foldhash::fast::FixedState::with_seed
 /// IEEE total order, with -0.0 folded into 0.0) so values can be group keys and set members.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Value {
+    /// Null.
     Null,
+    /// A boolean.
     Bool(bool),
+    /// An integer.
     Int(i64),
+    /// A float.
     Float(f64),
+    /// A string.
     Str(Str),
+    /// A list (`collect_set`, `collect_list`, `split`).
     List(Vec<Value>),
 }
 
 impl Value {
+    /// Null.
     pub fn is_null(&self) -> bool {
         matches!(self, Value::Null)
     }

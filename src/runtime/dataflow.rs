@@ -1,6 +1,5 @@
 //! The job builder: the one place that knows how a [`JobPlan`] becomes a timely dataflow.
 
-use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -74,7 +73,7 @@ pub fn build<'scope>(
     readers: Vec<Box<dyn PartitionReader>>,
     counters: Arc<Counters>,
     metrics: &Metrics,
-    failed: Rc<RefCell<Option<crate::Error>>>,
+    failed: Rc<std::cell::RefCell<Option<crate::Error>>>,
 ) -> Outputs<'scope> {
     let board = ProgressBoard::default();
     let nodes: Vec<Rc<AggNode>> = plan.nodes.iter().cloned().map(Rc::new).collect();

@@ -124,8 +124,8 @@ impl Cluster {
             Some(n) => n.into_timely(),
             None if self.threads > 1 => CommConfig::Process(self.threads)
                 .try_build()
-                .map_err(Error::Runtime),
-            None => CommConfig::Thread.try_build().map_err(Error::Runtime),
+                .map_err(Error::Internal),
+            None => CommConfig::Thread.try_build().map_err(Error::Internal),
         }
     }
 }
@@ -226,8 +226,10 @@ pub(crate) fn output_conn(
     let conn = KafkaConn::to(&sink.endpoint, embedded)?;
     let topics = plan.topics();
     let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
-    conn.partitions_of(&topics, timeout)
-        .map_err(|e| Error::Runtime(format!("output {e}")))?;
+    conn.partitions_of(&topics, timeout).map_err(|e| match e {
+        Error::Kafka { cause, message } => Error::kafka(cause, format!("output {message}")),
+        e => Error::Sink(format!("output {e}")),
+    })?;
     Ok(Some(conn))
 }
 
@@ -329,7 +331,7 @@ impl Opened {
         let plan = Arc::clone(plan);
         let counters = Arc::clone(&self.counters);
         let sink_failed = Rc::clone(&failed);
-        let ingest_failed = Rc::clone(&failed);
+        let input_failed = Rc::clone(&failed);
         let gather = self.gather;
         let index = worker.next_dataflow_index();
         let ck = self
@@ -339,7 +341,7 @@ impl Opened {
         building(ck.as_ref(), || {
             worker.dataflow::<u64, _, _>(move |scope| {
                 let (rows, dead, late) =
-                    dataflow::build(scope, &plan, my_readers, counters, &metrics, ingest_failed);
+                    dataflow::build(scope, &plan, my_readers, counters, &metrics, input_failed);
                 output::write_outputs(rows, dead, late, my_sink, gather, sink_failed);
             })
         });
@@ -368,7 +370,7 @@ fn run_workers(
         cluster.threads * cluster.processes
     );
     let counters = Arc::clone(&opened.counters);
-    let failure: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
+    let failure: Arc<Mutex<Option<Error>>> = Arc::new(Mutex::new(None));
     let worker_failure = Arc::clone(&failure);
     let (allocators, others) = cluster.allocators(network)?;
     let guards =
@@ -388,18 +390,47 @@ fn run_workers(
                     w.abort(&e.to_string());
                 }
                 if let Ok(mut f) = worker_failure.lock() {
-                    f.get_or_insert(e.to_string());
+                    f.get_or_insert(e);
                 }
             }
         })
-        .map_err(Error::Runtime)?;
+        .map_err(Error::Internal)?;
     for r in guards.join() {
         if let Err(e) = r {
-            return Err(Error::Runtime(format!("a worker failed: {e}")));
+            return Err(Error::Internal(format!("a worker failed: {e}")));
         }
     }
     if let Some(e) = failure.lock().ok().and_then(|mut f| f.take()) {
-        return Err(Error::Runtime(e));
+        return Err(e);
     }
     Ok(counters.snapshot())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A broken input fails the job with a typed input error naming it (the ingest operator
+    /// records it for the worker, which stops), not with a worker's panic.
+    #[test]
+    fn a_broken_input_fails_the_job_with_an_input_error() {
+        let dir = std::env::temp_dir().join(format!("logflow-broken-input-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        // A directory opens as a file on Linux; its first read fails.
+        let text = format!(
+            "name = \"t\"\n[source]\nkind = \"file\"\npath = \"{}\"\nformat = \"json\"\n\
+             [sink]\nkind = \"files\"\ndir = \"{}\"\n[[analysis]]\nname = \"a\"\n\
+             window = {{ size = \"1m\" }}\nselect = [\"count() as n\"]\n",
+            dir.display(),
+            dir.join("out").display()
+        );
+        let plan = crate::spec::load_text("t.toml", &text).expect("spec");
+        let err = run(plan, &Cluster::default(), &RunOptions::default()).expect_err("fails");
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(
+            matches!(&err, Error::Input(m) if m.starts_with(&format!("reading file {}", dir.display()))),
+            "{err:?}"
+        );
+        assert_eq!(err.exit_code(), 1);
+    }
 }

@@ -196,7 +196,7 @@ mod tests {
     impl Sink for TestSink {
         fn rows(&mut self, rows: &[Row]) -> Result<(), Error> {
             if self.fail {
-                return Err(Error::Runtime("delivery failed".into()));
+                return Err(Error::Sink("delivery failed".into()));
             }
             if let Ok(mut c) = self.calls.lock() {
                 c.rows += rows.len();

@@ -122,19 +122,19 @@ impl Sink for FilesSink {
             lengths.push(f.metadata().map_err(|e| Error::io(&o.path, e))?.len());
         }
         crate::checkpoint::codec::encode(&lengths)
-            .map_err(|e| Error::Runtime(format!("checkpoint: {e}")))
+            .map_err(|e| Error::Checkpoint(format!("checkpoint: {e}")))
     }
 
     fn restore(&mut self, state: &[u8]) -> Result<(), Error> {
         let lengths: Vec<u64> = crate::checkpoint::codec::decode(state)
-            .map_err(|e| Error::Runtime(format!("checkpoint: file lengths: {e}")))?;
+            .map_err(|e| Error::Checkpoint(format!("checkpoint: file lengths: {e}")))?;
         for (o, len) in self.outs().zip(lengths) {
             let f = o.w.get_ref();
             // A checkpoint only ever cuts a file back to what was durable: a longer length
             // is a damaged or forged checkpoint (set_len would pad the output with zeros).
             let now = f.metadata().map_err(|e| Error::io(&o.path, e))?.len();
             if len > now {
-                return Err(Error::Runtime(format!(
+                return Err(Error::Checkpoint(format!(
                     "checkpoint: {} has {now} bytes, the checkpoint says {len}",
                     o.path.display()
                 )));

@@ -63,7 +63,7 @@ impl DirectoryReader {
     pub fn open(config: &DirectoryConfig, max_record: usize) -> Result<Self, Error> {
         let meta = std::fs::metadata(&config.path).map_err(|e| Error::io(&config.path, e))?;
         if !meta.is_dir() {
-            return Err(Error::Runtime(format!(
+            return Err(Error::Input(format!(
                 "directory source: {} is not a folder",
                 config.path
             )));

@@ -44,7 +44,7 @@ impl FileReader {
             let file = File::open(path).map_err(|e| Error::io(path, e))?;
             let meta = file.metadata().map_err(|e| Error::io(path, e))?;
             if meta.is_dir() {
-                return Err(Error::Runtime(format!(
+                return Err(Error::Input(format!(
                     "{path}: is a directory, not a file (a `directory` source reads the files in one)"
                 )));
             }

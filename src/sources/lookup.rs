@@ -238,7 +238,7 @@ impl Table {
             reported: None,
         };
         t.read().map_err(|m| {
-            Error::Runtime(format!(
+            Error::Input(format!(
                 "lookup `{}`: {}: {m}",
                 plan.name,
                 plan.path.display()

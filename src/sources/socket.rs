@@ -48,7 +48,7 @@ impl SocketReader {
     pub fn open(config: &SocketConfig, max_record: usize) -> Result<Self, Error> {
         let name = format!("tcp://{}", config.address());
         let stream = connect(&config.address(), CONNECT_TIMEOUT).map_err(|e| {
-            Error::Runtime(format!(
+            Error::Input(format!(
                 "socket source: cannot connect to {}: {e} (start the line server first, e.g. `nc -lk {}`)",
                 config.address(),
                 config.port

@@ -29,9 +29,12 @@ pub struct JobSpec {
     /// Free text shown by `logflow check`.
     #[serde(default)]
     pub description: Option<String>,
+    /// Where records come from.
     pub source: SourceSpec,
+    /// Watermark settings shared by the job's analyses.
     #[serde(default)]
     pub watermark: WatermarkSpec,
+    /// Where results go (overridden by `--output-dir`).
     #[serde(default)]
     pub sink: SinkSpec,
     /// Consistent checkpoints from which a restarted job continues (default: none).
@@ -212,6 +215,7 @@ pub struct AnalysisSpec {
     pub input: Option<Spanned<Input>>,
 
     // Windowed analyses.
+    /// An event-time window: tumbling (`size`) or sliding (`size` + `slide`).
     #[serde(default)]
     pub window: Option<WindowSpec>,
     /// Bounded out-of-orderness for this analysis (default: the job's).
@@ -234,6 +238,7 @@ pub struct AnalysisSpec {
     /// A derived analysis: the windowed analysis whose result rows it reads (with `detect`).
     #[serde(default)]
     pub from: Option<Spanned<String>>,
+    /// A detector over another analysis's rows, per group key, in window order.
     #[serde(default)]
     pub detect: Option<DetectSpec>,
 
@@ -276,7 +281,9 @@ pub struct DetectSpec {
 
 /// Spec file text with its name, for error messages.
 pub struct SpecSource<'a> {
+    /// The file name, as errors show it.
     pub file: &'a str,
+    /// Its text.
     pub text: &'a str,
 }
 

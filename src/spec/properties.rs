@@ -21,7 +21,9 @@ pub enum Origin {
 /// and the origin of the brokers they go to.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct SpecProperties {
+    /// `(name, value)` pairs as the spec gives them.
     pub list: Vec<(String, String)>,
+    /// Who chose the brokers they go to.
     pub origin: Origin,
 }
 

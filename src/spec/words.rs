@@ -58,10 +58,15 @@ macro_rules! words {
 words! {
     /// `[source] kind`: where records come from.
     pub enum SourceKind ("source kind") {
+        /// Kafka topic partitions.
         Kafka = "kafka",
+        /// A file, or stdin.
         File = "file",
+        /// Files as they appear in a folder.
         Directory = "directory",
+        /// Lines from a TCP server.
         Socket = "socket",
+        /// Synthetic logs or user events.
         Generator = "generator",
     }
 }
@@ -69,8 +74,11 @@ words! {
 words! {
     /// `[sink] kind`: where results go.
     pub enum SinkKind ("sink kind") {
+        /// One Kafka topic per output.
         Kafka = "kafka",
+        /// `<analysis> <json>` lines on stdout.
         Console = "console",
+        /// One JSONL file per output.
         Files = "files",
     }
 }
@@ -78,7 +86,9 @@ words! {
 words! {
     /// `[sink] delivery` of a Kafka sink.
     pub enum Delivery ("delivery") {
+        /// A restarted job may write some results again.
         AtLeastOnce = "at_least_once",
+        /// Results in transactions committed with the job's progress.
         ExactlyOnce = "exactly_once",
     }
 }
@@ -121,8 +131,11 @@ words! {
 words! {
     /// `detect.kind`: the detector of a derived analysis.
     pub enum DetectKind ("detector") {
+        /// Z-score of a column against its previous rows.
         Zscore = "zscore",
+        /// Change of a column from its previous row.
         Lag = "lag",
+        /// Rows whose key also has a row in another analysis.
         Intersect = "intersect",
     }
 }

@@ -69,6 +69,7 @@ pub fn write_time_of_day(out: &mut Vec<u8>, ms_of_day: i64) {
     write_padded(out, (secs % 60) as u64, 2);
 }
 
+/// Milliseconds in a day.
 pub const DAY_MS: i64 = 86_400_000;
 
 /// Appends an RFC 3339 timestamp for epoch milliseconds `ms`, shown in the zone

@@ -11,15 +11,19 @@ const GLOBAL_START: i64 = -(1 << 61);
 /// Tumbling or sliding windows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Windows {
+    /// Window length (ms).
     pub size: i64,
+    /// A new window starts every `slide` ms (`size`: tumbling).
     pub slide: i64,
 }
 
 impl Windows {
+    /// Tumbling windows of `size` ms.
     pub fn tumbling(size: i64) -> Self {
         Windows { size, slide: size }
     }
 
+    /// Windows of `size` ms starting every `slide` ms.
     pub fn sliding(size: i64, slide: i64) -> Self {
         Windows { size, slide }
     }
@@ -34,6 +38,7 @@ impl Windows {
         }
     }
 
+    /// One window over all time (analyses without `window`).
     pub fn is_global(&self) -> bool {
         self.slide == GLOBAL_SPAN
     }

@@ -157,5 +157,7 @@ pub fn service_script(script: &str, state_var: &str, state: &Path, args: &[&str]
 pub mod cluster;
 pub mod kafka;
 pub mod oracle;
+pub mod prometheus;
 pub mod recovery;
 pub mod rows;
+pub mod spark;

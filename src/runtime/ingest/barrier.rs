@@ -1,8 +1,14 @@
 //! The ingest's side of a checkpoint barrier: once its capability reaches the pending epoch it
 //! saves its partitions' positions (once per epoch) and waits until the checkpoint completes,
-//! that is until every worker's operators have saved theirs.
+//! that is until every worker's operators have saved theirs. What it saves is an
+//! [`IngestState`]; a restored one gives the positions to read on from ([`resume_points`]).
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::barrier::Checkpointer;
+use crate::Error;
 
 /// The pending barrier, as the ingest sees it (a [`Checkpointer`]).
 pub(super) trait Epochs {
@@ -54,6 +60,38 @@ impl Barrier {
         // Passed: the next barrier is pending now.
         AtBarrier::Before(ck.epoch())
     }
+}
+
+/// A partition's place in a checkpoint: where to read on, and the progress it had reached.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PartitionState {
+    /// [`PartitionReader::describe`](crate::sources::PartitionReader::describe).
+    pub name: String,
+    /// The position of the next record ([`PartitionReader::resume_point`](crate::sources::PartitionReader::resume_point)).
+    pub resume: Option<u64>,
+    /// The largest event time read.
+    pub max_ts: Option<i64>,
+}
+
+/// The ingest operator's state in a checkpoint.
+pub type IngestState = Vec<PartitionState>;
+
+/// The slot kind of the ingest operator in checkpoints.
+pub const INGEST_SLOT: &str = "Ingest";
+
+/// The positions to open partitions at, from the ingest states of a restored checkpoint.
+pub fn resume_points(states: &[&[u8]]) -> Result<HashMap<String, u64>, Error> {
+    let mut points = HashMap::new();
+    for bytes in states {
+        let state: IngestState = crate::checkpoint::codec::decode(bytes)
+            .map_err(|e| Error::Checkpoint(format!("checkpoint: source positions: {e}")))?;
+        for p in state {
+            if let Some(r) = p.resume {
+                points.insert(p.name, r);
+            }
+        }
+    }
+    Ok(points)
 }
 
 #[cfg(test)]

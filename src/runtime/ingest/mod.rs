@@ -28,12 +28,10 @@ mod partition;
 mod watermark;
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::operators::generic::OutputBuilder;
@@ -42,6 +40,7 @@ use timely::dataflow::{Scope, StreamVec};
 use timely::scheduling::Activator;
 
 use self::aggregation::Aggregation;
+pub use self::barrier::{resume_points, IngestState, PartitionState, INGEST_SLOT};
 use self::barrier::{AtBarrier, Barrier};
 pub use self::board::ProgressBoard;
 use self::partition::{Partition, Routed, Stamp};
@@ -90,38 +89,6 @@ pub struct IngestConfig {
     /// Records carry the wall clock (format `text`): a partition's progress follows the clock
     /// even without data, and it is never idle.
     pub processing_time: bool,
-}
-
-/// A partition's place in a checkpoint: where to read on, and the progress it had reached.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PartitionState {
-    /// [`PartitionReader::describe`].
-    pub name: String,
-    /// The position of the next record ([`PartitionReader::resume_point`]).
-    pub resume: Option<u64>,
-    /// The largest event time read.
-    pub max_ts: Option<i64>,
-}
-
-/// The ingest operator's state in a checkpoint.
-pub type IngestState = Vec<PartitionState>;
-
-/// The slot kind of the ingest operator in checkpoints.
-pub const INGEST_SLOT: &str = "Ingest";
-
-/// The positions to open partitions at, from the ingest states of a restored checkpoint.
-pub fn resume_points(states: &[&[u8]]) -> Result<HashMap<String, u64>, Error> {
-    let mut points = HashMap::new();
-    for bytes in states {
-        let state: IngestState = crate::checkpoint::codec::decode(bytes)
-            .map_err(|e| Error::Runtime(format!("checkpoint: source positions: {e}")))?;
-        for p in state {
-            if let Some(r) = p.resume {
-                points.insert(p.name, r);
-            }
-        }
-    }
-    Ok(points)
 }
 
 /// How long a worker that is too far ahead ([`watermark::ahead`]) waits at most (the next
@@ -224,17 +191,15 @@ pub fn ingest<'scope>(
         for p in parts.iter_mut() {
             woken &= p.reader.wake_on_arrival(Arc::clone(&wake));
         }
-        // A table that was readable at pre-flight may be gone or changed by now: a job failure
-        // (the worker stops at once), never a panic.
-        let tables = Tables::load(&config.lookups).unwrap_or_else(|e| {
-            failed.borrow_mut().get_or_insert(e);
-            Tables::default()
-        });
         let mut ingest = Ingest {
             me,
             g: Granularity::new(config.granularity_ms),
             agg: Aggregation::new(&config.nodes),
-            tables,
+            // Loaded once already when the job was opened; changed since, it fails the job.
+            tables: Tables::load(&config.lookups).unwrap_or_else(|e| {
+                failed.borrow_mut().get_or_insert(e);
+                Tables::default()
+            }),
             failed,
             config,
             parts,
@@ -298,7 +263,7 @@ struct Ingest {
     parsed: Vec<Result<Event, String>>,
     agg: Aggregation,
     tables: Tables,
-    /// The worker's failure cell: a broken input stops the job with its reason.
+    /// Where a failure (a broken input) is recorded for the worker, which then stops.
     failed: Rc<RefCell<Option<Error>>>,
     barrier: Barrier,
     /// The partition read first in the next activation.
@@ -343,8 +308,8 @@ impl Ingest {
     /// One activation: the checkpoint barrier, the clock, alignment, the read, the watermark,
     /// and what goes out.
     fn step(&mut self, held: &mut [Capability<u64>]) -> Flow {
-        // Failed: the worker is stopping; nothing more is read, and the capabilities stay where
-        // they are (dropping them would close every window as if the input had ended).
+        // After a failure the worker stops (see `runtime::run`): read nothing more, and hold
+        // the capabilities so that no window closes on partial input.
         if self.failed.borrow().is_some() {
             return Flow::Running;
         }
@@ -379,13 +344,7 @@ impl Ingest {
             }
             Read::default()
         } else {
-            match self.read(cap, barrier) {
-                Ok(read) => read,
-                Err(e) => {
-                    self.failed.borrow_mut().get_or_insert(e);
-                    return Flow::Running;
-                }
-            }
+            self.read(cap, barrier)
         };
         self.next_part = (self.next_part + 1) % self.parts.len().max(1);
         self.counters.add(read.out.counts);
@@ -447,7 +406,7 @@ impl Ingest {
 
     /// Reads every partition once (up to its share of the batch), starting with a different
     /// one each activation, and meters what each read.
-    fn read(&mut self, cap: u64, barrier: Option<u64>) -> Result<Read, Error> {
+    fn read(&mut self, cap: u64, barrier: Option<u64>) -> Read {
         let mut read = Read::default();
         // The most event time one partition moved on in this activation.
         let mut span: i64 = 0;
@@ -491,10 +450,9 @@ impl Ingest {
                 // A broken input is a runtime failure, not a finished partition: dropping
                 // the capability would wrongly close every window.
                 Err(e) => {
-                    return Err(Error::Runtime(format!(
-                        "reading {}: {e}",
-                        p.reader.describe()
-                    )))
+                    let what = format!("reading {}", p.reader.describe());
+                    self.failed.borrow_mut().get_or_insert(e.context(&what));
+                    break;
                 }
             }
             if let (Some(a), Some(b)) = (was, p.max_ts) {
@@ -510,7 +468,7 @@ impl Ingest {
         if read.more {
             self.stride = span;
         }
-        Ok(read)
+        read
     }
 
     /// The new watermark, from the live partitions' progress and idleness (metered here).

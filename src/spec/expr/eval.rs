@@ -6,7 +6,9 @@ use crate::record::{Event, Field, Value, ValueRef};
 
 /// Where a bound expression reads its inputs.
 pub trait Lookup {
+    /// The event field `f`.
     fn field(&self, f: Field) -> Value;
+    /// Column `i` of the row being computed.
     fn column(&self, i: usize) -> Value;
     /// The event itself, when the row is one (enables allocation-free comparisons).
     fn event(&self) -> Option<&Event> {

@@ -19,63 +19,101 @@ use crate::record::{Field, Value};
 /// A parsed, unbound expression.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Ast {
+    /// A literal.
     Lit(Value),
+    /// A name: an event field, a column or an alias, resolved when bound.
     Name(String),
+    /// `f(args..)`: a scalar function or an aggregate.
     Call(String, Vec<Ast>),
+    /// `-x`, `not x`.
     Unary(UnOp, Box<Ast>),
+    /// `a op b`.
     Binary(BinOp, Box<Ast>, Box<Ast>),
+    /// `x is null` (`false`) or `x is not null` (`true`).
     IsNull(Box<Ast>, bool),
+    /// `case when c then v .. [else e] end`.
     Case(Vec<(Ast, Ast)>, Option<Box<Ast>>),
 }
 
+/// Unary operators.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum UnOp {
+    /// `-x`.
     Neg,
+    /// `not x`.
     Not,
 }
 
+/// Binary operators.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum BinOp {
+    /// `+`.
     Add,
+    /// `-`.
     Sub,
+    /// `*`.
     Mul,
+    /// `/`.
     Div,
+    /// `%`.
     Rem,
+    /// `=`.
     Eq,
+    /// `!=`.
     Ne,
+    /// `<`.
     Lt,
+    /// `<=`.
     Le,
+    /// `>`.
     Gt,
+    /// `>=`.
     Ge,
+    /// `and`.
     And,
+    /// `or`.
     Or,
 }
 
 /// A bound expression: names resolved to where their values live.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Expr {
+    /// A literal.
     Lit(Value),
     /// A field of the input event.
     Field(Field),
     /// A column of the row being computed (group keys, aggregate results, earlier outputs).
     Column(usize),
+    /// A scalar function call.
     Call(Func, Vec<Expr>),
+    /// `-x`, `not x`.
     Unary(UnOp, Box<Expr>),
+    /// `a op b`.
     Binary(BinOp, Box<Expr>, Box<Expr>),
+    /// `x is null` (`false`) or `x is not null` (`true`).
     IsNull(Box<Expr>, bool),
+    /// `case when c then v .. [else e] end`.
     Case(Vec<(Expr, Expr)>, Option<Box<Expr>>),
 }
 
 /// Scalar functions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Func {
+    /// `abs(x)`.
     Abs,
+    /// `size(x)`: a string's length in characters, a list's in elements.
     Size,
+    /// `coalesce(a, b, ..)`: the first non-null argument.
     Coalesce,
+    /// `round(x[, digits])`.
     Round,
+    /// `sqrt(x)`.
     Sqrt,
+    /// `if(cond, then, else)`.
     If,
+    /// `lower(s)`.
     Lower,
+    /// `upper(s)`.
     Upper,
     /// Epoch milliseconds as an RFC 3339 UTC string (as `window_start` is written).
     Rfc3339,
@@ -85,6 +123,7 @@ pub enum Func {
 }
 
 impl Func {
+    /// The function a spec names (with its aliases).
     pub fn from_name(name: &str) -> Option<Func> {
         Some(match name {
             "abs" => Func::Abs,

@@ -9,7 +9,9 @@ use crate::record::Value;
 /// A parse error with the byte offset in the expression text.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExprError {
+    /// Byte offset in the expression.
     pub offset: usize,
+    /// What is wrong there.
     pub message: String,
 }
 

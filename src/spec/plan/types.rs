@@ -17,10 +17,15 @@ pub use super::io::{
 /// A compiled job.
 #[derive(Clone, Debug)]
 pub struct JobPlan {
+    /// The job's name (`name`).
     pub name: String,
+    /// Free text shown by `check`.
     pub description: Option<String>,
+    /// Where records come from.
     pub source: SourcePlan,
+    /// Where results go.
     pub sink: SinkConfig,
+    /// A partition with no data for this long stops holding the watermark.
     pub idle_timeout_ms: i64,
     /// How far ahead of the wall clock an event time may be; later ones are dead letters (one
     /// bad clock must not move a watermark to the end of time and make every later event late).
@@ -31,7 +36,9 @@ pub struct JobPlan {
     /// Every window deadline is a multiple of this, so event-time progress can be rounded down
     /// to it without changing any result (fewer distinct timely timestamps).
     pub granularity_ms: i64,
+    /// The aggregation nodes, shared by the windowed analyses over them.
     pub nodes: Vec<AggNode>,
+    /// The analyses, in spec order.
     pub analyses: Vec<Analysis>,
     /// Names of the extra fields ([`Field::Extra`] slot `i` is `extras[i]`): `explode` names
     /// and lookup table columns.
@@ -46,17 +53,22 @@ pub struct JobPlan {
 /// analyses over it need.
 #[derive(Clone, Debug)]
 pub struct AggNode {
+    /// Window size and slide.
     pub windows: Windows,
     /// Delay plus allowed lateness: a window closes when progress reaches `end + hold`.
     pub hold_ms: i64,
+    /// `where`: the events included.
     pub filter: Option<Expr>,
+    /// `group_by`: the group key fields.
     pub keys: Vec<Field>,
+    /// Every aggregate the node's analyses need.
     pub accs: Vec<AccSpec>,
     /// Indices of the analyses computed from this node.
     pub analyses: Vec<usize>,
     /// Update output mode (differential): early results and corrections instead of one
     /// final row per window.
     pub update: bool,
+    /// Events or late events.
     pub input: NodeInput,
     /// One row per element of a list expression, the element in an extra field slot.
     pub explode: Option<Explode>,
@@ -90,7 +102,9 @@ impl AggNode {
 /// `explode = "<list> as <name>"`: the list, and the extra field slot of `<name>`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Explode {
+    /// The list expression.
     pub list: Expr,
+    /// The extra field slot of each element.
     pub slot: u8,
 }
 
@@ -114,17 +128,23 @@ impl AggNode {
 /// One analysis: its output columns and how they are computed.
 #[derive(Clone, Debug)]
 pub struct Analysis {
+    /// The analysis name (its output file).
     pub name: String,
+    /// Its output topic.
     pub topic: String,
+    /// Free text shown by `check`.
     pub description: Option<String>,
     /// Column names after `window_start`, `window_end`: keys first, then metrics.
     pub columns: Vec<String>,
+    /// How many of `columns` are group keys.
     pub key_len: usize,
+    /// Windowed or derived.
     pub kind: AnalysisKind,
     /// Rows kept: a condition over `columns`.
     pub having: Option<Expr>,
     /// Watermark delay for windowed analyses (for `check` and the late output).
     pub delay_ms: i64,
+    /// `allowed_lateness` for windowed analyses.
     pub lateness_ms: i64,
     /// `mode = "update"`.
     pub update: bool,
@@ -136,13 +156,24 @@ pub struct Analysis {
     pub gauges: Vec<usize>,
 }
 
+/// How an analysis is computed.
 #[derive(Clone, Debug)]
 pub enum AnalysisKind {
     /// Aggregates over events. `outputs[j]` reads the scratch row
     /// `[keys.., outputs[..j].., node accumulators..]`.
-    Windowed { node: usize, outputs: Vec<Expr> },
+    Windowed {
+        /// The [`AggNode`] it is computed from.
+        node: usize,
+        /// The output expressions, one per metric column.
+        outputs: Vec<Expr>,
+    },
     /// Rows of another analysis, through a detector.
-    Derived { from: usize, detector: Detector },
+    Derived {
+        /// The analysis whose rows it reads.
+        from: usize,
+        /// What it does with them.
+        detector: Detector,
+    },
 }
 
 /// Detectors over another analysis's rows, per key, in window order.
@@ -151,11 +182,22 @@ pub enum Detector {
     /// Rows pass unchanged (a plain `having` filter).
     Pass,
     /// `value, baseline_mean, baseline_stddev, z_score` against the previous `history` rows.
-    ZScore { column: usize, history: usize },
+    ZScore {
+        /// The watched column.
+        column: usize,
+        /// Previous rows in the baseline.
+        history: usize,
+    },
     /// `value, prev_value, value_change` against the previous row.
-    Lag { column: usize },
+    Lag {
+        /// The watched column.
+        column: usize,
+    },
     /// Rows whose key also has a row in `with` for an overlapping window.
-    Intersect { with: usize },
+    Intersect {
+        /// The other analysis.
+        with: usize,
+    },
 }
 
 impl JobPlan {
@@ -205,6 +247,7 @@ impl JobPlan {
         format!("{}.dead-letter", self.name)
     }
 
+    /// The late output's topic.
     pub fn late_topic(&self) -> String {
         format!("{}.late", self.name)
     }
@@ -264,6 +307,7 @@ impl Analysis {
 /// Checkpoints: where, how often, how many kept (see `checkpoint`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CheckpointPlan {
+    /// The checkpoint directory.
     pub dir: String,
     /// Wall-clock time aimed at between checkpoints.
     pub interval_ms: i64,
@@ -272,7 +316,9 @@ pub struct CheckpointPlan {
 }
 
 impl CheckpointPlan {
+    /// Default `interval`.
     pub const DEFAULT_INTERVAL_MS: i64 = 10_000;
+    /// Default `keep`.
     pub const DEFAULT_KEEP: usize = 3;
 
     /// Checkpoints in `dir` with the default interval and retention.
@@ -294,12 +340,17 @@ pub enum AggFunc {
     CountNonNull,
     /// `count_if(cond)`: events where `cond` is true.
     CountIf,
+    /// `sum(x)`.
     Sum,
+    /// `avg(x)` (`mean`).
     Avg,
+    /// `min(x)`.
     Min,
+    /// `max(x)`.
     Max,
     /// Sample standard deviation (null below two values).
     Stddev,
+    /// `count_distinct(x)` (exact, also for `approx_count_distinct`).
     CountDistinct,
     /// Sorted distinct values.
     CollectSet,
@@ -308,6 +359,7 @@ pub enum AggFunc {
 }
 
 impl AggFunc {
+    /// The aggregate a spec names (with its aliases).
     pub fn from_name(name: &str) -> Option<AggFunc> {
         Some(match name {
             "count" => AggFunc::Count,
@@ -328,7 +380,9 @@ impl AggFunc {
 /// One aggregate of an analysis: a function and its argument (an event expression).
 #[derive(Clone, Debug, PartialEq)]
 pub struct AccSpec {
+    /// The function.
     pub func: AggFunc,
+    /// Its argument (none for `count()`).
     pub arg: Option<Expr>,
 }
 
@@ -343,6 +397,7 @@ pub enum TableFormat {
 }
 
 impl TableFormat {
+    /// The format's name in specs.
     pub fn name(self) -> &'static str {
         match self {
             TableFormat::Csv => "csv",
@@ -350,6 +405,7 @@ impl TableFormat {
         }
     }
 
+    /// The format a spec or file extension names.
     pub fn parse(s: &str) -> Option<TableFormat> {
         match s {
             "csv" => Some(TableFormat::Csv),
@@ -362,9 +418,11 @@ impl TableFormat {
 /// A compiled `[[lookup]]`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LookupPlan {
+    /// The table's name.
     pub name: String,
     /// Resolved against the spec file's folder.
     pub path: PathBuf,
+    /// CSV or JSON.
     pub format: TableFormat,
     /// The key column of the file.
     pub key: String,
