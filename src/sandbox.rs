@@ -16,7 +16,7 @@
 //! does: its paths are the operator's own.
 
 use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -85,20 +85,6 @@ fn open_read_in(path: &Path, roots: Option<&[PathBuf]>) -> io::Result<File> {
     }
     // O_NONBLOCK means nothing for a regular file's reads, so it may stay set.
     Ok(f)
-}
-
-/// Reads all of `path` (see [`open_read`]).
-pub fn read(path: &Path) -> io::Result<Vec<u8>> {
-    let mut bytes = Vec::new();
-    open_read(path)?.read_to_end(&mut bytes)?;
-    Ok(bytes)
-}
-
-/// Reads all of `path` as UTF-8 (see [`open_read`]).
-pub fn read_to_string(path: &Path) -> io::Result<String> {
-    let mut text = String::new();
-    open_read(path)?.read_to_string(&mut text)?;
-    Ok(text)
 }
 
 /// Makes `dir` and its missing parents; in a confined process the directory, once made, must

@@ -172,4 +172,37 @@ fn a_corrupt_checkpoint_falls_back_to_the_previous_one() {
         "{err}"
     );
     assert_same_files(&out, &want, "after a refused restore");
+
+    // A forged part: a valid frame and checksum around a state whose first length field
+    // claims 2^64-1 elements. Refused with the reason, without a panic or a huge allocation.
+    let newest = std::fs::read_dir(&ckpt)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("epoch-")
+        })
+        .max()
+        .unwrap();
+    let payload = [0xffu8, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01];
+    let mut forged = b"LFCKPT01".to_vec();
+    forged.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    forged.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+    forged.extend_from_slice(&payload);
+    std::fs::write(newest.join("worker-0.part"), forged).unwrap();
+    let refused = run().output().unwrap();
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{err}");
+    let epoch: u64 = newest.file_name().unwrap().to_str().unwrap()["epoch-".len()..]
+        .parse()
+        .unwrap();
+    assert!(
+        err.contains(&format!("checkpoint {epoch} in {}: part: ", ckpt.display())),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    assert_same_files(&out, &want, "after a forged checkpoint");
 }

@@ -30,6 +30,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use timely::progress::frontier::AntichainRef;
 
+use super::codec;
 use super::process::{next_step, now_ms, round_up, stable_hash, Checkpoints, Manifest, Part};
 use crate::Error;
 
@@ -186,7 +187,7 @@ impl Checkpointer {
                 return false;
             }
         };
-        let m: Manifest = match bincode::deserialize(&bytes) {
+        let m: Manifest = match codec::decode(&bytes) {
             Ok(m) => m,
             Err(e) => {
                 self.fail(Error::Checkpoint(format!(
@@ -260,7 +261,7 @@ impl Checkpointer {
         hint: Option<u64>,
     ) -> Result<(), Error> {
         let sh = &self.shared;
-        let bytes = bincode::serialize(part)
+        let bytes = codec::encode(part)
             .map_err(|e| Error::Checkpoint(format!("checkpoint {epoch}: {e}")))?;
         sh.store.write_part(epoch, self.worker, &bytes)?;
         if !sh.store.has_parts(epoch, sh.workers) {
@@ -280,7 +281,7 @@ impl Checkpointer {
             step,
             at_ms,
         };
-        let bytes = bincode::serialize(&manifest)
+        let bytes = codec::encode(&manifest)
             .map_err(|e| Error::Checkpoint(format!("checkpoint {epoch}: {e}")))?;
         sh.store.commit(epoch, sh.workers, &bytes, sh.keep)?;
         Ok(())
@@ -341,7 +342,7 @@ impl Slot {
     pub fn restore<T: DeserializeOwned>(&self) -> Option<T> {
         let name = self.name();
         let bytes = self.ck.inner.borrow_mut().restored.remove(&name)?;
-        match bincode::deserialize(&bytes) {
+        match codec::decode(&bytes) {
             Ok(t) => Some(t),
             Err(e) => {
                 self.ck.fail(Error::Usage(format!(
@@ -387,7 +388,7 @@ impl Slot {
 
     /// Saves the operator's state for `epoch`.
     pub fn save<T: Serialize>(&self, epoch: u64, state: &T) {
-        match bincode::serialize(state) {
+        match codec::encode(state) {
             Ok(bytes) => self.ck.save(self.index, epoch, bytes, false),
             Err(e) => self.ck.fail(Error::Checkpoint(format!(
                 "checkpoint {epoch}: state of {}: {e}",
@@ -399,7 +400,7 @@ impl Slot {
     /// Saves a state that also stands for every later epoch (an operator that has finished).
     pub fn save_standing<T: Serialize>(&self, state: &T) {
         let epoch = self.ck.epoch();
-        match bincode::serialize(state) {
+        match codec::encode(state) {
             Ok(bytes) => self.ck.save(self.index, epoch, bytes, true),
             Err(e) => self.ck.fail(Error::Checkpoint(format!(
                 "checkpoint: state of {}: {e}",

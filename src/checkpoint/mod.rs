@@ -9,5 +9,6 @@
 //!   start, the manifest, and where the next barrier goes.
 
 pub mod barrier;
+pub mod codec;
 pub mod process;
 pub mod store;

@@ -13,6 +13,7 @@ use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
 use super::barrier::{Checkpointer, Start};
+use super::codec;
 use super::store::Store;
 use crate::spec::plan::JobPlan;
 use crate::Error;
@@ -126,7 +127,7 @@ impl Checkpoints {
             for s in &l.skipped {
                 tracing::warn!("logflow: {s}");
             }
-            let manifest: Manifest = bincode::deserialize(&l.manifest).map_err(|e| {
+            let manifest: Manifest = codec::decode(&l.manifest).map_err(|e| {
                 Error::Checkpoint(format!(
                     "checkpoint {} in {}: manifest: {e}",
                     l.epoch, c.dir
@@ -143,7 +144,7 @@ impl Checkpoints {
             let parts = l
                 .parts
                 .iter()
-                .map(|p| bincode::deserialize::<Part>(p))
+                .map(|p| codec::decode::<Part>(p))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| {
                     Error::Checkpoint(format!("checkpoint {} in {}: part: {e}", l.epoch, c.dir))

@@ -18,6 +18,7 @@ use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use super::codec::MAX_FILE_BYTES;
 use crate::Error;
 
 /// Start of every checkpoint file, then a format version.
@@ -84,6 +85,24 @@ fn unframe(bytes: &[u8]) -> Result<&[u8], String> {
         return Err("checksum mismatch".into());
     }
     Ok(payload)
+}
+
+/// A checkpoint file's bytes, once its size is known to be within [`MAX_FILE_BYTES`] (a
+/// damaged or planted file must not make the reader allocate without bound).
+fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let file = crate::sandbox::open_read(path).map_err(|e| e.to_string())?;
+    let len = file.metadata().map_err(|e| e.to_string())?.len();
+    if len > MAX_FILE_BYTES {
+        return Err(format!(
+            "{len} bytes, over the {MAX_FILE_BYTES} a checkpoint file may have"
+        ));
+    }
+    let mut bytes = Vec::with_capacity(len as usize);
+    file.take(MAX_FILE_BYTES)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    Ok(bytes)
 }
 
 /// Writes `bytes` to a temporary file beside `path` (named per process and thread, as workers
@@ -181,11 +200,11 @@ impl Store {
     /// The manifest's payload of checkpoint `epoch` once it is complete (`Ok(None)`: not yet).
     pub fn manifest(&self, epoch: u64) -> Result<Option<Vec<u8>>, Error> {
         let path = self.epoch_dir(epoch).join(MANIFEST);
-        let bytes = match crate::sandbox::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::io(&path, e)),
-        };
+        if !path.exists() {
+            return Ok(None);
+        }
+        let bytes = read_bounded(&path)
+            .map_err(|why| Error::Checkpoint(format!("{}: {why}", path.display())))?;
         let payload = unframe(&bytes)
             .map_err(|why| Error::Checkpoint(format!("{}: {why}", path.display())))?;
         Ok(payload.get(8..).map(<[u8]>::to_vec))
@@ -235,8 +254,7 @@ impl Store {
         let dir = self.epoch_dir(epoch);
         let read = |name: &str| -> Result<Vec<u8>, String> {
             let path = dir.join(name);
-            let bytes =
-                crate::sandbox::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let bytes = read_bounded(&path).map_err(|e| format!("{}: {e}", path.display()))?;
             unframe(&bytes)
                 .map(<[u8]>::to_vec)
                 .map_err(|why| format!("{}: {why}", path.display()))
@@ -377,5 +395,28 @@ mod tests {
         assert!(unframe(b"LFCKPT01").unwrap_err().contains("truncated"));
         assert!(unframe(&[0u8; 40]).unwrap_err().contains("magic"));
         assert_eq!(unframe(&frame(b"x")).unwrap(), b"x");
+    }
+
+    #[test]
+    fn a_damaged_length_field_is_rejected_with_the_reason() {
+        let d = tmp("length");
+        let s = Store::open(&d).unwrap();
+        checkpoint(&s, 1, 3);
+        checkpoint(&s, 2, 3);
+        let part = d.join(epoch_dir_name(2)).join("worker-0.part");
+        let good = fs::read(&part).unwrap();
+        for claimed in [u64::MAX, 1 << 40, 3] {
+            let mut bytes = good.clone();
+            bytes[8..16].copy_from_slice(&claimed.to_le_bytes());
+            fs::write(&part, &bytes).unwrap();
+            let l = s.latest().unwrap().unwrap();
+            assert_eq!(l.epoch, 1, "{claimed}");
+            let want = format!(
+                "truncated ({} of {claimed} payload bytes)",
+                good.len() - HEADER
+            );
+            assert!(l.skipped[0].ends_with(&want), "{:?}", l.skipped);
+        }
+        let _ = fs::remove_dir_all(&d);
     }
 }

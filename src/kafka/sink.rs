@@ -20,10 +20,15 @@ use rdkafka::ClientContext;
 use super::conn::{send_waiting, KafkaConn};
 use crate::record::Row;
 use crate::record::{DeadLetter, LateEvent};
-use crate::sinks::render::{dead_letter_json, late_json, row_json, row_key};
+use crate::sinks::render::{dead_letter_json_within, late_json, row_json, row_key};
 use crate::sinks::Sink;
 use crate::spec::plan::JobPlan;
 use crate::{Error, KafkaCause};
+
+/// The largest dead-letter message: within librdkafka's default `message.max.bytes` (1,000,000)
+/// and a broker's default `max.message.bytes`, with room for the record's framing. A record
+/// up to the 1 MiB record limit would not fit whole.
+const DEAD_LETTER_MAX_BYTES: usize = 990_000;
 
 /// Delivery reports: failures are kept so the job fails loudly instead of losing results.
 #[derive(Default)]
@@ -346,7 +351,7 @@ impl Sink for KafkaSink {
         self.mark_dirty(records.len());
         for d in records {
             self.buf.clear();
-            dead_letter_json(d, &mut self.buf);
+            dead_letter_json_within(d, DEAD_LETTER_MAX_BYTES, &mut self.buf);
             self.send(&self.dead_topic, None, Some(&self.buf))?;
         }
         Ok(())

@@ -244,4 +244,25 @@ mod tests {
         assert!(bad(b"{\"timestamp\":1,\"unknown\":\"\xff\"}").contains("UTF-8"));
         assert!(bad(br#"{"timestamp":1} trailing"#).contains("trailing"));
     }
+
+    /// Nesting is never followed by recursion: serde_json skips an unknown field's value with
+    /// a loop, and a known field holding nested values is a type error. Either way no stack
+    /// overflow, whatever the depth.
+    #[test]
+    fn deep_nesting_is_skipped_or_rejected_without_recursion() {
+        for (open, close) in [("[", "]"), ("{\"a\":", "}")] {
+            let nested = format!("{}1{}", open.repeat(200_000), close.repeat(200_000));
+            let skipped = format!(r#"{{"timestamp":1,"extra":{nested}}}"#);
+            for format in [super::super::Format::Json, super::super::Format::UserEvents] {
+                let ev = format.parse_fields(skipped.as_bytes(), FieldSet::ALL);
+                assert_eq!(ev.map(|e| e.timestamp).ok(), Some(1), "{open}");
+            }
+            let typed = format!(r#"{{"timestamp":1,"service":{nested}}}"#);
+            let err = parse(typed.as_bytes(), FieldSet::ALL).err().map(|e| e.0);
+            assert!(
+                err.is_some_and(|e| e.starts_with("service: invalid type")),
+                "{open}"
+            );
+        }
+    }
 }

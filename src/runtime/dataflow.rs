@@ -41,6 +41,7 @@ pub fn ingest_config(plan: &JobPlan, nodes: &[Rc<AggNode>]) -> IngestConfig {
             .filter(|_| matches!(plan.source.format, Format::Apache | Format::Nginx)),
         granularity_ms: plan.granularity_ms,
         idle_timeout: Duration::from_millis(plan.idle_timeout_ms as u64),
+        max_future_ms: plan.max_future_ms,
         rules: plan
             .nodes
             .iter()

@@ -116,16 +116,25 @@ impl Sink for FilesSink {
             f.sync_data().map_err(|e| Error::io(&o.path, e))?;
             lengths.push(f.metadata().map_err(|e| Error::io(&o.path, e))?.len());
         }
-        bincode::serialize(&lengths).map_err(|e| Error::Checkpoint(format!("checkpoint: {e}")))
+        crate::checkpoint::codec::encode(&lengths)
+            .map_err(|e| Error::Checkpoint(format!("checkpoint: {e}")))
     }
 
     fn restore(&mut self, state: &[u8]) -> Result<(), Error> {
-        let lengths: Vec<u64> = bincode::deserialize(state)
+        let lengths: Vec<u64> = crate::checkpoint::codec::decode(state)
             .map_err(|e| Error::Checkpoint(format!("checkpoint: file lengths: {e}")))?;
         for (o, len) in self.outs().zip(lengths) {
-            o.w.get_ref()
-                .set_len(len)
-                .map_err(|e| Error::io(&o.path, e))?;
+            let f = o.w.get_ref();
+            // A checkpoint only ever cuts a file back to what was durable: a longer length
+            // is a damaged or forged checkpoint (set_len would pad the output with zeros).
+            let now = f.metadata().map_err(|e| Error::io(&o.path, e))?.len();
+            if len > now {
+                return Err(Error::Checkpoint(format!(
+                    "checkpoint: {} has {now} bytes, the checkpoint says {len}",
+                    o.path.display()
+                )));
+            }
+            f.set_len(len).map_err(|e| Error::io(&o.path, e))?;
         }
         Ok(())
     }

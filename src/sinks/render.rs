@@ -94,6 +94,41 @@ pub fn dead_letter_json(d: &DeadLetter, out: &mut String) {
     out.push('}');
 }
 
+/// Appends a dead-letter record of at most `max` bytes (a Kafka message that large fails the
+/// sink, and the same record would fail it again after every restart). When the full record
+/// does not fit, `raw` keeps as many leading bytes as fit, and the record says so:
+/// `"truncated":true`, the original `length`, and `crc32` of the bytes held (to find the
+/// record again at its source).
+pub fn dead_letter_json_within(d: &DeadLetter, max: usize, out: &mut String) {
+    let start = out.len();
+    dead_letter_json(d, out);
+    if out.len() - start <= max {
+        return;
+    }
+    // A raw byte takes at most 6 bytes of JSON (`\u00XX`), and 4/3 in base64: cut to what
+    // surely fits next to the other fields (the reason and position are short).
+    let mut keep = max.saturating_sub(1024 + d.reason.len()) / 6;
+    if let Ok(text) = std::str::from_utf8(&d.raw) {
+        while keep > 0 && !text.is_char_boundary(keep) {
+            keep -= 1; // stays text, not base64
+        }
+    }
+    out.truncate(start);
+    let cut = DeadLetter {
+        reason: d.reason.clone(),
+        origin: d.origin.clone(),
+        raw: d.raw[..keep.min(d.raw.len())].to_vec(),
+        original_len: None,
+    };
+    dead_letter_json(&cut, out);
+    out.pop(); // the closing brace
+    let length = d.original_len.unwrap_or(d.raw.len() as u64);
+    out.push_str(&format!(
+        ",\"truncated\":true,\"length\":{length},\"crc32\":\"{:08x}\"}}",
+        crc32fast::hash(&d.raw)
+    ));
+}
+
 /// Appends a late event: its event time, the watermark it missed (the lowest among the
 /// analyses it missed) and each analysis with its own watermark, position and raw record.
 pub fn late_json(plan: &JobPlan, l: &LateEvent, out: &mut String) {
@@ -123,4 +158,56 @@ pub fn late_json(plan: &JobPlan, l: &LateEvent, out: &mut String) {
     out.push(',');
     raw_json(&l.raw, out);
     out.push('}');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Origin;
+
+    fn letter(raw: Vec<u8>, original_len: Option<u64>) -> DeadLetter {
+        DeadLetter {
+            reason: "invalid JSON".into(),
+            origin: Origin::File {
+                path: "in.log".into(),
+                line: 7,
+            },
+            raw,
+            original_len,
+        }
+    }
+
+    #[test]
+    fn oversized_dead_letters_are_cut_to_fit_with_length_and_hash() {
+        let small = letter(b"oops".to_vec(), None);
+        let (mut full, mut within) = (String::new(), String::new());
+        dead_letter_json(&small, &mut full);
+        dead_letter_json_within(&small, 10_000, &mut within);
+        assert_eq!(full, within);
+        // Text, escapes (the worst case), non-UTF-8, and a record already cut when read.
+        for (raw, original) in [
+            (vec![b'x'; 50_000], None),
+            (vec![b'\x01'; 50_000], None),
+            ([b"\xff".as_slice(), &[b'y'; 50_000]].concat(), None),
+            ("é".repeat(25_000).into_bytes(), Some(90_000)),
+        ] {
+            let d = letter(raw.clone(), original);
+            let mut out = String::new();
+            dead_letter_json_within(&d, 20_000, &mut out);
+            assert!(out.len() <= 20_000, "{}", out.len());
+            let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+            assert_eq!(v["truncated"], true);
+            assert_eq!(v["length"], original.unwrap_or(raw.len() as u64));
+            assert_eq!(v["crc32"], format!("{:08x}", crc32fast::hash(&raw)));
+            assert_eq!(v["reason"], "invalid JSON");
+            assert_eq!(v["position"]["line"], 7);
+            let held = match v["raw"].as_str() {
+                Some(s) => s.as_bytes().to_vec(),
+                None => base64::engine::general_purpose::STANDARD
+                    .decode(v["raw_base64"].as_str().unwrap())
+                    .unwrap(),
+            };
+            assert!(!held.is_empty() && raw.starts_with(&held), "{}", held.len());
+        }
+    }
 }

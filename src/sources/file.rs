@@ -10,6 +10,11 @@ use crate::Error;
 
 const BLOCK: usize = 1 << 20;
 
+/// Reads of the input one call of `read` may make. A stream with no records in it (`/dev/zero`,
+/// endless empty lines, one endless line) must still hand control back to the worker, so a
+/// cancel or a SIGTERM is seen; a call that fills its batch never comes near this.
+const REFILLS_PER_READ: usize = 16;
+
 /// Reads newline-delimited records. Empty lines are not records. A line longer than the limit
 /// is cut to the limit and flagged (it goes to the dead-letter output with its real length).
 pub struct FileReader {
@@ -30,12 +35,21 @@ pub struct FileReader {
 }
 
 impl FileReader {
-    /// Opens `path` (`-` = stdin).
+    /// Opens `path` (`-` = stdin). A directory is refused here (reading it would fail only
+    /// once the job runs); pipes and devices are read as streams, with the bounds of files.
     pub fn open(path: &str, max_record: usize) -> Result<Self, Error> {
         let input: Box<dyn Read + Send> = if path == "-" {
             Box::new(io::stdin())
         } else {
-            Box::new(crate::sandbox::open_read(Path::new(path)).map_err(|e| Error::io(path, e))?)
+            let file =
+                crate::sandbox::open_read(Path::new(path)).map_err(|e| Error::io(path, e))?;
+            let meta = file.metadata().map_err(|e| Error::io(path, e))?;
+            if meta.is_dir() {
+                return Err(Error::Input(format!(
+                    "{path}: is a directory, not a file (a `directory` source reads the files in one)"
+                )));
+            }
+            Box::new(file)
         };
         Ok(Self::from_reader(path, input, max_record))
     }
@@ -131,7 +145,8 @@ impl PartitionReader for FileReader {
     fn read(&mut self, batch: &mut RecordBatch, max: usize) -> Result<ReadStatus, Error> {
         let before = batch.len();
         self.blocked = false;
-        while batch.len() - before < max && !self.blocked {
+        let mut refills = 0;
+        while batch.len() - before < max && !self.blocked && refills < REFILLS_PER_READ {
             let avail = &self.buf[self.head..self.end];
             if let Some(skipped) = self.skipping {
                 // Inside an over-long line: discard until its newline.
@@ -154,6 +169,7 @@ impl PartitionReader for FileReader {
                             continue;
                         }
                         self.refill()?;
+                        refills += 1;
                     }
                 }
                 continue;
@@ -174,6 +190,7 @@ impl PartitionReader for FileReader {
                 }
                 None => {
                     self.refill()?;
+                    refills += 1;
                     if self.end == self.head && self.eof {
                         break;
                     }
@@ -358,5 +375,33 @@ mod tests {
         assert_eq!(got.len(), 300_000);
         assert_eq!(got[299_999].0, b"line 299999".to_vec());
         assert_eq!(got[299_999].1, 300_000);
+    }
+
+    /// Endless input without records (`/dev/zero`, endless empty lines): every call returns,
+    /// after a bounded number of bytes, so the worker can see a cancel.
+    #[test]
+    fn endless_input_without_records_still_returns_from_each_read() {
+        for byte in [0u8, b'\n', b'x'] {
+            let mut r = FileReader::from_reader("t", Box::new(io::repeat(byte)), 1024);
+            let mut batch = RecordBatch::default();
+            for _ in 0..3 {
+                batch.clear();
+                let started = std::time::Instant::now();
+                assert_eq!(r.read(&mut batch, 1000).unwrap(), ReadStatus::Data);
+                assert!(started.elapsed() < std::time::Duration::from_secs(5));
+            }
+            // An endless line is one record (cut to the limit), and nothing more.
+            assert!(batch.len() <= 1, "{byte}: {}", batch.len());
+        }
+    }
+
+    #[test]
+    fn a_directory_is_refused_when_opened() {
+        let dir = std::env::temp_dir();
+        let err = FileReader::open(&dir.to_string_lossy(), 1024)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("is a directory"), "{err}");
     }
 }

@@ -176,6 +176,37 @@ pub fn parse_table(
     Ok(rows)
 }
 
+/// The largest lookup table file: every worker holds the table in memory, and the file is read
+/// whole (a device or an endless pipe named as a table must not exhaust memory).
+pub const MAX_TABLE_BYTES: u64 = 256 << 20;
+
+/// The text of a table file: a regular file of at most [`MAX_TABLE_BYTES`].
+fn read_bounded(path: &std::path::Path) -> Result<String, String> {
+    use std::io::Read;
+    let file = crate::sandbox::open_read(path).map_err(|e| e.to_string())?;
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    if meta.len() > MAX_TABLE_BYTES {
+        return Err(format!(
+            "{} bytes, more than the {MAX_TABLE_BYTES} a lookup table may have",
+            meta.len()
+        ));
+    }
+    // The file may grow after the look at its size: read no more than the limit.
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_TABLE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > MAX_TABLE_BYTES {
+        return Err(format!(
+            "more than the {MAX_TABLE_BYTES} bytes a lookup table may have"
+        ));
+    }
+    String::from_utf8(bytes).map_err(|_| "stream did not contain valid UTF-8".into())
+}
+
 /// What identifies a version of a file.
 type Stamp = (u64, Option<std::time::SystemTime>, u64);
 
@@ -219,7 +250,7 @@ impl Table {
     fn read(&mut self) -> Result<(), String> {
         let p = &self.plan;
         let before = stamp(&p.path).map_err(|e| e.to_string())?;
-        let text = crate::sandbox::read_to_string(&p.path).map_err(|e| e.to_string())?;
+        let text = read_bounded(&p.path)?;
         let names: Vec<String> = p.fields.iter().map(|(f, _)| f.clone()).collect();
         self.rows = parse_table(&text, p.format, &p.key, &names)?;
         self.stamp = Some(before);
@@ -426,5 +457,19 @@ mod tests {
             err.starts_with("lookup `teams`: ") && err.contains("none.csv"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn devices_and_directories_are_refused_as_tables() {
+        for (path, reason) in [
+            ("/dev/zero", "not a regular file"),
+            ("/tmp", "not a regular file"),
+        ] {
+            let err = Tables::load(&[plan(path.into(), TableFormat::Csv)])
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(err.ends_with(reason), "{err}");
+        }
     }
 }

@@ -229,6 +229,9 @@ pub struct WatermarkSpec {
     /// A source partition with no data for this long stops holding the watermark (default `30s`).
     #[serde(default)]
     pub idle_timeout: Option<Spanned<String>>,
+    /// An event more than this ahead of the wall clock is a dead letter (`timestamp in the future`), never a watermark move (default `1h`).
+    #[serde(default)]
+    pub max_future: Option<Spanned<String>>,
 }
 
 /// Where results go (overridden by `--output-dir`).

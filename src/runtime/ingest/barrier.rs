@@ -83,7 +83,7 @@ pub const INGEST_SLOT: &str = "Ingest";
 pub fn resume_points(states: &[&[u8]]) -> Result<HashMap<String, u64>, Error> {
     let mut points = HashMap::new();
     for bytes in states {
-        let state: IngestState = bincode::deserialize(bytes)
+        let state: IngestState = crate::checkpoint::codec::decode(bytes)
             .map_err(|e| Error::Checkpoint(format!("checkpoint: source positions: {e}")))?;
         for p in state {
             if let Some(r) = p.resume {

@@ -78,6 +78,8 @@ pub struct IngestConfig {
     pub access_slots: Option<[Option<u8>; 6]>,
     pub granularity_ms: i64,
     pub idle_timeout: Duration,
+    /// Events further than this ahead of the wall clock are dead letters.
+    pub max_future_ms: i64,
     pub rules: Vec<LatenessRule>,
     /// Fields the analyses read: other string fields are checked but not copied.
     pub fields: crate::record::FieldSet,

@@ -89,6 +89,8 @@ fn parse_block(
     parsed.clear();
     parsed.reserve(batch.len());
     let mut max = None;
+    // One look at the clock per block: a block is read in far less than the limit.
+    let latest = crate::parse::text::now_ms().saturating_add(config.max_future_ms);
     for (i, (bytes, _, cut)) in batch.iter().enumerate() {
         if let Some(len) = cut {
             parsed.push(Err(format!(
@@ -113,6 +115,13 @@ fn parse_block(
                 (None, None) => config.format.parse_into(bytes, config.fields, ev),
             };
             match res {
+                Ok(()) if ev.timestamp > latest => {
+                    *slot = Err(format!(
+                        "timestamp in the future: {} is more than {} ahead of the wall clock",
+                        ev.timestamp,
+                        crate::time::duration::format_ms(config.max_future_ms)
+                    ))
+                }
                 Ok(()) => max = max.max(Some(ev.timestamp)),
                 Err(e) => *slot = Err(e.0.into_owned()),
             }

@@ -226,6 +226,8 @@ impl Ast {
 mod tests {
     use super::*;
 
+    const MAX_DEPTH_FOR_TESTS: usize = parse::MAX_DEPTH;
+
     fn ev() -> Event {
         Event {
             timestamp: 1000,
@@ -350,5 +352,71 @@ mod tests {
             parse("count(*)").unwrap(),
             Ast::Call("count".into(), vec![])
         );
+    }
+
+    /// The depth of a tree, counted without recursion (the trees tested here are the ones
+    /// recursion must not meet).
+    fn depth(ast: &Ast) -> usize {
+        let mut deepest = 0;
+        let mut stack = vec![(ast, 1)];
+        while let Some((a, d)) = stack.pop() {
+            deepest = deepest.max(d);
+            match a {
+                Ast::Lit(_) | Ast::Name(_) => {}
+                Ast::Call(_, args) => stack.extend(args.iter().map(|x| (x, d + 1))),
+                Ast::Unary(_, x) | Ast::IsNull(x, _) => stack.push((x, d + 1)),
+                Ast::Binary(_, l, r) => stack.extend([(&**l, d + 1), (&**r, d + 1)]),
+                Ast::Case(arms, default) => {
+                    for (c, v) in arms {
+                        stack.extend([(c, d + 1), (v, d + 1)]);
+                    }
+                    stack.extend(default.iter().map(|x| (&**x, d + 1)));
+                }
+            }
+        }
+        deepest
+    }
+
+    #[test]
+    fn nesting_beyond_the_limit_is_an_error_not_a_stack_overflow() {
+        let n = MAX_DEPTH_FOR_TESTS;
+        let deep: Vec<String> = vec![
+            format!("{}1{}", "(".repeat(20_000), ")".repeat(20_000)),
+            format!("{}true", "not ".repeat(20_000)),
+            format!("{}1", "-".repeat(20_000)),
+            format!("{}x", "- ".repeat(20_000)),
+            vec!["1"; 20_000].join(" + "),
+            vec!["x"; 20_000].join(" * "),
+            vec!["true"; 20_000].join(" and "),
+            vec!["true"; 20_000].join(" or "),
+            format!("{}1{}", "abs(".repeat(20_000), ")".repeat(20_000)),
+            format!(
+                "{}1{}",
+                "case when true then ".repeat(5_000),
+                " end".repeat(5_000)
+            ),
+            format!("{}1{}", "(1 + ".repeat(20_000), ")".repeat(20_000)),
+        ];
+        for src in &deep {
+            let e = parse(src).unwrap_err();
+            assert!(
+                e.message == format!("expression nested deeper than {n} levels"),
+                "{}...: {e}",
+                &src[..40]
+            );
+        }
+        // Just within the limit: parsed, and the tree is no deeper than the limit.
+        let ok = [
+            format!("{}1{}", "(".repeat(n - 1), ")".repeat(n - 1)),
+            vec!["1"; n].join(" + "),
+            format!("{}true", "not ".repeat(n - 1)),
+        ];
+        for src in &ok {
+            let ast = parse(src).unwrap();
+            assert!(depth(&ast) <= n, "{}", depth(&ast));
+        }
+        assert_eq!(depth(&parse(&vec!["1"; n].join(" + ")).unwrap()), n);
+        assert!(parse(&vec!["1"; n + 1].join(" + ")).is_err());
+        assert_eq!(eval(&vec!["1"; n].join(" + ")), Value::Int(n as i64));
     }
 }

@@ -137,9 +137,19 @@ impl<'a> Lexer<'a> {
     }
 }
 
+/// How deep an expression may nest (parentheses, `not`, signs, calls, operator chains).
+/// Parsing, binding and evaluation recurse over the tree, so an unbounded depth lets a few
+/// kilobytes of spec overflow the stack of the process that loads it (a cluster's control
+/// thread, too); no real filter comes near this.
+pub const MAX_DEPTH: usize = 128;
+
 struct Parser {
     toks: Vec<(usize, Tok)>,
     at: usize,
+    /// Nesting of the parse functions now running.
+    nest: usize,
+    /// The depth of the tree the last parse function returned.
+    depth: usize,
 }
 
 /// Parses an expression, optionally followed by `as NAME` (returned separately).
@@ -147,6 +157,8 @@ pub fn parse_with_alias(src: &str) -> Result<(Ast, Option<String>), ExprError> {
     let mut p = Parser {
         toks: Lexer::run(src)?,
         at: 0,
+        nest: 0,
+        depth: 0,
     };
     let e = p.expr()?;
     let alias = if p.keyword("as") {
@@ -219,28 +231,65 @@ impl Parser {
         }
     }
 
-    fn expr(&mut self) -> Result<Ast, ExprError> {
-        let mut l = self.and()?;
-        while self.keyword("or") {
-            l = Ast::Binary(BinOp::Or, Box::new(l), Box::new(self.and()?));
+    /// Enters one more level of nesting, or fails past [`MAX_DEPTH`].
+    fn enter(&mut self) -> Result<(), ExprError> {
+        self.nest += 1;
+        if self.nest > MAX_DEPTH {
+            return Err(self.too_deep());
         }
+        Ok(())
+    }
+    fn too_deep(&self) -> ExprError {
+        self.err(&format!("expression nested deeper than {MAX_DEPTH} levels"))
+    }
+    /// Records that the tree just built is one level above children of depth `below`.
+    fn built(&mut self, below: usize) -> Result<(), ExprError> {
+        self.depth = below + 1;
+        if self.depth > MAX_DEPTH {
+            return Err(self.too_deep());
+        }
+        Ok(())
+    }
+    /// A left-associative chain `l op r op r ...` (a flat `1+1+...` is as deep as it is long).
+    fn chain(
+        &mut self,
+        next: fn(&mut Self) -> Result<Ast, ExprError>,
+        op: fn(&mut Self) -> Option<BinOp>,
+    ) -> Result<Ast, ExprError> {
+        let mut l = next(self)?;
+        let mut depth = self.depth;
+        while let Some(op) = op(self) {
+            let r = next(self)?;
+            self.built(depth.max(self.depth))?;
+            depth = self.depth;
+            l = Ast::Binary(op, Box::new(l), Box::new(r));
+        }
+        self.depth = depth;
         Ok(l)
     }
+
+    fn expr(&mut self) -> Result<Ast, ExprError> {
+        self.enter()?;
+        let e = self.chain(Self::and, |p| p.keyword("or").then_some(BinOp::Or));
+        self.nest -= 1;
+        e
+    }
     fn and(&mut self) -> Result<Ast, ExprError> {
-        let mut l = self.not()?;
-        while self.keyword("and") {
-            l = Ast::Binary(BinOp::And, Box::new(l), Box::new(self.not()?));
-        }
-        Ok(l)
+        self.chain(Self::not, |p| p.keyword("and").then_some(BinOp::And))
     }
     fn not(&mut self) -> Result<Ast, ExprError> {
         if self.keyword("not") {
-            return Ok(Ast::Unary(UnOp::Not, Box::new(self.not()?)));
+            self.enter()?;
+            let e = self.not()?;
+            self.nest -= 1;
+            self.built(self.depth)?;
+            return Ok(Ast::Unary(UnOp::Not, Box::new(e)));
         }
         self.cmp()
     }
     fn cmp(&mut self) -> Result<Ast, ExprError> {
         let l = self.add()?;
+        let left = self.depth;
         let op = match self.peek() {
             Tok::Sym("=") | Tok::Sym("==") => BinOp::Eq,
             Tok::Sym("!=") | Tok::Sym("<>") => BinOp::Ne,
@@ -254,53 +303,59 @@ impl Parser {
                 if !self.keyword("null") {
                     return Err(self.err("expected `null` after `is`"));
                 }
+                self.built(left)?;
                 return Ok(Ast::IsNull(Box::new(l), negated));
             }
             _ => return Ok(l),
         };
         self.at += 1;
-        Ok(Ast::Binary(op, Box::new(l), Box::new(self.add()?)))
+        let r = self.add()?;
+        self.built(left.max(self.depth))?;
+        Ok(Ast::Binary(op, Box::new(l), Box::new(r)))
     }
     fn add(&mut self) -> Result<Ast, ExprError> {
-        let mut l = self.mul()?;
-        loop {
-            let op = if self.sym("+") {
-                BinOp::Add
-            } else if self.sym("-") {
-                BinOp::Sub
+        self.chain(Self::mul, |p| {
+            if p.sym("+") {
+                Some(BinOp::Add)
+            } else if p.sym("-") {
+                Some(BinOp::Sub)
             } else {
-                return Ok(l);
-            };
-            l = Ast::Binary(op, Box::new(l), Box::new(self.mul()?));
-        }
+                None
+            }
+        })
     }
     fn mul(&mut self) -> Result<Ast, ExprError> {
-        let mut l = self.unary()?;
-        loop {
-            let op = if self.sym("*") {
-                BinOp::Mul
-            } else if self.sym("/") {
-                BinOp::Div
-            } else if self.sym("%") {
-                BinOp::Rem
+        self.chain(Self::unary, |p| {
+            if p.sym("*") {
+                Some(BinOp::Mul)
+            } else if p.sym("/") {
+                Some(BinOp::Div)
+            } else if p.sym("%") {
+                Some(BinOp::Rem)
             } else {
-                return Ok(l);
-            };
-            l = Ast::Binary(op, Box::new(l), Box::new(self.unary()?));
-        }
+                None
+            }
+        })
     }
     fn unary(&mut self) -> Result<Ast, ExprError> {
         if self.sym("-") {
-            return Ok(match self.unary()? {
+            self.enter()?;
+            let e = self.unary()?;
+            self.nest -= 1;
+            return Ok(match e {
                 Ast::Lit(Value::Int(i)) => Ast::Lit(Value::Int(-i)),
                 Ast::Lit(Value::Float(f)) => Ast::Lit(Value::Float(-f)),
-                e => Ast::Unary(UnOp::Neg, Box::new(e)),
+                e => {
+                    self.built(self.depth)?;
+                    Ast::Unary(UnOp::Neg, Box::new(e))
+                }
             });
         }
         self.primary()
     }
     fn primary(&mut self) -> Result<Ast, ExprError> {
         let (off, tok) = self.next();
+        self.depth = 1;
         match tok {
             Tok::Num(v) => Ok(Ast::Lit(v)),
             Tok::Str(s) => Ok(Ast::Lit(Value::Str(s.into()))),
@@ -338,6 +393,7 @@ impl Parser {
                 }
                 if self.sym("(") {
                     let mut args = Vec::new();
+                    let mut below = 0;
                     if !self.sym(")") {
                         loop {
                             if self.sym("*") {
@@ -347,6 +403,7 @@ impl Parser {
                                 }
                             } else {
                                 args.push(self.expr()?);
+                                below = below.max(self.depth);
                             }
                             if self.sym(")") {
                                 break;
@@ -354,8 +411,10 @@ impl Parser {
                             self.expect(",")?;
                         }
                     }
+                    self.built(below)?;
                     Ok(Ast::Call(lower, args))
                 } else {
+                    self.depth = 1;
                     Ok(Ast::Name(name))
                 }
             }
@@ -365,24 +424,30 @@ impl Parser {
     }
     fn case(&mut self) -> Result<Ast, ExprError> {
         let mut arms = Vec::new();
+        let mut below = 0;
         while self.keyword("when") {
             let c = self.expr()?;
+            below = below.max(self.depth);
             if !self.keyword("then") {
                 return Err(self.err("expected `then`"));
             }
             arms.push((c, self.expr()?));
+            below = below.max(self.depth);
         }
         if arms.is_empty() {
             return Err(self.err("expected `when` after `case`"));
         }
         let default = if self.keyword("else") {
-            Some(Box::new(self.expr()?))
+            let e = self.expr()?;
+            below = below.max(self.depth);
+            Some(Box::new(e))
         } else {
             None
         };
         if !self.keyword("end") {
             return Err(self.err("expected `end` to close `case`"));
         }
+        self.built(below)?;
         Ok(Ast::Case(arms, default))
     }
 }

@@ -79,6 +79,10 @@ impl JobPlan {
             Some(d) => cx.positive_duration(d, "watermark.idle_timeout")?,
             None => 30_000,
         };
+        let max_future_ms = match &spec.watermark.max_future {
+            Some(d) => cx.positive_duration(d, "watermark.max_future")?,
+            None => 3_600_000,
+        };
         if spec.analyses.is_empty() {
             return cx.err(
                 spec.name.span(),
@@ -93,6 +97,7 @@ impl JobPlan {
             source,
             sink,
             idle_timeout_ms,
+            max_future_ms,
             watermark_delay_ms: delay_ms,
             granularity_ms: 0,
             nodes: Vec::new(),

@@ -71,6 +71,11 @@ impl JobPlan {
         );
         let _ = writeln!(
             s,
+            "events more than {} ahead of the wall clock are dead letters",
+            format_ms(self.max_future_ms)
+        );
+        let _ = writeln!(
+            s,
             "event-time progress granularity: {}",
             format_ms(self.granularity_ms)
         );

@@ -385,3 +385,28 @@ fn percentile_calls_share_a_sketch_and_check_their_parameters() {
         assert!(e.contains("select") && e.contains(want), "{select}: {e}");
     }
 }
+
+#[test]
+fn max_future_defaults_to_an_hour_and_must_be_positive() {
+    let analysis =
+        "[[analysis]]\nname = \"a\"\nwindow = { size = \"1m\" }\nselect = [\"count() as n\"]\n";
+    let p = compile(&format!("{HEAD}{analysis}")).unwrap();
+    assert_eq!(p.max_future_ms, 3_600_000);
+    assert!(p
+        .explain()
+        .contains("events more than 1h ahead of the wall clock are dead letters"));
+    let p = compile(&format!(
+        "{HEAD}[watermark]\nmax_future = \"1d\"\n{analysis}"
+    ))
+    .unwrap();
+    assert_eq!(p.max_future_ms, 86_400_000);
+    let err = compile(&format!(
+        "{HEAD}[watermark]\nmax_future = \"0s\"\n{analysis}"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert_eq!(
+        err,
+        "t.toml:7:14: watermark.max_future: must be greater than zero"
+    );
+}

@@ -27,6 +27,9 @@ pub struct JobPlan {
     pub sink: SinkConfig,
     /// A partition with no data for this long stops holding the watermark.
     pub idle_timeout_ms: i64,
+    /// How far ahead of the wall clock an event time may be; later ones are dead letters (one
+    /// bad clock must not move a watermark to the end of time and make every later event late).
+    pub max_future_ms: i64,
     /// The job's bounded out-of-orderness: a partition's watermark is its largest event time
     /// minus this (analyses may hold their windows longer with their own `delay`).
     pub watermark_delay_ms: i64,
