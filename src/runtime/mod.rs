@@ -416,7 +416,7 @@ mod tests {
     fn a_broken_input_fails_the_job_with_an_input_error() {
         let dir = std::env::temp_dir().join(format!("logflow-broken-input-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
-        // A directory opens as a file on Linux; its first read fails.
+        // A directory: refused when the source is opened, before any worker reads it.
         let text = format!(
             "name = \"t\"\n[source]\nkind = \"file\"\npath = \"{}\"\nformat = \"json\"\n\
              [sink]\nkind = \"files\"\ndir = \"{}\"\n[[analysis]]\nname = \"a\"\n\
@@ -428,7 +428,7 @@ mod tests {
         let err = run(plan, &Cluster::default(), &RunOptions::default()).expect_err("fails");
         let _ = std::fs::remove_dir_all(&dir);
         assert!(
-            matches!(&err, Error::Input(m) if m.starts_with(&format!("reading file {}", dir.display()))),
+            matches!(&err, Error::Input(m) if m.starts_with(&format!("{}: is a directory", dir.display()))),
             "{err:?}"
         );
         assert_eq!(err.exit_code(), 1);
