@@ -292,7 +292,8 @@ fn percentiles_distincts_and_top_k_match_a_batch_computation_on_every_layout() {
 /// killed with SIGKILL several times and restored writes what an uninterrupted run writes.
 #[test]
 fn new_aggregate_state_is_restored_after_kill_9() {
-    let input = input("analytics-kills", 1_000_000);
+    // 3M lines: on an idle machine 1M were read in 0.6 s, before a second kill could land.
+    let input = input("analytics-kills", 3_000_000);
     let dir = tmpdir("analytics-kills");
     let plain = write_spec(&dir, None);
     let want = dir.join("want");
@@ -307,8 +308,10 @@ fn new_aggregate_state_is_restored_after_kill_9() {
         .args(["--output-dir", out.to_str().unwrap()])
         .args(["--restart", "4", "--backoff", "200ms"]);
     let mut launch = Proc::spawn(cmd, &dir, "launch", Stdio::null());
+    // Each attempt restores and has less left to read: kills 0.2-0.5 s into an attempt land
+    // while it runs, after a checkpoint (every 200 ms) was taken.
     let kills = kill_attempts(&mut launch, 2, 4, 0x0028_5EED, |_, rng| {
-        500 + rng.next() % 700
+        200 + rng.next() % 300
     });
     let status = launch.wait(Duration::from_secs(300));
     let err = launch.stderr_text();

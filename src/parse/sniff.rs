@@ -60,7 +60,9 @@ fn parsed(format: Format, records: &[&[u8]]) -> usize {
 }
 
 /// The built-in format that parses most of `records` (`preferred`, the spec's, on a tie); `text`
-/// when none parses more than half of them; `preferred` for an empty sample.
+/// when none parses any of them; `preferred` for an empty sample. A sample that some format
+/// parses only in part is a damaged log of that format, not free text: its bad records become
+/// dead letters, and [`DeadLetterWatch`] warns when they are most of them.
 pub fn sniff(records: &[&[u8]], preferred: Format) -> Sniffed {
     let n = records.len();
     if n == 0 {
@@ -87,7 +89,7 @@ pub fn sniff(records: &[&[u8]], preferred: Format) -> Sniffed {
             };
         }
     }
-    if best.parsed * 2 <= n {
+    if best.parsed == 0 {
         return Sniffed {
             format: Format::Text,
             parsed: n,
@@ -224,6 +226,12 @@ mod tests {
             Format::Text
         );
         assert_eq!(sniff(&[], Format::UserEvents).format, Format::UserEvents);
+        // Mostly damaged JSON is still JSON (its bad lines are dead letters), never text.
+        let s = sniff(
+            &[JSON, b"{\"timestamp\":", b"garbage", b"more"],
+            Format::Json,
+        );
+        assert_eq!((s.format, s.parsed), (Format::Json, 1));
     }
 
     #[test]

@@ -138,6 +138,13 @@ impl Overrides {
             });
         }
         match (self.format, &self.input) {
+            // A `[schema]` says how the spec's records read: its format is not a guess.
+            (Some(InputFormat::Auto) | None, Some(input)) if plan.schema.is_some() => {
+                tracing::info!(
+                    "logflow: --format auto: {input} is read as `{}` with the spec's [schema]",
+                    plan.source.format
+                );
+            }
             (Some(InputFormat::Auto) | None, Some(input)) => {
                 plan.source.format = sniff_input(input, plan.source.format);
             }

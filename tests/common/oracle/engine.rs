@@ -80,8 +80,15 @@ pub fn run_engine(
     RunOutput { dir, accounting }
 }
 
+/// Parses the accounting line, bare or as the message of a diagnostic line
+/// (`TIME LEVEL target: accounting: ...`, docs/operations.md).
 pub fn parse_accounting(line: &str) -> Option<Accounting> {
-    let rest = line.trim().strip_prefix("accounting:")?;
+    let line = line.trim();
+    let message = match line.split_once(": ") {
+        Some((_, m)) if !line.starts_with("accounting:") => m,
+        _ => line,
+    };
+    let rest = message.strip_prefix("accounting:")?;
     let mut fields = BTreeMap::new();
     for part in rest.split_whitespace() {
         let (k, v) = part.split_once('=')?;
