@@ -67,6 +67,33 @@ pub fn open_read(path: &Path) -> io::Result<File> {
     open_read_in(path, roots())
 }
 
+/// All of `path` (see [`open_read`]), which must be a regular file of at most `limit` bytes,
+/// `what` naming it in the error: a device, an endless pipe or a damaged file must not make
+/// the reader allocate without bound. The file may grow after the look at its size, so no
+/// more than the limit is read either.
+pub fn read_bounded(path: &Path, limit: u64, what: &str) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let file = open_read(path).map_err(|e| e.to_string())?;
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    if meta.len() > limit {
+        return Err(format!(
+            "{} bytes, more than the {limit} {what} may have",
+            meta.len()
+        ));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > limit {
+        return Err(format!("more than the {limit} bytes {what} may have"));
+    }
+    Ok(bytes)
+}
+
 fn open_read_in(path: &Path, roots: Option<&[PathBuf]>) -> io::Result<File> {
     let Some(roots) = roots else {
         return File::open(path);

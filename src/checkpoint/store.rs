@@ -87,22 +87,10 @@ fn unframe(bytes: &[u8]) -> Result<&[u8], String> {
     Ok(payload)
 }
 
-/// A checkpoint file's bytes, once its size is known to be within [`MAX_FILE_BYTES`] (a
-/// damaged or planted file must not make the reader allocate without bound).
+/// A checkpoint file's bytes, at most [`MAX_FILE_BYTES`] (a damaged or planted file must not
+/// make the reader allocate without bound).
 fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
-    use std::io::Read;
-    let file = crate::sandbox::open_read(path).map_err(|e| e.to_string())?;
-    let len = file.metadata().map_err(|e| e.to_string())?.len();
-    if len > MAX_FILE_BYTES {
-        return Err(format!(
-            "{len} bytes, over the {MAX_FILE_BYTES} a checkpoint file may have"
-        ));
-    }
-    let mut bytes = Vec::with_capacity(len as usize);
-    file.take(MAX_FILE_BYTES)
-        .read_to_end(&mut bytes)
-        .map_err(|e| e.to_string())?;
-    Ok(bytes)
+    crate::sandbox::read_bounded(path, MAX_FILE_BYTES, "a checkpoint file")
 }
 
 /// Writes `bytes` to a temporary file beside `path` (named per process and thread, as workers

@@ -182,28 +182,7 @@ pub const MAX_TABLE_BYTES: u64 = 256 << 20;
 
 /// The text of a table file: a regular file of at most [`MAX_TABLE_BYTES`].
 fn read_bounded(path: &std::path::Path) -> Result<String, String> {
-    use std::io::Read;
-    let file = crate::sandbox::open_read(path).map_err(|e| e.to_string())?;
-    let meta = file.metadata().map_err(|e| e.to_string())?;
-    if !meta.is_file() {
-        return Err("not a regular file".into());
-    }
-    if meta.len() > MAX_TABLE_BYTES {
-        return Err(format!(
-            "{} bytes, more than the {MAX_TABLE_BYTES} a lookup table may have",
-            meta.len()
-        ));
-    }
-    // The file may grow after the look at its size: read no more than the limit.
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    file.take(MAX_TABLE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| e.to_string())?;
-    if bytes.len() as u64 > MAX_TABLE_BYTES {
-        return Err(format!(
-            "more than the {MAX_TABLE_BYTES} bytes a lookup table may have"
-        ));
-    }
+    let bytes = crate::sandbox::read_bounded(path, MAX_TABLE_BYTES, "a lookup table")?;
     String::from_utf8(bytes).map_err(|_| "stream did not contain valid UTF-8".into())
 }
 
