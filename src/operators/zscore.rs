@@ -12,9 +12,10 @@ use crate::record::{Row, Value};
 /// Adds z-scores to rows.
 pub trait ZScore<'scope> {
     /// Replaces each row's metrics by `value, baseline_mean, baseline_stddev, z_score`, where the
-    /// baseline is the up-to-`history` previous rows of the same key (rows with a null value
-    /// take a slot; nulls are ignored by the statistics). `z_score` is null when the value is
-    /// null or the baseline has no spread (stddev null or 0).
+    /// baseline is the same key's rows in the `history` previous windows, each `slide_ms` apart
+    /// (rows with a null value take a slot; nulls are ignored by the statistics). `z_score` is
+    /// null when the value is null or the baseline has no spread (stddev null or 0). A key
+    /// without rows for `history` windows holds no state.
     ///
     /// ```
     /// use timely::dataflow::operators::{ToStream, Capture, capture::Event};
@@ -26,7 +27,7 @@ pub trait ZScore<'scope> {
     ///         analysis: 0, start: i as i64 * 60, end: i as i64 * 60 + 60,
     ///         values: vec![Value::Str("api".into()), Value::Float(v)], retract: false,
     ///     })
-    ///     .to_stream(scope).zscore(1, 1, 10, 1).capture()
+    ///     .to_stream(scope).zscore(1, 1, 10, 60, 1).capture()
     /// });
     /// let rows: Vec<Row> = out.try_iter().flat_map(|e| match e { Event::Messages(_, d) => d, _ => vec![] }).collect();
     /// let last = rows.iter().find(|r| r.start == 180).unwrap();
@@ -38,6 +39,7 @@ pub trait ZScore<'scope> {
         key_len: usize,
         column: usize,
         history: usize,
+        slide_ms: i64,
         analysis: u32,
     ) -> StreamVec<'scope, u64, Row>;
 }
@@ -48,13 +50,23 @@ impl<'scope> ZScore<'scope> for StreamVec<'scope, u64, Row> {
         key_len: usize,
         column: usize,
         history: usize,
+        slide_ms: i64,
         analysis: u32,
     ) -> StreamVec<'scope, u64, Row> {
+        let span = span_of(history, slide_ms);
         self.in_key_order(
             key_len,
-            move |past: &mut VecDeque<Option<f64>>, row: Row, out| {
+            span,
+            move |past: &mut VecDeque<(i64, Option<f64>)>, row: Row, out| {
                 let x = row.values.get(column).and_then(Value::as_f64);
-                let (mean, stddev) = baseline(past);
+                // Rows of windows more than `history` back are out of the baseline.
+                while past
+                    .front()
+                    .is_some_and(|(s, _)| span.is_some_and(|f| row.start.saturating_sub(*s) > f))
+                {
+                    past.pop_front();
+                }
+                let (mean, stddev) = baseline(past.iter().map(|(_, v)| *v));
                 let z = match (x, mean, stddev) {
                     (Some(x), Some(m), Some(s)) if s > 0.0 => Value::Float((x - m) / s),
                     _ => Value::Null,
@@ -62,7 +74,7 @@ impl<'scope> ZScore<'scope> for StreamVec<'scope, u64, Row> {
                 if past.len() == history {
                     past.pop_front();
                 }
-                past.push_back(x);
+                past.push_back((row.start, x));
                 let mut values = row.values[..key_len].to_vec();
                 values.extend([
                     row.values.get(column).cloned().unwrap_or(Value::Null),
@@ -82,9 +94,14 @@ impl<'scope> ZScore<'scope> for StreamVec<'scope, u64, Row> {
     }
 }
 
+/// How far back `history` windows `slide_ms` apart reach (`None`: windowless rows, kept).
+pub(crate) fn span_of(history: usize, slide_ms: i64) -> Option<i64> {
+    (slide_ms > 0).then(|| (history as i64).saturating_mul(slide_ms))
+}
+
 /// Mean and sample standard deviation of the non-null values.
-fn baseline(past: &VecDeque<Option<f64>>) -> (Option<f64>, Option<f64>) {
-    let vals: Vec<f64> = past.iter().flatten().copied().collect();
+fn baseline(past: impl Iterator<Item = Option<f64>>) -> (Option<f64>, Option<f64>) {
+    let vals: Vec<f64> = past.flatten().collect();
     if vals.is_empty() {
         return (None, None);
     }
@@ -103,10 +120,10 @@ mod tests {
 
     #[test]
     fn baseline_ignores_nulls() {
-        let past: VecDeque<_> = [Some(1.0), None, Some(3.0)].into_iter().collect();
-        assert_eq!(baseline(&past), (Some(2.0), Some(2f64.sqrt())));
-        let one: VecDeque<_> = [None, Some(3.0)].into_iter().collect();
-        assert_eq!(baseline(&one), (Some(3.0), None));
-        assert_eq!(baseline(&VecDeque::new()), (None, None));
+        let past = [Some(1.0), None, Some(3.0)];
+        assert_eq!(baseline(past.into_iter()), (Some(2.0), Some(2f64.sqrt())));
+        let one = [None, Some(3.0)];
+        assert_eq!(baseline(one.into_iter()), (Some(3.0), None));
+        assert_eq!(baseline(std::iter::empty()), (None, None));
     }
 }
