@@ -116,7 +116,8 @@ def main():
         injected += (f", `max_keys = {a.max_keys}` on `ip_patterns` and `user_activity` "
                      f"({overflow(out):,} keys written to the overflow output)")
     lines = [
-        "### Soak: memory over a long run",
+        ("### Soak with a flood of random IPs" + (", max_keys" if a.max_keys else "")
+         if a.random_ips else "### Soak: memory over a long run"),
         "",
         f"`scripts/bench soak --events {a.events} --workers {a.workers} --event-rate "
         f"{a.event_rate:g}{flags}` on {machine()}, load at start {load_at_start}. "
@@ -136,7 +137,9 @@ def main():
         f"Peak RSS over the first half of the input {first_half:,.0f} MB, over the second half "
         f"{second_half:,.0f} MB (after the first 20%: {warm:,.0f} MB); {len(samples)} samples.",
     ]
-    write_section("soak", lines)
+    # The flood has a section of its own: the plain soak's figures stay beside it.
+    name = "soak-flood" if a.random_ips else "soak"
+    write_section(name + ("-max-keys" if a.max_keys else ""), lines)
 
 
 # Copies stdin to stdout and, evenly over EVENTS lines, INJECT more lines: each the line before
@@ -155,9 +158,12 @@ for i, line in enumerate(sys.stdin.buffer, 1):
     out.write(line)
     if i % every == 0 and done < inject:
         try:
-            last = json.loads(line)
+            e = json.loads(line)
         except ValueError:
             continue  # a damaged line of the generator's
+        if not isinstance(e, dict):
+            continue  # damaged too, but still JSON
+        last = e
         copy(last)
         done += 1
 while last is not None and done < inject:  # the rest at the end (damaged lines skipped)
