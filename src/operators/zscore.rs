@@ -12,10 +12,11 @@ use crate::record::{Row, Value};
 /// Adds z-scores to rows.
 pub trait ZScore<'scope> {
     /// Replaces each row's metrics by `value, baseline_mean, baseline_stddev, z_score`, where the
-    /// baseline is the same key's rows in the `history` previous windows, each `slide_ms` apart
-    /// (rows with a null value take a slot; nulls are ignored by the statistics). `z_score` is
-    /// null when the value is null or the baseline has no spread (stddev null or 0). A key
-    /// without rows for `history` windows holds no state.
+    /// baseline is the up-to-`history` previous rows of the same key (rows with a null value
+    /// take a slot; nulls are ignored by the statistics). `z_score` is null when the value is
+    /// null or the baseline has no spread (stddev null or 0). A key without rows for `history`
+    /// windows (`slide_ms` apart) is forgotten: its state is dropped, its next row starts a new
+    /// baseline.
     ///
     /// ```
     /// use timely::dataflow::operators::{ToStream, Capture, capture::Event};
@@ -57,16 +58,9 @@ impl<'scope> ZScore<'scope> for StreamVec<'scope, u64, Row> {
         self.in_key_order(
             key_len,
             span,
-            move |past: &mut VecDeque<(i64, Option<f64>)>, row: Row, out| {
+            move |past: &mut VecDeque<Option<f64>>, row: Row, out| {
                 let x = row.values.get(column).and_then(Value::as_f64);
-                // Rows of windows more than `history` back are out of the baseline.
-                while past
-                    .front()
-                    .is_some_and(|(s, _)| span.is_some_and(|f| row.start.saturating_sub(*s) > f))
-                {
-                    past.pop_front();
-                }
-                let (mean, stddev) = baseline(past.iter().map(|(_, v)| *v));
+                let (mean, stddev) = baseline(past.iter().copied());
                 let z = match (x, mean, stddev) {
                     (Some(x), Some(m), Some(s)) if s > 0.0 => Value::Float((x - m) / s),
                     _ => Value::Null,
@@ -74,7 +68,7 @@ impl<'scope> ZScore<'scope> for StreamVec<'scope, u64, Row> {
                 if past.len() == history {
                     past.pop_front();
                 }
-                past.push_back((row.start, x));
+                past.push_back(x);
                 let mut values = row.values[..key_len].to_vec();
                 values.extend([
                     row.values.get(column).cloned().unwrap_or(Value::Null),

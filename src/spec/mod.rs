@@ -367,9 +367,9 @@ pub struct DetectSpec {
     /// `zscore`/`lag`: the column to watch.
     #[serde(default)]
     pub field: Option<Spanned<String>>,
-    /// `zscore`: the baseline is the key's rows in this many previous windows (default 10);
-    /// `lag`: the previous row is looked for this many windows back (default 10). A key with no
-    /// row for that long has its state dropped.
+    /// `zscore`: how many previous rows form the baseline (default 10); `lag`: the previous row
+    /// is looked for this many windows back (default 10). A key with no row for that many
+    /// windows has its state dropped (its next row starts afresh).
     #[serde(default)]
     pub history: Option<Spanned<u64>>,
     /// `intersect`: the other analysis whose keys must also be present.

@@ -189,12 +189,12 @@ pub enum AnalysisKind {
 pub enum Detector {
     /// Rows pass unchanged (a plain `having` filter).
     Pass,
-    /// `value, baseline_mean, baseline_stddev, z_score` against the key's rows in the previous
-    /// `history` windows.
+    /// `value, baseline_mean, baseline_stddev, z_score` against the previous `history` rows of
+    /// the key (forgotten after `history` windows without one).
     ZScore {
         /// The watched column.
         column: usize,
-        /// Previous windows in the baseline.
+        /// Previous rows in the baseline.
         history: usize,
     },
     /// `value, prev_value, value_change` against the key's previous row, if it is at most
