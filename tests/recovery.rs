@@ -11,15 +11,15 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use common::cluster::Proc;
 use common::kafka::{
-    assert_topics_equal_files, create_outputs, file_results, gen, log_keys, variant_spec, Broker,
-    LOG_ANALYSES,
+    assert_topics_equal_files, create_outputs, exactly_once_job, file_results, gen, log_keys,
+    variant_spec, Broker, LOG_ANALYSES,
 };
 use common::oracle::{self, Reference};
 use common::recovery::{
@@ -274,23 +274,6 @@ fn killed_five_times(
         assert_eq!(read, EVENTS);
     }
     (restarts, err)
-}
-
-/// A copy of the log-analysis spec as job `job` with `delivery = "exactly_once"` and
-/// checkpoints every 300 ms in `dir/<job>.ckpt`, its output topics and its commits topic
-/// created.
-fn exactly_once_job(b: &Broker, job: &str, dir: &Path) -> PathBuf {
-    let spec = variant_spec(job, "30s", dir);
-    let mut text = std::fs::read_to_string(&spec).unwrap();
-    text.push_str("\n[sink]\ndelivery = \"exactly_once\"\n");
-    text.push_str(&format!(
-        "\n[checkpoint]\ndir = \"{}\"\ninterval = \"300ms\"\n",
-        dir.join(format!("{job}.ckpt")).display()
-    ));
-    std::fs::write(&spec, text).unwrap();
-    create_outputs(b, job, Some(job), &LOG_ANALYSES);
-    b.topic(&format!("{job}.commits"), 1);
-    spec
 }
 
 /// `logflow launch SPEC` with 2 processes reading `topic` to its end, restarted up to

@@ -325,6 +325,23 @@ pub fn variant_of(base: &str, job: &str, idle_timeout: &str, dir: &Path) -> Path
     path
 }
 
+/// A copy of the log-analysis spec as job `job` with `delivery = "exactly_once"` and
+/// checkpoints every 300 ms in `dir/<job>.ckpt`, its output topics and its commits topic
+/// created.
+pub fn exactly_once_job(b: &Broker, job: &str, dir: &Path) -> PathBuf {
+    let spec = variant_spec(job, "30s", dir);
+    let mut text = std::fs::read_to_string(&spec).unwrap();
+    text.push_str("\n[sink]\ndelivery = \"exactly_once\"\n");
+    text.push_str(&format!(
+        "\n[checkpoint]\ndir = \"{}\"\ninterval = \"300ms\"\n",
+        dir.join(format!("{job}.ckpt")).display()
+    ));
+    std::fs::write(&spec, text).unwrap();
+    create_outputs(b, job, Some(job), &LOG_ANALYSES);
+    b.topic(&format!("{job}.commits"), 1);
+    spec
+}
+
 /// Every analysis topic (`<prefix>.<analysis>` with a prefix) equals the file-mode rows (see [`same_row`]); keys are
 /// `window_start|keys`.
 pub fn assert_topics_equal_files(
