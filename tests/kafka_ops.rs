@@ -240,6 +240,17 @@ fn ready_after_assignment_and_lag_is_end_minus_position() {
         );
         // Blocked (the same reading twice, a refresh of the end offset apart).
         if last == Some(now) && now.0 > 0.0 {
+            // Its windows hold state meanwhile, and say how much.
+            let keys = metric_sum(&text, "logflow_state_keys");
+            let bytes = metric_sum(&text, "logflow_state_bytes");
+            assert!(
+                keys > 0.0 && bytes > keys,
+                "state keys {keys}, bytes {bytes}"
+            );
+            assert!(
+                text.contains("logflow_state_keys{analysis=\"response_time\"}"),
+                "{text}"
+            );
             break now;
         }
         last = Some(now);

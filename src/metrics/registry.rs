@@ -535,6 +535,32 @@ impl Metrics {
                 })
                 .collect::<Vec<_>>(),
         )?;
+        let state = crate::operators::state::per_analysis();
+        let analysis = |i: usize| {
+            vec![(
+                "analysis",
+                self.analyses
+                    .get(i)
+                    .map(|a| a.0.clone())
+                    .unwrap_or_default(),
+            )]
+        };
+        gauges(
+            enc,
+            "logflow_state_keys",
+            "(window, key) groups an analysis's window operators hold open in this process.",
+            &state
+                .iter()
+                .filter(|(i, _, _)| *i < self.analyses.len())
+                .map(|(i, g, _)| (analysis(*i), *g as f64))
+                .collect::<Vec<_>>(),
+        )?;
+        gauges(
+            enc,
+            "logflow_state_bytes",
+            "Estimated bytes of those groups: entry, key values and accumulators' inline size (not the heap of long strings, distinct sets, top-k lists or sketches).",
+            &state.iter().filter(|(i, _, _)| *i < self.analyses.len()).map(|(i, _, b)| (analysis(*i), *b as f64)).collect::<Vec<_>>(),
+        )?;
         gauges(
             enc,
             "logflow_partition_idle",
