@@ -10,21 +10,12 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Stdio;
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use common::cluster::{hostfile, local_addresses, Proc};
-use common::kafka::{gen, variant_spec, Broker};
+use common::kafka::{gen, serial_broker, variant_spec, Broker};
 use common::prometheus::port;
 use common::{accounting, bin, http_get, messages, metric_sum, tmpdir};
-
-/// The tests of this file each start a broker on the one test port: one at a time.
-static BROKER_PORT: Mutex<()> = Mutex::new(());
-
-fn broker(state: &str) -> (MutexGuard<'static, ()>, Broker) {
-    let guard = BROKER_PORT.lock().unwrap_or_else(PoisonError::into_inner);
-    (guard, Broker::start(state))
-}
 
 /// Partition -> (end offset, committed offset or -1).
 fn offsets(b: &Broker, group: &str, topic: &str) -> BTreeMap<i32, (i64, i64)> {
@@ -62,7 +53,7 @@ fn a_job_commits_its_offsets_and_stored_starts_there() {
     const EVENTS: u64 = 20_000;
     const MORE: u64 = 5_000;
     let dir = tmpdir("groups");
-    let (_port, b) = broker("kafka-groups");
+    let (_port, b) = serial_broker("kafka-groups");
     b.topic("grp-logs", 2);
     let logs = dir.join("logs.jsonl");
     gen("logs", &EVENTS.to_string(), &[], &logs);
@@ -132,7 +123,7 @@ fn get(addr: &str, path: &str) -> (u16, serde_json::Value) {
 fn ready_after_assignment_and_lag_is_end_minus_position() {
     const EVENTS: u64 = 200_000;
     let dir = tmpdir("kafka-ops-ready");
-    let (_port, b) = broker("kafka-ops-ready");
+    let (_port, b) = serial_broker("kafka-ops-ready");
     b.topic("ready-logs", 1);
     let logs = dir.join("logs.jsonl");
     gen("logs", &EVENTS.to_string(), &[], &logs);
@@ -201,7 +192,7 @@ fn ready_after_assignment_and_lag_is_end_minus_position() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(
-        stderr_has(&p0, "reads ready-logs partitions [0]"),
+        p0.says("reads ready-logs partitions [0]"),
         "{}",
         p0.stderr_text()
     );
@@ -261,8 +252,4 @@ fn ready_after_assignment_and_lag_is_end_minus_position() {
     assert_eq!(end as u64, EVENTS);
     assert!(read < EVENTS as f64, "the job read everything: {read}");
     assert_eq!(lag, end as f64 - read, "lag {lag}, end {end}, read {read}");
-}
-
-fn stderr_has(job: &Proc, text: &str) -> bool {
-    messages(&job.stderr_text()).any(|m| m.contains(text))
 }

@@ -13,13 +13,12 @@ mod common;
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use common::cluster::Proc;
 use common::kafka::{
     assert_topics_equal_files, create_outputs, exactly_once_job, file_results, gen, log_keys,
-    variant_spec, Broker, LOG_ANALYSES,
+    serial_broker, variant_spec, Broker, LOG_ANALYSES,
 };
 use common::oracle::{self, Reference};
 use common::recovery::{
@@ -37,18 +36,10 @@ const KILLS: usize = 5;
 /// Kills that must land in a running attempt (the others may come after its end).
 const MIN_KILLS: usize = 3;
 
-/// The tests of this file each start a broker on the one test port: one at a time.
-static BROKER_PORT: Mutex<()> = Mutex::new(());
-
-fn broker(state: &str) -> (MutexGuard<'static, ()>, Broker) {
-    let guard = BROKER_PORT.lock().unwrap_or_else(PoisonError::into_inner);
-    (guard, Broker::start(state))
-}
-
 #[test]
 fn a_job_killed_five_times_still_writes_every_result() {
     let dir = tmpdir("recovery");
-    let (_port, b) = broker("kafka-recovery");
+    let (_port, b) = serial_broker("kafka-recovery");
     let logs = dir.join("logs.jsonl");
     gen("logs", &EVENTS.to_string(), &[], &logs);
     let spec = variant_spec("rec", "30s", &dir);
@@ -296,7 +287,7 @@ fn launch_cmd(b: &Broker, spec: &Path, topic: &str, restarts: usize) -> Command 
 fn exactly_once_across_a_broker_outage_at_the_end_of_the_input() {
     const END_EVENTS: u64 = 200_000;
     let dir = tmpdir("recovery-end");
-    let (_port, b) = broker("kafka-recovery-end");
+    let (_port, b) = serial_broker("kafka-recovery-end");
     let logs = dir.join("logs.jsonl");
     gen("logs", &END_EVENTS.to_string(), &["--seed", "11"], &logs);
     let plain = variant_spec("plain", "30s", &dir);

@@ -10,26 +10,17 @@ mod common;
 
 use std::path::Path;
 use std::process::Stdio;
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use common::cluster::Proc;
 use common::kafka::{
-    assert_topics_equal_files, exactly_once_job, file_results, gen, log_keys, variant_spec, Broker,
-    LOG_ANALYSES,
+    assert_topics_equal_files, exactly_once_job, file_results, gen, log_keys, serial_broker,
+    variant_spec, Broker, LOG_ANALYSES,
 };
 use common::prometheus::port;
 use common::recovery::signal_all;
 use common::rows::{assert_same_results, dir_results};
 use common::{accounting, bin, http_get, messages, metric_sum, tmpdir};
-
-/// The tests of this file each start a broker on the one test port: one at a time.
-static BROKER_PORT: Mutex<()> = Mutex::new(());
-
-fn broker(state: &str) -> (MutexGuard<'static, ()>, Broker) {
-    let guard = BROKER_PORT.lock().unwrap_or_else(PoisonError::into_inner);
-    (guard, Broker::start(state))
-}
 
 fn metrics_addr() -> String {
     format!("127.0.0.1:{}", port("LOGFLOW_IT_METRICS_PORT", 19798))
@@ -71,16 +62,12 @@ fn exit_code(job: &mut Proc, limit: Duration, what: &str) -> i32 {
         .unwrap_or_else(|| panic!("{what}: ended by a signal ({status}):\n{err}"))
 }
 
-fn stderr_has(job: &Proc, text: &str) -> bool {
-    messages(&job.stderr_text()).any(|m| m.contains(text))
-}
-
 #[test]
 fn sigterm_mid_run_with_checkpoints_then_restart_equals_an_uninterrupted_run() {
     // Large enough that the job is still reading when it is told to stop (see tests/recovery.rs).
     const EVENTS: u64 = 1_000_000;
     let dir = tmpdir("stop-eos");
-    let (_port, b) = broker("kafka-stop-eos");
+    let (_port, b) = serial_broker("kafka-stop-eos");
     let logs = dir.join("logs.jsonl");
     gen("logs", &EVENTS.to_string(), &[], &logs);
     let spec = exactly_once_job(&b, "seos", &dir);
@@ -104,7 +91,7 @@ fn sigterm_mid_run_with_checkpoints_then_restart_equals_an_uninterrupted_run() {
     let code = exit_code(&mut first, Duration::from_secs(30), "graceful stop");
     let err = first.stderr_text();
     assert_eq!(code, 0, "{err}");
-    assert!(stderr_has(&first, "SIGTERM: stopping gracefully"), "{err}");
+    assert!(first.says("SIGTERM: stopping gracefully"), "{err}");
     let read_first = accounting(err.as_bytes())["read"];
     assert!(
         read_first < EVENTS,
@@ -116,7 +103,7 @@ fn sigterm_mid_run_with_checkpoints_then_restart_equals_an_uninterrupted_run() {
     let code = exit_code(&mut second, Duration::from_secs(300), "restart");
     let err2 = second.stderr_text();
     assert_eq!(code, 0, "{err2}");
-    assert!(stderr_has(&second, "restoring checkpoint"), "{err2}");
+    assert!(second.says("restoring checkpoint"), "{err2}");
     let read_second = accounting(err2.as_bytes())["read"];
     assert!(
         read_first + read_second >= EVENTS && read_second < EVENTS,
@@ -160,7 +147,7 @@ fn stalled_spec(b: &Broker, dir: &Path) -> std::path::PathBuf {
 fn sigterm_without_checkpoints_flushes_the_sinks_and_a_second_signal_stops_at_once() {
     const EVENTS: u64 = 50_000;
     let dir = tmpdir("stop-files");
-    let (_port, b) = broker("kafka-stop-files");
+    let (_port, b) = serial_broker("kafka-stop-files");
     let logs = dir.join("logs.jsonl");
     gen("logs", &EVENTS.to_string(), &[], &logs);
     let spec = variant_spec("sfiles", "30s", &dir);
@@ -226,7 +213,7 @@ fn sigterm_without_checkpoints_flushes_the_sinks_and_a_second_signal_stops_at_on
     assert_eq!(code, 0, "{err}");
     for p in 0..2 {
         assert!(
-            stderr_has(&launch, &format!("process {p} finished (exit code 0)")),
+            launch.says(&format!("process {p} finished (exit code 0)")),
             "{err}"
         );
     }
@@ -260,7 +247,7 @@ fn sigterm_without_checkpoints_flushes_the_sinks_and_a_second_signal_stops_at_on
     assert_eq!(code, 1, "{}", job.stderr_text());
     assert!(asked.elapsed() < Duration::from_secs(3));
     assert!(
-        stderr_has(&job, "SIGTERM again: stopping at once"),
+        job.says("SIGTERM again: stopping at once"),
         "{}",
         job.stderr_text()
     );
@@ -273,10 +260,7 @@ fn sigterm_without_checkpoints_flushes_the_sinks_and_a_second_signal_stops_at_on
     assert_eq!(code, 1, "{err}");
     assert!(asked.elapsed() >= Duration::from_secs(1), "{err}");
     assert!(
-        stderr_has(
-            &job,
-            "the graceful stop did not finish within 1s: no checkpoint completed"
-        ),
+        job.says("the graceful stop did not finish within 1s: no checkpoint completed"),
         "{err}"
     );
 }

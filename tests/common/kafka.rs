@@ -145,6 +145,18 @@ impl Broker {
     }
 }
 
+/// The tests of one test binary that start a broker on the one test port: one at a time.
+static BROKER_PORT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// A broker with its state in `target/<state>`, started once the other tests of this binary
+/// that hold one are done with the port (keep the guard as long as the broker).
+pub fn serial_broker(state: &str) -> (std::sync::MutexGuard<'static, ()>, Broker) {
+    let guard = BROKER_PORT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    (guard, Broker::start(state))
+}
+
 impl Drop for Broker {
     fn drop(&mut self) {
         let _ = Command::new(repo().join("scripts/kafka"))
