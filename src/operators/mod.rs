@@ -10,6 +10,7 @@
 //! - [`key_limit::WindowAggregateCapped`]: window aggregation keeping at most `max_keys` keys
 //!   per window.
 //! - [`zscore::ZScore`], [`lag::Lag`]: detectors over previous windows.
+//! - [`state::StateMeter`]: how much state the window merges hold (for metrics).
 //!
 //! They drive the accumulator kernel of [`crate::agg`] over windows of [`crate::time::window`].
 
@@ -19,6 +20,7 @@ pub mod intersect;
 pub mod key_limit;
 pub mod lag;
 pub mod pre_aggregate;
+pub mod state;
 pub mod update_aggregate;
 pub mod window_aggregate;
 pub mod zscore;

@@ -18,6 +18,7 @@ use timely::dataflow::StreamVec;
 use crate::agg::aggregate::Acc;
 use crate::checkpoint::barrier::{self, Slot};
 use crate::operators::pre_aggregate::{Partial, PreAggregate};
+use crate::operators::state::StateMeter;
 use crate::record::{key_hash, Event, Key, Value};
 use crate::spec::plan::AggNode;
 
@@ -122,6 +123,7 @@ where
         None => "WindowMerge",
         Some(_) => "WindowMergeCapped",
     });
+    let meter = StateMeter::register(&node.analyses, node.keys.len(), node.accs.len());
     partials.unary_frontier(exchange, "WindowMerge", move |initial, _| {
         // Checkpointed: the open windows, each with its deadline and the time it is sent at,
         // and (capped) the hashes of the keys each window overflowed.
@@ -230,6 +232,7 @@ where
                     }
                 }
             }
+            meter.set(windows.values().map(|(_, open)| open.len()).sum());
         }
     })
 }
