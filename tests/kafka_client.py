@@ -11,7 +11,9 @@ code). Run with the venv python from scripts/pyenv.
                                                         offsets as of now) as JSON lines
                                                         {"key":..,"value":..,"partition":..,"offset":..}
     kafka_client.py count BOOTSTRAP TOPIC               records in the topic (end - start, summed)
-    kafka_client.py create BOOTSTRAP NAME:PARTITIONS..  create topics (existing ones are kept)
+    kafka_client.py create BOOTSTRAP NAME:PARTITIONS[:KEY=VALUE,..]..
+                                                        create topics (existing ones are kept),
+                                                        with topic settings if given
     kafka_client.py topics BOOTSTRAP                    every topic but Kafka's own, NAME:PARTITIONS
                                                         a line, sorted
     kafka_client.py offsets BOOTSTRAP GROUP TOPIC       per partition, PARTITION END COMMITTED a line:
@@ -163,8 +165,10 @@ def create(bootstrap, *specs):
     admin = AdminClient(conf({"bootstrap.servers": bootstrap}))
     topics = []
     for spec in specs:
-        name, parts = spec.rsplit(":", 1)
-        topics.append(NewTopic(name, num_partitions=int(parts), replication_factor=1))
+        name, parts, *settings = spec.split(":", 2)
+        config = dict(kv.split("=", 1) for s in settings for kv in s.split(","))
+        topics.append(NewTopic(name, num_partitions=int(parts), replication_factor=1,
+                               config=config))
     for name, fut in admin.create_topics(topics, request_timeout=60).items():
         try:
             fut.result(timeout=60)

@@ -25,6 +25,19 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     }
 }
 
+/// The configuration of the crate's property tests: proptest's default (which reads
+/// `PROPTEST_CASES` and `PROPTEST_RNG_SEED`, as `scripts/fuzz` sets them), with a fixed seed
+/// unless one is given, so CI sees the same cases on every run.
+#[cfg(test)]
+pub(crate) fn proptest_config() -> proptest::test_runner::Config {
+    use proptest::test_runner::{Config, RngSeed};
+    let mut c = Config::default();
+    if c.rng_seed == RngSeed::Random {
+        c.rng_seed = RngSeed::Fixed(0x1067_f10e);
+    }
+    c
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

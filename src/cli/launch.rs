@@ -73,7 +73,9 @@ impl Drop for TempHostfile {
 struct Proc {
     child: Child,
     status: Option<ExitStatus>,
-    accounting: Arc<Mutex<Option<Accounting>>>,
+    accounting: Kept<Accounting>,
+    /// Its last message naming a sink failure's input position.
+    sink_failure: Kept<String>,
     forwarder: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -84,6 +86,8 @@ pub fn launch(args: LaunchArgs) -> Result<(), Error> {
     }
     let mut backoff = args.backoff.min(MAX_BACKOFF);
     let mut attempt = 0;
+    // The sink failure of the last attempt, with its input position.
+    let mut last_sink_failure: Option<String> = None;
     let accountings = loop {
         // A hostfile of free ports is picked again for each attempt: a port of the last
         // attempt may have been taken since.
@@ -125,6 +129,19 @@ pub fn launch(args: LaunchArgs) -> Result<(), Error> {
                 return Err(e)
             }
             Some(e) => {
+                // Results are deterministic in their input position: a sink that refused the
+                // same output at the same position will refuse it again (a record a topic
+                // cannot take), and restarting would loop until the restarts run out.
+                let sink_failure = run.sink_failures.iter().flatten().next().cloned();
+                if let (Some(now), Some(before)) = (&sink_failure, &last_sink_failure) {
+                    if now == before {
+                        return Err(Error::Sink(format!(
+                            "{now}; the same sink error at the same input position as before \
+                             the last restart: not starting the job again"
+                        )));
+                    }
+                }
+                last_sink_failure = sink_failure;
                 attempt += 1;
                 tracing::warn!(
                     "logflow launch: {e}; starting the job again in {backoff:?} (restart {attempt} of {})",
@@ -224,14 +241,16 @@ pub(crate) fn supervise(
         };
         tracing::info!("{label}: process {i} is pid {}", child.id());
         let accounting = Arc::new(Mutex::new(None));
+        let sink_failure = Arc::new(Mutex::new(None));
         let forwarder = child.stderr.take().map(|err| {
-            let acc = Arc::clone(&accounting);
-            std::thread::spawn(move || forward_stderr(i, err, acc))
+            let kept = (Arc::clone(&accounting), Arc::clone(&sink_failure));
+            std::thread::spawn(move || forward_stderr(i, err, kept))
         });
         procs.push(Proc {
             child,
             status: None,
             accounting,
+            sink_failure,
             forwarder,
         });
     }
@@ -325,6 +344,10 @@ pub(crate) fn supervise(
             .iter()
             .map(|p| p.accounting.lock().ok().and_then(|a| *a))
             .collect(),
+        sink_failures: procs
+            .iter()
+            .map(|p| p.sink_failure.lock().ok().and_then(|f| f.clone()))
+            .collect(),
         failure,
         interrupted: interrupted.load(Ordering::SeqCst),
     })
@@ -334,14 +357,24 @@ pub(crate) fn supervise(
 pub(crate) struct Supervised {
     /// Each process's last accounting line.
     pub accountings: Vec<Option<Accounting>>,
+    /// Each process's last message naming a sink failure at an input position.
+    pub sink_failures: Vec<Option<String>>,
     /// Which processes failed, if any did.
     pub failure: Option<Error>,
     /// SIGINT or SIGTERM was passed on to the processes.
     pub interrupted: bool,
 }
 
-/// Passes a child's stderr on, line by line, and keeps its last accounting line.
-fn forward_stderr(i: usize, err: std::process::ChildStderr, acc: Arc<Mutex<Option<Accounting>>>) {
+/// The last of something a process's stderr said.
+type Kept<T> = Arc<Mutex<Option<T>>>;
+
+/// Passes a child's stderr on, line by line, and keeps its last accounting line and its last
+/// message naming a sink failure's input position.
+fn forward_stderr(
+    i: usize,
+    err: std::process::ChildStderr,
+    (acc, sink_failure): (Kept<Accounting>, Kept<String>),
+) {
     for line in BufReader::new(err).split(b'\n') {
         let Ok(line) = line else { break };
         let line = String::from_utf8_lossy(&line);
@@ -349,6 +382,10 @@ fn forward_stderr(i: usize, err: std::process::ChildStderr, acc: Arc<Mutex<Optio
         if let Some(a) = Accounting::parse(&message) {
             if let Ok(mut slot) = acc.lock() {
                 *slot = Some(a);
+            }
+        } else if message.contains(crate::sinks::INPUT_POSITION) {
+            if let Ok(mut slot) = sink_failure.lock() {
+                *slot = Some(message);
             }
         }
     }

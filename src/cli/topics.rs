@@ -3,18 +3,15 @@
 //! so running it twice changes nothing. A run creates them only when told (`--create-topics`
 //! on `run` and `submit`, with this code).
 
-use std::future::Future;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::task::{Context, Poll, Wake};
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::types::RDKafkaErrorCode;
 
-use crate::kafka::{cli_brokers, KafkaConn};
+use crate::kafka::{block_on, cli_brokers, KafkaConn};
 use crate::spec::plan::{JobPlan, SinkConfig, SourceConfig};
 use crate::Error;
 
@@ -163,59 +160,4 @@ pub(crate) fn create(
         failed,
         brokers: conn.describe(),
     })
-}
-
-/// Runs a future to completion on this thread. The admin client's futures are completed by
-/// its own background thread, so parking until woken is all an executor has to do here
-/// (an async runtime crate for one call would cost more build time than these lines).
-fn block_on<F: Future>(f: F) -> F::Output {
-    struct Unpark(std::thread::Thread);
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Arc::new(Unpark(std::thread::current())).into();
-    let mut cx = Context::from_waker(&waker);
-    let mut f = std::pin::pin!(f);
-    loop {
-        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
-            return v;
-        }
-        std::thread::park();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::atomic::{AtomicU32, Ordering};
-
-    /// Ready once another thread, started at the first poll, has stored a value and woken it.
-    struct Later(Arc<AtomicU32>, bool);
-
-    impl Future for Later {
-        type Output = u32;
-        fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<u32> {
-            match self.0.load(Ordering::SeqCst) {
-                0 if !self.1 => {
-                    self.1 = true;
-                    let (value, waker) = (Arc::clone(&self.0), cx.waker().clone());
-                    std::thread::spawn(move || {
-                        std::thread::sleep(Duration::from_millis(20));
-                        value.store(7, Ordering::SeqCst);
-                        waker.wake();
-                    });
-                    Poll::Pending
-                }
-                0 => Poll::Pending,
-                v => Poll::Ready(v),
-            }
-        }
-    }
-
-    #[test]
-    fn block_on_waits_for_a_future_completed_by_another_thread() {
-        assert_eq!(block_on(Later(Arc::new(AtomicU32::new(0)), false)), 7);
-    }
 }

@@ -256,4 +256,48 @@ mod tests {
         let err = call(&to, &Request::Jobs, Duration::from_secs(1)).unwrap_err();
         assert!(err.to_string().contains("cannot reach"), "{err}");
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn request() -> impl Strategy<Value = Request> {
+            prop_oneof![
+                Just(Request::Jobs),
+                Just(Request::Shutdown),
+                any::<u64>().prop_map(|job| Request::Cancel { job }),
+                (".{0,64}", ".{0,32}").prop_map(|(spec, path)| Request::Submit {
+                    spec,
+                    path,
+                    overrides: Overrides::default(),
+                }),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(crate::checkpoint::codec::proptest_config())]
+
+            #[test]
+            fn any_line_decodes_or_is_refused_without_a_panic(
+                line in prop::collection::vec(any::<u8>(), 0..200),
+            ) {
+                let _ = parse_line(&line);
+            }
+
+            #[test]
+            fn json_shaped_lines_decode_or_are_refused(
+                line in r#"\{("(op|token|job|spec|path|overrides)":("[a-z]{0,6}"|[0-9]{1,20}|-1|null|\[\]|\{\}|true),?){0,5}\}"#,
+            ) {
+                let _ = parse_line(line.as_bytes());
+            }
+
+            #[test]
+            fn requests_round_trip_with_their_token(req in request(), token in "[ -~]{0,40}") {
+                let line = request_line(&req, Some(&token)).unwrap();
+                let (t, back) = parse_line(&line[..line.len() - 1]).unwrap();
+                prop_assert_eq!(t, token);
+                prop_assert_eq!(back.unwrap(), req);
+            }
+        }
+    }
 }

@@ -375,9 +375,65 @@ pub fn throttle(started: std::time::Instant, n: u64, rate: f64) {
     }
 }
 
+/// Runs a future to completion on this thread. The admin client's futures are completed by
+/// its own background thread, so parking until woken is all an executor has to do here
+/// (an async runtime crate for one call would cost more build time than these lines).
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::sync::Arc::new(Unpark(std::thread::current())).into();
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut f = std::pin::pin!(f);
+    loop {
+        if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// Ready once another thread, started at the first poll, has stored a value and woken it.
+    struct Later(std::sync::Arc<AtomicU32>, bool);
+
+    impl std::future::Future for Later {
+        type Output = u32;
+        fn poll(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<u32> {
+            match self.0.load(Ordering::SeqCst) {
+                0 if !self.1 => {
+                    self.1 = true;
+                    let (value, waker) = (std::sync::Arc::clone(&self.0), cx.waker().clone());
+                    std::thread::spawn(move || {
+                        std::thread::sleep(Duration::from_millis(20));
+                        value.store(7, Ordering::SeqCst);
+                        waker.wake();
+                    });
+                    std::task::Poll::Pending
+                }
+                0 => std::task::Poll::Pending,
+                v => std::task::Poll::Ready(v),
+            }
+        }
+    }
+
+    #[test]
+    fn block_on_waits_for_a_future_completed_by_another_thread() {
+        assert_eq!(
+            block_on(Later(std::sync::Arc::new(AtomicU32::new(0)), false)),
+            7
+        );
+    }
     use rdkafka::mocking::MockCluster;
     use rdkafka::producer::{BaseProducer, Producer};
 

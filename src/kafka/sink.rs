@@ -30,6 +30,67 @@ use crate::{Error, KafkaCause};
 /// up to the 1 MiB record limit would not fit whole.
 const DEAD_LETTER_MAX_BYTES: usize = 990_000;
 
+/// What a message needs besides its value under a topic's `max.message.bytes`, which bounds
+/// a whole record batch: the batch header (61 bytes) and the record's own framing (a dead
+/// letter has no key and no headers), with room to spare.
+const MESSAGE_FRAMING: usize = 512;
+
+/// librdkafka's default `batch.size`: a produce batch (all messages to one partition sent
+/// together) up to this many bytes.
+const DEFAULT_BATCH_BYTES: usize = 1_000_000;
+
+/// The largest dead letter `topic` accepts: its own `max.message.bytes` (a topic setting the
+/// broker reports) less the framing, within [`DEAD_LETTER_MAX_BYTES`], which is also the
+/// bound when the broker cannot say (a client without the right to describe configs, the
+/// embedded demo's mock cluster); and the topic's `max.message.bytes` when it is below the
+/// producer's batch size. The broker applies that limit to a whole batch, and librdkafka
+/// fails every message of a batch it refuses instead of splitting it: the producer's batches
+/// must then be no larger.
+fn dead_letter_limit(conn: &KafkaConn, topic: &str) -> (usize, Option<usize>) {
+    use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+    use rdkafka::client::DefaultClientContext;
+    let asked = (|| -> Result<Option<usize>, String> {
+        let admin: AdminClient<DefaultClientContext> = conn
+            .create(&conn.client_config(), "admin")
+            .map_err(|e| e.to_string())?;
+        let opts = AdminOptions::new().request_timeout(Some(Duration::from_secs(10)));
+        let resources = [ResourceSpecifier::Topic(topic)];
+        let results = super::block_on(admin.describe_configs(&resources, &opts))
+            .map_err(|e| e.to_string())?;
+        let resource = results
+            .into_iter()
+            .next()
+            .ok_or("no answer")?
+            .map_err(|code| code.to_string())?;
+        Ok(resource
+            .get("max.message.bytes")
+            .and_then(|e| e.value.as_deref())
+            .and_then(|v| v.trim().parse::<usize>().ok()))
+    })();
+    match asked {
+        Ok(Some(max)) => {
+            let limit = max
+                .saturating_sub(MESSAGE_FRAMING)
+                .min(DEAD_LETTER_MAX_BYTES);
+            if limit < DEAD_LETTER_MAX_BYTES {
+                tracing::info!(
+                    "logflow: dead letters to `{topic}` are cut to {limit} bytes (its \
+                     max.message.bytes is {max})"
+                );
+            }
+            (limit, (max < DEFAULT_BATCH_BYTES).then_some(max.max(1)))
+        }
+        Ok(None) => (DEAD_LETTER_MAX_BYTES, None),
+        Err(e) => {
+            tracing::debug!(
+                "logflow: max.message.bytes of `{topic}` unknown ({e}): dead letters are cut \
+                 to {DEAD_LETTER_MAX_BYTES} bytes"
+            );
+            (DEAD_LETTER_MAX_BYTES, None)
+        }
+    }
+}
+
 /// Delivery reports: failures are kept so the job fails loudly instead of losing results.
 #[derive(Default)]
 pub struct Deliveries {
@@ -92,9 +153,11 @@ impl ClientContext for DeliveryContext {
 }
 
 impl ProducerContext for DeliveryContext {
-    type DeliveryOpaque = ();
+    /// The event-time progress of the batch the message was written in (its input position;
+    /// a `usize` travels in librdkafka's opaque pointer without an allocation per message).
+    type DeliveryOpaque = usize;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+    fn delivery(&self, result: &DeliveryResult<'_>, at: usize) {
         match result {
             Ok(_) => {
                 self.deliveries.delivered.fetch_add(1, Ordering::Relaxed);
@@ -103,7 +166,11 @@ impl ProducerContext for DeliveryContext {
                 use rdkafka::message::Message;
                 if let Ok(mut f) = self.deliveries.failed.lock() {
                     f.get_or_insert_with(|| {
-                        format!("delivery to topic `{}` failed: {e}", msg.topic())
+                        format!(
+                            "delivery to topic `{}` failed: {e} ({})",
+                            msg.topic(),
+                            crate::sinks::input_position(at as u64)
+                        )
                     });
                 }
             }
@@ -117,8 +184,12 @@ pub struct KafkaSink {
     producer: ThreadedProducer<DeliveryContext>,
     deliveries: Arc<Deliveries>,
     dead_topic: String,
+    /// The largest dead letter the dead-letter topic accepts ([`dead_letter_limit`]).
+    dead_max: usize,
     late_topic: String,
     buf: String,
+    /// The event-time progress of the batch being written ([`Sink::at`]).
+    at: u64,
     /// Exactly-once: this worker's transactions.
     txn: Option<Transactions>,
 }
@@ -215,6 +286,11 @@ impl KafkaSink {
         let deliveries = Arc::new(Deliveries::default());
         let exactly_once = plan.sink.exactly_once();
         let mut config = conn.client_config();
+        let dead_topic = plan.dead_letter_topic();
+        let (dead_max, batch_max) = dead_letter_limit(conn, &dead_topic);
+        if let Some(b) = batch_max {
+            config.set("batch.size", b.to_string());
+        }
         if exactly_once {
             config
                 .set(
@@ -269,12 +345,14 @@ impl KafkaSink {
         };
         Ok(KafkaSink {
             txn,
-            dead_topic: plan.dead_letter_topic(),
+            dead_max,
+            dead_topic,
             late_topic: plan.late_topic(),
             plan,
             producer,
             deliveries,
             buf: String::new(),
+            at: 0,
         })
     }
 
@@ -315,7 +393,7 @@ impl KafkaSink {
     }
 
     fn send(&self, topic: &str, key: Option<&str>, value: Option<&str>) -> Result<(), Error> {
-        let mut record = BaseRecord::<[u8], [u8]>::to(topic);
+        let mut record = BaseRecord::<[u8], [u8], usize>::with_opaque_to(topic, self.at as usize);
         if let Some(v) = value {
             record = record.payload(v.as_bytes());
         }
@@ -328,6 +406,10 @@ impl KafkaSink {
 }
 
 impl Sink for KafkaSink {
+    fn at(&mut self, progress: u64) {
+        self.at = progress;
+    }
+
     fn rows(&mut self, rows: &[Row]) -> Result<(), Error> {
         self.check()?;
         self.mark_dirty(rows.len());
@@ -351,7 +433,7 @@ impl Sink for KafkaSink {
         self.mark_dirty(records.len());
         for d in records {
             self.buf.clear();
-            dead_letter_json_within(d, DEAD_LETTER_MAX_BYTES, &mut self.buf);
+            dead_letter_json_within(d, self.dead_max, &mut self.buf);
             self.send(&self.dead_topic, None, Some(&self.buf))?;
         }
         Ok(())

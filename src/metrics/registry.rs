@@ -20,7 +20,7 @@ use prometheus_client::registry::Registry;
 
 use super::results::ResultGauges;
 use crate::record::Origin;
-use crate::record::Row;
+use crate::record::{Row, Value};
 use crate::spec::plan::JobPlan;
 
 /// Who this process is: exported as `logflow_process_info`.
@@ -228,6 +228,10 @@ pub struct Metrics {
     analyses: Vec<(String, String)>,
     partitions: Mutex<Vec<Arc<PartitionMeter>>>,
     outputs: Mutex<Vec<AnalysisOutput>>,
+    /// The `<job>.overflow` pseudo-analysis, and per analysis with `max_keys` (by index) the
+    /// keys written there.
+    overflow: Option<u32>,
+    overflow_keys: Mutex<Vec<(usize, u64)>>,
     results: ResultGauges,
     checkpoints: Mutex<Option<CheckpointStats>>,
     running: AtomicBool,
@@ -282,6 +286,13 @@ impl Metrics {
                 .collect(),
             partitions: Mutex::new(Vec::new()),
             outputs: Mutex::new(plan.analyses.iter().map(|_| Default::default()).collect()),
+            overflow: plan.overflow_analysis().map(|i| i as u32),
+            overflow_keys: Mutex::new(
+                (0..plan.analyses.len())
+                    .filter(|&i| plan.analyses[i].max_keys.is_some())
+                    .map(|i| (i, 0))
+                    .collect(),
+            ),
             results: ResultGauges::new(plan),
             checkpoints: Mutex::new(None),
             running: AtomicBool::new(true),
@@ -369,6 +380,9 @@ impl Metrics {
                     continue;
                 };
                 o.rows += 1;
+                if Some(r.analysis) == self.overflow {
+                    self.count_overflow(r);
+                }
                 o.last_end = Some(o.last_end.map_or(r.end, |e| e.max(r.end)));
                 let older = o.recent.len() >= RECENT_WINDOWS
                     && o.recent.first().is_some_and(|&f| r.start < f);
@@ -381,6 +395,26 @@ impl Metrics {
             }
         }
         self.results.observe(rows);
+    }
+
+    /// One `<job>.overflow` row written: a key of the analysis it names.
+    fn count_overflow(&self, row: &Row) {
+        let Some(Value::Str(name)) = row.values.first() else {
+            return;
+        };
+        let mut keys = lock(&self.overflow_keys);
+        if let Some((_, n)) = keys
+            .iter_mut()
+            .find(|(i, _)| self.analyses[*i].0 == name.as_str())
+        {
+            *n += 1;
+        }
+    }
+
+    /// Keys an analysis with `max_keys` did not keep, written to `<job>.overflow`, per analysis
+    /// index.
+    pub fn overflow_keys(&self) -> Vec<(usize, u64)> {
+        lock(&self.overflow_keys).clone()
     }
 
     /// Records a completed checkpoint (see `CheckpointStats`).
@@ -591,6 +625,16 @@ impl Metrics {
                     .iter()
                     .enumerate()
                     .map(|(i, o)| (label(i), o.rows))
+                    .collect::<Vec<_>>(),
+            )?;
+            counters(
+                enc,
+                "logflow_overflow_keys",
+                "Keys of a window beyond its analysis's max_keys, written to <job>.overflow instead of being aggregated (one per window and key).",
+                &self
+                    .overflow_keys()
+                    .into_iter()
+                    .map(|(i, n)| (vec![("analysis", self.analyses[i].0.clone())], n))
                     .collect::<Vec<_>>(),
             )?;
             counters(

@@ -21,6 +21,10 @@ impl MeteredSink {
 }
 
 impl Sink for MeteredSink {
+    fn at(&mut self, progress: u64) {
+        self.inner.at(progress)
+    }
+
     fn rows(&mut self, rows: &[Row]) -> Result<(), Error> {
         self.inner.rows(rows)?;
         self.metrics.rows_written(rows);

@@ -8,8 +8,10 @@ use crate::record::{Row, Value};
 
 /// Adds the previous value and the change to rows.
 pub trait Lag<'scope> {
-    /// Replaces each row's metrics by `value, prev_value, value_change`; the first row of a key
-    /// has null previous value and change.
+    /// Replaces each row's metrics by `value, prev_value, value_change`, the previous value
+    /// being the key's previous row if it is at most `history` windows (`slide_ms` apart) back;
+    /// otherwise (the key's first row, or a key back after a gap) both are null. A key without
+    /// rows for `history` windows holds no state.
     ///
     /// ```
     /// use timely::dataflow::operators::{ToStream, Capture, capture::Event};
@@ -21,38 +23,57 @@ pub trait Lag<'scope> {
     ///         analysis: 0, start: i as i64 * 60, end: i as i64 * 60 + 60,
     ///         values: vec![Value::Str("api".into()), Value::Float(v)], retract: false,
     ///     })
-    ///     .to_stream(scope).lag(1, 1, 1).capture()
+    ///     .to_stream(scope).lag(1, 1, 1, 60, 1).capture()
     /// });
     /// let rows: Vec<Row> = out.try_iter().flat_map(|e| match e { Event::Messages(_, d) => d, _ => vec![] }).collect();
     /// let second = rows.iter().find(|r| r.start == 60).unwrap();
     /// assert_eq!(second.values[2..], [Value::Float(5.0), Value::Float(15.0)]);
     /// ```
-    fn lag(self, key_len: usize, column: usize, analysis: u32) -> StreamVec<'scope, u64, Row>;
+    fn lag(
+        self,
+        key_len: usize,
+        column: usize,
+        history: usize,
+        slide_ms: i64,
+        analysis: u32,
+    ) -> StreamVec<'scope, u64, Row>;
 }
 
 impl<'scope> Lag<'scope> for StreamVec<'scope, u64, Row> {
-    fn lag(self, key_len: usize, column: usize, analysis: u32) -> StreamVec<'scope, u64, Row> {
-        self.in_key_order(key_len, move |prev: &mut Option<Value>, row: Row, out| {
-            let x = row.values.get(column).cloned().unwrap_or(Value::Null);
-            let before = prev.replace(x.clone()).unwrap_or(Value::Null);
-            let change = match (x.as_f64(), before.as_f64()) {
-                (Some(a), Some(b)) => match (&x, &before) {
-                    (Value::Int(a), Value::Int(b)) => {
-                        a.checked_sub(*b).map_or(Value::Null, Value::Int)
-                    }
-                    _ => Value::Float(a - b),
-                },
-                _ => Value::Null,
-            };
-            let mut values = row.values[..key_len].to_vec();
-            values.extend([x, before, change]);
-            out.push(Row {
-                analysis,
-                start: row.start,
-                end: row.end,
-                values,
-                retract: false,
-            });
-        })
+    fn lag(
+        self,
+        key_len: usize,
+        column: usize,
+        history: usize,
+        slide_ms: i64,
+        analysis: u32,
+    ) -> StreamVec<'scope, u64, Row> {
+        let span = crate::operators::zscore::span_of(history, slide_ms);
+        self.in_key_order(
+            key_len,
+            span,
+            move |prev: &mut Option<Value>, row: Row, out| {
+                let x = row.values.get(column).cloned().unwrap_or(Value::Null);
+                let before = prev.replace(x.clone()).unwrap_or(Value::Null);
+                let change = match (x.as_f64(), before.as_f64()) {
+                    (Some(a), Some(b)) => match (&x, &before) {
+                        (Value::Int(a), Value::Int(b)) => {
+                            a.checked_sub(*b).map_or(Value::Null, Value::Int)
+                        }
+                        _ => Value::Float(a - b),
+                    },
+                    _ => Value::Null,
+                };
+                let mut values = row.values[..key_len].to_vec();
+                values.extend([x, before, change]);
+                out.push(Row {
+                    analysis,
+                    start: row.start,
+                    end: row.end,
+                    values,
+                    retract: false,
+                });
+            },
+        )
     }
 }

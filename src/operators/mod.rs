@@ -7,6 +7,8 @@
 //! - [`complete_aggregate::CompleteAggregate`]: complete output mode (the whole result table
 //!   at each trigger).
 //! - [`in_key_order::InKeyOrder`]: per-key, in-window-order processing of result rows.
+//! - [`key_limit::WindowAggregateCapped`]: window aggregation keeping at most `max_keys` keys
+//!   per window.
 //! - [`zscore::ZScore`], [`lag::Lag`]: detectors over previous windows.
 //! - [`state::StateMeter`]: how much state the window merges hold (for metrics).
 //!
@@ -15,6 +17,7 @@
 pub mod complete_aggregate;
 pub mod in_key_order;
 pub mod intersect;
+pub mod key_limit;
 pub mod lag;
 pub mod pre_aggregate;
 pub mod state;

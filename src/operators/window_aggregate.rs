@@ -7,7 +7,7 @@
 //! emitted yet, because the frontier cannot pass a time at which data is still in flight. So the
 //! operator never needs to guess about lateness, and results do not depend on timing.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::rc::Rc;
 
 use timely::dataflow::channels::pact::Exchange;
@@ -90,82 +90,197 @@ impl<'scope> WindowAggregate<'scope> for StreamVec<'scope, u64, Event> {
 /// Partials already pre-aggregated (by [`PreAggregate`] or at ingest) are exchanged by key and
 /// merged.
 impl<'scope> WindowAggregate<'scope> for StreamVec<'scope, u64, Partial> {
-    fn window_aggregate<D, F>(self, node: Rc<AggNode>, mut emit: F) -> StreamVec<'scope, u64, D>
+    fn window_aggregate<D, F>(self, node: Rc<AggNode>, emit: F) -> StreamVec<'scope, u64, D>
     where
         D: 'static,
         F: FnMut(Closed<'_>, &mut Vec<D>) + 'static,
     {
-        let partials = self;
-        let exchange = Exchange::new(|p: &Partial| key_hash(&p.key));
-        let slot = Slot::register("WindowMerge");
-        let meter = StateMeter::register(&node.analyses, node.keys.len(), node.accs.len());
-        partials.unary_frontier(exchange, "WindowMerge", move |initial, _| {
-            // foldhash: the keys come from the input, but routing already spreads them, and
-            // SipHash's DoS resistance costs more than the merge itself.
-            type Open = HashMap<(i64, Key), Vec<Acc>, foldhash::fast::FixedState>;
-            // Checkpointed: the open windows, each with its deadline and the time it is sent at.
-            let mut windows: BTreeMap<u64, (Capability<u64>, Open)> = slot
-                .as_ref()
-                .and_then(|s| s.restore())
-                .map(|saved| crate::operators::rehold(&initial, saved))
-                .unwrap_or_default();
-            drop(initial);
-            let mut out = Vec::new();
-            let mut values = Vec::new();
-            move |(input, frontier), output| {
-                input.for_each_stamp(|cap, data| {
-                    for batch in data {
-                        for p in batch.drain(..) {
-                            let deadline = node.deadline(p.start).max(0) as u64;
-                            let (_, open) = windows.entry(deadline).or_insert_with(|| {
-                                (
-                                    cap.delayed(&crate::operators::closing(deadline, &cap), 0),
-                                    HashMap::default(),
-                                )
-                            });
-                            match open.entry((p.start, p.key)) {
-                                std::collections::hash_map::Entry::Vacant(v) => {
-                                    v.insert(p.accs);
-                                }
-                                std::collections::hash_map::Entry::Occupied(mut o) => {
-                                    for (a, b) in o.get_mut().iter_mut().zip(p.accs) {
-                                        a.merge(b);
+        merge(self, node, None, emit, |_, _, _: &mut Vec<D>| {})
+    }
+}
+
+/// The merge of partials into windows. With `max_keys`, each worker keeps per window only the
+/// first `max_keys` keys (in key order) it owns: a key beyond them is handed to `overflow`
+/// once, as soon as it is seen (sent at the time of the partial that brought it, so it is
+/// written without waiting for the window), and holds nothing but its 8-byte hash until the
+/// window closes. The first `max_keys` keys of a window overall are among the kept ones of the
+/// workers that own them, which is what [`crate::operators::key_limit`] relies on.
+pub(crate) fn merge<'scope, D, F, G>(
+    partials: StreamVec<'scope, u64, Partial>,
+    node: Rc<AggNode>,
+    max_keys: Option<usize>,
+    mut emit: F,
+    mut overflow: G,
+) -> StreamVec<'scope, u64, D>
+where
+    D: 'static,
+    F: FnMut(Closed<'_>, &mut Vec<D>) + 'static,
+    G: FnMut(i64, Key, &mut Vec<D>) + 'static,
+{
+    let exchange = Exchange::new(|p: &Partial| key_hash(&p.key));
+    // A capped merge also saves which keys overflowed: a differently shaped state.
+    let slot = Slot::register(match max_keys {
+        None => "WindowMerge",
+        Some(_) => "WindowMergeCapped",
+    });
+    let meter = StateMeter::register(&node.analyses, node.keys.len(), node.accs.len());
+    partials.unary_frontier(exchange, "WindowMerge", move |initial, _| {
+        // Checkpointed: the open windows, each with its deadline and the time it is sent at,
+        // and (capped) the hashes of the keys each window overflowed.
+        let (saved, overflowed): (Vec<(u64, u64, Open)>, Overflowed) = match max_keys {
+            None => (
+                slot.as_ref().and_then(|s| s.restore()).unwrap_or_default(),
+                BTreeMap::new(),
+            ),
+            Some(_) => slot.as_ref().and_then(|s| s.restore()).unwrap_or_default(),
+        };
+        let mut windows: BTreeMap<u64, (Capability<u64>, Open)> =
+            crate::operators::rehold(&initial, saved);
+        drop(initial);
+        // Capped: each open window's kept keys (its groups' keys, in order) and overflowed ones.
+        let mut bounds: BTreeMap<u64, Bound> = BTreeMap::new();
+        if max_keys.is_some() {
+            for (deadline, (_, open)) in &windows {
+                bounds.entry(*deadline).or_default().kept =
+                    open.keys().map(|(_, k)| k.clone()).collect();
+            }
+            for (deadline, hashes) in overflowed {
+                bounds.entry(deadline).or_default().overflowed = hashes;
+            }
+        }
+        let mut out = Vec::new();
+        let mut spilled = Vec::new();
+        let mut values = Vec::new();
+        move |(input, frontier), output| {
+            input.for_each_stamp(|cap, data| {
+                for batch in data {
+                    for p in batch.drain(..) {
+                        let deadline = node.deadline(p.start).max(0) as u64;
+                        let (_, open) = windows.entry(deadline).or_insert_with(|| {
+                            (
+                                cap.delayed(&crate::operators::closing(deadline, &cap), 0),
+                                HashMap::default(),
+                            )
+                        });
+                        if let Some(max) = max_keys {
+                            let bound = bounds.entry(deadline).or_default();
+                            match bound.admit(max, &p.key) {
+                                Admit::Kept => {}
+                                Admit::Overflow => {
+                                    if bound.overflowed.insert(key_hash(&p.key)) {
+                                        overflow(p.start, p.key, &mut spilled);
                                     }
+                                    continue;
+                                }
+                                Admit::Evicts(last) => {
+                                    open.remove(&(p.start, last.clone()));
+                                    bound.overflowed.insert(key_hash(&last));
+                                    overflow(p.start, last, &mut spilled);
+                                }
+                            }
+                        }
+                        match open.entry((p.start, p.key)) {
+                            std::collections::hash_map::Entry::Vacant(v) => {
+                                v.insert(p.accs);
+                            }
+                            std::collections::hash_map::Entry::Occupied(mut o) => {
+                                for (a, b) in o.get_mut().iter_mut().zip(p.accs) {
+                                    a.merge(b);
                                 }
                             }
                         }
                     }
-                });
-                // Emit every window whose deadline the frontier has passed.
-                while let Some(entry) = windows.first_entry() {
-                    if frontier.less_than(entry.key()) {
-                        break;
-                    }
-                    let (cap, open) = entry.remove();
-                    for ((start, key), accs) in open {
-                        values.clear();
-                        values.extend(accs.into_iter().map(Acc::finish));
-                        let end = start + node.windows.size;
-                        emit(
-                            Closed {
-                                start,
-                                end,
-                                key,
-                                values: &mut values,
-                            },
-                            &mut out,
-                        );
-                    }
-                    if !out.is_empty() {
-                        output.session(&cap).give_iterator(out.drain(..));
-                    }
                 }
-                if let Some((slot, epoch)) = barrier::due(&slot, frontier.frontier()) {
-                    slot.save(epoch, &crate::operators::held(&windows));
+                if !spilled.is_empty() {
+                    output.session(&cap).give_iterator(spilled.drain(..));
                 }
-                meter.set(windows.values().map(|(_, open)| open.len()).sum());
+            });
+            // Emit every window whose deadline the frontier has passed.
+            while let Some(entry) = windows.first_entry() {
+                if frontier.less_than(entry.key()) {
+                    break;
+                }
+                let deadline = *entry.key();
+                let (cap, open) = entry.remove();
+                bounds.remove(&deadline);
+                for ((start, key), accs) in open {
+                    values.clear();
+                    values.extend(accs.into_iter().map(Acc::finish));
+                    let end = start + node.windows.size;
+                    emit(
+                        Closed {
+                            start,
+                            end,
+                            key,
+                            values: &mut values,
+                        },
+                        &mut out,
+                    );
+                }
+                if !out.is_empty() {
+                    output.session(&cap).give_iterator(out.drain(..));
+                }
             }
-        })
+            if let Some((slot, epoch)) = barrier::due(&slot, frontier.frontier()) {
+                let held = crate::operators::held(&windows);
+                match max_keys {
+                    None => slot.save(epoch, &held),
+                    Some(_) => {
+                        let hashes: BTreeMap<u64, &KeyHashes> =
+                            bounds.iter().map(|(d, b)| (*d, &b.overflowed)).collect();
+                        slot.save(epoch, &(held, hashes))
+                    }
+                }
+            }
+            meter.set(windows.values().map(|(_, open)| open.len()).sum());
+        }
+    })
+}
+
+// foldhash: the keys come from the input, but routing already spreads them, and SipHash's DoS
+// resistance costs more than the merge itself.
+type Open = HashMap<(i64, Key), Vec<Acc>, foldhash::fast::FixedState>;
+type KeyHashes = HashSet<u64, foldhash::fast::FixedState>;
+/// Per window deadline, the hashes of the keys it overflowed.
+type Overflowed = BTreeMap<u64, KeyHashes>;
+
+/// One open window's keys under `max_keys`.
+#[derive(Default)]
+pub(crate) struct Bound {
+    /// The keys held, in order (at most `max_keys`).
+    pub(crate) kept: BTreeSet<Key>,
+    /// Hashes of the keys overflowed so far: each is reported once per window.
+    overflowed: KeyHashes,
+}
+
+/// What a capped window does with a partial's key.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Admit {
+    /// Held (already, or now with room to spare).
+    Kept,
+    /// Beyond the first `max_keys`: not held.
+    Overflow,
+    /// Held, in place of the largest key held so far, which overflows.
+    Evicts(Key),
+}
+
+impl Bound {
+    pub(crate) fn admit(&mut self, max: usize, key: &Key) -> Admit {
+        if self.kept.contains(key) {
+            return Admit::Kept;
+        }
+        if self.kept.len() < max {
+            self.kept.insert(key.clone());
+            return Admit::Kept;
+        }
+        match self.kept.last() {
+            Some(last) if key < last => {
+                let evicted = self.kept.pop_last();
+                self.kept.insert(key.clone());
+                evicted.map_or(Admit::Kept, Admit::Evicts)
+            }
+            _ => Admit::Overflow,
+        }
     }
 }
 

@@ -14,7 +14,9 @@ pub trait ZScore<'scope> {
     /// Replaces each row's metrics by `value, baseline_mean, baseline_stddev, z_score`, where the
     /// baseline is the up-to-`history` previous rows of the same key (rows with a null value
     /// take a slot; nulls are ignored by the statistics). `z_score` is null when the value is
-    /// null or the baseline has no spread (stddev null or 0).
+    /// null or the baseline has no spread (stddev null or 0). A key without rows for `history`
+    /// windows (`slide_ms` apart) is forgotten: its state is dropped, its next row starts a new
+    /// baseline.
     ///
     /// ```
     /// use timely::dataflow::operators::{ToStream, Capture, capture::Event};
@@ -26,7 +28,7 @@ pub trait ZScore<'scope> {
     ///         analysis: 0, start: i as i64 * 60, end: i as i64 * 60 + 60,
     ///         values: vec![Value::Str("api".into()), Value::Float(v)], retract: false,
     ///     })
-    ///     .to_stream(scope).zscore(1, 1, 10, 1).capture()
+    ///     .to_stream(scope).zscore(1, 1, 10, 60, 1).capture()
     /// });
     /// let rows: Vec<Row> = out.try_iter().flat_map(|e| match e { Event::Messages(_, d) => d, _ => vec![] }).collect();
     /// let last = rows.iter().find(|r| r.start == 180).unwrap();
@@ -38,6 +40,7 @@ pub trait ZScore<'scope> {
         key_len: usize,
         column: usize,
         history: usize,
+        slide_ms: i64,
         analysis: u32,
     ) -> StreamVec<'scope, u64, Row>;
 }
@@ -48,13 +51,16 @@ impl<'scope> ZScore<'scope> for StreamVec<'scope, u64, Row> {
         key_len: usize,
         column: usize,
         history: usize,
+        slide_ms: i64,
         analysis: u32,
     ) -> StreamVec<'scope, u64, Row> {
+        let span = span_of(history, slide_ms);
         self.in_key_order(
             key_len,
+            span,
             move |past: &mut VecDeque<Option<f64>>, row: Row, out| {
                 let x = row.values.get(column).and_then(Value::as_f64);
-                let (mean, stddev) = baseline(past);
+                let (mean, stddev) = baseline(past.iter().copied());
                 let z = match (x, mean, stddev) {
                     (Some(x), Some(m), Some(s)) if s > 0.0 => Value::Float((x - m) / s),
                     _ => Value::Null,
@@ -82,9 +88,14 @@ impl<'scope> ZScore<'scope> for StreamVec<'scope, u64, Row> {
     }
 }
 
+/// How far back `history` windows `slide_ms` apart reach (`None`: windowless rows, kept).
+pub(crate) fn span_of(history: usize, slide_ms: i64) -> Option<i64> {
+    (slide_ms > 0).then(|| (history as i64).saturating_mul(slide_ms))
+}
+
 /// Mean and sample standard deviation of the non-null values.
-fn baseline(past: &VecDeque<Option<f64>>) -> (Option<f64>, Option<f64>) {
-    let vals: Vec<f64> = past.iter().flatten().copied().collect();
+fn baseline(past: impl Iterator<Item = Option<f64>>) -> (Option<f64>, Option<f64>) {
+    let vals: Vec<f64> = past.flatten().collect();
     if vals.is_empty() {
         return (None, None);
     }
@@ -103,10 +114,10 @@ mod tests {
 
     #[test]
     fn baseline_ignores_nulls() {
-        let past: VecDeque<_> = [Some(1.0), None, Some(3.0)].into_iter().collect();
-        assert_eq!(baseline(&past), (Some(2.0), Some(2f64.sqrt())));
-        let one: VecDeque<_> = [None, Some(3.0)].into_iter().collect();
-        assert_eq!(baseline(&one), (Some(3.0), None));
-        assert_eq!(baseline(&VecDeque::new()), (None, None));
+        let past = [Some(1.0), None, Some(3.0)];
+        assert_eq!(baseline(past.into_iter()), (Some(2.0), Some(2f64.sqrt())));
+        let one = [None, Some(3.0)];
+        assert_eq!(baseline(one.into_iter()), (Some(3.0), None));
+        assert_eq!(baseline(std::iter::empty()), (None, None));
     }
 }

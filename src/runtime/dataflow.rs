@@ -16,6 +16,7 @@ use super::Counters;
 use crate::metrics::Metrics;
 use crate::operators::complete_aggregate::CompleteAggregate;
 use crate::operators::intersect::Intersect;
+use crate::operators::key_limit::{Limited, WindowAggregateCapped};
 use crate::operators::lag::Lag;
 use crate::operators::pre_aggregate::PreAggregate;
 use crate::operators::update_aggregate::{UpdateAggregate, Upserts};
@@ -162,7 +163,49 @@ pub fn build<'scope>(
                 .map(|l: LateEvent| l.event)
                 .pre_aggregate(Rc::clone(&node)),
         };
-        let rows = if let Some(trigger) = node.complete {
+        // Analyses share a node only with the same `max_keys`.
+        let max_keys = node
+            .analyses
+            .first()
+            .and_then(|&a| plan.analyses[a].max_keys);
+        let rows = if let (Some(max), Some(overflow)) = (max_keys, plan.overflow_analysis()) {
+            let names: Vec<String> = node
+                .analyses
+                .iter()
+                .map(|&a| plan.analyses[a].name.clone())
+                .collect();
+            let reason =
+                Value::Str(format!("beyond the first {max} keys of the window (max_keys)").into());
+            let overflow = overflow as u32;
+            input
+                .window_aggregate_capped(Rc::clone(&node), max)
+                .flat_map(move |l: Limited| {
+                    let mut out = Vec::new();
+                    match l.values {
+                        Some(mut values) => project(
+                            Closed {
+                                start: l.start,
+                                end: l.end,
+                                key: l.key,
+                                values: &mut values,
+                            },
+                            &mut out,
+                        ),
+                        None => out.extend(names.iter().map(|name| Row {
+                            analysis: overflow,
+                            start: l.start,
+                            end: l.end,
+                            values: vec![
+                                Value::Str(name.as_str().into()),
+                                Value::List(l.key.clone()),
+                                reason.clone(),
+                            ],
+                            retract: false,
+                        })),
+                    }
+                    out
+                })
+        } else if let Some(trigger) = node.complete {
             input.complete_aggregate(Rc::clone(&node), trigger.max(1) as u64, project)
         } else if node.update {
             input
@@ -191,8 +234,12 @@ pub fn build<'scope>(
                 r.analysis = id;
                 r
             }),
-            Detector::ZScore { column, history } => input.zscore(key_len, *column, *history, id),
-            Detector::Lag { column } => input.lag(key_len, *column, id),
+            Detector::ZScore { column, history } => {
+                input.zscore(key_len, *column, *history, plan.slide_of(*from), id)
+            }
+            Detector::Lag { column, history } => {
+                input.lag(key_len, *column, *history, plan.slide_of(*from), id)
+            }
             Detector::Intersect { with } => {
                 let Some(other) = streams[*with].clone() else {
                     unreachable!("`with` refers to an earlier analysis")

@@ -14,6 +14,7 @@ use crate::checkpoint::barrier::{self, Slot};
 use crate::record::Row;
 use crate::record::{DeadLetter, LateEvent};
 use crate::sinks::Sink;
+use crate::Error;
 
 #[derive(Default)]
 struct Pending {
@@ -97,12 +98,13 @@ pub fn write_outputs<'scope>(
                 batch.rows.sort_by(|a, b| {
                     (a.analysis, a.start, &a.values).cmp(&(b.analysis, b.start, &b.values))
                 });
+                s.at(t);
                 let res = s
                     .dead_letters(&batch.dead)
                     .and_then(|_| s.late_events(&batch.late))
                     .and_then(|_| s.rows(&batch.rows));
                 if let Err(e) = res {
-                    *failed.borrow_mut() = Some(e);
+                    *failed.borrow_mut() = Some(at_position(e, t));
                 }
                 wrote = true;
             }
@@ -162,6 +164,20 @@ pub fn write_outputs<'scope>(
             closed = done;
         }
     });
+}
+
+/// A sink failure while writing the batch at progress `t`, naming that input position unless
+/// it names one already (a Kafka delivery failure names the batch of the message refused, which
+/// may be an earlier one). Kafka errors keep their domain (an unreachable broker may pass).
+fn at_position(e: Error, t: u64) -> Error {
+    if e.to_string().contains(crate::sinks::INPUT_POSITION) {
+        return e;
+    }
+    let pos = crate::sinks::input_position(t);
+    match e {
+        Error::Kafka { cause, message } => Error::kafka(cause, format!("{message} ({pos})")),
+        e => Error::Sink(format!("{e} ({pos})")),
+    }
 }
 
 #[cfg(test)]

@@ -11,8 +11,26 @@ use crate::record::Row;
 use crate::record::{DeadLetter, LateEvent};
 use crate::Error;
 
+/// Where in the input a sink failure happened: the event-time progress of the batch being
+/// written, the same on every run of the job over the same input (a failure named at the same
+/// position after a restart will recur: `launch --restart` stops there).
+pub fn input_position(progress: u64) -> String {
+    let at = match i64::try_from(progress) {
+        Ok(ms) => crate::time::rfc3339(ms),
+        Err(_) => "the end of the input".into(),
+    };
+    format!("{INPUT_POSITION} {at}")
+}
+
+/// What [`input_position`] starts with.
+pub const INPUT_POSITION: &str = "at input position: event-time progress";
+
 /// A destination for a job's outputs.
 pub trait Sink: Send {
+    /// The event-time progress of the batch written next ([`input_position`] of a failure).
+    fn at(&mut self, progress: u64) {
+        let _ = progress;
+    }
     fn rows(&mut self, rows: &[Row]) -> Result<(), Error>;
     fn dead_letters(&mut self, records: &[DeadLetter]) -> Result<(), Error>;
     fn late_events(&mut self, records: &[LateEvent]) -> Result<(), Error>;

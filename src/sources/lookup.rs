@@ -451,4 +451,48 @@ mod tests {
             assert!(err.ends_with(reason), "{err}");
         }
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(crate::checkpoint::codec::proptest_config())]
+
+            #[test]
+            fn any_table_text_loads_or_fails_without_a_panic(
+                text in "[a-z0-9,\"\n {}\\[\\]:.-]{0,200}",
+                json in any::<bool>(),
+            ) {
+                let format = if json { TableFormat::Json } else { TableFormat::Csv };
+                let _ = parse_table(&text, format, "service", &["team".into()]);
+            }
+
+            #[test]
+            fn csv_and_json_tables_agree_with_what_was_written(
+                rows in prop::collection::btree_map("[a-z]{1,8}", ("([a-z]{1,4}( [a-z]{1,4})?)?", any::<i32>()), 0..20),
+            ) {
+                let mut csv = String::from("service,team,tier\n");
+                let mut json = String::new();
+                for (k, (team, tier)) in &rows {
+                    csv.push_str(&format!("{k},\"{team}\",{tier}\n"));
+                    json.push_str(&format!("{{\"service\":\"{k}\",\"team\":\"{team}\",\"tier\":{tier}}}\n"));
+                }
+                let fields = ["team".to_string(), "tier".to_string()];
+                for (text, format) in [(&csv, TableFormat::Csv), (&json, TableFormat::Json)] {
+                    let got = parse_table(text, format, "service", &fields).unwrap();
+                    prop_assert_eq!(got.len(), rows.len());
+                    for (k, (team, tier)) in &rows {
+                        // An empty CSV field is null; JSON says what it is.
+                        let team = if team.is_empty() && format == TableFormat::Csv {
+                            Value::Null
+                        } else {
+                            Value::Str(team.as_str().into())
+                        };
+                        prop_assert_eq!(&got[k], &vec![team, Value::Int(i64::from(*tier))]);
+                    }
+                }
+            }
+        }
+    }
 }

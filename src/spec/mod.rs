@@ -332,6 +332,12 @@ pub struct AnalysisSpec {
     #[serde(default)]
     pub detect: Option<DetectSpec>,
 
+    /// Windowed `append` analyses: at most this many group keys per window (default:
+    /// unlimited, exact). The kept keys are the first `max_keys` in key order, for any number of
+    /// workers and processes; every other key of the window is written to `<job>.overflow` (and
+    /// counted in `logflow_overflow_keys_total`) instead of holding state.
+    #[serde(default)]
+    pub max_keys: Option<Spanned<u64>>,
     /// Rows to keep (after aggregation or detection).
     #[serde(default)]
     pub having: Option<Spanned<String>>,
@@ -361,7 +367,9 @@ pub struct DetectSpec {
     /// `zscore`/`lag`: the column to watch.
     #[serde(default)]
     pub field: Option<Spanned<String>>,
-    /// `zscore`: how many previous rows form the baseline (default 10).
+    /// `zscore`: how many previous rows form the baseline (default 10); `lag`: the previous row
+    /// is looked for this many windows back (default 10). A key with no row for that many
+    /// windows has its state dropped (its next row starts afresh).
     #[serde(default)]
     pub history: Option<Spanned<u64>>,
     /// `intersect`: the other analysis whose keys must also be present.

@@ -9,7 +9,7 @@ use super::derived::compile_derived;
 use super::io::{compile_checkpoint, compile_sink, compile_source};
 use super::lookup::compile_lookups;
 use super::schema::compile_schema;
-use super::types::{AggFunc, JobPlan, NodeInput};
+use super::types::{AggFunc, Analysis, AnalysisKind, JobPlan, NodeInput};
 use super::windowed::compile_windowed;
 use crate::spec::expr::{self, Ast, Expr};
 use crate::spec::{AnalysisSpec, Input, JobSpec, Mode, SpecSource};
@@ -172,6 +172,24 @@ impl JobPlan {
             };
             names.insert(aname, plan.analyses.len());
             plan.analyses.push(analysis);
+        }
+        if plan.analyses.iter().any(|a| a.max_keys.is_some()) {
+            plan.analyses.push(Analysis {
+                name: plan.overflow_topic(),
+                topic: plan.overflow_topic(),
+                description: Some("keys beyond an analysis's `max_keys`".into()),
+                columns: ["analysis", "key", "reason"].map(String::from).to_vec(),
+                key_len: 0,
+                kind: AnalysisKind::Overflow,
+                having: None,
+                delay_ms: 0,
+                lateness_ms: 0,
+                update: false,
+                complete: false,
+                windowless: false,
+                gauges: Vec::new(),
+                max_keys: None,
+            });
         }
         // Built-in fields a JSON schema does not list are read from their own keys, and only
         // those some analysis uses.

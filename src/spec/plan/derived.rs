@@ -59,6 +59,11 @@ pub(super) fn compile_derived(
             "allowed_lateness",
             a.allowed_lateness.as_ref().map(|f| f.span()),
         ),
+        (
+            a.max_keys.is_some(),
+            "max_keys",
+            a.max_keys.as_ref().map(|f| f.span()),
+        ),
     ] {
         if set {
             return cx.err(
@@ -144,6 +149,13 @@ pub(super) fn compile_derived(
                 DetectKind::Lag => {
                     let f = need_field()?;
                     let column = column_of(f)?;
+                    let history = match &d.history {
+                        Some(h) if *h.get_ref() < 1 => {
+                            return cx.err(h.span(), "detect.history", "history must be at least 1")
+                        }
+                        Some(h) => *h.get_ref() as usize,
+                        None => 10,
+                    };
                     let name = f.get_ref();
                     let mut cols = key_cols.clone();
                     cols.extend([
@@ -151,7 +163,7 @@ pub(super) fn compile_derived(
                         format!("prev_{name}"),
                         format!("{name}_change"),
                     ]);
-                    (Detector::Lag { column }, cols)
+                    (Detector::Lag { column, history }, cols)
                 }
                 DetectKind::Intersect => {
                     let Some(w) = &d.with else {
@@ -206,5 +218,6 @@ pub(super) fn compile_derived(
         update: false,
         complete: false,
         windowless: false,
+        max_keys: None,
     })
 }

@@ -116,8 +116,15 @@ impl JobPlan {
                     if a.update {
                         let _ = write!(w, ", update mode (early results and corrections)");
                     }
+                    if let Some(m) = a.max_keys {
+                        let _ = write!(w, ", at most {m} keys per window (the first in key order; the others -> `{}`)", self.overflow_topic());
+                    }
                     let _ = write!(w, ", pass #{node}");
                     w
+                }
+                AnalysisKind::Overflow => {
+                    "the keys a `max_keys` analysis did not keep: one row per window, analysis and key"
+                        .into()
                 }
                 AnalysisKind::Derived { from, detector } => {
                     let f = &self.analyses[*from].name;
@@ -127,8 +134,8 @@ impl JobPlan {
                             "z-score of `{}` in `{f}` against the previous {history} windows of each key",
                             self.analyses[*from].columns[*column]
                         ),
-                        Detector::Lag { column } => format!(
-                            "change of `{}` in `{f}` against the previous window of each key",
+                        Detector::Lag { column, history } => format!(
+                            "change of `{}` in `{f}` against the previous window of each key (at most {history} windows back)",
                             self.analyses[*from].columns[*column]
                         ),
                         Detector::Intersect { with } => format!(
@@ -168,6 +175,35 @@ impl JobPlan {
                 let _ = writeln!(s, "      gauges (logflow_result): {}", names.join(", "));
             }
         }
+        for w in self.warnings() {
+            let _ = writeln!(s, "warning: {w}");
+        }
         s
     }
+
+    /// What in a valid spec deserves a second look: windowed `append` analyses grouped by a
+    /// per-client field (an IP, a user, a session) without `max_keys`, whose state a producer sending
+    /// random values grows without bound.
+    pub fn warnings(&self) -> Vec<String> {
+        self.analyses
+            .iter()
+            .filter(|a| a.max_keys.is_none() && !a.update && !a.complete && !a.windowless)
+            .filter(|a| matches!(a.kind, AnalysisKind::Windowed { .. }))
+            .filter_map(|a| {
+                let key = a.columns[..a.key_len].iter().find(|k| per_client(k))?;
+                Some(format!(
+                    "analysis `{}` is grouped by `{key}` without `max_keys`: a flood of distinct values grows its state without bound",
+                    a.name
+                ))
+            })
+            .collect()
+    }
+}
+
+/// A group key naming one client: an IP address, a user or a session.
+fn per_client(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    ["ip", "user", "session", "client"]
+        .iter()
+        .any(|w| k == *w || k.starts_with(&format!("{w}_")) || k.ends_with(&format!("_{w}")))
 }

@@ -156,6 +156,8 @@ pub struct Analysis {
     pub windowless: bool,
     /// Indices into `columns` of the metrics exported as gauges (never keys).
     pub gauges: Vec<usize>,
+    /// `max_keys`: group keys kept per window (the first in key order); `None`: all.
+    pub max_keys: Option<usize>,
 }
 
 /// How an analysis is computed.
@@ -169,6 +171,10 @@ pub enum AnalysisKind {
         /// The output expressions, one per metric column.
         outputs: Vec<Expr>,
     },
+    /// `<job>.overflow`: the keys a `max_keys` analysis did not keep, one row per window, analysis
+    /// and key (`analysis`, `key`, `reason`); added after the spec's analyses when one sets
+    /// `max_keys`.
+    Overflow,
     /// Rows of another analysis, through a detector.
     Derived {
         /// The analysis whose rows it reads.
@@ -183,17 +189,21 @@ pub enum AnalysisKind {
 pub enum Detector {
     /// Rows pass unchanged (a plain `having` filter).
     Pass,
-    /// `value, baseline_mean, baseline_stddev, z_score` against the previous `history` rows.
+    /// `value, baseline_mean, baseline_stddev, z_score` against the previous `history` rows of
+    /// the key (forgotten after `history` windows without one).
     ZScore {
         /// The watched column.
         column: usize,
         /// Previous rows in the baseline.
         history: usize,
     },
-    /// `value, prev_value, value_change` against the previous row.
+    /// `value, prev_value, value_change` against the key's previous row, if it is at most
+    /// `history` windows back.
     Lag {
         /// The watched column.
         column: usize,
+        /// Windows looked back.
+        history: usize,
     },
     /// Rows whose key also has a row in `with` for an overlapping window.
     Intersect {
@@ -306,6 +316,18 @@ impl JobPlan {
         format!("{}.late", self.name)
     }
 
+    /// The overflow output's topic (keys beyond an analysis's `max_keys`).
+    pub fn overflow_topic(&self) -> String {
+        format!("{}.overflow", self.name)
+    }
+
+    /// The index of the `<job>.overflow` pseudo-analysis, if some analysis sets `max_keys`.
+    pub fn overflow_analysis(&self) -> Option<usize> {
+        self.analyses
+            .iter()
+            .position(|a| matches!(a.kind, AnalysisKind::Overflow))
+    }
+
     /// Every topic a Kafka sink of this job writes to.
     pub fn topics(&self) -> Vec<String> {
         let mut t: Vec<String> = self.analyses.iter().map(|a| a.topic.clone()).collect();
@@ -334,6 +356,7 @@ impl JobPlan {
                     _ => own,
                 }
             }
+            AnalysisKind::Overflow => 0,
         }
     }
 }
@@ -344,6 +367,7 @@ impl JobPlan {
         match &self.analyses[analysis].kind {
             AnalysisKind::Windowed { node, .. } => self.nodes[*node].windows.slide,
             AnalysisKind::Derived { from, .. } => self.slide_of(*from),
+            AnalysisKind::Overflow => 0,
         }
     }
 }

@@ -184,11 +184,33 @@ pub(super) fn compile_windowed(
         columns.push(name);
     }
 
-    // Find or create the node these aggregates belong to.
+    let max_keys = match &a.max_keys {
+        Some(m) if update || complete.is_some() || windows.is_global() => {
+            return cx.err(
+                m.span(),
+                "max_keys",
+                "`max_keys` applies to windowed analyses in `append` mode (one final row per window and key)",
+            )
+        }
+        Some(m) if *m.get_ref() == 0 || *m.get_ref() > u32::MAX as u64 => {
+            return cx.err(
+                m.span(),
+                "max_keys",
+                format!("max_keys must be between 1 and {}", u32::MAX),
+            )
+        }
+        Some(m) => Some(*m.get_ref() as usize),
+        None => None,
+    };
+
+    // Find or create the node these aggregates belong to (analyses keeping different numbers
+    // of keys cannot share one merge).
     let hold_ms = delay_ms + lateness_ms;
     let explode = explode.map(|(x, _)| x);
+    let analyses = &plan.analyses;
     let node_idx = match plan.nodes.iter().position(|n| {
-        n.windows == windows
+        n.analyses.iter().all(|&i| analyses[i].max_keys == max_keys)
+            && n.windows == windows
             && n.hold_ms == hold_ms
             && n.filter == filter
             && n.keys == keys
@@ -280,6 +302,7 @@ pub(super) fn compile_windowed(
         update,
         complete: complete.is_some(),
         windowless: windows.is_global(),
+        max_keys,
     })
 }
 
