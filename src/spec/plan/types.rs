@@ -156,6 +156,26 @@ pub struct Analysis {
     pub windowless: bool,
     /// Indices into `columns` of the metrics exported as gauges (never keys).
     pub gauges: Vec<usize>,
+    /// `alert`: its rows are also alerts, written to `<job>.alerts`.
+    pub alert: Option<AlertPlan>,
+}
+
+/// An analysis's alert: how its rows become `<job>.alerts` records.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AlertPlan {
+    /// How urgent.
+    pub severity: crate::spec::Severity,
+    /// The summary template, in order.
+    pub summary: Vec<SummaryPart>,
+}
+
+/// A piece of an alert's summary template.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SummaryPart {
+    /// Literal text.
+    Text(String),
+    /// The row's value of this column (index into [`Analysis::columns`]).
+    Column(usize),
 }
 
 /// How an analysis is computed.
@@ -306,11 +326,24 @@ impl JobPlan {
         format!("{}.late", self.name)
     }
 
+    /// The alerts output's topic: every row of every `alert` analysis, in one schema.
+    pub fn alerts_topic(&self) -> String {
+        format!("{}.alerts", self.name)
+    }
+
+    /// Some analysis is an alert (the job has an alerts output).
+    pub fn has_alerts(&self) -> bool {
+        self.analyses.iter().any(|a| a.alert.is_some())
+    }
+
     /// Every topic a Kafka sink of this job writes to.
     pub fn topics(&self) -> Vec<String> {
         let mut t: Vec<String> = self.analyses.iter().map(|a| a.topic.clone()).collect();
         t.push(self.dead_letter_topic());
         t.push(self.late_topic());
+        if self.has_alerts() {
+            t.push(self.alerts_topic());
+        }
         if self.sink.exactly_once() {
             t.push(self.commits_topic());
         }
