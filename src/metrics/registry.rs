@@ -18,6 +18,7 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
+use super::alerts::AlertMetrics;
 use super::results::ResultGauges;
 use crate::record::Origin;
 use crate::record::Row;
@@ -198,6 +199,7 @@ pub struct Metrics {
     partitions: Mutex<Vec<Arc<PartitionMeter>>>,
     outputs: Mutex<Vec<AnalysisOutput>>,
     results: ResultGauges,
+    alerts: AlertMetrics,
     checkpoints: Mutex<Option<CheckpointStats>>,
     running: AtomicBool,
     final_scrapes: Mutex<u64>,
@@ -228,6 +230,7 @@ impl Metrics {
             partitions: Mutex::new(Vec::new()),
             outputs: Mutex::new(plan.analyses.iter().map(|_| Default::default()).collect()),
             results: ResultGauges::new(plan),
+            alerts: AlertMetrics::new(plan),
             checkpoints: Mutex::new(None),
             running: AtomicBool::new(true),
             final_scrapes: Mutex::new(0),
@@ -306,6 +309,7 @@ impl Metrics {
             }
         }
         self.results.observe(rows);
+        self.alerts.observe(rows);
     }
 
     /// Records a completed checkpoint (see `CheckpointStats`).
@@ -502,6 +506,7 @@ impl Metrics {
             )?;
         }
         self.results.encode(enc)?;
+        self.alerts.encode(enc)?;
 
         if let Some(c) = *lock(&self.checkpoints) {
             let none = Vec::<(&str, String)>::new();
