@@ -133,13 +133,15 @@ fn columns_json(names: &[String], values: &[Value], out: &mut String) {
     out.push('}');
 }
 
-/// A value as people read it in a summary: text as is, fractions to two decimals.
+/// A value as people read it in a summary: text as is, whole numbers without a fraction,
+/// other numbers to two decimals.
 fn summary_value(v: &Value, out: &mut String) {
     match v {
         Value::Str(s) => out.push_str(s),
-        Value::Float(f) if f.fract() != 0.0 && f.is_finite() => {
-            out.push_str(&format!("{f:.2}"));
+        Value::Float(f) if f.is_finite() && f.fract() == 0.0 && f.abs() < 1e15 => {
+            out.push_str(&format!("{f:.0}"));
         }
+        Value::Float(f) if f.is_finite() => out.push_str(&format!("{f:.2}")),
         v => v.write_json(out),
     }
 }
@@ -276,6 +278,52 @@ mod tests {
             raw,
             original_len,
         }
+    }
+
+    #[test]
+    fn alert_records_fire_and_resolve_with_the_row_they_hold() {
+        let text = "name = \"j\"\n[source]\nkind = \"file\"\npath = \"x\"\nformat = \"json\"\n\
+            [[analysis]]\nname = \"slow\"\nwindow = { size = \"1m\" }\nmode = \"update\"\n\
+            group_by = [\"service\"]\nselect = [\"avg(response_time) as rt\", \"count() as n\"]\n\
+            alert = { severity = \"warning\", summary = \"{service}: {rt} s over {n} {{requests}}\" }\n";
+        let src = crate::spec::SpecSource {
+            file: "t.toml",
+            text,
+        };
+        let plan = JobPlan::compile(&crate::spec::parse_spec(&src).unwrap(), &src).unwrap();
+        let mut row = Row {
+            analysis: 0,
+            start: 1_795_514_400_000,
+            end: 1_795_514_460_000,
+            values: vec![
+                Value::Str("api".into()),
+                Value::Float(1.0 / 3.0),
+                Value::Int(3),
+            ],
+            retract: false,
+        };
+        let mut out = String::new();
+        assert!(alert_json(&plan, &row, &mut out));
+        let firing = r#"{"window_start":"2026-11-24T10:00:00Z","window_end":"2026-11-24T10:01:00Z","alert":"slow","severity":"warning","state":"firing","key":{"service":"api"},"summary":"api: 0.33 s over 3 {requests}","values":{"service":"api","rt":0.3333333333333333,"n":3}}"#;
+        assert_eq!(out, firing);
+        assert_eq!(alert_key(&plan, &row), "slow|2026-11-24T10:00:00Z|api");
+        // The retraction: the same key and values, resolved; its row is a key-only tombstone.
+        row.retract = true;
+        out.clear();
+        assert!(alert_json(&plan, &row, &mut out));
+        assert_eq!(out, firing.replace("firing", "resolved"));
+        out.clear();
+        row_json(&plan, &row, &mut out);
+        assert_eq!(
+            out,
+            r#"{"window_start":"2026-11-24T10:00:00Z","window_end":"2026-11-24T10:01:00Z","service":"api","retracted":true}"#
+        );
+        // Whole numbers read without a fraction.
+        row.values[1] = Value::Float(2.0);
+        assert_eq!(
+            alert_summary(&plan, &row).unwrap(),
+            "api: 2 s over 3 {requests}"
+        );
     }
 
     #[test]
