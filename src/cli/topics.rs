@@ -69,6 +69,9 @@ pub fn topics(cmd: TopicsCmd) -> Result<(), Error> {
     let mut names: Vec<String> = plan.analyses.iter().map(|x| x.topic.clone()).collect();
     names.push(plan.dead_letter_topic());
     names.push(plan.late_topic());
+    if plan.has_alerts() {
+        names.push(plan.alerts_topic());
+    }
     // Two analyses may share a topic: one request per name.
     let mut seen = std::collections::HashSet::new();
     names.retain(|n| seen.insert(n.clone()));
