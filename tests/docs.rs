@@ -159,7 +159,7 @@ fn shape(ty: &Type, tables: &HashMap<String, Table>) -> Shape {
         "BTreeMap" | "HashMap" => Shape::Map,
         // Formats and the spec words (`src/spec/words.rs`) are strings in the file.
         "String" | "Format" | "SourceKind" | "SinkKind" | "Delivery" | "StartAt" | "Mode"
-        | "Input" | "DetectKind" => Shape::Scalar("string"),
+        | "Input" | "DetectKind" | "Severity" => Shape::Scalar("string"),
         "bool" => Shape::Scalar("boolean"),
         "f32" | "f64" => Shape::Scalar("number"),
         "u8" | "u16" | "u32" | "u64" | "usize" | "i32" | "i64" => Shape::Scalar("integer"),

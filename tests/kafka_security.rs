@@ -257,6 +257,7 @@ fn log_job_over_sasl_ssl_equals_file_mode_and_shows_no_secret() {
         "logs:4".to_string(),
         "log-analysis.dead-letter:1".to_string(),
         "log-analysis.late:1".to_string(),
+        "log-analysis.alerts:1".to_string(),
     ];
     create.extend(LOG_ANALYSES.iter().map(|a| format!("{a}:2")));
     b.client(&create.iter().map(String::as_str).collect::<Vec<_>>());

@@ -1,5 +1,5 @@
-//! `logflow topics create` on a real broker: exactly the spec's output, dead-letter and late
-//! topics, and nothing changed by a second run.
+//! `logflow topics create` on a real broker: exactly the spec's output, dead-letter, late and
+//! alerts topics, and nothing changed by a second run.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly on purpose
 
@@ -52,6 +52,7 @@ fn topics_create_makes_exactly_the_specs_topics_once() {
     assert!(want.len() >= 13, "{check}");
     assert!(want.contains(&"log-analysis.dead-letter".to_string()));
     assert!(want.contains(&"log-analysis.late".to_string()));
+    assert!(want.contains(&"log-analysis.alerts".to_string()));
     let mut created: Vec<String> = first
         .lines()
         .map(|l| {

@@ -20,7 +20,9 @@ use rdkafka::ClientContext;
 use super::conn::{send_waiting, KafkaConn};
 use crate::record::Row;
 use crate::record::{DeadLetter, LateEvent};
-use crate::sinks::render::{dead_letter_json_within, late_json, row_json, row_key};
+use crate::sinks::render::{
+    alert_json, alert_key, dead_letter_json_within, late_json, row_json, row_key,
+};
 use crate::sinks::Sink;
 use crate::spec::plan::JobPlan;
 use crate::{Error, KafkaCause};
@@ -187,6 +189,7 @@ pub struct KafkaSink {
     /// The largest dead letter the dead-letter topic accepts ([`dead_letter_limit`]).
     dead_max: usize,
     late_topic: String,
+    alerts_topic: String,
     buf: String,
     /// The event-time progress of the batch being written ([`Sink::at`]).
     at: u64,
@@ -348,6 +351,7 @@ impl KafkaSink {
             dead_max,
             dead_topic,
             late_topic: plan.late_topic(),
+            alerts_topic: plan.alerts_topic(),
             plan,
             producer,
             deliveries,
@@ -424,6 +428,12 @@ impl Sink for KafkaSink {
             } else {
                 row_json(&plan, r, &mut self.buf);
                 self.send(topic, Some(&key), Some(&self.buf))?;
+            }
+            // In the same transaction as the row: alerts are exactly once when rows are.
+            self.buf.clear();
+            if alert_json(&plan, r, &mut self.buf) {
+                let key = alert_key(&plan, r);
+                self.send(&self.alerts_topic, Some(&key), Some(&self.buf))?;
             }
         }
         Ok(())

@@ -4,10 +4,12 @@
 //! - [`registry`]: the process's metrics, shared by its worker threads (`Arc` + atomics),
 //!   encoded on each scrape;
 //! - [`results`]: `logflow_result`, the latest window's value of an analysis's `gauges`;
+//! - [`alerts`]: alerts fired and active, per alert analysis and group key;
 //! - [`server`]: the `/metrics` HTTP listener;
 //! - [`progress`]: the progress line;
 //! - [`Observer`]: all of them around one run, for `logflow run`.
 
+pub mod alerts;
 pub mod listener;
 pub mod progress;
 pub mod registry;

@@ -18,6 +18,7 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
+use super::alerts::AlertMetrics;
 use super::results::ResultGauges;
 use crate::record::Origin;
 use crate::record::{Row, Value};
@@ -233,6 +234,7 @@ pub struct Metrics {
     overflow: Option<u32>,
     overflow_keys: Mutex<Vec<(usize, u64)>>,
     results: ResultGauges,
+    alerts: AlertMetrics,
     checkpoints: Mutex<Option<CheckpointStats>>,
     running: AtomicBool,
     final_scrapes: Mutex<u64>,
@@ -294,6 +296,7 @@ impl Metrics {
                     .collect(),
             ),
             results: ResultGauges::new(plan),
+            alerts: AlertMetrics::new(plan),
             checkpoints: Mutex::new(None),
             running: AtomicBool::new(true),
             final_scrapes: Mutex::new(0),
@@ -395,6 +398,7 @@ impl Metrics {
             }
         }
         self.results.observe(rows);
+        self.alerts.observe(rows);
     }
 
     /// One `<job>.overflow` row written: a key of the analysis it names.
@@ -659,6 +663,7 @@ impl Metrics {
             )?;
         }
         self.results.encode(enc)?;
+        self.alerts.encode(enc)?;
 
         if let Some(c) = *lock(&self.checkpoints) {
             let none = Vec::<(&str, String)>::new();

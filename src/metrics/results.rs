@@ -55,7 +55,7 @@ pub struct ResultGauges {
     state: Mutex<Vec<Series>>,
 }
 
-fn label_value(v: &Value) -> String {
+pub(super) fn label_value(v: &Value) -> String {
     match v {
         Value::Str(s) => s.to_string(),
         Value::Null => "null".to_string(),

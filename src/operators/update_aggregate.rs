@@ -235,7 +235,8 @@ impl<'scope> UpdateAggregate<'scope> for StreamVec<'scope, u64, Partial> {
 pub trait Upserts<'scope> {
     /// At each time, the rows that changed: a row inserted replaces the previous row with the
     /// same analysis, window and key (`key_len[analysis]` leading columns); a row only retracted
-    /// becomes a tombstone (`retract = true`). Rows retracted and re-inserted unchanged cancel.
+    /// becomes a tombstone (`retract = true`, holding the row it retracts). Rows retracted and
+    /// re-inserted unchanged cancel.
     /// The input must hold every change of a (window, key) on one worker at a time, as
     /// [`UpdateAggregate`] produces it.
     fn upserts(self, key_len: Rc<Vec<usize>>) -> StreamVec<'scope, u64, Row>;
@@ -267,9 +268,9 @@ impl<'scope> Upserts<'scope> for VecCollection<'scope, u64, Row> {
                         match run.iter().find(|(_, d)| *d > 0) {
                             Some((r, _)) => out.push(r.clone()),
                             None => {
+                                // The values last emitted stay: sinks write only the key of a
+                                // tombstone, an alert's `resolved` record reports them.
                                 let mut r = run[0].0.clone();
-                                let k = key_len.get(r.analysis as usize).copied().unwrap_or(0);
-                                r.values.truncate(k);
                                 r.retract = true;
                                 out.push(r);
                             }

@@ -182,7 +182,7 @@ pub struct Row {
     /// The output columns, keys first.
     pub values: Vec<Value>,
     /// Update mode: the row for this key and window no longer exists (e.g. it stopped passing
-    /// `having`); `values` still holds the key columns. Sinks write a tombstone.
+    /// `having`); `values` is the row it retracts. Sinks write a tombstone (its key).
     #[serde(default)]
     pub retract: bool,
 }

@@ -3,7 +3,7 @@
 use std::io::{self, Write};
 use std::sync::Arc;
 
-use super::render::{dead_letter_json, late_json, row_json};
+use super::render::{alert_json, dead_letter_json, late_json, row_json};
 use super::Sink;
 use crate::record::Row;
 use crate::record::{DeadLetter, LateEvent};
@@ -38,6 +38,10 @@ impl Sink for ConsoleSink {
             self.buf.clear();
             row_json(&plan, r, &mut self.buf);
             self.emit(&plan.analyses[r.analysis as usize].topic)?;
+            self.buf.clear();
+            if alert_json(&plan, r, &mut self.buf) {
+                self.emit(&plan.alerts_topic())?;
+            }
         }
         Ok(())
     }

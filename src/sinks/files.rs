@@ -1,5 +1,5 @@
-//! JSONL files: `DIR/<analysis>.jsonl` per analysis, `DIR/<job>.dead-letter.jsonl` and
-//! `DIR/<job>.late.jsonl`. Every file is created at start, so an analysis with no rows leaves an
+//! JSONL files: `DIR/<analysis>.jsonl` per analysis, `DIR/<job>.dead-letter.jsonl`,
+//! `DIR/<job>.late.jsonl` and, when some analysis is an alert, `DIR/<job>.alerts.jsonl`. Every file is created at start, so an analysis with no rows leaves an
 //! empty file rather than none.
 
 use std::fs::File;
@@ -7,7 +7,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::render::{dead_letter_json, late_json, row_json};
+use super::render::{alert_json, dead_letter_json, late_json, row_json};
 use super::Sink;
 use crate::record::Row;
 use crate::record::{DeadLetter, LateEvent};
@@ -44,6 +44,8 @@ pub struct FilesSink {
     analyses: Vec<Out>,
     dead: Out,
     late: Out,
+    /// `<job>.alerts.jsonl`, when some analysis is an alert.
+    alerts: Option<Out>,
     buf: String,
 }
 
@@ -61,11 +63,19 @@ impl FilesSink {
             resuming,
         )?;
         let late = Out::open(dir.join(format!("{}.jsonl", plan.late_topic())), resuming)?;
+        let alerts = match plan.has_alerts() {
+            true => Some(Out::open(
+                dir.join(format!("{}.jsonl", plan.alerts_topic())),
+                resuming,
+            )?),
+            false => None,
+        };
         Ok(FilesSink {
             plan,
             analyses,
             dead,
             late,
+            alerts,
             buf: String::new(),
         })
     }
@@ -77,6 +87,12 @@ impl Sink for FilesSink {
             self.buf.clear();
             row_json(&self.plan, r, &mut self.buf);
             self.analyses[r.analysis as usize].line(&self.buf)?;
+            if let Some(alerts) = self.alerts.as_mut() {
+                self.buf.clear();
+                if alert_json(&self.plan, r, &mut self.buf) {
+                    alerts.line(&self.buf)?;
+                }
+            }
         }
         Ok(())
     }
@@ -146,5 +162,6 @@ impl FilesSink {
         self.analyses
             .iter_mut()
             .chain([&mut self.dead, &mut self.late])
+            .chain(self.alerts.as_mut())
     }
 }

@@ -5,8 +5,8 @@ use base64::Engine;
 
 use crate::record::value::write_json_str;
 use crate::record::Row;
-use crate::record::{DeadLetter, LateEvent};
-use crate::spec::plan::JobPlan;
+use crate::record::{DeadLetter, LateEvent, Value};
+use crate::spec::plan::{JobPlan, SummaryPart};
 use crate::time::rfc3339;
 
 /// Appends a result row as one JSON object. Rows of an analysis without `window` have no
@@ -29,7 +29,13 @@ pub fn row_json(plan: &JobPlan, row: &Row, out: &mut String) {
         out.push('"');
         sep = ",";
     }
-    for (name, v) in analysis.columns.iter().zip(&row.values) {
+    // A retraction names only the key it removes.
+    let shown = if row.retract {
+        analysis.key_len
+    } else {
+        analysis.columns.len()
+    };
+    for (name, v) in analysis.columns.iter().zip(&row.values).take(shown) {
         out.push_str(sep);
         write_json_str(name, out);
         out.push(':');
@@ -41,6 +47,103 @@ pub fn row_json(plan: &JobPlan, row: &Row, out: &mut String) {
         out.push_str("\"retracted\":true");
     }
     out.push('}');
+}
+
+/// Appends the `<job>.alerts` record of a row of an `alert` analysis (docs/alerts.md):
+/// `window_start`, `window_end` (null without a window), `alert`, `severity`, `state`
+/// (`resolved` for an update-mode retraction, else `firing`), `key` (the group keys),
+/// `summary` (rendered), `values` (the row's columns). False for other analyses.
+pub fn alert_json(plan: &JobPlan, row: &Row, out: &mut String) -> bool {
+    let analysis = &plan.analyses[row.analysis as usize];
+    let Some(alert) = &analysis.alert else {
+        return false;
+    };
+    if analysis.windowless || analysis.complete {
+        out.push_str("{\"window_start\":null,\"window_end\":null");
+    } else {
+        out.push_str("{\"window_start\":\"");
+        out.push_str(&rfc3339(row.start));
+        out.push_str("\",\"window_end\":\"");
+        out.push_str(&rfc3339(row.end));
+        out.push('"');
+    }
+    out.push_str(",\"alert\":");
+    write_json_str(&analysis.name, out);
+    out.push_str(",\"severity\":\"");
+    out.push_str(alert.severity.word());
+    out.push_str("\",\"state\":\"");
+    out.push_str(if row.retract { "resolved" } else { "firing" });
+    out.push_str("\",\"key\":");
+    columns_json(&analysis.columns[..analysis.key_len], &row.values, out);
+    out.push_str(",\"summary\":");
+    let summary = alert_summary(plan, row).unwrap_or_default();
+    write_json_str(&summary, out);
+    out.push_str(",\"values\":");
+    columns_json(&analysis.columns, &row.values, out);
+    out.push('}');
+    true
+}
+
+/// The rendered summary of a row of an `alert` analysis: its template with the row's values.
+pub fn alert_summary(plan: &JobPlan, row: &Row) -> Option<String> {
+    let alert = plan.analyses[row.analysis as usize].alert.as_ref()?;
+    let mut summary = String::new();
+    for part in &alert.summary {
+        match part {
+            SummaryPart::Text(t) => summary.push_str(t),
+            SummaryPart::Column(i) => {
+                summary_value(row.values.get(*i).unwrap_or(&Value::Null), &mut summary)
+            }
+        }
+    }
+    if summary.len() > MAX_SUMMARY_BYTES {
+        // A long list column in the template: the record stays readable on one line.
+        let mut cut = MAX_SUMMARY_BYTES;
+        while !summary.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        summary.truncate(cut);
+        summary.push('…');
+    }
+    Some(summary)
+}
+
+/// Most bytes of a rendered summary.
+const MAX_SUMMARY_BYTES: usize = 2048;
+
+/// The Kafka key of an alert record: the alert's name and its row's key, so a compacted
+/// topic keeps the latest state of each alert, window and key.
+pub fn alert_key(plan: &JobPlan, row: &Row) -> String {
+    let mut key = plan.analyses[row.analysis as usize].name.clone();
+    key.push('|');
+    key.push_str(&row_key(plan, row));
+    key
+}
+
+fn columns_json(names: &[String], values: &[Value], out: &mut String) {
+    out.push('{');
+    for (i, (name, v)) in names.iter().zip(values).enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_json_str(name, out);
+        out.push(':');
+        v.write_json(out);
+    }
+    out.push('}');
+}
+
+/// A value as people read it in a summary: text as is, whole numbers without a fraction,
+/// other numbers to two decimals.
+fn summary_value(v: &Value, out: &mut String) {
+    match v {
+        Value::Str(s) => out.push_str(s),
+        Value::Float(f) if f.is_finite() && f.fract() == 0.0 && f.abs() < 1e15 => {
+            out.push_str(&format!("{f:.0}"));
+        }
+        Value::Float(f) if f.is_finite() => out.push_str(&format!("{f:.2}")),
+        v => v.write_json(out),
+    }
 }
 
 /// The Kafka key of a row: `window_start` and the group key values joined by `|` (just the
@@ -175,6 +278,52 @@ mod tests {
             raw,
             original_len,
         }
+    }
+
+    #[test]
+    fn alert_records_fire_and_resolve_with_the_row_they_hold() {
+        let text = "name = \"j\"\n[source]\nkind = \"file\"\npath = \"x\"\nformat = \"json\"\n\
+            [[analysis]]\nname = \"slow\"\nwindow = { size = \"1m\" }\nmode = \"update\"\n\
+            group_by = [\"service\"]\nselect = [\"avg(response_time) as rt\", \"count() as n\"]\n\
+            alert = { severity = \"warning\", summary = \"{service}: {rt} s over {n} {{requests}}\" }\n";
+        let src = crate::spec::SpecSource {
+            file: "t.toml",
+            text,
+        };
+        let plan = JobPlan::compile(&crate::spec::parse_spec(&src).unwrap(), &src).unwrap();
+        let mut row = Row {
+            analysis: 0,
+            start: 1_795_514_400_000,
+            end: 1_795_514_460_000,
+            values: vec![
+                Value::Str("api".into()),
+                Value::Float(1.0 / 3.0),
+                Value::Int(3),
+            ],
+            retract: false,
+        };
+        let mut out = String::new();
+        assert!(alert_json(&plan, &row, &mut out));
+        let firing = r#"{"window_start":"2026-11-24T10:00:00Z","window_end":"2026-11-24T10:01:00Z","alert":"slow","severity":"warning","state":"firing","key":{"service":"api"},"summary":"api: 0.33 s over 3 {requests}","values":{"service":"api","rt":0.3333333333333333,"n":3}}"#;
+        assert_eq!(out, firing);
+        assert_eq!(alert_key(&plan, &row), "slow|2026-11-24T10:00:00Z|api");
+        // The retraction: the same key and values, resolved; its row is a key-only tombstone.
+        row.retract = true;
+        out.clear();
+        assert!(alert_json(&plan, &row, &mut out));
+        assert_eq!(out, firing.replace("firing", "resolved"));
+        out.clear();
+        row_json(&plan, &row, &mut out);
+        assert_eq!(
+            out,
+            r#"{"window_start":"2026-11-24T10:00:00Z","window_end":"2026-11-24T10:01:00Z","service":"api","retracted":true}"#
+        );
+        // Whole numbers read without a fraction.
+        row.values[1] = Value::Float(2.0);
+        assert_eq!(
+            alert_summary(&plan, &row).unwrap(),
+            "api: 2 s over 3 {requests}"
+        );
     }
 
     #[test]

@@ -18,7 +18,7 @@ use toml::Spanned;
 
 use crate::parse::Format;
 use crate::Error;
-pub use words::{Delivery, DetectKind, Input, Mode, SinkKind, SourceKind, StartAt};
+pub use words::{Delivery, DetectKind, Input, Mode, Severity, SinkKind, SourceKind, StartAt};
 
 /// A job spec file.
 #[derive(Debug, Deserialize)]
@@ -345,6 +345,21 @@ pub struct AnalysisSpec {
     /// latest closed window of each group key, with the keys as labels.
     #[serde(default)]
     pub gauges: Vec<Spanned<String>>,
+    /// Marks the analysis as an alert: every row it writes is also written to `<job>.alerts`
+    /// in one schema for all alerts (docs/alerts.md), with this severity and summary.
+    #[serde(default)]
+    pub alert: Option<AlertSpec>,
+}
+
+/// An analysis whose rows are alerts: `alert = { severity = "critical", summary = "..." }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertSpec {
+    /// `critical`, `warning` or `info`.
+    pub severity: Spanned<Severity>,
+    /// One line for people: `{column}` is replaced by the row's value of that output column
+    /// (`{{` and `}}` are literal braces).
+    pub summary: Spanned<String>,
 }
 
 /// An event-time window: tumbling (`size`) or sliding (`size` + `slide`).

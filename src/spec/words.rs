@@ -140,6 +140,18 @@ words! {
     }
 }
 
+words! {
+    /// `alert.severity`: how urgent an alert is.
+    pub enum Severity ("severity") {
+        /// Someone acts now.
+        Critical = "critical",
+        /// Someone looks soon.
+        Warning = "warning",
+        /// For the record.
+        Info = "info",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

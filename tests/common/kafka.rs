@@ -200,12 +200,13 @@ pub fn log_keys() -> BTreeMap<&'static str, &'static str> {
 }
 
 /// Creates a job's output topics: one per analysis (named `<prefix>.<analysis>` with a
-/// prefix), plus its dead-letter and late topics.
+/// prefix), plus its dead-letter, late and alerts topics.
 pub fn create_outputs(b: &Broker, job: &str, prefix: Option<&str>, analyses: &[&str]) {
     let name = |a: &str| prefix.map_or_else(|| a.to_string(), |p| format!("{p}.{a}"));
     let mut t: Vec<(String, u32)> = analyses.iter().map(|a| (name(a), 2)).collect();
     t.push((format!("{job}.dead-letter"), 1));
     t.push((format!("{job}.late"), 1));
+    t.push((format!("{job}.alerts"), 1));
     b.topics(&t);
 }
 
@@ -385,7 +386,7 @@ pub fn assert_topics_equal_files(
     }
 }
 
-/// Dead letters and late events of job `job` against those of `expected_job` in `expected`:
+/// Dead letters, late events and alerts of job `job` against those of `expected_job` in `expected`:
 /// compared without their positions (file line vs offset).
 pub fn assert_side_outputs(
     b: &Broker,
@@ -395,7 +396,14 @@ pub fn assert_side_outputs(
     dir: &Path,
     what: &str,
 ) {
-    for suffix in ["dead-letter", "late"] {
+    // Alerts too, when the job has them (their records carry no position).
+    let alerts = expected.contains_key(&format!("{expected_job}.alerts"));
+    let suffixes: &[&str] = if alerts {
+        &["dead-letter", "late", "alerts"]
+    } else {
+        &["dead-letter", "late"]
+    };
+    for suffix in suffixes {
         let topic = format!("{job}.{suffix}");
         // Positions differ (file line vs partition offset), and so do the watermarks late events
         // missed: each partition has its own event-time progress. What was late, and for which

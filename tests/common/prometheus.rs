@@ -34,16 +34,26 @@ pub struct Prometheus {
 
 impl Prometheus {
     pub fn start(port: u16, target: &str) -> Prometheus {
+        Prometheus::start_with_rules(port, target, &[])
+    }
+
+    /// A server that also evaluates the alerting rules in `rules` (paths from the repo).
+    pub fn start_with_rules(port: u16, target: &str, rules: &[&str]) -> Prometheus {
         let _ = prometheus_script(&["down", "--wipe"]);
-        let url = prometheus_script(&[
+        let port_s = port.to_string();
+        let mut args = vec![
             "up",
             "--target",
             target,
             "--port",
-            &port.to_string(),
+            &port_s,
             "--interval",
             "1s",
-        ]);
+        ];
+        for r in rules {
+            args.extend(["--rules", r]);
+        }
+        let url = prometheus_script(&args);
         assert_eq!(url, format!("http://127.0.0.1:{port}"));
         Prometheus { port }
     }

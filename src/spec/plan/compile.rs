@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use toml::Spanned;
 
+use super::alert::compile_alert;
 use super::derived::compile_derived;
 use super::io::{compile_checkpoint, compile_sink, compile_source};
 use super::lookup::compile_lookups;
@@ -164,12 +165,13 @@ impl JobPlan {
                 None | Some(Input::Events) => NodeInput::Events,
                 Some(Input::Late) => NodeInput::Late,
             };
-            let analysis = match (&a.window, &a.from) {
+            let mut analysis = match (&a.window, &a.from) {
                 (Some(_), Some(f)) => return cx.err(f.span(), "from", "an analysis has either `window` (over events) or `from` (over another analysis), not both"),
                 (None, None) if !update && complete.is_none() => return cx.err(a.name.span(), "window", format!("analysis `{aname}` needs `window` (over events) or `from` (over another analysis); without a window, `mode = \"update\"` keeps a running result per key and `mode = \"complete\"` emits the whole table")),
                 (_, None) => compile_windowed(&mut plan, a, delay_ms, (update, complete), input, &cx)?,
                 (None, Some(_)) => compile_derived(&plan, &names, a, update, &cx)?,
             };
+            analysis.alert = compile_alert(a, &analysis, &cx)?;
             names.insert(aname, plan.analyses.len());
             plan.analyses.push(analysis);
         }
@@ -189,6 +191,7 @@ impl JobPlan {
                 windowless: false,
                 gauges: Vec::new(),
                 max_keys: None,
+                alert: None,
             });
         }
         // Built-in fields a JSON schema does not list are read from their own keys, and only

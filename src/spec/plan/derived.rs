@@ -206,6 +206,7 @@ pub(super) fn compile_derived(
         topic: topic_of(a),
         description: a.description.clone(),
         gauges,
+        alert: None,
         key_len: src.key_len,
         columns,
         kind: AnalysisKind::Derived {

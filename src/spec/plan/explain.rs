@@ -174,6 +174,14 @@ impl JobPlan {
                 let names: Vec<&str> = a.gauges.iter().map(|&i| a.columns[i].as_str()).collect();
                 let _ = writeln!(s, "      gauges (logflow_result): {}", names.join(", "));
             }
+            if let Some(alert) = &a.alert {
+                let _ = writeln!(
+                    s,
+                    "      alert ({}) -> topic `{}`",
+                    alert.severity,
+                    self.alerts_topic()
+                );
+            }
         }
         for w in self.warnings() {
             let _ = writeln!(s, "warning: {w}");

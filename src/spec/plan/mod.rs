@@ -9,6 +9,7 @@
 //! in the same pass (response_time, error_rate, sla and service_popularity all group by
 //! (1 min, service)). Each analysis then projects its columns from the node's accumulators.
 
+mod alert;
 pub mod compile;
 mod derived;
 mod explain;
@@ -19,10 +20,10 @@ pub mod types;
 mod windowed;
 
 pub use types::{
-    AccSpec, AggFunc, AggNode, Analysis, AnalysisKind, CheckpointPlan, Detector, DirectoryConfig,
-    Endpoint, Explode, FileConfig, GeneratorConfig, JobPlan, KafkaEndpoint, KafkaSinkConfig,
-    KafkaSourceConfig, LookupPlan, NodeInput, Quantiles, SinkConfig, SocketConfig, SourceConfig,
-    SourcePlan, TableFormat,
+    AccSpec, AggFunc, AggNode, AlertPlan, Analysis, AnalysisKind, CheckpointPlan, Detector,
+    DirectoryConfig, Endpoint, Explode, FileConfig, GeneratorConfig, JobPlan, KafkaEndpoint,
+    KafkaSinkConfig, KafkaSourceConfig, LookupPlan, NodeInput, Quantiles, SinkConfig, SocketConfig,
+    SourceConfig, SourcePlan, SummaryPart, TableFormat,
 };
 
 #[cfg(test)]

@@ -410,3 +410,87 @@ fn max_future_defaults_to_an_hour_and_must_be_positive() {
         "t.toml:7:14: watermark.max_future: must be greater than zero"
     );
 }
+
+#[test]
+fn alerts_are_typed_and_their_summaries_bound_to_columns() {
+    let head = format!(
+        "{HEAD}[[analysis]]\nname = \"ddos\"\nwindow = {{ size = \"1m\" }}\ngroup_by = [\"ip_address\"]\nselect = [\"count() as n\"]\n"
+    );
+    let plan = compile(&format!(
+        "{head}alert = {{ severity = \"critical\", summary = \"{{n}} from {{ip_address}}\" }}\n"
+    ))
+    .unwrap();
+    let alert = plan.analyses[0].alert.as_ref().unwrap();
+    assert_eq!(alert.severity, crate::spec::Severity::Critical);
+    assert_eq!(
+        alert.summary,
+        vec![
+            SummaryPart::Column(1),
+            SummaryPart::Text(" from ".into()),
+            SummaryPart::Column(0)
+        ]
+    );
+    assert!(plan.has_alerts());
+    assert!(plan.topics().contains(&"j.alerts".to_string()));
+    assert!(plan
+        .explain()
+        .contains("alert (critical) -> topic `j.alerts`"));
+    // No alert, no alerts topic.
+    let plain = compile(&head).unwrap();
+    assert!(!plain.has_alerts());
+    assert!(!plain.topics().contains(&"j.alerts".to_string()));
+
+    for (alert, want) in [
+        // An unknown column, at check time, with the columns there are.
+        (
+            "alert = { severity = \"info\", summary = \"{nope}\" }",
+            "t.toml:11:40: alert.summary: unknown column `nope` (columns: ip_address, n)",
+        ),
+        // Typed: an unknown key, a severity not in the list, a missing summary.
+        (
+            "alert = { severity = \"info\", summary = \"x\", page = true }",
+            "t.toml:11:",
+        ),
+        (
+            "alert = { severity = \"urgent\", summary = \"x\" }",
+            "t.toml:11:",
+        ),
+        ("alert = { severity = \"info\" }", "t.toml:11:"),
+        (
+            "alert = { severity = \"info\", summary = \"{n\" }",
+            "t.toml:11:40: alert.summary: `{n` is not closed",
+        ),
+    ] {
+        let err = compile(&format!("{head}{alert}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with(want), "{alert}: {err}");
+    }
+    let err = compile(&format!(
+        "{head}alert = {{ severity = \"urgent\", summary = \"x\" }}\n"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("unknown severity `urgent` (critical, warning, info)"),
+        "{err}"
+    );
+    let err = compile(&format!(
+        "{head}alert = {{ severity = \"info\", summary = \"x\", page = true }}\n"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("page"), "{err}");
+    // A group key named like one of logflow_alert_active's own labels.
+    let clash = head.replace(
+        "group_by = [\"ip_address\"]",
+        "explode = \"split(message) as severity\"\ngroup_by = [\"severity\"]",
+    );
+    let err = compile(&format!(
+        "{clash}alert = {{ severity = \"info\", summary = \"x\" }}\n"
+    ));
+    assert!(
+        err.is_err_and(|e| e.to_string().contains("would clash")),
+        "a key named severity"
+    );
+}

@@ -158,6 +158,26 @@ pub struct Analysis {
     pub gauges: Vec<usize>,
     /// `max_keys`: group keys kept per window (the first in key order); `None`: all.
     pub max_keys: Option<usize>,
+    /// `alert`: its rows are also alerts, written to `<job>.alerts`.
+    pub alert: Option<AlertPlan>,
+}
+
+/// An analysis's alert: how its rows become `<job>.alerts` records.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AlertPlan {
+    /// How urgent.
+    pub severity: crate::spec::Severity,
+    /// The summary template, in order.
+    pub summary: Vec<SummaryPart>,
+}
+
+/// A piece of an alert's summary template.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SummaryPart {
+    /// Literal text.
+    Text(String),
+    /// The row's value of this column (index into [`Analysis::columns`]).
+    Column(usize),
 }
 
 /// How an analysis is computed.
@@ -328,11 +348,24 @@ impl JobPlan {
             .position(|a| matches!(a.kind, AnalysisKind::Overflow))
     }
 
+    /// The alerts output's topic: every row of every `alert` analysis, in one schema.
+    pub fn alerts_topic(&self) -> String {
+        format!("{}.alerts", self.name)
+    }
+
+    /// Some analysis is an alert (the job has an alerts output).
+    pub fn has_alerts(&self) -> bool {
+        self.analyses.iter().any(|a| a.alert.is_some())
+    }
+
     /// Every topic a Kafka sink of this job writes to.
     pub fn topics(&self) -> Vec<String> {
         let mut t: Vec<String> = self.analyses.iter().map(|a| a.topic.clone()).collect();
         t.push(self.dead_letter_topic());
         t.push(self.late_topic());
+        if self.has_alerts() {
+            t.push(self.alerts_topic());
+        }
         if self.sink.exactly_once() {
             t.push(self.commits_topic());
         }

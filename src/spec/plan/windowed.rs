@@ -290,6 +290,7 @@ pub(super) fn compile_windowed(
         topic: topic_of(a),
         description: a.description.clone(),
         gauges,
+        alert: None,
         columns,
         key_len,
         kind: AnalysisKind::Windowed {

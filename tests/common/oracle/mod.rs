@@ -205,6 +205,8 @@ pub fn check_dir(expected: &Expected, dir: &Path, job_name: &str, input: &Input)
         report += &check_late_alerts(&dir.join("late_alerts.jsonl"), alerts);
         compared.insert("late_alerts.jsonl".into());
     }
+    report += &check_alerts(dir, job_name);
+    compared.insert(format!("{job_name}.alerts.jsonl"));
     let entries = std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
     for entry in entries {
         let name = entry.expect("a directory entry").file_name();
@@ -215,6 +217,73 @@ pub fn check_dir(expected: &Expected, dir: &Path, job_name: &str, input: &Input)
                 let _ = writeln!(report, "{name}: {n} records the oracle does not expect");
             }
         }
+    }
+    report
+}
+
+/// The detectors the shipped specs mark as alerts, with their severities (docs/alerts.md).
+const ALERTS: [(&str, &str); 6] = [
+    ("ddos", "critical"),
+    ("error_rate_spikes", "critical"),
+    ("response_time_anomalies", "warning"),
+    ("suspicious_ips", "warning"),
+    ("user_anomalies", "warning"),
+    ("late_alerts", "info"),
+];
+
+/// `<job>.alerts.jsonl` holds one firing record per row of each alert analysis in `dir` (rows
+/// the comparisons above check against the oracle), with its window, severity, key and values,
+/// and nothing else.
+fn check_alerts(dir: &Path, job_name: &str) -> String {
+    use serde_json::Value;
+    let mut want: Vec<String> = Vec::new();
+    for (alert, severity) in ALERTS {
+        for line in jsonl(&dir.join(format!("{alert}.jsonl"))) {
+            let mut row: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+            let Some(o) = row.as_object_mut() else {
+                continue; // reported by the analysis's comparison
+            };
+            let ws = o.remove("window_start").unwrap_or(Value::Null);
+            let we = o.remove("window_end").unwrap_or(Value::Null);
+            want.push(serde_json::json!([alert, severity, "firing", ws, we, row]).to_string());
+        }
+    }
+    let mut report = String::new();
+    let mut got: Vec<String> = Vec::new();
+    for line in jsonl(&dir.join(format!("{job_name}.alerts.jsonl"))) {
+        let rec: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+        let values = &rec["values"];
+        // The key is the row's group key: each of its fields is in the row, the same.
+        let key_ok = rec["key"]
+            .as_object()
+            .is_some_and(|k| !k.is_empty() && k.iter().all(|(f, v)| values.get(f) == Some(v)));
+        let summary_ok = rec["summary"].as_str().is_some_and(|s| !s.is_empty());
+        if !key_ok || !summary_ok {
+            let _ = writeln!(report, "alerts: bad key or summary: {line}");
+        }
+        got.push(
+            serde_json::json!([
+                rec["alert"],
+                rec["severity"],
+                rec["state"],
+                rec["window_start"],
+                rec["window_end"],
+                values
+            ])
+            .to_string(),
+        );
+    }
+    want.sort();
+    got.sort();
+    if got != want {
+        let missing: Vec<_> = want.iter().filter(|w| !got.contains(w)).take(3).collect();
+        let extra: Vec<_> = got.iter().filter(|g| !want.contains(g)).take(3).collect();
+        let _ = writeln!(
+            report,
+            "alerts: {} records, {} alert rows; missing {missing:?}; unexpected {extra:?}",
+            got.len(),
+            want.len()
+        );
     }
     report
 }
