@@ -4,10 +4,12 @@
 //! - [`registry`]: the process's metrics, shared by its worker threads (`Arc` + atomics),
 //!   encoded on each scrape;
 //! - [`results`]: `logflow_result`, the latest window's value of an analysis's `gauges`;
-//! - [`server`]: the `/metrics` HTTP listener;
+//! - [`latest`]: the latest window's rows of each analysis, served as `/results`;
+//! - [`server`]: the `/metrics` and `/results` HTTP listener;
 //! - [`progress`]: the progress line;
 //! - [`Observer`]: all of them around one run, for `logflow run`.
 
+pub mod latest;
 pub mod listener;
 pub mod progress;
 pub mod registry;

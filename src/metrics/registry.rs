@@ -18,6 +18,7 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
+use super::latest::LatestWindows;
 use super::results::ResultGauges;
 use crate::record::Origin;
 use crate::record::Row;
@@ -198,6 +199,7 @@ pub struct Metrics {
     partitions: Mutex<Vec<Arc<PartitionMeter>>>,
     outputs: Mutex<Vec<AnalysisOutput>>,
     results: ResultGauges,
+    latest: LatestWindows,
     checkpoints: Mutex<Option<CheckpointStats>>,
     running: AtomicBool,
     final_scrapes: Mutex<u64>,
@@ -228,6 +230,7 @@ impl Metrics {
             partitions: Mutex::new(Vec::new()),
             outputs: Mutex::new(plan.analyses.iter().map(|_| Default::default()).collect()),
             results: ResultGauges::new(plan),
+            latest: LatestWindows::new(plan),
             checkpoints: Mutex::new(None),
             running: AtomicBool::new(true),
             final_scrapes: Mutex::new(0),
@@ -306,6 +309,12 @@ impl Metrics {
             }
         }
         self.results.observe(rows);
+        self.latest.observe(rows);
+    }
+
+    /// The latest window of each analysis as JSON (the `/results` answer, bounded).
+    pub fn results_json(&self) -> String {
+        self.latest.to_json(self.is_running())
     }
 
     /// Records a completed checkpoint (see `CheckpointStats`).

@@ -180,3 +180,4 @@ pub mod prometheus;
 pub mod recovery;
 pub mod rows;
 pub mod spark;
+pub mod tmux;
