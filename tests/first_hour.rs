@@ -180,7 +180,14 @@ fn the_demo_stamps_its_events_with_the_wall_clock() {
     let out = bin()
         .arg("run")
         .arg(&spec)
-        .args(["--demo-events", "10000", "--demo-rate", "5000"])
+        .args([
+            "--demo-events",
+            "10000",
+            "--demo-rate",
+            "5000",
+            "--demo-speed",
+            "1",
+        ])
         .output()
         .unwrap();
     let after = chrono::Utc::now();
@@ -313,4 +320,49 @@ fn gen_ends_with_a_readable_summary() {
         "{summary}"
     );
     assert!(!err.contains("GenStats") && !err.contains('{'), "{err}");
+}
+
+#[test]
+fn the_default_demo_shows_every_analysis_and_few_dead_letters() {
+    // The README's first command, its records on stdout (no terminal here; --output json says
+    // so explicitly).
+    let out = bin()
+        .args(["run", "dataflows/log-analysis.toml", "--output", "json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let mut by_topic: std::collections::BTreeMap<&str, usize> = Default::default();
+    for line in stdout.lines() {
+        let (topic, json) = line.split_once(' ').unwrap();
+        let _: serde_json::Value = serde_json::from_str(json).unwrap();
+        *by_topic.entry(topic).or_default() += 1;
+    }
+    let spec = std::fs::read_to_string(repo().join("dataflows/log-analysis.toml")).unwrap();
+    let analyses: Vec<&str> = spec
+        .lines()
+        .filter_map(|l| l.strip_prefix("name = \""))
+        .map(|n| n.trim_end_matches('"'))
+        .filter(|n| *n != "log-analysis")
+        .collect();
+    assert_eq!(analyses.len(), 11);
+    // The detectors too: the replayed half hour holds one of each incident.
+    for a in &analyses {
+        assert!(
+            by_topic.get(a).is_some_and(|&n| n > 0),
+            "no {a} rows: {by_topic:?}"
+        );
+    }
+    let lines: usize = by_topic.values().sum();
+    let dead = by_topic
+        .get("log-analysis.dead-letter")
+        .copied()
+        .unwrap_or(0);
+    assert!(
+        dead * 100 < lines * 5,
+        "{dead} dead letters of {lines} lines: {by_topic:?}"
+    );
+    let err = stderr(&out);
+    assert!(err.contains("at 120x the wall clock"), "{err}");
+    assert_eq!(accounting(&out.stderr)["read"], 200_000);
 }
