@@ -100,6 +100,10 @@ pub fn main() -> i32 {
     };
     match result {
         Ok(()) => 0,
+        Err(e) if e.is_closed_stdout() => {
+            tracing::info!("logflow: stdout was closed by its reader; stopped");
+            0
+        }
         Err(e) => {
             tracing::error!("logflow: {e}");
             e.exit_code()
