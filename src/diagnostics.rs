@@ -63,9 +63,40 @@ pub fn clear_progress() {
     }
 }
 
+/// Lines kept back while a full-screen view owns the terminal (`None`: not holding).
+static HELD: Mutex<Option<Vec<String>>> = Mutex::new(None);
+/// Most lines kept back; later ones are counted, not kept.
+const MAX_HELD: usize = 1000;
+
+fn held() -> MutexGuard<'static, Option<Vec<String>>> {
+    HELD.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Keeps stderr lines back (a full-screen view is drawn on the terminal) until [`release`].
+pub fn hold() {
+    held().get_or_insert_with(Vec::new);
+}
+
+/// Writes the lines kept back since [`hold`] and stops holding.
+pub fn release() {
+    let lines = held().take();
+    for l in lines.unwrap_or_default() {
+        write_lines(&l);
+    }
+}
+
 /// Writes whole lines to stderr (a final newline is added when missing), above the progress
-/// line if one is drawn.
+/// line if one is drawn; kept back while [`hold`] is in force.
 pub fn write_lines(text: &str) {
+    if let Some(lines) = held().as_mut() {
+        if lines.len() < MAX_HELD {
+            lines.push(text.to_string());
+        } else if lines.len() == MAX_HELD {
+            lines
+                .push("logflow: more diagnostics were printed while the view was on screen".into());
+        }
+        return;
+    }
     let p = progress();
     let mut err = std::io::stderr().lock();
     if p.is_some() {
@@ -311,6 +342,27 @@ pub fn text_message(line: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn held_lines_wait_for_release_and_are_bounded() {
+        hold();
+        write_lines("kept back");
+        for _ in 0..MAX_HELD + 5 {
+            write_lines("more");
+        }
+        {
+            let h = held();
+            let lines = h.as_ref().expect("holding");
+            assert!(lines.iter().any(|l| l == "kept back"));
+            assert_eq!(
+                lines.len(),
+                MAX_HELD + 1,
+                "bounded, with one line saying so"
+            );
+        }
+        release();
+        assert!(held().is_none());
+    }
 
     #[test]
     fn text_lines_have_time_level_target_and_the_message_verbatim() {

@@ -117,6 +117,13 @@ impl Error {
         }
     }
 
+    /// Writing stdout failed because its reader went away (`logflow run ... | head`): for a
+    /// Unix filter that is the end of the output, not a failure.
+    pub fn is_closed_stdout(&self) -> bool {
+        matches!(self, Error::Io { path, source }
+            if path.as_os_str() == "stdout" && source.kind() == std::io::ErrorKind::BrokenPipe)
+    }
+
     /// An [`Error::Io`] on `path`.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
@@ -186,6 +193,10 @@ mod tests {
         for (e, code, retry) in cases {
             assert_eq!((e.exit_code(), e.is_retryable()), (code, retry), "{e:?}");
         }
+        let pipe = || std::io::Error::from(std::io::ErrorKind::BrokenPipe);
+        assert!(Error::io("stdout", pipe()).is_closed_stdout());
+        assert!(!Error::io("out.jsonl", pipe()).is_closed_stdout());
+        assert!(!io(std::io::ErrorKind::TimedOut).is_closed_stdout());
         let e = Error::kafka(KafkaCause::Unreachable, "down").context("reading kafka t/0");
         assert!(e.is_retryable());
         assert_eq!(e.to_string(), "reading kafka t/0: down");

@@ -180,7 +180,14 @@ fn the_demo_stamps_its_events_with_the_wall_clock() {
     let out = bin()
         .arg("run")
         .arg(&spec)
-        .args(["--demo-events", "10000", "--demo-rate", "5000"])
+        .args([
+            "--demo-events",
+            "10000",
+            "--demo-rate",
+            "5000",
+            "--demo-speed",
+            "1",
+        ])
         .output()
         .unwrap();
     let after = chrono::Utc::now();
@@ -313,4 +320,147 @@ fn gen_ends_with_a_readable_summary() {
         "{summary}"
     );
     assert!(!err.contains("GenStats") && !err.contains('{'), "{err}");
+}
+
+#[test]
+fn the_default_demo_shows_every_analysis_and_few_dead_letters() {
+    // The README's first command, its records on stdout (no terminal here; --output json says
+    // so explicitly).
+    let out = bin()
+        .args(["run", "dataflows/log-analysis.toml", "--output", "json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let mut by_topic: std::collections::BTreeMap<&str, usize> = Default::default();
+    for line in stdout.lines() {
+        let (topic, json) = line.split_once(' ').unwrap();
+        let _: serde_json::Value = serde_json::from_str(json).unwrap();
+        *by_topic.entry(topic).or_default() += 1;
+    }
+    let spec = std::fs::read_to_string(repo().join("dataflows/log-analysis.toml")).unwrap();
+    let analyses: Vec<&str> = spec
+        .lines()
+        .filter_map(|l| l.strip_prefix("name = \""))
+        .map(|n| n.trim_end_matches('"'))
+        .filter(|n| *n != "log-analysis")
+        .collect();
+    assert_eq!(analyses.len(), 11);
+    // The detectors too: the replayed half hour holds one of each incident.
+    for a in &analyses {
+        assert!(
+            by_topic.get(a).is_some_and(|&n| n > 0),
+            "no {a} rows: {by_topic:?}"
+        );
+    }
+    let lines: usize = by_topic.values().sum();
+    let dead = by_topic
+        .get("log-analysis.dead-letter")
+        .copied()
+        .unwrap_or(0);
+    assert!(
+        dead * 100 < lines * 5,
+        "{dead} dead letters of {lines} lines: {by_topic:?}"
+    );
+    let err = stderr(&out);
+    assert!(err.contains("at 120x the wall clock"), "{err}");
+    assert_eq!(accounting(&out.stderr)["read"], 200_000);
+}
+
+#[test]
+fn schema_infer_chooses_json_or_regex_and_says_which() {
+    let dir = tmpdir("first-hour-infer");
+    let logs = gen(&dir, "logs", "300");
+    let apache = repo().join("tests/data/apache_logs");
+    for (input, format, said) in [
+        // The generator's few bad lines are not objects; the rest are.
+        (logs.as_path(), "json", "is json ("),
+        (apache.as_path(), "regex", "is an access log (apache"),
+    ] {
+        let path = input.to_str().unwrap();
+        let auto = run_ok(&["schema", "infer", path]);
+        let explicit = run_ok(&["schema", "infer", path, "--format", format]);
+        assert_eq!(auto.stdout, explicit.stdout, "{path}");
+        assert!(!auto.stdout.is_empty());
+        let err = stderr(&auto);
+        let chosen = messages(&err)
+            .find_map(|m| m.strip_prefix("logflow: --format auto: "))
+            .unwrap_or_else(|| panic!("no choice said: {err}"));
+        assert!(chosen.contains(said), "{chosen}");
+        assert!(
+            chosen.ends_with(&format!("inferring a `{format}` schema")),
+            "{chosen}"
+        );
+        // An explicit format says nothing of a choice.
+        assert!(!stderr(&explicit).contains("--format auto"));
+    }
+}
+
+/// Stops the broker the page's commands start (its state directory is the test's own).
+struct KafkaDown(PathBuf);
+
+impl Drop for KafkaDown {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(repo().join("scripts/kafka"))
+            .args(["down", "--wipe"])
+            .env("KAFKA_STATE_DIR", &self.0)
+            .status();
+    }
+}
+
+/// The shell commands of the first `sh` block of a markdown page.
+fn sh_block(page: &str) -> String {
+    let start = page.find("```sh\n").expect("an sh block") + "```sh\n".len();
+    let len = page[start..].find("```").expect("the block's end");
+    page[start..start + len].to_string()
+}
+
+#[test]
+fn the_first_job_page_works_as_written() {
+    let page = std::fs::read_to_string(repo().join("docs/first-job.md")).unwrap();
+    let commands = sh_block(&page);
+    // Exactly the page's commands, but on this checkout's test port instead of 9092, so that
+    // several checkouts can test at once (KAFKA_PORT is what `scripts/kafka up` binds).
+    let port = common::kafka::port();
+    assert!(commands.contains("127.0.0.1:9092"), "{commands}");
+    let script = commands.replace("127.0.0.1:9092", &format!("127.0.0.1:{port}"));
+    let state = repo().join("target").join("first-hour-kafka");
+    let _ = std::process::Command::new(repo().join("scripts/kafka"))
+        .args(["down", "--wipe"])
+        .env("KAFKA_STATE_DIR", &state)
+        .status();
+    let _down = KafkaDown(state.clone());
+    let out = std::process::Command::new("bash")
+        .args(["-e", "-c", &script])
+        .current_dir(repo())
+        .env("KAFKA_STATE_DIR", &state)
+        .env("KAFKA_PORT", &port)
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert!(out.status.success(), "the page's commands failed:\n{err}");
+    // Nothing trips on the way: `| head` closing the job's stdout included.
+    assert!(!err.contains(" ERROR "), "{err}");
+    assert!(
+        messages(&err)
+            .any(|m| m.starts_with("logflow: --format auto: tests/data/apache_logs is apache")),
+        "{err}"
+    );
+    // Step 5 reads back response_time rows the job wrote to Kafka in step 4.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let tailed: Vec<serde_json::Value> = stdout
+        .lines()
+        .rev()
+        .take(5)
+        // `KEY<tab>VALUE`.
+        .map(|l| l.rsplit_once('\t').map_or(l, |(_, v)| v))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}\n{stdout}")))
+        .collect();
+    assert_eq!(tailed.len(), 5, "{stdout}");
+    for row in &tailed {
+        assert!(
+            row["window_start"].is_string() && row["request_count"].is_u64(),
+            "{row}"
+        );
+    }
 }

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::tmux::Tmux;
 use common::{accounting, bin, repo, run_ok, tmpdir};
 use serde_json::Value;
 
@@ -189,32 +190,6 @@ fn text_diagnostics_have_time_level_and_target() {
     assert_eq!(bad.status.code(), Some(2));
 }
 
-/// A private tmux server, killed when dropped.
-struct Tmux(String);
-
-impl Tmux {
-    fn cmd(&self) -> Command {
-        let mut c = Command::new("tmux");
-        c.args(["-L", &self.0, "-f", "/dev/null"]);
-        c
-    }
-
-    fn capture(&self) -> String {
-        let out = self
-            .cmd()
-            .args(["capture-pane", "-p", "-J", "-S", "-", "-t", "run"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self.cmd().arg("kill-server").status();
-    }
-}
-
 #[test]
 fn a_terminal_run_prints_whole_lines_around_its_progress_line() {
     if Command::new("tmux").arg("-V").output().is_err() {
@@ -231,7 +206,7 @@ fn a_terminal_run_prints_whole_lines_around_its_progress_line() {
         env!("CARGO_BIN_EXE_logflow"),
         dir.join("out").display()
     );
-    let tmux = Tmux(format!("logflow-ops-{}", std::process::id()));
+    let tmux = Tmux::new("logflow-ops");
     let started = tmux
         .cmd()
         .args([

@@ -9,6 +9,7 @@ mod launch;
 mod run;
 mod schema;
 mod tail;
+mod top;
 mod topics;
 
 use clap::{Parser, Subcommand};
@@ -58,6 +59,9 @@ enum Command {
     /// topics.
     #[command(subcommand)]
     Topics(topics::TopicsCmd),
+    /// A live view of a running job: throughput, watermark lag, late and dead-letter rates,
+    /// and the latest window of each analysis (from its `--metrics-addr`).
+    Top(top::TopArgs),
     /// Print the records of a Kafka topic (e.g. an analysis's output).
     Tail(tail::TailArgs),
     /// Read a topic to its end as fast as the job's Kafka client can (for scripts/bench).
@@ -88,6 +92,7 @@ pub fn main() -> i32 {
         Command::Jobs(args) => cluster::jobs(args),
         Command::Cancel(args) => cluster::cancel(args),
         Command::Tail(args) => tail::tail(args),
+        Command::Top(args) => top::top(args),
         Command::Topics(cmd) => topics::topics(cmd),
         Command::Gen(args) => gen::gen(args),
         Command::Schema(cmd) => schema::schema(cmd),
@@ -95,6 +100,10 @@ pub fn main() -> i32 {
     };
     match result {
         Ok(()) => 0,
+        Err(e) if e.is_closed_stdout() => {
+            tracing::info!("logflow: stdout was closed by its reader; stopped");
+            0
+        }
         Err(e) => {
             tracing::error!("logflow: {e}");
             e.exit_code()

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use clap::ArgAction;
 
-use crate::kafka::embedded::Embedded;
+use crate::kafka::embedded::{Demo, Embedded};
 use crate::metrics::{ObserveOptions, Observer};
 use crate::runtime::cluster::read_hostfile;
 use crate::runtime::{self, Cluster};
@@ -72,12 +72,22 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 200_000)]
     demo_events: u64,
     /// With no brokers configured: the embedded demo's feed rate (events per second).
-    #[arg(long, default_value_t = 50_000.0)]
+    #[arg(long, default_value_t = 12_000.0)]
     demo_rate: f64,
     /// With no brokers configured: the embedded demo's first event time, RFC 3339, or `now`
-    /// (its events then follow the wall clock, as live traffic does).
+    /// (its events then follow the wall clock, `--demo-speed` times faster, as a replay of the
+    /// recent past catching up with live traffic).
     #[arg(long, default_value = "now")]
     demo_start: String,
+    /// With `--demo-start now`: event-time seconds per wall-clock second (1: live; the default
+    /// 120 replays the last half hour in seconds, so windows close and detectors fire at once).
+    #[arg(long, default_value_t = 120.0)]
+    demo_speed: f64,
+    /// With no brokers configured: `top` draws the live view of the job (as `logflow top`),
+    /// `json` prints every output record as `<topic> <json>`; `auto`: the view when stdout is
+    /// a terminal, else the records.
+    #[arg(long, value_enum, default_value_t = DemoOutput::Auto)]
+    output: DemoOutput,
     /// Worker threads per process.
     #[arg(short = 'w', long = "threads", default_value_t = 1)]
     threads: usize,
@@ -105,6 +115,17 @@ pub struct RunArgs {
     /// Print help.
     #[arg(long, action = ArgAction::Help)]
     help: Option<bool>,
+}
+
+/// What the embedded demo shows (`--output`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DemoOutput {
+    /// The view on a terminal, the records otherwise.
+    Auto,
+    /// The live view.
+    Top,
+    /// Every output record, `<topic> <json>` a line.
+    Json,
 }
 
 pub fn run(args: RunArgs) -> Result<(), Error> {
@@ -140,23 +161,37 @@ pub fn run(args: RunArgs) -> Result<(), Error> {
         super::topics::create(&plan, &args.spec, None, 1, 1)?.complete()?;
     }
     let started = Instant::now();
+    let is_embedded = plan.source.kind.is_embedded();
+    let view = match args.output {
+        DemoOutput::Auto => is_embedded && std::io::IsTerminal::is_terminal(&std::io::stdout()),
+        DemoOutput::Top if !is_embedded => {
+            return Err(super::usage(
+                "--output top draws the embedded demo; for another job give it --metrics-addr \
+                 and run `logflow top HOST:PORT`",
+            ))
+        }
+        DemoOutput::Top => true,
+        DemoOutput::Json => false,
+    };
     // No brokers anywhere: run against an in-process cluster fed by the generator.
-    let embedded = if plan.source.kind.is_embedded() {
+    let embedded = if is_embedded {
         if args.processes > 1 {
             return Err(super::usage(
                 "several processes need a shared input: --input, or Kafka brokers (--brokers)",
             ));
         }
-        Some(Embedded::start(
-            &plan,
-            args.demo_events,
-            args.demo_rate,
-            &args.demo_start,
-        )?)
+        let demo = Demo {
+            events: args.demo_events,
+            rate: args.demo_rate,
+            start: args.demo_start.clone(),
+            speed: args.demo_speed,
+            print: !view,
+        };
+        Some(Embedded::start(&plan, &demo)?)
     } else {
         None
     };
-    let mut observer = observe(&args, &plan, &cluster)?;
+    let mut observer = observe(&args, &plan, &cluster, view)?;
     runtime::stop::handle_signals(job.stop_timeout)?;
     let opts = runtime::RunOptions {
         stop_at_end: job.overrides.stop_at_end,
@@ -166,7 +201,18 @@ pub fn run(args: RunArgs) -> Result<(), Error> {
         metrics: Some(observer.metrics()),
         embedded: embedded.as_ref().map(|e| e.brokers.clone()),
     };
-    let accounting = runtime::run(plan, &cluster, &opts)?;
+    let accounting = if view {
+        match run_in_view(plan, cluster, opts, observer.metrics())? {
+            Some(a) => a,
+            None => {
+                // Quit before the job ended: the demo's threads end with the process.
+                tracing::info!("logflow: the demo was stopped before its end");
+                std::process::exit(0);
+            }
+        }
+    } else {
+        runtime::run(plan, &cluster, &opts)?
+    };
     if let Some(e) = embedded {
         e.finish()?;
     }
@@ -197,17 +243,54 @@ pub fn run(args: RunArgs) -> Result<(), Error> {
     Ok(())
 }
 
-/// Starts the metrics endpoint (`--metrics-addr`) and, on a terminal, the progress line.
+/// Runs the job on a thread while the live view draws it from its metrics; diagnostics wait
+/// until the view is closed. `None`: the view was closed before the job ended.
+fn run_in_view(
+    plan: crate::spec::plan::JobPlan,
+    cluster: Cluster,
+    opts: runtime::RunOptions,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
+) -> Result<Option<crate::runtime::Accounting>, Error> {
+    crate::diagnostics::hold();
+    let ended = std::sync::Arc::clone(&metrics);
+    let job = std::thread::Builder::new()
+        .name("logflow-job".into())
+        .spawn(move || {
+            let r = runtime::run(plan, &cluster, &opts);
+            // The view shows the job finished while it stays on screen.
+            ended.finish();
+            r
+        })
+        .map_err(|e| Error::Internal(format!("job thread: {e}")));
+    let shown = match &job {
+        Ok(_) => super::top::show("embedded demo", super::top::Feed::InProcess(metrics)),
+        Err(_) => Ok(()),
+    };
+    crate::diagnostics::release();
+    let job = job?;
+    shown?;
+    if !job.is_finished() {
+        return Ok(None);
+    }
+    match job.join() {
+        Ok(r) => r.map(Some),
+        Err(_) => Err(Error::Internal("the job's thread panicked".into())),
+    }
+}
+
+/// Starts the metrics endpoint (`--metrics-addr`) and, on a terminal, the progress line
+/// (not under the live view, which shows the same numbers).
 fn observe(
     args: &RunArgs,
     plan: &crate::spec::plan::JobPlan,
     cluster: &Cluster,
+    view: bool,
 ) -> Result<Observer, Error> {
     use std::io::IsTerminal;
     let identity = cluster.identity(plan);
     let opts = ObserveOptions {
         metrics_addr: args.metrics_addr.clone(),
-        progress: !args.job.quiet && std::io::stderr().is_terminal(),
+        progress: !args.job.quiet && !view && std::io::stderr().is_terminal(),
     };
     let observer = Observer::start(plan, identity, &opts)?;
     if let (Some(addr), false) = (observer.address(), args.job.quiet) {

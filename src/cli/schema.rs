@@ -16,8 +16,9 @@ pub enum SchemaCmd {
 pub struct InferArgs {
     /// A file of records, one per line (`-` = stdin).
     file: PathBuf,
-    /// `json` (objects, nested or not) or `regex` (text lines).
-    #[arg(long, default_value = "json", value_parser = ["json", "regex"])]
+    /// `json` (objects, nested or not), `regex` (text lines), or `auto`: `json` when most of
+    /// the records read are JSON objects, else `regex` (the choice is said on stderr).
+    #[arg(long, default_value = "auto", value_parser = ["auto", "json", "regex"])]
     format: String,
     /// How many records to read.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
@@ -70,11 +71,44 @@ pub fn schema(cmd: SchemaCmd) -> Result<(), Error> {
         }
     }
     let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
-    let text = match args.format.as_str() {
+    let format = match args.format.as_str() {
+        "auto" => choose(&args.file.display().to_string(), &refs),
+        f => f,
+    };
+    let text = match format {
         "regex" => crate::parse::infer::infer_regex(&refs),
         _ => crate::parse::infer::infer_json(&refs),
     }
     .map_err(|m| Error::Usage(format!("{}: {m}", args.file.display())))?;
     let mut out = std::io::stdout().lock();
     super::stdout_result(out.write_all(text.as_bytes()).and_then(|()| out.flush()))
+}
+
+/// `--format auto`: `json` when most records are JSON objects, else `regex`; says which and why.
+fn choose(file: &str, lines: &[&str]) -> &'static str {
+    let objects = lines
+        .iter()
+        .filter(|l| l.trim_start().starts_with('{'))
+        .filter(|l| serde_json::from_str::<serde_json::Value>(l).is_ok_and(|v| v.is_object()))
+        .count();
+    let n = lines.len();
+    if n > 0 && objects * 2 > n {
+        tracing::info!(
+            "logflow: --format auto: {file} is json ({objects} of the first {n} records are JSON objects); inferring a `json` schema"
+        );
+        return "json";
+    }
+    let records: Vec<&[u8]> = lines.iter().map(|l| l.as_bytes()).collect();
+    let sniffed = crate::parse::sniff::sniff(&records, crate::parse::Format::Text);
+    if sniffed.format == crate::parse::Format::Apache {
+        tracing::info!(
+            "logflow: --format auto: {file} is an access log ({sniffed}); `--format apache` reads it \
+             without a schema; inferring a `regex` schema"
+        );
+    } else {
+        tracing::info!(
+            "logflow: --format auto: {file} is text ({objects} of the first {n} records are JSON objects); inferring a `regex` schema"
+        );
+    }
+    "regex"
 }

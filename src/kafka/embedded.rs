@@ -26,6 +26,31 @@ pub const PARTITIONS: i32 = 4;
 /// How far out of order the live demo's event times are: a few seconds, as the clocks and
 /// buffers of real shippers make them.
 const LIVE_DISORDER_MS: i64 = 3_000;
+/// The disorder of a fast-forwarded demo: the generator's default, well below the jobs'
+/// watermark delays (a live disorder scaled by the speed could exceed them).
+const MAX_DISORDER_MS: i64 = 60_000;
+
+/// Bad lines in a demo stamped from now: a few, so that dead letters stay a small minority of
+/// what it shows (the generator's 1% of 200,000 events would be ~2,000 dead letters beside
+/// ~10,000 result rows). A fixed `--demo-start` keeps the generator's default, byte for byte
+/// the input `logflow gen` writes.
+const LIVE_BAD_FRACTION: f64 = 0.001;
+
+/// What the embedded demo feeds and how it shows results.
+#[derive(Clone, Debug)]
+pub struct Demo {
+    /// Generated events in all.
+    pub events: u64,
+    /// Feed rate, events per second of wall clock.
+    pub rate: f64,
+    /// The first event time (RFC 3339), or `now`: then event time follows the wall clock,
+    /// `speed` times faster, and catches up with it when the feed ends.
+    pub start: String,
+    /// Event-time seconds per wall-clock second with `start = "now"` (at least 1).
+    pub speed: f64,
+    /// Print every output record on stdout (`<topic> <json>`).
+    pub print: bool,
+}
 
 /// A running in-process cluster with its feeder and printer threads.
 pub struct Embedded {
@@ -40,15 +65,29 @@ pub struct Embedded {
 }
 
 impl Embedded {
-    /// Starts the cluster, creates the job's topics and starts feeding `events` generated
-    /// records at `rate` per second (wall clock) into its input topic. The plan's
-    /// [`Endpoint::Embedded`] source and sink connect to [`Embedded::brokers`]. `start` is the
-    /// first event time (RFC 3339) or `now`: then event time advances with the wall clock, a few
-    /// seconds out of order, so the watermark lag and closing windows look as in production.
+    /// Starts the cluster, creates the job's topics and starts feeding `demo.events` generated
+    /// records at `demo.rate` per second (wall clock) into its input topic. The plan's
+    /// [`Endpoint::Embedded`] source and sink connect to [`Embedded::brokers`]. With
+    /// `demo.start = "now"` event time advances `demo.speed` times faster than the wall clock
+    /// and ends at about the time the feed does, a few seconds out of order at speed 1: so
+    /// windows close and detectors fire within seconds, and the watermark lag ends as in
+    /// production.
     ///
     /// [`Endpoint::Embedded`]: crate::spec::plan::Endpoint::Embedded
-    pub fn start(plan: &JobPlan, events: u64, rate: f64, start: &str) -> Result<Embedded, Error> {
+    pub fn start(plan: &JobPlan, demo: &Demo) -> Result<Embedded, Error> {
+        let (events, rate, start) = (demo.events, demo.rate, demo.start.as_str());
         let live = start == "now";
+        if !(demo.speed.is_finite() && demo.speed >= 1.0) {
+            return Err(Error::Usage(format!(
+                "--demo-speed {}: must be a number of at least 1",
+                demo.speed
+            )));
+        }
+        if !(rate.is_finite() && rate > 0.0) {
+            return Err(Error::Usage(format!(
+                "--demo-rate {rate}: must be a positive number"
+            )));
+        }
         let fixed_start = if live {
             None
         } else {
@@ -95,14 +134,22 @@ impl Embedded {
                 )
             })?;
         }
+        // Event time covered, and the wall-clock time the feed takes, in ms.
+        let event_rate = rate / demo.speed;
+        let span_ms = (events as f64 / event_rate * 1000.0) as i64;
+        let feed_ms = (events as f64 / rate * 1000.0) as i64;
+        let stamped = match (live, demo.speed > 1.0) {
+            (false, _) => format!("stamped from {start}"),
+            (true, false) => "stamped with the wall clock".to_string(),
+            (true, true) => format!(
+                "the last {} of event time at {}x the wall clock, catching up with it",
+                crate::time::duration::format_ms((span_ms / 1000) * 1000),
+                demo.speed
+            ),
+        };
         tracing::info!(
             "logflow: no brokers configured: started an in-process Kafka cluster at {bootstrap}; \
-             feeding {events} generated events into `{input}` ({PARTITIONS} partitions, {})",
-            if live {
-                "stamped with the wall clock".to_string()
-            } else {
-                format!("stamped from {start}")
-            }
+             feeding {events} generated events into `{input}` ({PARTITIONS} partitions, {stamped})"
         );
 
         let end_signal = Arc::new(Mutex::new(None));
@@ -117,24 +164,27 @@ impl Embedded {
             match fixed_start {
                 Some(ms) => cfg.start_ms = ms,
                 None => {
-                    // Event time advances as fast as the feed: line i is stamped about when
-                    // it is sent, up to LIVE_DISORDER_MS early.
-                    cfg.start_ms = chrono::Utc::now().timestamp_millis();
-                    cfg.event_rate = rate;
-                    cfg.disorder_ms = LIVE_DISORDER_MS;
+                    // Event time advances `speed` times as fast as the feed and reaches the
+                    // wall clock when the feed ends: line i is stamped about when it would be
+                    // sent at speed 1, up to the disorder early.
+                    cfg.start_ms = chrono::Utc::now().timestamp_millis() + feed_ms - span_ms;
+                    cfg.event_rate = event_rate;
+                    cfg.disorder_ms =
+                        ((LIVE_DISORDER_MS as f64 * demo.speed) as i64).min(MAX_DISORDER_MS);
+                    cfg.bad_fraction = LIVE_BAD_FRACTION;
                 }
             }
             cfg.validate()?;
             std::thread::spawn(move || feed(&bootstrap, &input, cfg, rate, &end))
         };
         let stop_printing = Arc::new(AtomicBool::new(false));
-        let printer = {
+        let printer = demo.print.then(|| {
             let (bootstrap, stop) = (bootstrap.clone(), Arc::clone(&stop_printing));
             std::thread::spawn(move || print_outputs(&bootstrap, &outputs, &stop))
-        };
+        });
         Ok(Embedded {
             feeder: Some(feeder),
-            printer: Some(printer),
+            printer,
             stop_printing,
             _cluster: cluster,
             brokers: bootstrap,

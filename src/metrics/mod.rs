@@ -5,11 +5,13 @@
 //!   encoded on each scrape;
 //! - [`results`]: `logflow_result`, the latest window's value of an analysis's `gauges`;
 //! - [`alerts`]: alerts fired and active, per alert analysis and group key;
-//! - [`server`]: the `/metrics` HTTP listener;
+//! - [`latest`]: the latest window's rows of each analysis, served as `/results`;
+//! - [`server`]: the `/metrics` and `/results` HTTP listener;
 //! - [`progress`]: the progress line;
 //! - [`Observer`]: all of them around one run, for `logflow run`.
 
 pub mod alerts;
+pub mod latest;
 pub mod listener;
 pub mod progress;
 pub mod registry;

@@ -19,6 +19,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 use super::alerts::AlertMetrics;
+use super::latest::LatestWindows;
 use super::results::ResultGauges;
 use crate::record::Origin;
 use crate::record::{Row, Value};
@@ -235,6 +236,7 @@ pub struct Metrics {
     overflow_keys: Mutex<Vec<(usize, u64)>>,
     results: ResultGauges,
     alerts: AlertMetrics,
+    latest: LatestWindows,
     checkpoints: Mutex<Option<CheckpointStats>>,
     running: AtomicBool,
     final_scrapes: Mutex<u64>,
@@ -297,6 +299,7 @@ impl Metrics {
             ),
             results: ResultGauges::new(plan),
             alerts: AlertMetrics::new(plan),
+            latest: LatestWindows::new(plan),
             checkpoints: Mutex::new(None),
             running: AtomicBool::new(true),
             final_scrapes: Mutex::new(0),
@@ -399,6 +402,7 @@ impl Metrics {
         }
         self.results.observe(rows);
         self.alerts.observe(rows);
+        self.latest.observe(rows);
     }
 
     /// One `<job>.overflow` row written: a key of the analysis it names.
@@ -419,6 +423,11 @@ impl Metrics {
     /// index.
     pub fn overflow_keys(&self) -> Vec<(usize, u64)> {
         lock(&self.overflow_keys).clone()
+    }
+
+    /// The latest window of each analysis as JSON (the `/results` answer, bounded).
+    pub fn results_json(&self) -> String {
+        self.latest.to_json(self.is_running())
     }
 
     /// Records a completed checkpoint (see `CheckpointStats`).

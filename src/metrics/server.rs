@@ -1,4 +1,4 @@
-//! The `/metrics` endpoint: a small HTTP/1.1 listener binding exactly the address
+//! The `/metrics` endpoint (and `/results`, the latest windows `logflow top` draws): a small HTTP/1.1 listener binding exactly the address
 //! `--metrics-addr` gives. A scrape is a short GET answered and closed. Scrapes are served
 //! concurrently within [`super::listener`]'s limits (a thread per connection, at most
 //! [`MAX_PENDING`] still sending their request, [`REQUEST_DEADLINE`] for a whole request), so
@@ -159,6 +159,7 @@ fn handle(
             metrics.scrape_served(after_finish);
             Ok(())
         }
+        (true, "/results") => results(&mut stream, metrics, head_only),
         // Liveness: the listener answers while the process runs.
         (true, "/health") => respond(
             &mut stream,
@@ -187,10 +188,10 @@ fn handle(
             &mut stream,
             "200 OK",
             "text/plain; charset=utf-8",
-            "logflow: metrics at /metrics, liveness at /health, readiness at /ready\n",
+            "logflow: metrics at /metrics, the latest window of each analysis at /results, liveness at /health, readiness at /ready\n",
             head_only,
         ),
-        (false, "/metrics" | "/" | "/health" | "/ready") => respond(
+        (false, "/metrics" | "/results" | "/" | "/health" | "/ready") => respond(
             &mut stream,
             "405 Method Not Allowed",
             "text/plain",
@@ -205,6 +206,18 @@ fn handle(
             head_only,
         ),
     }
+}
+
+/// `/results`: the latest window's rows of each analysis (bounded JSON, see
+/// [`super::latest`]), for `logflow top`.
+fn results(stream: &mut TcpStream, metrics: &Metrics, head_only: bool) -> io::Result<()> {
+    respond(
+        stream,
+        "200 OK",
+        "application/json",
+        &metrics.results_json(),
+        head_only,
+    )
 }
 
 #[cfg(test)]
@@ -276,6 +289,17 @@ mod tests {
         assert!(metrics.wait_final_scrape(Duration::from_secs(5)));
 
         assert!(get(addr, "/nope", "*/*").starts_with("HTTP/1.1 404"));
+        let results = get(addr, "/results", "*/*");
+        assert!(results.starts_with("HTTP/1.1 200 OK"), "{results}");
+        assert!(
+            results.contains("Content-Type: application/json"),
+            "{results}"
+        );
+        let body = results.split("\r\n\r\n").nth(1).unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["pipeline"], "j");
+        assert_eq!(v["running"], false);
+        assert_eq!(v["analyses"][0]["name"], "a");
         assert!(serve("not an address", Arc::clone(&metrics)).is_err());
     }
 

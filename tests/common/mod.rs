@@ -180,6 +180,7 @@ pub mod prometheus;
 pub mod recovery;
 pub mod rows;
 pub mod spark;
+pub mod tmux;
 
 /// `GET path` from a logflow metrics listener at `addr`: (status code, body); `None` while
 /// nothing listens there.

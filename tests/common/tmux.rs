@@ -1,0 +1,46 @@
+//! A private tmux server for tests of what the binary draws on a terminal.
+
+use std::process::Command;
+
+/// A tmux server of its own (`-L`), without the user's config, killed when dropped.
+pub struct Tmux(String);
+
+impl Tmux {
+    /// A server named after `name` and this test process.
+    pub fn new(name: &str) -> Tmux {
+        Tmux(format!("{name}-{}", std::process::id()))
+    }
+
+    /// Whether tmux can be run at all.
+    pub fn available() -> bool {
+        Command::new("tmux").arg("-V").output().is_ok()
+    }
+
+    /// A `tmux` command talking to this server.
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new("tmux");
+        c.args(["-L", &self.0, "-f", "/dev/null"]);
+        c
+    }
+
+    /// The text of the window `run` (its scrollback too, wrapped lines joined).
+    pub fn capture(&self) -> String {
+        self.capture_of("run")
+    }
+
+    /// The text of window `target`, scrollback and all, wrapped lines joined.
+    pub fn capture_of(&self, target: &str) -> String {
+        let out = self
+            .cmd()
+            .args(["capture-pane", "-p", "-J", "-S", "-", "-t", target])
+            .output()
+            .expect("run tmux capture-pane");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.cmd().arg("kill-server").status();
+    }
+}
