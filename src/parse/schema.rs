@@ -17,7 +17,7 @@ mod value;
 use regex::Regex;
 use smallvec::{smallvec, SmallVec};
 
-pub use time::{epoch_ms, TimeFormat};
+pub use time::{epoch_ms, TimeFormat, Zone};
 pub use types::{FieldType, MetaPath, Path};
 use value::{convert, converts, meta_value, set, Raw};
 

@@ -11,8 +11,8 @@
 //! tests in `tests.rs` compare the two on generated and mutated records.
 
 use super::value::Raw;
-use crate::parse::json_fast::string_stop;
 use super::{Node, Tree};
+use crate::parse::json_fast::string_stop;
 
 /// Nesting the scanner follows; deeper records go to serde (whose own limit is 128).
 const MAX_DEPTH: usize = 64;

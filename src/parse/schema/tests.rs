@@ -357,12 +357,37 @@ fn nested_fast() -> Schema {
             f("level", "log.level", FieldType::String, Field::Level),
             f("message", "log.message", FieldType::String, Field::Message),
             f("tags", "log.tags", FieldType::String, Field::Extra(0)),
-            f("service", "request.service", FieldType::String, Field::Service),
-            f("status_code", "request.status", FieldType::Int, Field::StatusCode),
-            f("response_time", "request.duration", FieldType::Float, Field::ResponseTime),
-            f("ip_address", "client.ip", FieldType::String, Field::IpAddress),
+            f(
+                "service",
+                "request.service",
+                FieldType::String,
+                Field::Service,
+            ),
+            f(
+                "status_code",
+                "request.status",
+                FieldType::Int,
+                Field::StatusCode,
+            ),
+            f(
+                "response_time",
+                "request.duration",
+                FieldType::Float,
+                Field::ResponseTime,
+            ),
+            f(
+                "ip_address",
+                "client.ip",
+                FieldType::String,
+                Field::IpAddress,
+            ),
             f("user", "client.user_id", FieldType::String, Field::UserId),
-            f("again", "client.user_id", FieldType::String, Field::Extra(1)),
+            f(
+                "again",
+                "client.user_id",
+                FieldType::String,
+                Field::Extra(1),
+            ),
         ],
         None,
         None,
@@ -429,9 +454,15 @@ fn the_scanner_leaves_odd_records_to_serde() {
         (r#"{"ts":1,"client":{"ip":"a"}}"#, true),
         (r#" {"ts" : 1 , "client" : { "ip" : "a" } } "#, true),
         // Duplicate keys: the last wins, also across two objects on the same path.
-        (r#"{"client":{"ip":"a"},"client":{"user_id":"u"},"ts":2,"ts":3}"#, true),
+        (
+            r#"{"client":{"ip":"a"},"client":{"user_id":"u"},"ts":2,"ts":3}"#,
+            true,
+        ),
         // A value on a path may be anything: its JSON text is kept.
-        (r#"{"ts":{"a":[1,2]},"log":{"tags":[{"x":"\u00e9"}]}}"#, true),
+        (
+            r#"{"ts":{"a":[1,2]},"log":{"tags":[{"x":"\u00e9"}]}}"#,
+            true,
+        ),
         // An escaped key is unescaped by serde before it is compared.
         (r#"{"t\u0073":1}"#, false),
         // A non-object where the path goes deeper: serde parses it with deserialize_any.
@@ -446,7 +477,11 @@ fn the_scanner_leaves_odd_records_to_serde() {
         assert_eq!(scan_agrees(&s, line.as_bytes()), taken, "{line}");
     }
     // Nesting beyond the scanner's depth goes to serde, which steps over it without recursion.
-    let deep = format!("{{\"ts\":1,\"x\":{}{}}}", "[".repeat(5000), "]".repeat(5000));
+    let deep = format!(
+        "{{\"ts\":1,\"x\":{}{}}}",
+        "[".repeat(5000),
+        "]".repeat(5000)
+    );
     assert!(!scan_agrees(&s, deep.as_bytes()));
     assert!(parse(&s, &deep).is_ok());
 }
@@ -456,17 +491,65 @@ fn epoch_digits_in_u64_agree_with_the_wide_path() {
     use crate::gen::rng::Rng;
     let mut rng = Rng::new(5);
     for _ in 0..20_000 {
-        let int: String = (0..rng.range(1, 12)).map(|_| char::from(b'0' + rng.below(10) as u8)).collect();
-        let frac: String = (0..rng.below(10)).map(|_| char::from(b'0' + rng.below(10) as u8)).collect();
+        let int: String = (0..rng.range(1, 12))
+            .map(|_| char::from(b'0' + rng.below(10) as u8))
+            .collect();
+        let frac: String = (0..rng.below(10))
+            .map(|_| char::from(b'0' + rng.below(10) as u8))
+            .collect();
         let neg = rng.chance(0.3);
-        let text = format!("{}{int}{}{frac}", if neg { "-" } else { "" }, if frac.is_empty() { "" } else { "." });
+        let text = format!(
+            "{}{int}{}{frac}",
+            if neg { "-" } else { "" },
+            if frac.is_empty() { "" } else { "." }
+        );
         for shift in [3, 0, -3, -6] {
             // The reference: exact rational arithmetic in i128, floor division.
             let n: i128 = format!("{int}{frac}").parse().unwrap();
             let n = if neg { -n } else { n };
             let e = shift - frac.len() as i32;
-            let want = if e >= 0 { n * 10i128.pow(e as u32) } else { n.div_euclid(10i128.pow((-e) as u32)) };
-            assert_eq!(epoch_ms(&text, shift), i64::try_from(want).ok(), "{text} {shift}");
+            let want = if e >= 0 {
+                n * 10i128.pow(e as u32)
+            } else {
+                n.div_euclid(10i128.pow((-e) as u32))
+            };
+            assert_eq!(
+                epoch_ms(&text, shift),
+                i64::try_from(want).ok(),
+                "{text} {shift}"
+            );
         }
+    }
+}
+
+#[test]
+fn named_time_zones_follow_daylight_saving() {
+    let f = TimeFormat::parse("%Y-%m-%d %H:%M:%S", Some("Europe/Berlin")).unwrap();
+    let ms = |s: &str| f.convert_text(s);
+    let utc = |s: &str| {
+        chrono::DateTime::parse_from_rfc3339(s)
+            .unwrap()
+            .timestamp_millis()
+    };
+    assert_eq!(ms("2026-01-15 10:00:00"), Some(utc("2026-01-15T09:00:00Z")));
+    assert_eq!(ms("2026-07-15 10:00:00"), Some(utc("2026-07-15T08:00:00Z")));
+    // Clocks set back at 03:00 CEST: 02:30 occurs twice; the first (still +02:00) is read.
+    assert_eq!(ms("2026-10-25 02:30:00"), Some(utc("2026-10-25T00:30:00Z")));
+    // Clocks set forward at 02:00 CET: 02:30 never occurs; read with +01:00, as java.time.
+    assert_eq!(ms("2026-03-29 02:30:00"), Some(utc("2026-03-29T01:30:00Z")));
+    assert_eq!(f.name(), "\"%Y-%m-%d %H:%M:%S\" in Europe/Berlin");
+    let ny = TimeFormat::parse("%d/%m/%Y %H:%M", Some("America/New_York")).unwrap();
+    assert_eq!(
+        ny.convert_text("01/07/2026 12:00"),
+        Some(utc("2026-07-01T16:00:00Z"))
+    );
+    let fixed = TimeFormat::parse("%Y-%m-%d %H:%M:%S", Some("+05:30")).unwrap();
+    assert_eq!(
+        fixed.convert_text("2026-01-15 10:00:00"),
+        Some(utc("2026-01-15T04:30:00Z"))
+    );
+    for bad in ["Europe/Nowhere", "CEST+1", "+25:00", "+1:00"] {
+        let e = TimeFormat::parse("%Y-%m-%d %H:%M:%S", Some(bad)).unwrap_err();
+        assert!(e.contains(bad), "{e}");
     }
 }

@@ -18,14 +18,14 @@ pub enum TimeFormat {
     EpochMicros,
     /// Integer epoch nanoseconds.
     EpochNanos,
-    /// A chrono strftime pattern; `offset_s` applies when the pattern has no zone.
+    /// A chrono strftime pattern; `zone` applies when the pattern has no offset.
     Pattern {
         /// The chrono strftime pattern.
         pattern: String,
         /// The pattern has an offset (`%z`).
         zoned: bool,
-        /// Seconds east of UTC of a pattern without an offset.
-        offset_s: i32,
+        /// The zone of a pattern without an offset.
+        zone: Zone,
     },
 }
 
@@ -62,19 +62,19 @@ impl TimeFormat {
         let zoned = ["%z", "%:z", "%::z", "%#z"]
             .iter()
             .any(|z| format.contains(z));
-        let offset_s = match timezone {
-            None => 0,
+        let zone = match timezone {
+            None => Zone::Fixed(0),
             Some(_) if zoned => {
                 return Err(format!(
                     "`timezone` is for patterns without an offset; `{format}` has one"
                 ))
             }
-            Some(tz) => fixed_offset(tz)?,
+            Some(tz) => Zone::parse(tz)?,
         };
         Ok(TimeFormat::Pattern {
             pattern: format.to_string(),
             zoned,
-            offset_s,
+            zone,
         })
     }
 
@@ -88,10 +88,17 @@ impl TimeFormat {
             TimeFormat::EpochMicros => "epoch_micros".into(),
             TimeFormat::EpochNanos => "epoch_nanos".into(),
             TimeFormat::Pattern {
-                pattern, offset_s, ..
-            } if *offset_s != 0 => {
-                format!("\"{pattern}\" at UTC{}", offset_text(*offset_s))
+                pattern,
+                zone: Zone::Fixed(s),
+                ..
+            } if *s != 0 => {
+                format!("\"{pattern}\" at UTC{}", offset_text(*s))
             }
+            TimeFormat::Pattern {
+                pattern,
+                zone: Zone::Named(tz),
+                ..
+            } => format!("\"{pattern}\" in {}", tz.name()),
             TimeFormat::Pattern { pattern, .. } => format!("\"{pattern}\""),
         }
     }
@@ -126,30 +133,49 @@ impl TimeFormat {
                 TimeFormat::Pattern {
                     pattern,
                     zoned,
-                    offset_s,
+                    zone,
                 },
                 _,
-            ) => pattern_ms(&raw.text()?.0, pattern, *zoned, *offset_s)?,
+            ) => pattern_ms(&raw.text()?.0, pattern, *zoned, zone)?,
         };
         (ms >= 0).then_some(ms)
     }
 }
 
-/// `UTC`, `Z` or `+hh:mm`/`-hh:mm` in seconds east of UTC.
-fn fixed_offset(tz: &str) -> Result<i32, String> {
-    if tz == "UTC" || tz == "Z" || tz == "Etc/UTC" {
-        return Ok(0);
+/// The zone a pattern without an offset is read in.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Zone {
+    /// Seconds east of UTC, all year.
+    Fixed(i32),
+    /// An IANA time zone: its offset at that local time (daylight saving included).
+    Named(chrono_tz::Tz),
+}
+
+impl Zone {
+    /// `UTC`, `Z`, `+hh:mm`/`-hh:mm`, or an IANA name such as `Europe/Berlin`.
+    pub fn parse(tz: &str) -> Result<Zone, String> {
+        if tz == "UTC" || tz == "Z" || tz == "Etc/UTC" {
+            return Ok(Zone::Fixed(0));
+        }
+        if !tz.starts_with(['+', '-']) {
+            return tz.parse::<chrono_tz::Tz>().map(Zone::Named).map_err(|_| {
+                format!(
+                    "unknown timezone `{tz}` (an IANA name such as `Europe/Berlin`, `UTC`, or a \
+                     fixed offset such as `+01:00`)"
+                )
+            });
+        }
+        fixed_offset(tz).map(Zone::Fixed)
     }
+}
+
+/// `+hh:mm`/`-hh:mm` (or `+hhmm`) in seconds east of UTC.
+fn fixed_offset(tz: &str) -> Result<i32, String> {
     let b = tz.as_bytes();
     let sign = match b.first() {
         Some(b'+') => 1,
         Some(b'-') => -1,
-        _ => {
-            return Err(format!(
-                "timezone `{tz}`: logflow bundles no time-zone database; give `UTC` or a fixed \
-                 offset such as `+01:00`"
-            ))
-        }
+        _ => return Err(format!("bad timezone offset `{tz}` (expected `+hh:mm`)")),
     };
     let digits = |s: &[u8]| -> Option<i32> {
         (s.len() == 2 && s.iter().all(u8::is_ascii_digit))
@@ -236,9 +262,11 @@ pub fn epoch_ms(s: &str, shift: i32) -> Option<i64> {
     i64::try_from(ms).ok()
 }
 
-/// A time written with a strftime pattern, as epoch ms.
-fn pattern_ms(s: &str, pattern: &str, zoned: bool, offset_s: i32) -> Option<i64> {
-    use chrono::{DateTime, NaiveDate, NaiveDateTime};
+/// A time written with a strftime pattern, as epoch ms. In a named zone, a local time that
+/// occurs twice (clocks set back) is the first, and one that does not occur (clocks set
+/// forward) is read with the offset before the change, as java.time (and so Spark) read them.
+fn pattern_ms(s: &str, pattern: &str, zoned: bool, zone: &Zone) -> Option<i64> {
+    use chrono::{DateTime, LocalResult, NaiveDate, NaiveDateTime, TimeZone};
     if zoned {
         return DateTime::parse_from_str(s, pattern)
             .ok()
@@ -249,5 +277,19 @@ fn pattern_ms(s: &str, pattern: &str, zoned: bool, offset_s: i32) -> Option<i64>
             .ok()
             .and_then(|d| d.and_hms_opt(0, 0, 0))
     })?;
+    let offset_s = match zone {
+        Zone::Fixed(s) => *s,
+        Zone::Named(tz) => match tz.from_local_datetime(&naive) {
+            LocalResult::Single(t) | LocalResult::Ambiguous(t, _) => {
+                return Some(t.timestamp_millis())
+            }
+            LocalResult::None => {
+                // In a gap: the offset in force just before it (gaps are hours long).
+                let before = naive.checked_sub_signed(chrono::TimeDelta::hours(6))?;
+                let t = tz.from_local_datetime(&before).earliest()?;
+                chrono::Offset::fix(t.offset()).local_minus_utc()
+            }
+        },
+    };
     Some(naive.and_utc().timestamp_millis() - i64::from(offset_s) * 1000)
 }

@@ -4,7 +4,6 @@ use std::fmt;
 
 use crate::record::Field;
 
-
 /// The type a schema field converts its value to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FieldType {

@@ -5,7 +5,10 @@ use super::RecordMeta;
 use crate::parse::ParseError;
 use crate::record::{Event, Field, Str, Value};
 
-pub(super) fn meta_value<'a>(m: &MetaPath, meta: Option<&'a RecordMeta>) -> Result<Raw<'a>, ParseError> {
+pub(super) fn meta_value<'a>(
+    m: &MetaPath,
+    meta: Option<&'a RecordMeta>,
+) -> Result<Raw<'a>, ParseError> {
     let Some(meta) = meta else {
         return Ok(Raw::Null);
     };
