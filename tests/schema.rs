@@ -662,3 +662,110 @@ select = ["count() as n", "sum(status_code) as status_sum", "count_if(part = 1) 
     }
     assert_eq!(got, want);
 }
+
+/// A `bool` field groups like any other key (true, false and null are three groups), and a
+/// pattern without an offset reads local times of an IANA zone across a daylight-saving
+/// change: the window each event falls in is checked against hand-computed UTC times.
+#[test]
+fn bool_keys_and_named_time_zones() {
+    let dir = tmpdir("schema-bool-tz");
+    // Berlin local times; 2026-03-29 02:00 CET the clocks went forward to 03:00 CEST.
+    let lines = [
+        (r#""2026-03-29 01:10:00""#, "true"),
+        (r#""2026-03-29 01:20:00""#, "false"),
+        (r#""2026-03-29 03:05:00""#, "true"),
+        (r#""2026-03-29 03:40:00""#, "null"),
+        (r#""2026-03-29 03:50:00""#, "true"),
+    ];
+    let input = write(
+        &dir,
+        "flags.jsonl",
+        lines
+            .iter()
+            .map(|(t, ok)| format!(r#"{{"t":{t},"ok":{ok},"svc":"api"}}"#)),
+    );
+    let spec_path = dir.join("flags.toml");
+    std::fs::write(
+        &spec_path,
+        format!(
+            r#"name = "flags"
+[source]
+kind = "file"
+path = "{}"
+format = "json"
+
+[schema]
+timestamp = {{ path = "t", format = "%Y-%m-%d %H:%M:%S", timezone = "Europe/Berlin" }}
+
+[schema.fields]
+ok = {{ path = "ok", type = "bool" }}
+service = "svc"
+
+[[analysis]]
+name = "by_flag"
+window = {{ size = "1h" }}
+group_by = ["ok"]
+select = ["count() as n"]
+"#,
+            input.display()
+        ),
+    )
+    .unwrap();
+    let out = dir.join("out");
+    run_ok(&[
+        "run",
+        spec_path.to_str().unwrap(),
+        "--output-dir",
+        out.to_str().unwrap(),
+    ]);
+    let mut got: Vec<(String, String, u64)> = read_jsonl(&out.join("by_flag.jsonl"))
+        .iter()
+        .map(|r| {
+            (
+                r["window_start"].as_str().unwrap().to_string(),
+                r["ok"].to_string(),
+                r["n"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    got.sort();
+    // 01:10 and 01:20 CET are 00:10Z and 00:20Z; 03:05, 03:40, 03:50 CEST are 01:05Z...01:50Z.
+    let want: Vec<(String, String, u64)> = [
+        ("2026-03-29T00:00:00Z", "false", 1),
+        ("2026-03-29T00:00:00Z", "true", 1),
+        ("2026-03-29T01:00:00Z", "null", 1),
+        ("2026-03-29T01:00:00Z", "true", 2),
+    ]
+    .iter()
+    .map(|(w, k, n)| (w.to_string(), k.to_string(), *n))
+    .collect();
+    assert_eq!(got, want);
+}
+
+/// `--format regex` fails before reading: a regex needs the spec's [schema] pattern, so the
+/// flag does not offer it (a spec says `format = "regex"` with its pattern).
+#[test]
+fn format_regex_on_the_command_line_is_a_usage_error() {
+    let dir = tmpdir("schema-regex-usage");
+    let input = write(&dir, "x.log", std::iter::once("a line".to_string()));
+    let o = bin()
+        .args([
+            "run",
+            repo().join("dataflows/log-analysis.toml").to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--format",
+            "regex",
+            "--output-dir",
+            dir.join("out").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--format regex") && err.contains("[schema]"),
+        "{err}"
+    );
+    assert!(!dir.join("out").exists(), "nothing was written");
+}

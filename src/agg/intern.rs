@@ -30,7 +30,7 @@ pub enum Num {
     Int(i64),
     /// A float.
     Float(f64),
-    /// A string (read from the event when needed).
+    /// A string or a bool (read from the event when needed).
     Str,
 }
 
@@ -105,7 +105,8 @@ impl Interner {
                 ValueRef::Null => Num::Null,
                 ValueRef::Int(i) => Num::Int(i),
                 ValueRef::Float(x) => Num::Float(x),
-                ValueRef::Str(_) => Num::Str,
+                // Not a number: read from the event where an aggregate needs it.
+                ValueRef::Str(_) | ValueRef::Bool(_) => Num::Str,
             };
         }
     }

@@ -418,7 +418,7 @@ fn known_key(rest: &[u8]) -> Option<(Field, usize)> {
 /// the record of its own. Strings in records are short (a few to a few dozen bytes), where a
 /// call into `memchr` costs more than the scan.
 #[inline(always)]
-fn string_stop<const UTF8: bool>(b: &[u8], from: usize) -> Option<usize> {
+pub(super) fn string_stop<const UTF8: bool>(b: &[u8], from: usize) -> Option<usize> {
     let rest = b.get(from..)?;
     #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
     {

@@ -268,6 +268,7 @@ impl Event {
                 Some(Value::Str(v)) => ValueRef::Str(v),
                 Some(Value::Int(v)) => ValueRef::Int(*v),
                 Some(Value::Float(v)) => ValueRef::Float(*v),
+                Some(Value::Bool(v)) => ValueRef::Bool(*v),
                 _ => ValueRef::Null,
             },
         }

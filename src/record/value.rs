@@ -18,6 +18,8 @@ pub enum ValueRef<'a> {
     Float(f64),
     /// A string, borrowed from the record.
     Str(&'a str),
+    /// A boolean (a schema's `bool` fields).
+    Bool(bool),
 }
 
 impl ValueRef<'_> {
@@ -28,6 +30,7 @@ impl ValueRef<'_> {
             ValueRef::Int(i) => Value::Int(i),
             ValueRef::Float(f) => Value::Float(f),
             ValueRef::Str(s) => Value::Str(Str::from(s)),
+            ValueRef::Bool(b) => Value::Bool(b),
         }
     }
 
@@ -58,6 +61,7 @@ impl ValueRef<'_> {
             ValueRef::Int(i) => fold(float_key(i as f64).to_bits() ^ SEED[2], SEED[1]),
             ValueRef::Float(f) => fold(float_key(f).to_bits() ^ SEED[2], SEED[1]),
             ValueRef::Str(s) => str_hash(s.as_bytes()),
+            ValueRef::Bool(b) => fold(SEED[3] ^ u64::from(b), SEED[1]),
         }
     }
 }
@@ -180,14 +184,15 @@ impl Value {
         }
     }
 
-    /// Borrows as a [`ValueRef`] where one exists (not for bools and lists).
+    /// Borrows as a [`ValueRef`] where one exists (not for lists).
     pub fn as_ref(&self) -> Option<ValueRef<'_>> {
         match self {
             Value::Null => Some(ValueRef::Null),
             Value::Int(i) => Some(ValueRef::Int(*i)),
             Value::Float(f) => Some(ValueRef::Float(*f)),
             Value::Str(s) => Some(ValueRef::Str(s)),
-            _ => None,
+            Value::Bool(b) => Some(ValueRef::Bool(*b)),
+            Value::List(_) => None,
         }
     }
 
@@ -197,6 +202,7 @@ impl Value {
         match (self, r) {
             (Value::Str(a), ValueRef::Str(b)) => bytes_eq(a.as_bytes(), b.as_bytes()),
             (Value::Null, ValueRef::Null) => true,
+            (Value::Bool(a), ValueRef::Bool(b)) => *a == b,
             (Value::Int(a), ValueRef::Int(b)) => *a == b,
             (Value::Int(_) | Value::Float(_), ValueRef::Int(_) | ValueRef::Float(_)) => {
                 *self == r.to_owned()

@@ -27,6 +27,7 @@ fn key_text(v: ValueRef<'_>) -> Option<String> {
         ValueRef::Str(s) => Some(s.to_string()),
         ValueRef::Int(i) => Some(i.to_string()),
         ValueRef::Float(f) => Some(f.to_string()),
+        ValueRef::Bool(b) => Some(b.to_string()),
     }
 }
 

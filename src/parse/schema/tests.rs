@@ -1,5 +1,5 @@
 use super::*;
-use crate::record::ValueRef;
+use crate::record::{Value, ValueRef};
 
 fn field(name: &str, path: &str, ty: FieldType, target: Field, regex: bool) -> SchemaField {
     SchemaField {
@@ -316,4 +316,240 @@ fn path_syntax() {
     )
     .unwrap_err()
     .contains("both as a value and as an object"));
+}
+
+/// The generator's log lines in the nested shape of `nested_fast()` (as `scripts/bench schema`
+/// writes them), with some extra keys of every JSON kind around the paths.
+fn nested_lines(n: u64) -> Vec<String> {
+    use crate::gen::{GenConfig, Generator, Kind as GenKind};
+    let lines = Generator::new(GenConfig {
+        kind: GenKind::Logs,
+        events: n,
+        bad_fraction: 0.05,
+        ..GenConfig::default()
+    });
+    lines
+        .filter_map(|l| {
+            let v: serde_json::Value = serde_json::from_slice(&l).ok()?;
+            let o = v.as_object()?;
+            let g = |k: &str| o.get(k).cloned().unwrap_or(serde_json::Value::Null);
+            Some(
+                serde_json::json!({
+                    "ts": g("timestamp"),
+                    "log": {"level": g("level"), "message": g("message"), "tags": ["a", 1, null, {"b": [true, false]}]},
+                    "request": {"service": g("service"), "status": g("status_code"), "duration": g("response_time"), "h": {"x-y": "z\"\\\u{e9}"}},
+                    "client": {"ip": g("ip_address"), "user_id": g("user_id")},
+                    "n": -0.5e-3,
+                })
+                .to_string(),
+            )
+        })
+        .collect()
+}
+
+fn nested_fast() -> Schema {
+    let f = |name: &str, path: &str, ty, target| field(name, path, ty, target, false);
+    Schema::new(
+        Format::Json,
+        Path::parse("ts", false).unwrap(),
+        TimeFormat::Default,
+        vec![
+            f("level", "log.level", FieldType::String, Field::Level),
+            f("message", "log.message", FieldType::String, Field::Message),
+            f("tags", "log.tags", FieldType::String, Field::Extra(0)),
+            f(
+                "service",
+                "request.service",
+                FieldType::String,
+                Field::Service,
+            ),
+            f(
+                "status_code",
+                "request.status",
+                FieldType::Int,
+                Field::StatusCode,
+            ),
+            f(
+                "response_time",
+                "request.duration",
+                FieldType::Float,
+                Field::ResponseTime,
+            ),
+            f(
+                "ip_address",
+                "client.ip",
+                FieldType::String,
+                Field::IpAddress,
+            ),
+            f("user", "client.user_id", FieldType::String, Field::UserId),
+            f(
+                "again",
+                "client.user_id",
+                FieldType::String,
+                Field::Extra(1),
+            ),
+        ],
+        None,
+        None,
+    )
+    .unwrap()
+}
+
+/// Scanner and serde read the same raw values wherever the scanner takes a record.
+fn scan_agrees(s: &Schema, line: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(line) else {
+        return false;
+    };
+    let n = s.fields.len() + 1;
+    let mut fast = vec![Raw::Missing; n];
+    let mut slow = vec![Raw::Missing; n];
+    let reference = serde_read::read(text, &s.tree, &mut slow);
+    match scan::read(text, &s.tree, &mut fast) {
+        Some(()) => {
+            assert!(reference.is_ok(), "scanner took what serde refuses: {text}");
+            // A plain string is its JSON text without the quotes.
+            let json = |r: &Raw<'_>| match r {
+                Raw::Plain(t) => format!("\"{t}\""),
+                Raw::Json(t) => t.to_string(),
+                r => format!("{r:?}"),
+            };
+            let fast: Vec<String> = fast.iter().map(json).collect();
+            let slow: Vec<String> = slow.iter().map(json).collect();
+            assert_eq!(fast, slow, "{text}");
+            true
+        }
+        None => false,
+    }
+}
+
+#[test]
+fn the_scanner_agrees_with_serde_on_generated_and_mutated_records() {
+    use crate::gen::rng::Rng;
+    const BYTES: &[u8] = b" \t\r\n\"\\{}[],:-+.0159eEnulltrfa/u\x01\x1f\x7f\xc3\xa9";
+    let s = nested_fast();
+    let mut rng = Rng::new(11);
+    let lines = nested_lines(2000);
+    let mut taken = 0;
+    for line in &lines {
+        taken += usize::from(scan_agrees(&s, line.as_bytes()));
+        for _ in 0..16 {
+            let mut m = line.as_bytes().to_vec();
+            let at = rng.below(m.len() as u64 + 1) as usize;
+            match rng.below(3) {
+                0 if at < m.len() => m[at] = BYTES[rng.below(BYTES.len() as u64) as usize],
+                1 => m.insert(at, BYTES[rng.below(BYTES.len() as u64) as usize]),
+                _ => m.truncate(at),
+            }
+            scan_agrees(&s, &m);
+        }
+    }
+    // Every well-formed record takes the fast path.
+    assert_eq!(taken, lines.len());
+}
+
+#[test]
+fn the_scanner_leaves_odd_records_to_serde() {
+    let s = nested_fast();
+    for (line, taken) in [
+        (r#"{"ts":1,"client":{"ip":"a"}}"#, true),
+        (r#" {"ts" : 1 , "client" : { "ip" : "a" } } "#, true),
+        // Duplicate keys: the last wins, also across two objects on the same path.
+        (
+            r#"{"client":{"ip":"a"},"client":{"user_id":"u"},"ts":2,"ts":3}"#,
+            true,
+        ),
+        // A value on a path may be anything: its JSON text is kept.
+        (
+            r#"{"ts":{"a":[1,2]},"log":{"tags":[{"x":"\u00e9"}]}}"#,
+            true,
+        ),
+        // An escaped key is unescaped by serde before it is compared.
+        (r#"{"t\u0073":1}"#, false),
+        // A non-object where the path goes deeper: serde parses it with deserialize_any.
+        (r#"{"ts":1,"client":"flat"}"#, false),
+        (r#"{"ts":1,"client":1e999}"#, false),
+        (r#"{"ts":1,"x":01}"#, false),
+        (r#"{"ts":1,"x":"\x"}"#, false),
+        (r#"{"ts":1,"x":[1,]}"#, false),
+        (r#"{"ts":1} x"#, false),
+        (r#"[1]"#, false),
+    ] {
+        assert_eq!(scan_agrees(&s, line.as_bytes()), taken, "{line}");
+    }
+    // Nesting beyond the scanner's depth goes to serde, which steps over it without recursion.
+    let deep = format!(
+        "{{\"ts\":1,\"x\":{}{}}}",
+        "[".repeat(5000),
+        "]".repeat(5000)
+    );
+    assert!(!scan_agrees(&s, deep.as_bytes()));
+    assert!(parse(&s, &deep).is_ok());
+}
+
+#[test]
+fn epoch_digits_in_u64_agree_with_the_wide_path() {
+    use crate::gen::rng::Rng;
+    let mut rng = Rng::new(5);
+    for _ in 0..20_000 {
+        let int: String = (0..rng.range(1, 12))
+            .map(|_| char::from(b'0' + rng.below(10) as u8))
+            .collect();
+        let frac: String = (0..rng.below(10))
+            .map(|_| char::from(b'0' + rng.below(10) as u8))
+            .collect();
+        let neg = rng.chance(0.3);
+        let text = format!(
+            "{}{int}{}{frac}",
+            if neg { "-" } else { "" },
+            if frac.is_empty() { "" } else { "." }
+        );
+        for shift in [3, 0, -3, -6] {
+            // The reference: exact rational arithmetic in i128, floor division.
+            let n: i128 = format!("{int}{frac}").parse().unwrap();
+            let n = if neg { -n } else { n };
+            let e = shift - frac.len() as i32;
+            let want = if e >= 0 {
+                n * 10i128.pow(e as u32)
+            } else {
+                n.div_euclid(10i128.pow((-e) as u32))
+            };
+            assert_eq!(
+                epoch_ms(&text, shift),
+                i64::try_from(want).ok(),
+                "{text} {shift}"
+            );
+        }
+    }
+}
+
+#[test]
+fn named_time_zones_follow_daylight_saving() {
+    let f = TimeFormat::parse("%Y-%m-%d %H:%M:%S", Some("Europe/Berlin")).unwrap();
+    let ms = |s: &str| f.convert_text(s);
+    let utc = |s: &str| {
+        chrono::DateTime::parse_from_rfc3339(s)
+            .unwrap()
+            .timestamp_millis()
+    };
+    assert_eq!(ms("2026-01-15 10:00:00"), Some(utc("2026-01-15T09:00:00Z")));
+    assert_eq!(ms("2026-07-15 10:00:00"), Some(utc("2026-07-15T08:00:00Z")));
+    // Clocks set back at 03:00 CEST: 02:30 occurs twice; the first (still +02:00) is read.
+    assert_eq!(ms("2026-10-25 02:30:00"), Some(utc("2026-10-25T00:30:00Z")));
+    // Clocks set forward at 02:00 CET: 02:30 never occurs; read with +01:00, as java.time.
+    assert_eq!(ms("2026-03-29 02:30:00"), Some(utc("2026-03-29T01:30:00Z")));
+    assert_eq!(f.name(), "\"%Y-%m-%d %H:%M:%S\" in Europe/Berlin");
+    let ny = TimeFormat::parse("%d/%m/%Y %H:%M", Some("America/New_York")).unwrap();
+    assert_eq!(
+        ny.convert_text("01/07/2026 12:00"),
+        Some(utc("2026-07-01T16:00:00Z"))
+    );
+    let fixed = TimeFormat::parse("%Y-%m-%d %H:%M:%S", Some("+05:30")).unwrap();
+    assert_eq!(
+        fixed.convert_text("2026-01-15 10:00:00"),
+        Some(utc("2026-01-15T04:30:00Z"))
+    );
+    for bad in ["Europe/Nowhere", "CEST+1", "+25:00", "+1:00"] {
+        let e = TimeFormat::parse("%Y-%m-%d %H:%M:%S", Some(bad)).unwrap_err();
+        assert!(e.contains(bad), "{e}");
+    }
 }

@@ -20,7 +20,7 @@ impl Lookup for Event {
     #[inline]
     fn field(&self, f: Field) -> Value {
         match f {
-            // Extra fields may hold values a `ValueRef` has no form for (a schema's bools).
+            // Extra fields may hold values a `ValueRef` has no form for (lists).
             Field::Extra(i) => self.extra.get(i as usize).cloned().unwrap_or(Value::Null),
             f => self.get(f).to_owned(),
         }
