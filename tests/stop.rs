@@ -264,3 +264,46 @@ fn sigterm_without_checkpoints_flushes_the_sinks_and_a_second_signal_stops_at_on
         "{err}"
     );
 }
+
+/// A run that lingers for a last scrape (`--linger`) has nothing left to stop: SIGTERM ends
+/// the linger at once, with exit 0 (not after the stop timeout, with exit 1).
+#[test]
+fn sigterm_during_linger_ends_it_at_once_with_exit_0() {
+    const EVENTS: u64 = 2_000;
+    let dir = tmpdir("stop-linger");
+    let logs = dir.join("logs.jsonl");
+    gen("logs", &EVENTS.to_string(), &[], &logs);
+    let mut cmd = bin();
+    cmd.args(["run", "dataflows/log-analysis.toml", "-w", "2"])
+        .args(["--input", logs.to_str().unwrap()])
+        .args(["--output-dir", dir.join("out").to_str().unwrap()])
+        // Port 0: no other test's port; nothing scrapes it, so the linger lasts its minute.
+        .args(["--metrics-addr", "127.0.0.1:0", "--linger", "60s"]);
+    let mut job = Proc::spawn(cmd, &dir, "linger", Stdio::null());
+    job.wait_for("finished in", Duration::from_secs(60));
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        job.child.try_wait().unwrap().is_none(),
+        "not lingering:\n{}",
+        job.stderr_text()
+    );
+    let asked = Instant::now();
+    term(&job);
+    let code = exit_code(
+        &mut job,
+        Duration::from_secs(10),
+        "SIGTERM during the linger",
+    );
+    let err = job.stderr_text();
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(3),
+        "the linger ended {:?} after SIGTERM:\n{err}",
+        asked.elapsed()
+    );
+    assert!(
+        job.says("SIGTERM: the job has ended: no longer lingering"),
+        "{err}"
+    );
+    assert_eq!(accounting(err.as_bytes())["read"], EVENTS, "{err}");
+}

@@ -237,8 +237,16 @@ pub fn run(args: RunArgs) -> Result<(), Error> {
             "records unaccounted for: {accounting}"
         )));
     }
-    if let Some(limit) = args.linger {
-        observer.linger(limit);
+    runtime::stop::run_ended();
+    if let (Some(limit), Some(_)) = (args.linger, observer.address()) {
+        // In slices, so a stop signal (or one that stopped the job) ends the wait promptly.
+        let deadline = Instant::now() + limit;
+        while !runtime::stop::requested() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || observer.linger(left.min(std::time::Duration::from_millis(100))) {
+                break;
+            }
+        }
     }
     Ok(())
 }

@@ -1,13 +1,16 @@
 //! How much state the window merge operators hold, for the `logflow_state_keys` and
 //! `logflow_state_bytes` metrics: each operator publishes, after every activation, how many
 //! (window, key) groups it holds open and an estimate of their bytes; the metrics sum the
-//! meters of this process per analysis. A meter counts while its operator lives.
+//! meters of this process per analysis. A meter counts while its operator lives; an analysis
+//! whose operators have all ended (the job finished or stopped) holds no state and reports 0,
+//! so its series stays until the process ends instead of vanishing from the last scrapes.
 //!
 //! The byte figure is an estimate from sizes known without walking the state: per group, the
 //! map entry (window start, key vector, accumulator vector), the key's values and the
 //! accumulators' inline size, and the map's control byte. Heap parts that vary (long strings
 //! in keys, the sets of `count_distinct`, top-k lists, sketches) are not counted.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
@@ -26,6 +29,8 @@ pub struct StateMeter {
 }
 
 static METERS: Mutex<Vec<Weak<StateMeter>>> = Mutex::new(Vec::new());
+/// Analyses that have had a meter in this process (bounded by the plan's analyses).
+static SEEN: Mutex<BTreeSet<usize>> = Mutex::new(BTreeSet::new());
 
 impl StateMeter {
     /// A meter for the state of a node computing `analyses` with `keys` group keys and
@@ -46,6 +51,9 @@ impl StateMeter {
             m.retain(|w| w.strong_count() > 0);
             m.push(Arc::downgrade(&meter));
         }
+        if let Ok(mut seen) = SEEN.lock() {
+            seen.extend(analyses);
+        }
         meter
     }
 
@@ -59,9 +67,12 @@ impl StateMeter {
 }
 
 /// (open groups, estimated bytes) per analysis index, summed over this process's live
-/// meters; analyses without a meter are absent.
+/// meters; an analysis that never had a meter is absent, one whose meters all ended is 0.
 pub fn per_analysis() -> Vec<(usize, u64, u64)> {
-    let mut sums: std::collections::BTreeMap<usize, (u64, u64)> = Default::default();
+    let mut sums: BTreeMap<usize, (u64, u64)> = match SEEN.lock() {
+        Ok(seen) => seen.iter().map(|&a| (a, (0, 0))).collect(),
+        Err(_) => BTreeMap::new(),
+    };
     if let Ok(m) = METERS.lock() {
         for meter in m.iter().filter_map(Weak::upgrade) {
             let (g, b) = (
@@ -83,7 +94,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn meters_add_up_per_analysis_while_they_live() {
+    fn meters_add_up_per_analysis_while_they_live_then_report_zero() {
         // Analyses 9001.. are used by no other test of this process.
         let a = StateMeter::register(&[9001, 9002], 1, 2);
         let b = StateMeter::register(&[9001], 1, 2);
@@ -97,6 +108,12 @@ mod tests {
         drop(b);
         assert_eq!(of(9001), Some((9001, 3, 3 * per_group)));
         drop(a);
-        assert_eq!(of(9001), None);
+        assert_eq!(
+            of(9001),
+            Some((9001, 0, 0)),
+            "ended: no state, still a series"
+        );
+        assert_eq!(of(9002), Some((9002, 0, 0)));
+        assert_eq!(of(9003), None, "never metered");
     }
 }

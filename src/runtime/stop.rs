@@ -21,6 +21,8 @@ use signal_hook::iterator::Signals;
 use crate::Error;
 
 static REQUESTED: AtomicBool = AtomicBool::new(false);
+/// The run has ended (the process only lingers for a last scrape): a signal ends it.
+static ENDED: AtomicBool = AtomicBool::new(false);
 /// The last checkpoint epoch this process saw complete when the stop was requested.
 static EPOCH_AT_REQUEST: AtomicU64 = AtomicU64::new(0);
 /// Local workers still holding the job's dataflow (for the timeout's message).
@@ -39,6 +41,11 @@ pub fn requested() -> bool {
 pub fn request() {
     EPOCH_AT_REQUEST.store(COMPLETED_EPOCH.load(Ordering::SeqCst), Ordering::SeqCst);
     REQUESTED.store(true, Ordering::SeqCst);
+}
+
+/// The run has ended: a signal from now on ends the linger that follows, with no timeout.
+pub fn run_ended() {
+    ENDED.store(true, Ordering::SeqCst);
 }
 
 /// Checkpoint `epoch` completed (as seen by this process).
@@ -96,6 +103,11 @@ pub fn handle_signals(timeout: Duration) -> Result<(), Error> {
                     std::process::exit(1);
                 }
                 first = false;
+                if ENDED.load(Ordering::SeqCst) {
+                    tracing::info!("logflow: {name}: the job has ended: no longer lingering");
+                    request();
+                    continue;
+                }
                 tracing::info!(
                     "logflow: {name}: stopping gracefully within {} (a second signal stops at once)",
                     crate::time::duration::format_ms(timeout.as_millis() as i64)
