@@ -170,7 +170,8 @@ pub fn write_outputs<'scope>(
 /// it names one already (a Kafka delivery failure names the batch of the message refused, which
 /// may be an earlier one). Kafka errors keep their domain (an unreachable broker may pass).
 fn at_position(e: Error, t: u64) -> Error {
-    if e.to_string().contains(crate::sinks::INPUT_POSITION) {
+    // A reader that closed stdout (`| head`) ends the run quietly: that error keeps its kind.
+    if e.is_closed_stdout() || e.to_string().contains(crate::sinks::INPUT_POSITION) {
         return e;
     }
     let pos = crate::sinks::input_position(t);
