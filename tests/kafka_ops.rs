@@ -126,7 +126,10 @@ fn ready_after_assignment_and_lag_is_end_minus_position() {
     let (_port, b) = serial_broker("kafka-ops-ready");
     b.topic("ready-logs", 1);
     let logs = dir.join("logs.jsonl");
-    gen("logs", &EVENTS.to_string(), &[], &logs);
+    // No bad or late lines: the job's stdout fills with window results, not dead letters
+    // written before any window's partials reached its merge.
+    let clean = ["--bad-fraction", "0", "--late-fraction", "0"];
+    gen("logs", &EVENTS.to_string(), &clean, &logs);
     assert_eq!(b.produce("ready-logs", &logs), EVENTS);
     let addr = format!("127.0.0.1:{}", port("LOGFLOW_IT_METRICS_PORT", 19798));
     let spec = console_spec("ready", "ready-logs", &dir);
@@ -203,17 +206,24 @@ fn ready_after_assignment_and_lag_is_end_minus_position() {
 
     // Lag: a job whose results nobody reads (stdout a full pipe) stops reading mid-topic; its
     // lag is then exactly the end offset minus the records it read (from offset 0).
-    let mut job = bin()
+    // A Proc: killed when the test fails, so it holds the metrics port no longer.
+    let stderr = dir.join("lag.err");
+    let child = bin()
         .args(["run", spec.to_str().unwrap(), "--brokers", &b.address])
         .args(["--metrics-addr", &addr])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&stderr).unwrap())
         .spawn()
         .unwrap();
+    let mut job = Proc { child, stderr };
     let started = Instant::now();
     let mut last: Option<(f64, f64)> = None;
     let (read, lag) = loop {
-        assert!(job.try_wait().unwrap().is_none(), "the job ended");
+        assert!(
+            job.child.try_wait().unwrap().is_none(),
+            "the job ended: {}",
+            job.stderr_text()
+        );
         assert!(
             started.elapsed() < Duration::from_secs(60),
             "never stable: {last:?}"
@@ -236,7 +246,7 @@ fn ready_after_assignment_and_lag_is_end_minus_position() {
             let bytes = metric_sum(&text, "logflow_state_bytes");
             assert!(
                 keys > 0.0 && bytes > keys,
-                "state keys {keys}, bytes {bytes}"
+                "state keys {keys}, bytes {bytes}\n{text}"
             );
             assert!(
                 text.contains("logflow_state_keys{analysis=\"response_time\"}"),
@@ -246,8 +256,7 @@ fn ready_after_assignment_and_lag_is_end_minus_position() {
         }
         last = Some(now);
     };
-    let _ = job.kill();
-    let _ = job.wait();
+    drop(job);
     let end = offsets(&b, "logflow-ready", "ready-logs")[&0].0;
     assert_eq!(end as u64, EVENTS);
     assert!(read < EVENTS as f64, "the job read everything: {read}");

@@ -294,7 +294,7 @@ fn log_job_over_sasl_ssl_equals_file_mode_and_shows_no_secret() {
     let job = "specprops";
     let mut create = vec!["create".to_string(), b.address.clone()];
     create.extend(
-        ["dead-letter", "late"]
+        ["dead-letter", "late", "alerts"]
             .iter()
             .map(|s| format!("{job}.{s}:1"))
             .chain(LOG_ANALYSES.iter().map(|a| format!("{job}.{a}:2"))),

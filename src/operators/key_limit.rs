@@ -60,9 +60,10 @@ pub trait WindowAggregateCapped<'scope> {
     ///         explode: None,
     ///         complete: None,
     ///     });
-    ///     ["c", "a", "b", "a"]
+    ///     let events: timely::dataflow::StreamVec<u64, Event> = ["c", "a", "b", "a"]
     ///         .map(|s| Event { timestamp: 1_000, service: Some(s.into()), ..Event::default() })
-    ///         .to_stream(scope)
+    ///         .to_stream(scope);
+    ///     events
     ///         .window_aggregate_capped(node, 2)
     ///         .capture()
     /// });
