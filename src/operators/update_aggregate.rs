@@ -243,13 +243,20 @@ pub trait Upserts<'scope> {
 
 impl<'scope> Upserts<'scope> for VecCollection<'scope, u64, Row> {
     fn upserts(self, key_len: Rc<Vec<usize>>) -> StreamVec<'scope, u64, Row> {
-        self.inner.unary(Pipeline, "Upserts", move |_, _| {
-            move |input, output| {
-                input.for_each_stamp(|cap, data| {
-                    let mut changes: Vec<(Row, isize)> = data
-                        .flat_map(|b| b.drain(..))
-                        .map(|(r, _, d)| (r, d))
-                        .collect();
+        self.inner.unary_frontier(Pipeline, "Upserts", move |_, _| {
+            // The changes of a time arrive in as many messages as the sender's buffer splits
+            // them into: a retraction and its replacement may be in two, so a time's changes
+            // are gathered until the frontier has passed it.
+            let mut pending: crate::operators::Pending<(Row, u64, isize)> = BTreeMap::new();
+            move |(input, frontier), output| {
+                input.for_each_stamp(|cap, data| crate::operators::stash(&mut pending, &cap, data));
+                while let Some(entry) = pending.first_entry() {
+                    if frontier.less_equal(entry.key()) {
+                        break;
+                    }
+                    let (cap, batch) = entry.remove();
+                    let mut changes: Vec<(Row, isize)> =
+                        batch.into_iter().map(|(r, _, d)| (r, d)).collect();
                     differential_dataflow::consolidation::consolidate(&mut changes);
                     let mut out: Vec<Row> = Vec::new();
                     // Sorted: the changes of one (analysis, window, key) are adjacent.
@@ -277,7 +284,7 @@ impl<'scope> Upserts<'scope> for VecCollection<'scope, u64, Row> {
                         i = j;
                     }
                     output.session(&cap).give_iterator(out.into_iter());
-                });
+                }
             }
         })
     }
