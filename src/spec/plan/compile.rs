@@ -150,7 +150,7 @@ impl JobPlan {
             };
             triggers.extend(trigger);
             if let (true, Some(w)) = (complete, &a.window) {
-                return cx.err(w.size.span(), "window", "`mode = \"complete\"` emits the whole table of running results per key: it takes no `window` (use `update` or `append` for windows)");
+                return cx.err(w.span(), "window", "`mode = \"complete\"` emits the whole table of running results per key: it takes no `window` (use `update` or `append` for windows)");
             }
             if let (true, Some(f)) = (complete, &a.from) {
                 return cx.err(

@@ -19,10 +19,10 @@ pub mod types;
 mod windowed;
 
 pub use types::{
-    AccSpec, AggFunc, AggNode, Analysis, AnalysisKind, CheckpointPlan, Detector, DirectoryConfig,
-    Endpoint, Explode, FileConfig, GeneratorConfig, JobPlan, KafkaEndpoint, KafkaSinkConfig,
-    KafkaSourceConfig, LookupPlan, NodeInput, Quantiles, SinkConfig, SocketConfig, SourceConfig,
-    SourcePlan, TableFormat,
+    bound_names, AccSpec, AggFunc, AggNode, Analysis, AnalysisKind, CheckpointPlan, Detector,
+    DirectoryConfig, Endpoint, Explode, FileConfig, GeneratorConfig, JobPlan, KafkaEndpoint,
+    KafkaSinkConfig, KafkaSourceConfig, LookupPlan, NodeInput, Quantiles, SinkConfig, SocketConfig,
+    SourceConfig, SourcePlan, TableFormat, SESSION_BOUNDS,
 };
 
 #[cfg(test)]
