@@ -258,8 +258,19 @@ impl<'scope> Upserts<'scope> for VecCollection<'scope, u64, Row> {
                     let mut changes: Vec<(Row, isize)> =
                         batch.into_iter().map(|(r, _, d)| (r, d)).collect();
                     differential_dataflow::consolidation::consolidate(&mut changes);
+                    // The changes of one (analysis, start, key) adjacent: consolidation sorts
+                    // whole rows, and a session's end moves, so another key's row with the
+                    // same start can sort between its old row and its new one.
+                    let id = |r: &Row| {
+                        let k = key_len.get(r.analysis as usize).copied().unwrap_or(0);
+                        (
+                            r.analysis,
+                            r.start,
+                            r.values[..k.min(r.values.len())].to_vec(),
+                        )
+                    };
+                    changes.sort_by_cached_key(|(r, _)| id(r));
                     let mut out: Vec<Row> = Vec::new();
-                    // Sorted: the changes of one (analysis, window, key) are adjacent.
                     let same = |a: &Row, b: &Row| {
                         let k = key_len.get(a.analysis as usize).copied().unwrap_or(0);
                         a.analysis == b.analysis && a.start == b.start && a.key(k) == b.key(k)
