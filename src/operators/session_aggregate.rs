@@ -171,13 +171,13 @@ impl<D> Sessions<D> {
     }
 
     /// Merges a cell into its key's sessions: with every open session less than a gap from it.
-    /// The sessions it replaces are returned (their rows, to retract); the merged session is
-    /// recorded in `changed`.
+    /// Update mode (`changed` given): the rows of the sessions it replaces go to `replaced`
+    /// (to retract), and the merged session is recorded in `changed`.
     fn absorb(
         &mut self,
         node: &AggNode,
         p: Partial,
-        changed: &mut BTreeSet<(Key, i64)>,
+        mut changed: Option<&mut BTreeSet<(Key, i64)>>,
         replaced: &mut Vec<D>,
     ) {
         let gap = node.windows.size;
@@ -186,7 +186,12 @@ impl<D> Sessions<D> {
         let Some((lo, hi)) = bounds(&p.accs) else {
             return;
         };
-        let sessions = self.keys.entry(p.key.clone()).or_default();
+        if !self.keys.contains_key(&p.key) {
+            self.keys.insert(p.key.clone(), BTreeMap::new());
+        }
+        let Some(sessions) = self.keys.get_mut(&p.key) else {
+            return;
+        };
         // Sessions are disjoint and sorted, so those within reach are adjacent: the ones
         // starting before `hi + gap`, walked back while they end after `lo - gap`.
         let near: Vec<i64> = sessions
@@ -202,7 +207,9 @@ impl<D> Sessions<D> {
             };
             self.deadlines
                 .remove(&(Self::deadline(node, s.last), p.key.clone(), first));
-            changed.remove(&(p.key.clone(), first));
+            if let Some(changed) = changed.as_deref_mut() {
+                changed.remove(&(p.key.clone(), first));
+            }
             for (a, b) in accs.iter_mut().zip(s.accs) {
                 a.merge(b);
             }
@@ -213,7 +220,9 @@ impl<D> Sessions<D> {
         };
         self.deadlines
             .insert((Self::deadline(node, last), p.key.clone(), first));
-        changed.insert((p.key, first));
+        if let Some(changed) = changed {
+            changed.insert((p.key, first));
+        }
         sessions.insert(
             first,
             Session {
@@ -305,7 +314,8 @@ where
                         };
                         let (mut changed, mut replaced) = (BTreeSet::new(), Vec::new());
                         for p in parts {
-                            state.absorb(&node, p, &mut changed, &mut replaced);
+                            let changed = update.then_some(&mut changed);
+                            state.absorb(&node, p, changed, &mut replaced);
                         }
                         if update {
                             let mut updates: Vec<(D, u64, isize)> =
