@@ -14,6 +14,9 @@ code). Run with the venv python from scripts/pyenv.
     kafka_client.py create BOOTSTRAP NAME:PARTITIONS..  create topics (existing ones are kept)
     kafka_client.py topics BOOTSTRAP                    every topic but Kafka's own, NAME:PARTITIONS
                                                         a line, sorted
+    kafka_client.py offsets BOOTSTRAP GROUP TOPIC       per partition, PARTITION END COMMITTED a line:
+                                                        the end offset and GROUP's committed offset
+                                                        (-1: none)
 Every call is bounded in time and exits non-zero on failure.
 
 KAFKA_CLIENT_PROPERTIES, if set, names a file of librdkafka settings (`key=value` lines, e.g.
@@ -191,7 +194,22 @@ def topics(bootstrap):
             print(f"{name}:{len(md.topics[name].partitions)}")
 
 
+def offsets(bootstrap, group, topic):
+    c = Consumer(conf({"bootstrap.servers": bootstrap, "group.id": group,
+                       "enable.auto.commit": False}))
+    try:
+        parts = [TopicPartition(topic, p) for p in partitions(bootstrap, topic)]
+        committed = c.committed(parts, timeout=30)
+        for tp in committed:
+            if tp.error is not None:
+                sys.exit(f"committed {topic}/{tp.partition}: {tp.error}")
+            _, hi = c.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=30)
+            print(tp.partition, hi, tp.offset if tp.offset >= 0 else -1)
+    finally:
+        c.close()
+
+
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
     {"produce": produce, "produce-records": produce_records, "dump": dump, "count": count,
-     "create": create, "topics": topics}[cmd](*args)
+     "create": create, "topics": topics, "offsets": offsets}[cmd](*args)

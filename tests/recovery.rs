@@ -11,15 +11,14 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use common::cluster::Proc;
 use common::kafka::{
-    assert_topics_equal_files, create_outputs, file_results, gen, log_keys, variant_spec, Broker,
-    LOG_ANALYSES,
+    assert_topics_equal_files, create_outputs, exactly_once_job, file_results, gen, log_keys,
+    serial_broker, variant_spec, Broker, LOG_ANALYSES,
 };
 use common::oracle::{self, Reference};
 use common::recovery::{
@@ -37,18 +36,10 @@ const KILLS: usize = 5;
 /// Kills that must land in a running attempt (the others may come after its end).
 const MIN_KILLS: usize = 3;
 
-/// The tests of this file each start a broker on the one test port: one at a time.
-static BROKER_PORT: Mutex<()> = Mutex::new(());
-
-fn broker(state: &str) -> (MutexGuard<'static, ()>, Broker) {
-    let guard = BROKER_PORT.lock().unwrap_or_else(PoisonError::into_inner);
-    (guard, Broker::start(state))
-}
-
 #[test]
 fn a_job_killed_five_times_still_writes_every_result() {
     let dir = tmpdir("recovery");
-    let (_port, b) = broker("kafka-recovery");
+    let (_port, b) = serial_broker("kafka-recovery");
     let logs = dir.join("logs.jsonl");
     gen("logs", &EVENTS.to_string(), &[], &logs);
     let spec = variant_spec("rec", "30s", &dir);
@@ -276,23 +267,6 @@ fn killed_five_times(
     (restarts, err)
 }
 
-/// A copy of the log-analysis spec as job `job` with `delivery = "exactly_once"` and
-/// checkpoints every 300 ms in `dir/<job>.ckpt`, its output topics and its commits topic
-/// created.
-fn exactly_once_job(b: &Broker, job: &str, dir: &Path) -> PathBuf {
-    let spec = variant_spec(job, "30s", dir);
-    let mut text = std::fs::read_to_string(&spec).unwrap();
-    text.push_str("\n[sink]\ndelivery = \"exactly_once\"\n");
-    text.push_str(&format!(
-        "\n[checkpoint]\ndir = \"{}\"\ninterval = \"300ms\"\n",
-        dir.join(format!("{job}.ckpt")).display()
-    ));
-    std::fs::write(&spec, text).unwrap();
-    create_outputs(b, job, Some(job), &LOG_ANALYSES);
-    b.topic(&format!("{job}.commits"), 1);
-    spec
-}
-
 /// `logflow launch SPEC` with 2 processes reading `topic` to its end, restarted up to
 /// `restarts` times.
 fn launch_cmd(b: &Broker, spec: &Path, topic: &str, restarts: usize) -> Command {
@@ -313,7 +287,7 @@ fn launch_cmd(b: &Broker, spec: &Path, topic: &str, restarts: usize) -> Command 
 fn exactly_once_across_a_broker_outage_at_the_end_of_the_input() {
     const END_EVENTS: u64 = 200_000;
     let dir = tmpdir("recovery-end");
-    let (_port, b) = broker("kafka-recovery-end");
+    let (_port, b) = serial_broker("kafka-recovery-end");
     let logs = dir.join("logs.jsonl");
     gen("logs", &END_EVENTS.to_string(), &["--seed", "11"], &logs);
     let plain = variant_spec("plain", "30s", &dir);

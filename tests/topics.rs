@@ -87,4 +87,59 @@ fn topics_create_makes_exactly_the_specs_topics_once() {
     kept.sort();
     assert_eq!(kept, want);
     assert_eq!(listed(&b), on_broker);
+
+    // `run --create-topics`: an exactly-once job's topics (its commits topic too), made by the
+    // run itself, which then writes to them; existing ones left alone (`logs` keeps its 2).
+    let dir = common::tmpdir("topics-run");
+    let spec = dir.join("made.toml");
+    std::fs::write(
+        &spec,
+        "name = \"made\"\n[source]\nkind = \"kafka\"\ntopic = \"logs\"\nformat = \"json\"\n\
+         [sink]\ndelivery = \"exactly_once\"\n[[analysis]]\nname = \"made_counts\"\n\
+         window = { size = \"1m\" }\nselect = [\"count() as n\"]\n",
+    )
+    .unwrap();
+    let run = |extra: &[&str]| {
+        bin()
+            .args([
+                "run",
+                spec.to_str().unwrap(),
+                "--brokers",
+                &b.address,
+                "--stop-at-end",
+            ])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    // Without the flag a missing output topic stops the run before it starts.
+    let refused = run(&[]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert_eq!(listed(&b), on_broker);
+    let made = run(&["--create-topics"]);
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let mut with_made = on_broker.clone();
+    with_made.extend(
+        [
+            "made.commits:1",
+            "made.dead-letter:1",
+            "made.late:1",
+            "made_counts:1",
+        ]
+        .map(String::from),
+    );
+    with_made.sort();
+    assert_eq!(listed(&b), with_made);
+    // Again: nothing changes.
+    let again = run(&["--create-topics"]);
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert_eq!(listed(&b), with_made);
 }

@@ -65,8 +65,9 @@ pub fn next_step(step: u64, elapsed_ms: Option<u64>, interval_ms: u64, g: u64) -
     round_up(scaled.max(g), g)
 }
 
-/// Called once per completed checkpoint with the time from the first local barrier to the end.
-pub type OnCompleted = Box<dyn Fn(Duration) + Send + Sync>;
+/// Called once per completed checkpoint with its epoch and the time from the first local
+/// barrier to the end.
+pub type OnCompleted = Box<dyn Fn(u64, Duration) + Send + Sync>;
 
 /// A process's view of a job's checkpoints: the directory, the checkpoint restored at start,
 /// and what its workers share.
@@ -255,7 +256,7 @@ impl Checkpoints {
             Ok(s) if s.0 == epoch => s.1.map_or(Duration::ZERO, |t| t.elapsed()),
             _ => Duration::ZERO,
         };
-        (self.on_completed)(took);
+        (self.on_completed)(epoch, took);
     }
 }
 

@@ -118,6 +118,10 @@ pub struct SubmitArgs {
     addr: AddrArgs,
     #[command(flatten)]
     overrides: Overrides,
+    /// Create the spec's missing output, dead-letter and late topics before submitting, as
+    /// `topics create` does (1 partition, replication 1); existing topics are left alone.
+    #[arg(long)]
+    create_topics: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -229,6 +233,16 @@ fn start(a: StartArgs) -> Result<(), Error> {
 }
 
 pub fn submit(a: SubmitArgs) -> Result<(), Error> {
+    if a.create_topics {
+        // Here, with the submitter's brokers and Kafka settings: the cluster never creates
+        // topics for a job.
+        let mut plan = crate::spec::load(&a.spec)?;
+        let env_brokers = std::env::var(crate::kafka::BROKERS_ENV)
+            .ok()
+            .filter(|b| !b.is_empty());
+        a.overrides.apply(&mut plan, env_brokers.as_deref())?;
+        super::topics::create(&plan, &a.spec, None, 1, 1)?.complete()?;
+    }
     let spec = std::fs::read_to_string(&a.spec).map_err(|e| Error::io(&a.spec, e))?;
     let path = std::path::absolute(&a.spec).map_err(|e| Error::io(&a.spec, e))?;
     let req = Request::Submit {

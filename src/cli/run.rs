@@ -26,6 +26,10 @@ pub struct JobArgs {
     /// No progress line and no summary on stderr (the accounting line is always printed).
     #[arg(short, long)]
     quiet: bool,
+    /// After SIGINT/SIGTERM: how long the graceful stop (final checkpoint, sinks flushed) may
+    /// take before the process exits 1 naming what did not finish.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    stop_timeout: Duration,
 }
 
 impl JobArgs {
@@ -37,6 +41,8 @@ impl JobArgs {
         if self.quiet {
             a.push("--quiet".into());
         }
+        a.push("--stop-timeout".into());
+        a.push(format!("{}ms", self.stop_timeout.as_millis()).into());
         a
     }
 
@@ -91,6 +97,11 @@ pub struct RunArgs {
     /// at most this long (e.g. 30s), so a batch run's last numbers reach Prometheus.
     #[arg(long, value_name = "DURATION", requires = "metrics_addr", value_parser = crate::gen::parse_duration)]
     linger: Option<std::time::Duration>,
+    /// Create the spec's missing output, dead-letter and late topics (and an exactly-once
+    /// sink's commits topic) first, as `topics create` does (1 partition, replication 1);
+    /// existing topics are left alone.
+    #[arg(long)]
+    create_topics: bool,
     /// Print help.
     #[arg(long, action = ArgAction::Help)]
     help: Option<bool>,
@@ -124,6 +135,10 @@ pub fn run(args: RunArgs) -> Result<(), Error> {
         addresses,
         peer_timeout: job.peer_timeout,
     };
+    // Process 0 only: the processes of a job would otherwise race to create the same topics.
+    if args.create_topics && args.process == 0 && !plan.source.kind.is_embedded() {
+        super::topics::create(&plan, &args.spec, None, 1, 1)?.complete()?;
+    }
     let started = Instant::now();
     // No brokers anywhere: run against an in-process cluster fed by the generator.
     let embedded = if plan.source.kind.is_embedded() {
@@ -142,6 +157,7 @@ pub fn run(args: RunArgs) -> Result<(), Error> {
         None
     };
     let mut observer = observe(&args, &plan, &cluster)?;
+    runtime::stop::handle_signals(job.stop_timeout)?;
     let opts = runtime::RunOptions {
         stop_at_end: job.overrides.stop_at_end,
         end_signal: embedded

@@ -1,10 +1,11 @@
 //! `logflow topics create SPEC`: the Kafka topics a job writes (every analysis's output topic,
 //! the dead-letter and the late topic), created when missing; existing topics are left alone,
-//! so running it twice changes nothing. Output topics are never auto-created by a run.
+//! so running it twice changes nothing. A run creates them only when told (`--create-topics`
+//! on `run` and `submit`, with this code).
 
 use std::future::Future;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake};
 use std::time::Duration;
@@ -14,7 +15,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::types::RDKafkaErrorCode;
 
 use crate::kafka::{cli_brokers, KafkaConn};
-use crate::spec::plan::{SinkConfig, SourceConfig};
+use crate::spec::plan::{JobPlan, SinkConfig, SourceConfig};
 use crate::Error;
 
 #[derive(clap::Subcommand, Debug)]
@@ -44,16 +45,77 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 
 pub fn topics(cmd: TopicsCmd) -> Result<(), Error> {
     let TopicsCmd::Create(a) = cmd;
-    if a.partitions < 1 || a.replication < 1 {
+    let plan = crate::spec::load(&a.spec)?;
+    let created = create(
+        &plan,
+        &a.spec,
+        a.brokers.as_deref(),
+        a.partitions,
+        a.replication,
+    )?;
+    // One line per topic on stdout, for scripts: `created NAME` or `exists NAME`.
+    let mut out = std::io::stdout().lock();
+    let written = created
+        .created
+        .iter()
+        .try_for_each(|t| writeln!(out, "created {t}"))
+        .and_then(|()| {
+            created
+                .kept
+                .iter()
+                .try_for_each(|t| writeln!(out, "exists {t}"))
+        })
+        .and_then(|()| out.flush());
+    super::stdout_result(written)?;
+    created.complete()
+}
+
+/// The topics [`create`] created, those that were there already, and those it could not
+/// create (`NAME: why`), on `brokers`.
+pub(crate) struct Created {
+    pub created: Vec<String>,
+    pub kept: Vec<String>,
+    failed: Vec<String>,
+    brokers: String,
+}
+
+impl Created {
+    /// An error naming every topic that could not be created.
+    pub(crate) fn complete(&self) -> Result<(), Error> {
+        if self.failed.is_empty() {
+            return Ok(());
+        }
+        Err(Error::kafka(
+            crate::error::KafkaCause::Client,
+            format!(
+                "kafka admin on {}: {}",
+                self.brokers,
+                self.failed.join(", ")
+            ),
+        ))
+    }
+}
+
+/// Creates the Kafka topics `plan` writes (every output topic, the dead-letter and late
+/// topics, and the commits topic of an exactly-once sink) that its brokers do not have yet,
+/// with `partitions` partitions and replication `replication`; `brokers` (a flag) wins over
+/// the spec's. `topics create`, and `run`/`submit` with `--create-topics`.
+pub(crate) fn create(
+    plan: &JobPlan,
+    spec: &Path,
+    brokers: Option<&str>,
+    partitions: i32,
+    replication: i32,
+) -> Result<Created, Error> {
+    if partitions < 1 || replication < 1 {
         return Err(super::usage(
             "--partitions and --replication must be at least 1",
         ));
     }
-    let plan = crate::spec::load(&a.spec)?;
     let SinkConfig::Kafka(sink) = &plan.sink else {
         return Err(super::usage(format!(
             "{}: the job writes no Kafka topics (its sink is not kafka)",
-            a.spec.display()
+            spec.display()
         )));
     };
     // A sink naming no brokers writes to its source's.
@@ -62,13 +124,11 @@ pub fn topics(cmd: TopicsCmd) -> Result<(), Error> {
         _ => None,
     });
     let properties = sink.endpoint.properties();
-    let conn = match (&a.brokers, spec_brokers) {
+    let conn = match (brokers, spec_brokers) {
         (None, Some(b)) => KafkaConn::for_job(b, properties),
-        (flag, _) => KafkaConn::new(&cli_brokers(flag.as_deref()), &properties.list),
+        (flag, _) => KafkaConn::new(&cli_brokers(flag), &properties.list),
     };
-    let mut names: Vec<String> = plan.analyses.iter().map(|x| x.topic.clone()).collect();
-    names.push(plan.dead_letter_topic());
-    names.push(plan.late_topic());
+    let mut names = plan.topics();
     // Two analyses may share a topic: one request per name.
     let mut seen = std::collections::HashSet::new();
     names.retain(|n| seen.insert(n.clone()));
@@ -76,7 +136,7 @@ pub fn topics(cmd: TopicsCmd) -> Result<(), Error> {
     let admin: AdminClient<DefaultClientContext> = conn.create(&conn.client_config(), "admin")?;
     let new: Vec<NewTopic<'_>> = names
         .iter()
-        .map(|n| NewTopic::new(n, a.partitions, TopicReplication::Fixed(a.replication)))
+        .map(|n| NewTopic::new(n, partitions, TopicReplication::Fixed(replication)))
         .collect();
     let opts = AdminOptions::new()
         .operation_timeout(Some(TIMEOUT))
@@ -91,27 +151,18 @@ pub fn topics(cmd: TopicsCmd) -> Result<(), Error> {
             Err((t, code)) => failed.push(format!("{t}: {code}")),
         }
     }
-    // One line per topic on stdout, for scripts: `created NAME` or `exists NAME`.
-    let mut out = std::io::stdout().lock();
-    let written = created
-        .iter()
-        .try_for_each(|t| writeln!(out, "created {t}"))
-        .and_then(|()| kept.iter().try_for_each(|t| writeln!(out, "exists {t}")))
-        .and_then(|()| out.flush());
-    super::stdout_result(written)?;
     tracing::info!(
         "logflow topics: {} created, {} already there, on {}",
         created.len(),
         kept.len(),
         conn.describe()
     );
-    if !failed.is_empty() {
-        return Err(Error::kafka(
-            crate::error::KafkaCause::Client,
-            format!("kafka admin on {}: {}", conn.describe(), failed.join(", ")),
-        ));
-    }
-    Ok(())
+    Ok(Created {
+        created,
+        kept,
+        failed,
+        brokers: conn.describe(),
+    })
 }
 
 /// Runs a future to completion on this thread. The admin client's futures are completed by

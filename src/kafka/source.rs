@@ -4,10 +4,11 @@
 //! consumer, splits each of those partitions into its own queue, read without blocking, and
 //! `assign`s exactly them (no group rebalancing, so the assignment is deterministic).
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
@@ -35,7 +36,12 @@ impl crate::spec::plan::KafkaSourceConfig {
         } else {
             EndAt::Never
         };
-        let group = format!("logflow-{}", args.job);
+        // The spec's `group.id` wins over the job's own group.
+        let group = conn
+            .properties
+            .iter()
+            .find(|(k, _)| k == "group.id")
+            .map_or_else(|| format!("logflow-{}", args.job), |(_, v)| v.clone());
         let mut readers = p.empty();
         for (w, list) in readers.iter_mut().enumerate() {
             let owned: Vec<i32> = partitions
@@ -184,13 +190,20 @@ pub fn open_partitions(
             )
         })?);
     }
+    let stored = if start == StartAt::Stored {
+        committed(&consumer, group, topic, partitions)?
+    } else {
+        Vec::new()
+    };
+    // Where each partition starts: its checkpoint's offset, else the group's committed one
+    // (`stored`), else as `start` says.
+    let first = |i: usize, p: i32| resume(p).or_else(|| stored.get(i).copied().flatten());
     let mut tpl = TopicPartitionList::new();
-    for &p in partitions {
-        let offset = match (resume(p), start) {
+    for (i, &p) in partitions.iter().enumerate() {
+        let offset = match (first(i, p), start) {
             (Some(o), _) => Offset::Offset(o),
-            (None, StartAt::Earliest) => Offset::Beginning,
+            (None, StartAt::Earliest | StartAt::Stored) => Offset::Beginning,
             (None, StartAt::Latest) => Offset::End,
-            (None, StartAt::Stored) => Offset::Stored,
         };
         tpl.add_partition_offset(topic, p, offset)
             .map_err(|e| Error::kafka(KafkaCause::Client, format!("kafka {topic}/{p}: {e}")))?;
@@ -201,17 +214,24 @@ pub fn open_partitions(
             format!("kafka assign {topic} {partitions:?}: {e}"),
         )
     })?;
+    let ends: Vec<Arc<AtomicI64>> = partitions
+        .iter()
+        .map(|_| Arc::new(AtomicI64::new(-1)))
+        .collect();
+    watch_ends(&consumer, topic, partitions, &ends);
     let mut readers: Vec<Box<dyn PartitionReader>> = Vec::new();
-    for (i, (&p, queue)) in partitions.iter().zip(queues).enumerate() {
+    for (i, ((&p, queue), end_watch)) in partitions.iter().zip(queues).zip(ends).enumerate() {
         readers.push(Box::new(KafkaReader {
             topic: topic.to_string(),
             partition: p,
             queue,
             // One reader per consumer serves the consumer's main queue (callbacks, errors).
             main: (i == 0).then(|| Arc::clone(&consumer)),
+            consumer: Arc::clone(&consumer),
+            end_watch,
             end: end.clone(),
             // Known before any read when resumed: a partition read to its end offset is done.
-            next_offset: resume(p),
+            next_offset: first(i, p),
             errors: 0,
             keep_meta: false,
         }));
@@ -219,11 +239,96 @@ pub fn open_partitions(
     Ok(readers)
 }
 
+/// How often the end offsets of the partitions read are asked for (the lag metric).
+const END_REFRESH: Duration = Duration::from_secs(1);
+
+/// Keeps `ends[i]` at the end offset (high watermark) of `partitions[i]`, asked of the
+/// brokers every [`END_REFRESH`] by a thread of its own, so a worker that is busy or blocked
+/// (by a slow sink) still shows its lag growing. The thread ends with the consumer.
+fn watch_ends(
+    consumer: &Arc<BaseConsumer>,
+    topic: &str,
+    partitions: &[i32],
+    ends: &[Arc<AtomicI64>],
+) {
+    let consumer = Arc::downgrade(consumer);
+    let name = topic.to_string();
+    let topic = name.clone();
+    let watched: Vec<(i32, std::sync::Weak<AtomicI64>)> = partitions
+        .iter()
+        .zip(ends)
+        .map(|(&p, e)| (p, Arc::downgrade(e)))
+        .collect();
+    let spawned = std::thread::Builder::new()
+        .name("logflow-kafka-ends".into())
+        .spawn(move || loop {
+            let Some(c) = consumer.upgrade() else { return };
+            for (p, end) in &watched {
+                // A failed request (a broker restarting) keeps the last value.
+                if let (Some(end), Ok((_, high))) = (
+                    end.upgrade(),
+                    c.fetch_watermarks(&topic, *p, END_REFRESH * 5),
+                ) {
+                    end.store(high, Ordering::Relaxed);
+                }
+            }
+            drop(c);
+            std::thread::sleep(END_REFRESH);
+        });
+    if let Err(e) = spawned {
+        tracing::warn!("logflow: kafka {name}: no lag metric: {e}");
+    }
+}
+
+/// The offsets `group` committed for `partitions` of `topic` (`None`: none), each said in a
+/// line: where a `start = "stored"` job starts.
+fn committed(
+    consumer: &BaseConsumer,
+    group: &str,
+    topic: &str,
+    partitions: &[i32],
+) -> Result<Vec<Option<i64>>, Error> {
+    let mut tpl = TopicPartitionList::new();
+    for &p in partitions {
+        tpl.add_partition(topic, p);
+    }
+    let got = consumer
+        .committed_offsets(tpl, Duration::from_secs(30))
+        .map_err(|e| {
+            Error::kafka(
+                KafkaCause::Client,
+                format!("kafka {topic}: the offsets group {group} committed: {e}"),
+            )
+        })?;
+    Ok(partitions
+        .iter()
+        .map(|&p| {
+            let at = match got.find_partition(topic, p).map(|e| e.offset()) {
+                Some(Offset::Offset(o)) if o >= 0 => Some(o),
+                _ => None,
+            };
+            match at {
+                Some(o) => tracing::info!(
+                    "logflow: kafka {topic}/{p} starts at the offset group {group} committed ({o})"
+                ),
+                None => tracing::info!(
+                    "logflow: kafka {topic}/{p}: no offset committed by group {group}: starts at the earliest"
+                ),
+            }
+            at
+        })
+        .collect())
+}
+
 struct KafkaReader {
     topic: String,
     partition: i32,
     queue: BatchQueue,
     main: Option<Arc<BaseConsumer>>,
+    /// For the group's offset commits.
+    consumer: Arc<BaseConsumer>,
+    /// The partition's end offset (see [`watch_ends`]).
+    end_watch: Arc<AtomicI64>,
     end: EndAt,
     next_offset: Option<i64>,
     errors: u64,
@@ -232,6 +337,14 @@ struct KafkaReader {
 }
 
 impl KafkaReader {
+    /// This partition at `position`, for a commit.
+    fn offsets(&self, position: u64) -> Option<TopicPartitionList> {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&self.topic, self.partition, Offset::Offset(position as i64))
+            .ok()?;
+        Some(tpl)
+    }
+
     fn end_offset(&self) -> Option<i64> {
         match &self.end {
             EndAt::Never => None,
@@ -359,6 +472,39 @@ impl PartitionReader for KafkaReader {
 
     fn resume_point(&self) -> Option<u64> {
         self.next_offset.map(|o| o.max(0) as u64)
+    }
+
+    fn end_watch(&self) -> Option<Arc<AtomicI64>> {
+        Some(Arc::clone(&self.end_watch))
+    }
+
+    fn commit(&self, position: u64) {
+        // Asynchronous: a checkpoint never waits for it, and a failed commit is only behind
+        // (the next one covers it).
+        if let Some(tpl) = self.offsets(position) {
+            if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
+                tracing::warn!(
+                    "logflow: kafka {}/{}: committing offset {position}: {e}",
+                    self.topic,
+                    self.partition
+                );
+            }
+        }
+    }
+
+    fn final_commit(&self) -> Option<crate::sources::FinalCommit> {
+        let position = self.resume_point()?;
+        let tpl = self.offsets(position)?;
+        let consumer = Arc::clone(&self.consumer);
+        let name = self.describe();
+        Some(Box::new(move || {
+            consumer.commit(&tpl, CommitMode::Sync).map_err(|e| {
+                Error::kafka(
+                    KafkaCause::Client,
+                    format!("{name}: committing offset {position}: {e}"),
+                )
+            })
+        }))
     }
 
     fn wake_on_arrival(&mut self, wake: Wake) -> bool {

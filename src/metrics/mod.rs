@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use registry::{Identity, Metrics, PartitionMeter};
+pub use registry::{Identity, Metrics, PartitionMeter, Readiness};
 pub use sink::MeteredSink;
 
 use crate::spec::plan::JobPlan;

@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use prometheus_client::collector::Collector;
@@ -70,7 +70,14 @@ pub struct PartitionMeter {
     max_event_ms: AtomicI64,
     idle: AtomicBool,
     finished: AtomicBool,
+    /// The position of the next record to read (`NO_POSITION`: not known yet).
+    position: AtomicI64,
+    /// The partition's end offset, kept fresh by its source (Kafka) in the background.
+    end: OnceLock<Arc<AtomicI64>>,
 }
+
+/// Marks "no position known yet" in an `AtomicI64`.
+const NO_POSITION: i64 = -1;
 
 /// A consistent-enough copy of a [`PartitionMeter`] (each field is read once).
 #[derive(Clone, Debug, PartialEq)]
@@ -86,6 +93,9 @@ pub struct PartitionSnapshot {
     pub max_event_ms: Option<i64>,
     pub idle: bool,
     pub finished: bool,
+    /// Records between the position read to and the partition's end offset, once both are
+    /// known (Kafka).
+    pub lag: Option<i64>,
 }
 
 impl PartitionMeter {
@@ -108,7 +118,21 @@ impl PartitionMeter {
             max_event_ms: AtomicI64::new(NO_TIME),
             idle: AtomicBool::new(false),
             finished: AtomicBool::new(false),
+            position: AtomicI64::new(NO_POSITION),
+            end: OnceLock::new(),
         }
+    }
+
+    /// The position of the next record to read (once per activation).
+    pub fn set_position(&self, position: Option<u64>) {
+        if let Some(p) = position.and_then(|p| i64::try_from(p).ok()) {
+            self.position.store(p, Ordering::Relaxed);
+        }
+    }
+
+    /// Follows the partition's end offset, as its source refreshes it (for the lag).
+    pub fn follow_end(&self, end: Arc<AtomicI64>) {
+        let _ = self.end.set(end);
     }
 
     /// Adds one activation's records.
@@ -152,6 +176,13 @@ impl PartitionMeter {
             max_event_ms: (max != NO_TIME).then_some(max),
             idle: self.idle.load(Ordering::Relaxed),
             finished: self.finished.load(Ordering::Relaxed),
+            lag: self.end.get().and_then(|end| {
+                let (end, at) = (
+                    end.load(Ordering::Relaxed),
+                    self.position.load(Ordering::Relaxed),
+                );
+                (end >= 0 && at >= 0).then(|| (end - at).max(0))
+            }),
         }
     }
 }
@@ -202,6 +233,29 @@ pub struct Metrics {
     running: AtomicBool,
     final_scrapes: Mutex<u64>,
     scraped: Condvar,
+    /// What the process still needs before it is ready (`/ready`).
+    unready: Mutex<BTreeSet<Readiness>>,
+}
+
+/// What a process needs before it is ready to do its work (`/ready`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Readiness {
+    /// Connected to every other process of the job.
+    Peers,
+    /// Its sinks are open (output topics found, files created).
+    Sinks,
+    /// Its source partitions are open and assigned to its workers.
+    Consumers,
+}
+
+impl Readiness {
+    pub fn name(self) -> &'static str {
+        match self {
+            Readiness::Peers => "peers",
+            Readiness::Sinks => "sinks",
+            Readiness::Consumers => "consumers",
+        }
+    }
 }
 
 /// Locks a mutex even if a panicking worker poisoned it: metrics stay readable.
@@ -217,6 +271,7 @@ fn now_ms() -> i64 {
 
 impl Metrics {
     pub fn new(plan: &JobPlan, identity: Identity) -> Self {
+        let several = identity.processes > 1;
         Metrics {
             identity,
             delay_ms: plan.watermark_delay_ms,
@@ -232,7 +287,27 @@ impl Metrics {
             running: AtomicBool::new(true),
             final_scrapes: Mutex::new(0),
             scraped: Condvar::new(),
+            unready: Mutex::new(
+                [Readiness::Peers, Readiness::Sinks, Readiness::Consumers]
+                    .into_iter()
+                    .filter(|r| *r != Readiness::Peers || several)
+                    .collect(),
+            ),
         }
+    }
+
+    /// `what` is done (see [`Metrics::missing`]).
+    pub fn ready(&self, what: Readiness) {
+        lock(&self.unready).remove(&what);
+    }
+
+    /// What the process still needs before it is ready; empty once it is (and `["running"]`
+    /// once the job has ended).
+    pub fn missing(&self) -> Vec<&'static str> {
+        if !self.is_running() {
+            return vec!["running"];
+        }
+        lock(&self.unready).iter().map(|r| r.name()).collect()
     }
 
     /// Registers a source partition read by `worker`; the caller keeps the meter.
@@ -450,6 +525,44 @@ impl Metrics {
         )?;
         gauges(
             enc,
+            "logflow_partition_lag_records",
+            "Records of a Kafka partition not read yet: its end offset (refreshed every second) minus the position read to.",
+            &parts
+                .iter()
+                .filter_map(|p| {
+                    let labels = vec![("topic", p.source.clone()), ("partition", p.partition.clone())];
+                    Some((labels, p.lag? as f64))
+                })
+                .collect::<Vec<_>>(),
+        )?;
+        let state = crate::operators::state::per_analysis();
+        let analysis = |i: usize| {
+            vec![(
+                "analysis",
+                self.analyses
+                    .get(i)
+                    .map(|a| a.0.clone())
+                    .unwrap_or_default(),
+            )]
+        };
+        gauges(
+            enc,
+            "logflow_state_keys",
+            "(window, key) groups an analysis's window operators hold open in this process.",
+            &state
+                .iter()
+                .filter(|(i, _, _)| *i < self.analyses.len())
+                .map(|(i, g, _)| (analysis(*i), *g as f64))
+                .collect::<Vec<_>>(),
+        )?;
+        gauges(
+            enc,
+            "logflow_state_bytes",
+            "Estimated bytes of those groups: entry, key values and accumulators' inline size (not the heap of long strings, distinct sets, top-k lists or sketches).",
+            &state.iter().filter(|(i, _, _)| *i < self.analyses.len()).map(|(i, _, b)| (analysis(*i), *b as f64)).collect::<Vec<_>>(),
+        )?;
+        gauges(
+            enc,
             "logflow_partition_idle",
             "1 when the partition has had no data for watermark.idle_timeout and no longer holds the watermark back.",
             &parts.iter().map(|p| (labels(p), f64::from(u8::from(p.idle)))).collect::<Vec<_>>(),
@@ -569,5 +682,38 @@ struct Collect(Arc<Metrics>);
 impl Collector for Collect {
     fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
         self.0.encode(&mut encoder)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lag_is_end_minus_position_once_both_are_known() {
+        let origin = Origin::Kafka {
+            topic: "logs".into(),
+            partition: 3,
+            offset: 0,
+        };
+        let m = PartitionMeter::new(&origin, 0);
+        assert_eq!(m.snapshot().lag, None, "no end offset followed");
+        let end = Arc::new(AtomicI64::new(-1));
+        m.follow_end(Arc::clone(&end));
+        m.set_position(Some(40));
+        assert_eq!(m.snapshot().lag, None, "the end is not known yet");
+        end.store(100, Ordering::Relaxed);
+        assert_eq!(m.snapshot().lag, Some(60));
+        m.set_position(None);
+        assert_eq!(
+            m.snapshot().lag,
+            Some(60),
+            "an unknown position keeps the last"
+        );
+        m.set_position(Some(100));
+        assert_eq!(m.snapshot().lag, Some(0));
+        // The end is refreshed after the position moved past it: never negative.
+        m.set_position(Some(130));
+        assert_eq!(m.snapshot().lag, Some(0));
     }
 }

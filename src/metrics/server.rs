@@ -159,14 +159,38 @@ fn handle(
             metrics.scrape_served(after_finish);
             Ok(())
         }
+        // Liveness: the listener answers while the process runs.
+        (true, "/health") => respond(
+            &mut stream,
+            "200 OK",
+            "application/json",
+            "{\"status\":\"live\"}\n",
+            head_only,
+        ),
+        (true, "/ready") => {
+            let missing = metrics.missing();
+            let body = serde_json::json!({ "ready": missing.is_empty(), "missing": missing });
+            let status = if missing.is_empty() {
+                "200 OK"
+            } else {
+                "503 Service Unavailable"
+            };
+            respond(
+                &mut stream,
+                status,
+                "application/json",
+                &format!("{body}\n"),
+                head_only,
+            )
+        }
         (true, "/") => respond(
             &mut stream,
             "200 OK",
             "text/plain; charset=utf-8",
-            "logflow: metrics at /metrics\n",
+            "logflow: metrics at /metrics, liveness at /health, readiness at /ready\n",
             head_only,
         ),
-        (false, "/metrics" | "/") => respond(
+        (false, "/metrics" | "/" | "/health" | "/ready") => respond(
             &mut stream,
             "405 Method Not Allowed",
             "text/plain",
@@ -253,6 +277,41 @@ mod tests {
 
         assert!(get(addr, "/nope", "*/*").starts_with("HTTP/1.1 404"));
         assert!(serve("not an address", Arc::clone(&metrics)).is_err());
+    }
+
+    #[test]
+    fn health_is_live_and_ready_names_what_is_missing() {
+        use crate::metrics::Readiness;
+        let metrics = metrics();
+        let addr = serve("127.0.0.1:0", Arc::clone(&metrics)).unwrap();
+        let health = get(addr, "/health", "*/*");
+        assert!(health.starts_with("HTTP/1.1 200 OK"), "{health}");
+        let ready = |body: &str| {
+            let (head, json) = body.split_once("\r\n\r\n").unwrap();
+            let v: serde_json::Value = serde_json::from_str(json).unwrap();
+            (head.split(' ').nth(1).unwrap().to_string(), v)
+        };
+        // One process: no peers to wait for.
+        let (code, v) = ready(&get(addr, "/ready", "*/*"));
+        assert_eq!(code, "503");
+        assert_eq!(v["missing"], serde_json::json!(["sinks", "consumers"]));
+        metrics.ready(Readiness::Sinks);
+        let (code, v) = ready(&get(addr, "/ready", "*/*"));
+        assert_eq!(
+            (code.as_str(), &v["missing"]),
+            ("503", &serde_json::json!(["consumers"]))
+        );
+        metrics.ready(Readiness::Consumers);
+        let (code, v) = ready(&get(addr, "/ready", "*/*"));
+        assert_eq!(code, "200");
+        assert_eq!(v["ready"], true);
+        metrics.finish();
+        let (code, v) = ready(&get(addr, "/ready", "*/*"));
+        assert_eq!(
+            (code.as_str(), &v["missing"]),
+            ("503", &serde_json::json!(["running"]))
+        );
+        assert!(get(addr, "/health", "*/*").starts_with("HTTP/1.1 200 OK"));
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //!   at each trigger).
 //! - [`in_key_order::InKeyOrder`]: per-key, in-window-order processing of result rows.
 //! - [`zscore::ZScore`], [`lag::Lag`]: detectors over previous windows.
+//! - [`state::StateMeter`]: how much state the window merges hold (for metrics).
 //!
 //! They drive the accumulator kernel of [`crate::agg`] over windows of [`crate::time::window`].
 
@@ -18,6 +19,7 @@ pub mod intersect;
 pub mod lag;
 pub mod pre_aggregate;
 pub mod session_aggregate;
+pub mod state;
 pub mod update_aggregate;
 pub mod window_aggregate;
 pub mod zscore;

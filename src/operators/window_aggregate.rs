@@ -18,6 +18,7 @@ use timely::dataflow::StreamVec;
 use crate::agg::aggregate::Acc;
 use crate::checkpoint::barrier::{self, Slot};
 use crate::operators::pre_aggregate::{Partial, PreAggregate};
+use crate::operators::state::StateMeter;
 use crate::record::{key_hash, Event, Key, Value};
 use crate::spec::plan::AggNode;
 
@@ -97,6 +98,7 @@ impl<'scope> WindowAggregate<'scope> for StreamVec<'scope, u64, Partial> {
         let partials = self;
         let exchange = Exchange::new(|p: &Partial| key_hash(&p.key));
         let slot = Slot::register("WindowMerge");
+        let meter = StateMeter::register(&node.analyses, node.keys.len(), node.accs.len());
         partials.unary_frontier(exchange, "WindowMerge", move |initial, _| {
             // foldhash: the keys come from the input, but routing already spreads them, and
             // SipHash's DoS resistance costs more than the merge itself.
@@ -161,6 +163,7 @@ impl<'scope> WindowAggregate<'scope> for StreamVec<'scope, u64, Partial> {
                 if let Some((slot, epoch)) = barrier::due(&slot, frontier.frontier()) {
                     slot.save(epoch, &crate::operators::held(&windows));
                 }
+                meter.set(windows.values().map(|(_, open)| open.len()).sum());
             }
         })
     }

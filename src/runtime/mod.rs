@@ -5,6 +5,7 @@ pub mod cluster;
 pub mod dataflow;
 pub mod ingest;
 pub mod output;
+pub mod stop;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -26,6 +27,7 @@ use crate::checkpoint::barrier::building;
 use crate::checkpoint::process::Checkpoints;
 use crate::kafka::sink::KafkaSink;
 use crate::kafka::KafkaConn;
+use crate::metrics::Readiness;
 use crate::sinks::console::ConsoleSink;
 use crate::sinks::files::FilesSink;
 use crate::sinks::Sink;
@@ -130,6 +132,9 @@ impl Cluster {
         }
     }
 }
+
+/// How long an idle worker parks before it looks for a stop request again.
+const STOP_POLL: Duration = Duration::from_millis(100);
 
 /// The sink of each local worker, and whether all outputs are gathered on worker 0.
 type WorkerSinks = (Vec<Option<Box<dyn Sink>>>, bool);
@@ -272,19 +277,26 @@ impl Opened {
             cluster.process == 0,
             {
                 let metrics = Arc::clone(&opened.metrics);
-                Box::new(move |took| metrics.checkpoint_completed(took))
+                Box::new(move |epoch, took| {
+                    metrics.checkpoint_completed(took);
+                    stop::checkpoint_completed(epoch);
+                })
             },
         )?;
         let resuming = checkpoints
             .as_ref()
             .is_some_and(|c| c.restored_epoch().is_some());
+        // Called once the peers are connected (`Cluster::with_peers`).
+        opened.metrics.ready(Readiness::Peers);
         let (sinks, gather) = open_sinks(plan, cluster, opts, resuming)?;
+        opened.metrics.ready(Readiness::Sinks);
         crate::sources::lookup::Tables::load(&plan.lookups)?;
         let resume = match &checkpoints {
             Some(c) => ingest::resume_points(&c.restored_states(ingest::INGEST_SLOT))?,
             None => HashMap::new(),
         };
         let readers = open_sources(plan, cluster, opts, &resume)?;
+        opened.metrics.ready(Readiness::Consumers);
         opened.checkpoints = checkpoints;
         opened.readers = readers.into_iter().map(|r| Mutex::new(Some(r))).collect();
         opened.sinks = sinks.into_iter().map(Mutex::new).collect();
@@ -373,16 +385,29 @@ fn run_workers(
     let failure: Arc<Mutex<Option<Error>>> = Arc::new(Mutex::new(None));
     let worker_failure = Arc::clone(&failure);
     let (allocators, others) = cluster.allocators(network)?;
+    let checkpointed = opened.checkpoints.is_some();
+    stop::set_checkpointed(checkpointed);
+    ingest::collect_final_commits();
     let guards =
         timely::execute::execute_from(allocators, others, WorkerConfig::default(), move |worker| {
             let local = worker.index() - first_worker;
-            let (_, failed) = opened.install(worker, local, &plan);
+            let (index, failed) = opened.install(worker, local, &plan);
+            stop::worker_running(true);
             while worker.has_dataflows() {
-                worker.step_or_park(None);
+                // Parked at most this long, so a stop request is seen even by a worker with
+                // nothing to do.
+                worker.step_or_park(Some(STOP_POLL));
                 if failed.borrow().is_some() {
                     break;
                 }
+                // A graceful stop with checkpoints ends here, once a checkpoint completed
+                // after the request: the open windows are dropped, not emitted (a restart
+                // goes on from that checkpoint and emits them whole).
+                if checkpointed && stop::final_checkpoint_done() {
+                    worker.drop_dataflow(index);
+                }
             }
+            stop::worker_running(false);
             let err = failed.borrow_mut().take();
             if let Some(e) = err {
                 // The peers would wait forever for this worker's progress: stop them all.
@@ -402,6 +427,13 @@ fn run_workers(
     }
     if let Some(e) = failure.lock().ok().and_then(|mut f| f.take()) {
         return Err(e);
+    }
+    // Every result is written: the partitions' last positions become the group's committed
+    // offsets. A failed commit leaves the group behind, never ahead of the results.
+    for commit in ingest::final_commits() {
+        if let Err(e) = commit() {
+            tracing::warn!("logflow: {e}");
+        }
     }
     Ok(counters.snapshot())
 }

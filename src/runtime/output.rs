@@ -245,7 +245,7 @@ mod tests {
             let id = crate::runtime::Cluster::default().identity(&plan);
             let metrics = Arc::new(Metrics::new(&plan, id));
             let failed: Rc<RefCell<Option<Error>>> = Rc::new(RefCell::new(None));
-            let on_completed = Box::new(move |took| metrics.checkpoint_completed(took));
+            let on_completed = Box::new(move |_, took| metrics.checkpoint_completed(took));
             let ck = Checkpoints::open(&plan, 1, true, on_completed)
                 .expect("open")
                 .expect("checkpoints")

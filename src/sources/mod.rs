@@ -90,6 +90,24 @@ pub trait PartitionReader: Send {
         None
     }
 
+    /// Records `position` (a [`resume_point`](Self::resume_point)) as read and done with: a
+    /// Kafka reader commits it for its consumer group, in the background; other readers have
+    /// nowhere to record it.
+    fn commit(&self, _position: u64) {}
+
+    /// Like [`commit`](Self::commit), but waits until the brokers have it; called once the
+    /// run's results were all written, so returns the commit to make then (`None`: nothing to
+    /// commit).
+    fn final_commit(&self) -> Option<FinalCommit> {
+        None
+    }
+
+    /// The partition's end offset, kept fresh by the source in the background (Kafka), for
+    /// the lag metric; `None` when it has none.
+    fn end_watch(&self) -> Option<std::sync::Arc<std::sync::atomic::AtomicI64>> {
+        None
+    }
+
     /// Set when several workers read this partition in turns (see [`shared::Turns`]).
     fn turns(&self) -> Option<shared::Turns> {
         None
@@ -105,6 +123,10 @@ pub trait PartitionReader: Send {
         false
     }
 }
+
+/// A commit to make once a run's results are all written (see
+/// [`PartitionReader::final_commit`]); returns what failed.
+pub type FinalCommit = Box<dyn FnOnce() -> Result<(), Error> + Send>;
 
 /// Wakes a worker that waits for a partition's records (see
 /// [`PartitionReader::wake_on_arrival`]).

@@ -64,6 +64,8 @@ const ALLOWED: &[&str] = &[
     "session.timeout.ms",
     "heartbeat.interval.ms",
     "max.poll.interval.ms",
+    // the consumer group the source commits its offsets for (default `logflow-<job>`)
+    "group.id",
     // batching and fetching
     "linger.ms",
     "queue.buffering.max.ms",

@@ -49,6 +49,11 @@ impl Proc {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
 
+    /// Whether one of its stderr messages (see [`super::messages`]) contains `text`.
+    pub fn says(&self, text: &str) -> bool {
+        super::messages(&self.stderr_text()).any(|m| m.contains(text))
+    }
+
     /// Waits until stderr contains `text`; panics after `limit` or when the process exits.
     pub fn wait_for(&mut self, text: &str, limit: Duration) {
         let started = Instant::now();

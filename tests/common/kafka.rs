@@ -145,6 +145,18 @@ impl Broker {
     }
 }
 
+/// The tests of one test binary that start a broker on the one test port: one at a time.
+static BROKER_PORT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// A broker with its state in `target/<state>`, started once the other tests of this binary
+/// that hold one are done with the port (keep the guard as long as the broker).
+pub fn serial_broker(state: &str) -> (std::sync::MutexGuard<'static, ()>, Broker) {
+    let guard = BROKER_PORT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    (guard, Broker::start(state))
+}
+
 impl Drop for Broker {
     fn drop(&mut self) {
         let _ = Command::new(repo().join("scripts/kafka"))
@@ -328,6 +340,23 @@ pub fn variant_of(base: &str, job: &str, idle_timeout: &str, dir: &Path) -> Path
     let path = dir.join(format!("{job}.toml"));
     std::fs::write(&path, out).unwrap();
     path
+}
+
+/// A copy of the log-analysis spec as job `job` with `delivery = "exactly_once"` and
+/// checkpoints every 300 ms in `dir/<job>.ckpt`, its output topics and its commits topic
+/// created.
+pub fn exactly_once_job(b: &Broker, job: &str, dir: &Path) -> PathBuf {
+    let spec = variant_spec(job, "30s", dir);
+    let mut text = std::fs::read_to_string(&spec).unwrap();
+    text.push_str("\n[sink]\ndelivery = \"exactly_once\"\n");
+    text.push_str(&format!(
+        "\n[checkpoint]\ndir = \"{}\"\ninterval = \"300ms\"\n",
+        dir.join(format!("{job}.ckpt")).display()
+    ));
+    std::fs::write(&spec, text).unwrap();
+    create_outputs(b, job, Some(job), &LOG_ANALYSES);
+    b.topic(&format!("{job}.commits"), 1);
+    spec
 }
 
 /// Every analysis topic (`<prefix>.<analysis>` with a prefix) equals the file-mode rows (see [`same_row`]); keys are

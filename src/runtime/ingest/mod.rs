@@ -29,7 +29,7 @@ mod watermark;
 
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use timely::container::CapacityContainerBuilder;
@@ -54,7 +54,7 @@ use crate::parse::Format;
 use crate::record::Event;
 use crate::record::{DeadLetter, LateEvent};
 use crate::sources::lookup::Tables;
-use crate::sources::{PartitionReader, ReadStatus, RecordBatch};
+use crate::sources::{FinalCommit, PartitionReader, ReadStatus, RecordBatch};
 use crate::spec::plan::AggNode;
 use crate::spec::plan::LookupPlan;
 use crate::time::window::Windows;
@@ -102,6 +102,10 @@ const ALIGN_WAIT_MS: u64 = 50;
 /// wakes it as records arrive ([`PartitionReader::wake_on_arrival`]), the longer period.
 const PENDING_POLL_MS: u64 = 20;
 const WOKEN_POLL_MS: u64 = 100;
+/// Stopping with checkpoints, how long partitions must have had no data before the ingest
+/// takes the pending barrier as reached (data read on to it keeps the results exactly those of
+/// a run that never stopped; a caught-up input would never bring it).
+const STOP_QUIET: Duration = Duration::from_secs(1);
 /// How often an ingest waiting at a checkpoint barrier looks for its completion.
 const BARRIER_POLL_MS: u64 = 1;
 
@@ -154,7 +158,13 @@ pub fn ingest<'scope>(
     let me = scope.index();
     let meters: Vec<Arc<PartitionMeter>> = readers
         .iter()
-        .map(|r| metrics.partition(&r.origin(0), me))
+        .map(|r| {
+            let meter = metrics.partition(&r.origin(0), me);
+            if let Some(end) = r.end_watch() {
+                meter.follow_end(end);
+            }
+            meter
+        })
         .collect();
     let mut builder = OperatorBuilder::new("Ingest".to_string(), scope);
     let info = builder.operator_info();
@@ -220,6 +230,7 @@ pub fn ingest<'scope>(
             announced: None,
             stride: 0,
             seen: Vec::new(),
+            committing: None,
         };
         let mut caps = ingest.start(caps);
         move |_frontiers| {
@@ -278,6 +289,28 @@ struct Ingest {
     seen: Vec<Seen>,
     /// Whether most of the first records are dead letters (an input in another format).
     first: DeadLetterWatch,
+    /// The checkpoint epoch whose barrier this worker saved its positions at, and those
+    /// positions (committed to the source once the checkpoint completes).
+    committing: Option<(u64, Vec<Option<u64>>)>,
+}
+
+/// Commits of the partitions' last positions, made once the run's results are all written
+/// ([`final_commits`]); collected only by runs that make them (a cluster's jobs do not).
+static FINAL_COMMITS: Mutex<Vec<FinalCommit>> = Mutex::new(Vec::new());
+static COLLECT_FINAL_COMMITS: AtomicBool = AtomicBool::new(false);
+
+/// From now on, partitions that end leave their last positions to commit (see
+/// [`final_commits`]).
+pub(crate) fn collect_final_commits() {
+    COLLECT_FINAL_COMMITS.store(true, Ordering::SeqCst);
+}
+
+/// The commits of the partitions that ended, to make once their results are written.
+pub(crate) fn final_commits() -> Vec<FinalCommit> {
+    FINAL_COMMITS
+        .lock()
+        .map(|mut c| std::mem::take(&mut *c))
+        .unwrap_or_default()
 }
 
 /// One warning per process about mostly dead first records, however many workers see them.
@@ -324,6 +357,15 @@ impl Ingest {
     /// and what goes out.
     fn step(&mut self, held: &mut [Capability<u64>]) -> Flow {
         let cap = *held[DEAD].time();
+        if self.slot.is_none() && crate::runtime::stop::requested() {
+            // A graceful stop without checkpoints: the input ends here, as a bounded one
+            // does, so every window is emitted and the sinks flushed (with checkpoints the
+            // run stops at the next checkpoint instead: `runtime::stop`).
+            for p in self.parts.iter_mut().filter(|p| !p.ended) {
+                p.ended = true;
+                p.meter.set_finished();
+            }
+        }
         let barrier = match self.at_barrier(cap) {
             Some(AtBarrier::Wait) => {
                 let now = Instant::now();
@@ -337,6 +379,12 @@ impl Ingest {
             Some(AtBarrier::Before(epoch)) => Some(epoch),
             None => None,
         };
+        if barrier.is_some() && crate::runtime::stop::final_checkpoint_done() {
+            // Stopping, and the final checkpoint is taken: nothing more is read or sent, and
+            // the capabilities stay at its barrier, so no window closes after it before the
+            // workers drop the dataflow.
+            return Flow::Running;
+        }
         self.tables.refresh();
         if self.config.processing_time {
             self.follow_clock();
@@ -359,7 +407,13 @@ impl Ingest {
         self.next_part = (self.next_part + 1) % self.parts.len().max(1);
         self.counters.add(read.out.counts);
 
-        let next = self.advance(cap, slowest, barrier);
+        let mut next = self.advance(cap, slowest, barrier);
+        if let Some(b) = barrier.filter(|b| next.next < *b && self.quiet_stop()) {
+            // Stopping, with nothing left to read: the data will not bring the barrier, so
+            // the capability goes to it now (as idleness moves a watermark), and the final
+            // checkpoint comes at once.
+            next.next = b;
+        }
         self.emit(held, cap, next, barrier, &mut read.out);
         if next.finished {
             self.finish(held);
@@ -388,7 +442,8 @@ impl Ingest {
         let slot = self.slot.as_ref()?;
         let ck = slot.checkpointer();
         let (parts, g) = (&self.parts, self.g);
-        Some(self.barrier.step(ck.as_ref(), cap, |epoch| {
+        let committing = &mut self.committing;
+        let at = self.barrier.step(ck.as_ref(), cap, |epoch| {
             let hint = parts
                 .iter()
                 .filter(|p| !p.ended)
@@ -397,8 +452,35 @@ impl Ingest {
                 .min();
             ck.reached(hint);
             let state: IngestState = parts.iter().map(Partition::state).collect();
+            *committing = Some((epoch, state.iter().map(|s| s.resume).collect()));
             slot.save(epoch, &state);
-        }))
+        });
+        // The checkpoint is complete: the positions it covers are the group's committed
+        // offsets (a restart from it, or a `start = "stored"` run, reads on from there).
+        if let Some((epoch, positions)) = self.committing.take_if(|(e, _)| ck.epoch() > *e) {
+            for (p, pos) in self.parts.iter().zip(positions) {
+                if let Some(pos) = pos {
+                    p.reader.commit(pos);
+                }
+            }
+            tracing::debug!(
+                "logflow: worker {} committed the offsets of checkpoint {epoch}",
+                self.me
+            );
+        }
+        Some(at)
+    }
+
+    /// A graceful stop with checkpoints was requested and no live partition has had data for
+    /// [`STOP_QUIET`]: the input is caught up.
+    fn quiet_stop(&self) -> bool {
+        self.slot.is_some()
+            && crate::runtime::stop::requested()
+            && self
+                .parts
+                .iter()
+                .filter(|p| !p.ended)
+                .all(|p| p.last_data.elapsed() >= STOP_QUIET)
     }
 
     /// Records carry the wall clock: the clock moves on whether or not records come.
@@ -478,6 +560,7 @@ impl Ingest {
             }
             p.meter.add(c.read, c.parsed, c.dead_letter, c.late);
             p.meter.set_max_event_time(p.progress());
+            p.meter.set_position(p.reader.resume_point());
             if p.ended {
                 p.meter.set_finished();
             }
@@ -563,6 +646,11 @@ impl Ingest {
                 .activate()
                 .session(&held[BEACON])
                 .give((self.me, None));
+        }
+        if COLLECT_FINAL_COMMITS.load(Ordering::SeqCst) {
+            if let Ok(mut c) = FINAL_COMMITS.lock() {
+                c.extend(self.parts.iter().filter_map(|p| p.reader.final_commit()));
+            }
         }
         if let Some(slot) = &self.slot {
             // Every later checkpoint holds the partitions where they ended.
