@@ -30,6 +30,7 @@ use timely::dataflow::StreamVec;
 use crate::agg::aggregate::Acc;
 use crate::checkpoint::barrier::{self, Slot};
 use crate::operators::pre_aggregate::{Partial, PreAggregate};
+use crate::operators::state::StateMeter;
 use crate::operators::window_aggregate::Closed;
 use crate::record::{key_hash, Event, Key, Value};
 use crate::spec::plan::AggNode;
@@ -283,6 +284,8 @@ where
 {
     let exchange = Exchange::new(|p: &Partial| key_hash(&p.key));
     let slot = Slot::register("SessionAggregate");
+    // Open sessions count as the window merges' groups do (`logflow_state_keys`).
+    let meter = StateMeter::register(&node.analyses, node.keys.len(), node.accs.len());
     partials.unary_frontier(exchange, "SessionAggregate", move |initial, _| {
         let mut state: Sessions<D> = slot.as_ref().and_then(|s| s.restore()).unwrap_or_default();
         // Append mode holds the time the first open session's rows will be sent at.
@@ -372,6 +375,7 @@ where
                 }
                 None => hold = None,
             }
+            meter.set(state.deadlines.len());
             if let Some((slot, epoch)) = barrier::due(&slot, frontier.frontier()) {
                 debug_assert!(pending.is_empty(), "partials at or after the barrier");
                 slot.save(epoch, &state);
