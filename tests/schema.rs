@@ -764,7 +764,7 @@ fn format_regex_on_the_command_line_is_a_usage_error() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(
-        err.contains("--format regex") && err.contains("[schema]"),
+        err.contains("'regex'") && err.contains("possible values"),
         "{err}"
     );
     assert!(!dir.join("out").exists(), "nothing was written");
