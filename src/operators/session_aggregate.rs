@@ -288,11 +288,13 @@ where
     let meter = StateMeter::register(&node.analyses, node.keys.len(), node.accs.len());
     partials.unary_frontier(exchange, "SessionAggregate", move |initial, _| {
         let mut state: Sessions<D> = slot.as_ref().and_then(|s| s.restore()).unwrap_or_default();
-        // Append mode holds the time the first open session's rows will be sent at.
+        // Append mode holds the time the first open session's rows will be sent at: its
+        // deadline itself, not the time before it as windows do, because a session stays open
+        // while the frontier is at its deadline (partials at that time may still join it). A
+        // checkpoint barrier can stop the input exactly there, and a hold before it would keep
+        // the operators downstream from reaching the barrier, so it would never complete.
         let mut hold: Option<Capability<u64>> = match update {
-            false => state
-                .next_deadline()
-                .map(|d| initial.delayed(&d.saturating_sub(1))),
+            false => state.next_deadline().map(|d| initial.delayed(&d)),
             true => None,
         };
         drop(initial);
@@ -339,7 +341,7 @@ where
                             }
                         } else if let Some(d) = state.next_deadline() {
                             // Every session's deadline is after the time of the events in it.
-                            let send = d.saturating_sub(1).max(t);
+                            let send = d.max(t);
                             if hold.as_ref().is_none_or(|h| *h.time() > send) {
                                 hold = Some(cap.delayed(&send));
                             }
@@ -355,7 +357,7 @@ where
                 };
                 if let Some(h) = &hold {
                     let d = Sessions::<D>::deadline(&node, s.last);
-                    let send = d.saturating_sub(1).max(*h.time());
+                    let send = d.max(*h.time());
                     let rows = rows_of(&node, key, first, &s, &mut emit);
                     let at = h.delayed(&send);
                     output
@@ -367,9 +369,8 @@ where
             match state.next_deadline() {
                 Some(d) => {
                     if let Some(h) = &mut hold {
-                        let next = d.saturating_sub(1);
-                        if *h.time() < next {
-                            h.downgrade(&next);
+                        if *h.time() < d {
+                            h.downgrade(&d);
                         }
                     }
                 }
@@ -467,6 +468,34 @@ mod tests {
             .collect();
         changes.sort_by_key(|(r, t, d)| (*t, r.0, *d));
         changes
+    }
+
+    /// A checkpoint barrier can stop the input at an open session's deadline; the output must
+    /// reach that time too (the operators after it save at the barrier), while the session,
+    /// which partials at its deadline may still join, stays open and holds it.
+    #[test]
+    fn the_output_reaches_an_open_sessions_deadline() {
+        timely::execute(timely::Config::thread(), |worker| {
+            let (mut input, probe) = worker.dataflow::<u64, _, _>(|scope| {
+                let (input, events) = scope.new_input::<Event>();
+                let rows = events
+                    .session_aggregate(node(false), |s, out: &mut Vec<i64>| out.push(s.start));
+                let (probe, _) = rows.probe();
+                (input, probe)
+            });
+            input.send(Event {
+                timestamp: 1_000,
+                ..Event::default()
+            });
+            // Its deadline: 1 s + gap 10 s + delay 5 s.
+            input.advance_to(16_000);
+            for _ in 0..100 {
+                worker.step();
+            }
+            assert!(!probe.less_than(&16_000), "output held before the deadline");
+            assert!(probe.less_than(&16_001), "session closed at its deadline");
+        })
+        .expect("timely");
     }
 
     #[test]
