@@ -70,6 +70,11 @@ impl ValueSet {
 
     /// The values, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = &Value> {
+        self.entries().map(|(_, v)| v)
+    }
+
+    /// The values with their hashes (`Value::hash64`), in no particular order.
+    pub fn entries(&self) -> impl Iterator<Item = &(u64, Value)> {
         let (small, large) = match self {
             ValueSet::Small(v) => (Some(v.iter()), None),
             ValueSet::Large(t) => (None, Some(t.iter())),
@@ -78,7 +83,6 @@ impl ValueSet {
             .into_iter()
             .flatten()
             .chain(large.into_iter().flatten())
-            .map(|(_, v)| v)
     }
 
     /// Whether `v` is a member.

@@ -110,7 +110,9 @@ impl<'scope> CompleteAggregate<'scope> for StreamVec<'scope, u64, Partial> {
     {
         debug_assert!(node.windows.is_global(), "complete mode has no windows");
         // The whole table on one worker: every emission is complete.
-        let slot = Slot::register("CompleteAggregate");
+        // Versioned: saved partials carry their first window since sliding windows are
+        // sliced, so a checkpoint of the earlier shape is refused, not misread.
+        let slot = Slot::register("CompleteAggregate2");
         self.unary_frontier(
             Exchange::new(|_: &Partial| 0),
             "CompleteAggregate",

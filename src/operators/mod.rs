@@ -22,6 +22,7 @@ pub mod key_limit;
 pub mod lag;
 pub mod pre_aggregate;
 pub mod session_aggregate;
+pub(crate) mod sliding;
 pub mod state;
 pub mod update_aggregate;
 pub mod window_aggregate;

@@ -1,5 +1,9 @@
 //! Local pre-aggregation: every batch of events at one timestamp becomes one partial aggregate
 //! per (window, key), so only partials cross workers (as a combiner does in MapReduce).
+//!
+//! Sliding windows are sliced (stream slicing): an event is folded once, into the slice of
+//! width `gcd(size, slide)` that holds it, not into each of the `size / slide` windows that
+//! contain it; the merge combines a window from its slices.
 
 use std::rc::Rc;
 
@@ -24,8 +28,12 @@ use crate::spec::plan::AggNode;
 /// A partial aggregate of one window and key, as exchanged between workers.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Partial {
-    /// The window's start (event time, ms).
+    /// The window's start (event time, ms); sliding windows: the start of the slice.
     pub start: i64,
+    /// Sliding windows: the earliest window the partial feeds, which are the windows
+    /// containing its slice from this one on (those still open when its events were read:
+    /// an event late for the earlier ones must not reach them). Otherwise `start`.
+    pub first: i64,
     /// The group key.
     pub key: Key,
     /// One accumulator per aggregate of the node.
@@ -119,11 +127,12 @@ pub struct GroupTable {
     /// Where the node's key fields are in an event's ids.
     key_slots: Vec<usize>,
     feeds: Vec<Feed>,
-    /// Indices into `groups`, hashed by (window start, key ids).
+    /// Indices into `groups`, hashed by (window or slice start, first window, key ids).
     index: HashTable<u32>,
     groups: Vec<Partial>,
-    /// (hash, window start) of each group; its key ids are `kids[g * keys..(g + 1) * keys]`.
-    heads: Vec<(u64, i64)>,
+    /// (hash, start, first window) of each group; its key ids are
+    /// `kids[g * keys..(g + 1) * keys]`.
+    heads: Vec<(u64, i64, i64)>,
     kids: Vec<u32>,
     /// Per id-fed distinct aggregate: `group << 32 | id` of every member seen since the last
     /// drain.
@@ -140,8 +149,10 @@ pub struct GroupTable {
     /// Tumbling windows: the window [start, end) the last event fell into, so that the next
     /// one in it needs no division.
     window: (i64, i64),
-    /// The earliest window start of the groups since the last drain (`i64::MAX`: none).
+    /// The earliest first window of the groups since the last drain (`i64::MAX`: none).
     first_start: i64,
+    /// Sliding windows: the slice width (see [`crate::time::window::Windows::slice`]).
+    slice: Option<i64>,
 }
 
 const NONE: u32 = u32::MAX;
@@ -167,6 +178,7 @@ impl GroupTable {
             })
             .collect();
         GroupTable {
+            slice: node.windows.slice(),
             node,
             key_slots,
             feeds,
@@ -236,30 +248,49 @@ impl GroupTable {
                 start
             };
             if w.end_of(t, start) + node.hold_ms > progress {
-                self.absorb_at(ev, start, key_hash, row, interner);
+                self.absorb_at(ev, start, start, key_hash, row, interner);
+            }
+        } else if let Some(width) = self.slice {
+            // Sliding: once, into the event's slice, for the windows still open.
+            let t = ev.timestamp;
+            if let Some(first) = w.first_open(t, node.hold_ms, progress) {
+                let start = t - t.rem_euclid(width);
+                self.absorb_at(ev, start, first, key_hash, row, interner);
             }
         } else {
+            // Global and session windows: one window (cell) per event.
             for start in w.open_starts(ev.timestamp, node.hold_ms, progress) {
-                self.absorb_at(ev, start, key_hash, row, interner);
+                self.absorb_at(ev, start, start, key_hash, row, interner);
             }
         }
     }
 
-    /// Folds `ev` into its group of window `start`.
+    /// Folds `ev` into its group of window (or slice) `start` feeding windows from `first`.
     #[inline]
-    fn absorb_at(&mut self, ev: &Event, start: i64, key_hash: u64, row: &Row, interner: &Interner) {
+    fn absorb_at(
+        &mut self,
+        ev: &Event,
+        start: i64,
+        first: i64,
+        key_hash: u64,
+        row: &Row,
+        interner: &Interner,
+    ) {
         let ids = &row.ids;
         // With one key field (or none) the key hash is the key's id.
         let cached = match self.last.get(key_hash as usize) {
-            Some(pair) if self.key_slots.len() <= 1 => pair
-                .iter()
-                .map(|&g| g as usize)
-                .find(|&g| self.heads.get(g).is_some_and(|h| h.1 == start)),
+            Some(pair) if self.key_slots.len() <= 1 => {
+                pair.iter().map(|&g| g as usize).find(|&g| {
+                    self.heads
+                        .get(g)
+                        .is_some_and(|h| h.1 == start && h.2 == first)
+                })
+            }
             _ => None,
         };
         let g = match cached {
             Some(g) => g,
-            None => self.find_or_add(start, key_hash, ids, interner),
+            None => self.find_or_add(start, first, key_hash, ids, interner),
         };
         let accs = self.groups[g].accs.iter_mut();
         for ((spec, acc), feed) in self.node.accs.iter().zip(accs).zip(&self.feeds) {
@@ -280,20 +311,26 @@ impl GroupTable {
         }
     }
 
-    /// The index of the group of window `start` and the key in `ids`, made if new.
+    /// The index of the group of window (or slice) `start`, first window `first` and the key in
+    /// `ids`, made if new.
     fn find_or_add(
         &mut self,
         start: i64,
+        first: i64,
         key_hash: u64,
         ids: &[u32],
         interner: &Interner,
     ) -> usize {
-        let h = mix(key_hash, start as u64);
+        let mut h = mix(key_hash, start as u64);
+        if first != start {
+            h = mix(h, first as u64);
+        }
         let keys = self.key_slots.len();
         let (heads, kids, slots) = (&self.heads, &self.kids, &self.key_slots);
         let found = self.index.find(h, |&g| {
             let g = g as usize;
             heads[g].1 == start
+                && heads[g].2 == first
                 && slots
                     .iter()
                     .zip(&kids[g * keys..])
@@ -305,14 +342,15 @@ impl GroupTable {
                 let g = self.groups.len();
                 self.groups.push(Partial {
                     start,
+                    first,
                     key: slots
                         .iter()
                         .map(|s| interner.value(ids[*s]).1.clone())
                         .collect(),
                     accs: self.node.accs.iter().map(|a| a.new_state()).collect(),
                 });
-                self.heads.push((h, start));
-                self.first_start = self.first_start.min(start);
+                self.heads.push((h, start, first));
+                self.first_start = self.first_start.min(first);
                 self.kids.extend(self.key_slots.iter().map(|s| ids[*s]));
                 let heads = &self.heads;
                 self.index
@@ -490,10 +528,16 @@ mod tests {
                 }
             }
             for p in table.drain(&interner) {
-                match merged.get_mut(&(p.start, p.key.clone())) {
-                    Some(accs) => accs.iter_mut().zip(p.accs).for_each(|(a, b)| a.merge(b)),
-                    None => {
-                        merged.insert((p.start, p.key), p.accs);
+                // Sliding windows' partials are slices: each feeds its windows.
+                for start in windows.starts_from(p.start, p.first) {
+                    match merged.get_mut(&(start, p.key.clone())) {
+                        Some(accs) => accs
+                            .iter_mut()
+                            .zip(p.accs.clone())
+                            .for_each(|(a, b)| a.merge(b)),
+                        None => {
+                            merged.insert((start, p.key.clone()), p.accs.clone());
+                        }
                     }
                 }
             }
@@ -519,6 +563,47 @@ mod tests {
             .collect();
         assert_eq!(got.len(), want.len());
         assert_eq!(got, want);
+    }
+
+    /// Sliding windows cost one fold per event whatever `size / slide`: the counts of the
+    /// partials add up to the number of events (per window, they would add up to that times
+    /// the windows per event), in one partial per (slice, key).
+    #[test]
+    fn an_event_is_folded_once_whatever_the_slide() {
+        for (size, slide) in [
+            (60_000, 60_000),
+            (60_000, 10_000),
+            (300_000, 120_000),
+            (3_600_000, 10_000),
+        ] {
+            let node = Rc::new(AggNode::count_by_service(Windows::sliding(size, slide), 0));
+            let mut interner = Interner::default();
+            let mut table = GroupTable::new(Rc::clone(&node), &mut interner);
+            let mut row = Row::default();
+            let events = 5_000;
+            for i in 0..events {
+                let ev = Event {
+                    timestamp: 960_000 + (i * 7_919) % 600_000,
+                    service: Some(["api", "web"][(i % 2) as usize].into()),
+                    ..Event::default()
+                };
+                interner.read(&ev, &mut row);
+                table.absorb(&ev, 0, &row, &mut interner);
+            }
+            let partials: Vec<Partial> = table.drain(&interner).collect();
+            let folds: i64 = partials
+                .iter()
+                .map(|p| match p.accs[0] {
+                    Acc::Count(n) => n as i64,
+                    _ => 0,
+                })
+                .sum();
+            assert_eq!(folds, events, "{size}/{slide}");
+            let width = crate::time::window::gcd(size, slide);
+            assert!(partials.iter().all(|p| p.start % width == 0));
+            // 600 s of events: one partial per slice and key.
+            assert_eq!(partials.len() as i64, 2 * 600_000 / width, "{size}/{slide}");
+        }
     }
 
     #[test]

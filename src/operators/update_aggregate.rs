@@ -164,28 +164,46 @@ impl<'scope> UpdateAggregate<'scope> for StreamVec<'scope, u64, Partial> {
                         let (cap, parts) = entry.remove();
                         let mut changed = HashSet::new();
                         for p in parts {
-                            let id = (p.start, p.key);
-                            match state.get_mut(&id) {
-                                Some(w) => {
-                                    for (a, b) in w.accs.iter_mut().zip(p.accs) {
-                                        a.merge(b);
+                            // Sliding: a slice's partial changes each window it feeds.
+                            let mut fed = node.windows.starts_from(p.start, p.first).peekable();
+                            let Partial {
+                                mut key, mut accs, ..
+                            } = p;
+                            while let Some(start) = fed.next() {
+                                let (key, accs) = if fed.peek().is_some() {
+                                    (key.clone(), accs.clone())
+                                } else {
+                                    (std::mem::take(&mut key), std::mem::take(&mut accs))
+                                };
+                                let p = Partial {
+                                    start,
+                                    first: start,
+                                    key,
+                                    accs,
+                                };
+                                let id = (p.start, p.key);
+                                match state.get_mut(&id) {
+                                    Some(w) => {
+                                        for (a, b) in w.accs.iter_mut().zip(p.accs) {
+                                            a.merge(b);
+                                        }
+                                    }
+                                    None => {
+                                        if !node.windows.is_global() {
+                                            let deadline = node.deadline(id.0).max(0) as u64;
+                                            expiry.entry(deadline).or_default().push(id.clone());
+                                        }
+                                        state.insert(
+                                            id.clone(),
+                                            WindowState {
+                                                accs: p.accs,
+                                                rows: Vec::new(),
+                                            },
+                                        );
                                     }
                                 }
-                                None => {
-                                    if !node.windows.is_global() {
-                                        let deadline = node.deadline(id.0).max(0) as u64;
-                                        expiry.entry(deadline).or_default().push(id.clone());
-                                    }
-                                    state.insert(
-                                        id.clone(),
-                                        WindowState {
-                                            accs: p.accs,
-                                            rows: Vec::new(),
-                                        },
-                                    );
-                                }
+                                changed.insert(id);
                             }
-                            changed.insert(id);
                         }
                         let mut updates = Vec::new();
                         for id in changed {

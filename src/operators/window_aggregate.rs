@@ -95,6 +95,9 @@ impl<'scope> WindowAggregate<'scope> for StreamVec<'scope, u64, Partial> {
         D: 'static,
         F: FnMut(Closed<'_>, &mut Vec<D>) + 'static,
     {
+        if node.windows.slice().is_some() {
+            return crate::operators::sliding::merge_slices(self, node, emit);
+        }
         merge(self, node, None, emit, |_, _, _: &mut Vec<D>| {})
     }
 }
@@ -155,37 +158,61 @@ where
             input.for_each_stamp(|cap, data| {
                 for batch in data {
                     for p in batch.drain(..) {
-                        let deadline = node.deadline(p.start).max(0) as u64;
-                        let (_, open) = windows.entry(deadline).or_insert_with(|| {
-                            (
-                                cap.delayed(&crate::operators::closing(deadline, &cap), 0),
-                                HashMap::default(),
-                            )
-                        });
-                        if let Some(max) = max_keys {
-                            let bound = bounds.entry(deadline).or_default();
-                            match bound.admit(max, &p.key) {
-                                Admit::Kept => {}
-                                Admit::Overflow => {
-                                    if bound.overflowed.insert(key_hash(&p.key)) {
-                                        overflow(p.start, p.key, &mut spilled);
+                        // Sliding (only under `max_keys`: see `sliding`): a slice's partial
+                        // goes to each window it feeds, so each window's keys are capped as
+                        // tumbling windows' are.
+                        let mut fed = node.windows.starts_from(p.start, p.first).peekable();
+                        let Partial {
+                            mut key, mut accs, ..
+                        } = p;
+                        while let Some(start) = fed.next() {
+                            let p = if fed.peek().is_some() {
+                                Partial {
+                                    start,
+                                    first: start,
+                                    key: key.clone(),
+                                    accs: accs.clone(),
+                                }
+                            } else {
+                                Partial {
+                                    start,
+                                    first: start,
+                                    key: std::mem::take(&mut key),
+                                    accs: std::mem::take(&mut accs),
+                                }
+                            };
+                            let deadline = node.deadline(p.start).max(0) as u64;
+                            let (_, open) = windows.entry(deadline).or_insert_with(|| {
+                                (
+                                    cap.delayed(&crate::operators::closing(deadline, &cap), 0),
+                                    HashMap::default(),
+                                )
+                            });
+                            if let Some(max) = max_keys {
+                                let bound = bounds.entry(deadline).or_default();
+                                match bound.admit(max, &p.key) {
+                                    Admit::Kept => {}
+                                    Admit::Overflow => {
+                                        if bound.overflowed.insert(key_hash(&p.key)) {
+                                            overflow(p.start, p.key, &mut spilled);
+                                        }
+                                        continue;
                                     }
-                                    continue;
-                                }
-                                Admit::Evicts(last) => {
-                                    open.remove(&(p.start, last.clone()));
-                                    bound.overflowed.insert(key_hash(&last));
-                                    overflow(p.start, last, &mut spilled);
+                                    Admit::Evicts(last) => {
+                                        open.remove(&(p.start, last.clone()));
+                                        bound.overflowed.insert(key_hash(&last));
+                                        overflow(p.start, last, &mut spilled);
+                                    }
                                 }
                             }
-                        }
-                        match open.entry((p.start, p.key)) {
-                            std::collections::hash_map::Entry::Vacant(v) => {
-                                v.insert(p.accs);
-                            }
-                            std::collections::hash_map::Entry::Occupied(mut o) => {
-                                for (a, b) in o.get_mut().iter_mut().zip(p.accs) {
-                                    a.merge(b);
+                            match open.entry((p.start, p.key)) {
+                                std::collections::hash_map::Entry::Vacant(v) => {
+                                    v.insert(p.accs);
+                                }
+                                std::collections::hash_map::Entry::Occupied(mut o) => {
+                                    for (a, b) in o.get_mut().iter_mut().zip(p.accs) {
+                                        a.merge(b);
+                                    }
                                 }
                             }
                         }

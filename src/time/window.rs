@@ -106,6 +106,39 @@ impl Windows {
         self.end_of(t, self.last_start(t)) + hold <= progress
     }
 
+    /// Sliding windows: the width of their slices, `gcd(size, slide)` (`None`: tumbling,
+    /// session or global windows, whose one window per event is its slice). Every window
+    /// boundary is a multiple of it, so a slice lies wholly inside or outside each window, and
+    /// the windows containing an event are those containing its slice.
+    #[inline]
+    pub fn slice(&self) -> Option<i64> {
+        (self.size != self.slide && !self.session && !self.is_global())
+            .then(|| gcd(self.size, self.slide))
+    }
+
+    /// The earliest start of the windows containing `t` that are still open at `progress`
+    /// (deadline `end + hold` after it); `None` when every one has closed.
+    #[inline]
+    pub fn first_open(&self, t: i64, hold: i64, progress: i64) -> Option<i64> {
+        let last = self.last_start(t);
+        // The least multiple of `slide` above `t - size`, and above `progress - size - hold`.
+        let above = |x: i64| x.div_euclid(self.slide) * self.slide + self.slide;
+        let first = above(t - self.size).max(above(progress - self.size - hold));
+        (first <= last).then_some(first)
+    }
+
+    /// Starts of the windows containing `t` from `first` on, earliest first.
+    #[inline]
+    pub fn starts_from(&self, t: i64, first: i64) -> impl Iterator<Item = i64> + use<> {
+        let slide = self.slide;
+        // The least multiple of `slide` above `t - size`: the earliest window holding `t`.
+        let earliest = ((t - self.size).div_euclid(slide) * slide + slide).max(first);
+        let last = self.last_start(t);
+        (0..)
+            .map(move |k| earliest + k * slide)
+            .take_while(move |s| *s <= last)
+    }
+
     /// The end that decides whether the window `start` is still open for an event at `t`:
     /// the window's, or for sessions the end of the event's own session.
     #[inline]
@@ -118,9 +151,47 @@ impl Windows {
     }
 }
 
+/// The greatest common divisor (non-negative; `gcd(0, x)` is `|x|`).
+pub fn gcd(mut a: i64, mut b: i64) -> i64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a.abs()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Slices, the first open window and the windows from it agree with the windows of
+    /// `open_starts`, for slides that divide the size and that do not.
+    #[test]
+    fn slices_and_first_open_windows_agree_with_open_starts() {
+        for (size, slide) in [(60_000, 10_000), (300_000, 120_000), (3_600_000, 60_000)] {
+            let w = Windows::sliding(size, slide);
+            let g = w.slice().expect("sliding");
+            assert_eq!(g, gcd(size, slide));
+            for t in (-500_000i64..2_000_000).step_by(6_997) {
+                let slice = t - t.rem_euclid(g);
+                let starts: Vec<i64> = w.starts(t).collect();
+                assert_eq!(starts, w.starts(slice).collect::<Vec<_>>(), "t={t}");
+                for hold in [0, 7_000] {
+                    for progress in (t - size..t + size + hold + 1).step_by(3_001) {
+                        let mut open: Vec<i64> = w.open_starts(t, hold, progress).collect();
+                        open.reverse();
+                        let first = w.first_open(t, hold, progress);
+                        assert_eq!(first, open.first().copied(), "t={t} p={progress}");
+                        if let Some(f) = first {
+                            assert_eq!(w.starts_from(t, f).collect::<Vec<_>>(), open);
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(Windows::tumbling(60_000).slice(), None);
+        assert_eq!(Windows::session(60_000).slice(), None);
+        assert_eq!(Windows::global().slice(), None);
+    }
 
     #[test]
     fn global_window_holds_everything_and_never_closes() {

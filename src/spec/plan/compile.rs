@@ -15,6 +15,7 @@ use super::windowed::compile_windowed;
 use crate::spec::expr::{self, Ast, Expr};
 use crate::spec::{AnalysisSpec, Input, JobSpec, Mode, SpecSource};
 use crate::time::duration::parse_ms;
+use crate::time::window::gcd;
 use crate::Error;
 
 pub(super) struct Ctx<'a> {
@@ -225,14 +226,6 @@ impl JobPlan {
         }
         self.extras.push(name.to_string());
         Ok((self.extras.len() - 1) as u8)
-    }
-}
-
-pub(super) fn gcd(a: i64, b: i64) -> i64 {
-    if b == 0 {
-        a.abs()
-    } else {
-        gcd(b, a % b)
     }
 }
 

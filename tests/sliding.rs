@@ -1,0 +1,311 @@
+//! Sliding windows computed from slices (issue 30) through the real binary, against the
+//! oracle's batch computation (`tests/common/oracle`, which shares no code with the engine:
+//! every window recomputed from its own events): generated user events up to 2 minutes out of
+//! order (the delay is 30 s, so events arrive late for some of their windows and within the
+//! allowed lateness for others), every aggregate kind, slides that divide the size and one
+//! that does not, append and update mode, `-w 1` and `-w 2`, and the same results after
+//! kill -9 and restores from checkpoints.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly on purpose
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use common::cluster::Proc;
+use common::oracle::compare::check_accounting;
+use common::oracle::engine::run_engine;
+use common::oracle::expected::{
+    analysis, count, distinct, floats, max, mean, min, quantile, sample_stddev, sketched,
+    total_value, Expect, Row,
+};
+use common::oracle::input::{read_events, Ev, Input};
+use common::oracle::lateness::{Win, DEFAULT_TRIGGER};
+use common::oracle::update::update_rows;
+use common::oracle::{check_dir, expect, Job, MINUTE};
+use common::recovery::kill_attempts;
+use common::{bin, run_file, tmpdir};
+
+use logflow::gen::{GenConfig, Kind};
+
+const DELAY: i64 = 30_000;
+const ALLOWED: i64 = 30_000;
+/// 10 minutes sliding every 10 s: 60 windows per event, 60 slices per window.
+const WIDE: Win = Win::new(10 * MINUTE, 10_000, DELAY, ALLOWED);
+/// 90 s sliding every 20 s: slices of 10 s, windows of 9 slices starting every other one.
+const ODD: Win = Win::new(90_000, 20_000, DELAY, 0);
+/// Update mode, 3 minutes sliding every 20 s.
+const UPDATE: Win = Win::new(3 * MINUTE, 20_000, DELAY, ALLOWED);
+
+fn spec(checkpoint: Option<&Path>) -> String {
+    let mut s = String::from(
+        r#"name = "sliding"
+[source]
+kind = "file"
+path = "events.jsonl"  # replaced by --input
+format = "user-events"
+
+[watermark]
+delay = "30s"
+
+[[analysis]]
+name = "wide"
+window = { size = "10m", slide = "10s" }
+allowed_lateness = "30s"
+group_by = ["action"]
+select = [
+  "count() as events",
+  "sum(value) as total",
+  "avg(value) as mean",
+  "min(value) as lo",
+  "max(value) as hi",
+  "stddev(value) as sd",
+  "count_distinct(user_id) as users",
+  "approx_count_distinct(user_id) as approx_users",
+  "percentile(value, 0.9) as p90",
+  "percentile_exact(value, 0.5) as median",
+]
+
+[[analysis]]
+name = "odd"
+window = { size = "90s", slide = "20s" }
+group_by = ["user_id"]
+select = [
+  "count() as events",
+  "collect_set(action) as actions",
+  "collect_list(action) as sequence",
+]
+
+[[analysis]]
+name = "wide_update"
+mode = "update"
+window = { size = "3m", slide = "20s" }
+allowed_lateness = "30s"
+group_by = ["action"]
+select = [
+  "count() as events",
+  "sum(value) as total",
+  "count_distinct(user_id) as users",
+]
+"#,
+    );
+    if let Some(dir) = checkpoint {
+        s.push_str(&format!(
+            "\n[checkpoint]\ndir = \"{}\"\ninterval = \"200ms\"\nkeep = 3\n",
+            dir.display()
+        ));
+    }
+    s
+}
+
+fn write_spec(dir: &Path, checkpoint: Option<&Path>) -> PathBuf {
+    let path = dir.join("sliding.toml");
+    std::fs::write(&path, spec(checkpoint)).unwrap();
+    path
+}
+
+fn hold(w: Win) -> (i64, i64, i64) {
+    (w.size, w.slide, w.delay + w.allowed)
+}
+
+fn wide_metrics(evs: &[&Ev]) -> Vec<(&'static str, Expect)> {
+    let values = floats(evs, |e| e.value);
+    let users = distinct(evs, |e| &e.user).len();
+    vec![
+        ("events", count(evs.len())),
+        ("total", total_value(evs)),
+        ("mean", Expect::opt(mean(&values))),
+        ("lo", Expect::opt(min(&values))),
+        ("hi", Expect::opt(max(&values))),
+        ("sd", Expect::opt(sample_stddev(&values))),
+        ("users", count(users)),
+        // Exact up to 256 distinct values (docs/analytics.md).
+        ("approx_users", count(users)),
+        ("p90", sketched(&values, 0.9)),
+        ("median", Expect::opt(quantile(&values, 0.5))),
+    ]
+}
+
+fn odd_metrics(evs: &[&Ev]) -> Vec<(&'static str, Expect)> {
+    let set: BTreeSet<&str> = distinct(evs, |e| &e.action);
+    let mut ordered: Vec<&&Ev> = evs.iter().collect();
+    ordered.sort_by_key(|e| (e.ts, e.line));
+    let sequence: Vec<Value> = ordered
+        .iter()
+        .filter_map(|e| e.action.clone().map(Value::String))
+        .collect();
+    vec![
+        ("events", count(evs.len())),
+        (
+            "actions",
+            Expect::Exact(Value::Array(
+                set.into_iter().map(|a| Value::String(a.into())).collect(),
+            )),
+        ),
+        ("sequence", Expect::Exact(Value::Array(sequence))),
+    ]
+}
+
+fn update_metrics(evs: &[&Ev]) -> Vec<(&'static str, Expect)> {
+    vec![
+        ("events", count(evs.len())),
+        ("total", total_value(evs)),
+        ("users", count(distinct(evs, |e| &e.user).len())),
+    ]
+}
+
+fn action(e: &Ev) -> Vec<Option<String>> {
+    vec![e.action.clone()]
+}
+
+fn user(e: &Ev) -> Vec<Option<String>> {
+    vec![e.user.clone()]
+}
+
+fn append_rows(events: &[Ev]) -> BTreeMap<&'static str, Vec<Row>> {
+    let mut out = BTreeMap::new();
+    out.insert(
+        "wide",
+        analysis(events, hold(WIDE), &["action"], action, wide_metrics),
+    );
+    out.insert(
+        "odd",
+        analysis(events, hold(ODD), &["user_id"], user, odd_metrics),
+    );
+    // Update mode's rows are compared by `update_rows`, in the test.
+    out.insert("wide_update", Vec::new());
+    out
+}
+
+fn job() -> Job {
+    Job {
+        kind: Kind::UserEvents,
+        windowed: vec![("wide", WIDE), ("odd", ODD), ("wide_update", UPDATE)],
+        derived: vec![],
+        compute: append_rows,
+        late_alerts: false,
+    }
+}
+
+/// 200 users doing about 3 events a minute, up to 2 minutes out of order (the delay is 30 s),
+/// 1% far behind.
+fn input(name: &str, events: u64, rate: f64) -> Input {
+    Input::generate(
+        name,
+        GenConfig {
+            kind: Kind::UserEvents,
+            events,
+            event_rate: rate,
+            disorder_ms: 2 * MINUTE,
+            late_fraction: 0.01,
+            seed: 30,
+            ..GenConfig::default()
+        },
+    )
+}
+
+#[test]
+fn sliding_windows_match_the_oracle_in_append_and_update_mode() {
+    let dir = tmpdir("sliding-layouts");
+    let spec = write_spec(&dir, None);
+    let spec = spec.to_str().unwrap();
+    let input = input("sliding", 20_000, 10.0);
+    let events = read_events(&input);
+    let mut expected = expect(&job(), &input);
+    let updates = update_rows(
+        &events,
+        DEFAULT_TRIGGER,
+        hold(UPDATE),
+        &["action"],
+        action,
+        update_metrics,
+    );
+    // Not vacuous: events late for every window of an analysis, and events that missed some
+    // of their windows but reached later ones (an event at t is in the windows starting in
+    // (t - size, t]; it missed the earlier ones when it came after their deadline).
+    let late = expected.late.len();
+    let partly: usize = events
+        .iter()
+        .filter(|e| {
+            let Some(seen) = e.seen else { return false };
+            let (size, slide, hold) = hold(WIDE);
+            let first = (e.ts - size).div_euclid(slide) * slide + slide;
+            first + size + hold <= seen && e.ts - e.ts.rem_euclid(slide) + size + hold > seen
+        })
+        .count();
+    let corrected = updates.values().filter(|r| r.len() > 1).count();
+    eprintln!(
+        "sliding: {} events, {late} late for some analysis, {partly} late for some of their \
+         wide windows only, {corrected} update windows corrected",
+        events.len()
+    );
+    assert!(late > 20, "late events");
+    assert!(partly > 100, "events that missed some of their windows");
+    assert!(corrected > 100, "update mode corrected windows");
+    expected.rows.remove("wide_update");
+    expected.updates.insert("wide_update", updates);
+    for rows in expected.rows.values() {
+        assert!(rows.len() > 100, "rows to compare");
+    }
+
+    let mut dirs = Vec::new();
+    for workers in [1, 2] {
+        let out = run_engine(spec, "user-events", &input, workers, "sliding");
+        check_accounting(&out, &expected);
+        std::fs::remove_file(out.dir.join("stderr.txt")).unwrap();
+        let report = check_dir(&expected, &out.dir, "sliding", &input);
+        assert!(
+            report.is_empty(),
+            "-w {workers} differs from the oracle (outputs in {}):\n{report}",
+            out.dir.display()
+        );
+        dirs.push(out.dir);
+    }
+    let results = common::rows::dir_results;
+    assert_eq!(
+        results(&dirs[1]),
+        results(&dirs[0]),
+        "-w 2 against -w 1, bit for bit"
+    );
+}
+
+/// Slices go into checkpoints: a 2-process job killed with SIGKILL several times and restored
+/// writes what an uninterrupted run writes.
+#[test]
+fn slices_are_restored_after_kill_9() {
+    let input = input("sliding-kills", 1_000_000, 500.0);
+    let dir = tmpdir("sliding-kills");
+    let plain = write_spec(&dir, None);
+    let want = dir.join("want");
+    run_file(plain.to_str().unwrap(), &input.path, &want, "1");
+    let ckpt = dir.join("ckpt");
+    let job = dir.join("job.toml");
+    std::fs::write(&job, spec(Some(&ckpt))).unwrap();
+    let out = dir.join("out");
+    let mut cmd = bin();
+    cmd.args(["launch", job.to_str().unwrap(), "--processes", "2"])
+        .args(["--input", input.path.to_str().unwrap()])
+        .args(["--output-dir", out.to_str().unwrap()])
+        .args(["--restart", "4", "--backoff", "200ms"]);
+    let mut launch = Proc::spawn(cmd, &dir, "launch", Stdio::null());
+    let kills = kill_attempts(&mut launch, 2, 4, 0x511C_E530, |_, rng| {
+        200 + rng.next() % 300
+    });
+    let status = launch.wait(Duration::from_secs(300));
+    let err = launch.stderr_text();
+    assert!(status.is_some_and(|s| s.success()), "{status:?}:\n{err}");
+    assert!(kills >= 2, "only {kills} kills hit a running job:\n{err}");
+    let restored = err.matches("restoring checkpoint").count();
+    assert!(restored >= 2, "{restored} restores:\n{err}");
+    let (got, want) = (
+        common::rows::dir_results(&out),
+        common::rows::dir_results(&want),
+    );
+    assert!(want["wide"].len() > 1_000, "{} rows", want["wide"].len());
+    assert_eq!(got, want, "after {kills} kills and {restored} restores");
+}
