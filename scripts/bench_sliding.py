@@ -86,13 +86,12 @@ def main():
                     f"{res[1]:.2f} CPU s, {res[2]:.0f} MB")
     med = {k: (statistics.median(x[0] for x in v), statistics.median(x[1] for x in v),
                max(x[2] for x in v)) for k, v in results.items()}
-    commit = os.popen("git rev-parse --short HEAD").read().strip()
     lines = [
         "### Sliding windows from slices",
         "",
         f"`scripts/bench sliding --events {a.events} --runs {a.runs} --workers {a.workers}"
         + (f" --before {a.before}" if a.before else "")
-        + f"` on {machine()}, commit {commit}; load average at the start {load_at_start}. "
+        + f"` on {machine()}; load average at the start {load_at_start}. "
         f"One analysis (`count()`, `avg(response_time)`, `count_distinct(user_id)` per service) "
         f"over {a.events:,} generated log events (`logflow gen`), `-w {a.workers}`, JSONL "
         "results, whole process; every configuration in turns within each run; medians of wall "
