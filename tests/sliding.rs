@@ -12,12 +12,9 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::Duration;
 
 use serde_json::Value;
 
-use common::cluster::Proc;
 use common::oracle::compare::check_accounting;
 use common::oracle::engine::run_engine;
 use common::oracle::expected::{
@@ -28,8 +25,8 @@ use common::oracle::input::{read_events, Ev, Input};
 use common::oracle::lateness::{Win, DEFAULT_TRIGGER};
 use common::oracle::update::update_rows;
 use common::oracle::{check_dir, expect, Job, MINUTE};
-use common::recovery::kill_attempts;
-use common::{bin, run_file, tmpdir};
+use common::recovery::launch_killed_and_restored;
+use common::{run_file, tmpdir};
 
 use logflow::gen::{GenConfig, Kind};
 
@@ -287,21 +284,7 @@ fn slices_are_restored_after_kill_9() {
     let job = dir.join("job.toml");
     std::fs::write(&job, spec(Some(&ckpt))).unwrap();
     let out = dir.join("out");
-    let mut cmd = bin();
-    cmd.args(["launch", job.to_str().unwrap(), "--processes", "2"])
-        .args(["--input", input.path.to_str().unwrap()])
-        .args(["--output-dir", out.to_str().unwrap()])
-        .args(["--restart", "4", "--backoff", "200ms"]);
-    let mut launch = Proc::spawn(cmd, &dir, "launch", Stdio::null());
-    let kills = kill_attempts(&mut launch, 2, 4, 0x511C_E530, |_, rng| {
-        200 + rng.next() % 300
-    });
-    let status = launch.wait(Duration::from_secs(300));
-    let err = launch.stderr_text();
-    assert!(status.is_some_and(|s| s.success()), "{status:?}:\n{err}");
-    assert!(kills >= 2, "only {kills} kills hit a running job:\n{err}");
-    let restored = err.matches("restoring checkpoint").count();
-    assert!(restored >= 2, "{restored} restores:\n{err}");
+    let (kills, restored) = launch_killed_and_restored(&job, &input.path, &out, &dir, 0x511C_E530);
     let (got, want) = (
         common::rows::dir_results(&out),
         common::rows::dir_results(&want),

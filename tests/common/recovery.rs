@@ -19,6 +19,33 @@ impl Rng {
     }
 }
 
+/// Runs `job` (a spec with checkpoints) over `input` as `launch --processes 2 --restart 4`
+/// into `out`, killing a process with SIGKILL 0.2-0.5 s into each of the first 4 attempts
+/// (after a checkpoint, taken every 200 ms, has been written); asserts that the launch
+/// succeeds after at least 2 kills and 2 restores, and returns (kills, restores).
+pub fn launch_killed_and_restored(
+    job: &Path,
+    input: &Path,
+    out: &Path,
+    dir: &Path,
+    seed: u64,
+) -> (usize, usize) {
+    let mut cmd = super::bin();
+    cmd.args(["launch", &job.to_string_lossy(), "--processes", "2"])
+        .args(["--input", &input.to_string_lossy()])
+        .args(["--output-dir", &out.to_string_lossy()])
+        .args(["--restart", "4", "--backoff", "200ms"]);
+    let mut launch = Proc::spawn(cmd, dir, "launch", Stdio::null());
+    let kills = kill_attempts(&mut launch, 2, 4, seed, |_, rng| 200 + rng.next() % 300);
+    let status = launch.wait(Duration::from_secs(300));
+    let err = launch.stderr_text();
+    assert!(status.is_some_and(|s| s.success()), "{status:?}:\n{err}");
+    assert!(kills >= 2, "only {kills} kills hit a running job:\n{err}");
+    let restored = err.matches("restoring checkpoint").count();
+    assert!(restored >= 2, "{restored} restores:\n{err}");
+    (kills, restored)
+}
+
 /// The pids of the processes of the launcher's attempt `attempt` (0-based), once it has
 /// named all `n` of them.
 fn attempt_pids(err: &str, attempt: usize, n: usize) -> Option<Vec<String>> {
