@@ -144,6 +144,7 @@ fn jobs_are_submitted_listed_and_cancelled_on_a_running_cluster() {
         ("user_activity_sliding", "user_id"),
         ("action_metrics", "action"),
         ("user_anomalies", "user_id"),
+        ("user_sessions", "user_id"),
     ]
     .into_iter()
     .collect();

@@ -195,6 +195,7 @@ fn kafka_end_to_end() {
         ("user_activity_sliding", "user_id"),
         ("action_metrics", "action"),
         ("user_anomalies", "user_id"),
+        ("user_sessions", "user_id"),
     ]
     .into_iter()
     .collect();

@@ -30,11 +30,7 @@ fn offsets(b: &Broker, group: &str, topic: &str) -> BTreeMap<i32, (i64, i64)> {
 
 /// `run SPEC --stop-at-end` into files; returns (records read, stderr).
 fn run(b: &Broker, spec: &Path, out: &Path) -> (u64, String) {
-    let o = bin()
-        .args(["run", spec.to_str().unwrap(), "--brokers", &b.address])
-        .args(["--stop-at-end", "--output-dir", out.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let o = b.run_to_end(spec, &["--output-dir", out.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
     assert!(o.status.success(), "{err}");
     (accounting(err.as_bytes())["read"], err)

@@ -488,6 +488,7 @@ fn prometheus_scrapes_pipeline_and_business_metrics() {
     for want in [
         "health score",
         "response time by service",
+        "p99 response time by service",
         "error rate by service",
         "request volume",
         "anomalies",

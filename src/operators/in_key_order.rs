@@ -17,6 +17,30 @@ use timely::dataflow::StreamVec;
 
 use crate::record::{key_hash, Key, Row};
 
+/// How far back `history` windows `slide_ms` apart reach: the `forget_ms` of a detector that
+/// looks `history` windows back (`None`: windowless rows, kept).
+pub(crate) fn span_of(history: usize, slide_ms: i64) -> Option<i64> {
+    (slide_ms > 0).then(|| (history as i64).saturating_mul(slide_ms))
+}
+
+/// A detector's output row for `row`: its key (the first `key_len` values), then `extra`.
+pub(crate) fn keyed_row(
+    row: &Row,
+    key_len: usize,
+    analysis: u32,
+    extra: impl IntoIterator<Item = crate::record::Value>,
+) -> Row {
+    let mut values = row.values[..key_len.min(row.values.len())].to_vec();
+    values.extend(extra);
+    Row {
+        analysis,
+        start: row.start,
+        end: row.end,
+        values,
+        retract: false,
+    }
+}
+
 /// Runs stateful logic over each key's rows in window order.
 pub trait InKeyOrder<'scope> {
     /// Calls `logic(state, row, out)` for every row, per key (the first `key_len` columns) in

@@ -4,6 +4,7 @@
 //! - [`window_aggregate::WindowAggregate`]: event-time windows, exchange, merge, final rows.
 //! - [`update_aggregate::UpdateAggregate`], [`update_aggregate::Upserts`]: update output mode
 //!   as a differential collection of rows (early results, corrections).
+//! - [`session_aggregate::SessionAggregate`]: session windows per key (append or update mode).
 //! - [`complete_aggregate::CompleteAggregate`]: complete output mode (the whole result table
 //!   at each trigger).
 //! - [`in_key_order::InKeyOrder`]: per-key, in-window-order processing of result rows.
@@ -20,6 +21,7 @@ pub mod intersect;
 pub mod key_limit;
 pub mod lag;
 pub mod pre_aggregate;
+pub mod session_aggregate;
 pub mod state;
 pub mod update_aggregate;
 pub mod window_aggregate;

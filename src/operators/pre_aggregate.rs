@@ -235,7 +235,7 @@ impl GroupTable {
                 self.window = (start, start + w.size);
                 start
             };
-            if start + w.size + node.hold_ms > progress {
+            if w.end_of(t, start) + node.hold_ms > progress {
                 self.absorb_at(ev, start, key_hash, row, interner);
             }
         } else {

@@ -244,16 +244,34 @@ pub trait Upserts<'scope> {
 
 impl<'scope> Upserts<'scope> for VecCollection<'scope, u64, Row> {
     fn upserts(self, key_len: Rc<Vec<usize>>) -> StreamVec<'scope, u64, Row> {
-        self.inner.unary(Pipeline, "Upserts", move |_, _| {
-            move |input, output| {
-                input.for_each_stamp(|cap, data| {
-                    let mut changes: Vec<(Row, isize)> = data
-                        .flat_map(|b| b.drain(..))
-                        .map(|(r, _, d)| (r, d))
-                        .collect();
+        self.inner.unary_frontier(Pipeline, "Upserts", move |_, _| {
+            // The changes of a time arrive in as many messages as the sender's buffer splits
+            // them into: a retraction and its replacement may be in two, so a time's changes
+            // are gathered until the frontier has passed it.
+            let mut pending: crate::operators::Pending<(Row, u64, isize)> = BTreeMap::new();
+            move |(input, frontier), output| {
+                input.for_each_stamp(|cap, data| crate::operators::stash(&mut pending, &cap, data));
+                while let Some(entry) = pending.first_entry() {
+                    if frontier.less_equal(entry.key()) {
+                        break;
+                    }
+                    let (cap, batch) = entry.remove();
+                    let mut changes: Vec<(Row, isize)> =
+                        batch.into_iter().map(|(r, _, d)| (r, d)).collect();
                     differential_dataflow::consolidation::consolidate(&mut changes);
+                    // The changes of one (analysis, start, key) adjacent: consolidation sorts
+                    // whole rows, and a session's end moves, so another key's row with the
+                    // same start can sort between its old row and its new one.
+                    let id = |r: &Row| {
+                        let k = key_len.get(r.analysis as usize).copied().unwrap_or(0);
+                        (
+                            r.analysis,
+                            r.start,
+                            r.values[..k.min(r.values.len())].to_vec(),
+                        )
+                    };
+                    changes.sort_by_cached_key(|(r, _)| id(r));
                     let mut out: Vec<Row> = Vec::new();
-                    // Sorted: the changes of one (analysis, window, key) are adjacent.
                     let same = |a: &Row, b: &Row| {
                         let k = key_len.get(a.analysis as usize).copied().unwrap_or(0);
                         a.analysis == b.analysis && a.start == b.start && a.key(k) == b.key(k)
@@ -278,7 +296,7 @@ impl<'scope> Upserts<'scope> for VecCollection<'scope, u64, Row> {
                         i = j;
                     }
                     output.session(&cap).give_iterator(out.into_iter());
-                });
+                }
             }
         })
     }

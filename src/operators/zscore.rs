@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 
 use timely::dataflow::StreamVec;
 
-use crate::operators::in_key_order::InKeyOrder;
+use crate::operators::in_key_order::{keyed_row, span_of, InKeyOrder};
 use crate::record::{Row, Value};
 
 /// Adds z-scores to rows.
@@ -69,28 +69,16 @@ impl<'scope> ZScore<'scope> for StreamVec<'scope, u64, Row> {
                     past.pop_front();
                 }
                 past.push_back(x);
-                let mut values = row.values[..key_len].to_vec();
-                values.extend([
+                let extra = [
                     row.values.get(column).cloned().unwrap_or(Value::Null),
                     mean.map_or(Value::Null, Value::Float),
                     stddev.map_or(Value::Null, Value::Float),
                     z,
-                ]);
-                out.push(Row {
-                    analysis,
-                    start: row.start,
-                    end: row.end,
-                    values,
-                    retract: false,
-                });
+                ];
+                out.push(keyed_row(&row, key_len, analysis, extra));
             },
         )
     }
-}
-
-/// How far back `history` windows `slide_ms` apart reach (`None`: windowless rows, kept).
-pub(crate) fn span_of(history: usize, slide_ms: i64) -> Option<i64> {
-    (slide_ms > 0).then(|| (history as i64).saturating_mul(slide_ms))
 }
 
 /// Mean and sample standard deviation of the non-null values.

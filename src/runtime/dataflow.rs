@@ -19,6 +19,7 @@ use crate::operators::intersect::Intersect;
 use crate::operators::key_limit::{Limited, WindowAggregateCapped};
 use crate::operators::lag::Lag;
 use crate::operators::pre_aggregate::PreAggregate;
+use crate::operators::session_aggregate::SessionAggregate;
 use crate::operators::update_aggregate::{UpdateAggregate, Upserts};
 use crate::operators::window_aggregate::{Closed, WindowAggregate};
 use crate::operators::zscore::ZScore;
@@ -207,6 +208,12 @@ pub fn build<'scope>(
                 })
         } else if let Some(trigger) = node.complete {
             input.complete_aggregate(Rc::clone(&node), trigger.max(1) as u64, project)
+        } else if node.windows.session && node.update {
+            input
+                .session_updates(Rc::clone(&node), project)
+                .upserts(Rc::clone(&key_lens))
+        } else if node.windows.session {
+            input.session_aggregate(Rc::clone(&node), project)
         } else if node.update {
             input
                 .update_aggregate(Rc::clone(&node), project)

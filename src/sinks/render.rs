@@ -1,12 +1,13 @@
 //! JSON rendering of results, dead letters and late events (the output contract of docs/design.md
-//! section 5): `window_start`, `window_end`, then group keys, then metrics.
+//! section 5): `window_start`, `window_end` (sessions: `session_start`, `session_end`), then
+//! group keys, then metrics.
 
 use base64::Engine;
 
 use crate::record::value::write_json_str;
 use crate::record::Row;
 use crate::record::{DeadLetter, LateEvent, Value};
-use crate::spec::plan::{JobPlan, SummaryPart};
+use crate::spec::plan::{bound_names, JobPlan, SummaryPart};
 use crate::time::rfc3339;
 
 /// Appends a result row as one JSON object. Rows of an analysis without `window` have no
@@ -22,9 +23,14 @@ pub fn row_json(plan: &JobPlan, row: &Row, out: &mut String) {
         out.push('"');
         sep = ",";
     } else if !analysis.windowless {
-        out.push_str("\"window_start\":\"");
+        let [start, end] = bound_names(analysis.session);
+        out.push('"');
+        out.push_str(start);
+        out.push_str("\":\"");
         out.push_str(&rfc3339(row.start));
-        out.push_str("\",\"window_end\":\"");
+        out.push_str("\",\"");
+        out.push_str(end);
+        out.push_str("\":\"");
         out.push_str(&rfc3339(row.end));
         out.push('"');
         sep = ",";

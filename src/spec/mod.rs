@@ -305,9 +305,10 @@ pub struct AnalysisSpec {
     pub input: Option<Spanned<Input>>,
 
     // Windowed analyses.
-    /// An event-time window: tumbling (`size`) or sliding (`size` + `slide`).
+    /// An event-time window: tumbling (`size`), sliding (`size` + `slide`) or sessions
+    /// (`session_gap`).
     #[serde(default)]
-    pub window: Option<WindowSpec>,
+    pub window: Option<Spanned<WindowSpec>>,
     /// Bounded out-of-orderness for this analysis (default: the job's).
     #[serde(default)]
     pub delay: Option<Spanned<String>>,
@@ -362,15 +363,23 @@ pub struct AlertSpec {
     pub summary: Spanned<String>,
 }
 
-/// An event-time window: tumbling (`size`) or sliding (`size` + `slide`).
+/// An event-time window: tumbling (`size`), sliding (`size` + `slide`) or sessions
+/// (`session_gap`, instead of `size`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WindowSpec {
     /// Window length, a duration such as `1m` or `30s`.
-    pub size: Spanned<String>,
+    #[serde(default)]
+    pub size: Option<Spanned<String>>,
     /// Sliding windows: a new window starts every `slide` (default: `size`, tumbling).
     #[serde(default)]
     pub slide: Option<Spanned<String>>,
+    /// Session windows per group key: events less than this apart (e.g. `30m`) are one
+    /// session, from its first event to its last plus the gap (`session_start`,
+    /// `session_end`); a session closes when the watermark passes its end plus
+    /// `allowed_lateness`, and merges with its neighbours when an event bridges the gap.
+    #[serde(default)]
+    pub session_gap: Option<Spanned<String>>,
 }
 
 /// A detector over another analysis's rows, per group key, in window order.

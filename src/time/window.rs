@@ -2,6 +2,12 @@
 //!
 //! A window is `[start, start + size)`; tumbling windows have `slide == size`. An event at `t`
 //! belongs to every window whose start is a multiple of `slide` in `(t - size, t]`.
+//!
+//! Session windows (`Windows::session`) are not assigned here: an event goes to the
+//! gap-wide, epoch-aligned cell containing it (two events of one cell are less than a gap
+//! apart, so always in one session), and `operators::session_aggregate` joins the cells of a
+//! key into sessions. Only lateness differs: an event is late for sessions when its own
+//! session `[t, t + gap)` has closed.
 
 use serde::{Deserialize, Serialize};
 
@@ -15,17 +21,38 @@ pub struct Windows {
     pub size: i64,
     /// A new window starts every `slide` ms (`size`: tumbling).
     pub slide: i64,
+    /// Session windows with gap `size` (= `slide`): windows are the gap-wide cells events are
+    /// pre-aggregated in, and an event is late when `t + gap + hold` has passed.
+    #[serde(default)]
+    pub session: bool,
 }
 
 impl Windows {
     /// Tumbling windows of `size` ms.
     pub fn tumbling(size: i64) -> Self {
-        Windows { size, slide: size }
+        Windows {
+            size,
+            slide: size,
+            session: false,
+        }
+    }
+
+    /// Session windows: a key's events less than `gap` ms apart are one session.
+    pub fn session(gap: i64) -> Self {
+        Windows {
+            size: gap,
+            slide: gap,
+            session: true,
+        }
     }
 
     /// Windows of `size` ms starting every `slide` ms.
     pub fn sliding(size: i64, slide: i64) -> Self {
-        Windows { size, slide }
+        Windows {
+            size,
+            slide,
+            session: false,
+        }
     }
 
     /// The one window of an analysis without `window` (running state per key, as Spark's
@@ -35,6 +62,7 @@ impl Windows {
         Windows {
             size: GLOBAL_SPAN,
             slide: GLOBAL_SPAN,
+            session: false,
         }
     }
 
@@ -66,15 +94,27 @@ impl Windows {
     /// i.e. windows that are still open at that event-time progress.
     #[inline]
     pub fn open_starts(&self, t: i64, hold: i64, progress: i64) -> impl Iterator<Item = i64> {
-        let size = self.size;
+        let w = *self;
         self.starts(t)
-            .take_while(move |s| s + size + hold > progress)
+            .take_while(move |s| w.end_of(t, *s) + hold > progress)
     }
 
-    /// True when every window containing `t` has closed at `progress`.
+    /// True when every window containing `t` has closed at `progress` (sessions: the
+    /// session of `t` alone, `[t, t + gap)`, has).
     #[inline]
     pub fn is_late(&self, t: i64, hold: i64, progress: i64) -> bool {
-        self.last_start(t) + self.size + hold <= progress
+        self.end_of(t, self.last_start(t)) + hold <= progress
+    }
+
+    /// The end that decides whether the window `start` is still open for an event at `t`:
+    /// the window's, or for sessions the end of the event's own session.
+    #[inline]
+    pub fn end_of(&self, t: i64, start: i64) -> i64 {
+        if self.session {
+            t.saturating_add(self.size)
+        } else {
+            start + self.size
+        }
     }
 }
 
@@ -90,6 +130,21 @@ mod tests {
             assert!(!w.is_late(t, 600_000, i64::MAX / 4));
         }
         assert!(w.is_global() && !Windows::tumbling(60_000).is_global());
+    }
+
+    #[test]
+    fn session_cells_are_gap_wide_and_lateness_is_the_events_own_session() {
+        let w = Windows::session(60_000);
+        assert_eq!(w.starts(119_999).collect::<Vec<_>>(), vec![60_000]);
+        // [119.999 s, 179.999 s) closes at 179.999 s, not at the cell's end (120 s).
+        assert!(!w.is_late(119_999, 0, 179_998));
+        assert!(w.is_late(119_999, 0, 179_999));
+        assert!(!w.is_late(119_999, 5_000, 184_998));
+        assert_eq!(
+            w.open_starts(119_999, 0, 150_000).collect::<Vec<_>>(),
+            vec![60_000]
+        );
+        assert_eq!(w.open_starts(119_999, 0, 179_999).count(), 0);
     }
 
     #[test]

@@ -122,6 +122,16 @@ impl Broker {
         .unwrap()
     }
 
+    /// `logflow run SPEC --brokers <this broker> --stop-at-end EXTRA`, to its end.
+    pub fn run_to_end(&self, spec: &Path, extra: &[&str]) -> std::process::Output {
+        bin()
+            .args(["run", spec.to_str().unwrap(), "--brokers", &self.address])
+            .arg("--stop-at-end")
+            .args(extra)
+            .output()
+            .unwrap()
+    }
+
     pub fn count(&self, topic: &str) -> u64 {
         self.client(&["count", &self.address, topic])
             .parse()
@@ -179,7 +189,12 @@ pub const LOG_ANALYSES: [&str; 11] = [
     "error_rate_spikes",
     "suspicious_ips",
 ];
-pub const USER_ANALYSES: [&str; 3] = ["user_activity_sliding", "action_metrics", "user_anomalies"];
+pub const USER_ANALYSES: [&str; 4] = [
+    "user_activity_sliding",
+    "action_metrics",
+    "user_anomalies",
+    "user_sessions",
+];
 
 /// The group key field of each log analysis (the part of the Kafka key after the window).
 pub fn log_keys() -> BTreeMap<&'static str, &'static str> {
@@ -356,7 +371,7 @@ pub fn exactly_once_job(b: &Broker, job: &str, dir: &Path) -> PathBuf {
 }
 
 /// Every analysis topic (`<prefix>.<analysis>` with a prefix) equals the file-mode rows (see [`same_row`]); keys are
-/// `window_start|keys`.
+/// `window_start|keys` (`session_start|keys` for sessions).
 pub fn assert_topics_equal_files(
     b: &Broker,
     prefix: Option<&str>,
@@ -372,7 +387,8 @@ pub fn assert_topics_equal_files(
         let rows: Vec<Value> = records.iter().map(|(_, v)| v.clone()).collect();
         assert_same_rows(&rows, &expected[*a], &format!("{what}: {a}"));
         for (key, v) in &records {
-            let mut k = v["window_start"].as_str().unwrap().to_string();
+            let start = v.get("window_start").or_else(|| v.get("session_start"));
+            let mut k = start.and_then(Value::as_str).unwrap().to_string();
             if let Some(f) = key_fields.get(a) {
                 k.push('|');
                 match &v[*f] {

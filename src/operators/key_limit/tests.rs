@@ -106,7 +106,7 @@ fn flood(n: usize, seed: u64) -> Vec<(i64, String)> {
 fn random_key_flood_keeps_the_first_keys_exactly_for_any_layout() {
     let events = flood(20_000, 7);
     for (size, slide) in [(60_000, 60_000), (60_000, 30_000)] {
-        let windows = Windows { size, slide };
+        let windows = Windows::sliding(size, slide);
         let expected = oracle(&events, size, slide, 100);
         let overflowed = expected.iter().filter(|l| l.values.is_none()).count();
         assert!(overflowed > 5_000, "the flood overflows: {overflowed}");

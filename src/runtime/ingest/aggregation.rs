@@ -21,13 +21,14 @@ use crate::spec::plan::AggNode;
 ///   on (either is before every deadline), merges what the partitions' different times would
 ///   otherwise split, and stays across capability moves until its first window's deadline;
 /// - update- and complete-mode nodes emit results at times between, so their partials keep
-///   their own time: one table set per time.
+///   their own time: one table set per time; so do session nodes, whose operator applies
+///   partials in time order (a session may close between two times and not take the later).
 pub(super) struct Aggregation {
     /// Append-mode nodes: (node index, table).
     merged: Vec<(usize, GroupTable)>,
     /// The least time `merged` absorbed at since the last flush.
     merged_time: Option<u64>,
-    /// Update- and complete-mode nodes, whose partials keep their time.
+    /// Update-mode, complete-mode and session nodes, whose partials keep their time.
     timed: Vec<(usize, Rc<AggNode>)>,
     /// (time, tables of the `timed` nodes) gathered since the last flush.
     open: Vec<(u64, Vec<(usize, GroupTable)>)>,
@@ -55,7 +56,7 @@ impl Aggregation {
             .iter()
             .cloned()
             .enumerate()
-            .partition(|(_, n)| n.update || n.complete.is_some());
+            .partition(|(_, n)| n.update || n.complete.is_some() || n.windows.session);
         let mut interner = Interner::default();
         let merged = append
             .into_iter()

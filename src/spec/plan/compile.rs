@@ -151,7 +151,7 @@ impl JobPlan {
             };
             triggers.extend(trigger);
             if let (true, Some(w)) = (complete, &a.window) {
-                return cx.err(w.size.span(), "window", "`mode = \"complete\"` emits the whole table of running results per key: it takes no `window` (use `update` or `append` for windows)");
+                return cx.err(w.span(), "window", "`mode = \"complete\"` emits the whole table of running results per key: it takes no `window` (use `update` or `append` for windows)");
             }
             if let (true, Some(f)) = (complete, &a.from) {
                 return cx.err(
@@ -192,6 +192,7 @@ impl JobPlan {
                 gauges: Vec::new(),
                 max_keys: None,
                 alert: None,
+                session: false,
             });
         }
         // Built-in fields a JSON schema does not list are read from their own keys, and only

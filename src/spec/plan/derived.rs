@@ -95,6 +95,16 @@ pub(super) fn compile_derived(
             ),
         );
     }
+    if src.session {
+        return cx.err(
+            from.span(),
+            "from",
+            format!(
+                "`{}` has session windows; detectors compare a key's rows window by window on a fixed grid, which sessions (of any length, merged as data arrives) do not have",
+                from.get_ref()
+            ),
+        );
+    }
     let key_cols = src.columns[..src.key_len].to_vec();
     let column_of = |f: &Spanned<String>| -> Result<usize, Error> {
         match src.columns.iter().position(|c| c == f.get_ref()) {
@@ -220,5 +230,6 @@ pub(super) fn compile_derived(
         complete: false,
         windowless: false,
         max_keys: None,
+        session: false,
     })
 }

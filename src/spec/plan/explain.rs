@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::types::{AnalysisKind, Detector, JobPlan, NodeInput, SinkConfig};
+use super::types::{bound_names, AnalysisKind, Detector, JobPlan, NodeInput, SinkConfig};
 use crate::time::duration::format_ms;
 
 impl JobPlan {
@@ -100,7 +100,9 @@ impl JobPlan {
                 }
                 AnalysisKind::Windowed { node, .. } => {
                     let n = &self.nodes[*node];
-                    let w = if n.windows.size == n.windows.slide {
+                    let w = if n.windows.session {
+                        format!("session (gap {}, per key)", format_ms(n.windows.size))
+                    } else if n.windows.size == n.windows.slide {
                         format!("tumbling {}", format_ms(n.windows.size))
                     } else {
                         format!(
@@ -160,7 +162,7 @@ impl JobPlan {
             if a.complete {
                 cols.push("as_of".into());
             } else if !a.windowless {
-                cols.extend(["window_start".into(), "window_end".into()]);
+                cols.extend(bound_names(a.session).map(String::from));
             }
             if !keys.is_empty() {
                 cols.push(format!("key: {}", keys.join(", ")));

@@ -20,10 +20,10 @@ pub mod types;
 mod windowed;
 
 pub use types::{
-    AccSpec, AggFunc, AggNode, AlertPlan, Analysis, AnalysisKind, CheckpointPlan, Detector,
-    DirectoryConfig, Endpoint, Explode, FileConfig, GeneratorConfig, JobPlan, KafkaEndpoint,
-    KafkaSinkConfig, KafkaSourceConfig, LookupPlan, NodeInput, Quantiles, SinkConfig, SocketConfig,
-    SourceConfig, SourcePlan, SummaryPart, TableFormat,
+    bound_names, AccSpec, AggFunc, AggNode, AlertPlan, Analysis, AnalysisKind, CheckpointPlan,
+    Detector, DirectoryConfig, Endpoint, Explode, FileConfig, GeneratorConfig, JobPlan,
+    KafkaEndpoint, KafkaSinkConfig, KafkaSourceConfig, LookupPlan, NodeInput, Quantiles,
+    SinkConfig, SocketConfig, SourceConfig, SourcePlan, SummaryPart, TableFormat, SESSION_BOUNDS,
 };
 
 #[cfg(test)]

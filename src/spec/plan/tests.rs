@@ -155,6 +155,76 @@ fn output_modes_and_running_state() {
 }
 
 #[test]
+fn session_windows_compile_to_a_session_node_with_its_bounds() {
+    let sess = "[[analysis]]\nname = \"s\"\nwindow = { session_gap = \"30m\" }\ngroup_by = [\"user_id\"]\nselect = [\"count() as n\", \"max(timestamp) - min(timestamp) as ms\"]\n";
+    let plan = compile(&format!("{HEAD}{sess}")).unwrap();
+    let node = &plan.nodes[0];
+    assert_eq!(
+        node.windows,
+        crate::time::window::Windows::session(1_800_000)
+    );
+    // The bounds in slots 0 and 1; the analysis's own min/max of the time share them.
+    let bound = |func| AccSpec {
+        func,
+        arg: Some(crate::spec::expr::Expr::Field(Field::Timestamp)),
+    };
+    assert_eq!(
+        node.accs,
+        vec![
+            bound(AggFunc::Min),
+            bound(AggFunc::Max),
+            AccSpec {
+                func: AggFunc::Count,
+                arg: None
+            }
+        ]
+    );
+    assert!(plan.analyses[0].session);
+    assert!(plan
+        .explain()
+        .contains("session (gap 30m, per key) windows"));
+    assert!(plan
+        .explain()
+        .contains("columns: session_start, session_end, key: user_id, n, ms"));
+
+    for (text, want) in [
+        (
+            "[[analysis]]\nname = \"x\"\nwindow = { session_gap = \"5m\", slide = \"1m\" }\nselect = [\"count() as n\"]\n",
+            "sessions do not slide",
+        ),
+        (
+            "[[analysis]]\nname = \"x\"\nwindow = { session_gap = \"5m\", size = \"1m\" }\nselect = [\"count() as n\"]\n",
+            "either `size` (tumbling or sliding) or `session_gap`",
+        ),
+        (
+            "[[analysis]]\nname = \"x\"\nwindow = {}\nselect = [\"count() as n\"]\n",
+            "a window needs `size`",
+        ),
+        (
+            "[[analysis]]\nname = \"x\"\nwindow = { session_gap = \"0s\" }\nselect = [\"count() as n\"]\n",
+            "window.session_gap: must be greater than zero",
+        ),
+        (
+            "[[analysis]]\nname = \"x\"\nwindow = { session_gap = \"5m\" }\nselect = [\"count() as session_end\"]\n",
+            "duplicate column `session_end`",
+        ),
+        (
+            "[[analysis]]\nname = \"x\"\ninput = \"late\"\nwindow = { session_gap = \"5m\" }\nselect = [\"count() as n\"]\n",
+            "no `window`",
+        ),
+    ] {
+        let err = compile(&format!("{HEAD}{text}")).unwrap_err().to_string();
+        assert!(err.contains(want), "{err}");
+    }
+    let err = compile(&format!(
+        "{HEAD}{sess}[[analysis]]\nname = \"d\"\nfrom = \"s\"\ndetect = {{ kind = \"lag\", field = \"n\" }}\n"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("`s` has session windows"), "{err}");
+}
+
+#[test]
 fn explode_complete_mode_and_sources() {
     let sock = "name = \"j\"\n[source]\nkind = \"socket\"\nport = 9999\nformat = \"text\"\n";
     let wc = "[[analysis]]\nname = \"wc\"\nmode = \"complete\"\ntrigger = \"2s\"\nexplode = \"split(line) as word\"\nwhere = \"word != 'a'\"\ngroup_by = [\"word\"]\nselect = [\"count() as n\"]\n";

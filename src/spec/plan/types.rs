@@ -154,6 +154,8 @@ pub struct Analysis {
     pub complete: bool,
     /// No `window`: one running result per key (rows have no `window_start`/`window_end`).
     pub windowless: bool,
+    /// Session windows: rows start with `session_start`, `session_end`.
+    pub session: bool,
     /// Indices into `columns` of the metrics exported as gauges (never keys).
     pub gauges: Vec<usize>,
     /// `max_keys`: group keys kept per window (the first in key order); `None`: all.
@@ -595,4 +597,17 @@ pub struct LookupPlan {
     pub on: Field,
     /// (column, the extra slot it fills).
     pub fields: Vec<(String, u8)>,
+}
+
+/// The accumulators every session node starts with, in slots 0 and 1: the least and greatest
+/// event time (`operators::session_aggregate` reads them).
+pub const SESSION_BOUNDS: [AggFunc; 2] = [AggFunc::Min, AggFunc::Max];
+
+/// The names of a row's bounds: `window_start`, `window_end`, or for sessions
+/// `session_start`, `session_end`.
+pub fn bound_names(session: bool) -> [&'static str; 2] {
+    match session {
+        true => ["session_start", "session_end"],
+        false => ["window_start", "window_end"],
+    }
 }

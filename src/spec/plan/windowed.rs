@@ -2,8 +2,8 @@
 
 use super::compile::{compile_gauges, compile_having, topic_of, Ctx};
 use super::types::{
-    AccSpec, AggFunc, AggNode, Analysis, AnalysisKind, Explode, JobPlan, NodeInput, Quantiles,
-    MAX_K,
+    bound_names, AccSpec, AggFunc, AggNode, Analysis, AnalysisKind, Explode, JobPlan, NodeInput,
+    Quantiles, MAX_K, SESSION_BOUNDS,
 };
 use crate::record::{Field, Value};
 use crate::spec::expr::{Ast, Expr, Func};
@@ -23,25 +23,54 @@ pub(super) fn compile_windowed(
         Some(w) => {
             if input == NodeInput::Late {
                 return cx.err(
-                    w.size.span(),
+                    w.span(),
                     "window",
                     "late events are behind the watermark by definition: an analysis with `input = \"late\"` keeps a running result per key and has no `window`",
                 );
             }
-            let size = cx.positive_duration(&w.size, "window.size")?;
-            let slide = match &w.slide {
-                Some(s) => cx.positive_duration(s, "window.slide")?,
-                None => size,
-            };
-            if slide > size {
-                let span = w.slide.as_ref().map_or(0..0, |s| s.span());
-                return cx.err(
-                    span,
-                    "window.slide",
-                    "slide must not exceed the window size",
-                );
+            let w = w.get_ref();
+            match (&w.size, &w.session_gap) {
+                (Some(size), None) => {
+                    let size = cx.positive_duration(size, "window.size")?;
+                    let slide = match &w.slide {
+                        Some(s) => cx.positive_duration(s, "window.slide")?,
+                        None => size,
+                    };
+                    if slide > size {
+                        let span = w.slide.as_ref().map_or(0..0, |s| s.span());
+                        return cx.err(
+                            span,
+                            "window.slide",
+                            "slide must not exceed the window size",
+                        );
+                    }
+                    Windows::sliding(size, slide)
+                }
+                (None, Some(gap)) => {
+                    if let Some(s) = &w.slide {
+                        return cx.err(
+                            s.span(),
+                            "window.slide",
+                            "sessions do not slide: a session window has `session_gap` alone",
+                        );
+                    }
+                    Windows::session(cx.positive_duration(gap, "window.session_gap")?)
+                }
+                (Some(_), Some(gap)) => {
+                    return cx.err(
+                        gap.span(),
+                        "window.session_gap",
+                        "a window has either `size` (tumbling or sliding) or `session_gap` (sessions), not both",
+                    )
+                }
+                (None, None) => {
+                    return cx.err(
+                        a.name.span(),
+                        "window",
+                        "a window needs `size` (tumbling or sliding) or `session_gap` (sessions)",
+                    )
+                }
             }
-            Windows { size, slide }
         }
         None => {
             for (d, field) in [
@@ -175,7 +204,8 @@ pub(super) fn compile_windowed(
                 )
             }
         };
-        if name == "window_start" || name == "window_end" || columns.contains(&name) {
+        let [start_col, end_col] = bound_names(windows.session);
+        if name == start_col || name == end_col || columns.contains(&name) {
             return cx.err(item.span(), "select", format!("duplicate column `{name}`"));
         }
         let ast = extract_aggregates(&ast, &mut accs, &field_of)
@@ -190,6 +220,14 @@ pub(super) fn compile_windowed(
                 m.span(),
                 "max_keys",
                 "`max_keys` applies to windowed analyses in `append` mode (one final row per window and key)",
+            )
+        }
+        // Sessions have no shared window in which to rank keys: each key's sessions are its own.
+        Some(m) if windows.session => {
+            return cx.err(
+                m.span(),
+                "max_keys",
+                "`max_keys` applies to fixed windows, not to `session_gap` (sessions are per key)",
             )
         }
         Some(m) if *m.get_ref() == 0 || *m.get_ref() > u32::MAX as u64 => {
@@ -226,7 +264,17 @@ pub(super) fn compile_windowed(
                 hold_ms,
                 filter,
                 keys: keys.clone(),
-                accs: Vec::new(),
+                // A session's bounds come from its first and last event: slots 0 and 1.
+                accs: match windows.session {
+                    true => SESSION_BOUNDS
+                        .iter()
+                        .map(|func| AccSpec {
+                            func: func.clone(),
+                            arg: Some(Expr::Field(Field::Timestamp)),
+                        })
+                        .collect(),
+                    false => Vec::new(),
+                },
                 analyses: Vec::new(),
                 update,
                 input,
@@ -304,6 +352,7 @@ pub(super) fn compile_windowed(
         complete: complete.is_some(),
         windowless: windows.is_global(),
         max_keys,
+        session: windows.session,
     })
 }
 

@@ -7,7 +7,7 @@ use std::path::Path;
 use serde_json::{Map, Value};
 
 use super::engine::{jsonl, Keys, RunOutput};
-use super::expected::{fmt_ts, row_id, Row};
+use super::expected::{fmt_ts, row_id, Row, WINDOW};
 use super::input::Input;
 use super::lateness::Missed;
 use super::{Alerts, Expected};
@@ -19,8 +19,9 @@ pub fn compare(dir: &Path, analysis: &str, expected: &[Row]) -> String {
     let mut report = String::new();
     let mut engine: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
     let mut problems: Vec<String> = Vec::new();
+    let bounds = expected.first().map_or(WINDOW, |r| r.bounds);
     let expected_order: Option<Vec<String>> = expected.first().map(|r| {
-        ["window_start", "window_end"]
+        r.bounds
             .into_iter()
             .chain(r.keys.iter().map(|(k, _)| *k))
             .chain(r.metrics.iter().map(|(k, _)| *k))
@@ -53,8 +54,8 @@ pub fn compare(dir: &Path, analysis: &str, expected: &[Row]) -> String {
                 .to_string()
         };
         let id = row_id(
-            &text("window_start"),
-            &text("window_end"),
+            &text(bounds[0]),
+            &text(bounds[1]),
             key_names.iter().map(|k| {
                 obj.get(*k)
                     .cloned()

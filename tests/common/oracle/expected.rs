@@ -6,6 +6,8 @@ use std::fmt::Write as _;
 use serde_json::Value;
 
 use super::input::Ev;
+use super::lateness::Win;
+use super::sessions::Session;
 use super::MINUTE;
 
 /// What an output field must be.
@@ -68,6 +70,8 @@ pub fn close(a: f64, b: f64) -> bool {
 
 #[derive(Clone, Debug)]
 pub struct Row {
+    /// [`WINDOW`] or [`SESSION`]: what `start` and `end` are called.
+    pub bounds: [&'static str; 2],
     pub start: i64,
     pub end: i64,
     pub keys: Vec<(&'static str, Option<String>)>,
@@ -75,6 +79,11 @@ pub struct Row {
     /// The row's filter value sits on its threshold: it may be present or not.
     pub optional: bool,
 }
+
+/// The names of a row's bounds: windows'.
+pub const WINDOW: [&str; 2] = ["window_start", "window_end"];
+/// Sessions' (docs/analytics.md, Sessions).
+pub const SESSION: [&str; 2] = ["session_start", "session_end"];
 
 impl Row {
     pub fn id(&self) -> String {
@@ -106,8 +115,10 @@ impl Row {
 
     pub fn show(&self) -> String {
         let mut s = format!(
-            "{{window_start: {}, window_end: {}",
+            "{{{}: {}, {}: {}",
+            self.bounds[0],
             fmt_ts(self.start),
+            self.bounds[1],
             fmt_ts(self.end)
         );
         for (k, v) in &self.keys {
@@ -242,6 +253,7 @@ pub fn analysis(
     group(events, size, slide, hold, key)
         .into_iter()
         .map(|((start, key), evs)| Row {
+            bounds: WINDOW,
             start,
             end: start + size,
             keys: key_names.iter().copied().zip(key).collect(),
@@ -489,6 +501,22 @@ pub fn total_value(evs: &[&Ev]) -> Expect {
     }
 }
 
+/// `user_sessions` of `dataflows/user-events.toml`: a 10-minute gap, the job's 5-minute delay;
+/// the job's granularity is 10 s (the gcd of its windows' slides and deadlines and of
+/// `late_alerts`' default trigger).
+pub const USER_SESSIONS: Win = Win::session(10 * MINUTE, 5 * MINUTE, 0, 10_000);
+
+/// `user_sessions`' metrics: events per session and the time from its first to its last.
+pub fn session_metrics(s: &Session<'_>) -> Vec<(&'static str, Expect)> {
+    vec![
+        ("events", count(s.evs.len())),
+        (
+            "active_seconds",
+            Expect::Num((s.last - s.first) as f64 / 1000.0),
+        ),
+    ]
+}
+
 pub fn user_event_oracle(events: &[Ev]) -> BTreeMap<&'static str, Vec<Row>> {
     let user = |e: &Ev| vec![e.user.clone()];
     let mut out = BTreeMap::new();
@@ -541,6 +569,11 @@ pub fn user_event_oracle(events: &[Ev]) -> BTreeMap<&'static str, Vec<Row>> {
         },
     );
     let anomalies = filter_rows(per_user_5m, |r| Some(r.num("event_count")? - 50.5));
+    let sessions = super::sessions::walk(events, USER_SESSIONS, user, false);
+    out.insert(
+        "user_sessions",
+        super::sessions::rows(&sessions, USER_SESSIONS.size, &["user_id"], session_metrics),
+    );
     out.insert("user_activity_sliding", activity);
     out.insert("action_metrics", actions);
     out.insert("user_anomalies", anomalies);

@@ -16,6 +16,10 @@ pub struct Win {
     pub slide: i64,
     pub delay: i64,
     pub allowed: i64,
+    /// Session windows of gap `size`, with the job's granularity (ms): an event's progress is
+    /// rounded down to it (DESIGN.md section 3), which windows' deadlines are multiples of but
+    /// a session's (`last + gap + delay + allowed`) is not.
+    pub session: Option<i64>,
 }
 
 impl Win {
@@ -25,8 +29,33 @@ impl Win {
             slide,
             delay,
             allowed,
+            session: None,
         }
     }
+
+    /// Sessions of `gap` in a job of `granularity`.
+    pub const fn session(gap: i64, delay: i64, allowed: i64, granularity: i64) -> Win {
+        Win {
+            size: gap,
+            slide: gap,
+            delay,
+            allowed,
+            session: Some(granularity),
+        }
+    }
+
+    /// For sessions: the event is late when its own session `[ts, ts + gap)` has closed at
+    /// its progress (rounded down to the granularity). `None` for windows.
+    pub fn session_late(&self, ev: &Ev) -> Option<bool> {
+        let g = self.session?;
+        Some(stamp(ev, g).is_some_and(|p| ev.ts + self.size + self.delay + self.allowed <= p))
+    }
+}
+
+/// An event's time in a job of granularity `g`: the largest event time before it rounded
+/// down to `g` (`None` for the first event).
+pub fn stamp(ev: &Ev, g: i64) -> Option<i64> {
+    ev.seen.map(|m| m - m.rem_euclid(g))
 }
 
 /// What one event missed: (analysis, the watermark it missed), sorted by analysis.
@@ -41,9 +70,11 @@ pub fn decide(events: &[Ev], analyses: &[(&'static str, Win)]) -> Vec<Missed> {
             let mut missed: Missed = analyses
                 .iter()
                 .filter(|(_, w)| {
-                    window_starts(ev.ts, w.size, w.slide)
-                        .iter()
-                        .all(|&s| !open(ev, s, w.size, w.delay + w.allowed))
+                    w.session_late(ev).unwrap_or_else(|| {
+                        window_starts(ev.ts, w.size, w.slide)
+                            .iter()
+                            .all(|&s| !open(ev, s, w.size, w.delay + w.allowed))
+                    })
                 })
                 .filter_map(|&(name, w)| Some((name, ev.seen? - w.delay)))
                 .collect();
@@ -60,5 +91,5 @@ pub const DEFAULT_TRIGGER: i64 = 10_000;
 /// An event's update-mode step: the event-time progress when it arrives (the largest event
 /// time before it) floored to the trigger (`None` for the first event, before every step).
 pub fn step(ev: &Ev, trigger: i64) -> Option<i64> {
-    ev.seen.map(|m| m - m.rem_euclid(trigger))
+    stamp(ev, trigger)
 }

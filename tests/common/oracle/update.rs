@@ -10,7 +10,7 @@ use std::path::Path;
 use serde_json::{Map, Value};
 
 use super::engine::jsonl;
-use super::expected::{open, row_id, window_starts, Expect, Key, Row};
+use super::expected::{open, row_id, window_starts, Expect, Key, Row, WINDOW};
 use super::input::Ev;
 use super::lateness;
 
@@ -46,6 +46,7 @@ pub fn update_rows(
         let rows: Vec<Row> = steps
             .iter()
             .map(|&(_, n)| Row {
+                bounds: WINDOW,
                 start,
                 end: start + size,
                 keys: key_names.iter().copied().zip(key.clone()).collect(),
