@@ -153,10 +153,18 @@ pub fn signal_all(pids: &[String], sig: &str) {
     }
 }
 
-/// Lines in which the job's Kafka producers report a client error (a broker down, a refused
-/// connection): the job's own evidence that it met a broker outage.
+/// Lines in which the job reports that it could not reach the broker: its Kafka producers'
+/// client errors (a broker down, a refused connection), or, for an attempt started during the
+/// outage, its output topics' metadata request failing to connect. The job's own evidence that
+/// it met a broker outage.
 pub fn broker_errors(err: &str) -> usize {
-    err.matches("logflow: kafka producer of worker").count()
+    err.lines()
+        .filter(|l| {
+            l.contains("logflow: kafka producer of worker")
+                || (l.contains("logflow: output kafka metadata for topic")
+                    && l.contains("BrokerTransportFailure"))
+        })
+        .count()
 }
 
 /// Waits (up to `limit`, generous) until the job reports more than `before` Kafka client
