@@ -485,14 +485,15 @@ impl Ingest {
     /// which recorded it with the checkpoint) and no live partition has had data for
     /// [`STOP_QUIET`]: the input is caught up.
     fn quiet_stop(&self) -> bool {
-        self.slot
-            .as_ref()
-            .is_some_and(|s| s.checkpointer().stop_requested())
+        // Quiet first: looking for another process's request may list a directory.
+        self.parts
+            .iter()
+            .filter(|p| !p.ended)
+            .all(|p| p.last_data.elapsed() >= STOP_QUIET)
             && self
-                .parts
-                .iter()
-                .filter(|p| !p.ended)
-                .all(|p| p.last_data.elapsed() >= STOP_QUIET)
+                .slot
+                .as_ref()
+                .is_some_and(|s| s.checkpointer().stop_requested())
     }
 
     /// Records carry the wall clock: the clock moves on whether or not records come.
