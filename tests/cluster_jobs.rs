@@ -101,6 +101,17 @@ fn wait_job(addr: &str, id: u64, what: &str, done: impl Fn(&Value) -> bool) -> V
     }
 }
 
+/// `cluster stop`, then every process exits 0.
+fn stop_cleanly(addr: &str, mut cluster: Proc) {
+    ok(cli(addr, &["cluster", "stop"]), "cluster stop");
+    let status = cluster.wait(Duration::from_secs(60));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "cluster did not stop cleanly ({status:?}):\n{}",
+        cluster.stderr_text()
+    );
+}
+
 #[test]
 fn jobs_are_submitted_listed_and_cancelled_on_a_running_cluster() {
     let dir = tmpdir("cluster-jobs");
@@ -150,7 +161,7 @@ fn jobs_are_submitted_listed_and_cancelled_on_a_running_cluster() {
     .into_iter()
     .collect();
 
-    let mut cluster = start_cluster(&addr, &dir, "cluster");
+    let cluster = start_cluster(&addr, &dir, "cluster");
     assert!(jobs(&addr).is_empty());
 
     // Two jobs side by side, each read to the end of its topic.
@@ -289,14 +300,7 @@ fn jobs_are_submitted_listed_and_cancelled_on_a_running_cluster() {
         ]
     );
 
-    // A clean stop: every process exits 0.
-    ok(cli(&addr, &["cluster", "stop"]), "cluster stop");
-    let status = cluster.wait(Duration::from_secs(60));
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "cluster did not stop cleanly ({status:?}):\n{}",
-        cluster.stderr_text()
-    );
+    stop_cleanly(&addr, cluster);
 }
 
 /// `logflow stop JOB`: a job with checkpoints and exactly-once Kafka sinks stops mid-read after
@@ -320,7 +324,7 @@ fn stop_ends_a_job_gracefully_and_a_resubmission_goes_on_from_its_final_checkpoi
     create_outputs(&b, "cs2", Some("cs2"), &LOG_ANALYSES);
     b.topic("cs-logs", 4);
     assert_eq!(b.produce("cs-logs", &logs), EVENTS);
-    let mut cluster = start_cluster(&addr, &dir, "cluster");
+    let cluster = start_cluster(&addr, &dir, "cluster");
     let stop = |job: u64| cli(&addr, &["stop", &job.to_string(), "--stop-timeout", "60s"]);
 
     // Stopped mid-read: `stop` waits until the job has stopped, and says so.
@@ -395,13 +399,7 @@ fn stop_ends_a_job_gracefully_and_a_resubmission_goes_on_from_its_final_checkpoi
         "stopped on the cluster without checkpoints",
     );
 
-    ok(cli(&addr, &["cluster", "stop"]), "cluster stop");
-    let status = cluster.wait(Duration::from_secs(60));
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "cluster did not stop cleanly ({status:?}):\n{}",
-        cluster.stderr_text()
-    );
+    stop_cleanly(&addr, cluster);
     eprintln!("cluster stop: job {j1} stopped after {read_first} of {EVENTS} records, job {j2} read {read_second}");
 }
 
