@@ -248,6 +248,13 @@ fn ready_after_assignment_and_lag_is_end_minus_position() {
                 text.contains("logflow_state_keys{analysis=\"response_time\"}"),
                 "{text}"
             );
+            // The lag is labelled with the Kafka topic the partition belongs to.
+            assert!(
+                text.contains(
+                    "logflow_partition_lag_records{topic=\"ready-logs\",partition=\"0\"}"
+                ),
+                "{text}"
+            );
             break now;
         }
         last = Some(now);

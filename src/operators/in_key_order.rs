@@ -15,6 +15,9 @@ use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::StreamVec;
 
+use std::sync::Arc;
+
+use crate::operators::state::StateMeter;
 use crate::record::{key_hash, Key, Row};
 
 /// How far back `history` windows `slide_ms` apart reach: the `forget_ms` of a detector that
@@ -82,6 +85,19 @@ pub trait InKeyOrder<'scope> {
     where
         S: Default + Serialize + DeserializeOwned + 'static,
         F: FnMut(&mut S, Row, &mut Vec<Row>) + 'static;
+
+    /// As [`InKeyOrder::in_key_order`], keeping `meter` at the number of keys with a state
+    /// (for the state metrics).
+    fn in_key_order_metered<S, F>(
+        self,
+        key_len: usize,
+        forget_ms: Option<i64>,
+        meter: Option<Arc<StateMeter>>,
+        logic: F,
+    ) -> StreamVec<'scope, u64, Row>
+    where
+        S: Default + Serialize + DeserializeOwned + 'static,
+        F: FnMut(&mut S, Row, &mut Vec<Row>) + 'static;
 }
 
 impl<'scope> InKeyOrder<'scope> for StreamVec<'scope, u64, Row> {
@@ -89,6 +105,20 @@ impl<'scope> InKeyOrder<'scope> for StreamVec<'scope, u64, Row> {
         self,
         key_len: usize,
         forget_ms: Option<i64>,
+        logic: F,
+    ) -> StreamVec<'scope, u64, Row>
+    where
+        S: Default + Serialize + DeserializeOwned + 'static,
+        F: FnMut(&mut S, Row, &mut Vec<Row>) + 'static,
+    {
+        self.in_key_order_metered(key_len, forget_ms, None, logic)
+    }
+
+    fn in_key_order_metered<S, F>(
+        self,
+        key_len: usize,
+        forget_ms: Option<i64>,
+        meter: Option<Arc<StateMeter>>,
         mut logic: F,
     ) -> StreamVec<'scope, u64, Row>
     where
@@ -124,6 +154,9 @@ impl<'scope> InKeyOrder<'scope> for StreamVec<'scope, u64, Row> {
                         output.session(&cap).give_iterator(out.drain(..));
                     }
                 }
+                if let Some(m) = &meter {
+                    m.set(states.states.len());
+                }
                 if let Some((slot, epoch)) = barrier::due(&slot, frontier.frontier()) {
                     debug_assert!(pending.is_empty(), "rows at or after the barrier");
                     slot.save(epoch, &states.states);
@@ -131,6 +164,16 @@ impl<'scope> InKeyOrder<'scope> for StreamVec<'scope, u64, Row> {
             }
         })
     }
+}
+
+/// A meter for a detector's per-key states of type `S` (of analysis `analysis`, keyed by
+/// `key_len` columns), each holding `heap` bytes besides its inline size.
+pub fn history_meter<S>(analysis: u32, key_len: usize, heap: usize) -> Arc<StateMeter> {
+    let per_key = std::mem::size_of::<(Key, (i64, S))>()
+        + key_len * std::mem::size_of::<crate::record::Value>()
+        + heap
+        + 1;
+    StateMeter::register_sized(&[analysis as usize], per_key)
 }
 
 /// Per-key states that a key without rows for more than `forget_ms` of event time loses.

@@ -49,9 +49,14 @@ impl<'scope> Lag<'scope> for StreamVec<'scope, u64, Row> {
         analysis: u32,
     ) -> StreamVec<'scope, u64, Row> {
         let span = span_of(history, slide_ms);
-        self.in_key_order(
+        self.in_key_order_metered(
             key_len,
             span,
+            Some(
+                crate::operators::in_key_order::history_meter::<Option<Value>>(
+                    analysis, key_len, 0,
+                ),
+            ),
             move |prev: &mut Option<Value>, row: Row, out| {
                 let x = row.values.get(column).cloned().unwrap_or(Value::Null);
                 let before = prev.replace(x.clone()).unwrap_or(Value::Null);
