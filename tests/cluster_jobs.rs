@@ -1,9 +1,10 @@
 //! Jobs submitted to a running cluster: `logflow cluster start` (2 processes), `submit`,
-//! `jobs`, `cancel`, `cluster stop`, against a real Kafka broker started by `scripts/kafka`
+//! `jobs`, `stop`, `cancel`, `cluster stop`, against a real Kafka broker started by `scripts/kafka`
 //! on 127.0.0.1 (stopped by its pid at the end). Every output topic is compared with the same
 //! spec's results in file mode over the same input.
 //!
-//! One test function runs the scenario in order, as the jobs share the cluster and broker.
+//! Each test function runs its scenario in order, as its jobs share the cluster and broker (the
+//! tests take turns with the broker's port).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly on purpose
 
@@ -16,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use common::cluster::Proc;
 use common::kafka::{
-    assert_side_outputs, assert_topics_equal_files, create_outputs, file_results, gen, log_keys,
-    variant_of, Broker, LOG_ANALYSES, USER_ANALYSES,
+    assert_side_outputs, assert_topics_equal_files, create_outputs, exactly_once_job, file_results,
+    gen, log_keys, serial_broker, variant_of, LOG_ANALYSES, USER_ANALYSES,
 };
 use common::oracle::{self, Reference};
 use common::rows::{assert_same_results, dir_results, same_row};
@@ -100,10 +101,21 @@ fn wait_job(addr: &str, id: u64, what: &str, done: impl Fn(&Value) -> bool) -> V
     }
 }
 
+/// `cluster stop`, then every process exits 0.
+fn stop_cleanly(addr: &str, mut cluster: Proc) {
+    ok(cli(addr, &["cluster", "stop"]), "cluster stop");
+    let status = cluster.wait(Duration::from_secs(60));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "cluster did not stop cleanly ({status:?}):\n{}",
+        cluster.stderr_text()
+    );
+}
+
 #[test]
 fn jobs_are_submitted_listed_and_cancelled_on_a_running_cluster() {
     let dir = tmpdir("cluster-jobs");
-    let b = Broker::start("kafka-jobs");
+    let (_port, b) = serial_broker("kafka-jobs");
     let addr = control(0);
 
     let logs = dir.join("logs.jsonl");
@@ -149,7 +161,7 @@ fn jobs_are_submitted_listed_and_cancelled_on_a_running_cluster() {
     .into_iter()
     .collect();
 
-    let mut cluster = start_cluster(&addr, &dir, "cluster");
+    let cluster = start_cluster(&addr, &dir, "cluster");
     assert!(jobs(&addr).is_empty());
 
     // Two jobs side by side, each read to the end of its topic.
@@ -288,14 +300,107 @@ fn jobs_are_submitted_listed_and_cancelled_on_a_running_cluster() {
         ]
     );
 
-    // A clean stop: every process exits 0.
-    ok(cli(&addr, &["cluster", "stop"]), "cluster stop");
-    let status = cluster.wait(Duration::from_secs(60));
+    stop_cleanly(&addr, cluster);
+}
+
+/// `logflow stop JOB`: a job with checkpoints and exactly-once Kafka sinks stops mid-read after
+/// its final checkpoint, and the same spec submitted again goes on from it to exactly the
+/// results of a run that never stopped; a job without checkpoints emits its open windows and
+/// flushes its sinks, as at the end of its input. Both end as `stopped`.
+#[test]
+fn stop_ends_a_job_gracefully_and_a_resubmission_goes_on_from_its_final_checkpoint() {
+    // Large enough that the job is still reading when it is told to stop (see tests/stop.rs).
+    const EVENTS: u64 = 1_000_000;
+    let dir = tmpdir("cluster-stop");
+    let (_port, b) = serial_broker("kafka-cluster-stop");
+    let addr = control(2);
+    let logs = dir.join("logs.jsonl");
+    gen("logs", &EVENTS.to_string(), &[], &logs);
+    let eos = exactly_once_job(&b, "cs1", &dir);
+    let expected = file_results(eos.to_str().unwrap(), "json", &logs, &dir.join("file"));
+    // That run kept checkpoints too (one worker): the cluster's job starts afresh.
+    std::fs::remove_dir_all(dir.join("cs1.ckpt")).unwrap();
+    let plain = variant_of("dataflows/log-analysis.toml", "cs2", "30s", &dir);
+    create_outputs(&b, "cs2", Some("cs2"), &LOG_ANALYSES);
+    b.topic("cs-logs", 4);
+    assert_eq!(b.produce("cs-logs", &logs), EVENTS);
+    let cluster = start_cluster(&addr, &dir, "cluster");
+    let stop = |job: u64| cli(&addr, &["stop", &job.to_string(), "--stop-timeout", "60s"]);
+
+    // Stopped mid-read: `stop` waits until the job has stopped, and says so.
+    let j1 = submit(&addr, &eos, &b.address, "cs-logs", &[]);
+    wait_job(&addr, j1, "read 100k records", |v| {
+        v["records_in"].as_u64().unwrap() >= 100_000
+    });
+    let out = stop(j1);
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "stop {j1}: {err}");
+    assert!(err.contains(&format!("job {j1} stopped")), "{err}");
+    let s = jobs(&addr)[&j1].clone();
+    assert_eq!(
+        (&s["state"], &s["workers_running"]),
+        (&"stopped".into(), &0.into()),
+        "{s}"
+    );
+    let read_first = s["records_in"].as_u64().unwrap();
     assert!(
-        status.is_some_and(|s| s.success()),
-        "cluster did not stop cleanly ({status:?}):\n{}",
+        read_first < EVENTS,
+        "the job had read everything before it was stopped: make the input larger: {s}"
+    );
+    // Stopped is an end: neither stopped nor cancelled again.
+    let again = stop(j1);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("not running (it stopped)"));
+    let out = cli(&addr, &["stop", "99"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no job 99"));
+
+    // The same spec again: restored from the final checkpoint, it reads the rest.
+    let j2 = submit(&addr, &eos, &b.address, "cs-logs", &["--stop-at-end"]);
+    let s = wait_job(&addr, j2, "finished", |v| v["state"] == "finished");
+    let read_second = s["records_in"].as_u64().unwrap();
+    assert!(
+        cluster.says("restoring checkpoint"),
+        "{}",
         cluster.stderr_text()
     );
+    assert!(
+        read_first + read_second >= EVENTS && read_second < EVENTS,
+        "read {read_first} then {read_second} of {EVENTS}"
+    );
+    assert_topics_equal_files(
+        &b,
+        Some("cs1"),
+        &LOG_ANALYSES,
+        &log_keys(),
+        &expected,
+        &dir,
+        "stopped on the cluster, then submitted again",
+    );
+
+    // Without checkpoints, once everything is read: the open windows are emitted and the sinks
+    // flushed, so the topics hold the results of the whole input.
+    let j3 = submit(&addr, &plain, &b.address, "cs-logs", &[]);
+    wait_job(&addr, j3, "read its topic", |v| v["records_in"] == EVENTS);
+    let out = stop(j3);
+    assert!(
+        out.status.success(),
+        "stop {j3}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(jobs(&addr)[&j3]["state"], "stopped");
+    assert_topics_equal_files(
+        &b,
+        Some("cs2"),
+        &LOG_ANALYSES,
+        &log_keys(),
+        &expected,
+        &dir,
+        "stopped on the cluster without checkpoints",
+    );
+
+    stop_cleanly(&addr, cluster);
+    eprintln!("cluster stop: job {j1} stopped after {read_first} of {EVENTS} records, job {j2} read {read_second}");
 }
 
 #[test]

@@ -182,6 +182,8 @@ fn attacks_on_the_control_port_are_refused_while_jobs_run() {
         (json!({"op": "jobs"}), Some(wrong.as_str())),
         (json!({"op": "jobs"}), Some(&token[..63])),
         (json!({"op": "cancel", "job": steady}), Some(wrong.as_str())),
+        (json!({"op": "stop", "job": steady}), None),
+        (json!({"op": "stop", "job": steady}), Some(wrong.as_str())),
         (json!({"op": "shutdown"}), None),
         (json!({"op": "jobs", "token": 1}), None),
         (

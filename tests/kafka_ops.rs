@@ -30,11 +30,7 @@ fn offsets(b: &Broker, group: &str, topic: &str) -> BTreeMap<i32, (i64, i64)> {
 
 /// `run SPEC --stop-at-end` into files; returns (records read, stderr).
 fn run(b: &Broker, spec: &Path, out: &Path) -> (u64, String) {
-    let o = bin()
-        .args(["run", spec.to_str().unwrap(), "--brokers", &b.address])
-        .args(["--stop-at-end", "--output-dir", out.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let o = b.run_to_end(spec, &["--output-dir", out.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
     assert!(o.status.success(), "{err}");
     (accounting(err.as_bytes())["read"], err)
@@ -250,6 +246,13 @@ fn ready_after_assignment_and_lag_is_end_minus_position() {
             );
             assert!(
                 text.contains("logflow_state_keys{analysis=\"response_time\"}"),
+                "{text}"
+            );
+            // The lag is labelled with the Kafka topic the partition belongs to.
+            assert!(
+                text.contains(
+                    "logflow_partition_lag_records{topic=\"ready-logs\",partition=\"0\"}"
+                ),
                 "{text}"
             );
             break now;

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::tmux::Tmux;
-use common::{accounting, bin, repo, run_ok, tmpdir};
+use common::{accounting, bin, run_ok, tmpdir};
 use serde_json::Value;
 
 const LEVELS: [&str; 5] = ["TRACE", "DEBUG", "INFO", "WARN", "ERROR"];
@@ -207,26 +207,11 @@ fn a_terminal_run_prints_whole_lines_around_its_progress_line() {
         dir.join("out").display()
     );
     let tmux = Tmux::new("logflow-ops");
-    let started = tmux
-        .cmd()
-        .args([
-            "new-session",
-            "-d",
-            "-s",
-            "run",
-            "-x",
-            "400",
-            "-y",
-            "50",
-            "-c",
-        ])
-        .arg(repo())
-        .arg(format!(
-            "{gen} 2>/dev/null | {run}; echo EXIT=$?; sleep 300"
-        ))
-        .status()
-        .unwrap();
-    assert!(started.success());
+    tmux.start(
+        400,
+        50,
+        &format!("{gen} 2>/dev/null | {run}; echo EXIT=$?; sleep 300"),
+    );
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut progress_seen = false;
     let screen = loop {

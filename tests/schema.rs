@@ -623,20 +623,7 @@ select = ["count() as n", "sum(status_code) as status_sum", "count_if(part = 1) 
     )
     .unwrap();
     let out = dir.join("out");
-    let o = bin()
-        .args([
-            "run",
-            spec.to_str().unwrap(),
-            "--brokers",
-            &b.address,
-            "--stop-at-end",
-            "--output-dir",
-            out.to_str().unwrap(),
-            "-w",
-            "2",
-        ])
-        .output()
-        .unwrap();
+    let o = b.run_to_end(&spec, &["--output-dir", out.to_str().unwrap(), "-w", "2"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let acc = accounting(&o.stderr);
     assert_eq!((acc["read"], acc["parsed"]), (600, 600));

@@ -22,7 +22,7 @@ use common::oracle::lateness::Win;
 use common::oracle::sessions::{self, Session};
 use common::oracle::{check_dir, expect, Job, MINUTE};
 use common::recovery::kill_attempts;
-use common::{bin, run_file, run_ok, tmpdir};
+use common::{bin, repo, run_file, run_ok, tmpdir};
 
 use logflow::gen::{GenConfig, Kind};
 
@@ -33,46 +33,7 @@ const VISITS: Win = Win::session(MINUTE, 30_000, 30_000, GRANULARITY);
 const STRICT: Win = Win::session(MINUTE, 30_000, 0, GRANULARITY);
 
 fn spec(checkpoint: Option<&Path>) -> String {
-    let mut s = String::from(
-        r#"name = "sessions"
-[source]
-kind = "file"
-path = "events.jsonl"  # replaced by --input
-format = "user-events"
-
-[watermark]
-delay = "30s"
-
-[[analysis]]
-name = "visits"
-window = { session_gap = "1m" }
-allowed_lateness = "30s"
-group_by = ["user_id"]
-select = [
-  "count() as events",
-  "(max(timestamp) - min(timestamp)) / 1000 as active_seconds",
-  "sum(value) as total_value",
-  "count_distinct(action) as actions",
-]
-
-[[analysis]]
-name = "visits_update"
-mode = "update"
-window = { session_gap = "1m" }
-allowed_lateness = "30s"
-group_by = ["user_id"]
-select = [
-  "count() as events",
-  "(max(timestamp) - min(timestamp)) / 1000 as active_seconds",
-]
-
-[[analysis]]
-name = "visits_strict"
-window = { session_gap = "1m" }
-group_by = ["user_id"]
-select = ["count() as events"]
-"#,
-    );
+    let mut s = std::fs::read_to_string(repo().join("dataflows/examples/sessions.toml")).unwrap();
     if let Some(dir) = checkpoint {
         s.push_str(&format!(
             "\n[checkpoint]\ndir = \"{}\"\ninterval = \"200ms\"\nkeep = 3\n",

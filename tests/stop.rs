@@ -8,6 +8,7 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -18,7 +19,7 @@ use common::kafka::{
     variant_spec, Broker, LOG_ANALYSES,
 };
 use common::prometheus::port;
-use common::recovery::signal_all;
+use common::recovery::{complete, latest_pids, signal_all, wait_for_checkpoints, wait_for_count};
 use common::rows::{assert_same_results, dir_results};
 use common::{accounting, bin, http_get, messages, metric_sum, tmpdir};
 
@@ -62,10 +63,45 @@ fn exit_code(job: &mut Proc, limit: Duration, what: &str) -> i32 {
         .unwrap_or_else(|| panic!("{what}: ended by a signal ({status}):\n{err}"))
 }
 
+/// Records of the jobs stopped mid-run: large enough that they are still reading when told to
+/// stop (see tests/recovery.rs).
+const EVENTS: u64 = 1_000_000;
+
+/// Waits for a restart of a job stopped after `read_first` of `EVENTS` records; asserts it
+/// restored the final checkpoint, read the rest, and that the topics `<prefix>.<analysis>` hold
+/// exactly the results of a run that never stopped (read_committed). Returns what it read.
+fn restart_equals_whole_run(
+    mut second: Proc,
+    read_first: u64,
+    b: &Broker,
+    prefix: &str,
+    expected: &BTreeMap<String, Vec<String>>,
+    dir: &Path,
+    what: &str,
+) -> u64 {
+    let code = exit_code(&mut second, Duration::from_secs(300), "restart");
+    let err2 = second.stderr_text();
+    assert_eq!(code, 0, "{err2}");
+    assert!(second.says("restoring checkpoint"), "{err2}");
+    let read_second = accounting(err2.as_bytes())["read"];
+    assert!(
+        read_first + read_second >= EVENTS && read_second < EVENTS,
+        "read {read_first} then {read_second} of {EVENTS}"
+    );
+    assert_topics_equal_files(
+        b,
+        Some(prefix),
+        &LOG_ANALYSES,
+        &log_keys(),
+        expected,
+        dir,
+        what,
+    );
+    read_second
+}
+
 #[test]
 fn sigterm_mid_run_with_checkpoints_then_restart_equals_an_uninterrupted_run() {
-    // Large enough that the job is still reading when it is told to stop (see tests/recovery.rs).
-    const EVENTS: u64 = 1_000_000;
     let dir = tmpdir("stop-eos");
     let (_port, b) = serial_broker("kafka-stop-eos");
     let logs = dir.join("logs.jsonl");
@@ -98,29 +134,99 @@ fn sigterm_mid_run_with_checkpoints_then_restart_equals_an_uninterrupted_run() {
         "the job had read everything before it was stopped: make the input larger\n{err}"
     );
 
-    // The restart goes on from the final checkpoint and finishes.
-    let mut second = run(&["--stop-at-end"], "second");
-    let code = exit_code(&mut second, Duration::from_secs(300), "restart");
-    let err2 = second.stderr_text();
-    assert_eq!(code, 0, "{err2}");
-    assert!(second.says("restoring checkpoint"), "{err2}");
-    let read_second = accounting(err2.as_bytes())["read"];
-    assert!(
-        read_first + read_second >= EVENTS && read_second < EVENTS,
-        "read {read_first} then {read_second} of {EVENTS}"
-    );
-    // read_committed: every result exactly once, as a run that never stopped wrote them.
-    assert_topics_equal_files(
+    // The restart goes on from the final checkpoint and finishes; read_committed: every result
+    // exactly once, as a run that never stopped wrote them.
+    let second = run(&["--stop-at-end"], "second");
+    let read_second = restart_equals_whole_run(
+        second,
+        read_first,
         &b,
-        Some("seos"),
-        &LOG_ANALYSES,
-        &log_keys(),
+        "seos",
         &expected,
         &dir,
         "stopped by SIGTERM, then restarted",
     );
     eprintln!(
         "stop: SIGTERM after {read_first} of {EVENTS} records, the restart read {read_second}"
+    );
+}
+
+/// Two processes asked to stop at different moments (process 1 a checkpoint interval after
+/// process 0, or not at all when it stopped already) stop after the same checkpoint: the one
+/// whose manifest records the request. Both exit 0, and a restart writes exactly the results of
+/// a run that never stopped.
+#[test]
+fn launch_stopped_one_process_at_a_time_stops_at_one_checkpoint_then_restart_equals_a_whole_run() {
+    const EVENTS: u64 = 1_000_000;
+    let dir = tmpdir("stop-launch-eos");
+    let (_port, b) = serial_broker("kafka-stop-launch-eos");
+    let logs = dir.join("logs.jsonl");
+    gen("logs", &EVENTS.to_string(), &[], &logs);
+    let spec = exactly_once_job(&b, "sleos", &dir);
+    let expected = file_results(spec.to_str().unwrap(), "json", &logs, &dir.join("file"));
+    let ckpt = dir.join("sleos.ckpt");
+    std::fs::remove_dir_all(&ckpt).unwrap();
+    b.topic("sleos-logs", 4);
+    assert_eq!(b.produce("sleos-logs", &logs), EVENTS);
+    let launch = |extra: &[&str], name: &str| {
+        let mut cmd = bin();
+        cmd.args(["launch", spec.to_str().unwrap(), "--processes", "2"])
+            .args(["--brokers", &b.address, "--topic", "sleos-logs"])
+            .args(extra);
+        Proc::spawn(cmd, &dir, name, Stdio::null())
+    };
+
+    let mut first = launch(&[], "first");
+    wait_for_count(&mut first, "runs workers", 2, Duration::from_secs(120));
+    wait_for_checkpoints(&mut first, &ckpt, 2);
+    let pids = latest_pids(&first.stderr_text(), 2);
+    signal_all(&pids[..1], "-TERM");
+    // More than a checkpoint interval (300 ms) later: a checkpoint completed in between, which
+    // process 1 would otherwise take as the one before its own request.
+    std::thread::sleep(Duration::from_millis(700));
+    // Process 1 may have stopped already (with process 0): then the signal finds no process.
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pids[1]])
+        .stderr(Stdio::null())
+        .status();
+    let code = exit_code(&mut first, Duration::from_secs(60), "graceful stop");
+    let err = first.stderr_text();
+    assert_eq!(code, 0, "{err}");
+    for p in 0..2 {
+        assert!(
+            first.says(&format!("process {p} finished (exit code 0)")),
+            "{err}"
+        );
+    }
+    let read_first = accounting(err.as_bytes())["read"];
+    assert!(
+        read_first < EVENTS,
+        "the job had read everything before it was stopped: make the input larger\n{err}"
+    );
+    // One final checkpoint, recorded in its manifest; nothing was written after it.
+    let last = complete(&ckpt).pop().unwrap();
+    assert!(
+        std::fs::read_dir(&last).unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with("STOP-")),
+        "the newest checkpoint {} holds no stop request",
+        last.display()
+    );
+
+    let second = launch(&["--stop-at-end"], "second");
+    let read_second = restart_equals_whole_run(
+        second,
+        read_first,
+        &b,
+        "sleos",
+        &expected,
+        &dir,
+        "two processes stopped one after the other, then restarted",
+    );
+    eprintln!(
+        "stop: launch stopped after {read_first} of {EVENTS} records, the restart read {read_second}"
     );
 }
 

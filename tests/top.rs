@@ -227,27 +227,14 @@ fn top_shows_each_analysis_latest_window_as_the_job_wrote_it() {
     let addr = format!("127.0.0.1:{}", port("LOGFLOW_IT_METRICS_PORT", 19797));
     let mut job = start_job(&dir, &addr);
     let tmux = Tmux::new("logflow-top");
-    let started = tmux
-        .cmd()
-        .args([
-            "new-session",
-            "-d",
-            "-s",
-            "run",
-            "-x",
-            "300",
-            "-y",
-            "200",
-            "-c",
-        ])
-        .arg(repo())
-        .arg(format!(
+    tmux.start(
+        300,
+        200,
+        &format!(
             "{} top {addr}; echo EXIT=$?; sleep 300",
             env!("CARGO_BIN_EXE_logflow")
-        ))
-        .status()
-        .unwrap();
-    assert!(started.success());
+        ),
+    );
 
     let out = dir.join("out");
     let names: Vec<String> = {

@@ -100,19 +100,7 @@ fn topics_create_makes_exactly_the_specs_topics_once() {
          window = { size = \"1m\" }\nselect = [\"count() as n\"]\n",
     )
     .unwrap();
-    let run = |extra: &[&str]| {
-        bin()
-            .args([
-                "run",
-                spec.to_str().unwrap(),
-                "--brokers",
-                &b.address,
-                "--stop-at-end",
-            ])
-            .args(extra)
-            .output()
-            .unwrap()
-    };
+    let run = |extra: &[&str]| b.run_to_end(&spec, extra);
     // Without the flag a missing output topic stops the run before it starts.
     let refused = run(&[]);
     assert_eq!(refused.status.code(), Some(1));

@@ -10,7 +10,11 @@
 //!    commits what it wrote. Operators keep every capability they hold at `E` or later.
 //! 3. When all of a worker's slots are saved, the worker writes its part to the [`Store`](super::store::Store); the
 //!    worker that sees the last part land writes the manifest, naming the next epoch.
-//! 4. The ingests read the manifest and go on to the next epoch.
+//! 4. The ingests read the manifest and go on to the next epoch, or stop there when it is
+//!    the last: a worker of a job asked to stop (`runtime::stop`) records the request in the
+//!    checkpoint's directory before it writes its part, and the manifest, written after every
+//!    part, says whether any request is there. One manifest decides for every process, so
+//!    processes asked at different moments still stop after the same checkpoint.
 //!
 //! No message is in flight across the cut and no operator's state includes anything after it,
 //! so restoring every slot and reading each partition on from its saved position continues the
@@ -187,7 +191,7 @@ impl Checkpointer {
                 return false;
             }
         };
-        let m: Manifest = match codec::decode(&bytes) {
+        let m = match Manifest::decode(&bytes) {
             Ok(m) => m,
             Err(e) => {
                 self.fail(Error::Checkpoint(format!(
@@ -206,8 +210,21 @@ impl Checkpointer {
             *s = None;
         }
         drop(inner);
+        if m.last {
+            self.shared.set_last_passed();
+        }
         self.shared.completed(epoch);
         true
+    }
+
+    /// The checkpoint the job stops after completed: nothing more is read or sent.
+    pub fn last_passed(&self) -> bool {
+        self.shared.last_passed()
+    }
+
+    /// Whether a stop was requested for the pending barrier, here or on another process.
+    pub fn stop_requested(&self) -> bool {
+        self.shared.stop_requested_anywhere(self.epoch())
     }
 
     /// Records slot `index`'s state for `epoch`; the last one writes the worker's part.
@@ -263,6 +280,11 @@ impl Checkpointer {
         let sh = &self.shared;
         let bytes = codec::encode(part)
             .map_err(|e| Error::Checkpoint(format!("checkpoint {epoch}: {e}")))?;
+        // Before the part: whichever worker writes the manifest (after the last part) sees the
+        // request, so the checkpoint is the last, for every process alike.
+        if sh.stop_asked() {
+            sh.store.request_stop(epoch, self.worker)?;
+        }
         sh.store.write_part(epoch, self.worker, &bytes)?;
         if !sh.store.has_parts(epoch, sh.workers) {
             return Ok(()); // the worker writing the last part completes it
@@ -280,6 +302,7 @@ impl Checkpointer {
             next: from.saturating_add(step),
             step,
             at_ms,
+            last: sh.store.stop_requested(epoch),
         };
         let bytes = codec::encode(&manifest)
             .map_err(|e| Error::Checkpoint(format!("checkpoint {epoch}: {e}")))?;

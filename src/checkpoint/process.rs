@@ -5,6 +5,7 @@
 use std::cell::RefCell;
 use std::hash::BuildHasher;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -30,6 +31,35 @@ pub struct Manifest {
     pub step: u64,
     /// Wall clock (ms since the Unix epoch) when this checkpoint completed.
     pub at_ms: u64,
+    /// The job was asked to stop: every worker stops after this checkpoint (decided once,
+    /// here, so that processes asked at different times stop at the same one).
+    pub last: bool,
+}
+
+/// A manifest as written before stop requests were recorded in it.
+#[derive(Deserialize)]
+struct ManifestV1 {
+    fingerprint: u64,
+    next: u64,
+    step: u64,
+    at_ms: u64,
+}
+
+impl Manifest {
+    /// Decodes a manifest, of this version or of the one before (a checkpoint taken by an
+    /// older logflow is restored too).
+    pub fn decode(bytes: &[u8]) -> Result<Manifest, String> {
+        codec::decode(bytes).or_else(|e| {
+            let m: ManifestV1 = codec::decode(bytes).map_err(|_| e)?;
+            Ok(Manifest {
+                fingerprint: m.fingerprint,
+                next: m.next,
+                step: m.step,
+                at_ms: m.at_ms,
+                last: false,
+            })
+        })
+    }
 }
 
 /// One worker's part: the state of each stateful operator, by slot name.
@@ -69,6 +99,12 @@ pub fn next_step(step: u64, elapsed_ms: Option<u64>, interval_ms: u64, g: u64) -
 /// barrier to the end.
 pub type OnCompleted = Box<dyn Fn(u64, Duration) + Send + Sync>;
 
+/// Whether this process's share of the job was asked to stop.
+pub type StopAsked = Box<dyn Fn() -> bool + Send + Sync>;
+
+/// How often a worker looks for another process's stop request (a directory listing).
+const PEER_STOP_POLL: Duration = Duration::from_millis(200);
+
 /// A process's view of a job's checkpoints: the directory, the checkpoint restored at start,
 /// and what its workers share.
 pub struct Checkpoints {
@@ -87,6 +123,13 @@ pub struct Checkpoints {
     _lock: Option<Flock<std::fs::File>>,
     /// The last epoch this process reported complete.
     reported: Mutex<u64>,
+    /// Whether this process's share of the job was asked to stop.
+    stop_asked: StopAsked,
+    /// A checkpoint whose manifest says it is the last completed: the workers stop.
+    last_passed: AtomicBool,
+    /// (epoch, when last looked, found): another process's stop request for the pending
+    /// checkpoint, looked for at most every [`PEER_STOP_POLL`].
+    peer_stop: Mutex<(u64, Option<Instant>, bool)>,
 }
 
 impl Checkpoints {
@@ -98,6 +141,7 @@ impl Checkpoints {
         workers: usize,
         leader: bool,
         on_completed: OnCompleted,
+        stop_asked: StopAsked,
     ) -> Result<Option<Arc<Checkpoints>>, Error> {
         let Some(c) = &plan.checkpoint else {
             return Ok(None);
@@ -128,7 +172,7 @@ impl Checkpoints {
             for s in &l.skipped {
                 tracing::warn!("logflow: {s}");
             }
-            let manifest: Manifest = codec::decode(&l.manifest).map_err(|e| {
+            let manifest = Manifest::decode(&l.manifest).map_err(|e| {
                 Error::Checkpoint(format!(
                     "checkpoint {} in {}: manifest: {e}",
                     l.epoch, c.dir
@@ -182,7 +226,44 @@ impl Checkpoints {
             started: Mutex::new((0, None)),
             reported: Mutex::new(0),
             _lock: lock,
+            stop_asked,
+            last_passed: AtomicBool::new(false),
+            peer_stop: Mutex::new((0, None, false)),
         })))
+    }
+
+    /// Whether this process's share of the job was asked to stop.
+    pub(super) fn stop_asked(&self) -> bool {
+        (self.stop_asked)()
+    }
+
+    /// The checkpoint whose manifest says the job stops after it completed.
+    pub fn last_passed(&self) -> bool {
+        self.last_passed.load(Ordering::SeqCst)
+    }
+
+    pub(super) fn set_last_passed(&self) {
+        self.last_passed.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether some worker (of any process) recorded a stop request for checkpoint `epoch`:
+    /// a process not asked itself then takes the barrier as reached once its input is quiet,
+    /// as an asked one does.
+    pub fn stop_requested_anywhere(&self, epoch: u64) -> bool {
+        if self.stop_asked() {
+            return true;
+        }
+        let Ok(mut p) = self.peer_stop.lock() else {
+            return false;
+        };
+        if p.0 != epoch {
+            *p = (epoch, None, false);
+        }
+        if !p.2 && p.1.is_none_or(|t| t.elapsed() >= PEER_STOP_POLL) {
+            p.1 = Some(Instant::now());
+            p.2 = self.store.stop_requested(epoch);
+        }
+        p.2
     }
 
     /// The epoch restored at start.
@@ -263,6 +344,38 @@ impl Checkpoints {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn manifests_of_the_previous_version_decode_as_not_the_last() {
+        #[derive(Serialize)]
+        struct Old {
+            fingerprint: u64,
+            next: u64,
+            step: u64,
+            at_ms: u64,
+        }
+        let old = codec::encode(&Old {
+            fingerprint: 7,
+            next: 9_000,
+            step: 1_000,
+            at_ms: 42,
+        })
+        .unwrap();
+        let m = Manifest::decode(&old).unwrap();
+        assert_eq!(
+            (m.fingerprint, m.next, m.step, m.at_ms, m.last),
+            (7, 9_000, 1_000, 42, false)
+        );
+        let new = Manifest { last: true, ..m };
+        assert_eq!(
+            Manifest::decode(&codec::encode(&new).unwrap()).unwrap(),
+            new
+        );
+        assert!(
+            Manifest::decode(&old[..old.len() - 1]).is_err(),
+            "truncated"
+        );
+    }
 
     #[test]
     fn steps_follow_the_interval_within_bounds() {

@@ -8,6 +8,7 @@
 //! ```text
 //! DIR/epoch-00000000000000000042/worker-0.part
 //! DIR/epoch-00000000000000000042/worker-1.part
+//! DIR/epoch-00000000000000000042/STOP-1        (worker 1's process was asked to stop)
 //! DIR/epoch-00000000000000000042/MANIFEST      (written last: the checkpoint is complete)
 //! ```
 //!
@@ -26,6 +27,8 @@ const MAGIC: &[u8; 8] = b"LFCKPT01";
 /// Magic, payload length (u64 LE), CRC-32 of the payload (u32 LE).
 const HEADER: usize = 8 + 8 + 4;
 const MANIFEST: &str = "MANIFEST";
+/// Prefix of a stop request's file (then the worker's index).
+const STOP: &str = "STOP-";
 
 /// A checkpoint read back: its epoch, every worker's part (index = worker), and the manifest's
 /// payload (e.g. source offsets).
@@ -179,6 +182,24 @@ impl Store {
         Ok(written)
     }
 
+    /// Records that worker `worker`'s job was asked to stop, before it writes its part of
+    /// checkpoint `epoch`: the manifest written once every part is there sees it.
+    pub fn request_stop(&self, epoch: u64, worker: usize) -> Result<(), Error> {
+        let dir = self.epoch_dir(epoch);
+        crate::sandbox::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        write_atomic(&dir.join(format!("{STOP}{worker}")), &frame(&[]))
+    }
+
+    /// Whether a worker recorded a stop request for checkpoint `epoch`
+    /// ([`Store::request_stop`]).
+    pub fn stop_requested(&self, epoch: u64) -> bool {
+        fs::read_dir(self.epoch_dir(epoch)).is_ok_and(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .any(|e| e.file_name().to_str().is_some_and(|n| n.starts_with(STOP)))
+        })
+    }
+
     /// Whether every one of `workers` parts of checkpoint `epoch` is written.
     pub fn has_parts(&self, epoch: u64, workers: usize) -> bool {
         let dir = self.epoch_dir(epoch);
@@ -313,6 +334,25 @@ mod tests {
         }
         s.commit(epoch, 2, format!("offsets {epoch}").as_bytes(), keep)
             .unwrap();
+    }
+
+    #[test]
+    fn a_stop_request_is_seen_for_its_checkpoint_only_and_is_not_a_part() {
+        let d = tmp("stop");
+        let s = Store::open(&d).unwrap();
+        assert!(!s.stop_requested(5), "no directory yet");
+        s.request_stop(5, 1).unwrap();
+        assert!(s.stop_requested(5));
+        assert!(!s.stop_requested(6));
+        checkpoint(&s, 5, 3);
+        let l = s.latest().unwrap().unwrap();
+        assert_eq!((l.epoch, l.parts.len()), (5, 2));
+        assert!(l.skipped.is_empty(), "{:?}", l.skipped);
+        // A request recorded for a checkpoint that never completed goes with it.
+        s.request_stop(6, 0).unwrap();
+        assert_eq!(s.discard_after(Some(5)).unwrap(), [6]);
+        assert!(!s.stop_requested(6));
+        fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! `logflow cluster start|stop`, `logflow submit`, `logflow jobs`, `logflow cancel`: a cluster
-//! that stays up and runs the jobs submitted to it (see [`crate::control`]).
+//! `logflow cluster start|stop`, `logflow submit`, `logflow jobs`, `logflow stop`,
+//! `logflow cancel`: a cluster that stays up and runs the jobs submitted to it (see
+//! [`crate::control`]).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -7,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::control::protocol::{self, Reply, Request};
-use crate::control::table::render;
+use crate::control::table::{render, JobState};
 use crate::control::tls;
 use crate::runtime::cluster::read_hostfile;
 use crate::runtime::Cluster;
@@ -140,6 +141,22 @@ pub struct CancelArgs {
     #[command(flatten)]
     addr: AddrArgs,
 }
+
+#[derive(clap::Args, Debug)]
+pub struct StopArgs {
+    /// The job's id (from `submit` or `jobs`).
+    job: u64,
+    #[command(flatten)]
+    addr: AddrArgs,
+    /// How long the graceful stop (final checkpoint, sinks flushed) may take before this
+    /// command exits 1 naming what did not finish (the job goes on stopping; `cancel` drops
+    /// it at once).
+    #[arg(long, default_value = "30s", value_parser = super::run::parse_duration)]
+    stop_timeout: Duration,
+}
+
+/// How often `stop` looks at the job's state while it stops.
+const STOP_POLL: Duration = Duration::from_millis(200);
 
 pub fn cluster(cmd: ClusterCmd) -> Result<(), Error> {
     match cmd {
@@ -286,6 +303,60 @@ pub fn cancel(a: CancelArgs) -> Result<(), Error> {
             Ok(())
         }
         other => Err(unexpected(&other)),
+    }
+}
+
+/// Stops a job gracefully and waits until it has stopped (or `--stop-timeout` passed).
+pub fn stop(a: StopArgs) -> Result<(), Error> {
+    let (addr, reply) = a.addr.call(&Request::Stop { job: a.job })?;
+    let Reply::StopRequested { job } = reply else {
+        return Err(unexpected(&reply));
+    };
+    tracing::info!(
+        "logflow: job {job} on the cluster at {addr} is stopping (within {})",
+        crate::time::duration::format_ms(a.stop_timeout.as_millis() as i64)
+    );
+    let started = std::time::Instant::now();
+    loop {
+        let Reply::Jobs { jobs } = a.addr.call(&Request::Jobs)?.1 else {
+            return Err(Error::Peer(format!(
+                "the cluster at {addr} did not answer with its jobs"
+            )));
+        };
+        let Some(s) = jobs.into_iter().find(|j| j.id == job) else {
+            return Err(Error::Peer(format!(
+                "the cluster at {addr} no longer lists job {job}"
+            )));
+        };
+        match s.state {
+            JobState::Stopped => {
+                tracing::info!(
+                    "logflow: job {job} stopped: {} records in, {} results out",
+                    s.records_in,
+                    s.records_out
+                );
+                return Ok(());
+            }
+            JobState::Stopping => {}
+            other => {
+                let why = s.reason.map_or(String::new(), |r| format!(": {r}"));
+                return Err(Error::Peer(format!(
+                    "job {job} did not stop: it {}{why}",
+                    other.name()
+                )));
+            }
+        }
+        if started.elapsed() >= a.stop_timeout {
+            return Err(Error::Peer(format!(
+                "job {job} did not stop within {}: {} of its workers still hold its dataflow \
+                 (with checkpoints, the final one has not completed; without, the windows \
+                 and sinks are not flushed yet); it goes on stopping, `logflow cancel {job}` \
+                 drops it at once",
+                crate::time::duration::format_ms(a.stop_timeout.as_millis() as i64),
+                s.workers_running
+            )));
+        }
+        std::thread::sleep(STOP_POLL);
     }
 }
 

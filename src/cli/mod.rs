@@ -46,6 +46,9 @@ enum Command {
     Submit(cluster::SubmitArgs),
     /// List a cluster's jobs: id, name, state, watermark, records in and out.
     Jobs(cluster::JobsArgs),
+    /// Stop a job on a cluster gracefully: stop reading, take the final checkpoint, flush the
+    /// sinks; waits until it is `stopped`.
+    Stop(cluster::StopArgs),
     /// Cancel a job on a cluster: its dataflow is dropped on every worker.
     Cancel(cluster::CancelArgs),
     /// Validate a job spec and explain what it computes.
@@ -90,6 +93,7 @@ pub fn main() -> i32 {
         Command::Cluster(cmd) => cluster::cluster(cmd),
         Command::Submit(args) => cluster::submit(args),
         Command::Jobs(args) => cluster::jobs(args),
+        Command::Stop(args) => cluster::stop(args),
         Command::Cancel(args) => cluster::cancel(args),
         Command::Tail(args) => tail::tail(args),
         Command::Top(args) => top::top(args),

@@ -200,6 +200,7 @@ pub fn run(args: RunArgs) -> Result<(), Error> {
             .map(|e| std::sync::Arc::clone(&e.end_signal)),
         metrics: Some(observer.metrics()),
         embedded: embedded.as_ref().map(|e| e.brokers.clone()),
+        stop: runtime::stop::JobStop::default(),
     };
     let accounting = if view {
         match run_in_view(plan, cluster, opts, observer.metrics())? {

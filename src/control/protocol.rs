@@ -40,6 +40,10 @@ pub enum Request {
     Cancel {
         job: u64,
     },
+    /// Stop a job gracefully: stop reading, take the final checkpoint, flush the sinks.
+    Stop {
+        job: u64,
+    },
     /// Cancel every job and stop the cluster's processes.
     Shutdown,
 }
@@ -55,6 +59,10 @@ pub enum Reply {
         jobs: Vec<JobStatus>,
     },
     Cancelled {
+        job: u64,
+    },
+    /// The job was asked to stop (`logflow jobs` shows it `stopped` once it did).
+    StopRequested {
         job: u64,
     },
     Stopping,
@@ -266,6 +274,7 @@ mod tests {
                 Just(Request::Jobs),
                 Just(Request::Shutdown),
                 any::<u64>().prop_map(|job| Request::Cancel { job }),
+                any::<u64>().prop_map(|job| Request::Stop { job }),
                 (".{0,64}", ".{0,32}").prop_map(|(spec, path)| Request::Submit {
                     spec,
                     path,

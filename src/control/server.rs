@@ -316,6 +316,7 @@ impl Endpoint {
                 job,
                 reason: None,
             },
+            Request::Stop { job } => Command::Stop { ticket, job },
             Request::Shutdown => Command::Shutdown { ticket },
         };
         let (tx, rx) = mpsc::channel();

@@ -21,6 +21,7 @@ use timely::worker::Worker;
 
 use super::protocol::Reply;
 use super::table::{JobState, JobTable, ProcessStats};
+use crate::runtime::stop::JobStop;
 use crate::runtime::{Cluster, Opened, RunOptions};
 use crate::spec::overrides::Overrides;
 use crate::spec::plan::JobPlan;
@@ -67,6 +68,11 @@ pub enum Command {
         job: u64,
         reason: Option<String>,
     },
+    /// Stop a job gracefully (each process's workers stop it as `run` stops on SIGTERM).
+    Stop {
+        ticket: u64,
+        job: u64,
+    },
     Stats {
         job: u64,
         process: usize,
@@ -82,6 +88,7 @@ impl Command {
         match self {
             Command::Submit { ticket, .. }
             | Command::Cancel { ticket, .. }
+            | Command::Stop { ticket, .. }
             | Command::Shutdown { ticket } => *ticket,
             Command::Stats { .. } => 0,
         }
@@ -163,6 +170,8 @@ impl Shared {
             let plan = Arc::new(plan);
             let opts = RunOptions {
                 stop_at_end,
+                // Stopped by `logflow stop`; a signal to the process stops the cluster.
+                stop: JobStop::own(),
                 ..RunOptions::default()
             };
             let (opened, error) = match Opened::open(&plan, &self.cluster, &opts) {
@@ -282,6 +291,13 @@ impl Session<'_> {
                 j.failure_told = true;
             }
         }
+        // A job stopped with checkpoints ends after its final one: its open windows are
+        // dropped, not emitted (a resubmission goes on from that checkpoint), as `run` does.
+        for j in self.jobs.values() {
+            if j.proc.opened.stopped_at_checkpoint() {
+                worker.drop_dataflow(j.dataflow);
+            }
+        }
         let installed = worker.installed_dataflows();
         let done: Vec<u64> = self
             .jobs
@@ -358,6 +374,24 @@ impl Session<'_> {
                     };
                     self.answer(ticket, reply);
                 }
+                Command::Stop { ticket, job } => {
+                    let asked = self.table.stopping(job);
+                    if asked && worker.index() == 0 {
+                        tracing::info!("logflow cluster: job {job} stopping");
+                    }
+                    if let Some(j) = self.jobs.get(&job) {
+                        j.proc.opened.stop.request();
+                    }
+                    let reply = match self.table.get(job) {
+                        _ if asked => Reply::StopRequested { job },
+                        None => Reply::error(&Error::Usage(format!("no job {job}"))),
+                        Some(s) => Reply::error(&Error::Usage(format!(
+                            "job {job} is not running (it {})",
+                            s.state.name()
+                        ))),
+                    };
+                    self.answer(ticket, reply);
+                }
                 Command::Stats {
                     job,
                     process,
@@ -366,11 +400,15 @@ impl Session<'_> {
                     let was = self.table.get(job).map(|s| s.state);
                     self.table.report(job, process, stats, now_ms());
                     let now = self.table.get(job).map(|s| s.state);
-                    if worker.index() == 0 && was != now && now == Some(JobState::Finished) {
+                    let ended = matches!(now, Some(JobState::Finished | JobState::Stopped));
+                    if worker.index() == 0 && was != now && ended {
                         if let Some(s) = self.table.get(job) {
                             tracing::info!(
-                                "logflow cluster: job {job} ({}) finished: {} records in, {} results out",
-                                s.name, s.records_in, s.records_out
+                                "logflow cluster: job {job} ({}) {}: {} records in, {} results out",
+                                s.name,
+                                s.state.name(),
+                                s.records_in,
+                                s.records_out
                             );
                         }
                     }

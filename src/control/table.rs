@@ -14,6 +14,11 @@ use crate::time::rfc3339;
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
     Running,
+    /// Asked to stop gracefully (`logflow stop`): its workers stop reading, take the final
+    /// checkpoint if it keeps checkpoints, and flush their sinks.
+    Stopping,
+    /// Stopped gracefully: every worker let go of the dataflow after a stop request.
+    Stopped,
     /// Every worker's dataflow completed (a bounded input was read to its end).
     Finished,
     Cancelled,
@@ -22,9 +27,16 @@ pub enum JobState {
 }
 
 impl JobState {
+    /// Still holding its dataflow somewhere (running or stopping).
+    pub fn live(self) -> bool {
+        matches!(self, JobState::Running | JobState::Stopping)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             JobState::Running => "running",
+            JobState::Stopping => "stopping",
+            JobState::Stopped => "stopped",
             JobState::Finished => "finished",
             JobState::Cancelled => "cancelled",
             JobState::Failed => "failed",
@@ -136,7 +148,7 @@ impl JobTable {
         let ended: Vec<u64> = self
             .jobs
             .iter()
-            .filter(|(_, e)| e.status.state != JobState::Running)
+            .filter(|(_, e)| !e.status.state.live())
             .map(|(id, _)| *id)
             .collect();
         for id in &ended[..ended.len().saturating_sub(KEEP_ENDED)] {
@@ -144,8 +156,8 @@ impl JobTable {
         }
     }
 
-    /// A process's report. The job is finished once every process reports no worker holding
-    /// its dataflow while it is still running.
+    /// A process's report. The job is finished (stopped, when it was asked to stop) once every
+    /// process reports no worker holding its dataflow while it is still running.
     pub fn report(&mut self, id: u64, process: usize, stats: ProcessStats, at_ms: i64) {
         let Some(e) = self.jobs.get_mut(&id) else {
             return;
@@ -171,18 +183,32 @@ impl JobTable {
         }
         s.watermark = e.watermark_ms.map(rfc3339);
         let all_reported = reported.len() == e.processes.len();
-        if all_reported && s.workers_running == 0 && s.state == JobState::Running {
-            s.state = JobState::Finished;
+        if all_reported && s.workers_running == 0 && s.state.live() {
+            s.state = match s.state {
+                JobState::Stopping => JobState::Stopped,
+                _ => JobState::Finished,
+            };
             s.ended = Some(rfc3339(at_ms));
         }
     }
 
-    /// Cancels or fails a running job; false if it is unknown or no longer running.
+    /// A running job was asked to stop gracefully; false if it is unknown or not running.
+    pub fn stopping(&mut self, id: u64) -> bool {
+        match self.jobs.get_mut(&id) {
+            Some(e) if e.status.state == JobState::Running => {
+                e.status.state = JobState::Stopping;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Cancels or fails a running (or stopping) job; false if it is unknown or has ended.
     pub fn end(&mut self, id: u64, state: JobState, reason: Option<String>, at_ms: i64) -> bool {
         let Some(e) = self.jobs.get_mut(&id) else {
             return false;
         };
-        if e.status.state != JobState::Running {
+        if !e.status.state.live() {
             return false;
         }
         e.status.state = state;
@@ -195,10 +221,11 @@ impl JobTable {
         self.jobs.get(&id).map(|e| &e.status)
     }
 
+    /// The jobs still holding their dataflows (running or stopping).
     pub fn running(&self) -> Vec<u64> {
         self.jobs
             .iter()
-            .filter(|(_, e)| e.status.state == JobState::Running)
+            .filter(|(_, e)| e.status.state.live())
             .map(|(id, _)| *id)
             .collect()
     }
@@ -294,6 +321,35 @@ mod tests {
         assert_eq!(t.running(), Vec::<u64>::new());
         let text = render(&t.list());
         assert!(text.contains("cancelled"), "{text}");
+    }
+
+    #[test]
+    fn a_stopping_job_is_stopped_once_every_process_let_go() {
+        let mut t = JobTable::new(2);
+        t.submitted(4, "j", "j.toml", 0, 2);
+        assert!(t.stopping(4));
+        assert!(!t.stopping(4), "asked once");
+        assert!(!t.stopping(9), "unknown job");
+        assert_eq!(t.running(), [4], "stopping jobs still hold their dataflows");
+        t.report(4, 0, stats(10, None, 0), 1);
+        assert_eq!(t.get(4).unwrap().state, JobState::Stopping);
+        t.report(4, 1, stats(10, None, 0), 2);
+        let s = t.get(4).unwrap();
+        assert_eq!((s.state, s.workers_running), (JobState::Stopped, 0));
+        assert!(s.ended.is_some());
+        assert!(
+            !t.end(4, JobState::Cancelled, None, 3),
+            "a stopped job stays so"
+        );
+        assert!(render(&t.list()).contains("stopped"));
+
+        // A stopping job can still be cancelled (its stop did not finish).
+        t.submitted(5, "j", "j.toml", 0, 2);
+        assert!(t.stopping(5));
+        assert!(t.end(5, JobState::Cancelled, None, 4));
+        t.report(5, 0, stats(1, None, 0), 5);
+        t.report(5, 1, stats(1, None, 0), 5);
+        assert_eq!(t.get(5).unwrap().state, JobState::Cancelled);
     }
 
     #[test]

@@ -18,6 +18,7 @@ use timely::dataflow::StreamVec;
 use crate::agg::aggregate::Acc;
 use crate::checkpoint::barrier::{self, Slot};
 use crate::operators::pre_aggregate::{Partial, PreAggregate};
+use crate::operators::state::StateMeter;
 use crate::operators::window_aggregate::Closed;
 use crate::record::{Event, Key};
 use crate::spec::plan::AggNode;
@@ -113,6 +114,7 @@ impl<'scope> CompleteAggregate<'scope> for StreamVec<'scope, u64, Partial> {
         // Versioned: saved partials carry their first window since sliding windows are
         // sliced, so a checkpoint of the earlier shape is refused, not misread.
         let slot = Slot::register("CompleteAggregate2");
+        let meter = StateMeter::register(&node.analyses, node.keys.len(), node.accs.len());
         self.unary_frontier(
             Exchange::new(|_: &Partial| 0),
             "CompleteAggregate",
@@ -188,6 +190,7 @@ impl<'scope> CompleteAggregate<'scope> for StreamVec<'scope, u64, Partial> {
                             .session(&cap.delayed(&send))
                             .give_iterator(rows.drain(..));
                     }
+                    meter.set(table.len());
                     if let Some((slot, epoch)) = barrier::due(&slot, frontier.frontier()) {
                         slot.save(epoch, &(&table, crate::operators::held(&pending)));
                     }
@@ -205,6 +208,47 @@ mod tests {
     use timely::container::CapacityContainerBuilder;
     use timely::dataflow::operators::{Capture, Input};
     use timely::dataflow::InputHandle;
+
+    /// (keys, bytes) metered for analysis `a` in this process.
+    fn metered(a: usize) -> Option<(u64, u64)> {
+        crate::operators::state::per_analysis()
+            .into_iter()
+            .find(|(x, _, _)| *x == a)
+            .map(|(_, k, b)| (k, b))
+    }
+
+    #[test]
+    fn the_table_is_metered_per_key_while_the_operator_lives() {
+        // Analysis 9201: no other test meters it.
+        timely::execute_directly(|worker| {
+            let node = Rc::new(AggNode {
+                complete: Some(10_000),
+                analyses: vec![9201],
+                ..AggNode::count_by_service(Windows::global(), 0)
+            });
+            let mut input = InputHandle::<u64, CapacityContainerBuilder<Vec<Event>>>::new();
+            let probe = timely::dataflow::ProbeHandle::new();
+            worker.dataflow(|scope| {
+                use timely::dataflow::operators::Probe;
+                scope
+                    .input_from(&mut input)
+                    .complete_aggregate(node, 10_000, |w, out: &mut Vec<i64>| out.push(w.start))
+                    .probe_with(&probe);
+            });
+            for s in ["a", "b", "c", "a"] {
+                input.send(Event {
+                    service: Some(s.into()),
+                    ..Event::default()
+                });
+            }
+            input.advance_to(20_000);
+            worker.step_while(|| probe.less_than(input.time()));
+            let (keys, bytes) = metered(9201).expect("metered");
+            assert_eq!(keys, 3, "one group per key");
+            assert!(bytes > keys, "{bytes} bytes");
+        });
+        assert_eq!(metered(9201), Some((0, 0)), "ended: nothing held");
+    }
 
     #[test]
     fn trigger_instants() {

@@ -15,7 +15,34 @@ use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::StreamVec;
 
+use std::sync::Arc;
+
+use crate::operators::state::StateMeter;
 use crate::record::{key_hash, Key, Row};
+
+/// How far back `history` windows `slide_ms` apart reach: the `forget_ms` of a detector that
+/// looks `history` windows back (`None`: windowless rows, kept).
+pub(crate) fn span_of(history: usize, slide_ms: i64) -> Option<i64> {
+    (slide_ms > 0).then(|| (history as i64).saturating_mul(slide_ms))
+}
+
+/// A detector's output row for `row`: its key (the first `key_len` values), then `extra`.
+pub(crate) fn keyed_row(
+    row: &Row,
+    key_len: usize,
+    analysis: u32,
+    extra: impl IntoIterator<Item = crate::record::Value>,
+) -> Row {
+    let mut values = row.values[..key_len.min(row.values.len())].to_vec();
+    values.extend(extra);
+    Row {
+        analysis,
+        start: row.start,
+        end: row.end,
+        values,
+        retract: false,
+    }
+}
 
 /// Runs stateful logic over each key's rows in window order.
 pub trait InKeyOrder<'scope> {
@@ -58,6 +85,19 @@ pub trait InKeyOrder<'scope> {
     where
         S: Default + Serialize + DeserializeOwned + 'static,
         F: FnMut(&mut S, Row, &mut Vec<Row>) + 'static;
+
+    /// As [`InKeyOrder::in_key_order`], keeping `meter` at the number of keys with a state
+    /// (for the state metrics).
+    fn in_key_order_metered<S, F>(
+        self,
+        key_len: usize,
+        forget_ms: Option<i64>,
+        meter: Option<Arc<StateMeter>>,
+        logic: F,
+    ) -> StreamVec<'scope, u64, Row>
+    where
+        S: Default + Serialize + DeserializeOwned + 'static,
+        F: FnMut(&mut S, Row, &mut Vec<Row>) + 'static;
 }
 
 impl<'scope> InKeyOrder<'scope> for StreamVec<'scope, u64, Row> {
@@ -65,6 +105,20 @@ impl<'scope> InKeyOrder<'scope> for StreamVec<'scope, u64, Row> {
         self,
         key_len: usize,
         forget_ms: Option<i64>,
+        logic: F,
+    ) -> StreamVec<'scope, u64, Row>
+    where
+        S: Default + Serialize + DeserializeOwned + 'static,
+        F: FnMut(&mut S, Row, &mut Vec<Row>) + 'static,
+    {
+        self.in_key_order_metered(key_len, forget_ms, None, logic)
+    }
+
+    fn in_key_order_metered<S, F>(
+        self,
+        key_len: usize,
+        forget_ms: Option<i64>,
+        meter: Option<Arc<StateMeter>>,
         mut logic: F,
     ) -> StreamVec<'scope, u64, Row>
     where
@@ -100,6 +154,9 @@ impl<'scope> InKeyOrder<'scope> for StreamVec<'scope, u64, Row> {
                         output.session(&cap).give_iterator(out.drain(..));
                     }
                 }
+                if let Some(m) = &meter {
+                    m.set(states.states.len());
+                }
                 if let Some((slot, epoch)) = barrier::due(&slot, frontier.frontier()) {
                     debug_assert!(pending.is_empty(), "rows at or after the barrier");
                     slot.save(epoch, &states.states);
@@ -107,6 +164,16 @@ impl<'scope> InKeyOrder<'scope> for StreamVec<'scope, u64, Row> {
             }
         })
     }
+}
+
+/// A meter for a detector's per-key states of type `S` (of analysis `analysis`, keyed by
+/// `key_len` columns), each holding `heap` bytes besides its inline size.
+pub fn history_meter<S>(analysis: u32, key_len: usize, heap: usize) -> Arc<StateMeter> {
+    let per_key = std::mem::size_of::<(Key, (i64, S))>()
+        + key_len * std::mem::size_of::<crate::record::Value>()
+        + heap
+        + 1;
+    StateMeter::register_sized(&[analysis as usize], per_key)
 }
 
 /// Per-key states that a key without rows for more than `forget_ms` of event time loses.

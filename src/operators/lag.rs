@@ -3,7 +3,7 @@
 
 use timely::dataflow::StreamVec;
 
-use crate::operators::in_key_order::InKeyOrder;
+use crate::operators::in_key_order::{keyed_row, span_of, InKeyOrder};
 use crate::record::{Row, Value};
 
 /// Adds the previous value and the change to rows.
@@ -48,10 +48,15 @@ impl<'scope> Lag<'scope> for StreamVec<'scope, u64, Row> {
         slide_ms: i64,
         analysis: u32,
     ) -> StreamVec<'scope, u64, Row> {
-        let span = crate::operators::zscore::span_of(history, slide_ms);
-        self.in_key_order(
+        let span = span_of(history, slide_ms);
+        self.in_key_order_metered(
             key_len,
             span,
+            Some(
+                crate::operators::in_key_order::history_meter::<Option<Value>>(
+                    analysis, key_len, 0,
+                ),
+            ),
             move |prev: &mut Option<Value>, row: Row, out| {
                 let x = row.values.get(column).cloned().unwrap_or(Value::Null);
                 let before = prev.replace(x.clone()).unwrap_or(Value::Null);
@@ -64,15 +69,7 @@ impl<'scope> Lag<'scope> for StreamVec<'scope, u64, Row> {
                     },
                     _ => Value::Null,
                 };
-                let mut values = row.values[..key_len].to_vec();
-                values.extend([x, before, change]);
-                out.push(Row {
-                    analysis,
-                    start: row.start,
-                    end: row.end,
-                    values,
-                    retract: false,
-                });
+                out.push(keyed_row(&row, key_len, analysis, [x, before, change]));
             },
         )
     }

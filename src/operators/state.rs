@@ -1,6 +1,7 @@
-//! How much state the window merge operators hold, for the `logflow_state_keys` and
-//! `logflow_state_bytes` metrics: each operator publishes, after every activation, how many
-//! (window, key) groups it holds open and an estimate of their bytes; the metrics sum the
+//! How much state the stateful operators hold, for the `logflow_state_keys` and
+//! `logflow_state_bytes` metrics: each window merge (append, update and complete mode,
+//! sessions) and each detector's per-key history publishes, after every activation, how many
+//! (window, key) groups or keys it holds and an estimate of their bytes; the metrics sum the
 //! meters of this process per analysis. A meter counts while its operator lives; an analysis
 //! whose operators have all ended (the job finished or stopped) holds no state and reports 0,
 //! so its series stays until the process ends instead of vanishing from the last scrapes.
@@ -41,6 +42,12 @@ impl StateMeter {
             + std::mem::size_of::<Vec<Acc>>()
             + accs * std::mem::size_of::<Acc>()
             + 1;
+        StateMeter::register_sized(analyses, per_group)
+    }
+
+    /// A meter for per-key state of `per_group` bytes each (a detector's history: the key, its
+    /// state and what the state holds on the heap), registered for [`per_analysis`].
+    pub fn register_sized(analyses: &[usize], per_group: usize) -> Arc<StateMeter> {
         let meter = Arc::new(StateMeter {
             analyses: analyses.to_vec(),
             groups: AtomicU64::new(0),
@@ -115,5 +122,9 @@ mod tests {
         );
         assert_eq!(of(9002), Some((9002, 0, 0)));
         assert_eq!(of(9003), None, "never metered");
+
+        let sized = StateMeter::register_sized(&[9004], 100);
+        sized.set(5);
+        assert_eq!(of(9004), Some((9004, 5, 500)));
     }
 }

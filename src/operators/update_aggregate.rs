@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::agg::aggregate::Acc;
 use crate::checkpoint::barrier::{self, Slot};
 use crate::operators::pre_aggregate::{Partial, PreAggregate};
+use crate::operators::state::StateMeter;
 use crate::operators::window_aggregate::Closed;
 use crate::record::{key_hash, Event, Key, Row};
 use crate::spec::plan::AggNode;
@@ -139,6 +140,7 @@ impl<'scope> UpdateAggregate<'scope> for StreamVec<'scope, u64, Partial> {
         let partials = self;
         let exchange = Exchange::new(|p: &Partial| key_hash(&p.key));
         let slot = Slot::register("UpdateAggregate");
+        let meter = StateMeter::register(&node.analyses, node.keys.len(), node.accs.len());
         partials
             .unary_frontier(exchange, "UpdateAggregate", move |_, _| {
                 type State<D> = HashMap<(i64, Key), WindowState<D>>;
@@ -239,6 +241,7 @@ impl<'scope> UpdateAggregate<'scope> for StreamVec<'scope, u64, Partial> {
                         }
                     }
                     open.set(state.len());
+                    meter.set(state.len());
                     if let Some((slot, epoch)) = barrier::due(&slot, frontier.frontier()) {
                         debug_assert!(pending.is_empty(), "partials at or after the barrier");
                         slot.save(epoch, &(&state, &expiry));
@@ -383,6 +386,51 @@ mod tests {
         // Every epoch changes each key's current window: a retraction and an insertion, except
         // the first epoch of each window.
         assert_eq!(changes, 5 * (200 * 6 * 2 - 200));
+    }
+
+    #[test]
+    fn open_windows_are_metered_for_the_state_metrics() {
+        // Analysis 9202: no other test meters it.
+        timely::execute_directly(|worker| {
+            let node = Rc::new(AggNode {
+                update: true,
+                analyses: vec![9202],
+                ..AggNode::count_by_service(Windows::tumbling(60_000), 60_000)
+            });
+            let mut input = InputHandle::<u64, CapacityContainerBuilder<Vec<Event>>>::new();
+            let probe = ProbeHandle::new();
+            worker.dataflow(|scope| {
+                scope
+                    .input_from(&mut input)
+                    .update_aggregate(node, |w, out: &mut Vec<Value>| {
+                        out.push(w.values[0].clone())
+                    })
+                    .inner
+                    .probe_with(&probe);
+            });
+            // Two keys in the first window, one in the second.
+            for (ms, s) in [(1, "a"), (2, "b"), (60_001, "a")] {
+                input.send(Event {
+                    timestamp: ms,
+                    service: Some(s.into()),
+                    ..Event::default()
+                });
+            }
+            input.advance_to(70_000);
+            worker.step_while(|| probe.less_than(input.time()));
+            let of = || {
+                crate::operators::state::per_analysis()
+                    .into_iter()
+                    .find(|(a, _, _)| *a == 9202)
+            };
+            let (_, keys, bytes) = of().expect("metered");
+            assert_eq!(keys, 3);
+            assert!(bytes > keys);
+            // Past the first window's deadline (end + hold = 120 s): its two groups go.
+            input.advance_to(130_000);
+            worker.step_while(|| probe.less_than(input.time()));
+            assert_eq!(of().map(|(_, k, _)| k), Some(1));
+        });
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 
 use timely::dataflow::StreamVec;
 
-use crate::operators::in_key_order::InKeyOrder;
+use crate::operators::in_key_order::{keyed_row, span_of, InKeyOrder};
 use crate::record::{Row, Value};
 
 /// Adds z-scores to rows.
@@ -55,9 +55,16 @@ impl<'scope> ZScore<'scope> for StreamVec<'scope, u64, Row> {
         analysis: u32,
     ) -> StreamVec<'scope, u64, Row> {
         let span = span_of(history, slide_ms);
-        self.in_key_order(
+        self.in_key_order_metered(
             key_len,
             span,
+            Some(crate::operators::in_key_order::history_meter::<
+                VecDeque<Option<f64>>,
+            >(
+                analysis,
+                key_len,
+                history * std::mem::size_of::<Option<f64>>(),
+            )),
             move |past: &mut VecDeque<Option<f64>>, row: Row, out| {
                 let x = row.values.get(column).and_then(Value::as_f64);
                 let (mean, stddev) = baseline(past.iter().copied());
@@ -69,28 +76,16 @@ impl<'scope> ZScore<'scope> for StreamVec<'scope, u64, Row> {
                     past.pop_front();
                 }
                 past.push_back(x);
-                let mut values = row.values[..key_len].to_vec();
-                values.extend([
+                let extra = [
                     row.values.get(column).cloned().unwrap_or(Value::Null),
                     mean.map_or(Value::Null, Value::Float),
                     stddev.map_or(Value::Null, Value::Float),
                     z,
-                ]);
-                out.push(Row {
-                    analysis,
-                    start: row.start,
-                    end: row.end,
-                    values,
-                    retract: false,
-                });
+                ];
+                out.push(keyed_row(&row, key_len, analysis, extra));
             },
         )
     }
-}
-
-/// How far back `history` windows `slide_ms` apart reach (`None`: windowless rows, kept).
-pub(crate) fn span_of(history: usize, slide_ms: i64) -> Option<i64> {
-    (slide_ms > 0).then(|| (history as i64).saturating_mul(slide_ms))
 }
 
 /// Mean and sample standard deviation of the non-null values.
@@ -111,6 +106,45 @@ fn baseline(past: impl Iterator<Item = Option<f64>>) -> (Option<f64>, Option<f64
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_keys_history_is_metered_for_its_analysis() {
+        use timely::container::CapacityContainerBuilder;
+        use timely::dataflow::operators::{Input, Probe};
+        use timely::dataflow::{InputHandle, ProbeHandle};
+        let of = |a: usize| {
+            crate::operators::state::per_analysis()
+                .into_iter()
+                .find(|(x, _, _)| *x == a)
+        };
+        // Analysis 9203: no other test meters it.
+        timely::execute_directly(move |worker| {
+            let mut input = InputHandle::<u64, CapacityContainerBuilder<Vec<Row>>>::new();
+            let probe = ProbeHandle::new();
+            worker.dataflow::<u64, _, _>(|scope| {
+                scope
+                    .input_from(&mut input)
+                    .zscore(1, 1, 3, 60, 9203)
+                    .probe_with(&probe);
+            });
+            for (start, k) in [(0, "a"), (0, "b"), (60, "a"), (60, "c")] {
+                input.send(Row {
+                    analysis: 0,
+                    start,
+                    end: start + 60,
+                    values: vec![Value::Str(k.into()), Value::Int(1)],
+                    retract: false,
+                });
+            }
+            input.advance_to(1);
+            worker.step_while(|| probe.less_than(input.time()));
+            let (_, keys, bytes) = of(9203).expect("metered");
+            assert_eq!(keys, 3, "one history per key");
+            // Each holds up to 3 values besides the key.
+            assert!(bytes >= keys * 3 * 16, "{bytes} bytes");
+        });
+        assert_eq!(of(9203), Some((9203, 0, 0)), "ended: nothing held");
+    }
 
     #[test]
     fn baseline_ignores_nulls() {

@@ -12,6 +12,7 @@ use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::operators::Inspect;
 
 use super::ingest::{ingest, IngestConfig, LatenessRule, ProgressBoard};
+use super::stop::JobStop;
 use super::Counters;
 use crate::metrics::Metrics;
 use crate::operators::complete_aggregate::CompleteAggregate;
@@ -84,6 +85,7 @@ pub fn build<'scope>(
     readers: Vec<Box<dyn PartitionReader>>,
     counters: Arc<Counters>,
     metrics: &Metrics,
+    stop: JobStop,
 ) -> Outputs<'scope> {
     let board = ProgressBoard::default();
     let nodes: Vec<Rc<AggNode>> = plan.nodes.iter().cloned().map(Rc::new).collect();
@@ -94,6 +96,7 @@ pub fn build<'scope>(
         counters,
         metrics,
         board.clone(),
+        stop,
     );
     // Every worker learns every worker's progress (for idle workers; see `ingest`).
     beacons.broadcast().inspect(move |(w, p)| {

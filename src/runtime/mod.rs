@@ -156,6 +156,8 @@ pub struct RunOptions {
     ///
     /// [`Endpoint::Embedded`]: crate::spec::plan::Endpoint::Embedded
     pub embedded: Option<String>,
+    /// Asks the job to stop gracefully (by default the process's signals do).
+    pub stop: stop::JobStop,
 }
 
 /// Opens this process's share of the source: one list of partition readers per local worker.
@@ -260,6 +262,8 @@ pub(crate) struct Opened {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The job's checkpoints (when it keeps them), with the one restored.
     checkpoints: Option<Arc<Checkpoints>>,
+    /// Asks the job to stop gracefully.
+    pub stop: stop::JobStop,
 }
 
 impl Opened {
@@ -281,6 +285,10 @@ impl Opened {
                     metrics.checkpoint_completed(took);
                     stop::checkpoint_completed(epoch);
                 })
+            },
+            {
+                let stop = opts.stop.clone();
+                Box::new(move || stop.requested())
             },
         )?;
         let resuming = checkpoints
@@ -318,7 +326,14 @@ impl Opened {
             counters: Arc::new(Counters::default()),
             metrics,
             checkpoints: None,
+            stop: opts.stop.clone(),
         }
+    }
+
+    /// The job's final checkpoint completed (it keeps checkpoints and was asked to stop): its
+    /// workers drop the dataflow.
+    pub(crate) fn stopped_at_checkpoint(&self) -> bool {
+        self.checkpoints.as_ref().is_some_and(|c| c.last_passed())
     }
 
     /// Builds the job's dataflow on `worker` (local index `local`) with the readers and sink
@@ -345,6 +360,7 @@ impl Opened {
         let counters = Arc::clone(&self.counters);
         let sink_failed = Rc::clone(&failed);
         let gather = self.gather;
+        let stop = self.stop.clone();
         let index = worker.next_dataflow_index();
         let ck = self
             .checkpoints
@@ -353,7 +369,7 @@ impl Opened {
         building(ck.as_ref(), || {
             worker.dataflow::<u64, _, _>(move |scope| {
                 let (rows, dead, late) =
-                    dataflow::build(scope, &plan, my_readers, counters, &metrics);
+                    dataflow::build(scope, &plan, my_readers, counters, &metrics, stop);
                 output::write_outputs(rows, dead, late, my_sink, gather, sink_failed);
             })
         });
@@ -400,10 +416,11 @@ fn run_workers(
                 if failed.borrow().is_some() {
                     break;
                 }
-                // A graceful stop with checkpoints ends here, once a checkpoint completed
-                // after the request: the open windows are dropped, not emitted (a restart
-                // goes on from that checkpoint and emits them whole).
-                if checkpointed && stop::final_checkpoint_done() {
+                // A graceful stop with checkpoints ends here, once the final checkpoint
+                // completed: the open windows are dropped, not emitted (a restart goes on
+                // from that checkpoint and emits them whole).
+                if opened.stopped_at_checkpoint() {
+                    stop::final_checkpoint_done();
                     worker.drop_dataflow(index);
                 }
             }

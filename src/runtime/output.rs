@@ -263,7 +263,7 @@ mod tests {
             let metrics = Arc::new(Metrics::new(&plan, id));
             let failed: Rc<RefCell<Option<Error>>> = Rc::new(RefCell::new(None));
             let on_completed = Box::new(move |_, took| metrics.checkpoint_completed(took));
-            let ck = Checkpoints::open(&plan, 1, true, on_completed)
+            let ck = Checkpoints::open(&plan, 1, true, on_completed, Box::new(|| false))
                 .expect("open")
                 .expect("checkpoints")
                 .worker(0, Rc::clone(&failed));

@@ -2,17 +2,22 @@
 //!
 //! - Without checkpoints every ingest ends its partitions where they are, as at the end of a
 //!   bounded input: the remaining windows are emitted and the sinks flushed and closed.
-//! - With checkpoints the ingests read on to the next barrier; once a checkpoint completed
-//!   after the request, every worker drops the job's dataflow. Nothing after that checkpoint
-//!   is committed as done (exactly-once sinks commit at checkpoints; files are cut back to it
-//!   on restart), so a restarted run goes on from it, repeating and losing nothing. Emitting
-//!   the open windows instead would commit results a restart computes again.
+//! - With checkpoints the ingests read on to the next barrier, and the checkpoint's manifest
+//!   says it is the final one: every worker of every process reads that one manifest, so all
+//!   of them stop after the same checkpoint, however far apart their requests came (see
+//!   [`crate::checkpoint::barrier`]). Every worker then drops the job's dataflow. Nothing
+//!   after that checkpoint is committed as done (exactly-once sinks commit at checkpoints;
+//!   files are cut back to it on restart), so a restarted run goes on from it, repeating and
+//!   losing nothing. Emitting the open windows instead would commit results a restart
+//!   computes again.
 //!
 //! A second signal ends the process at once (exit 1), and so does `--stop-timeout` passing
-//! before the run ended, naming what had not finished. A process has one run, so the request
-//! is process-wide.
+//! before the run ended, naming what had not finished. A process of `run` or `launch` has one
+//! run, so a signal's request is process-wide; a cluster's jobs are stopped one by one
+//! (`logflow stop JOB`), each with its own [`JobStop`].
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -31,6 +36,46 @@ static RUNNING_WORKERS: AtomicUsize = AtomicUsize::new(0);
 static COMPLETED_EPOCH: AtomicU64 = AtomicU64::new(0);
 /// Whether the run keeps checkpoints (what the stop waits for).
 static CHECKPOINTED: AtomicBool = AtomicBool::new(false);
+/// The run's final checkpoint completed (the workers drop the dataflow).
+static FINAL_DONE: AtomicBool = AtomicBool::new(false);
+
+/// One job's stop request, shared by what the job opened on a process and its workers.
+#[derive(Clone, Debug)]
+pub(crate) struct JobStop {
+    asked: Arc<AtomicBool>,
+    /// The job is the process's run (`run`, `launch`): SIGINT/SIGTERM ask it too.
+    follows_signals: bool,
+}
+
+impl Default for JobStop {
+    /// The process's run: stopped by a signal.
+    fn default() -> JobStop {
+        JobStop {
+            asked: Arc::new(AtomicBool::new(false)),
+            follows_signals: true,
+        }
+    }
+}
+
+impl JobStop {
+    /// A cluster's job: stopped by its own request only (a signal stops the whole cluster).
+    pub(crate) fn own() -> JobStop {
+        JobStop {
+            follows_signals: false,
+            ..JobStop::default()
+        }
+    }
+
+    /// Asks the job to stop gracefully.
+    pub(crate) fn request(&self) {
+        self.asked.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the job was asked to stop.
+    pub(crate) fn requested(&self) -> bool {
+        self.asked.load(Ordering::SeqCst) || (self.follows_signals && requested())
+    }
+}
 
 /// Whether a graceful stop was requested.
 pub fn requested() -> bool {
@@ -53,10 +98,9 @@ pub(crate) fn checkpoint_completed(epoch: u64) {
     COMPLETED_EPOCH.fetch_max(epoch, Ordering::SeqCst);
 }
 
-/// With checkpoints: a checkpoint completed after the stop was requested, so the workers can
-/// drop the dataflow.
-pub(crate) fn final_checkpoint_done() -> bool {
-    requested() && COMPLETED_EPOCH.load(Ordering::SeqCst) > EPOCH_AT_REQUEST.load(Ordering::SeqCst)
+/// With checkpoints: the run's final checkpoint completed (for the timeout's message).
+pub(crate) fn final_checkpoint_done() {
+    FINAL_DONE.store(true, Ordering::SeqCst);
 }
 
 /// A local worker started (`true`) or let go of (`false`) the job's dataflow.
@@ -76,10 +120,11 @@ pub(crate) fn set_checkpointed(yes: bool) {
 /// What had not finished when the stop timed out.
 fn unfinished() -> String {
     let workers = RUNNING_WORKERS.load(Ordering::SeqCst);
-    if CHECKPOINTED.load(Ordering::SeqCst) && !final_checkpoint_done() {
+    if CHECKPOINTED.load(Ordering::SeqCst) && !FINAL_DONE.load(Ordering::SeqCst) {
         format!(
-            "no checkpoint completed after the stop request (the last was at epoch {}); \
-             {workers} local workers still running",
+            "no checkpoint completed as the final one (the last was at epoch {}, the stop was \
+             requested after epoch {}); {workers} local workers still running",
+            COMPLETED_EPOCH.load(Ordering::SeqCst),
             EPOCH_AT_REQUEST.load(Ordering::SeqCst)
         )
     } else {

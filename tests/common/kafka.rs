@@ -122,6 +122,16 @@ impl Broker {
         .unwrap()
     }
 
+    /// `logflow run SPEC --brokers <this broker> --stop-at-end EXTRA`, to its end.
+    pub fn run_to_end(&self, spec: &Path, extra: &[&str]) -> std::process::Output {
+        bin()
+            .args(["run", spec.to_str().unwrap(), "--brokers", &self.address])
+            .arg("--stop-at-end")
+            .args(extra)
+            .output()
+            .unwrap()
+    }
+
     pub fn count(&self, topic: &str) -> u64 {
         self.client(&["count", &self.address, topic])
             .parse()

@@ -226,6 +226,20 @@ pub fn complete(ckpt: &Path) -> Vec<PathBuf> {
     dirs
 }
 
+/// Waits until `n` checkpoints in `ckpt` are complete while `job` runs (it must not end first).
+pub fn wait_for_checkpoints(job: &mut Proc, ckpt: &Path, n: usize) {
+    let started = Instant::now();
+    while complete(ckpt).len() < n {
+        assert!(
+            job.child.try_wait().unwrap().is_none(),
+            "the job ended before {n} checkpoints: make the input larger\n{}",
+            job.stderr_text()
+        );
+        assert!(started.elapsed() < Duration::from_secs(120));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// The epoch of checkpoint directory `d` (`epoch-000…42` -> `42`).
 fn epoch_of(d: &Path) -> String {
     let name = d.file_name().unwrap().to_string_lossy().into_owned();
@@ -239,16 +253,7 @@ fn epoch_of(d: &Path) -> String {
 /// checkpoint.
 pub fn kill_and_damage(job: Command, dir: &Path, ckpt: &Path, part: &str) -> (String, String) {
     let mut first = Proc::spawn(job, dir, "damaged", Stdio::null());
-    let started = Instant::now();
-    while complete(ckpt).len() < 2 {
-        assert!(
-            first.child.try_wait().unwrap().is_none(),
-            "the job ended before two checkpoints: make the input larger\n{}",
-            first.stderr_text()
-        );
-        assert!(started.elapsed() < Duration::from_secs(120));
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_for_checkpoints(&mut first, ckpt, 2);
     let _ = first.child.kill();
     let _ = first.child.wait();
     let good = complete(ckpt);

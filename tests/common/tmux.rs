@@ -23,6 +23,20 @@ impl Tmux {
         c
     }
 
+    /// Starts window `run`, `width` x `height`, in the repository, running `shell` (a shell
+    /// command line); panics if tmux cannot start it.
+    pub fn start(&self, width: u16, height: u16, shell: &str) {
+        let status = self
+            .cmd()
+            .args(["new-session", "-d", "-s", "run"])
+            .args(["-x", &width.to_string(), "-y", &height.to_string(), "-c"])
+            .arg(super::repo())
+            .arg(shell)
+            .status()
+            .expect("run tmux new-session");
+        assert!(status.success(), "tmux new-session: {status}");
+    }
+
     /// The text of the window `run` (its scrollback too, wrapped lines joined).
     pub fn capture(&self) -> String {
         self.capture_of("run")

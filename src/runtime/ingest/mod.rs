@@ -46,6 +46,7 @@ pub use self::board::ProgressBoard;
 use self::partition::{Partition, Routed, Stamp};
 use self::watermark::{Advance, Granularity, Seen};
 use super::accounting::Counters;
+use super::stop::JobStop;
 use crate::checkpoint::barrier::Slot;
 use crate::metrics::{Metrics, PartitionMeter};
 use crate::operators::pre_aggregate::Partial;
@@ -154,6 +155,7 @@ pub fn ingest<'scope>(
     counters: Arc<Counters>,
     metrics: &Metrics,
     board: ProgressBoard,
+    stop: JobStop,
 ) -> Ingested<'scope> {
     let me = scope.index();
     let meters: Vec<Arc<PartitionMeter>> = readers
@@ -219,6 +221,7 @@ pub fn ingest<'scope>(
             parts,
             counters,
             board,
+            stop,
             slot,
             activator,
             outputs,
@@ -268,6 +271,8 @@ struct Ingest {
     parts: Vec<Partition>,
     counters: Arc<Counters>,
     board: ProgressBoard,
+    /// The job's stop request.
+    stop: JobStop,
     slot: Option<Slot>,
     activator: Activator,
     outputs: Outputs,
@@ -357,7 +362,7 @@ impl Ingest {
     /// and what goes out.
     fn step(&mut self, held: &mut [Capability<u64>]) -> Flow {
         let cap = *held[DEAD].time();
-        if self.slot.is_none() && crate::runtime::stop::requested() {
+        if self.slot.is_none() && self.stop.requested() {
             // A graceful stop without checkpoints: the input ends here, as a bounded one
             // does, so every window is emitted and the sinks flushed (with checkpoints the
             // run stops at the next checkpoint instead: `runtime::stop`).
@@ -379,7 +384,12 @@ impl Ingest {
             Some(AtBarrier::Before(epoch)) => Some(epoch),
             None => None,
         };
-        if barrier.is_some() && crate::runtime::stop::final_checkpoint_done() {
+        if barrier.is_some()
+            && self
+                .slot
+                .as_ref()
+                .is_some_and(|s| s.checkpointer().last_passed())
+        {
             // Stopping, and the final checkpoint is taken: nothing more is read or sent, and
             // the capabilities stay at its barrier, so no window closes after it before the
             // workers drop the dataflow.
@@ -471,16 +481,19 @@ impl Ingest {
         Some(at)
     }
 
-    /// A graceful stop with checkpoints was requested and no live partition has had data for
+    /// A graceful stop with checkpoints was requested (of this process, or of another one,
+    /// which recorded it with the checkpoint) and no live partition has had data for
     /// [`STOP_QUIET`]: the input is caught up.
     fn quiet_stop(&self) -> bool {
-        self.slot.is_some()
-            && crate::runtime::stop::requested()
+        // Quiet first: looking for another process's request may list a directory.
+        self.parts
+            .iter()
+            .filter(|p| !p.ended)
+            .all(|p| p.last_data.elapsed() >= STOP_QUIET)
             && self
-                .parts
-                .iter()
-                .filter(|p| !p.ended)
-                .all(|p| p.last_data.elapsed() >= STOP_QUIET)
+                .slot
+                .as_ref()
+                .is_some_and(|s| s.checkpointer().stop_requested())
     }
 
     /// Records carry the wall clock: the clock moves on whether or not records come.
