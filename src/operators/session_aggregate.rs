@@ -66,7 +66,8 @@ pub trait SessionAggregate<'scope> {
     ///     });
     ///     // 1 s and 5 s are one session; 15 s is a gap after 5 s (not less): the next one.
     ///     let events = [1_000, 5_000, 15_000, 24_000].map(|t| Event { timestamp: t, ..Event::default() });
-    ///     events.to_stream(scope)
+    ///     let events: timely::dataflow::StreamVec<u64, Event> = events.to_stream(scope);
+    ///     events
     ///         .session_aggregate(node, |s, out: &mut Vec<(i64, i64, Value)>| out.push((s.start, s.end, s.values[2].clone())))
     ///         .capture()
     /// });
