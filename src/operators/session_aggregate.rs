@@ -57,7 +57,7 @@ pub trait SessionAggregate<'scope> {
     ///         hold_ms: 0,
     ///         filter: None,
     ///         keys: vec![],
-    ///         accs: vec![bound(SESSION_BOUNDS[0]), bound(SESSION_BOUNDS[1]), AccSpec { func: AggFunc::Count, arg: None }],
+    ///         accs: vec![bound(SESSION_BOUNDS[0].clone()), bound(SESSION_BOUNDS[1].clone()), AccSpec { func: AggFunc::Count, arg: None }],
     ///         analyses: vec![],
     ///         update: false,
     ///         input: Default::default(),
