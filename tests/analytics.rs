@@ -9,16 +9,13 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use common::cluster::Proc;
 use common::oracle::expected::{group, quantile};
 use common::oracle::input::{read_events, Ev, Input};
-use common::recovery::kill_attempts;
-use common::{accounting, bin, run_file, run_ok, tmpdir};
+use common::recovery::launch_killed_and_restored;
+use common::{accounting, run_file, run_ok, tmpdir};
 
 use logflow::gen::{GenConfig, Kind};
 
@@ -302,23 +299,7 @@ fn new_aggregate_state_is_restored_after_kill_9() {
     let job = dir.join("job.toml");
     std::fs::write(&job, spec(Some(&ckpt))).unwrap();
     let out = dir.join("out");
-    let mut cmd = bin();
-    cmd.args(["launch", job.to_str().unwrap(), "--processes", "2"])
-        .args(["--input", input.path.to_str().unwrap()])
-        .args(["--output-dir", out.to_str().unwrap()])
-        .args(["--restart", "4", "--backoff", "200ms"]);
-    let mut launch = Proc::spawn(cmd, &dir, "launch", Stdio::null());
-    // Each attempt restores and has less left to read: kills 0.2-0.5 s into an attempt land
-    // while it runs, after a checkpoint (every 200 ms) was taken.
-    let kills = kill_attempts(&mut launch, 2, 4, 0x0028_5EED, |_, rng| {
-        200 + rng.next() % 300
-    });
-    let status = launch.wait(Duration::from_secs(300));
-    let err = launch.stderr_text();
-    assert!(status.is_some_and(|s| s.success()), "{status:?}:\n{err}");
-    assert!(kills >= 2, "only {kills} kills hit a running job:\n{err}");
-    let restored = err.matches("restoring checkpoint").count();
-    assert!(restored >= 2, "{restored} restores:\n{err}");
+    let (kills, restored) = launch_killed_and_restored(&job, &input.path, &out, &dir, 0x0028_5EED);
     let (got, want) = (files(&out), files(&want));
     assert!(
         want["latency"].len() > 100,

@@ -10,10 +10,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::Duration;
 
-use common::cluster::Proc;
 use common::oracle::compare::check_accounting;
 use common::oracle::engine::run_engine;
 use common::oracle::expected::{count, total_value, Expect, Row};
@@ -21,8 +18,8 @@ use common::oracle::input::{read_events, Ev, Input};
 use common::oracle::lateness::Win;
 use common::oracle::sessions::{self, Session};
 use common::oracle::{check_dir, expect, Job, MINUTE};
-use common::recovery::kill_attempts;
-use common::{bin, repo, run_file, run_ok, tmpdir};
+use common::recovery::launch_killed_and_restored;
+use common::{repo, run_file, run_ok, tmpdir};
 
 use logflow::gen::{GenConfig, Kind};
 
@@ -228,21 +225,7 @@ fn session_state_is_restored_after_kill_9() {
     let job = dir.join("job.toml");
     std::fs::write(&job, spec(Some(&ckpt))).unwrap();
     let out = dir.join("out");
-    let mut cmd = bin();
-    cmd.args(["launch", job.to_str().unwrap(), "--processes", "2"])
-        .args(["--input", input.path.to_str().unwrap()])
-        .args(["--output-dir", out.to_str().unwrap()])
-        .args(["--restart", "4", "--backoff", "200ms"]);
-    let mut launch = Proc::spawn(cmd, &dir, "launch", Stdio::null());
-    let kills = kill_attempts(&mut launch, 2, 4, 0x5E55_1075, |_, rng| {
-        200 + rng.next() % 300
-    });
-    let status = launch.wait(Duration::from_secs(300));
-    let err = launch.stderr_text();
-    assert!(status.is_some_and(|s| s.success()), "{status:?}:\n{err}");
-    assert!(kills >= 2, "only {kills} kills hit a running job:\n{err}");
-    let restored = err.matches("restoring checkpoint").count();
-    assert!(restored >= 2, "{restored} restores:\n{err}");
+    let (kills, restored) = launch_killed_and_restored(&job, &input.path, &out, &dir, 0x5E55_1075);
     let (got, want) = (
         common::rows::dir_results(&out),
         common::rows::dir_results(&want),
