@@ -21,7 +21,7 @@ use common::oracle::{check_dir, expect, Job, MINUTE};
 use common::recovery::launch_killed_and_restored;
 use common::{repo, run_file, run_ok, tmpdir};
 
-use logflow::gen::{GenConfig, Kind};
+use logflow::gen::Kind;
 
 /// The job's granularity: the gcd of the sessions' gaps and deadlines (1 min, 2 min, 90 s) and
 /// update mode's default trigger (10 s). `logflow check` must say so (checked below).
@@ -104,18 +104,7 @@ fn job() -> Job {
 /// 200 users doing about 3 events a minute for 50 minutes, up to 2 minutes out of order
 /// (the delay is 30 s), 1% far behind.
 fn input(name: &str, events: u64, rate: f64) -> Input {
-    Input::generate(
-        name,
-        GenConfig {
-            kind: Kind::UserEvents,
-            events,
-            event_rate: rate,
-            disorder_ms: 2 * MINUTE,
-            late_fraction: 0.01,
-            seed: 28,
-            ..GenConfig::default()
-        },
-    )
+    Input::disordered_user_events(name, events, rate, 28)
 }
 
 #[test]

@@ -28,7 +28,7 @@ use common::oracle::{check_dir, expect, Job, MINUTE};
 use common::recovery::launch_killed_and_restored;
 use common::{run_file, tmpdir};
 
-use logflow::gen::{GenConfig, Kind};
+use logflow::gen::Kind;
 
 const DELAY: i64 = 30_000;
 const ALLOWED: i64 = 30_000;
@@ -192,18 +192,7 @@ fn job() -> Job {
 /// 200 users doing about 3 events a minute, up to 2 minutes out of order (the delay is 30 s),
 /// 1% far behind.
 fn input(name: &str, events: u64, rate: f64) -> Input {
-    Input::generate(
-        name,
-        GenConfig {
-            kind: Kind::UserEvents,
-            events,
-            event_rate: rate,
-            disorder_ms: 2 * MINUTE,
-            late_fraction: 0.01,
-            seed: 30,
-            ..GenConfig::default()
-        },
-    )
+    Input::disordered_user_events(name, events, rate, 30)
 }
 
 #[test]

@@ -17,6 +17,23 @@ pub struct Input {
 }
 
 impl Input {
+    /// Generated user events (`seed`), about `rate` a second, up to 2 minutes out of order and
+    /// 1% far behind: windows of a 30 s delay see late events and late corrections.
+    pub fn disordered_user_events(name: &str, events: u64, rate: f64, seed: u64) -> Input {
+        Input::generate(
+            name,
+            GenConfig {
+                kind: Kind::UserEvents,
+                events,
+                event_rate: rate,
+                disorder_ms: 120_000,
+                late_fraction: 0.01,
+                seed,
+                ..GenConfig::default()
+            },
+        )
+    }
+
     pub fn generate(name: &str, cfg: GenConfig) -> Input {
         let dir = tmp_dir().join("inputs");
         std::fs::create_dir_all(&dir).expect("create input dir");
