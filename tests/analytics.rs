@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 use common::oracle::expected::{group, quantile};
 use common::oracle::input::{read_events, Ev, Input};
-use common::recovery::launch_killed_and_restored;
+use common::recovery::killed_and_whole_runs;
 use common::{accounting, run_file, run_ok, tmpdir};
 
 use logflow::gen::{GenConfig, Kind};
@@ -292,14 +292,14 @@ fn new_aggregate_state_is_restored_after_kill_9() {
     // 3M lines: on an idle machine 1M were read in 0.6 s, before a second kill could land.
     let input = input("analytics-kills", 3_000_000);
     let dir = tmpdir("analytics-kills");
-    let plain = write_spec(&dir, None);
-    let want = dir.join("want");
-    run_file(plain.to_str().unwrap(), &input.path, &want, "1");
     let ckpt = dir.join("ckpt");
-    let job = dir.join("job.toml");
-    std::fs::write(&job, spec(Some(&ckpt))).unwrap();
-    let out = dir.join("out");
-    let (kills, restored) = launch_killed_and_restored(&job, &input.path, &out, &dir, 0x0028_5EED);
+    let (out, want, kills, restored) = killed_and_whole_runs(
+        &dir,
+        &spec(None),
+        &spec(Some(&ckpt)),
+        &input.path,
+        0x0028_5EED,
+    );
     let (got, want) = (files(&out), files(&want));
     assert!(
         want["latency"].len() > 100,

@@ -18,8 +18,8 @@ use common::oracle::input::{read_events, Ev, Input};
 use common::oracle::lateness::Win;
 use common::oracle::sessions::{self, Session};
 use common::oracle::{check_dir, expect, Job, MINUTE};
-use common::recovery::launch_killed_and_restored;
-use common::{repo, run_file, run_ok, tmpdir};
+use common::recovery::killed_and_whole_runs;
+use common::{repo, run_ok, tmpdir};
 
 use logflow::gen::Kind;
 
@@ -207,14 +207,14 @@ fn session_state_is_restored_after_kill_9() {
     // 20,000 users for 50 minutes: sessions open across every checkpoint.
     let input = input("sessions-kills", 3_000_000, 1_000.0);
     let dir = tmpdir("sessions-kills");
-    let plain = write_spec(&dir, None);
-    let want = dir.join("want");
-    run_file(plain.to_str().unwrap(), &input.path, &want, "1");
     let ckpt = dir.join("ckpt");
-    let job = dir.join("job.toml");
-    std::fs::write(&job, spec(Some(&ckpt))).unwrap();
-    let out = dir.join("out");
-    let (kills, restored) = launch_killed_and_restored(&job, &input.path, &out, &dir, 0x5E55_1075);
+    let (out, want, kills, restored) = killed_and_whole_runs(
+        &dir,
+        &spec(None),
+        &spec(Some(&ckpt)),
+        &input.path,
+        0x5E55_1075,
+    );
     let (got, want) = (
         common::rows::dir_results(&out),
         common::rows::dir_results(&want),

@@ -25,8 +25,8 @@ use common::oracle::input::{read_events, Ev, Input};
 use common::oracle::lateness::{Win, DEFAULT_TRIGGER};
 use common::oracle::update::update_rows;
 use common::oracle::{check_dir, expect, Job, MINUTE};
-use common::recovery::launch_killed_and_restored;
-use common::{run_file, tmpdir};
+use common::recovery::killed_and_whole_runs;
+use common::tmpdir;
 
 use logflow::gen::Kind;
 
@@ -266,14 +266,14 @@ fn sliding_windows_match_the_oracle_in_append_and_update_mode() {
 fn slices_are_restored_after_kill_9() {
     let input = input("sliding-kills", 1_000_000, 500.0);
     let dir = tmpdir("sliding-kills");
-    let plain = write_spec(&dir, None);
-    let want = dir.join("want");
-    run_file(plain.to_str().unwrap(), &input.path, &want, "1");
     let ckpt = dir.join("ckpt");
-    let job = dir.join("job.toml");
-    std::fs::write(&job, spec(Some(&ckpt))).unwrap();
-    let out = dir.join("out");
-    let (kills, restored) = launch_killed_and_restored(&job, &input.path, &out, &dir, 0x511C_E530);
+    let (out, want, kills, restored) = killed_and_whole_runs(
+        &dir,
+        &spec(None),
+        &spec(Some(&ckpt)),
+        &input.path,
+        0x511C_E530,
+    );
     let (got, want) = (
         common::rows::dir_results(&out),
         common::rows::dir_results(&want),

@@ -19,6 +19,27 @@ impl Rng {
     }
 }
 
+/// The kill -9 check of a job's state: `plain` (spec text) runs once over `input` with one
+/// worker into `<dir>/want`, `checkpointed` (the same job with checkpoints every 200 ms) runs
+/// through [`launch_killed_and_restored`] into `<dir>/out`. Returns (out, want, kills,
+/// restores) for the caller to compare with its own reader.
+pub fn killed_and_whole_runs(
+    dir: &Path,
+    plain: &str,
+    checkpointed: &str,
+    input: &Path,
+    seed: u64,
+) -> (PathBuf, PathBuf, usize, usize) {
+    let (plain_spec, job) = (dir.join("plain.toml"), dir.join("job.toml"));
+    std::fs::write(&plain_spec, plain).unwrap();
+    std::fs::write(&job, checkpointed).unwrap();
+    let want = dir.join("want");
+    super::run_file(plain_spec.to_str().unwrap(), input, &want, "1");
+    let out = dir.join("out");
+    let (kills, restored) = launch_killed_and_restored(&job, input, &out, dir, seed);
+    (out, want, kills, restored)
+}
+
 /// Runs `job` (a spec with checkpoints) over `input` as `launch --processes 2 --restart 4`
 /// into `out`, killing a process with SIGKILL 0.2-0.5 s into each of the first 4 attempts
 /// (after a checkpoint, taken every 200 ms, has been written); asserts that the launch
