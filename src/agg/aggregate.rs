@@ -392,6 +392,78 @@ impl Acc {
         }
     }
 
+    /// Whether [`Acc::subtract`] can take partials away from this state.
+    pub fn invertible(&self) -> bool {
+        matches!(
+            self,
+            Acc::Count(_) | Acc::Sum { .. } | Acc::Avg { .. } | Acc::Moments { .. }
+        )
+    }
+
+    /// Takes away a partial merged earlier (a sliding window's slice leaving it), exactly: the
+    /// state is then the merge of what is left, to the bit. `flagged`: whether some partial
+    /// left holds a float (`sum`) or an inexact square (`stddev`), which a flag cannot count.
+    /// False, with `self` to be rebuilt, for states that are not [`Acc::invertible`] and for
+    /// exact sums holding a NaN or an infinity.
+    pub fn subtract(&mut self, other: &Acc, flagged: bool) -> bool {
+        match (self, other) {
+            (Acc::Count(a), Acc::Count(b)) => *a -= b,
+            (
+                Acc::Sum {
+                    int,
+                    float,
+                    is_float,
+                    n,
+                },
+                Acc::Sum {
+                    int: i2,
+                    float: f2,
+                    n: n2,
+                    ..
+                },
+            ) => {
+                *int -= i2;
+                *n -= n2;
+                *is_float = flagged;
+                return float.subtract(f2);
+            }
+            (Acc::Avg { sum, n }, Acc::Avg { sum: s2, n: n2 }) => {
+                *n -= n2;
+                return sum.subtract(s2);
+            }
+            (
+                Acc::Moments {
+                    n,
+                    sum,
+                    sumsq,
+                    approx,
+                },
+                Acc::Moments {
+                    n: n2,
+                    sum: s2,
+                    sumsq: sq2,
+                    ..
+                },
+            ) => {
+                *n -= n2;
+                *approx = flagged;
+                return sum.subtract(s2) && sumsq.subtract(sq2);
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    /// The flag [`Acc::subtract`] is told of: a float in a `sum`, an inexact square in a
+    /// `stddev`.
+    pub fn flagged(&self) -> bool {
+        match self {
+            Acc::Sum { is_float, .. } => *is_float,
+            Acc::Moments { approx, .. } => *approx,
+            _ => false,
+        }
+    }
+
     /// The aggregate's result.
     pub fn finish(self) -> Value {
         match self {

@@ -308,6 +308,27 @@ impl ExactSum {
         }
     }
 
+    /// Takes away an exact sum absorbed earlier (a sliding window's slice leaving it), exactly:
+    /// the result is the sum of what is left, to the bit. False, with `self` unchanged, when
+    /// `other` holds a NaN or an infinity: flags cannot be taken away (the caller starts over).
+    pub fn subtract(&mut self, other: &ExactSum) -> bool {
+        let rare = other.rare.as_deref();
+        if rare.is_some_and(|o| o.nan || o.pos_inf || o.neg_inf) {
+            return false;
+        }
+        sub256(&mut self.fixed, &other.fixed);
+        if let Some(o) = rare.filter(|o| !o.big.is_empty() || !o.small.is_empty()) {
+            let r = self.rare.get_or_insert_with(Default::default);
+            for &c in &o.big {
+                grow(&mut r.big, -c);
+            }
+            for &c in &o.small {
+                grow_vec(&mut r.small, -c);
+            }
+        }
+        true
+    }
+
     /// Whether only finite values below 2^955 were absorbed (the expansion is the whole sum).
     pub fn is_plain(&self) -> bool {
         self.rare.as_ref().is_none_or(|r| !r.special())

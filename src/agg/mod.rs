@@ -21,4 +21,4 @@ pub mod top_k;
 pub mod value_set;
 
 #[cfg(test)]
-mod test_util;
+pub(crate) mod test_util;

@@ -269,3 +269,66 @@ fn state_stays_compact() {
         std::mem::size_of::<Acc>()
     );
 }
+
+/// A sliding window's running total: slices merged as they enter and subtracted as they leave
+/// finishes to the bits of the window computed whole, whatever the values (integers beyond
+/// 2^53, huge and tiny magnitudes, heavy cancellation) and even when the window empties.
+#[test]
+fn subtracting_leaving_slices_is_bit_identical_to_the_window_whole() {
+    let mut rng = Rng(7);
+    let ev = Event::default();
+    let mut refused = 0;
+    for (i, vals) in datasets(&mut rng).iter().enumerate() {
+        for func in [AggFunc::Count, AggFunc::Sum, AggFunc::Avg, AggFunc::Stddev] {
+            let slices: Vec<Acc> = vals
+                .chunks(1 + rng.below(9))
+                .map(|c| {
+                    let mut acc = state(func.clone());
+                    c.iter().for_each(|v| acc.absorb(v.clone(), &ev));
+                    acc
+                })
+                .collect();
+            let width = 1 + rng.below(6);
+            let mut running = state(func.clone());
+            for (end, slice) in slices.iter().enumerate() {
+                assert!(running.invertible());
+                running.merge(slice.clone());
+                let from = (end + 1).saturating_sub(width);
+                let mut whole = state(func.clone());
+                slices[from..=end]
+                    .iter()
+                    .for_each(|s| whole.merge(s.clone()));
+                if end >= width {
+                    let flagged = slices[from..=end].iter().any(Acc::flagged);
+                    if !running.subtract(&slices[from - 1], flagged) {
+                        // Only an infinite square (1e300² in stddev's rounded fallback) cannot
+                        // be taken away; the window is then merged afresh.
+                        assert!(
+                            matches!(func, AggFunc::Stddev) && i == 6,
+                            "set {i} {func:?}"
+                        );
+                        refused += 1;
+                        running = whole.clone();
+                    }
+                }
+                let (got, want) = (running.clone().finish(), whole.finish());
+                assert!(
+                    same_bits(&got, &want),
+                    "set {i} {func:?} slices {from}..={end}: {got:?} vs {want:?}"
+                );
+            }
+        }
+    }
+    assert!(refused > 0, "the refusal was exercised");
+    // Flags cannot be taken away: NaN and infinities refuse, and so do other states.
+    for x in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+        let mut a = state(AggFunc::Sum);
+        a.absorb(Value::Float(x), &ev);
+        let b = a.clone();
+        assert!(!a.subtract(&b, false), "{x}");
+    }
+    let mut a = state(AggFunc::Max);
+    a.absorb(Value::Int(1), &ev);
+    assert!(!a.invertible());
+    assert!(!a.clone().subtract(&a, false));
+}
