@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
-use common::oracle::expected::{group, quantile};
+use common::oracle::expected::{group, quantile, top_k};
 use common::oracle::input::{read_events, Ev, Input};
 use common::recovery::killed_and_whole_runs;
 use common::{accounting, run_file, run_ok, tmpdir};
@@ -96,18 +96,6 @@ fn assert_within(got: &Value, exact: Option<f64>, rel: f64, what: &str) {
             );
         }
     }
-}
-
-/// The exact top k: most frequent first, ties by ascending value.
-fn top_k<T: Ord + Clone>(values: impl Iterator<Item = T>, k: usize) -> Vec<(T, usize)> {
-    let mut counts: BTreeMap<T, usize> = BTreeMap::new();
-    for v in values {
-        *counts.entry(v).or_default() += 1;
-    }
-    let mut all: Vec<(T, usize)> = counts.into_iter().collect();
-    all.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    all.truncate(k);
-    all
 }
 
 fn rows(dir: &Path, analysis: &str) -> BTreeMap<(String, String), Value> {

@@ -18,7 +18,7 @@ use serde_json::Value;
 use common::oracle::compare::check_accounting;
 use common::oracle::engine::run_engine;
 use common::oracle::expected::{
-    analysis, count, distinct, floats, max, mean, min, quantile, sample_stddev, sketched,
+    analysis, count, distinct, floats, max, mean, min, quantile, sample_stddev, sketched, top_k,
     total_value, Expect, Row,
 };
 use common::oracle::input::{read_events, Ev, Input};
@@ -38,6 +38,8 @@ const WIDE: Win = Win::new(10 * MINUTE, 10_000, DELAY, ALLOWED);
 const ODD: Win = Win::new(90_000, 20_000, DELAY, 0);
 /// Update mode, 3 minutes sliding every 20 s.
 const UPDATE: Win = Win::new(3 * MINUTE, 20_000, DELAY, ALLOWED);
+/// Update mode, 90 s sliding every 20 s.
+const ODD_UPDATE: Win = Win::new(90_000, 20_000, DELAY, 0);
 
 fn spec(checkpoint: Option<&Path>) -> String {
     let mut s = String::from(
@@ -66,6 +68,7 @@ select = [
   "approx_count_distinct(user_id) as approx_users",
   "percentile(value, 0.9) as p90",
   "percentile_exact(value, 0.5) as median",
+  "top_k(user_id, 3) as top_users",
 ]
 
 [[analysis]]
@@ -87,7 +90,27 @@ group_by = ["action"]
 select = [
   "count() as events",
   "sum(value) as total",
+  "avg(value) as mean",
+  "min(value) as lo",
+  "max(value) as hi",
+  "stddev(value) as sd",
   "count_distinct(user_id) as users",
+  "approx_count_distinct(user_id) as approx_users",
+  "percentile(value, 0.9) as p90",
+  "percentile_exact(value, 0.5) as median",
+  "top_k(user_id, 3) as top_users",
+]
+
+[[analysis]]
+name = "odd_update"
+mode = "update"
+window = { size = "90s", slide = "20s" }
+group_by = ["user_id"]
+select = [
+  "count() as events",
+  "collect_set(action) as actions",
+  "collect_list(action) as sequence",
+  "top_k(action, 2) as top_actions",
 ]
 "#,
     );
@@ -125,7 +148,17 @@ fn wide_metrics(evs: &[&Ev]) -> Vec<(&'static str, Expect)> {
         ("approx_users", count(users)),
         ("p90", sketched(&values, 0.9)),
         ("median", Expect::opt(quantile(&values, 0.5))),
+        ("top_users", top(evs, |e| &e.user, 3)),
     ]
+}
+
+/// `top_k` of a string field: `[value, count]` pairs.
+fn top(evs: &[&Ev], f: impl Fn(&Ev) -> &Option<String>, k: usize) -> Expect {
+    let pairs = top_k(evs.iter().filter_map(|e| f(e).clone()), k)
+        .into_iter()
+        .map(|(v, c)| Value::Array(vec![Value::String(v), Value::from(c)]))
+        .collect();
+    Expect::Exact(Value::Array(pairs))
 }
 
 fn odd_metrics(evs: &[&Ev]) -> Vec<(&'static str, Expect)> {
@@ -148,12 +181,15 @@ fn odd_metrics(evs: &[&Ev]) -> Vec<(&'static str, Expect)> {
     ]
 }
 
+fn odd_update_metrics(evs: &[&Ev]) -> Vec<(&'static str, Expect)> {
+    let mut metrics = odd_metrics(evs);
+    metrics.push(("top_actions", top(evs, |e| &e.action, 2)));
+    metrics
+}
+
+/// Update mode computes every aggregate the append analysis does.
 fn update_metrics(evs: &[&Ev]) -> Vec<(&'static str, Expect)> {
-    vec![
-        ("events", count(evs.len())),
-        ("total", total_value(evs)),
-        ("users", count(distinct(evs, |e| &e.user).len())),
-    ]
+    wide_metrics(evs)
 }
 
 fn action(e: &Ev) -> Vec<Option<String>> {
@@ -176,13 +212,19 @@ fn append_rows(events: &[Ev]) -> BTreeMap<&'static str, Vec<Row>> {
     );
     // Update mode's rows are compared by `update_rows`, in the test.
     out.insert("wide_update", Vec::new());
+    out.insert("odd_update", Vec::new());
     out
 }
 
 fn job() -> Job {
     Job {
         kind: Kind::UserEvents,
-        windowed: vec![("wide", WIDE), ("odd", ODD), ("wide_update", UPDATE)],
+        windowed: vec![
+            ("wide", WIDE),
+            ("odd", ODD),
+            ("wide_update", UPDATE),
+            ("odd_update", ODD_UPDATE),
+        ],
         derived: vec![],
         compute: append_rows,
         late_alerts: false,
@@ -233,8 +275,19 @@ fn sliding_windows_match_the_oracle_in_append_and_update_mode() {
     assert!(late > 20, "late events");
     assert!(partly > 100, "events that missed some of their windows");
     assert!(corrected > 100, "update mode corrected windows");
+    let odd_updates = update_rows(
+        &events,
+        DEFAULT_TRIGGER,
+        hold(ODD_UPDATE),
+        &["user_id"],
+        user,
+        odd_update_metrics,
+    );
+    assert!(odd_updates.len() > 100, "odd update windows");
     expected.rows.remove("wide_update");
+    expected.rows.remove("odd_update");
     expected.updates.insert("wide_update", updates);
+    expected.updates.insert("odd_update", odd_updates);
     for rows in expected.rows.values() {
         assert!(rows.len() > 100, "rows to compare");
     }

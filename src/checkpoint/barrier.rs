@@ -35,7 +35,7 @@ use serde::Serialize;
 use timely::progress::frontier::AntichainRef;
 
 use super::codec;
-use super::process::{next_step, now_ms, round_up, stable_hash, Checkpoints, Manifest, Part};
+use super::process::{fingerprint, next_step, now_ms, round_up, Checkpoints, Manifest, Part};
 use crate::Error;
 
 /// One worker's side: the slots of its stateful operators and the barrier they are at.
@@ -156,12 +156,7 @@ impl Checkpointer {
     }
 
     fn fingerprint(&self, inner: &Inner) -> u64 {
-        stable_hash(&format!(
-            "{}|{}|{}",
-            self.shared.plan_hash,
-            self.shared.workers,
-            inner.names.join(",")
-        ))
+        fingerprint(self.shared.plan_hash, self.shared.workers, &inner.names)
     }
 
     fn fail(&self, e: Error) {

@@ -76,6 +76,11 @@ pub(super) fn stable_hash(text: &str) -> u64 {
     foldhash::fast::FixedState::with_seed(0x636b_7074_6c66_6c77).hash_one(text)
 }
 
+/// A dataflow's fingerprint: its plan, worker count and the names of its slots.
+pub(super) fn fingerprint(plan_hash: u64, workers: usize, names: &[String]) -> u64 {
+    stable_hash(&format!("{plan_hash}|{workers}|{}", names.join(",")))
+}
+
 /// The next multiple of `g` at or above `t`.
 pub(super) fn round_up(t: u64, g: u64) -> u64 {
     t.div_ceil(g).saturating_mul(g)
@@ -338,6 +343,31 @@ impl Checkpoints {
             _ => Duration::ZERO,
         };
         (self.on_completed)(epoch, took);
+    }
+}
+
+/// How tests make a checkpoint of another version's dataflow.
+#[cfg(test)]
+impl Checkpoints {
+    /// Writes checkpoint `epoch` of a one-worker job as a dataflow whose slots are named and
+    /// hold what `part` says (`"<index>:<kind>"`, state) would have written it.
+    pub(crate) fn write_for_test(&self, epoch: u64, part: &[(String, Vec<u8>)]) {
+        let names: Vec<String> = part.iter().map(|(n, _)| n.clone()).collect();
+        let manifest = Manifest {
+            fingerprint: fingerprint(self.plan_hash, 1, &names),
+            next: epoch + self.granularity,
+            step: self.granularity,
+            at_ms: now_ms(),
+            last: false,
+        };
+        let part = codec::encode(&part.to_vec()).expect("part encodes");
+        self.store
+            .write_part(epoch, 0, &part)
+            .expect("part written");
+        let manifest = codec::encode(&manifest).expect("manifest encodes");
+        self.store
+            .commit(epoch, 1, &manifest, self.keep)
+            .expect("manifest written");
     }
 }
 

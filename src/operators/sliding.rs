@@ -807,4 +807,67 @@ mod tests {
             "{checked:?} windows, late parts"
         );
     }
+
+    /// Sliding windows once merged per window (slot `WindowMerge`: per deadline the open
+    /// (window, key) accumulators). A checkpoint of that shape, restored into the slice
+    /// merge, is refused with the reason instead of being misread as slices; one of the slice
+    /// merge's own shape is restored (so the refusal is the old shape's, not the test's).
+    #[test]
+    fn a_checkpoint_of_the_per_window_merge_is_refused_not_misread() {
+        use crate::checkpoint::barrier::building;
+        use crate::checkpoint::codec;
+        use crate::checkpoint::process::Checkpoints;
+        use timely::dataflow::operators::vec::Input;
+
+        let dir = std::env::temp_dir().join(format!("logflow-old-merge-{}", std::process::id()));
+        let text = format!(
+            "name = \"t\"\n[source]\nkind = \"file\"\npath = \"x\"\nformat = \"json\"\n\
+             [checkpoint]\ndir = \"{}\"\n[[analysis]]\nname = \"a\"\n\
+             window = {{ size = \"1m\", slide = \"10s\" }}\nselect = [\"count() as n\"]\n",
+            dir.display()
+        );
+        let plan = crate::spec::load_text("t.toml", &text).expect("spec");
+        let restore = |part: Vec<(String, Vec<u8>)>| -> Result<(), String> {
+            let _ = std::fs::remove_dir_all(&dir);
+            let plan = plan.clone();
+            let open = move || {
+                Checkpoints::open(&plan, 1, true, Box::new(|_, _| {}), Box::new(|| false))
+                    .expect("open")
+                    .expect("checkpoints")
+            };
+            open().write_for_test(60_000, &part);
+            let node = plan_node(&text);
+            timely::execute_directly(move |worker| {
+                let ck = open().worker(0, Rc::default());
+                building(Some(&ck), || {
+                    worker.dataflow::<u64, _, _>(|scope| {
+                        let (_input, partials) = scope.new_input::<Partial>();
+                        merge_slices(partials, Rc::new(node), |_, _: &mut Vec<()>| {});
+                    })
+                });
+                ck.built().map_err(|e| e.to_string())
+            })
+        };
+        // The per-window merge's state: one window of one key, due at its deadline.
+        let window: HashMap<(i64, Key), Vec<Acc>> =
+            HashMap::from([((0, vec![Value::Int(1)]), vec![Acc::Count(3)])]);
+        let old = codec::encode(&vec![(90_000u64, 90_000u64, window)]).expect("encodes");
+        let err = restore(vec![("0:WindowMerge".into(), old)]).expect_err("refused");
+        assert!(
+            err.contains("checkpoint 60000 in") && err.contains("is of a different job or version"),
+            "{err}"
+        );
+        let slices: Slices = HashMap::from_iter([(
+            vec![Value::Int(1)],
+            BTreeMap::from([(0, vec![(-50_000, vec![Acc::Count(3)])])]),
+        )]);
+        let due = vec![(90_000u64, 90_000u64, BTreeSet::from([0i64]))];
+        let new = codec::encode(&(due, slices)).expect("encodes");
+        assert_eq!(restore(vec![("0:WindowMergeSlices".into(), new)]), Ok(()));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn plan_node(text: &str) -> AggNode {
+        crate::spec::load_text("t.toml", text).expect("spec").nodes[0].clone()
+    }
 }

@@ -228,6 +228,18 @@ pub fn sketched(xs: &[f64], q: f64) -> Expect {
     quantile(xs, q).map_or(Expect::Null, |e| Expect::Within(e, 0.01))
 }
 
+/// The exact top k as `top_k` answers it: most frequent first, ties by ascending value.
+pub fn top_k<T: Ord + Clone>(values: impl Iterator<Item = T>, k: usize) -> Vec<(T, usize)> {
+    let mut counts: BTreeMap<T, usize> = BTreeMap::new();
+    for v in values {
+        *counts.entry(v).or_default() += 1;
+    }
+    let mut all: Vec<(T, usize)> = counts.into_iter().collect();
+    all.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    all.truncate(k);
+    all
+}
+
 pub fn count(n: usize) -> Expect {
     Expect::Int(n as i64)
 }
