@@ -240,7 +240,9 @@ enum Way {
     Total,
     /// `min`, `max`, sketches, HLL, top-k: two stacks (a window is the merge of the older
     /// slices' suffix aggregate and the newer slices' running one): O(1) merges a window,
-    /// amortized.
+    /// amortized. The price is memory: up to one suffix aggregate per counted slice, each as
+    /// large as a window's (bounded: a dense HLL is 4 KB, a sketch 2048 buckets a sign, top-k
+    /// 8192 counts), and not counted in the state meter, which counts slices.
     Stacks,
     /// `collect_list`, `percentile_exact`: combined from the window's slices, whose whole
     /// content their result needs anyway (and whose suffix aggregates would hold it many
