@@ -68,7 +68,6 @@ select = [
   "approx_count_distinct(user_id) as approx_users",
   "percentile(value, 0.9) as p90",
   "percentile_exact(value, 0.5) as median",
-  "top_k(user_id, 3) as top_users",
 ]
 
 [[analysis]]
@@ -79,6 +78,7 @@ select = [
   "count() as events",
   "collect_set(action) as actions",
   "collect_list(action) as sequence",
+  "top_k(action, 2) as top_actions",
 ]
 
 [[analysis]]
@@ -98,7 +98,6 @@ select = [
   "approx_count_distinct(user_id) as approx_users",
   "percentile(value, 0.9) as p90",
   "percentile_exact(value, 0.5) as median",
-  "top_k(user_id, 3) as top_users",
 ]
 
 [[analysis]]
@@ -148,11 +147,12 @@ fn wide_metrics(evs: &[&Ev]) -> Vec<(&'static str, Expect)> {
         ("approx_users", count(users)),
         ("p90", sketched(&values, 0.9)),
         ("median", Expect::opt(quantile(&values, 0.5))),
-        ("top_users", top(evs, |e| &e.user, 3)),
     ]
 }
 
-/// `top_k` of a string field: `[value, count]` pairs.
+/// `top_k` of a string field: `[value, count]` pairs. Over `action` only: a group that reaches
+/// 8192 distinct values (users in the kill test's windows) is pruned, and then depends on the
+/// layout (docs/analytics.md), which the kill test's 2 processes and whole run differ in.
 fn top(evs: &[&Ev], f: impl Fn(&Ev) -> &Option<String>, k: usize) -> Expect {
     let pairs = top_k(evs.iter().filter_map(|e| f(e).clone()), k)
         .into_iter()
@@ -178,13 +178,8 @@ fn odd_metrics(evs: &[&Ev]) -> Vec<(&'static str, Expect)> {
             )),
         ),
         ("sequence", Expect::Exact(Value::Array(sequence))),
+        ("top_actions", top(evs, |e| &e.action, 2)),
     ]
-}
-
-fn odd_update_metrics(evs: &[&Ev]) -> Vec<(&'static str, Expect)> {
-    let mut metrics = odd_metrics(evs);
-    metrics.push(("top_actions", top(evs, |e| &e.action, 2)));
-    metrics
 }
 
 /// Update mode computes every aggregate the append analysis does.
@@ -281,7 +276,7 @@ fn sliding_windows_match_the_oracle_in_append_and_update_mode() {
         hold(ODD_UPDATE),
         &["user_id"],
         user,
-        odd_update_metrics,
+        odd_metrics,
     );
     assert!(odd_updates.len() > 100, "odd update windows");
     expected.rows.remove("wide_update");
