@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::barrier::{Checkpointer, Start};
 use super::codec;
+use super::groups::{KeyRoute, DEFAULT_KEY_GROUPS};
 use super::store::Store;
 use crate::spec::plan::JobPlan;
 use crate::Error;
@@ -34,6 +35,23 @@ pub struct Manifest {
     /// The job was asked to stop: every worker stops after this checkpoint (decided once,
     /// here, so that processes asked at different times stop at the same one).
     pub last: bool,
+    /// The job's key groups (`None`: a checkpoint of a logflow before key groups, whose state
+    /// was routed by worker and is restored only on the same layout).
+    pub key_groups: Option<u32>,
+    /// Processes of the run that took it (`0`: not recorded), for listings.
+    pub processes: u32,
+    /// A savepoint: kept until removed, whatever `keep` says.
+    pub savepoint: bool,
+}
+
+/// A manifest as written before key groups were recorded in it.
+#[derive(Deserialize)]
+struct ManifestV2 {
+    fingerprint: u64,
+    next: u64,
+    step: u64,
+    at_ms: u64,
+    last: bool,
 }
 
 /// A manifest as written before stop requests were recorded in it.
@@ -46,24 +64,65 @@ struct ManifestV1 {
 }
 
 impl Manifest {
-    /// Decodes a manifest, of this version or of the one before (a checkpoint taken by an
-    /// older logflow is restored too).
+    /// Decodes a manifest, of this version or of an earlier one (a checkpoint taken by an
+    /// older logflow is restored too). Each version's encoding is a prefix of the next one's,
+    /// and a decode must use every byte, so a manifest decodes as one version only.
     pub fn decode(bytes: &[u8]) -> Result<Manifest, String> {
+        let old = |fingerprint, next, step, at_ms, last| Manifest {
+            fingerprint,
+            next,
+            step,
+            at_ms,
+            last,
+            key_groups: None,
+            processes: 0,
+            savepoint: false,
+        };
         codec::decode(bytes).or_else(|e| {
+            if let Ok(m) = codec::decode::<ManifestV2>(bytes) {
+                return Ok(old(m.fingerprint, m.next, m.step, m.at_ms, m.last));
+            }
             let m: ManifestV1 = codec::decode(bytes).map_err(|_| e)?;
-            Ok(Manifest {
-                fingerprint: m.fingerprint,
-                next: m.next,
-                step: m.step,
-                at_ms: m.at_ms,
-                last: false,
-            })
+            Ok(old(m.fingerprint, m.next, m.step, m.at_ms, false))
         })
     }
 }
 
 /// One worker's part: the state of each stateful operator, by slot name.
-pub(super) type Part = Vec<(String, Vec<u8>)>;
+pub type Part = Vec<(String, Vec<u8>)>;
+
+/// A checkpoint as `logflow checkpoints` lists it.
+pub struct Summary {
+    pub epoch: u64,
+    /// Its manifest and every worker's part, or why it is not a good checkpoint.
+    pub read: Result<(Manifest, Vec<Part>), String>,
+    /// Its files' size on disk.
+    pub bytes: u64,
+    pub savepoint: bool,
+}
+
+/// The checkpoints in `dir`, newest first (nothing is created or removed).
+pub fn list(dir: &std::path::Path) -> Result<Vec<Summary>, Error> {
+    let store = Store::existing(dir)?;
+    Ok(store
+        .list()?
+        .into_iter()
+        .map(|l| Summary {
+            epoch: l.epoch,
+            read: l.read.and_then(|(manifest, parts)| {
+                let m = Manifest::decode(&manifest).map_err(|e| format!("manifest: {e}"))?;
+                let parts = parts
+                    .iter()
+                    .map(|p| codec::decode::<Part>(p))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| format!("part: {e}"))?;
+                Ok((m, parts))
+            }),
+            bytes: l.bytes,
+            savepoint: l.savepoint,
+        })
+        .collect())
+}
 
 pub(super) fn now_ms() -> u64 {
     SystemTime::now()
@@ -110,6 +169,16 @@ const PEER_STOP_POLL: Duration = Duration::from_millis(200);
 pub struct Checkpoints {
     pub(super) store: Store,
     pub(super) workers: usize,
+    /// Processes of this run (recorded in manifests, for listings).
+    pub(super) processes: usize,
+    /// The job's key groups: the restored checkpoint's, else the spec's.
+    pub(super) key_groups: u32,
+    /// The restored checkpoint predates key groups: keyed state is routed as it was then
+    /// (by worker), and the layout is the same (checked when opened).
+    pub(super) legacy: bool,
+    /// The restored checkpoint was taken with another number of workers: its keyed state is
+    /// split by key group on restore.
+    pub(super) rescaled: bool,
     pub(super) keep: usize,
     pub(super) interval_ms: u64,
     pub(super) granularity: u64,
@@ -127,6 +196,8 @@ pub struct Checkpoints {
     stop_asked: StopAsked,
     /// A checkpoint whose manifest says it is the last completed: the workers stop.
     last_passed: AtomicBool,
+    /// The last checkpoint (a stop's) is a savepoint, kept until removed (`--savepoint`).
+    savepoint: bool,
     /// (epoch, when last looked, found): another process's stop request for the pending
     /// checkpoint, looked for at most every [`PEER_STOP_POLL`].
     peer_stop: Mutex<(u64, Option<Instant>, bool)>,
@@ -138,6 +209,7 @@ impl Checkpoints {
     /// removes those, before any worker can write a part of the same epochs again.
     pub fn open(
         plan: &JobPlan,
+        processes: usize,
         workers: usize,
         leader: bool,
         on_completed: OnCompleted,
@@ -178,13 +250,26 @@ impl Checkpoints {
                     l.epoch, c.dir
                 ))
             })?;
-            if l.parts.len() != workers {
-                return Err(Error::Usage(format!(
-                    "the checkpoint in {} was taken with {} workers, this run has {workers}: \
-                     run with the same layout, or use another checkpoint directory",
-                    c.dir,
-                    l.parts.len()
-                )));
+            match (manifest.key_groups, c.key_groups) {
+                (Some(have), Some(want)) if have != want => {
+                    return Err(Error::Usage(format!(
+                        "the checkpoint in {} has {have} key groups, the spec sets \
+                         checkpoint.key_groups = {want}: a job's key groups are fixed once it \
+                         has checkpoints (set {have} or remove the setting, or use another \
+                         checkpoint directory)",
+                        c.dir
+                    )));
+                }
+                (None, _) if l.parts.len() != workers => {
+                    return Err(Error::Usage(format!(
+                        "the checkpoint in {} was taken with {} workers, this run has {workers}, \
+                         and it predates key groups (its state is split by worker): run with \
+                         the same layout, or use another checkpoint directory",
+                        c.dir,
+                        l.parts.len()
+                    )));
+                }
+                _ => {}
             }
             let parts = l
                 .parts
@@ -200,6 +285,15 @@ impl Checkpoints {
                 c.dir,
                 now_ms().saturating_sub(manifest.at_ms) as f64 / 1000.0
             );
+            if l.parts.len() != workers {
+                tracing::info!(
+                    "logflow: rescaling checkpoint {} from {} workers to {workers}: each worker \
+                     takes the state of the key groups it owns now ({} groups)",
+                    l.epoch,
+                    l.parts.len(),
+                    manifest.key_groups.unwrap_or_default()
+                );
+            }
             kept = Some(l.epoch);
             restored = Some((l.epoch, manifest, parts));
         } else {
@@ -214,9 +308,22 @@ impl Checkpoints {
             "{}|{:?}|{:?}|{:?}",
             plan.name, plan.nodes, plan.analyses, plan.extras
         ));
+        let (key_groups, legacy, rescaled) = match &restored {
+            Some((_, m, parts)) => (
+                m.key_groups
+                    .unwrap_or(c.key_groups.unwrap_or(DEFAULT_KEY_GROUPS)),
+                m.key_groups.is_none(),
+                parts.len() != workers,
+            ),
+            None => (c.key_groups.unwrap_or(DEFAULT_KEY_GROUPS), false, false),
+        };
         Ok(Some(Arc::new(Checkpoints {
             store,
             workers,
+            processes,
+            key_groups,
+            legacy,
+            rescaled,
             keep: c.keep,
             interval_ms: c.interval_ms.max(1) as u64,
             granularity: plan.granularity_ms.max(1) as u64,
@@ -228,8 +335,14 @@ impl Checkpoints {
             _lock: lock,
             stop_asked,
             last_passed: AtomicBool::new(false),
+            savepoint: c.savepoint,
             peer_stop: Mutex::new((0, None, false)),
         })))
+    }
+
+    /// Whether the checkpoint a stop ends with is a savepoint.
+    pub(super) fn savepoint(&self) -> bool {
+        self.savepoint
     }
 
     /// Whether this process's share of the job was asked to stop.
@@ -271,6 +384,28 @@ impl Checkpoints {
         self.restored.as_ref().map(|(e, _, _)| *e)
     }
 
+    /// How keyed exchanges route over this run's workers.
+    pub fn key_route(&self) -> KeyRoute {
+        if self.legacy {
+            KeyRoute::legacy(self.workers)
+        } else {
+            KeyRoute::new(self.key_groups, self.workers)
+        }
+    }
+
+    /// The restored checkpoint's state of slot `name` in every old worker's part, in worker
+    /// order (a part without it: none).
+    pub(super) fn restored_slot(&self, name: &str) -> Vec<&[u8]> {
+        let Some((_, _, parts)) = &self.restored else {
+            return Vec::new();
+        };
+        parts
+            .iter()
+            .filter_map(|p| p.iter().find(|(n, _)| n == name))
+            .map(|(_, b)| &b[..])
+            .collect()
+    }
+
     /// The restored states of every worker's slots of operator kind `kind` (the ingests', for
     /// the source positions a process opens its partitions at).
     pub fn restored_states(&self, kind: &str) -> Vec<&[u8]> {
@@ -292,6 +427,16 @@ impl Checkpoints {
         failed: Rc<RefCell<Option<Error>>>,
     ) -> Rc<Checkpointer> {
         let (epoch, step, last_at, restored) = match &self.restored {
+            // Rescaled: the slots' names only; each slot reads its state from every old part.
+            Some((_, m, parts)) if self.rescaled => (
+                m.next,
+                m.step,
+                Some(m.at_ms),
+                parts
+                    .first()
+                    .map(|p| p.iter().map(|(n, _)| (n.clone(), Vec::new())).collect())
+                    .unwrap_or_default(),
+            ),
             Some((_, m, parts)) => (
                 m.next,
                 m.step,
@@ -366,7 +511,33 @@ mod tests {
             (m.fingerprint, m.next, m.step, m.at_ms, m.last),
             (7, 9_000, 1_000, 42, false)
         );
-        let new = Manifest { last: true, ..m };
+        assert_eq!(m.key_groups, None, "before key groups");
+        // The version with stop requests, before key groups.
+        #[derive(Serialize)]
+        struct V2 {
+            fingerprint: u64,
+            next: u64,
+            step: u64,
+            at_ms: u64,
+            last: bool,
+        }
+        let v2 = codec::encode(&V2 {
+            fingerprint: 7,
+            next: 9_000,
+            step: 1_000,
+            at_ms: 42,
+            last: true,
+        })
+        .unwrap();
+        let m2 = Manifest::decode(&v2).unwrap();
+        assert_eq!((m2.last, m2.key_groups, m2.savepoint), (true, None, false));
+        let new = Manifest {
+            last: true,
+            key_groups: Some(128),
+            processes: 2,
+            savepoint: true,
+            ..m
+        };
         assert_eq!(
             Manifest::decode(&codec::encode(&new).unwrap()).unwrap(),
             new

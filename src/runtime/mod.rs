@@ -277,6 +277,7 @@ impl Opened {
         let mut opened = Opened::empty(plan, cluster, opts);
         let checkpoints = Checkpoints::open(
             plan,
+            cluster.processes,
             cluster.threads * cluster.processes,
             cluster.process == 0,
             {
