@@ -388,28 +388,15 @@ impl Slot {
         self.ck.inner.borrow().names[self.index].clone()
     }
 
-    /// The operator's state at the restored checkpoint (`None`: starting afresh, or a state
-    /// that does not decode, which fails the run). A state not split by key group: a
-    /// checkpoint taken with another number of workers fails the run, naming the operator.
-    pub fn restore<T: DeserializeOwned>(&self) -> Option<T> {
-        let name = self.name();
-        if self.ck.shared.rescaled && self.take_name(&name) {
-            self.ck.fail(Error::Usage(format!(
-                "checkpoint: the state of operator {name} cannot move to another number of \
-                 workers: run with the layout of the checkpoint"
-            )));
-            return None;
-        }
-        self.own_state(&name)
-    }
-
     /// Whether the restored checkpoint has a state of slot `name` (taken: every restored
     /// state must find its operator, see [`Checkpointer::built`]).
     fn take_name(&self, name: &str) -> bool {
         self.ck.inner.borrow_mut().restored.remove(name).is_some()
     }
 
-    /// This worker's own state at the restored checkpoint.
+    /// This worker's own state at the restored checkpoint (`None`: starting afresh, or a state
+    /// that does not decode, which fails the run). Every restore says how its state moves to
+    /// another number of workers: there is no restore without it.
     fn own_state<T: DeserializeOwned>(&self, name: &str) -> Option<T> {
         let bytes = self.ck.inner.borrow_mut().restored.remove(name)?;
         self.decode(name, &bytes)

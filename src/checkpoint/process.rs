@@ -379,6 +379,14 @@ impl Checkpoints {
         p.2
     }
 
+    /// The worker count of a restored checkpoint taken with another number of workers.
+    pub fn rescaled_from(&self) -> Option<usize> {
+        match &self.restored {
+            Some((_, _, parts)) if self.rescaled => Some(parts.len()),
+            _ => None,
+        }
+    }
+
     /// The epoch restored at start.
     pub fn restored_epoch(&self) -> Option<u64> {
         self.restored.as_ref().map(|(e, _, _)| *e)
@@ -489,6 +497,109 @@ impl Checkpoints {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A job with checkpoints in `dir`, with `extra` in its `[checkpoint]` section.
+    fn plan(dir: &std::path::Path, extra: &str) -> JobPlan {
+        let text = format!(
+            "name = \"j\"\n[source]\nkind = \"file\"\npath = \"in.jsonl\"\nformat = \"json\"\n\
+             [checkpoint]\ndir = \"{}\"\n{extra}\n\
+             [[analysis]]\nname = \"n\"\nwindow = {{ size = \"1m\" }}\nselect = [\"count() as c\"]\n",
+            dir.display()
+        );
+        crate::spec::load_text("j.toml", &text).unwrap()
+    }
+
+    fn open(plan: &JobPlan, workers: usize) -> Result<Option<Arc<Checkpoints>>, Error> {
+        Checkpoints::open(
+            plan,
+            1,
+            workers,
+            true,
+            Box::new(|_, _| {}),
+            Box::new(|| false),
+        )
+    }
+
+    /// Writes checkpoint 5 of `workers` empty parts with `manifest`.
+    fn write(dir: &std::path::Path, workers: usize, manifest: &[u8]) {
+        let store = Store::open(dir).unwrap();
+        let part = codec::encode(&Part::new()).unwrap();
+        for w in 0..workers {
+            store.write_part(5, w, &part).unwrap();
+        }
+        store.commit(5, workers, manifest, 3, false).unwrap();
+    }
+
+    #[test]
+    fn checkpoints_with_key_groups_restore_on_any_layout_and_keep_their_groups() {
+        let dir = std::env::temp_dir().join(format!("logflow-groups-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let m = Manifest {
+            fingerprint: 1,
+            next: 9_000,
+            step: 1_000,
+            at_ms: 42,
+            last: true,
+            key_groups: Some(64),
+            processes: 1,
+            savepoint: true,
+        };
+        let p = plan(&dir, "");
+        write(&dir, 2, &codec::encode(&m).unwrap());
+        let c = open(&p, 3).unwrap().unwrap();
+        assert_eq!(c.rescaled_from(), Some(2));
+        // The recorded groups, not the default.
+        assert_eq!(c.key_route(), KeyRoute::new(64, 3));
+        drop(c);
+        // The same layout is not a rescale.
+        assert_eq!(open(&p, 2).unwrap().unwrap().rescaled_from(), None);
+        // A spec that sets other groups is refused with the reason; the same ones are fine.
+        let err = open(&plan(&dir, "key_groups = 32"), 3)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("has 64 key groups, the spec sets checkpoint.key_groups = 32"),
+            "{err}"
+        );
+        assert!(open(&plan(&dir, "key_groups = 64"), 3).is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn checkpoints_before_key_groups_are_refused_on_another_layout_with_the_reason() {
+        let dir = std::env::temp_dir().join(format!("logflow-legacy-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        #[derive(Serialize)]
+        struct V2 {
+            fingerprint: u64,
+            next: u64,
+            step: u64,
+            at_ms: u64,
+            last: bool,
+        }
+        let v2 = codec::encode(&V2 {
+            fingerprint: 1,
+            next: 9_000,
+            step: 1_000,
+            at_ms: 42,
+            last: false,
+        })
+        .unwrap();
+        let p = plan(&dir, "");
+        write(&dir, 2, &v2);
+        let err = open(&p, 1).err().unwrap().to_string();
+        assert!(
+            err.contains("taken with 2 workers, this run has 1, and it predates key groups"),
+            "{err}"
+        );
+        // The same layout restores it, routing keys as it was routed (by worker).
+        let c = open(&p, 2).unwrap().unwrap();
+        assert_eq!(c.key_route(), KeyRoute::legacy(2));
+        assert_eq!(c.rescaled_from(), None);
+        drop(c);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn manifests_of_the_previous_version_decode_as_not_the_last() {

@@ -45,12 +45,13 @@ pub fn write_outputs<'scope>(
     let skip_below = sink.as_ref().and_then(|s| s.resume_after());
     let activator = scope.activator_for(Rc::clone(&builder.operator_info().address));
     // Checkpointed: what the sink needs to come back to the checkpoint (file lengths). A
-    // gathered sink is worker 0's in every layout, so it moves to any; per-worker sinks
-    // (Kafka transactions) do not move to another number of workers.
+    // gathered sink is worker 0's in every layout, so it moves to any. Per-worker sinks
+    // (Kafka) save nothing of their own (an exactly-once one, whose transactional ids are per
+    // worker, is refused another layout when the run starts), so any old worker's will do.
     let slot = Slot::register("Output");
     let restored = slot.as_ref().and_then(|s| match gather {
         true => s.restore_gathered::<Vec<u8>>(),
-        false => s.restore::<Vec<u8>>(),
+        false => s.restore_merged::<Vec<u8>>(|first, _| first),
     });
     if let (Some(state), Some(s)) = (restored, sink.as_mut()) {
         if let Err(e) = s.restore(&state) {

@@ -89,7 +89,7 @@ pub fn assert_same_results(
 }
 
 /// `got` and `want` hold the same output files, each with the same lines as many times.
-fn assert_same_files(got: &Path, want: &Path, what: &str) {
+pub fn assert_same_files(got: &Path, want: &Path, what: &str) {
     let listing = |d: &Path| {
         let mut names: Vec<_> = std::fs::read_dir(d)
             .unwrap()
