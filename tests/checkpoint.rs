@@ -93,7 +93,7 @@ fn a_job_killed_five_times_restores_its_checkpoints_and_writes_each_result_once(
     // Both processes of an attempt restore (process 0 names it first): most restarts come
     // after a checkpoint.
     assert!(restored >= 2 * 2, "{restored} restores:\n{err}");
-    assert_same_files(&out, &want, &format!("after {restarts} restarts"));
+    assert_same_files(&out, &want, 10, &format!("after {restarts} restarts"));
     eprintln!("checkpoint: {kills} kills, {restarts} restarts, {restored} process restores");
 }
 
@@ -125,12 +125,12 @@ fn a_corrupt_checkpoint_falls_back_to_the_previous_one() {
     assert!(second.status.success(), "{err}");
     assert_fell_back(&err, &damaged, &previous);
     assert!(accounting(&second.stderr)["read"] < 1_000_000, "{err}");
-    assert_same_files(&out, &want, "after a corrupt checkpoint");
+    assert_same_files(&out, &want, 10, "after a corrupt checkpoint");
 
     // Finished: started again, it restores the last checkpoint and writes nothing new.
     let third = run().output().unwrap();
     assert!(third.status.success());
-    assert_same_files(&out, &want, "started again after the end");
+    assert_same_files(&out, &want, 10, "started again after the end");
 
     // Another layout restores it too (its state split by key group, tests/rescale.rs), and
     // writes nothing new either. (A checkpoint from before key groups is refused another
@@ -142,7 +142,7 @@ fn a_corrupt_checkpoint_falls_back_to_the_previous_one() {
         err.contains("from 1 workers to 2: each worker takes the state of the key groups"),
         "{err}"
     );
-    assert_same_files(&out, &want, "after a restore on another layout");
+    assert_same_files(&out, &want, 10, "after a restore on another layout");
 
     // A forged part: a valid frame and checksum around a state whose first length field
     // claims 2^64-1 elements. Refused with the reason, without a panic or a huge allocation.
@@ -175,5 +175,5 @@ fn a_corrupt_checkpoint_falls_back_to_the_previous_one() {
         "{err}"
     );
     assert!(!err.contains("panicked"), "{err}");
-    assert_same_files(&out, &want, "after a forged checkpoint");
+    assert_same_files(&out, &want, 10, "after a forged checkpoint");
 }

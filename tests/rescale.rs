@@ -1,9 +1,9 @@
-//! Rescaling (issue 31) without a broker: the log-analysis job over a generated file, with
-//! checkpoints, stopped gracefully mid-input at a savepoint as 1 process x 1 worker, continued
-//! as 2 processes x 2 workers (`launch`), stopped again, and finished as 1 x 2. Its files equal
-//! those of an uninterrupted run without checkpoints (multisets of lines: a missing or repeated
-//! row fails), and each stop is shown to have landed mid-input by the checkpoint's own input
-//! position (`logflow checkpoints`).
+//! Rescaling (issue 31) without a broker: the log-analysis and user-events jobs over a generated
+//! file, with checkpoints, stopped gracefully mid-input at a savepoint as 1 process x 1 worker,
+//! continued as 2 processes x 2 workers (`launch`), stopped again (killed), and finished as 1 x 2.
+//! Their files equal those of an uninterrupted run without checkpoints (multisets of lines: a
+//! missing or repeated row fails), and each stop is shown to have landed mid-input by the
+//! checkpoint's own input position (`logflow checkpoints`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly on purpose
 
@@ -102,13 +102,31 @@ fn assert_mid_input(at: u64, what: &str, head: &str) {
 
 #[test]
 fn a_job_restores_its_savepoints_on_other_layouts_and_writes_each_result_once() {
-    let dir = tmpdir("rescale");
-    let logs = dir.join("logs.jsonl");
-    gen("logs", &EVENTS.to_string(), &[], &logs);
+    // Window merges (capped too), z-score and lag detectors, the gathered file sink.
+    rescaled_three_times("rescale", "logs", "dataflows/log-analysis.toml", 10);
+}
+
+#[test]
+fn sliding_windows_and_sessions_are_rescaled_by_key_group_too() {
+    // Sliding slices and their due windows, open sessions.
+    rescaled_three_times(
+        "rescale-users",
+        "user-events",
+        "dataflows/user-events.toml",
+        8,
+    );
+}
+
+/// Generated events of `kind` through `spec`: 1 x 1 stopped at a savepoint, 2 x 2 killed, 1 x 2
+/// to the end; the files (at least `files`) equal an uninterrupted run's.
+fn rescaled_three_times(name: &str, kind: &str, spec_file: &str, files: usize) {
+    let dir = tmpdir(name);
+    let logs = dir.join("events.jsonl");
+    gen(kind, &EVENTS.to_string(), &[], &logs);
     let want = dir.join("want");
-    run_file("dataflows/log-analysis.toml", &logs, &want, "1");
+    run_file(spec_file, &logs, &want, "1");
     let ckpt = dir.join("ckpt");
-    let mut text = std::fs::read_to_string(repo().join("dataflows/log-analysis.toml")).unwrap();
+    let mut text = std::fs::read_to_string(repo().join(spec_file)).unwrap();
     text.push_str(&format!(
         "\n[checkpoint]\ndir = \"{}\"\ninterval = \"200ms\"\nkeep = 2\n",
         ckpt.display()
@@ -174,6 +192,6 @@ fn a_job_restores_its_savepoints_on_other_layouts_and_writes_each_result_once() 
             .any(|m| m.contains("rescaling checkpoint") && m.contains("from 4 workers to 2")),
         "{err}"
     );
-    assert_same_files(&out, &want, "after 1 x 1, 2 x 2 and 1 x 2");
-    eprintln!("rescale: stopped at line {at1} (1 x 1) and {at2} (2 x 2) of {EVENTS}");
+    assert_same_files(&out, &want, files, "after 1 x 1, 2 x 2 and 1 x 2");
+    eprintln!("rescale {spec_file}: stopped at line {at1} (1 x 1) and {at2} (2 x 2) of {EVENTS}");
 }

@@ -88,8 +88,9 @@ pub fn assert_same_results(
     }
 }
 
-/// `got` and `want` hold the same output files, each with the same lines as many times.
-pub fn assert_same_files(got: &Path, want: &Path, what: &str) {
+/// `got` and `want` hold the same output files (at least `files` of them), each with the same
+/// lines as many times.
+pub fn assert_same_files(got: &Path, want: &Path, files: usize, what: &str) {
     let listing = |d: &Path| {
         let mut names: Vec<_> = std::fs::read_dir(d)
             .unwrap()
@@ -99,7 +100,7 @@ pub fn assert_same_files(got: &Path, want: &Path, what: &str) {
         names
     };
     let names = listing(want);
-    assert!(names.len() >= 10, "{what}: {names:?}");
+    assert!(names.len() >= files, "{what}: {names:?}");
     assert_eq!(listing(got), names, "{what}: the output files differ");
     for n in names {
         let lines = |d: &Path| {
