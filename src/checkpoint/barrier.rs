@@ -35,7 +35,10 @@ use serde::Serialize;
 use timely::progress::frontier::AntichainRef;
 
 use super::codec;
-use super::process::{fingerprint, next_step, now_ms, round_up, Checkpoints, Manifest, Part};
+use super::groups::{KeyRoute, Keyed, Owned, DEFAULT_KEY_GROUPS};
+use super::process::{
+    fingerprint, grouped_fingerprint, next_step, now_ms, round_up, Checkpoints, Manifest, Part,
+};
 use crate::Error;
 
 /// One worker's side: the slots of its stateful operators and the barrier they are at.
@@ -155,8 +158,14 @@ impl Checkpointer {
         Ok(())
     }
 
+    /// The dataflow's identity: its plan and operators, and (a checkpoint before key groups,
+    /// restored only on the same layout) its worker count.
     fn fingerprint(&self, inner: &Inner) -> u64 {
-        fingerprint(self.shared.plan_hash, self.shared.workers, &inner.names)
+        let sh = &self.shared;
+        if sh.legacy {
+            return fingerprint(sh.plan_hash, sh.workers, &inner.names);
+        }
+        grouped_fingerprint(sh.plan_hash, sh.key_groups, &inner.names)
     }
 
     fn fail(&self, e: Error) {
@@ -292,16 +301,22 @@ impl Checkpointer {
             sh.granularity,
         );
         let from = round_up(hint.unwrap_or(epoch).max(epoch), sh.granularity);
+        let last = sh.store.stop_requested(epoch);
         let manifest = Manifest {
             fingerprint,
             next: from.saturating_add(step),
             step,
             at_ms,
-            last: sh.store.stop_requested(epoch),
+            last,
+            // A legacy checkpoint's successors keep its routing, so they stay legacy.
+            key_groups: (!sh.legacy).then_some(sh.key_groups),
+            processes: sh.processes as u32,
+            savepoint: last && sh.savepoint(),
         };
         let bytes = codec::encode(&manifest)
             .map_err(|e| Error::Checkpoint(format!("checkpoint {epoch}: {e}")))?;
-        sh.store.commit(epoch, sh.workers, &bytes, sh.keep)?;
+        sh.store
+            .commit(epoch, sh.workers, &bytes, sh.keep, manifest.savepoint)?;
         Ok(())
     }
 }
@@ -318,6 +333,16 @@ pub fn building<R>(ck: Option<&Rc<Checkpointer>>, build: impl FnOnce() -> R) -> 
     let result = build();
     BUILDING.with(|b| *b.borrow_mut() = previous);
     result
+}
+
+/// How a keyed exchange of the dataflow being built routes over `peers` workers: by the key
+/// groups of its checkpoints (restored or configured), or the default ones without checkpoints.
+/// Every keyed exchange routes through this, so a key's state is where its records go.
+pub fn key_route(peers: usize) -> KeyRoute {
+    BUILDING.with(|b| match b.borrow().as_ref() {
+        Some(ck) => ck.shared.key_route(),
+        None => KeyRoute::new(DEFAULT_KEY_GROUPS, peers),
+    })
 }
 
 /// The slot (if any) and the epoch an operator must save its state for now (see
@@ -355,12 +380,22 @@ impl Slot {
         self.ck.inner.borrow().names[self.index].clone()
     }
 
-    /// The operator's state at the restored checkpoint (`None`: starting afresh, or a state
-    /// that does not decode, which fails the run).
-    pub fn restore<T: DeserializeOwned>(&self) -> Option<T> {
-        let name = self.name();
-        let bytes = self.ck.inner.borrow_mut().restored.remove(&name)?;
-        match codec::decode(&bytes) {
+    /// Whether the restored checkpoint has a state of slot `name` (taken: every restored
+    /// state must find its operator, see [`Checkpointer::built`]).
+    fn take_name(&self, name: &str) -> bool {
+        self.ck.inner.borrow_mut().restored.remove(name).is_some()
+    }
+
+    /// This worker's own state at the restored checkpoint (`None`: starting afresh, or a state
+    /// that does not decode, which fails the run). Every restore says how its state moves to
+    /// another number of workers: there is no restore without it.
+    fn own_state<T: DeserializeOwned>(&self, name: &str) -> Option<T> {
+        let bytes = self.ck.inner.borrow_mut().restored.remove(name)?;
+        self.decode(name, &bytes)
+    }
+
+    fn decode<T: DeserializeOwned>(&self, name: &str, bytes: &[u8]) -> Option<T> {
+        match codec::decode(bytes) {
             Ok(t) => Some(t),
             Err(e) => {
                 self.ck.fail(Error::Usage(format!(
@@ -370,6 +405,75 @@ impl Slot {
                 None
             }
         }
+    }
+
+    /// Every old worker's state of this slot, decoded (rescaled restores only).
+    fn old_states<T: DeserializeOwned>(&self, name: &str) -> Option<Vec<T>> {
+        if !self.take_name(name) {
+            return None;
+        }
+        self.ck
+            .shared
+            .restored_slot(name)
+            .into_iter()
+            .map(|b| self.decode(name, b))
+            .collect()
+    }
+
+    /// A keyed operator's state at the restored checkpoint: its own on the same layout; taken
+    /// with another number of workers, the entries of the key groups this worker owns now,
+    /// from every old worker's state.
+    pub fn restore_keyed<T: Keyed + DeserializeOwned>(&self) -> Option<T> {
+        self.restore_split(T::retain_owned, T::absorb)
+    }
+
+    /// [`Slot::restore_keyed`] for a state whose keys only the operator can tell (rows keyed
+    /// by their first columns): `retain` keeps an old worker's entries that `Owned` says are
+    /// this worker's, `absorb` merges them in.
+    pub fn restore_split<T: Default + DeserializeOwned>(
+        &self,
+        retain: impl Fn(&mut T, &Owned),
+        mut absorb: impl FnMut(&mut T, T),
+    ) -> Option<T> {
+        let name = self.name();
+        if !self.ck.shared.rescaled {
+            return self.own_state(&name);
+        }
+        let owned = Owned {
+            route: self.ck.shared.key_route(),
+            me: self.ck.worker as u64,
+        };
+        let mut state = T::default();
+        for mut old in self.old_states::<T>(&name)? {
+            retain(&mut old, &owned);
+            absorb(&mut state, old);
+        }
+        Some(state)
+    }
+
+    /// The state of an operator that runs on worker 0 alone in every layout (one whole table,
+    /// a gathered sink): on another layout, worker 0 takes the old worker 0's state.
+    pub fn restore_gathered<T: DeserializeOwned>(&self) -> Option<T> {
+        let name = self.name();
+        if !self.ck.shared.rescaled {
+            return self.own_state(&name);
+        }
+        let first = self.old_states::<T>(&name)?.into_iter().next();
+        if self.ck.worker == 0 {
+            first
+        } else {
+            None
+        }
+    }
+
+    /// A state that is not keyed but merges (source positions by partition name): its own on
+    /// the same layout; on another, every old worker's merged with `merge`.
+    pub fn restore_merged<T: DeserializeOwned>(&self, merge: impl FnMut(T, T) -> T) -> Option<T> {
+        let name = self.name();
+        if !self.ck.shared.rescaled {
+            return self.own_state(&name);
+        }
+        self.old_states::<T>(&name)?.into_iter().reduce(merge)
     }
 
     /// The epoch this operator must save its state for now, if any: its input `frontier` has

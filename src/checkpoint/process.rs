@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::barrier::{Checkpointer, Start};
 use super::codec;
+use super::groups::{KeyRoute, DEFAULT_KEY_GROUPS};
 use super::store::Store;
 use crate::spec::plan::JobPlan;
 use crate::Error;
@@ -34,6 +35,23 @@ pub struct Manifest {
     /// The job was asked to stop: every worker stops after this checkpoint (decided once,
     /// here, so that processes asked at different times stop at the same one).
     pub last: bool,
+    /// The job's key groups (`None`: a checkpoint of a logflow before key groups, whose state
+    /// was routed by worker and is restored only on the same layout).
+    pub key_groups: Option<u32>,
+    /// Processes of the run that took it (`0`: not recorded), for listings.
+    pub processes: u32,
+    /// A savepoint: kept until removed, whatever `keep` says.
+    pub savepoint: bool,
+}
+
+/// A manifest as written before key groups were recorded in it.
+#[derive(Deserialize)]
+struct ManifestV2 {
+    fingerprint: u64,
+    next: u64,
+    step: u64,
+    at_ms: u64,
+    last: bool,
 }
 
 /// A manifest as written before stop requests were recorded in it.
@@ -46,24 +64,65 @@ struct ManifestV1 {
 }
 
 impl Manifest {
-    /// Decodes a manifest, of this version or of the one before (a checkpoint taken by an
-    /// older logflow is restored too).
+    /// Decodes a manifest, of this version or of an earlier one (a checkpoint taken by an
+    /// older logflow is restored too). Each version's encoding is a prefix of the next one's,
+    /// and a decode must use every byte, so a manifest decodes as one version only.
     pub fn decode(bytes: &[u8]) -> Result<Manifest, String> {
+        let old = |fingerprint, next, step, at_ms, last| Manifest {
+            fingerprint,
+            next,
+            step,
+            at_ms,
+            last,
+            key_groups: None,
+            processes: 0,
+            savepoint: false,
+        };
         codec::decode(bytes).or_else(|e| {
+            if let Ok(m) = codec::decode::<ManifestV2>(bytes) {
+                return Ok(old(m.fingerprint, m.next, m.step, m.at_ms, m.last));
+            }
             let m: ManifestV1 = codec::decode(bytes).map_err(|_| e)?;
-            Ok(Manifest {
-                fingerprint: m.fingerprint,
-                next: m.next,
-                step: m.step,
-                at_ms: m.at_ms,
-                last: false,
-            })
+            Ok(old(m.fingerprint, m.next, m.step, m.at_ms, false))
         })
     }
 }
 
 /// One worker's part: the state of each stateful operator, by slot name.
-pub(super) type Part = Vec<(String, Vec<u8>)>;
+pub type Part = Vec<(String, Vec<u8>)>;
+
+/// A checkpoint as `logflow checkpoints` lists it.
+pub struct Summary {
+    pub epoch: u64,
+    /// Its manifest and every worker's part, or why it is not a good checkpoint.
+    pub read: Result<(Manifest, Vec<Part>), String>,
+    /// Its files' size on disk.
+    pub bytes: u64,
+    pub savepoint: bool,
+}
+
+/// The checkpoints in `dir`, newest first (nothing is created or removed).
+pub fn list(dir: &std::path::Path) -> Result<Vec<Summary>, Error> {
+    let store = Store::existing(dir)?;
+    Ok(store
+        .list()?
+        .into_iter()
+        .map(|l| Summary {
+            epoch: l.epoch,
+            read: l.read.and_then(|(manifest, parts)| {
+                let m = Manifest::decode(&manifest).map_err(|e| format!("manifest: {e}"))?;
+                let parts = parts
+                    .iter()
+                    .map(|p| codec::decode::<Part>(p))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| format!("part: {e}"))?;
+                Ok((m, parts))
+            }),
+            bytes: l.bytes,
+            savepoint: l.savepoint,
+        })
+        .collect())
+}
 
 pub(super) fn now_ms() -> u64 {
     SystemTime::now()
@@ -76,9 +135,18 @@ pub(super) fn stable_hash(text: &str) -> u64 {
     foldhash::fast::FixedState::with_seed(0x636b_7074_6c66_6c77).hash_one(text)
 }
 
-/// A dataflow's fingerprint: its plan, worker count and the names of its slots.
+/// A dataflow's fingerprint before key groups: its plan, worker count and the names of its
+/// slots (restored only on the same layout).
 pub(super) fn fingerprint(plan_hash: u64, workers: usize, names: &[String]) -> u64 {
     stable_hash(&format!("{plan_hash}|{workers}|{}", names.join(",")))
+}
+
+/// A dataflow's fingerprint: its plan, key groups and the names of its slots (any layout).
+pub(super) fn grouped_fingerprint(plan_hash: u64, key_groups: u32, names: &[String]) -> u64 {
+    stable_hash(&format!(
+        "{plan_hash}|groups {key_groups}|{}",
+        names.join(",")
+    ))
 }
 
 /// The next multiple of `g` at or above `t`.
@@ -115,6 +183,16 @@ const PEER_STOP_POLL: Duration = Duration::from_millis(200);
 pub struct Checkpoints {
     pub(super) store: Store,
     pub(super) workers: usize,
+    /// Processes of this run (recorded in manifests, for listings).
+    pub(super) processes: usize,
+    /// The job's key groups: the restored checkpoint's, else the spec's.
+    pub(super) key_groups: u32,
+    /// The restored checkpoint predates key groups: keyed state is routed as it was then
+    /// (by worker), and the layout is the same (checked when opened).
+    pub(super) legacy: bool,
+    /// The restored checkpoint was taken with another number of workers: its keyed state is
+    /// split by key group on restore.
+    pub(super) rescaled: bool,
     pub(super) keep: usize,
     pub(super) interval_ms: u64,
     pub(super) granularity: u64,
@@ -132,6 +210,8 @@ pub struct Checkpoints {
     stop_asked: StopAsked,
     /// A checkpoint whose manifest says it is the last completed: the workers stop.
     last_passed: AtomicBool,
+    /// The last checkpoint (a stop's) is a savepoint, kept until removed (`--savepoint`).
+    savepoint: bool,
     /// (epoch, when last looked, found): another process's stop request for the pending
     /// checkpoint, looked for at most every [`PEER_STOP_POLL`].
     peer_stop: Mutex<(u64, Option<Instant>, bool)>,
@@ -143,6 +223,7 @@ impl Checkpoints {
     /// removes those, before any worker can write a part of the same epochs again.
     pub fn open(
         plan: &JobPlan,
+        processes: usize,
         workers: usize,
         leader: bool,
         on_completed: OnCompleted,
@@ -183,13 +264,26 @@ impl Checkpoints {
                     l.epoch, c.dir
                 ))
             })?;
-            if l.parts.len() != workers {
-                return Err(Error::Usage(format!(
-                    "the checkpoint in {} was taken with {} workers, this run has {workers}: \
-                     run with the same layout, or use another checkpoint directory",
-                    c.dir,
-                    l.parts.len()
-                )));
+            match (manifest.key_groups, c.key_groups) {
+                (Some(have), Some(want)) if have != want => {
+                    return Err(Error::Usage(format!(
+                        "the checkpoint in {} has {have} key groups, the spec sets \
+                         checkpoint.key_groups = {want}: a job's key groups are fixed once it \
+                         has checkpoints (set {have} or remove the setting, or use another \
+                         checkpoint directory)",
+                        c.dir
+                    )));
+                }
+                (None, _) if l.parts.len() != workers => {
+                    return Err(Error::Usage(format!(
+                        "the checkpoint in {} was taken with {} workers, this run has {workers}, \
+                         and it predates key groups (its state is split by worker): run with \
+                         the same layout, or use another checkpoint directory",
+                        c.dir,
+                        l.parts.len()
+                    )));
+                }
+                _ => {}
             }
             let parts = l
                 .parts
@@ -205,6 +299,15 @@ impl Checkpoints {
                 c.dir,
                 now_ms().saturating_sub(manifest.at_ms) as f64 / 1000.0
             );
+            if l.parts.len() != workers {
+                tracing::info!(
+                    "logflow: rescaling checkpoint {} from {} workers to {workers}: each worker \
+                     takes the state of the key groups it owns now ({} groups)",
+                    l.epoch,
+                    l.parts.len(),
+                    manifest.key_groups.unwrap_or_default()
+                );
+            }
             kept = Some(l.epoch);
             restored = Some((l.epoch, manifest, parts));
         } else {
@@ -219,9 +322,22 @@ impl Checkpoints {
             "{}|{:?}|{:?}|{:?}",
             plan.name, plan.nodes, plan.analyses, plan.extras
         ));
+        let (key_groups, legacy, rescaled) = match &restored {
+            Some((_, m, parts)) => (
+                m.key_groups
+                    .unwrap_or(c.key_groups.unwrap_or(DEFAULT_KEY_GROUPS)),
+                m.key_groups.is_none(),
+                parts.len() != workers,
+            ),
+            None => (c.key_groups.unwrap_or(DEFAULT_KEY_GROUPS), false, false),
+        };
         Ok(Some(Arc::new(Checkpoints {
             store,
             workers,
+            processes,
+            key_groups,
+            legacy,
+            rescaled,
             keep: c.keep,
             interval_ms: c.interval_ms.max(1) as u64,
             granularity: plan.granularity_ms.max(1) as u64,
@@ -233,8 +349,14 @@ impl Checkpoints {
             _lock: lock,
             stop_asked,
             last_passed: AtomicBool::new(false),
+            savepoint: c.savepoint,
             peer_stop: Mutex::new((0, None, false)),
         })))
+    }
+
+    /// Whether the checkpoint a stop ends with is a savepoint.
+    pub(super) fn savepoint(&self) -> bool {
+        self.savepoint
     }
 
     /// Whether this process's share of the job was asked to stop.
@@ -271,9 +393,39 @@ impl Checkpoints {
         p.2
     }
 
+    /// The worker count of a restored checkpoint taken with another number of workers.
+    pub fn rescaled_from(&self) -> Option<usize> {
+        match &self.restored {
+            Some((_, _, parts)) if self.rescaled => Some(parts.len()),
+            _ => None,
+        }
+    }
+
     /// The epoch restored at start.
     pub fn restored_epoch(&self) -> Option<u64> {
         self.restored.as_ref().map(|(e, _, _)| *e)
+    }
+
+    /// How keyed exchanges route over this run's workers.
+    pub fn key_route(&self) -> KeyRoute {
+        if self.legacy {
+            KeyRoute::legacy(self.workers)
+        } else {
+            KeyRoute::new(self.key_groups, self.workers)
+        }
+    }
+
+    /// The restored checkpoint's state of slot `name` in every old worker's part, in worker
+    /// order (a part without it: none).
+    pub(super) fn restored_slot(&self, name: &str) -> Vec<&[u8]> {
+        let Some((_, _, parts)) = &self.restored else {
+            return Vec::new();
+        };
+        parts
+            .iter()
+            .filter_map(|p| p.iter().find(|(n, _)| n == name))
+            .map(|(_, b)| &b[..])
+            .collect()
     }
 
     /// The restored states of every worker's slots of operator kind `kind` (the ingests', for
@@ -297,6 +449,16 @@ impl Checkpoints {
         failed: Rc<RefCell<Option<Error>>>,
     ) -> Rc<Checkpointer> {
         let (epoch, step, last_at, restored) = match &self.restored {
+            // Rescaled: the slots' names only; each slot reads its state from every old part.
+            Some((_, m, parts)) if self.rescaled => (
+                m.next,
+                m.step,
+                Some(m.at_ms),
+                parts
+                    .first()
+                    .map(|p| p.iter().map(|(n, _)| (n.clone(), Vec::new())).collect())
+                    .unwrap_or_default(),
+            ),
             Some((_, m, parts)) => (
                 m.next,
                 m.step,
@@ -354,11 +516,14 @@ impl Checkpoints {
     pub(crate) fn write_for_test(&self, epoch: u64, part: &[(String, Vec<u8>)]) {
         let names: Vec<String> = part.iter().map(|(n, _)| n.clone()).collect();
         let manifest = Manifest {
-            fingerprint: fingerprint(self.plan_hash, 1, &names),
+            fingerprint: grouped_fingerprint(self.plan_hash, self.key_groups, &names),
             next: epoch + self.granularity,
             step: self.granularity,
             at_ms: now_ms(),
             last: false,
+            key_groups: Some(self.key_groups),
+            processes: 1,
+            savepoint: false,
         };
         let part = codec::encode(&part.to_vec()).expect("part encodes");
         self.store
@@ -366,7 +531,7 @@ impl Checkpoints {
             .expect("part written");
         let manifest = codec::encode(&manifest).expect("manifest encodes");
         self.store
-            .commit(epoch, 1, &manifest, self.keep)
+            .commit(epoch, 1, &manifest, self.keep, false)
             .expect("manifest written");
     }
 }
@@ -374,6 +539,109 @@ impl Checkpoints {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A job with checkpoints in `dir`, with `extra` in its `[checkpoint]` section.
+    fn plan(dir: &std::path::Path, extra: &str) -> JobPlan {
+        let text = format!(
+            "name = \"j\"\n[source]\nkind = \"file\"\npath = \"in.jsonl\"\nformat = \"json\"\n\
+             [checkpoint]\ndir = \"{}\"\n{extra}\n\
+             [[analysis]]\nname = \"n\"\nwindow = {{ size = \"1m\" }}\nselect = [\"count() as c\"]\n",
+            dir.display()
+        );
+        crate::spec::load_text("j.toml", &text).unwrap()
+    }
+
+    fn open(plan: &JobPlan, workers: usize) -> Result<Option<Arc<Checkpoints>>, Error> {
+        Checkpoints::open(
+            plan,
+            1,
+            workers,
+            true,
+            Box::new(|_, _| {}),
+            Box::new(|| false),
+        )
+    }
+
+    /// Writes checkpoint 5 of `workers` empty parts with `manifest`.
+    fn write(dir: &std::path::Path, workers: usize, manifest: &[u8]) {
+        let store = Store::open(dir).unwrap();
+        let part = codec::encode(&Part::new()).unwrap();
+        for w in 0..workers {
+            store.write_part(5, w, &part).unwrap();
+        }
+        store.commit(5, workers, manifest, 3, false).unwrap();
+    }
+
+    #[test]
+    fn checkpoints_with_key_groups_restore_on_any_layout_and_keep_their_groups() {
+        let dir = std::env::temp_dir().join(format!("logflow-groups-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let m = Manifest {
+            fingerprint: 1,
+            next: 9_000,
+            step: 1_000,
+            at_ms: 42,
+            last: true,
+            key_groups: Some(64),
+            processes: 1,
+            savepoint: true,
+        };
+        let p = plan(&dir, "");
+        write(&dir, 2, &codec::encode(&m).unwrap());
+        let c = open(&p, 3).unwrap().unwrap();
+        assert_eq!(c.rescaled_from(), Some(2));
+        // The recorded groups, not the default.
+        assert_eq!(c.key_route(), KeyRoute::new(64, 3));
+        drop(c);
+        // The same layout is not a rescale.
+        assert_eq!(open(&p, 2).unwrap().unwrap().rescaled_from(), None);
+        // A spec that sets other groups is refused with the reason; the same ones are fine.
+        let err = open(&plan(&dir, "key_groups = 32"), 3)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("has 64 key groups, the spec sets checkpoint.key_groups = 32"),
+            "{err}"
+        );
+        assert!(open(&plan(&dir, "key_groups = 64"), 3).is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn checkpoints_before_key_groups_are_refused_on_another_layout_with_the_reason() {
+        let dir = std::env::temp_dir().join(format!("logflow-legacy-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        #[derive(Serialize)]
+        struct V2 {
+            fingerprint: u64,
+            next: u64,
+            step: u64,
+            at_ms: u64,
+            last: bool,
+        }
+        let v2 = codec::encode(&V2 {
+            fingerprint: 1,
+            next: 9_000,
+            step: 1_000,
+            at_ms: 42,
+            last: false,
+        })
+        .unwrap();
+        let p = plan(&dir, "");
+        write(&dir, 2, &v2);
+        let err = open(&p, 1).err().unwrap().to_string();
+        assert!(
+            err.contains("taken with 2 workers, this run has 1, and it predates key groups"),
+            "{err}"
+        );
+        // The same layout restores it, routing keys as it was routed (by worker).
+        let c = open(&p, 2).unwrap().unwrap();
+        assert_eq!(c.key_route(), KeyRoute::legacy(2));
+        assert_eq!(c.rescaled_from(), None);
+        drop(c);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn manifests_of_the_previous_version_decode_as_not_the_last() {
@@ -396,7 +664,33 @@ mod tests {
             (m.fingerprint, m.next, m.step, m.at_ms, m.last),
             (7, 9_000, 1_000, 42, false)
         );
-        let new = Manifest { last: true, ..m };
+        assert_eq!(m.key_groups, None, "before key groups");
+        // The version with stop requests, before key groups.
+        #[derive(Serialize)]
+        struct V2 {
+            fingerprint: u64,
+            next: u64,
+            step: u64,
+            at_ms: u64,
+            last: bool,
+        }
+        let v2 = codec::encode(&V2 {
+            fingerprint: 7,
+            next: 9_000,
+            step: 1_000,
+            at_ms: 42,
+            last: true,
+        })
+        .unwrap();
+        let m2 = Manifest::decode(&v2).unwrap();
+        assert_eq!((m2.last, m2.key_groups, m2.savepoint), (true, None, false));
+        let new = Manifest {
+            last: true,
+            key_groups: Some(128),
+            processes: 2,
+            savepoint: true,
+            ..m
+        };
         assert_eq!(
             Manifest::decode(&codec::encode(&new).unwrap()).unwrap(),
             new

@@ -9,6 +9,7 @@
 //! DIR/epoch-00000000000000000042/worker-0.part
 //! DIR/epoch-00000000000000000042/worker-1.part
 //! DIR/epoch-00000000000000000042/STOP-1        (worker 1's process was asked to stop)
+//! DIR/epoch-00000000000000000042/SAVEPOINT     (a savepoint: never pruned)
 //! DIR/epoch-00000000000000000042/MANIFEST      (written last: the checkpoint is complete)
 //! ```
 //!
@@ -29,6 +30,8 @@ const HEADER: usize = 8 + 8 + 4;
 const MANIFEST: &str = "MANIFEST";
 /// Prefix of a stop request's file (then the worker's index).
 const STOP: &str = "STOP-";
+/// Marks a savepoint: kept until removed by hand.
+const SAVEPOINT: &str = "SAVEPOINT";
 
 /// A checkpoint read back: its epoch, every worker's part (index = worker), and the manifest's
 /// payload (e.g. source offsets).
@@ -39,6 +42,16 @@ pub struct Loaded {
     pub parts: Vec<Vec<u8>>,
     /// Newer checkpoints that were skipped, and why (corrupt, truncated, incomplete).
     pub skipped: Vec<String>,
+}
+
+/// One checkpoint of a listing ([`Store::list`]).
+pub struct Listed {
+    pub epoch: u64,
+    /// The manifest's payload and the parts, or why the checkpoint is not a good one.
+    pub read: Result<(Vec<u8>, Vec<Vec<u8>>), String>,
+    /// Its files' size on disk.
+    pub bytes: u64,
+    pub savepoint: bool,
 }
 
 /// A checkpoint directory.
@@ -151,6 +164,44 @@ impl Store {
         Ok(Store { dir })
     }
 
+    /// An existing checkpoint directory, to read only (a listing creates nothing).
+    pub fn existing(dir: impl Into<PathBuf>) -> Result<Store, Error> {
+        let dir = dir.into();
+        if !dir.is_dir() {
+            return Err(Error::Usage(format!(
+                "{}: not a checkpoint directory (no such directory)",
+                dir.display()
+            )));
+        }
+        Ok(Store { dir })
+    }
+
+    /// Every checkpoint in the directory, newest first: its epoch, its manifest's payload and
+    /// parts (or why it is not a good checkpoint), its size on disk and whether it is a
+    /// savepoint.
+    pub fn list(&self) -> Result<Vec<Listed>, Error> {
+        Ok(self
+            .epochs()?
+            .into_iter()
+            .map(|epoch| {
+                let bytes = fs::read_dir(self.epoch_dir(epoch))
+                    .map(|entries| {
+                        entries
+                            .filter_map(|e| e.ok()?.metadata().ok())
+                            .map(|m| m.len())
+                            .sum()
+                    })
+                    .unwrap_or(0);
+                Listed {
+                    epoch,
+                    read: self.read(epoch),
+                    bytes,
+                    savepoint: self.is_savepoint(epoch),
+                }
+            })
+            .collect())
+    }
+
     fn epoch_dir(&self, epoch: u64) -> PathBuf {
         self.dir.join(epoch_dir_name(epoch))
     }
@@ -163,16 +214,22 @@ impl Store {
     }
 
     /// Completes checkpoint `epoch` of `workers` parts (all written before) with the manifest's
-    /// payload, then removes all but the newest `keep` complete checkpoints. Several workers
-    /// may see the last part land at once: the first manifest stays (`false`: another was
-    /// there already, and nothing was written).
+    /// payload, then removes all but the newest `keep` complete checkpoints (savepoints stay,
+    /// and do not count). Several workers may see the last part land at once: the first
+    /// manifest stays (`false`: another was there already, and nothing was written).
     pub fn commit(
         &self,
         epoch: u64,
         workers: usize,
         payload: &[u8],
         keep: usize,
+        savepoint: bool,
     ) -> Result<bool, Error> {
+        if savepoint {
+            // Before the manifest: a complete savepoint is never pruned.
+            let dir = self.epoch_dir(epoch);
+            write_atomic(&dir.join(SAVEPOINT), &frame(&[]))?;
+        }
         let mut manifest = (workers as u64).to_le_bytes().to_vec();
         manifest.extend_from_slice(payload);
         let written = write_new(&self.epoch_dir(epoch).join(MANIFEST), &frame(&manifest))?;
@@ -235,6 +292,11 @@ impl Store {
             }
         }
         Ok(gone)
+    }
+
+    /// Whether checkpoint `epoch` is a savepoint (kept until removed).
+    pub fn is_savepoint(&self, epoch: u64) -> bool {
+        self.epoch_dir(epoch).join(SAVEPOINT).exists()
     }
 
     /// The directory.
@@ -306,6 +368,9 @@ impl Store {
     fn prune(&self, keep: usize) -> Result<(), Error> {
         let mut good = 0;
         for epoch in self.epochs()? {
+            if self.is_savepoint(epoch) {
+                continue;
+            }
             if good >= keep {
                 let dir = self.epoch_dir(epoch);
                 fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
@@ -332,7 +397,7 @@ mod tests {
             s.write_part(epoch, w, format!("state {epoch}/{w}").as_bytes())
                 .unwrap();
         }
-        s.commit(epoch, 2, format!("offsets {epoch}").as_bytes(), keep)
+        s.commit(epoch, 2, format!("offsets {epoch}").as_bytes(), keep, false)
             .unwrap();
     }
 
@@ -415,6 +480,23 @@ mod tests {
         checkpoint(&s, 6, 2);
         assert_eq!(s.epochs().unwrap(), vec![6, 5, 4]);
         assert_eq!(s.latest().unwrap().unwrap().epoch, 6);
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn savepoints_outlive_keep_and_do_not_count() {
+        let d = tmp("savepoint");
+        let s = Store::open(&d).unwrap();
+        checkpoint(&s, 1, 2);
+        for w in 0..2 {
+            s.write_part(2, w, b"state").unwrap();
+        }
+        s.commit(2, 2, b"offsets 2", 2, true).unwrap();
+        for e in 3..=6 {
+            checkpoint(&s, e, 2);
+        }
+        assert_eq!(s.epochs().unwrap(), vec![6, 5, 2]);
+        assert!(s.is_savepoint(2) && !s.is_savepoint(6));
         let _ = fs::remove_dir_all(&d);
     }
 

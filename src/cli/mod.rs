@@ -3,6 +3,7 @@
 
 mod bench_read;
 mod check;
+mod checkpoints;
 mod cluster;
 mod gen;
 mod launch;
@@ -51,6 +52,9 @@ enum Command {
     Stop(cluster::StopArgs),
     /// Cancel a job on a cluster: its dataflow is dropped on every worker.
     Cancel(cluster::CancelArgs),
+    /// List the checkpoints of a checkpoint directory: epoch, layout, key groups, barrier,
+    /// input positions, size, latest and savepoints.
+    Checkpoints(checkpoints::CheckpointsArgs),
     /// Validate a job spec and explain what it computes.
     Check(check::CheckArgs),
     /// User-defined schemas: `schema infer FILE` prints a `[schema]` that reads FILE.
@@ -90,6 +94,7 @@ pub fn main() -> i32 {
         Command::Run(args) => run::run(args),
         Command::Launch(args) => launch::launch(args),
         Command::Check(args) => check::check(args),
+        Command::Checkpoints(args) => checkpoints::checkpoints(args),
         Command::Cluster(cmd) => cluster::cluster(cmd),
         Command::Submit(args) => cluster::submit(args),
         Command::Jobs(args) => cluster::jobs(args),

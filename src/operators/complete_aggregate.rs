@@ -126,7 +126,7 @@ impl<'scope> CompleteAggregate<'scope> for StreamVec<'scope, u64, Partial> {
                 type Saved = (HashMap<Key, Vec<Acc>>, Vec<(u64, u64, Vec<Partial>)>);
                 let (mut table, saved) = slot
                     .as_ref()
-                    .and_then(|s| s.restore::<Saved>())
+                    .and_then(|s| s.restore_gathered::<Saved>())
                     .unwrap_or_default();
                 let mut pending: crate::operators::Pending<Partial> =
                     crate::operators::rehold(&initial, saved);

@@ -18,7 +18,7 @@ use timely::dataflow::StreamVec;
 use std::sync::Arc;
 
 use crate::operators::state::StateMeter;
-use crate::record::{key_hash, Key, Row};
+use crate::record::{Key, Row};
 
 /// How far back `history` windows `slide_ms` apart reach: the `forget_ms` of a detector that
 /// looks `history` windows back (`None`: windowless rows, kept).
@@ -125,13 +125,17 @@ impl<'scope> InKeyOrder<'scope> for StreamVec<'scope, u64, Row> {
         S: Default + Serialize + DeserializeOwned + 'static,
         F: FnMut(&mut S, Row, &mut Vec<Row>) + 'static,
     {
-        let exchange = Exchange::new(move |r: &Row| key_hash(r.key(key_len)));
+        let route = barrier::key_route(self.scope().peers());
+        let exchange = Exchange::new(move |r: &Row| route.key_worker(r.key(key_len)));
         let slot = Slot::register("InKeyOrder");
         self.unary_frontier(exchange, "InKeyOrder", move |_, _| {
             // Empty at a checkpoint barrier: every row before it was processed.
             let mut pending: crate::operators::Pending<Row> = BTreeMap::new();
             let mut states: Aging<S> = Aging {
-                states: slot.as_ref().and_then(|s| s.restore()).unwrap_or_default(),
+                states: slot
+                    .as_ref()
+                    .and_then(|s| s.restore_keyed())
+                    .unwrap_or_default(),
                 forget_ms,
                 latest: i64::MIN,
                 swept: i64::MIN,

@@ -10,7 +10,8 @@ use timely::dataflow::operators::Capability;
 use timely::dataflow::StreamVec;
 
 use crate::checkpoint::barrier::{self, Slot};
-use crate::record::{key_hash, Key, Row};
+use crate::checkpoint::groups::{absorb_held, Keyed};
+use crate::record::{Key, Row};
 
 /// Keeps rows whose key is also present in another stream for an overlapping window.
 pub trait Intersect<'scope> {
@@ -53,7 +54,8 @@ impl<'scope> Intersect<'scope> for StreamVec<'scope, u64, Row> {
         horizon: u64,
         self_horizon: u64,
     ) -> StreamVec<'scope, u64, Row> {
-        let route = move |r: &Row| key_hash(r.key(key_len));
+        let keys = barrier::key_route(self.scope().peers());
+        let route = move |r: &Row| keys.key_worker(r.key(key_len));
         let slot = Slot::register("Intersect");
         self.binary_frontier(
             other,
@@ -63,9 +65,24 @@ impl<'scope> Intersect<'scope> for StreamVec<'scope, u64, Row> {
             move |initial, _| {
                 // Checkpointed: (release, send time, rows) of the waiting rows, and `seen`.
                 type Saved = (Vec<(u64, u64, Vec<Row>)>, HashMap<Key, Vec<(i64, i64)>>);
+                // Rescaled: the waiting rows and `seen` of the keys this worker owns now.
                 let (saved, mut seen) = slot
                     .as_ref()
-                    .and_then(|s| s.restore::<Saved>())
+                    .and_then(|s| {
+                        s.restore_split::<Saved>(
+                            |(waiting, seen), owned| {
+                                for (_, _, rows) in waiting.iter_mut() {
+                                    rows.retain(|r| owned.key(r.key(key_len)));
+                                }
+                                waiting.retain(|(_, _, rows)| !rows.is_empty());
+                                seen.retain_owned(owned);
+                            },
+                            |(waiting, seen), (more, other)| {
+                                absorb_held(waiting, more, Vec::extend);
+                                seen.absorb(other);
+                            },
+                        )
+                    })
                     .unwrap_or_default();
                 // Rows waiting until `other` can no longer produce a match, by release time.
                 let mut waiting: BTreeMap<u64, (Capability<u64>, Vec<Row>)> =

@@ -17,7 +17,7 @@ use timely::dataflow::StreamVec;
 
 use crate::operators::pre_aggregate::{Partial, PreAggregate};
 use crate::operators::window_aggregate::merge;
-use crate::record::{key_hash, Event, Key, Value};
+use crate::record::{Event, Key, Value};
 use crate::spec::plan::AggNode;
 
 /// A window's key under `max_keys`: kept with its finished aggregates, or overflowed.
@@ -137,7 +137,8 @@ impl<'scope> FirstKeys<'scope> for StreamVec<'scope, u64, Limited> {
     fn first_keys(self, max_keys: usize) -> StreamVec<'scope, u64, Limited> {
         // A window's rows meet on one worker (a hash: window starts share factors with the
         // number of workers).
-        let exchange = Exchange::new(|l: &Limited| key_hash(&[Value::Int(l.start)]));
+        let route = crate::checkpoint::barrier::key_route(self.scope().peers());
+        let exchange = Exchange::new(move |l: &Limited| route.key_worker(&[Value::Int(l.start)]));
         self.unary_frontier(exchange, "FirstKeys", move |_, _| {
             // No checkpointed state: a window's kept rows are all sent at its deadline, and
             // are gone from here once the frontier passes it.

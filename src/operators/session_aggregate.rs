@@ -29,10 +29,11 @@ use timely::dataflow::StreamVec;
 
 use crate::agg::aggregate::Acc;
 use crate::checkpoint::barrier::{self, Slot};
+use crate::checkpoint::groups::{Keyed, Owned};
 use crate::operators::pre_aggregate::{Partial, PreAggregate};
 use crate::operators::state::StateMeter;
 use crate::operators::window_aggregate::Closed;
-use crate::record::{key_hash, Event, Key, Value};
+use crate::record::{Event, Key, Value};
 use crate::spec::plan::AggNode;
 
 /// Session windows over events (or partials pre-aggregated in gap-wide cells).
@@ -164,6 +165,21 @@ fn bounds(accs: &[Acc]) -> Option<(i64, i64)> {
     }
 }
 
+/// Split by key group when a checkpoint is restored on another number of workers.
+impl<D> Keyed for Sessions<D> {
+    fn retain_owned(&mut self, owned: &Owned) {
+        self.keys.retain_owned(owned);
+        self.deadlines.retain(|(_, k, _)| owned.key(k));
+    }
+    fn absorb(&mut self, other: Self) {
+        self.keys.extend(other.keys);
+        self.deadlines.extend(other.deadlines);
+    }
+    fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
 impl<D> Sessions<D> {
     /// When a session ending at `last` closes: the progress at which no event can join it.
     fn deadline(node: &AggNode, last: i64) -> u64 {
@@ -283,12 +299,16 @@ where
     D: Clone + Serialize + DeserializeOwned + 'static,
     F: FnMut(Closed<'_>, &mut Vec<D>) + 'static,
 {
-    let exchange = Exchange::new(|p: &Partial| key_hash(&p.key));
+    let route = barrier::key_route(partials.scope().peers());
+    let exchange = Exchange::new(move |p: &Partial| route.key_worker(&p.key));
     let slot = Slot::register("SessionAggregate");
     // Open sessions count as the window merges' groups do (`logflow_state_keys`).
     let meter = StateMeter::register(&node.analyses, node.keys.len(), node.accs.len());
     partials.unary_frontier(exchange, "SessionAggregate", move |initial, _| {
-        let mut state: Sessions<D> = slot.as_ref().and_then(|s| s.restore()).unwrap_or_default();
+        let mut state: Sessions<D> = slot
+            .as_ref()
+            .and_then(|s| s.restore_keyed())
+            .unwrap_or_default();
         // Append mode holds the time the first open session's rows will be sent at: its
         // deadline itself, not the time before it as windows do, because a session stays open
         // while the frontier is at its deadline (partials at that time may still join it). A

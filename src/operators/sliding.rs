@@ -40,7 +40,7 @@ use crate::checkpoint::barrier::{self, Slot};
 use crate::operators::pre_aggregate::Partial;
 use crate::operators::state::StateMeter;
 use crate::operators::window_aggregate::Closed;
-use crate::record::{key_hash, Key, Value};
+use crate::record::{Key, Value};
 use crate::spec::plan::{AggFunc, AggNode};
 use crate::time::window::Windows;
 
@@ -64,7 +64,8 @@ where
     D: 'static,
     F: FnMut(Closed<'_>, &mut Vec<D>) + 'static,
 {
-    let exchange = Exchange::new(|p: &Partial| key_hash(&p.key));
+    let route = barrier::key_route(partials.scope().peers());
+    let exchange = Exchange::new(move |p: &Partial| route.key_worker(&p.key));
     // Slices, not windows, are the saved state: a slot of its own, so that a checkpoint of the
     // per-window merge is refused (a different job or version) instead of misread.
     let slot = Slot::register("WindowMergeSlices");
@@ -74,8 +75,10 @@ where
         // Checkpointed: the windows to emit (per deadline, the time they are sent at and their
         // starts) and the slices.
         type Saved = (Vec<(u64, u64, BTreeSet<i64>)>, Slices);
-        let (saved, mut slices): Saved =
-            slot.as_ref().and_then(|s| s.restore()).unwrap_or_default();
+        let (saved, mut slices): Saved = slot
+            .as_ref()
+            .and_then(|s| s.restore_keyed())
+            .unwrap_or_default();
         let mut due: BTreeMap<u64, (Capability<u64>, BTreeSet<i64>)> =
             crate::operators::rehold(&initial, saved);
         drop(initial);
@@ -833,7 +836,7 @@ mod tests {
             let _ = std::fs::remove_dir_all(&dir);
             let plan = plan.clone();
             let open = move || {
-                Checkpoints::open(&plan, 1, true, Box::new(|_, _| {}), Box::new(|| false))
+                Checkpoints::open(&plan, 1, 1, true, Box::new(|_, _| {}), Box::new(|| false))
                     .expect("open")
                     .expect("checkpoints")
             };

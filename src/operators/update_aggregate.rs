@@ -26,7 +26,7 @@ use crate::checkpoint::barrier::{self, Slot};
 use crate::operators::pre_aggregate::{Partial, PreAggregate};
 use crate::operators::state::StateMeter;
 use crate::operators::window_aggregate::Closed;
-use crate::record::{key_hash, Event, Key, Row};
+use crate::record::{Event, Key, Row};
 use crate::spec::plan::AggNode;
 
 #[derive(Serialize, Deserialize)]
@@ -138,7 +138,8 @@ impl<'scope> UpdateAggregate<'scope> for StreamVec<'scope, u64, Partial> {
         F: FnMut(Closed<'_>, &mut Vec<D>) + 'static,
     {
         let partials = self;
-        let exchange = Exchange::new(|p: &Partial| key_hash(&p.key));
+        let route = barrier::key_route(partials.scope().peers());
+        let exchange = Exchange::new(move |p: &Partial| route.key_worker(&p.key));
         let slot = Slot::register("UpdateAggregate");
         let meter = StateMeter::register(&node.analyses, node.keys.len(), node.accs.len());
         partials
@@ -146,8 +147,10 @@ impl<'scope> UpdateAggregate<'scope> for StreamVec<'scope, u64, Partial> {
                 type State<D> = HashMap<(i64, Key), WindowState<D>>;
                 // Windows to drop at each deadline.
                 type Expiry = BTreeMap<u64, Vec<(i64, Key)>>;
-                let (mut state, mut expiry): (State<D>, Expiry) =
-                    slot.as_ref().and_then(|s| s.restore()).unwrap_or_default();
+                let (mut state, mut expiry): (State<D>, Expiry) = slot
+                    .as_ref()
+                    .and_then(|s| s.restore_keyed())
+                    .unwrap_or_default();
                 // Partials per time, applied in time order once the frontier passes the time
                 // (a later time's partials must not show in an earlier time's rows). Empty at
                 // a checkpoint barrier: nothing at or after it was sent.

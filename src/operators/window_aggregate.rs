@@ -120,7 +120,8 @@ where
     F: FnMut(Closed<'_>, &mut Vec<D>) + 'static,
     G: FnMut(i64, Key, &mut Vec<D>) + 'static,
 {
-    let exchange = Exchange::new(|p: &Partial| key_hash(&p.key));
+    let route = barrier::key_route(partials.scope().peers());
+    let exchange = Exchange::new(move |p: &Partial| route.key_worker(&p.key));
     // A capped merge also saves which keys overflowed: a differently shaped state.
     let slot = Slot::register(match max_keys {
         None => "WindowMerge",
@@ -132,10 +133,15 @@ where
         // and (capped) the hashes of the keys each window overflowed.
         let (saved, overflowed): (Vec<(u64, u64, Open)>, Overflowed) = match max_keys {
             None => (
-                slot.as_ref().and_then(|s| s.restore()).unwrap_or_default(),
+                slot.as_ref()
+                    .and_then(|s| s.restore_keyed())
+                    .unwrap_or_default(),
                 BTreeMap::new(),
             ),
-            Some(_) => slot.as_ref().and_then(|s| s.restore()).unwrap_or_default(),
+            Some(_) => slot
+                .as_ref()
+                .and_then(|s| s.restore_keyed())
+                .unwrap_or_default(),
         };
         let mut windows: BTreeMap<u64, (Capability<u64>, Open)> =
             crate::operators::rehold(&initial, saved);

@@ -277,6 +277,7 @@ impl Opened {
         let mut opened = Opened::empty(plan, cluster, opts);
         let checkpoints = Checkpoints::open(
             plan,
+            cluster.processes,
             cluster.threads * cluster.processes,
             cluster.process == 0,
             {
@@ -291,6 +292,18 @@ impl Opened {
                 Box::new(move || stop.requested())
             },
         )?;
+        if let Some(from) = checkpoints.as_ref().and_then(|c| c.rescaled_from()) {
+            // Its transactional ids and commit markers are per worker of a layout: the old
+            // layout's would have to be fenced and read (not done yet).
+            if matches!(&plan.sink, SinkConfig::Kafka(k) if k.exactly_once) {
+                return Err(Error::Usage(format!(
+                    "the checkpoint was taken with {from} workers, this run has {}: an \
+                     exactly-once Kafka sink cannot change its layout yet (its transactions are \
+                     per worker): run with {from} workers",
+                    cluster.threads * cluster.processes
+                )));
+            }
+        }
         let resuming = checkpoints
             .as_ref()
             .is_some_and(|c| c.restored_epoch().is_some());

@@ -44,12 +44,16 @@ pub fn write_outputs<'scope>(
     // Results an earlier run of this job already committed (exactly-once sink restarted).
     let skip_below = sink.as_ref().and_then(|s| s.resume_after());
     let activator = scope.activator_for(Rc::clone(&builder.operator_info().address));
-    // Checkpointed: what the sink needs to come back to the checkpoint (file lengths).
+    // Checkpointed: what the sink needs to come back to the checkpoint (file lengths). A
+    // gathered sink is worker 0's in every layout, so it moves to any. Per-worker sinks
+    // (Kafka) save nothing of their own (an exactly-once one, whose transactional ids are per
+    // worker, is refused another layout when the run starts), so any old worker's will do.
     let slot = Slot::register("Output");
-    if let (Some(state), Some(s)) = (
-        slot.as_ref().and_then(|s| s.restore::<Vec<u8>>()),
-        sink.as_mut(),
-    ) {
+    let restored = slot.as_ref().and_then(|s| match gather {
+        true => s.restore_gathered::<Vec<u8>>(),
+        false => s.restore_merged::<Vec<u8>>(|first, _| first),
+    });
+    if let (Some(state), Some(s)) = (restored, sink.as_mut()) {
         if let Err(e) = s.restore(&state) {
             failed.borrow_mut().get_or_insert(e);
         }
@@ -263,7 +267,7 @@ mod tests {
             let metrics = Arc::new(Metrics::new(&plan, id));
             let failed: Rc<RefCell<Option<Error>>> = Rc::new(RefCell::new(None));
             let on_completed = Box::new(move |_, took| metrics.checkpoint_completed(took));
-            let ck = Checkpoints::open(&plan, 1, true, on_completed, Box::new(|| false))
+            let ck = Checkpoints::open(&plan, 1, 1, true, on_completed, Box::new(|| false))
                 .expect("open")
                 .expect("checkpoints")
                 .worker(0, Rc::clone(&failed));

@@ -267,9 +267,15 @@ pub struct CheckpointSpec {
     /// Wall-clock time between checkpoints (default `10s`).
     #[serde(default)]
     pub interval: Option<Spanned<String>>,
-    /// Complete checkpoints kept (default 3); older ones are removed.
+    /// Complete checkpoints kept (default 3); older ones are removed (savepoints stay).
     #[serde(default)]
     pub keep: Option<Spanned<u64>>,
+    /// Key groups (default 128, at most 32768): the units keyed state is split into, so that a
+    /// checkpoint restores on any number of processes and workers (each owns a range of
+    /// groups). Fixed for a job once it has checkpoints; more workers than groups leaves some
+    /// without keyed state.
+    #[serde(default)]
+    pub key_groups: Option<Spanned<u64>>,
 }
 
 /// One analysis: either windowed over events (`window` + `select`), or derived from another

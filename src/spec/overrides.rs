@@ -106,6 +106,11 @@ pub struct Overrides {
     #[arg(long, value_name = "DIR")]
     #[serde(default)]
     pub checkpoint_dir: Option<PathBuf>,
+    /// The checkpoint a graceful stop (SIGTERM, SIGINT) ends with is a savepoint: kept until
+    /// removed, whatever `checkpoint.keep` says (a point to restore, or to rescale, from).
+    #[arg(long)]
+    #[serde(default)]
+    pub savepoint: bool,
 }
 
 impl Overrides {
@@ -216,6 +221,18 @@ impl Overrides {
                 None => plan.checkpoint = Some(CheckpointPlan::in_dir(dir)),
             }
         }
+        if self.savepoint {
+            match plan.checkpoint.as_mut() {
+                Some(c) => c.savepoint = true,
+                None => {
+                    return Err(Error::Usage(
+                        "--savepoint: the job keeps no checkpoints: add a [checkpoint] section \
+                         or pass --checkpoint-dir DIR"
+                            .into(),
+                    ))
+                }
+            }
+        }
         if plan.checkpoint.as_ref().is_some_and(|c| c.dir.is_empty()) {
             return Err(Error::Usage(
                 "checkpoint: no directory: set `dir` in the spec's [checkpoint] section or pass \
@@ -308,6 +325,9 @@ impl Overrides {
         );
         if self.stop_at_end {
             a.push("--stop-at-end".into());
+        }
+        if self.savepoint {
+            a.push("--savepoint".into());
         }
         a
     }
@@ -437,6 +457,7 @@ mod tests {
             topic: None,
             stop_at_end: true,
             checkpoint_dir: Some("/tmp/ck".into()),
+            savepoint: true,
         };
         #[derive(clap::Parser)]
         struct P {

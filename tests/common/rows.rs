@@ -87,3 +87,36 @@ pub fn assert_same_results(
         assert_same_rows(&values, &want[name], &format!("{what}: {name}"));
     }
 }
+
+/// `got` and `want` hold the same output files (at least `files` of them), each with the same
+/// lines as many times.
+pub fn assert_same_files(got: &Path, want: &Path, files: usize, what: &str) {
+    let listing = |d: &Path| {
+        let mut names: Vec<_> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        names
+    };
+    let names = listing(want);
+    assert!(names.len() >= files, "{what}: {names:?}");
+    assert_eq!(listing(got), names, "{what}: the output files differ");
+    for n in names {
+        let lines = |d: &Path| {
+            let text = std::fs::read_to_string(d.join(&n)).unwrap();
+            let mut l: Vec<String> = text.lines().map(String::from).collect();
+            l.sort();
+            l
+        };
+        let (g, w) = (lines(got), lines(want));
+        assert!(
+            g == w,
+            "{what}: {n:?} has {} lines, the uninterrupted run {} ({} of them differ)",
+            g.len(),
+            w.len(),
+            g.iter().filter(|l| w.binary_search(l).is_err()).count()
+                + w.iter().filter(|l| g.binary_search(l).is_err()).count()
+        );
+    }
+}

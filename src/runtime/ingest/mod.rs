@@ -336,7 +336,12 @@ impl Ingest {
         if let Some(slot) = &self.slot {
             // Restored: each partition goes on with the progress it had (its reader was
             // opened at its position), and the capability at the checkpoint's epoch.
-            if let Some(state) = slot.restore::<IngestState>() {
+            // On another layout: every old worker's partitions, each found here by name.
+            let restored = slot.restore_merged::<IngestState>(|mut a, b| {
+                a.extend(b);
+                a
+            });
+            if let Some(state) = restored {
                 for p in self.parts.iter_mut() {
                     let name = p.reader.describe();
                     p.max_ts = state.iter().find(|s| s.name == name).and_then(|s| s.max_ts);

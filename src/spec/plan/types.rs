@@ -426,6 +426,10 @@ pub struct CheckpointPlan {
     pub interval_ms: i64,
     /// Complete checkpoints kept.
     pub keep: usize,
+    /// Key groups the spec sets (`None`: a restored checkpoint's, else the default).
+    pub key_groups: Option<u32>,
+    /// The checkpoint a graceful stop ends with is a savepoint (`--savepoint`).
+    pub savepoint: bool,
 }
 
 impl CheckpointPlan {
@@ -433,6 +437,11 @@ impl CheckpointPlan {
     pub const DEFAULT_INTERVAL_MS: i64 = 10_000;
     /// Default `keep`.
     pub const DEFAULT_KEEP: usize = 3;
+    /// Default `key_groups`.
+    pub const DEFAULT_KEY_GROUPS: u32 = 128;
+    /// The most `key_groups`: each worker owns at least one group up to this many workers, and
+    /// routing's arithmetic stays far from overflowing.
+    pub const MAX_KEY_GROUPS: u32 = 32_768;
 
     /// Checkpoints in `dir` with the default interval and retention.
     pub fn in_dir(dir: String) -> CheckpointPlan {
@@ -440,6 +449,8 @@ impl CheckpointPlan {
             dir,
             interval_ms: Self::DEFAULT_INTERVAL_MS,
             keep: Self::DEFAULT_KEEP,
+            key_groups: None,
+            savepoint: false,
         }
     }
 }

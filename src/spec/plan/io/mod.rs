@@ -265,6 +265,19 @@ pub(super) fn compile_checkpoint(
         Some(k) => *k.get_ref() as usize,
         None => CheckpointPlan::DEFAULT_KEEP,
     };
+    let key_groups = match &c.key_groups {
+        Some(g)
+            if *g.get_ref() == 0 || *g.get_ref() > u64::from(CheckpointPlan::MAX_KEY_GROUPS) =>
+        {
+            return cx.err(
+                g.span(),
+                "checkpoint.key_groups",
+                format!("must be between 1 and {}", CheckpointPlan::MAX_KEY_GROUPS),
+            )
+        }
+        Some(g) => Some(*g.get_ref() as u32),
+        None => None,
+    };
     Ok(Some(CheckpointPlan {
         // Empty: `--checkpoint-dir` must give it (checked when the flags are applied).
         dir: c
@@ -274,5 +287,7 @@ pub(super) fn compile_checkpoint(
             .unwrap_or_default(),
         interval_ms,
         keep,
+        key_groups,
+        savepoint: false,
     }))
 }

@@ -1,0 +1,197 @@
+//! Rescaling (issue 31) without a broker: the log-analysis and user-events jobs over a generated
+//! file, with checkpoints, stopped gracefully mid-input at a savepoint as 1 process x 1 worker,
+//! continued as 2 processes x 2 workers (`launch`), stopped again (killed), and finished as 1 x 2.
+//! Their files equal those of an uninterrupted run without checkpoints (multisets of lines: a
+//! missing or repeated row fails), and each stop is shown to have landed mid-input by the
+//! checkpoint's own input position (`logflow checkpoints`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly on purpose
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::cluster::Proc;
+use common::kafka::gen;
+use common::recovery::{complete, latest_pids, signal_all};
+use common::rows::assert_same_files;
+use common::{bin, messages, repo, run_file, run_ok, tmpdir};
+
+/// Events of the input: enough that each run is still reading when it is stopped.
+const EVENTS: u64 = 1_000_000;
+
+/// The epoch of the newest complete checkpoint in `ckpt` (0: none).
+fn newest(ckpt: &Path) -> u64 {
+    complete(ckpt).last().map_or(0, |d| {
+        let name = d.file_name().unwrap().to_str().unwrap();
+        name["epoch-".len()..].parse().unwrap()
+    })
+}
+
+/// Runs `job` until `n` checkpoints after epoch `after` are complete, then stops it: with
+/// SIGTERM (a graceful stop: one more, final, checkpoint; exit 0), or with SIGKILL to its
+/// `processes` (a crash: the newest complete checkpoint is where it goes on).
+fn stop_after_checkpoints(
+    job: Command,
+    dir: &Path,
+    name: &str,
+    ckpt: &Path,
+    after: u64,
+    n: usize,
+    kill: Option<usize>,
+) {
+    let mut p = Proc::spawn(job, dir, name, Stdio::null());
+    let started = Instant::now();
+    let mut seen = vec![after];
+    while seen.len() <= n {
+        assert!(
+            p.child.try_wait().unwrap().is_none(),
+            "{name}: ended before {n} checkpoints (make the input larger):\n{}",
+            p.stderr_text()
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "{name}: no checkpoints"
+        );
+        let e = newest(ckpt);
+        if e > *seen.last().unwrap() {
+            seen.push(e);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let Some(processes) = kill else {
+        signal_all(&[p.child.id().to_string()], "-TERM");
+        let status = p.wait(Duration::from_secs(60));
+        let err = p.stderr_text();
+        assert_eq!(status.and_then(|s| s.code()), Some(0), "{name}:\n{err}");
+        return;
+    };
+    signal_all(&latest_pids(&p.stderr_text(), processes), "-KILL");
+    let status = p.wait(Duration::from_secs(60));
+    assert!(status.is_some_and(|s| !s.success()), "{name}: {status:?}");
+}
+
+/// The newest checkpoint's listing line and its file input position.
+fn latest(ckpt: &Path, logs: &Path) -> (String, u64) {
+    let out = run_ok(&["checkpoints", ckpt.to_str().unwrap()]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut lines = text.lines().skip_while(|l| !l.contains("[latest"));
+    let head = lines
+        .next()
+        .unwrap_or_else(|| panic!("no latest:\n{text}"))
+        .to_string();
+    let source = format!("  file {}: position ", logs.display());
+    let at = lines
+        .take_while(|l| l.starts_with("  "))
+        .find_map(|l| l.strip_prefix(&source))
+        .unwrap_or_else(|| panic!("no position of {}:\n{text}", logs.display()));
+    let at: u64 = at.split(' ').next().unwrap().parse().unwrap();
+    (head, at)
+}
+
+/// The position of the next line (1-based) strictly inside the input: the stop landed after the
+/// first line was read and before the last.
+fn assert_mid_input(at: u64, what: &str, head: &str) {
+    assert!(
+        at > 1 && at <= EVENTS,
+        "{what}: position {at} is not mid-input ({head})"
+    );
+}
+
+#[test]
+fn a_job_restores_its_savepoints_on_other_layouts_and_writes_each_result_once() {
+    // Window merges (capped too), z-score and lag detectors, the gathered file sink.
+    rescaled_three_times("rescale", "logs", "dataflows/log-analysis.toml", 10);
+}
+
+#[test]
+fn sliding_windows_and_sessions_are_rescaled_by_key_group_too() {
+    // Sliding slices and their due windows, open sessions.
+    rescaled_three_times(
+        "rescale-users",
+        "user-events",
+        "dataflows/user-events.toml",
+        8,
+    );
+}
+
+/// Generated events of `kind` through `spec`: 1 x 1 stopped at a savepoint, 2 x 2 killed, 1 x 2
+/// to the end; the files (at least `files`) equal an uninterrupted run's.
+fn rescaled_three_times(name: &str, kind: &str, spec_file: &str, files: usize) {
+    let dir = tmpdir(name);
+    let logs = dir.join("events.jsonl");
+    gen(kind, &EVENTS.to_string(), &[], &logs);
+    let want = dir.join("want");
+    run_file(spec_file, &logs, &want, "1");
+    let ckpt = dir.join("ckpt");
+    let mut text = std::fs::read_to_string(repo().join(spec_file)).unwrap();
+    text.push_str(&format!(
+        "\n[checkpoint]\ndir = \"{}\"\ninterval = \"200ms\"\nkeep = 2\n",
+        ckpt.display()
+    ));
+    let spec = dir.join("job.toml");
+    std::fs::write(&spec, text).unwrap();
+    let out = dir.join("out");
+    let job = |cmd: &str, layout: &[&str], extra: &[&str]| {
+        let mut c = bin();
+        c.args([cmd, spec.to_str().unwrap()])
+            .args(layout)
+            .args(["--input", logs.to_str().unwrap()])
+            .args(["--output-dir", out.to_str().unwrap()])
+            .args(extra);
+        c
+    };
+
+    // 1 x 1, stopped at a savepoint mid-input.
+    let first = job("run", &["-w", "1"], &["--savepoint"]);
+    stop_after_checkpoints(first, &dir, "first", &ckpt, 0, 2, None);
+    let (head, at1) = latest(&ckpt, &logs);
+    assert_mid_input(at1, "1 x 1", &head);
+    assert!(
+        head.contains("1 processes x 1 workers, 128 key groups"),
+        "{head}"
+    );
+    assert!(head.contains("savepoint"), "{head}");
+    let savepoint = newest(&ckpt);
+
+    // 2 x 2 from it: every worker takes its key groups from the one old part; stopped again
+    // after checkpoints of its own (more than `keep`: the savepoint outlives them). Killed
+    // (SIGKILL): a graceful stop of `launch` over a file input does not finish yet (one
+    // process reads the file; a pre-existing limit of the stop, not of rescaling).
+    let second = job("launch", &["--processes", "2", "-w", "2"], &[]);
+    stop_after_checkpoints(second, &dir, "second", &ckpt, savepoint, 3, Some(2));
+    let err = std::fs::read_to_string(dir.join("second.err")).unwrap();
+    assert!(
+        messages(&err).any(|m| m.contains(&format!(
+            "rescaling checkpoint {savepoint} from 1 workers to 4"
+        ))),
+        "{err}"
+    );
+    let (head, at2) = latest(&ckpt, &logs);
+    assert_mid_input(at2, "2 x 2", &head);
+    assert!(at2 > at1, "2 x 2 read nothing: {at1} then {at2}");
+    assert!(
+        head.contains("2 processes x 2 workers, 128 key groups"),
+        "{head}"
+    );
+    assert!(
+        complete(&ckpt)
+            .iter()
+            .any(|d| d.ends_with(format!("epoch-{savepoint:020}"))),
+        "the first savepoint was pruned"
+    );
+
+    // 1 x 2 to the end of the input.
+    let third = job("run", &["-w", "2"], &[]).output().unwrap();
+    let err = String::from_utf8_lossy(&third.stderr);
+    assert!(third.status.success(), "{err}");
+    assert!(
+        messages(&err)
+            .any(|m| m.contains("rescaling checkpoint") && m.contains("from 4 workers to 2")),
+        "{err}"
+    );
+    assert_same_files(&out, &want, files, "after 1 x 1, 2 x 2 and 1 x 2");
+    eprintln!("rescale {spec_file}: stopped at line {at1} (1 x 1) and {at2} (2 x 2) of {EVENTS}");
+}
