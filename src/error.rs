@@ -61,6 +61,10 @@ pub enum Error {
     /// could not be set up.
     #[error("{0}")]
     Endpoint(String),
+    /// A graceful stop cut short: its timeout passed, or a second signal came, before every
+    /// job had stopped; names what had not.
+    #[error("{0}")]
+    Stop(String),
     /// A failure of logflow itself: a worker that panicked, a thread that could not start,
     /// records unaccounted for.
     #[error("{0}")]
@@ -144,6 +148,7 @@ impl Error {
             Error::Peer(m) => Error::Peer(with(m)),
             Error::Endpoint(m) => Error::Endpoint(with(m)),
             Error::Internal(m) => Error::Internal(with(m)),
+            Error::Stop(m) => Error::Stop(with(m)),
             e @ (Error::Spec { .. } | Error::Usage(_) | Error::Remote { .. }) => e,
             e @ Error::Io { .. } => Error::Input(with(e.to_string())),
         }

@@ -101,6 +101,29 @@ fn wait_job(addr: &str, id: u64, what: &str, done: impl Fn(&Value) -> bool) -> V
     }
 }
 
+/// Submits the log-analysis job reading `input`'s lines from a socket this test serves and
+/// keeps open (the job's input never ends), writing into `out`; returns the job's id and the
+/// connection, once the job has read every line.
+fn live_socket_job(addr: &str, dir: &Path, input: &Path, out: &Path) -> (u64, std::net::TcpStream) {
+    use std::io::Write;
+    let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = server.local_addr().unwrap().port();
+    let spec = common::cluster::socket_spec(dir, port);
+    let args = ["submit", spec.to_str().unwrap(), "--output-dir"];
+    let job = ok(
+        cli(addr, &[&args[..], &[out.to_str().unwrap()]].concat()),
+        "submit",
+    );
+    let job: u64 = job.parse().unwrap();
+    let (mut conn, _) = server.accept().unwrap();
+    let lines = std::fs::read(input).unwrap();
+    conn.write_all(&lines).unwrap();
+    conn.flush().unwrap();
+    let count = lines.iter().filter(|b| **b == b'\n').count();
+    wait_job(addr, job, "read its socket", |v| v["records_in"] == count);
+    (job, conn)
+}
+
 /// `cluster stop`, then every process exits 0.
 fn stop_cleanly(addr: &str, mut cluster: Proc) {
     ok(cli(addr, &["cluster", "stop"]), "cluster stop");
@@ -459,6 +482,11 @@ fn sigterm_stops_the_cluster_in_order() {
         "{failed}"
     );
     assert_eq!(jobs(&addr)[&1]["state"], "finished");
+    // A job still reading when the signal comes (its socket stays open, so its input never
+    // ends) stops gracefully: its open windows are emitted and its sinks flushed.
+    let live = dir.join("live");
+    let (job, _conn) = live_socket_job(&addr, &dir, &input, &live);
+    assert_eq!(job, 3);
     let term = std::process::Command::new("kill")
         .args(["-TERM", &cluster.child.id().to_string()])
         .status()
@@ -467,6 +495,28 @@ fn sigterm_stops_the_cluster_in_order() {
     let status = cluster.wait(Duration::from_secs(60));
     let err = cluster.stderr_text();
     assert!(status.is_some_and(|s| s.success()), "{status:?}:\n{err}");
+    assert!(
+        err.contains("job 3 (log-analysis) stopped: 20000 records in"),
+        "{err}"
+    );
+    // Dead letters name where they were read: the socket here, the file there.
+    let (file, socket) = (input.to_str().unwrap(), "tcp://127.0.0.1:");
+    let named = |mut r: BTreeMap<String, Vec<String>>, from: &str| {
+        for rows in r.values_mut() {
+            for row in rows.iter_mut() {
+                if let Some(at) = row.find(from) {
+                    let end = row[at..].find('"').map_or(row.len(), |e| at + e);
+                    row.replace_range(at..end, "INPUT");
+                }
+            }
+        }
+        r
+    };
+    assert_same_results(
+        &named(dir_results(&live), socket),
+        &named(dir_results(&want), file),
+        "job 3, stopped",
+    );
     // In order: the signal is passed on, a process stops the cluster, then each ends.
     let at = |text: &str| {
         err.find(text)
@@ -481,4 +531,32 @@ fn sigterm_stops_the_cluster_in_order() {
         ));
         assert!(asked < ended, "process {p} ended before the stop:\n{err}");
     }
+}
+
+/// A graceful stop of the cluster that does not finish within `--stop-timeout` cancels the
+/// jobs still stopping, names them, and the processes exit 1.
+#[test]
+fn a_cluster_stop_past_its_timeout_cancels_the_jobs_left_and_fails() {
+    let dir = tmpdir("cluster-stop-timeout");
+    let addr = control(3);
+    let mut c = bin();
+    // No job stops within a millisecond: it emits its windows and flushes its sinks first,
+    // and its processes report that only after.
+    c.args(["cluster", "start", "-n", "1", "-w", "1", "--control", &addr])
+        .args(["--stop-timeout", "1ms"]);
+    let mut cluster = Proc::spawn(c, &dir, "cluster", Stdio::null());
+    cluster.wait_for("control endpoint at", Duration::from_secs(60));
+    let input = dir.join("logs.jsonl");
+    gen("logs", "20000", &[], &input);
+    let (job, _conn) = live_socket_job(&addr, &dir, &input, &dir.join("out"));
+    ok(cli(&addr, &["cluster", "stop"]), "cluster stop");
+    let status = cluster.wait(Duration::from_secs(60));
+    let err = cluster.stderr_text();
+    assert_eq!(status.and_then(|s| s.code()), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "the graceful stop did not finish within 1ms: job(s) {job} still stopping"
+        )),
+        "{err}"
+    );
 }

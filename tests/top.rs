@@ -334,3 +334,159 @@ fn top_refuses_a_bad_address_and_a_non_terminal() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("top draws on a terminal"), "{err}");
 }
+
+/// `logflow top --cluster`: every job of a cluster with its state, rates and totals, from the
+/// cluster's job table; a job fed while the view runs shows events per second.
+#[test]
+fn top_cluster_shows_every_job_with_its_rates() {
+    use common::cluster::{socket_spec, Proc};
+    if !Tmux::available() {
+        common::skip("tmux is not installed (.ci/run installs it)");
+        return;
+    }
+    let dir = tmpdir("top-cluster");
+    let control = format!("127.0.0.1:{}", port("LOGFLOW_IT_CONTROL_PORT", 19479) + 4);
+    let mut c = bin();
+    c.args([
+        "cluster",
+        "start",
+        "-n",
+        "1",
+        "-w",
+        "1",
+        "--control",
+        &control,
+    ]);
+    let mut cluster = Proc::spawn(c, &dir, "cluster", Stdio::null());
+    cluster.wait_for("control endpoint at", Duration::from_secs(60));
+    let cli = |args: &[&str]| {
+        let out = bin()
+            .args(args)
+            .args(["--cluster", &control])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let logs = dir.join("logs.jsonl");
+    run_ok(&[
+        "gen",
+        "--events",
+        "20000",
+        "--output",
+        logs.to_str().unwrap(),
+    ]);
+    // Bytes: the generator writes some lines that are not UTF-8 (dead letters).
+    let lines: Vec<Vec<u8>> = std::fs::read(&logs)
+        .unwrap()
+        .split_inclusive(|b| *b == b'\n')
+        .map(<[u8]>::to_vec)
+        .collect();
+    // Job 1 reads the file to its end.
+    let file_out = dir.join("file-out");
+    let args = ["submit", "dataflows/log-analysis.toml", "--input"];
+    let input = [
+        logs.to_str().unwrap(),
+        "--output-dir",
+        file_out.to_str().unwrap(),
+    ];
+    assert_eq!(cli(&[&args[..], &input[..]].concat()), "1");
+    // Job 2 reads a socket fed 200 lines every 100 ms while the view runs.
+    let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let spec = socket_spec(&dir, server.local_addr().unwrap().port());
+    let live_out = dir.join("live-out");
+    let args = ["submit", spec.to_str().unwrap(), "--output-dir"];
+    assert_eq!(
+        cli(&[&args[..], &[live_out.to_str().unwrap()]].concat()),
+        "2"
+    );
+    let (mut conn, _) = server.accept().unwrap();
+    let feeder = std::thread::spawn(move || {
+        for chunk in lines.chunks(200) {
+            conn.write_all(&chunk.concat()).unwrap();
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        conn
+    });
+
+    let tmux = Tmux::new("logflow-top-cluster");
+    tmux.start(
+        200,
+        40,
+        &format!(
+            "{} top --cluster {control}; echo EXIT=$?; sleep 300",
+            env!("CARGO_BIN_EXE_logflow")
+        ),
+    );
+    // A job's row: ID NAME STATE EVENTS/S RESULTS/S LATE/S DEAD/S WATERMARK LAG IN OUT.
+    let row = |screen: &str, id: &str| -> Option<Vec<String>> {
+        screen
+            .lines()
+            .map(|l| l.split_whitespace().map(String::from).collect::<Vec<_>>())
+            .find(|w| w.len() == 11 && w[0] == id)
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let screen = loop {
+        let screen = tmux.capture();
+        let live = row(&screen, "2").filter(|w| {
+            w[1] == "log-analysis"
+                && w[2] == "running"
+                && w[3].parse::<f64>().is_ok_and(|r| r > 0.0)
+        });
+        let done = row(&screen, "1").filter(|w| w[2] == "finished" && w[9] == "20000");
+        if live.is_some() && done.is_some() && screen.contains("2 jobs, 1 live") {
+            break screen;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the view never showed both jobs:\n{screen}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert!(
+        screen.contains(&format!("logflow top  cluster at {control}")),
+        "{screen}"
+    );
+    let _conn = feeder.join().unwrap();
+
+    // The cluster goes away: the view says so and keeps its last rows; `q` quits cleanly.
+    cli(&["cluster", "stop", "--now"]);
+    assert!(cluster
+        .wait(Duration::from_secs(60))
+        .is_some_and(|s| s.success()));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let screen = tmux.capture();
+        if screen.contains("disconnected") {
+            assert!(
+                row(&screen, "1").is_some(),
+                "the last data stays:\n{screen}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no disconnection shown:\n{screen}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(tmux
+        .cmd()
+        .args(["send-keys", "-t", "run", "q"])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !tmux.capture().lines().any(|l| l.trim() == "EXIT=0") {
+        assert!(
+            Instant::now() < deadline,
+            "q did not quit:\n{}",
+            tmux.capture()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

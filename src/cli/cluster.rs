@@ -22,8 +22,22 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(180);
 pub enum ClusterCmd {
     /// Start the processes of a cluster with no job (all on this host, or one with --process).
     Start(StartArgs),
-    /// Cancel every job and stop the cluster's processes.
-    Stop(AddrArgs),
+    /// Stop the cluster: every job stops gracefully (as `logflow stop` stops one: final
+    /// checkpoint, sinks flushed), then every process exits; waits until it has.
+    Stop(ClusterStopArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ClusterStopArgs {
+    #[command(flatten)]
+    addr: AddrArgs,
+    /// Cancel every job at once instead of stopping them gracefully.
+    #[arg(long)]
+    now: bool,
+    /// How long to wait for the cluster to exit before this command exits 1 (the cluster's
+    /// own `--stop-timeout` cancels the jobs still stopping when it passes).
+    #[arg(long, default_value = "60s", value_parser = super::run::parse_duration)]
+    wait: Duration,
 }
 
 #[derive(clap::Args, Debug)]
@@ -69,6 +83,10 @@ pub struct StartArgs {
     /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// How long a graceful stop of the cluster (`cluster stop`, SIGINT/SIGTERM) may take:
+    /// then the jobs still stopping are cancelled and the processes exit 1 naming them.
+    #[arg(long, default_value = "30s", value_parser = super::run::parse_duration)]
+    stop_timeout: Duration,
 }
 
 #[derive(clap::Args, Debug)]
@@ -91,10 +109,24 @@ pub struct AddrArgs {
 }
 
 impl AddrArgs {
-    /// Sends `req` to the cluster with its token.
-    fn call(&self, req: &Request) -> Result<(String, Reply), Error> {
+    /// Whether any of these flags was given.
+    pub(crate) fn given(&self) -> bool {
+        self.cluster.is_some()
+            || self.token_file.is_some()
+            || self.tls_ca.is_some()
+            || self.insecure_plaintext
+    }
+
+    /// The cluster's address and its token.
+    pub(crate) fn target(&self) -> Result<(String, Option<String>), Error> {
         let addr = protocol::address(self.cluster.as_deref());
         let token = crate::control::auth::client_token(&addr, self.token_file.as_deref())?;
+        Ok((addr, token))
+    }
+
+    /// Sends `req` to the cluster with its token.
+    pub(crate) fn call(&self, req: &Request) -> Result<(String, Reply), Error> {
+        let (addr, token) = self.target()?;
         let ca = self.tls_ca.clone().or_else(|| {
             std::env::var_os(tls::CA_ENV)
                 .filter(|v| !v.is_empty())
@@ -161,11 +193,49 @@ const STOP_POLL: Duration = Duration::from_millis(200);
 pub fn cluster(cmd: ClusterCmd) -> Result<(), Error> {
     match cmd {
         ClusterCmd::Start(a) => start(a),
-        ClusterCmd::Stop(a) => {
-            let (addr, _) = a.call(&Request::Shutdown)?;
-            tracing::info!("logflow: the cluster at {addr} is stopping");
-            Ok(())
+        ClusterCmd::Stop(a) => stop_cluster(a),
+    }
+}
+
+/// Asks the cluster to stop and waits until its endpoint is gone.
+fn stop_cluster(a: ClusterStopArgs) -> Result<(), Error> {
+    let (addr, _) = a.addr.call(&Request::Shutdown { now: a.now })?;
+    tracing::info!(
+        "logflow: the cluster at {addr} is stopping{}",
+        if a.now {
+            ": its jobs are cancelled"
+        } else {
+            ": its jobs stop gracefully"
         }
+    );
+    let started = std::time::Instant::now();
+    loop {
+        // The endpoint goes with the processes: a failed request means they exited.
+        let jobs = match a.addr.call(&Request::Jobs) {
+            Ok((_, Reply::Jobs { jobs })) => jobs,
+            _ => {
+                tracing::info!("logflow: the cluster at {addr} has stopped");
+                return Ok(());
+            }
+        };
+        if started.elapsed() >= a.wait {
+            let live: Vec<String> = jobs
+                .iter()
+                .filter(|j| j.state.live())
+                .map(|j| format!("{} ({}, {})", j.id, j.name, j.state.name()))
+                .collect();
+            return Err(Error::Stop(format!(
+                "the cluster at {addr} is still stopping after {}; live jobs: {} \
+                 (`logflow cluster stop --now` cancels them)",
+                crate::time::duration::format_ms(a.wait.as_millis() as i64),
+                if live.is_empty() {
+                    "none".to_string()
+                } else {
+                    live.join(", ")
+                }
+            )));
+        }
+        std::thread::sleep(STOP_POLL);
     }
 }
 
@@ -203,7 +273,7 @@ fn start(a: StartArgs) -> Result<(), Error> {
             addresses,
             peer_timeout: a.peer_timeout,
         };
-        return crate::control::serve(&cluster, &a.control, &access);
+        return crate::control::serve(&cluster, &a.control, &access, a.stop_timeout);
     }
     // Every process here: each is this command with --process i.
     let (hostfile, _temp) = match &a.hostfile {
@@ -231,6 +301,8 @@ fn start(a: StartArgs) -> Result<(), Error> {
             .args(["--control", &a.control])
             .arg("--peer-timeout")
             .arg(format!("{}ms", a.peer_timeout.as_millis()))
+            .arg("--stop-timeout")
+            .arg(format!("{}ms", a.stop_timeout.as_millis()))
             .stdin(Stdio::null());
         if let Some(f) = &a.token_file {
             cmd.arg("--token-file").arg(f);

@@ -18,27 +18,53 @@ pub mod session;
 pub mod table;
 pub mod tls;
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use signal_hook::consts::{SIGINT, SIGTERM};
-use signal_hook::flag;
+use signal_hook::iterator::Signals;
 use timely::WorkerConfig;
 
 use crate::runtime::cluster::Network;
 use crate::runtime::Cluster;
 use crate::Error;
 
+/// A signal this soon after the first is the same request: a terminal's Ctrl-C reaches a
+/// process twice, from the terminal and from `cluster start` passing it on.
+const SAME_SIGNAL: Duration = Duration::from_secs(1);
+
 /// Runs this process of a cluster until `logflow cluster stop` (or a failed peer). Process 0
-/// serves the control endpoint at `control`, admitting requests and jobs by `access`.
-pub fn serve(cluster: &Cluster, control: &str, access: &server::Access) -> Result<(), Error> {
-    let shared = Arc::new(session::Shared::new(cluster.clone()));
-    // SIGINT/SIGTERM stop the cluster in order: every job cancelled, every process exits 0.
-    // (A terminal's Ctrl-C reaches a process twice, from the terminal and from `cluster start`
-    // passing it on, so a second signal must not mean "now".)
-    for sig in [SIGINT, SIGTERM] {
-        flag::register(sig, Arc::clone(&shared.stop))
-            .map_err(|e| Error::Internal(format!("cannot handle signals: {e}")))?;
-    }
+/// serves the control endpoint at `control`, admitting requests and jobs by `access`. A
+/// graceful stop of the cluster may take `stop_timeout`.
+pub fn serve(
+    cluster: &Cluster,
+    control: &str,
+    access: &server::Access,
+    stop_timeout: Duration,
+) -> Result<(), Error> {
+    let shared = Arc::new(session::Shared::new(cluster.clone(), stop_timeout));
+    // SIGINT/SIGTERM stop the cluster in order: every job stops gracefully (final checkpoint,
+    // sinks flushed), then every process exits 0. A later signal cancels what is left.
+    let mut signals = Signals::new([SIGINT, SIGTERM])
+        .map_err(|e| Error::Internal(format!("cannot handle signals: {e}")))?;
+    let (stop, force) = (Arc::clone(&shared.stop), Arc::clone(&shared.force));
+    std::thread::Builder::new()
+        .name("logflow-signals".into())
+        .spawn(move || {
+            let mut first: Option<Instant> = None;
+            for _ in signals.forever() {
+                match first {
+                    None => {
+                        first = Some(Instant::now());
+                        stop.store(true, Ordering::SeqCst);
+                    }
+                    Some(t) if t.elapsed() >= SAME_SIGNAL => force.store(true, Ordering::SeqCst),
+                    Some(_) => {}
+                }
+            }
+        })
+        .map_err(|e| Error::Internal(format!("cannot handle signals: {e}")))?;
     // Every process opens its jobs' files only under the allowed directories, checked again
     // at each open (a symlink swapped after the submission's check does not escape).
     crate::sandbox::confine(
@@ -58,7 +84,11 @@ pub fn serve(cluster: &Cluster, control: &str, access: &server::Access) -> Resul
             tracing::info!("logflow cluster: control endpoint at {addr}");
         }
         run(cluster, network, &shared)
-    })
+    })?;
+    match shared.cut_short() {
+        Some(why) => Err(Error::Stop(why)),
+        None => Ok(()),
+    }
 }
 
 fn run(

@@ -44,8 +44,12 @@ pub enum Request {
     Stop {
         job: u64,
     },
-    /// Cancel every job and stop the cluster's processes.
-    Shutdown,
+    /// Stop the cluster: every job stops gracefully (as `stop` stops one), then every process
+    /// exits; with `now`, every job is cancelled at once instead.
+    Shutdown {
+        #[serde(default)]
+        now: bool,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -208,6 +212,9 @@ mod tests {
         );
         assert!(serde_json::from_str::<Request>(r#"{"op":"cancel","job":1,"x":1}"#).is_err());
         assert!(serde_json::from_str::<Request>(r#"{"op":"run"}"#).is_err());
+        // A client that predates `now` asks for the graceful stop.
+        let stop: Request = serde_json::from_str(r#"{"op":"shutdown"}"#).unwrap();
+        assert_eq!(stop, Request::Shutdown { now: false });
     }
 
     #[test]
@@ -272,7 +279,7 @@ mod tests {
         fn request() -> impl Strategy<Value = Request> {
             prop_oneof![
                 Just(Request::Jobs),
-                Just(Request::Shutdown),
+                any::<bool>().prop_map(|now| Request::Shutdown { now }),
                 any::<u64>().prop_map(|job| Request::Cancel { job }),
                 any::<u64>().prop_map(|job| Request::Stop { job }),
                 (".{0,64}", ".{0,32}").prop_map(|(spec, path)| Request::Submit {

@@ -317,7 +317,11 @@ impl Endpoint {
                 reason: None,
             },
             Request::Stop { job } => Command::Stop { ticket, job },
-            Request::Shutdown => Command::Shutdown { ticket },
+            Request::Shutdown { now } => Command::Shutdown {
+                ticket,
+                now,
+                reason: None,
+            },
         };
         let (tx, rx) = mpsc::channel();
         let sent = lock(&self.to_workers).send(Proposal { command, reply: tx });

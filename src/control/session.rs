@@ -69,17 +69,19 @@ pub enum Command {
         reason: Option<String>,
     },
     /// Stop a job gracefully (each process's workers stop it as `run` stops on SIGTERM).
-    Stop {
-        ticket: u64,
-        job: u64,
-    },
+    Stop { ticket: u64, job: u64 },
     Stats {
         job: u64,
         process: usize,
         stats: ProcessStats,
     },
+    /// Stop the cluster: every live job stops gracefully and the workers exit once none is
+    /// left; with `now`, every job is cancelled at once. `reason` says why a stop was cut
+    /// short (its timeout, a second signal): the processes then exit 1 with it.
     Shutdown {
         ticket: u64,
+        now: bool,
+        reason: Option<String>,
     },
 }
 
@@ -89,7 +91,7 @@ impl Command {
             Command::Submit { ticket, .. }
             | Command::Cancel { ticket, .. }
             | Command::Stop { ticket, .. }
-            | Command::Shutdown { ticket } => *ticket,
+            | Command::Shutdown { ticket, .. } => *ticket,
             Command::Stats { .. } => 0,
         }
     }
@@ -138,6 +140,12 @@ pub struct Shared {
     epoch: Instant,
     /// Set by SIGINT or SIGTERM: this process's first worker proposes stopping the cluster.
     pub stop: Arc<AtomicBool>,
+    /// Set by a second signal: this process's first worker proposes cancelling every job.
+    pub force: Arc<AtomicBool>,
+    /// How long a graceful stop of the cluster may take before its jobs are cancelled.
+    stop_timeout: Duration,
+    /// Why the stop was cut short (the processes exit 1 with it).
+    cut_short: Mutex<Option<String>>,
 }
 
 /// Locks a mutex even if a panicking worker poisoned it.
@@ -151,7 +159,7 @@ fn now_ms() -> i64 {
 
 impl Shared {
     /// The endpoint (process 0) sets `inbox` when it starts.
-    pub fn new(cluster: Cluster) -> Shared {
+    pub fn new(cluster: Cluster, stop_timeout: Duration) -> Shared {
         Shared {
             table: Mutex::new(JobTable::new(cluster.processes)),
             cluster,
@@ -159,7 +167,15 @@ impl Shared {
             jobs: Mutex::new(HashMap::new()),
             epoch: Instant::now(),
             stop: Arc::new(AtomicBool::new(false)),
+            force: Arc::new(AtomicBool::new(false)),
+            stop_timeout,
+            cut_short: Mutex::new(None),
         }
+    }
+
+    /// Why the cluster's graceful stop was cut short, once its workers have exited.
+    pub fn cut_short(&self) -> Option<String> {
+        lock(&self.cut_short).clone()
     }
 
     /// This process's share of job `id`: the first local worker to apply the submission opens
@@ -192,6 +208,27 @@ impl Shared {
     }
 }
 
+/// How long after its graceful stop's timeout a process exits regardless: the timeout's
+/// cancel is a command the workers apply, and a worker stuck in a sink's write never would.
+const BACKSTOP: Duration = Duration::from_secs(10);
+
+fn backstop(timeout: Duration) {
+    let spawned = std::thread::Builder::new()
+        .name("logflow-stop-backstop".into())
+        .spawn(move || {
+            std::thread::sleep(timeout + BACKSTOP);
+            tracing::error!(
+                "logflow cluster: the graceful stop did not finish within {} and its jobs \
+                 could not be cancelled: exiting",
+                crate::time::duration::format_ms((timeout + BACKSTOP).as_millis() as i64)
+            );
+            std::process::exit(1);
+        });
+    if let Err(e) = spawned {
+        tracing::warn!("logflow cluster: no backstop for the graceful stop: {e}");
+    }
+}
+
 /// A job's dataflow on this worker.
 struct LocalJob {
     dataflow: usize,
@@ -216,6 +253,8 @@ pub fn serve(worker: &mut Worker, shared: &Shared) {
         next_job: 1,
         sequencer_applied: 0,
         stop_proposed: false,
+        force_proposed: false,
+        shutting: None,
         last_stats: Instant::now(),
         shared,
     };
@@ -246,6 +285,10 @@ struct Session<'a> {
     /// Commands applied so far (worker 0 publishes its table when this moves).
     sequencer_applied: u64,
     stop_proposed: bool,
+    force_proposed: bool,
+    /// Since when the cluster is stopping gracefully: it takes no new job, and its workers
+    /// exit once no job is live (global worker 0 cancels what is left at the timeout).
+    shutting: Option<Instant>,
     last_stats: Instant,
     shared: &'a Shared,
 }
@@ -257,8 +300,46 @@ impl Session<'_> {
                 "logflow cluster: process {} was asked to stop: stopping the cluster",
                 self.shared.cluster.process
             );
-            self.sequencer.push(Command::Shutdown { ticket: 0 });
+            self.sequencer.push(Command::Shutdown {
+                ticket: 0,
+                now: false,
+                reason: None,
+            });
             self.stop_proposed = true;
+        }
+        if self.local == 0 && !self.force_proposed && self.shared.force.load(Ordering::SeqCst) {
+            self.force_proposed = true;
+            self.sequencer.push(Command::Shutdown {
+                ticket: 0,
+                now: true,
+                reason: Some(format!(
+                    "process {} was asked again to stop",
+                    self.shared.cluster.process
+                )),
+            });
+        }
+        let timed_out = self
+            .shutting
+            .is_some_and(|t| t.elapsed() >= self.shared.stop_timeout);
+        if self.is_first() && !self.force_proposed && timed_out {
+            self.force_proposed = true;
+            let live: Vec<String> = self
+                .table
+                .running()
+                .iter()
+                .map(|id| id.to_string())
+                .collect();
+            self.sequencer.push(Command::Shutdown {
+                ticket: 0,
+                now: true,
+                reason: Some(format!(
+                    "the graceful stop did not finish within {}: job(s) {} still stopping \
+                     (with checkpoints, the final one had not completed; without, windows and \
+                     sinks were not flushed)",
+                    crate::time::duration::format_ms(self.shared.stop_timeout.as_millis() as i64),
+                    live.join(", ")
+                )),
+            });
         }
         let Some(inbox) = &self.inbox else {
             return;
@@ -267,6 +348,11 @@ impl Session<'_> {
             self.waiting.insert(p.command.ticket(), p.reply);
             self.sequencer.push(p.command);
         }
+    }
+
+    /// Global worker 0: the one that times the cluster's graceful stop.
+    fn is_first(&self) -> bool {
+        self.local == 0 && self.shared.cluster.process == 0
     }
 
     fn answer(&mut self, ticket: u64, reply: Reply) {
@@ -344,6 +430,10 @@ impl Session<'_> {
         while let Some(cmd) = self.sequencer.next() {
             self.sequencer_applied += 1;
             match cmd {
+                Command::Submit { ticket, .. } if self.shutting.is_some() => {
+                    let e = Error::Usage("the cluster is stopping: it takes no new job".into());
+                    self.answer(ticket, Reply::error(&e));
+                }
                 Command::Submit { ticket, job, at_ms } => self.submit(worker, ticket, job, at_ms),
                 Command::Cancel {
                     ticket,
@@ -413,26 +503,70 @@ impl Session<'_> {
                         }
                     }
                 }
-                Command::Shutdown { ticket } => {
-                    for id in self.table.running() {
-                        self.table.end(
-                            id,
-                            JobState::Cancelled,
-                            Some("the cluster stopped".into()),
-                            now_ms(),
-                        );
+                Command::Shutdown {
+                    ticket, now: false, ..
+                } => {
+                    if self.shutting.is_none() {
+                        self.shutting = Some(Instant::now());
+                        if self.local == 0 {
+                            backstop(self.shared.stop_timeout);
+                        }
+                        if worker.index() == 0 {
+                            tracing::info!(
+                                "logflow cluster: stopping: {} job(s) stop gracefully within {}",
+                                self.table.running().len(),
+                                crate::time::duration::format_ms(
+                                    self.shared.stop_timeout.as_millis() as i64
+                                )
+                            );
+                        }
                     }
-                    let jobs = std::mem::take(&mut self.jobs);
-                    for (id, j) in jobs {
-                        worker.drop_dataflow(j.dataflow);
-                        self.leave(id, j);
+                    for id in self.table.running() {
+                        self.table.stopping(id);
+                        if let Some(j) = self.jobs.get(&id) {
+                            j.proc.opened.stop.request();
+                        }
                     }
                     self.answer(ticket, Reply::Stopping);
+                }
+                Command::Shutdown {
+                    ticket,
+                    now: true,
+                    reason,
+                } => {
+                    let live = self.table.running();
+                    for id in &live {
+                        let why = reason.as_deref().unwrap_or("the cluster stopped");
+                        self.table
+                            .end(*id, JobState::Cancelled, Some(why.into()), now_ms());
+                    }
+                    if let Some(r) = reason {
+                        if worker.index() == 0 && !live.is_empty() {
+                            tracing::error!("logflow cluster: {r}: cancelling them");
+                        }
+                        lock(&self.shared.cut_short).get_or_insert(r);
+                    }
+                    self.answer(ticket, Reply::Stopping);
+                    self.drop_all(worker);
                     return true;
                 }
             }
+            // Every worker applies the same commands, so all of them see the last live job
+            // end at the same command and leave together.
+            if self.shutting.is_some() && self.table.running().is_empty() {
+                self.drop_all(worker);
+                return true;
+            }
         }
         false
+    }
+
+    fn drop_all(&mut self, worker: &mut Worker) {
+        let jobs = std::mem::take(&mut self.jobs);
+        for (id, j) in jobs {
+            worker.drop_dataflow(j.dataflow);
+            self.leave(id, j);
+        }
     }
 
     fn submit(&mut self, worker: &mut Worker, ticket: u64, job: JobRequest, at_ms: i64) {

@@ -11,7 +11,8 @@ use timely::dataflow::StreamVec;
 
 use crate::checkpoint::barrier::{self, Slot};
 use crate::checkpoint::groups::{absorb_held, Keyed};
-use crate::record::{Key, Row};
+use crate::operators::state::StateMeter;
+use crate::record::{Key, Row, Value};
 
 /// Keeps rows whose key is also present in another stream for an overlapping window.
 pub trait Intersect<'scope> {
@@ -57,6 +58,12 @@ impl<'scope> Intersect<'scope> for StreamVec<'scope, u64, Row> {
         let keys = barrier::key_route(self.scope().peers());
         let route = move |r: &Row| keys.key_worker(r.key(key_len));
         let slot = Slot::register("Intersect");
+        // Its state: the keys of `other` with their windows, and the rows of `self` waiting.
+        let per_entry = std::mem::size_of::<(Key, Vec<(i64, i64)>)>()
+            + key_len * std::mem::size_of::<Value>()
+            + std::mem::size_of::<(i64, i64)>()
+            + 1;
+        let meter = StateMeter::register_sized(&[analysis as usize], per_entry);
         self.binary_frontier(
             other,
             Exchange::new(route),
@@ -156,8 +163,52 @@ impl<'scope> Intersect<'scope> for StreamVec<'scope, u64, Row> {
                     if let Some((slot, epoch)) = barrier::due_at(&slot, least) {
                         slot.save(epoch, &(crate::operators::held(&waiting), &seen));
                     }
+                    meter.set(seen.len() + waiting.values().map(|(_, r)| r.len()).sum::<usize>());
                 }
             },
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use timely::dataflow::operators::{Input, Probe};
+
+    #[test]
+    fn its_keys_and_waiting_rows_are_metered_while_it_runs() {
+        // Analysis 9101 is used by no other test of this process.
+        const ANALYSIS: u32 = 9101;
+        let of = || {
+            crate::operators::state::per_analysis()
+                .into_iter()
+                .find(|(a, _, _)| *a == ANALYSIS as usize)
+        };
+        timely::execute_directly(move |worker| {
+            let (mut left, mut right, probe) = worker.dataflow::<u64, _, _>(|scope| {
+                let (l, left) = scope.new_input::<Vec<Row>>();
+                let (r, right) = scope.new_input::<Vec<Row>>();
+                let (probe, _) = left.intersect(right, 1, ANALYSIS, 120, 120).probe();
+                (l, r, probe)
+            });
+            let row = |start: i64, ip: &str| Row {
+                analysis: 0,
+                start,
+                end: start + 60,
+                values: vec![Value::Str(ip.into())],
+                retract: false,
+            };
+            right.send(row(0, "1.2.3.4"));
+            right.send(row(0, "5.6.7.8"));
+            left.send(row(0, "1.2.3.4"));
+            left.advance_to(1);
+            right.advance_to(1);
+            worker.step_while(|| probe.less_than(&1));
+            // Two keys of `other`, one row waiting for its release.
+            let (_, keys, bytes) = of().expect("metered");
+            assert_eq!(keys, 3);
+            assert!(bytes > 0);
+        });
+        assert_eq!(of().map(|(_, k, _)| k), Some(0), "ended: no state");
     }
 }

@@ -1,6 +1,6 @@
 //! How much state the stateful operators hold, for the `logflow_state_keys` and
 //! `logflow_state_bytes` metrics: each window merge (append, update and complete mode,
-//! sessions) and each detector's per-key history publishes, after every activation, how many
+//! sessions), each detector's per-key history and each intersection publishes, after every activation, how many
 //! (window, key) groups or keys it holds and an estimate of their bytes; the metrics sum the
 //! meters of this process per analysis. A meter counts while its operator lives; an analysis
 //! whose operators have all ended (the job finished or stopped) holds no state and reports 0,

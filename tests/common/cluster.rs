@@ -25,6 +25,18 @@ pub fn local_addresses(n: usize) -> Vec<String> {
         .collect()
 }
 
+/// dataflows/log-analysis.toml reading the line server at 127.0.0.1:`port` (the `socket`
+/// source: its input ends only when the server closes), written into `dir`.
+pub fn socket_spec(dir: &Path, port: u16) -> PathBuf {
+    let text = std::fs::read_to_string(super::repo().join("dataflows/log-analysis.toml")).unwrap();
+    let kafka = "[source]\nkind = \"kafka\"\ntopic = \"logs\"\n";
+    assert!(text.contains(kafka), "the spec's source changed");
+    let spec = dir.join(format!("socket-{port}.toml"));
+    let socket = format!("[source]\nkind = \"socket\"\nport = {port}\n");
+    std::fs::write(&spec, text.replace(kafka, &socket)).unwrap();
+    spec
+}
+
 /// A started process whose stderr is written to a file.
 pub struct Proc {
     pub child: Child,

@@ -1,11 +1,13 @@
 //! `logflow top ADDR`: a live view of a running job, drawn from what the job serves on its
 //! metrics address (`/metrics` and `/results`, see docs/operations.md#live-view), refreshed
 //! every second. The embedded demo draws the same view from its own metrics, in-process.
+//! `logflow top --cluster`: every job of a cluster, from its job table ([`cluster`]).
 //!
 //! Fetching runs on its own thread, so keys are answered at once even when the job does not
 //! answer; a job that goes away leaves its last data on screen, marked disconnected, and is
 //! retried every second.
 
+pub mod cluster;
 pub mod model;
 pub mod view;
 
@@ -16,9 +18,14 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
+use ratatui::Frame;
 
+use super::cluster::AddrArgs;
+use crate::control::protocol::{Reply, Request};
+use crate::control::table::JobStatus;
 use crate::metrics::Metrics;
 use crate::Error;
+use cluster::ClusterModel;
 use model::{Model, Results, Sample};
 
 /// How often the view is refreshed.
@@ -31,9 +38,49 @@ const MAX_ANSWER: usize = 16 * 1024 * 1024;
 
 #[derive(clap::Args, Debug)]
 pub struct TopArgs {
-    /// The job's metrics address (`--metrics-addr` of its `run`), HOST:PORT.
+    /// The job's metrics address (`--metrics-addr` of its `run`), HOST:PORT. Without it, the
+    /// jobs of the cluster at --cluster (default: $LOGFLOW_CLUSTER, else 127.0.0.1:7979).
     #[arg(value_name = "HOST:PORT")]
-    addr: String,
+    addr: Option<String>,
+    #[command(flatten)]
+    cluster: AddrArgs,
+}
+
+/// What a view is made of: a model updated by each fetch, and how it is drawn.
+pub trait Screen {
+    /// What one fetch brings.
+    type Data: Send + 'static;
+    /// A successful fetch at `mono_s` (a monotonic clock, seconds) and wall clock `now_ms`.
+    fn update(&mut self, data: Self::Data, mono_s: f64, now_ms: i64);
+    /// A failed fetch: the last data stays on screen, marked disconnected.
+    fn failed(&mut self, why: String);
+    fn draw(&self, frame: &mut Frame);
+}
+
+impl Screen for Model {
+    type Data = (Sample, Option<Results>);
+    fn update(&mut self, (sample, results): Self::Data, mono_s: f64, now_ms: i64) {
+        Model::update(self, sample, results, mono_s, now_ms);
+    }
+    fn failed(&mut self, why: String) {
+        Model::failed(self, why);
+    }
+    fn draw(&self, frame: &mut Frame) {
+        view::draw(frame, self);
+    }
+}
+
+impl Screen for ClusterModel {
+    type Data = Vec<JobStatus>;
+    fn update(&mut self, jobs: Self::Data, mono_s: f64, now_ms: i64) {
+        ClusterModel::update(self, jobs, mono_s, now_ms);
+    }
+    fn failed(&mut self, why: String) {
+        ClusterModel::failed(self, why);
+    }
+    fn draw(&self, frame: &mut Frame) {
+        cluster::draw(frame, self);
+    }
 }
 
 /// Where the numbers come from.
@@ -142,6 +189,15 @@ impl Drop for Restore {
 /// Draws the view of `feed` until `q`, Esc or Ctrl-C (a job that ends stays on screen, marked
 /// finished), then restores the terminal.
 pub fn show(target: &str, feed: Feed) -> Result<(), Error> {
+    show_screen(Model::new(target), move || feed.fetch())
+}
+
+/// Draws `model`, updated from `fetch` every second, until `q`, Esc or Ctrl-C, then restores
+/// the terminal.
+fn show_screen<M: Screen>(
+    mut model: M,
+    fetch: impl Fn() -> Result<M::Data, String> + Send + 'static,
+) -> Result<(), Error> {
     let terminal = ratatui::try_init().map_err(|e| Error::io("terminal", e))?;
     let _restore = Restore;
     let mut terminal = terminal;
@@ -155,7 +211,7 @@ pub fn show(target: &str, feed: Feed) -> Result<(), Error> {
                 let origin = Instant::now();
                 while !stop.load(Ordering::Relaxed) {
                     let started = Instant::now();
-                    let got = feed.fetch();
+                    let got = fetch();
                     let at = (started.duration_since(origin).as_secs_f64(), wall_ms());
                     if tx.send((got, at)).is_err() {
                         return;
@@ -170,17 +226,16 @@ pub fn show(target: &str, feed: Feed) -> Result<(), Error> {
             })
             .map_err(|e| Error::Internal(format!("top fetch thread: {e}")))?
     };
-    let mut model = Model::new(target);
     let result = (|| -> Result<(), Error> {
         loop {
             while let Ok((got, (mono, wall))) = rx.try_recv() {
                 match got {
-                    Ok((sample, results)) => model.update(sample, results, mono, wall),
+                    Ok(data) => model.update(data, mono, wall),
                     Err(why) => model.failed(why),
                 }
             }
             terminal
-                .draw(|f| view::draw(f, &model))
+                .draw(|f| model.draw(f))
                 .map_err(|e| Error::io("terminal", e))?;
             if event::poll(Duration::from_millis(100)).map_err(|e| Error::io("terminal", e))? {
                 if let Event::Key(k) = event::read().map_err(|e| Error::io("terminal", e))? {
@@ -203,12 +258,29 @@ pub fn show(target: &str, feed: Feed) -> Result<(), Error> {
 
 pub fn top(args: TopArgs) -> Result<(), Error> {
     use std::io::IsTerminal;
-    let target = host_port(&args.addr).to_string();
+    let Some(addr) = &args.addr else {
+        if !std::io::stdout().is_terminal() {
+            return Err(super::usage(
+                "top draws on a terminal; for numbers in a script use `logflow jobs --json`",
+            ));
+        }
+        let (target, _) = args.cluster.target()?;
+        let cluster = args.cluster;
+        return show_screen(ClusterModel::new(&target), move || {
+            match cluster.call(&Request::Jobs).map_err(|e| e.to_string())? {
+                (_, Reply::Jobs { jobs }) => Ok(jobs),
+                (_, other) => Err(format!("unexpected answer: {other:?}")),
+            }
+        });
+    };
+    if args.cluster.given() {
+        return Err(super::usage(
+            "top: give a job's metrics address or --cluster, not both",
+        ));
+    }
+    let target = host_port(addr).to_string();
     if target.to_socket_addrs().is_err() {
-        return Err(super::usage(format!(
-            "top {}: not a HOST:PORT address",
-            args.addr
-        )));
+        return Err(super::usage(format!("top {addr}: not a HOST:PORT address")));
     }
     if !std::io::stdout().is_terminal() {
         return Err(super::usage(
