@@ -412,6 +412,13 @@ fn stop_ends_a_job_gracefully_and_a_resubmission_goes_on_from_its_final_checkpoi
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(jobs(&addr)[&j3]["state"], "stopped");
+    // Its results all written on every process, its group holds the positions it stopped at:
+    // the ends, as it had read everything.
+    let committed = b.group_offsets("logflow-cs2", "cs-logs");
+    assert_eq!(committed.len(), 4, "{committed:?}");
+    for (p, (end, at)) in &committed {
+        assert_eq!(at, end, "partition {p}: {committed:?}");
+    }
     assert_topics_equal_files(
         &b,
         Some("cs2"),

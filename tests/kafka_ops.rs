@@ -17,15 +17,8 @@ use common::kafka::{gen, serial_broker, variant_spec, Broker};
 use common::prometheus::port;
 use common::{accounting, bin, http_get, messages, metric_sum, tmpdir};
 
-/// Partition -> (end offset, committed offset or -1).
 fn offsets(b: &Broker, group: &str, topic: &str) -> BTreeMap<i32, (i64, i64)> {
-    b.client(&["offsets", &b.address, group, topic])
-        .lines()
-        .map(|l| {
-            let v: Vec<i64> = l.split(' ').map(|x| x.parse().unwrap()).collect();
-            (v[0] as i32, (v[1], v[2]))
-        })
-        .collect()
+    b.group_offsets(group, topic)
 }
 
 /// `run SPEC --stop-at-end` into files; returns (records read, stderr).

@@ -136,6 +136,10 @@ pub struct Shared {
     /// Requests from the control endpoint, taken by global worker 0.
     pub inbox: Mutex<Option<Receiver<Proposal>>>,
     jobs: Mutex<HashMap<u64, Arc<ProcJob>>>,
+    /// Jobs no local worker holds any more, until the cluster learns how they ended: finished
+    /// or stopped, their partitions' final positions are committed (every process's results
+    /// are written by then); cancelled or failed, nothing is.
+    ended: Mutex<HashMap<u64, Arc<ProcJob>>>,
     /// One clock for the sequencer of every local worker.
     epoch: Instant,
     /// Set by SIGINT or SIGTERM: this process's first worker proposes stopping the cluster.
@@ -165,6 +169,7 @@ impl Shared {
             cluster,
             inbox: Mutex::new(None),
             jobs: Mutex::new(HashMap::new()),
+            ended: Mutex::new(HashMap::new()),
             epoch: Instant::now(),
             stop: Arc::new(AtomicBool::new(false)),
             force: Arc::new(AtomicBool::new(false)),
@@ -416,6 +421,9 @@ impl Session<'_> {
     /// sends the final statistics and frees what the process opened for it.
     fn leave(&mut self, id: u64, j: LocalJob) {
         if j.proc.installed.fetch_sub(1, Ordering::SeqCst) == 1 {
+            if self.table.get(id).is_some_and(|s| s.state.live()) {
+                lock(&self.shared.ended).insert(id, Arc::clone(&j.proc));
+            }
             self.sequencer.push(Command::Stats {
                 job: id,
                 process: self.shared.cluster.process,
@@ -446,6 +454,9 @@ impl Session<'_> {
                         JobState::Cancelled
                     };
                     let ended = self.table.end(job, state, reason.clone(), now_ms());
+                    if ended && self.local == 0 {
+                        lock(&self.shared.ended).remove(&job);
+                    }
                     if ended && worker.index() == 0 {
                         let why = reason.map_or(String::new(), |r| format!(": {r}"));
                         tracing::info!("logflow cluster: job {job} {}{why}", state.name());
@@ -491,6 +502,11 @@ impl Session<'_> {
                     self.table.report(job, process, stats, now_ms());
                     let now = self.table.get(job).map(|s| s.state);
                     let ended = matches!(now, Some(JobState::Finished | JobState::Stopped));
+                    if self.local == 0 && was != now && ended {
+                        if let Some(j) = lock(&self.shared.ended).remove(&job) {
+                            j.opened.commit_final_positions();
+                        }
+                    }
                     if worker.index() == 0 && was != now && ended {
                         if let Some(s) = self.table.get(job) {
                             tracing::info!(

@@ -11,9 +11,7 @@ use timely::dataflow::{Scope, StreamVec};
 use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::operators::Inspect;
 
-use super::ingest::{ingest, IngestConfig, LatenessRule, ProgressBoard};
-use super::stop::JobStop;
-use super::Counters;
+use super::ingest::{ingest, IngestConfig, IngestShared, LatenessRule, ProgressBoard};
 use crate::metrics::Metrics;
 use crate::operators::complete_aggregate::CompleteAggregate;
 use crate::operators::intersect::Intersect;
@@ -83,9 +81,8 @@ pub fn build<'scope>(
     scope: Scope<'scope, u64>,
     plan: &Arc<JobPlan>,
     readers: Vec<Box<dyn PartitionReader>>,
-    counters: Arc<Counters>,
+    shared: IngestShared,
     metrics: &Metrics,
-    stop: JobStop,
 ) -> Outputs<'scope> {
     let board = ProgressBoard::default();
     let nodes: Vec<Rc<AggNode>> = plan.nodes.iter().cloned().map(Rc::new).collect();
@@ -93,10 +90,9 @@ pub fn build<'scope>(
         scope,
         readers,
         ingest_config(plan, &nodes),
-        counters,
+        shared,
         metrics,
         board.clone(),
-        stop,
     );
     // Every worker learns every worker's progress (for idle workers; see `ingest`).
     beacons.broadcast().inspect(move |(w, p)| {

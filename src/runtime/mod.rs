@@ -264,6 +264,8 @@ pub(crate) struct Opened {
     checkpoints: Option<Arc<Checkpoints>>,
     /// Asks the job to stop gracefully.
     pub stop: stop::JobStop,
+    /// The partitions' final commits, made once every result is written.
+    pub commits: ingest::FinalCommits,
 }
 
 impl Opened {
@@ -340,6 +342,22 @@ impl Opened {
             metrics,
             checkpoints: None,
             stop: opts.stop.clone(),
+            commits: ingest::FinalCommits::default(),
+        }
+    }
+
+    /// Makes the commits of the partitions that ended (call once every result is written):
+    /// a failed one leaves the group behind, never ahead of the results.
+    pub(crate) fn commit_final_positions(&self) {
+        let commits = self
+            .commits
+            .lock()
+            .map(|mut c| std::mem::take(&mut *c))
+            .unwrap_or_default();
+        for commit in commits {
+            if let Err(e) = commit() {
+                tracing::warn!("logflow: {e}");
+            }
         }
     }
 
@@ -370,10 +388,13 @@ impl Opened {
             .map(|s| crate::metrics::MeteredSink::wrap(s, Arc::clone(&metrics)));
         let failed: Rc<RefCell<Option<Error>>> = Rc::new(RefCell::new(None));
         let plan = Arc::clone(plan);
-        let counters = Arc::clone(&self.counters);
+        let shared = ingest::IngestShared {
+            counters: Arc::clone(&self.counters),
+            stop: self.stop.clone(),
+            commits: Arc::clone(&self.commits),
+        };
         let sink_failed = Rc::clone(&failed);
         let gather = self.gather;
-        let stop = self.stop.clone();
         let index = worker.next_dataflow_index();
         let ck = self
             .checkpoints
@@ -382,7 +403,7 @@ impl Opened {
         building(ck.as_ref(), || {
             worker.dataflow::<u64, _, _>(move |scope| {
                 let (rows, dead, late) =
-                    dataflow::build(scope, &plan, my_readers, counters, &metrics, stop);
+                    dataflow::build(scope, &plan, my_readers, shared, &metrics);
                 output::write_outputs(rows, dead, late, my_sink, gather, sink_failed);
             })
         });
@@ -411,12 +432,12 @@ fn run_workers(
         cluster.threads * cluster.processes
     );
     let counters = Arc::clone(&opened.counters);
+    let done = Arc::clone(&opened);
     let failure: Arc<Mutex<Option<Error>>> = Arc::new(Mutex::new(None));
     let worker_failure = Arc::clone(&failure);
     let (allocators, others) = cluster.allocators(network)?;
     let checkpointed = opened.checkpoints.is_some();
     stop::set_checkpointed(checkpointed);
-    ingest::collect_final_commits();
     let guards =
         timely::execute::execute_from(allocators, others, WorkerConfig::default(), move |worker| {
             let local = worker.index() - first_worker;
@@ -459,11 +480,7 @@ fn run_workers(
         return Err(e);
     }
     // Every result is written: the partitions' last positions become the group's committed
-    // offsets. A failed commit leaves the group behind, never ahead of the results.
-    for commit in ingest::final_commits() {
-        if let Err(e) = commit() {
-            tracing::warn!("logflow: {e}");
-        }
-    }
+    // offsets.
+    done.commit_final_positions();
     Ok(counters.snapshot())
 }

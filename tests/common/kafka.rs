@@ -132,6 +132,18 @@ impl Broker {
             .unwrap()
     }
 
+    /// Partition -> (end offset, offset `group` committed or -1), read by the independent
+    /// Python client.
+    pub fn group_offsets(&self, group: &str, topic: &str) -> BTreeMap<i32, (i64, i64)> {
+        self.client(&["offsets", &self.address, group, topic])
+            .lines()
+            .map(|l| {
+                let v: Vec<i64> = l.split(' ').map(|x| x.parse().unwrap()).collect();
+                (v[0] as i32, (v[1], v[2]))
+            })
+            .collect()
+    }
+
     pub fn count(&self, topic: &str) -> u64 {
         self.client(&["count", &self.address, topic])
             .parse()

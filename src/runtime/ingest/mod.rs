@@ -152,11 +152,15 @@ pub fn ingest<'scope>(
     scope: Scope<'scope, u64>,
     readers: Vec<Box<dyn PartitionReader>>,
     config: IngestConfig,
-    counters: Arc<Counters>,
+    shared: IngestShared,
     metrics: &Metrics,
     board: ProgressBoard,
-    stop: JobStop,
 ) -> Ingested<'scope> {
+    let IngestShared {
+        counters,
+        stop,
+        commits,
+    } = shared;
     let me = scope.index();
     let meters: Vec<Arc<PartitionMeter>> = readers
         .iter()
@@ -222,6 +226,7 @@ pub fn ingest<'scope>(
             counters,
             board,
             stop,
+            commits,
             slot,
             activator,
             outputs,
@@ -273,6 +278,8 @@ struct Ingest {
     board: ProgressBoard,
     /// The job's stop request.
     stop: JobStop,
+    /// Where the partitions that end leave their last positions to commit.
+    commits: FinalCommits,
     slot: Option<Slot>,
     activator: Activator,
     outputs: Outputs,
@@ -299,23 +306,19 @@ struct Ingest {
     committing: Option<(u64, Vec<Option<u64>>)>,
 }
 
-/// Commits of the partitions' last positions, made once the run's results are all written
-/// ([`final_commits`]); collected only by runs that make them (a cluster's jobs do not).
-static FINAL_COMMITS: Mutex<Vec<FinalCommit>> = Mutex::new(Vec::new());
-static COLLECT_FINAL_COMMITS: AtomicBool = AtomicBool::new(false);
+/// Commits of the partitions' last positions, made by whoever runs the job once its results
+/// are all written (a `run` once its workers are done, a cluster once every process's are),
+/// never for a job that failed or was cancelled.
+pub(crate) type FinalCommits = Arc<Mutex<Vec<FinalCommit>>>;
 
-/// From now on, partitions that end leave their last positions to commit (see
-/// [`final_commits`]).
-pub(crate) fn collect_final_commits() {
-    COLLECT_FINAL_COMMITS.store(true, Ordering::SeqCst);
-}
-
-/// The commits of the partitions that ended, to make once their results are written.
-pub(crate) fn final_commits() -> Vec<FinalCommit> {
-    FINAL_COMMITS
-        .lock()
-        .map(|mut c| std::mem::take(&mut *c))
-        .unwrap_or_default()
+/// What the ingest shares with the run that opened it.
+pub struct IngestShared {
+    /// The job's record accounting.
+    pub counters: Arc<Counters>,
+    /// The job's stop request.
+    pub stop: JobStop,
+    /// Where the partitions that end leave their final commits.
+    pub commits: FinalCommits,
 }
 
 /// One warning per process about mostly dead first records, however many workers see them.
@@ -665,10 +668,8 @@ impl Ingest {
                 .session(&held[BEACON])
                 .give((self.me, None));
         }
-        if COLLECT_FINAL_COMMITS.load(Ordering::SeqCst) {
-            if let Ok(mut c) = FINAL_COMMITS.lock() {
-                c.extend(self.parts.iter().filter_map(|p| p.reader.final_commit()));
-            }
+        if let Ok(mut c) = self.commits.lock() {
+            c.extend(self.parts.iter().filter_map(|p| p.reader.final_commit()));
         }
         if let Some(slot) = &self.slot {
             // Every later checkpoint holds the partitions where they ended.
