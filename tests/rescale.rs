@@ -102,24 +102,28 @@ fn assert_mid_input(at: u64, what: &str, head: &str) {
 
 #[test]
 fn a_job_restores_its_savepoints_on_other_layouts_and_writes_each_result_once() {
-    // Window merges (capped too), z-score and lag detectors, the gathered file sink.
-    rescaled_three_times("rescale", "logs", "dataflows/log-analysis.toml", 10);
+    // Window merges (capped too), z-score and lag detectors, the gathered file sink; the
+    // 2 x 2 run stopped at a savepoint too.
+    rescaled_three_times("rescale", "logs", "dataflows/log-analysis.toml", 10, false);
 }
 
 #[test]
 fn sliding_windows_and_sessions_are_rescaled_by_key_group_too() {
-    // Sliding slices and their due windows, open sessions.
+    // Sliding slices and their due windows, open sessions; the 2 x 2 run killed: its newest
+    // complete checkpoint is rescaled.
     rescaled_three_times(
         "rescale-users",
         "user-events",
         "dataflows/user-events.toml",
         8,
+        true,
     );
 }
 
-/// Generated events of `kind` through `spec`: 1 x 1 stopped at a savepoint, 2 x 2 killed, 1 x 2
-/// to the end; the files (at least `files`) equal an uninterrupted run's.
-fn rescaled_three_times(name: &str, kind: &str, spec_file: &str, files: usize) {
+/// Generated events of `kind` through `spec`: 1 x 1 stopped at a savepoint, 2 x 2 stopped at
+/// a savepoint (or `killed`), 1 x 2 to the end; the files (at least `files`) equal an
+/// uninterrupted run's.
+fn rescaled_three_times(name: &str, kind: &str, spec_file: &str, files: usize, killed: bool) {
     let dir = tmpdir(name);
     let logs = dir.join("events.jsonl");
     gen(kind, &EVENTS.to_string(), &[], &logs);
@@ -157,11 +161,15 @@ fn rescaled_three_times(name: &str, kind: &str, spec_file: &str, files: usize) {
     let savepoint = newest(&ckpt);
 
     // 2 x 2 from it: every worker takes its key groups from the one old part; stopped again
-    // after checkpoints of its own (more than `keep`: the savepoint outlives them). Killed
-    // (SIGKILL): a graceful stop of `launch` over a file input does not finish yet (one
-    // process reads the file; a pre-existing limit of the stop, not of rescaling).
-    let second = job("launch", &["--processes", "2", "-w", "2"], &[]);
-    stop_after_checkpoints(second, &dir, "second", &ckpt, savepoint, 3, Some(2));
+    // after checkpoints of its own (more than `keep`: the savepoint outlives them). Only
+    // process 0 reads the file: process 1 learns of the final checkpoint from its manifest.
+    let (extra, kill): (&[&str], _) = if killed {
+        (&[], Some(2))
+    } else {
+        (&["--savepoint"], None)
+    };
+    let second = job("launch", &["--processes", "2", "-w", "2"], extra);
+    stop_after_checkpoints(second, &dir, "second", &ckpt, savepoint, 3, kill);
     let err = std::fs::read_to_string(dir.join("second.err")).unwrap();
     assert!(
         messages(&err).any(|m| m.contains(&format!(
@@ -176,6 +184,7 @@ fn rescaled_three_times(name: &str, kind: &str, spec_file: &str, files: usize) {
         head.contains("2 processes x 2 workers, 128 key groups"),
         "{head}"
     );
+    assert_eq!(head.contains("savepoint"), !killed, "{head}");
     assert!(
         complete(&ckpt)
             .iter()

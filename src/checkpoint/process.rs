@@ -215,6 +215,8 @@ pub struct Checkpoints {
     /// (epoch, when last looked, found): another process's stop request for the pending
     /// checkpoint, looked for at most every [`PEER_STOP_POLL`].
     peer_stop: Mutex<(u64, Option<Instant>, bool)>,
+    /// When this process last looked for a final checkpoint itself ([`Checkpoints::poll_last`]).
+    last_polled: Mutex<Option<Instant>>,
 }
 
 impl Checkpoints {
@@ -351,6 +353,7 @@ impl Checkpoints {
             last_passed: AtomicBool::new(false),
             savepoint: c.savepoint,
             peer_stop: Mutex::new((0, None, false)),
+            last_polled: Mutex::new(None),
         })))
     }
 
@@ -371,6 +374,36 @@ impl Checkpoints {
 
     pub(super) fn set_last_passed(&self) {
         self.last_passed.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the job's final checkpoint completed, looking at the newest manifest in the
+    /// directory (at most every [`PEER_STOP_POLL`]). Workers learn it as their operators pass
+    /// the barrier; a process whose operators wait on progress from another one that already
+    /// dropped the dataflow (one without partitions, as in a file input read by process 0)
+    /// would never pass it, so the runners ask here too.
+    pub fn poll_last(&self) -> bool {
+        if self.last_passed() {
+            return true;
+        }
+        {
+            let Ok(mut at) = self.last_polled.lock() else {
+                return false;
+            };
+            if at.is_some_and(|t| t.elapsed() < PEER_STOP_POLL) {
+                return false;
+            }
+            *at = Some(Instant::now());
+        }
+        // Only a checkpoint of this run: the one restored may be the last of the run before.
+        let after = self.restored_epoch().unwrap_or(0);
+        let last = match self.store.newest_manifest(after) {
+            Ok(Some(bytes)) => Manifest::decode(&bytes).is_ok_and(|m| m.last),
+            _ => false,
+        };
+        if last {
+            self.set_last_passed();
+        }
+        last
     }
 
     /// Whether some worker (of any process) recorded a stop request for checkpoint `epoch`:
@@ -570,6 +603,45 @@ mod tests {
             store.write_part(5, w, &part).unwrap();
         }
         store.commit(5, workers, manifest, 3, false).unwrap();
+    }
+
+    #[test]
+    fn a_final_checkpoint_of_this_run_is_found_in_the_directory_not_the_one_restored() {
+        let dir = std::env::temp_dir().join(format!("logflow-poll-last-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let manifest = |last| Manifest {
+            fingerprint: 1,
+            next: 9_000,
+            step: 1_000,
+            at_ms: 42,
+            last,
+            key_groups: Some(128),
+            processes: 1,
+            savepoint: false,
+        };
+        // Restored: the last checkpoint of the run before says last; it does not stop this one.
+        write(&dir, 1, &codec::encode(&manifest(true)).unwrap());
+        let c = open(&plan(&dir, ""), 1).unwrap().unwrap();
+        assert_eq!(c.restored_epoch(), Some(5));
+        assert!(!c.poll_last());
+        let store = Store::open(&dir).unwrap();
+        let part = codec::encode(&Part::new()).unwrap();
+        let complete = |epoch, last: bool| {
+            store.write_part(epoch, 0, &part).unwrap();
+            let m = codec::encode(&manifest(last)).unwrap();
+            store.commit(epoch, 1, &m, 3, false).unwrap();
+        };
+        complete(9, false);
+        std::thread::sleep(PEER_STOP_POLL);
+        assert!(!c.poll_last(), "a checkpoint that is not the last");
+        // An incomplete newer one (no manifest yet) is passed over.
+        store.write_part(13, 0, &part).unwrap();
+        complete(11, true);
+        assert!(!c.poll_last(), "looked less than {PEER_STOP_POLL:?} ago");
+        std::thread::sleep(PEER_STOP_POLL);
+        assert!(c.poll_last());
+        assert!(c.last_passed());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

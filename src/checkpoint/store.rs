@@ -276,6 +276,16 @@ impl Store {
         Ok(payload.get(8..).map(<[u8]>::to_vec))
     }
 
+    /// The manifest's payload of the newest complete checkpoint after `epoch`, if any.
+    pub fn newest_manifest(&self, epoch: u64) -> Result<Option<Vec<u8>>, Error> {
+        for e in self.epochs()?.into_iter().take_while(|e| *e > epoch) {
+            if let Some(m) = self.manifest(e)? {
+                return Ok(Some(m));
+            }
+        }
+        Ok(None)
+    }
+
     /// Removes every checkpoint newer than `epoch` (all of them for `None`): parts left by a
     /// run that died before completing them, or damaged ones, which a restarted run would
     /// otherwise mistake for its own when it reaches the same epochs.

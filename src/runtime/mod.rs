@@ -364,7 +364,7 @@ impl Opened {
     /// The job's final checkpoint completed (it keeps checkpoints and was asked to stop): its
     /// workers drop the dataflow.
     pub(crate) fn stopped_at_checkpoint(&self) -> bool {
-        self.checkpoints.as_ref().is_some_and(|c| c.last_passed())
+        self.checkpoints.as_ref().is_some_and(|c| c.poll_last())
     }
 
     /// Builds the job's dataflow on `worker` (local index `local`) with the readers and sink
