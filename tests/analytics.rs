@@ -25,8 +25,8 @@ const HLL_ERROR: f64 = 0.05;
 
 const MINUTE: i64 = 60_000;
 
-fn spec(checkpoint: Option<&Path>) -> String {
-    let mut s = String::from(
+fn spec() -> String {
+    String::from(
         r#"name = "analytics"
 [source]
 kind = "file"
@@ -58,14 +58,7 @@ select = [
   "percentile(response_time, 0.95) as p95",
 ]
 "#,
-    );
-    if let Some(dir) = checkpoint {
-        s.push_str(&format!(
-            "\n[checkpoint]\ndir = \"{}\"\ninterval = \"200ms\"\nkeep = 3\n",
-            dir.display()
-        ));
-    }
-    s
+    )
 }
 
 /// Generated logs (1% bad lines, disorder below the delay, incidents with heavy-hitter IPs).
@@ -232,9 +225,9 @@ fn files(dir: &Path) -> BTreeMap<String, Vec<String>> {
     common::rows::dir_results(dir)
 }
 
-fn write_spec(dir: &Path, checkpoint: Option<&Path>) -> PathBuf {
+fn write_spec(dir: &Path) -> PathBuf {
     let path = dir.join("analytics.toml");
-    std::fs::write(&path, spec(checkpoint)).unwrap();
+    std::fs::write(&path, spec()).unwrap();
     path
 }
 
@@ -243,7 +236,7 @@ fn percentiles_distincts_and_top_k_match_a_batch_computation_on_every_layout() {
     let input = input("analytics", 200_000);
     let events = read_events(&input);
     let dir = tmpdir("analytics-layouts");
-    let spec = write_spec(&dir, None);
+    let spec = write_spec(&dir);
     let spec = spec.to_str().unwrap();
     let one = dir.join("w1");
     let out = run_file(spec, &input.path, &one, "1");
@@ -280,14 +273,8 @@ fn new_aggregate_state_is_restored_after_kill_9() {
     // 3M lines: on an idle machine 1M were read in 0.6 s, before a second kill could land.
     let input = input("analytics-kills", 3_000_000);
     let dir = tmpdir("analytics-kills");
-    let ckpt = dir.join("ckpt");
-    let (out, want, kills, restored) = killed_and_whole_runs(
-        &dir,
-        &spec(None),
-        &spec(Some(&ckpt)),
-        &input.path,
-        0x0028_5EED,
-    );
+    let (out, want, kills, restored) =
+        killed_and_whole_runs(&dir, &spec(), &input.path, 0x0028_5EED);
     let (got, want) = (files(&out), files(&want));
     assert!(
         want["latency"].len() > 100,

@@ -29,20 +29,13 @@ const GRANULARITY: i64 = 10_000;
 const VISITS: Win = Win::session(MINUTE, 30_000, 30_000, GRANULARITY);
 const STRICT: Win = Win::session(MINUTE, 30_000, 0, GRANULARITY);
 
-fn spec(checkpoint: Option<&Path>) -> String {
-    let mut s = std::fs::read_to_string(repo().join("dataflows/examples/sessions.toml")).unwrap();
-    if let Some(dir) = checkpoint {
-        s.push_str(&format!(
-            "\n[checkpoint]\ndir = \"{}\"\ninterval = \"200ms\"\nkeep = 3\n",
-            dir.display()
-        ));
-    }
-    s
+fn spec() -> String {
+    std::fs::read_to_string(repo().join("dataflows/examples/sessions.toml")).unwrap()
 }
 
-fn write_spec(dir: &Path, checkpoint: Option<&Path>) -> PathBuf {
+fn write_spec(dir: &Path) -> PathBuf {
     let path = dir.join("sessions.toml");
-    std::fs::write(&path, spec(checkpoint)).unwrap();
+    std::fs::write(&path, spec()).unwrap();
     path
 }
 
@@ -110,7 +103,7 @@ fn input(name: &str, events: u64, rate: f64) -> Input {
 #[test]
 fn sessions_match_the_oracle_in_append_and_update_mode_on_every_layout() {
     let dir = tmpdir("sessions-layouts");
-    let spec = write_spec(&dir, None);
+    let spec = write_spec(&dir);
     let spec = spec.to_str().unwrap();
     let check = run_ok(&["check", spec]);
     let explained = String::from_utf8_lossy(&check.stdout);
@@ -207,14 +200,8 @@ fn session_state_is_restored_after_kill_9() {
     // 20,000 users for 50 minutes: sessions open across every checkpoint.
     let input = input("sessions-kills", 3_000_000, 1_000.0);
     let dir = tmpdir("sessions-kills");
-    let ckpt = dir.join("ckpt");
-    let (out, want, kills, restored) = killed_and_whole_runs(
-        &dir,
-        &spec(None),
-        &spec(Some(&ckpt)),
-        &input.path,
-        0x5E55_1075,
-    );
+    let (out, want, kills, restored) =
+        killed_and_whole_runs(&dir, &spec(), &input.path, 0x5E55_1075);
     let (got, want) = (
         common::rows::dir_results(&out),
         common::rows::dir_results(&want),

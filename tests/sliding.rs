@@ -41,8 +41,8 @@ const UPDATE: Win = Win::new(3 * MINUTE, 20_000, DELAY, ALLOWED);
 /// Update mode, 90 s sliding every 20 s.
 const ODD_UPDATE: Win = Win::new(90_000, 20_000, DELAY, 0);
 
-fn spec(checkpoint: Option<&Path>) -> String {
-    let mut s = String::from(
+fn spec() -> String {
+    String::from(
         r#"name = "sliding"
 [source]
 kind = "file"
@@ -112,19 +112,12 @@ select = [
   "top_k(action, 2) as top_actions",
 ]
 "#,
-    );
-    if let Some(dir) = checkpoint {
-        s.push_str(&format!(
-            "\n[checkpoint]\ndir = \"{}\"\ninterval = \"200ms\"\nkeep = 3\n",
-            dir.display()
-        ));
-    }
-    s
+    )
 }
 
-fn write_spec(dir: &Path, checkpoint: Option<&Path>) -> PathBuf {
+fn write_spec(dir: &Path) -> PathBuf {
     let path = dir.join("sliding.toml");
-    std::fs::write(&path, spec(checkpoint)).unwrap();
+    std::fs::write(&path, spec()).unwrap();
     path
 }
 
@@ -235,7 +228,7 @@ fn input(name: &str, events: u64, rate: f64) -> Input {
 #[test]
 fn sliding_windows_match_the_oracle_in_append_and_update_mode() {
     let dir = tmpdir("sliding-layouts");
-    let spec = write_spec(&dir, None);
+    let spec = write_spec(&dir);
     let spec = spec.to_str().unwrap();
     let input = input("sliding", 20_000, 10.0);
     let events = read_events(&input);
@@ -314,14 +307,8 @@ fn sliding_windows_match_the_oracle_in_append_and_update_mode() {
 fn slices_are_restored_after_kill_9() {
     let input = input("sliding-kills", 1_000_000, 500.0);
     let dir = tmpdir("sliding-kills");
-    let ckpt = dir.join("ckpt");
-    let (out, want, kills, restored) = killed_and_whole_runs(
-        &dir,
-        &spec(None),
-        &spec(Some(&ckpt)),
-        &input.path,
-        0x511C_E530,
-    );
+    let (out, want, kills, restored) =
+        killed_and_whole_runs(&dir, &spec(), &input.path, 0x511C_E530);
     let (got, want) = (
         common::rows::dir_results(&out),
         common::rows::dir_results(&want),

@@ -284,40 +284,17 @@ fn top_shows_each_analysis_latest_window_as_the_job_wrote_it() {
     // The job goes away: the view says so and keeps its last numbers; `q` quits cleanly.
     job.kill().unwrap();
     job.wait().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let screen = loop {
-        let screen = tmux.capture();
-        if screen.contains("disconnected") {
-            break screen;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no disconnection shown:\n{screen}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let screen = tmux.wait_until("disconnected", Duration::from_secs(30), |s| {
+        s.contains("disconnected")
+    });
     assert!(screen.contains("retrying"), "{screen}");
     assert!(
         screen.contains("response_time  window"),
         "the last data stays:\n{screen}"
     );
-    assert!(tmux
-        .cmd()
-        .args(["send-keys", "-t", "run", "q"])
-        .status()
-        .unwrap()
-        .success());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let screen = tmux.capture();
-        if screen.lines().any(|l| l.trim() == "EXIT=0") {
-            // The terminal is restored: the view is gone from the normal screen.
-            assert!(!screen.contains("response_time  window"), "{screen}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "q did not quit:\n{screen}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    // The terminal is restored: the view is gone from the normal screen.
+    let screen = tmux.quit();
+    assert!(!screen.contains("response_time  window"), "{screen}");
 }
 
 #[test]
@@ -458,35 +435,12 @@ fn top_cluster_shows_every_job_with_its_rates() {
     assert!(cluster
         .wait(Duration::from_secs(60))
         .is_some_and(|s| s.success()));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let screen = tmux.capture();
-        if screen.contains("disconnected") {
-            assert!(
-                row(&screen, "1").is_some(),
-                "the last data stays:\n{screen}"
-            );
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no disconnection shown:\n{screen}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    assert!(tmux
-        .cmd()
-        .args(["send-keys", "-t", "run", "q"])
-        .status()
-        .unwrap()
-        .success());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !tmux.capture().lines().any(|l| l.trim() == "EXIT=0") {
-        assert!(
-            Instant::now() < deadline,
-            "q did not quit:\n{}",
-            tmux.capture()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let screen = tmux.wait_until("disconnected", Duration::from_secs(30), |s| {
+        s.contains("disconnected")
+    });
+    assert!(
+        row(&screen, "1").is_some(),
+        "the last data stays:\n{screen}"
+    );
+    tmux.quit();
 }

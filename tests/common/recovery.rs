@@ -19,19 +19,22 @@ impl Rng {
     }
 }
 
-/// The kill -9 check of a job's state: `plain` (spec text) runs once over `input` with one
-/// worker into `<dir>/want`, `checkpointed` (the same job with checkpoints every 200 ms) runs
-/// through [`launch_killed_and_restored`] into `<dir>/out`. Returns (out, want, kills,
-/// restores) for the caller to compare with its own reader.
+/// The kill -9 check of a job's state: `spec` (spec text) runs once over `input` with one
+/// worker into `<dir>/want`, and with checkpoints every 200 ms in `<dir>/ckpt` through
+/// [`launch_killed_and_restored`] into `<dir>/out`. Returns (out, want, kills, restores) for
+/// the caller to compare with its own reader.
 pub fn killed_and_whole_runs(
     dir: &Path,
-    plain: &str,
-    checkpointed: &str,
+    spec: &str,
     input: &Path,
     seed: u64,
 ) -> (PathBuf, PathBuf, usize, usize) {
     let (plain_spec, job) = (dir.join("plain.toml"), dir.join("job.toml"));
-    std::fs::write(&plain_spec, plain).unwrap();
+    std::fs::write(&plain_spec, spec).unwrap();
+    let checkpointed = format!(
+        "{spec}\n[checkpoint]\ndir = \"{}\"\ninterval = \"200ms\"\nkeep = 3\n",
+        dir.join("ckpt").display()
+    );
     std::fs::write(&job, checkpointed).unwrap();
     let want = dir.join("want");
     super::run_file(plain_spec.to_str().unwrap(), input, &want, "1");
