@@ -139,7 +139,7 @@ fn a_corrupt_checkpoint_falls_back_to_the_previous_one() {
     let err = String::from_utf8_lossy(&other.stderr);
     assert!(other.status.success(), "{err}");
     assert!(
-        err.contains("from 1 workers to 2: each worker takes the state of the key groups"),
+        err.contains("from 1 worker to 2 workers: each worker takes the state of the key groups"),
         "{err}"
     );
     assert_same_files(&out, &want, 10, "after a restore on another layout");

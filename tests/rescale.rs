@@ -1,6 +1,6 @@
 //! Rescaling (issue 31) without a broker: the log-analysis and user-events jobs over a generated
 //! file, with checkpoints, stopped gracefully mid-input at a savepoint as 1 process x 1 worker,
-//! continued as 2 processes x 2 workers (`launch`), stopped again (killed), and finished as 1 x 2.
+//! continued as 2 processes x 2 workers (`launch`), stopped again (at a savepoint, or killed), and finished as 1 x 2.
 //! Their files equal those of an uninterrupted run without checkpoints (multisets of lines: a
 //! missing or repeated row fails), and each stop is shown to have landed mid-input by the
 //! checkpoint's own input position (`logflow checkpoints`).
@@ -154,7 +154,7 @@ fn rescaled_three_times(name: &str, kind: &str, spec_file: &str, files: usize, k
     let (head, at1) = latest(&ckpt, &logs);
     assert_mid_input(at1, "1 x 1", &head);
     assert!(
-        head.contains("1 processes x 1 workers, 128 key groups"),
+        head.contains("1 process x 1 worker, 128 key groups"),
         "{head}"
     );
     assert!(head.contains("savepoint"), "{head}");
@@ -173,7 +173,7 @@ fn rescaled_three_times(name: &str, kind: &str, spec_file: &str, files: usize, k
     let err = std::fs::read_to_string(dir.join("second.err")).unwrap();
     assert!(
         messages(&err).any(|m| m.contains(&format!(
-            "rescaling checkpoint {savepoint} from 1 workers to 4"
+            "rescaling checkpoint {savepoint} from 1 worker to 4 workers"
         ))),
         "{err}"
     );
@@ -197,8 +197,9 @@ fn rescaled_three_times(name: &str, kind: &str, spec_file: &str, files: usize, k
     let err = String::from_utf8_lossy(&third.stderr);
     assert!(third.status.success(), "{err}");
     assert!(
-        messages(&err)
-            .any(|m| m.contains("rescaling checkpoint") && m.contains("from 4 workers to 2")),
+        messages(&err).any(
+            |m| m.contains("rescaling checkpoint") && m.contains("from 4 workers to 2 workers")
+        ),
         "{err}"
     );
     assert_same_files(&out, &want, files, "after 1 x 1, 2 x 2 and 1 x 2");

@@ -302,11 +302,16 @@ impl Checkpoints {
                 now_ms().saturating_sub(manifest.at_ms) as f64 / 1000.0
             );
             if l.parts.len() != workers {
+                let count = |n: usize| match n {
+                    1 => "1 worker".to_string(),
+                    n => format!("{n} workers"),
+                };
                 tracing::info!(
-                    "logflow: rescaling checkpoint {} from {} workers to {workers}: each worker \
-                     takes the state of the key groups it owns now ({} groups)",
+                    "logflow: rescaling checkpoint {} from {} to {}: each worker takes the \
+                     state of the key groups it owns now ({} groups)",
                     l.epoch,
-                    l.parts.len(),
+                    count(l.parts.len()),
+                    count(workers),
                     manifest.key_groups.unwrap_or_default()
                 );
             }

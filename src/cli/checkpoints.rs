@@ -54,11 +54,17 @@ fn describe(s: &Summary, newest: bool, out: &mut String) {
             return;
         }
     };
+    let count = |n: usize, one: &str, many: &str| match n {
+        1 => format!("1 {one}"),
+        n => format!("{n} {many}"),
+    };
+    let workers = |n| count(n, "worker", "workers");
     let layout = match m.processes {
-        0 => format!("{} workers", parts.len()),
+        0 => workers(parts.len()),
         p => format!(
-            "{p} processes x {} workers",
-            parts.len() / (p as usize).max(1)
+            "{} x {}",
+            count(p as usize, "process", "processes"),
+            workers(parts.len() / (p as usize).max(1))
         ),
     };
     let groups = match m.key_groups {
