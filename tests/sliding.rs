@@ -18,8 +18,8 @@ use serde_json::Value;
 use common::oracle::compare::check_accounting;
 use common::oracle::engine::run_engine;
 use common::oracle::expected::{
-    analysis, count, distinct, floats, max, mean, min, quantile, sample_stddev, sketched, top_k,
-    total_value, Expect, Row,
+    action_sequence, analysis, count, distinct, floats, max, mean, min, quantile, sample_stddev,
+    sketched, top_k, total_value, Expect, Row,
 };
 use common::oracle::input::{read_events, Ev, Input};
 use common::oracle::lateness::{Win, DEFAULT_TRIGGER};
@@ -156,12 +156,6 @@ fn top(evs: &[&Ev], f: impl Fn(&Ev) -> &Option<String>, k: usize) -> Expect {
 
 fn odd_metrics(evs: &[&Ev]) -> Vec<(&'static str, Expect)> {
     let set: BTreeSet<&str> = distinct(evs, |e| &e.action);
-    let mut ordered: Vec<&&Ev> = evs.iter().collect();
-    ordered.sort_by_key(|e| (e.ts, e.line));
-    let sequence: Vec<Value> = ordered
-        .iter()
-        .filter_map(|e| e.action.clone().map(Value::String))
-        .collect();
     vec![
         ("events", count(evs.len())),
         (
@@ -170,7 +164,7 @@ fn odd_metrics(evs: &[&Ev]) -> Vec<(&'static str, Expect)> {
                 set.into_iter().map(|a| Value::String(a.into())).collect(),
             )),
         ),
-        ("sequence", Expect::Exact(Value::Array(sequence))),
+        ("sequence", action_sequence(evs)),
         ("top_actions", top(evs, |e| &e.action, 2)),
     ]
 }

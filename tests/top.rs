@@ -406,24 +406,15 @@ fn top_cluster_shows_every_job_with_its_rates() {
             .map(|l| l.split_whitespace().map(String::from).collect::<Vec<_>>())
             .find(|w| w.len() == 11 && w[0] == id)
     };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let screen = loop {
-        let screen = tmux.capture();
-        let live = row(&screen, "2").filter(|w| {
+    let screen = tmux.wait_until("both jobs", Duration::from_secs(60), |screen| {
+        let live = row(screen, "2").filter(|w| {
             w[1] == "log-analysis"
                 && w[2] == "running"
                 && w[3].parse::<f64>().is_ok_and(|r| r > 0.0)
         });
-        let done = row(&screen, "1").filter(|w| w[2] == "finished" && w[9] == "20000");
-        if live.is_some() && done.is_some() && screen.contains("2 jobs, 1 live") {
-            break screen;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the view never showed both jobs:\n{screen}"
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    };
+        let done = row(screen, "1").filter(|w| w[2] == "finished" && w[9] == "20000");
+        live.is_some() && done.is_some() && screen.contains("2 jobs, 1 live")
+    });
     assert!(
         screen.contains(&format!("logflow top  cluster at {control}")),
         "{screen}"

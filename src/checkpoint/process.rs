@@ -46,6 +46,7 @@ pub struct Manifest {
 
 /// A manifest as written before key groups were recorded in it.
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
 struct ManifestV2 {
     fingerprint: u64,
     next: u64,
@@ -56,6 +57,7 @@ struct ManifestV2 {
 
 /// A manifest as written before stop requests were recorded in it.
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
 struct ManifestV1 {
     fingerprint: u64,
     next: u64,
@@ -128,6 +130,15 @@ pub(super) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// `n` things in words, for the messages and listings that name a layout: `1 worker`,
+/// `4 workers`.
+pub fn counted(n: usize, one: &str, many: &str) -> String {
+    match n {
+        1 => format!("1 {one}"),
+        n => format!("{n} {many}"),
+    }
 }
 
 pub(super) fn stable_hash(text: &str) -> u64 {
@@ -302,16 +313,12 @@ impl Checkpoints {
                 now_ms().saturating_sub(manifest.at_ms) as f64 / 1000.0
             );
             if l.parts.len() != workers {
-                let count = |n: usize| match n {
-                    1 => "1 worker".to_string(),
-                    n => format!("{n} workers"),
-                };
                 tracing::info!(
                     "logflow: rescaling checkpoint {} from {} to {}: each worker takes the \
                      state of the key groups it owns now ({} groups)",
                     l.epoch,
-                    count(l.parts.len()),
-                    count(workers),
+                    counted(l.parts.len(), "worker", "workers"),
+                    counted(workers, "worker", "workers"),
                     manifest.key_groups.unwrap_or_default()
                 );
             }
@@ -600,6 +607,20 @@ mod tests {
         )
     }
 
+    /// A manifest of a checkpoint with 128 key groups, taken by one process.
+    fn manifest(last: bool) -> Manifest {
+        Manifest {
+            fingerprint: 1,
+            next: 9_000,
+            step: 1_000,
+            at_ms: 42,
+            last,
+            key_groups: Some(128),
+            processes: 1,
+            savepoint: false,
+        }
+    }
+
     /// Writes checkpoint 5 of `workers` empty parts with `manifest`.
     fn write(dir: &std::path::Path, workers: usize, manifest: &[u8]) {
         let store = Store::open(dir).unwrap();
@@ -614,16 +635,6 @@ mod tests {
     fn a_final_checkpoint_of_this_run_is_found_in_the_directory_not_the_one_restored() {
         let dir = std::env::temp_dir().join(format!("logflow-poll-last-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let manifest = |last| Manifest {
-            fingerprint: 1,
-            next: 9_000,
-            step: 1_000,
-            at_ms: 42,
-            last,
-            key_groups: Some(128),
-            processes: 1,
-            savepoint: false,
-        };
         // Restored: the last checkpoint of the run before says last; it does not stop this one.
         write(&dir, 1, &codec::encode(&manifest(true)).unwrap());
         let c = open(&plan(&dir, ""), 1).unwrap().unwrap();
@@ -654,14 +665,9 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("logflow-groups-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let m = Manifest {
-            fingerprint: 1,
-            next: 9_000,
-            step: 1_000,
-            at_ms: 42,
-            last: true,
             key_groups: Some(64),
-            processes: 1,
             savepoint: true,
+            ..manifest(true)
         };
         let p = plan(&dir, "");
         write(&dir, 2, &codec::encode(&m).unwrap());
@@ -689,15 +695,7 @@ mod tests {
     fn checkpoints_before_key_groups_are_refused_on_another_layout_with_the_reason() {
         let dir = std::env::temp_dir().join(format!("logflow-legacy-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        #[derive(Serialize)]
-        struct V2 {
-            fingerprint: u64,
-            next: u64,
-            step: u64,
-            at_ms: u64,
-            last: bool,
-        }
-        let v2 = codec::encode(&V2 {
+        let v2 = codec::encode(&ManifestV2 {
             fingerprint: 1,
             next: 9_000,
             step: 1_000,
@@ -722,14 +720,7 @@ mod tests {
 
     #[test]
     fn manifests_of_the_previous_version_decode_as_not_the_last() {
-        #[derive(Serialize)]
-        struct Old {
-            fingerprint: u64,
-            next: u64,
-            step: u64,
-            at_ms: u64,
-        }
-        let old = codec::encode(&Old {
+        let old = codec::encode(&ManifestV1 {
             fingerprint: 7,
             next: 9_000,
             step: 1_000,
@@ -743,15 +734,7 @@ mod tests {
         );
         assert_eq!(m.key_groups, None, "before key groups");
         // The version with stop requests, before key groups.
-        #[derive(Serialize)]
-        struct V2 {
-            fingerprint: u64,
-            next: u64,
-            step: u64,
-            at_ms: u64,
-            last: bool,
-        }
-        let v2 = codec::encode(&V2 {
+        let v2 = codec::encode(&ManifestV2 {
             fingerprint: 7,
             next: 9_000,
             step: 1_000,

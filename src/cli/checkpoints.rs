@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::io::Write;
 use std::path::PathBuf;
 
-use crate::checkpoint::process::{list, Summary};
+use crate::checkpoint::process::{counted, list, Summary};
 use crate::runtime::ingest::{IngestState, INGEST_SLOT};
 use crate::Error;
 
@@ -54,16 +54,12 @@ fn describe(s: &Summary, newest: bool, out: &mut String) {
             return;
         }
     };
-    let count = |n: usize, one: &str, many: &str| match n {
-        1 => format!("1 {one}"),
-        n => format!("{n} {many}"),
-    };
-    let workers = |n| count(n, "worker", "workers");
+    let workers = |n| counted(n, "worker", "workers");
     let layout = match m.processes {
         0 => workers(parts.len()),
         p => format!(
             "{} x {}",
-            count(p as usize, "process", "processes"),
+            counted(p as usize, "process", "processes"),
             workers(parts.len() / (p as usize).max(1))
         ),
     };

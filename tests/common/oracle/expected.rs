@@ -240,6 +240,19 @@ pub fn top_k<T: Ord + Clone>(values: impl Iterator<Item = T>, k: usize) -> Vec<(
     all
 }
 
+/// The actions of `evs` in event-time order (ties by line), as `collect_list(action)` keeps
+/// them.
+pub fn action_sequence(evs: &[&Ev]) -> Expect {
+    let mut ordered: Vec<&&Ev> = evs.iter().collect();
+    ordered.sort_by_key(|e| (e.ts, e.line));
+    Expect::Exact(Value::Array(
+        ordered
+            .iter()
+            .filter_map(|e| e.action.clone().map(Value::String))
+            .collect(),
+    ))
+}
+
 pub fn count(n: usize) -> Expect {
     Expect::Int(n as i64)
 }
@@ -538,17 +551,11 @@ pub fn user_event_oracle(events: &[Ev]) -> BTreeMap<&'static str, Vec<Row>> {
         &["user_id"],
         user,
         |evs| {
-            let mut ordered: Vec<&&Ev> = evs.iter().collect();
-            ordered.sort_by_key(|e| (e.ts, e.line));
-            let sequence: Vec<Value> = ordered
-                .iter()
-                .filter_map(|e| e.action.clone().map(Value::String))
-                .collect();
             vec![
                 ("total_events", count(evs.len())),
                 ("unique_actions", count(distinct(evs, |e| &e.action).len())),
                 ("total_value", total_value(evs)),
-                ("actions_sequence", Expect::Exact(Value::Array(sequence))),
+                ("actions_sequence", action_sequence(evs)),
             ]
         },
     );
