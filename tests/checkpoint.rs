@@ -17,13 +17,13 @@ use common::kafka::gen;
 use common::oracle::{self, Reference};
 use common::recovery::{assert_fell_back, kill_and_damage, kill_attempts};
 use common::rows::assert_same_files;
-use common::{accounting, bin, repo, run_file, tmpdir};
+use common::{accounting, bin, repo, run_file, tmpdir, TmpDir};
 
 /// A test's directory: 1M generated events, their results from a run without checkpoints
 /// (`want`), and the log-analysis spec with checkpoints in `ckpt` every `interval`, to write
 /// into `out`.
 struct Setup {
-    dir: PathBuf,
+    dir: TmpDir,
     logs: PathBuf,
     want: PathBuf,
     ckpt: PathBuf,

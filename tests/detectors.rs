@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{accounting, read_jsonl, run_file, tmpdir};
+use common::{accounting, read_jsonl, run_file, tmpdir, TmpDir};
 use serde_json::{json, Value};
 
 fn line(ts: &str, ip: &str, user: &str, service: &str) -> String {
@@ -14,13 +14,13 @@ fn line(ts: &str, ip: &str, user: &str, service: &str) -> String {
     .to_string()
 }
 
-fn run(spec: &str, name: &str, lines: &[String]) -> (std::path::PathBuf, Vec<u8>) {
+/// The output directory (removed when the test passes) and stderr.
+fn run(spec: &str, name: &str, lines: &[String]) -> (TmpDir, Vec<u8>) {
     let dir = tmpdir(name);
     let input = dir.join("in.jsonl");
     std::fs::write(&input, lines.join("\n") + "\n").unwrap();
-    let out = dir.join("out");
-    let res = run_file(spec, &input, &out, "2");
-    (out, res.stderr)
+    let res = run_file(spec, &input, &dir.join("out"), "2");
+    (dir.into_sub("out"), res.stderr)
 }
 
 #[test]

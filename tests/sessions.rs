@@ -151,13 +151,15 @@ fn sessions_match_the_oracle_in_append_and_update_mode_on_every_layout() {
         assert!(!rows.is_empty(), "rows to compare");
     }
 
-    let mut dirs = Vec::new();
+    // The runs' outputs stay until the comparisons below are done.
+    let (mut dirs, mut runs) = (Vec::new(), Vec::new());
     for workers in [1, 2] {
         let out = run_engine(spec, "user-events", &input, workers, "sessions");
         check_accounting(&out, &expected);
         // Read: the output files alone are compared below.
         std::fs::remove_file(out.dir.join("stderr.txt")).unwrap();
-        dirs.push(out.dir);
+        dirs.push(out.dir.clone());
+        runs.push(out);
     }
     let procs = dir.join("p2");
     run_ok(&[

@@ -274,7 +274,8 @@ fn sliding_windows_match_the_oracle_in_append_and_update_mode() {
         assert!(rows.len() > 100, "rows to compare");
     }
 
-    let mut dirs = Vec::new();
+    // The runs' outputs stay until the comparisons below are done.
+    let (mut dirs, mut runs) = (Vec::new(), Vec::new());
     for workers in [1, 2] {
         let out = run_engine(spec, "user-events", &input, workers, "sliding");
         check_accounting(&out, &expected);
@@ -285,7 +286,8 @@ fn sliding_windows_match_the_oracle_in_append_and_update_mode() {
             "-w {workers} differs from the oracle (outputs in {}):\n{report}",
             out.dir.display()
         );
-        dirs.push(out.dir);
+        dirs.push(out.dir.clone());
+        runs.push(out);
     }
     let results = common::rows::dir_results;
     assert_eq!(

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use common::oracle::{self, Reference};
-use common::{accounting, read_jsonl, run_file, run_ok, tmpdir};
+use common::{accounting, read_jsonl, run_file, run_ok, tmpdir, TmpDir};
 use serde_json::{json, Value};
 
 const SPEC: &str = r#"
@@ -62,11 +62,13 @@ fn log(ts: &str, rt: f64) -> String {
         .to_string()
 }
 
-fn run(spec: &str, name: &str, lines: &[String], workers: &str) -> (PathBuf, Vec<u8>) {
+/// The output directory (removed when the test passes) and stderr.
+fn run(spec: &str, name: &str, lines: &[String], workers: &str) -> (TmpDir, Vec<u8>) {
     let dir = tmpdir(name);
     let input = dir.join("in.jsonl");
     std::fs::write(&input, lines.join("\n") + "\n").unwrap();
-    run_on(spec, &dir, &input, workers)
+    let (_, stderr) = run_on(spec, &dir, &input, workers);
+    (dir.into_sub("out"), stderr)
 }
 
 /// Runs `spec` (written to `dir`) over `input`; returns the output dir and stderr.

@@ -17,12 +17,67 @@ pub fn bin() -> Command {
     c
 }
 
-/// A fresh temporary directory under target/ (removed at the start of the next use).
-pub fn tmpdir(name: &str) -> PathBuf {
+/// A fresh temporary directory under target/test-tmp, removed when the test that made it
+/// passes (the whole suite writes gigabytes of inputs, checkpoints and outputs; CI machines
+/// have a shared, sometimes nearly full disk) and kept when it fails, for its files.
+pub fn tmpdir(name: &str) -> TmpDir {
     let dir = repo().join("target").join("test-tmp").join(name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("create temp dir");
-    dir
+    TmpDir {
+        root: dir.clone(),
+        path: dir,
+    }
+}
+
+/// See [`tmpdir`]; derefs to its path.
+#[derive(Debug)]
+pub struct TmpDir {
+    /// What goes when the test passes.
+    root: PathBuf,
+    path: PathBuf,
+}
+
+impl TmpDir {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The guard of the whole directory, dereferencing to `rel` inside it: for a helper that
+    /// returns one file or directory of what it wrote there.
+    pub fn into_sub(mut self, rel: &str) -> TmpDir {
+        let path = self.path.join(rel);
+        // `self` is left with nothing to remove.
+        let root = std::mem::take(&mut self.root);
+        TmpDir { root, path }
+    }
+}
+
+impl std::ops::Deref for TmpDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl AsRef<Path> for TmpDir {
+    fn as_ref(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for TmpDir {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.path.as_os_str()
+    }
+}
+
+impl Drop for TmpDir {
+    fn drop(&mut self) {
+        if !self.root.as_os_str().is_empty() {
+            oracle::remove_unless_failed(&self.root);
+        }
+    }
 }
 
 /// Runs `logflow` with arguments; panics with its stderr when it fails.

@@ -25,6 +25,12 @@ pub struct RunOutput {
     pub accounting: Accounting,
 }
 
+impl Drop for RunOutput {
+    fn drop(&mut self) {
+        super::remove_unless_failed(&self.dir);
+    }
+}
+
 pub fn run_engine(
     spec: &str,
     format: &str,

@@ -16,6 +16,15 @@ pub struct Input {
     pub kinds: Option<Vec<LineKind>>,
 }
 
+/// A generated input file goes when the test that made it passes (see `common::tmpdir`).
+impl Drop for Input {
+    fn drop(&mut self) {
+        if self.kinds.is_some() {
+            super::remove_unless_failed(&self.path);
+        }
+    }
+}
+
 impl Input {
     /// Generated user events (`seed`), about `rate` a second, up to 2 minutes out of order and
     /// 1% far behind: windows of a 30 s delay see late events and late corrections.

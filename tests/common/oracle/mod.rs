@@ -329,3 +329,12 @@ impl Reference {
         eprintln!("oracle: {what} matches");
     }
 }
+
+/// Removes `path` (a file or a directory) unless the current thread is panicking: a failed
+/// test keeps what it wrote.
+pub fn remove_unless_failed(path: &std::path::Path) {
+    if std::thread::panicking() {
+        return;
+    }
+    let _ = std::fs::remove_dir_all(path).or_else(|_| std::fs::remove_file(path));
+}
