@@ -105,10 +105,17 @@ fn job(
     c
 }
 
-/// 1 x 1 stopped at a savepoint, 2 x 2 killed after 3 checkpoints of its own, 1 x 2 to the
-/// end of the topic; asserts each stop landed mid-input and each restore rescaled. Returns the
-/// last run's stderr.
-fn rescaled_three_times(b: &Broker, spec: &Path, topic: &str, ckpt: &Path, dir: &Path) -> String {
+/// 1 x 1 stopped at a savepoint, 2 x 2 killed after 3 checkpoints of its own, its newest one
+/// then lost (removed), 1 x 2 to the end of the topic from the one before; asserts each stop
+/// landed mid-input and each restore rescaled. Returns the last run's stderr and the epoch it
+/// restored.
+fn rescaled_three_times(
+    b: &Broker,
+    spec: &Path,
+    topic: &str,
+    ckpt: &Path,
+    dir: &Path,
+) -> (String, u64) {
     let mut first = Proc::spawn(
         job(b, spec, topic, "run", &["-w", "1"], &["--savepoint"]),
         dir,
@@ -160,6 +167,14 @@ fn rescaled_three_times(b: &Broker, spec: &Path, topic: &str, ckpt: &Path, dir: 
     assert_mid_input(read2, "2 x 2", &head);
     assert!(read2 > read1, "2 x 2 read nothing: {read1} then {read2}");
     assert!(head.contains("2 processes x 2 workers"), "{head}");
+    // Every 2 x 2 worker committed its results up to the newest checkpoint at least: restoring
+    // the one before, the 1 x 2 run computes again results the old layout had committed.
+    std::fs::remove_dir_all(complete(ckpt).pop().unwrap()).unwrap();
+    let restored = newest(ckpt);
+    assert!(
+        restored > savepoint,
+        "the 2 x 2 run made only one checkpoint"
+    );
 
     // 1 x 2 to the end of the topic.
     let third = job(b, spec, topic, "run", &["-w", "2"], &["--stop-at-end"])
@@ -173,8 +188,12 @@ fn rescaled_three_times(b: &Broker, spec: &Path, topic: &str, ckpt: &Path, dir: 
         ),
         "{err}"
     );
+    assert!(
+        messages(&err).any(|m| m.contains(&format!("rescaling checkpoint {restored} from"))),
+        "{err}"
+    );
     eprintln!("rescale {topic}: checkpoints at {read1} (1 x 1) and {read2} (2 x 2) of {EVENTS}");
-    err
+    (err, restored)
 }
 
 /// The input: generated logs in `topic` (4 partitions).
@@ -197,13 +216,22 @@ fn an_exactly_once_job_rescaled_twice_writes_each_result_once() {
     let ckpt = dir.join("reos.ckpt");
     std::fs::remove_dir_all(&ckpt).unwrap();
 
-    let err = rescaled_three_times(&b, &spec, "reos-logs", &ckpt, &dir);
-    // The killed layout's ids were fenced before the 1 x 2 run read their markers.
+    let (err, restored) = rescaled_three_times(&b, &spec, "reos-logs", &ckpt, &dir);
+    // The killed layout's ids were fenced before the 1 x 2 run read their markers. Every old
+    // worker had committed past the checkpoint restored: those results are computed again, and
+    // only skipping them keeps each row once.
+    let took_over = messages(&err)
+        .find(|m| m.contains("taking over from the checkpoint's 4 workers") && m.contains("fenced"))
+        .unwrap_or_else(|| panic!("no take-over:\n{err}"));
+    let markers: Vec<u64> = took_over
+        .split_once("progress below [")
+        .and_then(|(_, rest)| rest.split_once(']'))
+        .map(|(list, _)| list.split(", ").map(|m| m.parse().unwrap()).collect())
+        .unwrap_or_else(|| panic!("no markers: {took_over}"));
+    assert_eq!(markers.len(), 4, "{took_over}");
     assert!(
-        messages(&err).any(
-            |m| m.contains("taking over from the checkpoint's 4 workers") && m.contains("fenced")
-        ),
-        "{err}"
+        markers.iter().all(|&m| m > restored),
+        "an old marker not past the restored checkpoint {restored}: {took_over}"
     );
     assert_topics_equal_files(
         &b,
