@@ -389,6 +389,8 @@ impl Session<'_> {
 
     fn answer(&mut self, ticket: u64, reply: Reply) {
         if let Some(tx) = self.waiting.remove(&ticket) {
+            // The client's next request (`stop` polls `jobs`) must see what this one did.
+            self.publish();
             let _ = tx.send(reply);
         }
     }
