@@ -124,4 +124,5 @@ def main():
     print(section)
 
 
-main()
+if __name__ == "__main__":
+    main()

@@ -567,7 +567,7 @@ const POW10: [f64; 16] = [
 /// exact doubles, so one division rounds once (Clinger's fast path, the first thing
 /// `str::parse` tries too, without its general set-up). `None` for anything else.
 #[inline]
-fn short_decimal(n: &[u8]) -> Option<f64> {
+pub(super) fn short_decimal(n: &[u8]) -> Option<f64> {
     let (neg, digits) = match n.split_first()? {
         (b'-', rest) => (true, rest),
         _ => (false, n),
@@ -645,8 +645,8 @@ fn fields<const UTF8: bool>(
                 // A field not kept stays `None` (as `e` came), even when repeated: only its
                 // type is checked.
                 (Kind::Str, Tok::Null | Tok::Str(_)) if !keep.contains(field?) => {}
-                (Kind::Str, Tok::Null) => *str_slot(e, field?)? = None,
-                (Kind::Str, Tok::Str(v)) => *str_slot(e, field?)? = Some(Str::from(text(v))),
+                (Kind::Str, Tok::Null) => *e.str_mut(field?)? = None,
+                (Kind::Str, Tok::Str(v)) => *e.str_mut(field?)? = Some(Str::from(text(v))),
                 (Kind::Float, Tok::Null) => set_float(e, field?, None),
                 (Kind::Float, Tok::Num(n)) => set_float(e, field?, Some(n.float()?)),
                 (Kind::Int, Tok::Null) => e.status_code = None,
@@ -680,23 +680,6 @@ fn checked_only(field: Option<Field>, kind: fn(Field) -> Kind, keep: FieldSet) -
             _ => false,
         },
     }
-}
-
-/// The slot of string field `f` (`None`: not a string field, which `Kind::Str` never is).
-#[inline(always)]
-fn str_slot(e: &mut Event, f: Field) -> Option<&mut Option<Str>> {
-    Some(match f {
-        Field::Level => &mut e.level,
-        Field::Service => &mut e.service,
-        Field::Message => &mut e.message,
-        Field::IpAddress => &mut e.ip_address,
-        Field::UserId => &mut e.user_id,
-        Field::RequestId => &mut e.request_id,
-        Field::ErrorCode => &mut e.error_code,
-        Field::Action => &mut e.action,
-        Field::SessionId => &mut e.session_id,
-        _ => return None,
-    })
 }
 
 fn set_float(e: &mut Event, f: Field, v: Option<f64>) {

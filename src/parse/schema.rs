@@ -11,6 +11,7 @@
 mod scan;
 mod serde_read;
 mod time;
+mod tree;
 mod types;
 mod value;
 
@@ -18,8 +19,9 @@ use regex::Regex;
 use smallvec::{smallvec, SmallVec};
 
 pub use time::{epoch_ms, TimeFormat, Zone};
+use tree::Tree;
 pub use types::{FieldType, MetaPath, Path};
-use value::{convert, converts, meta_value, set, Raw};
+use value::{convert, converts, meta_value, set, Direct, Raw, Store};
 
 use super::{Format, ParseError};
 use crate::record::{Event, Field, FieldSet, Value};
@@ -77,54 +79,11 @@ pub struct Schema {
     metas: Vec<(MetaPath, usize)>,
     /// Built-in fields some analysis reads: the others are checked, not built.
     used: FieldSet,
-}
-
-#[derive(Debug, Default)]
-struct Tree {
-    keys: Vec<(String, Node)>,
-}
-
-#[derive(Debug)]
-enum Node {
-    Leaf(Vec<usize>),
-    Inner(Tree),
-}
-
-impl Tree {
-    fn find(&self, key: &[u8]) -> Option<&Node> {
-        self.keys
-            .iter()
-            .find(|(k, _)| k.as_bytes() == key)
-            .map(|(_, n)| n)
-    }
-
-    fn insert(&mut self, path: &[String], leaf: usize) -> Result<(), String> {
-        let Some((first, rest)) = path.split_first() else {
-            return Ok(());
-        };
-        let at = match self.keys.iter().position(|(k, _)| k == first) {
-            Some(i) => i,
-            None => {
-                let node = if rest.is_empty() {
-                    Node::Leaf(Vec::new())
-                } else {
-                    Node::Inner(Tree::default())
-                };
-                self.keys.push((first.clone(), node));
-                self.keys.len() - 1
-            }
-        };
-        match (&mut self.keys[at].1, rest.is_empty()) {
-            (Node::Leaf(ids), true) => {
-                ids.push(leaf);
-                Ok(())
-            }
-            (Node::Inner(t), false) => t.insert(rest, leaf),
-            _ => Err(format!(
-                "`{first}` is read both as a value and as an object holding other paths"
-            )),
-        }
-    }
+    /// Per leaf: how its value is stored (built for an extra field or a built-in some analysis
+    /// reads, else only checked).
+    stores: Vec<Store>,
+    /// The highest extra slot a field sets (every event gets the slots up to it).
+    max_extra: Option<u8>,
 }
 
 impl Schema {
@@ -155,6 +114,8 @@ impl Schema {
             tree: Tree::default(),
             metas: Vec::new(),
             used: FieldSet::ALL,
+            stores: Vec::new(),
+            max_extra: None,
         };
         s.index()?;
         Ok(s)
@@ -220,6 +181,23 @@ impl Schema {
             }
         }
         self.groups = groups;
+        self.tree.seal();
+        let used = self.used;
+        let fields = self.fields.iter().map(|f| match f.target {
+            Field::Extra(_) => Store::Value(f.target, f.ty),
+            t if !used.contains(t) => Store::Check(f.ty),
+            t if f.ty == FieldType::String && FieldType::of_builtin(t) == Some(f.ty) => {
+                Store::Str(t)
+            }
+            t => Store::Value(t, f.ty),
+        });
+        self.stores = std::iter::once(Store::Time).chain(fields).collect();
+        self.max_extra = (self.fields.iter())
+            .filter_map(|f| match f.target {
+                Field::Extra(slot) => Some(slot),
+                _ => None,
+            })
+            .max();
         Ok(())
     }
 
@@ -282,6 +260,42 @@ impl Schema {
     ) -> Result<(), ParseError> {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let text = std::str::from_utf8(line).map_err(|_| ParseError::new("not UTF-8"))?;
+        // The usual JSON record: each value converted as the scanner meets it, straight into
+        // `ev`. Anything else (a mismatch, an odd record, metadata paths) is read again from
+        // a clean slate through raw slots, which word the dead letter's reason.
+        if self.regex.is_none() && self.metas.is_empty() {
+            if self.direct(text, ev).is_some() {
+                return Ok(());
+            }
+            *ev = Event::default();
+        }
+        self.parse_raw(text, meta, ev, true)
+    }
+
+    fn direct(&self, text: &str, ev: &mut Event) -> Option<()> {
+        if let Some(slot) = self.max_extra {
+            // A field without a value is null, as `parse_raw` sets it.
+            ev.set_extra(slot, Value::Null);
+        }
+        let mut out = Direct {
+            schema: self,
+            ev,
+            ts: None,
+        };
+        scan::read(text, &self.tree, &mut out)?;
+        out.ev.timestamp = out.ts?;
+        Some(())
+    }
+
+    /// Through raw slots, converted at the end (with the reason of the first mismatch).
+    /// `scan`: JSON is read by the scanner where it takes the record, else by serde only.
+    fn parse_raw(
+        &self,
+        text: &str,
+        meta: Option<&RecordMeta>,
+        ev: &mut Event,
+        scan: bool,
+    ) -> Result<(), ParseError> {
         let mut raws: SmallVec<[Raw<'_>; 16]> = smallvec![Raw::Missing; self.fields.len() + 1];
         match &self.regex {
             Some(r) => {
@@ -306,7 +320,7 @@ impl Schema {
             None => {
                 // The scanner takes well-formed records; anything it does not take, errors
                 // included, gets serde, the reference, from a clean slate.
-                if scan::read(text, &self.tree, &mut raws).is_none() {
+                if !scan || scan::read(text, &self.tree, raws.as_mut_slice()).is_none() {
                     raws.iter_mut().for_each(|r| *r = Raw::Missing);
                     serde_read::read(text, &self.tree, &mut raws)?;
                 }
@@ -330,12 +344,15 @@ impl Schema {
                 self.time_format.name()
             ))
         })?;
-        for (f, raw) in self.fields.iter().zip(&raws[1..]) {
-            let built = matches!(f.target, Field::Extra(_)) || self.used.contains(f.target);
-            let v = if built {
-                convert(raw, f.ty)
-            } else {
-                converts(raw, f.ty).then_some(Value::Null)
+        for ((f, raw), store) in self
+            .fields
+            .iter()
+            .zip(&raws[1..])
+            .zip(self.stores.iter().skip(1))
+        {
+            let v = match store {
+                Store::Check(_) => converts(raw, f.ty).then_some(Value::Null),
+                _ => convert(raw, f.ty),
             };
             let v = v.ok_or_else(|| {
                 ParseError::new(format!(

@@ -274,6 +274,24 @@ impl Event {
         }
     }
 
+    /// The slot of a built-in string field (`None` for the other fields).
+    #[inline(always)]
+    pub fn str_mut(&mut self, f: Field) -> Option<&mut Option<Str>> {
+        Some(match f {
+            Field::Level => &mut self.level,
+            Field::Service => &mut self.service,
+            Field::Message => &mut self.message,
+            Field::IpAddress => &mut self.ip_address,
+            Field::UserId => &mut self.user_id,
+            Field::RequestId => &mut self.request_id,
+            Field::ErrorCode => &mut self.error_code,
+            Field::Action => &mut self.action,
+            Field::SessionId => &mut self.session_id,
+            Field::Line => &mut self.line,
+            _ => return None,
+        })
+    }
+
     /// Sets an extra field (see [`Field::Extra`]), growing the slots as needed.
     pub fn set_extra(&mut self, slot: u8, v: Value) {
         let i = slot as usize;

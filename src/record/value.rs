@@ -134,17 +134,21 @@ fn str_hash(b: &[u8]) -> u64 {
     fold(fold(lo ^ SEED[0], hi ^ SEED[1]) ^ SEED[3] ^ len, SEED[2])
 }
 
-/// Byte equality of two strings without a `memcmp` call for the usual short ones.
+/// Byte equality of two strings without a `memcmp` call for the usual short ones (values,
+/// and the keys of JSON records a schema looks up).
 #[inline(always)]
 pub(crate) fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
     let n = a.len();
     if n != b.len() {
         return false;
     }
-    if (8..=16).contains(&n) {
-        word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8)
-    } else {
-        a == b
+    match n {
+        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        4..=7 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
+        // The first, middle and last bytes are all the bytes.
+        1..=3 => a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1],
+        0 => true,
+        _ => a == b,
     }
 }
 
@@ -440,5 +444,20 @@ mod tests {
             s.finish()
         };
         assert_eq!(h(&Value::Int(1)), h(&Value::Float(1.0)));
+    }
+
+    #[test]
+    fn bytes_eq_agrees_with_slice_equality_at_every_length() {
+        // Each length has its own comparison: a difference at any byte must show.
+        for n in 0..40usize {
+            let a: Vec<u8> = (0..n as u8).map(|i| b'a' + i % 26).collect();
+            assert!(bytes_eq(&a, &a.clone()), "{n}");
+            for at in 0..n {
+                let mut b = a.clone();
+                b[at] ^= 1;
+                assert!(!bytes_eq(&a, &b), "{n} {at}");
+            }
+            assert!(!bytes_eq(&a, &a[..n.saturating_sub(1)]) || n == 0, "{n}");
+        }
     }
 }

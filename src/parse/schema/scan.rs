@@ -1,6 +1,7 @@
-//! The fast reader of a JSON record on a schema's paths: one pass over the bytes, keys looked
-//! up in the path tree as they are, values on a path kept as slices of the record, every other
-//! value checked against the JSON grammar and stepped over without building anything.
+//! The fast reader of a JSON record on a schema's paths: one pass over the bytes, keys matched
+//! in the path tree where they stand, values on a path handed over as slices of the record
+//! ([`Leaves`]: converted straight into the event, or kept in raw slots), every other value
+//! checked against the JSON grammar and stepped over without building anything.
 //!
 //! It answers `None` for anything it does not take (a key with an escape, nesting deeper than
 //! [`MAX_DEPTH`], any grammar error) and the caller then reads the record with serde, the
@@ -10,22 +11,42 @@
 //! literals, trailing text) and keeps the last of duplicate keys as serde does. The property
 //! tests in `tests.rs` compare the two on generated and mutated records.
 
+use super::tree::{Node, Tree};
 use super::value::Raw;
-use super::{Node, Tree};
 use crate::parse::json_fast::string_stop;
 
 /// Nesting the scanner follows; deeper records go to serde (whose own limit is 128).
 const MAX_DEPTH: usize = 64;
 
-/// Reads `text` (one JSON object) into `raws` on `tree`'s paths; `None`: not taken.
-pub(super) fn read<'a>(text: &'a str, tree: &Tree, raws: &mut [Raw<'a>]) -> Option<()> {
+/// Where the values on a schema's paths go: raw slots to convert later, or the event itself.
+pub(super) trait Leaves<'a> {
+    /// The value of a key on a path, read by leaves `ids`; `None`: not taken.
+    fn put(&mut self, ids: &[usize], v: Raw<'a>) -> Option<()>;
+}
+
+impl<'a> Leaves<'a> for [Raw<'a>] {
+    #[inline]
+    fn put(&mut self, ids: &[usize], v: Raw<'a>) -> Option<()> {
+        for &id in ids {
+            *self.get_mut(id)? = v.clone();
+        }
+        Some(())
+    }
+}
+
+/// Reads `text` (one JSON object) into `out` on `tree`'s paths; `None`: not taken.
+pub(super) fn read<'a, L: Leaves<'a> + ?Sized>(
+    text: &'a str,
+    tree: &Tree,
+    out: &mut L,
+) -> Option<()> {
     let mut s = Scan {
         t: text,
         b: text.as_bytes(),
         i: 0,
     };
     s.ws();
-    s.object(Some(tree), raws, 0)?;
+    s.object(Some(tree), out, 0)?;
     s.ws();
     (s.i == s.b.len()).then_some(())
 }
@@ -37,22 +58,34 @@ struct Scan<'a> {
 }
 
 impl<'a> Scan<'a> {
+    #[inline(always)]
     fn peek(&self) -> Option<u8> {
         self.b.get(self.i).copied()
     }
 
+    #[inline(always)]
     fn ws(&mut self) {
-        while let Some(&(b' ' | b'\t' | b'\n' | b'\r')) = self.b.get(self.i) {
+        // Compact records have none: one comparison decides.
+        while let Some(&c) = self.b.get(self.i) {
+            if c > b' ' || !matches!(c, b' ' | b'\t' | b'\n' | b'\r') {
+                break;
+            }
             self.i += 1;
         }
     }
 
+    #[inline(always)]
     fn eat(&mut self, c: u8) -> Option<()> {
         (self.peek()? == c).then(|| self.i += 1)
     }
 
-    /// An object at `i`; keys on `tree` (when given) fill `raws`.
-    fn object(&mut self, tree: Option<&Tree>, raws: &mut [Raw<'a>], depth: usize) -> Option<()> {
+    /// An object at `i`; keys on `tree` (when given) go to `out`.
+    fn object<L: Leaves<'a> + ?Sized>(
+        &mut self,
+        tree: Option<&Tree>,
+        out: &mut L,
+        depth: usize,
+    ) -> Option<()> {
         if depth >= MAX_DEPTH {
             return None;
         }
@@ -62,11 +95,20 @@ impl<'a> Scan<'a> {
             return Some(());
         }
         loop {
-            let key = self.plain_key()?;
+            let node = match tree {
+                Some(t) => self.tree_key(t)?,
+                None => {
+                    self.plain_key()?;
+                    None
+                }
+            };
+            // Compact records write the colon right after the key.
+            if self.eat(b':').is_none() {
+                self.ws();
+                self.eat(b':')?;
+            }
             self.ws();
-            self.eat(b':')?;
-            self.ws();
-            match tree.and_then(|t| t.find(key)) {
+            match node {
                 Some(Node::Leaf(ids)) => {
                     let start = self.i;
                     // A string without escapes is kept as its text: nothing to decode later.
@@ -78,31 +120,49 @@ impl<'a> Scan<'a> {
                         }
                         Raw::Json(self.t.get(start..self.i)?)
                     };
-                    for &id in ids {
-                        *raws.get_mut(id)? = v.clone();
-                    }
+                    out.put(ids, v)?;
                 }
                 // serde reads a non-object here with `deserialize_any`, which also parses
                 // numbers and unescapes strings (and can fail on them): it decides.
                 Some(Node::Inner(t)) if self.peek() == Some(b'{') => {
-                    self.object(Some(t), raws, depth + 1)?
+                    self.object(Some(t), out, depth + 1)?
                 }
                 Some(Node::Inner(_)) => return None,
                 None => self.value(depth)?,
             }
-            self.ws();
-            match self.peek()? {
-                b',' => {
-                    self.i += 1;
-                    self.ws();
+            // Whitespace before the comma is rare: it is stepped over here, not looked for first.
+            loop {
+                match self.peek()? {
+                    b',' => {
+                        self.i += 1;
+                        self.ws();
+                        break;
+                    }
+                    b'}' => {
+                        self.i += 1;
+                        return Some(());
+                    }
+                    b' ' | b'\t' | b'\n' | b'\r' => self.i += 1,
+                    _ => return None,
                 }
-                b'}' => {
-                    self.i += 1;
-                    return Some(());
-                }
-                _ => return None,
             }
         }
+    }
+
+    /// A key of an object on `tree`'s paths, and its node there (`None`: a key off the paths).
+    /// A key of the tree is matched where it stands, its bytes and closing quote compared in
+    /// place: no scan for its end first.
+    #[inline(always)]
+    fn tree_key<'t>(&mut self, tree: &'t Tree) -> Option<Option<&'t Node>> {
+        if self.peek() == Some(b'"') {
+            if let Some((node, len)) = self.b.get(self.i + 1..).and_then(|r| tree.find_at(r)) {
+                self.i += len + 2;
+                return Some(Some(node));
+            }
+        }
+        let key = self.plain_key()?;
+        // A plain key of the tree matched in place above, unless the tree is odd.
+        Some(if tree.odd { tree.find(key) } else { None })
     }
 
     /// A key without escapes (serde unescapes keys before comparing; such a record goes there).
@@ -121,7 +181,7 @@ impl<'a> Scan<'a> {
     fn value(&mut self, depth: usize) -> Option<()> {
         match self.peek()? {
             b'"' => self.string().map(|_| ()),
-            b'{' => self.object(None, &mut [], depth + 1),
+            b'{' => self.object::<[Raw<'a>]>(None, &mut [], depth + 1),
             b'[' => self.array(depth + 1),
             b't' => self.literal(b"true"),
             b'f' => self.literal(b"false"),
@@ -219,10 +279,13 @@ impl<'a> Scan<'a> {
         Some(())
     }
 
+    #[inline(always)]
     fn digits(&mut self) {
-        while self.peek().is_some_and(|c| c.is_ascii_digit()) {
-            self.i += 1;
-        }
+        let rest = self.b.get(self.i..).unwrap_or_default();
+        self.i += rest
+            .iter()
+            .position(|c| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
     }
 
     fn some_digits(&mut self) -> Option<()> {
@@ -231,3 +294,6 @@ impl<'a> Scan<'a> {
         (self.i > start).then_some(())
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -6,8 +6,8 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
+use super::tree::{Node, Tree};
 use super::value::Raw;
-use super::{Node, Tree};
 use crate::parse::ParseError;
 
 /// Reads `text` (one JSON object) into `raws` on `tree`'s paths.

@@ -1,7 +1,13 @@
 use super::*;
 use crate::record::{Value, ValueRef};
 
-fn field(name: &str, path: &str, ty: FieldType, target: Field, regex: bool) -> SchemaField {
+pub(super) fn field(
+    name: &str,
+    path: &str,
+    ty: FieldType,
+    target: Field,
+    regex: bool,
+) -> SchemaField {
     SchemaField {
         name: name.into(),
         path: Path::parse(path, regex).unwrap(),
@@ -48,7 +54,7 @@ fn nested() -> Schema {
     .unwrap()
 }
 
-fn parse(s: &Schema, line: &str) -> Result<Event, String> {
+pub(super) fn parse(s: &Schema, line: &str) -> Result<Event, String> {
     let mut ev = Event::default();
     s.parse_into(line.as_bytes(), None, &mut ev)
         .map(|()| ev)
@@ -320,7 +326,7 @@ fn path_syntax() {
 
 /// The generator's log lines in the nested shape of `nested_fast()` (as `scripts/bench schema`
 /// writes them), with some extra keys of every JSON kind around the paths.
-fn nested_lines(n: u64) -> Vec<String> {
+pub(super) fn nested_lines(n: u64) -> Vec<String> {
     use crate::gen::{GenConfig, Generator, Kind as GenKind};
     let lines = Generator::new(GenConfig {
         kind: GenKind::Logs,
@@ -347,7 +353,7 @@ fn nested_lines(n: u64) -> Vec<String> {
         .collect()
 }
 
-fn nested_fast() -> Schema {
+pub(super) fn nested_fast() -> Schema {
     let f = |name: &str, path: &str, ty, target| field(name, path, ty, target, false);
     Schema::new(
         Format::Json,
@@ -404,7 +410,7 @@ fn scan_agrees(s: &Schema, line: &[u8]) -> bool {
     let mut fast = vec![Raw::Missing; n];
     let mut slow = vec![Raw::Missing; n];
     let reference = serde_read::read(text, &s.tree, &mut slow);
-    match scan::read(text, &s.tree, &mut fast) {
+    match scan::read(text, &s.tree, fast.as_mut_slice()) {
         Some(()) => {
             assert!(reference.is_ok(), "scanner took what serde refuses: {text}");
             // A plain string is its JSON text without the quotes.

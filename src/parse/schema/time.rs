@@ -119,6 +119,21 @@ impl TimeFormat {
 
     /// Epoch milliseconds of a value (`None`: not a time in this format).
     pub(super) fn convert(&self, raw: &Raw<'_>) -> Option<i64> {
+        let shift = match self {
+            TimeFormat::EpochMillis => Some(0),
+            TimeFormat::EpochSeconds => Some(3),
+            TimeFormat::EpochMicros => Some(-3),
+            TimeFormat::EpochNanos => Some(-6),
+            _ => None,
+        };
+        // A number, or a string without escapes: its text as it stands (what `text` gives).
+        if let (Some(shift), Raw::Plain(t) | Raw::Json(t)) = (shift, raw) {
+            if matches!(raw, Raw::Plain(_))
+                || matches!(t.as_bytes().first(), Some(b'-' | b'0'..=b'9'))
+            {
+                return epoch_ms(t, shift).filter(|ms| *ms >= 0);
+            }
+        }
         let ms = match (self, raw) {
             (TimeFormat::Default, Raw::Json(_) | Raw::Plain(_)) => match raw.text()? {
                 (t, true) => parse_rfc3339(&t)?,
@@ -205,22 +220,30 @@ pub fn epoch_ms(s: &str, shift: i32) -> Option<i64> {
         Some(r) => (true, r),
         None => (false, s),
     };
-    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
-    if int.is_empty() || int.len() > 30 || !int.bytes().all(|c| c.is_ascii_digit()) {
+    // One pass: the digits as an integer, where the point is, and whether the shape is
+    // `digits[.digits]`.
+    let b = s.as_bytes();
+    let mut n = 0u64;
+    let mut point = None;
+    for (i, &c) in b.iter().enumerate() {
+        match c {
+            b'0'..=b'9' => n = n.wrapping_mul(10).wrapping_add(u64::from(c - b'0')),
+            b'.' if point.is_none() => point = Some(i),
+            _ => return None,
+        }
+    }
+    let (int_len, frac_len) = match point {
+        Some(p) => (p, b.len() - p - 1),
+        None => (b.len(), 0),
+    };
+    if int_len == 0 || int_len > 30 || (point.is_some() && frac_len == 0) {
         return None;
     }
-    if !frac.bytes().all(|c| c.is_ascii_digit()) || (s.contains('.') && frac.is_empty()) {
-        return None;
-    }
-    let scale = frac.len() as i32;
+    let scale = frac_len as i32;
     // value_ms = digits * 10^(shift - scale)
     let e = shift - scale;
-    if int.len() + frac.len() <= 18 {
-        // The usual case, in u64: no i128 multiplications and divisions.
-        let n = int
-            .bytes()
-            .chain(frac.bytes())
-            .fold(0u64, |n, c| n * 10 + u64::from(c - b'0'));
+    if int_len + frac_len <= 18 {
+        // The usual case, in u64 (18 digits cannot wrap): no i128 arithmetic.
         let ms = if e >= 0 {
             i64::try_from(n.checked_mul(10u64.checked_pow(e as u32)?)?).ok()?
         } else {
@@ -235,6 +258,7 @@ pub fn epoch_ms(s: &str, shift: i32) -> Option<i64> {
         };
         return Some(if neg { -ms } else { ms });
     }
+    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
     // All digits as one integer in units of 10^-(frac digits kept), at most 36 significant.
     let mut n: i128 = 0;
     let mut significant = 0;
