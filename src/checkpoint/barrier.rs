@@ -400,7 +400,7 @@ impl Checkpointer {
         // Before the part: whichever worker writes the manifest (after the last part) sees the
         // request, so the checkpoint is the last, for every process alike.
         if sh.stop_asked() {
-            sh.store.request_stop(epoch, self.worker)?;
+            sh.store.request_stop(epoch, self.worker, sh.savepoint())?;
         }
         sh.store.write_part(epoch, self.worker, &bytes)?;
         if !sh.store.has_parts(epoch, sh.workers) {
@@ -424,7 +424,8 @@ impl Checkpointer {
             // A legacy checkpoint's successors keep its routing, so they stay legacy.
             key_groups: (!sh.legacy).then_some(sh.key_groups),
             processes: sh.processes as u32,
-            savepoint: last && sh.savepoint(),
+            // Asked of one process (a cluster's `savepoint`): its stop request says so.
+            savepoint: last && (sh.savepoint() || sh.store.savepoint_requested(epoch)),
             state,
         };
         let bytes = codec::encode(&manifest)

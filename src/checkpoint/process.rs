@@ -256,8 +256,9 @@ pub struct Checkpoints {
     stop_asked: StopAsked,
     /// A checkpoint whose manifest says it is the last completed: the workers stop.
     last_passed: AtomicBool,
-    /// The last checkpoint (a stop's) is a savepoint, kept until removed (`--savepoint`).
-    savepoint: bool,
+    /// The last checkpoint (a stop's) is a savepoint, kept until removed (`--savepoint`, or
+    /// a cluster's `logflow savepoint JOB` once the job runs).
+    savepoint: AtomicBool,
     /// (epoch, when last looked, found): another process's stop request for the pending
     /// checkpoint, looked for at most every [`PEER_STOP_POLL`].
     peer_stop: Mutex<(u64, Option<Instant>, bool)>,
@@ -381,6 +382,11 @@ impl Checkpoints {
             }
             kept = Some(l.epoch);
             restored = Some((l.epoch, manifest, parts));
+        } else if c.restore {
+            return Err(Error::Usage(format!(
+                "--from-checkpoint {}: no checkpoint there to continue from",
+                c.dir
+            )));
         } else {
             tracing::info!("logflow: no checkpoint in {} yet: starting afresh", c.dir);
         }
@@ -424,7 +430,7 @@ impl Checkpoints {
             _lock: lock,
             stop_asked,
             last_passed: AtomicBool::new(false),
-            savepoint: c.savepoint,
+            savepoint: AtomicBool::new(c.savepoint),
             peer_stop: Mutex::new((0, None, false)),
             last_polled: Mutex::new(None),
         })))
@@ -432,7 +438,17 @@ impl Checkpoints {
 
     /// Whether the checkpoint a stop ends with is a savepoint.
     pub(super) fn savepoint(&self) -> bool {
-        self.savepoint
+        self.savepoint.load(Ordering::SeqCst)
+    }
+
+    /// The checkpoint directory.
+    pub fn dir(&self) -> &std::path::Path {
+        self.store.dir()
+    }
+
+    /// The checkpoint the job's stop ends with is to be a savepoint (asked before the stop).
+    pub fn keep_savepoint(&self) {
+        self.savepoint.store(true, Ordering::SeqCst);
     }
 
     /// Whether this process's share of the job was asked to stop.
@@ -818,9 +834,12 @@ mod tests {
             ..manifest(false)
         };
         write(&dir, 1, &codec::encode(&m).unwrap());
-        let c = open(&with(&format!("{}{}", analysis("c", "5m"), analysis("b", "1m"))), 2)
-            .unwrap()
-            .unwrap();
+        let c = open(
+            &with(&format!("{}{}", analysis("c", "5m"), analysis("b", "1m"))),
+            2,
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(c.changes.added, ["c"]);
         assert_eq!(c.changes.removed, ["a"]);
         assert!(c.named);

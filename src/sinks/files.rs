@@ -156,7 +156,10 @@ impl Sink for FilesSink {
             let len = match &named {
                 Some(named) => {
                     let name = file_name(&o.path);
-                    named.iter().find(|(n, _)| *n == name).map_or(0, |(_, l)| *l)
+                    named
+                        .iter()
+                        .find(|(n, _)| *n == name)
+                        .map_or(0, |(_, l)| *l)
                 }
                 None => match positional.next() {
                     Some(len) => len,
@@ -234,7 +237,11 @@ mod tests {
         sink.restore(&state).unwrap();
         let read = |n: &str| std::fs::read_to_string(dir.join(format!("{n}.jsonl"))).unwrap();
         assert_eq!(read("b"), "saved\n");
-        assert_eq!(read("c"), "", "not in the checkpoint: nothing of it was there");
+        assert_eq!(
+            read("c"),
+            "",
+            "not in the checkpoint: nothing of it was there"
+        );
         assert_eq!(read("a"), "saved\nafter\n", "removed: left alone");
         // Lengths saved in file order before names were saved restore the same plan.
         for name in ["b", "c"] {
