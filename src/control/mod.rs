@@ -33,6 +33,8 @@ use crate::Error;
 /// A signal this soon after the first is the same request: a terminal's Ctrl-C reaches a
 /// process twice, from the terminal and from `cluster start` passing it on.
 const SAME_SIGNAL: Duration = Duration::from_secs(1);
+/// How long a stopping process waits for the answers to requests it has read.
+const REPLY_GRACE: Duration = Duration::from_secs(2);
 
 /// Runs this process of a cluster until `logflow cluster stop` (or a failed peer). Process 0
 /// serves the control endpoint at `control`, admitting requests and jobs by `access`. A
@@ -85,6 +87,8 @@ pub fn serve(
         }
         run(cluster, network, &shared)
     })?;
+    // The request that stopped the cluster (and any other in flight) gets its answer.
+    shared.wait_for_replies(REPLY_GRACE);
     match shared.cut_short() {
         Some(why) => Err(Error::Stop(why)),
         None => Ok(()),

@@ -224,6 +224,8 @@ impl Endpoint {
             message: UNAUTHORIZED.into(),
             exit_code: 2,
         };
+        // Answered before the process exits, even when the request ends the cluster.
+        let _replying = read.is_ok().then(|| self.shared.replying());
         let reply = match read {
             Ok(line) => match protocol::parse_line(&line) {
                 Some((token, req)) if auth::matches(&self.token, &token) => match req {

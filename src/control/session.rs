@@ -155,6 +155,18 @@ pub struct Shared {
     stop_timeout: Duration,
     /// Why the stop was cut short (the processes exit 1 with it).
     cut_short: Mutex<Option<String>>,
+    /// Requests read by the endpoint and not yet answered: the process waits for them before
+    /// it exits (the `cluster stop` that ended it wants its answer).
+    replying: AtomicUsize,
+}
+
+/// A request being answered (see [`Shared::replying`]); done when dropped.
+pub(crate) struct Replying<'a>(&'a AtomicUsize);
+
+impl Drop for Replying<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Locks a mutex even if a panicking worker poisoned it.
@@ -180,6 +192,21 @@ impl Shared {
             force: Arc::new(AtomicBool::new(false)),
             stop_timeout,
             cut_short: Mutex::new(None),
+            replying: AtomicUsize::new(0),
+        }
+    }
+
+    /// Counts a request as being answered until the guard is dropped.
+    pub(crate) fn replying(&self) -> Replying<'_> {
+        self.replying.fetch_add(1, Ordering::SeqCst);
+        Replying(&self.replying)
+    }
+
+    /// Waits (at most `limit`) until every request read has been answered.
+    pub(crate) fn wait_for_replies(&self, limit: Duration) {
+        let until = Instant::now() + limit;
+        while self.replying.load(Ordering::SeqCst) > 0 && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 
