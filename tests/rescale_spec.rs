@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use common::cluster::{cli, control, jobs, ok, start_cluster, wait_job, Proc};
-use common::kafka::gen;
+use common::kafka::{gen, LOG_ANALYSES};
 use common::oracle::input::read_log;
 use common::recovery::{complete, latest, newest, stop_after_checkpoints};
 use common::rows::assert_same_files;
@@ -149,19 +149,10 @@ fn analyses_added_and_removed_at_a_savepoint_keep_every_other_result_exact() {
     }
 
     // Every kept analysis, and the dead letters: exactly the old spec's uninterrupted files.
-    let kept = [
-        "response_time",
-        "error_rate",
-        "ip_patterns",
-        "sla",
-        "user_activity",
-        "service_popularity",
-        "system_health",
-        "response_time_anomalies",
-        "error_rate_spikes",
-        "suspicious_ips",
-        "log-analysis.dead-letter",
-    ];
+    let kept = LOG_ANALYSES
+        .iter()
+        .filter(|a| **a != "ddos")
+        .chain(&["log-analysis.dead-letter"]);
     for name in kept {
         let file = format!("{name}.jsonl");
         let (got, want) = (lines(&out.join(&file)), lines(&want_old.join(&file)));
