@@ -394,8 +394,7 @@ impl Session<'_> {
 
     fn answer(&mut self, ticket: u64, reply: Reply) {
         if let Some(tx) = self.waiting.remove(&ticket) {
-            // What the reply says (a job submitted, stopping) must be what `jobs` lists to a
-            // client asking right after it, not the table as of the previous round.
+            // The client's next request (`stop` polls `jobs`) must see what this one did.
             self.publish();
             let _ = tx.send(reply);
         }
