@@ -46,6 +46,40 @@ fn sliding_windows_and_sessions_are_rescaled_by_key_group_too() {
     );
 }
 
+/// Update mode (UpdateAggregate: each window's last emitted values and its expiries, keyed
+/// by group) with allowed lateness, a `having` that retracts, and a detector on the updates.
+const UPDATE_SPEC: &str = r#"
+name = "updates"
+[source]
+kind = "file"
+path = "unused.jsonl"
+format = "json"
+[[analysis]]
+name = "per_service"
+mode = "update"
+trigger = "30s"
+window = { size = "1m" }
+allowed_lateness = "2m"
+group_by = ["service"]
+select = ["count() as requests", "avg(response_time) as avg_time", "max(status_code) as worst"]
+[[analysis]]
+name = "busy_ips"
+mode = "update"
+window = { size = "5m" }
+group_by = ["ip_address"]
+select = ["count() as requests", "count_distinct(user_id) as users"]
+having = "requests > 20"
+"#;
+
+#[test]
+fn update_mode_windows_are_rescaled_by_key_group_too() {
+    let specs = tmpdir("rescale-update-spec");
+    let spec = specs.join("updates.toml");
+    std::fs::write(&spec, UPDATE_SPEC).unwrap();
+    // The 2 x 2 run killed: the file sink cuts back to the newest checkpoint's lengths.
+    rescaled_three_times("rescale-update", "logs", spec.to_str().unwrap(), 2, true);
+}
+
 /// Generated events of `kind` through `spec`: 1 x 1 stopped at a savepoint, 2 x 2 stopped at
 /// a savepoint (or `killed`), 1 x 2 to the end; the files (at least `files`) equal an
 /// uninterrupted run's.

@@ -532,6 +532,11 @@ impl Checkpoints {
         }
     }
 
+    /// The key groups of the job's checkpoints (the restored one's).
+    pub fn key_groups(&self) -> u32 {
+        self.key_groups
+    }
+
     /// The epoch restored at start.
     pub fn restored_epoch(&self) -> Option<u64> {
         self.restored.as_ref().map(|(e, _, _)| *e)

@@ -9,7 +9,10 @@
 //! `<job>.commits`: "worker w's results below progress time t are committed". A restarted job
 //! reads those markers (read_committed) and does not write those results again; results are
 //! deterministic in their progress time, so read_committed consumers see each result once.
+//! A run restored on another layout fences the old layout's ids and skips what their markers
+//! cover ([`super::rescale`]).
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -18,6 +21,7 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use rdkafka::ClientContext;
 
 use super::conn::{send_waiting, KafkaConn};
+use super::rescale::EarlierLayout;
 use crate::record::Row;
 use crate::record::{DeadLetter, LateEvent};
 use crate::sinks::render::{
@@ -199,7 +203,18 @@ pub struct KafkaSink {
 
 /// How long a transaction stays open before it is committed (with the progress reached).
 const COMMIT_EVERY: Duration = Duration::from_secs(1);
-const TXN_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const TXN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The transactional id of worker `worker` of `workers`: a restarted worker fences its
+/// predecessor, and a run on another layout fences each of the old ones ([`super::rescale`]).
+pub(crate) fn transactional_id(job: &str, worker: usize, workers: usize) -> String {
+    format!("logflow-{job}-{worker}of{workers}")
+}
+
+/// The key of worker `worker` of `workers`'s markers in the commits topic.
+pub(crate) fn marker_key(worker: usize, workers: usize) -> String {
+    format!("{worker}/{workers}")
+}
 
 /// One worker's transactional writing.
 struct Transactions {
@@ -213,6 +228,9 @@ struct Transactions {
     dirty: bool,
     /// What an earlier run of this worker committed.
     resume_after: Option<u64>,
+    /// What the workers of earlier layouts committed, while a restore could still recompute
+    /// it: their results are skipped ([`super::rescale`]).
+    earlier: Vec<EarlierLayout>,
 }
 
 impl Transactions {
@@ -231,14 +249,25 @@ fn txn_err(what: &str, e: rdkafka::error::KafkaError) -> Error {
     )
 }
 
-/// The last committed marker of `key` in the commits topic (read_committed, to its end).
-fn committed_marker(conn: &KafkaConn, topic: &str, key: &str) -> Result<Option<u64>, Error> {
+/// The last committed marker of each of `keys` in the commits topic (read_committed, to its
+/// end); a key without one is absent.
+pub(crate) fn committed_markers(
+    conn: &KafkaConn,
+    topic: &str,
+    keys: &[String],
+) -> Result<HashMap<String, u64>, Error> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::message::Message;
     use rdkafka::{Offset, TopicPartitionList};
     let consumer: BaseConsumer = conn
         .client_config()
-        .set("group.id", format!("logflow-commits-{key}"))
+        .set(
+            "group.id",
+            format!(
+                "logflow-commits-{}",
+                keys.first().map_or("", String::as_str)
+            ),
+        )
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
         .set("isolation.level", "read_committed")
@@ -251,16 +280,25 @@ fn committed_marker(conn: &KafkaConn, topic: &str, key: &str) -> Result<Option<u
         .assign(&tpl)
         .map_err(|e| Error::kafka(KafkaCause::Client, format!("`{topic}`: {e}")))?;
     let deadline = Instant::now() + Duration::from_secs(60);
-    let mut last = None;
+    let mut last = HashMap::new();
     while Instant::now() < deadline {
         match consumer.poll(Duration::from_millis(500)) {
-            Some(Ok(m)) if m.key() == Some(key.as_bytes()) => {
-                last = m
+            Some(Ok(m)) => {
+                let Some(key) = m
+                    .key()
+                    .and_then(|k| keys.iter().find(|w| w.as_bytes() == k))
+                else {
+                    continue;
+                };
+                match m
                     .payload()
                     .and_then(|p| std::str::from_utf8(p).ok())
-                    .and_then(|p| p.trim().parse::<u64>().ok());
+                    .and_then(|p| p.trim().parse::<u64>().ok())
+                {
+                    Some(upto) => last.insert(key.clone(), upto),
+                    None => last.remove(key),
+                };
             }
-            Some(Ok(_)) => {}
             Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => return Ok(last),
             Some(Err(e)) => {
                 return Err(Error::kafka(
@@ -279,12 +317,14 @@ fn committed_marker(conn: &KafkaConn, topic: &str, key: &str) -> Result<Option<u
 
 impl KafkaSink {
     /// Connects as worker `worker` of `workers`; fails if an output topic is missing (topics
-    /// are never auto-created).
+    /// are never auto-created). `earlier`: what the layout of the checkpoint restored had
+    /// committed, when it had another ([`super::rescale::take_over`]).
     pub fn create(
         conn: &KafkaConn,
         plan: Arc<JobPlan>,
         worker: usize,
         workers: usize,
+        earlier: Option<EarlierLayout>,
     ) -> Result<Self, Error> {
         let deliveries = Arc::new(Deliveries::default());
         let exactly_once = plan.sink.exactly_once();
@@ -308,7 +348,7 @@ impl KafkaSink {
             config
                 .set(
                     "transactional.id",
-                    format!("logflow-{}-{worker}of{workers}", plan.name),
+                    transactional_id(&plan.name, worker, workers),
                 )
                 .set(
                     "transaction.timeout.ms",
@@ -333,9 +373,10 @@ impl KafkaSink {
             producer
                 .init_transactions(TXN_TIMEOUT)
                 .map_err(|e| txn_err("init", e))?;
-            let key = format!("{worker}/{workers}");
+            let key = marker_key(worker, workers);
             let topic = plan.commits_topic();
-            let resume_after = committed_marker(conn, &topic, &key)?;
+            let resume_after =
+                committed_markers(conn, &topic, std::slice::from_ref(&key))?.remove(&key);
             if let Some(t) = resume_after {
                 tracing::info!(
                     "logflow: worker {worker} resumes exactly once: its results below progress \
@@ -352,6 +393,7 @@ impl KafkaSink {
                 upto: None,
                 dirty: false,
                 resume_after,
+                earlier: earlier.into_iter().collect(),
             })
         } else {
             None
@@ -428,7 +470,13 @@ impl Sink for KafkaSink {
         self.check()?;
         self.mark_dirty(rows.len());
         let plan = Arc::clone(&self.plan);
+        let at = self.at;
         for r in rows {
+            if let Some(t) = &self.txn {
+                if t.earlier.iter().any(|e| e.committed(&plan, r, at)) {
+                    continue;
+                }
+            }
             self.buf.clear();
             let key = row_key(&plan, r);
             let topic = &plan.analyses[r.analysis as usize].topic;
@@ -494,7 +542,15 @@ impl Sink for KafkaSink {
             // the marker covers, and never misses what the checkpoint's state has consumed.
             Some(txn) => {
                 txn.reached(upto);
+                txn.earlier.retain(|e| e.needed_after(upto));
+                let earlier = match txn.earlier.is_empty() {
+                    true => Vec::new(),
+                    false => crate::checkpoint::codec::encode(&txn.earlier)
+                        .map_err(|e| Error::Checkpoint(format!("kafka sink state: {e}")))?,
+                };
                 self.commit()?;
+                self.check()?;
+                return Ok(earlier);
             }
             // At least once: everything before the checkpoint is acknowledged by the broker.
             None => self
@@ -513,6 +569,18 @@ impl Sink for KafkaSink {
 
     fn resume_after(&self) -> Option<u64> {
         self.txn.as_ref().and_then(|t| t.resume_after)
+    }
+
+    fn restore(&mut self, state: &[u8]) -> Result<(), Error> {
+        let earlier = super::rescale::decode(state)?;
+        if let Some(t) = self.txn.as_mut() {
+            for e in earlier {
+                if !t.earlier.contains(&e) {
+                    t.earlier.push(e);
+                }
+            }
+        }
+        Ok(())
     }
 
     fn close(&mut self) -> Result<(), Error> {

@@ -42,36 +42,55 @@ impl crate::spec::plan::KafkaSourceConfig {
             .iter()
             .find(|(k, _)| k == "group.id")
             .map_or_else(|| format!("logflow-{}", args.job), |(_, v)| v.clone());
-        let mut readers = p.empty();
-        for (w, list) in readers.iter_mut().enumerate() {
-            let owned: Vec<i32> = partitions
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| p.owner(*i) == Some(w))
-                .map(|(_, id)| *id)
-                .collect();
-            tracing::info!(
-                "logflow: worker {} (process {}) reads {topic} partitions {owned:?}",
-                p.first() + w,
-                p.process
-            );
-            let resume = |id: i32| {
-                args.resume
-                    .get(&format!("kafka {topic}/{id}"))
-                    .map(|&o| o as i64)
-            };
-            *list = open_partitions(
-                &conn,
-                &group,
-                topic,
-                &owned,
-                self.start,
-                end.clone(),
-                &resume,
-            )?;
-        }
-        Ok(readers)
+        open_placed(
+            &conn,
+            &group,
+            topic,
+            &partitions,
+            p,
+            self.start,
+            &end,
+            args.resume,
+        )
     }
+}
+
+/// Opens, on each local worker of placement `p`, the partitions of `topic` it owns. A
+/// partition is found in `resume` (a restored checkpoint's positions, merged from every old
+/// worker's part) by its name, so its position goes to whichever worker reads it now, on any
+/// layout.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn open_placed(
+    conn: &KafkaConn,
+    group: &str,
+    topic: &str,
+    partitions: &[i32],
+    p: crate::sources::Placement,
+    start: StartAt,
+    end: &EndAt,
+    resume: &std::collections::HashMap<String, u64>,
+) -> Result<WorkerReaders, Error> {
+    let mut readers = p.empty();
+    for (w, list) in readers.iter_mut().enumerate() {
+        let owned: Vec<i32> = partitions
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| p.owner(*i) == Some(w))
+            .map(|(_, id)| *id)
+            .collect();
+        tracing::info!(
+            "logflow: worker {} (process {}) reads {topic} partitions {owned:?}",
+            p.first() + w,
+            p.process
+        );
+        let resume = |id: i32| {
+            resume
+                .get(&partition_name(topic, id))
+                .and_then(|&o| i64::try_from(o).ok())
+        };
+        *list = open_partitions(conn, group, topic, &owned, start, end.clone(), &resume)?;
+    }
+    Ok(readers)
 }
 
 /// When the partitions end: never (a live stream), or at offsets known now or later.

@@ -189,16 +189,26 @@ fn open_sources(
 }
 
 /// Opens the sinks of this process: one for worker 0 only (files, console; `true` = gather
-/// all outputs there) or one per local worker (Kafka).
+/// all outputs there) or one per local worker (Kafka). `rescaled`: the workers and key groups
+/// of a restored checkpoint taken with another layout.
 fn open_sinks(
     plan: &Arc<JobPlan>,
     cluster: &Cluster,
     opts: &RunOptions,
     resuming: bool,
+    rescaled: Option<(usize, u32)>,
 ) -> Result<WorkerSinks, Error> {
     let mut sinks: Vec<Option<Box<dyn Sink>>> = (0..cluster.threads).map(|_| None).collect();
     if let Some(conn) = output_conn(plan, opts.embedded.as_deref(), Duration::from_secs(30))? {
         let workers = cluster.threads * cluster.processes;
+        // Every process fences all the old ids before it reads their markers: a marker read
+        // while another old transaction is still open could stop short of the final ones.
+        let earlier = match rescaled {
+            Some((from, groups)) if plan.sink.exactly_once() => {
+                Some(crate::kafka::rescale::take_over(&conn, plan, from, groups)?)
+            }
+            _ => None,
+        };
         for (local, s) in sinks.iter_mut().enumerate() {
             let worker = cluster.process * cluster.threads + local;
             *s = Some(Box::new(KafkaSink::create(
@@ -206,6 +216,7 @@ fn open_sinks(
                 Arc::clone(plan),
                 worker,
                 workers,
+                earlier.clone(),
             )?));
         }
         return Ok((sinks, false));
@@ -294,24 +305,17 @@ impl Opened {
                 Box::new(move || stop.requested())
             },
         )?;
-        if let Some(from) = checkpoints.as_ref().and_then(|c| c.rescaled_from()) {
-            // Its transactional ids and commit markers are per worker of a layout: the old
-            // layout's would have to be fenced and read (not done yet).
-            if matches!(&plan.sink, SinkConfig::Kafka(k) if k.exactly_once) {
-                return Err(Error::Usage(format!(
-                    "the checkpoint was taken with {from} workers, this run has {}: an \
-                     exactly-once Kafka sink cannot change its layout yet (its transactions are \
-                     per worker): run with {from} workers",
-                    cluster.threads * cluster.processes
-                )));
-            }
-        }
+        // The checkpoint's layout, when it differs from this run's: an exactly-once Kafka sink
+        // takes over from its transactional ids.
+        let rescaled = checkpoints
+            .as_ref()
+            .and_then(|c| Some((c.rescaled_from()?, c.key_groups())));
         let resuming = checkpoints
             .as_ref()
             .is_some_and(|c| c.restored_epoch().is_some());
         // Called once the peers are connected (`Cluster::with_peers`).
         opened.metrics.ready(Readiness::Peers);
-        let (sinks, gather) = open_sinks(plan, cluster, opts, resuming)?;
+        let (sinks, gather) = open_sinks(plan, cluster, opts, resuming, rescaled)?;
         opened.metrics.ready(Readiness::Sinks);
         crate::sources::lookup::Tables::load(&plan.lookups)?;
         let resume = match &checkpoints {

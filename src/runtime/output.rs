@@ -46,8 +46,8 @@ pub fn write_outputs<'scope>(
     let activator = scope.activator_for(Rc::clone(&builder.operator_info().address));
     // Checkpointed: what the sink needs to come back to the checkpoint (file lengths). A
     // gathered sink is worker 0's in every layout, so it moves to any. Per-worker sinks
-    // (Kafka) save nothing of their own (an exactly-once one, whose transactional ids are per
-    // worker, is refused another layout when the run starts), so any old worker's will do.
+    // (Kafka) save nothing of their own; an exactly-once one saves what earlier layouts
+    // committed, the same in every old worker's part, so any old worker's will do.
     let slot = Slot::register("Output");
     let restored = slot.as_ref().and_then(|s| match gather {
         true => s.restore_gathered::<Vec<u8>>(),

@@ -176,3 +176,105 @@ mod tests {
         assert_eq!(saved, [1_000]);
     }
 }
+
+#[cfg(test)]
+mod kafka_layouts {
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    use rdkafka::ClientConfig;
+
+    use super::*;
+    use crate::kafka::source::{open_placed, partition_name, EndAt, StartAt};
+    use crate::kafka::KafkaConn;
+    use crate::sources::{Placement, ReadStatus, RecordBatch};
+
+    /// A checkpoint's partition positions reach whichever worker reads each partition on the
+    /// layout restoring it: 1 old worker's part read on 2 processes x 2 workers, and 4 old
+    /// workers' parts read on 1 x 2. Each new reader starts at its partition's saved offset.
+    #[test]
+    fn checkpoint_positions_go_to_the_partitions_new_readers_on_any_layout() {
+        let cluster = MockCluster::new(1).unwrap();
+        cluster.create_topic("t4", 4, 1).unwrap();
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", cluster.bootstrap_servers())
+            .create()
+            .unwrap();
+        for i in 0..40 {
+            let payload = format!("r{i}");
+            let record = BaseRecord::<(), _>::to("t4")
+                .payload(&payload)
+                .partition(i % 4);
+            producer.send(record).map_err(|(e, _)| e).unwrap();
+        }
+        producer.flush(Duration::from_secs(10)).unwrap();
+        let conn = KafkaConn::new(&cluster.bootstrap_servers(), &[]);
+        let saved = [3u64, 5, 7, 9];
+        let state = |ids: &[i32]| {
+            let s: Vec<PartitionState> = ids
+                .iter()
+                .map(|&id| PartitionState {
+                    name: partition_name("t4", id),
+                    resume: Some(saved[id as usize]),
+                    max_ts: Some(1_000),
+                })
+                .collect();
+            crate::checkpoint::codec::encode(&s).unwrap()
+        };
+        let one_worker = vec![state(&[0, 1, 2, 3])];
+        let four_workers: Vec<Vec<u8>> = (0..4).map(|id| state(&[id])).collect();
+        for (old, threads, processes) in [(&one_worker, 2, 2), (&four_workers, 2, 1)] {
+            let parts: Vec<&[u8]> = old.iter().map(Vec::as_slice).collect();
+            let resume = resume_points(&parts).unwrap();
+            let mut seen = Vec::new();
+            for process in 0..processes {
+                let p = Placement {
+                    threads,
+                    processes,
+                    process,
+                };
+                let end = EndAt::Offsets(Arc::new(Mutex::new(Some(vec![10; 4]))));
+                let readers = open_placed(
+                    &conn,
+                    "g",
+                    "t4",
+                    &[0, 1, 2, 3],
+                    p,
+                    StartAt::Earliest,
+                    &end,
+                    &resume,
+                )
+                .unwrap();
+                for (local, list) in readers.into_iter().enumerate() {
+                    let worker = p.first() + local;
+                    for mut reader in list {
+                        let id = (0..4)
+                            .find(|&id| reader.describe() == partition_name("t4", id))
+                            .unwrap();
+                        assert_eq!(id as usize % (threads * processes), worker);
+                        assert_eq!(reader.resume_point(), Some(saved[id as usize]));
+                        let mut batch = RecordBatch::default();
+                        let deadline = Instant::now() + Duration::from_secs(10);
+                        while reader.read(&mut batch, 64).unwrap() != ReadStatus::Ended {
+                            assert!(Instant::now() < deadline, "partition {id}");
+                            std::thread::sleep(Duration::from_millis(5));
+                        }
+                        let got: Vec<(String, u64)> = batch
+                            .iter()
+                            .map(|(b, pos, _)| (String::from_utf8_lossy(b).into_owned(), pos))
+                            .collect();
+                        let want: Vec<(String, u64)> = (saved[id as usize]..10)
+                            .map(|o| (format!("r{}", o * 4 + id as u64), o))
+                            .collect();
+                        assert_eq!(got, want, "partition {id}");
+                        seen.push(id);
+                    }
+                }
+            }
+            seen.sort();
+            assert_eq!(seen, [0, 1, 2, 3], "every partition read once");
+        }
+    }
+}
