@@ -51,6 +51,11 @@ pub enum Error {
     /// Writing or restoring a checkpoint.
     #[error("{0}")]
     Checkpoint(String),
+    /// A checkpoint whose saved state does not fit the spec restoring it: the source changed,
+    /// or an analysis kept its name but changed what its state depends on (each named, with
+    /// what changed).
+    #[error("{0}")]
+    SpecChange(String),
     /// Writing results (a sink's delivery).
     #[error("{0}")]
     Sink(String),
@@ -94,7 +99,7 @@ impl Error {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Spec { .. } | Error::Usage(_) => 2,
+            Error::Spec { .. } | Error::Usage(_) | Error::SpecChange(_) => 2,
             Error::Remote { exit_code, .. } => *exit_code,
             _ => 1,
         }
@@ -149,6 +154,7 @@ impl Error {
             Error::Endpoint(m) => Error::Endpoint(with(m)),
             Error::Internal(m) => Error::Internal(with(m)),
             Error::Stop(m) => Error::Stop(with(m)),
+            Error::SpecChange(m) => Error::SpecChange(with(m)),
             e @ (Error::Spec { .. } | Error::Usage(_) | Error::Remote { .. }) => e,
             e @ Error::Io { .. } => Error::Input(with(e.to_string())),
         }
@@ -180,6 +186,11 @@ mod tests {
             (Error::kafka(KafkaCause::Client, "bad setting"), 1, false),
             (Error::Peer("process 1 went silent".into()), 1, true),
             (Error::Checkpoint("corrupt".into()), 1, false),
+            (
+                Error::SpecChange("analysis a: window changed".into()),
+                2,
+                false,
+            ),
             (Error::Sink("delivery failed".into()), 1, false),
             (Error::Input("socket".into()), 1, false),
             (Error::Internal("panic".into()), 1, false),

@@ -12,10 +12,10 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
+use std::time::Duration;
 
-use common::cluster::Proc;
+use common::cluster::{cli, control, jobs, ok, start_cluster, wait_job, Proc};
 use common::kafka::{
     assert_side_outputs, assert_topics_equal_files, create_outputs, exactly_once_job, file_results,
     gen, log_keys, serial_broker, variant_of, LOG_ANALYSES, USER_ANALYSES,
@@ -24,40 +24,6 @@ use common::oracle::{self, Reference};
 use common::rows::{assert_same_results, dir_results, same_row};
 use common::{bin, run_file, tmpdir};
 use serde_json::Value;
-
-/// The control endpoint's port: `LOGFLOW_IT_CONTROL_PORT` (so several checkouts can test at
-/// once), plus `offset` for each test of this file (they run in parallel).
-fn control(offset: u16) -> String {
-    let port: u16 = std::env::var("LOGFLOW_IT_CONTROL_PORT")
-        .ok()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(19479);
-    format!("127.0.0.1:{}", port + offset)
-}
-
-/// `logflow cluster start -n 2 -w 1`, once its control endpoint answers.
-fn start_cluster(addr: &str, dir: &Path, name: &str) -> Proc {
-    let mut c = bin();
-    c.args(["cluster", "start", "-n", "2", "-w", "1", "--control", addr]);
-    let mut cluster = Proc::spawn(c, dir, name, Stdio::null());
-    cluster.wait_for("control endpoint at", Duration::from_secs(60));
-    cluster
-}
-
-/// `logflow <args> --cluster ADDR`.
-fn cli(addr: &str, args: &[&str]) -> Output {
-    bin().args(args).args(["--cluster", addr]).output().unwrap()
-}
-
-fn ok(out: Output, what: &str) -> String {
-    assert!(
-        out.status.success(),
-        "{what} failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
 
 /// Submits `spec` and returns the job id it printed.
 fn submit(addr: &str, spec: &Path, broker: &str, topic: &str, extra: &[&str]) -> u64 {
@@ -71,34 +37,6 @@ fn submit(addr: &str, spec: &Path, broker: &str, topic: &str, extra: &[&str]) ->
     ];
     args.extend_from_slice(extra);
     ok(cli(addr, &args), "submit").parse().unwrap()
-}
-
-/// `logflow jobs --json`, by id.
-fn jobs(addr: &str) -> BTreeMap<u64, Value> {
-    ok(cli(addr, &["jobs", "--json"]), "jobs")
-        .lines()
-        .map(|l| {
-            let v: Value = serde_json::from_str(l).unwrap();
-            (v["id"].as_u64().unwrap(), v)
-        })
-        .collect()
-}
-
-/// Polls `jobs` until `done` holds for job `id`; returns its last status.
-fn wait_job(addr: &str, id: u64, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let started = Instant::now();
-    loop {
-        let all = jobs(addr);
-        let j = all[&id].clone();
-        if done(&j) {
-            return j;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(240),
-            "job {id} never {what}: {j}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 /// Submits the log-analysis job reading `input`'s lines from a socket this test serves and
@@ -184,7 +122,7 @@ fn jobs_are_submitted_listed_and_cancelled_on_a_running_cluster() {
     .into_iter()
     .collect();
 
-    let cluster = start_cluster(&addr, &dir, "cluster");
+    let cluster = start_cluster(&addr, &dir, "cluster", 2);
     assert!(jobs(&addr).is_empty());
 
     // Two jobs side by side, each read to the end of its topic.
@@ -347,7 +285,7 @@ fn stop_ends_a_job_gracefully_and_a_resubmission_goes_on_from_its_final_checkpoi
     create_outputs(&b, "cs2", Some("cs2"), &LOG_ANALYSES);
     b.topic("cs-logs", 4);
     assert_eq!(b.produce("cs-logs", &logs), EVENTS);
-    let cluster = start_cluster(&addr, &dir, "cluster");
+    let cluster = start_cluster(&addr, &dir, "cluster", 2);
     let stop = |job: u64| cli(&addr, &["stop", &job.to_string(), "--stop-timeout", "60s"]);
 
     // Stopped mid-read: `stop` waits until the job has stopped, and says so.
@@ -437,7 +375,7 @@ fn stop_ends_a_job_gracefully_and_a_resubmission_goes_on_from_its_final_checkpoi
 fn sigterm_stops_the_cluster_in_order() {
     let dir = tmpdir("cluster-sigterm");
     let addr = control(1);
-    let mut cluster = start_cluster(&addr, &dir, "cluster");
+    let mut cluster = start_cluster(&addr, &dir, "cluster", 2);
     let input = dir.join("logs.jsonl");
     gen("logs", "20000", &[], &input);
     // The log-analysis job over the file, results into `out`; its id.

@@ -20,19 +20,11 @@ use common::kafka::{
     assert_rows_present, assert_topics_equal_files, create_outputs, exactly_once_job, file_results,
     gen, log_keys, serial_broker, variant_spec, Broker, LOG_ANALYSES,
 };
-use common::recovery::{complete, latest_pids, signal_all};
+use common::recovery::{complete, latest_pids, newest, signal_all};
 use common::{bin, messages, run_ok, tmpdir};
 
 /// Records of the input topic: enough that each run is still reading when it is stopped.
 const EVENTS: u64 = 1_000_000;
-
-/// The epoch of the newest complete checkpoint in `ckpt` (0: none).
-fn newest(ckpt: &Path) -> u64 {
-    complete(ckpt).last().map_or(0, |d| {
-        let name = d.file_name().unwrap().to_str().unwrap();
-        name["epoch-".len()..].parse().unwrap()
-    })
-}
 
 /// Waits until `n` checkpoints newer than epoch `after` are complete while `job` runs.
 fn wait_for_new_checkpoints(job: &mut Proc, ckpt: &Path, after: u64, n: usize, name: &str) {

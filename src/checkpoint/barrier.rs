@@ -35,6 +35,7 @@ use serde::Serialize;
 use timely::progress::frontier::AntichainRef;
 
 use super::codec;
+use super::evolve::{SlotDef, StateRecord};
 use super::groups::{KeyRoute, Keyed, Owned, DEFAULT_KEY_GROUPS};
 use super::process::{
     fingerprint, grouped_fingerprint, next_step, now_ms, round_up, Checkpoints, Manifest, Part,
@@ -52,6 +53,8 @@ pub struct Checkpointer {
 struct Inner {
     /// Slot names, by slot index.
     names: Vec<String>,
+    /// The analyses each slot holds state for, and its state's layout, by slot index.
+    owners: Vec<(Vec<String>, u64)>,
     /// Restored states not yet taken, by slot name.
     restored: HashMap<String, Vec<u8>>,
     /// The slot names of the restored part.
@@ -97,6 +100,7 @@ impl Checkpointer {
             failed,
             inner: RefCell::new(Inner {
                 names: Vec::new(),
+                owners: Vec::new(),
                 restored_names: start.restored.iter().map(|(n, _)| n.clone()).collect(),
                 restored: start.restored.into_iter().collect(),
                 built: false,
@@ -112,12 +116,30 @@ impl Checkpointer {
     }
 
     /// A slot for one stateful operator. Every worker builds the same dataflow, so the n-th
-    /// slot is the same operator everywhere and in every run (the name says which, to catch
-    /// a dataflow that changed).
+    /// slot is the same operator everywhere and in every run. Its name says which analyses it
+    /// holds state for (see [`owned_by`]; `job`: the job's own, as the source positions), so
+    /// that a spec with analyses added or removed finds the others' states; a restored
+    /// checkpoint that predates that names slots by their index (its plan must be the same).
     pub fn slot(self: &Rc<Self>, kind: &str) -> Slot {
+        let (owners, layout) = OWNER.with(|o| o.borrow().clone()).unwrap_or_default();
         let mut inner = self.inner.borrow_mut();
         let index = inner.names.len();
-        inner.names.push(format!("{index}:{kind}"));
+        let name = if self.shared.named {
+            let label = match owners.is_empty() {
+                true => "job".to_string(),
+                false => owners.join("+"),
+            };
+            let name = format!("{label}:{kind}");
+            // Two operators of one kind for the same analyses: told apart by their order.
+            match inner.names.contains(&name) {
+                true => format!("{name}#{index}"),
+                false => name,
+            }
+        } else {
+            format!("{index}:{kind}")
+        };
+        inner.names.push(name);
+        inner.owners.push((owners, layout));
         inner.saved.push(None);
         inner.standing.push(None);
         Slot {
@@ -137,25 +159,109 @@ impl Checkpointer {
     }
 
     /// The dataflow is built (every slot registered): from now on a worker's part is written
-    /// once all its slots saved. A restored checkpoint must be of this dataflow, and every
-    /// restored state must have found its operator.
+    /// once all its slots saved. A restored checkpoint must be of this dataflow: with the
+    /// same plan (a checkpoint that predates per-analysis states), or with every slot's state
+    /// found (the same name and layout), except those of analyses added since (they start
+    /// empty) and removed since (their states are dropped).
     pub fn built(&self) -> Result<(), Error> {
         let mut inner = self.inner.borrow_mut();
         inner.built = true;
         let Some((epoch, manifest, _)) = &self.shared.restored else {
             return Ok(());
         };
-        if manifest.fingerprint != self.fingerprint(&inner)
-            || !inner.restored.is_empty()
-            || inner.restored_names != inner.names
-        {
-            return Err(Error::Usage(format!(
-                "checkpoint {epoch} in {} is of a different job or version (its analyses or \
-                 operators differ): remove the directory or use another one",
-                self.shared.store.dir().display()
+        let dir = self.shared.store.dir().display();
+        if manifest.state.is_none() || !self.shared.named {
+            if manifest.fingerprint != self.fingerprint(&inner)
+                || !inner.restored.is_empty()
+                || inner.restored_names != inner.names
+            {
+                return Err(Error::Usage(format!(
+                    "checkpoint {epoch} in {dir} is of a different job or version (its \
+                     analyses or operators differ): remove the directory or use another one"
+                )));
+            }
+            return Ok(());
+        }
+        let changes = &self.shared.changes;
+        let old = self.shared.restored_slots();
+        let all_in = |owners: &[String], set: &[String]| {
+            !owners.is_empty() && owners.iter().all(|o| set.contains(o))
+        };
+        let mut refused = Vec::new();
+        for (name, (owners, layout)) in inner.names.iter().zip(&inner.owners) {
+            match old.iter().find(|s| &s.name == name) {
+                Some(s) if s.layout == *layout => {}
+                Some(_) => refused.push(format!(
+                    "the state of {name} is laid out differently (the aggregates of the pass \
+                     its analyses share changed order)"
+                )),
+                None if all_in(owners, &changes.added) => {}
+                None => refused.push(
+                    match old.iter().find(|s| {
+                        s.name.rsplit_once(':').map(|(_, k)| k)
+                            == name.rsplit_once(':').map(|(_, k)| k)
+                            && s.owners.iter().any(|o| owners.contains(o))
+                    }) {
+                        Some(s) => format!(
+                            "analyses {} share one aggregation pass, which was saved for {}: a \
+                         shared pass is restored with the same analyses only (give an added \
+                         analysis another window, group_by or where; keep a removed one until \
+                         the pass starts afresh)",
+                            owners.join(", "),
+                            s.owners.join(", ")
+                        ),
+                        None => format!("the checkpoint has no state of {name}"),
+                    },
+                ),
+            }
+        }
+        for s in old {
+            if inner.names.contains(&s.name) {
+                continue;
+            }
+            if all_in(&s.owners, &changes.removed) {
+                inner.restored.remove(&s.name);
+            } else if refused.is_empty() {
+                refused.push(format!(
+                    "the state of {} has no operator in this job",
+                    s.name
+                ));
+            }
+        }
+        if !refused.is_empty() {
+            return Err(Error::SpecChange(format!(
+                "checkpoint {epoch} in {dir}: {} (or use another checkpoint directory)",
+                refused.join("; ")
+            )));
+        }
+        // What remains is a state no slot took (a slot that never restored): a bug, not a
+        // spec change.
+        if let Some(name) = inner.restored.keys().next() {
+            return Err(Error::Internal(format!(
+                "checkpoint {epoch} in {dir}: the state of {name} was not restored"
             )));
         }
         Ok(())
+    }
+
+    /// What this worker's slots hold, for the manifest: the job's source, its analyses and
+    /// every slot with its owners.
+    fn record(&self, inner: &Inner) -> Option<StateRecord> {
+        let sh = &self.shared;
+        sh.named.then(|| StateRecord {
+            source: sh.source.clone(),
+            analyses: sh.analyses.clone(),
+            slots: inner
+                .names
+                .iter()
+                .zip(&inner.owners)
+                .map(|(name, (owners, layout))| SlotDef {
+                    name: name.clone(),
+                    owners: owners.clone(),
+                    layout: *layout,
+                })
+                .collect(),
+        })
     }
 
     /// The dataflow's identity: its plan and operators, and (a checkpoint before key groups,
@@ -265,29 +371,36 @@ impl Checkpointer {
             .collect();
         inner.part_done = true;
         let fingerprint = self.fingerprint(&inner);
+        let record = self.record(&inner);
         let (step, last_at, hint) = (inner.step, inner.last_at, inner.hint);
         drop(inner);
-        if let Err(e) = self.write(epoch, &part, fingerprint, step, last_at, hint) {
+        let at = Barrier {
+            epoch,
+            fingerprint,
+            step,
+            last_at,
+            hint,
+        };
+        if let Err(e) = self.write(&at, &part, record) {
             self.fail(e);
         }
     }
 
-    fn write(
-        &self,
-        epoch: u64,
-        part: &Part,
-        fingerprint: u64,
-        step: u64,
-        last_at: Option<u64>,
-        hint: Option<u64>,
-    ) -> Result<(), Error> {
+    fn write(&self, at: &Barrier, part: &Part, state: Option<StateRecord>) -> Result<(), Error> {
+        let Barrier {
+            epoch,
+            fingerprint,
+            step,
+            last_at,
+            hint,
+        } = *at;
         let sh = &self.shared;
         let bytes = codec::encode(part)
             .map_err(|e| Error::Checkpoint(format!("checkpoint {epoch}: {e}")))?;
         // Before the part: whichever worker writes the manifest (after the last part) sees the
         // request, so the checkpoint is the last, for every process alike.
         if sh.stop_asked() {
-            sh.store.request_stop(epoch, self.worker)?;
+            sh.store.request_stop(epoch, self.worker, sh.savepoint())?;
         }
         sh.store.write_part(epoch, self.worker, &bytes)?;
         if !sh.store.has_parts(epoch, sh.workers) {
@@ -311,7 +424,9 @@ impl Checkpointer {
             // A legacy checkpoint's successors keep its routing, so they stay legacy.
             key_groups: (!sh.legacy).then_some(sh.key_groups),
             processes: sh.processes as u32,
-            savepoint: last && sh.savepoint(),
+            // Asked of one process (a cluster's `savepoint`): its stop request says so.
+            savepoint: last && (sh.savepoint() || sh.store.savepoint_requested(epoch)),
+            state,
         };
         let bytes = codec::encode(&manifest)
             .map_err(|e| Error::Checkpoint(format!("checkpoint {epoch}: {e}")))?;
@@ -321,9 +436,31 @@ impl Checkpointer {
     }
 }
 
+/// Where a worker's part is being written: the barrier and what its manifest carries.
+struct Barrier {
+    epoch: u64,
+    fingerprint: u64,
+    step: u64,
+    last_at: Option<u64>,
+    hint: Option<u64>,
+}
+
 thread_local! {
     /// The checkpointer of the dataflow being built on this thread (see [`building`]).
     static BUILDING: RefCell<Option<Rc<Checkpointer>>> = const { RefCell::new(None) };
+    /// The analyses whose operators are being built, and their state's layout (see
+    /// [`owned_by`]).
+    static OWNER: RefCell<Option<(Vec<String>, u64)>> = const { RefCell::new(None) };
+}
+
+/// Runs `build` (the operators of analyses `owners`) so that the slots they take are named
+/// by those analyses, with `layout` the hash of how their state is laid out: a restore finds
+/// each analysis's state by its name, whatever analyses come before it.
+pub fn owned_by<R>(owners: &[String], layout: u64, build: impl FnOnce() -> R) -> R {
+    let previous = OWNER.with(|o| o.replace(Some((owners.to_vec(), layout))));
+    let result = build();
+    OWNER.with(|o| *o.borrow_mut() = previous);
+    result
 }
 
 /// Runs `build` (a dataflow's construction) so that its stateful operators take their slots

@@ -12,6 +12,7 @@
 
 pub mod barrier;
 pub mod codec;
+pub mod evolve;
 pub mod groups;
 pub mod process;
 pub mod store;

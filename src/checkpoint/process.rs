@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::barrier::{Checkpointer, Start};
 use super::codec;
+use super::evolve::{self, Changes, StateRecord};
 use super::groups::{KeyRoute, DEFAULT_KEY_GROUPS};
 use super::store::Store;
 use crate::spec::plan::JobPlan;
@@ -42,6 +43,23 @@ pub struct Manifest {
     pub processes: u32,
     /// A savepoint: kept until removed, whatever `keep` says.
     pub savepoint: bool,
+    /// What each analysis's state depends on, and each slot's owners (`None`: a checkpoint of
+    /// a logflow before spec changes were allowed, restored only into the same plan).
+    pub state: Option<StateRecord>,
+}
+
+/// A manifest as written before the state's analyses were recorded in it.
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+struct ManifestV3 {
+    fingerprint: u64,
+    next: u64,
+    step: u64,
+    at_ms: u64,
+    last: bool,
+    key_groups: Option<u32>,
+    processes: u32,
+    savepoint: bool,
 }
 
 /// A manifest as written before key groups were recorded in it.
@@ -79,8 +97,17 @@ impl Manifest {
             key_groups: None,
             processes: 0,
             savepoint: false,
+            state: None,
         };
         codec::decode(bytes).or_else(|e| {
+            if let Ok(m) = codec::decode::<ManifestV3>(bytes) {
+                return Ok(Manifest {
+                    key_groups: m.key_groups,
+                    processes: m.processes,
+                    savepoint: m.savepoint,
+                    ..old(m.fingerprint, m.next, m.step, m.at_ms, m.last)
+                });
+            }
             if let Ok(m) = codec::decode::<ManifestV2>(bytes) {
                 return Ok(old(m.fingerprint, m.next, m.step, m.at_ms, m.last));
             }
@@ -208,6 +235,14 @@ pub struct Checkpoints {
     pub(super) interval_ms: u64,
     pub(super) granularity: u64,
     pub(super) plan_hash: u64,
+    /// What the job reads, and what each analysis's state depends on (recorded in manifests).
+    pub(super) source: String,
+    pub(super) analyses: Vec<evolve::AnalysisDef>,
+    /// Slots are named by the analyses they hold (`<analyses>:<kind>`); `false` when the
+    /// restored checkpoint predates that (its slots are `<index>:<kind>`, the plan the same).
+    pub(super) named: bool,
+    /// Analyses added and removed since the restored checkpoint.
+    pub(super) changes: Changes,
     pub(super) restored: Option<(u64, Manifest, Vec<Part>)>,
     /// Told how long each completed checkpoint took (the runtime records it as a metric).
     on_completed: OnCompleted,
@@ -221,8 +256,9 @@ pub struct Checkpoints {
     stop_asked: StopAsked,
     /// A checkpoint whose manifest says it is the last completed: the workers stop.
     last_passed: AtomicBool,
-    /// The last checkpoint (a stop's) is a savepoint, kept until removed (`--savepoint`).
-    savepoint: bool,
+    /// The last checkpoint (a stop's) is a savepoint, kept until removed (`--savepoint`, or
+    /// a cluster's `logflow savepoint JOB` once the job runs).
+    savepoint: AtomicBool,
     /// (epoch, when last looked, found): another process's stop request for the pending
     /// checkpoint, looked for at most every [`PEER_STOP_POLL`].
     peer_stop: Mutex<(u64, Option<Instant>, bool)>,
@@ -267,6 +303,10 @@ impl Checkpoints {
         let loaded = store.latest()?;
         let mut restored = None;
         let mut kept = None;
+        let source = evolve::source_of(plan);
+        let analyses = evolve::analyses_of(plan);
+        let mut changes = Changes::default();
+        let mut named = true;
         if let Some(l) = loaded {
             for s in &l.skipped {
                 tracing::warn!("logflow: {s}");
@@ -298,6 +338,13 @@ impl Checkpoints {
                 }
                 _ => {}
             }
+            match &manifest.state {
+                Some(st) => {
+                    changes = evolve::compare(&st.source, &st.analyses, &source, &analyses)
+                        .map_err(|e| e.context(&format!("checkpoint {} in {}", l.epoch, c.dir)))?;
+                }
+                None => named = false,
+            }
             let parts = l
                 .parts
                 .iter()
@@ -322,8 +369,24 @@ impl Checkpoints {
                     manifest.key_groups.unwrap_or_default()
                 );
             }
+            if leader {
+                for a in &changes.added {
+                    tracing::info!("logflow: analysis {a} is new: starts empty");
+                }
+                for a in &changes.removed {
+                    tracing::info!(
+                        "logflow: analysis {a} was removed: its state in checkpoint {} is dropped",
+                        l.epoch
+                    );
+                }
+            }
             kept = Some(l.epoch);
             restored = Some((l.epoch, manifest, parts));
+        } else if c.restore {
+            return Err(Error::Usage(format!(
+                "--from-checkpoint {}: no checkpoint there to continue from",
+                c.dir
+            )));
         } else {
             tracing::info!("logflow: no checkpoint in {} yet: starting afresh", c.dir);
         }
@@ -356,6 +419,10 @@ impl Checkpoints {
             interval_ms: c.interval_ms.max(1) as u64,
             granularity: plan.granularity_ms.max(1) as u64,
             plan_hash,
+            source,
+            analyses,
+            named,
+            changes,
             restored,
             on_completed,
             started: Mutex::new((0, None)),
@@ -363,7 +430,7 @@ impl Checkpoints {
             _lock: lock,
             stop_asked,
             last_passed: AtomicBool::new(false),
-            savepoint: c.savepoint,
+            savepoint: AtomicBool::new(c.savepoint),
             peer_stop: Mutex::new((0, None, false)),
             last_polled: Mutex::new(None),
         })))
@@ -371,7 +438,17 @@ impl Checkpoints {
 
     /// Whether the checkpoint a stop ends with is a savepoint.
     pub(super) fn savepoint(&self) -> bool {
-        self.savepoint
+        self.savepoint.load(Ordering::SeqCst)
+    }
+
+    /// The checkpoint directory.
+    pub fn dir(&self) -> &std::path::Path {
+        self.store.dir()
+    }
+
+    /// The checkpoint the job's stop ends with is to be a savepoint (asked before the stop).
+    pub fn keep_savepoint(&self) {
+        self.savepoint.store(true, Ordering::SeqCst);
     }
 
     /// Whether this process's share of the job was asked to stop.
@@ -443,6 +520,15 @@ impl Checkpoints {
         match &self.restored {
             Some((_, _, parts)) if self.rescaled => Some(parts.len()),
             _ => None,
+        }
+    }
+
+    /// The slots of the restored checkpoint, with their owners (a checkpoint that records
+    /// them).
+    pub(super) fn restored_slots(&self) -> &[evolve::SlotDef] {
+        match &self.restored {
+            Some((_, m, _)) => m.state.as_ref().map_or(&[][..], |s| &s.slots[..]),
+            None => &[],
         }
     }
 
@@ -574,6 +660,7 @@ impl Checkpoints {
             key_groups: Some(self.key_groups),
             processes: 1,
             savepoint: false,
+            state: None,
         };
         let part = codec::encode(&part.to_vec()).expect("part encodes");
         self.store
@@ -623,6 +710,7 @@ mod tests {
             key_groups: Some(128),
             processes: 1,
             savepoint: false,
+            state: None,
         }
     }
 
@@ -724,6 +812,54 @@ mod tests {
     }
 
     #[test]
+    fn a_checkpoint_recording_its_analyses_allows_added_and_removed_ones_only() {
+        let dir = std::env::temp_dir().join(format!("logflow-evolve-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let with = |analyses: &str| {
+            let text = format!(
+                "name = \"j\"\n[source]\nkind = \"file\"\npath = \"in.jsonl\"\n\
+                 format = \"json\"\n[checkpoint]\ndir = \"{}\"\n{analyses}",
+                dir.display()
+            );
+            crate::spec::load_text("j.toml", &text).unwrap()
+        };
+        let analysis = |name: &str, size: &str| {
+            format!(
+                "[[analysis]]\nname = \"{name}\"\nwindow = {{ size = \"{size}\" }}\n\
+                 select = [\"count() as c\"]\n"
+            )
+        };
+        let old = with(&format!("{}{}", analysis("a", "1m"), analysis("b", "1m")));
+        let m = Manifest {
+            state: Some(StateRecord {
+                source: evolve::source_of(&old),
+                analyses: evolve::analyses_of(&old),
+                slots: Vec::new(),
+            }),
+            ..manifest(false)
+        };
+        write(&dir, 1, &codec::encode(&m).unwrap());
+        let c = open(
+            &with(&format!("{}{}", analysis("c", "5m"), analysis("b", "1m"))),
+            2,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(c.changes.added, ["c"]);
+        assert_eq!(c.changes.removed, ["a"]);
+        assert!(c.named);
+        drop(c);
+        let err = open(&with(&analysis("b", "2m")), 1).err().unwrap();
+        assert_eq!(err.exit_code(), 2);
+        let err = err.to_string();
+        assert!(
+            err.starts_with("checkpoint 5 in ") && err.contains("analysis b: window changed"),
+            "{err}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn manifests_of_the_previous_version_decode_as_not_the_last() {
         let old = codec::encode(&ManifestV1 {
             fingerprint: 7,
@@ -749,11 +885,33 @@ mod tests {
         .unwrap();
         let m2 = Manifest::decode(&v2).unwrap();
         assert_eq!((m2.last, m2.key_groups, m2.savepoint), (true, None, false));
+        // The version with key groups, before the analyses' states were recorded.
+        let v3 = codec::encode(&ManifestV3 {
+            fingerprint: 7,
+            next: 9_000,
+            step: 1_000,
+            at_ms: 42,
+            last: true,
+            key_groups: Some(64),
+            processes: 2,
+            savepoint: true,
+        })
+        .unwrap();
+        let m3 = Manifest::decode(&v3).unwrap();
+        assert_eq!(
+            (m3.key_groups, m3.processes, m3.savepoint, m3.state),
+            (Some(64), 2, true, None)
+        );
         let new = Manifest {
             last: true,
             key_groups: Some(128),
             processes: 2,
             savepoint: true,
+            state: Some(StateRecord {
+                source: "file x".into(),
+                analyses: Vec::new(),
+                slots: Vec::new(),
+            }),
             ..m
         };
         assert_eq!(

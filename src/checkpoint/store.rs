@@ -63,6 +63,11 @@ fn epoch_dir_name(epoch: u64) -> String {
     format!("epoch-{epoch:020}")
 }
 
+/// The directory of checkpoint `epoch` in checkpoint directory `dir`.
+pub fn epoch_path(dir: &Path, epoch: u64) -> PathBuf {
+    dir.join(epoch_dir_name(epoch))
+}
+
 /// Frames `payload` with the header.
 fn frame(payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER + payload.len());
@@ -241,10 +246,23 @@ impl Store {
 
     /// Records that worker `worker`'s job was asked to stop, before it writes its part of
     /// checkpoint `epoch`: the manifest written once every part is there sees it.
-    pub fn request_stop(&self, epoch: u64, worker: usize) -> Result<(), Error> {
+    /// `savepoint`: the checkpoint is to be kept as a savepoint (whichever process writes the
+    /// manifest may not have been asked yet).
+    pub fn request_stop(&self, epoch: u64, worker: usize, savepoint: bool) -> Result<(), Error> {
         let dir = self.epoch_dir(epoch);
         crate::sandbox::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-        write_atomic(&dir.join(format!("{STOP}{worker}")), &frame(&[]))
+        let payload: &[u8] = if savepoint { &[1] } else { &[] };
+        write_atomic(&dir.join(format!("{STOP}{worker}")), &frame(payload))
+    }
+
+    /// Whether a stop request for checkpoint `epoch` asked for a savepoint.
+    pub fn savepoint_requested(&self, epoch: u64) -> bool {
+        fs::read_dir(self.epoch_dir(epoch)).is_ok_and(|entries| {
+            entries.filter_map(|e| e.ok()).any(|e| {
+                e.file_name().to_str().is_some_and(|n| n.starts_with(STOP))
+                    && read_bounded(&e.path()).is_ok_and(|b| unframe(&b).is_ok_and(|p| p == [1]))
+            })
+        })
     }
 
     /// Whether a worker recorded a stop request for checkpoint `epoch`
@@ -416,7 +434,8 @@ mod tests {
         let d = tmp("stop");
         let s = Store::open(&d).unwrap();
         assert!(!s.stop_requested(5), "no directory yet");
-        s.request_stop(5, 1).unwrap();
+        s.request_stop(5, 1, false).unwrap();
+        assert!(!s.savepoint_requested(5));
         assert!(s.stop_requested(5));
         assert!(!s.stop_requested(6));
         checkpoint(&s, 5, 3);
@@ -424,7 +443,8 @@ mod tests {
         assert_eq!((l.epoch, l.parts.len()), (5, 2));
         assert!(l.skipped.is_empty(), "{:?}", l.skipped);
         // A request recorded for a checkpoint that never completed goes with it.
-        s.request_stop(6, 0).unwrap();
+        s.request_stop(6, 0, true).unwrap();
+        assert!(s.savepoint_requested(6) && !s.savepoint_requested(5));
         assert_eq!(s.discard_after(Some(5)).unwrap(), [6]);
         assert!(!s.stop_requested(6));
         fs::remove_dir_all(&d).unwrap();

@@ -22,9 +22,11 @@ pub fn check(args: CheckArgs) -> Result<(), Error> {
         .filter(|b| !b.is_empty());
     let mut notes = args.overrides.describe(&plan, env_brokers.as_deref());
     // A spec meant to be completed on the command line is valid: say what it needs.
-    let undecided = plan
-        .checkpoint
-        .take_if(|c| c.dir.is_empty() && args.overrides.checkpoint_dir.is_none());
+    let undecided = plan.checkpoint.take_if(|c| {
+        c.dir.is_empty()
+            && args.overrides.checkpoint_dir.is_none()
+            && args.overrides.from_checkpoint.is_none()
+    });
     args.overrides.apply(&mut plan, env_brokers.as_deref())?;
     if let Some(c) = undecided {
         if let Some(why) = plan.source.kind.checkpoint_refusal() {

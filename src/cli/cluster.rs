@@ -380,8 +380,52 @@ pub fn cancel(a: CancelArgs) -> Result<(), Error> {
 
 /// Stops a job gracefully and waits until it has stopped (or `--stop-timeout` passed).
 pub fn stop(a: StopArgs) -> Result<(), Error> {
-    let (addr, reply) = a.addr.call(&Request::Stop { job: a.job })?;
-    let Reply::StopRequested { job } = reply else {
+    stop_job(&a, false).map(|_| ())
+}
+
+/// Stops a job at a savepoint, waits until it has stopped, and prints the savepoint's
+/// directory.
+pub fn savepoint(a: StopArgs) -> Result<(), Error> {
+    let Some(dir) = stop_job(&a, true)? else {
+        return Err(Error::Peer(format!(
+            "the cluster did not say where job {}'s checkpoints are",
+            a.job
+        )));
+    };
+    // The newest savepoint there is the job's: one run of a job uses its directory at a time.
+    let found = crate::checkpoint::process::list(std::path::Path::new(&dir))?
+        .into_iter()
+        .find(|s| s.savepoint && s.read.is_ok());
+    let Some(s) = found else {
+        return Err(Error::Checkpoint(format!(
+            "job {} stopped, but {dir} holds no savepoint (is the directory shared with this \
+             host?)",
+            a.job
+        )));
+    };
+    let path = crate::checkpoint::store::epoch_path(std::path::Path::new(&dir), s.epoch);
+    tracing::info!(
+        "logflow: job {} stopped at savepoint {} ({}): `logflow submit SPEC --from-checkpoint {dir}` \
+         continues from it",
+        a.job,
+        s.epoch,
+        path.display()
+    );
+    super::stdout_result(writeln!(std::io::stdout(), "{}", path.display()))
+}
+
+/// Stops a job gracefully (at a savepoint: `savepoint`) and waits until it has stopped;
+/// returns the job's checkpoint directory when the cluster named it.
+fn stop_job(a: &StopArgs, savepoint: bool) -> Result<Option<String>, Error> {
+    let (addr, reply) = a.addr.call(&Request::Stop {
+        job: a.job,
+        savepoint,
+    })?;
+    let Reply::StopRequested {
+        job,
+        checkpoint_dir,
+    } = reply
+    else {
         return Err(unexpected(&reply));
     };
     tracing::info!(
@@ -407,7 +451,7 @@ pub fn stop(a: StopArgs) -> Result<(), Error> {
                     s.records_in,
                     s.records_out
                 );
-                return Ok(());
+                return Ok(checkpoint_dir);
             }
             JobState::Stopping => {}
             other => {

@@ -50,6 +50,10 @@ enum Command {
     /// Stop a job on a cluster gracefully: stop reading, take the final checkpoint, flush the
     /// sinks; waits until it is `stopped`.
     Stop(cluster::StopArgs),
+    /// Stop a job on a cluster at a savepoint: as `stop`, and its final checkpoint is kept
+    /// until removed; prints the savepoint's directory (`submit --from-checkpoint` continues
+    /// from it, on a cluster of any size).
+    Savepoint(cluster::StopArgs),
     /// Cancel a job on a cluster: its dataflow is dropped on every worker.
     Cancel(cluster::CancelArgs),
     /// List the checkpoints of a checkpoint directory: epoch, layout, key groups, barrier,
@@ -99,6 +103,7 @@ pub fn main() -> i32 {
         Command::Submit(args) => cluster::submit(args),
         Command::Jobs(args) => cluster::jobs(args),
         Command::Stop(args) => cluster::stop(args),
+        Command::Savepoint(args) => cluster::savepoint(args),
         Command::Cancel(args) => cluster::cancel(args),
         Command::Tail(args) => tail::tail(args),
         Command::Top(args) => top::top(args),

@@ -40,9 +40,12 @@ pub enum Request {
     Cancel {
         job: u64,
     },
-    /// Stop a job gracefully: stop reading, take the final checkpoint, flush the sinks.
+    /// Stop a job gracefully: stop reading, take the final checkpoint, flush the sinks; with
+    /// `savepoint`, that checkpoint is kept until removed (`logflow savepoint`).
     Stop {
         job: u64,
+        #[serde(default)]
+        savepoint: bool,
     },
     /// Stop the cluster: every job stops gracefully (as `stop` stops one), then every process
     /// exits; with `now`, every job is cancelled at once instead.
@@ -65,9 +68,12 @@ pub enum Reply {
     Cancelled {
         job: u64,
     },
-    /// The job was asked to stop (`logflow jobs` shows it `stopped` once it did).
+    /// The job was asked to stop (`logflow jobs` shows it `stopped` once it did); a
+    /// savepoint goes into `checkpoint_dir`.
     StopRequested {
         job: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        checkpoint_dir: Option<String>,
     },
     Stopping,
     /// The request failed; `exit_code` follows docs/design.md (2: bad spec or usage, 1: runtime).
@@ -281,7 +287,8 @@ mod tests {
                 Just(Request::Jobs),
                 any::<bool>().prop_map(|now| Request::Shutdown { now }),
                 any::<u64>().prop_map(|job| Request::Cancel { job }),
-                any::<u64>().prop_map(|job| Request::Stop { job }),
+                (any::<u64>(), any::<bool>())
+                    .prop_map(|(job, savepoint)| Request::Stop { job, savepoint }),
                 (".{0,64}", ".{0,32}").prop_map(|(spec, path)| Request::Submit {
                     spec,
                     path,

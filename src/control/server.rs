@@ -318,7 +318,11 @@ impl Endpoint {
                 job,
                 reason: None,
             },
-            Request::Stop { job } => Command::Stop { ticket, job },
+            Request::Stop { job, savepoint } => Command::Stop {
+                ticket,
+                job,
+                savepoint,
+            },
             Request::Shutdown { now } => Command::Shutdown {
                 ticket,
                 now,

@@ -68,8 +68,13 @@ pub enum Command {
         job: u64,
         reason: Option<String>,
     },
-    /// Stop a job gracefully (each process's workers stop it as `run` stops on SIGTERM).
-    Stop { ticket: u64, job: u64 },
+    /// Stop a job gracefully (each process's workers stop it as `run` stops on SIGTERM); with
+    /// `savepoint`, its final checkpoint is kept until removed.
+    Stop {
+        ticket: u64,
+        job: u64,
+        savepoint: bool,
+    },
     Stats {
         job: u64,
         process: usize,
@@ -504,16 +509,42 @@ impl Session<'_> {
                     };
                     self.answer(ticket, reply);
                 }
-                Command::Stop { ticket, job } => {
+                Command::Stop {
+                    ticket,
+                    job,
+                    savepoint,
+                } => {
+                    // Every worker decides alike: the plan is the same everywhere.
+                    let keeps = self
+                        .jobs
+                        .get(&job)
+                        .is_some_and(|j| j.proc.plan.checkpoint.is_some());
+                    if savepoint && !keeps && self.table.get(job).is_some_and(|s| s.state.live()) {
+                        let e = Error::Usage(format!(
+                            "job {job} keeps no checkpoints, so it has no savepoint: submit it \
+                             with --checkpoint-dir DIR (or a [checkpoint] section); `logflow \
+                             stop {job}` stops it"
+                        ));
+                        self.answer(ticket, Reply::error(&e));
+                        continue;
+                    }
                     let asked = self.table.stopping(job);
                     if asked && worker.index() == 0 {
-                        tracing::info!("logflow cluster: job {job} stopping");
+                        let at = if savepoint { " at a savepoint" } else { "" };
+                        tracing::info!("logflow cluster: job {job} stopping{at}");
                     }
+                    let mut checkpoint_dir = None;
                     if let Some(j) = self.jobs.get(&job) {
+                        if savepoint {
+                            checkpoint_dir = j.proc.opened.keep_savepoint();
+                        }
                         j.proc.opened.stop.request();
                     }
                     let reply = match self.table.get(job) {
-                        _ if asked => Reply::StopRequested { job },
+                        _ if asked => Reply::StopRequested {
+                            job,
+                            checkpoint_dir,
+                        },
                         None => Reply::error(&Error::Usage(format!("no job {job}"))),
                         Some(s) => Reply::error(&Error::Usage(format!(
                             "job {job} is not running (it {})",

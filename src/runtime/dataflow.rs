@@ -12,6 +12,7 @@ use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::operators::Inspect;
 
 use super::ingest::{ingest, IngestConfig, IngestShared, LatenessRule, ProgressBoard};
+use crate::checkpoint::{barrier, evolve};
 use crate::metrics::Metrics;
 use crate::operators::complete_aggregate::CompleteAggregate;
 use crate::operators::intersect::Intersect;
@@ -117,7 +118,14 @@ pub fn build<'scope>(
     let key_lens: Rc<Vec<usize>> = Rc::new(plan.analyses.iter().map(|a| a.key_len).collect());
     // The partials of the nodes that read events come from ingest, in node order.
     let mut from_ingest = partials.into_iter();
-    for node in nodes {
+    for (n, node) in nodes.into_iter().enumerate() {
+        // Its operators' checkpoint slots are named by the analyses of the pass.
+        let owners: Vec<String> = node
+            .analyses
+            .iter()
+            .map(|&a| plan.analyses[a].name.clone())
+            .collect();
+        let layout = evolve::node_layout(plan, n);
         let projections: Vec<_> = node
             .analyses
             .iter()
@@ -168,64 +176,69 @@ pub fn build<'scope>(
             .analyses
             .first()
             .and_then(|&a| plan.analyses[a].max_keys);
-        let rows = if let (Some(max), Some(overflow)) = (max_keys, plan.overflow_analysis()) {
-            let names: Vec<String> = node
-                .analyses
-                .iter()
-                .map(|&a| plan.analyses[a].name.clone())
-                .collect();
-            let reason =
-                Value::Str(format!("beyond the first {max} keys of the window (max_keys)").into());
-            let overflow = overflow as u32;
-            input
-                .window_aggregate_capped(Rc::clone(&node), max)
-                .flat_map(move |l: Limited| {
-                    let mut out = Vec::new();
-                    match l.values {
-                        Some(mut values) => project(
-                            Closed {
+        let rows = barrier::owned_by(&owners, layout, || {
+            if let (Some(max), Some(overflow)) = (max_keys, plan.overflow_analysis()) {
+                let names: Vec<String> = node
+                    .analyses
+                    .iter()
+                    .map(|&a| plan.analyses[a].name.clone())
+                    .collect();
+                let reason = Value::Str(
+                    format!("beyond the first {max} keys of the window (max_keys)").into(),
+                );
+                let overflow = overflow as u32;
+                input
+                    .window_aggregate_capped(Rc::clone(&node), max)
+                    .flat_map(move |l: Limited| {
+                        let mut out = Vec::new();
+                        match l.values {
+                            Some(mut values) => project(
+                                Closed {
+                                    start: l.start,
+                                    end: l.end,
+                                    key: l.key,
+                                    values: &mut values,
+                                },
+                                &mut out,
+                            ),
+                            None => out.extend(names.iter().map(|name| Row {
+                                analysis: overflow,
                                 start: l.start,
                                 end: l.end,
-                                key: l.key,
-                                values: &mut values,
-                            },
-                            &mut out,
-                        ),
-                        None => out.extend(names.iter().map(|name| Row {
-                            analysis: overflow,
-                            start: l.start,
-                            end: l.end,
-                            values: vec![
-                                Value::Str(name.as_str().into()),
-                                Value::List(l.key.clone()),
-                                reason.clone(),
-                            ],
-                            retract: false,
-                        })),
-                    }
-                    out
-                })
-        } else if let Some(trigger) = node.complete {
-            input.complete_aggregate(Rc::clone(&node), trigger.max(1) as u64, project)
-        } else if node.windows.session && node.update {
-            input
-                .session_updates(Rc::clone(&node), project)
-                .upserts(Rc::clone(&key_lens))
-        } else if node.windows.session {
-            input.session_aggregate(Rc::clone(&node), project)
-        } else if node.update {
-            input
-                .update_aggregate(Rc::clone(&node), project)
-                .upserts(Rc::clone(&key_lens))
-        } else {
-            input.window_aggregate(Rc::clone(&node), project)
-        };
+                                values: vec![
+                                    Value::Str(name.as_str().into()),
+                                    Value::List(l.key.clone()),
+                                    reason.clone(),
+                                ],
+                                retract: false,
+                            })),
+                        }
+                        out
+                    })
+            } else if let Some(trigger) = node.complete {
+                input.complete_aggregate(Rc::clone(&node), trigger.max(1) as u64, project)
+            } else if node.windows.session && node.update {
+                input
+                    .session_updates(Rc::clone(&node), project)
+                    .upserts(Rc::clone(&key_lens))
+            } else if node.windows.session {
+                input.session_aggregate(Rc::clone(&node), project)
+            } else if node.update {
+                input
+                    .update_aggregate(Rc::clone(&node), project)
+                    .upserts(Rc::clone(&key_lens))
+            } else {
+                input.window_aggregate(Rc::clone(&node), project)
+            }
+        });
         for &a in node.analyses.iter().filter(|a| read_by_others.contains(a)) {
             let id = a as u32;
             streams[a] = Some(rows.clone().filter(move |r: &Row| r.analysis == id));
         }
         outputs.push(rows);
     }
+    // What each analysis's state depends on: a derived one's slot layout.
+    let defs = evolve::analyses_of(plan);
     for (idx, an) in plan.analyses.iter().enumerate() {
         let AnalysisKind::Derived { from, detector } = &an.kind else {
             continue;
@@ -235,7 +248,12 @@ pub fn build<'scope>(
         };
         let id = idx as u32;
         let key_len = an.key_len;
-        let derived = match detector {
+        let owners = [an.name.clone()];
+        let layout = defs
+            .iter()
+            .find(|d| d.name == an.name)
+            .map_or(0, evolve::AnalysisDef::layout);
+        let derived = barrier::owned_by(&owners, layout, || match detector {
             Detector::Pass => input.map(move |mut r: Row| {
                 r.analysis = id;
                 r
@@ -258,7 +276,7 @@ pub fn build<'scope>(
                     plan.horizon_of(*from),
                 )
             }
-        };
+        });
         let derived = match an.having.clone() {
             Some(h) => derived.filter(move |r: &Row| h.test(&r.values[..])),
             None => derived,

@@ -365,6 +365,14 @@ impl Opened {
         }
     }
 
+    /// The checkpoint the job's graceful stop ends with is to be a savepoint; its directory
+    /// (`None`: the job keeps no checkpoints, and no savepoint can be taken).
+    pub(crate) fn keep_savepoint(&self) -> Option<String> {
+        let c = self.checkpoints.as_ref()?;
+        c.keep_savepoint();
+        Some(c.dir().display().to_string())
+    }
+
     /// The job's final checkpoint completed (it keeps checkpoints and was asked to stop): its
     /// workers drop the dataflow.
     pub(crate) fn stopped_at_checkpoint(&self) -> bool {

@@ -111,6 +111,12 @@ pub struct Overrides {
     #[arg(long)]
     #[serde(default)]
     pub savepoint: bool,
+    /// Continue from the newest checkpoint or savepoint in DIR, taken with any number of
+    /// processes and workers, and keep checkpoints there (as --checkpoint-dir DIR, but a DIR
+    /// without a checkpoint is an error rather than a fresh start).
+    #[arg(long, value_name = "DIR")]
+    #[serde(default)]
+    pub from_checkpoint: Option<PathBuf>,
 }
 
 impl Overrides {
@@ -125,6 +131,9 @@ impl Overrides {
             *d = cwd.join(&*d);
         }
         if let Some(d) = self.checkpoint_dir.as_mut() {
+            *d = cwd.join(&*d);
+        }
+        if let Some(d) = self.from_checkpoint.as_mut() {
             *d = cwd.join(&*d);
         }
         Ok(self)
@@ -214,12 +223,26 @@ impl Overrides {
             ) => *sink = SinkConfig::Console,
             _ => {}
         }
-        if let Some(dir) = &self.checkpoint_dir {
+        let dir = match (&self.checkpoint_dir, &self.from_checkpoint) {
+            (Some(c), Some(f)) if c != f => {
+                return Err(Error::Usage(format!(
+                    "--from-checkpoint {} keeps the job's checkpoints there: leave out \
+                     --checkpoint-dir {} (or give the same directory)",
+                    f.display(),
+                    c.display()
+                )))
+            }
+            (c, f) => f.as_ref().or(c.as_ref()),
+        };
+        if let Some(dir) = dir {
             let dir = dir.display().to_string();
             match plan.checkpoint.as_mut() {
                 Some(c) => c.dir = dir,
                 None => plan.checkpoint = Some(CheckpointPlan::in_dir(dir)),
             }
+        }
+        if let Some(c) = plan.checkpoint.as_mut() {
+            c.restore = self.from_checkpoint.is_some();
         }
         if self.savepoint {
             match plan.checkpoint.as_mut() {
@@ -293,6 +316,13 @@ impl Overrides {
             };
             d.push(format!("--checkpoint-dir {}: {what}", c.display()));
         }
+        if let Some(f) = &self.from_checkpoint {
+            d.push(format!(
+                "--from-checkpoint {}: continues from its newest checkpoint (on any layout) \
+                 and keeps checkpoints there",
+                f.display()
+            ));
+        }
         if self.stop_at_end {
             d.push("--stop-at-end: reads to the end offsets as of start, then exits".into());
         }
@@ -322,6 +352,10 @@ impl Overrides {
         flag(
             "--checkpoint-dir",
             self.checkpoint_dir.clone().map(Into::into),
+        );
+        flag(
+            "--from-checkpoint",
+            self.from_checkpoint.clone().map(Into::into),
         );
         if self.stop_at_end {
             a.push("--stop-at-end".into());
@@ -445,6 +479,23 @@ mod tests {
         o.apply(&mut p, None).unwrap();
         let c = p.checkpoint.expect("checkpoints");
         assert_eq!((c.dir.as_str(), c.interval_ms), ("/tmp/ck", 2000));
+        assert!(!c.restore);
+        // `--from-checkpoint DIR`: the same directory, and a checkpoint must be there.
+        let mut p = load();
+        let o = Overrides {
+            from_checkpoint: Some("/tmp/sp".into()),
+            ..Overrides::default()
+        };
+        o.apply(&mut p, None).unwrap();
+        let c = p.checkpoint.expect("checkpoints");
+        assert_eq!((c.dir.as_str(), c.restore), ("/tmp/sp", true));
+        let o = Overrides {
+            checkpoint_dir: Some("/tmp/ck".into()),
+            from_checkpoint: Some("/tmp/sp".into()),
+            ..Overrides::default()
+        };
+        let err = o.apply(&mut load(), None).unwrap_err().to_string();
+        assert!(err.contains("leave out --checkpoint-dir /tmp/ck"), "{err}");
     }
 
     #[test]
@@ -458,6 +509,7 @@ mod tests {
             stop_at_end: true,
             checkpoint_dir: Some("/tmp/ck".into()),
             savepoint: true,
+            from_checkpoint: Some("/tmp/ck".into()),
         };
         #[derive(clap::Parser)]
         struct P {

@@ -2,10 +2,13 @@
 //! check that losing one process stops the others with the lost peer named.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)] // test helpers fail loudly
 
+use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
+
+use serde_json::Value;
 
 /// Writes `addresses` as a hostfile.
 pub fn hostfile(dir: &Path, addresses: &[String]) -> PathBuf {
@@ -132,5 +135,72 @@ pub fn assert_loss_is_named(procs: &mut [Proc], lost: usize, address: &str, limi
             err.contains(&named),
             "process {i} does not say {named:?}:\n{err}"
         );
+    }
+}
+
+/// The control endpoint's port: `LOGFLOW_IT_CONTROL_PORT` (so several checkouts can test at
+/// once), plus `offset` for each test of this file (they run in parallel).
+pub fn control(offset: u16) -> String {
+    let port: u16 = std::env::var("LOGFLOW_IT_CONTROL_PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(19479);
+    format!("127.0.0.1:{}", port + offset)
+}
+
+/// `logflow cluster start -n PROCESSES -w 1`, once its control endpoint answers.
+pub fn start_cluster(addr: &str, dir: &Path, name: &str, processes: usize) -> Proc {
+    let mut c = super::bin();
+    let n = processes.to_string();
+    c.args(["cluster", "start", "-n", &n, "-w", "1", "--control", addr]);
+    let mut cluster = Proc::spawn(c, dir, name, Stdio::null());
+    cluster.wait_for("control endpoint at", Duration::from_secs(60));
+    cluster
+}
+
+/// `logflow <args> --cluster ADDR`.
+pub fn cli(addr: &str, args: &[&str]) -> Output {
+    super::bin()
+        .args(args)
+        .args(["--cluster", addr])
+        .output()
+        .unwrap()
+}
+
+pub fn ok(out: Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// `logflow jobs --json`, by id.
+pub fn jobs(addr: &str) -> BTreeMap<u64, Value> {
+    ok(cli(addr, &["jobs", "--json"]), "jobs")
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            (v["id"].as_u64().unwrap(), v)
+        })
+        .collect()
+}
+
+/// Polls `jobs` until `done` holds for job `id`; returns its last status.
+pub fn wait_job(addr: &str, id: u64, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let started = Instant::now();
+    loop {
+        let all = jobs(addr);
+        let j = all[&id].clone();
+        if done(&j) {
+            return j;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(240),
+            "job {id} never {what}: {j}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
     }
 }

@@ -301,3 +301,72 @@ pub fn assert_fell_back(err: &str, damaged: &str, previous: &str) {
         "not restored from the previous checkpoint:\n{err}"
     );
 }
+
+/// The epoch of the newest complete checkpoint in `ckpt` (0: none).
+pub fn newest(ckpt: &Path) -> u64 {
+    complete(ckpt).last().map_or(0, |d| {
+        let name = d.file_name().unwrap().to_str().unwrap();
+        name["epoch-".len()..].parse().unwrap()
+    })
+}
+
+/// Runs `job` until `n` checkpoints after epoch `after` are complete, then stops it: with
+/// SIGTERM (a graceful stop: one more, final, checkpoint; exit 0), or with SIGKILL to its
+/// `processes` (a crash: the newest complete checkpoint is where it goes on).
+pub fn stop_after_checkpoints(
+    job: Command,
+    dir: &Path,
+    name: &str,
+    ckpt: &Path,
+    after: u64,
+    n: usize,
+    kill: Option<usize>,
+) {
+    let mut p = Proc::spawn(job, dir, name, Stdio::null());
+    let started = Instant::now();
+    let mut seen = vec![after];
+    while seen.len() <= n {
+        assert!(
+            p.child.try_wait().unwrap().is_none(),
+            "{name}: ended before {n} checkpoints (make the input larger):\n{}",
+            p.stderr_text()
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "{name}: no checkpoints"
+        );
+        let e = newest(ckpt);
+        if e > *seen.last().unwrap() {
+            seen.push(e);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let Some(processes) = kill else {
+        signal_all(&[p.child.id().to_string()], "-TERM");
+        let status = p.wait(Duration::from_secs(60));
+        let err = p.stderr_text();
+        assert_eq!(status.and_then(|s| s.code()), Some(0), "{name}:\n{err}");
+        return;
+    };
+    signal_all(&latest_pids(&p.stderr_text(), processes), "-KILL");
+    let status = p.wait(Duration::from_secs(60));
+    assert!(status.is_some_and(|s| !s.success()), "{name}: {status:?}");
+}
+
+/// The newest checkpoint's listing line and its file input position.
+pub fn latest(ckpt: &Path, logs: &Path) -> (String, u64) {
+    let out = super::run_ok(&["checkpoints", ckpt.to_str().unwrap()]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut lines = text.lines().skip_while(|l| !l.contains("[latest"));
+    let head = lines
+        .next()
+        .unwrap_or_else(|| panic!("no latest:\n{text}"))
+        .to_string();
+    let source = format!("  file {}: position ", logs.display());
+    let at = lines
+        .take_while(|l| l.starts_with("  "))
+        .find_map(|l| l.strip_prefix(&source))
+        .unwrap_or_else(|| panic!("no position of {}:\n{text}", logs.display()));
+    let at: u64 = at.split(' ').next().unwrap().parse().unwrap();
+    (head, at)
+}

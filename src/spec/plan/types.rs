@@ -430,6 +430,9 @@ pub struct CheckpointPlan {
     pub key_groups: Option<u32>,
     /// The checkpoint a graceful stop ends with is a savepoint (`--savepoint`).
     pub savepoint: bool,
+    /// The job continues from a checkpoint in `dir` (`--from-checkpoint`): none there is an
+    /// error, not a fresh start.
+    pub restore: bool,
 }
 
 impl CheckpointPlan {
@@ -451,6 +454,7 @@ impl CheckpointPlan {
             keep: Self::DEFAULT_KEEP,
             key_groups: None,
             savepoint: false,
+            restore: false,
         }
     }
 }

@@ -289,5 +289,6 @@ pub(super) fn compile_checkpoint(
         keep,
         key_groups,
         savepoint: false,
+        restore: false,
     }))
 }
