@@ -12,8 +12,11 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use logflow::gen::Kind;
+
 use common::cluster::{hostfile, local_addresses, Proc};
 use common::kafka::{gen, serial_broker, variant_spec, Broker};
+use common::oracle::input::{read_events, Input};
 use common::prometheus::port;
 use common::{accounting, bin, http_get, messages, metric_sum, tmpdir};
 
@@ -125,7 +128,7 @@ fn without_checkpoints_the_group_commits_what_the_sinks_have_written() {
     // One file per partition, so that an offset is a line: 30,000 events at 10 a second
     // each, 50 minutes of event time against the job's 15-minute horizon (5-minute windows
     // with a 10-minute delay).
-    let mut lines: Vec<Vec<String>> = Vec::new();
+    let mut inputs = Vec::new();
     for p in 0..2u32 {
         let file = dir.join(format!("p{p}.jsonl"));
         let seed = (p + 1).to_string();
@@ -136,14 +139,7 @@ fn without_checkpoints_the_group_commits_what_the_sinks_have_written() {
             &file,
         );
         assert_eq!(b.produce_to("acked-logs", &file, p), EVENTS);
-        // Some bad lines are not UTF-8 (their timestamps are not read anyway); the client
-        // produces every non-empty line as a record.
-        let bytes = std::fs::read(&file).unwrap();
-        let text = bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty());
-        lines.push(
-            text.map(|l| String::from_utf8_lossy(l).into_owned())
-                .collect(),
-        );
+        inputs.push(Input::read(&file, Kind::Logs));
     }
     let spec = variant_spec("acked", "2s", &dir);
     let text = std::fs::read_to_string(&spec)
@@ -201,14 +197,17 @@ fn without_checkpoints_the_group_commits_what_the_sinks_have_written() {
         );
     }
 
-    // The latest event time among the records before the committed offsets: every window
-    // ending by then holds only records whose results were acknowledged.
-    let before = |p: usize, c: i64| lines[p][..c as usize].iter();
+    // The latest event time among the records before the committed offsets (record `o` of a
+    // partition is line `o + 1` of its file; dead letters have no time, by the oracle's own
+    // reading): every window ending by then holds only records whose results were
+    // acknowledged.
     let upto = committed
         .iter()
-        .flat_map(|(p, (_, c))| before(*p as usize, *c))
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter_map(|v| v["timestamp"].as_str().map(ms))
+        .flat_map(|(p, (_, c))| {
+            let events = read_events(&inputs[*p as usize]);
+            events.into_iter().filter(move |e| e.line as i64 <= *c)
+        })
+        .map(|e| e.ts)
         .max()
         .unwrap();
     let got = rows_written(&out);

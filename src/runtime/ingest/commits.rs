@@ -29,6 +29,9 @@ const EVERY: Duration = Duration::from_secs(1);
 /// Positions are also sampled each time progress moves by this part of the horizon, so that a
 /// job catching up (an hour of the topic read in seconds) commits as it goes.
 const STEPS_PER_HORIZON: u64 = 16;
+/// How often the latest due positions are committed again: a commit is asynchronous and
+/// fails unseen while the group's coordinator moves or loads (a broker just started).
+const AGAIN: Duration = Duration::from_secs(5);
 /// Samples kept while acknowledgements lag (about an hour's): later ones wait their turn.
 const MAX_SAMPLES: usize = 4096;
 
@@ -38,6 +41,8 @@ pub(super) struct Commits {
     /// When, and at which progress, positions were last sampled.
     last: Option<(Instant, u64)>,
     samples: VecDeque<Sample>,
+    /// The positions last committed, and when.
+    committed: Option<(Instant, Vec<Option<u64>>)>,
 }
 
 struct Sample {
@@ -53,6 +58,7 @@ impl Commits {
             acked,
             last: None,
             samples: VecDeque::new(),
+            committed: None,
         }
     }
 
@@ -87,10 +93,24 @@ impl Commits {
         });
     }
 
-    /// The latest sampled positions whose results are all acknowledged, if any became so.
-    pub(super) fn due(&mut self) -> Option<Vec<Option<u64>>> {
+    /// The positions to commit now: the latest sampled whose results are all acknowledged,
+    /// if any became so, else the last committed ones again every [`AGAIN`].
+    pub(super) fn due(&mut self, now: Instant) -> Option<Vec<Option<u64>>> {
         let frontier = self.acked.probe.with_frontier(|f| f.iter().min().copied());
-        self.due_at(frontier)
+        match self.due_at(frontier) {
+            Some(positions) => {
+                self.committed = Some((now, positions.clone()));
+                Some(positions)
+            }
+            None => {
+                let (at, positions) = self.committed.as_mut()?;
+                if now.duration_since(*at) < AGAIN {
+                    return None;
+                }
+                *at = now;
+                Some(positions.clone())
+            }
+        }
     }
 
     /// [`due`](Self::due) at acknowledged frontier `frontier` (`None`: everything).
@@ -131,6 +151,19 @@ mod tests {
         // Both later samples at once: the latest is what is committed.
         assert_eq!(c.due_at(Some(70_000)), Some(vec![Some(30), Some(7)]));
         assert_eq!(c.due_at(Some(u64::MAX)), None);
+    }
+
+    #[test]
+    fn the_last_commit_is_made_again_until_a_later_one_is_due() {
+        let mut c = commits(0);
+        let t0 = Instant::now();
+        assert_eq!(c.due(t0), None, "nothing sampled, nothing to commit");
+        c.sample(t0, 0, || vec![Some(7)]);
+        // A probe attached to nothing has an empty frontier: everything is acknowledged.
+        assert_eq!(c.due(t0), Some(vec![Some(7)]));
+        assert_eq!(c.due(t0 + AGAIN / 2), None);
+        assert_eq!(c.due(t0 + AGAIN), Some(vec![Some(7)]), "again");
+        assert_eq!(c.due(t0 + AGAIN), None, "once a period");
     }
 
     #[test]

@@ -511,10 +511,11 @@ impl Ingest {
             .filter_map(|p| p.max_ts)
             .map(|m| m.max(0) as u64)
             .fold(progress, u64::max);
-        periodic.sample(Instant::now(), progress, || {
+        let now = Instant::now();
+        periodic.sample(now, progress, || {
             parts.iter().map(|p| p.reader.resume_point()).collect()
         });
-        if let Some(positions) = periodic.due() {
+        if let Some(positions) = periodic.due(now) {
             for (p, pos) in self.parts.iter().zip(positions) {
                 if let Some(pos) = pos {
                     p.reader.commit(pos);
