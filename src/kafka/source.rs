@@ -299,15 +299,6 @@ fn watch_ends(
     }
 }
 
-/// The group coordinator is moving or loading: asking again soon will do.
-fn coordinator_busy(e: &rdkafka::error::KafkaError) -> bool {
-    use rdkafka::types::RDKafkaErrorCode as C;
-    matches!(
-        e.rdkafka_error_code(),
-        Some(C::NotCoordinator | C::CoordinatorLoadInProgress | C::CoordinatorNotAvailable)
-    )
-}
-
 /// The offsets `group` committed for `partitions` of `topic` (`None`: none), each said in a
 /// line: where a `start = "stored"` job starts.
 fn committed(
@@ -320,24 +311,14 @@ fn committed(
     for &p in partitions {
         tpl.add_partition(topic, p);
     }
-    // A coordinator that is moving or still loading the offsets (a broker just started) is
-    // asked again until the same 30 s are up.
-    let until = std::time::Instant::now() + Duration::from_secs(30);
-    let got = loop {
-        let left = until.saturating_duration_since(std::time::Instant::now());
-        match consumer.committed_offsets(tpl.clone(), left) {
-            Err(e) if coordinator_busy(&e) && !left.is_zero() => {
-                std::thread::sleep(Duration::from_millis(200));
-            }
-            other => break other,
-        }
-    }
-    .map_err(|e| {
-        Error::kafka(
-            KafkaCause::Client,
-            format!("kafka {topic}: the offsets group {group} committed: {e}"),
-        )
-    })?;
+    let got = consumer
+        .committed_offsets(tpl, Duration::from_secs(30))
+        .map_err(|e| {
+            Error::kafka(
+                KafkaCause::Client,
+                format!("kafka {topic}: the offsets group {group} committed: {e}"),
+            )
+        })?;
     Ok(partitions
         .iter()
         .map(|&p| {

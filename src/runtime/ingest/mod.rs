@@ -24,7 +24,6 @@
 mod aggregation;
 mod barrier;
 mod board;
-pub mod commits;
 mod partition;
 mod watermark;
 
@@ -161,7 +160,6 @@ pub fn ingest<'scope>(
         counters,
         stop,
         commits,
-        acked,
     } = shared;
     let me = scope.index();
     let meters: Vec<Arc<PartitionMeter>> = readers
@@ -241,7 +239,6 @@ pub fn ingest<'scope>(
             stride: 0,
             seen: Vec::new(),
             committing: None,
-            periodic: acked.map(commits::Commits::new),
         };
         let mut caps = ingest.start(caps);
         move |_frontiers| {
@@ -307,8 +304,6 @@ struct Ingest {
     /// The checkpoint epoch whose barrier this worker saved its positions at, and those
     /// positions (committed to the source once the checkpoint completes).
     committing: Option<(u64, Vec<Option<u64>>)>,
-    /// Without checkpoints: positions committed as their results are acknowledged.
-    periodic: Option<commits::Commits>,
 }
 
 /// Commits of the partitions' last positions, made by whoever runs the job once its results
@@ -324,9 +319,6 @@ pub struct IngestShared {
     pub stop: JobStop,
     /// Where the partitions that end leave their final commits.
     pub commits: FinalCommits,
-    /// Commits positions while the job runs, as their results are acknowledged
-    /// ([`commits`]); `None`: at checkpoints and at the end only.
-    pub acked: Option<commits::Acked>,
 }
 
 /// One warning per process about mostly dead first records, however many workers see them.
@@ -441,7 +433,6 @@ impl Ingest {
             next.next = b;
         }
         self.emit(held, cap, next, barrier, &mut read.out);
-        self.commit_acknowledged(cap.max(next.next));
         if next.finished {
             self.finish(held);
             return Flow::Finished;
@@ -496,32 +487,6 @@ impl Ingest {
             );
         }
         Some(at)
-    }
-
-    /// Without checkpoints: samples the partitions' positions (every record read before them
-    /// has a time at most `progress` or its partition's largest event time), and commits the
-    /// latest whose results every sink has acknowledged.
-    fn commit_acknowledged(&mut self, progress: u64) {
-        let Some(periodic) = self.periodic.as_mut() else {
-            return;
-        };
-        let parts = &self.parts;
-        let progress = parts
-            .iter()
-            .filter_map(|p| p.max_ts)
-            .map(|m| m.max(0) as u64)
-            .fold(progress, u64::max);
-        let now = Instant::now();
-        periodic.sample(now, progress, || {
-            parts.iter().map(|p| p.reader.resume_point()).collect()
-        });
-        if let Some(positions) = periodic.due(now) {
-            for (p, pos) in self.parts.iter().zip(positions) {
-                if let Some(pos) = pos {
-                    p.reader.commit(pos);
-                }
-            }
-        }
     }
 
     /// A graceful stop with checkpoints was requested (of this process, or of another one,
