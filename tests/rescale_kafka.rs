@@ -11,7 +11,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -20,34 +20,13 @@ use common::kafka::{
     assert_rows_present, assert_topics_equal_files, create_outputs, exactly_once_job, file_results,
     gen, log_keys, serial_broker, variant_spec, Broker, LOG_ANALYSES,
 };
-use common::recovery::{complete, latest_pids, newest, signal_all};
+use common::recovery::{complete, latest_pids, newest, signal_all, wait_for_new_checkpoints};
 use common::{bin, messages, run_ok, tmpdir};
 
 /// Records of the input topic: enough that each run is still reading when it is stopped.
 const EVENTS: u64 = 1_000_000;
-
-/// Waits until `n` checkpoints newer than epoch `after` are complete while `job` runs.
-fn wait_for_new_checkpoints(job: &mut Proc, ckpt: &Path, after: u64, n: usize, name: &str) {
-    let started = Instant::now();
-    let mut seen = vec![after];
-    while seen.len() <= n {
-        assert!(
-            job.child.try_wait().unwrap().is_none(),
-            "{name}: ended before {n} checkpoints (make the input larger):\n{}",
-            job.stderr_text()
-        );
-        assert!(
-            started.elapsed() < Duration::from_secs(180),
-            "{name}: no checkpoints:\n{}",
-            job.stderr_text()
-        );
-        let e = newest(ckpt);
-        if e > *seen.last().unwrap() {
-            seen.push(e);
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
+/// How long each run may take to write the checkpoints it is stopped after.
+const LIMIT: Duration = Duration::from_secs(180);
 
 /// The newest checkpoint's listing line and the sum of its positions in `topic` (records read
 /// from its 4 partitions, whose offsets start at 0).
@@ -114,7 +93,7 @@ fn rescaled_three_times(
         "first",
         Stdio::null(),
     );
-    wait_for_new_checkpoints(&mut first, ckpt, 0, 2, "1 x 1");
+    wait_for_new_checkpoints(&mut first, ckpt, 0, 2, "1 x 1", LIMIT);
     signal_all(&[first.child.id().to_string()], "-TERM");
     let status = first.wait(Duration::from_secs(60));
     assert_eq!(
@@ -144,7 +123,7 @@ fn rescaled_three_times(
         "second",
         Stdio::null(),
     );
-    wait_for_new_checkpoints(&mut second, ckpt, savepoint, 3, "2 x 2");
+    wait_for_new_checkpoints(&mut second, ckpt, savepoint, 3, "2 x 2", LIMIT);
     signal_all(&latest_pids(&second.stderr_text(), 2), "-KILL");
     let status = second.wait(Duration::from_secs(60));
     assert!(status.is_some_and(|s| !s.success()), "2 x 2: {status:?}");

@@ -310,6 +310,37 @@ pub fn newest(ckpt: &Path) -> u64 {
     })
 }
 
+/// Waits (at most `limit`) until `n` checkpoints newer than epoch `after` are complete while
+/// `job` runs.
+pub fn wait_for_new_checkpoints(
+    job: &mut Proc,
+    ckpt: &Path,
+    after: u64,
+    n: usize,
+    name: &str,
+    limit: Duration,
+) {
+    let started = Instant::now();
+    let mut seen = vec![after];
+    while seen.len() <= n {
+        assert!(
+            job.child.try_wait().unwrap().is_none(),
+            "{name}: ended before {n} checkpoints (make the input larger):\n{}",
+            job.stderr_text()
+        );
+        assert!(
+            started.elapsed() < limit,
+            "{name}: no checkpoints:\n{}",
+            job.stderr_text()
+        );
+        let e = newest(ckpt);
+        if e > *seen.last().unwrap() {
+            seen.push(e);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// Runs `job` until `n` checkpoints after epoch `after` are complete, then stops it: with
 /// SIGTERM (a graceful stop: one more, final, checkpoint; exit 0), or with SIGKILL to its
 /// `processes` (a crash: the newest complete checkpoint is where it goes on).
@@ -323,24 +354,7 @@ pub fn stop_after_checkpoints(
     kill: Option<usize>,
 ) {
     let mut p = Proc::spawn(job, dir, name, Stdio::null());
-    let started = Instant::now();
-    let mut seen = vec![after];
-    while seen.len() <= n {
-        assert!(
-            p.child.try_wait().unwrap().is_none(),
-            "{name}: ended before {n} checkpoints (make the input larger):\n{}",
-            p.stderr_text()
-        );
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "{name}: no checkpoints"
-        );
-        let e = newest(ckpt);
-        if e > *seen.last().unwrap() {
-            seen.push(e);
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_for_new_checkpoints(&mut p, ckpt, after, n, name, Duration::from_secs(120));
     let Some(processes) = kill else {
         signal_all(&[p.child.id().to_string()], "-TERM");
         let status = p.wait(Duration::from_secs(60));
