@@ -299,9 +299,12 @@ impl Partition {
         out: &mut Routed,
     ) -> Option<usize> {
         let cap_time = stamp.cap_time;
+        // (index, time) of the events on time for some node, folded together at the end.
+        let mut on_time: Vec<(usize, u64)> = Vec::new();
         for (i, (bytes, pos, cut)) in batch.iter().enumerate().skip(from) {
             let t = self.next_time(stamp);
             if stamp.barrier.is_some_and(|b| t >= b) {
+                absorb(agg, parsed, &on_time);
                 return Some(i);
             }
             // Read in place: an `Event` is a few hundred bytes, and moving each one out of the
@@ -348,14 +351,20 @@ impl Partition {
                 }
             }
             if on_time_somewhere {
-                agg.absorb(ev, t);
+                on_time.push((i, t));
             }
             if !missed.is_empty() {
                 out.counts.late += 1;
+                // Late for some nodes only (rare): the others still fold it, below.
+                let event = if on_time_somewhere {
+                    ev.clone()
+                } else {
+                    std::mem::take(ev)
+                };
                 out.late.push((
                     t,
                     LateEvent {
-                        event: std::mem::take(ev),
+                        event,
                         origin: self.reader.origin(pos),
                         raw: bytes.to_vec(),
                         missed,
@@ -363,7 +372,21 @@ impl Partition {
                 ));
             }
         }
+        absorb(agg, parsed, &on_time);
         parsed.clear();
         None
     }
+}
+
+/// Folds the events `on_time` lists ((index in `parsed`, time)) into every node, as one batch.
+fn absorb(agg: &mut Aggregation, parsed: &[Result<Event, String>], on_time: &[(usize, u64)]) {
+    let mut events = Vec::with_capacity(on_time.len());
+    let mut times = Vec::with_capacity(on_time.len());
+    for &(i, t) in on_time {
+        if let Some(Ok(ev)) = parsed.get(i) {
+            events.push(ev);
+            times.push(t);
+        }
+    }
+    agg.absorb(&events, &times);
 }
