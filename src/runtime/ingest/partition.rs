@@ -300,7 +300,7 @@ impl Partition {
     ) -> Option<usize> {
         let cap_time = stamp.cap_time;
         // (index, time) of the events on time for some node, folded together at the end.
-        let mut on_time: Vec<(usize, u64)> = Vec::new();
+        let mut on_time: Vec<(usize, u64)> = Vec::with_capacity(batch.len().saturating_sub(from));
         for (i, (bytes, pos, cut)) in batch.iter().enumerate().skip(from) {
             let t = self.next_time(stamp);
             if stamp.barrier.is_some_and(|b| t >= b) {
