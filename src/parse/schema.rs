@@ -261,7 +261,8 @@ impl Schema {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         // The usual JSON record: each value converted as the scanner meets it, straight into
         // `ev`, and, where its strings are ASCII, without a UTF-8 pass of its own (a record the
-        // ASCII scan takes is ASCII throughout). Anything else (a mismatch, an odd record,
+        // ASCII scan takes is ASCII but for the keys of the schema's paths, which are UTF-8).
+        // Anything else (a mismatch, an odd record,
         // metadata paths) is read again from a clean slate through raw slots, which word the
         // dead letter's reason.
         let direct = self.regex.is_none() && self.metas.is_empty();

@@ -51,7 +51,8 @@ pub(super) fn read<'a, L: Leaves<'a> + ?Sized>(
 /// As [`read`], for a record not checked to be UTF-8: one whose strings hold only ASCII (the
 /// usual record) needs no check, the string scan finding any other byte on the way; `None`
 /// also for a byte >= 0x80 in a string (the caller checks the record and reads it with
-/// [`read`]).
+/// [`read`]). Keys of the tree are matched in place, as their own bytes: a record taken here
+/// is ASCII but for them, and UTF-8.
 pub(super) fn read_ascii<'a, L: Leaves<'a> + ?Sized>(
     line: &'a [u8],
     tree: &Tree,

@@ -36,10 +36,66 @@ fn direct_ascii_agrees(s: &Schema, line: &[u8]) -> bool {
     let took = s.direct_ascii(line, &mut ev).is_some();
     let text = String::from_utf8_lossy(line);
     if took {
-        assert!(line.is_ascii(), "{text}");
+        // ASCII but for keys of the schema's paths.
+        assert!(std::str::from_utf8(line).is_ok(), "{text}");
         assert_eq!(Ok(ev), reference(s, &text), "{text}");
     }
     took
+}
+
+#[test]
+fn bytes_above_ascii_go_the_checked_way_wherever_they_are() {
+    let s = Schema::new(
+        Format::Json,
+        Path::parse("ts", false).unwrap(),
+        TimeFormat::EpochMillis,
+        vec![
+            field("size", "größe", FieldType::Int, Field::Extra(0), false),
+            field(
+                "city",
+                "wo.stadt",
+                FieldType::String,
+                Field::Extra(1),
+                false,
+            ),
+        ],
+        None,
+        None,
+    )
+    .unwrap();
+    let taken = |line: &[u8]| direct_ascii_agrees(&s, line);
+    // A path's key is matched as its bytes: the ASCII scan takes the record.
+    assert!(taken("{\"ts\":1,\"größe\":5}".as_bytes()));
+    assert_eq!(
+        parse(&s, "{\"ts\":1,\"größe\":5}").unwrap().extra[0],
+        Value::Int(5)
+    );
+    // A byte >= 0x80 anywhere else: a value on a path, a key or value off the paths, nested
+    // or not, a number's place. The checked scan or serde reads it, as the reference.
+    for line in [
+        "{\"ts\":1,\"wo\":{\"stadt\":\"Köln\"}}",
+        "{\"ts\":1,\"wö\":{\"stadt\":\"x\"}}",
+        "{\"ts\":1,\"x\":[{\"ü\":1}],\"größe\":2}",
+        "{\"ts\":1,\"x\":\"\\n\u{e9}\"}",
+        "{\"ts\":1,\"größe\":\u{e9}}",
+        "{\"ts\":1}\u{a0}",
+    ] {
+        assert!(!taken(line.as_bytes()), "{line}");
+        assert_eq!(parse(&s, line), reference(&s, line), "{line}");
+        // The checked direct path, where it takes the record, gives the reference's event.
+        direct_took(&s, line);
+    }
+    // Not UTF-8: a dead letter whatever the position, the path's key included.
+    for line in [
+        &b"{\"ts\":1,\"x\":\"\xff\"}"[..],
+        b"{\"ts\":1,\"gr\xc3\":5}",
+        b"{\"ts\":1,\"wo\":{\"stadt\":\"\xc3\"}}",
+    ] {
+        assert!(!taken(line));
+        let mut ev = Event::default();
+        let err = s.parse_into(line, None, &mut ev).unwrap_err();
+        assert_eq!(err.0, "not UTF-8");
+    }
 }
 
 /// `nested_fast` where analyses read only some built-in fields: `message` and `ip_address`
