@@ -137,18 +137,19 @@ enum Tok<'a> {
     Null,
 }
 
-/// A number token, with what its scan read on the way.
-struct Num<'a> {
-    text: &'a str,
-    neg: bool,
+/// A number token, with what its scan read on the way (also the schema scanner's numbers).
+#[derive(Clone, Debug, PartialEq)]
+pub(in crate::parse) struct Num<'a> {
+    pub text: &'a str,
+    pub neg: bool,
     /// The digits, the point left out, as an integer (meaningful up to 19 digits).
-    m: u64,
+    pub m: u64,
     /// How many digits, before and after the point.
-    digits: usize,
+    pub digits: usize,
     /// How many digits after the point (0: no point).
-    frac: usize,
+    pub frac: usize,
     /// An exponent follows.
-    exp: bool,
+    pub exp: bool,
 }
 
 impl Num<'_> {
@@ -171,12 +172,19 @@ impl Num<'_> {
     /// from the digits already read (as [`short_decimal`]).
     #[inline(always)]
     fn float(&self) -> Option<f64> {
+        self.short_decimal().or_else(|| float(self.text))
+    }
+
+    /// [`short_decimal`] of the text, from the digits already read: a number with a fraction,
+    /// no exponent and at most 15 digits; `None` for any other.
+    #[inline(always)]
+    pub(in crate::parse) fn short_decimal(&self) -> Option<f64> {
         if self.frac != 0 && !self.exp && self.digits <= 15 {
             // At most 15 digits: `m` and the power of ten (below 1e15) are exact doubles.
             let v = self.m as f64 / *POW10.get(self.frac)?;
             return Some(if self.neg { -v } else { v });
         }
-        float(self.text)
+        None
     }
 }
 
@@ -291,64 +299,11 @@ impl<'a, const UTF8: bool> Scan<'a, UTF8> {
         self.string(false).map(|k| Field::from_name(text(k)))
     }
 
-    /// A number in strict JSON grammar: `-? (0 | [1-9][0-9]*) (.[0-9]+)? ([eE][+-]?[0-9]+)?`,
-    /// its digits read into an integer on the way (the usual number needs no second pass).
     #[inline(always)]
     fn number(&mut self) -> Option<Num<'a>> {
-        let b = self.b;
-        let start = self.i;
-        // Digits from `i` on, added to `m` (wrapping: `m` is used up to 19 digits only).
-        let digits = |i: &mut usize, m: &mut u64| {
-            let s = *i;
-            while let Some(&c) = b.get(*i) {
-                let d = c.wrapping_sub(b'0');
-                if d > 9 {
-                    break;
-                }
-                *m = m.wrapping_mul(10).wrapping_add(u64::from(d));
-                *i += 1;
-            }
-            *i - s
-        };
-        let neg = b.get(start) == Some(&b'-');
-        let mut i = start + usize::from(neg);
-        let mut m = 0u64;
-        let int_digits = match b.get(i) {
-            Some(b'0') => {
-                i += 1;
-                1
-            }
-            Some(b'1'..=b'9') => digits(&mut i, &mut m),
-            _ => return None,
-        };
-        let mut frac = 0;
-        if b.get(i) == Some(&b'.') {
-            i += 1;
-            frac = digits(&mut i, &mut m);
-            if frac == 0 {
-                return None;
-            }
-        }
-        let exp = matches!(b.get(i), Some(b'e' | b'E'));
-        if exp {
-            i += 1;
-            if matches!(b.get(i), Some(b'+' | b'-')) {
-                i += 1;
-            }
-            if digits(&mut i, &mut 0) == 0 {
-                return None;
-            }
-        }
-        self.i = i;
-        Some(Num {
-            // ASCII digits, signs, point and exponent only.
-            text: b.get(start..i).map(text)?,
-            neg,
-            m,
-            digits: int_digits + frac,
-            frac,
-            exp,
-        })
+        let (n, end) = number(self.b, self.i)?;
+        self.i = end;
+        Some(n)
     }
 
     #[inline(always)]
@@ -368,6 +323,65 @@ impl<'a, const UTF8: bool> Scan<'a, UTF8> {
             _ => None,
         }
     }
+}
+
+/// A number in strict JSON grammar at `start` in `b`:
+/// `-? (0 | [1-9][0-9]*) (.[0-9]+)? ([eE][+-]?[0-9]+)?`, its digits read into an integer on
+/// the way (the usual number needs no second pass), and where it ends.
+#[inline(always)]
+pub(in crate::parse) fn number(b: &[u8], start: usize) -> Option<(Num<'_>, usize)> {
+    // Digits from `i` on, added to `m` (wrapping: `m` is used up to 19 digits only).
+    let digits = |i: &mut usize, m: &mut u64| {
+        let s = *i;
+        while let Some(&c) = b.get(*i) {
+            let d = c.wrapping_sub(b'0');
+            if d > 9 {
+                break;
+            }
+            *m = m.wrapping_mul(10).wrapping_add(u64::from(d));
+            *i += 1;
+        }
+        *i - s
+    };
+    let neg = b.get(start) == Some(&b'-');
+    let mut i = start + usize::from(neg);
+    let mut m = 0u64;
+    let int_digits = match b.get(i) {
+        Some(b'0') => {
+            i += 1;
+            1
+        }
+        Some(b'1'..=b'9') => digits(&mut i, &mut m),
+        _ => return None,
+    };
+    let mut frac = 0;
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        frac = digits(&mut i, &mut m);
+        if frac == 0 {
+            return None;
+        }
+    }
+    let exp = matches!(b.get(i), Some(b'e' | b'E'));
+    if exp {
+        i += 1;
+        if matches!(b.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        if digits(&mut i, &mut 0) == 0 {
+            return None;
+        }
+    }
+    let n = Num {
+        // ASCII digits, signs, point and exponent only.
+        text: b.get(start..i).map(text)?,
+        neg,
+        m,
+        digits: int_digits + frac,
+        frac,
+        exp,
+    };
+    Some((n, i))
 }
 
 /// `rest` (the text after a key's opening quote) starts with `name` and its closing quote.
@@ -438,6 +452,18 @@ pub(super) fn string_stop<const UTF8: bool>(b: &[u8], from: usize) -> Option<usi
     string_stop_words::<UTF8>(rest, from)
 }
 
+/// The string whose text starts at `from` (after its opening quote) if it holds only ASCII,
+/// no escape and no control character: its text and where its closing quote is.
+#[inline(always)]
+pub(in crate::parse) fn ascii_string(b: &[u8], from: usize) -> Option<(&str, usize)> {
+    let end = string_stop::<false>(b, from)?;
+    if b.get(end) != Some(&b'"') {
+        return None;
+    }
+    // No byte before the stop is >= 0x80 (see `text`).
+    Some((text(b.get(from..end)?), end))
+}
+
 /// A bit per byte of `block` (16 bytes) that stops a plain string (see [`string_stop`]).
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 #[inline(always)]
@@ -499,11 +525,12 @@ fn string_stop_words<const UTF8: bool>(rest: &[u8], from: usize) -> Option<usize
 
 /// A token as text.
 ///
-/// A number token from [`Scan::number`] is ASCII (digits, signs, point, exponent). A string
+/// A number token from [`number`] is ASCII (digits, signs, point, exponent). A string
 /// token comes from [`Scan::string`]: either the record is UTF-8 (`UTF8`, checked by the
 /// caller) and the token lies between two quotes, ASCII bytes, hence on character boundaries;
 /// or the scan stopped at every byte >= 0x80 of the token and gave none back, so the token is
-/// ASCII. Either way it is UTF-8.
+/// ASCII. Or from [`ascii_string`]: the bytes before the first stop of
+/// `string_stop::<false>`, which stops at every byte >= 0x80, so ASCII. Either way it is UTF-8.
 #[inline(always)]
 #[allow(unsafe_code)]
 fn text(v: &[u8]) -> &str {

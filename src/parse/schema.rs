@@ -259,11 +259,21 @@ impl Schema {
         ev: &mut Event,
     ) -> Result<(), ParseError> {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let text = std::str::from_utf8(line).map_err(|_| ParseError::new("not UTF-8"))?;
         // The usual JSON record: each value converted as the scanner meets it, straight into
-        // `ev`. Anything else (a mismatch, an odd record, metadata paths) is read again from
-        // a clean slate through raw slots, which word the dead letter's reason.
-        if self.regex.is_none() && self.metas.is_empty() {
+        // `ev`, and, where its strings are ASCII, without a UTF-8 pass of its own (a record the
+        // ASCII scan takes is ASCII but for the keys of the schema's paths, which are UTF-8).
+        // Anything else (a mismatch, an odd record,
+        // metadata paths) is read again from a clean slate through raw slots, which word the
+        // dead letter's reason.
+        let direct = self.regex.is_none() && self.metas.is_empty();
+        if direct {
+            if self.direct_ascii(line, ev).is_some() {
+                return Ok(());
+            }
+            *ev = Event::default();
+        }
+        let text = std::str::from_utf8(line).map_err(|_| ParseError::new("not UTF-8"))?;
+        if direct && !line.is_ascii() {
             if self.direct(text, ev).is_some() {
                 return Ok(());
             }
@@ -272,7 +282,23 @@ impl Schema {
         self.parse_raw(text, meta, ev, true)
     }
 
+    /// The direct path on a record known to be UTF-8.
     fn direct(&self, text: &str, ev: &mut Event) -> Option<()> {
+        self.direct_with(ev, |tree, out| scan::read(text, tree, out))
+    }
+
+    /// The direct path on a record not checked to be UTF-8 (`None` where a string holds a byte
+    /// >= 0x80).
+    fn direct_ascii(&self, line: &[u8], ev: &mut Event) -> Option<()> {
+        self.direct_with(ev, |tree, out| scan::read_ascii(line, tree, out))
+    }
+
+    #[inline(always)]
+    fn direct_with(
+        &self,
+        ev: &mut Event,
+        read: impl FnOnce(&Tree, &mut Direct<'_, '_>) -> Option<()>,
+    ) -> Option<()> {
         if let Some(slot) = self.max_extra {
             // A field without a value is null, as `parse_raw` sets it.
             ev.set_extra(slot, Value::Null);
@@ -282,7 +308,7 @@ impl Schema {
             ev,
             ts: None,
         };
-        scan::read(text, &self.tree, &mut out)?;
+        read(&self.tree, &mut out)?;
         out.ev.timestamp = out.ts?;
         Some(())
     }

@@ -13,7 +13,7 @@
 
 use super::tree::{Node, Tree};
 use super::value::Raw;
-use crate::parse::json_fast::string_stop;
+use crate::parse::json_fast::{ascii_string, number, string_stop};
 
 /// Nesting the scanner follows; deeper records go to serde (whose own limit is 128).
 const MAX_DEPTH: usize = 64;
@@ -40,24 +40,88 @@ pub(super) fn read<'a, L: Leaves<'a> + ?Sized>(
     tree: &Tree,
     out: &mut L,
 ) -> Option<()> {
-    let mut s = Scan {
+    Scan::<false> {
         t: text,
         b: text.as_bytes(),
         i: 0,
-    };
-    s.ws();
-    s.object(Some(tree), out, 0)?;
-    s.ws();
-    (s.i == s.b.len()).then_some(())
+    }
+    .record(tree, out)
 }
 
-struct Scan<'a> {
+/// As [`read`], for a record not checked to be UTF-8: one whose strings hold only ASCII (the
+/// usual record) needs no check, the string scan finding any other byte on the way; `None`
+/// also for a byte >= 0x80 in a string (the caller checks the record and reads it with
+/// [`read`]). Keys of the tree are matched in place, as their own bytes: a record taken here
+/// is ASCII but for them, and UTF-8.
+pub(super) fn read_ascii<'a, L: Leaves<'a> + ?Sized>(
+    line: &'a [u8],
+    tree: &Tree,
+    out: &mut L,
+) -> Option<()> {
+    Scan::<true> {
+        t: "",
+        b: line,
+        i: 0,
+    }
+    .record(tree, out)
+}
+
+/// `ASCII`: the record is not known to be UTF-8, `t` is empty, and strings holding a byte
+/// >= 0x80 are not taken: every value the scan takes is then ASCII.
+struct Scan<'a, const ASCII: bool> {
     t: &'a str,
     b: &'a [u8],
     i: usize,
 }
 
-impl<'a> Scan<'a> {
+impl<'a, const ASCII: bool> Scan<'a, ASCII> {
+    fn record<L: Leaves<'a> + ?Sized>(mut self, tree: &Tree, out: &mut L) -> Option<()> {
+        self.ws();
+        self.object(Some(tree), out, 0)?;
+        self.ws();
+        (self.i == self.b.len()).then_some(())
+    }
+
+    /// The text of the value at `start..end` (with `ASCII` checked here: values other than
+    /// plain strings and numbers are rare on a path).
+    #[inline(always)]
+    fn token(&self, start: usize, end: usize) -> Option<&'a str> {
+        if ASCII {
+            std::str::from_utf8(self.b.get(start..end)?).ok()
+        } else {
+            self.t.get(start..end)
+        }
+    }
+
+    /// A string at `i` without escapes or control characters (with `ASCII`, of ASCII only):
+    /// its text between the quotes; `None` (`i` unchanged) for any other value.
+    #[inline(always)]
+    fn plain_string(&mut self) -> Option<&'a str> {
+        let from = self.i + 1;
+        let (text, end) = if ASCII {
+            ascii_string(self.b, from)?
+        } else {
+            let end = string_stop::<true>(self.b, from)?;
+            if self.b.get(end) != Some(&b'"') {
+                return None;
+            }
+            (self.t.get(from..end)?, end)
+        };
+        self.i = end + 1;
+        Some(text)
+    }
+
+    /// Where a string from `from` stops (see [`string_stop`]): without `ASCII` the record is
+    /// UTF-8 and only the JSON stops count; with it, also a byte >= 0x80.
+    #[inline(always)]
+    fn string_stop(&self, from: usize) -> Option<usize> {
+        if ASCII {
+            string_stop::<false>(self.b, from)
+        } else {
+            string_stop::<true>(self.b, from)
+        }
+    }
+
     #[inline(always)]
     fn peek(&self) -> Option<u8> {
         self.b.get(self.i).copied()
@@ -111,14 +175,25 @@ impl<'a> Scan<'a> {
             match node {
                 Some(Node::Leaf(ids)) => {
                     let start = self.i;
-                    // A string without escapes is kept as its text: nothing to decode later.
-                    let v = if self.peek() == Some(b'"') && !self.string()? {
-                        Raw::Plain(self.t.get(start + 1..self.i - 1)?)
-                    } else {
-                        if self.i == start {
-                            self.value(depth)?;
+                    let v = match self.peek()? {
+                        // A string without escapes is kept as its text: nothing to decode later.
+                        b'"' => match self.plain_string() {
+                            Some(t) => Raw::Plain(t),
+                            None => {
+                                self.string()?;
+                                Raw::Json(self.token(start, self.i)?)
+                            }
+                        },
+                        // A number with its digits read: not parsed again from its text.
+                        b'-' | b'0'..=b'9' => {
+                            let (n, end) = number(self.b, start)?;
+                            self.i = end;
+                            Raw::Num(n)
                         }
-                        Raw::Json(self.t.get(start..self.i)?)
+                        _ => {
+                            self.value(depth)?;
+                            Raw::Json(self.token(start, self.i)?)
+                        }
                     };
                     out.put(ids, v)?;
                 }
@@ -169,7 +244,7 @@ impl<'a> Scan<'a> {
     fn plain_key(&mut self) -> Option<&'a [u8]> {
         self.eat(b'"')?;
         let start = self.i;
-        let end = string_stop::<true>(self.b, start)?;
+        let end = self.string_stop(start)?;
         if self.b[end] != b'"' {
             return None;
         }
@@ -186,7 +261,10 @@ impl<'a> Scan<'a> {
             b't' => self.literal(b"true"),
             b'f' => self.literal(b"false"),
             b'n' => self.literal(b"null"),
-            b'-' | b'0'..=b'9' => self.number(),
+            b'-' | b'0'..=b'9' => {
+                self.i = number(self.b, self.i)?.1;
+                Some(())
+            }
             _ => None,
         }
     }
@@ -229,7 +307,7 @@ impl<'a> Scan<'a> {
         self.eat(b'"')?;
         let mut escaped = false;
         loop {
-            self.i = string_stop::<true>(self.b, self.i)?;
+            self.i = self.string_stop(self.i)?;
             match self.b.get(self.i)? {
                 b'"' => {
                     self.i += 1;
@@ -251,47 +329,6 @@ impl<'a> Scan<'a> {
                 _ => return None,
             }
         }
-    }
-
-    /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`
-    fn number(&mut self) -> Option<()> {
-        let _ = self.eat(b'-');
-        match self.peek()? {
-            b'0' => {
-                self.i += 1;
-                if self.peek().is_some_and(|c| c.is_ascii_digit()) {
-                    return None;
-                }
-            }
-            b'1'..=b'9' => self.digits(),
-            _ => return None,
-        }
-        if self.eat(b'.').is_some() {
-            self.some_digits()?;
-        }
-        if let Some(b'e' | b'E') = self.peek() {
-            self.i += 1;
-            if let Some(b'+' | b'-') = self.peek() {
-                self.i += 1;
-            }
-            self.some_digits()?;
-        }
-        Some(())
-    }
-
-    #[inline(always)]
-    fn digits(&mut self) {
-        let rest = self.b.get(self.i..).unwrap_or_default();
-        self.i += rest
-            .iter()
-            .position(|c| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-    }
-
-    fn some_digits(&mut self) -> Option<()> {
-        let start = self.i;
-        self.digits();
-        (self.i > start).then_some(())
     }
 }
 

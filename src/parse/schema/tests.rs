@@ -401,6 +401,18 @@ pub(super) fn nested_fast() -> Schema {
     .unwrap()
 }
 
+/// `line` with a byte of `bytes` put in place of one of its bytes or between two, or cut short.
+pub(super) fn mutate(rng: &mut crate::gen::rng::Rng, line: &str, bytes: &[u8]) -> Vec<u8> {
+    let mut m = line.as_bytes().to_vec();
+    let at = rng.below(m.len() as u64 + 1) as usize;
+    match rng.below(3) {
+        0 if at < m.len() => m[at] = bytes[rng.below(bytes.len() as u64) as usize],
+        1 => m.insert(at, bytes[rng.below(bytes.len() as u64) as usize]),
+        _ => m.truncate(at),
+    }
+    m
+}
+
 /// Scanner and serde read the same raw values wherever the scanner takes a record.
 fn scan_agrees(s: &Schema, line: &[u8]) -> bool {
     let Ok(text) = std::str::from_utf8(line) else {
@@ -417,6 +429,7 @@ fn scan_agrees(s: &Schema, line: &[u8]) -> bool {
             let json = |r: &Raw<'_>| match r {
                 Raw::Plain(t) => format!("\"{t}\""),
                 Raw::Json(t) => t.to_string(),
+                Raw::Num(n) => n.text.to_string(),
                 r => format!("{r:?}"),
             };
             let fast: Vec<String> = fast.iter().map(json).collect();
@@ -439,14 +452,7 @@ fn the_scanner_agrees_with_serde_on_generated_and_mutated_records() {
     for line in &lines {
         taken += usize::from(scan_agrees(&s, line.as_bytes()));
         for _ in 0..16 {
-            let mut m = line.as_bytes().to_vec();
-            let at = rng.below(m.len() as u64 + 1) as usize;
-            match rng.below(3) {
-                0 if at < m.len() => m[at] = BYTES[rng.below(BYTES.len() as u64) as usize],
-                1 => m.insert(at, BYTES[rng.below(BYTES.len() as u64) as usize]),
-                _ => m.truncate(at),
-            }
-            scan_agrees(&s, &m);
+            scan_agrees(&s, &mutate(&mut rng, line, BYTES));
         }
     }
     // Every well-formed record takes the fast path.
@@ -525,6 +531,73 @@ fn epoch_digits_in_u64_agree_with_the_wide_path() {
                 "{text} {shift}"
             );
         }
+    }
+}
+
+/// A number as the scanner reads it (its digits in an integer) converts exactly as its text:
+/// to int, float, and every time format, also where the digits do not fit or are not exact.
+#[test]
+fn numbers_read_by_the_scan_convert_as_their_text() {
+    use crate::gen::rng::Rng;
+    use crate::parse::json_fast::number;
+    let mut rng = Rng::new(9);
+    let digits = |rng: &mut Rng, n: u64| -> String {
+        (0..n)
+            .map(|_| char::from(b'0' + rng.below(10) as u8))
+            .collect()
+    };
+    let formats = [
+        TimeFormat::Default,
+        TimeFormat::Rfc3339,
+        TimeFormat::EpochMillis,
+        TimeFormat::EpochSeconds,
+        TimeFormat::EpochMicros,
+        TimeFormat::EpochNanos,
+    ];
+    let mut texts = vec!["0".to_string(), "-0".into(), "0.0".into(), "-0.5".into()];
+    for _ in 0..30_000 {
+        let int = match rng.below(4) {
+            0 => "0".to_string(),
+            _ => {
+                let lead = char::from(b'1' + rng.below(9) as u8);
+                let n = rng.below(24);
+                format!("{lead}{}", digits(&mut rng, n))
+            }
+        };
+        let mut t = format!("{}{int}", if rng.chance(0.2) { "-" } else { "" });
+        if rng.chance(0.6) {
+            let n = rng.range(1, 20);
+            t = format!("{t}.{}", digits(&mut rng, n));
+        }
+        if rng.chance(0.1) {
+            let sign = ["", "+", "-"][rng.below(3) as usize];
+            t = format!("{t}e{sign}{}", rng.below(30));
+        }
+        texts.push(t);
+    }
+    for t in &texts {
+        let (n, end) = number(t.as_bytes(), 0).unwrap_or_else(|| panic!("{t}"));
+        assert_eq!((n.text, end), (t.as_str(), t.len()));
+        let (num, json) = (Raw::Num(n), Raw::Json(t));
+        for ty in [
+            FieldType::Int,
+            FieldType::Float,
+            FieldType::String,
+            FieldType::Bool,
+        ] {
+            let (a, b) = (value::convert(&num, ty), value::convert(&json, ty));
+            // Bit for bit: -0.0 and 0.0 are different results.
+            let bits = |v: Option<Value>| match v {
+                Some(Value::Float(f)) => Err(f.to_bits()),
+                v => Ok(v),
+            };
+            assert_eq!(bits(a), bits(b), "{t} {ty:?}");
+            assert_eq!(value::converts(&num, ty), value::converts(&json, ty), "{t}");
+        }
+        for f in &formats {
+            assert_eq!(f.convert(&num), f.convert(&json), "{t} {f:?}");
+        }
+        assert_eq!(num.shown(), json.shown());
     }
 }
 

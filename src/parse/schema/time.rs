@@ -1,6 +1,7 @@
 //! How a schema's event time is written: named formats, strftime patterns, time zones.
 
 use super::value::Raw;
+use crate::parse::json_fast::Num;
 use crate::parse::timestamp::parse_rfc3339;
 
 /// How the event time is written.
@@ -126,6 +127,9 @@ impl TimeFormat {
             TimeFormat::EpochNanos => Some(-6),
             _ => None,
         };
+        if let (Some(shift), Raw::Num(n)) = (shift, raw) {
+            return num_epoch_ms(n, shift).filter(|ms| *ms >= 0);
+        }
         // A number, or a string without escapes: its text as it stands (what `text` gives).
         if let (Some(shift), Raw::Plain(t) | Raw::Json(t)) = (shift, raw) {
             if matches!(raw, Raw::Plain(_))
@@ -135,10 +139,12 @@ impl TimeFormat {
             }
         }
         let ms = match (self, raw) {
-            (TimeFormat::Default, Raw::Json(_) | Raw::Plain(_)) => match raw.text()? {
-                (t, true) => parse_rfc3339(&t)?,
-                (t, false) => t.parse::<i64>().ok()?,
-            },
+            (TimeFormat::Default, Raw::Json(_) | Raw::Plain(_) | Raw::Num(_)) => {
+                match raw.text()? {
+                    (t, true) => parse_rfc3339(&t)?,
+                    (t, false) => t.parse::<i64>().ok()?,
+                }
+            }
             (TimeFormat::Default | TimeFormat::Rfc3339, _) => parse_rfc3339(&raw.text()?.0)?,
             (TimeFormat::EpochMillis, _) => epoch_ms(&raw.text()?.0, 0)?,
             (TimeFormat::EpochSeconds, _) => epoch_ms(&raw.text()?.0, 3)?,
@@ -282,6 +288,23 @@ pub fn epoch_ms(s: &str, shift: i32) -> Option<i64> {
         }
     } else {
         n.div_euclid(10i128.pow((-e) as u32))
+    };
+    i64::try_from(ms).ok()
+}
+
+/// [`epoch_ms`] of a number's text, from the digits the scan read where they are exact (at
+/// most 18, no sign, no exponent: the usual epoch value).
+#[inline]
+fn num_epoch_ms(n: &Num<'_>, shift: i32) -> Option<i64> {
+    if n.neg || n.exp || n.digits > 18 {
+        return epoch_ms(n.text, shift);
+    }
+    // value_ms = digits * 10^(shift - fraction digits), truncated (it is not negative).
+    let e = shift - n.frac as i32;
+    let ms = if e >= 0 {
+        n.m.checked_mul(10u64.checked_pow(e as u32)?)?
+    } else {
+        n.m / 10u64.checked_pow((-e) as u32).unwrap_or(u64::MAX)
     };
     i64::try_from(ms).ok()
 }

@@ -3,7 +3,7 @@
 use super::scan::Leaves;
 use super::types::{FieldType, MetaPath};
 use super::{RecordMeta, Schema};
-use crate::parse::json_fast::short_decimal;
+use crate::parse::json_fast::{short_decimal, Num};
 use crate::parse::ParseError;
 use crate::record::{Event, Field, Str, Value};
 
@@ -42,6 +42,8 @@ pub(super) enum Raw<'a> {
     Json(&'a str),
     /// A JSON string without escapes: its text between the quotes.
     Plain(&'a str),
+    /// A JSON number as the scanner read it: its text and its digits.
+    Num(Num<'a>),
     /// A regex capture or string metadata.
     Text(&'a str),
     Int(i64),
@@ -56,6 +58,7 @@ impl Raw<'_> {
             Raw::Missing | Raw::Null => None,
             Raw::Text(t) | Raw::Plain(t) => Some((Cow::Borrowed(*t), true)),
             Raw::Int(i) => Some((Cow::Owned(i.to_string()), false)),
+            Raw::Num(n) => Some((Cow::Borrowed(n.text), false)),
             Raw::Json(t) => {
                 let t = *t;
                 match t.as_bytes().first()? {
@@ -76,6 +79,7 @@ impl Raw<'_> {
             Raw::Missing => return "nothing (no such key)".into(),
             Raw::Null => return "null".into(),
             Raw::Json(t) => t.to_string(),
+            Raw::Num(n) => n.text.to_string(),
             Raw::Plain(t) => format!("\"{t}\""),
             Raw::Text(t) => format!("{t:?}"),
             Raw::Int(i) => i.to_string(),
@@ -93,6 +97,8 @@ pub(super) fn convert(raw: &Raw<'_>, ty: FieldType) -> Option<Value> {
         (Raw::Missing | Raw::Null, _) => return Some(Value::Null),
         // The usual values, without the general route through `text` below.
         (Raw::Plain(t), FieldType::String) => return Some(Value::Str(Str::from(*t))),
+        (Raw::Num(n), FieldType::Float) => return num_float(n).map(Value::Float),
+        (Raw::Num(n), FieldType::Int) => return num_int(n).map(Value::Int),
         (Raw::Json(t), FieldType::Float)
             if t.as_bytes().first().is_some_and(u8::is_ascii_digit) =>
         {
@@ -127,6 +133,7 @@ pub(super) fn convert(raw: &Raw<'_>, ty: FieldType) -> Option<Value> {
 }
 
 /// Whether `raw` converts to `ty`, without building the value where that costs (a string).
+#[inline]
 pub(super) fn converts(raw: &Raw<'_>, ty: FieldType) -> bool {
     match (raw, ty) {
         (Raw::Plain(_), FieldType::String) => true,
@@ -151,6 +158,23 @@ fn int_of(t: &str) -> Option<i64> {
     // `200.0` is an integer written as a float; `200.5` is not.
     let f = float_of(t)?;
     (f.fract() == 0.0 && f.abs() < 9.0e15).then_some(f as i64)
+}
+
+/// [`int_of`] of the number's text, from the digits the scan read where that is exact.
+#[inline]
+fn num_int(n: &Num<'_>) -> Option<i64> {
+    if n.frac == 0 && !n.exp && n.digits <= 18 {
+        // Up to 18 digits cannot overflow (`m` is exact).
+        let v = n.m as i64;
+        return Some(if n.neg { -v } else { v });
+    }
+    int_of(n.text)
+}
+
+/// [`float_of`] of the number's text, from the digits the scan read where that is exact.
+#[inline]
+fn num_float(n: &Num<'_>) -> Option<f64> {
+    n.short_decimal().or_else(|| float_of(n.text))
 }
 
 fn float_of(t: &str) -> Option<f64> {
