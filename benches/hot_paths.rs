@@ -10,9 +10,9 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use logflow::agg::intern::{Interner, Row};
+use logflow::agg::intern::{Interner, Rows};
 use logflow::gen::{GenConfig, Generator, Kind};
-use logflow::operators::pre_aggregate::{GroupTable, Partial};
+use logflow::operators::pre_aggregate::{Batch, GroupTable, Partial};
 use logflow::parse::Format;
 use logflow::record::{key_hash, Event, FieldSet};
 use logflow::spec::plan::JobPlan;
@@ -99,11 +99,22 @@ fn aggregation(c: &mut Criterion) {
                 (interner, tables)
             },
             |(interner, tables)| {
-                let mut row = Row::default();
-                for ev in &events {
-                    interner.read(ev, &mut row);
+                // In blocks of 1,024 events, as the ingest folds them.
+                let mut rows = Rows::default();
+                let times = vec![progress; 1024];
+                for block in events.chunks(1024) {
+                    let refs: Vec<&Event> = block.iter().collect();
+                    rows.clear();
+                    for ev in &refs {
+                        interner.read(ev, &mut rows);
+                    }
+                    let batch = Batch {
+                        events: &refs,
+                        progress: &times[..refs.len()],
+                        rows: &rows,
+                    };
                     for t in tables.iter_mut() {
-                        t.absorb(ev, progress, &row, interner);
+                        t.absorb(&batch, 0..refs.len(), interner);
                     }
                 }
                 let n = tables
@@ -131,11 +142,18 @@ fn exchange(c: &mut Criterion) {
     for node in plan.nodes.iter().cloned().map(Rc::new) {
         let mut interner = Interner::default();
         let mut t = GroupTable::new(node, &mut interner);
-        let mut row = Row::default();
-        for ev in &events {
-            interner.read(ev, &mut row);
-            t.absorb(ev, 0, &row, &mut interner);
+        let refs: Vec<&Event> = events.iter().collect();
+        let mut rows = Rows::default();
+        for ev in &refs {
+            interner.read(ev, &mut rows);
         }
+        let times = vec![0; refs.len()];
+        let batch = Batch {
+            events: &refs,
+            progress: &times,
+            rows: &rows,
+        };
+        t.absorb(&batch, 0..refs.len(), &mut interner);
         partials.extend(t.drain(&interner));
     }
     let partials = std::sync::Arc::new(partials);

@@ -10,7 +10,7 @@
 //! seen between two drains, not the whole run.
 //!
 //! The numbers the nodes sum, average, compare and bound are read once per event too, into a
-//! [`Row`] beside the ids, so a field read by several aggregates is looked up once.
+//! [`Rows`] beside the ids, so a field read by several aggregates is looked up once.
 
 use hashbrown::HashTable;
 
@@ -47,19 +47,75 @@ impl Num {
     }
 }
 
-/// One event's fields as the aggregation nodes read them (see [`Interner::read`]).
+/// The fields of a batch of events as the aggregation nodes read them (see [`Interner::read`]),
+/// a row per event: the nodes fold a whole batch aggregate by aggregate, reading each field's
+/// id or number from here by row and slot.
 #[derive(Clone, Debug, Default)]
-pub struct Row {
-    /// The id of each grouped or counted field's value, by [`Interner::slot_or_add`] slot.
-    pub ids: Vec<u32>,
-    /// Each number field's value, by [`Interner::num_slot_or_add`] slot.
-    pub nums: Vec<Num>,
+pub struct Rows {
+    /// Row `r`'s id of the field at slot `s` is `ids[r * id_width + s]`.
+    ids: Vec<u32>,
+    /// Row `r`'s number of the field at slot `s` is `nums[r * num_width + s]`.
+    nums: Vec<Num>,
+    id_width: usize,
+    num_width: usize,
+    len: usize,
+}
+
+impl Rows {
+    /// No rows, ready for the next batch.
+    pub fn clear(&mut self) {
+        self.ids.clear();
+        self.nums.clear();
+        self.len = 0;
+    }
+
+    /// How many rows.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// No row.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The ids of row `r`, by [`Interner::slot_or_add`] slot (empty if there is no such row).
+    #[inline]
+    pub fn ids(&self, r: usize) -> &[u32] {
+        let w = self.id_width;
+        self.ids.get(r * w..(r + 1) * w).unwrap_or_default()
+    }
+
+    /// The id at slot `slot` of row `r` ([`NULL`] if there is none).
+    #[inline]
+    pub fn id(&self, r: usize, slot: usize) -> u32 {
+        self.ids
+            .get(r * self.id_width + slot)
+            .copied()
+            .unwrap_or(NULL)
+    }
+
+    /// The numbers of row `r`, by [`Interner::num_slot_or_add`] slot.
+    #[inline]
+    pub fn nums(&self, r: usize) -> &[Num] {
+        let w = self.num_width;
+        self.nums.get(r * w..(r + 1) * w).unwrap_or_default()
+    }
+
+    /// The number at slot `slot` of row `r` ([`Num::Null`] if there is none).
+    #[inline]
+    pub fn num(&self, r: usize, slot: usize) -> Num {
+        self.nums
+            .get(r * self.num_width + slot)
+            .copied()
+            .unwrap_or(Num::Null)
+    }
 }
 
 /// Values of a list of fields, numbered densely as they are first seen.
 pub struct Interner {
     fields: Vec<Field>,
-    /// Fields read as numbers ([`Row::nums`]).
+    /// Fields read as numbers ([`Rows::nums`]).
     num_fields: Vec<Field>,
     /// Ids of `values`, hashed by the value's `hash64`.
     index: HashTable<u32>,
@@ -79,36 +135,43 @@ impl Default for Interner {
 }
 
 impl Interner {
-    /// The position of `field` in [`Row::ids`], added if it has none.
+    /// The position of `field` in [`Rows::ids`], added if it has none.
     pub fn slot_or_add(&mut self, field: Field) -> usize {
         position_or_push(&mut self.fields, field)
     }
 
-    /// The position of `field` in [`Row::nums`], added if it has none.
+    /// The position of `field` in [`Rows::nums`], added if it has none.
     pub fn num_slot_or_add(&mut self, field: Field) -> usize {
         position_or_push(&mut self.num_fields, field)
     }
 
-    /// Writes the id of each grouped or counted field's value in `ev` to `row.ids`, and each
-    /// number field's value to `row.nums`.
+    /// Appends a row to `rows`: the id of each grouped or counted field's value in `ev`, and
+    /// each number field's value. Ids are given in the order rows are read, field by field.
     #[inline]
-    pub fn read(&mut self, ev: &Event, row: &mut Row) {
-        if row.ids.len() != self.fields.len() || row.nums.len() != self.num_fields.len() {
-            row.ids.resize(self.fields.len(), NULL);
-            row.nums.resize(self.num_fields.len(), Num::Null);
+    pub fn read(&mut self, ev: &Event, rows: &mut Rows) {
+        if rows.len == 0 {
+            rows.id_width = self.fields.len();
+            rows.num_width = self.num_fields.len();
         }
-        for (id, f) in row.ids.iter_mut().zip(&self.fields) {
-            *id = intern(&mut self.index, &mut self.values, ev.get(*f));
+        // Slots are all taken before the first row is read (the tables are made first).
+        debug_assert_eq!(
+            (rows.id_width, rows.num_width),
+            (self.fields.len(), self.num_fields.len())
+        );
+        for f in &self.fields {
+            let id = intern(&mut self.index, &mut self.values, ev.get(*f));
+            rows.ids.push(id);
         }
-        for (n, f) in row.nums.iter_mut().zip(&self.num_fields) {
-            *n = match ev.get(*f) {
+        for f in &self.num_fields {
+            rows.nums.push(match ev.get(*f) {
                 ValueRef::Null => Num::Null,
                 ValueRef::Int(i) => Num::Int(i),
                 ValueRef::Float(x) => Num::Float(x),
                 // Not a number: read from the event where an aggregate needs it.
                 ValueRef::Str(_) | ValueRef::Bool(_) => Num::Str,
-            };
+            });
         }
+        rows.len += 1;
     }
 
     /// The id of `r`, given one if it has none yet.
@@ -189,17 +252,25 @@ mod tests {
         };
         assert_eq!(i.num_slot_or_add(Field::ResponseTime), 0);
         assert_eq!(i.num_slot_or_add(Field::StatusCode), 1);
-        let mut row = Row::default();
-        i.read(&ev(Some("api"), Some(200)), &mut row);
-        assert_eq!(row.ids.len(), 2);
-        let first = row.ids.clone();
-        assert_eq!(row.nums, [Num::Null, Num::Int(200)]);
-        i.read(&ev(Some("web"), None), &mut row);
-        assert_eq!(row.ids[1], NULL);
-        assert_eq!(row.nums[1], Num::Null);
-        assert_ne!(row.ids[0], first[0]);
-        i.read(&ev(Some("api"), Some(200)), &mut row);
-        assert_eq!(row.ids, first);
+        let mut rows = Rows::default();
+        i.read(&ev(Some("api"), Some(200)), &mut rows);
+        assert_eq!(rows.ids(0).len(), 2);
+        let first = rows.ids(0).to_vec();
+        assert_eq!(rows.nums(0), [Num::Null, Num::Int(200)]);
+        i.read(&ev(Some("web"), None), &mut rows);
+        assert_eq!(rows.id(1, 1), NULL);
+        assert_eq!(rows.num(1, 1), Num::Null);
+        assert_ne!(rows.id(1, 0), first[0]);
+        i.read(&ev(Some("api"), Some(200)), &mut rows);
+        assert_eq!(rows.ids(2), first);
+        assert_eq!(rows.len(), 3);
+        // Out of range: nothing, never a panic.
+        assert_eq!(
+            (rows.ids(3), rows.id(3, 0), rows.num(3, 0)),
+            (&[][..], NULL, Num::Null)
+        );
+        rows.clear();
+        assert!(rows.is_empty());
         assert_eq!(i.value(first[0]).1, Value::Str("api".into()));
         assert_eq!(i.value(first[1]).0, Value::Int(200).hash64());
         // 200 and 200.0 are equal values, so one id.

@@ -5,6 +5,7 @@
 //! width `gcd(size, slide)` that holds it, not into each of the `size / slide` windows that
 //! contain it; the merge combines a window from its slices.
 
+use std::ops::Range;
 use std::rc::Rc;
 
 use hashbrown::hash_table::Entry;
@@ -17,7 +18,7 @@ use timely::dataflow::StreamVec;
 
 use crate::agg::aggregate::Acc;
 use crate::agg::fold::Fold;
-use crate::agg::intern::{Interner, Row, NULL};
+use crate::agg::intern::{Interner, Rows, NULL};
 use crate::agg::value_set::ValueSet;
 use crate::record::value::mix;
 use crate::record::{Event, Key, Value};
@@ -86,15 +87,25 @@ impl<'scope> PreAggregate<'scope> for StreamVec<'scope, u64, Event> {
         self.unary(Pipeline, "PreAggregate", move |_, _| {
             let mut interner = Interner::default();
             let mut table = GroupTable::new(node, &mut interner);
-            let mut row = Row::default();
+            let mut rows = Rows::default();
+            let mut times = Vec::new();
             move |input, output| {
                 input.for_each_stamp(|cap, data| {
                     let progress = crate::operators::time_of(&cap) as i64;
                     for batch in data {
-                        for ev in batch.iter() {
-                            interner.read(ev, &mut row);
-                            table.absorb(ev, progress, &row, &mut interner);
+                        let events: Vec<&Event> = batch.iter().collect();
+                        rows.clear();
+                        for ev in &events {
+                            interner.read(ev, &mut rows);
                         }
+                        times.clear();
+                        times.resize(events.len(), progress);
+                        let batch = Batch {
+                            events: &events,
+                            progress: &times,
+                            rows: &rows,
+                        };
+                        table.absorb(&batch, 0..events.len(), &mut interner);
                     }
                     output.session(&cap).give_iterator(table.drain(&interner));
                     interner.clear();
@@ -102,6 +113,18 @@ impl<'scope> PreAggregate<'scope> for StreamVec<'scope, u64, Event> {
             }
         })
     }
+}
+
+/// A batch of events as the tables fold it: the events, the event-time progress each is
+/// absorbed at, and their fields as the nodes read them (row `r` is `events[r]`).
+#[derive(Clone, Copy)]
+pub struct Batch<'a> {
+    /// The events.
+    pub events: &'a [&'a Event],
+    /// The progress each event is absorbed at: only windows still open then take it.
+    pub progress: &'a [i64],
+    /// The events' ids and numbers, read by the interner the tables' slots come from.
+    pub rows: &'a Rows,
 }
 
 /// How one aggregate of a node is fed.
@@ -114,9 +137,13 @@ enum Feed {
     Ids { set: usize, slot: usize },
 }
 
-/// The open (window, key) groups of one node, filled event by event and drained into
+/// The open (window, key) groups of one node, filled batch by batch and drained into
 /// [`Partial`]s: the combiner behind [`PreAggregate`], also run inside the ingest operator,
-/// where every node reads each event right after it is parsed, with no copy of it.
+/// where every node folds each block of events right after it is parsed, with no copy of them.
+///
+/// A batch is folded in two passes: first each event's group (or groups) is found, then each
+/// aggregate folds every (event, group) pair in one loop, so how an aggregate folds is decided
+/// once per batch rather than once per event, and the accumulators of a group lie side by side.
 ///
 /// Groups are found by the [`Interner`] ids of the event's key fields, and distinct counts
 /// record (group, id) pairs, so the nodes of a job share one hash of each field per event and
@@ -127,20 +154,25 @@ pub struct GroupTable {
     /// Where the node's key fields are in an event's ids.
     key_slots: Vec<usize>,
     feeds: Vec<Feed>,
-    /// Indices into `groups`, hashed by (window or slice start, first window, key ids).
+    /// Indices of groups, hashed by (window or slice start, first window, key ids).
     index: HashTable<u32>,
-    groups: Vec<Partial>,
     /// (hash, start, first window) of each group; its key ids are
-    /// `kids[g * keys..(g + 1) * keys]`.
+    /// `kids[g * keys..(g + 1) * keys]`, its key values `keys[g]`.
     heads: Vec<(u64, i64, i64)>,
     kids: Vec<u32>,
+    keys: Vec<Key>,
+    /// The groups' accumulators, the node's aggregates of each group in a row: aggregate `a`
+    /// of group `g` is `accs[g * node.accs.len() + a]`.
+    accs: Vec<Acc>,
     /// Per id-fed distinct aggregate: `group << 32 | id` of every member seen since the last
     /// drain.
     pairs: Vec<HashTable<u64>>,
     /// Drain's buckets: where each group's ids end, and the ids (kept for their allocation).
     scratch: (Vec<usize>, Vec<u32>),
+    /// (row, group) of every fold of the batch being absorbed (kept for its allocation).
+    hits: Vec<(u32, u32)>,
     /// The fields of an exploded row.
-    row: Row,
+    exploded: Rows,
     /// Nodes with at most one key field: the last two groups each key id went to (`NONE` if
     /// none since the last drain), latest first. An event usually falls into the same window
     /// as the previous one of its key, or (out of order, near a window's end) the one before,
@@ -183,136 +215,166 @@ impl GroupTable {
             key_slots,
             feeds,
             index: HashTable::new(),
-            groups: Vec::new(),
             heads: Vec::new(),
             kids: Vec::new(),
+            keys: Vec::new(),
+            accs: Vec::new(),
             pairs: (0..sets).map(|_| HashTable::new()).collect(),
             scratch: (Vec::new(), Vec::new()),
-            row: Row::default(),
+            hits: Vec::new(),
+            exploded: Rows::default(),
             last: Vec::new(),
             window: (0, 0),
             first_start: i64::MAX,
         }
     }
 
-    /// Folds `ev` (whose fields as the nodes read them are `row`) into the node's windows that
-    /// are still open at event-time `progress` (nothing when it fails the node's filter). A
-    /// node with `explode` folds one row per element of its list instead (a scalar is a list
-    /// of one, null an empty list), the element in its extra field; the filter applies to
-    /// each row.
-    #[inline]
-    pub fn absorb(&mut self, ev: &Event, progress: i64, row: &Row, interner: &mut Interner) {
-        let Some(x) = &self.node.explode else {
-            return self.absorb_one(ev, progress, row, interner);
+    /// Folds the events `range` of `batch` into the node's windows that are still open at
+    /// each one's progress (nothing for one failing the node's filter). A node with `explode`
+    /// folds one row per element of its list instead (a scalar is a list of one, null an empty
+    /// list), the element in its extra field; the filter applies to each row.
+    pub fn absorb(&mut self, batch: &Batch<'_>, range: Range<usize>, interner: &mut Interner) {
+        let node = Rc::clone(&self.node);
+        let Some(x) = &node.explode else {
+            return self.absorb_rows(batch, range, interner);
         };
-        let slot = x.slot;
-        let items = match x.list.eval(ev) {
-            Value::List(items) => items,
-            Value::Null => return,
-            v => vec![v],
-        };
-        let mut exploded = ev.clone();
-        let mut row = std::mem::take(&mut self.row);
-        for item in items {
-            exploded.set_extra(slot, item);
-            interner.read(&exploded, &mut row);
-            self.absorb_one(&exploded, progress, &row, interner);
-        }
-        self.row = row;
-    }
-
-    #[inline]
-    fn absorb_one(&mut self, ev: &Event, progress: i64, row: &Row, interner: &Interner) {
-        let node = &*self.node;
-        let ids = &row.ids;
-        if let Some(f) = &node.filter {
-            if !f.test(ev) {
-                return;
-            }
-        }
-        let key_hash = match self.key_slots.as_slice() {
-            [] => 0,
-            [s] => u64::from(ids[*s]),
-            slots => slots.iter().fold(0u64, |h, s| mix(h, u64::from(ids[*s]))),
-        };
-        let w = node.windows;
-        if w.size == w.slide && !w.is_global() {
-            // Tumbling: the one window containing the event (`open_starts` without the
-            // iterator), if it is still open.
-            let t = ev.timestamp;
-            let start = if self.window.0 <= t && t < self.window.1 {
-                self.window.0
-            } else {
-                let start = w.last_start(t);
-                self.window = (start, start + w.size);
-                start
+        let mut rows = std::mem::take(&mut self.exploded);
+        for r in range {
+            let (Some(ev), Some(&progress)) = (batch.events.get(r), batch.progress.get(r)) else {
+                break;
             };
-            if w.end_of(t, start) + node.hold_ms > progress {
-                self.absorb_at(ev, start, start, key_hash, row, interner);
-            }
-        } else if let Some(width) = self.slice {
-            // Sliding: once, into the event's slice, for the windows still open.
-            let t = ev.timestamp;
-            if let Some(first) = w.first_open(t, node.hold_ms, progress) {
-                let start = t - t.rem_euclid(width);
-                self.absorb_at(ev, start, first, key_hash, row, interner);
-            }
-        } else {
-            // Global and session windows: one window (cell) per event.
-            for start in w.open_starts(ev.timestamp, node.hold_ms, progress) {
-                self.absorb_at(ev, start, start, key_hash, row, interner);
+            let items = match x.list.eval(*ev) {
+                Value::List(items) => items,
+                Value::Null => continue,
+                v => vec![v],
+            };
+            let mut exploded = (*ev).clone();
+            for item in items {
+                exploded.set_extra(x.slot, item);
+                rows.clear();
+                interner.read(&exploded, &mut rows);
+                let events = [&exploded];
+                let one = Batch {
+                    events: &events,
+                    progress: &[progress],
+                    rows: &rows,
+                };
+                self.absorb_rows(&one, 0..1, interner);
             }
         }
+        self.exploded = rows;
     }
 
-    /// Folds `ev` into its group of window (or slice) `start` feeding windows from `first`.
-    #[inline]
-    fn absorb_at(
-        &mut self,
-        ev: &Event,
-        start: i64,
-        first: i64,
-        key_hash: u64,
-        row: &Row,
-        interner: &Interner,
-    ) {
-        let ids = &row.ids;
-        // With one key field (or none) the key hash is the key's id.
-        let cached = match self.last.get(key_hash as usize) {
-            Some(pair) if self.key_slots.len() <= 1 => {
-                pair.iter().map(|&g| g as usize).find(|&g| {
-                    self.heads
-                        .get(g)
-                        .is_some_and(|h| h.1 == start && h.2 == first)
-                })
+    /// [`GroupTable::absorb`] of rows as they are: their groups first, then each aggregate
+    /// over them.
+    fn absorb_rows(&mut self, batch: &Batch<'_>, range: Range<usize>, interner: &Interner) {
+        let node = Rc::clone(&self.node);
+        let mut hits = std::mem::take(&mut self.hits);
+        hits.clear();
+        let w = node.windows;
+        for r in range {
+            let (Some(ev), Some(&progress)) = (batch.events.get(r), batch.progress.get(r)) else {
+                break;
+            };
+            if let Some(f) = &node.filter {
+                if !f.test(*ev) {
+                    continue;
+                }
             }
-            _ => None,
-        };
-        let g = match cached {
-            Some(g) => g,
-            None => self.find_or_add(start, first, key_hash, ids, interner),
-        };
-        let accs = self.groups[g].accs.iter_mut();
-        for ((spec, acc), feed) in self.node.accs.iter().zip(accs).zip(&self.feeds) {
+            let ids = batch.rows.ids(r);
+            let id = |s: &usize| ids.get(*s).copied().unwrap_or(NULL);
+            let key_hash = match self.key_slots.as_slice() {
+                [] => 0,
+                [s] => u64::from(id(s)),
+                slots => slots.iter().fold(0u64, |h, s| mix(h, u64::from(id(s)))),
+            };
+            let row = r as u32;
+            if w.size == w.slide && !w.is_global() {
+                // Tumbling: the one window containing the event (`open_starts` without the
+                // iterator), if it is still open.
+                let t = ev.timestamp;
+                let start = if self.window.0 <= t && t < self.window.1 {
+                    self.window.0
+                } else {
+                    let start = w.last_start(t);
+                    self.window = (start, start + w.size);
+                    start
+                };
+                if w.end_of(t, start) + node.hold_ms > progress {
+                    hits.push((row, self.group(start, start, key_hash, ids, interner)));
+                }
+            } else if let Some(width) = self.slice {
+                // Sliding: once, into the event's slice, for the windows still open.
+                let t = ev.timestamp;
+                if let Some(first) = w.first_open(t, node.hold_ms, progress) {
+                    let start = t - t.rem_euclid(width);
+                    hits.push((row, self.group(start, first, key_hash, ids, interner)));
+                }
+            } else {
+                // Global and session windows: one window (cell) per event.
+                for start in w.open_starts(ev.timestamp, node.hold_ms, progress) {
+                    hits.push((row, self.group(start, start, key_hash, ids, interner)));
+                }
+            }
+        }
+        let n = node.accs.len();
+        for (a, (spec, feed)) in node.accs.iter().zip(&self.feeds).enumerate() {
             match *feed {
-                Feed::Fold(ref fold) => fold.apply(spec, acc, &row.nums, ev),
+                Feed::Fold(ref fold) => {
+                    fold.fold_rows(spec, &hits, batch.rows, batch.events, &mut self.accs, n, a)
+                }
                 Feed::Ids { set, slot } => {
-                    let id = ids[slot];
-                    if id != NULL {
-                        let pair = (g as u64) << 32 | u64::from(id);
-                        if let Entry::Vacant(v) =
-                            self.pairs[set].entry(mix(pair, 0), |&p| p == pair, |&p| mix(p, 0))
-                        {
-                            v.insert(pair);
+                    let Some(pairs) = self.pairs.get_mut(set) else {
+                        continue;
+                    };
+                    for &(r, g) in &hits {
+                        let id = batch.rows.id(r as usize, slot);
+                        if id != NULL {
+                            let pair = u64::from(g) << 32 | u64::from(id);
+                            if let Entry::Vacant(v) =
+                                pairs.entry(mix(pair, 0), |&p| p == pair, |&p| mix(p, 0))
+                            {
+                                v.insert(pair);
+                            }
                         }
                     }
                 }
             }
         }
+        self.hits = hits;
+    }
+
+    /// The group of window (or slice) `start` feeding windows from `first`, for the key whose
+    /// ids are `ids` (hashed to `key_hash`), made if new.
+    #[inline(always)]
+    fn group(
+        &mut self,
+        start: i64,
+        first: i64,
+        key_hash: u64,
+        ids: &[u32],
+        interner: &Interner,
+    ) -> u32 {
+        // With one key field (or none) the key hash is the key's id.
+        if self.key_slots.len() <= 1 {
+            if let Some(pair) = self.last.get(key_hash as usize) {
+                for &g in pair {
+                    if self
+                        .heads
+                        .get(g as usize)
+                        .is_some_and(|h| h.1 == start && h.2 == first)
+                    {
+                        return g;
+                    }
+                }
+            }
+        }
+        self.find_or_add(start, first, key_hash, ids, interner)
     }
 
     /// The index of the group of window (or slice) `start`, first window `first` and the key in
     /// `ids`, made if new.
+    #[inline(never)]
     fn find_or_add(
         &mut self,
         start: i64,
@@ -320,12 +382,13 @@ impl GroupTable {
         key_hash: u64,
         ids: &[u32],
         interner: &Interner,
-    ) -> usize {
+    ) -> u32 {
         let mut h = mix(key_hash, start as u64);
         if first != start {
             h = mix(h, first as u64);
         }
         let keys = self.key_slots.len();
+        let id = |s: &usize| ids.get(*s).copied().unwrap_or(NULL);
         let (heads, kids, slots) = (&self.heads, &self.kids, &self.key_slots);
         let found = self.index.find(h, |&g| {
             let g = g as usize;
@@ -334,27 +397,25 @@ impl GroupTable {
                 && slots
                     .iter()
                     .zip(&kids[g * keys..])
-                    .all(|(s, k)| ids[*s] == *k)
+                    .all(|(s, k)| id(s) == *k)
         });
         let g = match found {
-            Some(&g) => g as usize,
+            Some(&g) => g,
             None => {
-                let g = self.groups.len();
-                self.groups.push(Partial {
-                    start,
-                    first,
-                    key: slots
+                let g = self.heads.len() as u32;
+                self.keys.push(
+                    slots
                         .iter()
-                        .map(|s| interner.value(ids[*s]).1.clone())
+                        .map(|s| interner.value(id(s)).1.clone())
                         .collect(),
-                    accs: self.node.accs.iter().map(|a| a.new_state()).collect(),
-                });
+                );
+                self.accs
+                    .extend(self.node.accs.iter().map(|a| a.new_state()));
                 self.heads.push((h, start, first));
                 self.first_start = self.first_start.min(first);
-                self.kids.extend(self.key_slots.iter().map(|s| ids[*s]));
+                self.kids.extend(self.key_slots.iter().map(id));
                 let heads = &self.heads;
-                self.index
-                    .insert_unique(h, g as u32, |&i| heads[i as usize].0);
+                self.index.insert_unique(h, g, |&i| heads[i as usize].0);
                 g
             }
         };
@@ -364,55 +425,60 @@ impl GroupTable {
                 self.last.resize(code + 1, [NONE; 2]);
             }
             let pair = &mut self.last[code];
-            *pair = [g as u32, pair[0]];
+            *pair = [g, pair[0]];
         }
         g
     }
 
     /// No group yet.
     pub fn is_empty(&self) -> bool {
-        self.groups.is_empty()
+        self.heads.is_empty()
     }
 
     /// The progress at which the first of the windows gathered since the last drain closes
     /// (`None`: nothing gathered): their partials must be on their way before then.
     pub fn first_deadline(&self) -> Option<i64> {
-        (!self.groups.is_empty()).then(|| self.node.deadline(self.first_start))
+        (!self.heads.is_empty()).then(|| self.node.deadline(self.first_start))
     }
 
     /// The partials gathered since the last drain, their sets filled from `interner` (the one
     /// their ids came from; it may be cleared once the partials are taken).
-    pub fn drain(&mut self, interner: &Interner) -> std::vec::Drain<'_, Partial> {
+    pub fn drain(&mut self, interner: &Interner) -> impl Iterator<Item = Partial> + '_ {
+        let n = self.node.accs.len();
+        let groups = self.heads.len();
         let (mut ends, mut ids) = std::mem::take(&mut self.scratch);
         for (a, feed) in self.feeds.iter().enumerate() {
             let Feed::Ids { set, .. } = *feed else {
+                continue;
+            };
+            let Some(pairs) = self.pairs.get_mut(set) else {
                 continue;
             };
             // The ids bucketed by group (a counting sort), so each group's set is made at its
             // final size and filled in one visit instead of at random across every group; its
             // members are distinct ids, so distinct values, pushed without a lookup.
             ends.clear();
-            ends.resize(self.groups.len() + 1, 0usize);
-            for &pair in self.pairs[set].iter() {
-                if let Some(n) = ends.get_mut((pair >> 32) as usize + 1) {
-                    *n += 1;
+            ends.resize(groups + 1, 0usize);
+            for &pair in pairs.iter() {
+                if let Some(c) = ends.get_mut((pair >> 32) as usize + 1) {
+                    *c += 1;
                 }
             }
             for g in 1..ends.len() {
                 ends[g] += ends[g - 1];
             }
             ids.clear();
-            ids.resize(ends[self.groups.len()], 0u32);
+            ids.resize(ends[groups], 0u32);
             // `ends[g]` is where group g's next id goes, then where its ids end.
-            for pair in self.pairs[set].drain() {
+            for pair in pairs.drain() {
                 if let Some(at) = ends.get_mut((pair >> 32) as usize) {
                     ids[*at] = pair as u32;
                     *at += 1;
                 }
             }
             let mut start = 0;
-            for (g, &end) in self.groups.iter_mut().zip(&ends) {
-                if let Acc::Distinct(s) | Acc::Set(s) = &mut g.accs[a] {
+            for (g, &end) in ends.iter().take(groups).enumerate() {
+                if let Some(Acc::Distinct(s) | Acc::Set(s)) = self.accs.get_mut(g * n + a) {
                     *s = ValueSet::with_capacity(end - start);
                     for &id in &ids[start..end] {
                         let (h, v) = interner.value(id);
@@ -424,11 +490,19 @@ impl GroupTable {
         }
         self.scratch = (ends, ids);
         self.index.clear();
-        self.heads.clear();
         self.kids.clear();
         self.last.clear();
         self.first_start = i64::MAX;
-        self.groups.drain(..)
+        let mut accs = self.accs.drain(..);
+        self.keys
+            .drain(..)
+            .zip(self.heads.drain(..))
+            .map(move |(key, (_, start, first))| Partial {
+                start,
+                first,
+                key,
+                accs: accs.by_ref().take(n).collect(),
+            })
     }
 }
 
@@ -453,6 +527,27 @@ mod tests {
         ids_agree(vec![service], Windows::sliding(60_000, 20_000));
         ids_agree(vec![service], Windows::tumbling(60_000));
         ids_agree(vec![], Windows::tumbling(60_000));
+    }
+
+    /// Folds `events` into `table` as one batch, each at `progress`.
+    fn absorb_events(
+        table: &mut GroupTable,
+        interner: &mut Interner,
+        events: &[Event],
+        progress: i64,
+    ) {
+        let refs: Vec<&Event> = events.iter().collect();
+        let mut rows = Rows::default();
+        for ev in &refs {
+            interner.read(ev, &mut rows);
+        }
+        let times = vec![progress; refs.len()];
+        let batch = Batch {
+            events: &refs,
+            progress: &times,
+            rows: &rows,
+        };
+        table.absorb(&batch, 0..refs.len(), interner);
     }
 
     fn ids_agree(keys: Vec<Field>, windows: Windows) {
@@ -484,7 +579,6 @@ mod tests {
         });
         let mut interner = Interner::default();
         let mut table = GroupTable::new(Rc::clone(&node), &mut interner);
-        let mut row = Row::default();
         let mut seed = 7u64;
         let mut next = move |n: u64| {
             seed = seed
@@ -497,7 +591,8 @@ mod tests {
         type Plain = (i64, BTreeSet<Value>, BTreeSet<Value>);
         let mut plain: BTreeMap<(i64, Key), Plain> = BTreeMap::new();
         for round in 0..3 {
-            for _ in 0..2_000 {
+            let mut batch = Vec::new();
+            for i in 0..2_000 {
                 let ev = Event {
                     timestamp: 1_000_000 + next(300_000) as i64,
                     service: [None, Some("api"), Some("web"), Some("db")][next(4) as usize]
@@ -506,8 +601,6 @@ mod tests {
                     user_id: (next(5) > 0).then(|| format!("u{}", next(40)).into()),
                     ..Event::default()
                 };
-                interner.read(&ev, &mut row);
-                table.absorb(&ev, 0, &row, &mut interner);
                 // The windows computed here, not by the code under test: every start that is a
                 // multiple of the slide in (t - size, t].
                 let (size, slide) = (windows.size, windows.slide);
@@ -525,6 +618,12 @@ mod tests {
                     if let Some(s) = &ev.service {
                         e.2.insert(Value::Str(s.clone()));
                     }
+                }
+                batch.push(ev);
+                // Batches of every size, one event to hundreds.
+                if i % 331 == 0 || i % 500 == 7 || i == 1_999 {
+                    absorb_events(&mut table, &mut interner, &batch, 0);
+                    batch.clear();
                 }
             }
             for p in table.drain(&interner) {
@@ -579,17 +678,15 @@ mod tests {
             let node = Rc::new(AggNode::count_by_service(Windows::sliding(size, slide), 0));
             let mut interner = Interner::default();
             let mut table = GroupTable::new(Rc::clone(&node), &mut interner);
-            let mut row = Row::default();
             let events = 5_000;
-            for i in 0..events {
-                let ev = Event {
+            let batch: Vec<Event> = (0..events)
+                .map(|i| Event {
                     timestamp: 960_000 + (i * 7_919) % 600_000,
                     service: Some(["api", "web"][(i % 2) as usize].into()),
                     ..Event::default()
-                };
-                interner.read(&ev, &mut row);
-                table.absorb(&ev, 0, &row, &mut interner);
-            }
+                })
+                .collect();
+            absorb_events(&mut table, &mut interner, &batch, 0);
             let partials: Vec<Partial> = table.drain(&interner).collect();
             let folds: i64 = partials
                 .iter()
@@ -636,16 +733,13 @@ mod tests {
             complete: None,
         });
         let mut table = GroupTable::new(node, &mut interner);
-        let mut row = Row::default();
         let lines = ["the cat  the dog", "cat", ""].map(|l| Event {
             line: Some(l.into()),
             ..Event::default()
         });
         // The last event has no line: no rows.
-        for ev in lines.iter().chain([&Event::default()]) {
-            interner.read(ev, &mut row);
-            table.absorb(ev, 0, &row, &mut interner);
-        }
+        let batch: Vec<Event> = lines.into_iter().chain([Event::default()]).collect();
+        absorb_events(&mut table, &mut interner, &batch, 0);
         let mut counts: Vec<(Key, Value)> = table
             .drain(&interner)
             .map(|p| (p.key, p.accs[0].clone().finish()))

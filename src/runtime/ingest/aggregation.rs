@@ -3,8 +3,8 @@
 
 use std::rc::Rc;
 
-use crate::agg::intern::{Interner, Row};
-use crate::operators::pre_aggregate::{GroupTable, Partial};
+use crate::agg::intern::{Interner, Rows};
+use crate::operators::pre_aggregate::{Batch, GroupTable, Partial};
 use crate::record::Event;
 use crate::spec::plan::AggNode;
 
@@ -43,12 +43,17 @@ pub(super) struct Aggregation {
     /// Ids of the fields every node groups or counts by, shared by all tables and cleared
     /// when they have all been drained.
     interner: Interner,
-    /// The fields of the event being absorbed, as the nodes read them.
-    row: Row,
+    /// The fields of the events being absorbed, as the nodes read them.
+    rows: Rows,
+    /// The progress each of them is absorbed at.
+    progress: Vec<i64>,
 }
 
 /// Table sets kept for reuse beyond those in use: more only when partitions' times spread.
 const SPARE_TABLES: usize = 8;
+/// Events folded as one batch: a block's rows, ids and (event, group) pairs of this many stay
+/// in the core's caches while every aggregate of every node passes over them.
+const CHUNK: usize = 1024;
 
 impl Aggregation {
     pub(super) fn new(nodes: &[Rc<AggNode>]) -> Self {
@@ -74,7 +79,8 @@ impl Aggregation {
             held: 0,
             ready: Vec::new(),
             interner,
-            row: Row::default(),
+            rows: Rows::default(),
+            progress: Vec::new(),
         }
     }
 
@@ -85,25 +91,56 @@ impl Aggregation {
             .collect()
     }
 
-    #[inline]
-    pub(super) fn absorb(&mut self, ev: &Event, t: u64) {
-        self.held += 1;
-        self.merged_time = Some(self.merged_time.map_or(t, |m| m.min(t)));
-        self.interner.read(ev, &mut self.row);
-        for (_, table) in self.merged.iter_mut() {
-            table.absorb(ev, t as i64, &self.row, &mut self.interner);
+    /// Folds `events` into every node, event `i` at time `times[i]` (its partition's
+    /// event-time progress when it was read).
+    pub(super) fn absorb(&mut self, events: &[&Event], times: &[u64]) {
+        for (events, times) in events.chunks(CHUNK).zip(times.chunks(CHUNK)) {
+            self.absorb_chunk(events, times);
         }
-        if self.timed.is_empty() {
+    }
+
+    fn absorb_chunk(&mut self, events: &[&Event], times: &[u64]) {
+        let n = events.len().min(times.len());
+        let Some(&least) = times[..n].iter().min() else {
             return;
+        };
+        self.held += n;
+        self.merged_time = Some(self.merged_time.map_or(least, |m| m.min(least)));
+        let (mut rows, mut progress) = (
+            std::mem::take(&mut self.rows),
+            std::mem::take(&mut self.progress),
+        );
+        rows.clear();
+        for ev in &events[..n] {
+            self.interner.read(ev, &mut rows);
         }
-        if self.open.get(self.last).is_none_or(|(time, _)| *time != t) {
-            self.last = self.slot(t);
+        progress.clear();
+        progress.extend(times[..n].iter().map(|&t| t as i64));
+        let batch = Batch {
+            events: &events[..n],
+            progress: &progress,
+            rows: &rows,
+        };
+        for (_, table) in self.merged.iter_mut() {
+            table.absorb(&batch, 0..n, &mut self.interner);
         }
-        if let Some((_, tables)) = self.open.get_mut(self.last) {
-            for (_, table) in tables.iter_mut() {
-                table.absorb(ev, t as i64, &self.row, &mut self.interner);
+        // Update-mode, complete-mode and session nodes: each run of events at one time into
+        // that time's tables.
+        let mut from = 0;
+        while from < n && !self.timed.is_empty() {
+            let t = times[from];
+            let to = from + times[from..n].iter().take_while(|&&x| x == t).count();
+            if self.open.get(self.last).is_none_or(|(time, _)| *time != t) {
+                self.last = self.slot(t);
             }
+            if let Some((_, tables)) = self.open.get_mut(self.last) {
+                for (_, table) in tables.iter_mut() {
+                    table.absorb(&batch, from..to, &mut self.interner);
+                }
+            }
+            from = to;
         }
+        (self.rows, self.progress) = (rows, progress);
     }
 
     /// The index in `open` of the tables at time `t`, made if needed.
@@ -199,8 +236,8 @@ mod tests {
         ));
         let mut agg = Aggregation::new(&[append]);
         assert!(!agg.due(u64::MAX), "nothing gathered, nothing due");
-        agg.absorb(&event(90_000, "api"), 60_000);
-        agg.absorb(&event(130_000, "api"), 120_000);
+        agg.absorb(&[&event(90_000, "api")], &[60_000]);
+        agg.absorb(&[&event(130_000, "api")], &[120_000]);
         assert!(!agg.due(419_999));
         assert!(agg.due(420_000), "the earliest window closes at 420 s");
         // Sent at the capability when the time absorbed at has passed.
@@ -214,7 +251,7 @@ mod tests {
             ..AggNode::count_by_service(Windows::tumbling(60_000), 300_000)
         });
         let mut agg = Aggregation::new(&[update]);
-        agg.absorb(&event(90_000, "api"), 60_000);
+        agg.absorb(&[&event(90_000, "api")], &[60_000]);
         assert!(!agg.due(60_000));
         assert!(
             agg.due(60_001),
@@ -232,10 +269,13 @@ mod tests {
             ..AggNode::count_by_service(Windows::tumbling(60_000), 0)
         });
         let mut agg = Aggregation::new(&[append, update]);
-        // Two partitions at different progress, read in turns.
-        agg.absorb(&event(10_000, "api"), 2_000);
-        agg.absorb(&event(20_000, "api"), 1_000);
-        agg.absorb(&event(30_000, "api"), 2_000);
+        // Two partitions at different progress, read in turns: one batch, three times.
+        let events = [
+            event(10_000, "api"),
+            event(20_000, "api"),
+            event(30_000, "api"),
+        ];
+        agg.absorb(&events.iter().collect::<Vec<_>>(), &[2_000, 1_000, 2_000]);
         assert_eq!(agg.held, 3);
         assert_eq!(
             flushed(&mut agg),
@@ -249,7 +289,7 @@ mod tests {
         );
         assert_eq!(agg.held, 0);
         // Emptied tables start afresh at the next time.
-        agg.absorb(&event(70_000, "api"), 3_000);
+        agg.absorb(&[&event(70_000, "api")], &[3_000]);
         assert_eq!(
             flushed(&mut agg),
             vec![

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::aggregation::Aggregation;
-use super::{IngestConfig, PartitionState};
+use super::{IngestConfig, LatenessRule, PartitionState};
 use crate::metrics::PartitionMeter;
 use crate::record::Event;
 use crate::record::{DeadLetter, LateEvent};
@@ -305,9 +305,13 @@ impl Partition {
         out: &mut Routed,
     ) -> Option<usize> {
         let cap_time = stamp.cap_time;
+        // (index, time) of the events on time for some node, folded together at the end.
+        let mut on_time: Vec<(usize, u64)> = Vec::with_capacity(batch.len().saturating_sub(from));
+        let mut spans = vec![LateSpan::default(); stamp.config.rules.len()];
         for (i, (bytes, pos, cut)) in batch.iter().enumerate().skip(from) {
             let t = self.next_time(stamp);
             if stamp.barrier.is_some_and(|b| t >= b) {
+                absorb(agg, parsed, &on_time);
                 return Some(i);
             }
             // Read in place: an `Event` is a few hundred bytes, and moving each one out of the
@@ -342,8 +346,8 @@ impl Partition {
 
             let mut missed = Vec::new();
             let mut on_time_somewhere = false;
-            for rule in &stamp.config.rules {
-                if rule.windows.is_late(ev.timestamp, rule.hold_ms, t as i64) {
+            for (rule, span) in stamp.config.rules.iter().zip(&mut spans) {
+                if span.is_late(rule, ev.timestamp, t as i64) {
                     missed.extend(
                         rule.analyses
                             .iter()
@@ -354,14 +358,20 @@ impl Partition {
                 }
             }
             if on_time_somewhere {
-                agg.absorb(ev, t);
+                on_time.push((i, t));
             }
             if !missed.is_empty() {
                 out.counts.late += 1;
+                // Late for some nodes only (rare): the others still fold it, below.
+                let event = if on_time_somewhere {
+                    ev.clone()
+                } else {
+                    std::mem::take(ev)
+                };
                 out.late.push((
                     t,
                     LateEvent {
-                        event: std::mem::take(ev),
+                        event,
                         origin: self.reader.origin(pos),
                         raw: bytes.to_vec(),
                         missed,
@@ -369,7 +379,99 @@ impl Partition {
                 ));
             }
         }
+        absorb(agg, parsed, &on_time);
         parsed.clear();
         None
+    }
+}
+
+/// The slide interval `[from, to)` of the last event time a lateness rule was asked about, and
+/// the progress at which an event in it is late: events come in runs of nearby times, so most
+/// need no division to tell (`Windows::is_late` divides by the slide every time).
+#[derive(Clone, Copy, Default)]
+struct LateSpan {
+    from: i64,
+    to: i64,
+    deadline: i64,
+}
+
+impl LateSpan {
+    /// `rule.windows.is_late(ts, rule.hold_ms, progress)`.
+    #[inline]
+    fn is_late(&mut self, rule: &LatenessRule, ts: i64, progress: i64) -> bool {
+        let w = &rule.windows;
+        if w.session || w.is_global() {
+            return w.is_late(ts, rule.hold_ms, progress);
+        }
+        if !(self.from <= ts && ts < self.to) {
+            // Every time in [start, start + slide) has this latest window start, so this end.
+            let start = w.last_start(ts);
+            *self = LateSpan {
+                from: start,
+                to: start.saturating_add(w.slide),
+                deadline: w.end_of(ts, start) + rule.hold_ms,
+            };
+        }
+        self.deadline <= progress
+    }
+}
+
+/// Folds the events `on_time` lists ((index in `parsed`, time)) into every node, as one batch.
+fn absorb(agg: &mut Aggregation, parsed: &[Result<Event, String>], on_time: &[(usize, u64)]) {
+    let mut events = Vec::with_capacity(on_time.len());
+    let mut times = Vec::with_capacity(on_time.len());
+    for &(i, t) in on_time {
+        if let Some(Ok(ev)) = parsed.get(i) {
+            events.push(ev);
+            times.push(t);
+        }
+    }
+    agg.absorb(&events, &times);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::window::Windows;
+
+    /// A span remembered across calls answers as `Windows::is_late` does, for tumbling,
+    /// sliding, session and global windows, times in and out of order, negative ones too.
+    #[test]
+    fn late_spans_agree_with_is_late() {
+        let rules = [
+            Windows::tumbling(60_000),
+            Windows::sliding(300_000, 60_000),
+            Windows::session(30_000),
+            Windows::global(),
+        ]
+        .map(|windows| LatenessRule {
+            windows,
+            hold_ms: 10_000,
+            analyses: vec![],
+        });
+        let mut seed = 5u64;
+        let mut next = move |n: u64| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) % n
+        };
+        let mut spans = [LateSpan::default(); 4];
+        let (mut late, mut on_time) = (0, 0);
+        for i in 0..20_000i64 {
+            // Mostly runs of nearby times, sometimes a jump (back or forward).
+            let ts = i * 50 - 400_000 + next(90_000) as i64 - (next(20) == 0) as i64 * 700_000;
+            let progress = i * 50 - 400_000 + next(120_000) as i64;
+            for (rule, span) in rules.iter().zip(&mut spans) {
+                let want = rule.windows.is_late(ts, rule.hold_ms, progress);
+                assert_eq!(span.is_late(rule, ts, progress), want, "{ts} {progress}");
+                if want {
+                    late += 1
+                } else {
+                    on_time += 1
+                }
+            }
+        }
+        assert!(late > 1_000 && on_time > 1_000, "{late} {on_time}");
     }
 }
