@@ -3,6 +3,10 @@ run. Run through scripts/bench (which builds logflow); writes the `spark` sectio
 BENCHMARKS.md.
 
     scripts/bench spark [--events 1000000] [--runs 3] [--spark-runs 1]
+    scripts/bench spark --kafka [--events 1000000] [--runs 3] [--spark-runs N] [--port P]
+
+`--kafka` (scripts/bench_spark_kafka.py) has both engines read the events from a topic of a
+local broker instead, in turns, and writes the `spark-kafka` section.
 
 The file is the generated JSONL file of the file-mode part (target/bench/logs-N.jsonl).
 logflow: `run dataflows/log-analysis.toml --input FILE --output-dir DIR -w 2`, all 11 analyses,
@@ -46,20 +50,26 @@ def spark_python():
     return py
 
 
-def run_spark(py, data, events):
-    """One Spark run: (wall seconds, queries seconds, peak RSS MB, refused queries)."""
+def spark_input_dir(data, events):
+    """The directory the file source reads: it holds (a hard link to) the generated file."""
     inp = os.path.join(WORK, f"spark-input-{events}")
-    ckpt = os.path.join(WORK, "spark-checkpoints")
-    shutil.rmtree(ckpt, ignore_errors=True)
     os.makedirs(inp, exist_ok=True)
     linked = os.path.join(inp, os.path.basename(data))
     if not os.path.exists(linked):
         os.link(data, linked)
+    return inp
+
+
+def run_spark(py, source, events, extra=()):
+    """One Spark run of SPARK_JOB over `source` (its first argument): (wall seconds, queries
+    seconds, peak RSS MB, CPU seconds of its process tree, its JSON result)."""
+    ckpt = os.path.join(WORK, "spark-checkpoints")
+    shutil.rmtree(ckpt, ignore_errors=True)
     spark_log = os.path.join(WORK, "spark.log")
     t0 = time.monotonic()
     with open(spark_log, "w") as err:
-        p = subprocess.Popen([py, SPARK_JOB, inp, ckpt], cwd=ROOT, stdout=subprocess.PIPE,
-                             stderr=err, text=True)
+        p = subprocess.Popen([py, SPARK_JOB, source, ckpt, *extra], cwd=ROOT,
+                             stdout=subprocess.PIPE, stderr=err, text=True)
         rss = PeakRss(p.pid)
         out, _ = p.communicate()
         peak = rss.stop()
@@ -69,15 +79,32 @@ def run_spark(py, data, events):
     result = json.loads(out.strip().splitlines()[-1])
     for name, rows in result["input_rows"].items():
         assert rows == events, f"Spark query {name} read {rows} rows, expected {events}"
-    return dt, result["seconds"], peak, result
+    return dt, result["seconds"], peak, rss.cpu_s(), result
+
+
+def refused_lines(result):
+    """What Spark's streaming engine refused, one Markdown item per query."""
+    return [f"- `{name}`: " + (f"`` {err} ``" if err else "ran (not refused)")
+            for name, err in result["refused"].items()]
 
 
 def main():
     ap = argparse.ArgumentParser(prog="scripts/bench spark")
     ap.add_argument("--events", type=int, default=1_000_000)
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--spark-runs", type=int, default=1)
+    ap.add_argument("--spark-runs", type=int, default=None,
+                    help="Spark runs (default: 1; with --kafka, as many as --runs)")
+    ap.add_argument("--kafka", action="store_true",
+                    help="both engines read the events from a topic of a local broker")
+    ap.add_argument("--port", type=int,
+                    default=int(os.environ.get("LOGFLOW_BENCH_KAFKA_PORT", "19592")),
+                    help="--kafka: the broker's port")
     a = ap.parse_args()
+    if a.kafka:
+        import bench_spark_kafka  # needs the venv's confluent-kafka (scripts/bench picks it)
+        return bench_spark_kafka.main(a)
+    if a.spark_runs is None:
+        a.spark_runs = 1
     data = gen_file(a.events)
     py = spark_python()
     out_dir = os.path.join(WORK, "out-spark-peer")
@@ -95,8 +122,9 @@ def main():
     loads.append(load())
     sp_rates, sp_query_rates, sp_rss = [], [], []
     result = None
+    inp = spark_input_dir(data, a.events)
     for r in range(a.spark_runs):
-        dt, qs, rss, result = run_spark(py, data, a.events)
+        dt, qs, rss, _, result = run_spark(py, inp, a.events)
         sp_rates.append(a.events / dt)
         sp_query_rates.append(a.events / qs)
         sp_rss.append(rss)
@@ -105,8 +133,7 @@ def main():
             f"({a.events / qs:,.0f} events/s queries only), peak RSS {rss:.0f} MB")
     lf, sp = statistics.median(lf_rates), statistics.median(sp_rates)
     queries = ", ".join(f"`{q}`" for q in result["input_rows"])
-    refused = [f"- `{name}`: " + (f"`` {err} ``" if err else "ran (not refused)")
-               for name, err in result["refused"].items()]
+    refused = refused_lines(result)
     size = os.path.getsize(data) / 2**20
     lines = [
         "### Spark Structured Streaming, same analyses, same file",
