@@ -3,11 +3,12 @@ Kafka topic, in turns within one run. Run through scripts/bench (which builds lo
 supplies the venv python with confluent-kafka); writes the `spark-kafka` section of
 BENCHMARKS.md.
 
-    scripts/bench spark --kafka [--events 1000000] [--runs 3] [--spark-runs N] [--port 19592]
+    scripts/bench spark --kafka [--events 1000000] [--runs 3] [--spark-runs 1] [--port 19592]
 
 A broker of this script's own (`scripts/kafka`, state in target/bench-spark-kafka, wiped at
 start and stopped at the end) gets topic `bench` (4 partitions) and `--events` generated log
-lines (`logflow gen --brokers`, as scripts/bench_kafka.py produces them). Each turn then runs:
+lines (`logflow gen --brokers`, as scripts/bench_kafka.py produces them). Turn i then runs
+logflow if i <= --runs and Spark if i <= --spark-runs (one Spark run is minutes):
 
 - logflow: `run dataflows/log-analysis.toml --brokers A --topic bench --stop-at-end -w 2`, all
   11 analyses, results produced to Kafka;
@@ -36,14 +37,13 @@ import statistics
 import subprocess
 import sys
 import time
-from datetime import datetime
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_kafka import broker, broker_pid, create_topics  # noqa: E402
 from bench_report import (BIN, ROOT, accounting_read, cpu_of, cpu_of_pid, load, log,  # noqa: E402
                           machine, spread, timed, write_section)
-from bench_spark import (PYSPARK_VERSION, SPARK_JOB, refused_lines, run_spark,  # noqa: E402
-                         spark_python)
+from bench_spark import (CHECKED, PYSPARK_VERSION, SPARK_JOB, check_error_rate,  # noqa: E402
+                         refused_lines, run_spark, spark_python)
 
 from confluent_kafka import Consumer, TopicPartition  # noqa: E402
 
@@ -51,7 +51,6 @@ POM = os.path.join(ROOT, "scripts", "spark", "kafka-pom.xml")
 JARS = os.path.join(ROOT, ".tools", "spark-kafka", PYSPARK_VERSION, "lib")
 TOPIC = "bench"
 JOB = "dataflows/log-analysis.toml"
-CHECKED = "error_rate"
 
 
 def spark_kafka_jars():
@@ -116,43 +115,9 @@ def read_results(address, topic, lo, hi):
     return rows
 
 
-def epoch(s):
-    """`2026-12-01T05:27:00Z` (as logflow writes window bounds) -> epoch seconds."""
-    return int(datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp())
-
-
-def check_error_rate(logflow_rows, spark_rows):
-    """Compares the two engines' error_rate rows; exits on a difference. Returns a sentence for
-    the section."""
-    key = ("total_requests", "error_count")
-    lf = {(epoch(r["window_start"]), r["service"]): tuple(r[k] for k in key)
-          for r in logflow_rows}
-    sp = {(r["window_start"], r["service"]): tuple(r[k] for k in key) for r in spark_rows}
-    if len(lf) != len(logflow_rows) or len(sp) != len(spark_rows):
-        sys.exit(f"{CHECKED}: a (window, service) twice: logflow {len(logflow_rows)} rows, "
-                 f"{len(lf)} keys; Spark {len(spark_rows)} rows, {len(sp)} keys")
-    if not sp:
-        sys.exit(f"{CHECKED}: Spark emitted no rows")
-    only_spark = sorted(set(sp) - set(lf), key=str)
-    differ = sorted((k for k in set(sp) & set(lf) if sp[k] != lf[k]), key=str)
-    last = max(w for w, _ in sp)
-    early_missing = sorted((k for k in set(lf) - set(sp) if k[0] <= last), key=str)
-    if only_spark or differ or early_missing:
-        sys.exit(f"{CHECKED}: the engines disagree: {len(differ)} rows differ (first "
-                 f"{[(k, lf[k], sp[k]) for k in differ[:3]]}), {len(only_spark)} only in Spark "
-                 f"({only_spark[:3]}), {len(early_missing)} of logflow's windows up to Spark's "
-                 f"last missing in Spark ({early_missing[:3]})")
-    tail = len(lf) - len(sp)
-    tail_minutes = len({w for w, _ in lf if w > last})
-    return (f"`{CHECKED}` checked: Spark's {len(sp):,} rows (window, service, total_requests, "
-            f"error_count) equal logflow's {len(sp):,} rows of the same windows; logflow has "
-            f"{tail:,} more, in the last {tail_minutes} windows of the topic, which Spark's "
-            f"append mode leaves unemitted until a later event moves its watermark past them.")
-
-
 def main(a):
     runs = a.runs
-    spark_runs = runs if a.spark_runs is None else a.spark_runs
+    spark_runs = a.spark_runs
     if runs < 1 or spark_runs < 1:
         sys.exit("--runs and --spark-runs must both be at least 1")
     py = spark_python()
@@ -226,7 +191,7 @@ def turns(a, runs, spark_runs, py, jars, address, state):
         "",
         f"`scripts/bench spark --kafka --events {events} --runs {runs} --spark-runs "
         f"{spark_runs}` on {machine()}; load average (1, 5, 15 min) before and after each "
-        f"turn: {' → '.join(loads)} (the machine is shared: another session builds on it). "
+        f"turn: {' → '.join(loads)} (the machine is shared; the load includes other work). "
         f"Apache Kafka 4.4 single node (`scripts/kafka`) on the same machine, topic `bench` "
         f"with 4 partitions holding {events:,} generated log lines (`$B gen --brokers $A "
         f"--topic bench --events {events}`, 1% bad lines), read in full by each engine in "
@@ -258,9 +223,10 @@ def turns(a, runs, spark_runs, py, jars, address, state):
         f"with `spark.sql.shuffle.partitions=2`; logflow reads it once and computes every "
         f"analysis in one pass. Spark's Kafka source: spark-sql-kafka-0-10 {PYSPARK_VERSION} "
         f"(with kafka-clients and commons-pool2, from Maven Central by "
-        f"`scripts/spark/kafka-pom.xml`, as `spark.jars`); each record's value is parsed with "
-        f"the file mode's schema (`from_json`), and from there the queries are the file "
-        f"mode's code. Refused, as in file mode:",
+        f"`scripts/spark/kafka-pom.xml`, as `spark.jars`); each record's value is a line, "
+        f"parsed and checked as the file mode's lines (`parse` in `{SPARK_JOB}`: what logflow "
+        f"dead-letters, Spark drops), and from there the queries are the file mode's code. "
+        f"Refused, as in file mode:",
         "",
         *refused_lines(result),
         "",
