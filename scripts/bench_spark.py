@@ -14,9 +14,9 @@ results written. Spark: scripts/spark/log_analysis.py in a venv this script make
 (.tools/spark-venv, pyspark 4.0.1; Java 17), local[2], text file source over a directory
 holding the same file, trigger availableNow, noop sink, every analysis Spark's streaming engine
 accepts; its `error_rate` goes to the memory sink instead and is checked row for row against
-logflow's (check_error_rate). Both rates are whole process (JVM start included for Spark; its queries-only time is
-reported too). Spark's peak RSS is the sum over its process tree (Python driver and JVM),
-sampled every 100 ms.
+logflow's (check_error_rate). Both rates are whole process (JVM start included for Spark;
+its queries-only time is reported too). Spark's peak RSS is the sum over its process tree
+(Python driver and JVM), sampled every 100 ms.
 """
 
 import argparse
@@ -190,7 +190,8 @@ def main():
         f"| logflow `-w 2`, all 11 analyses, results written as JSONL | {a.runs} | "
         f"{spread(lf_rates)} | {max(lf_rss):,.0f} MB |",
         f"| Spark {PYSPARK_VERSION} local[2], the {len(result['input_rows'])} analyses it "
-        f"accepts, availableNow, noop sink (`{CHECKED}`: memory sink) | {a.spark_runs} | {spread(sp_rates)} | "
+        f"accepts, availableNow, noop sink (`{CHECKED}`: memory sink) | {a.spark_runs} | "
+        f"{spread(sp_rates)} | "
         f"{max(sp_rss):,.0f} MB |",
         "",
         f"logflow / Spark (medians): **{lf / sp:,.0f}x**. Spark's queries alone (from the first "

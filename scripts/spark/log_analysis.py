@@ -52,7 +52,8 @@ SCHEMA = StructType([
 ])
 # Date, time and zone, as logflow requires; try_to_timestamp alone takes "2026-11-24" and
 # zone-less times.
-RFC3339 = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+RFC3339 = (r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?"
+           r"([Zz]|[+-][0-9]{2}:[0-9]{2})$")
 
 
 def event_time(ts):
