@@ -198,12 +198,27 @@ def topics(bootstrap):
             print(f"{name}:{len(md.topics[name].partitions)}")
 
 
+def committed_offsets(consumer, parts):
+    """The group's committed offsets of parts, asked again while its coordinator moves or
+    loads (a broker just started answers NOT_COORDINATOR for a while)."""
+    busy = (KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+            KafkaError.COORDINATOR_NOT_AVAILABLE)
+    until = time.monotonic() + 30
+    while True:
+        try:
+            return consumer.committed(parts, timeout=30)
+        except KafkaException as e:
+            if e.args[0].code() not in busy or time.monotonic() > until:
+                raise
+            time.sleep(0.2)
+
+
 def offsets(bootstrap, group, topic):
     c = Consumer(conf({"bootstrap.servers": bootstrap, "group.id": group,
                        "enable.auto.commit": False}))
     try:
         parts = [TopicPartition(topic, p) for p in partitions(bootstrap, topic)]
-        committed = c.committed(parts, timeout=30)
+        committed = committed_offsets(c, parts)
         for tp in committed:
             if tp.error is not None:
                 sys.exit(f"committed {topic}/{tp.partition}: {tp.error}")

@@ -12,8 +12,11 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use logflow::gen::Kind;
+
 use common::cluster::{hostfile, local_addresses, Proc};
 use common::kafka::{gen, serial_broker, variant_spec, Broker};
+use common::oracle::input::{read_events, Input};
 use common::prometheus::port;
 use common::{accounting, bin, http_get, messages, metric_sum, tmpdir};
 
@@ -87,6 +90,157 @@ fn a_job_commits_its_offsets_and_stored_starts_there() {
     assert_eq!(
         after.values().map(|(e, _)| *e as u64).sum::<u64>(),
         EVENTS + MORE
+    );
+}
+
+/// Milliseconds of an RFC 3339 time.
+fn ms(t: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(t)
+        .unwrap_or_else(|e| panic!("{t}: {e}"))
+        .timestamp_millis()
+}
+
+/// The rows of an output directory whose lines parse (a SIGKILL may cut the last one), per
+/// file.
+fn rows_written(dir: &Path) -> BTreeMap<String, Vec<serde_json::Value>> {
+    let mut rows = BTreeMap::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+        let parsed = text.lines().filter_map(|l| serde_json::from_str(l).ok());
+        rows.insert(name, parsed.collect());
+    }
+    rows
+}
+
+/// Without checkpoints, a running job commits the positions whose results its sinks have
+/// written: after a SIGKILL, every window that any record before the committed offsets falls
+/// in is in the output exactly as an uninterrupted run writes it, the windows still open at
+/// the end of the input keep the group short of the end, and a `start = "stored"` run reads
+/// exactly the records after the committed offsets.
+#[test]
+fn without_checkpoints_the_group_commits_what_the_sinks_have_written() {
+    const EVENTS: u64 = 150_000;
+    let dir = tmpdir("groups-acked");
+    let (_port, b) = serial_broker("kafka-groups-acked");
+    b.topic("acked-logs", 2);
+    // One file per partition, so that an offset is a line: 150,000 events at 20 a second
+    // each, 125 minutes of event time against the job's 15-minute horizon (5-minute windows
+    // with a 10-minute delay). A worker reads at most 65,536 records an activation and samples
+    // positions between activations: the backlog is read in several, so samples fall well
+    // inside the committable part whatever the machine's speed.
+    let mut inputs = Vec::new();
+    for p in 0..2u32 {
+        let file = dir.join(format!("p{p}.jsonl"));
+        let seed = (p + 1).to_string();
+        gen(
+            "logs",
+            &EVENTS.to_string(),
+            &["--event-rate", "20", "--seed", &seed],
+            &file,
+        );
+        assert_eq!(b.produce_to("acked-logs", &file, p), EVENTS);
+        inputs.push(Input::read(&file, Kind::Logs));
+    }
+    let spec = variant_spec("acked", "2s", &dir);
+    let text = std::fs::read_to_string(&spec)
+        .unwrap()
+        .replacen("[source]\n", "[source]\nstart = \"stored\"\n", 1)
+        .replacen("topic = \"logs\"", "topic = \"acked-logs\"", 1);
+    std::fs::write(&spec, text).unwrap();
+
+    // The uninterrupted run, as another group.
+    let whole = dir.join("whole.toml");
+    let text = std::fs::read_to_string(&spec).unwrap();
+    std::fs::write(
+        &whole,
+        text.replacen("name = \"acked\"", "name = \"acked-whole\"", 1),
+    )
+    .unwrap();
+    let (read, err) = run(&b, &whole, &dir.join("whole"));
+    assert_eq!(read, 2 * EVENTS, "{err}");
+    let want = rows_written(&dir.join("whole"));
+
+    let out = dir.join("out");
+    let mut cmd = bin();
+    cmd.args(["run", spec.to_str().unwrap(), "--brokers", &b.address])
+        .args(["--output-dir", out.to_str().unwrap()]);
+    let mut job = Proc::spawn(cmd, &dir, "job", Stdio::null());
+    // Commits come while the job runs and stop short of the end: the last windows stay open.
+    let started = Instant::now();
+    let mut last = BTreeMap::new();
+    loop {
+        assert!(
+            job.child.try_wait().unwrap().is_none(),
+            "{}",
+            job.stderr_text()
+        );
+        let now = offsets(&b, "logflow-acked", "acked-logs");
+        let committed: Vec<i64> = now.values().map(|(_, c)| *c).collect();
+        if committed.iter().all(|c| *c > 0) && now == last {
+            break; // caught up: committed, and nothing more for a while
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "committed offsets {now:?}:\n{}",
+            job.stderr_text()
+        );
+        last = now;
+        std::thread::sleep(Duration::from_secs(3));
+    }
+    let _ = job.child.kill();
+    let _ = job.child.wait();
+    let committed = offsets(&b, "logflow-acked", "acked-logs");
+    for (p, (end, c)) in &committed {
+        assert!(
+            *c > 0 && *c < *end,
+            "partition {p}: committed {c} of {end}: the windows of the last 15 minutes are open"
+        );
+    }
+
+    // The latest event time among the records before the committed offsets (record `o` of a
+    // partition is line `o + 1` of its file; dead letters have no time, by the oracle's own
+    // reading): every window ending by then holds only records whose results were
+    // acknowledged.
+    let upto = committed
+        .iter()
+        .flat_map(|(p, (_, c))| {
+            let events = read_events(&inputs[*p as usize]);
+            events.into_iter().filter(move |e| e.line as i64 <= *c)
+        })
+        .map(|e| e.ts)
+        .max()
+        .unwrap();
+    let got = rows_written(&out);
+    let mut covered = 0;
+    for (file, rows) in &want {
+        for row in rows {
+            let Some(end) = row["window_end"].as_str() else {
+                continue; // dead letters and late events: at least once, not per window
+            };
+            if ms(end) <= upto {
+                covered += 1;
+                // `<job>.alerts` of the other job name.
+                let mine = file.replacen("acked-whole.", "acked.", 1);
+                let have = got.get(&mine).is_some_and(|g| g.contains(row));
+                assert!(
+                    have,
+                    "{file}: {row} is missing after the commit covering it"
+                );
+            }
+        }
+    }
+    assert!(covered > 1000, "{covered} rows covered by the commit");
+    eprintln!("committed {committed:?}: {covered} rows covered");
+
+    // Restarted from the group: exactly the records after the committed offsets.
+    let (read, err) = run(&b, &spec, &dir.join("after"));
+    let rest: i64 = committed.values().map(|(end, c)| end - c).sum();
+    assert_eq!(read as i64, rest, "{err}");
+    assert_committed_at_end(
+        &offsets(&b, "logflow-acked", "acked-logs"),
+        "after the restart",
     );
 }
 

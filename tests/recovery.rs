@@ -49,7 +49,14 @@ fn a_job_killed_five_times_still_writes_every_result() {
     create_outputs(&b, "rec", Some("rec"), &LOG_ANALYSES);
     assert_eq!(b.produce("rec-logs", &logs), EVENTS);
 
-    let (restarts, _) = killed_five_times(&b, &spec, &dir, "at-least-once", 0x9E37_79B9_7F4A_7C15);
+    let (restarts, _) = killed_five_times(
+        &b,
+        &spec,
+        &dir,
+        "at-least-once",
+        &watched("rec"),
+        0x9E37_79B9_7F4A_7C15,
+    );
     let mut written_again = 0;
     for a in LOG_ANALYSES {
         let records = b.dump(&format!("rec.{a}"), &dir);
@@ -89,7 +96,14 @@ fn a_job_killed_five_times_still_writes_every_result() {
     // Exactly once: results in Kafka transactions committed with the progress they reach;
     // read_committed, every result is on its topic once, however often the job was killed.
     let eos = exactly_once_job(&b, "eos", &dir);
-    let (restarts, err) = killed_five_times(&b, &eos, &dir, "exactly-once", 0xD1B5_4A32_D192_ED03);
+    let (restarts, err) = killed_five_times(
+        &b,
+        &eos,
+        &dir,
+        "exactly-once",
+        &watched("eos"),
+        0xD1B5_4A32_D192_ED03,
+    );
     assert_topics_equal_files(
         &b,
         Some("eos"),
@@ -228,20 +242,25 @@ fn killed_five_times(
     spec: &Path,
     dir: &Path,
     name: &str,
+    watched: &str,
     seed: u64,
 ) -> (usize, String) {
     let mut cmd = launch_cmd(b, spec, "rec-logs", KILLS);
     cmd.args(["--backoff", "200ms"]);
     let mut launch = Proc::spawn(cmd, dir, name, Stdio::null());
-    // The first kill comes early (so there is at least one restart); later ones 0.8–1.5 s into
-    // the run, mostly after results were written (and, exactly once, committed) and before
-    // the end.
+    // The first kill comes early (so there is at least one restart); later ones once the
+    // attempt has written results to `watched`, however slow the machine is today (and,
+    // exactly once, mostly after a commit), and mostly before the end.
     let kills = kill_attempts(&mut launch, 2, KILLS, seed, |attempt, rng| {
         if attempt == 0 {
-            300 + rng.next() % 600
-        } else {
-            800 + rng.next() % 700
+            return 300 + rng.next() % 600;
         }
+        let before = b.count(watched);
+        let started = Instant::now();
+        while b.count(watched) == before && started.elapsed() < Duration::from_secs(60) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        rng.next() % 500
     });
     let status = launch.wait(Duration::from_secs(300));
     let err = launch.stderr_text();
@@ -265,6 +284,12 @@ fn killed_five_times(
         assert_eq!(read, EVENTS);
     }
     (restarts, err)
+}
+
+/// The output topic of `job` whose growth says an attempt has written results: the first
+/// analysis's (1-minute windows, the most rows).
+fn watched(job: &str) -> String {
+    format!("{job}.{}", LOG_ANALYSES[0])
 }
 
 /// `logflow launch SPEC` with 2 processes reading `topic` to its end, restarted up to

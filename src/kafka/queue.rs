@@ -22,7 +22,7 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 
 use rdkafka::bindings as rd;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 
@@ -40,7 +40,7 @@ pub struct BatchQueue {
     /// The registered wake-up (boxed: librdkafka holds a pointer to it).
     wake: Option<Box<Wake>>,
     /// Keeps the client alive while the queue exists (dropped after `Drop::drop`).
-    _consumer: Arc<BaseConsumer>,
+    _consumer: Arc<dyn Send + Sync>,
 }
 
 // SAFETY: librdkafka's queue handles may be used from any thread (its queues are locked), and
@@ -52,7 +52,11 @@ impl BatchQueue {
     /// `BaseConsumer::split_partition_queue`. Call it before the partition is assigned: a
     /// queue split later may already have handed messages to the consumer's queue. `None` if
     /// librdkafka cannot make the partition's queue.
-    pub fn split(consumer: &Arc<BaseConsumer>, topic: &str, partition: i32) -> Option<Self> {
+    pub fn split<C: ConsumerContext + 'static>(
+        consumer: &Arc<BaseConsumer<C>>,
+        topic: &str,
+        partition: i32,
+    ) -> Option<Self> {
         let topic = CString::new(topic).ok()?;
         // SAFETY: the client pointer is valid while `consumer` lives; the topic is a valid C
         // string for the duration of the call. A null return means no such partition.
@@ -70,7 +74,7 @@ impl BatchQueue {
             queue,
             slots: Vec::with_capacity(CHUNK),
             wake: None,
-            _consumer: Arc::clone(consumer),
+            _consumer: Arc::clone(consumer) as Arc<dyn Send + Sync>,
         })
     }
 

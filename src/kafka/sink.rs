@@ -12,7 +12,7 @@
 //! A run restored on another layout fences the old layout's ids and skips what their markers
 //! cover ([`super::rescale`]).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -102,6 +102,35 @@ fn dead_letter_limit(conn: &KafkaConn, topic: &str) -> (usize, Option<usize>) {
 pub struct Deliveries {
     delivered: AtomicU64,
     failed: Mutex<Option<String>>,
+    /// Messages sent and not yet acknowledged, by the progress of their batch; kept only when
+    /// the job commits its input as results are acknowledged (`Sink::acknowledged`).
+    outstanding: Option<Mutex<BTreeMap<u64, u64>>>,
+}
+
+impl Deliveries {
+    fn sent(&self, at: u64) {
+        if let Some(Ok(mut o)) = self.outstanding.as_ref().map(Mutex::lock) {
+            *o.entry(at).or_insert(0) += 1;
+        }
+    }
+
+    /// A message of the batch at `at` was acknowledged, or failed (which fails the job).
+    fn done(&self, at: u64) {
+        if let Some(Ok(mut o)) = self.outstanding.as_ref().map(Mutex::lock) {
+            if let Some(n) = o.get_mut(&at) {
+                *n -= 1;
+                if *n == 0 {
+                    o.remove(&at);
+                }
+            }
+        }
+    }
+
+    /// The least progress with a message in flight.
+    fn least_outstanding(&self) -> Option<u64> {
+        let o = self.outstanding.as_ref()?.lock().ok()?;
+        o.keys().next().copied()
+    }
 }
 
 /// The producer's context: shares [`Deliveries`] with the sink, and says when the client
@@ -164,6 +193,7 @@ impl ProducerContext for DeliveryContext {
     type DeliveryOpaque = usize;
 
     fn delivery(&self, result: &DeliveryResult<'_>, at: usize) {
+        self.deliveries.done(at as u64);
         match result {
             Ok(_) => {
                 self.deliveries.delivered.fetch_add(1, Ordering::Relaxed);
@@ -231,6 +261,8 @@ struct Transactions {
     /// What the workers of earlier layouts committed, while a restore could still recompute
     /// it: their results are skipped ([`super::rescale`]).
     earlier: Vec<EarlierLayout>,
+    /// The progress the last transaction this run committed reached.
+    committed: Option<u64>,
 }
 
 impl Transactions {
@@ -326,8 +358,11 @@ impl KafkaSink {
         workers: usize,
         earlier: Option<EarlierLayout>,
     ) -> Result<Self, Error> {
-        let deliveries = Arc::new(Deliveries::default());
         let exactly_once = plan.sink.exactly_once();
+        let deliveries = Arc::new(Deliveries {
+            outstanding: (plan.commits_acknowledged() && !exactly_once).then(Mutex::default),
+            ..Deliveries::default()
+        });
         let mut config = conn.client_config();
         let dead_topic = plan.dead_letter_topic();
         // The embedded demo's mock cluster answers no DescribeConfigs: asking would wait out
@@ -394,6 +429,7 @@ impl KafkaSink {
                 dirty: false,
                 resume_after,
                 earlier: earlier.into_iter().collect(),
+                committed: None,
             })
         } else {
             None
@@ -437,6 +473,7 @@ impl KafkaSink {
         if let Some(txn) = self.txn.as_mut() {
             txn.opened = Instant::now();
             txn.dirty = false;
+            txn.committed = txn.upto.or(txn.committed);
         }
         Ok(())
     }
@@ -456,8 +493,14 @@ impl KafkaSink {
         if let Some(k) = key {
             record = record.key(k.as_bytes());
         }
+        // Counted before it is sent: its delivery report may come first.
+        self.deliveries.sent(self.at);
         // Backpressure: while the queue is full, deliveries free room (or report a failure).
-        send_waiting(&self.producer, record, || self.check())
+        let sent = send_waiting(&self.producer, record, || self.check());
+        if sent.is_err() {
+            self.deliveries.done(self.at);
+        }
+        sent
     }
 }
 
@@ -581,6 +624,16 @@ impl Sink for KafkaSink {
             }
         }
         Ok(())
+    }
+
+    fn acknowledged(&self, written: u64) -> u64 {
+        match &self.txn {
+            Some(t) => written.min(t.committed.unwrap_or(0)),
+            None => self
+                .deliveries
+                .least_outstanding()
+                .map_or(written, |t| t.min(written)),
+        }
     }
 
     fn close(&mut self) -> Result<(), Error> {

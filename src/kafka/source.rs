@@ -4,11 +4,14 @@
 //! consumer, splits each of those partitions into its own queue, read without blocking, and
 //! `assign`s exactly them (no group rebalancing, so the assignment is deterministic).
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::error::KafkaResult;
 use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
@@ -174,6 +177,50 @@ pub fn partition_name(topic: &str, partition: i32) -> String {
     format!("kafka {topic}/{partition}")
 }
 
+/// A worker's consumer.
+type GroupConsumer = BaseConsumer<GroupContext>;
+
+/// Says what became of the group's offset commits: an asynchronous commit has no caller to
+/// tell when it fails.
+struct GroupContext {
+    topic: String,
+    group: String,
+}
+
+impl ClientContext for GroupContext {}
+
+impl ConsumerContext for GroupContext {
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        let (topic, group) = (&self.topic, &self.group);
+        let said = |e: &dyn std::fmt::Display| {
+            let each: Vec<String> = offsets
+                .elements()
+                .iter()
+                .map(|p| format!("{}@{:?}", p.partition(), p.offset()))
+                .collect();
+            format!("kafka {topic}: group {group} did not commit {each:?}: {e}")
+        };
+        if let Err(e) = result {
+            tracing::warn!("logflow: {}", said(&e));
+            return;
+        }
+        for p in offsets.elements() {
+            if let Err(e) = p.error() {
+                tracing::warn!(
+                    "logflow: {}",
+                    said(&format!("partition {}: {e}", p.partition()))
+                );
+            }
+        }
+        tracing::debug!("logflow: kafka {topic}: group {group} committed {offsets:?}");
+    }
+}
+
+/// Offsets recorded by the readers of one consumer and sent in one commit: two asynchronous
+/// commits in a row, one per partition, are two requests the coordinator may answer out of
+/// order, and a request it answers with an error is not repeated.
+type Pending = Arc<Mutex<BTreeMap<i32, i64>>>;
+
 /// Opens one consumer for a worker's partitions and returns one reader per partition; a
 /// partition with an offset in `resume` (a restored checkpoint's) is read from there.
 pub fn open_partitions(
@@ -189,8 +236,15 @@ pub fn open_partitions(
         return Ok(Vec::new());
     }
     let cfg = consumer_config(conn, group, start);
-    let consumer: Arc<BaseConsumer> =
-        Arc::new(cfg.create().map_err(|e| conn.error("consumer", &e))?);
+    let context = GroupContext {
+        topic: topic.to_string(),
+        group: group.to_string(),
+    };
+    let consumer: Arc<GroupConsumer> = Arc::new(
+        cfg.create_with_context(context)
+            .map_err(|e| conn.error("consumer", &e))?,
+    );
+    let pending = Pending::default();
     // The partitions' leaders first: assigned before librdkafka knows them, a partition waits
     // for its offset lookup's retry timer (500 ms) before its first fetch. Best effort: without
     // metadata now (a broker that is down), the assignment still works, only later.
@@ -247,6 +301,7 @@ pub fn open_partitions(
             // One reader per consumer serves the consumer's main queue (callbacks, errors).
             main: (i == 0).then(|| Arc::clone(&consumer)),
             consumer: Arc::clone(&consumer),
+            pending: Arc::clone(&pending),
             end_watch,
             end: end.clone(),
             // Known before any read when resumed: a partition read to its end offset is done.
@@ -265,7 +320,7 @@ const END_REFRESH: Duration = Duration::from_secs(1);
 /// brokers every [`END_REFRESH`] by a thread of its own, so a worker that is busy or blocked
 /// (by a slow sink) still shows its lag growing. The thread ends with the consumer.
 fn watch_ends(
-    consumer: &Arc<BaseConsumer>,
+    consumer: &Arc<GroupConsumer>,
     topic: &str,
     partitions: &[i32],
     ends: &[Arc<AtomicI64>],
@@ -299,10 +354,19 @@ fn watch_ends(
     }
 }
 
+/// The group coordinator is moving or loading: asking again soon will do.
+fn coordinator_busy(e: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(C::NotCoordinator | C::CoordinatorLoadInProgress | C::CoordinatorNotAvailable)
+    )
+}
+
 /// The offsets `group` committed for `partitions` of `topic` (`None`: none), each said in a
 /// line: where a `start = "stored"` job starts.
 fn committed(
-    consumer: &BaseConsumer,
+    consumer: &GroupConsumer,
     group: &str,
     topic: &str,
     partitions: &[i32],
@@ -311,14 +375,24 @@ fn committed(
     for &p in partitions {
         tpl.add_partition(topic, p);
     }
-    let got = consumer
-        .committed_offsets(tpl, Duration::from_secs(30))
-        .map_err(|e| {
-            Error::kafka(
-                KafkaCause::Client,
-                format!("kafka {topic}: the offsets group {group} committed: {e}"),
-            )
-        })?;
+    // A coordinator that is moving or still loading the offsets (a broker just started) is
+    // asked again until the same 30 s are up.
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    let got = loop {
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        match consumer.committed_offsets(tpl.clone(), left) {
+            Err(e) if coordinator_busy(&e) && !left.is_zero() => {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            other => break other,
+        }
+    }
+    .map_err(|e| {
+        Error::kafka(
+            KafkaCause::Client,
+            format!("kafka {topic}: the offsets group {group} committed: {e}"),
+        )
+    })?;
     Ok(partitions
         .iter()
         .map(|&p| {
@@ -343,9 +417,11 @@ struct KafkaReader {
     topic: String,
     partition: i32,
     queue: BatchQueue,
-    main: Option<Arc<BaseConsumer>>,
+    main: Option<Arc<GroupConsumer>>,
     /// For the group's offset commits.
-    consumer: Arc<BaseConsumer>,
+    consumer: Arc<GroupConsumer>,
+    /// Shared by the consumer's readers.
+    pending: Pending,
     /// The partition's end offset (see [`watch_ends`]).
     end_watch: Arc<AtomicI64>,
     end: EndAt,
@@ -498,16 +574,39 @@ impl PartitionReader for KafkaReader {
     }
 
     fn commit(&self, position: u64) {
+        if let Ok(mut pending) = self.pending.lock() {
+            pending.insert(self.partition, position as i64);
+        }
+    }
+
+    fn flush_commits(&self) {
         // Asynchronous: a checkpoint never waits for it, and a failed commit is only behind
-        // (the next one covers it).
-        if let Some(tpl) = self.offsets(position) {
-            if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
-                tracing::warn!(
-                    "logflow: kafka {}/{}: committing offset {position}: {e}",
-                    self.topic,
-                    self.partition
-                );
+        // (the next one covers it; `GroupContext` says it failed).
+        let Some(pending) = self
+            .pending
+            .lock()
+            .ok()
+            .map(|mut p| std::mem::take(&mut *p))
+        else {
+            return;
+        };
+        if pending.is_empty() {
+            return; // another reader of the consumer sent them
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (&p, &offset) in &pending {
+            if tpl
+                .add_partition_offset(&self.topic, p, Offset::Offset(offset))
+                .is_err()
+            {
+                return;
             }
+        }
+        if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
+            tracing::warn!(
+                "logflow: kafka {}: committing offsets {pending:?}: {e}",
+                self.topic
+            );
         }
     }
 

@@ -55,6 +55,10 @@ impl Sink for MeteredSink {
         self.inner.resume_after()
     }
 
+    fn acknowledged(&self, written: u64) -> u64 {
+        self.inner.acknowledged(written)
+    }
+
     fn checkpoint(&mut self, upto: u64) -> Result<Vec<u8>, Error> {
         self.inner.checkpoint(upto)
     }

@@ -400,10 +400,19 @@ impl Opened {
             .map(|s| crate::metrics::MeteredSink::wrap(s, Arc::clone(&metrics)));
         let failed: Rc<RefCell<Option<Error>>> = Rc::new(RefCell::new(None));
         let plan = Arc::clone(plan);
+        let acked = plan
+            .commit_horizon()
+            .filter(|_| plan.commits_acknowledged());
+        let acked = acked.map(|horizon| ingest::commits::Acked {
+            probe: timely::dataflow::ProbeHandle::new(),
+            horizon,
+        });
+        let probe = acked.as_ref().map(|a| a.probe.clone());
         let shared = ingest::IngestShared {
             counters: Arc::clone(&self.counters),
             stop: self.stop.clone(),
             commits: Arc::clone(&self.commits),
+            acked,
         };
         let sink_failed = Rc::clone(&failed);
         let gather = self.gather;
@@ -416,7 +425,19 @@ impl Opened {
             worker.dataflow::<u64, _, _>(move |scope| {
                 let (rows, dead, late) =
                     dataflow::build(scope, &plan, my_readers, shared, &metrics);
-                output::write_outputs(rows, dead, late, my_sink, gather, sink_failed);
+                let acks = output::write_outputs(
+                    rows,
+                    dead,
+                    late,
+                    my_sink,
+                    gather,
+                    sink_failed,
+                    probe.is_some(),
+                );
+                if let Some(probe) = &probe {
+                    use timely::dataflow::operators::Probe;
+                    acks.probe_with(probe);
+                }
             })
         });
         if let Some(Err(e)) = ck.map(|c| c.built()) {

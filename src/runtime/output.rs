@@ -26,6 +26,11 @@ struct Pending {
 /// Writes every output to `sink`. With `gather`, all outputs go to worker 0 (the only one with
 /// a sink: files, console); otherwise each worker writes its own (Kafka).
 /// Sink failures are recorded in `failed` and stop further writes; the run reports them.
+///
+/// Returns a stream that carries no data: its frontier is the progress below which every
+/// output is acknowledged ([`Sink::acknowledged`]) on every worker, for a probe that decides
+/// which input positions are done (`runtime::ingest::commits`); without `acks` its frontier
+/// is empty from the start.
 pub fn write_outputs<'scope>(
     rows: StreamVec<'scope, u64, Row>,
     dead: StreamVec<'scope, u64, DeadLetter>,
@@ -33,13 +38,15 @@ pub fn write_outputs<'scope>(
     mut sink: Option<Box<dyn Sink>>,
     gather: bool,
     failed: Rc<RefCell<Option<crate::Error>>>,
-) {
+    acks: bool,
+) -> StreamVec<'scope, u64, ()> {
     let scope = rows.scope();
     let target = if gather { 0 } else { scope.index() as u64 };
     let mut builder = OperatorBuilder::new("Output".to_string(), scope);
     let mut rows_in = builder.new_input(rows, Exchange::new(move |_: &Row| target));
     let mut dead_in = builder.new_input(dead, Exchange::new(move |_: &DeadLetter| target));
     let mut late_in = builder.new_input(late, Exchange::new(move |_: &LateEvent| target));
+    let (_acked_out, acked) = builder.new_output::<Vec<()>>();
 
     // Results an earlier run of this job already committed (exactly-once sink restarted).
     let skip_below = sink.as_ref().and_then(|s| s.resume_after());
@@ -58,9 +65,14 @@ pub fn write_outputs<'scope>(
             failed.borrow_mut().get_or_insert(e);
         }
     }
-    builder.build(move |_caps| {
+    builder.build(move |caps| {
         let mut pending: BTreeMap<u64, Pending> = BTreeMap::new();
         let mut closed = false;
+        // Held at the acknowledged progress ([`write_outputs`]); dropped when done, or at
+        // once when nobody looks (no progress traffic for it).
+        let mut acked_at = caps.into_iter().next().filter(|_| acks);
+        // Everything below this was handed to the sink and flushed.
+        let mut written = 0;
         move |frontiers| {
             rows_in.for_each(|cap, data| {
                 pending
@@ -113,6 +125,9 @@ pub fn write_outputs<'scope>(
                 wrote = true;
             }
             let done = frontiers.iter().all(|f| f.is_empty()) && pending.is_empty();
+            if done {
+                acked_at = None;
+            }
             if closed {
                 return;
             }
@@ -144,6 +159,12 @@ pub fn write_outputs<'scope>(
                 }
             }
             let Some(s) = sink.as_mut() else {
+                // Worker 0 writes the gathered outputs: nothing of this worker's is pending.
+                if let (Some(cap), Some(t)) = (acked_at.as_mut(), upto) {
+                    if *cap.time() < t {
+                        cap.downgrade(&t);
+                    }
+                }
                 closed = done;
                 return;
             };
@@ -162,13 +183,31 @@ pub fn write_outputs<'scope>(
             };
             if let Err(e) = res {
                 *failed.borrow_mut() = Some(e);
-            } else if let (false, Some(wait)) = (done, s.pending()) {
+                closed = done;
+                return;
+            }
+            if let (false, Some(wait)) = (done, s.pending()) {
                 activator.activate_after(wait);
+            }
+            // Batches below `upto` were written, and flushed if there were any.
+            written = written.max(upto.unwrap_or(u64::MAX));
+            if let Some(cap) = acked_at.as_mut() {
+                let acked = s.acknowledged(written);
+                if *cap.time() < acked {
+                    cap.downgrade(&acked);
+                }
+                if acked < written && !done {
+                    activator.activate_after(ACK_POLL);
+                }
             }
             closed = done;
         }
     });
+    acked
 }
+
+/// How often the output looks for acknowledgements while deliveries are outstanding.
+const ACK_POLL: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// A sink failure while writing the batch at progress `t`, naming that input position unless
 /// it names one already (a Kafka delivery failure names the batch of the message refused, which
@@ -277,7 +316,7 @@ mod tests {
                     let (rows_in, rows) = scope.new_input::<Row>();
                     let (dead_in, dead) = scope.new_input::<DeadLetter>();
                     let (late_in, late) = scope.new_input::<LateEvent>();
-                    write_outputs(rows, dead, late, Some(Box::new(sink)), false, out);
+                    write_outputs(rows, dead, late, Some(Box::new(sink)), false, out, false);
                     (rows_in, dead_in, late_in)
                 })
             });

@@ -67,6 +67,14 @@ pub trait Sink: Send {
         let _ = state;
         Ok(())
     }
+    /// Of the results handed to the sink at progress times below `written` (each followed
+    /// by [`Sink::progress`] or [`Sink::flush`]), those below the returned time are
+    /// acknowledged: in the file (files, terminal), delivered to the brokers (Kafka at least
+    /// once), committed (Kafka exactly once). A job commits the input positions whose results
+    /// are acknowledged (see `runtime::ingest::commits`).
+    fn acknowledged(&self, written: u64) -> u64 {
+        written
+    }
     /// Called once at the end of a run: waits until everything is durable.
     fn close(&mut self) -> Result<(), Error> {
         self.flush()

@@ -91,9 +91,14 @@ pub trait PartitionReader: Send {
     }
 
     /// Records `position` (a [`resume_point`](Self::resume_point)) as read and done with: a
-    /// Kafka reader commits it for its consumer group, in the background; other readers have
-    /// nowhere to record it.
+    /// Kafka reader commits it for its consumer group at the next
+    /// [`flush_commits`](Self::flush_commits), in the background; other readers have nowhere
+    /// to record it.
     fn commit(&self, _position: u64) {}
+
+    /// Sends what [`commit`](Self::commit) recorded, of this reader and of the others sharing
+    /// its client, as one request; called on every reader after the `commit`s of a round.
+    fn flush_commits(&self) {}
 
     /// Like [`commit`](Self::commit), but waits until the brokers have it; called once the
     /// run's results were all written, so returns the commit to make then (`None`: nothing to

@@ -24,6 +24,7 @@
 mod aggregation;
 mod barrier;
 mod board;
+pub mod commits;
 mod partition;
 mod watermark;
 
@@ -160,6 +161,7 @@ pub fn ingest<'scope>(
         counters,
         stop,
         commits,
+        acked,
     } = shared;
     let me = scope.index();
     let meters: Vec<Arc<PartitionMeter>> = readers
@@ -239,6 +241,7 @@ pub fn ingest<'scope>(
             stride: 0,
             seen: Vec::new(),
             committing: None,
+            periodic: acked.map(commits::Commits::new),
         };
         let mut caps = ingest.start(caps);
         move |_frontiers| {
@@ -304,6 +307,8 @@ struct Ingest {
     /// The checkpoint epoch whose barrier this worker saved its positions at, and those
     /// positions (committed to the source once the checkpoint completes).
     committing: Option<(u64, Vec<Option<u64>>)>,
+    /// Without checkpoints: positions committed as their results are acknowledged.
+    periodic: Option<commits::Commits>,
 }
 
 /// Commits of the partitions' last positions, made by whoever runs the job once its results
@@ -319,6 +324,9 @@ pub struct IngestShared {
     pub stop: JobStop,
     /// Where the partitions that end leave their final commits.
     pub commits: FinalCommits,
+    /// Commits positions while the job runs, as their results are acknowledged
+    /// ([`commits`]); `None`: at checkpoints and at the end only.
+    pub acked: Option<commits::Acked>,
 }
 
 /// One warning per process about mostly dead first records, however many workers see them.
@@ -329,6 +337,19 @@ fn warn_first_records(warning: Option<String>) {
         if !FIRST_RECORDS_WARNED.swap(true, Ordering::Relaxed) {
             tracing::warn!("{w}");
         }
+    }
+}
+
+/// Commits `positions` (one per partition; `None`: nothing read there) for the consumer group,
+/// each client's partitions in one request.
+fn commit_positions(parts: &[Partition], positions: Vec<Option<u64>>) {
+    for (p, pos) in parts.iter().zip(positions) {
+        if let Some(pos) = pos {
+            p.reader.commit(pos);
+        }
+    }
+    for p in parts {
+        p.reader.flush_commits();
     }
 }
 
@@ -433,6 +454,7 @@ impl Ingest {
             next.next = b;
         }
         self.emit(held, cap, next, barrier, &mut read.out);
+        self.commit_acknowledged(cap.max(next.next));
         if next.finished {
             self.finish(held);
             return Flow::Finished;
@@ -476,17 +498,41 @@ impl Ingest {
         // The checkpoint is complete: the positions it covers are the group's committed
         // offsets (a restart from it, or a `start = "stored"` run, reads on from there).
         if let Some((epoch, positions)) = self.committing.take_if(|(e, _)| ck.epoch() > *e) {
-            for (p, pos) in self.parts.iter().zip(positions) {
-                if let Some(pos) = pos {
-                    p.reader.commit(pos);
-                }
-            }
+            commit_positions(&self.parts, positions);
             tracing::debug!(
                 "logflow: worker {} committed the offsets of checkpoint {epoch}",
                 self.me
             );
         }
         Some(at)
+    }
+
+    /// Without checkpoints: samples the partitions' positions (every record read before them
+    /// has a time at most `progress` or its partition's largest event time), and commits the
+    /// latest whose results every sink has acknowledged.
+    fn commit_acknowledged(&mut self, progress: u64) {
+        let Some(periodic) = self.periodic.as_mut() else {
+            return;
+        };
+        let parts = &self.parts;
+        let reach = |p: &Partition| p.max_ts.map_or(progress, |m| progress.max(m.max(0) as u64));
+        let furthest = parts.iter().map(reach).fold(progress, u64::max);
+        let now = Instant::now();
+        let reached = || {
+            parts
+                .iter()
+                .map(|p| {
+                    p.resume().map(|position| commits::Reached {
+                        position,
+                        progress: reach(p),
+                    })
+                })
+                .collect()
+        };
+        periodic.sample(now, reached, furthest);
+        if let Some(positions) = periodic.due(now) {
+            commit_positions(&self.parts, positions);
+        }
     }
 
     /// A graceful stop with checkpoints was requested (of this process, or of another one,

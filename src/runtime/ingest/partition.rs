@@ -158,14 +158,20 @@ impl Partition {
         stamp.barrier.is_some_and(|b| self.next_time(stamp) >= b)
     }
 
+    /// The position of its first record not yet sent on (read records held back count as
+    /// unread): where a run restored from here, or a group commit made now, reads on.
+    pub(super) fn resume(&self) -> Option<u64> {
+        match &self.leftover {
+            Some(l) => l.batch.records.get(l.next).map(|r| r.1),
+            None => self.reader.resume_point(),
+        }
+    }
+
     /// This partition's place in a checkpoint taken now.
     pub(super) fn state(&self) -> PartitionState {
         PartitionState {
             name: self.reader.describe(),
-            resume: match &self.leftover {
-                Some(l) => l.batch.records.get(l.next).map(|r| r.1),
-                None => self.reader.resume_point(),
-            },
+            resume: self.resume(),
             max_ts: self.max_ts,
         }
     }

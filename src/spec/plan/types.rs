@@ -397,6 +397,38 @@ impl JobPlan {
 }
 
 impl JobPlan {
+    /// How far past the event-time progress at which a record was read every result it
+    /// contributes to is emitted: the largest [`horizon_of`](Self::horizon_of) (a record read
+    /// at progress `p` has its time at most `p`, and its last window ends at most one window
+    /// size and the hold after it). `None` when a result can come arbitrarily later: a session
+    /// grows while its user keeps coming, and complete-mode and windowless analyses hold every
+    /// record's contribution for the whole run.
+    pub fn commit_horizon(&self) -> Option<u64> {
+        let unbounded = self.analyses.iter().any(|a| {
+            a.session
+                || a.complete
+                || a.windowless
+                || matches!(&a.kind, AnalysisKind::Windowed { node, .. }
+                    if self.nodes[*node].windows.session || self.nodes[*node].complete.is_some())
+        });
+        if unbounded {
+            return None;
+        }
+        (0..self.analyses.len()).map(|a| self.horizon_of(a)).max()
+    }
+
+    /// Whether the job commits its Kafka source positions while it runs, as its sinks
+    /// acknowledge what those records produced (see `runtime::ingest::commits`): a Kafka
+    /// source without checkpoints (with checkpoints, each completed checkpoint commits), and
+    /// results that are done a bounded time after their records are read.
+    pub fn commits_acknowledged(&self) -> bool {
+        matches!(self.source.kind, SourceConfig::Kafka(_))
+            && self.checkpoint.is_none()
+            && self.commit_horizon().is_some()
+    }
+}
+
+impl JobPlan {
     /// How often an analysis emits windows: its slide (a derived analysis: its source's).
     pub fn slide_of(&self, analysis: usize) -> i64 {
         match &self.analyses[analysis].kind {
