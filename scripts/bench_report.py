@@ -47,11 +47,14 @@ def spread(values, fmt="{:,.0f}"):
 
 class PeakRss:
     """Samples the summed RSS of a process and all its descendants (a JVM started by Python,
-    say) every 100 ms; `peak_mb` is the largest sum seen."""
+    say) every 100 ms; `stop()` gives the largest sum seen. `cpu_s()` is the user + system
+    seconds of every process of the tree, as last sampled (a process's last 100 ms may be
+    missed: /usr/bin/time cannot see a child its parent never waits for)."""
 
     def __init__(self, pid):
         self.pid = pid
         self.peak_kb = 0
+        self._ticks = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -85,13 +88,24 @@ class PeakRss:
 
     def _run(self):
         while not self._stop.is_set():
-            self.peak_kb = max(self.peak_kb, sum(self._rss_kb(p) for p in self._tree()))
+            tree = self._tree()
+            self.peak_kb = max(self.peak_kb, sum(self._rss_kb(p) for p in tree))
+            for p in tree:
+                try:
+                    with open(f"/proc/{p}/stat") as f:
+                        fields = f.read().rsplit(")", 1)[1].split()
+                    self._ticks[p] = int(fields[11]) + int(fields[12])
+                except (OSError, IndexError, ValueError):
+                    pass
             self._stop.wait(0.1)
 
     def stop(self):
         self._stop.set()
         self._thread.join()
         return self.peak_kb / 1024
+
+    def cpu_s(self):
+        return sum(self._ticks.values()) / os.sysconf("SC_CLK_TCK")
 
 
 def timed(cmd, env=None, **kw):

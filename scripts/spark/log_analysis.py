@@ -3,9 +3,14 @@ peer `scripts/bench spark` measures logflow against. Run with the venv scripts/b
 (.tools/spark-venv, pyspark 4.0.1, Java 17):
 
     python scripts/spark/log_analysis.py INPUT_DIR CHECKPOINT_DIR
+    python scripts/spark/log_analysis.py kafka://HOST:PORT/TOPIC CHECKPOINT_DIR --jars A.jar,B.jar
+                                         [--collect error_rate]
 
-local[2] (the machine's 2 cores), file source over INPUT_DIR (the generated JSONL file),
-trigger availableNow (read what is there, then stop), noop sink: every analysis that Spark's
+local[2] (the machine's 2 cores), file source over INPUT_DIR (the generated JSONL file) or
+Spark's Kafka source over TOPIC (`readStream.format("kafka")`, startingOffsets earliest, every
+partition; each record's value is one line, parsed with the same schema; the jars of
+spark-sql-kafka go in `--jars`, handed to Spark as `spark.jars`), trigger availableNow (read
+what is there, then stop), noop sink: every analysis that Spark's
 streaming engine accepts runs as its own streaming query, all at once, as a Spark job with
 several outputs would. Exact distinct counts are written as size(collect_set(x)), because
 Spark rejects count(DISTINCT x) on a stream. The detectors that look at previous windows
@@ -13,13 +18,18 @@ Spark rejects count(DISTINCT x) on a stream. The detectors that look at previous
 and count(DISTINCT) itself are tried too: Spark refuses to start them, and the error it gives
 is reported.
 
+`--collect NAME` writes that analysis to Spark's memory sink instead of noop (its rows are few:
+one per window and key) so the caller can check them against logflow's.
+
 Prints one JSON line: seconds from the first query's start to the last one's end, the input
-rows each query read, and the refused queries with Spark's error.
+rows each query read, the refused queries with Spark's error, and the collected rows
+(`window_start` in epoch seconds).
 """
 
+import argparse
 import json
-import sys
 import time
+from urllib.parse import urlsplit
 
 from pyspark.sql import SparkSession, Window
 from pyspark.sql import functions as F
@@ -36,14 +46,38 @@ SCHEMA = StructType([
     StructField("response_time", DoubleType()),
     StructField("status_code", LongType()),
     StructField("error_code", StringType()),
+    # PERMISSIVE parsing keeps a line whose field has the wrong type, with that field null;
+    # this column then holds the raw line, and such a line is bad input.
+    StructField("_corrupt_record", StringType()),
 ])
+# Date, time and zone, as logflow requires; try_to_timestamp alone takes "2026-11-24" and
+# zone-less times.
+RFC3339 = (r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?"
+           r"([Zz]|[+-][0-9]{2}:[0-9]{2})$")
 
 
 def event_time(ts):
     """docs/design.md section 2: an RFC 3339 string or epoch milliseconds; anything else is bad
     input (null here, dropped)."""
     return (F.when(ts.rlike("^[0-9]+$"), F.timestamp_millis(ts.cast("long")))
-            .otherwise(F.try_to_timestamp(ts)))
+            .when(ts.rlike(RFC3339), F.try_to_timestamp(ts)))
+
+
+# Spark's JSON reader turns "200" into 200 for a numeric field; logflow's contract refuses it.
+QUOTED_NUMBER = r'"(status_code|response_time)"\s*:\s*"'
+
+
+def parse(lines):
+    """The events logflow takes (docs/design.md section 2) out of a column `line` of raw lines,
+    with their event time `ts`; the rest is what logflow writes to its dead-letter output.
+    PERMISSIVE parsing: a line that is not JSON or has a field of the wrong type gets a
+    `_corrupt_record` or no `ts`; the JSON reader replaces bytes that are not UTF-8, hence the
+    test before it."""
+    return (lines.where(F.is_valid_utf8("line") & ~F.col("line").rlike(QUOTED_NUMBER))
+            .select(F.from_json("line", SCHEMA).alias("e")).select("e.*")
+            .withColumn("ts", event_time(F.col("timestamp")))
+            .where(F.col("ts").isNotNull() & F.col("_corrupt_record").isNull())
+            .drop("_corrupt_record"))
 
 
 def analyses(events):
@@ -128,39 +162,69 @@ def refused(events, out):
     }
 
 
-def start(df, name, checkpoints):
-    return (df.writeStream.format("noop").outputMode("append")
+def start(df, name, checkpoints, sink="noop"):
+    return (df.writeStream.format(sink).outputMode("append")
             .trigger(availableNow=True).queryName(name.split(" ")[0])
             .option("checkpointLocation", f"{checkpoints}/{name.split(' ')[0]}").start())
 
 
+def lines_of(spark, source):
+    """The raw lines (column `line`) of `source`, a directory of JSONL files or
+    kafka://HOST:PORT/TOPIC (a record's value is a line): the one place the sources differ."""
+    if not source.startswith("kafka://"):
+        return spark.readStream.text(source).withColumnRenamed("value", "line")
+    url = urlsplit(source)
+    return (spark.readStream.format("kafka")
+            .option("kafka.bootstrap.servers", url.netloc)
+            .option("subscribe", url.path.lstrip("/"))
+            .option("startingOffsets", "earliest")
+            .load()
+            .select(F.col("value").cast("string").alias("line")))
+
+
 def main():
-    input_dir, checkpoints = sys.argv[1:3]
-    spark = (SparkSession.builder.master("local[2]").appName("log-analysis")
-             .config("spark.sql.shuffle.partitions", "2")
-             .config("spark.ui.enabled", "false")
-             .getOrCreate())
+    ap = argparse.ArgumentParser()
+    ap.add_argument("source", help="a directory of JSONL files, or kafka://HOST:PORT/TOPIC")
+    ap.add_argument("checkpoints")
+    ap.add_argument("--jars", default="", help="comma-separated jars for spark.jars")
+    ap.add_argument("--collect", action="append", default=[],
+                    help="an analysis to write to the memory sink and print")
+    a = ap.parse_args()
+    builder = (SparkSession.builder.master("local[2]").appName("log-analysis")
+               .config("spark.sql.shuffle.partitions", "2")
+               .config("spark.ui.enabled", "false"))
+    if a.jars:
+        builder = builder.config("spark.jars", a.jars)
+    spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
-    events = (spark.readStream.schema(SCHEMA).json(input_dir)
-              .withColumn("ts", event_time(F.col("timestamp")))
-              .where(F.col("ts").isNotNull()))
+    events = parse(lines_of(spark, a.source))
     out = analyses(events)
+    unknown = set(a.collect) - set(out)
+    if unknown:
+        ap.error(f"--collect: no analysis {sorted(unknown)} (there are {sorted(out)})")
     errors = {}
     for name, df in refused(events, out).items():
         try:
-            q = start(df, name, checkpoints)
+            q = start(df, name, a.checkpoints)
             q.stop()
             errors[name] = None
         except Exception as e:  # noqa: BLE001 - the message is the result
             errors[name] = str(e).strip().splitlines()[0]
     t0 = time.monotonic()
-    queries = {name: start(df, name, checkpoints) for name, df in out.items()}
+    queries = {name: start(df, name, a.checkpoints,
+                           "memory" if name in a.collect else "noop")
+               for name, df in out.items()}
     for q in queries.values():
         q.awaitTermination()
     seconds = time.monotonic() - t0
     rows = {name: sum(p["numInputRows"] for p in q.recentProgress)
             for name, q in queries.items()}
-    print(json.dumps({"seconds": seconds, "input_rows": rows, "refused": errors}), flush=True)
+    collected = {name: [r.asDict() for r in spark.table(name)
+                        .withColumn("window_start", F.col("window_start").cast("long"))
+                        .withColumn("window_end", F.col("window_end").cast("long")).collect()]
+                 for name in a.collect}
+    print(json.dumps({"seconds": seconds, "input_rows": rows, "refused": errors,
+                      "collected": collected}), flush=True)
     spark.stop()
 
 
