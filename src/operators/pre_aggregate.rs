@@ -579,13 +579,8 @@ mod tests {
         });
         let mut interner = Interner::default();
         let mut table = GroupTable::new(Rc::clone(&node), &mut interner);
-        let mut seed = 7u64;
-        let mut next = move |n: u64| {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (seed >> 33) % n
-        };
+        let mut rng = crate::agg::test_util::Rng(7);
+        let mut next = move |n: u64| rng.next() % n;
         let mut merged: BTreeMap<(i64, Key), Vec<Acc>> = BTreeMap::new();
         // (count, users, services) per (window, key).
         type Plain = (i64, BTreeSet<Value>, BTreeSet<Value>);

@@ -449,13 +449,8 @@ mod tests {
             hold_ms: 10_000,
             analyses: vec![],
         });
-        let mut seed = 5u64;
-        let mut next = move |n: u64| {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (seed >> 33) % n
-        };
+        let mut rng = crate::agg::test_util::Rng(5);
+        let mut next = move |n: u64| rng.next() % n;
         let mut spans = [LateSpan::default(); 4];
         let (mut late, mut on_time) = (0, 0);
         for i in 0..20_000i64 {
