@@ -127,7 +127,11 @@ impl ProcJob {
             dead_letter: acc.dead_letter,
             late: acc.late,
             written: self.opened.metrics.rows_total(),
-            watermark_ms: totals.watermark_ms,
+            // A job read to its end between two reports never showed a watermark: its last
+            // is how far its event time got.
+            watermark_ms: totals.watermark_ms.or(totals
+                .reached_ms
+                .filter(|_| totals.partitions > 0 && totals.finished == totals.partitions)),
             installed: self.installed.load(Ordering::SeqCst),
         }
     }

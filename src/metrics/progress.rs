@@ -110,6 +110,7 @@ mod tests {
             dead_letter: 100,
             late: 7,
             watermark_ms: Some(1_795_514_400_000), // 2026-11-24T10:00:00Z
+            reached_ms: Some(1_795_514_400_000),
             partitions: 4,
             idle: 1,
             finished: 0,

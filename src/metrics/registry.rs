@@ -216,6 +216,9 @@ pub struct Totals {
     pub late: u64,
     /// The job's watermark here: least over partitions that are neither idle nor finished.
     pub watermark_ms: Option<i64>,
+    /// How far event time got: the largest event time read, less the delay (`None`: none
+    /// read). A finished job's last watermark, when it ended before one was reported.
+    pub reached_ms: Option<i64>,
     pub partitions: usize,
     pub idle: usize,
     pub finished: usize,
@@ -359,6 +362,10 @@ impl Metrics {
             t.partitions += 1;
             t.idle += usize::from(p.idle);
             t.finished += usize::from(p.finished);
+            if let Some(m) = p.max_event_ms {
+                let r = m - self.delay_ms;
+                t.reached_ms = Some(t.reached_ms.map_or(r, |x: i64| x.max(r)));
+            }
             if !p.idle && !p.finished {
                 if let Some(m) = p.max_event_ms {
                     let wm = m - self.delay_ms;
