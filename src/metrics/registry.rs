@@ -363,12 +363,9 @@ impl Metrics {
             t.idle += usize::from(p.idle);
             t.finished += usize::from(p.finished);
             if let Some(m) = p.max_event_ms {
-                let r = m - self.delay_ms;
-                t.reached_ms = Some(t.reached_ms.map_or(r, |x: i64| x.max(r)));
-            }
-            if !p.idle && !p.finished {
-                if let Some(m) = p.max_event_ms {
-                    let wm = m - self.delay_ms;
+                let wm = m - self.delay_ms;
+                t.reached_ms = Some(t.reached_ms.map_or(wm, |r: i64| r.max(wm)));
+                if !p.idle && !p.finished {
                     t.watermark_ms = Some(t.watermark_ms.map_or(wm, |w: i64| w.min(wm)));
                 }
             }
