@@ -237,6 +237,7 @@ pub fn ingest<'scope>(
             parsed: Vec::new(),
             barrier: Barrier::default(),
             next_part: 0,
+            order: Vec::new(),
             announced: None,
             stride: 0,
             seen: Vec::new(),
@@ -294,8 +295,10 @@ struct Ingest {
     agg: Aggregation,
     tables: Tables,
     barrier: Barrier,
-    /// The partition read first in the next activation.
+    /// The partition read first in the next activation, among those of equal progress.
     next_part: usize,
+    /// The partitions in the order one activation reads them (kept for its allocation).
+    order: Vec<usize>,
     /// The progress last announced on the beacon stream.
     announced: Option<Option<i64>>,
     /// How far one read moved a partition's progress in the last activation that read.
@@ -563,8 +566,9 @@ impl Ingest {
         }
     }
 
-    /// Reads every partition once (up to its share of the batch), starting with a different
-    /// one each activation, and meters what each read.
+    /// Reads every partition once (up to its share of the batch), the least progressed first
+    /// (ties: a different one first each activation), skipping one too far ahead of those that
+    /// had records ([`watermark::partition_ahead`]), and meters what each read.
     fn read(&mut self, cap: u64, barrier: Option<u64>) -> Read {
         let mut read = Read::default();
         // The most event time one partition moved on in this activation.
@@ -580,13 +584,23 @@ impl Ingest {
             tables: &self.tables,
             barrier,
         };
-        for k in 0..n {
-            let p = &mut self.parts[(self.next_part + k) % n];
+        let mut order = std::mem::take(&mut self.order);
+        order.clear();
+        order.extend(0..n);
+        let (parts, first) = (&self.parts, self.next_part);
+        order.sort_by_key(|&i| (parts[i].progress(), (i + n - first) % n));
+        // The least progress of the partitions that read records so far.
+        let mut least: Option<i64> = None;
+        for &i in &order {
+            let Some(p) = self.parts.get_mut(i) else {
+                continue;
+            };
             if p.ended {
                 continue;
             }
-            if p.held(&stamp) {
+            if p.held(&stamp) || watermark::partition_ahead(p.progress(), least, self.g) {
                 p.last_data = Instant::now(); // waiting for the others, not idle
+                read.more |= !p.held(&stamp);
                 continue;
             }
             let before = read.out.counts;
@@ -604,7 +618,13 @@ impl Ingest {
                 Some(t) => p.read_shared(&t, &stamp, per_part, &mut self.agg, &mut read.out),
             };
             match result {
-                Ok(ReadStatus::Data) => read.more = true,
+                Ok(ReadStatus::Data) => {
+                    read.more = true;
+                    least = match (least, p.progress()) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                }
                 Ok(ReadStatus::Pending) => read.pending = true,
                 Ok(ReadStatus::Ended) => {}
                 // A broken input is a runtime failure, not a finished partition: dropping
@@ -632,6 +652,7 @@ impl Ingest {
                 p.meter.set_finished();
             }
         }
+        self.order = order;
         if read.more {
             self.stride = span;
         }

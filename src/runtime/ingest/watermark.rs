@@ -10,7 +10,8 @@
 //! - The capability moves in whole progress steps (the granularity), never back, and never past
 //!   a pending checkpoint barrier; when every partition has finished it goes.
 //! - Alignment: a worker more than [`ALIGN_STEPS`] progress steps (plus the stride of one read)
-//!   ahead of the slowest active worker pauses reading.
+//!   ahead of the slowest active worker pauses reading; within a worker, so does a partition
+//!   that far ahead of its slowest partition that still has records to read.
 
 use std::time::Duration;
 
@@ -120,6 +121,20 @@ pub(super) fn ahead(
                 .saturating_add(ALIGN_STEPS * g.ms())
                 .saturating_add(stride)
         }
+        _ => false,
+    }
+}
+
+/// Alignment within a worker: whether a partition at `progress` is more than [`ALIGN_STEPS`]
+/// progress steps ahead of `floor`, the least progress of the worker's partitions that read
+/// records in this activation, after those reads (so their stride is in it). For the same
+/// reason as [`ahead`]: one consumer's queues fill unevenly, and its partitions would drift
+/// minutes of event time apart; every window between the slowest and the fastest stays open,
+/// is split between flushes of the pre-aggregation and merged again downstream. A partition
+/// with nothing to read sets no floor, so it never holds the others back.
+pub(super) fn partition_ahead(progress: Option<i64>, floor: Option<i64>, g: Granularity) -> bool {
+    match (progress, floor) {
+        (Some(p), Some(f)) => p > f.saturating_add(ALIGN_STEPS * g.ms()),
         _ => false,
     }
 }
@@ -235,24 +250,69 @@ mod tests {
 
     #[test]
     #[rustfmt::skip]
+    fn a_partition_waits_only_for_a_slower_one_that_had_records() {
+        let g = Granularity::new(G);
+        assert!(!partition_ahead(Some(10_000), None, g), "no floor: read");
+        assert!(!partition_ahead(None, Some(0), g), "progress unknown: read");
+        assert!(!partition_ahead(Some(200), Some(0), g), "within two steps");
+        assert!(partition_ahead(Some(201), Some(0), g), "beyond two steps");
+        assert!(!partition_ahead(Some(i64::MAX), Some(i64::MAX - 1), g));
+    }
+
+    #[test]
     fn the_alignment_table() {
         let rows: &[AlignRow] = &[
             // More than two steps ahead of the slowest active worker: wait.
             ("ahead", Some(Some(1_201)), false, Some(1_000), 0, true),
-            ("two steps is not ahead", Some(Some(1_200)), false, Some(1_000), 0, false),
+            (
+                "two steps is not ahead",
+                Some(Some(1_200)),
+                false,
+                Some(1_000),
+                0,
+                false,
+            ),
             ("behind", Some(Some(500)), false, Some(1_000), 0, false),
             // The stride of one read widens the allowance.
-            ("within a stride", Some(Some(1_500)), false, Some(1_000), 300, false),
-            ("beyond a stride", Some(Some(1_501)), false, Some(1_000), 300, true),
+            (
+                "within a stride",
+                Some(Some(1_500)),
+                false,
+                Some(1_000),
+                300,
+                false,
+            ),
+            (
+                "beyond a stride",
+                Some(Some(1_501)),
+                false,
+                Some(1_000),
+                300,
+                true,
+            ),
             // No active other worker (all idle or finished announce nothing): no one to wait for.
-            ("no one to wait for", Some(Some(9_999)), false, None, 0, false),
+            (
+                "no one to wait for",
+                Some(Some(9_999)),
+                false,
+                None,
+                0,
+                false,
+            ),
             // Nothing announced yet, or all idle here.
             ("not announced", None, false, Some(0), 0, false),
             ("all idle here", Some(None), false, Some(0), 0, false),
             // Shared partitions move together.
             ("shared", Some(Some(9_999)), true, Some(0), 0, false),
             // No overflow at the edges of event time.
-            ("saturates", Some(Some(i64::MAX)), false, Some(i64::MAX - 1), i64::MAX, false),
+            (
+                "saturates",
+                Some(Some(i64::MAX)),
+                false,
+                Some(i64::MAX - 1),
+                i64::MAX,
+                false,
+            ),
         ];
         for (case, announced, shared, slowest, stride, want) in rows {
             let got = ahead(*announced, *shared, *slowest, Granularity::new(G), *stride);
