@@ -115,6 +115,15 @@ def throughput(address, state, events, runs, args_line):
         loads.append(load())
     med = {k: {m: statistics.median(v) for m, v in row.items()} for k, row in rows.items()}
     ratio = med["job"]["rate"] / med["read"]["rate"]
+    # What the machine allows: the job from Kafka does the file job's work plus a consumer's,
+    # and the broker runs on the same cores; with every core busy all the time it could not
+    # finish sooner than their CPU seconds over the cores (nor sooner than the file job).
+    cores = os.cpu_count() or 1
+    need = med["file"]["cpu"] + med["read"]["cpu"] + med["job"]["broker"]
+    floor_s = max(need / cores, events / med["file"]["rate"])
+    bound = (events / floor_s) / med["file"]["rate"]
+    job_wall = events / med["job"]["rate"]
+    busy = (med["job"]["cpu"] + med["job"]["broker"]) / (cores * job_wall)
 
     def line(label, key):
         row = rows[key]
@@ -142,6 +151,14 @@ def throughput(address, state, events, runs, args_line):
         "",
         f"Job / plain consumer (medians): **{ratio:.0%}**; job from Kafka / job from the file: "
         f"{med['job']['rate'] / med['file']['rate']:.0%}.",
+        "",
+        f"What this machine allows: the job from Kafka does the file job's work "
+        f"({med['file']['cpu']:.1f} s CPU) and a consumer's ({med['read']['cpu']:.1f} s), while the "
+        f"broker takes {med['job']['broker']:.1f} s CPU on the same {cores} cores: with every core "
+        f"busy all the time it cannot take less than {floor_s:.1f} s, **{bound:.0%}** of the file "
+        f"rate. It took {job_wall:.1f} s and {med['job']['cpu']:.1f} s CPU "
+        f"({med['job']['cpu'] - med['file']['cpu'] - med['read']['cpu']:+.1f} s beyond its two "
+        f"parts); with the broker, its cores were busy {busy:.0%} of that time.",
         "",
         "Prefetch: librdkafka queues up to `queued.max.messages.kbytes` per partition ahead of "
         "the reader (64 MiB by default) and postpones a full partition's next fetch by "
