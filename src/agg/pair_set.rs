@@ -99,9 +99,8 @@ impl PairSet {
         self.stamps.clear();
         self.stamps.resize(max_id as usize + 1, NONE);
         let (mut from, mut kept) = (0, 0);
-        for g in 0..groups {
-            let to = ends[g];
-            ends[g] = kept;
+        for (g, end) in ends.iter_mut().take(groups).enumerate() {
+            let to = std::mem::replace(end, kept);
             for i in from..to {
                 let id = ids[i];
                 if let Some(s) = self.stamps.get_mut(id as usize) {
