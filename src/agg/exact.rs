@@ -9,7 +9,7 @@
 //!
 //! The usual values (`2^-108 <= |x| < 2^40`: response times, their squares and the rounding
 //! errors of those squares) are summed exactly in a 256-bit fixed-point integer: an add is a
-//! shift and a four-limb add with carry, a merge one four-limb add, and nothing allocates.
+//! shift and two 128-bit adds with carry, a merge one four-limb add, and nothing allocates.
 //! Values outside that range go to an expansion kept aside; the two are combined, exactly,
 //! only when the total is read, compared or serialized (as the expansion of the whole).
 //!
@@ -237,16 +237,26 @@ impl ExactSum {
         let pos = ((bits >> 52) & 0x7ff) as i64 - (1075 - FRAC);
         if (0..=FIXED_MAX_POS).contains(&pos) {
             let m = (bits & ((1 << 52) - 1)) | (1 << 52);
+            // The addend `m << pos` as two 128-bit halves: at most 53 bits wide, it straddles
+            // at most the 64-bit boundary between them, so two 128-bit adds with one carry do
+            // what four limbs and a dynamically indexed addend did.
             let v = u128::from(m) << (pos & 63);
-            let k = (pos >> 6) as usize;
-            let mut addend = [0u64; 4];
-            addend[k] = v as u64;
-            addend[k + 1] = (v >> 64) as u64;
-            if bits >> 63 == 0 {
-                add256(&mut self.fixed, &addend);
+            let (a_lo, a_hi) = match pos >> 6 {
+                0 => (v, 0),
+                1 => (v << 64, v >> 64),
+                _ => (0, v),
+            };
+            let [f0, f1, f2, f3] = self.fixed;
+            let lo = u128::from(f0) | u128::from(f1) << 64;
+            let hi = u128::from(f2) | u128::from(f3) << 64;
+            let (lo, hi) = if bits >> 63 == 0 {
+                let (lo, c) = lo.overflowing_add(a_lo);
+                (lo, hi.wrapping_add(a_hi).wrapping_add(u128::from(c)))
             } else {
-                sub256(&mut self.fixed, &addend);
-            }
+                let (lo, b) = lo.overflowing_sub(a_lo);
+                (lo, hi.wrapping_sub(a_hi).wrapping_sub(u128::from(b)))
+            };
+            self.fixed = [lo as u64, (lo >> 64) as u64, hi as u64, (hi >> 64) as u64];
         } else if x != 0.0 {
             self.add_rare(x)
         }

@@ -5,6 +5,7 @@
 //! - [`aggregate`]: the accumulators ([`aggregate::Acc`]) of the spec's aggregate functions.
 //! - [`fold`]: per-node folds, each aggregate's way of taking an event decided once.
 //! - [`intern`]: dense ids for the values events are grouped and counted by.
+//! - [`pair_set`]: the (group, id) pairs of a distinct count between two drains.
 //! - [`value_set`]: the small-or-hashed set behind distinct counts and `collect_set`.
 //! - [`exact`]: exact, order-independent float sums behind `sum`, `avg` and `stddev`.
 //! - [`sketch`]: the quantile sketch behind `percentile`, `percentiles` and `median`.
@@ -16,6 +17,7 @@ pub mod exact;
 pub mod fold;
 pub mod hll;
 pub mod intern;
+pub mod pair_set;
 pub mod sketch;
 pub mod top_k;
 pub mod value_set;

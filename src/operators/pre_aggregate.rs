@@ -8,7 +8,6 @@
 use std::ops::Range;
 use std::rc::Rc;
 
-use hashbrown::hash_table::Entry;
 use hashbrown::HashTable;
 
 use serde::{Deserialize, Serialize};
@@ -19,6 +18,7 @@ use timely::dataflow::StreamVec;
 use crate::agg::aggregate::Acc;
 use crate::agg::fold::Fold;
 use crate::agg::intern::{Interner, Rows, NULL};
+use crate::agg::pair_set::PairSet;
 use crate::agg::value_set::ValueSet;
 use crate::record::value::mix;
 use crate::record::{Event, Key, Value};
@@ -95,9 +95,7 @@ impl<'scope> PreAggregate<'scope> for StreamVec<'scope, u64, Event> {
                     for batch in data {
                         let events: Vec<&Event> = batch.iter().collect();
                         rows.clear();
-                        for ev in &events {
-                            interner.read(ev, &mut rows);
-                        }
+                        interner.read_all(&events, &mut rows);
                         times.clear();
                         times.resize(events.len(), progress);
                         let batch = Batch {
@@ -164,9 +162,9 @@ pub struct GroupTable {
     /// The groups' accumulators, the node's aggregates of each group in a row: aggregate `a`
     /// of group `g` is `accs[g * node.accs.len() + a]`.
     accs: Vec<Acc>,
-    /// Per id-fed distinct aggregate: `group << 32 | id` of every member seen since the last
+    /// Per id-fed distinct aggregate: the (group, id) of every member seen since the last
     /// drain.
-    pairs: Vec<HashTable<u64>>,
+    pairs: Vec<PairSet>,
     /// Drain's buckets: where each group's ids end, and the ids (kept for their allocation).
     scratch: (Vec<usize>, Vec<u32>),
     /// (row, group) of every fold of the batch being absorbed (kept for its allocation).
@@ -219,7 +217,7 @@ impl GroupTable {
             kids: Vec::new(),
             keys: Vec::new(),
             accs: Vec::new(),
-            pairs: (0..sets).map(|_| HashTable::new()).collect(),
+            pairs: (0..sets).map(|_| PairSet::default()).collect(),
             scratch: (Vec::new(), Vec::new()),
             hits: Vec::new(),
             exploded: Rows::default(),
@@ -328,15 +326,7 @@ impl GroupTable {
                         continue;
                     };
                     for &(r, g) in &hits {
-                        let id = batch.rows.id(r as usize, slot);
-                        if id != NULL {
-                            let pair = u64::from(g) << 32 | u64::from(id);
-                            if let Entry::Vacant(v) =
-                                pairs.entry(mix(pair, 0), |&p| p == pair, |&p| mix(p, 0))
-                            {
-                                v.insert(pair);
-                            }
-                        }
+                        pairs.insert(g, batch.rows.id(r as usize, slot));
                     }
                 }
             }
@@ -454,38 +444,19 @@ impl GroupTable {
             let Some(pairs) = self.pairs.get_mut(set) else {
                 continue;
             };
-            // The ids bucketed by group (a counting sort), so each group's set is made at its
-            // final size and filled in one visit instead of at random across every group; its
-            // members are distinct ids, so distinct values, pushed without a lookup.
-            ends.clear();
-            ends.resize(groups + 1, 0usize);
-            for &pair in pairs.iter() {
-                if let Some(c) = ends.get_mut((pair >> 32) as usize + 1) {
-                    *c += 1;
-                }
-            }
-            for g in 1..ends.len() {
-                ends[g] += ends[g - 1];
-            }
-            ids.clear();
-            ids.resize(ends[groups], 0u32);
-            // `ends[g]` is where group g's next id goes, then where its ids end.
-            for pair in pairs.drain() {
-                if let Some(at) = ends.get_mut((pair >> 32) as usize) {
-                    ids[*at] = pair as u32;
-                    *at += 1;
-                }
-            }
-            let mut start = 0;
-            for (g, &end) in ends.iter().take(groups).enumerate() {
+            // Each group's ids together, so its set is made at its final size and filled in
+            // one visit instead of at random across every group; its members are distinct ids,
+            // so distinct values, pushed without a lookup.
+            pairs.drain_into(groups, &mut ends, &mut ids);
+            for (g, bounds) in ends.windows(2).enumerate() {
+                let members = ids.get(bounds[0]..bounds[1]).unwrap_or_default();
                 if let Some(Acc::Distinct(s) | Acc::Set(s)) = self.accs.get_mut(g * n + a) {
-                    *s = ValueSet::with_capacity(end - start);
-                    for &id in &ids[start..end] {
+                    *s = ValueSet::with_capacity(members.len());
+                    for &id in members {
                         let (h, v) = interner.value(id);
                         s.push_unique(*h, v.clone());
                     }
                 }
-                start = end;
             }
         }
         self.scratch = (ends, ids);

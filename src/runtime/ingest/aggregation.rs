@@ -111,9 +111,7 @@ impl Aggregation {
             std::mem::take(&mut self.progress),
         );
         rows.clear();
-        for ev in &events[..n] {
-            self.interner.read(ev, &mut rows);
-        }
+        self.interner.read_all(&events[..n], &mut rows);
         progress.clear();
         progress.extend(times[..n].iter().map(|&t| t as i64));
         let batch = Batch {
