@@ -700,6 +700,11 @@ fn fields<const UTF8: bool>(
                 next = k + 1;
                 entry.act
             }
+            // The usual end, without the call.
+            None if next != 0 && b.get(s.i..) == Some(b"}") => {
+                s.i += 1;
+                break;
+            }
             None => match key(s, keep, kind, entries, &mut next)? {
                 Some(act) => {
                     misses += 1;
