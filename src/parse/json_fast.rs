@@ -13,6 +13,10 @@
 //! an escape in a string gets the second, after the caller's UTF-8 check, which also steps
 //! over simple escapes in strings that are only checked, never copied.
 //!
+//! Each key is first looked for where the stream's shape predicts it (`json_fast/shape.rs`:
+//! the keys of an earlier record in their order, with the exact bytes around them), then read
+//! the usual way; the shape only predicts, what the walk accepts does not depend on it.
+//!
 //! The file is longer than the crate's ~600-line budget on purpose: the unchecked UTF-8 view of
 //! a token (one of its two `unsafe` blocks) is sound only by what the scanner and the token
 //! readers guarantee, so they stay in one file to be read and reviewed together. Its tests are
