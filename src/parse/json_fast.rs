@@ -13,13 +13,23 @@
 //! an escape in a string gets the second, after the caller's UTF-8 check, which also steps
 //! over simple escapes in strings that are only checked, never copied.
 //!
+//! Each key is first looked for where the stream's shape predicts it (`json_fast/shape.rs`:
+//! the keys of an earlier record in their order, with the exact bytes around them), then read
+//! the usual way; the shape only predicts, what the walk accepts does not depend on it.
+//!
 //! The file is longer than the crate's ~600-line budget on purpose: the unchecked UTF-8 view of
 //! a token (one of its two `unsafe` blocks) is sound only by what the scanner and the token
 //! readers guarantee, so they stay in one file to be read and reviewed together. Its tests are
 //! in `json_fast/tests.rs`.
 
-use super::timestamp::parse_rfc3339_bytes;
+use std::cell::RefCell;
+use std::thread::LocalKey;
+
+use self::shape::Shape;
+use super::timestamp::{parse_rfc3339_bytes, usual_rfc3339};
 use crate::record::{Event, Field, FieldSet, Str};
+
+mod shape;
 
 /// What a format reads from a key.
 #[derive(Clone, Copy, PartialEq)]
@@ -118,7 +128,7 @@ pub(super) fn log_into<const UTF8: bool>(
     keep: FieldSet,
     e: &mut Event,
 ) -> Result<(), Miss> {
-    object::<UTF8>(line, keep, log_kind, e)
+    object::<UTF8>(line, keep, log_kind, &LOG_SHAPE, e)
 }
 
 /// As [`log_into`], for a user event.
@@ -127,7 +137,7 @@ pub(super) fn user_event_into<const UTF8: bool>(
     keep: FieldSet,
     e: &mut Event,
 ) -> Result<(), Miss> {
-    object::<UTF8>(line, keep, user_event_kind, e)
+    object::<UTF8>(line, keep, user_event_kind, &USER_EVENT_SHAPE, e)
 }
 
 enum Tok<'a> {
@@ -299,6 +309,20 @@ impl<'a, const UTF8: bool> Scan<'a, UTF8> {
         self.string(false).map(|k| Field::from_name(text(k)))
     }
 
+    /// A string holding a timestamp of the usual form (see [`usual_rfc3339`]), as
+    /// [`parse_rfc3339_bytes`] reads it, without the string's scan: that form's 24 bytes are
+    /// each checked (digits and separators), so a string of them is plain.
+    #[inline(always)]
+    fn usual_time(&mut self) -> Option<i64> {
+        let v = self.b.get(self.i..self.i + 26)?;
+        if v[0] != b'"' || v[25] != b'"' {
+            return None;
+        }
+        let t = usual_rfc3339(&v[1..25])?;
+        self.i += 26;
+        Some(t)
+    }
+
     #[inline(always)]
     fn number(&mut self) -> Option<Num<'a>> {
         let (n, end) = number(self.b, self.i)?;
@@ -433,23 +457,21 @@ fn known_key(rest: &[u8]) -> Option<(Field, usize)> {
 /// call into `memchr` costs more than the scan.
 #[inline(always)]
 pub(super) fn string_stop<const UTF8: bool>(b: &[u8], from: usize) -> Option<usize> {
-    let rest = b.get(from..)?;
     #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
     {
         // Sixteen bytes per step where SSE2 is there (always on x86_64), then words.
-        let mut blocks = rest.chunks_exact(16);
         let mut i = from;
-        for block in &mut blocks {
+        while let Some(block) = b.get(i..).and_then(<[u8]>::first_chunk::<16>) {
             let m = stops16::<UTF8>(block);
             if m != 0 {
                 return Some(i + m.trailing_zeros() as usize);
             }
             i += 16;
         }
-        return string_stop_words::<UTF8>(blocks.remainder(), i);
+        return string_stop_words::<UTF8>(b.get(i..)?, i);
     }
     #[allow(unreachable_code)]
-    string_stop_words::<UTF8>(rest, from)
+    string_stop_words::<UTF8>(b.get(from..)?, from)
 }
 
 /// The string whose text starts at `from` (after its opening quote) if it holds only ASCII,
@@ -468,11 +490,10 @@ pub(in crate::parse) fn ascii_string(b: &[u8], from: usize) -> Option<(&str, usi
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 #[inline(always)]
 #[allow(unsafe_code)]
-fn stops16<const UTF8: bool>(block: &[u8]) -> u32 {
+fn stops16<const UTF8: bool>(block: &[u8; 16]) -> u32 {
     use std::arch::x86_64::*;
-    debug_assert_eq!(block.len(), 16);
     // SAFETY: SSE2 is enabled (see the `cfg`), and the unaligned load reads the 16 bytes of
-    // `block`, a chunk of exactly 16 bytes.
+    // `block`.
     unsafe {
         let v = _mm_loadu_si128(block.as_ptr().cast());
         let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
@@ -621,92 +642,180 @@ pub(super) fn short_decimal(n: &[u8]) -> Option<f64> {
     Some(if neg { -v } else { v })
 }
 
+thread_local! {
+    /// The shapes of the records last parsed on this thread, a format each.
+    static LOG_SHAPE: RefCell<Shape> = const { RefCell::new(Shape::EMPTY) };
+    static USER_EVENT_SHAPE: RefCell<Shape> = const { RefCell::new(Shape::EMPTY) };
+}
+
 #[inline(always)]
 fn object<const UTF8: bool>(
     b: &[u8],
     keep: FieldSet,
     kind: fn(Field) -> Kind,
+    shape: &'static LocalKey<RefCell<Shape>>,
     e: &mut Event,
 ) -> Result<(), Miss> {
-    let mut s = Scan::<UTF8> {
-        b,
-        i: 0,
-        non_ascii: false,
-        escaped: false,
-    };
-    match fields(&mut s, keep, kind, e) {
-        Some(()) => Ok(()),
-        None if s.non_ascii => Err(Miss::NonAscii),
-        None if s.escaped => Err(Miss::Escaped),
-        None => Err(Miss::Other),
-    }
+    shape.with(|shape| {
+        let mut shape = shape.borrow_mut();
+        let mut s = Scan::<UTF8> {
+            b,
+            i: 0,
+            non_ascii: false,
+            escaped: false,
+        };
+        match fields(&mut s, keep, kind, shape.entries(keep), e) {
+            Some(relearn) => {
+                // The second pass (rare records) leaves the shape as it is.
+                if !UTF8 && relearn {
+                    shape.learn(b, keep, kind);
+                }
+                Ok(())
+            }
+            None if s.non_ascii => Err(Miss::NonAscii),
+            None if s.escaped => Err(Miss::Escaped),
+            None => Err(Miss::Other),
+        }
+    })
 }
 
 /// The object of `s`, to its end. Control characters are found by the string scan (outside
-/// strings the grammar takes none but JSON's whitespace, as serde).
+/// strings the grammar takes none but JSON's whitespace, as serde). Each key is looked for
+/// first where `entries` (the stream's shape) predicts it, then read. `Some(true)`: the shape
+/// missed more keys than half its own, and is better learned again from this record (the
+/// first record learns one; a stream whose records change shape learns the new one).
 #[inline(always)]
 fn fields<const UTF8: bool>(
     s: &mut Scan<'_, UTF8>,
     keep: FieldSet,
     kind: fn(Field) -> Kind,
+    entries: &[shape::Entry],
     e: &mut Event,
-) -> Option<()> {
+) -> Option<bool> {
     let b = s.b;
     let mut ts = None;
-    s.ws();
-    s.eat(b'{')?;
-    s.ws();
-    if s.eat(b'}').is_none() {
-        loop {
-            let field = s.key()?;
-            s.sep(b':')?;
-            // A string only checked (of a key not read, or of a field not kept) may hold
-            // escapes: only with `UTF8`, the second pass.
-            let value = s.value(UTF8 && checked_only(field, kind, keep))?;
-            match (field.map_or(Kind::Skip, kind), value) {
-                (Kind::Skip, _) => {}
-                (Kind::Ts, Tok::Null) => ts = None,
-                (Kind::Ts, Tok::Str(v)) => ts = Some(parse_rfc3339_bytes(v)?),
-                // Digits only.
-                (Kind::Ts, Tok::Num(n)) if !n.neg => ts = Some(n.int()?),
-                // A field not kept stays `None` (as `e` came), even when repeated: only its
-                // type is checked.
-                (Kind::Str, Tok::Null | Tok::Str(_)) if !keep.contains(field?) => {}
-                (Kind::Str, Tok::Null) => *e.str_mut(field?)? = None,
-                (Kind::Str, Tok::Str(v)) => *e.str_mut(field?)? = Some(Str::from(text(v))),
-                (Kind::Float, Tok::Null) => set_float(e, field?, None),
-                (Kind::Float, Tok::Num(n)) => set_float(e, field?, Some(n.float()?)),
-                (Kind::Int, Tok::Null) => e.status_code = None,
-                (Kind::Int, Tok::Num(n)) => e.status_code = Some(n.int()?),
-                // A value of the wrong type: serde words the error.
-                _ => return None,
+    let mut misses = 0;
+    // The entry predicted next; 0 only at the record's start.
+    let mut next = 0;
+    loop {
+        let act = match shape::gap(entries, b, s.i, next) {
+            Some((entry, k, value_at)) => {
+                s.i = value_at;
+                next = k + 1;
+                entry.act
             }
-            if s.sep(b',').is_some() {
+            // The usual end, without the call.
+            None if next != 0 && b.get(s.i..) == Some(b"}") => {
+                s.i += 1;
+                break;
+            }
+            None => match key(s, keep, kind, entries, &mut next)? {
+                Some(act) => {
+                    misses += 1;
+                    act
+                }
+                None => break,
+            },
+        };
+        if act == Act::Ts {
+            if let Some(t) = s.usual_time() {
+                ts = Some(t);
                 continue;
             }
-            s.eat(b'}')?;
-            break;
         }
+        // A string only checked (of a key not read, or of a field not kept) may hold
+        // escapes: only with `UTF8`, the second pass.
+        let value = s.value(UTF8 && matches!(act, Act::Skip | Act::Check))?;
+        store(act, value, e, &mut ts)?;
     }
     s.ws();
     if s.i != b.len() {
         return None;
     }
     e.timestamp = ts?;
-    Some(())
+    Some(misses * 2 > entries.len())
 }
 
-/// The value of `field` is a string only checked, never copied: of a key not read, or of a
-/// string field not kept.
-fn checked_only(field: Option<Field>, kind: fn(Field) -> Kind, keep: FieldSet) -> bool {
-    match field {
-        None => true,
-        Some(f) => match kind(f) {
-            Kind::Skip => true,
-            Kind::Str => !keep.contains(f),
-            _ => false,
-        },
+/// A key of `s` read without the shape, with the separator before it (the `{` at the
+/// record's start, `next` 0) and the colon after: `Some(None)` at the object's end. Sets
+/// `next` to the entry to predict after it. Kept out of line: the walk's usual step, a key
+/// where the shape predicts it, then needs fewer registers.
+#[inline(never)]
+fn key<const UTF8: bool>(
+    s: &mut Scan<'_, UTF8>,
+    keep: FieldSet,
+    kind: fn(Field) -> Kind,
+    entries: &[shape::Entry],
+    next: &mut usize,
+) -> Option<Option<Act>> {
+    if *next == 0 {
+        s.ws();
+        s.eat(b'{')?;
+        s.ws();
+        if s.eat(b'}').is_some() {
+            return Some(None);
+        }
+    } else if s.sep(b',').is_none() {
+        s.eat(b'}')?;
+        return Some(None);
     }
+    let field = s.key()?;
+    s.sep(b':')?;
+    *next = shape::after(entries, field, *next);
+    Some(Some(act(field, kind, keep)))
+}
+
+/// What the walk does with the value of a key, from its field, the format's [`Kind`] of it
+/// and the fields kept (decided once per key of a shape).
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Act {
+    /// A key the format does not read: a string, number or `null`, checked.
+    Skip,
+    Ts,
+    /// A string field kept: copied.
+    Keep(Field),
+    /// A string field not kept: a string or `null`, checked, never copied.
+    Check,
+    Float(Field),
+    Int,
+}
+
+fn act(field: Option<Field>, kind: fn(Field) -> Kind, keep: FieldSet) -> Act {
+    let Some(f) = field else {
+        return Act::Skip;
+    };
+    match kind(f) {
+        Kind::Skip => Act::Skip,
+        Kind::Ts => Act::Ts,
+        Kind::Str if keep.contains(f) => Act::Keep(f),
+        Kind::Str => Act::Check,
+        Kind::Float => Act::Float(f),
+        Kind::Int => Act::Int,
+    }
+}
+
+/// `value` into `e` (or the timestamp, `ts`) as `act` says; `None` for a value of the wrong
+/// type (serde words the error) or out of range.
+#[inline(always)]
+fn store(act: Act, value: Tok<'_>, e: &mut Event, ts: &mut Option<i64>) -> Option<()> {
+    match (act, value) {
+        (Act::Skip, _) => {}
+        (Act::Ts, Tok::Null) => *ts = None,
+        (Act::Ts, Tok::Str(v)) => *ts = Some(parse_rfc3339_bytes(v)?),
+        // Digits only.
+        (Act::Ts, Tok::Num(n)) if !n.neg => *ts = Some(n.int()?),
+        // A field not kept stays `None` (as `e` came), even when repeated: only its type is
+        // checked.
+        (Act::Check, Tok::Null | Tok::Str(_)) => {}
+        (Act::Keep(f), Tok::Null) => *e.str_mut(f)? = None,
+        (Act::Keep(f), Tok::Str(v)) => *e.str_mut(f)? = Some(Str::from(text(v))),
+        (Act::Float(f), Tok::Null) => set_float(e, f, None),
+        (Act::Float(f), Tok::Num(n)) => set_float(e, f, Some(n.float()?)),
+        (Act::Int, Tok::Null) => e.status_code = None,
+        (Act::Int, Tok::Num(n)) => e.status_code = Some(n.int()?),
+        _ => return None,
+    }
+    Some(())
 }
 
 fn set_float(e: &mut Event, f: Field, v: Option<f64>) {

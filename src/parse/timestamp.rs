@@ -65,7 +65,7 @@ pub fn parse_rfc3339_bytes(b: &[u8]) -> Option<i64> {
 /// parsed on this thread (see `LAST_DATE`), its time read with word arithmetic. `None` for
 /// any other (then the general parse decides: this one only answers where it agrees).
 #[inline(always)]
-fn usual_rfc3339(b: &[u8]) -> Option<i64> {
+pub(super) fn usual_rfc3339(b: &[u8]) -> Option<i64> {
     const HI: u64 = 0x8080_8080_8080_8080;
     let b: &[u8; 24] = b.try_into().ok()?;
     let (last, days) = LAST_DATE.with(Cell::get);

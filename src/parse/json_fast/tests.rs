@@ -470,3 +470,87 @@ fn odd_but_valid_records_fall_back_to_serde() {
     assert_eq!(e.response_time.map(f64::to_bits), Some((-0.0f64).to_bits()));
     assert_eq!(e.status_code, Some(-5));
 }
+
+/// `line` through the fast path with the shape as it is, then with none: the same answer.
+fn same_with_and_without_shape(line: &[u8], keep: FieldSet) -> Result<Event, Miss> {
+    let run = || {
+        let mut e = Event::default();
+        log_into::<false>(line, keep, &mut e).map(|()| e)
+    };
+    let shaped = run();
+    let learned = LOG_SHAPE.with(|s| std::mem::replace(&mut *s.borrow_mut(), Shape::EMPTY));
+    let fresh = run();
+    LOG_SHAPE.with(|s| *s.borrow_mut() = learned);
+    assert_eq!(shaped, fresh, "{:?}", String::from_utf8_lossy(line));
+    shaped
+}
+
+#[test]
+fn shapes_predict_keys_but_never_decide() {
+    let base = br#"{"timestamp": "2026-11-24T09:59:37.262Z", "level": "INFO", "service": "api", "message": "GET / 200", "user_id": "u1", "response_time": 0.25, "status_code": 200, "error_code": null}"#;
+    let keep = {
+        let mut k = FieldSet::default();
+        k.insert(Field::Service);
+        k.insert(Field::UserId);
+        k
+    };
+    let text = std::str::from_utf8(base).expect("ASCII");
+    let variants = [
+        text.to_string(),
+        // A key left out, two keys left out, the first key left out.
+        text.replace(r#""level": "INFO", "#, ""),
+        text.replace(r#""level": "INFO", "service": "api", "#, ""),
+        text.replace(r#""timestamp": "2026-11-24T09:59:37.262Z", "#, "") + r#"{"timestamp": 1}"#,
+        text.replace(
+            r#""timestamp": "2026-11-24T09:59:37.262Z", "level""#,
+            r#""level""#,
+        )
+        .replace('}', r#", "timestamp": 1}"#),
+        // An unknown key, a key out of order, other whitespace.
+        text.replace(r#""service""#, r#""other": [1], "service""#),
+        text.replace(r#""service""#, r#""x": "y", "service""#),
+        text.replace(r#", "user_id": "u1""#, "")
+            .replace(r#""level""#, r#""user_id": "u1", "level""#),
+        text.replace(r#", "level": "#, r#","level":"#),
+        text.replace(r#", "level": "#, r#" , "level" : "#),
+        // A gap where only the first key's can be, values of other types, a repeated key.
+        text.replace(r#", "level": "#, r#"{"level": "#),
+        text.replace(r#""api""#, "7"),
+        text.replace("0.25", r#""0.25""#),
+        text.replace("null}", r#"null, "service": null}"#),
+        // Cut short, trailing bytes, an escape, a control character, a byte >= 0x80.
+        text[..text.len() - 1].to_string(),
+        text.to_string() + "x",
+        text.replace("GET /", r#"GET \" /"#),
+        text.replace("GET /", "GET \u{1} /"),
+        text.replace("GET /", "GET \u{e9} /"),
+    ];
+    for keep in [keep, FieldSet::ALL, FieldSet::default()] {
+        for v in &variants {
+            // Learns `base`, then reads the variant with its shape (and learns it, as the
+            // usual path does when the shape misses most keys).
+            same_with_and_without_shape(base, keep).expect("the usual record");
+            same_with_and_without_shape(v.as_bytes(), keep).ok();
+            // Asserts that whatever the fast path gives, serde gives.
+            agrees(Format::Json, v.as_bytes(), keep);
+        }
+    }
+}
+
+#[test]
+fn a_gap_longer_than_a_shape_holds_ends_it() {
+    let long = r#"{"timestamp": 1, "a_key_name_well_over_thirty_two_bytes": 1, "level": "x"}"#;
+    let mut e = Event::default();
+    assert_eq!(
+        log_into::<false>(long.as_bytes(), FieldSet::ALL, &mut e),
+        Ok(())
+    );
+    let learned = LOG_SHAPE.with(|s| s.borrow().entries(FieldSet::ALL).len());
+    assert_eq!(learned, 1, "the keys before the long gap");
+    let other = long.replace(r#""x""#, r#""y""#);
+    assert!(agrees(Format::Json, other.as_bytes(), FieldSet::ALL));
+    assert_eq!(
+        same_with_and_without_shape(other.as_bytes(), FieldSet::ALL).map(|e| e.level),
+        Ok(Some("y".into()))
+    );
+}
