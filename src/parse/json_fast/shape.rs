@@ -3,8 +3,8 @@
 //!
 //! Records of one producer repeat one key order, so before reading a key of its own the walk
 //! compares the bytes where it stands with the gap of the key expected next (or the one after
-//! it, for a key the record leaves out): one masked comparison of 32 bytes instead of the
-//! separator, the key's match and the colon. A gap is a copy of bytes the walk once read as
+//! it, for a key the record leaves out): two overlapping word comparisons (the gap's first and
+//! last bytes) instead of the separator, the key's match and the colon. A gap is a copy of bytes the walk once read as
 //! `, "key": ` (whitespace included), so where it matches, they read the same way: the shape
 //! only predicts, what the walk accepts does not depend on it.
 
