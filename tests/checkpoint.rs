@@ -31,10 +31,10 @@ struct Setup {
     out: PathBuf,
 }
 
-fn setup(name: &str, interval: &str) -> Setup {
+fn setup(name: &str, interval: &str, events: &str) -> Setup {
     let dir = tmpdir(name);
     let logs = dir.join("logs.jsonl");
-    gen("logs", "1000000", &[], &logs);
+    gen("logs", events, &[], &logs);
     let want = dir.join("want");
     run_file("dataflows/log-analysis.toml", &logs, &want, "1");
     Reference::new(&oracle::log_analysis(), &logs).assert_matches(&want, "log-analysis");
@@ -57,6 +57,10 @@ fn setup(name: &str, interval: &str) -> Setup {
     }
 }
 
+/// Lines of the killed job's input: enough that it still runs when the later kills come (each
+/// 0.4-1.3 s after its attempt starts); the test fails, not passes, when fewer than 3 land.
+const KILLED_EVENTS: &str = "4000000";
+
 /// A 2-process job (`launch --restart 5`) killed with SIGKILL at random moments 5 times comes
 /// back from its checkpoints each time, and its files end up exactly like an uninterrupted
 /// run's.
@@ -69,7 +73,7 @@ fn a_job_killed_five_times_restores_its_checkpoints_and_writes_each_result_once(
         spec,
         out,
         ..
-    } = setup("checkpoint-kills", "250ms");
+    } = setup("checkpoint-kills", "250ms", KILLED_EVENTS);
     let mut cmd = bin();
     cmd.args(["launch", spec.to_str().unwrap(), "--processes", "2"])
         .args(["--input", logs.to_str().unwrap()])
@@ -109,7 +113,7 @@ fn a_corrupt_checkpoint_falls_back_to_the_previous_one() {
         ckpt,
         spec,
         out,
-    } = setup("checkpoint-corrupt", "200ms");
+    } = setup("checkpoint-corrupt", "200ms", "1000000");
     let run_w = |workers: &str| {
         let mut cmd = bin();
         cmd.args(["run", spec.to_str().unwrap(), "-w", workers, "--quiet"])
