@@ -598,9 +598,12 @@ impl Ingest {
             if p.ended {
                 continue;
             }
-            if p.held(&stamp) || watermark::partition_ahead(p.progress(), least, self.g) {
-                p.last_data = Instant::now(); // waiting for the others, not idle
-                read.more |= !p.held(&stamp);
+            // Waiting for the others, not idle; one held back only by alignment can read as
+            // soon as they catch up.
+            let held = p.held(&stamp);
+            if held || watermark::partition_ahead(p.progress(), least, self.g) {
+                p.last_data = Instant::now();
+                read.more |= !held;
                 continue;
             }
             let before = read.out.counts;
